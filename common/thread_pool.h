@@ -1,0 +1,57 @@
+// A persistent pool of worker threads for data-parallel loops.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstddef>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace st {
+
+// Runs `fn(begin, end)` over a static split of [0, n) across the calling
+// thread plus `num_threads - 1` persistent workers. Threads are created once,
+// in the constructor; a ParallelFor creates none.
+//
+// Thread-compatible: one ParallelFor at a time (calls from several threads
+// must be serialized by the caller). The split of [0, n) is a pure function of
+// n and num_threads, so results never depend on scheduling.
+class ThreadPool {
+ public:
+  // num_threads <= 0 means std::thread::hardware_concurrency().
+  explicit ThreadPool(int num_threads);
+  ~ThreadPool();
+  ThreadPool(const ThreadPool&) = delete;
+  ThreadPool& operator=(const ThreadPool&) = delete;
+
+  int num_threads() const { return num_threads_; }
+
+  // Calls fn(begin, end) on disjoint ranges covering [0, n). Ranges are
+  // multiples of `grain` (except the last) so callers can keep cache lines or
+  // quant blocks whole. Blocks until every range is done.
+  void ParallelFor(size_t n, const std::function<void(size_t begin, size_t end)>& fn,
+                   size_t grain = 1);
+
+ private:
+  void WorkerLoop(int index);
+  void RunShare(int index);
+
+  const int num_threads_;
+  std::vector<std::thread> workers_;
+
+  std::mutex mu_;
+  std::condition_variable wake_;
+  std::condition_variable done_;
+  uint64_t generation_ = 0;   // guarded by mu_
+  int pending_ = 0;           // guarded by mu_
+  bool stop_ = false;         // guarded by mu_
+
+  // The current job; written before generation_ is bumped under mu_.
+  const std::function<void(size_t, size_t)>* job_ = nullptr;
+  size_t job_n_ = 0;
+  size_t job_grain_ = 1;
+};
+
+}  // namespace st

@@ -1,0 +1,31 @@
+// Dot products of one weight row with one activation vector, per weight type.
+#pragma once
+
+#include <cstddef>
+
+#include "kernels/dtype.h"
+#include "kernels/quant.h"
+
+namespace st {
+
+// One activation vector prepared for dot products. `f32` is always set; `q8`
+// is set (n / 32 blocks) when the vector was quantized for Q4_0/Q8_0 weights,
+// in which case quantized weights use integer dot products against it
+// (as llama.cpp does); otherwise they are dotted against f32.
+struct VecRef {
+  const float* f32 = nullptr;
+  const BlockQ8_0* q8 = nullptr;
+  size_t n = 0;
+};
+
+// sum_j w[j] * x[j] for a row of n = x.n elements of type `wtype`.
+// SIMD (Highway, dynamic dispatch). Equals scalar::DotRow within the bounds
+// stated in dot_test.cc.
+float DotRow(DType wtype, const void* w_row, const VecRef& x);
+
+namespace scalar {
+// Plain C++ reference twin of st::DotRow.
+float DotRow(DType wtype, const void* w_row, const VecRef& x);
+}  // namespace scalar
+
+}  // namespace st

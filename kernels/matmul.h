@@ -1,0 +1,69 @@
+// Matrix x vectors products over weight matrices of any supported type.
+#pragma once
+
+#include <cstddef>
+#include <vector>
+
+#include "common/thread_pool.h"
+#include "kernels/dot.h"
+#include "kernels/dtype.h"
+#include "kernels/quant.h"
+
+namespace st {
+
+// A row-major [rows x cols] weight matrix (PyTorch [out, in]; ggml {cols, rows}).
+// Non-owning.
+struct MatrixRef {
+  DType type = DType::kF32;
+  const void* data = nullptr;
+  size_t rows = 0;
+  size_t cols = 0;
+
+  size_t row_bytes() const { return RowBytes(type, cols); }
+  const void* row(size_t r) const {
+    return static_cast<const char*>(data) + r * row_bytes();
+  }
+};
+
+// n_vecs input vectors of `cols` floats, plus their Q8_0 quantization when a
+// quantized weight type will consume them. Prepared once, used by any number
+// of MatMul calls over matrices with the same `cols`.
+// Thread-compatible. Does not own `x`; x must outlive the Activations use.
+class Activations {
+ public:
+  // need_q8: quantize each vector to Q8_0 (cols % 32 == 0 required).
+  void Prepare(const float* x, size_t n_vecs, size_t cols, bool need_q8);
+  // Convenience: need_q8 = IsBlockQuantized(weight_type).
+  void PrepareFor(DType weight_type, const float* x, size_t n_vecs, size_t cols) {
+    Prepare(x, n_vecs, cols, IsBlockQuantized(weight_type));
+  }
+
+  size_t n_vecs() const { return n_vecs_; }
+  size_t cols() const { return cols_; }
+  bool has_q8() const { return has_q8_; }
+  VecRef vec(size_t i) const {
+    return VecRef{x_ + i * cols_, has_q8_ ? q8_.data() + i * (cols_ / kQK) : nullptr, cols_};
+  }
+
+ private:
+  const float* x_ = nullptr;
+  size_t n_vecs_ = 0;
+  size_t cols_ = 0;
+  bool has_q8_ = false;
+  std::vector<BlockQ8_0> q8_;
+};
+
+// y[i * w.rows + r] = DotRow(w.row(r), x.vec(i)) for every vector i and row r.
+// x.cols() == w.cols. Rows are split across `pool` (may be null: one thread).
+void MatMul(const MatrixRef& w, const Activations& x, float* y, ThreadPool* pool);
+
+// Same for rows [row_begin, row_end) of a single vector: y[r - row_begin].
+void MatVecRows(const MatrixRef& w, const VecRef& x, size_t row_begin, size_t row_end,
+                float* y);
+
+namespace scalar {
+// Reference twin of st::MatMul: scalar::DotRow on one thread.
+void MatMul(const MatrixRef& w, const Activations& x, float* y);
+}  // namespace scalar
+
+}  // namespace st

@@ -1,0 +1,181 @@
+// GGUF v2/v3 files: metadata values, tensor infos, a validating reader.
+//
+// Format: magic "GGUF", u32 version, u64 tensor count, u64 metadata count,
+// metadata key/value pairs, tensor infos (name, n_dims, ne[], ggml type,
+// offset), padding to `general.alignment` (default 32), tensor data.
+// All integers little-endian.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "kernels/dtype.h"
+
+namespace st {
+
+// GGUF metadata value types, numbered as in the file.
+enum class GgufType : uint32_t {
+  kUint8 = 0,
+  kInt8 = 1,
+  kUint16 = 2,
+  kInt16 = 3,
+  kUint32 = 4,
+  kInt32 = 5,
+  kFloat32 = 6,
+  kBool = 7,
+  kString = 8,
+  kArray = 9,
+  kUint64 = 10,
+  kInt64 = 11,
+  kFloat64 = 12,
+};
+std::string_view GgufTypeName(GgufType type);
+
+struct GgufValue;
+struct GgufArray {
+  GgufType elem_type = GgufType::kUint8;
+  // Exactly one of these is used, chosen by elem_type: integers and bools in
+  // `ints` (sign-extended / zero-extended), floats in `floats`, strings in
+  // `strings`, nested arrays in `arrays`.
+  std::vector<int64_t> ints;
+  std::vector<uint64_t> uints;  // for kUint64 only (values > INT64_MAX)
+  std::vector<double> floats;
+  std::vector<std::string> strings;
+  std::vector<GgufArray> arrays;
+  size_t size() const;
+};
+
+// One metadata value. The stored alternative follows `type`:
+// signed ints -> int64_t, unsigned ints -> uint64_t, floats -> double,
+// bool -> bool, string -> std::string, array -> GgufArray.
+struct GgufValue {
+  GgufType type = GgufType::kUint32;
+  std::variant<int64_t, uint64_t, double, bool, std::string, GgufArray> v;
+
+  static GgufValue U8(uint8_t x) { return {GgufType::kUint8, uint64_t{x}}; }
+  static GgufValue I8(int8_t x) { return {GgufType::kInt8, int64_t{x}}; }
+  static GgufValue U16(uint16_t x) { return {GgufType::kUint16, uint64_t{x}}; }
+  static GgufValue I16(int16_t x) { return {GgufType::kInt16, int64_t{x}}; }
+  static GgufValue U32(uint32_t x) { return {GgufType::kUint32, uint64_t{x}}; }
+  static GgufValue I32(int32_t x) { return {GgufType::kInt32, int64_t{x}}; }
+  static GgufValue U64(uint64_t x) { return {GgufType::kUint64, x}; }
+  static GgufValue I64(int64_t x) { return {GgufType::kInt64, x}; }
+  static GgufValue F32(float x) { return {GgufType::kFloat32, double{x}}; }
+  static GgufValue F64(double x) { return {GgufType::kFloat64, x}; }
+  static GgufValue Bool(bool x) { return {GgufType::kBool, x}; }
+  static GgufValue Str(std::string x) { return {GgufType::kString, std::move(x)}; }
+  static GgufValue Arr(GgufArray a) { return {GgufType::kArray, std::move(a)}; }
+};
+
+struct GgufTensorInfo {
+  std::string name;
+  std::vector<uint64_t> ne;  // ggml dims, fastest-varying first
+  DType type = DType::kF32;
+  uint64_t offset = 0;       // relative to the start of the data section
+  uint64_t n_bytes = 0;      // derived from ne and type
+  uint64_t n_elements() const;
+};
+
+// A parsed GGUF file. Open() memory-maps the file read-only and checks every
+// count, string length, offset and size against the file; malformed input is
+// INVALID_ARGUMENT naming the problem (never a crash). Tensor types other than
+// F32/F16/BF16/Q8_0/Q4_0 are INVALID_ARGUMENT naming the tensor and type.
+// Thread-safe after construction (read-only).
+class GgufFile {
+ public:
+  static absl::StatusOr<std::unique_ptr<GgufFile>> Open(const std::string& path);
+  // Parses an in-memory image (copied). Used by tests and the fuzzer.
+  static absl::StatusOr<std::unique_ptr<GgufFile>> FromBuffer(std::string_view bytes);
+  ~GgufFile();
+  GgufFile(const GgufFile&) = delete;
+  GgufFile& operator=(const GgufFile&) = delete;
+
+  const std::string& path() const { return path_; }
+  uint32_t version() const { return version_; }
+  uint64_t file_size() const { return size_; }
+  uint64_t alignment() const { return alignment_; }
+  uint64_t data_offset() const { return data_offset_; }  // absolute file offset
+
+  // Metadata in file order.
+  const std::vector<std::pair<std::string, GgufValue>>& metadata() const { return metadata_; }
+  const GgufValue* Find(std::string_view key) const;
+  bool Has(std::string_view key) const { return Find(key) != nullptr; }
+
+  // Typed getters: NOT_FOUND if absent, INVALID_ARGUMENT (naming key, wanted
+  // and actual type) if the type does not fit. Integers convert between widths
+  // when the value is in range; floats accept F32 and F64.
+  absl::StatusOr<uint32_t> GetUint32(std::string_view key) const;
+  absl::StatusOr<uint64_t> GetUint64(std::string_view key) const;
+  absl::StatusOr<float> GetFloat32(std::string_view key) const;
+  absl::StatusOr<bool> GetBool(std::string_view key) const;
+  absl::StatusOr<std::string> GetString(std::string_view key) const;
+  absl::StatusOr<std::vector<std::string>> GetStringArray(std::string_view key) const;
+  absl::StatusOr<std::vector<int32_t>> GetInt32Array(std::string_view key) const;
+
+  const std::vector<GgufTensorInfo>& tensors() const { return tensors_; }
+  const GgufTensorInfo* FindTensor(std::string_view name) const;
+  // Pointer to the tensor's bytes inside the mapping (valid while *this lives).
+  const uint8_t* TensorData(const GgufTensorInfo& info) const {
+    return base_ + data_offset_ + info.offset;
+  }
+  const uint8_t* base() const { return base_; }
+
+ private:
+  GgufFile() = default;
+  absl::Status Parse();
+
+  std::string path_;
+  const uint8_t* base_ = nullptr;
+  uint64_t size_ = 0;
+  void* mapping_ = nullptr;     // mmap'd region (nullptr for FromBuffer)
+  std::string owned_;           // FromBuffer storage
+  uint32_t version_ = 0;
+  uint64_t alignment_ = 32;
+  uint64_t data_offset_ = 0;
+  std::vector<std::pair<std::string, GgufValue>> metadata_;
+  std::vector<GgufTensorInfo> tensors_;
+};
+
+// Writes a GGUF v3 file in one pass, tensor data streamed tensor by tensor so
+// that a file far larger than RAM can be produced:
+//   GgufWriter w;  w.Set(...)...; w.AddTensorInfo(...)...;
+//   ST_RETURN_IF_ERROR(w.Begin(path));
+//   for each tensor in AddTensorInfo order: w.WriteTensorData(name, bytes);
+//   ST_RETURN_IF_ERROR(w.Finish());
+// Finish() fails unless every declared tensor was written. Write errors (full
+// disk, ...) are Status naming the path. Thread-compatible.
+class GgufWriter {
+ public:
+  GgufWriter();
+  ~GgufWriter();
+
+  void Set(std::string key, GgufValue value);  // replaces an existing key
+  // Declares a tensor; ne is ggml order (fastest first). Offsets are assigned
+  // with `general.alignment` (default 32; set the key before Begin to change).
+  absl::Status AddTensorInfo(std::string name, DType type, std::vector<uint64_t> ne);
+
+  absl::Status Begin(const std::string& path);
+  // `bytes` must have exactly the declared tensor's byte size; tensors must be
+  // written in declaration order.
+  absl::Status WriteTensorData(std::string_view name, const void* bytes, size_t n);
+  absl::Status Finish();
+
+  // For tests: the bytes of a small file built in memory instead of on disk
+  // (Begin/Write/Finish not used). Tensor data given in declaration order.
+  static absl::StatusOr<std::string> BuildInMemory(
+      const std::vector<std::pair<std::string, GgufValue>>& metadata,
+      const std::vector<GgufTensorInfo>& tensors, const std::vector<std::string>& data,
+      uint32_t version = 3);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace st
