@@ -23,9 +23,16 @@ ThreadPool::~ThreadPool() {
 }
 
 void ThreadPool::RunShare(int index) {
-  const size_t n_grains = (job_n_ + job_grain_ - 1) / job_grain_;
-  const size_t begin = std::min(job_n_, n_grains * index / num_threads_ * job_grain_);
-  const size_t end = std::min(job_n_, n_grains * (index + 1) / num_threads_ * job_grain_);
+  const size_t n_grains = job_n_ / job_grain_ + (job_n_ % job_grain_ != 0);
+  // First grain of share i: floor(n_grains * i / num_threads), computed as
+  // q * i + floor(r * i / num_threads) so that it cannot overflow for any n.
+  const size_t threads = static_cast<size_t>(num_threads_);
+  const size_t q = n_grains / threads;
+  const size_t r = n_grains % threads;
+  auto first_grain = [&](size_t i) { return q * i + r * i / threads; };
+  const size_t begin = first_grain(static_cast<size_t>(index)) * job_grain_;  // < job_n_
+  const size_t end_grain = first_grain(static_cast<size_t>(index) + 1);
+  const size_t end = end_grain >= n_grains ? job_n_ : end_grain * job_grain_;
   if (begin < end) (*job_)(begin, end);
 }
 

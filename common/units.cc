@@ -38,11 +38,13 @@ absl::StatusOr<uint64_t> ParseByteSize(std::string_view text) {
     return absl::InvalidArgumentError(absl::StrCat("unknown size unit '", unit, "' in '",
                                                    std::string(text), "' (use B, KiB, MiB, GiB, TiB)"));
   }
-  double bytes = value * scale;
-  if (bytes > 1.8e19) {
+  // Round before the range check; std::llround would overflow (UB) above
+  // INT64_MAX, and 2^64 itself does not fit.
+  const double bytes = std::round(value * scale);
+  if (!(bytes < 18446744073709551616.0)) {
     return absl::InvalidArgumentError(absl::StrCat("size '", std::string(text), "' is too large"));
   }
-  return static_cast<uint64_t>(std::llround(bytes));
+  return static_cast<uint64_t>(bytes);
 }
 
 std::string FormatBytes(uint64_t bytes) {

@@ -23,6 +23,11 @@ struct VecRef {
 // stated in dot_test.cc.
 float DotRow(DType wtype, const void* w_row, const VecRef& x);
 
+// y[r] = DotRow(wtype, w + r * row_bytes, x) for r < n_rows: one dispatch for
+// a run of rows (used by MatMul). Single-threaded.
+void DotRows(DType wtype, const void* w, size_t row_bytes, size_t n_rows, const VecRef& x,
+             float* y);
+
 namespace scalar {
 // Plain C++ reference twin of st::DotRow.
 float DotRow(DType wtype, const void* w_row, const VecRef& x);

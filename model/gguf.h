@@ -11,6 +11,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <variant>
 #include <vector>
 
@@ -18,6 +19,11 @@
 #include "kernels/dtype.h"
 
 namespace st {
+
+// Limits enforced by both the reader and the writer.
+inline constexpr uint32_t kGgufMaxDims = 4;             // n_dims in [1, 4]
+inline constexpr uint64_t kGgufDefaultAlignment = 32;  // without general.alignment
+inline constexpr int kGgufMaxArrayDepth = 8;           // array-of-array nesting
 
 // GGUF metadata value types, numbered as in the file.
 enum class GgufType : uint32_t {
@@ -35,6 +41,7 @@ enum class GgufType : uint32_t {
   kInt64 = 11,
   kFloat64 = 12,
 };
+// "uint8", "int8", ..., "float64"; "unknown" for ids outside the enum.
 std::string_view GgufTypeName(GgufType type);
 
 struct GgufValue;
@@ -43,6 +50,8 @@ struct GgufArray {
   // Exactly one of these is used, chosen by elem_type: integers and bools in
   // `ints` (sign-extended / zero-extended), floats in `floats`, strings in
   // `strings`, nested arrays in `arrays`.
+  // kUint64 elements: the reader stores them in `uints`; the writer accepts
+  // them in `uints`, or in `ints` if all are non-negative (not both).
   std::vector<int64_t> ints;
   std::vector<uint64_t> uints;  // for kUint64 only (values > INT64_MAX)
   std::vector<double> floats;
@@ -81,6 +90,12 @@ struct GgufTensorInfo {
   uint64_t n_bytes = 0;      // derived from ne and type
   uint64_t n_elements() const;
 };
+
+// Byte size of a tensor of `type` with ggml dims `ne`. INVALID_ARGUMENT if
+// n_dims is not in [1, kGgufMaxDims], a dim is 0 or > INT64_MAX, ne[0] is not
+// a multiple of BlockElems(type), or the element count or byte size overflows
+// int64. Shared by the reader and the writer.
+absl::StatusOr<uint64_t> GgufTensorBytes(DType type, const std::vector<uint64_t>& ne);
 
 // A parsed GGUF file. Open() memory-maps the file read-only and checks every
 // count, string length, offset and size against the file; malformed input is
@@ -128,7 +143,8 @@ class GgufFile {
 
  private:
   GgufFile() = default;
-  absl::Status Parse();
+  absl::Status Parse();      // ParseImpl() with errors prefixed by path_
+  absl::Status ParseImpl();
 
   std::string path_;
   const uint8_t* base_ = nullptr;
@@ -140,6 +156,10 @@ class GgufFile {
   uint64_t data_offset_ = 0;
   std::vector<std::pair<std::string, GgufValue>> metadata_;
   std::vector<GgufTensorInfo> tensors_;
+  // Name -> index into metadata_ / tensors_. Keys view the names' bytes in the
+  // file image (base_), which never moves while *this lives.
+  std::unordered_map<std::string_view, size_t> key_index_;
+  std::unordered_map<std::string_view, size_t> tensor_index_;
 };
 
 // Writes a GGUF v3 file in one pass, tensor data streamed tensor by tensor so
@@ -150,6 +170,14 @@ class GgufFile {
 //   ST_RETURN_IF_ERROR(w.Finish());
 // Finish() fails unless every declared tensor was written. Write errors (full
 // disk, ...) are Status naming the path. Thread-compatible.
+//
+// Metadata values are validated at Begin() (INVALID_ARGUMENT naming the key if
+// the variant alternative does not match `type` or an integer is out of range
+// for it). Set() after Begin() makes Finish() fail (FAILED_PRECONDITION). An
+// I/O error is sticky: every later call returns it. Tensor data is padded to
+// the alignment after every tensor, as llama.cpp does. Destroying the writer
+// before Finish() closes the file and leaves it incomplete (the reader rejects
+// it as truncated); nothing is fsync'ed.
 class GgufWriter {
  public:
   GgufWriter();
@@ -168,6 +196,8 @@ class GgufWriter {
 
   // For tests: the bytes of a small file built in memory instead of on disk
   // (Begin/Write/Finish not used). Tensor data given in declaration order.
+  // The offset and n_bytes fields of `tensors` are ignored (recomputed);
+  // version 2 writes the same little-endian layout with version field 2.
   static absl::StatusOr<std::string> BuildInMemory(
       const std::vector<std::pair<std::string, GgufValue>>& metadata,
       const std::vector<GgufTensorInfo>& tensors, const std::vector<std::string>& data,

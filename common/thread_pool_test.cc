@@ -1,0 +1,146 @@
+#include "common/thread_pool.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "gtest/gtest.h"
+
+namespace st {
+namespace {
+
+using Range = std::pair<size_t, size_t>;
+
+// Runs one ParallelFor and returns its ranges, sorted.
+std::vector<Range> Ranges(ThreadPool& pool, size_t n, size_t grain) {
+  std::mutex mu;
+  std::vector<Range> ranges;
+  pool.ParallelFor(
+      n,
+      [&](size_t begin, size_t end) {
+        std::lock_guard<std::mutex> lock(mu);
+        ranges.emplace_back(begin, end);
+      },
+      grain);
+  std::sort(ranges.begin(), ranges.end());
+  return ranges;
+}
+
+TEST(ThreadPoolTest, CoversEveryIndexExactlyOnce) {
+  for (int threads : {1, 2, 3, 4, 7}) {
+    ThreadPool pool(threads);
+    ASSERT_EQ(pool.num_threads(), threads);
+    for (size_t n : {0, 1, 2, 3, 5, 7, 8, 64, 100, 1000, 1001}) {
+      for (size_t grain : {0, 1, 2, 3, 7, 64, 2000}) {
+        SCOPED_TRACE(testing::Message() << "threads=" << threads << " n=" << n
+                                        << " grain=" << grain);
+        std::vector<std::atomic<int>> hits(n);
+        std::atomic<int> calls{0};
+        pool.ParallelFor(
+            n,
+            [&](size_t begin, size_t end) {
+              ++calls;
+              EXPECT_LT(begin, end);
+              EXPECT_LE(end, n);
+              // Ranges start on grain boundaries (grain 0 is treated as 1).
+              EXPECT_EQ(begin % std::max<size_t>(grain, 1), 0u);
+              for (size_t i = begin; i < end; ++i) ++hits[i];
+            },
+            grain);
+        for (size_t i = 0; i < n; ++i) ASSERT_EQ(hits[i].load(), 1) << "index " << i;
+        EXPECT_LE(calls.load(), threads);
+        if (n == 0) EXPECT_EQ(calls.load(), 0);
+      }
+    }
+  }
+}
+
+TEST(ThreadPoolTest, SplitIsAPureFunctionOfNAndThreads) {
+  ThreadPool pool(4);
+  for (size_t n : {1, 5, 999, 4096}) {
+    const std::vector<Range> first = Ranges(pool, n, 8);
+    for (int rep = 0; rep < 20; ++rep) EXPECT_EQ(Ranges(pool, n, 8), first) << n;
+  }
+  // Fewer grains than threads: one range per grain, the rest idle.
+  EXPECT_EQ(Ranges(pool, 10, 4), (std::vector<Range>{{0, 4}, {4, 8}, {8, 10}}));
+  // grain > n: one range.
+  EXPECT_EQ(Ranges(pool, 10, 100), (std::vector<Range>{{0, 10}}));
+}
+
+TEST(ThreadPoolTest, SumsEqualSerialOverManyRepeatedCalls) {
+  ThreadPool pool(3);
+  for (int rep = 0; rep < 2000; ++rep) {
+    const size_t n = 1 + static_cast<size_t>(rep) * 37 % 5000;
+    std::atomic<uint64_t> sum{0};
+    pool.ParallelFor(n, [&](size_t begin, size_t end) {
+      uint64_t local = 0;
+      for (size_t i = begin; i < end; ++i) local += i * i;
+      sum += local;
+    });
+    uint64_t serial = 0;
+    for (size_t i = 0; i < n; ++i) serial += i * i;
+    ASSERT_EQ(sum.load(), serial) << "rep " << rep;
+  }
+}
+
+TEST(ThreadPoolTest, UsesWorkerThreadsAndTheCaller) {
+  ThreadPool pool(4);
+  std::mutex mu;
+  std::set<std::thread::id> seen;
+  pool.ParallelFor(4000, [&](size_t, size_t) {
+    std::lock_guard<std::mutex> lock(mu);
+    seen.insert(std::this_thread::get_id());
+  });
+  EXPECT_EQ(seen.size(), 4u);  // the static split gives share i to thread i
+  EXPECT_EQ(seen.count(std::this_thread::get_id()), 1u);
+}
+
+TEST(ThreadPoolTest, PoolOfOneRunsInlineOnTheCaller) {
+  ThreadPool pool(1);
+  EXPECT_EQ(pool.num_threads(), 1);
+  const std::thread::id caller = std::this_thread::get_id();
+  std::vector<Range> ranges;
+  pool.ParallelFor(100, [&](size_t begin, size_t end) {
+    EXPECT_EQ(std::this_thread::get_id(), caller);
+    ranges.emplace_back(begin, end);
+  });
+  EXPECT_EQ(ranges, (std::vector<Range>{{0, 100}}));
+}
+
+TEST(ThreadPoolTest, NonPositiveThreadCountMeansHardwareConcurrency) {
+  ThreadPool pool(0);
+  EXPECT_EQ(pool.num_threads(),
+            static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+  ThreadPool negative(-3);
+  EXPECT_EQ(negative.num_threads(), pool.num_threads());
+}
+
+TEST(ThreadPoolTest, DestructorJoinsIdleAndUsedPools) {
+  // Never used: workers may not even have reached their wait yet.
+  for (int i = 0; i < 50; ++i) ThreadPool idle(4);
+  // Used, then destroyed: all work is visible afterwards.
+  std::vector<int> out(1000, 0);
+  {
+    auto pool = std::make_unique<ThreadPool>(5);
+    pool->ParallelFor(out.size(), [&](size_t begin, size_t end) {
+      for (size_t i = begin; i < end; ++i) out[i] = static_cast<int>(i) + 1;
+    });
+  }
+  for (size_t i = 0; i < out.size(); ++i) ASSERT_EQ(out[i], static_cast<int>(i) + 1);
+}
+
+TEST(ThreadPoolTest, SharesAreBalancedWithinOneGrain) {
+  ThreadPool pool(4);
+  const std::vector<Range> ranges = Ranges(pool, 1000, 1);
+  ASSERT_EQ(ranges.size(), 4u);
+  for (const Range& r : ranges) EXPECT_EQ(r.second - r.first, 250u);
+}
+
+}  // namespace
+}  // namespace st

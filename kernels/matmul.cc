@@ -1,0 +1,71 @@
+#include "kernels/matmul.h"
+
+#include <algorithm>
+
+#include "glog/logging.h"
+
+namespace st {
+namespace {
+
+// Rows per ParallelFor grain: keeps per-task overhead small against the
+// cost of one row (>= 768 multiply-adds at our shapes).
+constexpr size_t kRowGrain = 16;
+
+// Rows per tile: a tile of weight rows (<= ~60 KB at cols 4096 in F32, 9 KB
+// in Q4_0 at cols 1536) stays in L1/L2 while every vector passes over it, so
+// the matrix streams from memory once however many vectors there are.
+constexpr size_t kRowTile = 8;
+
+// Rows [begin, end) of w against every vector of x.
+void MatMulRange(const MatrixRef& w, const Activations& x, size_t begin, size_t end, float* y) {
+  for (size_t r = begin; r < end; r += kRowTile) {
+    const size_t r_end = std::min(end, r + kRowTile);
+    for (size_t i = 0; i < x.n_vecs(); ++i) {
+      MatVecRows(w, x.vec(i), r, r_end, y + i * w.rows + r);
+    }
+  }
+}
+
+}  // namespace
+
+void Activations::Prepare(const float* x, size_t n_vecs, size_t cols, bool need_q8) {
+  x_ = x;
+  n_vecs_ = n_vecs;
+  cols_ = cols;
+  has_q8_ = need_q8;
+  if (!need_q8) return;
+  CHECK_EQ(cols % kQK, 0u) << "Activations::Prepare: Q8_0 needs cols % 32 == 0";
+  q8_.resize(n_vecs * (cols / kQK));
+  for (size_t i = 0; i < n_vecs; ++i) {
+    QuantizeRow(DType::kQ8_0, x + i * cols, q8_.data() + i * (cols / kQK), cols);
+  }
+}
+
+void MatVecRows(const MatrixRef& w, const VecRef& x, size_t row_begin, size_t row_end,
+                float* y) {
+  DCHECK_EQ(x.n, w.cols);
+  if (row_end <= row_begin) return;
+  DotRows(w.type, w.row(row_begin), w.row_bytes(), row_end - row_begin, x, y);
+}
+
+void MatMul(const MatrixRef& w, const Activations& x, float* y, ThreadPool* pool) {
+  DCHECK_EQ(x.cols(), w.cols);
+  if (pool == nullptr) {
+    MatMulRange(w, x, 0, w.rows, y);
+    return;
+  }
+  pool->ParallelFor(
+      w.rows, [&](size_t begin, size_t end) { MatMulRange(w, x, begin, end, y); }, kRowGrain);
+}
+
+namespace scalar {
+
+void MatMul(const MatrixRef& w, const Activations& x, float* y) {
+  for (size_t i = 0; i < x.n_vecs(); ++i) {
+    const VecRef v = x.vec(i);
+    for (size_t r = 0; r < w.rows; ++r) y[i * w.rows + r] = scalar::DotRow(w.type, w.row(r), v);
+  }
+}
+
+}  // namespace scalar
+}  // namespace st

@@ -1,0 +1,49 @@
+#include "model/chat_template.h"
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+
+namespace st {
+namespace {
+
+constexpr char kStart[] = "<|im_start|>";
+constexpr char kEnd[] = "<|im_end|>\n";
+
+void AppendTurn(std::string_view role, std::string_view content, std::string* out) {
+  out->append(kStart).append(role).append("\n").append(content).append(kEnd);
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> RenderChatMl(absl::Span<const ChatMessage> messages,
+                                         bool add_generation_prompt,
+                                         std::string_view default_system) {
+  for (size_t i = 0; i < messages.size(); ++i) {
+    const std::string& role = messages[i].role;
+    if (role != "system" && role != "user" && role != "assistant" && role != "tool") {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "message %d has %s role \"%s\" (expected system, user, assistant or tool)", i,
+          role.empty() ? "an empty" : "an unknown", role));
+    }
+  }
+  std::string out;
+  if (!default_system.empty() && (messages.empty() || messages[0].role != "system")) {
+    AppendTurn("system", default_system, &out);
+  }
+  for (size_t i = 0; i < messages.size(); ++i) {
+    const ChatMessage& m = messages[i];
+    if (m.role != "tool") {
+      AppendTurn(m.role, m.content, &out);
+      continue;
+    }
+    // Qwen2.5: a run of tool messages forms one user turn.
+    if (i == 0 || messages[i - 1].role != "tool") absl::StrAppend(&out, kStart, "user");
+    absl::StrAppend(&out, "\n<tool_response>\n", m.content, "\n</tool_response>");
+    if (i + 1 == messages.size() || messages[i + 1].role != "tool") out += kEnd;
+  }
+  if (add_generation_prompt) absl::StrAppend(&out, kStart, "assistant\n");
+  return out;
+}
+
+}  // namespace st

@@ -1,0 +1,226 @@
+#include "model/config.h"
+
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "common/status_macros.h"
+#include "glog/logging.h"
+#include "model/tensor_names.h"
+
+namespace st {
+namespace {
+
+constexpr char kArch[] = "smallthinker";
+
+std::string Key(std::string_view suffix) { return absl::StrCat(kArch, ".", std::string(suffix)); }
+
+std::string ShapeString(const std::vector<uint64_t>& ne) {
+  return absl::StrCat("{", absl::StrJoin(ne, ", "), "}");
+}
+
+// Required u32 key; the error names the key and says what it is for.
+absl::StatusOr<int> RequiredInt(const GgufFile& f, std::string_view suffix) {
+  const std::string key = Key(suffix);
+  auto v = f.GetUint32(key);
+  if (!v.ok()) {
+    if (absl::IsNotFound(v.status())) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("missing required metadata key '", key, "'"));
+    }
+    return v.status();
+  }
+  if (*v == 0 || *v > (1u << 30)) {
+    return absl::InvalidArgumentError(absl::StrCat("metadata '", key, "' = ", *v, " is out of range"));
+  }
+  return static_cast<int>(*v);
+}
+
+absl::StatusOr<int> OptionalInt(const GgufFile& f, std::string_view suffix, int fallback) {
+  if (!f.Has(Key(suffix))) return fallback;
+  return RequiredInt(f, suffix);
+}
+
+absl::Status CheckTensor(const GgufFile& f, const std::string& name,
+                         const std::vector<uint64_t>& want) {
+  const GgufTensorInfo* t = f.FindTensor(name);
+  if (t == nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat("missing required tensor '", name, "'"));
+  }
+  if (t->ne != want) {
+    return absl::InvalidArgumentError(absl::StrCat("tensor '", name, "' has shape ",
+                                                   ShapeString(t->ne), " but the config implies ",
+                                                   ShapeString(want)));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckTensors(const GgufFile& f, ModelConfig& c) {
+  namespace tn = tensor_names;
+  const uint64_t d = c.d_model, v = c.vocab_size, q = c.q_dim(), kv = c.kv_dim();
+  const uint64_t e = c.n_experts, ff = c.d_expert;
+  ST_RETURN_IF_ERROR(CheckTensor(f, tn::kTokenEmbd, {d, v}));
+  ST_RETURN_IF_ERROR(CheckTensor(f, tn::kOutputNorm, {d}));
+  c.tied_output = f.FindTensor(tn::kOutput) == nullptr;
+  if (!c.tied_output) ST_RETURN_IF_ERROR(CheckTensor(f, tn::kOutput, {d, v}));
+  for (int l = 0; l < c.n_layers; ++l) {
+    ST_RETURN_IF_ERROR(CheckTensor(f, tn::Blk(l, tn::kAttnNorm), {d}));
+    ST_RETURN_IF_ERROR(CheckTensor(f, tn::Blk(l, tn::kAttnQ), {d, q}));
+    ST_RETURN_IF_ERROR(CheckTensor(f, tn::Blk(l, tn::kAttnK), {d, kv}));
+    ST_RETURN_IF_ERROR(CheckTensor(f, tn::Blk(l, tn::kAttnV), {d, kv}));
+    ST_RETURN_IF_ERROR(CheckTensor(f, tn::Blk(l, tn::kAttnOut), {q, d}));
+    ST_RETURN_IF_ERROR(CheckTensor(f, tn::Blk(l, tn::kFfnNorm), {d}));
+    ST_RETURN_IF_ERROR(CheckTensor(f, tn::Blk(l, tn::kRouter), {d, e}));
+    ST_RETURN_IF_ERROR(CheckTensor(f, tn::Blk(l, tn::kGateExps), {d, ff, e}));
+    ST_RETURN_IF_ERROR(CheckTensor(f, tn::Blk(l, tn::kUpExps), {d, ff, e}));
+    // Upstream layout {d_expert, d_model, E}; PowerInfer's --transpose-down
+    // files store {d_model, d_expert, E}. Detected by shape (MODEL.md 10.2).
+    const std::string down = tn::Blk(l, tn::kDownExps);
+    const GgufTensorInfo* t = f.FindTensor(down);
+    const bool transposed = t != nullptr && t->ne == std::vector<uint64_t>{d, ff, e} && d != ff;
+    if (l == 0) c.down_transposed = transposed;
+    if (transposed != c.down_transposed) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("tensor '", down, "' layout differs from layer 0's"));
+    }
+    ST_RETURN_IF_ERROR(
+        CheckTensor(f, down, transposed ? std::vector<uint64_t>{d, ff, e} : std::vector<uint64_t>{ff, d, e}));
+    const DType gate_type = f.FindTensor(tn::Blk(l, tn::kGateExps))->type;
+    if (l == 0) c.expert_type = gate_type;
+    for (const char* s : {tn::kGateExps, tn::kUpExps, tn::kDownExps}) {
+      if (f.FindTensor(tn::Blk(l, s))->type != c.expert_type) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "expert tensors must share one type; '", tn::Blk(l, s), "' is ",
+            std::string(DTypeName(f.FindTensor(tn::Blk(l, s))->type)), ", expected ",
+            std::string(DTypeName(c.expert_type))));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<ModelConfig> LoadModelConfig(const GgufFile& f) {
+  auto arch = f.GetString("general.architecture");
+  if (!arch.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        f.path(), ": missing 'general.architecture' (not a model GGUF?)"));
+  }
+  if (*arch != kArch) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(f.path(), ": architecture is '", *arch, "', expected 'smallthinker'"));
+  }
+  ModelConfig c;
+  if (auto name = f.GetString("general.name"); name.ok()) c.name = *name;
+  ST_ASSIGN_OR_RETURN(c.d_model, RequiredInt(f, "embedding_length"));
+  ST_ASSIGN_OR_RETURN(c.n_layers, RequiredInt(f, "block_count"));
+  ST_ASSIGN_OR_RETURN(c.n_heads, RequiredInt(f, "attention.head_count"));
+  ST_ASSIGN_OR_RETURN(c.n_kv_heads, OptionalInt(f, "attention.head_count_kv", c.n_heads));
+  ST_ASSIGN_OR_RETURN(c.head_dim, OptionalInt(f, "attention.key_length", c.d_model / c.n_heads));
+  ST_ASSIGN_OR_RETURN(int v_dim, OptionalInt(f, "attention.value_length", c.head_dim));
+  ST_ASSIGN_OR_RETURN(c.n_experts, RequiredInt(f, "expert_count"));
+  ST_ASSIGN_OR_RETURN(c.top_k, RequiredInt(f, "expert_used_count"));
+  ST_ASSIGN_OR_RETURN(int ff, RequiredInt(f, "feed_forward_length"));
+  ST_ASSIGN_OR_RETURN(c.d_expert, OptionalInt(f, "expert_feed_forward_length", ff));
+  ST_ASSIGN_OR_RETURN(int ctx, RequiredInt(f, "context_length"));
+  c.context_length = ctx;
+  ST_ASSIGN_OR_RETURN(int rot, OptionalInt(f, "rope.dimension_count", c.head_dim));
+
+  auto eps = f.GetFloat32(Key("attention.layer_norm_rms_epsilon"));
+  if (!eps.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "missing required metadata key '", Key("attention.layer_norm_rms_epsilon"), "'"));
+  }
+  c.rms_eps = *eps;
+  if (auto theta = f.GetFloat32(Key("rope.freq_base")); theta.ok()) {
+    c.rope_theta = *theta;
+  } else {
+    LOG(WARNING) << "no " << Key("rope.freq_base") << "; using llama.cpp's default 10000";
+  }
+  double theta_swa = c.rope_theta;
+  if (auto t = f.GetFloat32(Key("rope.freq_base_swa")); t.ok()) theta_swa = *t;
+
+  if (auto g = f.GetUint32(Key("expert_gating_func")); g.ok()) {
+    if (*g != 1 && *g != 2) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "metadata '", Key("expert_gating_func"), "' = ", *g, " (expected 1 softmax or 2 sigmoid)"));
+    }
+    c.gating = static_cast<Gating>(*g);
+  } else {
+    LOG(WARNING) << "no " << Key("expert_gating_func")
+                 << " (PowerInfer converter omits it for sigmoid models); using sigmoid";
+    c.gating = Gating::kSigmoid;
+  }
+  if (auto w = f.GetUint32(Key("attention.sliding_window")); w.ok() && *w > 0) {
+    c.sliding_window = *w;
+    ST_ASSIGN_OR_RETURN(c.swa_period, OptionalInt(f, "attention.sliding_window_pattern", 4));
+  }
+
+  // Consistency.
+  if (c.n_heads % c.n_kv_heads != 0) {
+    return absl::InvalidArgumentError(absl::StrCat("head_count ", c.n_heads,
+                                                   " is not a multiple of head_count_kv ",
+                                                   c.n_kv_heads));
+  }
+  if (v_dim != c.head_dim || rot != c.head_dim || c.head_dim % 2 != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "unsupported head dims: key_length ", c.head_dim, ", value_length ", v_dim,
+        ", rope.dimension_count ", rot, " (need equal and even)"));
+  }
+  if (c.top_k > c.n_experts) {
+    return absl::InvalidArgumentError(absl::StrCat("expert_used_count ", c.top_k,
+                                                   " exceeds expert_count ", c.n_experts));
+  }
+  const GgufTensorInfo* embd = f.FindTensor(tensor_names::kTokenEmbd);
+  if (embd == nullptr || embd->ne.size() != 2) {
+    return absl::InvalidArgumentError("missing or malformed tensor 'token_embd.weight'");
+  }
+  c.vocab_size = static_cast<int>(embd->ne[1]);
+  if (auto vs = f.GetUint32(Key("vocab_size")); vs.ok() && *vs != static_cast<uint32_t>(c.vocab_size)) {
+    return absl::InvalidArgumentError(absl::StrCat("vocab_size ", *vs, " disagrees with token_embd rows ",
+                                                   c.vocab_size));
+  }
+  ST_RETURN_IF_ERROR(CheckTensors(f, c));
+
+  // Per-layer schedule (MODEL.md 3): with SWA, layers i % period == 0 are
+  // global NoPE; the others use RoPE and the window. Without SWA every layer
+  // is global RoPE. llama.cpp forces the window to 4096 whatever the key says;
+  // we use the key's value, which is 4096 in every released file.
+  c.layers.resize(c.n_layers);
+  for (int i = 0; i < c.n_layers; ++i) {
+    LayerConfig& lc = c.layers[i];
+    const bool swa = c.sliding_window > 0 && i % c.swa_period != 0;
+    lc.window = swa ? c.sliding_window : 0;
+    lc.use_rope = c.sliding_window == 0 || swa;
+    lc.rope_theta = swa ? theta_swa : c.rope_theta;
+  }
+  return c;
+}
+
+std::string DescribeConfig(const ModelConfig& c) {
+  int n_swa = 0, n_nope = 0;
+  for (const auto& l : c.layers) {
+    n_swa += l.window > 0;
+    n_nope += !l.use_rope;
+  }
+  return absl::StrFormat(
+      "name            %s\n"
+      "d_model         %d\nn_layers        %d\nn_heads         %d\nn_kv_heads      %d\n"
+      "head_dim        %d\nn_experts       %d\ntop_k           %d\nd_expert        %d\n"
+      "vocab_size      %d\ncontext_length  %d\nrms_eps         %g\nrope_theta      %g\n"
+      "gating          %s\nsliding_window  %d (%d SWA layers, %d NoPE layers)\n"
+      "expert_type     %s\ndown_layout     %s\nlm_head         %s\n",
+      c.name.empty() ? "(none)" : c.name, c.d_model, c.n_layers, c.n_heads, c.n_kv_heads,
+      c.head_dim, c.n_experts, c.top_k, c.d_expert, c.vocab_size, c.context_length, c.rms_eps,
+      c.rope_theta, c.gating == Gating::kSigmoid ? "sigmoid" : "softmax", c.sliding_window, n_swa,
+      n_nope, DTypeName(c.expert_type),
+      c.down_transposed ? "transposed {d_model, d_expert, E} (PowerInfer)"
+                        : "upstream {d_expert, d_model, E}",
+      c.tied_output ? "tied to token_embd" : "output.weight");
+}
+
+}  // namespace st

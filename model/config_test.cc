@@ -1,0 +1,169 @@
+// Model config from GGUF metadata: schedule, defaults, and clear errors for
+// missing keys and shapes that disagree with the config.
+#include "model/config.h"
+
+#include <algorithm>
+
+#include "gtest/gtest.h"
+#include "model/model.h"
+#include "model/session.h"
+#include "tests/testutil/testutil.h"
+
+namespace st {
+namespace {
+
+using ::st::testing::GgufContents;
+
+class ConfigTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto p = testing::SynthModel(dir_.path(), "tiny", DType::kF32);
+    ASSERT_TRUE(p.ok()) << p.status();
+    path_ = *p;
+    auto c = testing::ReadGguf(path_);
+    ASSERT_TRUE(c.ok()) << c.status();
+    contents_ = *c;
+  }
+  // Writes the edited contents and loads its config.
+  absl::StatusOr<ModelConfig> Load(const GgufContents& c) {
+    const std::string p = dir_.File("edited.gguf");
+    if (auto st = testing::WriteGguf(c, p); !st.ok()) return st;
+    auto f = GgufFile::Open(p);
+    if (!f.ok()) return f.status();
+    return LoadModelConfig(**f);
+  }
+  testing::TempDir dir_;
+  std::string path_;
+  GgufContents contents_;
+};
+
+TEST_F(ConfigTest, TinyPresetConfig) {
+  auto c = Load(contents_);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->d_model, 128);
+  EXPECT_EQ(c->n_layers, 4);
+  EXPECT_EQ(c->head_dim, 32);
+  EXPECT_EQ(c->top_k, 2);
+  EXPECT_EQ(c->gating, Gating::kSigmoid);
+  EXPECT_FALSE(c->tied_output);
+  EXPECT_FALSE(c->down_transposed);
+  for (const LayerConfig& l : c->layers) {
+    EXPECT_TRUE(l.use_rope);
+    EXPECT_EQ(l.window, 0);
+  }
+}
+
+TEST_F(ConfigTest, SlidingWindowScheduleIs21BPattern) {
+  contents_.SetKey("smallthinker.attention.sliding_window", GgufValue::U32(4096));
+  auto c = Load(contents_);
+  ASSERT_TRUE(c.ok()) << c.status();
+  ASSERT_EQ(c->layers.size(), 4u);
+  EXPECT_FALSE(c->layers[0].use_rope);
+  EXPECT_EQ(c->layers[0].window, 0);
+  for (int i = 1; i < 4; ++i) {
+    EXPECT_TRUE(c->layers[i].use_rope);
+    EXPECT_EQ(c->layers[i].window, 4096);
+  }
+}
+
+TEST_F(ConfigTest, MissingGatingKeyDefaultsToSigmoid) {
+  contents_.SetKey("smallthinker.expert_gating_func", GgufValue::U32(1));
+  auto soft = Load(contents_);
+  ASSERT_TRUE(soft.ok());
+  EXPECT_EQ(soft->gating, Gating::kSoftmax);
+  contents_.EraseKey("smallthinker.expert_gating_func");
+  auto c = Load(contents_);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->gating, Gating::kSigmoid);
+}
+
+TEST_F(ConfigTest, MissingRequiredKeyIsNamed) {
+  for (const char* key : {"smallthinker.embedding_length", "smallthinker.block_count",
+                          "smallthinker.expert_count", "smallthinker.attention.head_count",
+                          "smallthinker.attention.layer_norm_rms_epsilon"}) {
+    GgufContents c = contents_;
+    c.EraseKey(key);
+    auto r = Load(c);
+    ASSERT_FALSE(r.ok()) << key;
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_NE(r.status().message().find(key), std::string::npos) << r.status();
+  }
+}
+
+TEST_F(ConfigTest, WrongArchitectureIsRefused) {
+  contents_.SetKey("general.architecture", GgufValue::Str("llama"));
+  auto r = Load(contents_);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("llama"), std::string::npos);
+}
+
+TEST_F(ConfigTest, ShapeDisagreeingWithConfigIsNamed) {
+  contents_.SetKey("smallthinker.expert_count", GgufValue::U32(16));
+  auto r = Load(contents_);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("ffn_gate_inp"), std::string::npos) << r.status();
+  EXPECT_NE(r.status().message().find("{128, 8}"), std::string::npos) << r.status();
+}
+
+TEST_F(ConfigTest, MissingTensorIsNamed) {
+  contents_.EraseTensor("blk.2.attn_k.weight");
+  auto r = Load(contents_);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("blk.2.attn_k.weight"), std::string::npos) << r.status();
+}
+
+TEST_F(ConfigTest, TopKAboveExpertCountIsRefused) {
+  contents_.SetKey("smallthinker.expert_used_count", GgufValue::U32(9));
+  auto r = Load(contents_);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("expert_used_count"), std::string::npos);
+}
+
+TEST_F(ConfigTest, MissingOutputFallsBackToTiedEmbedding) {
+  contents_.EraseTensor("output.weight");
+  auto c = Load(contents_);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_TRUE(c->tied_output);
+}
+
+// PowerInfer's --transpose-down files store ffn_down_exps as {d_model,
+// d_expert, E}; detected by shape, they must give the same logits.
+TEST_F(ConfigTest, TransposedDownIsDetectedAndGivesSameLogits) {
+  GgufContents t = contents_;
+  for (int l = 0; l < 4; ++l) {
+    auto* down = t.FindTensor("blk." + std::to_string(l) + ".ffn_down_exps.weight");
+    ASSERT_NE(down, nullptr);
+    const uint64_t ff = down->ne[0], d = down->ne[1], e = down->ne[2];
+    std::string out(down->bytes.size(), '\0');
+    const float* src = reinterpret_cast<const float*>(down->bytes.data());
+    float* dst = reinterpret_cast<float*>(out.data());
+    for (uint64_t x = 0; x < e; ++x) {
+      for (uint64_t r = 0; r < d; ++r) {
+        for (uint64_t c = 0; c < ff; ++c) dst[x * d * ff + c * d + r] = src[x * d * ff + r * ff + c];
+      }
+    }
+    down->bytes = out;
+    down->ne = {d, ff, e};
+  }
+  const std::string tpath = dir_.File("transposed.gguf");
+  ASSERT_TRUE(testing::WriteGguf(t, tpath).ok());
+  auto a = Model::Load(path_, ModelOptions{.threads = 1});
+  auto b = Model::Load(tpath, ModelOptions{.threads = 1});
+  ASSERT_TRUE(a.ok()) << a.status();
+  ASSERT_TRUE(b.ok()) << b.status();
+  EXPECT_FALSE((*a)->config().down_transposed);
+  EXPECT_TRUE((*b)->config().down_transposed);
+  Session sa(**a, 32), sb(**b, 32);
+  std::vector<int32_t> tokens = {1, 50, 100, 7, 200};
+  auto la = sa.Evaluate(tokens, true);
+  auto lb = sb.Evaluate(tokens, true);
+  ASSERT_TRUE(la.ok() && lb.ok());
+  double max_diff = 0;
+  for (size_t i = 0; i < la->size(); ++i) {
+    max_diff = std::max<double>(max_diff, std::abs((*la)[i] - (*lb)[i]));
+  }
+  EXPECT_LT(max_diff, 1e-4);
+}
+
+}  // namespace
+}  // namespace st

@@ -1,0 +1,40 @@
+// The one door through which the forward pass reaches expert FFNs.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "absl/status/status.h"
+
+namespace st {
+
+// Routing decision of one layer for a batch of n_tokens tokens: for token t,
+// slots j = 0..top_k-1 hold expert ids[t * top_k + j] with gate weight
+// weights[t * top_k + j] (largest logit first).
+struct Routes {
+  int n_tokens = 0;
+  int top_k = 0;
+  std::vector<int32_t> ids;
+  std::vector<float> weights;
+};
+
+// Executes the ReGLU experts of a layer. Implementations: local over the
+// GGUF's tensors (LocalExpertExecutor); later an SSD-backed cache and remote
+// gRPC workers. Not required to be thread-safe: the forward pass calls one
+// method at a time.
+class ExpertExecutor {
+ public:
+  virtual ~ExpertExecutor() = default;
+
+  // Called right after layer `layer` is routed and before its attention runs,
+  // so an implementation can start fetching the chosen experts.
+  virtual void Prepare(int layer, const Routes& routes) {}
+
+  // out[t, :] = sum_j weights[t, j] * Expert_{ids[t, j]}(h[t, :]) for every
+  // token t; h and out are [n_tokens, d_model]. The sum runs over j in
+  // increasing order for every implementation, so results are bit-identical
+  // across executors that compute the same expert outputs.
+  virtual absl::Status Run(int layer, const Routes& routes, const float* h, float* out) = 0;
+};
+
+}  // namespace st

@@ -1,0 +1,187 @@
+#include "model/forward.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+#include "kernels/attention.h"
+#include "kernels/matmul.h"
+#include "kernels/norm.h"
+#include "kernels/quant.h"
+#include "kernels/rope.h"
+#include "kernels/routing.h"
+
+namespace st {
+namespace {
+
+double Now() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+// y[i] = x[i] @ W^T for n rows of x.
+void Project(const MatrixRef& w, const float* x, int n, float* y, ThreadPool* pool) {
+  Activations act;
+  act.PrepareFor(w.type, x, n, w.cols);
+  MatMul(w, act, y, pool);
+}
+
+void NormRows(const float* x, const std::vector<float>& gain, int n, int d, float eps, float* y) {
+  for (int t = 0; t < n; ++t) RmsNorm(x + t * d, gain.data(), d, eps, y + t * d);
+}
+
+void AddRows(const float* delta, int n, int d, float* x) {
+  for (size_t i = 0; i < static_cast<size_t>(n) * d; ++i) x[i] += delta[i];
+}
+
+}  // namespace
+
+Forward::Forward(const ModelConfig& config, const DenseWeights& weights,
+                 ExpertExecutor* experts, ThreadPool* pool, int max_batch)
+    : config_(config),
+      weights_(weights),
+      experts_(experts),
+      pool_(pool),
+      max_batch_(std::max(1, max_batch)) {
+  const size_t b = max_batch_;
+  x_.resize(b * config.d_model);
+  h_.resize(b * config.d_model);
+  q_.resize(b * config.q_dim());
+  k_.resize(b * config.kv_dim());
+  v_.resize(b * config.kv_dim());
+  att_.resize(b * config.q_dim());
+  delta_.resize(b * config.d_model);
+  router_.resize(b * config.n_experts);
+}
+
+absl::Status Forward::Run(KvCache& kv, int64_t pos0, absl::Span<const int32_t> tokens,
+                          bool all_logits, std::vector<float>* logits) {
+  if (tokens.empty()) return absl::InvalidArgumentError("no tokens to run");
+  if (pos0 < 0 || pos0 + static_cast<int64_t>(tokens.size()) > kv.max_tokens()) {
+    return absl::OutOfRangeError(absl::StrCat("positions ", pos0, "..", pos0 + tokens.size() - 1,
+                                              " exceed the context size ", kv.max_tokens()));
+  }
+  for (int32_t t : tokens) {
+    if (t < 0 || t >= config_.vocab_size) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("token id ", t, " outside the vocabulary [0, ", config_.vocab_size, ")"));
+    }
+  }
+  const size_t vocab = config_.vocab_size;
+  logits->assign(all_logits ? tokens.size() * vocab : vocab, 0.0f);
+  for (size_t start = 0; start < tokens.size(); start += max_batch_) {
+    const size_t n = std::min<size_t>(max_batch_, tokens.size() - start);
+    const bool last = start + n == tokens.size();
+    float* out = all_logits ? logits->data() + start * vocab : (last ? logits->data() : nullptr);
+    ST_RETURN_IF_ERROR(RunBatch(kv, pos0 + start, tokens.subspan(start, n), all_logits, out));
+  }
+  return absl::OkStatus();
+}
+
+// The narrative of MODEL.md 4.2 for a batch of n tokens.
+absl::Status Forward::RunBatch(KvCache& kv, int64_t pos0, absl::Span<const int32_t> tokens,
+                               bool all_logits, float* logits) {
+  const int n = static_cast<int>(tokens.size());
+  const int d = config_.d_model;
+  Embed(tokens);                                               // x = E[tokens]        [n, d]
+  for (int l = 0; l < config_.n_layers; ++l) {
+    Route(l, n);                                               // routes from raw x (pre-attention)
+    experts_->Prepare(l, routes_);                             // start expert fetches
+    Attention(l, kv, pos0, n);                                 // x += Attn(RmsNorm(x))
+    ST_RETURN_IF_ERROR(Annotate(Experts(l, n), absl::StrCat("layer ", l)));  // x += MoE(RmsNorm(x))
+  }
+  if (logits == nullptr) return absl::OkStatus();
+  const double t0 = Now();
+  NormRows(x_.data(), weights_.output_norm, n, d, config_.rms_eps, h_.data());
+  if (all_logits) {
+    LmHead(n, h_.data(), logits);                              // [n, vocab]
+  } else {
+    LmHead(1, h_.data() + static_cast<size_t>(n - 1) * d, logits);  // [vocab]
+  }
+  zones_.lm_head += Now() - t0;
+  return absl::OkStatus();
+}
+
+void Forward::Embed(absl::Span<const int32_t> tokens) {
+  const MatrixRef& e = weights_.token_embd;
+  for (size_t t = 0; t < tokens.size(); ++t) {
+    DequantizeRow(e.type, e.row(tokens[t]), x_.data() + t * e.cols, e.cols);
+  }
+}
+
+void Forward::Route(int layer, int n) {
+  const double t0 = Now();
+  const int n_exp = config_.n_experts, k = config_.top_k;
+  Project(weights_.layers[layer].router, x_.data(), n, router_.data(), pool_);  // [n, E]
+  routes_.n_tokens = n;
+  routes_.top_k = k;
+  routes_.ids.resize(static_cast<size_t>(n) * k);
+  routes_.weights.resize(static_cast<size_t>(n) * k);
+  for (int t = 0; t < n; ++t) {
+    const float* logit = router_.data() + static_cast<size_t>(t) * n_exp;
+    int* ids = routes_.ids.data() + t * k;
+    SelectTopK(logit, n_exp, k, ids);
+    GatingWeights(config_.gating, logit, ids, k, routes_.weights.data() + t * k);
+  }
+  zones_.route += Now() - t0;
+}
+
+void Forward::Attention(int layer, KvCache& kv, int64_t pos0, int n) {
+  const double t0 = Now();
+  const LayerWeights& w = weights_.layers[layer];
+  const LayerConfig& lc = config_.layers[layer];
+  const int d = config_.d_model, qd = config_.q_dim(), kvd = config_.kv_dim();
+  NormRows(x_.data(), w.attn_norm, n, d, config_.rms_eps, h_.data());  // h = RmsNorm(x)  [n, d]
+  Activations act;
+  act.PrepareFor(w.wq.type, h_.data(), n, d);
+  MatMul(w.wq, act, q_.data(), pool_);                                  // q [n, q_dim]
+  if (w.wk.type != w.wq.type) act.PrepareFor(w.wk.type, h_.data(), n, d);
+  MatMul(w.wk, act, k_.data(), pool_);                                  // k [n, kv_dim]
+  if (w.wv.type != w.wk.type) act.PrepareFor(w.wv.type, h_.data(), n, d);
+  MatMul(w.wv, act, v_.data(), pool_);                                  // v [n, kv_dim]
+  for (int t = 0; t < n; ++t) {
+    if (lc.use_rope) {
+      RopeNeox(q_.data() + t * qd, config_.n_heads, config_.head_dim, pos0 + t, lc.rope_theta);
+      RopeNeox(k_.data() + t * kvd, config_.n_kv_heads, config_.head_dim, pos0 + t,
+               lc.rope_theta);
+    }
+    kv.Store(layer, pos0 + t, k_.data() + t * kvd, v_.data() + t * kvd);
+  }
+  const AttentionShape shape{config_.n_heads, config_.n_kv_heads, config_.head_dim};
+  const KvRingView view = kv.View(layer);
+  auto attend = [&](size_t begin, size_t end) {
+    std::vector<float> scratch;
+    for (size_t t = begin; t < end; ++t) {
+      const int64_t pos = pos0 + static_cast<int64_t>(t);
+      const int64_t lo = lc.window > 0 ? std::max<int64_t>(0, pos - lc.window + 1) : 0;
+      scratch.resize(pos - lo + 1);
+      AttendRing(shape, q_.data() + t * qd, view, lo, pos, att_.data() + t * qd, scratch.data());
+    }
+  };
+  if (pool_ != nullptr) {
+    pool_->ParallelFor(n, attend);
+  } else {
+    attend(0, n);
+  }
+  Project(w.wo, att_.data(), n, delta_.data(), pool_);                 // a = Wo att  [n, d]
+  AddRows(delta_.data(), n, d, x_.data());                             // x += a
+  zones_.attention += Now() - t0;
+}
+
+absl::Status Forward::Experts(int layer, int n) {
+  const double t0 = Now();
+  const int d = config_.d_model;
+  NormRows(x_.data(), weights_.layers[layer].ffn_norm, n, d, config_.rms_eps, h_.data());
+  ST_RETURN_IF_ERROR(experts_->Run(layer, routes_, h_.data(), delta_.data()));  // m [n, d]
+  AddRows(delta_.data(), n, d, x_.data());                                      // x += m
+  zones_.experts += Now() - t0;
+  return absl::OkStatus();
+}
+
+void Forward::LmHead(int n_rows, const float* x, float* logits) {
+  Project(weights_.output, x, n_rows, logits, pool_);
+}
+
+}  // namespace st

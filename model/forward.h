@@ -1,0 +1,69 @@
+// The SmallThinker forward pass (MODEL.md section 4), one batch of tokens at
+// a time: batched prefill and single-token decode are the same code.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/types/span.h"
+#include "common/thread_pool.h"
+#include "model/config.h"
+#include "model/expert_executor.h"
+#include "model/kv_cache.h"
+#include "model/weights.h"
+
+namespace st {
+
+// Time spent per zone, accumulated over calls (seconds).
+struct ForwardZones {
+  double route = 0, attention = 0, experts = 0, lm_head = 0;
+};
+
+// Thread-compatible: one Run at a time. Holds scratch sized for max_batch.
+class Forward {
+ public:
+  Forward(const ModelConfig& config, const DenseWeights& weights, ExpertExecutor* experts,
+          ThreadPool* pool, int max_batch);
+
+  int max_batch() const { return max_batch_; }
+
+  // Runs `tokens` at positions pos0, pos0 + 1, ... through every layer,
+  // storing their keys/values in `kv` (positions before pos0 must already be
+  // there). Batches larger than max_batch are split. Writes logits
+  // [vocab_size] of the last token, or [n_tokens, vocab_size] if all_logits.
+  absl::Status Run(KvCache& kv, int64_t pos0, absl::Span<const int32_t> tokens, bool all_logits,
+                   std::vector<float>* logits);
+
+  const ForwardZones& zones() const { return zones_; }
+
+ private:
+  absl::Status RunBatch(KvCache& kv, int64_t pos0, absl::Span<const int32_t> tokens,
+                        bool all_logits, float* logits);
+  void Embed(absl::Span<const int32_t> tokens);
+  void Route(int layer, int n);
+  void Attention(int layer, KvCache& kv, int64_t pos0, int n);
+  absl::Status Experts(int layer, int n);
+  void LmHead(int n_rows, const float* x, float* logits);
+
+  const ModelConfig& config_;
+  const DenseWeights& weights_;
+  ExpertExecutor* experts_;
+  ThreadPool* pool_;
+  int max_batch_;
+  ForwardZones zones_;
+
+  // Scratch for one batch of n <= max_batch tokens.
+  std::vector<float> x_;        // [n, d_model] residual stream
+  std::vector<float> h_;        // [n, d_model] normalized input of a sub-block
+  std::vector<float> q_;        // [n, q_dim]
+  std::vector<float> k_;        // [n, kv_dim]
+  std::vector<float> v_;        // [n, kv_dim]
+  std::vector<float> att_;      // [n, q_dim] attention output before Wo
+  std::vector<float> delta_;    // [n, d_model] sub-block output
+  std::vector<float> router_;   // [n, n_experts] router logits
+  std::vector<float> scores_;   // [n_threads?, context] attention scratch
+  Routes routes_;
+};
+
+}  // namespace st

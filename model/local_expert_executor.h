@@ -1,0 +1,38 @@
+// ExpertExecutor over expert tensors that are directly addressable in memory
+// (the memory-mapped GGUF).
+#pragma once
+
+#include <vector>
+
+#include "common/thread_pool.h"
+#include "model/config.h"
+#include "model/expert_executor.h"
+#include "model/weights.h"
+
+namespace st {
+
+// Groups a step's tokens by expert so each expert's weights are read once per
+// step, computes ReGLU FFNs with the kernels, and combines outputs per token
+// in slot order. Thread-compatible; uses `pool` (may be null) inside MatMul.
+class LocalExpertExecutor : public ExpertExecutor {
+ public:
+  LocalExpertExecutor(const ModelConfig& config, std::vector<ExpertStacks> stacks,
+                      ThreadPool* pool);
+
+  absl::Status Run(int layer, const Routes& routes, const float* h, float* out) override;
+
+  // Computes one expert for n token rows x [n, d_model] into y [n, d_model].
+  // Shared with other executors that hold experts as MatrixRefs.
+  static void ComputeExpert(const MatrixRef& gate, const MatrixRef& up, const MatrixRef& down,
+                            bool down_transposed, const float* x, int n, float* y,
+                            ThreadPool* pool);
+
+ private:
+  const ModelConfig& config_;
+  std::vector<ExpertStacks> stacks_;
+  ThreadPool* pool_;
+  // Scratch, reused across calls.
+  std::vector<float> gathered_, expert_out_, slot_out_;
+};
+
+}  // namespace st

@@ -1,0 +1,33 @@
+#include "model/model.h"
+
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+#include "model/local_expert_executor.h"
+#include "model/tokenizer_data.h"
+
+namespace st {
+
+absl::StatusOr<std::unique_ptr<Model>> Model::Load(const std::string& path,
+                                                   const ModelOptions& options) {
+  std::unique_ptr<Model> m(new Model());
+  m->options_ = options;
+  ST_ASSIGN_OR_RETURN(m->file_, GgufFile::Open(path));
+  ST_ASSIGN_OR_RETURN(m->config_, LoadModelConfig(*m->file_));
+  ST_ASSIGN_OR_RETURN(m->weights_, DenseWeights::Load(*m->file_, m->config_));
+  ST_ASSIGN_OR_RETURN(TokenizerData tok_data, TokenizerDataFromGguf(*m->file_));
+  if (static_cast<int>(tok_data.tokens.size()) > m->config_.vocab_size) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": tokenizer has ", tok_data.tokens.size(),
+                                                   " tokens but the embedding only ",
+                                                   m->config_.vocab_size, " rows"));
+  }
+  ST_ASSIGN_OR_RETURN(m->tokenizer_, Tokenizer::Create(std::move(tok_data)));
+  m->pool_ = std::make_unique<ThreadPool>(options.threads);
+  ST_ASSIGN_OR_RETURN(std::vector<ExpertStacks> stacks, LoadExpertStacks(*m->file_, m->config_));
+  m->experts_ =
+      std::make_unique<LocalExpertExecutor>(m->config_, std::move(stacks), m->pool_.get());
+  m->forward_ = std::make_unique<Forward>(m->config_, m->weights_, m->experts_.get(),
+                                          m->pool_.get(), options.max_batch);
+  return m;
+}
+
+}  // namespace st

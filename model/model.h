@@ -1,0 +1,52 @@
+// A loaded SmallThinker model: the mapped GGUF, its config, dense weights,
+// tokenizer, expert executor and the thread pool its kernels use.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "common/thread_pool.h"
+#include "model/config.h"
+#include "model/expert_executor.h"
+#include "model/forward.h"
+#include "model/gguf.h"
+#include "model/tokenizer.h"
+#include "model/weights.h"
+
+namespace st {
+
+struct ModelOptions {
+  int threads = 0;       // kernel threads; 0 = all cores
+  int max_batch = 64;    // tokens per forward batch during prefill
+};
+
+// Thread-compatible: one forward pass at a time (a Session uses it).
+class Model {
+ public:
+  // Opens and validates the GGUF; experts run locally from the mapping.
+  static absl::StatusOr<std::unique_ptr<Model>> Load(const std::string& path,
+                                                     const ModelOptions& options);
+
+  const ModelConfig& config() const { return config_; }
+  const GgufFile& file() const { return *file_; }
+  const DenseWeights& weights() const { return weights_; }
+  const Tokenizer& tokenizer() const { return *tokenizer_; }
+  ThreadPool& pool() { return *pool_; }
+  Forward& forward() { return *forward_; }
+  const ModelOptions& options() const { return options_; }
+
+ private:
+  Model() = default;
+
+  ModelOptions options_;
+  std::unique_ptr<GgufFile> file_;
+  ModelConfig config_;
+  DenseWeights weights_;
+  std::unique_ptr<Tokenizer> tokenizer_;
+  std::unique_ptr<ThreadPool> pool_;
+  std::unique_ptr<ExpertExecutor> experts_;
+  std::unique_ptr<Forward> forward_;
+};
+
+}  // namespace st

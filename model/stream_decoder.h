@@ -1,0 +1,40 @@
+// Incremental detokenizer for streaming generation: turns a sequence of token
+// ids into text chunks that are always well-formed UTF-8.
+//
+// A token may end in the middle of a multi-byte character (byte-level BPE
+// splits emoji and CJK characters across tokens), so bytes that could still
+// become a character are held back until the next Push. Bytes that can never
+// become a character (e.g. 0xFF, or a lead byte followed by a non-
+// continuation byte) are emitted at once as U+FFFD, one per maximal ill-formed
+// subpart (the WHATWG / ICU rule). Flush() emits a held-back tail as U+FFFD.
+// The concatenation of all outputs equals the lossy UTF-8 decoding of
+// Tokenizer::Decode(all ids).
+//
+// Holds a reference to the tokenizer, which must outlive it.
+// Thread-compatible (one decoder per generation stream).
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "model/tokenizer.h"
+
+namespace st {
+
+class StreamDecoder {
+ public:
+  explicit StreamDecoder(const Tokenizer& tokenizer) : tokenizer_(tokenizer) {}
+
+  // Adds one token; returns the text that became complete (possibly empty).
+  std::string Push(int32_t id);
+  // Returns whatever is held back (as U+FFFD) and resets the decoder.
+  std::string Flush();
+  // Bytes currently held back (0..3).
+  size_t pending_bytes() const { return pending_.size(); }
+
+ private:
+  const Tokenizer& tokenizer_;
+  std::string pending_;  // an incomplete but still valid UTF-8 prefix
+};
+
+}  // namespace st

@@ -1,0 +1,62 @@
+// Dense (non-expert) weights of a SmallThinker model, as views into the
+// memory-mapped GGUF. Norm gains are converted to f32 copies at load.
+#pragma once
+
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "kernels/matmul.h"
+#include "model/config.h"
+#include "model/gguf.h"
+
+namespace st {
+
+struct LayerWeights {
+  std::vector<float> attn_norm;  // [d_model]
+  MatrixRef wq;                  // [q_dim, d_model]
+  MatrixRef wk;                  // [kv_dim, d_model]
+  MatrixRef wv;                  // [kv_dim, d_model]
+  MatrixRef wo;                  // [d_model, q_dim]
+  std::vector<float> ffn_norm;   // [d_model]
+  MatrixRef router;              // [n_experts, d_model]
+};
+
+// Expert matrices of one layer as stored in the GGUF: n_experts stacked
+// [rows, cols] matrices per projection.
+struct ExpertStacks {
+  MatrixRef gate;  // per expert [d_expert, d_model]; stacked: rows = n_experts * d_expert
+  MatrixRef up;    // same
+  MatrixRef down;  // per expert [d_model, d_expert], or [d_expert, d_model] if transposed
+  int n_experts = 0;
+  bool down_transposed = false;
+
+  // Expert e's matrix within a stack.
+  static MatrixRef Slice(const MatrixRef& stack, int e, int n_experts) {
+    const size_t rows = stack.rows / n_experts;
+    return MatrixRef{stack.type, static_cast<const char*>(stack.data) + e * rows * stack.row_bytes(),
+                     rows, stack.cols};
+  }
+};
+
+// Thread-safe (read-only after Load). Views stay valid while `file` lives.
+struct DenseWeights {
+  MatrixRef token_embd;            // [vocab_size, d_model]
+  std::vector<float> output_norm;  // [d_model]
+  MatrixRef output;                // [vocab_size, d_model]; == token_embd when tied
+  std::vector<LayerWeights> layers;
+
+  static absl::StatusOr<DenseWeights> Load(const GgufFile& file, const ModelConfig& config);
+
+  // Bytes of the dense tensors (everything but experts) in the file.
+  size_t dense_bytes = 0;
+};
+
+// The expert stacks of every layer (views into the file).
+absl::StatusOr<std::vector<ExpertStacks>> LoadExpertStacks(const GgufFile& file,
+                                                           const ModelConfig& config);
+
+// A 1-D or 2-D tensor as a matrix view ([ne1, ne0]); for 3-D stacks
+// rows = ne1 * ne2.
+MatrixRef TensorMatrix(const GgufFile& file, const GgufTensorInfo& info);
+
+}  // namespace st

@@ -1,0 +1,92 @@
+// `smallthinker run`: generate from one prompt, streaming text.
+#include <cstdio>
+#include <memory>
+
+#include "model/chat_template.h"
+#include "model/model.h"
+#include "model/session.h"
+#include "nlohmann/json.hpp"
+#include "tools/commands.h"
+#include "tools/sampling_flags.h"
+
+namespace st::tools {
+
+void RegisterRun(CLI::App& app) {
+  struct Flags {
+    GenerationFlags gen;
+    std::string prompt, system;
+    bool chat = false, json = false;
+  };
+  auto f = std::make_shared<Flags>();
+  CLI::App* cmd = app.add_subcommand(
+      "run",
+      "Generate text from a prompt, streaming it as it is produced, then report prompt and\n"
+      "decode speed. With --chat the prompt is sent as a user message in ChatML.");
+  AddGenerationFlags(cmd, &f->gen);
+  cmd->add_option("-p,--prompt", f->prompt, "Prompt text")->required();
+  cmd->add_flag("--chat", f->chat, "Wrap the prompt as a chat user turn (ChatML)");
+  cmd->add_option("--system", f->system, "System message for --chat");
+  cmd->add_flag("--json", f->json,
+                "Print one JSON record (prompt ids, generated ids, text, timings) instead of "
+                "streaming text");
+  cmd->callback([f] {
+    auto fail = [](const absl::Status& s) {
+      std::fprintf(stderr, "error: %s\n", s.ToString().c_str());
+      ExitCode() = 1;
+    };
+    auto model = Model::Load(f->gen.model, ModelOptions{.threads = f->gen.threads,
+                                                        .max_batch = f->gen.batch});
+    if (!model.ok()) return fail(model.status());
+    std::string text = f->prompt;
+    if (f->chat) {
+      std::vector<ChatMessage> messages;
+      if (!f->system.empty()) messages.push_back({"system", f->system});
+      messages.push_back({"user", f->prompt});
+      auto rendered = RenderChatMl(messages, /*add_generation_prompt=*/true);
+      if (!rendered.ok()) return fail(rendered.status());
+      text = *rendered;
+    }
+    auto ids = (*model)->tokenizer().Encode(text);
+    if (!ids.ok()) return fail(ids.status());
+    Session session(**model, f->gen.ctx_size);
+    GenerateOptions options = f->gen.generate;
+    options.max_tokens = f->gen.max_tokens;
+    auto on_text = [&](std::string_view piece) {
+      if (f->json) return;
+      std::fwrite(piece.data(), 1, piece.size(), stdout);
+      std::fflush(stdout);
+    };
+    auto result = session.Generate(*ids, options, on_text);
+    if (!result.ok()) return fail(result.status());
+    const GenerateResult& r = *result;
+    const int n_decode = static_cast<int>(r.generated_ids.size()) - 1;
+    const double prompt_tps = r.prompt_tokens_evaluated / std::max(r.prompt_seconds, 1e-9);
+    const double decode_tps = n_decode > 0 ? n_decode / std::max(r.decode_seconds, 1e-9) : 0.0;
+    if (f->json) {
+      nlohmann::json j = {{"model", f->gen.model},
+                          {"prompt_ids", r.prompt_ids},
+                          {"generated_ids", r.generated_ids},
+                          {"text", r.text},
+                          {"finish_reason", std::string(FinishReasonName(r.finish))},
+                          {"seed", r.seed},
+                          {"threads", (*model)->pool().num_threads()},
+                          {"prompt_tokens", r.prompt_tokens_evaluated},
+                          {"prompt_seconds", r.prompt_seconds},
+                          {"prompt_tokens_per_second", prompt_tps},
+                          {"decode_tokens", n_decode},
+                          {"decode_seconds", r.decode_seconds},
+                          {"decode_tokens_per_second", decode_tps}};
+      std::printf("%s\n", j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
+      return;
+    }
+    std::printf("\n");
+    std::fprintf(stderr,
+                 "\n[%s] prompt: %d tokens in %.3f s (%.1f tok/s) | decode: %d tokens in %.3f s "
+                 "(%.2f tok/s) | threads %d\n",
+                 std::string(FinishReasonName(r.finish)).c_str(), r.prompt_tokens_evaluated,
+                 r.prompt_seconds, prompt_tps, n_decode, r.decode_seconds, decode_tps,
+                 (*model)->pool().num_threads());
+  });
+}
+
+}  // namespace st::tools

@@ -1,0 +1,37 @@
+// smallthinker: synthesize, inspect and run SmallThinker MoE models.
+#include <cstdio>
+
+#include "CLI/CLI.hpp"
+#include "glog/logging.h"
+#include "tools/commands.h"
+
+namespace st::tools {
+int& ExitCode() {
+  static int code = 0;
+  return code;
+}
+}  // namespace st::tools
+
+int main(int argc, char** argv) {
+  google::InitGoogleLogging(argv[0]);
+  FLAGS_logtostderr = true;
+  FLAGS_minloglevel = 1;  // warnings and errors; --verbose lowers it
+  CLI::App app{
+      "SmallThinker Engine: runs SmallThinker MoE models (4B-A0.6B, 21B-A3B) from GGUF files.\n"
+      "Try:  smallthinker synth --preset tiny --type q8_0 --out tiny.gguf\n"
+      "      smallthinker run -m tiny.gguf -p \"Hello\" -n 32",
+      "smallthinker"};
+  app.require_subcommand(1);
+  bool verbose = false;
+  app.add_flag("-v,--verbose", verbose, "Log informational messages to stderr");
+  app.parse_complete_callback([&] {
+    if (verbose) FLAGS_minloglevel = 0;
+  });
+  st::tools::RegisterSynth(app);
+  st::tools::RegisterInspect(app);
+  st::tools::RegisterTokenize(app);
+  st::tools::RegisterRun(app);
+  st::tools::RegisterChat(app);
+  CLI11_PARSE(app, argc, argv);
+  return st::tools::ExitCode();
+}

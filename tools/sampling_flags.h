@@ -1,0 +1,47 @@
+// Sampling and generation flags shared by `run` and `chat`.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "CLI/CLI.hpp"
+#include "model/session.h"
+
+namespace st::tools {
+
+struct GenerationFlags {
+  std::string model;
+  int threads = 0;
+  int64_t ctx_size = 4096;
+  int batch = 64;
+  int max_tokens = 256;
+  GenerateOptions generate;
+};
+
+// Adds -m, -t, -c, -b, -n and the sampling flags (llama.cpp spelling).
+inline void AddGenerationFlags(CLI::App* cmd, GenerationFlags* f) {
+  cmd->add_option("-m,--model", f->model, "SmallThinker GGUF file")->required();
+  cmd->add_option("-t,--threads", f->threads, "Kernel threads (0 = all cores)")->capture_default_str();
+  cmd->add_option("-c,--ctx-size", f->ctx_size, "Context size in tokens (KV cache)")
+      ->capture_default_str();
+  cmd->add_option("-b,--batch-size", f->batch, "Prompt tokens per forward batch")->capture_default_str();
+  cmd->add_option("-n,--n-predict", f->max_tokens, "Maximum tokens to generate")->capture_default_str();
+  SamplingParams& s = f->generate.sampling;
+  cmd->add_option("--temp", s.temperature, "Temperature; 0 = greedy")->capture_default_str();
+  cmd->add_option("--top-k", s.top_k, "Top-k (0 = off)")->capture_default_str();
+  cmd->add_option("--top-p", s.top_p, "Top-p / nucleus (1 = off)")->capture_default_str();
+  cmd->add_option("--min-p", s.min_p, "Min-p (0 = off)")->capture_default_str();
+  cmd->add_option("--repeat-penalty", s.repeat_penalty, "Repetition penalty (1 = off)")
+      ->capture_default_str();
+  cmd->add_option("--repeat-last-n", s.repeat_last_n, "Tokens considered by penalties")
+      ->capture_default_str();
+  cmd->add_option("--presence-penalty", s.presence_penalty, "OpenAI presence penalty")
+      ->capture_default_str();
+  cmd->add_option("--frequency-penalty", s.frequency_penalty, "OpenAI frequency penalty")
+      ->capture_default_str();
+  cmd->add_option("-s,--seed", s.seed, "Sampling seed (0 = random)")->capture_default_str();
+  cmd->add_option("--stop", f->generate.stop, "Stop string (repeatable)");
+  cmd->add_flag("--ignore-eos", f->generate.ignore_eos, "Do not stop at end-of-generation tokens");
+}
+
+}  // namespace st::tools
