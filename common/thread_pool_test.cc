@@ -55,7 +55,9 @@ TEST(ThreadPoolTest, CoversEveryIndexExactlyOnce) {
             grain);
         for (size_t i = 0; i < n; ++i) ASSERT_EQ(hits[i].load(), 1) << "index " << i;
         EXPECT_LE(calls.load(), threads);
-        if (n == 0) EXPECT_EQ(calls.load(), 0);
+        if (n == 0) {
+          EXPECT_EQ(calls.load(), 0);
+        }
       }
     }
   }

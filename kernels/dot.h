@@ -11,7 +11,9 @@ namespace st {
 // One activation vector prepared for dot products. `f32` is always set; `q8`
 // is set (n / 32 blocks) when the vector was quantized for Q4_0/Q8_0 weights,
 // in which case quantized weights use integer dot products against it
-// (as llama.cpp does); otherwise they are dotted against f32.
+// (as llama.cpp does); otherwise they are dotted against f32. q8 levels must
+// be within [-127, 127] (true for QuantizeRow output): the AVX2 integer
+// kernel is exact only then. Weight rows need no alignment.
 struct VecRef {
   const float* f32 = nullptr;
   const BlockQ8_0* q8 = nullptr;

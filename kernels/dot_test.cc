@@ -141,7 +141,16 @@ TEST(DotTest, Q4_0NibbleLayoutByHand) {
   x[21] = 10.0f;
   const VecRef xf{x.data(), nullptr, kQK};
   EXPECT_EQ(scalar::DotRow(DType::kQ4_0, &w, xf), 3 * 2.0f - 7 * 10.0f);
-  ForEachTarget([&] { EXPECT_EQ(DotRow(DType::kQ4_0, &w, xf), -64.0f); });
+  BlockQ8_0 x8{};
+  x8.d = F32ToF16(1.0f);
+  x8.qs[3] = 2;
+  x8.qs[21] = 10;
+  const VecRef xq{x.data(), &x8, kQK};
+  EXPECT_EQ(scalar::DotRow(DType::kQ4_0, &w, xq), -64.0f);
+  ForEachTarget([&] {
+    EXPECT_EQ(DotRow(DType::kQ4_0, &w, xf), -64.0f);
+    EXPECT_EQ(DotRow(DType::kQ4_0, &w, xq), -64.0f);
+  });
 }
 
 TEST(DotTest, F16SubnormalWeights) {

@@ -13,8 +13,10 @@
 namespace st {
 namespace {
 
-void QuantizeQ4_0(const float* x, BlockQ4_0* y, size_t n) {
+// dst may be unaligned (byte buffers): blocks are built locally and copied.
+void QuantizeQ4_0(const float* x, char* dst, size_t n) {
   for (size_t b = 0; b < n / kQK; ++b, x += kQK) {
+    BlockQ4_0 y;
     // The value with the largest magnitude, sign kept (first one on ties).
     float amax = 0.0f;
     float max = 0.0f;
@@ -26,7 +28,7 @@ void QuantizeQ4_0(const float* x, BlockQ4_0* y, size_t n) {
     }
     const float d = max / -8;
     const float id = d != 0.0f ? 1.0f / d : 0.0f;
-    y[b].d = F32ToF16(d);
+    y.d = F32ToF16(d);
     for (size_t j = 0; j < kQK / 2; ++j) {
       // ggml casts to int8_t; x * id is within [-8, 8] so the truncation
       // through int is identical and avoids UB for non-finite inputs.
@@ -34,23 +36,26 @@ void QuantizeQ4_0(const float* x, BlockQ4_0* y, size_t n) {
       const float x1 = x[j + kQK / 2] * id + 8.5f;
       const int q0 = std::isfinite(x0) ? std::min(15, static_cast<int>(std::clamp(x0, 0.0f, 16.0f))) : 8;
       const int q1 = std::isfinite(x1) ? std::min(15, static_cast<int>(std::clamp(x1, 0.0f, 16.0f))) : 8;
-      y[b].qs[j] = static_cast<uint8_t>(q0 | (q1 << 4));
+      y.qs[j] = static_cast<uint8_t>(q0 | (q1 << 4));
     }
+    std::memcpy(dst + b * sizeof(y), &y, sizeof(y));
   }
 }
 
-void QuantizeQ8_0(const float* x, BlockQ8_0* y, size_t n) {
+void QuantizeQ8_0(const float* x, char* dst, size_t n) {
   for (size_t b = 0; b < n / kQK; ++b, x += kQK) {
+    BlockQ8_0 y;
     float amax = 0.0f;
     for (size_t j = 0; j < kQK; ++j) amax = std::max(amax, std::fabs(x[j]));
     const float d = amax / ((1 << 7) - 1);
     const float id = d != 0.0f ? 1.0f / d : 0.0f;
-    y[b].d = F32ToF16(d);
+    y.d = F32ToF16(d);
     for (size_t j = 0; j < kQK; ++j) {
       // |x * id| <= 127 up to rounding, so roundf stays within int8.
       const float r = std::round(std::clamp(x[j] * id, -127.0f, 127.0f));
-      y[b].qs[j] = static_cast<int8_t>(std::isfinite(r) ? r : 0.0f);
+      y.qs[j] = static_cast<int8_t>(std::isfinite(r) ? r : 0.0f);
     }
+    std::memcpy(dst + b * sizeof(y), &y, sizeof(y));
   }
 }
 
@@ -79,10 +84,10 @@ void QuantizeRow(DType type, const float* x, void* dst, size_t n) {
       return;
     }
     case DType::kQ4_0:
-      QuantizeQ4_0(x, static_cast<BlockQ4_0*>(dst), n);
+      QuantizeQ4_0(x, static_cast<char*>(dst), n);
       return;
     case DType::kQ8_0:
-      QuantizeQ8_0(x, static_cast<BlockQ8_0*>(dst), n);
+      QuantizeQ8_0(x, static_cast<char*>(dst), n);
       return;
   }
   LOG(FATAL) << "QuantizeRow: bad dtype " << static_cast<uint32_t>(type);

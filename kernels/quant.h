@@ -27,6 +27,8 @@ static_assert(sizeof(BlockQ8_0) == 34);
 
 // Converts n floats to a row of `type` (F32 copy, F16/BF16 round-to-nearest-
 // even, Q4_0/Q8_0 as ggml's reference quantizers do). n % BlockElems(type) == 0.
+// dst/src need no alignment. Q8_0 output levels are within [-127, 127] (the
+// integer dot kernels rely on this for activations).
 void QuantizeRow(DType type, const float* x, void* dst, size_t n);
 
 // Inverse of QuantizeRow for every type.

@@ -10,12 +10,15 @@ namespace st {
 void SelectTopK(const float* logits, int n, int k, int* ids) {
   DCHECK(k > 0 && k <= n) << "k=" << k << " n=" << n;
   // O(n * k) selection: n is the expert count (tens), k <= 8. Strict '>'
-  // keeps the lower index on ties; NaN never wins against a number.
+  // keeps the lower index on ties; NaN ranks below every number.
+  auto better = [&](int a, int b) {
+    return !std::isnan(logits[a]) && (std::isnan(logits[b]) || logits[a] > logits[b]);
+  };
   for (int s = 0; s < k; ++s) {
     int best = -1;
     for (int e = 0; e < n; ++e) {
       if (std::find(ids, ids + s, e) != ids + s) continue;
-      if (best < 0 || logits[e] > logits[best]) best = e;
+      if (best < 0 || better(e, best)) best = e;
     }
     ids[s] = best;
   }

@@ -12,7 +12,8 @@ enum class Gating : uint32_t {
 };
 
 // Writes the indices of the k largest of logits[0..n) to ids, largest first;
-// ties go to the lower index. Requires 0 < k <= n.
+// ties go to the lower index; NaN ranks below every number. Requires
+// 0 < k <= n.
 void SelectTopK(const float* logits, int n, int k, int* ids);
 
 // Normalized weights of the selected experts (see Gating). The denominator is

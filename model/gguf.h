@@ -102,6 +102,17 @@ absl::StatusOr<uint64_t> GgufTensorBytes(DType type, const std::vector<uint64_t>
 // INVALID_ARGUMENT naming the problem (never a crash). Tensor types other than
 // F32/F16/BF16/Q8_0/Q4_0 are INVALID_ARGUMENT naming the tensor and type.
 // Thread-safe after construction (read-only).
+//
+// Also rejected: versions other than 2/3, duplicate keys or tensor names,
+// `general.alignment` that is not a u32 nonzero power of two, tensor offsets
+// not a multiple of the alignment, tensor data past the end of the file, bools
+// other than 0/1, arrays nested deeper than kGgufMaxArrayDepth. Errors read
+// "<path>: [context: ]offset <byte>: <problem>". Not checked: overlapping
+// tensor data, UTF-8 validity of strings. Padding after the last tensor's
+// data is not required; a file with no tensors may even omit the padding
+// before the data section (data_offset() is then file_size()).
+// The mapping is MAP_PRIVATE read-only; truncating the file on disk while it
+// is mapped raises SIGBUS on access (as with any mmap reader).
 class GgufFile {
  public:
   static absl::StatusOr<std::unique_ptr<GgufFile>> Open(const std::string& path);

@@ -29,7 +29,10 @@ constexpr uint32_t kMagic = 0x46554747;  // "GGUF" read as a little-endian u32
 constexpr uint64_t kMinKvBytes = 8 + 4 + 1;
 constexpr uint64_t kMinTensorInfoBytes = 8 + 4 + 8 + 4 + 8;
 
-absl::Status Invalid(uint64_t offset, std::string_view what) {
+// Abseil 20220623's StrCat does not take std::string_view.
+absl::string_view Sv(std::string_view s) { return absl::string_view(s.data(), s.size()); }
+
+absl::Status Invalid(uint64_t offset, absl::string_view what) {
   return absl::InvalidArgumentError(absl::StrCat("offset ", offset, ": ", what));
 }
 
@@ -68,7 +71,7 @@ class Cursor {
     const uint64_t at = pos_;
     ST_ASSIGN_OR_RETURN(uint64_t len, Read<uint64_t>(what));
     if (len > remaining()) {
-      return Invalid(at, absl::StrCat(what, ": string length ", len, " exceeds the ",
+      return Invalid(at, absl::StrCat(Sv(what), ": string length ", len, " exceeds the ",
                                       remaining(), " bytes left in the file"));
     }
     std::string_view s(reinterpret_cast<const char*>(data_ + pos_), len);
@@ -78,7 +81,7 @@ class Cursor {
 
  private:
   absl::Status Truncated(uint64_t need, std::string_view what) const {
-    return Invalid(pos_, absl::StrCat("truncated file: ", what, " needs ", need,
+    return Invalid(pos_, absl::StrCat("truncated file: ", Sv(what), " needs ", need,
                                       " bytes, only ", remaining(), " left"));
   }
 
@@ -146,7 +149,7 @@ absl::Status ReadArray(Cursor& c, int depth, GgufArray& out) {
   if (min_bytes == 0) return Invalid(at, absl::StrCat("unknown array element type ", raw_type));
   ST_ASSIGN_OR_RETURN(uint64_t n, c.Read<uint64_t>("array length"));
   if (n > c.remaining() / min_bytes) {
-    return Invalid(at, absl::StrCat("array length ", n, " of ", GgufTypeName(elem),
+    return Invalid(at, absl::StrCat("array length ", n, " of ", Sv(GgufTypeName(elem)),
                                     " needs at least ", min_bytes, " bytes each, only ",
                                     c.remaining(), " bytes left"));
   }
@@ -200,6 +203,10 @@ absl::StatusOr<uint64_t> GgufTensorBytes(DType type, const std::vector<uint64_t>
     return absl::InvalidArgumentError(
         absl::StrCat("n_dims ", ne.size(), " not in [1, ", kGgufMaxDims, "]"));
   }
+  if (!DTypeFromGgml(static_cast<uint32_t>(type)).ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("invalid DType ", static_cast<uint32_t>(type)));
+  }
   constexpr uint64_t kMax = static_cast<uint64_t>(INT64_MAX);
   uint64_t n_elements = 1;
   for (size_t i = 0; i < ne.size(); ++i) {
@@ -214,13 +221,13 @@ absl::StatusOr<uint64_t> GgufTensorBytes(DType type, const std::vector<uint64_t>
   const uint64_t block = BlockElems(type);
   if (ne[0] % block != 0) {
     return absl::InvalidArgumentError(absl::StrCat("ne[0] = ", ne[0], " is not a multiple of the ",
-                                                   DTypeName(type), " block size ", block));
+                                                   Sv(DTypeName(type)), " block size ", block));
   }
   uint64_t bytes = 0;
   if (__builtin_mul_overflow(n_elements / block, uint64_t{BlockBytes(type)}, &bytes) ||
       bytes > kMax) {
     return absl::InvalidArgumentError(absl::StrCat("byte size of ", n_elements, " ",
-                                                   DTypeName(type), " elements overflows"));
+                                                   Sv(DTypeName(type)), " elements overflows"));
   }
   return bytes;
 }
@@ -229,14 +236,16 @@ absl::StatusOr<std::unique_ptr<GgufFile>> GgufFile::Open(const std::string& path
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return absl::ErrnoToStatus(errno, absl::StrCat("open ", path));
   struct stat st {};
-  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size <= 0) {
+  if (::fstat(fd, &st) != 0) {
     const int err = errno;
     ::close(fd);
-    if (!S_ISREG(st.st_mode)) {
-      return err != 0 ? absl::ErrnoToStatus(err, absl::StrCat("fstat ", path))
-                      : absl::InvalidArgumentError(absl::StrCat(path, ": not a regular file"));
-    }
-    return absl::InvalidArgumentError(absl::StrCat(path, ": empty file (0 bytes), not a GGUF file"));
+    return absl::ErrnoToStatus(err, absl::StrCat("fstat ", path));
+  }
+  if (!S_ISREG(st.st_mode) || st.st_size <= 0) {
+    ::close(fd);
+    return absl::InvalidArgumentError(absl::StrCat(
+        path, S_ISREG(st.st_mode) ? ": empty file (0 bytes), not a GGUF file"
+                                  : ": not a regular file"));
   }
   const auto size = static_cast<uint64_t>(st.st_size);
   void* p = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
@@ -303,7 +312,7 @@ absl::Status ReadKv(Cursor& c, std::string_view& key, GgufValue& value) {
     ST_ASSIGN_OR_RETURN(uint32_t type, c.Read<uint32_t>("value type"));
     return ReadValue(c, static_cast<GgufType>(type), 0, value);
   }();
-  return s.ok() ? s : Annotate(s, absl::StrCat("metadata key '", key, "'"));
+  return s.ok() ? s : Annotate(s, absl::StrCat("metadata key '", Sv(key), "'"));
 }
 
 // Reads n_dims, ne, type and offset of a tensor info (after its name).
@@ -319,12 +328,8 @@ absl::Status ReadTensorInfo(Cursor& c, uint64_t alignment, GgufTensorInfo& t) {
   }
   const uint64_t type_at = c.pos();
   ST_ASSIGN_OR_RETURN(uint32_t ggml_type, c.Read<uint32_t>("tensor type"));
-  absl::StatusOr<DType> dtype = DTypeFromGgml(ggml_type);
-  if (!dtype.ok()) {
-    return Invalid(type_at, absl::StrCat("unsupported tensor type ", GgmlTypeName(ggml_type),
-                                         " (ggml type ", ggml_type, "); supported: F32, F16, ",
-                                         "BF16, Q8_0, Q4_0"));
-  }
+  absl::StatusOr<DType> dtype = DTypeFromGgml(ggml_type);  // message names the type
+  if (!dtype.ok()) return Invalid(type_at, dtype.status().message());
   t.type = *dtype;
   absl::StatusOr<uint64_t> n_bytes = GgufTensorBytes(t.type, t.ne);
   if (!n_bytes.ok()) return Invalid(at, n_bytes.status().message());
@@ -358,7 +363,7 @@ absl::Status GgufFile::ParseImpl() {
     absl::Status s = ReadKv(c, key, value);
     if (!s.ok()) return Annotate(s, absl::StrCat("metadata entry ", i));
     if (auto [it, inserted] = key_index_.emplace(key, metadata_.size()); !inserted) {
-      return Invalid(at, absl::StrCat("duplicate metadata key '", key, "' (entries ", it->second,
+      return Invalid(at, absl::StrCat("duplicate metadata key '", Sv(key), "' (entries ", it->second,
                                       " and ", i, ")"));
     }
     metadata_.emplace_back(std::string(key), std::move(value));
@@ -368,7 +373,7 @@ absl::Status GgufFile::ParseImpl() {
     const uint64_t* x = std::get_if<uint64_t>(&a->v);
     if (a->type != GgufType::kUint32 || x == nullptr) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "general.alignment must be uint32, found ", GgufTypeName(a->type)));
+          "general.alignment must be uint32, found ", Sv(GgufTypeName(a->type))));
     }
     if (!std::has_single_bit(*x)) {
       return absl::InvalidArgumentError(
@@ -383,13 +388,13 @@ absl::Status GgufFile::ParseImpl() {
     absl::StatusOr<std::string_view> name = c.ReadString("tensor name");
     if (!name.ok()) return Annotate(name.status(), absl::StrCat("tensor info ", i));
     if (auto [it, inserted] = tensor_index_.emplace(*name, tensors_.size()); !inserted) {
-      return Invalid(at, absl::StrCat("duplicate tensor name '", *name, "' (tensor infos ",
+      return Invalid(at, absl::StrCat("duplicate tensor name '", Sv(*name), "' (tensor infos ",
                                       it->second, " and ", i, ")"));
     }
     GgufTensorInfo& t = tensors_.emplace_back();
     t.name = std::string(*name);
     absl::Status s = ReadTensorInfo(c, alignment_, t);
-    if (!s.ok()) return Annotate(s, absl::StrCat("tensor '", *name, "'"));
+    if (!s.ok()) return Annotate(s, absl::StrCat("tensor '", Sv(*name), "'"));
   }
 
   // pos <= size_ < 2^63 and alignment_ <= 2^31, so this cannot overflow.
@@ -429,7 +434,7 @@ namespace {
 std::string TypeDescription(const GgufValue& v) {
   const auto* a = std::get_if<GgufArray>(&v.v);
   if (v.type != GgufType::kArray || a == nullptr) return std::string(GgufTypeName(v.type));
-  return absl::StrCat("array of ", GgufTypeName(a->elem_type));
+  return absl::StrCat("array of ", Sv(GgufTypeName(a->elem_type)));
 }
 
 bool IsInteger(GgufType t) {
@@ -458,12 +463,12 @@ absl::StatusOr<T> Get(const GgufFile& f, std::string_view key, std::string_view 
                       Convert convert) {
   const GgufValue* v = f.Find(key);
   if (v == nullptr) {
-    return absl::NotFoundError(absl::StrCat(f.path(), ": metadata key '", key, "' not found"));
+    return absl::NotFoundError(absl::StrCat(f.path(), ": metadata key '", Sv(key), "' not found"));
   }
   T out{};
   if (!convert(*v, out)) {
     return absl::InvalidArgumentError(absl::StrCat(
-        f.path(), ": metadata key '", key, "': wanted ", wanted, ", found ", TypeDescription(*v),
+        f.path(), ": metadata key '", Sv(key), "': wanted ", Sv(wanted), ", found ", TypeDescription(*v),
         IsInteger(v->type) || v->type == GgufType::kArray ? " (or a value out of range)" : ""));
   }
   return out;

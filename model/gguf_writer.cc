@@ -30,6 +30,9 @@ struct TensorDecl {
   uint64_t offset = 0;  // relative to the data section, assigned by Layout()
 };
 
+// Abseil 20220623's StrCat does not take std::string_view.
+absl::string_view Sv(std::string_view s) { return absl::string_view(s.data(), s.size()); }
+
 uint64_t AlignUp(uint64_t x, uint64_t alignment) {
   return (x + alignment - 1) / alignment * alignment;
 }
@@ -79,9 +82,9 @@ absl::Status AppendFloat(std::string& out, GgufType type, double x) {
   return absl::OkStatus();
 }
 
-absl::Status OutOfRange(GgufType type, size_t i, std::string_view x) {
+absl::Status OutOfRange(GgufType type, size_t i, absl::string_view x) {
   return absl::InvalidArgumentError(
-      absl::StrCat("element ", i, " = ", x, " out of range for ", GgufTypeName(type)));
+      absl::StrCat("element ", i, " = ", x, " out of range for ", Sv(GgufTypeName(type))));
 }
 
 // Appends an array body (elem type, count, elements); depth as in the reader.
@@ -98,7 +101,7 @@ absl::Status AppendArray(std::string& out, const GgufArray& a, int depth) {
   const size_t n = a.size();
   if (a.ints.size() + a.uints.size() + a.floats.size() + a.strings.size() + a.arrays.size() != n) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "array of ", GgufTypeName(elem), " holds elements in members that do not match the type"));
+        "array of ", Sv(GgufTypeName(elem)), " holds elements in members that do not match the type"));
   }
   Append<uint32_t>(out, static_cast<uint32_t>(elem));
   Append<uint64_t>(out, n);
@@ -166,11 +169,11 @@ absl::Status AppendValue(std::string& out, const GgufValue& v) {
       if (i != nullptr || u != nullptr) {
         return absl::InvalidArgumentError(absl::StrCat(
             "value ", i != nullptr ? absl::StrCat(*i) : absl::StrCat(*u), " out of range for ",
-            GgufTypeName(v.type)));
+            Sv(GgufTypeName(v.type))));
       }
   }
   return absl::InvalidArgumentError(absl::StrCat(
-      "value of type ", GgufTypeName(v.type), " holds variant alternative ", v.v.index()));
+      "value of type ", Sv(GgufTypeName(v.type)), " holds variant alternative ", v.v.index()));
 }
 
 // `general.alignment` if set (must be a u32 nonzero power of two), else 32.
@@ -333,22 +336,22 @@ absl::Status GgufWriter::WriteTensorData(std::string_view name, const void* byte
   Impl& w = *impl_;
   if (w.state != Impl::State::kWriting) {
     return absl::FailedPreconditionError(absl::StrCat(
-        "GgufWriter::WriteTensorData('", name, "') outside Begin()..Finish()"));
+        "GgufWriter::WriteTensorData('", Sv(name), "') outside Begin()..Finish()"));
   }
   ST_RETURN_IF_ERROR(w.sticky);
   if (w.next >= w.tensors.size()) {
     return absl::FailedPreconditionError(absl::StrCat(
-        w.path, ": tensor '", name, "' written after all ", w.tensors.size(),
+        w.path, ": tensor '", Sv(name), "' written after all ", w.tensors.size(),
         " declared tensors"));
   }
   const TensorDecl& t = w.tensors[w.next];
   if (name != t.name) {
     return absl::InvalidArgumentError(absl::StrCat(
-        w.path, ": tensor '", name, "' written out of order; expected '", t.name,
+        w.path, ": tensor '", Sv(name), "' written out of order; expected '", t.name,
         "' (tensors are written in AddTensorInfo order)"));
   }
   if (n != t.n_bytes) {
-    return absl::InvalidArgumentError(absl::StrCat(w.path, ": tensor '", name, "' has ",
+    return absl::InvalidArgumentError(absl::StrCat(w.path, ": tensor '", Sv(name), "' has ",
                                                    t.n_bytes, " bytes, got ", n));
   }
   ST_RETURN_IF_ERROR(w.WriteAll(bytes, n));

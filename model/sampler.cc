@@ -22,6 +22,23 @@ bool PenaltiesActive(const SamplingParams& params) {
           params.frequency_penalty != 0.0f);
 }
 
+// Top-k selects through a bounded heap while k <= n / kHeapSelectRatio
+// (one float compare rejects almost every token), else with nth_element.
+constexpr size_t kHeapSelectRatio = 16;
+
+// Offers `c` to `heap`, which keeps the best `k` candidates seen so far as a
+// std heap ordered by CandidateBefore, i.e. with the worst kept one on top.
+inline void OfferToHeap(const Candidate& c, size_t k, std::vector<Candidate>* heap) {
+  if (heap->size() < k) {
+    heap->push_back(c);
+    std::push_heap(heap->begin(), heap->end(), CandidateBefore);
+  } else if (CandidateBefore(c, heap->front())) {
+    std::pop_heap(heap->begin(), heap->end(), CandidateBefore);
+    heap->back() = c;
+    std::push_heap(heap->begin(), heap->end(), CandidateBefore);
+  }
+}
+
 // Lowest index of the maximal value.
 int32_t Argmax(absl::Span<const float> logits) {
   size_t best = 0;
@@ -97,12 +114,15 @@ void ComputeProbabilities(absl::Span<Candidate> candidates, float temperature) {
     for (Candidate& c : candidates) c.p = 1.0f / static_cast<float>(candidates.size());
     return;
   }
-  const double inv_t = 1.0 / static_cast<double>(temperature);
+  // Weights in float (expf is several times cheaper than exp over a whole
+  // vocabulary and exact to ~1 ulp); the sum, which can have 152K terms, in
+  // double.
+  // Divide rather than multiply by 1 / temperature: for a denormal
+  // temperature the reciprocal is inf and 0 * inf would be NaN.
   double sum = 0;
   for (Candidate& c : candidates) {
-    const double w = std::exp((static_cast<double>(c.logit) - max_logit) * inv_t);
-    c.p = static_cast<float>(w);  // temporarily the unnormalized weight (<= 1)
-    sum += w;
+    c.p = std::exp((c.logit - max_logit) / temperature);  // unnormalized, in [0, 1]
+    sum += c.p;
   }
   const double inv_sum = 1.0 / sum;
   for (Candidate& c : candidates) c.p = static_cast<float>(c.p * inv_sum);
@@ -112,7 +132,12 @@ void ApplyTopK(int k, std::vector<Candidate>* candidates) {
   if (k <= 0) return;
   auto& c = *candidates;
   const size_t keep = std::min(c.size(), static_cast<size_t>(k));
-  if (keep < c.size()) {
+  if (keep <= c.size() / kHeapSelectRatio) {
+    std::vector<Candidate> heap;
+    heap.reserve(keep);
+    for (const Candidate& cand : c) OfferToHeap(cand, keep, &heap);
+    c.swap(heap);
+  } else if (keep < c.size()) {
     std::nth_element(c.begin(), c.begin() + keep, c.end(), CandidateBefore);
     c.resize(keep);
   }
@@ -149,11 +174,11 @@ void ApplyMinP(float min_p, std::vector<Candidate>* candidates) {
   auto& c = *candidates;
   float max_logit = -std::numeric_limits<float>::infinity();
   for (const Candidate& cand : c) max_logit = std::max(max_logit, cand.logit);
-  const double threshold = min_p;
+  // p / p_max = exp(logit - max_logit) >= min_p, compared in log space (one
+  // log instead of an exp per token); min_p = 1 gives threshold 0 exactly.
+  const double log_threshold = std::log(static_cast<double>(min_p));
   std::erase_if(c, [&](const Candidate& cand) {
-    // The max itself always survives: exp(0) == 1 >= min_p.
-    return !(cand.logit == max_logit ||
-             std::exp(static_cast<double>(cand.logit) - max_logit) >= threshold);
+    return !(static_cast<double>(cand.logit) - max_logit >= log_threshold);
   });
 }
 
@@ -179,12 +204,21 @@ int32_t Sampler::Sample(absl::Span<const float> logits, absl::Span<const int32_t
   }
   if (params_.temperature <= 0.0f) return Argmax(scores);
 
-  candidates_.resize(scores.size());
-  for (size_t i = 0; i < scores.size(); ++i) {
-    candidates_[i] = Candidate{static_cast<int32_t>(i), scores[i], 0.0f};
-  }
-  if (params_.top_k > 0 && static_cast<size_t>(params_.top_k) < candidates_.size()) {
-    ApplyTopK(params_.top_k, &candidates_);
+  const size_t k = params_.top_k > 0 ? static_cast<size_t>(params_.top_k) : scores.size();
+  candidates_.clear();
+  if (k <= scores.size() / kHeapSelectRatio) {
+    // Select straight from the logits: no vocab-sized candidate list at all.
+    candidates_.reserve(k);
+    for (size_t i = 0; i < scores.size(); ++i) {
+      OfferToHeap(Candidate{static_cast<int32_t>(i), scores[i], 0.0f}, k, &candidates_);
+    }
+    std::sort(candidates_.begin(), candidates_.end(), CandidateBefore);
+  } else {
+    candidates_.resize(scores.size());
+    for (size_t i = 0; i < scores.size(); ++i) {
+      candidates_[i] = Candidate{static_cast<int32_t>(i), scores[i], 0.0f};
+    }
+    if (k < scores.size()) ApplyTopK(static_cast<int>(k), &candidates_);
   }
   ApplyTopP(params_.top_p, &candidates_);
   ApplyMinP(params_.min_p, &candidates_);

@@ -6,10 +6,12 @@
 // -> draw. Truncation therefore always sees temperature-1 probabilities, and
 // temperature only reshapes the distribution over the survivors.
 //
-// Cost for vocab_size V (151,936 for SmallThinker): O(V) per token for the
-// copy, top-k selection (nth_element) and min-p; top-p without top-k sorts
-// only as long a prefix as it needs (it grows the sorted prefix geometrically
-// from 256), so a peaked distribution never pays for a full O(V log V) sort.
+// Cost for vocab_size V (151,936 for SmallThinker): with top-k on, one pass
+// over the logits into a k-bounded heap (no V-sized candidate list; large k
+// falls back to nth_element), then work on k candidates only. With top-k off:
+// O(V) for the copy, softmax and min-p; top-p sorts only as long a prefix as
+// it needs (256 first, growing 8x), so a peaked distribution never pays for a
+// full O(V log V) sort.
 //
 // Numerics: probabilities are accumulated in double. Reproducibility: the
 // PRNG is std::mt19937_64 (fully specified by the standard) with our own
@@ -96,8 +98,8 @@ void ApplyTopK(int k, std::vector<Candidate>* candidates);
 // over the input (not renormalized). top_p >= 1 is a no-op.
 void ApplyTopP(float top_p, std::vector<Candidate>* candidates);
 
-// Keeps candidates with p >= min_p * p_max (computed as
-// exp(logit - max_logit) >= min_p, so min_p = 1 keeps exactly the maximal
+// Keeps candidates with p >= min_p * p_max (computed in log space as
+// logit - max_logit >= log(min_p), so min_p = 1 keeps exactly the maximal
 // logits), preserving order. min_p <= 0 is a no-op. Leaves `p` untouched.
 void ApplyMinP(float min_p, std::vector<Candidate>* candidates);
 

@@ -118,6 +118,19 @@ TEST(SamplerTest, ZeroSeedDrawsAReportedReproducibleSeed) {
   for (int i = 0; i < 50; ++i) EXPECT_EQ(random_seeded.Sample(flat, {}), replay.Sample(flat, {}));
 }
 
+TEST(SamplerTest, TinyTemperatureIsNearlyGreedyWithoutNaN) {
+  // 1 / 1e-40f overflows to inf; the softmax must not produce 0 * inf.
+  Sampler sampler(PlainParams(1e-40f, 4));
+  const std::vector<float> peaked = {1.0f, 3.0f, 2.0f};
+  for (int i = 0; i < 100; ++i) EXPECT_EQ(sampler.Sample(peaked, {}), 1);
+  const std::vector<float> tied = {3.0f, 0.0f, 3.0f};
+  std::vector<int> counts(3, 0);
+  for (int i = 0; i < 1000; ++i) ++counts[sampler.Sample(tied, {})];
+  EXPECT_EQ(counts[1], 0);
+  EXPECT_GT(counts[0], 400);
+  EXPECT_GT(counts[2], 400);
+}
+
 TEST(SamplerTest, NegativeInfinityLogitsAreNeverDrawn) {
   const float inf = std::numeric_limits<float>::infinity();
   const std::vector<float> logits = {-inf, 0.0f, -inf, 0.0f};

@@ -10,16 +10,21 @@
 // pattern as a JavaScript /gu regex. Two deliberate rewrites make PCRE2 agree
 // with it:
 //  * (?i:...) becomes '[sS]|'[tT]|'[rR][eE]|... exactly as transformers.js
-//    rewrites it. (A Unicode-caseless (?i) would also match U+017F 'ſ' and
-//    U+212A KELVIN SIGN; neither JS nor HF Rust do that here.)
+//    rewrites it. (PCRE2's Unicode-caseless (?i) would also let 's match
+//    "'\u017F" (LATIN SMALL LETTER LONG S); the rewrite does not. The corpus
+//    probes "it'\u017Ft" etc. happen to give the same ids either way.)
 //  * \s / \S become an explicit class with JavaScript's \s set: TAB LF VT FF
 //    CR, U+0020, U+00A0, U+1680, U+2000-U+200A, U+2028, U+2029, U+202F,
-//    U+205F, U+3000 and U+FEFF. PCRE2's UCP \s lacks U+FEFF (it is Cf), so
-//    " \uFEFFx" would split differently. (HF Rust's \s = White_Space, which
-//    adds U+0085 and lacks U+FEFF; we follow the oracle.)
+//    U+205F, U+3000 and U+FEFF. PCRE2 10.42's UCP \s differs on two code
+//    points: it lacks U+FEFF (Cf) and includes U+0085 NEL (via \v). With
+//    plain \s the corpus lines "  \uFEFFx" and "  \u0085x" get different ids
+//    than the oracle (checked). HF Rust's \s (White_Space) also includes NEL
+//    and lacks FEFF, so on those two characters HF Python and transformers.js
+//    disagree with each other; we follow transformers.js, the oracle.
 // Known, documented divergence: \p{L} / \p{N} come from PCRE2 10.42's tables
-// (Unicode 14) while node 20 uses ICU (Unicode 15+); characters assigned after
-// Unicode 14 may be classified differently. The test corpus draws random
+// (Unicode 14) while node 20.20 uses ICU 78 (Unicode 17); characters assigned
+// after Unicode 14 may be classified differently (NFC via utf8proc 2.8 is
+// Unicode 15). The test corpus draws random
 // characters from those assigned in Unicode 14 only.
 //
 // Thread-safe after Create (the compiled pattern is read-only; match data is

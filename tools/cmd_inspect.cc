@@ -23,7 +23,7 @@ std::string Scalar(const GgufValue& v) {
           }
           return absl::StrCat("\"", s, "\"");
         } else if constexpr (std::is_same_v<T, GgufArray>) {
-          return absl::StrCat("[", GgufTypeName(x.elem_type), " x ", x.size(), "]");
+          return absl::StrCat("[", std::string(GgufTypeName(x.elem_type)), " x ", x.size(), "]");
         } else if constexpr (std::is_same_v<T, bool>) {
           return x ? "true" : "false";
         } else {

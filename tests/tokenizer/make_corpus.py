@@ -189,7 +189,15 @@ def main():
           " " * 2000, "\n" * 500, "a" * 3000, "ab" * 1500, "的" * 2000,
           "".join(rng.choice(ZH) for _ in range(300)),
           "1" * 1000, "!" * 1000, "😀" * 500, "\t" * 300 + "x",
-          " \n" * 400, "word " * 800]
+          " \n" * 400, "word " * 800,
+          # Regex-dialect probes (see model/tokenizer_pretokenizer.h): U+FEFF
+          # is \s in JS but not in PCRE2; U+0085 and U+180E are \s in neither
+          # JS nor (U+180E) modern Unicode; 'ſ / KELVIN would match a Unicode
+          # caseless (?i) contraction.
+          "a\ufeffb", "a \ufeff b", "x\ufeff\ufeff\ny", "\ufeff", " \ufeff",
+          "a\u0085b", "a \u0085\u0085 b", "\u180e x\u180e", "it'ſ", "IT'\u017f x",
+          "'\u212a", "we'LL'\u212a", "it'\u017ft", "'\u017fs", "IT'\u017fS x",
+          "a\ufeff  b", "  \ufeffx", "x \ufeff", "a\u0085  b", "  \u0085x", "\u2028\u2029 a\u2029", "\u205f\u3000x\u00a0 "]
   gens = [(220, sentence), (150, code_case), (120, lambda: rng.choice(ZH + JA + KO)),
           (60, lambda: "".join(rng.choice(ZH + JA + KO + [" ", "，", "。"]) for _ in range(rng.randint(2, 8)))),
           (110, lambda: "".join(rng.choice(EMOJI + [" ", "", "text", "\n"]) for _ in range(rng.randint(1, 8)))),

@@ -1,0 +1,64 @@
+// st::AxpyRow (SIMD, every target) against scalar::AxpyRow.
+// Bound per element: |simd - ref| <= 1e-6 * (|y0| + |a w|): both compute
+// y0 + a * w with at most three float roundings (the SIMD path rounds a * d
+// first and fuses the multiply-add), each <= 2^-24 relative.
+#include "kernels/axpy.h"
+
+#include <cmath>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "kernels/quant.h"
+#include "kernels/test_util.h"
+
+namespace st {
+namespace {
+
+using ::st::testing::ForEachTarget;
+using ::st::testing::Gaussian;
+
+TEST(AxpyTest, SimdMatchesScalar) {
+  ForEachTarget([] {
+    for (DType type : {DType::kF32, DType::kF16, DType::kBF16, DType::kQ8_0, DType::kQ4_0}) {
+      std::vector<size_t> sizes = {32, 96, 1536, 768 + 32};
+      if (!IsBlockQuantized(type)) sizes.insert(sizes.end(), {1, 7, 33, 1537});
+      for (size_t n : sizes) {
+        SCOPED_TRACE(::testing::Message() << DTypeName(type) << " n=" << n);
+        const std::vector<float> wf = Gaussian(n, 3 + n);
+        std::vector<char> w(RowBytes(type, n) + 1);  // odd address: unaligned row
+        QuantizeRow(type, wf.data(), w.data() + 1, n);
+        std::vector<float> deq(n);
+        DequantizeRow(type, w.data() + 1, deq.data(), n);
+        const std::vector<float> y0 = Gaussian(n, 4 + n);
+        const float a = -1.7f;
+        std::vector<float> y = y0, ref = y0;
+        AxpyRow(type, w.data() + 1, a, y.data(), n);
+        scalar::AxpyRow(type, w.data() + 1, a, ref.data(), n);
+        for (size_t j = 0; j < n; ++j) {
+          ASSERT_NEAR(y[j], ref[j], 1e-6 * (std::fabs(y0[j]) + std::fabs(a * deq[j]))) << j;
+          // And the reference is y0 + a * w to float rounding.
+          ASSERT_NEAR(ref[j], y0[j] + double(a) * deq[j], 1e-6 * (std::fabs(y0[j]) + std::fabs(a * deq[j])));
+        }
+      }
+    }
+  });
+}
+
+TEST(AxpyTest, Q4_0ByHand) {
+  BlockQ4_0 w{};
+  w.d = 0x4000;  // fp16 2.0
+  for (auto& q : w.qs) q = 0x88;
+  w.qs[0] = 0x8F;  // element 0: (15 - 8) * 2 = 14
+  w.qs[2] = 0x08;  // element 18: (0 - 8) * 2 = -16
+  ForEachTarget([&] {
+    std::vector<float> y(kQK, 1.0f);
+    AxpyRow(DType::kQ4_0, &w, 0.5f, y.data(), kQK);
+    EXPECT_EQ(y[0], 8.0f);
+    EXPECT_EQ(y[18], -7.0f);
+    EXPECT_EQ(y[1], 1.0f);
+    EXPECT_EQ(y[16], 1.0f);
+  });
+}
+
+}  // namespace
+}  // namespace st

@@ -1,0 +1,66 @@
+// MatMul throughput per weight type at SmallThinker-4B shapes. Bytes
+// processed = weight bytes streamed per iteration (the matrix is read once
+// per call however many vectors there are, see matmul.cc row tiles).
+//
+// Shapes: expert gate/up [768 x 1536], expert down [1536 x 768], and an
+// LM-head slice [32768 x 1536] (the full head is 151936 rows).
+#include <random>
+#include <string>
+#include <vector>
+
+#include "benchmark/benchmark.h"
+#include "common/thread_pool.h"
+#include "kernels/matmul.h"
+
+namespace st {
+namespace {
+
+std::vector<float> Gaussian(size_t n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> dist(0.0f, 1.0f);
+  std::vector<float> v(n);
+  for (float& f : v) f = dist(rng);
+  return v;
+}
+
+// args: type, rows, cols, n_vecs, threads
+void BM_MatMul(benchmark::State& state) {
+  const auto type = static_cast<DType>(state.range(0));
+  const size_t rows = state.range(1), cols = state.range(2), n_vecs = state.range(3);
+  const int threads = static_cast<int>(state.range(4));
+  const std::vector<float> src = Gaussian(cols * 64, 1);
+  std::vector<char> w(RowBytes(type, cols) * rows);
+  for (size_t r = 0; r < rows; ++r) {  // 64 distinct rows repeated
+    QuantizeRow(type, src.data() + (r % 64) * cols, w.data() + r * RowBytes(type, cols), cols);
+  }
+  const MatrixRef m{type, w.data(), rows, cols};
+  const std::vector<float> x = Gaussian(cols * n_vecs, 2);
+  Activations act;
+  act.PrepareFor(type, x.data(), n_vecs, cols);
+  std::vector<float> y(rows * n_vecs);
+  ThreadPool pool(threads);
+  for (auto _ : state) {
+    MatMul(m, act, y.data(), threads > 1 ? &pool : nullptr);
+    benchmark::DoNotOptimize(y.data());
+    benchmark::ClobberMemory();
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * w.size());
+  state.SetLabel(std::string(DTypeName(type)));
+}
+
+void Args(benchmark::internal::Benchmark* b) {
+  b->ArgNames({"type", "rows", "cols", "vecs", "threads"});
+  for (DType t : {DType::kQ4_0, DType::kQ8_0, DType::kBF16, DType::kF16, DType::kF32}) {
+    for (auto [rows, cols] : {std::pair{768, 1536}, std::pair{1536, 768}, std::pair{32768, 1536}}) {
+      for (int vecs : {1, 8}) {
+        for (int threads : {1, 2}) {
+          b->Args({static_cast<int64_t>(t), rows, cols, vecs, threads});
+        }
+      }
+    }
+  }
+}
+BENCHMARK(BM_MatMul)->Apply(Args)->UseRealTime();
+
+}  // namespace
+}  // namespace st

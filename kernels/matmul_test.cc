@@ -1,0 +1,104 @@
+// st::MatMul (SIMD dot rows, threaded) against scalar::MatMul for every
+// weight type, odd row counts and several vectors. Bounds per output as in
+// dot_test.cc: 1e-5 * sum|w||x| for float paths, 1e-6 * sum|w||x_q8| for
+// quantized weights against Q8_0 activations.
+#include "kernels/matmul.h"
+
+#include <cmath>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "kernels/test_util.h"
+
+namespace st {
+namespace {
+
+using ::st::testing::Gaussian;
+
+struct Matrix {
+  std::vector<char> bytes;
+  std::vector<float> deq;  // dequantized, [rows x cols]
+  MatrixRef ref;
+};
+
+Matrix MakeMatrix(DType type, size_t rows, size_t cols, uint32_t seed) {
+  Matrix m;
+  const std::vector<float> w = Gaussian(rows * cols, seed);
+  m.bytes.resize(RowBytes(type, cols) * rows);
+  m.deq.resize(rows * cols);
+  for (size_t r = 0; r < rows; ++r) {
+    char* row = m.bytes.data() + r * RowBytes(type, cols);
+    QuantizeRow(type, w.data() + r * cols, row, cols);
+    DequantizeRow(type, row, m.deq.data() + r * cols, cols);
+  }
+  m.ref = MatrixRef{type, m.bytes.data(), rows, cols};
+  return m;
+}
+
+TEST(MatMulTest, MatchesScalarEveryType) {
+  ThreadPool pool(3);
+  for (DType type : {DType::kF32, DType::kF16, DType::kBF16, DType::kQ8_0, DType::kQ4_0}) {
+    for (size_t cols : {32, 96, 1536 + 32}) {
+      for (size_t rows : {1, 3, 7, 257}) {
+        for (size_t n_vecs : {1, 3, 8}) {
+          SCOPED_TRACE(::testing::Message() << DTypeName(type) << " " << rows << "x" << cols
+                                            << " vecs=" << n_vecs);
+          const Matrix m = MakeMatrix(type, rows, cols, 100 + rows + cols);
+          const std::vector<float> x = Gaussian(n_vecs * cols, 7 + n_vecs);
+          Activations act;
+          act.PrepareFor(type, x.data(), n_vecs, cols);
+          ASSERT_EQ(act.has_q8(), IsBlockQuantized(type));
+          std::vector<float> y(n_vecs * rows), y1(n_vecs * rows), ref(n_vecs * rows);
+          MatMul(m.ref, act, y.data(), &pool);
+          MatMul(m.ref, act, y1.data(), nullptr);
+          scalar::MatMul(m.ref, act, ref.data());
+          EXPECT_EQ(y, y1);  // threading does not change any result
+          const double tol = IsBlockQuantized(type) ? 1e-6 : 1e-5;
+          std::vector<float> xq(cols);
+          for (size_t i = 0; i < n_vecs; ++i) {
+            const VecRef v = act.vec(i);
+            if (v.q8 != nullptr) DequantizeRow(DType::kQ8_0, v.q8, xq.data(), cols);
+            const float* xv = v.q8 != nullptr ? xq.data() : v.f32;
+            for (size_t r = 0; r < rows; ++r) {
+              double s = 0.0;
+              for (size_t j = 0; j < cols; ++j) s += std::fabs(double(m.deq[r * cols + j]) * xv[j]);
+              ASSERT_NEAR(y[i * rows + r], ref[i * rows + r], tol * s) << "i=" << i << " r=" << r;
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST(MatMulTest, OddColumnsForFloatTypes) {
+  const size_t rows = 5, cols = 101;
+  const Matrix m = MakeMatrix(DType::kF16, rows, cols, 1);
+  const std::vector<float> x = Gaussian(cols, 2);
+  Activations act;
+  act.PrepareFor(DType::kF16, x.data(), 1, cols);
+  std::vector<float> y(rows);
+  MatMul(m.ref, act, y.data(), nullptr);
+  for (size_t r = 0; r < rows; ++r) {
+    double s = 0.0, a = 0.0;
+    for (size_t j = 0; j < cols; ++j) {
+      s += double(m.deq[r * cols + j]) * x[j];
+      a += std::fabs(double(m.deq[r * cols + j]) * x[j]);
+    }
+    EXPECT_NEAR(y[r], s, 1e-5 * a);
+  }
+}
+
+TEST(MatMulTest, MatVecRowsIsASliceOfMatMul) {
+  const Matrix m = MakeMatrix(DType::kQ4_0, 50, 256, 3);
+  const std::vector<float> x = Gaussian(256, 4);
+  Activations act;
+  act.PrepareFor(DType::kQ4_0, x.data(), 1, 256);
+  std::vector<float> full(50), part(20);
+  MatMul(m.ref, act, full.data(), nullptr);
+  MatVecRows(m.ref, act.vec(0), 13, 33, part.data());
+  for (size_t r = 0; r < 20; ++r) EXPECT_EQ(part[r], full[13 + r]);
+}
+
+}  // namespace
+}  // namespace st

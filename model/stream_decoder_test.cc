@@ -1,0 +1,92 @@
+#include "model/stream_decoder.h"
+
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "model/tokenizer.h"
+#include "model/tokenizer_testing.h"
+#include "model/tokenizer_utf8.h"
+
+namespace st {
+namespace {
+
+constexpr char kFffd[] = "\xEF\xBF\xBD";
+
+std::unique_ptr<Tokenizer> Tiny() {
+  return Tokenizer::Create(testing::TinyTokenizerData({})).value();
+}
+
+// Ids 0..255 of the tiny vocabulary are the raw bytes.
+std::vector<std::string> PushAll(StreamDecoder* d, const std::string& bytes) {
+  std::vector<std::string> out;
+  for (char c : bytes) out.push_back(d->Push(static_cast<uint8_t>(c)));
+  return out;
+}
+
+TEST(StreamDecoderTest, HoldsBackIncompleteCharacters) {
+  auto tok = Tiny();
+  StreamDecoder d(*tok);
+  // U+1F600 split byte by byte.
+  EXPECT_EQ(PushAll(&d, "\xF0\x9F\x98\x80"),
+            (std::vector<std::string>{"", "", "", "\xF0\x9F\x98\x80"}));
+  EXPECT_EQ(d.pending_bytes(), 0u);
+  EXPECT_EQ(PushAll(&d, "a\xC3"), (std::vector<std::string>{"a", ""}));
+  EXPECT_EQ(d.pending_bytes(), 1u);
+  EXPECT_EQ(d.Push(0xA9), "\xC3\xA9");
+  EXPECT_EQ(d.Flush(), "");
+}
+
+TEST(StreamDecoderTest, InvalidBytesBecomeReplacementAtOnce) {
+  auto tok = Tiny();
+  StreamDecoder d(*tok);
+  EXPECT_EQ(d.Push(0xFF), kFffd);
+  EXPECT_EQ(d.Push(0xF0), "");
+  EXPECT_EQ(d.Push('A'), std::string(kFffd) + "A");  // lead byte then ASCII
+  EXPECT_EQ(d.Push(0xE4), "");
+  EXPECT_EQ(d.Flush(), kFffd);                        // truncated tail
+  EXPECT_EQ(d.Flush(), "");
+  EXPECT_EQ(d.Push('z'), "z");                        // usable after Flush
+}
+
+TEST(StreamDecoderTest, ControlTokensPassThrough) {
+  auto tok = Tiny();
+  StreamDecoder d(*tok);
+  EXPECT_EQ(d.Push(0xE4), "");
+  // An added token arriving after an incomplete character: the held byte is
+  // ill-formed now and is replaced; the token text follows.
+  EXPECT_EQ(d.Push(*tok->TokenId("<|im_end|>")), std::string(kFffd) + "<|im_end|>");
+}
+
+TEST(StreamDecoderTest, QwenEmojiAndCjkTokenByToken) {
+  if (!testing::QwenTokenizerAvailable()) GTEST_SKIP() << testing::kQwenMissingMessage;
+  auto data = LoadHfTokenizerJson(testing::QwenTokenizerJsonPath());
+  ASSERT_TRUE(data.ok()) << data.status();
+  auto tok = Tokenizer::Create(*std::move(data));
+  ASSERT_TRUE(tok.ok()) << tok.status();
+  const std::vector<std::string> texts = {
+      "👨‍👩‍👧‍👦 family 👍🏽 🏳️‍🌈 🇯🇵 🫠",
+      "混合专家模型在推理时只激活部分参数。东京は日本の首都です。안녕하세요 세계",
+      "𝔘𝔫𝔦𝔠𝔬𝔡𝔢 𠀋𠀎 ✨🔥 e\xCC\x81 done",
+      std::string(300, '\x20') + "😀😂🤖🚀" + "的的的的",
+  };
+  int split_chars = 0;
+  for (const std::string& text : texts) {
+    const std::vector<int32_t> ids = (*tok)->Encode(text).value();
+    StreamDecoder d(**tok);
+    std::string all;
+    for (int32_t id : ids) {
+      const std::string chunk = d.Push(id);
+      EXPECT_EQ(internal::FindInvalidUtf8(chunk), std::nullopt) << "token " << id;
+      split_chars += d.pending_bytes() > 0;
+      all += chunk;
+    }
+    all += d.Flush();
+    EXPECT_EQ(all, internal::NormalizeNfc(text).value());
+  }
+  EXPECT_GT(split_chars, 0) << "no token ended mid-character; the test proves nothing";
+}
+
+}  // namespace
+}  // namespace st
