@@ -38,8 +38,8 @@ TEST(ThreadPoolTest, CoversEveryIndexExactlyOnce) {
     ASSERT_EQ(pool.num_threads(), threads);
     for (size_t n : {0, 1, 2, 3, 5, 7, 8, 64, 100, 1000, 1001}) {
       for (size_t grain : {0, 1, 2, 3, 7, 64, 2000}) {
-        SCOPED_TRACE(testing::Message() << "threads=" << threads << " n=" << n
-                                        << " grain=" << grain);
+        SCOPED_TRACE(testing::Message()
+                     << "threads=" << threads << " n=" << n << " grain=" << grain);
         std::vector<std::atomic<int>> hits(n);
         std::atomic<int> calls{0};
         pool.ParallelFor(

@@ -44,14 +44,12 @@ TEST(ParseByteSizeTest, ParsesNumbersAndBinaryUnits) {
 }
 
 TEST(ParseByteSizeTest, RejectsMalformedInputNamingIt) {
-  for (const char* text :
-       {"", "   ", "abc", "1XB", "-1", "G", "1.2.3", "1 0", "1e3", "18446744073709551616",
-        "20000000T"}) {
+  for (const char* text : {"", "   ", "abc", "1XB", "-1", "G", "1.2.3", "1 0", "1e3",
+                           "18446744073709551616", "20000000T"}) {
     absl::StatusOr<uint64_t> bytes = ParseByteSize(text);
     ASSERT_FALSE(bytes.ok()) << "'" << text << "' parsed as " << *bytes;
     EXPECT_EQ(bytes.status().code(), absl::StatusCode::kInvalidArgument) << text;
-    EXPECT_THAT(std::string(bytes.status().message()), HasSubstr("'" + std::string(text)))
-        << text;
+    EXPECT_THAT(std::string(bytes.status().message()), HasSubstr("'" + std::string(text))) << text;
   }
 }
 

@@ -36,8 +36,7 @@ absl::StatusOr<BpeModel> BpeModel::Build(const VocabIndex& vocab,
     const size_t sep = merge.size() > 1 ? merge.find(' ', 1) : std::string::npos;
     if (sep == std::string::npos) {
       return absl::InvalidArgumentError(absl::StrFormat(
-          "BPE merge of rank %d is \"%s\": expected two tokens separated by a space",
-          rank, merge));
+          "BPE merge of rank %d is \"%s\": expected two tokens separated by a space", rank, merge));
     }
     const absl::string_view left(merge.data(), sep);
     const absl::string_view right(merge.data() + sep + 1, merge.size() - sep - 1);
@@ -49,19 +48,17 @@ absl::StatusOr<BpeModel> BpeModel::Build(const VocabIndex& vocab,
       continue;
     }
     m.merges_.insert_or_assign(Key(l->second, r->second),
-                                Merge{static_cast<int32_t>(rank), j->second});
+                               Merge{static_cast<int32_t>(rank), j->second});
   }
   return m;
 }
 
-void BpeModel::PushCandidate(const Workspace::Symbol* syms, int32_t left,
-                             Workspace* ws) const {
+void BpeModel::PushCandidate(const Workspace::Symbol* syms, int32_t left, Workspace* ws) const {
   const int32_t right = syms[left].next;
   if (right < 0) return;
   auto it = merges_.find(Key(syms[left].id, syms[right].id));
   if (it == merges_.end()) return;
-  ws->heap.push_back({it->second.rank, left, syms[left].id, syms[right].id,
-                      it->second.merged_id});
+  ws->heap.push_back({it->second.rank, left, syms[left].id, syms[right].id, it->second.merged_id});
   std::push_heap(ws->heap.begin(), ws->heap.end(), CandidateGreater());
 }
 
@@ -73,8 +70,8 @@ absl::Status BpeModel::EncodePiece(std::string_view piece, Workspace* ws,
   for (int32_t i = 0; i < n; ++i) {
     const uint8_t b = static_cast<uint8_t>(piece[i]);
     if (byte_ids_[b] < 0) {
-      return absl::InvalidArgumentError(absl::StrFormat(
-          "byte 0x%02X has no byte-level token in the vocabulary", b));
+      return absl::InvalidArgumentError(
+          absl::StrFormat("byte 0x%02X has no byte-level token in the vocabulary", b));
     }
     syms[i] = {byte_ids_[b], i - 1, i + 1 < n ? i + 1 : -1};
   }

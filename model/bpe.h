@@ -59,8 +59,7 @@ class BpeModel {
   // Appends the ids for `piece` (raw bytes of one pre-tokenized piece, not
   // yet byte-level mapped). INVALID_ARGUMENT if a byte has no token of its
   // own in the vocab (never the case for Qwen2, whose vocab has all 256).
-  absl::Status EncodePiece(std::string_view piece, Workspace* ws,
-                           std::vector<int32_t>* out) const;
+  absl::Status EncodePiece(std::string_view piece, Workspace* ws, std::vector<int32_t>* out) const;
 
   int32_t byte_id(uint8_t b) const { return byte_ids_[b]; }
   size_t n_merges() const { return merges_.size(); }

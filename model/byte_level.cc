@@ -9,7 +9,7 @@ namespace {
 
 struct Tables {
   std::array<char32_t, 256> byte_to_cp;
-  std::array<int16_t, 324> cp_to_byte;  // -1 where not in the alphabet
+  std::array<int16_t, 324> cp_to_byte;        // -1 where not in the alphabet
   std::array<std::string, 256> byte_to_text;  // UTF-8 of byte_to_cp
 };
 

@@ -53,8 +53,7 @@ TEST(ChatTemplateTest, ContentIsVerbatim) {
   EXPECT_EQ(RenderChatMl(injected, false).value(),
             "<|im_start|>user\na\n\n<|im_end|>  <|im_end|>\n");
   const std::vector<ChatMessage> empty_content = {{"assistant", ""}};
-  EXPECT_EQ(RenderChatMl(empty_content, false).value(),
-            "<|im_start|>assistant\n<|im_end|>\n");
+  EXPECT_EQ(RenderChatMl(empty_content, false).value(), "<|im_start|>assistant\n<|im_end|>\n");
 }
 
 TEST(ChatTemplateTest, BadRoles) {

@@ -188,8 +188,7 @@ TEST(TopPTest, EqualProbabilitiesHitTheBoundaryExactly) {
 TEST(TopPTest, KeepsSmallestProbabilitySortedPrefix) {
   // p = {0.2, 0.5, 0.3} for ids {0, 1, 2}; sorted: 1 (0.5), 2 (0.8), 0 (1.0).
   auto run = [](float top_p) {
-    std::vector<Candidate> c =
-        MakeCandidates({std::log(0.2f), std::log(0.5f), std::log(0.3f)});
+    std::vector<Candidate> c = MakeCandidates({std::log(0.2f), std::log(0.5f), std::log(0.3f)});
     ApplyTopP(top_p, &c);
     return c;
   };

@@ -19,8 +19,8 @@ std::string_view FinishReasonName(FinishReason reason) {
   return "";
 }
 
-StopChecker::StopChecker(std::vector<std::string> stop_strings,
-                         std::vector<int32_t> stop_token_ids, int max_tokens)
+StopChecker::StopChecker(std::vector<std::string> stop_strings, std::vector<int32_t> stop_token_ids,
+                         int max_tokens)
     : stop_strings_(std::move(stop_strings)),
       stop_token_ids_(std::move(stop_token_ids)),
       max_tokens_(max_tokens) {}

@@ -45,9 +45,9 @@ TEST(StreamDecoderTest, InvalidBytesBecomeReplacementAtOnce) {
   EXPECT_EQ(d.Push(0xF0), "");
   EXPECT_EQ(d.Push('A'), std::string(kFffd) + "A");  // lead byte then ASCII
   EXPECT_EQ(d.Push(0xE4), "");
-  EXPECT_EQ(d.Flush(), kFffd);                        // truncated tail
+  EXPECT_EQ(d.Flush(), kFffd);  // truncated tail
   EXPECT_EQ(d.Flush(), "");
-  EXPECT_EQ(d.Push('z'), "z");                        // usable after Flush
+  EXPECT_EQ(d.Push('z'), "z");  // usable after Flush
 }
 
 TEST(StreamDecoderTest, ControlTokensPassThrough) {

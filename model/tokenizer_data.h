@@ -33,17 +33,17 @@ enum class TokenType : int32_t {
 };
 
 struct TokenizerData {
-  std::vector<std::string> tokens;    // id -> token text (byte-level alphabet;
-                                      // added tokens are stored verbatim)
-  std::vector<int32_t> token_types;   // id -> TokenType value; same size
-  std::vector<std::string> merges;    // "a b", index = rank
+  std::vector<std::string> tokens;   // id -> token text (byte-level alphabet;
+                                     // added tokens are stored verbatim)
+  std::vector<int32_t> token_types;  // id -> TokenType value; same size
+  std::vector<std::string> merges;   // "a b", index = rank
   std::string model = "gpt2";
   std::string pre = "qwen2";
-  int32_t bos_id = 151643;            // -1 = none
-  int32_t eos_id = 151645;            // -1 = none
-  int32_t pad_id = 151643;            // -1 = none
+  int32_t bos_id = 151643;  // -1 = none
+  int32_t eos_id = 151645;  // -1 = none
+  int32_t pad_id = 151643;  // -1 = none
   bool add_bos = false;
-  std::string chat_template;          // Jinja text, may be empty
+  std::string chat_template;  // Jinja text, may be empty
 };
 
 // Vocabulary size of the SmallThinker / Qwen2 embedding table.

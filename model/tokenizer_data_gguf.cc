@@ -57,9 +57,9 @@ absl::StatusOr<TokenizerData> FromGgufImpl(const GgufFile& f) {
   if (f.Has(kTokenType)) {
     ST_ASSIGN_OR_RETURN(d.token_types, f.GetInt32Array(kTokenType));
     if (d.token_types.size() != d.tokens.size()) {
-      return absl::InvalidArgumentError(absl::StrFormat(
-          "%s has %d entries but %s has %d", kTokenType, d.token_types.size(), kTokens,
-          d.tokens.size()));
+      return absl::InvalidArgumentError(absl::StrFormat("%s has %d entries but %s has %d",
+                                                        kTokenType, d.token_types.size(), kTokens,
+                                                        d.tokens.size()));
     }
   } else {
     d.token_types.assign(d.tokens.size(), static_cast<int32_t>(TokenType::kNormal));

@@ -26,15 +26,13 @@ Json MinimalTokenizerJson() {
   j["normalizer"] = {{"type", "NFC"}};
   j["pre_tokenizer"] = {
       {"type", "Sequence"},
-      {"pretokenizers",
-       Json::array({{{"type", "Split"}, {"pattern", {{"Regex", kQwenRegex}}}},
-                    {{"type", "ByteLevel"}, {"use_regex", false}}})}};
+      {"pretokenizers", Json::array({{{"type", "Split"}, {"pattern", {{"Regex", kQwenRegex}}}},
+                                     {{"type", "ByteLevel"}, {"use_regex", false}}})}};
   j["model"] = {{"type", "BPE"},
                 {"vocab", {{"a", 0}, {"b", 1}, {"ab", 2}, {"Ġ", 3}}},
                 {"merges", Json::array({Json::array({"a", "b"})})}};
-  j["added_tokens"] = Json::array(
-      {{{"id", 4}, {"content", "<|endoftext|>"}, {"special", true}},
-       {{"id", 5}, {"content", "<tool_call>"}, {"special", false}}});
+  j["added_tokens"] = Json::array({{{"id", 4}, {"content", "<|endoftext|>"}, {"special", true}},
+                                   {{"id", 5}, {"content", "<tool_call>"}, {"special", false}}});
   return j;
 }
 
@@ -209,8 +207,7 @@ TEST(TokenizerGgufTest, KindAndErrors) {
   EXPECT_NE(s.message().find("\"deepseek-llm\""), std::string::npos) << s;
 
   // "default" and absent are accepted (with a warning) and use the Qwen2 regex.
-  for (auto v : {std::optional<GgufValue>(GgufValue::Str("default")),
-                 std::optional<GgufValue>()}) {
+  for (auto v : {std::optional<GgufValue>(GgufValue::Str("default")), std::optional<GgufValue>()}) {
     absl::StatusOr<TokenizerData> d = RoundTrip(With(kv, "tokenizer.ggml.pre", v));
     ASSERT_TRUE(d.ok()) << d.status();
     ASSERT_TRUE(Tokenizer::Create(*std::move(d)).ok());

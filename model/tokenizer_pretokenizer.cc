@@ -12,10 +12,11 @@ namespace st {
 namespace {
 
 // JavaScript's \s (ECMA-262 WhiteSpace + LineTerminator), see header.
-#define ST_JS_SPACE \
+#define ST_JS_SPACE                                               \
   "\\t\\n\\x{0B}\\f\\r\\x{20}\\x{A0}\\x{1680}\\x{2000}-\\x{200A}" \
   "\\x{2028}\\x{2029}\\x{202F}\\x{205F}\\x{3000}\\x{FEFF}"
 
+// clang-format off
 constexpr char kPattern[] =
     "'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD]"
     "|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+"
@@ -24,6 +25,7 @@ constexpr char kPattern[] =
     "|[" ST_JS_SPACE "]*[\\r\\n]+"
     "|[" ST_JS_SPACE "]+(?![^" ST_JS_SPACE "])"
     "|[" ST_JS_SPACE "]+";
+// clang-format on
 
 #undef ST_JS_SPACE
 
@@ -50,9 +52,9 @@ absl::StatusOr<std::unique_ptr<Qwen2PreTokenizer>> Qwen2PreTokenizer::Create() {
   pcre2_code* re = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(kPattern), PCRE2_ZERO_TERMINATED,
                                  PCRE2_UTF | PCRE2_UCP, &err, &err_offset, nullptr);
   if (re == nullptr) {
-    return absl::InternalError(absl::StrFormat(
-        "compiling the Qwen2 pre-tokenizer regex failed at offset %d: %s",
-        err_offset, Pcre2Error(err)));
+    return absl::InternalError(
+        absl::StrFormat("compiling the Qwen2 pre-tokenizer regex failed at offset %d: %s",
+                        err_offset, Pcre2Error(err)));
   }
   std::unique_ptr<Qwen2PreTokenizer> p(new Qwen2PreTokenizer);
   p->code_ = std::make_unique<Code>();
@@ -74,16 +76,16 @@ absl::Status Qwen2PreTokenizer::Split(std::string_view text,
   while (pos < text.size()) {
     // The caller validated the UTF-8, so skip PCRE2's own check (it would be
     // O(n) per call, i.e. O(n^2) over the loop).
-    int rc = pcre2_match(code_->re, subject, text.size(), pos, PCRE2_NO_UTF_CHECK, md.get(),
-                         nullptr);
+    int rc =
+        pcre2_match(code_->re, subject, text.size(), pos, PCRE2_NO_UTF_CHECK, md.get(), nullptr);
     if (rc == PCRE2_ERROR_JIT_STACKLIMIT) {
-      rc = pcre2_match(code_->re, subject, text.size(), pos,
-                       PCRE2_NO_UTF_CHECK | PCRE2_NO_JIT, md.get(), nullptr);
+      rc = pcre2_match(code_->re, subject, text.size(), pos, PCRE2_NO_UTF_CHECK | PCRE2_NO_JIT,
+                       md.get(), nullptr);
     }
     if (rc == PCRE2_ERROR_NOMATCH) break;
     if (rc < 0) {
-      return absl::InternalError(absl::StrFormat(
-          "Qwen2 pre-tokenizer regex failed at byte %d: %s", pos, Pcre2Error(rc)));
+      return absl::InternalError(
+          absl::StrFormat("Qwen2 pre-tokenizer regex failed at byte %d: %s", pos, Pcre2Error(rc)));
     }
     const PCRE2_SIZE* ov = pcre2_get_ovector_pointer(md.get());
     const size_t start = ov[0], end = ov[1];

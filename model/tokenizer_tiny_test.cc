@@ -40,7 +40,10 @@ TEST(ByteLevelTest, Table) {
   EXPECT_EQ(ByteToUnicode('\n'), 0x10Au);
   EXPECT_EQ(ByteToUnicode('A'), static_cast<char32_t>('A'));
   EXPECT_EQ(ByteToUnicode(0xAD), 0x143u);  // the last remapped byte
-  EXPECT_EQ(ByteLevelEncode(" a\n"), "\xC4\xA0" "a" "\xC4\x8A");
+  EXPECT_EQ(ByteLevelEncode(" a\n"),
+            "\xC4\xA0"
+            "a"
+            "\xC4\x8A");
   std::string all;
   for (int b = 0; b < 256; ++b) all.push_back(static_cast<char>(b));
   std::string back;
@@ -48,11 +51,12 @@ TEST(ByteLevelTest, Table) {
   EXPECT_EQ(back, all);
   back.clear();
   EXPECT_FALSE(ByteLevelDecode("\xE4\xB8\x80", &back));  // U+4E00 not in the alphabet
-  EXPECT_EQ(back, "\xE4\xB8\x80");                      // passed through
+  EXPECT_EQ(back, "\xE4\xB8\x80");                       // passed through
   EXPECT_EQ(UnicodeToByte(0x144), std::nullopt);
 }
 
 TEST(PreTokenizerTest, Qwen2Pieces) {
+  printf("[ pcre2  ] JIT %s\n", Qwen2PreTokenizer::Create().value()->jit_enabled() ? "on" : "off");
   EXPECT_EQ(Split("Hello world's 2025!!\n\n  x"),
             (std::vector<std::string>{"Hello", " world", "'s", " ", "2", "0", "2", "5", "!!\n\n",
                                       " ", " x"}));

@@ -13,7 +13,7 @@ namespace {
 // Valid range of the second byte for lead byte `b0` (Unicode Table 3-7);
 // later continuation bytes are always 0x80..0xBF.
 struct LeadInfo {
-  int len;        // total sequence length, 0 if b0 cannot start a sequence
+  int len;         // total sequence length, 0 if b0 cannot start a sequence
   uint8_t lo, hi;  // allowed range of the second byte
 };
 
@@ -27,7 +27,7 @@ LeadInfo Lead(uint8_t b0) {
   if (b0 == 0xF0) return {4, 0x90, 0xBF};
   if (b0 >= 0xF1 && b0 <= 0xF3) return {4, 0x80, 0xBF};
   if (b0 == 0xF4) return {4, 0x80, 0x8F};  // <= U+10FFFF
-  return {0, 0, 0};                         // 0x80..0xC1, 0xF5..0xFF
+  return {0, 0, 0};                        // 0x80..0xC1, 0xF5..0xFF
 }
 
 }  // namespace
@@ -119,16 +119,14 @@ absl::StatusOr<std::string> NormalizeNfc(std::string_view s) {
   if (ascii) return std::string(s);
   utf8proc_uint8_t* dst = nullptr;
   // Explicit length (no UTF8PROC_NULLTERM): embedded NULs are ordinary chars.
-  const utf8proc_ssize_t n =
-      utf8proc_map(reinterpret_cast<const utf8proc_uint8_t*>(s.data()),
-                   static_cast<utf8proc_ssize_t>(s.size()), &dst,
-                   static_cast<utf8proc_option_t>(UTF8PROC_STABLE | UTF8PROC_COMPOSE));
+  const utf8proc_ssize_t n = utf8proc_map(
+      reinterpret_cast<const utf8proc_uint8_t*>(s.data()), static_cast<utf8proc_ssize_t>(s.size()),
+      &dst, static_cast<utf8proc_option_t>(UTF8PROC_STABLE | UTF8PROC_COMPOSE));
   std::unique_ptr<utf8proc_uint8_t, decltype(&std::free)> owned(dst, &std::free);
   if (n < 0) {
     const auto code = n == UTF8PROC_ERROR_NOMEM ? absl::StatusCode::kInternal
                                                 : absl::StatusCode::kInvalidArgument;
-    return absl::Status(code, absl::StrFormat("NFC normalization failed: %s",
-                                              utf8proc_errmsg(n)));
+    return absl::Status(code, absl::StrFormat("NFC normalization failed: %s", utf8proc_errmsg(n)));
   }
   return std::string(reinterpret_cast<const char*>(dst), static_cast<size_t>(n));
 }

@@ -20,7 +20,7 @@ TEST(Utf8Test, Classify) {
   EXPECT_EQ(Utf8Classify("\xC3\xA9", 0), 2);
   EXPECT_EQ(Utf8Classify("\xE4\xB8\x80", 0), 3);
   EXPECT_EQ(Utf8Classify("\xF0\x9F\x98\x80", 0), 4);
-  EXPECT_EQ(Utf8Classify("\xF0\x9F\x98", 0), 0);   // truncated
+  EXPECT_EQ(Utf8Classify("\xF0\x9F\x98", 0), 0);  // truncated
   EXPECT_EQ(Utf8Classify("\xC3", 0), 0);
   EXPECT_EQ(Utf8Classify("\x80", 0), -1);          // lone continuation
   EXPECT_EQ(Utf8Classify("\xC0\xAF", 0), -1);      // overlong lead

@@ -12,6 +12,7 @@ void RegisterInspect(CLI::App& app);
 void RegisterTokenize(CLI::App& app);
 void RegisterRun(CLI::App& app);
 void RegisterChat(CLI::App& app);
+void RegisterMembw(CLI::App& app);
 
 // Exit code of the subcommand that ran (set by its callback).
 int& ExitCode();

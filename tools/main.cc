@@ -32,6 +32,7 @@ int main(int argc, char** argv) {
   st::tools::RegisterTokenize(app);
   st::tools::RegisterRun(app);
   st::tools::RegisterChat(app);
+  st::tools::RegisterMembw(app);
   CLI11_PARSE(app, argc, argv);
   return st::tools::ExitCode();
 }

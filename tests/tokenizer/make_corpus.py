@@ -10,17 +10,20 @@ unicodedata (Unicode 14.0 on Debian 12, the same version as PCRE2 10.42's
 tables). Characters assigned after 14.0 may be letters to node's ICU but not
 to PCRE2, a known and documented divergence (see model/tokenizer_pretokenizer.h).
 
-Usage: make_corpus.py [OUTPUT]   (default: corpus.txt next to this script)
+Usage: make_corpus.py [OUTPUT] [--seed N] [--scale K]
+  OUTPUT defaults to corpus.txt next to this script. --seed/--scale produce a
+  different or K-times larger corpus for one-off soak runs (run the test with
+  ST_TOKENIZER_CORPUS=OUTPUT); the committed corpus uses the defaults.
 """
 
+import argparse
 import json
 import os
 import random
-import sys
 import unicodedata
 
 SEED = 20250717
-rng = random.Random(SEED)
+rng = random.Random(SEED)  # reseeded in main()
 
 WORDS = ("the quick brown fox jumps over lazy dog model token engine expert "
          "router memory cache layer attention weight matrix vector inference "
@@ -182,6 +185,13 @@ def code_case():
 
 
 def main():
+  ap = argparse.ArgumentParser()
+  ap.add_argument("output", nargs="?", default=os.path.join(
+      os.path.dirname(os.path.abspath(__file__)), "corpus.txt"))
+  ap.add_argument("--seed", type=int, default=SEED)
+  ap.add_argument("--scale", type=int, default=1)
+  args = ap.parse_args()
+  rng.seed(args.seed)
   out = []
   out += ["", " ", "a", "\n", "\t", "'", "'s", "''", "\x00", "a\x00b",
           "\x07\x1b[31mred\x1b[0m", "\x7f", "\u00ad", "\u200b\u200c\u200d",
@@ -191,9 +201,9 @@ def main():
           "1" * 1000, "!" * 1000, "😀" * 500, "\t" * 300 + "x",
           " \n" * 400, "word " * 800,
           # Regex-dialect probes (see model/tokenizer_pretokenizer.h): U+FEFF
-          # is \s in JS but not in PCRE2; U+0085 and U+180E are \s in neither
-          # JS nor (U+180E) modern Unicode; 'ſ / KELVIN would match a Unicode
-          # caseless (?i) contraction.
+          # is \s in JS but not in PCRE2; U+0085 is \s in PCRE2 (and HF Rust)
+          # but not in JS; U+180E is \s in neither; 's under a Unicode
+          # caseless (?i) would also match 'ſ (U+017F).
           "a\ufeffb", "a \ufeff b", "x\ufeff\ufeff\ny", "\ufeff", " \ufeff",
           "a\u0085b", "a \u0085\u0085 b", "\u180e x\u180e", "it'ſ", "IT'\u017f x",
           "'\u212a", "we'LL'\u212a", "it'\u017ft", "'\u017fs", "IT'\u017fS x",
@@ -209,10 +219,9 @@ def main():
           (140, random_mix),
           (60, lambda: rng.choice(["", " ", "x"]) + "".join(rng.choice(PUNCT) for _ in range(rng.randint(1, 12))) + rng.choice(["", "\n", "\r\n", "\n\n", " ", "a"]))]
   for count, gen in gens:
-    out += [gen() for _ in range(count)]
+    out += [gen() for _ in range(count * args.scale)]
 
-  path = sys.argv[1] if len(sys.argv) > 1 else os.path.join(
-      os.path.dirname(os.path.abspath(__file__)), "corpus.txt")
+  path = args.output
   with open(path, "w", encoding="utf-8", newline="\n") as f:
     for s in out:
       line = json.dumps(s, ensure_ascii=False)

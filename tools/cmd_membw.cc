@@ -1,0 +1,41 @@
+// `smallthinker membw`: the machine's memory read bandwidth.
+#include <cstdio>
+#include <memory>
+
+#include "common/memory_bandwidth.h"
+#include "common/units.h"
+#include "tools/commands.h"
+
+namespace st::tools {
+
+void RegisterMembw(CLI::App& app) {
+  struct Flags {
+    std::vector<int> threads = {1, 2};
+    std::string size = "1GiB";
+    int passes = 7;
+  };
+  auto f = std::make_shared<Flags>();
+  CLI::App* cmd = app.add_subcommand(
+      "membw",
+      "Measure sequential memory read bandwidth (median of passes over a large buffer):\n"
+      "the roofline for decode speed is bandwidth / bytes read per token.");
+  cmd->add_option("-t,--threads", f->threads, "Thread counts to measure")->capture_default_str();
+  cmd->add_option("--size", f->size, "Buffer size")->capture_default_str();
+  cmd->add_option("--passes", f->passes, "Timed passes")->capture_default_str();
+  cmd->callback([f] {
+    auto bytes = ParseByteSize(f->size);
+    if (!bytes.ok()) {
+      std::fprintf(stderr, "error: %s\n", bytes.status().ToString().c_str());
+      ExitCode() = 2;
+      return;
+    }
+    for (int t : f->threads) {
+      ThreadPool pool(t);
+      BandwidthResult r = MeasureReadBandwidth(pool, *bytes, f->passes);
+      std::printf("threads %d: read bandwidth %.1f GB/s median, %.1f GB/s best (%s x %d passes)\n",
+                  r.threads, r.median_gbps, r.best_gbps, FormatBytes(r.bytes).c_str(), r.passes);
+    }
+  });
+}
+
+}  // namespace st::tools
