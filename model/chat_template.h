@@ -35,6 +35,9 @@ struct ChatMessage {
 };
 
 // INVALID_ARGUMENT (naming the message index) for an empty or unknown role.
+// Pass a named std::vector<ChatMessage>: an inline braced list with one brace
+// level too many (RenderChatMl({{{"user", "hi"}}}, ...)) compiles and builds
+// `role` from the two string literals as an iterator range (UB).
 absl::StatusOr<std::string> RenderChatMl(absl::Span<const ChatMessage> messages,
                                          bool add_generation_prompt,
                                          std::string_view default_system = "");

@@ -54,6 +54,7 @@ Forward::Forward(const ModelConfig& config, const DenseWeights& weights,
   att_.resize(b * config.q_dim());
   delta_.resize(b * config.d_model);
   router_.resize(b * config.n_experts);
+  routing_counts_.assign(static_cast<size_t>(config.n_layers) * config.n_experts, 0);
 }
 
 absl::Status Forward::Run(KvCache& kv, int64_t pos0, absl::Span<const int32_t> tokens,
@@ -124,7 +125,9 @@ void Forward::Route(int layer, int n) {
     int* ids = routes_.ids.data() + t * k;
     SelectTopK(logit, n_exp, k, ids);
     GatingWeights(config_.gating, logit, ids, k, routes_.weights.data() + t * k);
+    for (int j = 0; j < k; ++j) ++routing_counts_[static_cast<size_t>(layer) * n_exp + ids[j]];
   }
+  if (layer == 0) routed_tokens_ += n;
   zones_.route += Now() - t0;
 }
 

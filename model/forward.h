@@ -36,6 +36,10 @@ class Forward {
                    std::vector<float>* logits);
 
   const ForwardZones& zones() const { return zones_; }
+  // How often each expert was chosen: [n_layers, n_experts], one count per
+  // (token, slot), accumulated over calls.
+  const std::vector<uint64_t>& routing_counts() const { return routing_counts_; }
+  uint64_t routed_tokens() const { return routed_tokens_; }  // tokens routed per layer
 
  private:
   absl::Status RunBatch(KvCache& kv, int64_t pos0, absl::Span<const int32_t> tokens,
@@ -52,6 +56,8 @@ class Forward {
   ThreadPool* pool_;
   int max_batch_;
   ForwardZones zones_;
+  std::vector<uint64_t> routing_counts_;
+  uint64_t routed_tokens_ = 0;
 
   // Scratch for one batch of n <= max_batch tokens.
   std::vector<float> x_;        // [n, d_model] residual stream

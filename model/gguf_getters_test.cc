@@ -91,8 +91,10 @@ TEST_F(GgufGettersTest, Uint32ConvertsInRangeIntegers) {
   EXPECT_EQ(*file_->GetUint32("u32"), 4000000000u);
   EXPECT_EQ(*file_->GetUint32("i32"), 12345u);
   EXPECT_EQ(*file_->GetUint32("u64_small"), 77u);
-  ExpectTypeError(file_->GetUint32("i32_neg"), "i32_neg", "uint32", "out of range");
-  ExpectTypeError(file_->GetUint32("u64_big"), "u64_big", "uint32", "uint64");
+  ExpectTypeError(file_->GetUint32("i32_neg"), "i32_neg", "wanted uint32",
+                  "found int32 with a value out of range");
+  ExpectTypeError(file_->GetUint32("u64_big"), "u64_big", "wanted uint32",
+                  "found uint64 with a value out of range");
   ExpectTypeError(file_->GetUint32("str"), "str", "uint32", "found string");
   ExpectTypeError(file_->GetUint32("f32"), "f32", "uint32", "found float32");
   ExpectTypeError(file_->GetUint32("bool"), "bool", "uint32", "found bool");
@@ -102,15 +104,17 @@ TEST_F(GgufGettersTest, Uint64) {
   EXPECT_EQ(*file_->GetUint64("u64_max"), std::numeric_limits<uint64_t>::max());
   EXPECT_EQ(*file_->GetUint64("u8"), 200u);
   EXPECT_EQ(*file_->GetUint64("i32"), 12345u);
-  ExpectTypeError(file_->GetUint64("i64_neg"), "i64_neg", "uint64", "int64");
+  ExpectTypeError(file_->GetUint64("i64_neg"), "i64_neg", "uint64",
+                  "found int64 with a value out of range");
   ExpectTypeError(file_->GetUint64("a.u64"), "a.u64", "uint64", "array of uint64");
 }
 
 TEST_F(GgufGettersTest, Float32AcceptsBothWidths) {
   EXPECT_EQ(*file_->GetFloat32("f32"), 1e-6f);
   EXPECT_EQ(*file_->GetFloat32("f64"), 1500000.0f);
-  ExpectTypeError(file_->GetFloat32("f64_huge"), "f64_huge", "float32", "float64");
-  ExpectTypeError(file_->GetFloat32("u32"), "u32", "float32 or float64", "found uint32");
+  ExpectTypeError(file_->GetFloat32("f64_huge"), "f64_huge", "wanted float32",
+                  "found float64 with a value out of range");
+  ExpectTypeError(file_->GetFloat32("u32"), "u32", "wanted float32", "found uint32");
 }
 
 TEST_F(GgufGettersTest, BoolAndString) {
@@ -129,13 +133,16 @@ TEST_F(GgufGettersTest, StringArray) {
 TEST_F(GgufGettersTest, Int32ArrayAcceptsInRangeIntegerArrays) {
   EXPECT_THAT(*file_->GetInt32Array("a.i32"), ElementsAre(1, -3, 151643));
   EXPECT_THAT(*file_->GetInt32Array("a.u8"), ElementsAre(0, 255));
-  EXPECT_THAT(*file_->GetInt32Array("a.i64_ok"),
-              ElementsAre(std::numeric_limits<int32_t>::min(), std::numeric_limits<int32_t>::max()));
+  EXPECT_THAT(*file_->GetInt32Array("a.i64_ok"), ElementsAre(std::numeric_limits<int32_t>::min(),
+                                                             std::numeric_limits<int32_t>::max()));
   EXPECT_THAT(*file_->GetInt32Array("a.u64"), ElementsAre(1, 2, 3));
   EXPECT_TRUE(file_->GetInt32Array("a.empty_i32")->empty());
-  ExpectTypeError(file_->GetInt32Array("a.i64_big"), "a.i64_big", "int32", "out of range");
-  ExpectTypeError(file_->GetInt32Array("a.u32_big"), "a.u32_big", "int32", "array of uint32");
-  ExpectTypeError(file_->GetInt32Array("a.u64_big"), "a.u64_big", "int32", "array of uint64");
+  ExpectTypeError(file_->GetInt32Array("a.i64_big"), "a.i64_big", "int32",
+                  "array of int64 with a value out of range");
+  ExpectTypeError(file_->GetInt32Array("a.u32_big"), "a.u32_big", "int32",
+                  "array of uint32 with a value out of range");
+  ExpectTypeError(file_->GetInt32Array("a.u64_big"), "a.u64_big", "int32",
+                  "array of uint64 with a value out of range");
   ExpectTypeError(file_->GetInt32Array("a.bool"), "a.bool", "int32", "array of bool");
   ExpectTypeError(file_->GetInt32Array("a.f32"), "a.f32", "int32", "array of float32");
   ExpectTypeError(file_->GetInt32Array("a.str"), "a.str", "int32", "array of string");

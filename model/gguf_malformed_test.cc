@@ -74,7 +74,8 @@ std::string SmallValidFile() {
   a.ints = {1, 2, 3};
   absl::StatusOr<std::string> bytes = GgufWriter::BuildInMemory(
       {{"general.architecture", GgufValue::Str("smallthinker")}, {"a", GgufValue::Arr(a)}},
-      {{.name = "q", .ne = {32}, .type = DType::kQ8_0}, {.name = "w", .ne = {8}, .type = DType::kF32}},
+      {{.name = "q", .ne = {32}, .type = DType::kQ8_0},
+       {.name = "w", .ne = {8}, .type = DType::kF32}},
       {std::string(34, '\2'), std::string(32, '\1')});
   if (!bytes.ok()) ADD_FAILURE() << bytes.status();
   return bytes.value_or("");
@@ -141,15 +142,15 @@ TEST(GgufMalformedTest, AbsurdStringLengths) {
                 {"string length 9223372036854775808", "metadata entry 0"});
   ExpectInvalid(Bytes().Header(0, 1).Str("k").U32(8).U64(~uint64_t{0}).Zeros(8).str(),
                 {"metadata key 'k'", "string length 18446744073709551615"});
-  ExpectInvalid(
-      Bytes().Header(1, 0).U64(uint64_t{1} << 62).Zeros(40).str(),
-      {"tensor info 0", "string length 4611686018427387904"});
+  ExpectInvalid(Bytes().Header(1, 0).U64(uint64_t{1} << 62).Zeros(40).str(),
+                {"tensor info 0", "string length 4611686018427387904"});
 }
 
 TEST(GgufMalformedTest, AbsurdArrayLengths) {
   // 2^61 u32 elements, and exactly one string element too many for the bytes left.
-  ExpectInvalid(Bytes().Header(0, 1).Str("arr").U32(9).U32(4).U64(uint64_t{1} << 61).Zeros(64).str(),
-                {"metadata key 'arr'", "array length 2305843009213693952", "uint32"});
+  ExpectInvalid(
+      Bytes().Header(0, 1).Str("arr").U32(9).U32(4).U64(uint64_t{1} << 61).Zeros(64).str(),
+      {"metadata key 'arr'", "array length 2305843009213693952", "uint32"});
   ExpectInvalid(Bytes().Header(0, 1).Str("s").U32(9).U32(8).U64(3).Zeros(8 * 3 - 1).str(),
                 {"array length 3 of string"});
   ExpectInvalid(Bytes().Header(0, 1).Str("n").U32(9).U32(9).U64(uint64_t{1} << 60).Zeros(64).str(),
@@ -216,8 +217,12 @@ TEST(GgufMalformedTest, BadTensorShapes) {
 
 TEST(GgufMalformedTest, UnsupportedTensorTypes) {
   auto typed = [](uint32_t type) {
-    return Bytes().Header(1, 0).TensorInfo("blk.3.ffn_up_exps.weight", {256}, type, 0)
-        .PadTo(32).Zeros(1024).str();
+    return Bytes()
+        .Header(1, 0)
+        .TensorInfo("blk.3.ffn_up_exps.weight", {256}, type, 0)
+        .PadTo(32)
+        .Zeros(1024)
+        .str();
   };
   ExpectInvalid(typed(12), {"blk.3.ffn_up_exps.weight", "Q4_K", "12"});
   ExpectInvalid(typed(22), {"blk.3.ffn_up_exps.weight", "IQ2_S"});

@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <bit>
 #include <cerrno>
 #include <cmath>
@@ -36,9 +37,9 @@ absl::Status Invalid(uint64_t offset, absl::string_view what) {
   return absl::InvalidArgumentError(absl::StrCat("offset ", offset, ": ", what));
 }
 
-constexpr std::string_view kTypeNames[] = {"uint8",  "int8",   "uint16", "int16", "uint32",
-                                           "int32",  "float32", "bool",  "string", "array",
-                                           "uint64", "int64",  "float64"};
+constexpr std::string_view kTypeNames[] = {"uint8",  "int8",    "uint16", "int16",  "uint32",
+                                           "int32",  "float32", "bool",   "string", "array",
+                                           "uint64", "int64",   "float64"};
 // Smallest encoded size of one element of each type (string: u64 length;
 // array: elem type + count), used to bound counts by the bytes left.
 constexpr uint64_t kMinElemBytes[] = {1, 1, 2, 2, 4, 4, 4, 1, 8, 12, 8, 8, 8};
@@ -96,11 +97,11 @@ absl::Status ReadArray(Cursor& c, int depth, GgufArray& out);
 absl::Status ReadValue(Cursor& c, GgufType type, int depth, GgufValue& out) {
   out.type = type;
   switch (type) {
-#define ST_GGUF_INT(kind, T, Stored)                           \
-  case GgufType::kind: {                                       \
-    ST_ASSIGN_OR_RETURN(T x, c.Read<T>(GgufTypeName(type)));   \
-    out.v = static_cast<Stored>(x);                            \
-    return absl::OkStatus();                                   \
+#define ST_GGUF_INT(kind, T, Stored)                         \
+  case GgufType::kind: {                                     \
+    ST_ASSIGN_OR_RETURN(T x, c.Read<T>(GgufTypeName(type))); \
+    out.v = static_cast<Stored>(x);                          \
+    return absl::OkStatus();                                 \
   }
     ST_GGUF_INT(kUint8, uint8_t, uint64_t)
     ST_GGUF_INT(kInt8, int8_t, int64_t)
@@ -149,9 +150,9 @@ absl::Status ReadArray(Cursor& c, int depth, GgufArray& out) {
   if (min_bytes == 0) return Invalid(at, absl::StrCat("unknown array element type ", raw_type));
   ST_ASSIGN_OR_RETURN(uint64_t n, c.Read<uint64_t>("array length"));
   if (n > c.remaining() / min_bytes) {
-    return Invalid(at, absl::StrCat("array length ", n, " of ", Sv(GgufTypeName(elem)),
-                                    " needs at least ", min_bytes, " bytes each, only ",
-                                    c.remaining(), " bytes left"));
+    return Invalid(
+        at, absl::StrCat("array length ", n, " of ", Sv(GgufTypeName(elem)), " needs at least ",
+                         min_bytes, " bytes each, only ", c.remaining(), " bytes left"));
   }
   out.elem_type = elem;
   GgufValue v;
@@ -159,9 +160,10 @@ absl::Status ReadArray(Cursor& c, int depth, GgufArray& out) {
     ST_RETURN_IF_ERROR(ReadValue(c, elem, depth, v));
     if (const auto* x = std::get_if<int64_t>(&v.v)) {
       out.ints.push_back(*x);
-    } else if (const auto* u = std::get_if<uint64_t>(&v.v)) {  // < 2^32 unless kUint64
-      elem == GgufType::kUint64 ? out.uints.push_back(*u)
-                                : out.ints.push_back(static_cast<int64_t>(*u));
+    } else if (const auto* u = std::get_if<uint64_t>(&v.v); u && elem == GgufType::kUint64) {
+      out.uints.push_back(*u);
+    } else if (u != nullptr) {  // uint8/16/32: fits int64 exactly
+      out.ints.push_back(static_cast<int64_t>(*u));
     } else if (const auto* f = std::get_if<double>(&v.v)) {
       out.floats.push_back(*f);
     } else if (const auto* b = std::get_if<bool>(&v.v)) {
@@ -184,11 +186,17 @@ std::string_view GgufTypeName(GgufType type) {
 
 size_t GgufArray::size() const {
   switch (elem_type) {
-    case GgufType::kFloat32: case GgufType::kFloat64: return floats.size();
-    case GgufType::kString: return strings.size();
-    case GgufType::kArray: return arrays.size();
-    case GgufType::kUint64: return uints.empty() ? ints.size() : uints.size();
-    default: return ints.size();
+    case GgufType::kFloat32:
+    case GgufType::kFloat64:
+      return floats.size();
+    case GgufType::kString:
+      return strings.size();
+    case GgufType::kArray:
+      return arrays.size();
+    case GgufType::kUint64:
+      return uints.empty() ? ints.size() : uints.size();
+    default:
+      return ints.size();
   }
 }
 
@@ -204,14 +212,14 @@ absl::StatusOr<uint64_t> GgufTensorBytes(DType type, const std::vector<uint64_t>
         absl::StrCat("n_dims ", ne.size(), " not in [1, ", kGgufMaxDims, "]"));
   }
   if (!DTypeFromGgml(static_cast<uint32_t>(type)).ok()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("invalid DType ", static_cast<uint32_t>(type)));
+    return absl::InvalidArgumentError(absl::StrCat("invalid DType ", static_cast<uint32_t>(type)));
   }
   constexpr uint64_t kMax = static_cast<uint64_t>(INT64_MAX);
   uint64_t n_elements = 1;
   for (size_t i = 0; i < ne.size(); ++i) {
     if (ne[i] == 0 || ne[i] > kMax) {
-      return absl::InvalidArgumentError(absl::StrCat("dim ne[", i, "] = ", ne[i], " not in [1, 2^63)"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("dim ne[", i, "] = ", ne[i], " not in [1, 2^63)"));
     }
     if (__builtin_mul_overflow(n_elements, ne[i], &n_elements) || n_elements > kMax) {
       return absl::InvalidArgumentError(
@@ -226,8 +234,8 @@ absl::StatusOr<uint64_t> GgufTensorBytes(DType type, const std::vector<uint64_t>
   uint64_t bytes = 0;
   if (__builtin_mul_overflow(n_elements / block, uint64_t{BlockBytes(type)}, &bytes) ||
       bytes > kMax) {
-    return absl::InvalidArgumentError(absl::StrCat("byte size of ", n_elements, " ",
-                                                   Sv(DTypeName(type)), " elements overflows"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("byte size of ", n_elements, " ", Sv(DTypeName(type)), " elements overflows"));
   }
   return bytes;
 }
@@ -243,9 +251,9 @@ absl::StatusOr<std::unique_ptr<GgufFile>> GgufFile::Open(const std::string& path
   }
   if (!S_ISREG(st.st_mode) || st.st_size <= 0) {
     ::close(fd);
-    return absl::InvalidArgumentError(absl::StrCat(
-        path, S_ISREG(st.st_mode) ? ": empty file (0 bytes), not a GGUF file"
-                                  : ": not a regular file"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, S_ISREG(st.st_mode) ? ": empty file (0 bytes), not a GGUF file"
+                                               : ": not a regular file"));
   }
   const auto size = static_cast<uint64_t>(st.st_size);
   void* p = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
@@ -297,10 +305,10 @@ absl::StatusOr<std::pair<uint64_t, uint64_t>> ReadHeader(Cursor& c, uint32_t& ve
   const uint64_t left = c.remaining();
   if (n_tensors > left / kMinTensorInfoBytes || n_kv > left / kMinKvBytes ||
       n_tensors * kMinTensorInfoBytes + n_kv * kMinKvBytes > left) {
-    return Invalid(8, absl::StrCat("tensor count ", n_tensors, " and metadata count ", n_kv,
-                                   " cannot fit in the ", left, " bytes left (a tensor info needs",
-                                   " >= ", kMinTensorInfoBytes, ", a key/value >= ", kMinKvBytes,
-                                   ")"));
+    return Invalid(
+        8, absl::StrCat("tensor count ", n_tensors, " and metadata count ", n_kv,
+                        " cannot fit in the ", left, " bytes left (a tensor info needs",
+                        " >= ", kMinTensorInfoBytes, ", a key/value >= ", kMinKvBytes, ")"));
   }
   return std::make_pair(n_tensors, n_kv);
 }
@@ -355,7 +363,10 @@ absl::Status GgufFile::ParseImpl() {
   ST_ASSIGN_OR_RETURN(auto counts, ReadHeader(c, version_));
   const auto [n_tensors, n_kv] = counts;
 
-  metadata_.reserve(n_kv);
+  // Capped: the counts are only bounded by the file size, and each entry
+  // takes more memory than its minimum encoding; growth follows real entries.
+  constexpr uint64_t kMaxReserve = 4096;
+  metadata_.reserve(std::min(n_kv, kMaxReserve));
   for (uint64_t i = 0; i < n_kv; ++i) {
     const uint64_t at = c.pos();
     std::string_view key;
@@ -363,8 +374,8 @@ absl::Status GgufFile::ParseImpl() {
     absl::Status s = ReadKv(c, key, value);
     if (!s.ok()) return Annotate(s, absl::StrCat("metadata entry ", i));
     if (auto [it, inserted] = key_index_.emplace(key, metadata_.size()); !inserted) {
-      return Invalid(at, absl::StrCat("duplicate metadata key '", Sv(key), "' (entries ", it->second,
-                                      " and ", i, ")"));
+      return Invalid(at, absl::StrCat("duplicate metadata key '", Sv(key), "' (entries ",
+                                      it->second, " and ", i, ")"));
     }
     metadata_.emplace_back(std::string(key), std::move(value));
   }
@@ -372,8 +383,8 @@ absl::Status GgufFile::ParseImpl() {
   if (const GgufValue* a = Find("general.alignment")) {
     const uint64_t* x = std::get_if<uint64_t>(&a->v);
     if (a->type != GgufType::kUint32 || x == nullptr) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "general.alignment must be uint32, found ", Sv(GgufTypeName(a->type))));
+      return absl::InvalidArgumentError(
+          absl::StrCat("general.alignment must be uint32, found ", Sv(GgufTypeName(a->type))));
     }
     if (!std::has_single_bit(*x)) {
       return absl::InvalidArgumentError(
@@ -382,7 +393,7 @@ absl::Status GgufFile::ParseImpl() {
     alignment_ = *x;
   }
 
-  tensors_.reserve(n_tensors);
+  tensors_.reserve(std::min(n_tensors, kMaxReserve));
   for (uint64_t i = 0; i < n_tensors; ++i) {
     const uint64_t at = c.pos();
     absl::StatusOr<std::string_view> name = c.ReadString("tensor name");
@@ -401,19 +412,19 @@ absl::Status GgufFile::ParseImpl() {
   data_offset_ = (c.pos() + alignment_ - 1) / alignment_ * alignment_;
   if (data_offset_ > size_) {
     if (!tensors_.empty()) {
-      return Invalid(c.pos(), absl::StrCat("data section would start at ", data_offset_,
-                                           ", past the end of the file (", size_,
-                                           " bytes); truncated file?"));
+      return Invalid(
+          c.pos(), absl::StrCat("data section would start at ", data_offset_,
+                                ", past the end of the file (", size_, " bytes); truncated file?"));
     }
     data_offset_ = size_;  // metadata-only file without the final padding
   }
   const uint64_t data_size = size_ - data_offset_;
   for (const GgufTensorInfo& t : tensors_) {
     if (t.offset > data_size || t.n_bytes > data_size - t.offset) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "tensor '", t.name, "': data at offset ", t.offset, " + ", t.n_bytes,
-          " bytes extends past the end of the file (data section has ", data_size,
-          " bytes from file offset ", data_offset_, "); truncated file?"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("tensor '", t.name, "': data at offset ", t.offset, " + ", t.n_bytes,
+                       " bytes extends past the end of the file (data section has ", data_size,
+                       " bytes from file offset ", data_offset_, "); truncated file?"));
     }
   }
   return absl::OkStatus();
@@ -442,22 +453,35 @@ bool IsInteger(GgufType t) {
          t != GgufType::kString && t != GgufType::kArray && MinElemBytes(t) != 0;
 }
 
+enum class Fit { kOk, kWrongType, kOutOfRange };
+
 // Converts an integer held as int64 or uint64 to T if it is in range.
 template <typename T, typename Stored>
-bool Narrow(const Stored* x, T& out) {
-  if (x == nullptr || !std::in_range<T>(*x)) return false;
-  out = static_cast<T>(*x);
-  return true;
+Fit Narrow(const Stored& x, T& out) {
+  if (!std::in_range<T>(x)) return Fit::kOutOfRange;
+  out = static_cast<T>(x);
+  return Fit::kOk;
 }
 
 template <typename T>
-bool IntegerAs(const GgufValue& v, T& out) {
-  return IsInteger(v.type) && (Narrow(std::get_if<int64_t>(&v.v), out) ||
-                               Narrow(std::get_if<uint64_t>(&v.v), out));
+Fit IntegerAs(const GgufValue& v, T& out) {
+  if (!IsInteger(v.type)) return Fit::kWrongType;
+  if (const auto* i = std::get_if<int64_t>(&v.v)) return Narrow(*i, out);
+  if (const auto* u = std::get_if<uint64_t>(&v.v)) return Narrow(*u, out);
+  return Fit::kWrongType;
 }
 
-// Looks up `key` and converts it with `convert` (returns false if the type or
-// range does not fit); `wanted` names the requested type in errors.
+// Accepts only values of `type` holding a T.
+template <typename T, GgufType type>
+Fit Exact(const GgufValue& v, T& out) {
+  const auto* x = std::get_if<T>(&v.v);
+  if (v.type != type || x == nullptr) return Fit::kWrongType;
+  out = *x;
+  return Fit::kOk;
+}
+
+// Looks up `key` and converts it with `convert`; `wanted` names the requested
+// type in errors.
 template <typename T, typename Convert>
 absl::StatusOr<T> Get(const GgufFile& f, std::string_view key, std::string_view wanted,
                       Convert convert) {
@@ -466,21 +490,11 @@ absl::StatusOr<T> Get(const GgufFile& f, std::string_view key, std::string_view 
     return absl::NotFoundError(absl::StrCat(f.path(), ": metadata key '", Sv(key), "' not found"));
   }
   T out{};
-  if (!convert(*v, out)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        f.path(), ": metadata key '", Sv(key), "': wanted ", Sv(wanted), ", found ", TypeDescription(*v),
-        IsInteger(v->type) || v->type == GgufType::kArray ? " (or a value out of range)" : ""));
-  }
-  return out;
-}
-
-// Accepts only values of `type` holding a T.
-template <typename T, GgufType type>
-bool Exact(const GgufValue& v, T& out) {
-  const auto* x = std::get_if<T>(&v.v);
-  if (v.type != type || x == nullptr) return false;
-  out = *x;
-  return true;
+  const Fit fit = convert(*v, out);
+  if (fit == Fit::kOk) return out;
+  return absl::InvalidArgumentError(absl::StrCat(
+      f.path(), ": metadata key '", Sv(key), "': wanted ", Sv(wanted), ", found ",
+      TypeDescription(*v), fit == Fit::kOutOfRange ? " with a value out of range" : ""));
 }
 
 }  // namespace
@@ -494,15 +508,17 @@ absl::StatusOr<uint64_t> GgufFile::GetUint64(std::string_view key) const {
 }
 
 absl::StatusOr<float> GgufFile::GetFloat32(std::string_view key) const {
-  return Get<float>(*this, key, "float32 or float64", [](const GgufValue& v, float& out) {
+  return Get<float>(*this, key, "float32", [](const GgufValue& v, float& out) {
     const auto* x = std::get_if<double>(&v.v);
     if ((v.type != GgufType::kFloat32 && v.type != GgufType::kFloat64) || x == nullptr) {
-      return false;
+      return Fit::kWrongType;
     }
     // Finite doubles beyond float range would be UB to convert.
-    if (std::isfinite(*x) && std::fabs(*x) > std::numeric_limits<float>::max()) return false;
+    if (std::isfinite(*x) && std::fabs(*x) > std::numeric_limits<float>::max()) {
+      return Fit::kOutOfRange;
+    }
     out = static_cast<float>(*x);
-    return true;
+    return Fit::kOk;
   });
 }
 
@@ -519,29 +535,29 @@ absl::StatusOr<std::vector<std::string>> GgufFile::GetStringArray(std::string_vi
       *this, key, "array of string", [](const GgufValue& v, std::vector<std::string>& out) {
         const auto* a = std::get_if<GgufArray>(&v.v);
         if (v.type != GgufType::kArray || a == nullptr || a->elem_type != GgufType::kString) {
-          return false;
+          return Fit::kWrongType;
         }
         out = a->strings;
-        return true;
+        return Fit::kOk;
       });
 }
 
 absl::StatusOr<std::vector<int32_t>> GgufFile::GetInt32Array(std::string_view key) const {
   return Get<std::vector<int32_t>>(
-      *this, key, "array of int32 (or in-range integers)",
-      [](const GgufValue& v, std::vector<int32_t>& out) {
+      *this, key, "array of int32", [](const GgufValue& v, std::vector<int32_t>& out) {
         const auto* a = std::get_if<GgufArray>(&v.v);
-        if (v.type != GgufType::kArray || a == nullptr || !IsInteger(a->elem_type)) return false;
-        out.reserve(a->size());
+        if (v.type != GgufType::kArray || a == nullptr || !IsInteger(a->elem_type)) {
+          return Fit::kWrongType;
+        }
+        out.resize(a->ints.size() + a->uints.size());
+        size_t i = 0;
         for (int64_t x : a->ints) {
-          if (!std::in_range<int32_t>(x)) return false;
-          out.push_back(static_cast<int32_t>(x));
+          if (Narrow(x, out[i++]) != Fit::kOk) return Fit::kOutOfRange;
         }
         for (uint64_t x : a->uints) {
-          if (!std::in_range<int32_t>(x)) return false;
-          out.push_back(static_cast<int32_t>(x));
+          if (Narrow(x, out[i++]) != Fit::kOk) return Fit::kOutOfRange;
         }
-        return true;
+        return Fit::kOk;
       });
 }
 

@@ -1,5 +1,7 @@
 // Writer -> reader round trips (every metadata type, every tensor type, v2 and
 // v3, on disk and in memory) and the typed getters.
+#include "model/gguf.h"
+
 #include <unistd.h>
 
 #include <cstdint>
@@ -13,7 +15,6 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "model/gguf.h"
 
 namespace st {
 namespace {
@@ -129,16 +130,16 @@ Metadata AllTypesMetadata() {
       {"a.u64", GgufValue::Arr(u64s)},
       {"a.i64", GgufValue::Arr(Ints(GgufType::kInt64, {std::numeric_limits<int64_t>::min(), -7,
                                                        std::numeric_limits<int64_t>::max()}))},
-      {"a.f32", GgufValue::Arr(Floats(GgufType::kFloat32, {0.5, -2.25, double{1e-30f}, double{3e38f}}))},
+      {"a.f32",
+       GgufValue::Arr(Floats(GgufType::kFloat32, {0.5, -2.25, double{1e-30f}, double{3e38f}}))},
       {"a.f64", GgufValue::Arr(Floats(GgufType::kFloat64, {1e300, -0.1, 0.0}))},
       {"a.bool", GgufValue::Arr(Ints(GgufType::kBool, {1, 0, 1}))},
       {"a.str", GgufValue::Arr(Strings({"", "a b", "\xE6\x97\xA5\xE6\x9C\xAC", "Ġhello"}))},
       {"a.empty_i32", GgufValue::Arr(Ints(GgufType::kInt32, {}))},
       {"a.empty_str", GgufValue::Arr(Strings({}))},
-      {"a.nested", GgufValue::Arr(Arrays({Ints(GgufType::kInt32, {1, 2}),
-                                          Ints(GgufType::kInt32, {}),
-                                          Strings({"x"}),
-                                          Arrays({Floats(GgufType::kFloat64, {1.5})})}))},
+      {"a.nested",
+       GgufValue::Arr(Arrays({Ints(GgufType::kInt32, {1, 2}), Ints(GgufType::kInt32, {}),
+                              Strings({"x"}), Arrays({Floats(GgufType::kFloat64, {1.5})})}))},
   };
 }
 

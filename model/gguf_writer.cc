@@ -59,15 +59,24 @@ bool PutInt(std::string& out, V x) {
 template <typename V>
 bool AppendInt(std::string& out, GgufType type, V x) {
   switch (type) {
-    case GgufType::kUint8: return PutInt<uint8_t>(out, x);
-    case GgufType::kInt8: return PutInt<int8_t>(out, x);
-    case GgufType::kUint16: return PutInt<uint16_t>(out, x);
-    case GgufType::kInt16: return PutInt<int16_t>(out, x);
-    case GgufType::kUint32: return PutInt<uint32_t>(out, x);
-    case GgufType::kInt32: return PutInt<int32_t>(out, x);
-    case GgufType::kUint64: return PutInt<uint64_t>(out, x);
-    case GgufType::kInt64: return PutInt<int64_t>(out, x);
-    default: return false;
+    case GgufType::kUint8:
+      return PutInt<uint8_t>(out, x);
+    case GgufType::kInt8:
+      return PutInt<int8_t>(out, x);
+    case GgufType::kUint16:
+      return PutInt<uint16_t>(out, x);
+    case GgufType::kInt16:
+      return PutInt<int16_t>(out, x);
+    case GgufType::kUint32:
+      return PutInt<uint32_t>(out, x);
+    case GgufType::kInt32:
+      return PutInt<int32_t>(out, x);
+    case GgufType::kUint64:
+      return PutInt<uint64_t>(out, x);
+    case GgufType::kInt64:
+      return PutInt<int64_t>(out, x);
+    default:
+      return false;
   }
 }
 
@@ -100,13 +109,15 @@ absl::Status AppendArray(std::string& out, const GgufArray& a, int depth) {
   }
   const size_t n = a.size();
   if (a.ints.size() + a.uints.size() + a.floats.size() + a.strings.size() + a.arrays.size() != n) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "array of ", Sv(GgufTypeName(elem)), " holds elements in members that do not match the type"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("array of ", Sv(GgufTypeName(elem)),
+                     " holds elements in members that do not match the type"));
   }
   Append<uint32_t>(out, static_cast<uint32_t>(elem));
   Append<uint64_t>(out, n);
   switch (elem) {
-    case GgufType::kFloat32: case GgufType::kFloat64:
+    case GgufType::kFloat32:
+    case GgufType::kFloat64:
       for (double x : a.floats) ST_RETURN_IF_ERROR(AppendFloat(out, elem, x));
       return absl::OkStatus();
     case GgufType::kString:
@@ -143,7 +154,8 @@ absl::Status AppendValue(std::string& out, const GgufValue& v) {
   const auto* s = std::get_if<std::string>(&v.v);
   const auto* a = std::get_if<GgufArray>(&v.v);
   switch (v.type) {
-    case GgufType::kFloat32: case GgufType::kFloat64:
+    case GgufType::kFloat32:
+    case GgufType::kFloat64:
       if (f != nullptr) return AppendFloat(out, v.type, *f);
       break;
     case GgufType::kBool:
@@ -167,13 +179,13 @@ absl::Status AppendValue(std::string& out, const GgufValue& v) {
         return absl::OkStatus();
       }
       if (i != nullptr || u != nullptr) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "value ", i != nullptr ? absl::StrCat(*i) : absl::StrCat(*u), " out of range for ",
-            Sv(GgufTypeName(v.type))));
+        return absl::InvalidArgumentError(
+            absl::StrCat("value ", i != nullptr ? absl::StrCat(*i) : absl::StrCat(*u),
+                         " out of range for ", Sv(GgufTypeName(v.type))));
       }
   }
-  return absl::InvalidArgumentError(absl::StrCat(
-      "value of type ", Sv(GgufTypeName(v.type)), " holds variant alternative ", v.v.index()));
+  return absl::InvalidArgumentError(absl::StrCat("value of type ", Sv(GgufTypeName(v.type)),
+                                                 " holds variant alternative ", v.v.index()));
 }
 
 // `general.alignment` if set (must be a u32 nonzero power of two), else 32.
@@ -253,8 +265,8 @@ struct GgufWriter::Impl {
   absl::Status sticky;  // first error after Begin(); every later call returns it
   std::string path;
   int fd = -1;
-  size_t next = 0;        // index of the next tensor to write
-  uint64_t written = 0;   // bytes written to the file so far
+  size_t next = 0;       // index of the next tensor to write
+  uint64_t written = 0;  // bytes written to the file so far
   uint64_t alignment = kGgufDefaultAlignment;
 
   absl::Status Fail(absl::Status s) {
@@ -295,8 +307,8 @@ GgufWriter::~GgufWriter() { (void)impl_->Close(); }
 
 void GgufWriter::Set(std::string key, GgufValue value) {
   if (impl_->state != Impl::State::kDeclaring) {
-    (void)impl_->Fail(absl::FailedPreconditionError(
-        absl::StrCat("GgufWriter::Set('", key, "') after Begin()")));
+    (void)impl_->Fail(
+        absl::FailedPreconditionError(absl::StrCat("GgufWriter::Set('", key, "') after Begin()")));
     return;
   }
   for (auto& [k, v] : impl_->metadata) {
@@ -321,7 +333,8 @@ absl::Status GgufWriter::AddTensorInfo(std::string name, DType type, std::vector
 absl::Status GgufWriter::Begin(const std::string& path) {
   Impl& w = *impl_;
   if (w.state != Impl::State::kDeclaring) {
-    return absl::FailedPreconditionError(absl::StrCat("GgufWriter::Begin(", path, ") called twice"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("GgufWriter::Begin(", path, ") called twice"));
   }
   ST_ASSIGN_OR_RETURN(w.alignment, AlignmentOf(w.metadata));
   ST_ASSIGN_OR_RETURN(std::string header, Layout(w.metadata, w.tensors, 3, w.alignment));
@@ -335,24 +348,24 @@ absl::Status GgufWriter::Begin(const std::string& path) {
 absl::Status GgufWriter::WriteTensorData(std::string_view name, const void* bytes, size_t n) {
   Impl& w = *impl_;
   if (w.state != Impl::State::kWriting) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "GgufWriter::WriteTensorData('", Sv(name), "') outside Begin()..Finish()"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("GgufWriter::WriteTensorData('", Sv(name), "') outside Begin()..Finish()"));
   }
   ST_RETURN_IF_ERROR(w.sticky);
   if (w.next >= w.tensors.size()) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        w.path, ": tensor '", Sv(name), "' written after all ", w.tensors.size(),
-        " declared tensors"));
+    return absl::FailedPreconditionError(absl::StrCat(w.path, ": tensor '", Sv(name),
+                                                      "' written after all ", w.tensors.size(),
+                                                      " declared tensors"));
   }
   const TensorDecl& t = w.tensors[w.next];
   if (name != t.name) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        w.path, ": tensor '", Sv(name), "' written out of order; expected '", t.name,
-        "' (tensors are written in AddTensorInfo order)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(w.path, ": tensor '", Sv(name), "' written out of order; expected '", t.name,
+                     "' (tensors are written in AddTensorInfo order)"));
   }
   if (n != t.n_bytes) {
-    return absl::InvalidArgumentError(absl::StrCat(w.path, ": tensor '", Sv(name), "' has ",
-                                                   t.n_bytes, " bytes, got ", n));
+    return absl::InvalidArgumentError(
+        absl::StrCat(w.path, ": tensor '", Sv(name), "' has ", t.n_bytes, " bytes, got ", n));
   }
   ST_RETURN_IF_ERROR(w.WriteAll(bytes, n));
   static constexpr char kZeros[256] = {};
@@ -372,9 +385,9 @@ absl::Status GgufWriter::Finish() {
   }
   w.state = Impl::State::kFinished;
   if (w.sticky.ok() && w.next < w.tensors.size()) {
-    (void)w.Fail(absl::FailedPreconditionError(absl::StrCat(
-        w.path, ": only ", w.next, " of ", w.tensors.size(), " tensors written; first missing '",
-        w.tensors[w.next].name, "'")));
+    (void)w.Fail(absl::FailedPreconditionError(
+        absl::StrCat(w.path, ": only ", w.next, " of ", w.tensors.size(),
+                     " tensors written; first missing '", w.tensors[w.next].name, "'")));
   }
   absl::Status closed = w.Close();
   return w.sticky.ok() ? closed : w.sticky;
@@ -388,8 +401,8 @@ absl::StatusOr<std::string> GgufWriter::BuildInMemory(
     return absl::InvalidArgumentError(absl::StrCat("cannot write GGUF version ", version));
   }
   if (data.size() != tensors.size()) {
-    return absl::InvalidArgumentError(absl::StrCat(tensors.size(), " tensors but ", data.size(),
-                                                   " data buffers"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(tensors.size(), " tensors but ", data.size(), " data buffers"));
   }
   std::vector<TensorDecl> decls;
   for (const GgufTensorInfo& t : tensors) {
@@ -400,9 +413,8 @@ absl::StatusOr<std::string> GgufWriter::BuildInMemory(
   ST_ASSIGN_OR_RETURN(std::string out, Layout(metadata, decls, version, alignment));
   for (size_t i = 0; i < decls.size(); ++i) {
     if (data[i].size() != decls[i].n_bytes) {
-      return absl::InvalidArgumentError(absl::StrCat("tensor '", decls[i].name, "' has ",
-                                                     decls[i].n_bytes, " bytes, got ",
-                                                     data[i].size()));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "tensor '", decls[i].name, "' has ", decls[i].n_bytes, " bytes, got ", data[i].size()));
     }
     out.append(data[i]);
     out.resize(AlignUp(out.size(), alignment), '\0');

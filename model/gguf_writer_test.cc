@@ -55,8 +55,7 @@ TEST(GgufWriterErrorTest, CallOrder) {
   ASSERT_TRUE(w.AddTensorInfo("a", DType::kF32, {2}).ok());
   ASSERT_TRUE(w.AddTensorInfo("b", DType::kF16, {2}).ok());
   const char bytes[8] = {};
-  ExpectError(w.WriteTensorData("a", bytes, 8), absl::StatusCode::kFailedPrecondition,
-              {"Begin"});
+  ExpectError(w.WriteTensorData("a", bytes, 8), absl::StatusCode::kFailedPrecondition, {"Begin"});
   ExpectError(w.Finish(), absl::StatusCode::kFailedPrecondition, {"without Begin"});
   const std::string path = TempPath("order");
   ASSERT_TRUE(w.Begin(path).ok());
@@ -176,8 +175,8 @@ TEST(GgufWriterErrorTest, InvalidValues) {
 }
 
 TEST(GgufWriterErrorTest, BadAlignmentValues) {
-  for (GgufValue v : {GgufValue::U32(0), GgufValue::U32(48), GgufValue::U64(64),
-                      GgufValue::I32(64), GgufValue::Str("64")}) {
+  for (GgufValue v : {GgufValue::U32(0), GgufValue::U32(48), GgufValue::U64(64), GgufValue::I32(64),
+                      GgufValue::Str("64")}) {
     GgufWriter w;
     w.Set("general.alignment", v);
     ExpectError(w.Begin(TempPath("bad_align")), absl::StatusCode::kInvalidArgument,
@@ -193,8 +192,8 @@ TEST(GgufWriterErrorTest, BuildInMemoryArgumentChecks) {
               {"1 tensors but 0 data buffers"});
   ExpectError(GgufWriter::BuildInMemory({}, one, {std::string(15, 'x')}).status(),
               absl::StatusCode::kInvalidArgument, {"'t'", "16 bytes, got 15"});
-  ExpectError(GgufWriter::BuildInMemory({}, {}, {}, 1).status(),
-              absl::StatusCode::kInvalidArgument, {"version 1"});
+  ExpectError(GgufWriter::BuildInMemory({}, {}, {}, 1).status(), absl::StatusCode::kInvalidArgument,
+              {"version 1"});
   ExpectError(GgufWriter::BuildInMemory({{"k", GgufValue::U8(1)}, {"k", GgufValue::U8(2)}}, {}, {})
                   .status(),
               absl::StatusCode::kInvalidArgument, {"duplicate metadata key 'k'"});

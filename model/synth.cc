@@ -183,7 +183,10 @@ absl::Status WriteSyntheticModel(const SynthOptions& o) {
   {
     uint64_t st = HashName("shared-direction", seed);
     double norm = 0;
-    for (auto& v : shared) norm += (v = UnitNoise(st)) * v;
+    for (auto& v : shared) {
+      v = UnitNoise(st);
+      norm += v * v;
+    }
     for (auto& v : shared) v /= std::sqrt(norm);
   }
   const float embd_shared = o.route_skew > 0 ? 0.5f * std::sqrt(static_cast<float>(d)) : 0.0f;

@@ -17,8 +17,8 @@
 // character; use StreamDecoder for incremental, always-valid text.
 //
 // Cost: Create ~0.1 s for the 151,936-token vocabulary (hash maps of tokens
-// and 151,387 merges, ~15 MB). Encode is O(n log n) in the piece length with
-// no shared caches.
+// and 151,387 merges, ~20 MB with the TokenizerData it keeps). Encode is
+// O(n log n) in the piece length, ~1M tokens/s on one core, no shared caches.
 // Thread-safe: all methods are const and share no mutable state.
 #pragma once
 

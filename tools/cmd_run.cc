@@ -4,6 +4,7 @@
 
 #include "model/chat_template.h"
 #include "model/model.h"
+#include "model/routing_stats.h"
 #include "model/session.h"
 #include "nlohmann/json.hpp"
 #include "tools/commands.h"
@@ -15,7 +16,7 @@ void RegisterRun(CLI::App& app) {
   struct Flags {
     GenerationFlags gen;
     std::string prompt, system;
-    bool chat = false, json = false;
+    bool chat = false, json = false, routing = false;
   };
   auto f = std::make_shared<Flags>();
   CLI::App* cmd = app.add_subcommand(
@@ -26,6 +27,7 @@ void RegisterRun(CLI::App& app) {
   cmd->add_option("-p,--prompt", f->prompt, "Prompt text")->required();
   cmd->add_flag("--chat", f->chat, "Wrap the prompt as a chat user turn (ChatML)");
   cmd->add_option("--system", f->system, "System message for --chat");
+  cmd->add_flag("--routing-stats", f->routing, "Report how concentrated expert routing was");
   cmd->add_flag("--json", f->json,
                 "Print one JSON record (prompt ids, generated ids, text, timings) instead of "
                 "streaming text");
@@ -86,6 +88,17 @@ void RegisterRun(CLI::App& app) {
                  std::string(FinishReasonName(r.finish)).c_str(), r.prompt_tokens_evaluated,
                  r.prompt_seconds, prompt_tps, n_decode, r.decode_seconds, decode_tps,
                  (*model)->pool().num_threads());
+    const ForwardZones& z = (*model)->forward().zones();
+    std::fprintf(stderr, "zones: route %.3f s | attention %.3f s | experts %.3f s | lm_head %.3f s\n",
+                 z.route, z.attention, z.experts, z.lm_head);
+    if (f->routing) {
+      const ModelConfig& c = (*model)->config();
+      std::fprintf(stderr, "%s\n",
+                   FormatRoutingSummary(SummarizeRouting((*model)->forward().routing_counts(),
+                                                         c.n_layers, c.n_experts,
+                                                         (*model)->forward().routed_tokens()))
+                       .c_str());
+    }
   });
 }
 

@@ -71,10 +71,10 @@ std::string Describe(const GgufFile& f) {
 void ExerciseGetters(const GgufFile& f) {
   for (const auto& [key, value] : f.metadata()) {
     Require(f.Find(key) == &value, "Find returns the entry");
-    const absl::Status statuses[] = {
-        f.GetUint32(key).status(), f.GetUint64(key).status(), f.GetFloat32(key).status(),
-        f.GetBool(key).status(), f.GetString(key).status(), f.GetStringArray(key).status(),
-        f.GetInt32Array(key).status()};
+    const absl::Status statuses[] = {f.GetUint32(key).status(),    f.GetUint64(key).status(),
+                                     f.GetFloat32(key).status(),   f.GetBool(key).status(),
+                                     f.GetString(key).status(),    f.GetStringArray(key).status(),
+                                     f.GetInt32Array(key).status()};
     for (const absl::Status& s : statuses) {
       Require(s.ok() || s.code() == absl::StatusCode::kInvalidArgument, "getter error code");
     }
