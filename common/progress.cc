@@ -17,7 +17,9 @@ ProgressBar::ProgressBar(std::string label, uint64_t total_bytes, bool enabled)
       start_(std::chrono::steady_clock::now()),
       last_draw_(start_) {}
 
-ProgressBar::~ProgressBar() { Finish(); }
+ProgressBar::~ProgressBar() {
+  if (!finished_ && enabled_ && tty_ && done_ > 0) std::fprintf(stderr, "\n");
+}
 
 void ProgressBar::Add(uint64_t bytes) {
   done_ = std::min(total_, done_ + bytes);

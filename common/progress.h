@@ -13,7 +13,7 @@ namespace st {
 class ProgressBar {
  public:
   ProgressBar(std::string label, uint64_t total_bytes, bool enabled = true);
-  ~ProgressBar();  // Finish() if not yet done
+  ~ProgressBar();  // ends the line if unfinished (no "100%": the work may have failed)
 
   void Add(uint64_t bytes);
   void Finish();

@@ -1,8 +1,30 @@
 #include "common/thread_pool.h"
 
 #include <algorithm>
+#include <chrono>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define ST_CPU_RELAX() _mm_pause()
+#else
+#define ST_CPU_RELAX() std::this_thread::yield()
+#endif
 
 namespace st {
+namespace {
+
+// Spins until done() or `micros` elapse; returns done().
+template <typename Pred>
+bool SpinUntil(Pred done, int micros) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::microseconds(micros);
+  for (int i = 0;; ++i) {
+    if (done()) return true;
+    ST_CPU_RELAX();
+    if ((i & 63) == 63 && std::chrono::steady_clock::now() > deadline) return done();
+  }
+}
+
+}  // namespace
 
 ThreadPool::ThreadPool(int num_threads)
     : num_threads_(num_threads > 0 ? num_threads
@@ -16,7 +38,7 @@ ThreadPool::ThreadPool(int num_threads)
 ThreadPool::~ThreadPool() {
   {
     std::lock_guard<std::mutex> lock(mu_);
-    stop_ = true;
+    stop_.store(true);
   }
   wake_.notify_all();
   for (auto& t : workers_) t.join();
@@ -44,34 +66,46 @@ void ThreadPool::ParallelFor(size_t n, const std::function<void(size_t, size_t)>
     fn(0, n);
     return;
   }
-  {
+  job_ = &fn;
+  job_n_ = n;
+  job_grain_ = grain;
+  pending_.store(num_threads_ - 1, std::memory_order_relaxed);
+  generation_.fetch_add(1, std::memory_order_seq_cst);  // publishes the job
+  if (sleepers_.load(std::memory_order_seq_cst) > 0) {
     std::lock_guard<std::mutex> lock(mu_);
-    job_ = &fn;
-    job_n_ = n;
-    job_grain_ = grain;
-    pending_ = num_threads_ - 1;
-    ++generation_;
+    wake_.notify_all();
   }
-  wake_.notify_all();
   RunShare(0);
-  std::unique_lock<std::mutex> lock(mu_);
-  done_.wait(lock, [this] { return pending_ == 0; });
+  auto all_done = [this] { return pending_.load(std::memory_order_seq_cst) == 0; };
+  if (!SpinUntil(all_done, kSpinMicros)) {
+    std::unique_lock<std::mutex> lock(mu_);
+    caller_sleeping_.store(true, std::memory_order_seq_cst);
+    done_.wait(lock, all_done);
+    caller_sleeping_.store(false, std::memory_order_relaxed);
+  }
   job_ = nullptr;
 }
 
 void ThreadPool::WorkerLoop(int index) {
   uint64_t seen = 0;
   for (;;) {
-    {
+    auto has_work = [&] {
+      return stop_.load(std::memory_order_acquire) ||
+             generation_.load(std::memory_order_seq_cst) != seen;
+    };
+    if (!SpinUntil(has_work, kSpinMicros)) {
       std::unique_lock<std::mutex> lock(mu_);
-      wake_.wait(lock, [&] { return stop_ || generation_ != seen; });
-      if (stop_) return;
-      seen = generation_;
+      sleepers_.fetch_add(1, std::memory_order_seq_cst);
+      wake_.wait(lock, has_work);
+      sleepers_.fetch_sub(1, std::memory_order_relaxed);
     }
+    if (stop_.load(std::memory_order_acquire)) return;
+    seen = generation_.load(std::memory_order_acquire);
     RunShare(index);
-    {
+    if (pending_.fetch_sub(1, std::memory_order_seq_cst) == 1 &&
+        caller_sleeping_.load(std::memory_order_seq_cst)) {
       std::lock_guard<std::mutex> lock(mu_);
-      if (--pending_ == 0) done_.notify_one();
+      done_.notify_one();
     }
   }
 }

@@ -18,6 +18,11 @@ namespace st {
 // Thread-compatible: one ParallelFor at a time (calls from several threads
 // must be serialized by the caller). The split of [0, n) is a pure function of
 // n and num_threads, so results never depend on scheduling.
+//
+// Latency: a decode step issues hundreds of small ParallelFors, so waking a
+// sleeping thread (~5-20 us through a futex) each time would dominate. Idle
+// workers and a waiting caller therefore spin for up to kSpinMicros on an
+// atomic before blocking on a condition variable.
 class ThreadPool {
  public:
   // num_threads <= 0 means std::thread::hardware_concurrency().
@@ -41,14 +46,22 @@ class ThreadPool {
   const int num_threads_;
   std::vector<std::thread> workers_;
 
+  static constexpr int kSpinMicros = 100;
+
+  // generation_ is bumped (release) after the job fields are written; a
+  // worker that sees the new value (acquire) may read them. pending_ counts
+  // workers still running the current job. sleepers_/caller_sleeping_ say who
+  // is blocked on a condition variable and must be notified under mu_.
   std::mutex mu_;
   std::condition_variable wake_;
   std::condition_variable done_;
-  uint64_t generation_ = 0;   // guarded by mu_
-  int pending_ = 0;           // guarded by mu_
-  bool stop_ = false;         // guarded by mu_
+  std::atomic<uint64_t> generation_{0};
+  std::atomic<int> pending_{0};
+  std::atomic<int> sleepers_{0};
+  std::atomic<bool> caller_sleeping_{false};
+  std::atomic<bool> stop_{false};
 
-  // The current job; written before generation_ is bumped under mu_.
+  // The current job; written before generation_ is bumped.
   const std::function<void(size_t, size_t)>* job_ = nullptr;
   size_t job_n_ = 0;
   size_t job_grain_ = 1;

@@ -1,5 +1,6 @@
 #include "model/config.h"
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -33,7 +34,9 @@ absl::StatusOr<int> RequiredInt(const GgufFile& f, std::string_view suffix) {
     }
     return v.status();
   }
-  if (*v == 0 || *v > (1u << 30)) {
+  // Dimensions above 2^20 are no real model and could overflow products.
+  const uint32_t limit = suffix == "context_length" ? (1u << 30) : (1u << 20);
+  if (*v == 0 || *v > limit) {
     return absl::InvalidArgumentError(absl::StrCat("metadata '", key, "' = ", *v, " is out of range"));
   }
   return static_cast<int>(*v);
@@ -42,6 +45,19 @@ absl::StatusOr<int> RequiredInt(const GgufFile& f, std::string_view suffix) {
 absl::StatusOr<int> OptionalInt(const GgufFile& f, std::string_view suffix, int fallback) {
   if (!f.Has(Key(suffix))) return fallback;
   return RequiredInt(f, suffix);
+}
+
+// An optional key: nullopt if absent; present with the wrong type is an error
+// (never silently treated as absent).
+absl::StatusOr<std::optional<float>> OptionalFloat(const GgufFile& f, std::string_view suffix) {
+  if (!f.Has(Key(suffix))) return std::nullopt;
+  ST_ASSIGN_OR_RETURN(float v, f.GetFloat32(Key(suffix)));
+  return v;
+}
+absl::StatusOr<std::optional<uint32_t>> OptionalUint(const GgufFile& f, std::string_view suffix) {
+  if (!f.Has(Key(suffix))) return std::nullopt;
+  ST_ASSIGN_OR_RETURN(uint32_t v, f.GetUint32(Key(suffix)));
+  return v;
 }
 
 absl::Status CheckTensor(const GgufFile& f, const std::string& name,
@@ -124,27 +140,38 @@ absl::StatusOr<ModelConfig> LoadModelConfig(const GgufFile& f) {
   ST_ASSIGN_OR_RETURN(int v_dim, OptionalInt(f, "attention.value_length", c.head_dim));
   ST_ASSIGN_OR_RETURN(c.n_experts, RequiredInt(f, "expert_count"));
   ST_ASSIGN_OR_RETURN(c.top_k, RequiredInt(f, "expert_used_count"));
-  ST_ASSIGN_OR_RETURN(int ff, RequiredInt(f, "feed_forward_length"));
-  ST_ASSIGN_OR_RETURN(c.d_expert, OptionalInt(f, "expert_feed_forward_length", ff));
+  if (f.Has(Key("expert_feed_forward_length"))) {
+    ST_ASSIGN_OR_RETURN(c.d_expert, RequiredInt(f, "expert_feed_forward_length"));
+  } else {
+    ST_ASSIGN_OR_RETURN(c.d_expert, RequiredInt(f, "feed_forward_length"));
+  }
   ST_ASSIGN_OR_RETURN(int ctx, RequiredInt(f, "context_length"));
   c.context_length = ctx;
   ST_ASSIGN_OR_RETURN(int rot, OptionalInt(f, "rope.dimension_count", c.head_dim));
 
-  auto eps = f.GetFloat32(Key("attention.layer_norm_rms_epsilon"));
-  if (!eps.ok()) {
+  ST_ASSIGN_OR_RETURN(std::optional<float> eps, OptionalFloat(f, "attention.layer_norm_rms_epsilon"));
+  if (!eps.has_value()) {
     return absl::InvalidArgumentError(absl::StrCat(
         "missing required metadata key '", Key("attention.layer_norm_rms_epsilon"), "'"));
   }
+  if (!(*eps > 0 && *eps < 1)) {
+    return absl::InvalidArgumentError(absl::StrCat("layer_norm_rms_epsilon ", *eps, " out of range"));
+  }
   c.rms_eps = *eps;
-  if (auto theta = f.GetFloat32(Key("rope.freq_base")); theta.ok()) {
+  ST_ASSIGN_OR_RETURN(std::optional<float> theta, OptionalFloat(f, "rope.freq_base"));
+  if (theta.has_value()) {
     c.rope_theta = *theta;
   } else {
     LOG(WARNING) << "no " << Key("rope.freq_base") << "; using llama.cpp's default 10000";
   }
-  double theta_swa = c.rope_theta;
-  if (auto t = f.GetFloat32(Key("rope.freq_base_swa")); t.ok()) theta_swa = *t;
+  ST_ASSIGN_OR_RETURN(std::optional<float> theta_swa_key, OptionalFloat(f, "rope.freq_base_swa"));
+  const double theta_swa = theta_swa_key.value_or(c.rope_theta);
+  if (!(c.rope_theta > 0) || !(theta_swa > 0)) {
+    return absl::InvalidArgumentError("rope.freq_base must be positive");
+  }
 
-  if (auto g = f.GetUint32(Key("expert_gating_func")); g.ok()) {
+  ST_ASSIGN_OR_RETURN(std::optional<uint32_t> g, OptionalUint(f, "expert_gating_func"));
+  if (g.has_value()) {
     if (*g != 1 && *g != 2) {
       return absl::InvalidArgumentError(absl::StrCat(
           "metadata '", Key("expert_gating_func"), "' = ", *g, " (expected 1 softmax or 2 sigmoid)"));
@@ -155,8 +182,9 @@ absl::StatusOr<ModelConfig> LoadModelConfig(const GgufFile& f) {
                  << " (PowerInfer converter omits it for sigmoid models); using sigmoid";
     c.gating = Gating::kSigmoid;
   }
-  if (auto w = f.GetUint32(Key("attention.sliding_window")); w.ok() && *w > 0) {
-    c.sliding_window = *w;
+  ST_ASSIGN_OR_RETURN(std::optional<uint32_t> window, OptionalUint(f, "attention.sliding_window"));
+  if (window.value_or(0) > 0) {
+    c.sliding_window = *window;
     ST_ASSIGN_OR_RETURN(c.swa_period, OptionalInt(f, "attention.sliding_window_pattern", 4));
   }
 
@@ -171,6 +199,10 @@ absl::StatusOr<ModelConfig> LoadModelConfig(const GgufFile& f) {
         "unsupported head dims: key_length ", c.head_dim, ", value_length ", v_dim,
         ", rope.dimension_count ", rot, " (need equal and even)"));
   }
+  if (static_cast<int64_t>(c.n_heads) * c.head_dim > (1 << 20)) {
+    return absl::InvalidArgumentError(absl::StrCat("head_count ", c.n_heads, " x key_length ",
+                                                   c.head_dim, " is too large"));
+  }
   if (c.top_k > c.n_experts) {
     return absl::InvalidArgumentError(absl::StrCat("expert_used_count ", c.top_k,
                                                    " exceeds expert_count ", c.n_experts));
@@ -179,8 +211,12 @@ absl::StatusOr<ModelConfig> LoadModelConfig(const GgufFile& f) {
   if (embd == nullptr || embd->ne.size() != 2) {
     return absl::InvalidArgumentError("missing or malformed tensor 'token_embd.weight'");
   }
+  if (embd->ne[1] > (1u << 24)) {
+    return absl::InvalidArgumentError(absl::StrCat("token_embd has ", embd->ne[1], " rows (too many)"));
+  }
   c.vocab_size = static_cast<int>(embd->ne[1]);
-  if (auto vs = f.GetUint32(Key("vocab_size")); vs.ok() && *vs != static_cast<uint32_t>(c.vocab_size)) {
+  ST_ASSIGN_OR_RETURN(std::optional<uint32_t> vs, OptionalUint(f, "vocab_size"));
+  if (vs.has_value() && *vs != static_cast<uint32_t>(c.vocab_size)) {
     return absl::InvalidArgumentError(absl::StrCat("vocab_size ", *vs, " disagrees with token_embd rows ",
                                                    c.vocab_size));
   }

@@ -60,6 +60,11 @@ Forward::Forward(const ModelConfig& config, const DenseWeights& weights,
 absl::Status Forward::Run(KvCache& kv, int64_t pos0, absl::Span<const int32_t> tokens,
                           bool all_logits, std::vector<float>* logits) {
   if (tokens.empty()) return absl::InvalidArgumentError("no tokens to run");
+  if (kv.max_batch() < max_batch_) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "KV cache rings sized for batches of ", kv.max_batch(), " but the forward pass runs ",
+        max_batch_));
+  }
   if (pos0 < 0 || pos0 + static_cast<int64_t>(tokens.size()) > kv.max_tokens()) {
     return absl::OutOfRangeError(absl::StrCat("positions ", pos0, "..", pos0 + tokens.size() - 1,
                                               " exceed the context size ", kv.max_tokens()));
@@ -152,21 +157,28 @@ void Forward::Attention(int layer, KvCache& kv, int64_t pos0, int n) {
     }
     kv.Store(layer, pos0 + t, k_.data() + t * kvd, v_.data() + t * kvd);
   }
-  const AttentionShape shape{config_.n_heads, config_.n_kv_heads, config_.head_dim};
+  // One work item per (token, kv head): the kv head's group of query heads
+  // attends over that head's keys, so decode (n = 1) still uses every thread.
+  const int hd = config_.head_dim, group = config_.n_heads / config_.n_kv_heads;
+  const AttentionShape shape{group, 1, hd};
   const KvRingView view = kv.View(layer);
   auto attend = [&](size_t begin, size_t end) {
     std::vector<float> scratch;
-    for (size_t t = begin; t < end; ++t) {
+    for (size_t item = begin; item < end; ++item) {
+      const size_t t = item / config_.n_kv_heads, h = item % config_.n_kv_heads;
       const int64_t pos = pos0 + static_cast<int64_t>(t);
       const int64_t lo = lc.window > 0 ? std::max<int64_t>(0, pos - lc.window + 1) : 0;
       scratch.resize(pos - lo + 1);
-      AttendRing(shape, q_.data() + t * qd, view, lo, pos, att_.data() + t * qd, scratch.data());
+      const KvRingView head{view.k + h * hd, view.v + h * hd, view.row_stride, view.capacity};
+      const size_t q_off = t * qd + h * group * hd;
+      AttendRing(shape, q_.data() + q_off, head, lo, pos, att_.data() + q_off, scratch.data());
     }
   };
+  const size_t items = static_cast<size_t>(n) * config_.n_kv_heads;
   if (pool_ != nullptr) {
-    pool_->ParallelFor(n, attend);
+    pool_->ParallelFor(items, attend);
   } else {
-    attend(0, n);
+    attend(0, items);
   }
   Project(w.wo, att_.data(), n, delta_.data(), pool_);                 // a = Wo att  [n, d]
   AddRows(delta_.data(), n, d, x_.data());                             // x += a

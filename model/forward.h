@@ -68,7 +68,6 @@ class Forward {
   std::vector<float> att_;      // [n, q_dim] attention output before Wo
   std::vector<float> delta_;    // [n, d_model] sub-block output
   std::vector<float> router_;   // [n, n_experts] router logits
-  std::vector<float> scores_;   // [n_threads?, context] attention scratch
   Routes routes_;
 };
 

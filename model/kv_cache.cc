@@ -3,15 +3,18 @@
 #include <algorithm>
 #include <cstring>
 
+#include "glog/logging.h"
+
 namespace st {
 
 KvCache::KvCache(const ModelConfig& config, int64_t max_tokens, int max_batch)
-    : kv_dim_(config.kv_dim()), max_tokens_(max_tokens) {
+    : kv_dim_(config.kv_dim()), max_tokens_(max_tokens), max_batch_(std::max(max_batch, 1)) {
+  CHECK_GE(max_tokens, 1) << "KvCache needs room for at least one token";
   layers_.resize(config.n_layers);
   for (int l = 0; l < config.n_layers; ++l) {
     const int64_t window = config.layers[l].window;
     int64_t cap = max_tokens;
-    if (window > 0) cap = std::min(max_tokens, window + std::max(max_batch, 1) - 1);
+    if (window > 0) cap = std::min(max_tokens, window + max_batch_ - 1);
     layers_[l].capacity = cap;
     layers_[l].k.assign(static_cast<size_t>(cap) * kv_dim_, 0.0f);
     layers_[l].v.assign(static_cast<size_t>(cap) * kv_dim_, 0.0f);

@@ -18,9 +18,12 @@ namespace st {
 // Thread-compatible.
 class KvCache {
  public:
+  // max_tokens >= 1 and max_batch >= 1 (checked).
   KvCache(const ModelConfig& config, int64_t max_tokens, int max_batch);
 
   int64_t max_tokens() const { return max_tokens_; }
+  // The largest batch the rings were sized for (see class comment).
+  int max_batch() const { return max_batch_; }
   int64_t capacity(int layer) const { return layers_[layer].capacity; }
   size_t bytes() const;
 
@@ -35,6 +38,7 @@ class KvCache {
   };
   int kv_dim_;
   int64_t max_tokens_;
+  int max_batch_;
   std::vector<Layer> layers_;
 };
 

@@ -29,13 +29,24 @@ void LocalExpertExecutor::ComputeExpert(const MatrixRef& gate, const MatrixRef& 
     MatMul(down, z, y, pool);  // [n, d_model]
     return;
   }
-  // down stored as [d_expert, d_model]: y_i = sum_f z[i, f] * down.row(f).
+  // down stored as [d_expert, d_model]: y_i = sum_f z[i, f] * down.row(f),
+  // with the d_model columns split over threads in whole quant blocks.
   std::fill(y, y + static_cast<size_t>(n) * d_model, 0.0f);
-  for (int i = 0; i < n; ++i) {
-    const float* zi = g.data() + static_cast<size_t>(i) * d_expert;
-    for (size_t f = 0; f < d_expert; ++f) {
-      if (zi[f] != 0.0f) AxpyRow(down.type, down.row(f), zi[f], y + i * d_model, d_model);
+  auto columns = [&](size_t begin, size_t end) {
+    const size_t offset = RowBytes(down.type, begin);
+    for (int i = 0; i < n; ++i) {
+      const float* zi = g.data() + static_cast<size_t>(i) * d_expert;
+      for (size_t f = 0; f < d_expert; ++f) {
+        if (zi[f] == 0.0f) continue;
+        AxpyRow(down.type, static_cast<const char*>(down.row(f)) + offset, zi[f],
+                y + i * d_model + begin, end - begin);
+      }
     }
+  };
+  if (pool != nullptr) {
+    pool->ParallelFor(d_model, columns, BlockElems(down.type) * 8);
+  } else {
+    columns(0, d_model);
   }
 }
 

@@ -16,18 +16,19 @@ double Seconds(std::chrono::steady_clock::time_point a, std::chrono::steady_cloc
 
 Session::Session(Model& model, int64_t context_size)
     : model_(model),
-      kv_(model.config(), std::min<int64_t>(context_size, model.config().context_length),
+      kv_(model.config(), std::clamp<int64_t>(context_size, 1, model.config().context_length),
           model.forward().max_batch()) {}
 
 size_t Session::ReusablePrefix(absl::Span<const int32_t> prompt) const {
   size_t n = 0;
   while (n < tokens_.size() && n < prompt.size() && tokens_[n] == prompt[n]) ++n;
   if (n == prompt.size() && n > 0) --n;  // always evaluate at least one token for logits
-  if (n == tokens_.size()) return n;
-  // Rolling back: sliding-window rings only still hold the window before n if
-  // fewer than max_batch positions were written after it.
-  for (const LayerConfig& l : model_.config().layers) {
-    if (l.window > 0 && static_cast<int64_t>(tokens_.size() - n) >= model_.forward().max_batch()) {
+  // A sliding-window ring of capacity window + max_batch - 1 still holds the
+  // window before position n only if no position >= n + max_batch was ever
+  // written (it would have overwritten one of them). Global layers never wrap.
+  for (int l = 0; l < model_.config().n_layers; ++l) {
+    if (kv_.capacity(l) < kv_.max_tokens() &&
+        kv_end_ - static_cast<int64_t>(n) > kv_.max_batch()) {
       return 0;
     }
   }
@@ -37,7 +38,11 @@ size_t Session::ReusablePrefix(absl::Span<const int32_t> prompt) const {
 absl::StatusOr<std::vector<float>> Session::Evaluate(absl::Span<const int32_t> tokens,
                                                      bool all_logits) {
   std::vector<float> logits;
-  ST_RETURN_IF_ERROR(model_.forward().Run(kv_, tokens_.size(), tokens, all_logits, &logits));
+  const int64_t pos0 = static_cast<int64_t>(tokens_.size());
+  // Even a failed run may have written some of these positions.
+  kv_end_ = std::max<int64_t>(kv_end_, std::min(pos0 + static_cast<int64_t>(tokens.size()),
+                                                kv_.max_tokens()));
+  ST_RETURN_IF_ERROR(model_.forward().Run(kv_, pos0, tokens, all_logits, &logits));
   tokens_.insert(tokens_.end(), tokens.begin(), tokens.end());
   return logits;
 }
@@ -59,6 +64,7 @@ absl::StatusOr<GenerateResult> Session::Generate(
   auto t0 = std::chrono::steady_clock::now();
   const size_t keep = ReusablePrefix(prompt);
   tokens_.resize(keep);
+  if (keep == 0) kv_end_ = 0;  // every position read from now on is rewritten first
   r.prompt_tokens_evaluated = static_cast<int>(prompt.size() - keep);
   ST_ASSIGN_OR_RETURN(std::vector<float> logits, Evaluate(prompt.subspan(keep), false));
   auto t1 = std::chrono::steady_clock::now();
@@ -72,8 +78,9 @@ absl::StatusOr<GenerateResult> Session::Generate(
       if (tok.IsEndOfGeneration(id)) stop_ids.push_back(id);
     }
   }
-  const int max_tokens =
-      static_cast<int>(std::min<int64_t>(options.max_tokens, context_size() - prompt.size()));
+  const int64_t room = context_size() - static_cast<int64_t>(prompt.size());
+  const int max_tokens = static_cast<int>(
+      options.max_tokens > 0 ? std::min<int64_t>(options.max_tokens, room) : room);
   StopChecker stop(options.stop, stop_ids, max_tokens);
   StreamDecoder decoder(tok);
   auto emit = [&](const std::string& text) {
@@ -93,7 +100,11 @@ absl::StatusOr<GenerateResult> Session::Generate(
     }
     ST_ASSIGN_OR_RETURN(logits, Evaluate(absl::MakeConstSpan(&id, 1), false));
   }
-  if (r.finish != FinishReason::kStop) emit(stop.Flush() + decoder.Flush());
+  // A stop string drops what follows it; otherwise emit any held-back text.
+  const bool stopped_by_string = r.finish == FinishReason::kStop &&
+                                 std::find(stop_ids.begin(), stop_ids.end(),
+                                           r.generated_ids.back()) == stop_ids.end();
+  if (!stopped_by_string) emit(stop.Flush() + decoder.Flush());
   r.decode_seconds = Seconds(t1, std::chrono::steady_clock::now());
   return r;
 }

@@ -18,7 +18,7 @@ namespace st {
 
 struct GenerateOptions {
   SamplingParams sampling;
-  int max_tokens = 256;
+  int max_tokens = 256;            // <= 0: until the context is full
   std::vector<std::string> stop;   // stop strings (not emitted)
   bool ignore_eos = false;         // keep going past end-of-generation tokens
 };
@@ -30,13 +30,14 @@ struct GenerateResult {
   FinishReason finish = FinishReason::kNone;
   int prompt_tokens_evaluated = 0;     // prompt tokens not already in the cache
   double prompt_seconds = 0;
-  double decode_seconds = 0;           // sampling + decode steps after the first token
+  double decode_seconds = 0;           // from the end of prefill to the last token
   uint64_t seed = 0;
 };
 
 // Thread-compatible. Borrows the model (which must outlive it).
 class Session {
  public:
+  // context_size is clamped to [1, the model's context_length].
   Session(Model& model, int64_t context_size);
 
   int64_t context_size() const { return kv_.max_tokens(); }
@@ -53,7 +54,10 @@ class Session {
   // [n, vocab] (used by tests and tools that inspect logits).
   absl::StatusOr<std::vector<float>> Evaluate(absl::Span<const int32_t> tokens, bool all_logits);
 
-  void Reset() { tokens_.clear(); }
+  void Reset() {
+    tokens_.clear();
+    kv_end_ = 0;
+  }
 
  private:
   // Keeps the longest reusable prefix of tokens_ shared with `prompt`.
@@ -62,6 +66,10 @@ class Session {
   Model& model_;
   KvCache kv_;
   std::vector<int32_t> tokens_;  // tokens whose keys/values are in kv_, in order
+  // One past the highest position written to kv_ since the last full reset
+  // (>= tokens_.size(): rolled-back or failed batches leave stale entries,
+  // which sliding-window rings must not be trusted to have kept clear of).
+  int64_t kv_end_ = 0;
 };
 
 }  // namespace st

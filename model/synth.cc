@@ -258,7 +258,10 @@ absl::Status WriteSyntheticModel(const SynthOptions& o) {
     total_bytes += rows * RowBytes(p.type, p.ne[0]);
   }
   const std::string tmp = absl::StrCat(o.out_path, ".tmp.", getpid());
-  ST_RETURN_IF_ERROR(w.Begin(tmp));
+  if (absl::Status st = w.Begin(tmp); !st.ok()) {
+    std::remove(tmp.c_str());
+    return st;
+  }
   ProgressBar bar(absl::StrCat("synth ", s.preset, " ", std::string(DTypeName(o.type))), total_bytes,
                   o.progress);
   ThreadPool pool(0);
@@ -286,7 +289,10 @@ absl::Status WriteSyntheticModel(const SynthOptions& o) {
   if (st.ok() && std::rename(tmp.c_str(), o.out_path.c_str()) != 0) {
     st = absl::InternalError(absl::StrCat("cannot rename ", tmp, " to ", o.out_path));
   }
-  if (!st.ok()) std::remove(tmp.c_str());
+  if (!st.ok()) {
+    std::remove(tmp.c_str());
+    return st;
+  }
   bar.Finish();
   return st;
 }

@@ -35,42 +35,56 @@ void RegisterChat(CLI::App& app) {
     Session session(**model, f->gen.ctx_size);
     GenerateOptions options = f->gen.generate;
     options.max_tokens = f->gen.max_tokens;
-    std::vector<ChatMessage> messages;
-    if (!f->system.empty()) messages.push_back({"system", f->system});
-    const size_t base = messages.size();
+    // The conversation as token ids, extended turn by turn with exactly the
+    // ids the model saw and sampled, so the KV cache prefix always matches
+    // (re-encoding the assistant's text could tokenize it differently).
+    const Tokenizer& tok = (*model)->tokenizer();
+    std::vector<int32_t> history;
+    std::vector<ChatMessage> pending;  // messages not yet in `history`
+    if (!f->system.empty()) pending.push_back({"system", f->system});
+    const std::vector<ChatMessage> initial = pending;
     std::string line;
     while (true) {
       std::fprintf(stderr, "> ");
       if (!std::getline(std::cin, line) || line == "/exit") break;
       if (line == "/reset") {
-        messages.resize(base);
+        history.clear();
+        pending = initial;
         session.Reset();
         continue;
       }
       if (line.empty()) continue;
-      messages.push_back({"user", line});
-      auto prompt = RenderChatMl(messages, true);
-      if (!prompt.ok()) return fail(prompt.status());
-      auto ids = (*model)->tokenizer().Encode(*prompt);
-      if (!ids.ok()) {
-        std::fprintf(stderr, "error: %s\n", ids.status().ToString().c_str());
-        messages.pop_back();
+      std::vector<ChatMessage> turn = pending;
+      turn.push_back({"user", line});
+      auto rendered = RenderChatMl(turn, /*add_generation_prompt=*/true);
+      if (!rendered.ok()) return fail(rendered.status());
+      auto turn_ids = tok.Encode(*rendered);
+      if (!turn_ids.ok()) {
+        std::fprintf(stderr, "error: %s\n", turn_ids.status().ToString().c_str());
         continue;
       }
-      auto result = session.Generate(*ids, options, [](std::string_view piece) {
+      std::vector<int32_t> prompt = history;
+      prompt.insert(prompt.end(), turn_ids->begin(), turn_ids->end());
+      auto result = session.Generate(prompt, options, [](std::string_view piece) {
         std::fwrite(piece.data(), 1, piece.size(), stdout);
         std::fflush(stdout);
       });
       if (!result.ok()) {
         std::fprintf(stderr, "\nerror: %s\n", result.status().ToString().c_str());
-        messages.pop_back();
         continue;
       }
       std::printf("\n");
       const int n = static_cast<int>(result->generated_ids.size()) - 1;
       std::fprintf(stderr, "[%d tokens, %.2f tok/s]\n", n + 1,
                    n > 0 ? n / std::max(result->decode_seconds, 1e-9) : 0.0);
-      messages.push_back({"assistant", result->text});
+      // Close the assistant turn: <|im_end|> unless the model emitted it, then "\n".
+      history = std::move(prompt);
+      history.insert(history.end(), result->generated_ids.begin(), result->generated_ids.end());
+      const std::optional<int32_t> im_end = tok.TokenId("<|im_end|>");
+      if (im_end.has_value() && history.back() != *im_end) history.push_back(*im_end);
+      auto newline = tok.Encode("\n");
+      if (newline.ok()) history.insert(history.end(), newline->begin(), newline->end());
+      pending.clear();
     }
   });
 }

@@ -2,7 +2,7 @@
 #include <cstdio>
 #include <memory>
 
-#include "common/memory_bandwidth.h"
+#include "kernels/memory_bandwidth.h"
 #include "common/units.h"
 #include "tools/commands.h"
 
@@ -21,11 +21,18 @@ void RegisterMembw(CLI::App& app) {
       "the roofline for decode speed is bandwidth / bytes read per token.");
   cmd->add_option("-t,--threads", f->threads, "Thread counts to measure")->capture_default_str();
   cmd->add_option("--size", f->size, "Buffer size")->capture_default_str();
-  cmd->add_option("--passes", f->passes, "Timed passes")->capture_default_str();
+  cmd->add_option("--passes", f->passes, "Timed passes")
+      ->check(CLI::Range(1, 1000))
+      ->capture_default_str();
   cmd->callback([f] {
     auto bytes = ParseByteSize(f->size);
     if (!bytes.ok()) {
       std::fprintf(stderr, "error: %s\n", bytes.status().ToString().c_str());
+      ExitCode() = 2;
+      return;
+    }
+    if (*bytes > (uint64_t{64} << 30)) {
+      std::fprintf(stderr, "error: --size %s is larger than 64 GiB\n", f->size.c_str());
       ExitCode() = 2;
       return;
     }

@@ -21,11 +21,20 @@ struct GenerationFlags {
 // Adds -m, -t, -c, -b, -n and the sampling flags (llama.cpp spelling).
 inline void AddGenerationFlags(CLI::App* cmd, GenerationFlags* f) {
   cmd->add_option("-m,--model", f->model, "SmallThinker GGUF file")->required();
-  cmd->add_option("-t,--threads", f->threads, "Kernel threads (0 = all cores)")->capture_default_str();
-  cmd->add_option("-c,--ctx-size", f->ctx_size, "Context size in tokens (KV cache)")
+  cmd->add_option("-t,--threads", f->threads, "Kernel threads (0 = all cores)")
+      ->check(CLI::Range(0, 1024))
       ->capture_default_str();
-  cmd->add_option("-b,--batch-size", f->batch, "Prompt tokens per forward batch")->capture_default_str();
-  cmd->add_option("-n,--n-predict", f->max_tokens, "Maximum tokens to generate")->capture_default_str();
+  cmd->add_option("-c,--ctx-size", f->ctx_size,
+                  "Context size in tokens (KV cache; capped at the model's context length)")
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 30))
+      ->capture_default_str();
+  cmd->add_option("-b,--batch-size", f->batch, "Prompt tokens per forward batch")
+      ->check(CLI::Range(1, 4096))
+      ->capture_default_str();
+  cmd->add_option("-n,--n-predict", f->max_tokens,
+                  "Maximum tokens to generate (<= 0: until the context is full)")
+      ->check(CLI::Range(-1, 1 << 30))
+      ->capture_default_str();
   SamplingParams& s = f->generate.sampling;
   cmd->add_option("--temp", s.temperature, "Temperature; 0 = greedy")->capture_default_str();
   cmd->add_option("--top-k", s.top_k, "Top-k (0 = off)")->capture_default_str();

@@ -82,8 +82,8 @@ TEST_P(GoldenTest, LogitsMatchNumpyReference) {
   std::ofstream(tok_file) << absl::StrJoin(tokens, " ");
   const bool quant = IsBlockQuantized(c.type);
   const std::string cmd =
-      absl::StrCat("/usr/bin/python3 ", ST_SOURCE_DIR, "/tests/golden/reference.py ", *path, " ",
-                   tok_file, " ", out_file, quant ? " --q8-activations" : "");
+      absl::StrCat("/usr/bin/python3 '", ST_SOURCE_DIR, "/tests/golden/reference.py' '", *path,
+                   "' '", tok_file, "' '", out_file, "'", quant ? " --q8-activations" : "");
   ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
   std::ifstream in(out_file, std::ios::binary);
   std::vector<double> ref(tokens.size() * vocab);

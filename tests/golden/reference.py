@@ -131,6 +131,8 @@ class Model:
         self.theta = m.get(a + "rope.freq_base", 10000.0)
         self.gating = m.get(a + "expert_gating_func", 2)
         self.window = m.get(a + "attention.sliding_window", 0)
+        self.period = m.get(a + "attention.sliding_window_pattern", 4)
+        self.theta_swa = m.get(a + "rope.freq_base_swa", self.theta)
         self.types = {}
         self.q8_act = q8_act
         # Remember which tensors were block-quantized (for --q8-activations).
@@ -154,10 +156,10 @@ class Model:
     def rms(self, x, g):
         return g * x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + self.eps)
 
-    def rope(self, x, pos):
+    def rope(self, x, pos, theta):
         # x [n, heads, hd]; NeoX rotate-half.
         half = self.hd // 2
-        inv = self.theta ** (-2.0 * np.arange(half) / self.hd)
+        inv = theta ** (-2.0 * np.arange(half) / self.hd)
         phi = pos[:, None] * inv[None, :]
         c, s = np.cos(phi)[:, None, :], np.sin(phi)[:, None, :]
         x1, x2 = x[..., :half], x[..., half:]
@@ -169,7 +171,7 @@ class Model:
         pos = np.arange(n, dtype=np.float64)
         for l in range(self.L):
             b = f"blk.{l}."
-            swa = self.window > 0 and l % 4 != 0
+            swa = self.window > 0 and l % self.period != 0
             use_rope = self.window == 0 or swa
             logits = self.matmul(b + "ffn_gate_inp.weight", t[b + "ffn_gate_inp.weight"], x)
             h = self.rms(x, t[b + "attn_norm.weight"])
@@ -177,7 +179,8 @@ class Model:
             k = self.matmul(b + "attn_k.weight", t[b + "attn_k.weight"], h).reshape(n, self.nkv, self.hd)
             v = self.matmul(b + "attn_v.weight", t[b + "attn_v.weight"], h).reshape(n, self.nkv, self.hd)
             if use_rope:
-                q, k = self.rope(q, pos), self.rope(k, pos)
+                theta = self.theta_swa if swa else self.theta
+                q, k = self.rope(q, pos, theta), self.rope(k, pos, theta)
             group = self.nh // self.nkv
             att = np.zeros((n, self.nh, self.hd))
             for hq in range(self.nh):
@@ -197,7 +200,9 @@ class Model:
             h2 = self.rms(x, t[b + "ffn_norm.weight"])
             gate, up = t[b + "ffn_gate_exps.weight"], t[b + "ffn_up_exps.weight"]
             down = t[b + "ffn_down_exps.weight"]
-            transposed = down.shape[1] == gate.shape[1] and down.shape[2] == gate.shape[2]
+            # Upstream stores down as [E, d_model, d_expert]; PowerInfer's
+            # transposed files as [E, d_expert, d_model] (same as gate).
+            transposed = down.shape[1:] == gate.shape[1:] and gate.shape[1] != gate.shape[2]
             moe = np.zeros_like(x)
             for ti in range(n):
                 lg = logits[ti]
@@ -210,8 +215,10 @@ class Model:
                     ge = self.matmul(b + "ffn_gate_exps.weight", gate[e], xe)
                     ue = self.matmul(b + "ffn_up_exps.weight", up[e], xe)
                     z = np.maximum(ge, 0) * ue
-                    wd = down[e].T if transposed else down[e]
-                    ye = self.matmul(b + "ffn_down_exps.weight", wd, z)
+                    if transposed:  # row-accumulated in float, no Q8 activations
+                        ye = z @ down[e]
+                    else:
+                        ye = self.matmul(b + "ffn_down_exps.weight", down[e], z)
                     moe[ti] += wj * ye[0]
             x = x + moe
         out = t.get("output.weight", t["token_embd.weight"])

@@ -1,4 +1,4 @@
-#include "common/memory_bandwidth.h"
+#include "kernels/memory_bandwidth.h"
 
 #include <algorithm>
 #include <atomic>
@@ -9,25 +9,10 @@
 #include <vector>
 
 namespace st {
-namespace {
-
-// Sums 64-bit words with 8 independent accumulators so loads, not adds, bound
-// the loop.
-uint64_t SumWords(const uint64_t* p, size_t n) {
-  uint64_t a[8] = {};
-  size_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    for (int j = 0; j < 8; ++j) a[j] += p[i + j];
-  }
-  for (; i < n; ++i) a[0] += p[i];
-  uint64_t s = 0;
-  for (uint64_t v : a) s += v;
-  return s;
-}
-
-}  // namespace
 
 BandwidthResult MeasureReadBandwidth(ThreadPool& pool, size_t bytes, int passes) {
+  passes = std::max(passes, 1);
+  bytes = std::max<size_t>(bytes, size_t{1} << 20);
   const size_t n = bytes / sizeof(uint64_t);
   std::unique_ptr<uint64_t[]> buf(new uint64_t[n]);
   pool.ParallelFor(n, [&](size_t b, size_t e) {
@@ -38,7 +23,7 @@ BandwidthResult MeasureReadBandwidth(ThreadPool& pool, size_t bytes, int passes)
   for (int p = 0; p < passes; ++p) {
     const auto t0 = std::chrono::steady_clock::now();
     pool.ParallelFor(n, [&](size_t b, size_t e) {
-      sink.fetch_add(SumWords(buf.get() + b, e - b), std::memory_order_relaxed);
+      sink.fetch_add(StreamReadSum(buf.get() + b, e - b), std::memory_order_relaxed);
     }, 4096);
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     rates.push_back(n * sizeof(uint64_t) / s / 1e9);

@@ -3,10 +3,15 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 
 #include "common/thread_pool.h"
 
 namespace st {
+
+// Wrapping sum of n 64-bit words (SIMD, dynamic dispatch); a pure streaming
+// read used to measure bandwidth.
+uint64_t StreamReadSum(const uint64_t* p, size_t n);
 
 struct BandwidthResult {
   double median_gbps = 0;  // GB/s (1e9 bytes/s), median over passes
@@ -18,7 +23,8 @@ struct BandwidthResult {
 
 // Reads a `bytes`-sized buffer (far larger than caches; default 1 GiB)
 // `passes` times, split over the pool's threads, and reports the median rate.
-// The buffer is allocated and touched once before timing.
+// The buffer is allocated and touched once before timing. passes is at least
+// 1 and bytes at least 1 MiB (smaller values are raised).
 BandwidthResult MeasureReadBandwidth(ThreadPool& pool, size_t bytes = size_t{1} << 30,
                                      int passes = 7);
 
