@@ -40,6 +40,12 @@ class Forward {
   // (token, slot), accumulated over calls.
   const std::vector<uint64_t>& routing_counts() const { return routing_counts_; }
   uint64_t routed_tokens() const { return routed_tokens_; }  // tokens routed per layer
+  // Zeroes zone times and routing counts.
+  void ResetStats() {
+    zones_ = ForwardZones{};
+    std::fill(routing_counts_.begin(), routing_counts_.end(), 0);
+    routed_tokens_ = 0;
+  }
 
  private:
   absl::Status RunBatch(KvCache& kv, int64_t pos0, absl::Span<const int32_t> tokens,
