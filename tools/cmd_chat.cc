@@ -25,16 +25,11 @@ void RegisterChat(CLI::App& app) {
   AddGenerationFlags(cmd, &f->gen);
   cmd->add_option("--system", f->system, "System message");
   cmd->callback([f] {
-    auto fail = [](const absl::Status& s) {
-      std::fprintf(stderr, "error: %s\n", s.ToString().c_str());
-      ExitCode() = 1;
-    };
-    auto model = Model::Load(f->gen.model, ModelOptions{.threads = f->gen.threads,
-                                                        .max_batch = f->gen.batch});
+    auto fail = Fail;
+    auto model = LoadModel(f->gen);
     if (!model.ok()) return fail(model.status());
     Session session(**model, f->gen.ctx_size);
-    GenerateOptions options = f->gen.generate;
-    options.max_tokens = f->gen.max_tokens;
+    const GenerateOptions options = GenerateOptionsFrom(f->gen);
     // The conversation as token ids, extended turn by turn with exactly the
     // ids the model saw and sampled, so the KV cache prefix always matches
     // (re-encoding the assistant's text could tokenize it differently).

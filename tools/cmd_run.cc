@@ -32,12 +32,8 @@ void RegisterRun(CLI::App& app) {
                 "Print one JSON record (prompt ids, generated ids, text, timings) instead of "
                 "streaming text");
   cmd->callback([f] {
-    auto fail = [](const absl::Status& s) {
-      std::fprintf(stderr, "error: %s\n", s.ToString().c_str());
-      ExitCode() = 1;
-    };
-    auto model = Model::Load(f->gen.model, ModelOptions{.threads = f->gen.threads,
-                                                        .max_batch = f->gen.batch});
+    auto fail = Fail;
+    auto model = LoadModel(f->gen);
     if (!model.ok()) return fail(model.status());
     std::string text = f->prompt;
     if (f->chat) {
@@ -51,8 +47,7 @@ void RegisterRun(CLI::App& app) {
     auto ids = (*model)->tokenizer().Encode(text);
     if (!ids.ok()) return fail(ids.status());
     Session session(**model, f->gen.ctx_size);
-    GenerateOptions options = f->gen.generate;
-    options.max_tokens = f->gen.max_tokens;
+    const GenerateOptions options = GenerateOptionsFrom(f->gen);
     auto on_text = [&](std::string_view piece) {
       if (f->json) return;
       std::fwrite(piece.data(), 1, piece.size(), stdout);

@@ -4,8 +4,13 @@
 #include <string>
 #include <vector>
 
+#include <cstdio>
+#include <memory>
+
 #include "CLI/CLI.hpp"
+#include "model/model.h"
 #include "model/session.h"
+#include "tools/commands.h"
 
 namespace st::tools {
 
@@ -51,6 +56,23 @@ inline void AddGenerationFlags(CLI::App* cmd, GenerationFlags* f) {
   cmd->add_option("-s,--seed", s.seed, "Sampling seed (0 = random)")->capture_default_str();
   cmd->add_option("--stop", f->generate.stop, "Stop string (repeatable)");
   cmd->add_flag("--ignore-eos", f->generate.ignore_eos, "Do not stop at end-of-generation tokens");
+}
+
+// Prints "error: ..." and sets the exit code 1.
+inline void Fail(const absl::Status& status) {
+  std::fprintf(stderr, "error: %s\n", status.ToString().c_str());
+  ExitCode() = 1;
+}
+
+inline absl::StatusOr<std::unique_ptr<Model>> LoadModel(const GenerationFlags& f) {
+  return Model::Load(f.model, ModelOptions{.threads = f.threads, .max_batch = f.batch});
+}
+
+// The generate options the flags describe.
+inline GenerateOptions GenerateOptionsFrom(const GenerationFlags& f) {
+  GenerateOptions o = f.generate;
+  o.max_tokens = f.max_tokens;
+  return o;
 }
 
 }  // namespace st::tools
