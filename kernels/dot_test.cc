@@ -193,5 +193,46 @@ TEST(DotTest, DotRowsMatchesDotRow) {
   }
 }
 
+// DotRowsMulti shares each unpacked weight block among up to 4 vectors; every
+// result must equal DotRow bit for bit (prefill and decode agree), on every
+// target, for any vector count (groups of 4 plus a 1-3 remainder), odd row
+// counts and block counts that exercise the 4-, 2- and 1-block tails.
+TEST(DotTest, DotRowsMultiMatchesDotRow) {
+  ForEachTarget([&] {
+    for (DType type : kAllTypes) {
+      for (size_t n : {32, 96, 160, 1536 + 96}) {
+        const size_t rows = 5, row_bytes = RowBytes(type, n);
+        const std::vector<float> wf = Gaussian(rows * n, 21 + n);
+        std::vector<char> w(row_bytes * rows + 1);  // odd address: unaligned rows
+        for (size_t r = 0; r < rows; ++r) {
+          QuantizeRow(type, wf.data() + r * n, w.data() + 1 + r * row_bytes, n);
+        }
+        const size_t kMaxVecs = 9;
+        const std::vector<float> x = Gaussian(kMaxVecs * n, 5 + n);
+        std::vector<BlockQ8_0> q8(kMaxVecs * n / kQK);
+        QuantizeRow(DType::kQ8_0, x.data(), q8.data(), kMaxVecs * n);
+        std::vector<VecRef> vecs(kMaxVecs);
+        for (size_t i = 0; i < kMaxVecs; ++i) {
+          vecs[i] = VecRef{x.data() + i * n,
+                           IsBlockQuantized(type) ? q8.data() + i * (n / kQK) : nullptr, n};
+        }
+        for (size_t n_vecs = 1; n_vecs <= kMaxVecs; ++n_vecs) {
+          const size_t stride = rows + 2;
+          std::vector<float> y(n_vecs * stride, -1.0f);
+          DotRowsMulti(type, w.data() + 1, row_bytes, rows, vecs.data(), n_vecs, y.data(), stride);
+          for (size_t i = 0; i < n_vecs; ++i) {
+            for (size_t r = 0; r < rows; ++r) {
+              ASSERT_EQ(y[i * stride + r], DotRow(type, w.data() + 1 + r * row_bytes, vecs[i]))
+                  << DTypeName(type) << " n=" << n << " vecs=" << n_vecs << " i=" << i
+                  << " r=" << r;
+            }
+            for (size_t r = rows; r < stride; ++r) ASSERT_EQ(y[i * stride + r], -1.0f);
+          }
+        }
+      }
+    }
+  });
+}
+
 }  // namespace
 }  // namespace st

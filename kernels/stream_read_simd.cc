@@ -26,7 +26,12 @@ uint64_t StreamReadSumT(const uint64_t* p, size_t n) {
     a2 = hn::Add(a2, hn::LoadU(d, p + i + 2 * N));
     a3 = hn::Add(a3, hn::LoadU(d, p + i + 3 * N));
   }
-  uint64_t s = hn::GetLane(hn::SumOfLanes(d, hn::Add(hn::Add(a0, a1), hn::Add(a2, a3))));
+  // Lanes summed in uint64_t (wrapping, defined): Highway 1.0.3's AVX3
+  // SumOfLanes uses _mm512_reduce_add_epi64, a signed add that UBSan flags.
+  HWY_ALIGN uint64_t lanes[HWY_MAX_BYTES / sizeof(uint64_t)];
+  hn::Store(hn::Add(hn::Add(a0, a1), hn::Add(a2, a3)), d, lanes);
+  uint64_t s = 0;
+  for (size_t l = 0; l < N; ++l) s += lanes[l];
   for (; i < n; ++i) s += p[i];
   return s;
 }

@@ -13,6 +13,8 @@ void RegisterTokenize(CLI::App& app);
 void RegisterRun(CLI::App& app);
 void RegisterChat(CLI::App& app);
 void RegisterMembw(CLI::App& app);
+void RegisterConvert(CLI::App& app);
+void RegisterBench(CLI::App& app);
 
 // Exit code of the subcommand that ran (set by its callback).
 int& ExitCode();

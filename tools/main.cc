@@ -33,6 +33,8 @@ int main(int argc, char** argv) {
   st::tools::RegisterRun(app);
   st::tools::RegisterChat(app);
   st::tools::RegisterMembw(app);
+  st::tools::RegisterConvert(app);
+  st::tools::RegisterBench(app);
   CLI11_PARSE(app, argc, argv);
   return st::tools::ExitCode();
 }

@@ -1,0 +1,141 @@
+// The expert pack: every routed expert of a GGUF model rewritten for direct
+// reads from SSD. `smallthinker convert MODEL.gguf` writes MODEL.gguf.stpack.
+//
+// File layout (all integers little-endian, all offsets absolute):
+//
+//   [0, 4096)            header (PackHeader fields, see kHeader* below), zero padded
+//   [4096, 4096 + 8*N)   checksum table: XXH3-64 of each record, record order
+//   ... zero padding to records_offset (a multiple of 4096)
+//   [records_offset + r * record_size, ...)  record r = layer * n_experts + expert
+//
+// Header fields at fixed offsets:
+//    0 char[8] magic "STPACK\0\1"      40 u64 matrix_bytes   (unpadded, one matrix)
+//    8 u32 version (1)                 48 u64 matrix_stride  (matrix_bytes up to 4 KiB)
+//   12 u32 expert type (ggml id)       56 u64 record_size    (3 * matrix_stride)
+//   16 u64 model fingerprint           64 u64 record_count   (n_layers * n_experts)
+//   24 u32 n_layers                    72 u64 checksum_table_offset (4096)
+//   28 u32 n_experts                   80 u64 records_offset
+//   32 u32 d_model                     88 u64 file_size
+//   36 u32 d_expert                    96 u32 flags (kPackFlagDownRequantized)
+//                                     104 u64 XXH3-64 of header bytes [0, 104)
+//                                         followed by the checksum table
+//
+// A record holds three matrices in the model's expert type, row-major, each
+// starting 4 KiB-aligned inside the record (offset 0, stride, 2 * stride):
+//   gate [d_expert, d_model], up [d_expert, d_model], down^T [d_expert, d_model]
+// Down is stored transposed (row j = the d_model weights of hidden unit j) so
+// sparse ReGLU can skip the rows whose gate is zero. Padding bytes are zero.
+// The record checksum covers the whole record_size bytes, padding included:
+// exactly what one O_DIRECT read returns.
+//
+// Numerics of the transposed down: upstream GGUFs store down as
+// [d_model, d_expert]. For F32/F16/BF16 the transpose is exact. For Q4_0/Q8_0
+// the converter dequantizes, transposes and re-quantizes (QuantizeRow), so each
+// value is rounded a second time with a block scale taken over 32 consecutive
+// d_model entries instead of 32 d_expert entries: the error per value is up to
+// one quantization step of the new block (|d| = amax/8 for Q4_0, amax/127 for
+// Q8_0) on top of the original rounding. Outputs computed from the pack are then
+// close to, not bit-identical with, outputs computed from the GGUF's down; the
+// header flag kPackFlagDownRequantized records that this happened. PowerInfer
+// GGUFs whose down is already [d_expert, d_model] are copied byte for byte.
+//
+// The fingerprint binds a pack to its GGUF: XXH3-64 over the GGUF's first
+// data_offset bytes (header, metadata, tensor infos), its file size, and the
+// first min(4096, n_bytes) bytes of every tensor's data. It does not hash all
+// the data (multi-GB); two files with equal metadata, shapes, size and equal
+// first 4 KiB of every tensor are considered the same model.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "kernels/dtype.h"
+#include "model/gguf.h"
+
+namespace st {
+
+inline constexpr char kPackMagic[8] = {'S', 'T', 'P', 'A', 'C', 'K', '\0', '\1'};
+inline constexpr uint32_t kPackVersion = 1;
+inline constexpr uint64_t kPackAlignment = 4096;  // O_DIRECT block and page size
+inline constexpr uint64_t kPackHeaderBytes = 4096;
+inline constexpr uint32_t kPackFlagDownRequantized = 1;  // down^T was re-quantized
+
+inline uint64_t AlignUp(uint64_t x, uint64_t a) { return (x + a - 1) / a * a; }
+
+// Everything the header says. Value type; thread-compatible.
+struct PackHeader {
+  uint32_t version = kPackVersion;
+  DType expert_type = DType::kF32;
+  uint64_t fingerprint = 0;
+  uint32_t n_layers = 0, n_experts = 0, d_model = 0, d_expert = 0;
+  uint64_t matrix_bytes = 0, matrix_stride = 0, record_size = 0, record_count = 0;
+  uint64_t checksum_table_offset = kPackHeaderBytes, records_offset = 0, file_size = 0;
+  uint32_t flags = 0;
+
+  // Fills the derived fields (sizes, offsets) from type and dimensions.
+  // INVALID_ARGUMENT if d_model is not a multiple of the type's block.
+  static absl::StatusOr<PackHeader> Make(DType type, uint64_t fingerprint, uint32_t n_layers,
+                                         uint32_t n_experts, uint32_t d_model, uint32_t d_expert,
+                                         uint32_t flags);
+  uint64_t RecordIndex(int layer, int expert) const {
+    return static_cast<uint64_t>(layer) * n_experts + expert;
+  }
+  uint64_t RecordOffset(int layer, int expert) const {
+    return records_offset + RecordIndex(layer, expert) * record_size;
+  }
+  uint64_t row_bytes() const { return RowBytes(expert_type, d_model); }
+};
+
+// Serialized header page (kPackHeaderBytes) followed by the checksum table,
+// padded with zeros to records_offset. checksums.size() == record_count.
+std::string SerializePackPrefix(const PackHeader& h, const std::vector<uint64_t>& checksums);
+
+// The fingerprint described above. Cost: one read of the metadata and 4 KiB
+// per tensor.
+uint64_t GgufFingerprint(const GgufFile& gguf);
+
+// XXH3-64 of a record's bytes.
+uint64_t RecordChecksum(const void* data, size_t n);
+
+// "<path>.stpack".
+std::string DefaultPackPath(const std::string& gguf_path);
+
+// An opened, validated pack (header and checksum table in memory; the record
+// bytes are read by an ExpertSource). Immutable, thread-safe.
+class ExpertPack {
+ public:
+  // Reads and validates the header and checksum table:
+  //  - INVALID_ARGUMENT: not a pack (magic), unknown version or type, header
+  //    fields inconsistent with each other;
+  //  - DATA_LOSS: the file is shorter than the header says (truncated), or
+  //    the header checksum does not match;
+  //  - INVALID_ARGUMENT: the file is longer than the header says.
+  // Every message names the path.
+  static absl::StatusOr<std::shared_ptr<const ExpertPack>> Open(const std::string& path);
+  // Open() plus: the fingerprint equals GgufFingerprint(gguf) (else
+  // FAILED_PRECONDITION naming both fingerprints and both paths, with a hint to
+  // re-run convert) and the dimensions match the model's config.
+  static absl::StatusOr<std::shared_ptr<const ExpertPack>> OpenFor(const std::string& path,
+                                                                   const GgufFile& gguf);
+
+  const std::string& path() const { return path_; }
+  const PackHeader& header() const { return header_; }
+  uint64_t checksum(int layer, int expert) const {
+    return checksums_[header_.RecordIndex(layer, expert)];
+  }
+  // OK if (layer, expert) is inside the pack, else INVALID_ARGUMENT.
+  absl::Status CheckIndex(int layer, int expert) const;
+  // OK if the record bytes match the table, else DATA_LOSS naming layer,
+  // expert, offset and path.
+  absl::Status VerifyRecord(int layer, int expert, const void* data) const;
+
+ private:
+  std::string path_;
+  PackHeader header_;
+  std::vector<uint64_t> checksums_;
+};
+
+}  // namespace st

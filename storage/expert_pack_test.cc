@@ -1,0 +1,211 @@
+#include "storage/expert_pack.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <filesystem>
+
+#include "gtest/gtest.h"
+#include "model/config.h"
+#include "storage/pack_test_util.h"
+#include "storage/pack_writer.h"
+#include "tests/testutil/testutil.h"
+
+namespace st {
+namespace {
+
+// True if `text` contains `part` (gmock is not linked).
+::testing::AssertionResult Has(const std::string& text, const std::string& part) {
+  if (text.find(part) != std::string::npos) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure() << "'" << text << "' lacks '" << part << "'";
+}
+
+class ExpertPackTest : public ::testing::TestWithParam<DType> {
+ protected:
+  void SetUp() override {
+    auto m = st::testing::SynthModel(dir_.path(), "tiny", GetParam());
+    ASSERT_TRUE(m.ok()) << m.status();
+    gguf_path_ = *m;
+  }
+  st::testing::TempDir dir_;
+  std::string gguf_path_;
+};
+
+TEST_P(ExpertPackTest, WritesEveryRecordAsTheGgufHoldsIt) {
+  auto w = WritePack({.gguf_path = gguf_path_, .progress = false});
+  ASSERT_TRUE(w.ok()) << w.status();
+  EXPECT_EQ(w->path, gguf_path_ + ".stpack");
+  EXPECT_EQ(w->down_requantized, IsBlockQuantized(GetParam()));
+  auto gguf = GgufFile::Open(gguf_path_);
+  ASSERT_TRUE(gguf.ok());
+  auto pack = ExpertPack::OpenFor(w->path, **gguf);
+  ASSERT_TRUE(pack.ok()) << pack.status();
+  const PackHeader& h = (*pack)->header();
+  auto c = LoadModelConfig(**gguf);
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(static_cast<int>(h.n_layers), c->n_layers);
+  EXPECT_EQ(static_cast<int>(h.n_experts), c->n_experts);
+  EXPECT_EQ(h.expert_type, GetParam());
+  EXPECT_EQ(h.record_size % kPackAlignment, 0u);
+  EXPECT_EQ(h.records_offset % kPackAlignment, 0u);
+  EXPECT_EQ(std::filesystem::file_size(w->path), h.file_size);
+  EXPECT_EQ(h.flags, IsBlockQuantized(GetParam()) ? kPackFlagDownRequantized : 0u);
+
+  st::testing::AlignedBuffer rec(h.record_size);
+  int fd = open(w->path.c_str(), O_RDONLY);
+  for (int l = 0; l < static_cast<int>(h.n_layers); ++l) {
+    for (int e = 0; e < static_cast<int>(h.n_experts); ++e) {
+      ASSERT_EQ(pread(fd, rec.get(), h.record_size, h.RecordOffset(l, e)),
+                static_cast<ssize_t>(h.record_size));
+      ASSERT_TRUE((*pack)->VerifyRecord(l, e, rec.get()).ok());
+      ASSERT_EQ(st::testing::CompareRecord(**gguf, h, l, e, rec.get()), "");
+    }
+  }
+  close(fd);
+}
+
+INSTANTIATE_TEST_SUITE_P(Types, ExpertPackTest,
+                         ::testing::Values(DType::kF32, DType::kF16, DType::kQ8_0, DType::kQ4_0),
+                         [](const auto& info) { return std::string(DTypeName(info.param)); });
+
+TEST(PowerInferLayoutTest, TransposedDownIsCopiedAsIs) {
+  st::testing::TempDir dir;
+  auto m = st::testing::SynthModel(dir.path(), "tiny", DType::kF32);
+  ASSERT_TRUE(m.ok());
+  auto contents = st::testing::ReadGguf(*m);
+  ASSERT_TRUE(contents.ok());
+  for (auto& t : contents->tensors) {
+    if (t.name.find("ffn_down_exps") == std::string::npos) continue;
+    const size_t de = t.ne[0], dm = t.ne[1], ne = t.ne[2];  // [E][d_model][d_expert]
+    std::string out(t.bytes.size(), '\0');
+    const float* in = reinterpret_cast<const float*>(t.bytes.data());
+    float* o = reinterpret_cast<float*>(out.data());
+    for (size_t e = 0; e < ne; ++e)
+      for (size_t i = 0; i < dm; ++i)
+        for (size_t j = 0; j < de; ++j) o[e * dm * de + j * dm + i] = in[e * dm * de + i * de + j];
+    t.bytes = out;
+    t.ne = {dm, de, ne};
+  }
+  const std::string path = dir.File("powerinfer.gguf");
+  ASSERT_TRUE(st::testing::WriteGguf(*contents, path).ok());
+  auto w = WritePack({.gguf_path = path, .progress = false});
+  ASSERT_TRUE(w.ok()) << w.status();
+  EXPECT_FALSE(w->down_requantized);
+  auto gguf = GgufFile::Open(path);
+  auto pack = ExpertPack::OpenFor(w->path, **gguf);
+  ASSERT_TRUE(pack.ok()) << pack.status();
+  const PackHeader& h = (*pack)->header();
+  st::testing::AlignedBuffer rec(h.record_size);
+  int fd = open(w->path.c_str(), O_RDONLY);
+  ASSERT_EQ(pread(fd, rec.get(), h.record_size, h.RecordOffset(1, 3)), static_cast<ssize_t>(h.record_size));
+  close(fd);
+  EXPECT_EQ(st::testing::CompareRecord(**gguf, h, 1, 3, rec.get()), "");
+  // And it equals the pack made from the upstream layout (F32: exact transpose).
+  auto w0 = WritePack({.gguf_path = *m, .progress = false});
+  ASSERT_TRUE(w0.ok());
+  auto pack0 = ExpertPack::Open(w0->path);
+  EXPECT_EQ((*pack0)->checksum(1, 3), (*pack)->checksum(1, 3));
+}
+
+class PackFileTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto m = st::testing::SynthModel(dir_.path(), "tiny", DType::kQ4_0);
+    ASSERT_TRUE(m.ok()) << m.status();
+    gguf_path_ = *m;
+    auto w = WritePack({.gguf_path = gguf_path_, .progress = false});
+    ASSERT_TRUE(w.ok()) << w.status();
+    pack_path_ = w->path;
+  }
+  st::testing::TempDir dir_;
+  std::string gguf_path_, pack_path_;
+};
+
+TEST_F(PackFileTest, PackFromAnotherModelIsRefusedByFingerprint) {
+  auto other = st::testing::SynthModel(dir_.path(), "tiny", DType::kQ4_0, Gating::kSigmoid, 8);
+  ASSERT_TRUE(other.ok());
+  auto gguf = GgufFile::Open(*other);
+  ASSERT_TRUE(gguf.ok());
+  auto pack = ExpertPack::OpenFor(pack_path_, **gguf);
+  ASSERT_EQ(pack.status().code(), absl::StatusCode::kFailedPrecondition) << pack.status();
+  EXPECT_TRUE(Has(std::string(pack.status().message()), "another model"));
+  EXPECT_TRUE(Has(std::string(pack.status().message()), *other));
+  EXPECT_NE(GgufFingerprint(**gguf), ExpertPack::Open(pack_path_).value()->header().fingerprint);
+}
+
+TEST_F(PackFileTest, TruncatedPackIsDataLossAtOpen) {
+  const auto size = static_cast<int64_t>(std::filesystem::file_size(pack_path_));
+  for (int64_t cut : {size - 1, size - 4096, int64_t{5000}, int64_t{100}}) {
+    const std::string out = dir_.File("cut.stpack");
+    st::testing::CopyModified(pack_path_, out, -1, cut);
+    auto pack = ExpertPack::Open(out);
+    ASSERT_EQ(pack.status().code(), absl::StatusCode::kDataLoss) << cut << ": " << pack.status();
+    EXPECT_TRUE(Has(std::string(pack.status().message()), "truncated"));
+    EXPECT_TRUE(Has(std::string(pack.status().message()), out));
+  }
+}
+
+TEST_F(PackFileTest, BadHeaderIsRejected) {
+  const std::string out = dir_.File("bad.stpack");
+  st::testing::CopyModified(pack_path_, out, 0);  // magic
+  EXPECT_EQ(ExpertPack::Open(out).status().code(), absl::StatusCode::kInvalidArgument);
+  st::testing::CopyModified(pack_path_, out, 32);  // d_model
+  EXPECT_EQ(ExpertPack::Open(out).status().code(), absl::StatusCode::kInvalidArgument);
+  st::testing::CopyModified(pack_path_, out, 17);  // fingerprint: header checksum
+  EXPECT_EQ(ExpertPack::Open(out).status().code(), absl::StatusCode::kDataLoss);
+  st::testing::CopyModified(pack_path_, out, 4100);  // checksum table
+  EXPECT_EQ(ExpertPack::Open(out).status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_EQ(ExpertPack::Open(dir_.File("none")).status().code(), absl::StatusCode::kNotFound);
+  st::testing::CopyModified(pack_path_, out, -1);
+  std::ofstream(out, std::ios::app) << "x";
+  EXPECT_EQ(ExpertPack::Open(out).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+absl::StatusCode FailingConvert(const std::string& gguf, const std::string& out, int err,
+                                std::string* message) {
+  int calls = 0;
+  auto r = WritePack({.gguf_path = gguf,
+                      .out_path = out,
+                      .progress = false,
+                      .pwrite_fn = [&](int fd, const void* p, size_t n, off_t off) -> ssize_t {
+                        if (++calls > 3) {
+                          errno = err;
+                          return -1;
+                        }
+                        return pwrite(fd, p, n / 2 + 1, off);  // short writes too
+                      }});
+  *message = std::string(r.status().message());
+  return r.status().code();
+}
+
+TEST_F(PackFileTest, FullDiskIsResourceExhaustedAndLeavesNoFile) {
+  const std::string out = dir_.File("full.stpack");
+  std::string msg;
+  EXPECT_EQ(FailingConvert(gguf_path_, out, ENOSPC, &msg), absl::StatusCode::kResourceExhausted);
+  EXPECT_TRUE(Has(msg, out));
+  EXPECT_EQ(FailingConvert(gguf_path_, out, EIO, &msg), absl::StatusCode::kInternal);
+  EXPECT_TRUE(Has(msg, "Input/output error"));
+  for (const auto& entry : std::filesystem::directory_iterator(dir_.path())) {
+    EXPECT_EQ(entry.path().string().find("full.stpack"), std::string::npos) << entry.path();
+  }
+}
+
+TEST_F(PackFileTest, DevFullIsResourceExhausted) {
+  // /dev/full itself: the temporary file cannot be created beside it unless
+  // we are root, so write through the injectable function instead when not.
+  int fd = open("/dev/full", O_WRONLY);
+  if (fd < 0) GTEST_SKIP() << "no /dev/full";
+  std::string msg;
+  auto r = WritePack({.gguf_path = gguf_path_,
+                      .out_path = dir_.File("devfull.stpack"),
+                      .progress = false,
+                      .pwrite_fn = [fd](int, const void* p, size_t n, off_t) -> ssize_t {
+                        return write(fd, p, n);
+                      }});
+  close(fd);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kResourceExhausted) << r.status();
+}
+
+}  // namespace
+}  // namespace st

@@ -1,0 +1,102 @@
+// Expert sources: read one expert record (gate, up, down^T; see
+// storage/expert_pack.h) from a pack into a caller's buffer, asynchronously,
+// so that reads can be issued right after routing and waited for later.
+//
+//   auto src = OpenExpertSource(pack, {.kind = SourceKind::kAuto});
+//   auto ids = (*src)->Submit({{.layer = 3, .expert = 7, .dst = buf}});
+//   ... attention runs ...
+//   ST_RETURN_IF_ERROR((*src)->Wait((*ids)[0]));
+//
+// Every completed read has been checked against the record's checksum; a
+// mismatch is re-read once, and if it fails again the read ends with
+// DATA_LOSS naming layer, expert, offset and file. Wrong bytes are never
+// reported as OK.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/types/span.h"
+#include "storage/expert_pack.h"
+
+namespace st {
+
+struct ReadRequest {
+  int layer = 0;
+  int expert = 0;
+  // record_size bytes, aligned to kPackAlignment; must stay valid and
+  // untouched until Wait() returned for this read.
+  void* dst = nullptr;
+};
+using ReadId = uint64_t;
+
+// Thread-safe: Submit, Wait and Poll may be called from any threads. Each id
+// must be waited for exactly once (Wait frees its bookkeeping); destroying the
+// source waits for reads still in flight.
+class ExpertSource {
+ public:
+  virtual ~ExpertSource() = default;
+  virtual std::string_view name() const = 0;  // "io_uring", "pread", "mmap", "memory"
+  const ExpertPack& pack() const { return *pack_; }
+
+  // Starts the reads; returns one id per request, in order. INVALID_ARGUMENT
+  // (nothing submitted) if a request is out of range, dst is null or
+  // misaligned.
+  absl::StatusOr<std::vector<ReadId>> Submit(absl::Span<const ReadRequest> requests);
+  // Blocks until read `id` finished; its final status.
+  virtual absl::Status Wait(ReadId id) = 0;
+  // True if read `id` has finished (Wait will not block).
+  virtual bool Poll(ReadId id) = 0;
+
+  // Submit + Wait of one record.
+  absl::Status Read(int layer, int expert, void* dst);
+
+ protected:
+  explicit ExpertSource(std::shared_ptr<const ExpertPack> pack) : pack_(std::move(pack)) {}
+  // Requests are validated by Submit().
+  virtual std::vector<ReadId> SubmitValid(absl::Span<const ReadRequest> requests) = 0;
+
+  std::shared_ptr<const ExpertPack> pack_;
+};
+
+enum class SourceKind { kAuto, kIoUring, kPread, kMmap, kMemory };
+std::string_view SourceKindName(SourceKind kind);
+absl::StatusOr<SourceKind> ParseSourceKind(std::string_view name);
+
+struct SourceOptions {
+  // kAuto: io_uring, or the pread pool (with a log line) if io_uring cannot be
+  // set up. kIoUring fails instead of falling back.
+  SourceKind kind = SourceKind::kAuto;
+  int queue_depth = 64;     // io_uring ring entries / max reads in flight
+  int pread_threads = 4;    // pread pool size
+  bool direct_io = true;    // O_DIRECT where the file system allows it (else buffered, logged)
+  // For tests: behave as if io_uring_queue_init failed with ENOSYS.
+  bool simulate_io_uring_failure = false;
+};
+
+absl::StatusOr<std::unique_ptr<ExpertSource>> OpenExpertSource(
+    std::shared_ptr<const ExpertPack> pack, const SourceOptions& options);
+
+// The individual implementations (OpenExpertSource picks one).
+// io_uring: one ring of queue_depth entries; submissions under a mutex, one
+// reaper thread handles completions (re-queues short reads and -EAGAIN/-EINTR,
+// verifies checksums). Registered buffers are not used yet.
+// pread: pread_threads workers over a FIFO queue.
+absl::StatusOr<std::unique_ptr<ExpertSource>> OpenIoUringSource(
+    std::shared_ptr<const ExpertPack> pack, const SourceOptions& options);
+absl::StatusOr<std::unique_ptr<ExpertSource>> OpenPreadSource(
+    std::shared_ptr<const ExpertPack> pack, const SourceOptions& options);
+// mmap: reads copy out of a shared read-only mapping (page cache; no
+// O_DIRECT). As with any mmap reader, truncating the pack on disk while it is
+// open raises SIGBUS on access.
+absl::StatusOr<std::unique_ptr<ExpertSource>> OpenMmapSource(
+    std::shared_ptr<const ExpertPack> pack);
+// Reads the whole pack into RAM once (record_count * record_size bytes).
+absl::StatusOr<std::unique_ptr<ExpertSource>> OpenMemorySource(
+    std::shared_ptr<const ExpertPack> pack);
+
+}  // namespace st

@@ -1,0 +1,186 @@
+// One conformance suite run against every ExpertSource implementation.
+#include "storage/expert_source.h"
+
+#include <atomic>
+#include <memory>
+#include <thread>
+
+#include "gtest/gtest.h"
+#include "storage/pack_test_util.h"
+#include "storage/pack_verify.h"
+#include "storage/pack_writer.h"
+#include "tests/testutil/testutil.h"
+
+namespace st {
+namespace {
+
+::testing::AssertionResult Has(const std::string& text, const std::string& part) {
+  if (text.find(part) != std::string::npos) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure() << "'" << text << "' lacks '" << part << "'";
+}
+
+// A tiny Q4_0 model (down re-quantized) and a tiny F32 model in PowerInfer
+// layout would both be good; the Q4_0 one exercises the approximate path.
+class SourceConformanceTest : public ::testing::TestWithParam<SourceKind> {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new st::testing::TempDir();
+    auto m = st::testing::SynthModel(dir_->path(), "tiny", DType::kQ4_0);
+    ASSERT_TRUE(m.ok()) << m.status();
+    gguf_path_ = new std::string(*m);
+    auto w = WritePack({.gguf_path = *m, .progress = false});
+    ASSERT_TRUE(w.ok()) << w.status();
+  }
+  static void TearDownTestSuite() {
+    delete gguf_path_;
+    delete dir_;
+  }
+  SourceOptions Options() const { return {.kind = GetParam(), .queue_depth = 4, .pread_threads = 3}; }
+  std::unique_ptr<ExpertSource> Open(const std::string& pack_path) {
+    auto pack = ExpertPack::Open(pack_path);
+    EXPECT_TRUE(pack.ok()) << pack.status();
+    if (!pack.ok()) return nullptr;
+    auto src = OpenExpertSource(*pack, Options());
+    EXPECT_TRUE(src.ok()) << src.status();
+    if (!src.ok()) return nullptr;
+    EXPECT_EQ((*src)->name(), SourceKindName(GetParam()));
+    return std::move(*src);
+  }
+
+  static st::testing::TempDir* dir_;
+  static std::string* gguf_path_;
+};
+st::testing::TempDir* SourceConformanceTest::dir_ = nullptr;
+std::string* SourceConformanceTest::gguf_path_ = nullptr;
+
+TEST_P(SourceConformanceTest, EveryRecordEqualsTheGguf) {
+  auto src = Open(DefaultPackPath(*gguf_path_));
+  ASSERT_NE(src, nullptr);
+  auto gguf = GgufFile::Open(*gguf_path_);
+  ASSERT_TRUE(gguf.ok());
+  const PackHeader& h = src->pack().header();
+  // Submit everything at once (more than the queue depth), then wait.
+  std::vector<st::testing::AlignedBuffer> bufs;
+  std::vector<ReadRequest> reqs;
+  for (int l = 0; l < static_cast<int>(h.n_layers); ++l) {
+    for (int e = 0; e < static_cast<int>(h.n_experts); ++e) {
+      bufs.emplace_back(h.record_size);
+      reqs.push_back({.layer = l, .expert = e, .dst = bufs.back().get()});
+    }
+  }
+  auto ids = src->Submit(reqs);
+  ASSERT_TRUE(ids.ok()) << ids.status();
+  for (size_t i = 0; i < reqs.size(); ++i) {
+    ASSERT_TRUE(src->Wait((*ids)[i]).ok());
+    EXPECT_EQ(st::testing::CompareRecord(**gguf, h, reqs[i].layer, reqs[i].expert,
+                                         bufs[i].get()), "");
+  }
+  EXPECT_EQ(src->Wait((*ids)[0]).code(), absl::StatusCode::kInvalidArgument);  // waited already
+}
+
+TEST_P(SourceConformanceTest, ConcurrentSubmitsFromManyThreads) {
+  auto src = Open(DefaultPackPath(*gguf_path_));
+  ASSERT_NE(src, nullptr);
+  const PackHeader& h = src->pack().header();
+  std::atomic<int> failures{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      for (int round = 0; round < 5; ++round) {
+        std::vector<st::testing::AlignedBuffer> bufs;
+        std::vector<ReadRequest> reqs;
+        for (int k = 0; k < 6; ++k) {
+          const int r = (t * 7 + round * 5 + k * 3) % static_cast<int>(h.record_count);
+          bufs.emplace_back(h.record_size);
+          reqs.push_back({.layer = r / static_cast<int>(h.n_experts),
+                          .expert = r % static_cast<int>(h.n_experts),
+                          .dst = bufs.back().get()});
+        }
+        auto ids = src->Submit(reqs);
+        if (!ids.ok()) { ++failures; continue; }
+        for (size_t i = 0; i < ids->size(); ++i) {
+          while (round % 2 == 1 && !src->Poll((*ids)[i])) std::this_thread::yield();
+          if (!src->Wait((*ids)[i]).ok() ||
+              !src->pack().VerifyRecord(reqs[i].layer, reqs[i].expert, bufs[i].get()).ok()) {
+            ++failures;
+          }
+        }
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(failures.load(), 0);
+}
+
+TEST_P(SourceConformanceTest, FlippedByteIsDataLossNamingLayerAndExpert) {
+  const std::string pack_path = DefaultPackPath(*gguf_path_);
+  auto pack = ExpertPack::Open(pack_path);
+  ASSERT_TRUE(pack.ok());
+  const PackHeader& h = (*pack)->header();
+  const std::string bad = dir_->File(std::string(SourceKindName(GetParam())) + "_flipped.stpack");
+  st::testing::CopyModified(pack_path, bad, h.RecordOffset(2, 5) + h.matrix_stride + 17);
+  auto src = Open(bad);
+  ASSERT_NE(src, nullptr);
+  st::testing::AlignedBuffer buf(h.record_size);
+  absl::Status s = src->Read(2, 5, buf.get());
+  EXPECT_EQ(s.code(), absl::StatusCode::kDataLoss) << s;
+  EXPECT_TRUE(Has(std::string(s.message()), "layer 2 expert 5"));
+  EXPECT_TRUE(src->Read(2, 4, buf.get()).ok());  // neighbours are fine
+  EXPECT_TRUE(src->Read(2, 6, buf.get()).ok());
+}
+
+TEST_P(SourceConformanceTest, BadRequestsAreInvalidArgument) {
+  auto src = Open(DefaultPackPath(*gguf_path_));
+  ASSERT_NE(src, nullptr);
+  const PackHeader& h = src->pack().header();
+  st::testing::AlignedBuffer buf(h.record_size + kPackAlignment);
+  EXPECT_EQ(src->Read(0, 0, buf.get() + 8).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(src->Read(0, 0, nullptr).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(src->Read(static_cast<int>(h.n_layers), 0, buf.get()).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(src->Read(0, -1, buf.get()).code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST_P(SourceConformanceTest, VerifyPackReadsEveryRecord) {
+  auto pack = ExpertPack::Open(DefaultPackPath(*gguf_path_));
+  ASSERT_TRUE(pack.ok());
+  auto v = VerifyPack(*pack, Options(), 5);
+  ASSERT_TRUE(v.ok()) << v.status();
+  EXPECT_EQ(v->records, (*pack)->header().record_count);
+  EXPECT_EQ(v->source, SourceKindName(GetParam()));
+}
+
+INSTANTIATE_TEST_SUITE_P(AllSources, SourceConformanceTest,
+                         ::testing::Values(SourceKind::kIoUring, SourceKind::kPread,
+                                           SourceKind::kMmap, SourceKind::kMemory),
+                         [](const auto& info) { return std::string(SourceKindName(info.param)); });
+
+TEST(OpenExpertSourceTest, FallsBackToPreadWhenIoUringCannotBeSetUp) {
+  st::testing::TempDir dir;
+  auto m = st::testing::SynthModel(dir.path(), "tiny", DType::kQ8_0);
+  ASSERT_TRUE(m.ok());
+  ASSERT_TRUE(WritePack({.gguf_path = *m, .progress = false}).ok());
+  auto pack = ExpertPack::Open(DefaultPackPath(*m));
+  ASSERT_TRUE(pack.ok());
+  auto forced = OpenExpertSource(*pack, {.kind = SourceKind::kIoUring,
+                                         .simulate_io_uring_failure = true});
+  EXPECT_EQ(forced.status().code(), absl::StatusCode::kUnavailable);
+  auto src = OpenExpertSource(*pack, {.kind = SourceKind::kAuto, .simulate_io_uring_failure = true});
+  ASSERT_TRUE(src.ok()) << src.status();
+  EXPECT_EQ((*src)->name(), "pread");
+  auto gguf = GgufFile::Open(*m);
+  st::testing::AlignedBuffer buf((*pack)->header().record_size);
+  ASSERT_TRUE((*src)->Read(3, 7, buf.get()).ok());
+  EXPECT_EQ(st::testing::CompareRecord(**gguf, (*pack)->header(), 3, 7, buf.get()), "");
+  auto normal = OpenExpertSource(*pack, {.kind = SourceKind::kAuto});
+  ASSERT_TRUE(normal.ok());
+  EXPECT_EQ((*normal)->name(), "io_uring");
+}
+
+TEST(ParseSourceKindTest, Names) {
+  EXPECT_EQ(ParseSourceKind("IO_URING").value(), SourceKind::kIoUring);
+  EXPECT_EQ(ParseSourceKind("disk").status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace st

@@ -1,0 +1,236 @@
+// The io_uring source: O_DIRECT reads through one ring, at most queue_depth
+// in flight, completions reaped (and checksums verified) by one thread.
+#include <liburing.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <deque>
+#include <memory>
+#include <thread>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "common/status_macros.h"
+#include "glog/logging.h"
+#include "storage/source_internal.h"
+
+namespace st {
+namespace {
+
+// One record read in progress. Owned by the source from Submit to completion.
+struct Op {
+  ReadId id = 0;
+  ReadRequest request;
+  uint64_t done = 0;  // bytes already read
+  int attempt = 0;    // 0: first read, 1: re-read after a checksum mismatch
+};
+
+// Thread-safe. The submission queue (and pending_, in_flight_) are guarded by
+// mu_; the completion queue is touched only by the reaper thread.
+class IoUringSource : public ExpertSource {
+ public:
+  IoUringSource(std::shared_ptr<const ExpertPack> pack, int fd, int buffered_fd, int depth)
+      : ExpertSource(std::move(pack)), fd_(fd), buffered_fd_(buffered_fd), depth_(depth) {}
+
+  absl::Status Start() {
+    const int rc = io_uring_queue_init(static_cast<unsigned>(depth_), &ring_, 0);
+    if (rc < 0) {
+      return absl::UnavailableError(absl::StrCat("io_uring_queue_init(", depth_,
+                                                 "): ", std::strerror(-rc)));
+    }
+    if ((ring_.features & IORING_FEAT_EXT_ARG) == 0) {
+      // Without it io_uring_wait_cqe_timeout would touch the SQ from the reaper.
+      io_uring_queue_exit(&ring_);
+      return absl::UnavailableError("io_uring lacks IORING_FEAT_EXT_ARG (kernel < 5.11)");
+    }
+    ring_ok_ = true;
+    reaper_ = std::thread([this] { Reap(); });
+    return absl::OkStatus();
+  }
+
+  ~IoUringSource() override {
+    if (ring_ok_) {
+      table_.WaitIdle();
+      {
+        absl::MutexLock lock(&mu_);
+        io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
+        while (sqe == nullptr) {  // cannot stay full: nothing is in flight
+          io_uring_submit(&ring_);
+          sqe = io_uring_get_sqe(&ring_);
+        }
+        io_uring_prep_nop(sqe);
+        io_uring_sqe_set_data64(sqe, 0);  // 0: stop the reaper
+        io_uring_submit(&ring_);
+      }
+      reaper_.join();
+      io_uring_queue_exit(&ring_);
+    }
+    close(fd_);
+    if (buffered_fd_ != fd_) close(buffered_fd_);
+  }
+
+  std::string_view name() const override { return "io_uring"; }
+  absl::Status Wait(ReadId id) override { return table_.Wait(id); }
+  bool Poll(ReadId id) override { return table_.Poll(id); }
+
+ protected:
+  std::vector<ReadId> SubmitValid(absl::Span<const ReadRequest> requests) override {
+    std::vector<ReadId> ids;
+    absl::MutexLock lock(&mu_);
+    for (const ReadRequest& r : requests) {
+      auto op = std::make_unique<Op>();
+      op->id = table_.Add();
+      op->request = r;
+      ids.push_back(op->id);
+      pending_.push_back(op.release());
+    }
+    Pump();
+    return ids;
+  }
+
+ private:
+  // Moves pending reads into the ring while fewer than depth_ are in flight.
+  void Pump() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    const PackHeader& h = pack_->header();
+    bool queued = false;
+    while (in_flight_ < depth_ && !pending_.empty()) {
+      io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
+      if (sqe == nullptr) break;
+      Op* op = pending_.front();
+      pending_.pop_front();
+      const ReadRequest& r = op->request;
+      io_uring_prep_read(sqe, fd_, static_cast<char*>(r.dst) + op->done,
+                         static_cast<unsigned>(h.record_size - op->done),
+                         h.RecordOffset(r.layer, r.expert) + op->done);
+      io_uring_sqe_set_data(sqe, op);
+      ++in_flight_;
+      queued = true;
+    }
+    if (!queued) return;
+    int rc;
+    do {
+      rc = io_uring_submit(&ring_);
+    } while (rc == -EINTR);
+    if (rc < 0 && rc != -EAGAIN && rc != -EBUSY) {
+      LOG(ERROR) << pack_->path() << ": io_uring_submit: " << std::strerror(-rc);
+    }
+  }
+
+  void Requeue(Op* op) {
+    absl::MutexLock lock(&mu_);
+    pending_.push_front(op);
+    Pump();
+  }
+
+  void Finish(Op* op, absl::Status status) {
+    table_.Complete(op->id, std::move(status));
+    delete op;
+    absl::MutexLock lock(&mu_);
+    Pump();
+  }
+
+  void Reap() {
+    const PackHeader& h = pack_->header();
+    for (;;) {
+      io_uring_cqe* cqe = nullptr;
+      __kernel_timespec timeout{.tv_sec = 0, .tv_nsec = 10'000'000};
+      const int rc = io_uring_wait_cqe_timeout(&ring_, &cqe, &timeout);
+      if (rc == -ETIME) {  // idle: flush SQEs a failed io_uring_submit (-EAGAIN) left behind
+        absl::MutexLock lock(&mu_);
+        if (io_uring_sq_ready(&ring_) > 0) io_uring_submit(&ring_);
+        continue;
+      }
+      if (rc == -EINTR || rc == -EAGAIN) continue;
+      CHECK_EQ(rc, 0) << "io_uring_wait_cqe: " << std::strerror(-rc);
+      Op* op = static_cast<Op*>(io_uring_cqe_get_data(cqe));
+      const int res = cqe->res;
+      io_uring_cqe_seen(&ring_, cqe);
+      if (op == nullptr) return;  // stop NOP
+      {
+        absl::MutexLock lock(&mu_);
+        --in_flight_;
+      }
+      const ReadRequest& r = op->request;
+      const uint64_t offset = h.RecordOffset(r.layer, r.expert) + op->done;
+      if (res == -EAGAIN || res == -EINTR) {
+        Requeue(op);
+        continue;
+      }
+      if (res < 0) {
+        Finish(op, absl::InternalError(absl::StrCat(
+                       pack_->path(), ": io_uring read of layer ", r.layer, " expert ", r.expert,
+                       " at offset ", offset, ": ", std::strerror(-res))));
+        continue;
+      }
+      if (res == 0) {
+        Finish(op, absl::DataLossError(absl::StrCat(pack_->path(), ": end of file at offset ",
+                                                    offset, " (pack truncated after open?)")));
+        continue;
+      }
+      op->done += static_cast<uint64_t>(res);
+      if (op->done < h.record_size) {
+        if (op->done % kPackAlignment == 0) {
+          Requeue(op);  // short read: continue where it stopped
+          continue;
+        }
+        // An unaligned remainder cannot go through O_DIRECT: finish it buffered.
+        absl::Status s = internal::PreadFull(buffered_fd_, static_cast<char*>(r.dst) + op->done,
+                                             h.record_size - op->done, offset + res, pack_->path());
+        if (!s.ok()) {
+          Finish(op, s);
+          continue;
+        }
+      }
+      absl::Status ok = pack_->VerifyRecord(r.layer, r.expert, r.dst);
+      if (!ok.ok() && op->attempt == 0) {
+        LOG(WARNING) << ok.message() << "; reading the record again";
+        op->attempt = 1;
+        op->done = 0;
+        Requeue(op);
+        continue;
+      }
+      Finish(op, std::move(ok));
+    }
+  }
+
+  const int fd_, buffered_fd_, depth_;
+  io_uring ring_{};
+  bool ring_ok_ = false;
+  std::thread reaper_;
+  internal::CompletionTable table_;
+  absl::Mutex mu_;
+  std::deque<Op*> pending_ ABSL_GUARDED_BY(mu_);
+  int in_flight_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<ExpertSource>> OpenIoUringSource(
+    std::shared_ptr<const ExpertPack> pack, const SourceOptions& options) {
+  if (options.queue_depth < 1 || options.queue_depth > 4096) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("queue_depth must be in [1, 4096], got ", options.queue_depth));
+  }
+  if (options.simulate_io_uring_failure) {
+    return absl::UnavailableError("io_uring_queue_init: Function not implemented (simulated)");
+  }
+  bool direct = false;
+  ST_ASSIGN_OR_RETURN(int fd, internal::OpenPackFile(pack->path(), options.direct_io, &direct));
+  int buffered_fd = fd;
+  if (direct) {
+    bool unused = false;
+    auto b = internal::OpenPackFile(pack->path(), false, &unused);
+    if (!b.ok()) {
+      close(fd);
+      return b.status();
+    }
+    buffered_fd = *b;
+  }
+  auto src = std::make_unique<IoUringSource>(std::move(pack), fd, buffered_fd, options.queue_depth);
+  ST_RETURN_IF_ERROR(src->Start());  // the destructor closes the fds on failure
+  return std::unique_ptr<ExpertSource>(std::move(src));
+}
+
+}  // namespace st

@@ -1,0 +1,103 @@
+// Test helpers for storage/ (header-only, used by *_test.cc): aligned record
+// buffers, the record a pack should hold computed straight from the GGUF, and
+// corrupted copies.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <iterator>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+#include "kernels/dtype.h"
+#include "kernels/quant.h"
+#include "model/gguf.h"
+#include "storage/expert_pack.h"
+
+namespace st::testing {
+
+// A 4 KiB-aligned, zeroed buffer.
+struct AlignedBuffer {
+  explicit AlignedBuffer(size_t n)
+      : data(static_cast<char*>(std::aligned_alloc(kPackAlignment, AlignUp(n, kPackAlignment))),
+             &std::free) {
+    std::memset(data.get(), 0, AlignUp(n, kPackAlignment));
+  }
+  char* get() const { return data.get(); }
+  std::unique_ptr<char, decltype(&std::free)> data;
+};
+
+inline std::vector<float> DequantizeMatrix(DType type, const uint8_t* p, size_t rows, size_t cols) {
+  std::vector<float> out(rows * cols);
+  for (size_t r = 0; r < rows; ++r) DequantizeRow(type, p + r * RowBytes(type, cols), &out[r * cols], cols);
+  return out;
+}
+
+// Checks one record against the GGUF it was made from: gate and up byte-equal
+// to the GGUF's expert slices, down^T equal to the transpose of the GGUF's
+// down (within one quantization step of the pack's block for Q4_0/Q8_0, exact
+// otherwise), padding zero. Returns "" or the first difference.
+inline std::string CompareRecord(const GgufFile& gguf, const PackHeader& h, int layer, int expert,
+                                 const char* record) {
+  const std::string blk = absl::StrCat("blk.", layer, ".");
+  const size_t n = h.matrix_bytes;
+  for (int m = 0; m < 2; ++m) {
+    const GgufTensorInfo* t = gguf.FindTensor(blk + (m == 0 ? "ffn_gate_exps.weight" : "ffn_up_exps.weight"));
+    if (t == nullptr) return "missing gate/up tensor";
+    if (std::memcmp(record + m * h.matrix_stride, gguf.TensorData(*t) + expert * n, n) != 0) {
+      return absl::StrCat(m == 0 ? "gate" : "up", " differs at layer ", layer, " expert ", expert);
+    }
+  }
+  const GgufTensorInfo* t = gguf.FindTensor(blk + "ffn_down_exps.weight");
+  if (t == nullptr) return "missing down tensor";
+  const bool transposed = t->ne[0] == h.d_model;  // PowerInfer layout
+  const size_t dm = h.d_model, de = h.d_expert;
+  std::vector<float> src = DequantizeMatrix(h.expert_type, gguf.TensorData(*t) + expert * n,
+                                            transposed ? de : dm, transposed ? dm : de);
+  std::vector<float> got = DequantizeMatrix(
+      h.expert_type, reinterpret_cast<const uint8_t*>(record + 2 * h.matrix_stride), de, dm);
+  const bool exact = transposed || !IsBlockQuantized(h.expert_type);
+  const float levels = h.expert_type == DType::kQ4_0 ? 8.0f : 127.0f;
+  for (size_t j = 0; j < de; ++j) {
+    for (size_t b = 0; b < dm; b += BlockElems(h.expert_type)) {
+      const size_t be = BlockElems(h.expert_type);
+      float amax = 0;
+      for (size_t i = b; i < b + be; ++i) {
+        amax = std::max(amax, std::fabs(transposed ? src[j * dm + i] : src[i * de + j]));
+      }
+      const float tol = exact ? 0.0f : amax / levels * 1.05f + 1e-6f;
+      for (size_t i = b; i < b + be; ++i) {
+        const float want = transposed ? src[j * dm + i] : src[i * de + j];
+        if (!(std::fabs(got[j * dm + i] - want) <= tol)) {
+          return absl::StrCat("down^T[", j, "][", i, "] = ", got[j * dm + i], ", want ", want,
+                              " +- ", tol, " at layer ", layer, " expert ", expert);
+        }
+      }
+    }
+  }
+  for (int m = 0; m < 3; ++m) {
+    for (size_t i = m * h.matrix_stride + n; i < (m + 1) * h.matrix_stride; ++i) {
+      if (record[i] != 0) return absl::StrCat("nonzero padding at byte ", i);
+    }
+  }
+  return "";
+}
+
+// Writes a copy of `path` to `out` with the byte at `offset` XOR-ed with 0x5a
+// and the file cut to `size` bytes (all of it if size is -1).
+inline void CopyModified(const std::string& path, const std::string& out, int64_t flip_offset,
+                         int64_t size = -1) {
+  std::ifstream in(path, std::ios::binary);
+  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (flip_offset >= 0) bytes[flip_offset] ^= 0x5a;
+  if (size >= 0) bytes.resize(size);
+  std::ofstream(out, std::ios::binary).write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+}
+
+}  // namespace st::testing

@@ -1,0 +1,167 @@
+#include "storage/pack_writer.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "common/progress.h"
+#include "common/status_macros.h"
+#include "kernels/quant.h"
+#include "model/config.h"
+#include "model/gguf.h"
+#include "model/weights.h"
+#include "storage/expert_pack.h"
+
+namespace st {
+namespace {
+
+absl::Status IoError(const std::string& op, const std::string& path, int err) {
+  std::string msg = absl::StrCat(path, ": ", op, ": ", std::strerror(err));
+  if (err == ENOSPC || err == EDQUOT) {
+    return absl::ResourceExhaustedError(absl::StrCat(msg, " (disk full? free space or use --out)"));
+  }
+  return absl::InternalError(msg);
+}
+
+// Owns the temporary file until Commit(); removes it otherwise.
+class TempFile {
+ public:
+  TempFile(std::string final_path, PackWriterOptions::Fn pwrite_fn)
+      : final_(std::move(final_path)),
+        tmp_(absl::StrCat(final_, ".tmp.", getpid())),
+        pwrite_(std::move(pwrite_fn)) {}
+  ~TempFile() {
+    if (fd_ >= 0) close(fd_);
+    if (!committed_) unlink(tmp_.c_str());
+  }
+  absl::Status Open() {
+    fd_ = open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd_ < 0) return IoError("create", tmp_, errno);
+    return absl::OkStatus();
+  }
+  absl::Status Write(const void* data, size_t n, uint64_t offset) {
+    auto* p = static_cast<const char*>(data);
+    while (n > 0) {
+      ssize_t w = pwrite_ ? pwrite_(fd_, p, n, static_cast<off_t>(offset))
+                          : pwrite(fd_, p, n, static_cast<off_t>(offset));
+      if (w < 0 && errno == EINTR) continue;
+      if (w < 0) return IoError(absl::StrCat("write at offset ", offset), tmp_, errno);
+      if (w == 0) return IoError(absl::StrCat("write at offset ", offset), tmp_, ENOSPC);
+      p += w;
+      n -= static_cast<size_t>(w);
+      offset += static_cast<uint64_t>(w);
+    }
+    return absl::OkStatus();
+  }
+  absl::Status Commit() {
+    if (fsync(fd_) != 0) return IoError("fsync", tmp_, errno);
+    if (close(fd_) != 0) {
+      fd_ = -1;
+      return IoError("close", tmp_, errno);
+    }
+    fd_ = -1;
+    if (rename(tmp_.c_str(), final_.c_str()) != 0) {
+      return IoError(absl::StrCat("rename to ", final_), tmp_, errno);
+    }
+    committed_ = true;
+    const size_t slash = final_.rfind('/');
+    const std::string dir = slash == std::string::npos ? "." : final_.substr(0, slash + 1);
+    int dfd = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+      fsync(dfd);  // best effort: the rename is durable once the directory is
+      close(dfd);
+    }
+    return absl::OkStatus();
+  }
+
+ private:
+  std::string final_, tmp_;
+  PackWriterOptions::Fn pwrite_;
+  int fd_ = -1;
+  bool committed_ = false;
+};
+
+// Copies `rows` rows of `row_bytes` from a matrix view into dst.
+void CopyMatrix(const MatrixRef& m, char* dst) { std::memcpy(dst, m.data, m.rows * m.row_bytes()); }
+
+// dst <- transpose of m ([rows, cols] -> [cols, rows]) in m.type, through f32.
+void TransposeMatrix(const MatrixRef& m, char* dst, std::vector<float>& in,
+                     std::vector<float>& out) {
+  in.resize(m.rows * m.cols);
+  out.resize(m.rows * m.cols);
+  for (size_t r = 0; r < m.rows; ++r) DequantizeRow(m.type, m.row(r), &in[r * m.cols], m.cols);
+  for (size_t r = 0; r < m.rows; ++r) {
+    for (size_t c = 0; c < m.cols; ++c) out[c * m.rows + r] = in[r * m.cols + c];
+  }
+  const size_t out_row_bytes = RowBytes(m.type, m.rows);
+  for (size_t c = 0; c < m.cols; ++c) {
+    QuantizeRow(m.type, &out[c * m.rows], dst + c * out_row_bytes, m.rows);
+  }
+}
+
+}  // namespace
+
+absl::StatusOr<PackWriteResult> WritePack(const PackWriterOptions& o) {
+  ST_ASSIGN_OR_RETURN(auto gguf, GgufFile::Open(o.gguf_path));
+  ST_ASSIGN_OR_RETURN(ModelConfig c, LoadModelConfig(*gguf));
+  ST_ASSIGN_OR_RETURN(std::vector<ExpertStacks> stacks, LoadExpertStacks(*gguf, c));
+  for (int l = 0; l < c.n_layers; ++l) {
+    for (const MatrixRef* m : {&stacks[l].gate, &stacks[l].up, &stacks[l].down}) {
+      if (m->type != c.expert_type) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            o.gguf_path, ": layer ", l, " mixes expert types (", std::string(DTypeName(m->type)), " and ",
+            std::string(DTypeName(c.expert_type)), "); the pack format needs one type for all experts"));
+      }
+    }
+  }
+  const bool requant = !c.down_transposed && IsBlockQuantized(c.expert_type);
+  ST_ASSIGN_OR_RETURN(PackHeader h,
+                      PackHeader::Make(c.expert_type, GgufFingerprint(*gguf), c.n_layers,
+                                       c.n_experts, c.d_model, c.d_expert,
+                                       requant ? kPackFlagDownRequantized : 0u));
+  PackWriteResult result{.path = o.out_path.empty() ? DefaultPackPath(o.gguf_path) : o.out_path,
+                         .bytes = h.file_size,
+                         .records = h.record_count,
+                         .down_requantized = requant};
+  TempFile file(result.path, o.pwrite_fn);
+  ST_RETURN_IF_ERROR(file.Open());
+
+  std::vector<uint64_t> checksums(h.record_count);
+  std::unique_ptr<char, decltype(&std::free)> record(
+      static_cast<char*>(std::aligned_alloc(kPackAlignment, h.record_size)), &std::free);
+  std::vector<float> in, out;
+  ProgressBar bar("convert", h.file_size, o.progress);
+  for (int l = 0; l < c.n_layers; ++l) {
+    const ExpertStacks& s = stacks[l];
+    for (int e = 0; e < c.n_experts; ++e) {
+      std::memset(record.get(), 0, h.record_size);
+      CopyMatrix(ExpertStacks::Slice(s.gate, e, c.n_experts), record.get());
+      CopyMatrix(ExpertStacks::Slice(s.up, e, c.n_experts), record.get() + h.matrix_stride);
+      const MatrixRef down = ExpertStacks::Slice(s.down, e, c.n_experts);
+      char* down_dst = record.get() + 2 * h.matrix_stride;
+      if (s.down_transposed) {
+        CopyMatrix(down, down_dst);  // already [d_expert, d_model]
+      } else {
+        TransposeMatrix(down, down_dst, in, out);  // [d_model, d_expert] -> [d_expert, d_model]
+      }
+      checksums[h.RecordIndex(l, e)] = RecordChecksum(record.get(), h.record_size);
+      ST_RETURN_IF_ERROR(file.Write(record.get(), h.record_size, h.RecordOffset(l, e)));
+      bar.Add(h.record_size);
+    }
+  }
+  // The header goes last: until the final bytes land, the file has no magic.
+  const std::string prefix = SerializePackPrefix(h, checksums);
+  ST_RETURN_IF_ERROR(file.Write(prefix.data(), prefix.size(), 0));
+  ST_RETURN_IF_ERROR(file.Commit());
+  bar.Add(prefix.size());
+  bar.Finish();
+  return result;
+}
+
+}  // namespace st

@@ -1,0 +1,41 @@
+// Converts a GGUF's routed experts into an expert pack (storage/expert_pack.h).
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include "absl/status/statusor.h"
+
+namespace st {
+
+struct PackWriterOptions {
+  std::string gguf_path;
+  std::string out_path;  // empty: DefaultPackPath(gguf_path)
+  bool progress = true;  // progress bar on stderr (MB/s, ETA)
+  // For tests: replaces pwrite(2) (same contract: bytes written or -1 with
+  // errno set). Short writes are continued.
+  using Fn = std::function<ssize_t(int fd, const void* buf, size_t n, off_t offset)>;
+  Fn pwrite_fn;
+};
+
+struct PackWriteResult {
+  std::string path;
+  uint64_t bytes = 0;
+  uint64_t records = 0;
+  bool down_requantized = false;
+};
+
+// Writes the pack under "<out>.tmp.<pid>": records first, then the header
+// and checksum table at offset 0, fsync, rename to <out>, fsync of the
+// directory. Any failure removes the temporary file; a killed process leaves
+// only the .tmp file, never a file at <out>. Errors name the path:
+// ENOSPC/EDQUOT -> RESOURCE_EXHAUSTED, other I/O errors -> INTERNAL, a GGUF
+// that is not a SmallThinker model or mixes expert types -> INVALID_ARGUMENT.
+// Peak RAM: one record plus one transposed down matrix in f32.
+// Thread-compatible (no shared state).
+absl::StatusOr<PackWriteResult> WritePack(const PackWriterOptions& options);
+
+}  // namespace st
