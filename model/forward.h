@@ -27,6 +27,7 @@ class Forward {
           ThreadPool* pool, int max_batch);
 
   int max_batch() const { return max_batch_; }
+  void set_experts(ExpertExecutor* experts) { experts_ = experts; }
 
   // Runs `tokens` at positions pos0, pos0 + 1, ... through every layer,
   // storing their keys/values in `kv` (positions before pos0 must already be

@@ -30,4 +30,10 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Load(const std::string& path,
   return m;
 }
 
+void Model::WrapExperts(
+    const std::function<std::unique_ptr<ExpertExecutor>(std::unique_ptr<ExpertExecutor>)>& wrap) {
+  experts_ = wrap(std::move(experts_));
+  forward_->set_experts(experts_.get());
+}
+
 }  // namespace st

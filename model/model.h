@@ -2,6 +2,7 @@
 // tokenizer, expert executor and the thread pool its kernels use.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -35,6 +36,13 @@ class Model {
   ThreadPool& pool() { return *pool_; }
   Forward& forward() { return *forward_; }
   const ModelOptions& options() const { return options_; }
+  ExpertExecutor& experts() { return *experts_; }
+
+  // Replaces the expert executor (e.g. with one that sends work to remote
+  // workers and falls back to the local one). `wrap` receives the current
+  // executor and returns its replacement; the next forward call uses it.
+  void WrapExperts(
+      const std::function<std::unique_ptr<ExpertExecutor>(std::unique_ptr<ExpertExecutor>)>& wrap);
 
  private:
   Model() = default;
