@@ -16,6 +16,7 @@
 #include "model/model.h"
 #include "model/session.h"
 #include "model/traffic.h"
+#include "tools/worker_flags.h"
 #include "nlohmann/json.hpp"
 #include "tools/commands.h"
 
@@ -132,6 +133,7 @@ void RegisterBench(CLI::App& app) {
     std::vector<int> gen = {128};
     int threads = 0, reps = 3, batch = 512;
     std::string bandwidth_size = "1GiB";
+    WorkerFlags cluster;
   };
   auto f = std::make_shared<Flags>();
   CLI::App* cmd = app.add_subcommand(
@@ -155,6 +157,7 @@ void RegisterBench(CLI::App& app) {
   cmd->add_option("-o,--output", f->output, "md | json")
       ->check(CLI::IsMember({"md", "json"}))
       ->capture_default_str();
+  AddWorkerFlags(cmd, &f->cluster);
   cmd->callback([f] {
     auto model = Model::Load(f->model, ModelOptions{.threads = f->threads, .max_batch = f->batch});
     if (!model.ok()) {
@@ -163,6 +166,11 @@ void RegisterBench(CLI::App& app) {
       return;
     }
     Model& m = **model;
+    if (absl::Status s = AttachWorkerFlags(m, f->cluster); !s.ok()) {
+      std::fprintf(stderr, "error: %s\n", s.ToString().c_str());
+      ExitCode() = 1;
+      return;
+    }
     const ModelConfig& c = m.config();
     const int threads = m.pool().num_threads();
     std::fprintf(stderr, "measuring memory read bandwidth with %d threads...\n", threads);
@@ -186,6 +194,7 @@ void RegisterBench(CLI::App& app) {
       if (n > 0) results.push_back(RunGenerate(m, n, f->reps));
     }
 
+    PrintClusterSummary(m);
     const std::string type(DTypeName(c.expert_type));
     const uint64_t size = m.file().file_size();
     if (f->output == "json") {

@@ -81,6 +81,7 @@ void RegisterChat(CLI::App& app) {
       if (newline.ok()) history.insert(history.end(), newline->begin(), newline->end());
       pending.clear();
     }
+    PrintClusterSummary(**model);
   });
 }
 

@@ -73,6 +73,7 @@ void RegisterRun(CLI::App& app) {
                           {"decode_tokens", n_decode},
                           {"decode_seconds", r.decode_seconds},
                           {"decode_tokens_per_second", decode_tps}};
+      if (nlohmann::json c = ClusterJson(**model); !c.is_null()) j["cluster"] = c;
       std::printf("%s\n", j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
       return;
     }
@@ -84,6 +85,7 @@ void RegisterRun(CLI::App& app) {
                  r.prompt_seconds, prompt_tps, n_decode, r.decode_seconds, decode_tps,
                  (*model)->pool().num_threads());
     const ForwardZones& z = (*model)->forward().zones();
+    PrintClusterSummary(**model);
     std::fprintf(stderr, "zones: route %.3f s | attention %.3f s | experts %.3f s | lm_head %.3f s\n",
                  z.route, z.attention, z.experts, z.lm_head);
     if (f->routing) {

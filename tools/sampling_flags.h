@@ -11,6 +11,7 @@
 #include "model/model.h"
 #include "model/session.h"
 #include "tools/commands.h"
+#include "tools/worker_flags.h"
 
 namespace st::tools {
 
@@ -21,6 +22,7 @@ struct GenerationFlags {
   int batch = 64;
   int max_tokens = 256;
   GenerateOptions generate;
+  WorkerFlags cluster;
 };
 
 // Adds -m, -t, -c, -b, -n and the sampling flags (llama.cpp spelling).
@@ -56,6 +58,7 @@ inline void AddGenerationFlags(CLI::App* cmd, GenerationFlags* f) {
   cmd->add_option("-s,--seed", s.seed, "Sampling seed (0 = random)")->capture_default_str();
   cmd->add_option("--stop", f->generate.stop, "Stop string (repeatable)");
   cmd->add_flag("--ignore-eos", f->generate.ignore_eos, "Do not stop at end-of-generation tokens");
+  AddWorkerFlags(cmd, &f->cluster);
 }
 
 // Prints "error: ..." and sets the exit code 1.
@@ -65,7 +68,11 @@ inline void Fail(const absl::Status& status) {
 }
 
 inline absl::StatusOr<std::unique_ptr<Model>> LoadModel(const GenerationFlags& f) {
-  return Model::Load(f.model, ModelOptions{.threads = f.threads, .max_batch = f.batch});
+  auto model = Model::Load(f.model, ModelOptions{.threads = f.threads, .max_batch = f.batch});
+  if (model.ok()) {
+    if (absl::Status s = AttachWorkerFlags(**model, f.cluster); !s.ok()) return s;
+  }
+  return model;
 }
 
 // The generate options the flags describe.

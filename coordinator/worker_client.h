@@ -1,0 +1,86 @@
+// The coordinator's connection to one expert worker: channel (plaintext or
+// TLS), pairing (Describe + fingerprint and shape check), Assign, and one
+// long-lived Compute stream driven by its own thread so the forward pass
+// never blocks on the network: Submit() hands over a step, Await() waits for
+// its reply up to a deadline.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "expert_worker/expert_store.h"
+#include "grpcpp/grpcpp.h"
+#include "model/config.h"
+#include "smallthinker/v1/expert.grpc.pb.h"
+#include "smallthinker/v1/expert.pb.h"
+
+namespace st {
+
+using Clock = std::chrono::steady_clock;
+
+class WorkerClient {
+ public:
+  WorkerClient(std::string address, const smallthinker::v1::ClusterConfig& config);
+  ~WorkerClient();
+
+  const std::string& address() const { return address_; }
+  const smallthinker::v1::DescribeResponse& description() const { return description_; }
+
+  // Creates the channel if needed and calls Describe (with the call
+  // deadline); FAILED_PRECONDITION if the worker serves another model
+  // (fingerprint or shape differ), UNAUTHENTICATED on a token mismatch,
+  // UNAVAILABLE if unreachable (or TLS does not match). Messages name the
+  // worker's address.
+  absl::Status Pair(uint64_t fingerprint, const ModelConfig& config);
+  absl::Status Assign(const std::vector<ExpertKey>& experts);
+  // Opens the Compute stream and starts its thread (closing an old one).
+  absl::Status OpenStream();
+  // Cancels the stream (unblocks its thread) and joins the thread.
+  void CloseStream();
+
+  // Hands one step to the stream thread. At most one step in flight.
+  void Submit(smallthinker::v1::ComputeRequest request);
+  // Waits for the reply of the submitted step until `deadline`.
+  // DEADLINE_EXCEEDED on timeout (the stream is then cancelled), the stream's
+  // error if it broke. The reply stays valid until the next Submit.
+  absl::StatusOr<const smallthinker::v1::ComputeResponse*> Await(Clock::time_point deadline);
+
+ private:
+  void StreamLoop();
+  std::unique_ptr<grpc::ClientContext> NewContext(bool with_deadline) const;
+
+  const std::string address_;
+  const smallthinker::v1::ClusterConfig& config_;
+  uint64_t fingerprint_ = 0;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<smallthinker::v1::ExpertService::Stub> stub_;
+  smallthinker::v1::DescribeResponse description_;
+
+  // The stream. context_ and stream_ are created by OpenStream and used by
+  // the stream thread; TryCancel may be called from any thread.
+  std::unique_ptr<grpc::ClientContext> context_;
+  std::unique_ptr<grpc::ClientReaderWriter<smallthinker::v1::ComputeRequest,
+                                           smallthinker::v1::ComputeResponse>>
+      stream_;
+  std::thread thread_;
+
+  absl::Mutex mu_;
+  bool has_request_ ABSL_GUARDED_BY(mu_) = false;
+  bool has_response_ ABSL_GUARDED_BY(mu_) = false;
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Status stream_status_ ABSL_GUARDED_BY(mu_);  // non-OK once broken
+  smallthinker::v1::ComputeRequest request_ ABSL_GUARDED_BY(mu_);
+  smallthinker::v1::ComputeResponse response_;  // written by the thread before has_response_
+};
+
+// Channel credentials for the cluster config (TLS if tls_ca is set).
+absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> WorkerCredentials(
+    const smallthinker::v1::ClusterConfig& config);
+
+}  // namespace st
