@@ -32,6 +32,9 @@ int BackoffMaxMs(const v1::ClusterConfig& c) {
   return c.readmit_backoff_max_ms() > 0 ? c.readmit_backoff_max_ms() : 10000;
 }
 
+// Replies after which a re-admitted worker counts as healthy again.
+constexpr int kSteadySteps = 64;
+
 int64_t Percentile(std::vector<int64_t> v, double p) {
   if (v.empty()) return 0;
   const size_t k = std::min(v.size() - 1, static_cast<size_t>(p * (v.size() - 1) + 0.5));
@@ -129,7 +132,11 @@ void RemoteExpertExecutor::MarkDown(int i, const absl::Status& why) {
   if (absl::IsDeadlineExceeded(why)) ++stats_.timeouts;
   stats_.workers_up = static_cast<int>(
       std::count_if(workers_.begin(), workers_.end(), [](const Worker& x) { return x.up; }));
-  w.backoff_ms = BackoffMinMs(cluster_);
+  // A worker that fails again soon after coming back waits longer each time.
+  w.backoff_ms = w.ok_steps >= kSteadySteps || w.backoff_ms == 0
+                     ? BackoffMinMs(cluster_)
+                     : std::min(w.backoff_ms * 2, BackoffMaxMs(cluster_));
+  w.ok_steps = 0;
   w.next_attempt = Clock::now() + std::chrono::milliseconds(w.backoff_ms);
   w.ready = false;
   down_.insert(i);
@@ -285,6 +292,7 @@ absl::Status RemoteExpertExecutor::Run(int layer, const Routes& routes, const fl
         std::memcpy(&slot_out_[static_cast<size_t>(w.items[k]) * d], y + k * d, d * sizeof(float));
       }
       remote += w.items.size();
+      ++w.ok_steps;
       continue;
     }
     MarkDown(wi, status);

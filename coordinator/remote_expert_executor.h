@@ -95,6 +95,7 @@ class RemoteExpertExecutor : public ExpertExecutor {
     int backoff_ms = 0;
     std::vector<int> items;  // this step's items (main thread)
     uint64_t step = 0;       // step id of the request in flight
+    int ok_steps = 0;        // replies since it was last marked down
     bool busy = false;
   };
 
