@@ -198,6 +198,21 @@ void RemoteExpertExecutor::ComputeLocal(int layer, const Routes& routes, const f
   }
 }
 
+void RemoteExpertExecutor::Prepare(int layer, const Routes& routes) {
+  if (!cluster_.prefetch_hints()) return;
+  std::vector<std::vector<ExpertKey>> hints(workers_.size());
+  std::vector<uint8_t> seen(config_.n_experts, 0);
+  for (int32_t e : routes.ids) {
+    if (seen[e]) continue;
+    seen[e] = 1;
+    const int o = home_.owner(layer, e);
+    if (o != kLocalOwner && workers_[o].up) hints[o].push_back({layer, e});
+  }
+  for (size_t i = 0; i < workers_.size(); ++i) {
+    if (!hints[i].empty()) workers_[i].client->Prefetch(hints[i]);
+  }
+}
+
 absl::Status RemoteExpertExecutor::Run(int layer, const Routes& routes, const float* h,
                                        float* out) {
   const int n_tokens = routes.n_tokens, top_k = routes.top_k;

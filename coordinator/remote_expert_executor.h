@@ -69,6 +69,8 @@ class RemoteExpertExecutor : public ExpertExecutor {
       ThreadPool* pool, const smallthinker::v1::ClusterConfig& cluster);
   ~RemoteExpertExecutor() override;
 
+  // Sends Prefetch hints for this step's remote experts (if prefetch_hints).
+  void Prepare(int layer, const Routes& routes) override;
   absl::Status Run(int layer, const Routes& routes, const float* h, float* out) override;
 
   // A consistent copy of the counters.

@@ -56,7 +56,11 @@ absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> WorkerCredentials(
 WorkerClient::WorkerClient(std::string address, const v1::ClusterConfig& config)
     : address_(std::move(address)), config_(config) {}
 
-WorkerClient::~WorkerClient() { CloseStream(); }
+WorkerClient::~WorkerClient() {
+  CloseStream();
+  // Prefetch callbacks refer to this object; they end by their deadline.
+  while (prefetches_in_flight_ > 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+}
 
 std::unique_ptr<grpc::ClientContext> WorkerClient::NewContext(bool with_deadline) const {
   auto ctx = std::make_unique<grpc::ClientContext>();
@@ -126,69 +130,99 @@ absl::Status WorkerClient::Assign(const std::vector<ExpertKey>& experts) {
   return absl::OkStatus();
 }
 
+void WorkerClient::Prefetch(const std::vector<ExpertKey>& experts) {
+  struct Call {
+    std::unique_ptr<grpc::ClientContext> ctx;
+    v1::PrefetchRequest req;
+    v1::PrefetchResponse resp;
+  };
+  auto* call = new Call{NewContext(/*with_deadline=*/true), {}, {}};
+  ++prefetches_in_flight_;
+  for (const ExpertKey& k : experts) {
+    v1::ExpertRef* r = call->req.add_experts();
+    r->set_layer(k.layer);
+    r->set_expert(k.expert);
+  }
+  stub_->async()->Prefetch(call->ctx.get(), &call->req, &call->resp,
+                           [this, call](grpc::Status) {
+                             delete call;
+                             --prefetches_in_flight_;
+                           });
+}
+
 absl::Status WorkerClient::OpenStream() {
   CloseStream();
   context_ = NewContext(/*with_deadline=*/false);
   stream_ = stub_->Compute(context_.get());
-  if (stream_ == nullptr) return absl::UnavailableError(absl::StrCat("worker ", address_, ": no stream"));
+  if (stream_ == nullptr) {
+    return absl::UnavailableError(absl::StrCat("worker ", address_, ": no stream"));
+  }
   {
     absl::MutexLock lock(&mu_);
     has_request_ = has_response_ = stop_ = false;
     stream_status_ = absl::OkStatus();
   }
-  thread_ = std::thread([this] { StreamLoop(); });
+  reader_ = std::thread([this] { ReadLoop(); });
+  writer_ = std::thread([this] { WriteLoop(); });
   return absl::OkStatus();
 }
 
 void WorkerClient::CloseStream() {
-  if (!thread_.joinable()) return;
+  if (!reader_.joinable()) return;
   {
     absl::MutexLock lock(&mu_);
     stop_ = true;
   }
   context_->TryCancel();
-  thread_.join();
+  reader_.join();
+  writer_.join();
+  const grpc::Status s = stream_->Finish();
+  VLOG(1) << "worker " << address_ << ": stream finished: " << s.error_message();
   stream_.reset();
   context_.reset();
 }
 
-void WorkerClient::StreamLoop() {
+void WorkerClient::ReadLoop() {
+  while (stream_->Read(&read_)) {
+    absl::MutexLock lock(&mu_);
+    response_.Swap(&read_);
+    has_response_ = true;
+  }
+  // Finish() runs in CloseStream, once no thread can write any more.
+  absl::MutexLock lock(&mu_);
+  stream_status_ = absl::UnavailableError(absl::StrCat("worker ", address_, ": stream broken"));
+}
+
+void WorkerClient::WriteLoop() {
   v1::ComputeRequest req;
-  absl::Status broken;
   while (true) {
     {
       absl::MutexLock lock(&mu_);
       mu_.Await(absl::Condition(
           +[](WorkerClient* c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(c->mu_) {
-            return c->has_request_ || c->stop_;
+            return c->has_request_ || c->stop_ || !c->stream_status_.ok();
           },
           this));
-      if (stop_) break;
+      if (!has_request_) return;
       req.Swap(&request_);
       has_request_ = false;
     }
-    if (!stream_->Write(req) || !stream_->Read(&response_)) {
-      grpc::Status s = stream_->Finish();
-      broken = s.ok() ? absl::UnavailableError(absl::StrCat("worker ", address_,
-                                                            ": stream closed"))
-                      : absl::Status(static_cast<absl::StatusCode>(s.error_code()),
-                                     absl::StrCat("worker ", address_, ": ", s.error_message()));
-      absl::MutexLock lock(&mu_);
-      stream_status_ = broken;
-      return;
-    }
-    absl::MutexLock lock(&mu_);
-    has_response_ = true;
+    // A failed write means the call is over; the reader reports why.
+    if (!stream_->Write(req)) return;
   }
-  stream_->WritesDone();
-  stream_->Finish();
 }
 
 void WorkerClient::Submit(v1::ComputeRequest request) {
-  absl::MutexLock lock(&mu_);
-  request_ = std::move(request);
-  has_request_ = true;
-  has_response_ = false;
+  {
+    absl::MutexLock lock(&mu_);
+    has_response_ = false;
+    if (request.ByteSizeLong() > kInlineWriteBytes) {
+      request_ = std::move(request);
+      has_request_ = true;
+      return;
+    }
+  }
+  stream_->Write(request);  // a failure surfaces through the reader (Await)
 }
 
 absl::StatusOr<const v1::ComputeResponse*> WorkerClient::Await(Clock::time_point deadline) {
@@ -203,7 +237,11 @@ absl::StatusOr<const v1::ComputeResponse*> WorkerClient::Await(Clock::time_point
             },
             this),
         abs_deadline);
-    if (has_response_) return &response_;
+    if (has_response_) {
+      has_response_ = false;
+      reply_.Swap(&response_);
+      return &reply_;
+    }
     if (!stream_status_.ok()) return stream_status_;
   }
   // Timed out: cancel the stream so its thread stops.

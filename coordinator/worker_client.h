@@ -1,10 +1,13 @@
 // The coordinator's connection to one expert worker: channel (plaintext or
 // TLS), pairing (Describe + fingerprint and shape check), Assign, and one
-// long-lived Compute stream driven by its own thread so the forward pass
-// never blocks on the network: Submit() hands over a step, Await() waits for
-// its reply up to a deadline.
+// long-lived Compute stream. A reader thread receives replies; small
+// requests (decode steps) are written by the caller directly, large ones
+// (prefill) by a writer thread, so the forward pass never blocks on the
+// network past its deadline: Submit() sends a step, Await() waits for its
+// reply up to a deadline.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -23,6 +26,10 @@
 namespace st {
 
 using Clock = std::chrono::steady_clock;
+
+// Below gRPC's initial flow-control window, so a write never waits for the
+// peer to read.
+inline constexpr size_t kInlineWriteBytes = 32 << 10;
 
 class WorkerClient {
  public:
@@ -44,7 +51,12 @@ class WorkerClient {
   // Cancels the stream (unblocks its thread) and joins the thread.
   void CloseStream();
 
-  // Hands one step to the stream thread. At most one step in flight.
+  // Fire-and-forget Prefetch hint (async, with the call deadline).
+  void Prefetch(const std::vector<ExpertKey>& experts);
+
+  // Sends one step (requests up to kInlineWriteBytes on the calling thread,
+  // which cannot block on flow control; larger ones through the writer
+  // thread). At most one step in flight.
   void Submit(smallthinker::v1::ComputeRequest request);
   // Waits for the reply of the submitted step until `deadline`.
   // DEADLINE_EXCEEDED on timeout (the stream is then cancelled), the stream's
@@ -52,7 +64,8 @@ class WorkerClient {
   absl::StatusOr<const smallthinker::v1::ComputeResponse*> Await(Clock::time_point deadline);
 
  private:
-  void StreamLoop();
+  void ReadLoop();
+  void WriteLoop();
   std::unique_ptr<grpc::ClientContext> NewContext(bool with_deadline) const;
 
   const std::string address_;
@@ -68,15 +81,18 @@ class WorkerClient {
   std::unique_ptr<grpc::ClientReaderWriter<smallthinker::v1::ComputeRequest,
                                            smallthinker::v1::ComputeResponse>>
       stream_;
-  std::thread thread_;
+  std::thread reader_, writer_;
+  std::atomic<int> prefetches_in_flight_{0};
 
   absl::Mutex mu_;
-  bool has_request_ ABSL_GUARDED_BY(mu_) = false;
+  bool has_request_ ABSL_GUARDED_BY(mu_) = false;  // for the writer thread
   bool has_response_ ABSL_GUARDED_BY(mu_) = false;
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   absl::Status stream_status_ ABSL_GUARDED_BY(mu_);  // non-OK once broken
   smallthinker::v1::ComputeRequest request_ ABSL_GUARDED_BY(mu_);
-  smallthinker::v1::ComputeResponse response_;  // written by the thread before has_response_
+  smallthinker::v1::ComputeResponse response_ ABSL_GUARDED_BY(mu_);
+  smallthinker::v1::ComputeResponse read_;   // reader thread's buffer
+  smallthinker::v1::ComputeResponse reply_;  // returned by Await (caller's thread)
 };
 
 // Channel credentials for the cluster config (TLS if tls_ca is set).

@@ -109,6 +109,7 @@ TEST_F(ClusterTest, TwoWorkersGiveBitIdenticalLogits) {
     v1::ClusterConfig c = Cluster({w1->address(), w2->address()});
     c.set_local_share(local_share);
     c.set_hot_experts_local(local_share > 0 ? 1 : 0);
+    c.set_prefetch_hints(local_share > 0);
     auto remote = AttachWorkers(*m, c);
     ASSERT_TRUE(remote.ok()) << remote.status();
     ExpectBitIdentical(want, Greedy(*m, kPrompt, 12));
