@@ -29,6 +29,7 @@ class LocalExpertExecutor : public ExpertExecutor {
                             ThreadPool* pool, FfnSparsity* sparsity = nullptr);
 
   const FfnSparsity& sparsity() const { return sparsity_; }
+  void ResetSparsity() { sparsity_ = FfnSparsity{}; }
 
  private:
   const ModelConfig& config_;
