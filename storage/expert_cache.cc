@@ -69,15 +69,30 @@ void ExpertCache::Unlock(int s) {
   }
 }
 
+void ExpertCache::ReapLanded() {
+  size_t keep = 0;
+  for (int s : unlocked_pending_) {
+    Slot& slot = slots_[s];
+    if (!slot.pending || slot.locked) continue;  // finished or claimed since
+    if (!source_->Poll(*slot.pending)) {
+      unlocked_pending_[keep++] = s;
+      continue;
+    }
+    if (Finish(s).ok()) Unlock(s);  // joins the LRU as most recent
+  }
+  unlocked_pending_.resize(keep);
+}
+
 int ExpertCache::TakeSlot() {
   if (!free_.empty()) {
     const int s = free_.back();
     free_.pop_back();
     return s;
   }
+  ReapLanded();
   if (lru_.empty()) {
     // Unlocked reads still in flight (speculative prefetches) become
-    // evictable once they land.
+    // evictable once they land: wait for one.
     for (int s = 0; s < n_slots(); ++s) {
       Slot& slot = slots_[s];
       if (slot.pending && !slot.locked && !slot.pinned) {
@@ -192,6 +207,7 @@ absl::StatusOr<int> ExpertCache::Prefetch(int layer, absl::Span<const int> exper
       }
       ST_RETURN_IF_ERROR(StartRead(s, layer, expert));
       ++started;
+      if (!lock) unlocked_pending_.push_back(s);
     }
     if (lock) Lock(s);
   }

@@ -105,6 +105,8 @@ class ExpertCache {
   char* SlotData(int s) const { return memory_ + static_cast<uint64_t>(s) * record_size_; }
   // A free slot, or the least recently used evictable one (evicted), or -1.
   int TakeSlot();
+  // Unlocked reads (speculative guesses) that have landed join the LRU.
+  void ReapLanded();
   void Lock(int s);
   void Unlock(int s);
   // Submits a read of (layer, expert) into slot s.
@@ -119,6 +121,7 @@ class ExpertCache {
   std::vector<int> slot_of_key_;  // [n_layers * n_experts] -> slot or -1
   std::vector<int> free_;         // empty slots
   std::list<int> lru_;            // evictable resident slots, least recent first
+  std::vector<int> unlocked_pending_;  // slots of unlocked reads in flight (maybe stale entries)
   ExpertCacheCounters counters_;
 };
 
