@@ -68,11 +68,7 @@ inline void Fail(const absl::Status& status) {
 }
 
 inline absl::StatusOr<std::unique_ptr<Model>> LoadModel(const GenerationFlags& f) {
-  auto model = Model::Load(f.model, ModelOptions{.threads = f.threads, .max_batch = f.batch});
-  if (model.ok()) {
-    if (absl::Status s = AttachWorkerFlags(**model, f.cluster); !s.ok()) return s;
-  }
-  return model;
+  return Model::Load(f.model, ModelOptions{.threads = f.threads, .max_batch = f.batch});
 }
 
 // The generate options the flags describe.

@@ -9,6 +9,7 @@
 #include "coordinator/remote_expert_executor.h"
 #include "model/model.h"
 #include "nlohmann/json.hpp"
+#include "tools/offload_flags.h"
 
 namespace st::tools {
 
@@ -43,6 +44,22 @@ inline absl::Status AttachWorkerFlags(Model& model, const WorkerFlags& f) {
   if (!cluster.ok()) return cluster.status();
   if (f.step_timeout_ms > 0) cluster->set_step_timeout_ms(f.step_timeout_ms);
   return AttachWorkers(model, *cluster).status();
+}
+
+// With workers configured: attaches them (the coordinator computes its own
+// share and failovers from the mapped GGUF; combining workers with the SSD
+// offload is not supported yet) and returns nullptr. Otherwise ApplyOffload.
+inline absl::StatusOr<Offload*> ApplyOffloadOrWorkers(Model& model, const OffloadFlags& offload,
+                                                      const WorkerFlags& workers,
+                                                      int64_t context_tokens) {
+  if (!workers.any()) return ApplyOffload(model, offload, context_tokens);
+  if (!offload.memory_budget.empty()) {
+    return absl::InvalidArgumentError(
+        "--memory-budget with --workers is not supported yet (give workers their own "
+        "--memory-budget)");
+  }
+  if (absl::Status s = AttachWorkerFlags(model, workers); !s.ok()) return s;
+  return nullptr;
 }
 
 // Prints the cluster counters to stderr when the model runs on workers.
