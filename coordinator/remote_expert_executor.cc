@@ -316,17 +316,9 @@ absl::Status RemoteExpertExecutor::Run(int layer, const Routes& routes, const fl
     local += w.items.size();
   }
 
-  // Weighted combination in slot order: the same expression as
-  // LocalExpertExecutor::Run, so the sums are bit-identical.
-  for (int t = 0; t < n_tokens; ++t) {
-    float* o = out + t * d;
-    std::fill(o, o + d, 0.0f);
-    for (int j = 0; j < top_k; ++j) {
-      const float w = routes.weights[t * top_k + j];
-      const float* y = &slot_out_[(static_cast<size_t>(t) * top_k + j) * d];
-      for (size_t c = 0; c < d; ++c) o[c] += w * y[c];
-    }
-  }
+  // Weighted combination in slot order: the very function
+  // LocalExpertExecutor uses, so the sums are bit-identical.
+  CombineSlots(routes, slot_out_.data(), d, out);
 
   absl::MutexLock lock(&mu_);
   stats_.remote_requests += requests;

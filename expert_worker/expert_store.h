@@ -10,17 +10,11 @@
 #include "absl/status/statusor.h"
 #include "kernels/matmul.h"
 #include "model/config.h"
+#include "model/expert_ffn.h"
 #include "model/gguf.h"
 #include "model/weights.h"
 
 namespace st {
-
-// gate/up [d_expert, d_model]; down [d_model, d_expert] or, if
-// down_transposed, [d_expert, d_model] (see ExpertStacks).
-struct ExpertMatrices {
-  MatrixRef gate, up, down;
-  bool down_transposed = false;
-};
 
 struct ExpertKey {
   int layer = 0, expert = 0;
