@@ -68,7 +68,9 @@ absl::StatusOr<std::unique_ptr<RemoteExpertExecutor>> RemoteExpertExecutor::Crea
   for (int i = 0; i < cluster.worker_size(); ++i) {
     r->workers_[i].client = std::make_unique<WorkerClient>(cluster.worker(i).address(), r->cluster_);
     absl::Status s = r->workers_[i].client->Pair(fingerprint, config);
-    if (absl::IsUnavailable(s) || absl::IsDeadlineExceeded(s)) {
+    // Transport-level failures (not an answer of the worker's service).
+    if (!s.ok() && !absl::IsFailedPrecondition(s) && !absl::IsUnauthenticated(s) &&
+        !absl::IsInvalidArgument(s) && !absl::IsResourceExhausted(s)) {
       s = absl::Status(s.code(), absl::StrCat(s.message(),
                                               " (is the worker running at that address, and do "
                                               "both sides agree on TLS?)"));

@@ -2,6 +2,7 @@
 // logits against a single process, kill -9 failover and re-admission, a slow
 // worker behind a delaying proxy, refused pairings, malformed messages, and
 // workers in another network namespace.
+#include <signal.h>
 #include <sys/stat.h>
 
 #include <chrono>
@@ -263,8 +264,6 @@ TEST_F(ClusterTest, TlsRequiredButAbsentIsRefusedAndMutualTlsWorks) {
     c.set_call_timeout_ms(1000);
     auto remote = AttachWorkers(*m, c);
     ASSERT_FALSE(remote.ok());
-    EXPECT_TRUE(absl::IsUnavailable(remote.status()) || absl::IsDeadlineExceeded(remote.status()))
-        << remote.status();
     EXPECT_NE(remote.status().message().find("TLS"), std::string::npos) << remote.status();
   }
   {  // TLS but no client certificate (the worker requires one).
@@ -280,6 +279,7 @@ TEST_F(ClusterTest, TlsRequiredButAbsentIsRefusedAndMutualTlsWorks) {
   c.set_tls_ca(d + "/ca.pem");
   c.set_tls_cert(d + "/client.pem");
   c.set_tls_key(d + "/client.key");
+  c.set_call_timeout_ms(15000);  // TLS handshakes under sanitizers on a busy machine
   auto remote = AttachWorkers(*m, c);
   ASSERT_TRUE(remote.ok()) << remote.status();
   ExpectBitIdentical(want, Greedy(*m, kPrompt, 4));
@@ -363,8 +363,11 @@ TEST_F(ClusterTest, MalformedComputeMessagesGetInvalidArgument) {
     EXPECT_FALSE(stream->Read(&resp));
     EXPECT_EQ(stream->Finish().error_code(), grpc::StatusCode::FAILED_PRECONDITION);
   }
-  // The worker is still alive and the coordinator still exact.
+  // The worker is still alive (no failover) and the coordinator still exact.
   ExpectBitIdentical(Reference(3), Greedy(*m, kPrompt, 3));
+  EXPECT_EQ((*remote)->stats().failovers, 0u);
+  EXPECT_GT((*remote)->stats().remote_items, 0u);
+  EXPECT_EQ(::kill(w->pid(), 0), 0) << "worker died: " << w->Stderr();
 }
 
 // Coordinator (this process) in the root namespace, a worker in its own
