@@ -91,13 +91,15 @@ Engine::Engine(Model& model, const EngineOptions& options)
   scheduler_ = std::thread([this] { SchedulerLoop(); });
 }
 
-Engine::~Engine() {
+Engine::~Engine() { Shutdown(); }
+
+void Engine::Shutdown() {
   {
     std::lock_guard<std::mutex> lock(mu_);
     stopping_ = true;
   }
   cv_.notify_all();
-  scheduler_.join();
+  if (scheduler_.joinable()) scheduler_.join();
 }
 
 uint64_t Engine::KvBytesFor(int64_t context_size) {
@@ -140,6 +142,7 @@ absl::StatusOr<std::unique_ptr<RequestStream>> Engine::Submit(EngineRequest requ
   shared->engine = this;
   {
     std::lock_guard<std::mutex> lock(mu_);
+    if (stopping_) return absl::UnavailableError("server shutting down");
     if (options_.kv_budget_bytes > 0 && kv_bytes > options_.kv_budget_bytes) {
       ++stats_.requests_rejected;
       return absl::ResourceExhaustedError(

@@ -111,7 +111,10 @@ class Engine {
  public:
   // `model` must outlive the engine.
   Engine(Model& model, const EngineOptions& options);
-  ~Engine();  // cancels everything, joins the scheduler
+  ~Engine();  // Shutdown()
+  // Ends every request (final status UNAVAILABLE) and joins the scheduler;
+  // later Submits are UNAVAILABLE. Streams stay valid until destruction.
+  void Shutdown();
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
 
