@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <memory>
+#include <thread>
 
 #include "common/units.h"
 #include "coordinator/engine.h"
@@ -147,6 +148,10 @@ void RegisterServe(CLI::App& app) {
     }
     std::fflush(stdout);
 
+    // Test hook: lets tests observe the "loading" state (health NOT_SERVING).
+    if (const char* delay = std::getenv("ST_SERVE_TEST_LOAD_DELAY_MS")) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(std::atoi(delay)));
+    }
     auto model = Model::Load(f->model, ModelOptions{.threads = f->threads, .max_batch = f->batch});
     if (!model.ok()) return Fail(model.status());
     EngineOptions eo{.parallel = f->parallel,
