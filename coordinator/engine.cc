@@ -80,6 +80,9 @@ Engine::Engine(Model& model, const EngineOptions& options)
   options_.context_size =
       std::clamp<int64_t>(options_.context_size, 1, model.config().context_length);
   step_tokens_ = model.forward().max_batch();
+  // Every active request decodes one token per step, and a step holds at
+  // most max_batch tokens.
+  options_.parallel = std::min(options_.parallel, step_tokens_);
   if (options_.prefill_chunk <= 0 || options_.prefill_chunk > step_tokens_) {
     options_.prefill_chunk = step_tokens_;
   }

@@ -36,7 +36,7 @@
 namespace st {
 
 struct EngineOptions {
-  int parallel = 4;              // requests generating at once (>= 1)
+  int parallel = 4;              // requests generating at once (1..forward max_batch)
   int queue = 64;                // requests that may wait for a slot (>= 0)
   int64_t context_size = 4096;   // default and maximum per-request context
   uint64_t kv_budget_bytes = 0;  // sum of active requests' KV caches; 0 = unlimited

@@ -328,6 +328,25 @@ class ServeTest(unittest.TestCase):
             self.assertIn(name, metrics)
         self.assertGreaterEqual(float(metrics["llamacpp:tokens_predicted_total"]), 3)
 
+    def test_tls(self):
+        cert, key = os.path.join(TMP.name, "cert.pem"), os.path.join(TMP.name, "key.pem")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                        "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
+                        "-keyout", key, "-out", cert], check=True, capture_output=True)
+        s = Server("--tls-cert", cert, "--tls-key", key)
+        try:
+            c = st_client.Client(s.target, root_cert=cert)
+            _, ids, _, _ = drain(c.generate("secure", max_tokens=3, ignore_eos=True))
+            self.assertEqual(len(ids), 3)
+            out = subprocess.run(["curl", "-sS", "--cacert", cert, f"https://127.0.0.1:{s.http_port}/health"],
+                                 capture_output=True, timeout=30)
+            self.assertEqual(out.stdout.decode(), '{"status":"ok"}')
+            plain = subprocess.run(["curl", "-sS", f"http://127.0.0.1:{s.http_port}/health"],
+                                   capture_output=True, timeout=30)
+            self.assertNotEqual(plain.stdout.decode(), '{"status":"ok"}')
+        finally:
+            s.stop()
+
     def test_readme_curl_examples(self):
         # The README's curl commands, against this server.
         code, body = curl(MAIN.http_port, "/v1/chat/completions",
