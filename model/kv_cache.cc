@@ -27,6 +27,17 @@ size_t KvCache::bytes() const {
   return total;
 }
 
+size_t KvCache::BytesFor(const ModelConfig& config, int64_t max_tokens, int max_batch) {
+  size_t total = 0;
+  for (int l = 0; l < config.n_layers; ++l) {
+    const int64_t window = config.layers[l].window;
+    int64_t cap = max_tokens;
+    if (window > 0) cap = std::min(max_tokens, window + std::max(max_batch, 1) - 1);
+    total += 2 * static_cast<size_t>(cap) * config.kv_dim() * sizeof(float);
+  }
+  return total;
+}
+
 void KvCache::Store(int layer, int64_t pos, const float* k, const float* v) {
   Layer& l = layers_[layer];
   const size_t slot = static_cast<size_t>(pos % l.capacity);
