@@ -1,6 +1,8 @@
 #include "coordinator/openai_json.h"
 
 #include <cmath>
+#include <limits>
+#include <type_traits>
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
@@ -32,7 +34,7 @@ absl::Status Integer(const json& j, const char* field, Int* out) {
   auto it = j.find(field);
   if (it == j.end() || it->is_null()) return absl::OkStatus();
   if (!it->is_number_integer()) return TypeError(field, "an integer");
-  if (std::is_unsigned_v<Int>) {
+  if constexpr (std::is_unsigned_v<Int>) {
     if (it->is_number_unsigned()) {
       *out = static_cast<Int>(it->get<uint64_t>());
     } else if (it->get<int64_t>() >= 0) {
@@ -41,13 +43,18 @@ absl::Status Integer(const json& j, const char* field, Int* out) {
       return TypeError(field, "a non-negative integer");
     }
     return absl::OkStatus();
+  } else {
+    if (it->is_number_unsigned() &&
+        it->get<uint64_t>() > static_cast<uint64_t>(std::numeric_limits<Int>::max())) {
+      return TypeError(field, "an integer in range");
+    }
+    const int64_t v = it->get<int64_t>();
+    if (v < std::numeric_limits<Int>::min() || v > std::numeric_limits<Int>::max()) {
+      return TypeError(field, "an integer in range");
+    }
+    *out = static_cast<Int>(v);
+    return absl::OkStatus();
   }
-  const int64_t v = it->get<int64_t>();
-  if (v < std::numeric_limits<Int>::min() || v > std::numeric_limits<Int>::max()) {
-    return TypeError(field, "an integer in range");
-  }
-  *out = static_cast<Int>(v);
-  return absl::OkStatus();
 }
 
 absl::Status Bool(const json& j, const char* field, bool* out) {
