@@ -57,8 +57,8 @@ Forward::Forward(const ModelConfig& config, const DenseWeights& weights,
   routing_counts_.assign(static_cast<size_t>(config.n_layers) * config.n_experts, 0);
 }
 
-absl::Status Forward::Run(KvCache& kv, int64_t pos0, absl::Span<const int32_t> tokens,
-                          bool all_logits, std::vector<float>* logits) {
+absl::Status Forward::CheckSequence(const KvCache& kv, int64_t pos0,
+                                    absl::Span<const int32_t> tokens) const {
   if (tokens.empty()) return absl::InvalidArgumentError("no tokens to run");
   if (kv.max_batch() < max_batch_) {
     return absl::FailedPreconditionError(absl::StrCat(
@@ -75,20 +75,50 @@ absl::Status Forward::Run(KvCache& kv, int64_t pos0, absl::Span<const int32_t> t
           absl::StrCat("token id ", t, " outside the vocabulary [0, ", config_.vocab_size, ")"));
     }
   }
+  return absl::OkStatus();
+}
+
+absl::Status Forward::Run(KvCache& kv, int64_t pos0, absl::Span<const int32_t> tokens,
+                          bool all_logits, std::vector<float>* logits) {
+  ST_RETURN_IF_ERROR(CheckSequence(kv, pos0, tokens));
   const size_t vocab = config_.vocab_size;
   logits->assign(all_logits ? tokens.size() * vocab : vocab, 0.0f);
   for (size_t start = 0; start < tokens.size(); start += max_batch_) {
     const size_t n = std::min<size_t>(max_batch_, tokens.size() - start);
     const bool last = start + n == tokens.size();
     float* out = all_logits ? logits->data() + start * vocab : (last ? logits->data() : nullptr);
-    ST_RETURN_IF_ERROR(RunBatch(kv, pos0 + start, tokens.subspan(start, n), all_logits, out));
+    const Segment seg{&kv, pos0 + static_cast<int64_t>(start), 0, static_cast<int>(n)};
+    const LogitRows rows =
+        all_logits ? LogitRows::kAll : (last ? LogitRows::kLastOfEachSegment : LogitRows::kNone);
+    ST_RETURN_IF_ERROR(RunBatch({&seg, 1}, tokens.subspan(start, n), rows, out));
   }
   return absl::OkStatus();
 }
 
-// The narrative of MODEL.md 4.2 for a batch of n tokens.
-absl::Status Forward::RunBatch(KvCache& kv, int64_t pos0, absl::Span<const int32_t> tokens,
-                               bool all_logits, float* logits) {
+absl::Status Forward::RunSequences(absl::Span<const SequenceInput> seqs,
+                                   std::vector<float>* logits) {
+  if (seqs.empty()) return absl::InvalidArgumentError("no sequences to run");
+  std::vector<Segment> segments;
+  std::vector<int32_t> tokens;
+  for (size_t i = 0; i < seqs.size(); ++i) {
+    const SequenceInput& s = seqs[i];
+    if (s.kv == nullptr) return absl::InvalidArgumentError(absl::StrCat("sequence ", i, ": no KV cache"));
+    ST_RETURN_IF_ERROR(Annotate(CheckSequence(*s.kv, s.pos0, s.tokens), absl::StrCat("sequence ", i)));
+    segments.push_back({s.kv, s.pos0, static_cast<int>(tokens.size()),
+                        static_cast<int>(s.tokens.size())});
+    tokens.insert(tokens.end(), s.tokens.begin(), s.tokens.end());
+  }
+  if (tokens.size() > static_cast<size_t>(max_batch_)) {
+    return absl::InvalidArgumentError(absl::StrCat(tokens.size(), " tokens in one step exceed the batch of ", max_batch_));
+  }
+  logits->assign(seqs.size() * static_cast<size_t>(config_.vocab_size), 0.0f);
+  return RunBatch(segments, tokens, LogitRows::kLastOfEachSegment, logits->data());
+}
+
+// The narrative of MODEL.md 4.2 for a batch of n tokens (of one or more
+// sequences).
+absl::Status Forward::RunBatch(absl::Span<const Segment> segments,
+                               absl::Span<const int32_t> tokens, LogitRows rows, float* logits) {
   const int n = static_cast<int>(tokens.size());
   const int d = config_.d_model;
   Embed(tokens);                                               // x = E[tokens]        [n, d]
@@ -99,16 +129,23 @@ absl::Status Forward::RunBatch(KvCache& kv, int64_t pos0, absl::Span<const int32
       Route(l + 1, n, speculated_, /*count=*/false);           // from the same x
       experts_->Speculate(l + 1, speculated_);
     }
-    Attention(l, kv, pos0, n);                                 // x += Attn(RmsNorm(x))
+    Attention(l, segments, n);                                 // x += Attn(RmsNorm(x)) per sequence
     ST_RETURN_IF_ERROR(Annotate(Experts(l, n), absl::StrCat("layer ", l)));  // x += MoE(RmsNorm(x))
   }
-  if (logits == nullptr) return absl::OkStatus();
+  if (rows == LogitRows::kNone) return absl::OkStatus();
   const double t0 = Now();
   NormRows(x_.data(), weights_.output_norm, n, d, config_.rms_eps, h_.data());
-  if (all_logits) {
+  if (rows == LogitRows::kAll) {
     LmHead(n, h_.data(), logits);                              // [n, vocab]
   } else {
-    LmHead(1, h_.data() + static_cast<size_t>(n - 1) * d, logits);  // [vocab]
+    // Gather the last row of each sequence, then one LM head over them.
+    const int m = static_cast<int>(segments.size());
+    for (int i = 0; i < m; ++i) {
+      const int row = segments[i].row0 + segments[i].n - 1;
+      std::memcpy(delta_.data() + static_cast<size_t>(i) * d,
+                  h_.data() + static_cast<size_t>(row) * d, d * sizeof(float));
+    }
+    LmHead(m, delta_.data(), logits);                          // [m, vocab]
   }
   zones_.lm_head += Now() - t0;
   return absl::OkStatus();
@@ -141,7 +178,7 @@ void Forward::Route(int layer, int n, Routes& routes, bool count) {
   zones_.route += Now() - t0;
 }
 
-void Forward::Attention(int layer, KvCache& kv, int64_t pos0, int n) {
+void Forward::Attention(int layer, absl::Span<const Segment> segments, int n) {
   const double t0 = Now();
   const LayerWeights& w = weights_.layers[layer];
   const LayerConfig& lc = config_.layers[layer];
@@ -154,24 +191,34 @@ void Forward::Attention(int layer, KvCache& kv, int64_t pos0, int n) {
   MatMul(w.wk, act, k_.data(), pool_);                                  // k [n, kv_dim]
   if (w.wv.type != w.wk.type) act.PrepareFor(w.wv.type, h_.data(), n, d);
   MatMul(w.wv, act, v_.data(), pool_);                                  // v [n, kv_dim]
-  for (int t = 0; t < n; ++t) {
-    if (lc.use_rope) {
-      RopeNeox(q_.data() + t * qd, config_.n_heads, config_.head_dim, pos0 + t, lc.rope_theta);
-      RopeNeox(k_.data() + t * kvd, config_.n_kv_heads, config_.head_dim, pos0 + t,
-               lc.rope_theta);
+  for (const Segment& seg : segments) {
+    for (int i = 0; i < seg.n; ++i) {
+      const int t = seg.row0 + i;
+      if (lc.use_rope) {
+        RopeNeox(q_.data() + t * qd, config_.n_heads, config_.head_dim, seg.pos0 + i,
+                 lc.rope_theta);
+        RopeNeox(k_.data() + t * kvd, config_.n_kv_heads, config_.head_dim, seg.pos0 + i,
+                 lc.rope_theta);
+      }
+      seg.kv->Store(layer, seg.pos0 + i, k_.data() + t * kvd, v_.data() + t * kvd);
     }
-    kv.Store(layer, pos0 + t, k_.data() + t * kvd, v_.data() + t * kvd);
   }
   // One work item per (token, kv head): the kv head's group of query heads
-  // attends over that head's keys, so decode (n = 1) still uses every thread.
+  // attends over that head's keys in its own sequence's cache, so decode
+  // (n = 1) still uses every thread.
   const int hd = config_.head_dim, group = config_.n_heads / config_.n_kv_heads;
   const AttentionShape shape{group, 1, hd};
-  const KvRingView view = kv.View(layer);
+  row_segment_.resize(n);
+  for (size_t s = 0; s < segments.size(); ++s) {
+    for (int i = 0; i < segments[s].n; ++i) row_segment_[segments[s].row0 + i] = static_cast<int>(s);
+  }
   auto attend = [&](size_t begin, size_t end) {
     std::vector<float> scratch;
     for (size_t item = begin; item < end; ++item) {
       const size_t t = item / config_.n_kv_heads, h = item % config_.n_kv_heads;
-      const int64_t pos = pos0 + static_cast<int64_t>(t);
+      const Segment& seg = segments[row_segment_[t]];
+      const KvRingView view = seg.kv->View(layer);
+      const int64_t pos = seg.pos0 + static_cast<int64_t>(t) - seg.row0;
       const int64_t lo = lc.window > 0 ? std::max<int64_t>(0, pos - lc.window + 1) : 0;
       scratch.resize(pos - lo + 1);
       const KvRingView head{view.k + h * hd, view.v + h * hd, view.row_stride, view.capacity};

@@ -20,6 +20,14 @@ struct ForwardZones {
   double route = 0, attention = 0, experts = 0, lm_head = 0;
 };
 
+// One sequence's share of a multi-sequence step (Forward::RunSequences): its
+// own KV cache, the position of its first token, and its new tokens.
+struct SequenceInput {
+  KvCache* kv = nullptr;
+  int64_t pos0 = 0;
+  absl::Span<const int32_t> tokens;
+};
+
 // Thread-compatible: one Run at a time. Holds scratch sized for max_batch.
 class Forward {
  public:
@@ -40,6 +48,16 @@ class Forward {
   absl::Status Run(KvCache& kv, int64_t pos0, absl::Span<const int32_t> tokens, bool all_logits,
                    std::vector<float>* logits);
 
+  // Continuous batching: runs the tokens of several independent sequences in
+  // one pass. Embedding, routing, experts (grouped by expert across all
+  // sequences) and the LM head see all tokens together; attention runs per
+  // sequence over its own KV cache. The total token count must be <=
+  // max_batch, and so must each KV cache's max_batch be >= max_batch. Writes
+  // logits [seqs.size(), vocab_size]: row i is the last token of seqs[i].
+  // Kernels are batch-invariant, so each row equals what Run would give for
+  // that sequence alone.
+  absl::Status RunSequences(absl::Span<const SequenceInput> seqs, std::vector<float>* logits);
+
   const ForwardZones& zones() const { return zones_; }
   // How often each expert was chosen: [n_layers, n_experts], one count per
   // (token, slot), accumulated over calls.
@@ -53,13 +71,21 @@ class Forward {
   }
 
  private:
-  absl::Status RunBatch(KvCache& kv, int64_t pos0, absl::Span<const int32_t> tokens,
-                        bool all_logits, float* logits);
+  // Rows [row0, row0 + n) of a batch belong to one sequence.
+  struct Segment {
+    KvCache* kv;
+    int64_t pos0;
+    int row0, n;
+  };
+  enum class LogitRows { kNone, kAll, kLastOfEachSegment };
+  absl::Status CheckSequence(const KvCache& kv, int64_t pos0, absl::Span<const int32_t> tokens) const;
+  absl::Status RunBatch(absl::Span<const Segment> segments, absl::Span<const int32_t> tokens,
+                        LogitRows rows, float* logits);
   void Embed(absl::Span<const int32_t> tokens);
   // Routes the batch's current x_ through `layer`'s router into `routes`;
   // count: add the choice to routing_counts_.
   void Route(int layer, int n, Routes& routes, bool count = true);
-  void Attention(int layer, KvCache& kv, int64_t pos0, int n);
+  void Attention(int layer, absl::Span<const Segment> segments, int n);
   absl::Status Experts(int layer, int n);
   void LmHead(int n_rows, const float* x, float* logits);
 
@@ -82,6 +108,7 @@ class Forward {
   std::vector<float> delta_;    // [n, d_model] sub-block output
   std::vector<float> router_;   // [n, n_experts] router logits
   Routes routes_;
+  std::vector<int> row_segment_;  // [n] which segment each row belongs to
   Routes speculated_;
   bool speculate_ = false;
 };

@@ -91,7 +91,9 @@ TEST_F(OffloadTest, EverySourceAndCacheSizeGivesTheAllInRamLogits) {
         EXPECT_GT(c.misses, 0u);
         EXPECT_GT(c.evictions, 0u);
         EXPECT_EQ(c.hits + c.misses, c.requests);
-        if (speculate) EXPECT_GT((*offload)->executor().speculation().guessed, 0u);
+        if (speculate) {
+          EXPECT_GT((*offload)->executor().speculation().guessed, 0u);
+        }
         const double active = (*offload)->executor().sparsity().active_fraction();
         EXPECT_GT(active, 0.2);
         EXPECT_LT(active, 0.8);

@@ -16,6 +16,8 @@ void RegisterMembw(CLI::App& app);
 void RegisterConvert(CLI::App& app);
 void RegisterBench(CLI::App& app);
 void RegisterWorker(CLI::App& app);
+void RegisterServe(CLI::App& app);
+void RegisterBenchServe(CLI::App& app);
 
 // Exit code of the subcommand that ran (set by its callback).
 int& ExitCode();

@@ -36,6 +36,8 @@ int main(int argc, char** argv) {
   st::tools::RegisterConvert(app);
   st::tools::RegisterBench(app);
   st::tools::RegisterWorker(app);
+  st::tools::RegisterServe(app);
+  st::tools::RegisterBenchServe(app);
   CLI11_PARSE(app, argc, argv);
   return st::tools::ExitCode();
 }

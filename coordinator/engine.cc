@@ -1,0 +1,405 @@
+#include "coordinator/engine.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "glog/logging.h"
+#include "model/sampler.h"
+#include "model/stream_decoder.h"
+
+namespace st {
+
+// State shared between the engine and the consumer of one request.
+struct RequestStream::Shared {
+  EngineRequest request;
+  absl::Time arrival;
+  std::atomic<bool> cancelled{false};
+  Engine* engine = nullptr;
+
+  std::mutex mu;
+  std::condition_variable cv;
+  std::deque<EngineEvent> events;
+  bool ended = false;  // the final event has been pushed
+
+  void Push(EngineEvent e) {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      ended = ended || e.done;
+      events.push_back(std::move(e));
+    }
+    cv.notify_all();
+  }
+};
+
+// A request holding a slot: its KV cache, sampler, and streaming state.
+struct Engine::Active {
+  std::shared_ptr<RequestStream::Shared> shared;
+  std::unique_ptr<KvCache> kv;
+  uint64_t kv_bytes = 0;
+  std::unique_ptr<Sampler> sampler;
+  std::unique_ptr<StopChecker> stop;
+  std::unique_ptr<StreamDecoder> decoder;
+  std::vector<int32_t> history;  // tokens whose keys/values are in kv
+  size_t prefilled = 0;          // prompt tokens already in kv
+  int32_t next = -1;             // sampled token waiting to be run (decode)
+  std::vector<int32_t> pending_ids;  // sampled since the last event
+  absl::Time admitted, first_token, last_token;
+  int generated = 0;
+  std::vector<int32_t> stop_ids;
+  std::string tail;  // text of the finishing token, sent with the final event
+  int step_rows = 0;  // tokens this request contributes to the current step
+};
+
+RequestStream::Poll RequestStream::Next(EngineEvent* event, absl::Duration timeout) {
+  std::unique_lock<std::mutex> lock(shared_->mu);
+  auto ready = [&] { return !shared_->events.empty() || shared_->ended; };
+  if (timeout == absl::InfiniteDuration()) {
+    shared_->cv.wait(lock, ready);
+  } else if (!shared_->cv.wait_for(lock, absl::ToChronoNanoseconds(timeout), ready)) {
+    return Poll::kTimeout;
+  }
+  if (shared_->events.empty()) return Poll::kEnded;
+  *event = std::move(shared_->events.front());
+  shared_->events.pop_front();
+  return Poll::kEvent;
+}
+
+void RequestStream::Cancel() {
+  if (shared_->cancelled.exchange(true)) return;
+  Engine* e = shared_->engine;
+  {
+    std::lock_guard<std::mutex> lock(e->mu_);
+  }
+  e->cv_.notify_all();
+}
+
+Engine::Engine(Model& model, const EngineOptions& options)
+    : model_(model), options_(options), started_(absl::Now()) {
+  options_.parallel = std::max(1, options_.parallel);
+  options_.queue = std::max(0, options_.queue);
+  options_.context_size =
+      std::clamp<int64_t>(options_.context_size, 1, model.config().context_length);
+  step_tokens_ = model.forward().max_batch();
+  // Every active request decodes one token per step, and a step holds at
+  // most max_batch tokens.
+  options_.parallel = std::min(options_.parallel, step_tokens_);
+  if (options_.prefill_chunk <= 0 || options_.prefill_chunk > step_tokens_) {
+    options_.prefill_chunk = step_tokens_;
+  }
+  const Tokenizer& tok = model.tokenizer();
+  for (int32_t id = 0; id < tok.vocab_size(); ++id) {
+    if (tok.IsEndOfGeneration(id)) stop_ids_.push_back(id);
+  }
+  stats_.kv_cache_budget_bytes = options_.kv_budget_bytes;
+  scheduler_ = std::thread([this] { SchedulerLoop(); });
+}
+
+Engine::~Engine() { Shutdown(); }
+
+void Engine::Shutdown() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  if (scheduler_.joinable()) scheduler_.join();
+}
+
+uint64_t Engine::KvBytesFor(int64_t context_size) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = kv_bytes_by_context_.find(context_size);
+    if (it != kv_bytes_by_context_.end()) return it->second;
+  }
+  // KvCache is opaque: measure one (only once per context size).
+  const uint64_t bytes = KvCache(model_.config(), context_size, step_tokens_).bytes();
+  std::lock_guard<std::mutex> lock(mu_);
+  kv_bytes_by_context_[context_size] = bytes;
+  return bytes;
+}
+
+absl::StatusOr<std::unique_ptr<RequestStream>> Engine::Submit(EngineRequest request) {
+  const int vocab = model_.config().vocab_size;
+  if (request.prompt.empty()) return absl::InvalidArgumentError("empty prompt");
+  for (int32_t id : request.prompt) {
+    if (id < 0 || id >= vocab) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("token id ", id, " outside the vocabulary [0, ", vocab, ")"));
+    }
+  }
+  if (request.context_size < 0 || request.context_size > options_.context_size) {
+    return absl::InvalidArgumentError(absl::StrCat("context size ", request.context_size,
+                                                   " outside [0, ", options_.context_size, "]"));
+  }
+  if (request.context_size == 0) request.context_size = options_.context_size;
+  if (static_cast<int64_t>(request.prompt.size()) >= request.context_size) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("prompt of ", request.prompt.size(), " tokens does not fit the context of ",
+                     request.context_size, " tokens"));
+  }
+  if (absl::Status s = ValidateSamplingParams(request.options.sampling); !s.ok()) return s;
+  const uint64_t kv_bytes = KvBytesFor(request.context_size);
+  auto shared = std::make_shared<RequestStream::Shared>();
+  shared->request = std::move(request);
+  shared->arrival = absl::Now();
+  shared->engine = this;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopping_) return absl::UnavailableError("server shutting down");
+    if (options_.kv_budget_bytes > 0 && kv_bytes > options_.kv_budget_bytes) {
+      ++stats_.requests_rejected;
+      return absl::ResourceExhaustedError(
+          absl::StrCat("the KV cache of a ", shared->request.context_size, "-token context (",
+                       kv_bytes, " bytes) exceeds the KV budget of ", options_.kv_budget_bytes,
+                       " bytes"));
+    }
+    // Full when every slot is busy and the queue holds `queue` waiting.
+    const int free_slots = options_.parallel - active_count_;
+    if (static_cast<int>(waiting_.size()) >= options_.queue + std::max(0, free_slots)) {
+      ++stats_.requests_rejected;
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "server busy: ", active_count_, " requests generating and ", waiting_.size(),
+          " queued (limit ", options_.queue, ")"));
+    }
+    ++stats_.requests_total;
+    waiting_.push_back(shared);
+  }
+  cv_.notify_all();
+  return std::unique_ptr<RequestStream>(new RequestStream(shared));
+}
+
+EngineStats Engine::stats() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  EngineStats s = stats_;
+  s.requests_processing = active_count_;
+  s.requests_deferred = static_cast<int>(waiting_.size());
+  s.kv_cache_bytes = kv_in_use_;
+  s.uptime_seconds = absl::ToDoubleSeconds(absl::Now() - started_);
+  const absl::Time now = absl::Now();
+  int tokens = 0;
+  for (const auto& [t, n] : recent_) {
+    if (now - t <= absl::Seconds(10)) tokens += n;
+  }
+  s.recent_tokens_per_second = tokens / 10.0;
+  return s;
+}
+
+void Engine::AdmitLocked(std::vector<std::unique_ptr<Active>>* admitted) {
+  for (auto it = waiting_.begin(); it != waiting_.end();) {
+    auto& sh = *it;
+    absl::Status gone;
+    if (sh->cancelled.load()) gone = absl::CancelledError("request cancelled");
+    if (absl::Now() > sh->request.deadline) gone = absl::DeadlineExceededError("deadline passed while queued");
+    if (!gone.ok()) {
+      EngineEvent e;
+      e.done = true;
+      e.status = gone;
+      sh->Push(std::move(e));
+      it = waiting_.erase(it);
+      continue;
+    }
+    ++it;
+  }
+  while (!waiting_.empty() && active_count_ < options_.parallel) {
+    auto sh = waiting_.front();
+    const uint64_t bytes = kv_bytes_by_context_[sh->request.context_size];
+    if (options_.kv_budget_bytes > 0 && kv_in_use_ + bytes > options_.kv_budget_bytes) break;
+    waiting_.pop_front();
+    ++active_count_;
+    kv_in_use_ += bytes;
+    auto a = std::make_unique<Active>();
+    a->shared = sh;
+    a->kv_bytes = bytes;
+    admitted->push_back(std::move(a));
+  }
+}
+
+void Engine::SchedulerLoop() {
+  while (true) {
+    std::vector<std::unique_ptr<Active>> admitted;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait(lock, [&] {
+        return stopping_ || !active_.empty() ||
+               (!waiting_.empty() && active_count_ < options_.parallel) ||
+               std::any_of(waiting_.begin(), waiting_.end(),
+                           [](const auto& w) { return w->cancelled.load(); });
+      });
+      if (stopping_) {
+        for (auto& sh : waiting_) {
+          EngineEvent e;
+          e.done = true;
+          e.status = absl::UnavailableError("server shutting down");
+          sh->Push(std::move(e));
+        }
+        waiting_.clear();
+        break;
+      }
+      AdmitLocked(&admitted);
+    }
+    for (auto& a : admitted) {
+      const EngineRequest& r = a->shared->request;
+      a->admitted = absl::Now();
+      a->kv = std::make_unique<KvCache>(model_.config(), r.context_size, step_tokens_);
+      a->sampler = std::make_unique<Sampler>(r.options.sampling);
+      if (!r.options.ignore_eos) a->stop_ids = stop_ids_;
+      const int64_t room = r.context_size - static_cast<int64_t>(r.prompt.size());
+      const int max_tokens = static_cast<int>(
+          r.options.max_tokens > 0 ? std::min<int64_t>(r.options.max_tokens, room) : room);
+      a->stop = std::make_unique<StopChecker>(r.options.stop, a->stop_ids, max_tokens);
+      a->decoder = std::make_unique<StreamDecoder>(model_.tokenizer());
+      active_.push_back(std::move(a));
+    }
+    if (!active_.empty()) Step();
+  }
+  for (auto& a : active_) Finish(*a, absl::UnavailableError("server shutting down"));
+  active_.clear();
+}
+
+void Engine::Finish(Active& a, absl::Status status) {
+  EngineEvent e;
+  e.done = true;
+  e.status = std::move(status);
+  e.token_ids = std::move(a.pending_ids);
+  e.finish = a.stop->finish_reason();
+  if (e.status.ok()) {
+    const bool stopped_by_string =
+        e.finish == FinishReason::kStop && a.generated > 0 &&
+        std::find(a.stop_ids.begin(), a.stop_ids.end(), a.next) == a.stop_ids.end();
+    e.text = std::move(a.tail);
+    if (!stopped_by_string) e.text += a.stop->Flush() + a.decoder->Flush();
+  }
+  EngineUsage& u = e.usage;
+  u.prompt_tokens = static_cast<int>(a.shared->request.prompt.size());
+  u.completion_tokens = a.generated;
+  u.queue_seconds = absl::ToDoubleSeconds(a.admitted - a.shared->arrival);
+  if (a.generated > 0) {
+    u.prompt_seconds = absl::ToDoubleSeconds(a.first_token - a.admitted);
+    u.ttft_seconds = absl::ToDoubleSeconds(a.first_token - a.shared->arrival);
+    u.decode_seconds = absl::ToDoubleSeconds(a.last_token - a.first_token);
+  }
+  u.seed = a.sampler->seed();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    --active_count_;
+    kv_in_use_ -= a.kv_bytes;
+    stats_.prompt_tokens_total += a.prefilled;
+    stats_.prompt_seconds_total += u.prompt_seconds;
+  }
+  a.kv.reset();
+  a.shared->Push(std::move(e));
+  cv_.notify_all();
+}
+
+void Engine::Step() {
+  // Drop cancelled and expired requests first: their slots free at once.
+  const absl::Time now = absl::Now();
+  for (auto& a : active_) {
+    if (a->shared->cancelled.load()) {
+      Finish(*a, absl::CancelledError("request cancelled"));
+      a.reset();
+    } else if (now > a->shared->request.deadline) {
+      Finish(*a, absl::DeadlineExceededError("deadline exceeded"));
+      a.reset();
+    }
+  }
+  active_.erase(std::remove(active_.begin(), active_.end(), nullptr), active_.end());
+  if (active_.empty()) return;
+
+  // Decode tokens first (one per decoding request), then prefill chunks in
+  // admission order with what is left of the step.
+  int budget = step_tokens_;
+  std::vector<SequenceInput> inputs;
+  std::vector<Active*> rows;
+  for (auto& a : active_) {
+    a->step_rows = 0;
+    if (a->prefilled == a->shared->request.prompt.size()) {
+      a->step_rows = 1;
+      --budget;
+    }
+  }
+  for (auto& a : active_) {
+    const auto& prompt = a->shared->request.prompt;
+    if (a->prefilled < prompt.size() && budget > 0) {
+      a->step_rows = static_cast<int>(std::min<size_t>(
+          {prompt.size() - a->prefilled, static_cast<size_t>(budget),
+           static_cast<size_t>(options_.prefill_chunk)}));
+      budget -= a->step_rows;
+    }
+  }
+  for (auto& a : active_) {
+    if (a->step_rows == 0) continue;
+    const auto& prompt = a->shared->request.prompt;
+    absl::Span<const int32_t> toks =
+        a->prefilled < prompt.size()
+            ? absl::MakeConstSpan(prompt).subspan(a->prefilled, a->step_rows)
+            : absl::MakeConstSpan(&a->next, 1);
+    inputs.push_back({a->kv.get(), static_cast<int64_t>(a->history.size()), toks});
+    rows.push_back(a.get());
+  }
+  std::vector<float> logits;
+  const absl::Time t0 = absl::Now();
+  absl::Status status = model_.forward().RunSequences(inputs, &logits);
+  const absl::Time t1 = absl::Now();
+  if (!status.ok()) {
+    LOG(ERROR) << "forward step failed: " << status;
+    for (auto& a : active_) Finish(*a, status);
+    active_.clear();
+    return;
+  }
+  const size_t vocab = model_.config().vocab_size;
+  int generated = 0, decoded = 0;
+  for (size_t i = 0; i < rows.size(); ++i) {
+    Active& a = *rows[i];
+    const auto& prompt = a.shared->request.prompt;
+    const bool was_prefill = a.prefilled < prompt.size();
+    a.history.insert(a.history.end(), inputs[i].tokens.begin(), inputs[i].tokens.end());
+    if (was_prefill) {
+      a.prefilled += a.step_rows;
+      if (a.prefilled < prompt.size()) continue;  // more prompt to go
+    } else {
+      ++decoded;
+    }
+    // Sample the next token from the logits of this row's last token.
+    const int32_t id = a.sampler->Sample(
+        absl::MakeConstSpan(logits).subspan(i * vocab, vocab), a.history);
+    a.next = id;
+    ++a.generated;
+    ++generated;
+    if (a.generated == 1) a.first_token = t1;
+    a.last_token = t1;
+    a.pending_ids.push_back(id);
+    const bool is_stop_token =
+        std::find(a.stop_ids.begin(), a.stop_ids.end(), id) != a.stop_ids.end();
+    StopStep st = a.stop->Feed(id, is_stop_token ? std::string() : a.decoder->Push(id));
+    if (st.finish != FinishReason::kNone) {
+      a.tail = std::move(st.text);  // sent with the final event
+      a.step_rows = -1;             // finished
+      continue;
+    }
+    if (!st.text.empty()) {
+      EngineEvent e;
+      e.text = std::move(st.text);
+      e.token_ids = std::move(a.pending_ids);
+      a.pending_ids.clear();
+      a.shared->Push(std::move(e));
+    }
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    ++stats_.steps_total;
+    stats_.tokens_predicted_total += generated;
+    if (decoded > 0) stats_.decode_seconds_total += absl::ToDoubleSeconds(t1 - t0);
+    recent_.push_back({t1, generated});
+    while (!recent_.empty() && t1 - recent_.front().first > absl::Seconds(10)) recent_.pop_front();
+  }
+  for (auto& a : active_) {
+    if (a->step_rows == -1) {
+      Finish(*a, absl::OkStatus());
+      a.reset();
+    }
+  }
+  active_.erase(std::remove(active_.begin(), active_.end(), nullptr), active_.end());
+}
+
+}  // namespace st

@@ -1,0 +1,205 @@
+// The continuous-batching engine: concurrent requests equal their solo
+// outputs, queue limits, cancellation, deadlines, KV budget, bad input.
+#include "coordinator/engine.h"
+
+#include <thread>
+
+#include "gtest/gtest.h"
+#include "model/session.h"
+#include "tests/testutil/testutil.h"
+
+namespace st {
+namespace {
+
+struct Collected {
+  std::string text;
+  std::vector<int32_t> ids;
+  EngineEvent last;
+  int events = 0;
+};
+
+Collected Drain(RequestStream& s) {
+  Collected c;
+  EngineEvent e;
+  while (s.Next(&e) == RequestStream::Poll::kEvent) {
+    ++c.events;
+    c.text += e.text;
+    c.ids.insert(c.ids.end(), e.token_ids.begin(), e.token_ids.end());
+    c.last = e;
+  }
+  return c;
+}
+
+std::vector<int32_t> Prompt(int n, int salt) {
+  std::vector<int32_t> p;
+  for (int i = 0; i < n; ++i) p.push_back(97 + (i * 5 + salt * 3) % 26);  // letters
+  return p;
+}
+
+GenerateOptions Greedy(int max_tokens) {
+  GenerateOptions o;
+  o.sampling.temperature = 0;
+  o.max_tokens = max_tokens;
+  o.ignore_eos = true;
+  return o;
+}
+
+class EngineTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto path = testing::SynthModel(dir_.path(), "tiny-swa", DType::kQ8_0);
+    ASSERT_TRUE(path.ok()) << path.status();
+    auto model = Model::Load(*path, ModelOptions{.threads = 2, .max_batch = 16});
+    ASSERT_TRUE(model.ok()) << model.status();
+    model_ = std::move(*model);
+  }
+  testing::TempDir dir_;
+  std::unique_ptr<Model> model_;
+};
+
+TEST_F(EngineTest, EightConcurrentGreedyRequestsEqualTheirSoloOutputs) {
+  std::vector<GenerateResult> solo;
+  for (int i = 0; i < 8; ++i) {
+    Session s(*model_, 128);
+    auto r = s.Generate(Prompt(3 + 4 * i, i), Greedy(20 + i));
+    ASSERT_TRUE(r.ok()) << r.status();
+    solo.push_back(*r);
+  }
+  Engine engine(*model_, EngineOptions{.parallel = 8, .queue = 8, .context_size = 128,
+                                       .prefill_chunk = 5});
+  std::vector<std::unique_ptr<RequestStream>> streams;
+  for (int i = 0; i < 8; ++i) {
+    auto s = engine.Submit(EngineRequest{.prompt = Prompt(3 + 4 * i, i), .options = Greedy(20 + i)});
+    ASSERT_TRUE(s.ok()) << s.status();
+    streams.push_back(std::move(*s));
+  }
+  for (int i = 0; i < 8; ++i) {
+    Collected c = Drain(*streams[i]);
+    ASSERT_TRUE(c.last.done);
+    ASSERT_TRUE(c.last.status.ok()) << c.last.status;
+    EXPECT_EQ(c.ids, solo[i].generated_ids) << "request " << i;
+    EXPECT_EQ(c.text, solo[i].text) << "request " << i;
+    EXPECT_EQ(c.last.finish, FinishReason::kLength);
+    EXPECT_EQ(c.last.usage.completion_tokens, 20 + i);
+    EXPECT_EQ(c.last.usage.prompt_tokens, 3 + 4 * i);
+    EXPECT_GT(c.events, 1);
+  }
+  const EngineStats st = engine.stats();
+  EXPECT_EQ(st.requests_total, 8u);
+  EXPECT_EQ(st.tokens_predicted_total, static_cast<uint64_t>(8 * 20 + 28));
+  EXPECT_EQ(st.requests_processing, 0);
+  EXPECT_EQ(st.kv_cache_bytes, 0u);
+  // Batching happened: far fewer steps than generated tokens.
+  EXPECT_LT(st.steps_total, st.tokens_predicted_total / 2);
+}
+
+TEST_F(EngineTest, SeededSamplingAndStopStringsMatchSession) {
+  GenerateOptions o;
+  o.sampling.seed = 42;
+  o.sampling.temperature = 1.0f;
+  o.max_tokens = 40;
+  o.ignore_eos = true;
+  Session s(*model_, 128);
+  auto solo = s.Generate(Prompt(6, 1), o);
+  ASSERT_TRUE(solo.ok());
+  ASSERT_GE(solo->text.size(), 6u);
+  o.stop = {solo->text.substr(3, 2)};  // a stop string the output contains
+  Session s2(*model_, 128);
+  auto stopped = s2.Generate(Prompt(6, 1), o);
+  ASSERT_TRUE(stopped.ok());
+  Engine engine(*model_, EngineOptions{.parallel = 2, .context_size = 128});
+  auto a = engine.Submit(EngineRequest{.prompt = Prompt(6, 1), .options = o});
+  ASSERT_TRUE(a.ok());
+  Collected c = Drain(**a);
+  EXPECT_EQ(c.text, stopped->text);
+  EXPECT_EQ(c.ids, stopped->generated_ids);
+  EXPECT_EQ(c.last.finish, FinishReason::kStop);
+  EXPECT_EQ(c.last.usage.seed, 42u);
+}
+
+TEST_F(EngineTest, FullQueueIsResourceExhausted) {
+  Engine engine(*model_, EngineOptions{.parallel = 1, .queue = 1, .context_size = 256});
+  auto a = engine.Submit(EngineRequest{.prompt = Prompt(4, 0), .options = Greedy(200)});
+  auto b = engine.Submit(EngineRequest{.prompt = Prompt(4, 1), .options = Greedy(200)});
+  ASSERT_TRUE(a.ok());
+  ASSERT_TRUE(b.ok());
+  auto c = engine.Submit(EngineRequest{.prompt = Prompt(4, 2), .options = Greedy(4)});
+  EXPECT_EQ(c.status().code(), absl::StatusCode::kResourceExhausted) << c.status();
+  EXPECT_EQ(engine.stats().requests_rejected, 1u);
+  (*a)->Cancel();
+  (*b)->Cancel();
+  EXPECT_EQ(Drain(**a).last.status.code(), absl::StatusCode::kCancelled);
+  EXPECT_EQ(Drain(**b).last.status.code(), absl::StatusCode::kCancelled);
+}
+
+TEST_F(EngineTest, CancellingMidStreamFreesTheSlot) {
+  Engine engine(*model_, EngineOptions{.parallel = 1, .queue = 4, .context_size = 256});
+  auto a = engine.Submit(EngineRequest{.prompt = Prompt(4, 0), .options = Greedy(250)});
+  ASSERT_TRUE(a.ok());
+  EngineEvent e;
+  ASSERT_EQ((*a)->Next(&e), RequestStream::Poll::kEvent);  // generating
+  auto b = engine.Submit(EngineRequest{.prompt = Prompt(4, 1), .options = Greedy(5)});
+  ASSERT_TRUE(b.ok());
+  (*a)->Cancel();
+  Collected ca = Drain(**a);
+  EXPECT_EQ(ca.last.status.code(), absl::StatusCode::kCancelled);
+  EXPECT_LT(ca.last.usage.completion_tokens, 250);
+  Collected cb = Drain(**b);
+  EXPECT_TRUE(cb.last.status.ok()) << cb.last.status;
+  EXPECT_EQ(cb.ids.size(), 5u);
+  EXPECT_EQ(engine.stats().requests_processing, 0);
+  EXPECT_EQ(engine.stats().kv_cache_bytes, 0u);
+}
+
+TEST_F(EngineTest, DeadlineStopsGeneration) {
+  Engine engine(*model_, EngineOptions{.parallel = 1, .context_size = 4096});
+  auto a = engine.Submit(EngineRequest{.prompt = Prompt(4, 0), .options = Greedy(4000),
+                                       .deadline = absl::Now() + absl::Milliseconds(50)});
+  ASSERT_TRUE(a.ok());
+  Collected c = Drain(**a);
+  EXPECT_EQ(c.last.status.code(), absl::StatusCode::kDeadlineExceeded);
+}
+
+TEST_F(EngineTest, KvBudgetSerializesAndRefuses) {
+  const uint64_t one = KvCache(model_->config(), 64, model_->forward().max_batch()).bytes();
+  const uint64_t big_bytes =
+      KvCache(model_->config(), 1024, model_->forward().max_batch()).bytes();
+  ASSERT_GT(big_bytes, one + one / 2);
+  Engine engine(*model_, EngineOptions{.parallel = 4, .queue = 4, .context_size = 1024,
+                                       .kv_budget_bytes = one + one / 2});
+  auto big = engine.Submit(EngineRequest{.prompt = Prompt(4, 0), .options = Greedy(4),
+                                         .context_size = 1024});
+  EXPECT_EQ(big.status().code(), absl::StatusCode::kResourceExhausted) << big.status();
+  auto a = engine.Submit(EngineRequest{.prompt = Prompt(4, 0), .options = Greedy(30),
+                                       .context_size = 64});
+  auto b = engine.Submit(EngineRequest{.prompt = Prompt(4, 1), .options = Greedy(30),
+                                       .context_size = 64});
+  ASSERT_TRUE(a.ok() && b.ok());
+  EngineEvent e;
+  ASSERT_EQ((*a)->Next(&e), RequestStream::Poll::kEvent);
+  EngineStats st = engine.stats();
+  EXPECT_LE(st.kv_cache_bytes, one + one / 2);
+  EXPECT_EQ(st.requests_processing, 1);  // b waits for a's memory
+  EXPECT_TRUE(Drain(**a).last.status.ok());
+  EXPECT_TRUE(Drain(**b).last.status.ok());
+}
+
+TEST_F(EngineTest, BadInputIsInvalidArgument) {
+  Engine engine(*model_, EngineOptions{.parallel = 1, .context_size = 32});
+  auto code = [&](EngineRequest r) { return engine.Submit(std::move(r)).status().code(); };
+  EXPECT_EQ(code({.prompt = {}}), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(code({.prompt = Prompt(32, 0)}), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(code({.prompt = {model_->config().vocab_size}}), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(code({.prompt = {-1}}), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(code({.prompt = {1}, .context_size = 64}), absl::StatusCode::kInvalidArgument);
+  EngineRequest bad_temp{.prompt = {1}};
+  bad_temp.options.sampling.temperature = -1;
+  EXPECT_EQ(code(bad_temp), absl::StatusCode::kInvalidArgument);
+  // Still serving.
+  auto ok = engine.Submit(EngineRequest{.prompt = {1, 2}, .options = Greedy(3)});
+  ASSERT_TRUE(ok.ok());
+  EXPECT_EQ(Drain(**ok).ids.size(), 3u);
+}
+
+}  // namespace
+}  // namespace st

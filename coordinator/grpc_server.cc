@@ -1,0 +1,64 @@
+#include "coordinator/grpc_server.h"
+
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+#include "grpcpp/ext/proto_server_reflection_plugin.h"
+#include "grpcpp/health_check_service_interface.h"
+
+namespace st::serve {
+namespace {
+
+absl::StatusOr<std::string> ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat("cannot read ", path));
+  std::ostringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+constexpr char kServiceName[] = "smallthinker.v1.InferenceService";
+
+}  // namespace
+
+void GrpcServer::SetServing(bool serving) {
+  grpc::HealthCheckServiceInterface* health = server->GetHealthCheckService();
+  if (health == nullptr) return;
+  health->SetServingStatus(serving);
+  health->SetServingStatus(kServiceName, serving);
+}
+
+absl::StatusOr<std::unique_ptr<GrpcServer>> StartGrpcServer(ServeState& state,
+                                                           const GrpcOptions& options) {
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  std::shared_ptr<grpc::ServerCredentials> creds;
+  if (options.tls_cert_file.empty() != options.tls_key_file.empty()) {
+    return absl::InvalidArgumentError("TLS needs both --tls-cert and --tls-key");
+  }
+  if (!options.tls_cert_file.empty()) {
+    auto cert = ReadFile(options.tls_cert_file);
+    if (!cert.ok()) return cert.status();
+    auto key = ReadFile(options.tls_key_file);
+    if (!key.ok()) return key.status();
+    grpc::SslServerCredentialsOptions ssl;
+    ssl.pem_key_cert_pairs.push_back({*key, *cert});
+    creds = grpc::SslServerCredentials(ssl);
+  } else {
+    creds = grpc::InsecureServerCredentials();
+  }
+  auto g = std::make_unique<GrpcServer>();
+  g->service = std::make_unique<InferenceServiceImpl>(state);
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(options.listen, creds, &g->port);
+  builder.RegisterService(g->service.get());
+  g->server = builder.BuildAndStart();
+  if (g->server == nullptr || g->port == 0) {
+    return absl::UnavailableError(absl::StrCat("gRPC: cannot listen on ", options.listen));
+  }
+  g->SetServing(false);  // until the model is loaded
+  return g;
+}
+
+}  // namespace st::serve

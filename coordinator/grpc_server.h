@@ -1,0 +1,31 @@
+// Starts the gRPC server of `smallthinker serve`: the InferenceService,
+// grpc.health.v1 (NOT_SERVING until the model is loaded) and server
+// reflection, on plaintext or TLS.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "coordinator/inference_service.h"
+#include "grpcpp/grpcpp.h"
+
+namespace st::serve {
+
+struct GrpcOptions {
+  std::string listen = "127.0.0.1:50051";  // host:port; port 0 = pick a free one
+  std::string tls_cert_file, tls_key_file;  // both set = TLS
+};
+
+struct GrpcServer {
+  std::unique_ptr<InferenceServiceImpl> service;
+  std::unique_ptr<grpc::Server> server;
+  int port = 0;
+  // Flips grpc.health.v1 (overall and for smallthinker.v1.InferenceService).
+  void SetServing(bool serving);
+};
+
+absl::StatusOr<std::unique_ptr<GrpcServer>> StartGrpcServer(ServeState& state,
+                                                           const GrpcOptions& options);
+
+}  // namespace st::serve

@@ -1,0 +1,233 @@
+#include "coordinator/http_gateway.h"
+
+#include <atomic>
+#include <ctime>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "coordinator/openai_json.h"
+#include "coordinator/request_limits.h"
+#include "httplib.h"
+
+namespace st::serve {
+namespace {
+
+using nlohmann::json;
+
+void SendError(httplib::Response& res, int status, std::string_view message) {
+  res.status = status;
+  res.set_content(Dump(ErrorJson(status, message)), "application/json");
+}
+
+std::atomic<uint64_t> next_id{1};
+
+}  // namespace
+
+std::string MetricsText(const EngineStats& s) {
+  std::string out;
+  auto metric = [&](const char* name, const char* type, const char* help, double value) {
+    absl::StrAppend(&out, "# HELP ", name, " ", help, "\n# TYPE ", name, " ", type, "\n", name,
+                    " ", absl::StrFormat("%.17g", value), "\n");
+  };
+  metric("llamacpp:prompt_tokens_total", "counter", "Number of prompt tokens processed.",
+         s.prompt_tokens_total);
+  metric("llamacpp:prompt_seconds_total", "counter", "Prompt process time", s.prompt_seconds_total);
+  metric("llamacpp:tokens_predicted_total", "counter", "Number of generation tokens processed.",
+         s.tokens_predicted_total);
+  metric("llamacpp:tokens_predicted_seconds_total", "counter",
+         "Wall time of forward steps that decoded tokens", s.decode_seconds_total);
+  metric("llamacpp:n_decode_total", "counter", "Forward steps run by the scheduler",
+         s.steps_total);
+  metric("llamacpp:predicted_tokens_seconds", "gauge",
+         "Aggregate generation throughput over the last 10 s in tokens/s",
+         s.recent_tokens_per_second);
+  metric("llamacpp:requests_processing", "gauge", "Number of requests processing.",
+         s.requests_processing);
+  metric("llamacpp:requests_deferred", "gauge", "Number of requests deferred.",
+         s.requests_deferred);
+  metric("smallthinker:requests_total", "counter", "Requests admitted to the queue",
+         s.requests_total);
+  metric("smallthinker:requests_rejected_total", "counter",
+         "Requests refused (queue full or KV budget)", s.requests_rejected);
+  metric("smallthinker:kv_cache_bytes", "gauge", "KV cache bytes held by active requests",
+         s.kv_cache_bytes);
+  metric("smallthinker:kv_cache_budget_bytes", "gauge", "KV cache budget (0 = unlimited)",
+         s.kv_cache_budget_bytes);
+  metric("smallthinker:uptime_seconds", "gauge", "Seconds since the engine started",
+         s.uptime_seconds);
+  return out;
+}
+
+absl::StatusOr<std::unique_ptr<HttpGateway>> HttpGateway::Start(ServeState& state,
+                                                                const HttpOptions& options) {
+  std::unique_ptr<HttpGateway> g(new HttpGateway(state));
+  if (!options.tls_cert_file.empty() || !options.tls_key_file.empty()) {
+#ifdef CPPHTTPLIB_OPENSSL_SUPPORT
+    g->server_ = std::make_unique<httplib::SSLServer>(options.tls_cert_file.c_str(),
+                                                      options.tls_key_file.c_str());
+    if (!g->server_->is_valid()) {
+      return absl::InvalidArgumentError("cannot load the TLS certificate or key for HTTP");
+    }
+#else
+    return absl::UnimplementedError("this build of cpp-httplib has no TLS support");
+#endif
+  } else {
+    g->server_ = std::make_unique<httplib::Server>();
+  }
+  const int threads = std::max(4, options.threads);
+  g->server_->new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+  g->server_->set_payload_max_length(kMaxBodyBytes);
+  g->Routes();
+  int port = options.port;
+  if (port == 0) {
+    port = g->server_->bind_to_any_port(options.host);
+  } else if (!g->server_->bind_to_port(options.host, port)) {
+    port = -1;
+  }
+  if (port < 0) {
+    return absl::UnavailableError(
+        absl::StrCat("HTTP: cannot listen on ", options.host, ":", options.port));
+  }
+  g->port_ = port;
+  g->thread_ = std::thread([s = g->server_.get()] { s->listen_after_bind(); });
+  return g;
+}
+
+HttpGateway::HttpGateway(ServeState& state) : state_(state) {}
+HttpGateway::~HttpGateway() { Stop(); }
+
+void HttpGateway::Stop() {
+  if (server_) server_->stop();
+  if (thread_.joinable()) thread_.join();
+}
+
+void HttpGateway::Routes() {
+  httplib::Server& svr = *server_;
+  ServeState& state = state_;
+
+  svr.set_error_handler([](const httplib::Request&, httplib::Response& res) {
+    if (!res.body.empty()) return;  // a handler already wrote an error
+    const char* message = res.status == 404   ? "not found"
+                          : res.status == 413 ? "request body too large"
+                                              : "bad request";
+    SendError(res, res.status, message);
+  });
+  svr.set_exception_handler([](const httplib::Request&, httplib::Response& res,
+                               std::exception_ptr) { SendError(res, 500, "internal error"); });
+
+  // Authorization for everything but /health and /metrics (like llama-server).
+  svr.set_pre_routing_handler([&state](const httplib::Request& req, httplib::Response& res) {
+    if (req.path != "/health" && req.path != "/metrics" &&
+        !Authorized(state, req.get_header_value("Authorization"))) {
+      SendError(res, 401, "missing or wrong API key (Authorization: Bearer KEY)");
+      return httplib::Server::HandlerResponse::Handled;
+    }
+    return httplib::Server::HandlerResponse::Unhandled;
+  });
+
+  svr.Get("/health", [&state](const httplib::Request&, httplib::Response& res) {
+    if (state.engine.load() == nullptr) {
+      SendError(res, 503, "Loading model");
+      return;
+    }
+    res.set_content(R"({"status":"ok"})", "application/json");
+  });
+
+  svr.Get("/metrics", [&state](const httplib::Request&, httplib::Response& res) {
+    Engine* engine = state.engine.load();
+    if (engine == nullptr) return SendError(res, 503, "Loading model");
+    res.set_content(MetricsText(engine->stats()), "text/plain; version=0.0.4");
+  });
+
+  svr.Get("/v1/models", [&state](const httplib::Request&, httplib::Response& res) {
+    if (state.engine.load() == nullptr) return SendError(res, 503, "Loading model");
+    json model = {{"id", state.model_id},
+                  {"object", "model"},
+                  {"created", static_cast<int64_t>(std::time(nullptr))},
+                  {"owned_by", "smallthinker"}};
+    res.set_content(Dump({{"object", "list"}, {"data", json::array({model})}}),
+                    "application/json");
+  });
+
+  auto complete = [&state](ApiKind kind) {
+    return [&state, kind](const httplib::Request& req, httplib::Response& res) {
+      Engine* engine = state.engine.load();
+      if (engine == nullptr) return SendError(res, 503, "Loading model");
+      auto parsed = ParseOpenAiRequest(kind, req.body, engine->model().tokenizer());
+      if (!parsed.ok()) {
+        return SendError(res, HttpStatusFor(parsed.status().code()), std::string(parsed.status().message()));
+      }
+      const bool stream = parsed->stream, include_usage = parsed->include_usage;
+      auto submitted = engine->Submit(std::move(parsed->engine));
+      if (!submitted.ok()) {
+        return SendError(res, HttpStatusFor(submitted.status().code()),
+                         std::string(submitted.status().message()));
+      }
+      ReplyContext ctx{kind,
+                       absl::StrCat(kind == ApiKind::kChat ? "chatcmpl-" : "cmpl-",
+                                    next_id.fetch_add(1)),
+                       state.model_id, static_cast<int64_t>(std::time(nullptr))};
+      std::shared_ptr<RequestStream> rs(std::move(*submitted));
+      if (!stream) {
+        std::string text;
+        EngineEvent e;
+        while (rs->Next(&e) == RequestStream::Poll::kEvent) {
+          text += e.text;
+          if (!e.done) continue;
+          if (!e.status.ok()) return SendError(res, HttpStatusFor(e.status.code()), std::string(e.status.message()));
+          res.set_content(Dump(FullReply(ctx, text, e.finish, e.usage)), "application/json");
+        }
+        return;
+      }
+      res.set_header("Cache-Control", "no-cache");
+      res.set_chunked_content_provider(
+          "text/event-stream",
+          [rs, ctx, include_usage](size_t, httplib::DataSink& sink) {
+            auto send = [&](const json& j) {
+              const std::string line = absl::StrCat("data: ", Dump(j), "\n\n");
+              return sink.write(line.data(), line.size());
+            };
+            bool first = true;
+            EngineEvent e;
+            while (true) {
+              const auto poll = rs->Next(&e, absl::Milliseconds(50));
+              if (poll == RequestStream::Poll::kEnded) break;
+              if (poll == RequestStream::Poll::kTimeout) {
+                if (!sink.is_writable()) {
+                  rs->Cancel();
+                  return false;
+                }
+                continue;
+              }
+              if (e.done && !e.status.ok()) {
+                send(ErrorJson(HttpStatusFor(e.status.code()), std::string(e.status.message())));
+                break;
+              }
+              bool ok = true;
+              if (!e.text.empty() || first) ok = send(ChunkJson(ctx, e.text, first, FinishReason::kNone));
+              first = false;
+              if (ok && e.done) {
+                ok = send(ChunkJson(ctx, "", false, e.finish));
+                if (ok && include_usage) ok = send(UsageChunkJson(ctx, e.usage));
+              }
+              if (!ok) {
+                rs->Cancel();
+                return false;
+              }
+              if (e.done) break;
+            }
+            const std::string done = "data: [DONE]\n\n";
+            sink.write(done.data(), done.size());
+            sink.done();
+            return true;
+          },
+          [rs](bool) { rs->Cancel(); });  // the client left before the end: stop generating
+    };
+  };
+  svr.Post("/v1/completions", complete(ApiKind::kCompletion));
+  svr.Post("/v1/chat/completions", complete(ApiKind::kChat));
+  svr.Post("/completions", complete(ApiKind::kCompletion));
+  svr.Post("/chat/completions", complete(ApiKind::kChat));
+}
+
+}  // namespace st::serve

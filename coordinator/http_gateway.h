@@ -1,0 +1,49 @@
+// The OpenAI-compatible HTTP API (cpp-httplib): POST /v1/completions and
+// /v1/chat/completions (streaming as server-sent events or whole), GET
+// /v1/models, GET /health and GET /metrics (Prometheus text, llama.cpp's
+// metric names where they fit). Errors use OpenAI's error JSON shape.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "absl/status/statusor.h"
+#include "coordinator/serve_state.h"
+
+namespace httplib {
+class Server;
+}
+
+namespace st::serve {
+
+struct HttpOptions {
+  std::string host = "127.0.0.1";
+  int port = 8080;  // 0 = pick a free port
+  std::string tls_cert_file, tls_key_file;  // both set = HTTPS
+  int threads = 16;  // connection handler threads
+};
+
+// Runs the server on its own thread until Stop() or destruction.
+class HttpGateway {
+ public:
+  static absl::StatusOr<std::unique_ptr<HttpGateway>> Start(ServeState& state,
+                                                            const HttpOptions& options);
+  ~HttpGateway();
+  int port() const { return port_; }
+  void Stop();
+
+ private:
+  explicit HttpGateway(ServeState& state);
+  void Routes();
+
+  ServeState& state_;
+  std::unique_ptr<httplib::Server> server_;
+  std::thread thread_;
+  int port_ = 0;
+};
+
+// The Prometheus exposition of the engine's statistics.
+std::string MetricsText(const EngineStats& stats);
+
+}  // namespace st::serve

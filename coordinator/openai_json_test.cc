@@ -1,0 +1,121 @@
+// OpenAI wire format: parameters land in the engine request, wrong types and
+// ranges are INVALID_ARGUMENT naming the field, replies have OpenAI's shape.
+#include "coordinator/openai_json.h"
+
+#include "gtest/gtest.h"
+#include "model/model.h"
+#include "tests/testutil/testutil.h"
+
+namespace st::serve {
+namespace {
+
+using nlohmann::json;
+
+class OpenAiJsonTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new testing::TempDir();
+    auto path = testing::SynthModel(dir_->path(), "tiny", DType::kF32);
+    ASSERT_TRUE(path.ok()) << path.status();
+    auto model = Model::Load(*path, ModelOptions{.threads = 1});
+    ASSERT_TRUE(model.ok()) << model.status();
+    model_ = model->release();
+  }
+  static void TearDownTestSuite() {
+    delete model_;
+    delete dir_;
+  }
+  absl::StatusOr<OpenAiRequest> Parse(ApiKind kind, const std::string& body) {
+    return ParseOpenAiRequest(kind, body, model_->tokenizer());
+  }
+  static testing::TempDir* dir_;
+  static Model* model_;
+};
+testing::TempDir* OpenAiJsonTest::dir_ = nullptr;
+Model* OpenAiJsonTest::model_ = nullptr;
+
+TEST_F(OpenAiJsonTest, ParametersReachTheEngineRequest) {
+  auto r = Parse(ApiKind::kChat, R"({"model": "x", "messages": [{"role": "user", "content": "hi"}],
+      "max_tokens": 7, "temperature": 0.5, "top_p": 0.9, "top_k": 5, "min_p": 0.1,
+      "repeat_penalty": 1.2, "presence_penalty": 0.3, "frequency_penalty": -0.4, "seed": 11,
+      "stop": ["a", "b"], "stream": true, "stream_options": {"include_usage": true}})");
+  ASSERT_TRUE(r.ok()) << r.status();
+  const GenerateOptions& g = r->engine.options;
+  EXPECT_EQ(g.max_tokens, 7);
+  EXPECT_FLOAT_EQ(g.sampling.temperature, 0.5f);
+  EXPECT_FLOAT_EQ(g.sampling.top_p, 0.9f);
+  EXPECT_EQ(g.sampling.top_k, 5);
+  EXPECT_FLOAT_EQ(g.sampling.min_p, 0.1f);
+  EXPECT_FLOAT_EQ(g.sampling.repeat_penalty, 1.2f);
+  EXPECT_FLOAT_EQ(g.sampling.presence_penalty, 0.3f);
+  EXPECT_FLOAT_EQ(g.sampling.frequency_penalty, -0.4f);
+  EXPECT_EQ(g.sampling.seed, 11u);
+  EXPECT_EQ(g.stop, (std::vector<std::string>{"a", "b"}));
+  EXPECT_TRUE(r->stream);
+  EXPECT_TRUE(r->include_usage);
+  auto text = model_->tokenizer().Decode(r->engine.prompt);
+  EXPECT_EQ(text, "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n");
+  // Content as text parts; completion prompt as a string and as ids.
+  EXPECT_TRUE(Parse(ApiKind::kChat, R"({"messages": [{"role": "user", "content":
+      [{"type": "text", "text": "hi"}]}]})").ok());
+  auto ids = Parse(ApiKind::kCompletion, R"({"prompt": [104, 105]})");
+  ASSERT_TRUE(ids.ok());
+  EXPECT_EQ(ids->engine.prompt, (std::vector<int32_t>{104, 105}));
+  EXPECT_EQ(ids->engine.options.max_tokens, 0);  // until the context is full
+}
+
+TEST_F(OpenAiJsonTest, BadInputNamesTheProblem) {
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {R"({"prompt": "x", "temperature": "hot"})", "temperature"},
+      {R"({"prompt": "x", "top_k": 1.5})", "top_k"},
+      {R"({"prompt": "x", "seed": -1})", "seed"},
+      {R"({"prompt": "x", "stop": 3})", "stop"},
+      {R"({"prompt": "x", "stop": [""]})", "stop"},
+      {R"({"prompt": "x", "stream_options": 1})", "stream_options"},
+      {R"({"prompt": "x", "presence_penalty": 3})", "presence_penalty"},
+      {R"({"prompt": "x", "max_tokens": 1e99})", "max_tokens"},
+      {R"({"prompt": "x", "model": 5})", "model"},
+      {R"({"prompt": null})", "prompt"},
+      {R"({})", "prompt"},
+      {"{\"prompt\": \"\xff\"}", "JSON"},
+      {"not json", "JSON"},
+  };
+  for (const auto& [body, needle] : cases) {
+    auto r = Parse(ApiKind::kCompletion, body);
+    ASSERT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << body;
+    EXPECT_NE(r.status().message().find(needle), std::string::npos) << r.status() << " " << body;
+  }
+  auto chat = Parse(ApiKind::kChat, R"({"messages": [{"role": "user"}]})");
+  EXPECT_EQ(chat.status().code(), absl::StatusCode::kInvalidArgument);
+  chat = Parse(ApiKind::kChat, R"({"messages": [{"role": 1, "content": "x"}]})");
+  EXPECT_EQ(chat.status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(OpenAiJsonTest, RepliesHaveOpenAiShape) {
+  ReplyContext c{ApiKind::kChat, "chatcmpl-1", "tiny", 1700000000};
+  EngineUsage u;
+  u.prompt_tokens = 3;
+  u.completion_tokens = 2;
+  json full = FullReply(c, "hi", FinishReason::kStop, u);
+  EXPECT_EQ(full["object"], "chat.completion");
+  EXPECT_EQ(full["choices"][0]["message"]["content"], "hi");
+  EXPECT_EQ(full["choices"][0]["finish_reason"], "stop");
+  EXPECT_EQ(full["usage"]["total_tokens"], 5);
+  json first = ChunkJson(c, "h", true, FinishReason::kNone);
+  EXPECT_EQ(first["choices"][0]["delta"], (json{{"role", "assistant"}, {"content", "h"}}));
+  EXPECT_TRUE(first["choices"][0]["finish_reason"].is_null());
+  json last = ChunkJson(c, "", false, FinishReason::kLength);
+  EXPECT_EQ(last["choices"][0]["delta"], json::object());
+  EXPECT_EQ(last["choices"][0]["finish_reason"], "length");
+  EXPECT_EQ(UsageChunkJson(c, u)["choices"], json::array());
+  json err = ErrorJson(429, "busy");
+  EXPECT_EQ(err["error"]["type"], "rate_limit_error");
+  EXPECT_EQ(err["error"]["message"], "busy");
+  EXPECT_EQ(HttpStatusFor(absl::StatusCode::kResourceExhausted), 429);
+  EXPECT_EQ(HttpStatusFor(absl::StatusCode::kInvalidArgument), 400);
+  EXPECT_EQ(HttpStatusFor(absl::StatusCode::kUnauthenticated), 401);
+  EXPECT_EQ(HttpStatusFor(absl::StatusCode::kInternal), 500);
+}
+
+}  // namespace
+}  // namespace st::serve

@@ -1,0 +1,366 @@
+#!/usr/bin/env python3
+"""`smallthinker serve` end to end: real server processes on free loopback
+ports, the Python gRPC example client (stubs generated now by
+grpc_tools.protoc) and curl. Needs ST_CLI (the smallthinker binary) and
+ST_SOURCE_DIR (the repository) in the environment."""
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+
+SOURCE_DIR = os.environ.get("ST_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", ".."))
+CLI = os.environ.get("ST_CLI", os.path.join(SOURCE_DIR, "build", "tools", "smallthinker"))
+sys.path.insert(0, os.path.join(SOURCE_DIR, "examples", "python"))
+import client as st_client  # noqa: E402
+import grpc  # noqa: E402
+
+TMP = tempfile.TemporaryDirectory(prefix="serve_test_")
+MODEL = os.path.join(TMP.name, "tiny.gguf")
+
+
+class Server:
+    """One `smallthinker serve` process; ports parsed from its stdout."""
+
+    def __init__(self, *args, env=None, wait_ready=True):
+        cmd = [CLI, "serve", "-m", MODEL, "--grpc-listen", "127.0.0.1:0", "--http-listen",
+               "127.0.0.1:0", "-t", "2", *args]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                     text=True, env={**os.environ, **(env or {})})
+        self.lines = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+        self.grpc_port = int(self.expect("grpc listening on").rsplit(":", 1)[1])
+        self.http_port = int(self.expect("http listening on").rsplit(":", 1)[1])
+        self.target = f"127.0.0.1:{self.grpc_port}"
+        if wait_ready:
+            self.expect("ready:")
+
+    def _read(self):
+        for line in self.proc.stdout:
+            self.lines.put(line.strip())
+
+    def expect(self, prefix, timeout=60):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            try:
+                line = self.lines.get(timeout=0.1)
+            except queue.Empty:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"server exited with {self.proc.returncode}")
+                continue
+            if line.startswith(prefix):
+                return line
+        raise TimeoutError(f"no '{prefix}' line from the server")
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        rc = self.proc.wait(timeout=30)
+        self.proc.stdout.close()
+        assert rc == 0, f"server exit code {rc}"
+
+
+def curl(port, path, body=None, headers=(), stream=False, max_time=60):
+    """(HTTP status, body text) via the curl command line."""
+    cmd = ["curl", "-sS", "--max-time", str(max_time), "-o", "-", "-w", "\n%{http_code}"]
+    if stream:
+        cmd.append("-N")
+    for h in headers:
+        cmd += ["-H", h]
+    data = None
+    if body is not None:
+        data = body if isinstance(body, bytes) else (body if isinstance(body, str) else json.dumps(body)).encode()
+        cmd += ["-H", "Content-Type: application/json", "--data-binary", "@-"]
+    cmd.append(f"http://127.0.0.1:{port}{path}")
+    out = subprocess.run(cmd, input=data, capture_output=True, timeout=max_time + 10).stdout.decode()
+    text, _, code = out.rpartition("\n")
+    return int(code), text
+
+
+def sse_events(text):
+    return [line[len("data: "):] for line in text.split("\n") if line.startswith("data: ")]
+
+
+def drain(stream):
+    text, ids, last, n = "", [], None, 0
+    for r in stream:
+        text += r.text
+        ids += list(r.token_ids)
+        last = r
+        n += 1
+    return text, ids, last, n
+
+
+def setUpModule():
+    subprocess.run([CLI, "synth", "--preset", "tiny", "--type", "q8_0", "--out", MODEL],
+                   check=True, capture_output=True)
+    global MAIN, SMALL, C, CS
+    MAIN = Server("--parallel", "8", "--queue", "8", "--ctx", "256")
+    SMALL = Server("--parallel", "1", "--queue", "1", "--ctx", "4096", "--api-key", "sesame")
+    C = st_client.Client(MAIN.target)
+    CS = st_client.Client(SMALL.target, api_key="sesame")
+
+
+def tearDownModule():
+    MAIN.stop()
+    SMALL.stop()
+    TMP.cleanup()
+
+
+class ServeTest(unittest.TestCase):
+    def test_health_serving_only_after_load(self):
+        s = Server(env={"ST_SERVE_TEST_LOAD_DELAY_MS": "1500"}, wait_ready=False)
+        try:
+            c = st_client.Client(s.target)
+            self.assertEqual(c.health(), "NOT_SERVING")
+            self.assertEqual(curl(s.http_port, "/health")[0], 503)
+            with self.assertRaises(grpc.RpcError) as e:
+                c.info()
+            self.assertEqual(e.exception.code(), grpc.StatusCode.UNAVAILABLE)
+            s.expect("ready:")
+            self.assertEqual(c.health(), "SERVING")
+            self.assertEqual(c.health("smallthinker.v1.InferenceService"), "SERVING")
+            self.assertEqual(curl(s.http_port, "/health"), (200, '{"status":"ok"}'))
+        finally:
+            s.stop()
+
+    def test_stream_order_and_content(self):
+        prompt = [72, 101, 108, 108, 111]  # "Hello" in the byte-level vocabulary
+        responses = list(C.generate(prompt, max_tokens=16, temperature=0, ignore_eos=True))
+        self.assertGreater(len(responses), 2)
+        for r in responses[:-1]:
+            self.assertEqual(r.finish_reason, 0)
+            self.assertFalse(r.HasField("usage"))
+        last = responses[-1]
+        self.assertEqual(C.pb.FinishReason.Name(last.finish_reason), "FINISH_REASON_LENGTH")
+        self.assertEqual(last.usage.completion_tokens, 16)
+        self.assertEqual(last.usage.prompt_tokens, 5)
+        self.assertGreater(last.usage.time_to_first_token_seconds, 0)
+        ids = [i for r in responses for i in r.token_ids]
+        text = "".join(r.text for r in responses)
+        self.assertEqual(len(ids), 16)
+        self.assertEqual(text, C.detokenize(ids))
+        # The same generation as `smallthinker run` (one process, no batching).
+        run = subprocess.run([CLI, "run", "-m", MODEL, "-p", "Hello", "--temp", "0", "-n", "16",
+                              "--ignore-eos", "--json", "-t", "2"], capture_output=True, check=True)
+        solo = json.loads(run.stdout)
+        self.assertEqual(ids, solo["generated_ids"])
+        self.assertEqual(text, solo["text"])
+        # And over HTTP as server-sent events.
+        code, body = curl(MAIN.http_port, "/v1/completions", {
+            "prompt": prompt, "max_tokens": 16, "temperature": 0, "ignore_eos": True, "stream": True,
+            "stream_options": {"include_usage": True}}, stream=True)
+        self.assertEqual(code, 200)
+        events = sse_events(body)
+        self.assertEqual(events[-1], "[DONE]")
+        chunks = [json.loads(e) for e in events[:-1]]
+        self.assertEqual("".join(c["choices"][0]["text"] for c in chunks if c["choices"]), text)
+        self.assertEqual(chunks[-2]["choices"][0]["finish_reason"], "length")
+        self.assertEqual(chunks[-1]["choices"], [])
+        self.assertEqual(chunks[-1]["usage"]["completion_tokens"], 16)
+        for c in chunks[:-2]:
+            self.assertIsNone(c["choices"][0]["finish_reason"])
+
+    def test_eight_concurrent_greedy_requests_equal_solo(self):
+        prompts = [f"Request number {i}: " + "abc" * i for i in range(8)]
+        kw = dict(max_tokens=24, temperature=0, ignore_eos=True)
+        solo = [drain(C.generate(p, **kw))[:2] for p in prompts]
+        before = C.stats()
+        results = [None] * 8
+
+        def run(i):
+            results[i] = drain(C.generate(prompts[i], **kw))[:2]
+
+        threads = [threading.Thread(target=run, args=(i,)) for i in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        after = C.stats()
+        for i in range(8):
+            self.assertEqual(results[i], solo[i], f"request {i}")
+        tokens = after.tokens_predicted_total - before.tokens_predicted_total
+        steps = after.steps_total - before.steps_total
+        self.assertEqual(tokens, 8 * 24)
+        self.assertLess(steps, tokens / 2, "requests were not batched")
+
+    def test_chat_over_grpc_and_http_agree(self):
+        messages = [("system", "Be brief."), ("user", "Hi there")]
+        text, ids, last, _ = drain(C.chat(messages, max_tokens=12, temperature=0, ignore_eos=True))
+        code, body = curl(MAIN.http_port, "/v1/chat/completions", {
+            "messages": [{"role": r, "content": c} for r, c in messages], "max_tokens": 12,
+            "temperature": 0, "ignore_eos": True})
+        self.assertEqual(code, 200, body)
+        reply = json.loads(body)
+        self.assertEqual(reply["object"], "chat.completion")
+        self.assertEqual(reply["choices"][0]["message"], {"role": "assistant", "content": text})
+        self.assertEqual(reply["usage"]["completion_tokens"], 12)
+        self.assertEqual(reply["usage"]["prompt_tokens"], last.usage.prompt_tokens)
+
+    def test_cancelling_mid_stream_frees_the_slot(self):
+        call = CS.generate("Tell me everything", max_tokens=3000, ignore_eos=True)
+        it = iter(call)
+        next(it)
+        next(it)
+        call.cancel()
+        # The single slot is free again: a new request completes promptly.
+        start = time.time()
+        _, ids, last, _ = drain(CS.generate("next", max_tokens=4, ignore_eos=True, temperature=0))
+        self.assertEqual(len(ids), 4)
+        self.assertLess(time.time() - start, 20)
+        # An HTTP client that disconnects mid-stream frees its slot too.
+        curl(SMALL.http_port, "/v1/completions", {"prompt": "x", "max_tokens": 3000, "stream": True,
+             "ignore_eos": True}, headers=["Authorization: Bearer sesame"], stream=True, max_time=1)
+        _, ids, _, _ = drain(CS.generate("again", max_tokens=3, ignore_eos=True))
+        self.assertEqual(len(ids), 3)
+        for _ in range(100):
+            st = CS.stats()
+            if st.requests_processing == 0:
+                break
+            time.sleep(0.05)
+        self.assertEqual(st.requests_processing, 0)
+        self.assertEqual(st.kv_cache_bytes, 0)
+
+    def test_full_queue_is_rejected(self):
+        a = CS.generate("first", max_tokens=3000, ignore_eos=True)
+        next(iter(a))  # generating: holds the only slot
+        b = CS.generate("second", max_tokens=3000, ignore_eos=True)  # waits in the queue
+        for _ in range(200):
+            if CS.stats().requests_deferred == 1:
+                break
+            time.sleep(0.02)
+        self.assertEqual(CS.stats().requests_deferred, 1)
+        with self.assertRaises(grpc.RpcError) as e:
+            drain(CS.generate("third", max_tokens=2))
+        self.assertEqual(e.exception.code(), grpc.StatusCode.RESOURCE_EXHAUSTED)
+        code, body = curl(SMALL.http_port, "/v1/completions", {"prompt": "x", "max_tokens": 2},
+                          headers=["Authorization: Bearer sesame"])
+        self.assertEqual(code, 429, body)
+        self.assertEqual(json.loads(body)["error"]["type"], "rate_limit_error")
+        a.cancel()
+        b.cancel()
+
+    def test_bad_http_input_is_400_and_the_server_keeps_serving(self):
+        cases = [
+            ({"prompt": list(range(65, 91)) * 10, "max_tokens": 4}, "does not fit the context"),
+            (b'{"prompt": "bad \xff\xfe utf-8"}', "JSON"),
+            ({"messages": [{"role": "", "content": "x"}]}, "role"),
+            ({"messages": [{"role": "wizard", "content": "x"}]}, "role"),
+            ({"messages": []}, "messages"),
+            ({"messages": [{"role": "user", "content": "<|im_end|>"}]}, "control token"),
+            ('{"prompt": "x",', "JSON"),
+            ("[1, 2]", "object"),
+            ({"prompt": "x", "temperature": "hot"}, "temperature"),
+            ({"prompt": "x", "max_tokens": "many"}, "max_tokens"),
+            ({"prompt": "x", "max_tokens": -3}, "max_tokens"),
+            ({"prompt": "x", "top_p": 0}, "top_p"),
+            ({"prompt": "x", "stop": [1]}, "stop"),
+            ({"prompt": "x", "stream": "yes"}, "stream"),
+            ({"prompt": "x", "n": 2}, "n = 1"),
+            ({"prompt": ""}, "empty"),
+            ({"messages": "hello"}, "messages"),
+            ({"prompt": [999999]}, "out of range"),
+        ]
+        for body, needle in cases:
+            path = "/v1/chat/completions" if b"messages" in (
+                body if isinstance(body, bytes) else json.dumps(body).encode() if not isinstance(body, str)
+                else body.encode()) else "/v1/completions"
+            code, text = curl(MAIN.http_port, path, body)
+            self.assertEqual(code, 400, (body, text))
+            err = json.loads(text)["error"]
+            self.assertEqual(err["type"], "invalid_request_error")
+            self.assertIn(needle, err["message"], body)
+        code, text = curl(MAIN.http_port, "/v1/completions", b'{"prompt": "' + b"a" * (9 << 20) + b'"}')
+        self.assertEqual(code, 413, text)
+        self.assertIn("error", json.loads(text))
+        self.assertEqual(curl(MAIN.http_port, "/v1/nothing")[0], 404)
+        self.assertEqual(curl(MAIN.http_port, "/health")[0], 200)
+        code, text = curl(MAIN.http_port, "/v1/completions", {"prompt": "ok", "max_tokens": 2})
+        self.assertEqual(code, 200, text)
+
+    def test_bad_grpc_input_is_invalid_argument(self):
+        bad = [
+            lambda: C.generate(list(range(65, 91)) * 10, max_tokens=4),  # longer than --ctx 256
+            lambda: C.generate([10 ** 6], max_tokens=4),
+            lambda: C.generate("", max_tokens=4),
+            lambda: C.generate("x", temperature=-1.0),
+            lambda: C.generate("x", context_size=100000),
+            lambda: C.generate("x", stop=["s"] * 17),
+            lambda: C.chat([("wizard", "hi")]),
+            lambda: C.chat([("", "hi")]),
+            lambda: C.chat([]),
+        ]
+        for i, make in enumerate(bad):
+            with self.assertRaises(grpc.RpcError, msg=f"case {i}") as e:
+                drain(make())
+            self.assertEqual(e.exception.code(), grpc.StatusCode.INVALID_ARGUMENT, f"case {i}")
+        self.assertEqual(len(drain(C.generate("fine", max_tokens=2, ignore_eos=True))[1]), 2)
+
+    def test_api_key(self):
+        self.assertEqual(curl(SMALL.http_port, "/v1/models")[0], 401)
+        self.assertEqual(curl(SMALL.http_port, "/v1/models", headers=["Authorization: Bearer nope"])[0], 401)
+        code, body = curl(SMALL.http_port, "/v1/models", headers=["Authorization: Bearer sesame"])
+        self.assertEqual(code, 200)
+        self.assertEqual(json.loads(body)["data"][0]["id"], "tiny")
+        self.assertEqual(curl(SMALL.http_port, "/health")[0], 200)
+        with self.assertRaises(grpc.RpcError) as e:
+            st_client.Client(SMALL.target).info()
+        self.assertEqual(e.exception.code(), grpc.StatusCode.UNAUTHENTICATED)
+        self.assertEqual(CS.info().id, "tiny")
+
+    def test_tokenizer_info_and_metrics(self):
+        self.assertEqual(C.tokenize("hi"), [104, 105])
+        self.assertEqual(C.tokenize("hi<|im_end|>", parse_special=True), [104, 105, 258])
+        self.assertEqual(C.detokenize([104, 105]), "hi")
+        info = C.info()
+        self.assertEqual((info.n_layers, info.parallel, info.queue_capacity, info.server_context_size),
+                         (4, 8, 8, 256))
+        drain(C.generate("count me", max_tokens=3, ignore_eos=True))
+        code, text = curl(MAIN.http_port, "/metrics")
+        self.assertEqual(code, 200)
+        metrics = dict(line.split(" ") for line in text.splitlines() if not line.startswith("#"))
+        for name in ["llamacpp:prompt_tokens_total", "llamacpp:tokens_predicted_total",
+                     "llamacpp:requests_processing", "llamacpp:requests_deferred"]:
+            self.assertIn(name, metrics)
+        self.assertGreaterEqual(float(metrics["llamacpp:tokens_predicted_total"]), 3)
+
+    def test_tls(self):
+        cert, key = os.path.join(TMP.name, "cert.pem"), os.path.join(TMP.name, "key.pem")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                        "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
+                        "-keyout", key, "-out", cert], check=True, capture_output=True)
+        s = Server("--tls-cert", cert, "--tls-key", key)
+        try:
+            c = st_client.Client(s.target, root_cert=cert)
+            _, ids, _, _ = drain(c.generate("secure", max_tokens=3, ignore_eos=True))
+            self.assertEqual(len(ids), 3)
+            out = subprocess.run(["curl", "-sS", "--cacert", cert, f"https://127.0.0.1:{s.http_port}/health"],
+                                 capture_output=True, timeout=30)
+            self.assertEqual(out.stdout.decode(), '{"status":"ok"}')
+            plain = subprocess.run(["curl", "-sS", f"http://127.0.0.1:{s.http_port}/health"],
+                                   capture_output=True, timeout=30)
+            self.assertNotEqual(plain.stdout.decode(), '{"status":"ok"}')
+        finally:
+            s.stop()
+
+    def test_readme_curl_examples(self):
+        # The README's curl commands, against this server.
+        code, body = curl(MAIN.http_port, "/v1/chat/completions",
+                          '{"messages": [{"role": "user", "content": "Hello!"}], "max_tokens": 8}')
+        self.assertEqual(code, 200, body)
+        self.assertEqual(json.loads(body)["choices"][0]["message"]["role"], "assistant")
+        code, body = curl(MAIN.http_port, "/v1/chat/completions",
+                          '{"messages": [{"role": "user", "content": "Hello!"}], "max_tokens": 8, '
+                          '"stream": true}', stream=True)
+        self.assertEqual(code, 200)
+        events = sse_events(body)
+        self.assertEqual(events[-1], "[DONE]")
+        self.assertEqual(json.loads(events[0])["choices"][0]["delta"]["role"], "assistant")
+
+
+if __name__ == "__main__":
+    unittest.main()

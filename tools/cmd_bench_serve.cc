@@ -1,0 +1,182 @@
+// `smallthinker bench-serve`: throughput of the continuous-batching engine
+// (coordinator/engine.h) under N concurrent streams, in process: aggregate
+// decode tokens/s at each concurrency and time to first token p50/p99.
+#include <algorithm>
+#include <cstdio>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "coordinator/engine.h"
+#include "model/model.h"
+#include "nlohmann/json.hpp"
+#include "tools/commands.h"
+#include "tools/sampling_flags.h"
+
+namespace st::tools {
+namespace {
+
+double Percentile(std::vector<double> v, double p) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  const size_t i = std::min(v.size() - 1, static_cast<size_t>(p * (v.size() - 1) + 0.5));
+  return v[i];
+}
+
+struct Level {
+  int streams = 0;
+  double agg_decode_tps = 0;   // sum of decode tokens / decode window, mean over rounds
+  double per_stream_tps = 0;
+  double ttft_p50 = 0, ttft_p99 = 0;
+  int64_t tokens = 0;
+  ForwardZones zones;  // seconds spent per zone during this level
+};
+
+}  // namespace
+
+void RegisterBenchServe(CLI::App& app) {
+  struct Flags {
+    std::string model, streams = "1,2,4,8", output = "text";
+    int threads = 0, prompt_tokens = 32, gen_tokens = 64, rounds = 2, batch = 64;
+  };
+  auto f = std::make_shared<Flags>();
+  CLI::App* cmd = app.add_subcommand(
+      "bench-serve",
+      "Benchmark the serving engine in process: for each concurrency N, start N greedy\n"
+      "requests at once (prompt -p tokens, -n generated tokens each) and report aggregate\n"
+      "decode tokens/s (all streams' tokens after their first / the decode window) and\n"
+      "time to first token p50/p99 over all requests of all rounds.");
+  cmd->add_option("-m,--model", f->model, "SmallThinker GGUF file")->required();
+  cmd->add_option("--streams", f->streams, "Comma-separated concurrency levels")
+      ->capture_default_str();
+  cmd->add_option("-p,--prompt-tokens", f->prompt_tokens, "Prompt tokens per request")
+      ->check(CLI::Range(1, 1 << 20))
+      ->capture_default_str();
+  cmd->add_option("-n,--n-gen", f->gen_tokens, "Tokens generated per request")
+      ->check(CLI::Range(2, 1 << 20))
+      ->capture_default_str();
+  cmd->add_option("-r,--rounds", f->rounds, "Rounds per concurrency level")
+      ->check(CLI::Range(1, 1000))
+      ->capture_default_str();
+  cmd->add_option("-b,--batch-size", f->batch, "Tokens per forward step")
+      ->check(CLI::Range(1, 4096))
+      ->capture_default_str();
+  cmd->add_option("-t,--threads", f->threads, "Kernel threads (0 = all cores)")
+      ->capture_default_str();
+  cmd->add_option("-o,--output", f->output, "text or json")
+      ->check(CLI::IsMember({"text", "json"}))
+      ->capture_default_str();
+  cmd->callback([f] {
+    std::vector<int> levels;
+    for (absl::string_view s : absl::StrSplit(f->streams, ',')) {
+      int n;
+      if (!absl::SimpleAtoi(s, &n) || n < 1) {
+        return Fail(absl::InvalidArgumentError("bad --streams entry '" + std::string(s) + "'"));
+      }
+      levels.push_back(n);
+    }
+    auto model = Model::Load(f->model, ModelOptions{.threads = f->threads, .max_batch = f->batch});
+    if (!model.ok()) return Fail(model.status());
+    const int vocab = (*model)->config().vocab_size;
+    const int max_streams = *std::max_element(levels.begin(), levels.end());
+    Engine engine(**model, EngineOptions{.parallel = max_streams,
+                                         .queue = max_streams,
+                                         .context_size = f->prompt_tokens + f->gen_tokens + 1});
+    std::vector<Level> results;
+    uint64_t salt = 1;
+    for (int n : levels) {
+      Level lv;
+      lv.streams = n;
+      std::vector<double> ttfts, tps;
+      const ForwardZones z0 = (*model)->forward().zones();
+      for (int round = 0; round < f->rounds; ++round) {
+        std::vector<std::unique_ptr<RequestStream>> streams;
+        std::vector<double> submitted;  // seconds since t0
+        const absl::Time t0 = absl::Now();
+        for (int i = 0; i < n; ++i) {
+          EngineRequest r;
+          for (int t = 0; t < f->prompt_tokens; ++t) {
+            r.prompt.push_back(static_cast<int32_t>((salt * 7919 + t * 104729) % vocab));
+          }
+          ++salt;
+          r.options.sampling.temperature = 0;
+          r.options.max_tokens = f->gen_tokens;
+          r.options.ignore_eos = true;
+          submitted.push_back(absl::ToDoubleSeconds(absl::Now() - t0));
+          auto s = engine.Submit(std::move(r));
+          if (!s.ok()) return Fail(s.status());
+          streams.push_back(std::move(*s));
+        }
+        // Decode window: from the first request's first token to the last
+        // request's last token; tokens counted are those after each request's
+        // first (the first belongs to prefill).
+        double window_lo = 1e30, window_hi = 0;
+        int64_t decode_tokens = 0;
+        for (size_t i = 0; i < streams.size(); ++i) {
+          auto& s = streams[i];
+          EngineEvent e;
+          while (s->Next(&e) == RequestStream::Poll::kEvent) {
+            if (!e.done) continue;
+            if (!e.status.ok()) return Fail(e.status);
+            ttfts.push_back(e.usage.ttft_seconds);
+            const double t_first = submitted[i] + e.usage.queue_seconds + e.usage.prompt_seconds;
+            window_lo = std::min(window_lo, t_first);
+            window_hi = std::max(window_hi, t_first + e.usage.decode_seconds);
+            decode_tokens += e.usage.completion_tokens - 1;
+            lv.tokens += e.usage.completion_tokens;
+          }
+        }
+        tps.push_back(decode_tokens / std::max(1e-9, window_hi - window_lo));
+      }
+      double sum = 0;
+      for (double x : tps) sum += x;
+      lv.agg_decode_tps = sum / tps.size();
+      lv.per_stream_tps = lv.agg_decode_tps / n;
+      lv.ttft_p50 = Percentile(ttfts, 0.5);
+      lv.ttft_p99 = Percentile(ttfts, 0.99);
+      const ForwardZones& z1 = (*model)->forward().zones();
+      lv.zones = {z1.route - z0.route, z1.attention - z0.attention, z1.experts - z0.experts,
+                  z1.lm_head - z0.lm_head};
+      results.push_back(lv);
+      if (f->output == "text") {
+        std::printf("streams %2d | aggregate decode %8.2f tok/s | per stream %7.2f tok/s | "
+                    "speedup %5.2fx | TTFT p50 %7.1f ms p99 %7.1f ms\n",
+                    n, lv.agg_decode_tps, lv.per_stream_tps,
+                    lv.agg_decode_tps / results.front().agg_decode_tps, lv.ttft_p50 * 1e3,
+                    lv.ttft_p99 * 1e3);
+        std::printf("           zones: route %.2f s | attention %.2f s | experts %.2f s | "
+                    "lm_head %.2f s\n",
+                    lv.zones.route, lv.zones.attention, lv.zones.experts, lv.zones.lm_head);
+        std::fflush(stdout);
+      }
+    }
+    if (f->output == "json") {
+      nlohmann::json j = {{"model", f->model},
+                          {"threads", (*model)->pool().num_threads()},
+                          {"prompt_tokens", f->prompt_tokens},
+                          {"gen_tokens", f->gen_tokens},
+                          {"rounds", f->rounds},
+                          {"levels", nlohmann::json::array()}};
+      for (const Level& lv : results) {
+        j["levels"].push_back({{"streams", lv.streams},
+                               {"aggregate_decode_tokens_per_second", lv.agg_decode_tps},
+                               {"per_stream_tokens_per_second", lv.per_stream_tps},
+                               {"speedup", lv.agg_decode_tps / results.front().agg_decode_tps},
+                               {"ttft_p50_seconds", lv.ttft_p50},
+                               {"ttft_p99_seconds", lv.ttft_p99},
+                               {"zones_seconds",
+                                {{"route", lv.zones.route},
+                                 {"attention", lv.zones.attention},
+                                 {"experts", lv.zones.experts},
+                                 {"lm_head", lv.zones.lm_head}}}});
+      }
+      std::printf("%s\n", j.dump(2).c_str());
+    }
+  });
+}
+
+}  // namespace st::tools

@@ -1,0 +1,180 @@
+// `smallthinker serve`: the gRPC InferenceService and the OpenAI-compatible
+// HTTP API over one model, with continuous batching of concurrent requests.
+#include <csignal>
+#include <cstdio>
+#include <filesystem>
+#include <memory>
+#include <thread>
+
+#include "common/units.h"
+#include "coordinator/engine.h"
+#include "coordinator/grpc_server.h"
+#include "coordinator/http_gateway.h"
+#include "model/model.h"
+#include "tools/commands.h"
+#include "tools/sampling_flags.h"
+
+namespace st::tools {
+namespace {
+
+// "host:port" -> (host, port); INVALID_ARGUMENT otherwise.
+absl::Status SplitHostPort(const std::string& s, std::string* host, int* port) {
+  const size_t colon = s.rfind(':');
+  if (colon == std::string::npos || colon == 0) {
+    return absl::InvalidArgumentError("expected HOST:PORT, got '" + s + "'");
+  }
+  *host = s.substr(0, colon);
+  if (host->size() > 2 && host->front() == '[' && host->back() == ']') {
+    *host = host->substr(1, host->size() - 2);
+  }
+  try {
+    *port = std::stoi(s.substr(colon + 1));
+  } catch (...) {
+    return absl::InvalidArgumentError("bad port in '" + s + "'");
+  }
+  if (*port < 0 || *port > 65535) return absl::InvalidArgumentError("bad port in '" + s + "'");
+  return absl::OkStatus();
+}
+
+bool IsLoopback(const std::string& host) {
+  return host == "127.0.0.1" || host == "localhost" || host == "::1" || host.rfind("127.", 0) == 0;
+}
+
+}  // namespace
+
+void RegisterServe(CLI::App& app) {
+  struct Flags {
+    std::string model;
+    std::string grpc_listen = "127.0.0.1:50051";
+    std::string http_listen = "127.0.0.1:8080";
+    int parallel = 4, queue = 64, threads = 0, batch = 64;
+    int64_t ctx = 4096;
+    std::string kv_budget = "0";
+    std::string api_key, tls_cert, tls_key;
+  };
+  auto f = std::make_shared<Flags>();
+  CLI::App* cmd = app.add_subcommand(
+      "serve",
+      "Serve a model to applications: a streaming gRPC InferenceService\n"
+      "(proto/smallthinker/v1/inference.proto, with grpc.health.v1 and reflection) and an\n"
+      "OpenAI-compatible HTTP API (POST /v1/chat/completions, /v1/completions; GET /v1/models,\n"
+      "/health, /metrics). Concurrent requests are batched: every step runs one token of each\n"
+      "generating request (plus prompt chunks of new ones) through the model together.\n"
+      "Listens on loopback by default. Ctrl-C stops it.\n"
+      "Example:  smallthinker serve -m model.gguf --parallel 8\n"
+      "          curl http://127.0.0.1:8080/v1/chat/completions -d "
+      "'{\"messages\":[{\"role\":\"user\",\"content\":\"Hi\"}]}'");
+  cmd->add_option("-m,--model", f->model, "SmallThinker GGUF file")->required();
+  cmd->add_option("--grpc-listen", f->grpc_listen,
+                  "gRPC address HOST:PORT (port 0 = any free port; 'off' = no gRPC)")
+      ->capture_default_str();
+  cmd->add_option("--http-listen", f->http_listen,
+                  "HTTP address HOST:PORT (port 0 = any free port; 'off' = no HTTP)")
+      ->capture_default_str();
+  cmd->add_option("--parallel", f->parallel, "Requests generating at once (batched together)")
+      ->check(CLI::Range(1, 256))
+      ->capture_default_str();
+  cmd->add_option("--queue", f->queue,
+                  "Requests that may wait for a slot; beyond that: HTTP 429 / RESOURCE_EXHAUSTED")
+      ->check(CLI::Range(0, 100000))
+      ->capture_default_str();
+  cmd->add_option("-c,--ctx", f->ctx,
+                  "Context size per request in tokens (its KV cache; requests may ask for less)")
+      ->check(CLI::Range(int64_t{2}, int64_t{1} << 30))
+      ->capture_default_str();
+  cmd->add_option("-b,--batch-size", f->batch, "Tokens per forward step (decode + prompt chunks)")
+      ->check(CLI::Range(1, 4096))
+      ->capture_default_str();
+  cmd->add_option("--kv-budget", f->kv_budget,
+                  "Bytes all requests' KV caches may hold together, e.g. 2GiB (0 = unlimited); "
+                  "requests wait for room")
+      ->capture_default_str();
+  cmd->add_option("-t,--threads", f->threads, "Kernel threads (0 = all cores)")
+      ->check(CLI::Range(0, 1024))
+      ->capture_default_str();
+  cmd->add_option("--api-key", f->api_key,
+                  "Require this key: HTTP 'Authorization: Bearer KEY', gRPC metadata "
+                  "'authorization: Bearer KEY' (default: $SMALLTHINKER_API_KEY)");
+  cmd->add_option("--tls-cert", f->tls_cert, "PEM certificate: serve gRPC and HTTP over TLS");
+  cmd->add_option("--tls-key", f->tls_key, "PEM private key for --tls-cert");
+  cmd->callback([f] {
+    if (f->api_key.empty()) {
+      if (const char* env = std::getenv("SMALLTHINKER_API_KEY")) f->api_key = env;
+    }
+    auto budget = ParseByteSize(f->kv_budget);
+    if (!budget.ok()) return Fail(budget.status());
+    if (f->tls_cert.empty() != f->tls_key.empty()) {
+      return Fail(absl::InvalidArgumentError("--tls-cert and --tls-key go together"));
+    }
+    // Signals are taken by sigwait below; every thread inherits the mask.
+    sigset_t signals;
+    sigemptyset(&signals);
+    sigaddset(&signals, SIGINT);
+    sigaddset(&signals, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+    serve::ServeState state;
+    state.model_path = f->model;
+    state.model_id = std::filesystem::path(f->model).stem().string();
+    state.api_key = f->api_key;
+    std::unique_ptr<serve::GrpcServer> grpc;
+    std::unique_ptr<serve::HttpGateway> http;
+    if (f->grpc_listen != "off") {
+      std::string host;
+      int port;
+      if (auto s = SplitHostPort(f->grpc_listen, &host, &port); !s.ok()) return Fail(s);
+      if (!IsLoopback(host)) {
+        std::fprintf(stderr, "warning: gRPC listens beyond loopback on %s\n", host.c_str());
+      }
+      auto g = serve::StartGrpcServer(
+          state, {.listen = f->grpc_listen, .tls_cert_file = f->tls_cert, .tls_key_file = f->tls_key});
+      if (!g.ok()) return Fail(g.status());
+      grpc = std::move(*g);
+      std::printf("grpc listening on %s:%d\n", host.c_str(), grpc->port);
+    }
+    if (f->http_listen != "off") {
+      serve::HttpOptions o;
+      if (auto s = SplitHostPort(f->http_listen, &o.host, &o.port); !s.ok()) return Fail(s);
+      if (!IsLoopback(o.host)) {
+        std::fprintf(stderr, "warning: HTTP listens beyond loopback on %s\n", o.host.c_str());
+      }
+      o.tls_cert_file = f->tls_cert;
+      o.tls_key_file = f->tls_key;
+      o.threads = std::min(512, f->parallel + f->queue + 8);
+      auto h = serve::HttpGateway::Start(state, o);
+      if (!h.ok()) return Fail(h.status());
+      http = std::move(*h);
+      std::printf("http listening on %s:%d\n", o.host.c_str(), http->port());
+    }
+    std::fflush(stdout);
+
+    // Test hook: lets tests observe the "loading" state (health NOT_SERVING).
+    if (const char* delay = std::getenv("ST_SERVE_TEST_LOAD_DELAY_MS")) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(std::atoi(delay)));
+    }
+    auto model = Model::Load(f->model, ModelOptions{.threads = f->threads, .max_batch = f->batch});
+    if (!model.ok()) return Fail(model.status());
+    EngineOptions eo{.parallel = f->parallel,
+                            .queue = f->queue,
+                            .context_size = f->ctx,
+                            .kv_budget_bytes = *budget};
+    auto engine = std::make_unique<Engine>(**model, eo);
+    state.engine.store(engine.get());
+    if (grpc) grpc->SetServing(true);
+    std::printf("ready: %s (parallel %d, queue %d, ctx %lld, threads %d)\n", state.model_id.c_str(),
+                f->parallel, f->queue, static_cast<long long>(engine->options().context_size),
+                (*model)->pool().num_threads());
+    std::fflush(stdout);
+
+    int sig = 0;
+    sigwait(&signals, &sig);
+    std::fprintf(stderr, "signal %d: shutting down\n", sig);
+    if (grpc) grpc->SetServing(false);
+    engine->Shutdown();  // ends every open stream
+    if (http) http->Stop();
+    if (grpc) grpc->server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+    state.engine.store(nullptr);
+  });
+}
+
+}  // namespace st::tools
