@@ -28,6 +28,28 @@ void SparseUp(const MatrixRef& up, const VecRef& x, const float* g, float* u, Th
   }
 }
 
+// The same for n vectors: u[i * u_stride + f] for every active row f.
+void SparseUpMulti(const MatrixRef& up, const Activations& x, float* u, size_t u_stride,
+                   ThreadPool* pool, const std::vector<uint32_t>& active) {
+  std::vector<VecRef> vecs(x.n_vecs());
+  for (size_t i = 0; i < vecs.size(); ++i) vecs[i] = x.vec(i);
+  auto rows = [&](size_t begin, size_t end) {
+    size_t i = begin;
+    while (i < end) {
+      size_t j = i + 1;
+      while (j < end && active[j] == active[j - 1] + 1) ++j;
+      DotRowsMulti(up.type, up.row(active[i]), up.row_bytes(), j - i, vecs.data(), vecs.size(),
+                   u + active[i], u_stride);
+      i = j;
+    }
+  };
+  if (pool != nullptr) {
+    pool->ParallelFor(active.size(), rows, 16);
+  } else {
+    rows(0, active.size());
+  }
+}
+
 }  // namespace
 
 void ExpertFfn(const ExpertMatrices& m, const float* x, int n, float* y, ThreadPool* pool,
@@ -40,17 +62,31 @@ void ExpertFfn(const ExpertMatrices& m, const float* x, int n, float* y, ThreadP
   MatMul(m.gate, act, g.data(), pool);
 
   uint64_t n_active = 0;
+  for (size_t i = 0; i < g.size(); ++i) n_active += g[i] > 0.0f;
   if (sparse && n == 1) {
     for (size_t f = 0; f < d_expert; ++f) {
       if (g[f] > 0.0f) active.push_back(static_cast<uint32_t>(f));
     }
-    n_active = active.size();
     SparseUp(m.up, act.vec(0), g.data(), u.data(), pool, active);
   } else {
-    // Several tokens: every up row is read once for all of them (multi-vector
-    // kernels); the values equal the sparse path's where it computes them.
-    MatMul(m.up, act, u.data(), pool);
-    for (size_t i = 0; i < g.size(); ++i) n_active += g[i] > 0.0f;
+    // Several tokens: up rows active for any of them, each read once for all
+    // (multi-vector kernels, bit-identical to one vector at a time); when
+    // nearly every row is active, the plain MatMul.
+    if (sparse) {
+      for (size_t f = 0; f < d_expert; ++f) {
+        for (int i = 0; i < n; ++i) {
+          if (g[static_cast<size_t>(i) * d_expert + f] > 0.0f) {
+            active.push_back(static_cast<uint32_t>(f));
+            break;
+          }
+        }
+      }
+    }
+    if (sparse && active.size() * 10 < d_expert * 9) {
+      SparseUpMulti(m.up, act, u.data(), d_expert, pool, active);
+    } else {
+      MatMul(m.up, act, u.data(), pool);
+    }
   }
   if (sparsity != nullptr) {
     sparsity->active_rows += n_active;

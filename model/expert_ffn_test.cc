@@ -72,7 +72,7 @@ TEST_P(ExpertFfnTest, SparseEqualsDenseAndReference) {
   const int dm = 96, de = 160;  // odd multiples of the block size
   Expert e(type, dm, de, transposed, 11);
   ThreadPool pool(3);
-  for (int n : {1, 3}) {
+  for (int n : {1, 2, 3, 8}) {  // 2, 3: union of active rows; 8: nearly all rows, dense up
     SCOPED_TRACE(n);
     const std::vector<float> x = st::testing::Gaussian(size_t(n) * dm, 5 + n);
     std::vector<float> sparse(size_t(n) * dm), dense(size_t(n) * dm), single(size_t(n) * dm);
