@@ -18,6 +18,7 @@
 #include "model/traffic.h"
 #include "nlohmann/json.hpp"
 #include "tools/commands.h"
+#include "tools/sampling_flags.h"
 
 namespace st::tools {
 namespace {
@@ -132,6 +133,7 @@ void RegisterBench(CLI::App& app) {
     std::vector<int> gen = {128};
     int threads = 0, reps = 3, batch = 512;
     std::string bandwidth_size = "1GiB";
+    std::string kv_type = "f16";
   };
   auto f = std::make_shared<Flags>();
   CLI::App* cmd = app.add_subcommand(
@@ -150,13 +152,16 @@ void RegisterBench(CLI::App& app) {
   cmd->add_option("-b,--batch-size", f->batch, "Prompt tokens per forward batch")
       ->check(CLI::Range(1, 4096))
       ->capture_default_str();
+  AddKvTypeFlag(cmd, &f->kv_type);
   cmd->add_option("--bandwidth-size", f->bandwidth_size, "Buffer for the bandwidth measurement")
       ->capture_default_str();
   cmd->add_option("-o,--output", f->output, "md | json")
       ->check(CLI::IsMember({"md", "json"}))
       ->capture_default_str();
   cmd->callback([f] {
-    auto model = Model::Load(f->model, ModelOptions{.threads = f->threads, .max_batch = f->batch});
+    const DType kv_type = *ParseKvType(f->kv_type);  // validated by the flag check
+    auto model = Model::Load(
+        f->model, ModelOptions{.threads = f->threads, .max_batch = f->batch, .kv_type = kv_type});
     if (!model.ok()) {
       std::fprintf(stderr, "error: %s\n", model.status().ToString().c_str());
       ExitCode() = 1;
@@ -193,6 +198,7 @@ void RegisterBench(CLI::App& app) {
                           {"model_type", type},
                           {"model_size", size},
                           {"threads", threads},
+                          {"kv_type", std::string(DTypeName(kv_type))},
                           {"repetitions", f->reps},
                           {"read_bandwidth_gbps", bw.median_gbps},
                           {"bytes_per_token", traffic.total()},
@@ -225,6 +231,7 @@ void RegisterBench(CLI::App& app) {
         bw.median_gbps, bw.passes, threads, FormatBytes(traffic.total()).c_str(),
         FormatBytes(traffic.attention).c_str(), FormatBytes(traffic.router).c_str(),
         FormatBytes(traffic.experts).c_str(), FormatBytes(traffic.lm_head).c_str(), roofline);
+    std::printf("kv cache: %s\n", std::string(DTypeName(kv_type)).c_str());
     for (const TestResult& r : results) {
       std::printf("zones %-6s %s\n", r.name.c_str(), ZoneBreakdown(r).c_str());
     }
