@@ -4,9 +4,12 @@
 //  1. scores: q_h . k_p in float lanes (one MulAdd accumulator per head, a
 //     scalar tail for head_dim % lanes), times 1/sqrt(head_dim) -> scratch;
 //  2. softmax: max subtraction and std::exp per score (scalar, as the twin);
-//  3. out_h = sum_p p_hp v_p as MulAdd(Set(p_hp), v_p, out_h) over
-//     increasing p, so the order of summation (per output element exactly
-//     the twin's) does not depend on where the ring wraps.
+//  3. out_h = sum_p p_hp v_p as MulAdd(Set(p_hp), v_p, acc) over
+//     increasing p, one vector of head dims at a time with the block's
+//     accumulators in registers, so the order of summation (per output
+//     element the twin's) does not depend on where the ring wraps.
+// The window is walked as at most two runs of consecutive slots (before and
+// after the ring wraps), with no per-key modulo.
 // Blocks of more than one head keep their scores in a thread-local buffer
 // (the caller's scratch holds one head's).
 #undef HWY_TARGET_INCLUDE
@@ -53,46 +56,85 @@ struct BF16E {
   static float Get(const T* p, size_t i) { return BF16ToF32(p[i]); }
 };
 
-// For NH query heads q[g * hd ...] and keys i in [0, n_keys): scores
-// s[g * n_keys + i] = scale * q_g . k_i, where k_i = key(i).
-template <class E, int NH, class KeyAt>
-void Scores(const float* q, size_t hd, int64_t n_keys, KeyAt key, float scale, float* s) {
+// A run of keys in consecutive ring slots: key i of the run is at
+// base + i * stride. A window [lo, hi] is at most two runs (before and after
+// the ring wraps), so no per-key modulo is needed.
+template <class T>
+struct Run {
+  const T* base;
+  int64_t n;
+};
+
+// For NH query heads q[g * hd ...] and the keys of `runs` (n_keys in all):
+// s[g * n_keys + i] = scale * q_g . k_i.
+template <class E, int NH>
+void Scores(const float* q, size_t hd, const Run<typename E::T>* runs, int n_runs, size_t stride,
+            int64_t n_keys, float scale, float* s) {
   const DF df;
   const size_t N = hn::Lanes(df);
-  for (int64_t i = 0; i < n_keys; ++i) {
-    const typename E::T* k = key(i);
-    hn::Vec<DF> acc[NH];
-    for (int g = 0; g < NH; ++g) acc[g] = hn::Zero(df);
-    size_t j = 0;
-    for (; j + N <= hd; j += N) {
-      const auto kj = E::Load(df, k + j);
-      for (int g = 0; g < NH; ++g) acc[g] = hn::MulAdd(hn::LoadU(df, q + g * hd + j), kj, acc[g]);
-    }
-    for (int g = 0; g < NH; ++g) {
-      float tail = 0.0f;
-      for (size_t t = j; t < hd; ++t) tail += q[g * hd + t] * E::Get(k, t);
-      s[g * n_keys + i] = (hn::GetLane(hn::SumOfLanes(df, acc[g])) + tail) * scale;
+  int64_t i = 0;
+  for (int r = 0; r < n_runs; ++r) {
+    const typename E::T* k = runs[r].base;
+    for (int64_t e = 0; e < runs[r].n; ++e, ++i, k += stride) {
+      auto a0 = hn::Zero(df), a1 = a0, a2 = a0, a3 = a0;  // named: kept in registers
+      size_t j = 0;
+      for (; j + N <= hd; j += N) {
+        const auto kj = E::Load(df, k + j);
+        a0 = hn::MulAdd(hn::LoadU(df, q + j), kj, a0);
+        if constexpr (NH > 1) a1 = hn::MulAdd(hn::LoadU(df, q + hd + j), kj, a1);
+        if constexpr (NH > 2) a2 = hn::MulAdd(hn::LoadU(df, q + 2 * hd + j), kj, a2);
+        if constexpr (NH > 3) a3 = hn::MulAdd(hn::LoadU(df, q + 3 * hd + j), kj, a3);
+      }
+      const hn::Vec<DF> acc[4] = {a0, a1, a2, a3};
+      for (int g = 0; g < NH; ++g) {
+        float tail = 0.0f;
+        for (size_t t = j; t < hd; ++t) tail += q[g * hd + t] * E::Get(k, t);
+        s[g * n_keys + i] = (hn::GetLane(hn::SumOfLanes(df, acc[g])) + tail) * scale;
+      }
     }
   }
 }
 
-// out[g * hd + d] += sum_i p[g * n_keys + i] * v_i[d], in increasing i.
-template <class E, int NH, class ValAt>
-void Values(const float* p, size_t hd, int64_t n_keys, ValAt val, float* out) {
+// out[g * hd + d] = sum_i p[g * n_keys + i] * v_i[d], summed in increasing
+// i. One vector of head dims at a time, the NH accumulators stay in
+// registers across all keys.
+template <class E, int NH>
+void Values(const float* p, size_t hd, const Run<typename E::T>* runs, int n_runs, size_t stride,
+            int64_t n_keys, float* out) {
   const DF df;
   const size_t N = hn::Lanes(df);
-  for (int64_t i = 0; i < n_keys; ++i) {
-    const typename E::T* v = val(i);
-    size_t j = 0;
-    for (; j + N <= hd; j += N) {
-      const auto vj = E::Load(df, v + j);
-      for (int g = 0; g < NH; ++g) {
-        float* o = out + g * hd + j;
-        hn::StoreU(hn::MulAdd(hn::Set(df, p[g * n_keys + i]), vj, hn::LoadU(df, o)), df, o);
+  size_t j = 0;
+  for (; j + N <= hd; j += N) {
+    auto a0 = hn::Zero(df), a1 = a0, a2 = a0, a3 = a0;  // named: kept in registers
+    const float* p0 = p;
+    const float* p1 = p + n_keys;
+    const float* p2 = p + 2 * n_keys;
+    const float* p3 = p + 3 * n_keys;
+    int64_t i = 0;
+    for (int r = 0; r < n_runs; ++r) {
+      const typename E::T* v = runs[r].base + j;
+      for (int64_t e = 0; e < runs[r].n; ++e, ++i, v += stride) {
+        const auto vj = E::Load(df, v);
+        a0 = hn::MulAdd(hn::Set(df, p0[i]), vj, a0);
+        if constexpr (NH > 1) a1 = hn::MulAdd(hn::Set(df, p1[i]), vj, a1);
+        if constexpr (NH > 2) a2 = hn::MulAdd(hn::Set(df, p2[i]), vj, a2);
+        if constexpr (NH > 3) a3 = hn::MulAdd(hn::Set(df, p3[i]), vj, a3);
       }
     }
+    hn::StoreU(a0, df, out + j);
+    if constexpr (NH > 1) hn::StoreU(a1, df, out + hd + j);
+    if constexpr (NH > 2) hn::StoreU(a2, df, out + 2 * hd + j);
+    if constexpr (NH > 3) hn::StoreU(a3, df, out + 3 * hd + j);
+  }
+  for (; j < hd; ++j) {
     for (int g = 0; g < NH; ++g) {
-      for (size_t t = j; t < hd; ++t) out[g * hd + t] += p[g * n_keys + i] * E::Get(v, t);
+      float o = 0.0f;
+      int64_t i = 0;
+      for (int r = 0; r < n_runs; ++r) {
+        const typename E::T* v = runs[r].base;
+        for (int64_t e = 0; e < runs[r].n; ++e, ++i, v += stride) o += p[g * n_keys + i] * E::Get(v, j);
+      }
+      out[g * hd + j] = o;
     }
   }
 }
@@ -102,11 +144,20 @@ void Values(const float* p, size_t hd, int64_t n_keys, ValAt val, float* out) {
 template <class E, int NH>
 void Block(const float* q, const KvRingView& kv, size_t kv_off, size_t hd, int64_t lo,
            int64_t n_keys, float scale, float* out, float* s) {
+  static_assert(NH >= 1 && NH <= 4, "blocks of 1 to 4 heads");
   using T = typename E::T;
-  const T* ks = static_cast<const T*>(kv.k) + kv_off;
-  const T* vs = static_cast<const T*>(kv.v) + kv_off;
-  auto slot = [&](int64_t i) { return static_cast<size_t>((lo + i) % kv.capacity) * kv.row_stride; };
-  Scores<E, NH>(q, hd, n_keys, [&](int64_t i) { return ks + slot(i); }, scale, s);
+  const int64_t first = lo % kv.capacity;
+  const int64_t n1 = std::min(n_keys, kv.capacity - first);
+  auto runs_of = [&](const void* base, Run<T>* runs) {
+    const T* b = static_cast<const T*>(base) + kv_off;
+    runs[0] = Run<T>{b + static_cast<size_t>(first) * kv.row_stride, n1};
+    runs[1] = Run<T>{b, n_keys - n1};
+    return n_keys > n1 ? 2 : 1;
+  };
+  Run<T> kruns[2], vruns[2];
+  const int n_runs = runs_of(kv.k, kruns);
+  runs_of(kv.v, vruns);
+  Scores<E, NH>(q, hd, kruns, n_runs, kv.row_stride, n_keys, scale, s);
   for (int g = 0; g < NH; ++g) {
     float* sg = s + g * n_keys;
     float max = -INFINITY;
@@ -119,8 +170,7 @@ void Block(const float* q, const KvRingView& kv, size_t kv_off, size_t hd, int64
     const float inv_sum = 1.0f / sum;
     for (int64_t i = 0; i < n_keys; ++i) sg[i] *= inv_sum;
   }
-  std::fill(out, out + NH * hd, 0.0f);
-  Values<E, NH>(s, hd, n_keys, [&](int64_t i) { return vs + slot(i); }, out);
+  Values<E, NH>(s, hd, vruns, n_runs, kv.row_stride, n_keys, out);
 }
 
 template <class E>
