@@ -11,13 +11,19 @@
 
 namespace st {
 
-// Runs `fn(begin, end)` over a static split of [0, n) across the calling
-// thread plus `num_threads - 1` persistent workers. Threads are created once,
-// in the constructor; a ParallelFor creates none.
+// Runs `fn(begin, end)` over a fixed split of [0, n) into chunks, executed by
+// the calling thread plus `num_threads - 1` persistent workers, each thread
+// claiming the next unclaimed chunk (an atomic counter) until none is left.
+// Threads are created once, in the constructor; a ParallelFor creates none.
+// Claiming keeps both cores busy when one thread is slowed (another process
+// on its core, a cold cache), where a static share per thread would leave
+// the others waiting at the end of every op.
 //
 // Thread-compatible: one ParallelFor at a time (calls from several threads
 // must be serialized by the caller). The split of [0, n) is a pure function of
-// n and num_threads, so results never depend on scheduling.
+// n, grain and num_threads (which thread runs a chunk is not), so results
+// never depend on scheduling as long as fn's output for a range depends only
+// on the range.
 //
 // Latency: a decode step issues hundreds of small ParallelFors, so waking a
 // sleeping thread (~5-20 us through a futex) each time would dominate. Idle
@@ -36,12 +42,16 @@ class ThreadPool {
   // Calls fn(begin, end) on disjoint ranges covering [0, n). Ranges are
   // multiples of `grain` (except the last) so callers can keep cache lines or
   // quant blocks whole. Blocks until every range is done.
+  // There are min(ceil(n / grain), num_threads * kChunksPerThread) chunks,
+  // balanced within one grain.
   void ParallelFor(size_t n, const std::function<void(size_t begin, size_t end)>& fn,
                    size_t grain = 1);
 
+  static constexpr int kChunksPerThread = 4;
+
  private:
   void WorkerLoop(int index);
-  void RunShare(int index);
+  void RunChunks();
 
   const int num_threads_;
   std::vector<std::thread> workers_;
@@ -65,6 +75,8 @@ class ThreadPool {
   const std::function<void(size_t, size_t)>* job_ = nullptr;
   size_t job_n_ = 0;
   size_t job_grain_ = 1;
+  size_t job_chunks_ = 0;
+  std::atomic<size_t> next_chunk_{0};
 };
 
 }  // namespace st
