@@ -1,6 +1,7 @@
 // The one door through which the forward pass reaches expert FFNs.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <vector>
 
@@ -30,11 +31,33 @@ class ExpertExecutor {
   // so an implementation can start fetching the chosen experts.
   virtual void Prepare(int layer, const Routes& routes) {}
 
+  // A guess of layer `layer`'s routing made one layer early (Forward's
+  // speculation flag); an implementation may start fetching those experts.
+  // Never affects results.
+  virtual void Speculate(int layer, const Routes& routes) {}
+
   // out[t, :] = sum_j weights[t, j] * Expert_{ids[t, j]}(h[t, :]) for every
   // token t; h and out are [n_tokens, d_model]. The sum runs over j in
   // increasing order for every implementation, so results are bit-identical
   // across executors that compute the same expert outputs.
   virtual absl::Status Run(int layer, const Routes& routes, const float* h, float* out) = 0;
 };
+
+// out[t, :] = sum_j weights[t, j] * slot_out[t, j, :], j in increasing order,
+// in float: THE combination every executor uses, so that local, cached,
+// remote and failed-over runs give bit-identical results. slot_out is
+// [n_tokens, top_k, d].
+inline void CombineSlots(const Routes& routes, const float* slot_out, size_t d, float* out) {
+  const int top_k = routes.top_k;
+  for (int t = 0; t < routes.n_tokens; ++t) {
+    float* o = out + t * d;
+    for (size_t c = 0; c < d; ++c) o[c] = 0.0f;
+    for (int j = 0; j < top_k; ++j) {
+      const float w = routes.weights[t * top_k + j];
+      const float* y = slot_out + (static_cast<size_t>(t) * top_k + j) * d;
+      for (size_t c = 0; c < d; ++c) o[c] += w * y[c];
+    }
+  }
+}
 
 }  // namespace st

@@ -93,8 +93,12 @@ absl::Status Forward::RunBatch(KvCache& kv, int64_t pos0, absl::Span<const int32
   const int d = config_.d_model;
   Embed(tokens);                                               // x = E[tokens]        [n, d]
   for (int l = 0; l < config_.n_layers; ++l) {
-    Route(l, n);                                               // routes from raw x (pre-attention)
+    Route(l, n, routes_);                                      // routes from raw x (pre-attention)
     experts_->Prepare(l, routes_);                             // start expert fetches
+    if (speculate_ && l + 1 < config_.n_layers) {              // guess layer l+1's experts
+      Route(l + 1, n, speculated_, /*count=*/false);           // from the same x
+      experts_->Speculate(l + 1, speculated_);
+    }
     Attention(l, kv, pos0, n);                                 // x += Attn(RmsNorm(x))
     ST_RETURN_IF_ERROR(Annotate(Experts(l, n), absl::StrCat("layer ", l)));  // x += MoE(RmsNorm(x))
   }
@@ -117,22 +121,23 @@ void Forward::Embed(absl::Span<const int32_t> tokens) {
   }
 }
 
-void Forward::Route(int layer, int n) {
+void Forward::Route(int layer, int n, Routes& routes, bool count) {
   const double t0 = Now();
   const int n_exp = config_.n_experts, k = config_.top_k;
   Project(weights_.layers[layer].router, x_.data(), n, router_.data(), pool_);  // [n, E]
-  routes_.n_tokens = n;
-  routes_.top_k = k;
-  routes_.ids.resize(static_cast<size_t>(n) * k);
-  routes_.weights.resize(static_cast<size_t>(n) * k);
+  routes.n_tokens = n;
+  routes.top_k = k;
+  routes.ids.resize(static_cast<size_t>(n) * k);
+  routes.weights.resize(static_cast<size_t>(n) * k);
   for (int t = 0; t < n; ++t) {
     const float* logit = router_.data() + static_cast<size_t>(t) * n_exp;
-    int* ids = routes_.ids.data() + t * k;
+    int* ids = routes.ids.data() + t * k;
     SelectTopK(logit, n_exp, k, ids);
-    GatingWeights(config_.gating, logit, ids, k, routes_.weights.data() + t * k);
+    GatingWeights(config_.gating, logit, ids, k, routes.weights.data() + t * k);
+    if (!count) continue;
     for (int j = 0; j < k; ++j) ++routing_counts_[static_cast<size_t>(layer) * n_exp + ids[j]];
   }
-  if (layer == 0) routed_tokens_ += n;
+  if (count && layer == 0) routed_tokens_ += n;
   zones_.route += Now() - t0;
 }
 

@@ -28,6 +28,10 @@ class Forward {
 
   int max_batch() const { return max_batch_; }
   void set_experts(ExpertExecutor* experts) { experts_ = experts; }
+  // One-layer-ahead speculation: right after layer l is routed, layer l+1's
+  // router also runs on the same (pre-attention) state and its choice goes
+  // to ExpertExecutor::Speculate, so reads can start a layer early.
+  void set_speculate(bool on) { speculate_ = on; }
 
   // Runs `tokens` at positions pos0, pos0 + 1, ... through every layer,
   // storing their keys/values in `kv` (positions before pos0 must already be
@@ -52,7 +56,9 @@ class Forward {
   absl::Status RunBatch(KvCache& kv, int64_t pos0, absl::Span<const int32_t> tokens,
                         bool all_logits, float* logits);
   void Embed(absl::Span<const int32_t> tokens);
-  void Route(int layer, int n);
+  // Routes the batch's current x_ through `layer`'s router into `routes`;
+  // count: add the choice to routing_counts_.
+  void Route(int layer, int n, Routes& routes, bool count = true);
   void Attention(int layer, KvCache& kv, int64_t pos0, int n);
   absl::Status Experts(int layer, int n);
   void LmHead(int n_rows, const float* x, float* logits);
@@ -76,6 +82,8 @@ class Forward {
   std::vector<float> delta_;    // [n, d_model] sub-block output
   std::vector<float> router_;   // [n, n_experts] router logits
   Routes routes_;
+  Routes speculated_;
+  bool speculate_ = false;
 };
 
 }  // namespace st

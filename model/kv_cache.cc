@@ -45,6 +45,18 @@ size_t KvCache::bytes() const {
   return total;
 }
 
+size_t KvCache::BytesFor(const ModelConfig& config, int64_t max_tokens, int max_batch,
+                         DType type) {
+  size_t total = 0;
+  for (int l = 0; l < config.n_layers; ++l) {
+    const int64_t window = config.layers[l].window;
+    int64_t cap = max_tokens;
+    if (window > 0) cap = std::min(max_tokens, window + std::max(max_batch, 1) - 1);
+    total += 2 * static_cast<size_t>(cap) * config.kv_dim() * (type == DType::kF32 ? 4 : 2);
+  }
+  return total;
+}
+
 namespace {
 
 void Convert(DType type, const float* src, int n, uint8_t* dst) {

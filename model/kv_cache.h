@@ -36,6 +36,9 @@ class KvCache {
   int64_t capacity(int layer) const { return layers_[layer].capacity; }
   DType type() const { return type_; }
   size_t bytes() const;
+  // What bytes() will be for a cache built with these arguments.
+  static size_t BytesFor(const ModelConfig& config, int64_t max_tokens, int max_batch,
+                         DType type = DType::kF16);
 
   // Stores the k and v rows (kv_dim floats each) of position `pos`.
   void Store(int layer, int64_t pos, const float* k, const float* v);

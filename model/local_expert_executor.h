@@ -7,6 +7,7 @@
 #include "common/thread_pool.h"
 #include "model/config.h"
 #include "model/expert_executor.h"
+#include "model/expert_ffn.h"
 #include "model/weights.h"
 
 namespace st {
@@ -25,7 +26,10 @@ class LocalExpertExecutor : public ExpertExecutor {
   // Shared with other executors that hold experts as MatrixRefs.
   static void ComputeExpert(const MatrixRef& gate, const MatrixRef& up, const MatrixRef& down,
                             bool down_transposed, const float* x, int n, float* y,
-                            ThreadPool* pool);
+                            ThreadPool* pool, FfnSparsity* sparsity = nullptr);
+
+  const FfnSparsity& sparsity() const { return sparsity_; }
+  void ResetSparsity() { sparsity_ = FfnSparsity{}; }
 
  private:
   const ModelConfig& config_;
@@ -33,6 +37,7 @@ class LocalExpertExecutor : public ExpertExecutor {
   ThreadPool* pool_;
   // Scratch, reused across calls.
   std::vector<float> gathered_, expert_out_, slot_out_;
+  FfnSparsity sparsity_;
 };
 
 }  // namespace st

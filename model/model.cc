@@ -11,6 +11,7 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Load(const std::string& path,
                                                    const ModelOptions& options) {
   std::unique_ptr<Model> m(new Model());
   m->options_ = options;
+  m->path_ = path;
   ST_ASSIGN_OR_RETURN(m->file_, GgufFile::Open(path));
   ST_ASSIGN_OR_RETURN(m->config_, LoadModelConfig(*m->file_));
   ST_ASSIGN_OR_RETURN(m->weights_, DenseWeights::Load(*m->file_, m->config_));

@@ -5,6 +5,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "common/thread_pool.h"
@@ -31,6 +32,7 @@ class Model {
   static absl::StatusOr<std::unique_ptr<Model>> Load(const std::string& path,
                                                      const ModelOptions& options);
 
+  const std::string& path() const { return path_; }
   const ModelConfig& config() const { return config_; }
   const GgufFile& file() const { return *file_; }
   const DenseWeights& weights() const { return weights_; }
@@ -46,10 +48,15 @@ class Model {
   void WrapExperts(
       const std::function<std::unique_ptr<ExpertExecutor>(std::unique_ptr<ExpertExecutor>)>& wrap);
 
+  // Keeps `object` alive as long as the model (bookkeeping that layers above
+  // model/ attach to it, e.g. the expert offload's plan and statistics).
+  void Adopt(std::shared_ptr<void> object) { adopted_.push_back(std::move(object)); }
+
  private:
   Model() = default;
 
   ModelOptions options_;
+  std::string path_;
   std::unique_ptr<GgufFile> file_;
   ModelConfig config_;
   DenseWeights weights_;
@@ -57,6 +64,8 @@ class Model {
   std::unique_ptr<ThreadPool> pool_;
   std::unique_ptr<ExpertExecutor> experts_;
   std::unique_ptr<Forward> forward_;
+  // Declared last: destroyed first, while the executor they may point to lives.
+  std::vector<std::shared_ptr<void>> adopted_;
 };
 
 }  // namespace st

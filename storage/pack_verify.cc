@@ -1,5 +1,6 @@
 #include "storage/pack_verify.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <deque>
@@ -11,7 +12,8 @@
 namespace st {
 
 absl::StatusOr<VerifyResult> VerifyPack(std::shared_ptr<const ExpertPack> pack,
-                                        const SourceOptions& options, int in_flight) {
+                                        const SourceOptions& options, int in_flight,
+                                        uint64_t max_records) {
   if (in_flight < 1 || in_flight > 4096) {
     return absl::InvalidArgumentError(absl::StrCat("in_flight must be in [1, 4096], got ", in_flight));
   }
@@ -23,18 +25,22 @@ absl::StatusOr<VerifyResult> VerifyPack(std::shared_ptr<const ExpertPack> pack,
   VerifyResult result{.source = std::string(src->name())};
   const auto start = std::chrono::steady_clock::now();
   std::deque<std::pair<ReadId, int>> outstanding;  // id, buffer slot
+  const uint64_t total =
+      max_records > 0 ? std::min<uint64_t>(max_records, h.record_count) : h.record_count;
+  const uint64_t stride = h.record_count / total;  // >= 1
   uint64_t next = 0;
   absl::Status first_error;
   auto submit = [&](int slot) -> absl::Status {
-    const ReadRequest r{.layer = static_cast<int>(next / h.n_experts),
-                        .expert = static_cast<int>(next % h.n_experts),
+    const uint64_t record = next * stride;
+    const ReadRequest r{.layer = static_cast<int>(record / h.n_experts),
+                        .expert = static_cast<int>(record % h.n_experts),
                         .dst = bufs.get() + slot * h.record_size};
     ++next;
     ST_ASSIGN_OR_RETURN(std::vector<ReadId> ids, src->Submit({&r, 1}));
     outstanding.emplace_back(ids[0], slot);
     return absl::OkStatus();
   };
-  for (int slot = 0; slot < in_flight && next < h.record_count; ++slot) {
+  for (int slot = 0; slot < in_flight && next < total; ++slot) {
     ST_RETURN_IF_ERROR(submit(slot));
   }
   while (!outstanding.empty()) {
@@ -44,7 +50,7 @@ absl::StatusOr<VerifyResult> VerifyPack(std::shared_ptr<const ExpertPack> pack,
     if (!s.ok() && first_error.ok()) first_error = s;
     ++result.records;
     result.bytes += h.record_size;
-    if (first_error.ok() && next < h.record_count) ST_RETURN_IF_ERROR(submit(slot));
+    if (first_error.ok() && next < total) ST_RETURN_IF_ERROR(submit(slot));
   }
   ST_RETURN_IF_ERROR(first_error);
   result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

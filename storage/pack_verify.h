@@ -21,8 +21,10 @@ struct VerifyResult {
 // Keeps `in_flight` reads outstanding (each into its own record buffer) until
 // every record was read once, in layer-major order. The first failed read
 // ends the run with its status (DATA_LOSS naming layer and expert for a bad
-// checksum). Thread-compatible.
+// checksum). max_records > 0 stops after that many records, spread evenly
+// over the pack (a read-bandwidth sample). Thread-compatible.
 absl::StatusOr<VerifyResult> VerifyPack(std::shared_ptr<const ExpertPack> pack,
-                                        const SourceOptions& options, int in_flight);
+                                        const SourceOptions& options, int in_flight,
+                                        uint64_t max_records = 0);
 
 }  // namespace st

@@ -5,6 +5,7 @@
 
 #include <cerrno>
 #include <cstdlib>
+#include <algorithm>
 #include <cstring>
 #include <memory>
 #include <vector>
@@ -12,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/progress.h"
 #include "common/status_macros.h"
+#include "common/thread_pool.h"
 #include "kernels/quant.h"
 #include "model/config.h"
 #include "model/gguf.h"
@@ -133,25 +135,41 @@ absl::StatusOr<PackWriteResult> WritePack(const PackWriterOptions& o) {
   ST_RETURN_IF_ERROR(file.Open());
 
   std::vector<uint64_t> checksums(h.record_count);
-  std::unique_ptr<char, decltype(&std::free)> record(
-      static_cast<char*>(std::aligned_alloc(kPackAlignment, h.record_size)), &std::free);
-  std::vector<float> in, out;
+  // Records are built in parallel, a batch at a time (each its own buffer:
+  // transposing and re-quantizing down is the CPU-heavy part), and written
+  // in order.
+  ThreadPool pool(o.threads);
+  const int batch = 2 * pool.num_threads();
+  std::unique_ptr<char, decltype(&std::free)> records(
+      static_cast<char*>(std::aligned_alloc(kPackAlignment, h.record_size * batch)), &std::free);
+  if (records == nullptr) return absl::ResourceExhaustedError("convert: cannot allocate record buffers");
+  std::vector<std::vector<float>> in(batch), out(batch);
   ProgressBar bar("convert", h.file_size, o.progress);
-  for (int l = 0; l < c.n_layers; ++l) {
-    const ExpertStacks& s = stacks[l];
-    for (int e = 0; e < c.n_experts; ++e) {
-      std::memset(record.get(), 0, h.record_size);
-      CopyMatrix(ExpertStacks::Slice(s.gate, e, c.n_experts), record.get());
-      CopyMatrix(ExpertStacks::Slice(s.up, e, c.n_experts), record.get() + h.matrix_stride);
-      const MatrixRef down = ExpertStacks::Slice(s.down, e, c.n_experts);
-      char* down_dst = record.get() + 2 * h.matrix_stride;
-      if (s.down_transposed) {
-        CopyMatrix(down, down_dst);  // already [d_expert, d_model]
-      } else {
-        TransposeMatrix(down, down_dst, in, out);  // [d_model, d_expert] -> [d_expert, d_model]
+  for (uint64_t first = 0; first < h.record_count; first += batch) {
+    const int n = static_cast<int>(std::min<uint64_t>(batch, h.record_count - first));
+    pool.ParallelFor(n, [&](size_t begin, size_t end) {
+      for (size_t i = begin; i < end; ++i) {
+        const uint64_t r = first + i;
+        const int l = static_cast<int>(r / c.n_experts), e = static_cast<int>(r % c.n_experts);
+        const ExpertStacks& s = stacks[l];
+        char* rec = records.get() + i * h.record_size;
+        std::memset(rec, 0, h.record_size);
+        CopyMatrix(ExpertStacks::Slice(s.gate, e, c.n_experts), rec);
+        CopyMatrix(ExpertStacks::Slice(s.up, e, c.n_experts), rec + h.matrix_stride);
+        const MatrixRef down = ExpertStacks::Slice(s.down, e, c.n_experts);
+        char* down_dst = rec + 2 * h.matrix_stride;
+        if (s.down_transposed) {
+          CopyMatrix(down, down_dst);  // already [d_expert, d_model]
+        } else {
+          TransposeMatrix(down, down_dst, in[i], out[i]);  // [d_model, d_expert] -> [d_expert, d_model]
+        }
+        checksums[r] = RecordChecksum(rec, h.record_size);
       }
-      checksums[h.RecordIndex(l, e)] = RecordChecksum(record.get(), h.record_size);
-      ST_RETURN_IF_ERROR(file.Write(record.get(), h.record_size, h.RecordOffset(l, e)));
+    });
+    for (int i = 0; i < n; ++i) {
+      const uint64_t r = first + i;
+      const int l = static_cast<int>(r / c.n_experts), e = static_cast<int>(r % c.n_experts);
+      ST_RETURN_IF_ERROR(file.Write(records.get() + i * h.record_size, h.record_size, h.RecordOffset(l, e)));
       bar.Add(h.record_size);
     }
   }

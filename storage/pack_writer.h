@@ -15,6 +15,7 @@ struct PackWriterOptions {
   std::string gguf_path;
   std::string out_path;  // empty: DefaultPackPath(gguf_path)
   bool progress = true;  // progress bar on stderr (MB/s, ETA)
+  int threads = 0;       // records built in parallel (transpose + re-quantize); 0 = all cores
   // For tests: replaces pwrite(2) (same contract: bytes written or -1 with
   // errno set). Short writes are continued.
   using Fn = std::function<ssize_t(int fd, const void* buf, size_t n, off_t offset)>;

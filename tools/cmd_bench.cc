@@ -13,12 +13,16 @@
 #include "absl/strings/str_format.h"
 #include "common/units.h"
 #include "kernels/memory_bandwidth.h"
+#include "common/process_memory.h"
+#include "model/local_expert_executor.h"
 #include "model/model.h"
 #include "model/session.h"
 #include "model/traffic.h"
 #include "nlohmann/json.hpp"
+#include "storage/pack_verify.h"
 #include "tools/commands.h"
 #include "tools/sampling_flags.h"
+#include "tools/offload_flags.h"
 
 namespace st::tools {
 namespace {
@@ -56,11 +60,35 @@ struct TestResult {
   std::vector<double> tps;  // per repetition
   ForwardZones zones;       // summed over repetitions
   double sample_seconds = 0;
+  nlohmann::json experts;   // cache / sparsity / RSS figures over the repetitions
+  double active_fraction = 1.0;  // neurons active in ReGLU (1 = not measured)
+};
+
+// Where the expert executor's statistics live: the offload's cache executor
+// or the GGUF-backed local one.
+struct ExpertStatsView {
+  Offload* offload = nullptr;
+  LocalExpertExecutor* local = nullptr;
+
+  void Reset() {
+    if (offload != nullptr) offload->executor().ResetStats();
+    if (local != nullptr) local->ResetSparsity();
+  }
+  // Figures since Reset() over `tokens` tokens.
+  void Report(TestResult& r, uint64_t tokens) const {
+    r.experts = OffloadReport(offload, tokens);
+    const FfnSparsity* s = offload != nullptr ? &offload->executor().sparsity()
+                           : local != nullptr ? &local->sparsity()
+                                              : nullptr;
+    if (s != nullptr && s->total_rows > 0) r.active_fraction = s->active_fraction();
+    r.experts["active_neuron_fraction"] = r.active_fraction;
+  }
 };
 
 // Prompt processing: one batched forward over n tokens in a fresh session.
-TestResult RunPrompt(Model& model, int n, int reps) {
+TestResult RunPrompt(Model& model, int n, int reps, ExpertStatsView& ev) {
   TestResult r{absl::StrCat("pp", n), n};
+  ev.Reset();
   for (int i = 0; i < reps; ++i) {
     Session s(model, n + 1);
     model.forward().ResetStats();
@@ -76,12 +104,15 @@ TestResult RunPrompt(Model& model, int n, int reps) {
     r.zones.route += z.route, r.zones.attention += z.attention, r.zones.experts += z.experts,
         r.zones.lm_head += z.lm_head;
   }
+  ev.Report(r, static_cast<uint64_t>(n) * reps);
   return r;
 }
 
 // Text generation: n single-token steps (greedy argmax as the sampler).
-TestResult RunGenerate(Model& model, int n, int reps) {
+TestResult RunGenerate(Model& model, int n, int reps, ExpertStatsView& ev) {
   TestResult r{absl::StrCat("tg", n), n};
+  uint64_t tokens = 0;
+  bool first = true;
   for (int i = 0; i < reps; ++i) {
     Session s(model, n + 2);
     auto logits = s.Evaluate({static_cast<int32_t>((1000 + i) % model.config().vocab_size)}, false);
@@ -90,6 +121,9 @@ TestResult RunGenerate(Model& model, int n, int reps) {
       continue;
     }
     model.forward().ResetStats();
+    if (first) ev.Reset();  // decode steps only (and later reps' 1-token prompts)
+    first = false;
+    tokens += n;
     double sample = 0;
     const double t0 = Now();
     for (int k = 0; k < n && logits.ok(); ++k) {
@@ -110,6 +144,7 @@ TestResult RunGenerate(Model& model, int n, int reps) {
     r.zones.route += z.route, r.zones.attention += z.attention, r.zones.experts += z.experts,
         r.zones.lm_head += z.lm_head;
   }
+  ev.Report(r, tokens);
   return r;
 }
 
@@ -126,6 +161,23 @@ std::string ZoneBreakdown(const TestResult& r) {
 
 }  // namespace
 
+// Drops the kernel's page cache (needs root), so offloaded runs start cold.
+bool DropPageCache() {
+  FILE* f = std::fopen("/proc/sys/vm/drop_caches", "w");
+  if (f == nullptr) return false;
+  const bool ok = std::fputs("3\n", f) >= 0;
+  return std::fclose(f) == 0 && ok;
+}
+
+// Resets VmHWM to the current RSS (Linux >= 4.0), so the peak reported is the
+// engine's, not the bandwidth measurement's buffer.
+void ResetPeakRss() {
+  if (FILE* f = std::fopen("/proc/self/clear_refs", "w")) {
+    std::fputs("5\n", f);
+    std::fclose(f);
+  }
+}
+
 void RegisterBench(CLI::App& app) {
   struct Flags {
     std::string model, output = "md";
@@ -134,14 +186,22 @@ void RegisterBench(CLI::App& app) {
     int threads = 0, reps = 3, batch = 512;
     std::string bandwidth_size = "1GiB";
     std::string kv_type = "f16";
+    bool no_drop_caches = false;
+    OffloadFlags offload;
   };
   auto f = std::make_shared<Flags>();
   CLI::App* cmd = app.add_subcommand(
       "bench",
       "Measure prompt processing (ppN: N tokens in one batched pass) and text generation\n"
       "(tgN: N decode steps) in tokens/s, mean +- sd over -r repetitions after a warm-up,\n"
-      "and the fraction of the memory roofline reached by decode:\n"
-      "  roofline = read bandwidth (measured now) / weight bytes read per token.");
+      "and the fraction of the limit reached by decode, both measured in the same run:\n"
+      "  memory roofline = read bandwidth / weight bytes touched per token (only the\n"
+      "                    up/down rows sparse ReGLU reads)\n"
+      "  I/O roofline    = expert pack read bandwidth / bytes read from it per token\n"
+      "                    (offloaded runs: --memory-budget)\n"
+      "  limit           = the smaller of the two.\n"
+      "Offloaded runs also report cache hit rate, bytes read and I/O stall per token and\n"
+      "peak RSS; the page cache is dropped first (when run as root).");
   cmd->add_option("-m,--model", f->model, "SmallThinker GGUF file")->required();
   cmd->add_option("-p,--n-prompt", f->prompt, "Prompt sizes (0 to skip)")->capture_default_str();
   cmd->add_option("-n,--n-gen", f->gen, "Generation lengths (0 to skip)")->capture_default_str();
@@ -155,85 +215,148 @@ void RegisterBench(CLI::App& app) {
   AddKvTypeFlag(cmd, &f->kv_type);
   cmd->add_option("--bandwidth-size", f->bandwidth_size, "Buffer for the bandwidth measurement")
       ->capture_default_str();
+  cmd->add_flag("--no-drop-caches", f->no_drop_caches,
+                "Keep the page cache before offloaded runs");
+  AddOffloadFlags(cmd, &f->offload);
   cmd->add_option("-o,--output", f->output, "md | json")
       ->check(CLI::IsMember({"md", "json"}))
       ->capture_default_str();
   cmd->callback([f] {
-    const DType kv_type = *ParseKvType(f->kv_type);  // validated by the flag check
-    auto model = Model::Load(
-        f->model, ModelOptions{.threads = f->threads, .max_batch = f->batch, .kv_type = kv_type});
-    if (!model.ok()) {
-      std::fprintf(stderr, "error: %s\n", model.status().ToString().c_str());
+    auto fail = [](const absl::Status& s) {
+      std::fprintf(stderr, "error: %s\n", s.ToString().c_str());
       ExitCode() = 1;
-      return;
-    }
-    Model& m = **model;
-    const ModelConfig& c = m.config();
-    const int threads = m.pool().num_threads();
-    std::fprintf(stderr, "measuring memory read bandwidth with %d threads...\n", threads);
+    };
     auto bw_bytes = ParseByteSize(f->bandwidth_size);
     if (!bw_bytes.ok() || *bw_bytes > (uint64_t{64} << 30)) {
       std::fprintf(stderr, "error: bad --bandwidth-size '%s'\n", f->bandwidth_size.c_str());
       ExitCode() = 2;
       return;
     }
+    const bool budgeted = !f->offload.memory_budget.empty();
+    if (budgeted && !f->no_drop_caches) {
+      std::fprintf(stderr, "%s\n", DropPageCache() ? "page cache dropped"
+                                                   : "warning: cannot drop the page cache (not root?)");
+    }
+    const DType kv_type = *ParseKvType(f->kv_type);  // validated by the flag check
+    auto model = Model::Load(
+        f->model, ModelOptions{.threads = f->threads, .max_batch = f->batch, .kv_type = kv_type});
+    if (!model.ok()) return fail(model.status());
+    Model& m = **model;
+    const ModelConfig& c = m.config();
+    const int threads = m.pool().num_threads();
+
+    // Limits first (their buffers must not count in the engine's peak RSS).
+    std::fprintf(stderr, "measuring memory read bandwidth with %d threads...\n", threads);
     const BandwidthResult bw = MeasureReadBandwidth(m.pool(), *bw_bytes);
+    int64_t longest = 1;
+    for (int n : f->prompt) longest = std::max<int64_t>(longest, n);
+    for (int n : f->gen) longest = std::max<int64_t>(longest, n);
+    auto offload = ApplyOffload(m, f->offload, longest + 2);
+    if (!offload.ok()) return fail(offload.status());
+    double ssd_gbps = 0;
+    if (*offload != nullptr && (*offload)->plan().slots < (*offload)->plan().total_experts) {
+      std::fprintf(stderr, "measuring expert pack read bandwidth...\n");
+      auto pack = ExpertPack::Open((*offload)->pack_path());
+      if (!pack.ok()) return fail(pack.status());
+      SourceOptions so;
+      so.kind = ParseSourceKind(f->offload.io).value_or(SourceKind::kAuto);
+      so.queue_depth = f->offload.queue_depth;
+      auto v = VerifyPack(*pack, so, /*in_flight=*/8, /*max_records=*/128);
+      if (!v.ok()) return fail(v.status());
+      ssd_gbps = v->gb_per_s();
+    }
+    ResetPeakRss();
+    ExpertStatsView ev{.offload = *offload,
+                       .local = dynamic_cast<LocalExpertExecutor*>(&m.experts())};
     const DecodeTraffic traffic = DecodeTrafficPerToken(c, m.weights());
-    const double roofline = bw.median_gbps * 1e9 / traffic.total();
+    // Bytes touched per token when a fraction `a` of expert neurons is active:
+    // gate rows always, up and down rows only where active.
+    auto touched = [&](double a) {
+      return traffic.total() - traffic.experts + traffic.experts * (1.0 + 2.0 * a) / 3.0;
+    };
+    auto limits = [&](const TestResult& r) {
+      const double mem = bw.median_gbps * 1e9 / touched(r.active_fraction);
+      const double missed = r.experts.value("bytes_read_per_token", 0.0);
+      const double io = missed > 0 && ssd_gbps > 0 ? ssd_gbps * 1e9 / missed : 0.0;
+      return std::tuple{mem, io, io > 0 ? std::min(mem, io) : mem};
+    };
 
     std::fprintf(stderr, "warm-up...\n");
-    RunGenerate(m, 8, 1);  // touches every dense page; experts as routed
+    RunGenerate(m, 8, 1, ev);  // touches every dense page; experts as routed
     std::vector<TestResult> results;
     for (int n : f->prompt) {
-      if (n > 0) results.push_back(RunPrompt(m, n, f->reps));
+      if (n > 0) results.push_back(RunPrompt(m, n, f->reps, ev));
     }
     for (int n : f->gen) {
-      if (n > 0) results.push_back(RunGenerate(m, n, f->reps));
+      if (n > 0) results.push_back(RunGenerate(m, n, f->reps, ev));
     }
+    const uint64_t peak_rss = ReadProcessMemory().peak_rss_bytes;
 
     const std::string type(DTypeName(c.expert_type));
     const uint64_t size = m.file().file_size();
+    const std::string where = *offload == nullptr ? "gguf (in RAM)"
+                              : budgeted ? absl::StrCat("pack @ ", f->offload.memory_budget)
+                                         : "pack (in RAM)";
     if (f->output == "json") {
       nlohmann::json j = {{"model", f->model},
                           {"model_type", type},
                           {"model_size", size},
+                          {"experts", where},
                           {"threads", threads},
                           {"kv_type", std::string(DTypeName(kv_type))},
                           {"repetitions", f->reps},
                           {"read_bandwidth_gbps", bw.median_gbps},
+                          {"pack_read_bandwidth_gbps", ssd_gbps},
                           {"bytes_per_token", traffic.total()},
-                          {"roofline_tokens_per_second", roofline},
+                          {"peak_rss_bytes", peak_rss},
                           {"tests", nlohmann::json::array()}};
       for (const TestResult& r : results) {
         const Stats s = MeanSd(r.tps);
-        nlohmann::json t = {{"test", r.name},        {"n_tokens", r.n_tokens},
-                            {"avg_ts", s.mean},      {"stddev_ts", s.sd},
-                            {"samples_ts", r.tps},   {"zones", ZoneBreakdown(r)}};
-        if (r.name.rfind("tg", 0) == 0) t["roofline_fraction"] = s.mean / roofline;
+        nlohmann::json t = {{"test", r.name},      {"n_tokens", r.n_tokens},
+                            {"avg_ts", s.mean},    {"stddev_ts", s.sd},
+                            {"samples_ts", r.tps}, {"zones", ZoneBreakdown(r)},
+                            {"experts", r.experts}};
+        if (r.name.rfind("tg", 0) == 0) {
+          const auto [mem, io, limit] = limits(r);
+          t["memory_roofline_ts"] = mem;
+          t["io_roofline_ts"] = io;
+          t["roofline_fraction"] = s.mean / limit;
+        }
         j["tests"].push_back(t);
       }
       std::printf("%s\n", j.dump(2).c_str());
       return;
     }
-    std::printf("| model | size | type | threads | test | t/s | roofline |\n");
-    std::printf("| --- | ---: | --- | ---: | --- | ---: | ---: |\n");
+    std::printf("| model | type | experts | threads | test | t/s | limit | of limit | hit rate | read/token | stall/token |\n");
+    std::printf("| --- | --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |\n");
     for (const TestResult& r : results) {
       const Stats s = MeanSd(r.tps);
       const bool tg = r.name.rfind("tg", 0) == 0;
-      std::printf("| %s | %s | %s | %d | %s | %.2f ± %.2f | %s |\n",
-                  c.name.empty() ? "smallthinker" : c.name.c_str(), FormatBytes(size).c_str(),
-                  type.c_str(), threads, r.name.c_str(), s.mean, s.sd,
-                  tg ? absl::StrFormat("%.0f%%", 100 * s.mean / roofline).c_str() : "");
+      const auto [mem, io, limit] = limits(r);
+      const bool cached = r.experts.contains("cache_hit_rate");
+      std::printf(
+          "| %s | %s | %s | %d | %s | %.2f ± %.2f | %s | %s | %s | %s | %s |\n",
+          c.name.empty() ? "smallthinker" : c.name.c_str(), type.c_str(), where.c_str(), threads,
+          r.name.c_str(), s.mean, s.sd, tg ? absl::StrFormat("%.1f", limit).c_str() : "",
+          tg ? absl::StrFormat("%.0f%%", 100 * s.mean / limit).c_str() : "",
+          cached ? absl::StrFormat("%.1f%%", 100 * r.experts["cache_hit_rate"].get<double>()).c_str() : "",
+          cached ? FormatBytes(static_cast<uint64_t>(r.experts["bytes_read_per_token"].get<double>())).c_str() : "",
+          cached ? absl::StrFormat("%.2f ms", r.experts["io_stall_ms_per_token"].get<double>()).c_str() : "");
     }
-    std::printf(
-        "\nmemory: %.1f GB/s read (median of %d passes, %d threads); decode reads %s per token "
-        "(attention %s, router %s, experts %s, lm_head %s) -> roofline %.1f tok/s\n",
-        bw.median_gbps, bw.passes, threads, FormatBytes(traffic.total()).c_str(),
-        FormatBytes(traffic.attention).c_str(), FormatBytes(traffic.router).c_str(),
-        FormatBytes(traffic.experts).c_str(), FormatBytes(traffic.lm_head).c_str(), roofline);
+    std::printf("\nmemory: %.1f GB/s read (median of %d passes, %d threads); decode touches %s per "
+                "token with every expert row (attention %s, router %s, experts %s, lm_head %s)\n",
+                bw.median_gbps, bw.passes, threads, FormatBytes(traffic.total()).c_str(),
+                FormatBytes(traffic.attention).c_str(), FormatBytes(traffic.router).c_str(),
+                FormatBytes(traffic.experts).c_str(), FormatBytes(traffic.lm_head).c_str());
+    if (ssd_gbps > 0) std::printf("expert pack: %.2f GB/s read (128 records, 8 in flight)\n", ssd_gbps);
+    std::printf("peak RSS: %s\n", FormatBytes(peak_rss).c_str());
     std::printf("kv cache: %s\n", std::string(DTypeName(kv_type)).c_str());
     for (const TestResult& r : results) {
-      std::printf("zones %-6s %s\n", r.name.c_str(), ZoneBreakdown(r).c_str());
+      const auto [mem, io, limit] = limits(r);
+      std::printf("%-6s active neurons %.1f%% | memory roofline %.1f t/s%s | zones: %s\n",
+                  r.name.c_str(), 100 * r.active_fraction, mem,
+                  io > 0 ? absl::StrFormat(" | I/O roofline %.1f t/s", io).c_str() : "",
+                  ZoneBreakdown(r).c_str());
     }
   });
 }

@@ -8,6 +8,7 @@
 #include "model/model.h"
 #include "model/session.h"
 #include "tools/commands.h"
+#include "tools/offload_flags.h"
 #include "tools/sampling_flags.h"
 
 namespace st::tools {
@@ -15,6 +16,7 @@ namespace st::tools {
 void RegisterChat(CLI::App& app) {
   struct Flags {
     GenerationFlags gen;
+    OffloadFlags offload;
     std::string system;
   };
   auto f = std::make_shared<Flags>();
@@ -23,11 +25,14 @@ void RegisterChat(CLI::App& app) {
       "Interactive multi-turn chat. Type a message and press Enter; /reset starts over,\n"
       "/exit (or end of input) quits. The KV cache is reused between turns.");
   AddGenerationFlags(cmd, &f->gen);
+  AddOffloadFlags(cmd, &f->offload);
   cmd->add_option("--system", f->system, "System message");
   cmd->callback([f] {
     auto fail = Fail;
     auto model = LoadModel(f->gen);
     if (!model.ok()) return fail(model.status());
+    auto offload = ApplyOffload(**model, f->offload, f->gen.ctx_size);
+    if (!offload.ok()) return Fail(offload.status());
     Session session(**model, f->gen.ctx_size);
     const GenerateOptions options = GenerateOptionsFrom(f->gen);
     // The conversation as token ids, extended turn by turn with exactly the
@@ -81,6 +86,7 @@ void RegisterChat(CLI::App& app) {
       if (newline.ok()) history.insert(history.end(), newline->begin(), newline->end());
       pending.clear();
     }
+    SaveOffloadStats(*offload, **model, f->offload);
   });
 }
 

@@ -17,6 +17,7 @@ struct ConvertFlags {
   std::string model;
   std::string out;
   bool quiet = false;
+  int threads = 0;
   bool verify = false;
   bool verify_only = false;
   std::string source = "auto";
@@ -27,7 +28,7 @@ struct ConvertFlags {
 int RunConvert(const ConvertFlags& f) {
   const std::string pack_path = f.out.empty() ? DefaultPackPath(f.model) : f.out;
   if (!f.verify_only) {
-    auto r = WritePack({.gguf_path = f.model, .out_path = pack_path, .progress = !f.quiet});
+    auto r = WritePack({.gguf_path = f.model, .out_path = pack_path, .progress = !f.quiet, .threads = f.threads});
     if (!r.ok()) {
       std::fprintf(stderr, "error: %s\n", r.status().ToString().c_str());
       return 1;
@@ -63,6 +64,9 @@ void RegisterConvert(CLI::App& app) {
   cmd->add_option("model", f->model, "GGUF model file")->required();
   cmd->add_option("-o,--out", f->out, "Pack path (default: MODEL.gguf.stpack)");
   cmd->add_flag("-q,--quiet", f->quiet, "No progress bar");
+  cmd->add_option("-t,--threads", f->threads, "Threads building records (0 = all cores)")
+      ->check(CLI::Range(0, 1024))
+      ->capture_default_str();
   cmd->add_flag("--verify", f->verify,
                 "Then read every record back through --source (checksums, GB/s)");
   cmd->add_flag("--verify-only", f->verify_only, "Only verify an existing pack");

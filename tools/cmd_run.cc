@@ -8,6 +8,7 @@
 #include "model/session.h"
 #include "nlohmann/json.hpp"
 #include "tools/commands.h"
+#include "tools/offload_flags.h"
 #include "tools/sampling_flags.h"
 
 namespace st::tools {
@@ -15,6 +16,7 @@ namespace st::tools {
 void RegisterRun(CLI::App& app) {
   struct Flags {
     GenerationFlags gen;
+    OffloadFlags offload;
     std::string prompt, system;
     bool chat = false, json = false, routing = false;
   };
@@ -24,6 +26,7 @@ void RegisterRun(CLI::App& app) {
       "Generate text from a prompt, streaming it as it is produced, then report prompt and\n"
       "decode speed. With --chat the prompt is sent as a user message in ChatML.");
   AddGenerationFlags(cmd, &f->gen);
+  AddOffloadFlags(cmd, &f->offload);
   cmd->add_option("-p,--prompt", f->prompt, "Prompt text")->required();
   cmd->add_flag("--chat", f->chat, "Wrap the prompt as a chat user turn (ChatML)");
   cmd->add_option("--system", f->system, "System message for --chat");
@@ -35,6 +38,8 @@ void RegisterRun(CLI::App& app) {
     auto fail = Fail;
     auto model = LoadModel(f->gen);
     if (!model.ok()) return fail(model.status());
+    auto offload = ApplyOffload(**model, f->offload, f->gen.ctx_size);
+    if (!offload.ok()) return fail(offload.status());
     std::string text = f->prompt;
     if (f->chat) {
       std::vector<ChatMessage> messages;
@@ -59,6 +64,9 @@ void RegisterRun(CLI::App& app) {
     const int n_decode = static_cast<int>(r.generated_ids.size()) - 1;
     const double prompt_tps = r.prompt_tokens_evaluated / std::max(r.prompt_seconds, 1e-9);
     const double decode_tps = n_decode > 0 ? n_decode / std::max(r.decode_seconds, 1e-9) : 0.0;
+    SaveOffloadStats(*offload, **model, f->offload);
+    const nlohmann::json memory =
+        OffloadReport(*offload, r.prompt_tokens_evaluated + r.generated_ids.size());
     if (f->json) {
       nlohmann::json j = {{"model", f->gen.model},
                           {"prompt_ids", r.prompt_ids},
@@ -72,7 +80,8 @@ void RegisterRun(CLI::App& app) {
                           {"prompt_tokens_per_second", prompt_tps},
                           {"decode_tokens", n_decode},
                           {"decode_seconds", r.decode_seconds},
-                          {"decode_tokens_per_second", decode_tps}};
+                          {"decode_tokens_per_second", decode_tps},
+                          {"memory", memory}};
       std::printf("%s\n", j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
       return;
     }
@@ -86,6 +95,7 @@ void RegisterRun(CLI::App& app) {
     const ForwardZones& z = (*model)->forward().zones();
     std::fprintf(stderr, "zones: route %.3f s | attention %.3f s | experts %.3f s | lm_head %.3f s\n",
                  z.route, z.attention, z.experts, z.lm_head);
+    std::fprintf(stderr, "memory: %s\n", FormatOffloadReport(memory).c_str());
     if (f->routing) {
       const ModelConfig& c = (*model)->config();
       std::fprintf(stderr, "%s\n",

@@ -1,0 +1,22 @@
+#include "common/process_memory.h"
+
+#include <cstdio>
+#include <cstring>
+
+namespace st {
+
+ProcessMemory ReadProcessMemory() {
+  ProcessMemory m;
+  FILE* f = std::fopen("/proc/self/status", "r");
+  if (f == nullptr) return m;
+  char line[256];
+  while (std::fgets(line, sizeof line, f) != nullptr) {
+    unsigned long long kb = 0;
+    if (std::sscanf(line, "VmRSS: %llu kB", &kb) == 1) m.rss_bytes = kb * 1024;
+    if (std::sscanf(line, "VmHWM: %llu kB", &kb) == 1) m.peak_rss_bytes = kb * 1024;
+  }
+  std::fclose(f);
+  return m;
+}
+
+}  // namespace st

@@ -1,0 +1,91 @@
+#include "model/expert_ffn.h"
+
+#include <algorithm>
+#include <vector>
+
+#include "kernels/axpy.h"
+
+namespace st {
+namespace {
+
+// Up rows where relu(gate) > 0 for a single token: dotted in runs of
+// consecutive active rows, split over the pool. Inactive rows are left 0.
+void SparseUp(const MatrixRef& up, const VecRef& x, const float* g, float* u, ThreadPool* pool,
+              const std::vector<uint32_t>& active) {
+  auto rows = [&](size_t begin, size_t end) {
+    size_t i = begin;
+    while (i < end) {
+      size_t j = i + 1;
+      while (j < end && active[j] == active[j - 1] + 1) ++j;  // a run of consecutive rows
+      DotRows(up.type, up.row(active[i]), up.row_bytes(), j - i, x, u + active[i]);
+      i = j;
+    }
+  };
+  if (pool != nullptr) {
+    pool->ParallelFor(active.size(), rows, 16);
+  } else {
+    rows(0, active.size());
+  }
+}
+
+}  // namespace
+
+void ExpertFfn(const ExpertMatrices& m, const float* x, int n, float* y, ThreadPool* pool,
+               FfnSparsity* sparsity, bool sparse) {
+  const size_t d_model = m.gate.cols, d_expert = m.gate.rows;
+  std::vector<float> g(static_cast<size_t>(n) * d_expert), u(static_cast<size_t>(n) * d_expert);
+  std::vector<uint32_t> active;
+  Activations act;
+  act.PrepareFor(m.gate.type, x, n, d_model);
+  MatMul(m.gate, act, g.data(), pool);
+
+  uint64_t n_active = 0;
+  if (sparse && n == 1) {
+    for (size_t f = 0; f < d_expert; ++f) {
+      if (g[f] > 0.0f) active.push_back(static_cast<uint32_t>(f));
+    }
+    n_active = active.size();
+    SparseUp(m.up, act.vec(0), g.data(), u.data(), pool, active);
+  } else {
+    // Several tokens: every up row is read once for all of them (multi-vector
+    // kernels); the values equal the sparse path's where it computes them.
+    MatMul(m.up, act, u.data(), pool);
+    for (size_t i = 0; i < g.size(); ++i) n_active += g[i] > 0.0f;
+  }
+  if (sparsity != nullptr) {
+    sparsity->active_rows += n_active;
+    sparsity->total_rows += static_cast<uint64_t>(n) * d_expert;
+  }
+  // z = relu(g) * u, exactly zero where the gate is not positive.
+  for (size_t i = 0; i < g.size(); ++i) g[i] = g[i] > 0.0f ? g[i] * u[i] : 0.0f;
+
+  if (!m.down_transposed) {
+    Activations z;
+    z.PrepareFor(m.down.type, g.data(), n, d_expert);
+    MatMul(m.down, z, y, pool);  // [n, d_model]
+    return;
+  }
+  // down stored as [d_expert, d_model]: y_i = sum_f z[i, f] * down.row(f)
+  // over the active f only, with the d_model columns split over threads in
+  // whole quant blocks.
+  std::fill(y, y + static_cast<size_t>(n) * d_model, 0.0f);
+  const float* z = g.data();
+  auto columns = [&](size_t begin, size_t end) {
+    const size_t offset = RowBytes(m.down.type, begin);
+    for (int i = 0; i < n; ++i) {
+      const float* zi = z + static_cast<size_t>(i) * d_expert;
+      for (size_t f = 0; f < d_expert; ++f) {
+        if (zi[f] == 0.0f) continue;
+        AxpyRow(m.down.type, static_cast<const char*>(m.down.row(f)) + offset, zi[f],
+                y + i * d_model + begin, end - begin);
+      }
+    }
+  };
+  if (pool != nullptr) {
+    pool->ParallelFor(d_model, columns, BlockElems(m.down.type) * 8);
+  } else {
+    columns(0, d_model);
+  }
+}
+
+}  // namespace st

@@ -1,0 +1,105 @@
+#include "storage/cached_expert_executor.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+
+namespace st {
+
+CachedExpertExecutor::CachedExpertExecutor(const ModelConfig& config,
+                                           std::unique_ptr<ExpertCache> cache, ThreadPool* pool)
+    : config_(config), cache_(std::move(cache)), pool_(pool) {}
+
+std::vector<int> CachedExpertExecutor::DistinctExperts(const Routes& routes) const {
+  std::vector<char> seen(config_.n_experts, 0);
+  std::vector<int> out;
+  for (int id : routes.ids) {
+    if (!seen[id]) {
+      seen[id] = 1;
+      out.push_back(id);
+    }
+  }
+  return out;
+}
+
+void CachedExpertExecutor::Prepare(int layer, const Routes& routes) {
+  const std::vector<int> experts = DistinctExperts(routes);
+  if (layer == speculated_layer_) {
+    for (int e : experts) {
+      speculation_.correct += std::count(speculated_.begin(), speculated_.end(), e) > 0;
+    }
+    speculation_.needed += experts.size();
+    speculated_layer_ = -1;
+  }
+  // Errors surface in Run, which acquires every expert anyway.
+  (void)cache_->Prefetch(layer, experts, /*lock=*/true, /*demand=*/true);
+}
+
+void CachedExpertExecutor::Speculate(int layer, const Routes& routes) {
+  // Only decode steps: a prompt batch already needs most experts of a layer,
+  // and guessing the next layer's would just evict them.
+  if (routes.n_tokens > 1) return;
+  speculated_ = DistinctExperts(routes);
+  speculated_layer_ = layer;
+  speculation_.guessed += speculated_.size();
+  (void)cache_->Prefetch(layer, speculated_, /*lock=*/false);
+}
+
+absl::Status CachedExpertExecutor::Run(int layer, const Routes& routes, const float* h,
+                                       float* out) {
+  const int n_tokens = routes.n_tokens, top_k = routes.top_k;
+  const size_t d = config_.d_model;
+  const PackHeader& ph = cache_->pack().header();
+  slot_out_.resize(static_cast<size_t>(n_tokens) * top_k * d);
+
+  std::vector<std::vector<int>> by_expert(config_.n_experts);
+  for (int i = 0; i < n_tokens * top_k; ++i) by_expert[routes.ids[i]].push_back(i);
+  // Resident experts first, so reads of the others overlap their compute.
+  std::vector<int> order = DistinctExperts(routes);
+  std::stable_partition(order.begin(), order.end(),
+                        [&](int e) { return cache_->IsResident(layer, e); });
+
+  size_t next_fetch = 0;  // order[next_fetch..] have no read started by this loop yet
+  for (size_t k = 0; k < order.size(); ++k) {
+    const int e = order[k];
+    // Reads for this expert and up to kLookahead after it, in order, stopping
+    // at the first that finds no slot (so a later expert never takes the
+    // slot the current one needs).
+    for (size_t j = std::max(next_fetch, k); j < order.size() && j <= k + kLookahead; ++j) {
+      (void)cache_->Prefetch(layer, {&order[j], 1}, /*lock=*/true);
+      if (!cache_->IsResident(layer, order[j])) break;
+      next_fetch = j + 1;
+    }
+    absl::StatusOr<const char*> rec = cache_->Acquire(layer, e);
+    if (!rec.ok()) {
+      cache_->ReleaseAll();
+      return Annotate(rec.status(), absl::StrCat("expert ", e));
+    }
+    const std::vector<int>& slots = by_expert[e];
+    const int n = static_cast<int>(slots.size());
+    gathered_.resize(n * d);
+    expert_out_.resize(n * d);
+    for (int i = 0; i < n; ++i) {
+      std::memcpy(&gathered_[i * d], h + (slots[i] / top_k) * d, d * sizeof(float));
+    }
+    const char* p = *rec;
+    auto matrix = [&](int m) {
+      return MatrixRef{.type = ph.expert_type,
+                       .data = p + m * ph.matrix_stride,
+                       .rows = ph.d_expert,
+                       .cols = ph.d_model};
+    };
+    ExpertFfn({.gate = matrix(0), .up = matrix(1), .down = matrix(2), .down_transposed = true},
+              gathered_.data(), n, expert_out_.data(), pool_, &sparsity_);
+    cache_->Release(layer, e);
+    for (int i = 0; i < n; ++i) {
+      std::memcpy(&slot_out_[slots[i] * d], &expert_out_[i * d], d * sizeof(float));
+    }
+  }
+  CombineSlots(routes, slot_out_.data(), d, out);
+  return absl::OkStatus();
+}
+
+}  // namespace st

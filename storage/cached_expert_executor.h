@@ -1,0 +1,60 @@
+// ExpertExecutor over the expert cache: experts come from the pack through
+// the cache (read on demand, prefetched right after routing), are computed
+// with sparse ReGLU, and combined in slot order exactly as every executor does.
+#pragma once
+
+#include <memory>
+#include <vector>
+
+#include "common/thread_pool.h"
+#include "model/config.h"
+#include "model/expert_executor.h"
+#include "model/expert_ffn.h"
+#include "storage/expert_cache.h"
+
+namespace st {
+
+// How well one-layer-ahead speculation guessed.
+struct SpeculationCounters {
+  uint64_t guessed = 0;   // (token-step, expert) guesses made
+  uint64_t correct = 0;   // ... that the real routing then chose
+  uint64_t needed = 0;    // distinct experts the real routing chose in speculated steps
+  double precision() const { return guessed ? static_cast<double>(correct) / guessed : 0.0; }
+  double recall() const { return needed ? static_cast<double>(correct) / needed : 0.0; }
+};
+
+class CachedExpertExecutor : public ExpertExecutor {
+ public:
+  CachedExpertExecutor(const ModelConfig& config, std::unique_ptr<ExpertCache> cache,
+                       ThreadPool* pool);
+
+  void Prepare(int layer, const Routes& routes) override;
+  void Speculate(int layer, const Routes& routes) override;
+  absl::Status Run(int layer, const Routes& routes, const float* h, float* out) override;
+
+  ExpertCache& cache() { return *cache_; }
+  const FfnSparsity& sparsity() const { return sparsity_; }
+  const SpeculationCounters& speculation() const { return speculation_; }
+  void ResetStats() {
+    cache_->ResetCounters();
+    sparsity_ = FfnSparsity{};
+    speculation_ = SpeculationCounters{};
+  }
+
+ private:
+  // Distinct experts of `routes`, in first-use order.
+  std::vector<int> DistinctExperts(const Routes& routes) const;
+  // Reads started ahead of compute inside Run (besides Prepare's).
+  static constexpr int kLookahead = 2;
+
+  const ModelConfig& config_;
+  std::unique_ptr<ExpertCache> cache_;
+  ThreadPool* pool_;
+  FfnSparsity sparsity_;
+  SpeculationCounters speculation_;
+  int speculated_layer_ = -1;
+  std::vector<int> speculated_;  // distinct experts guessed for speculated_layer_
+  std::vector<float> gathered_, expert_out_, slot_out_;
+};
+
+}  // namespace st

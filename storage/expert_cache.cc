@@ -1,0 +1,251 @@
+#include "storage/expert_cache.h"
+
+#include <sys/mman.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+#include "common/units.h"
+
+namespace st {
+
+absl::StatusOr<std::unique_ptr<ExpertCache>> ExpertCache::Create(
+    std::unique_ptr<ExpertSource> source, int n_slots) {
+  if (n_slots < 1) {
+    return absl::InvalidArgumentError(absl::StrCat("expert cache needs at least one slot, got ", n_slots));
+  }
+  const uint64_t bytes = source->pack().header().record_size * static_cast<uint64_t>(n_slots);
+  // Anonymous memory is page aligned (records need 4 KiB for O_DIRECT) and
+  // only becomes resident when a slot is first written.
+  void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) {
+    return absl::ResourceExhaustedError(absl::StrCat("expert cache: cannot map ", FormatBytes(bytes),
+                                                     " for ", n_slots, " slots: ", std::strerror(errno)));
+  }
+  return std::unique_ptr<ExpertCache>(
+      new ExpertCache(std::move(source), static_cast<char*>(p), n_slots));
+}
+
+ExpertCache::ExpertCache(std::unique_ptr<ExpertSource> source, char* memory, int n_slots)
+    : source_(std::move(source)),
+      memory_(memory),
+      record_size_(source_->pack().header().record_size),
+      slots_(n_slots),
+      slot_of_key_(source_->pack().header().record_count, -1) {
+  free_.reserve(n_slots);
+  for (int s = n_slots - 1; s >= 0; --s) free_.push_back(s);
+}
+
+ExpertCache::~ExpertCache() {
+  // Reads still in flight write into our memory: finish them first.
+  for (Slot& slot : slots_) {
+    if (slot.pending) (void)source_->Wait(*slot.pending);
+  }
+  munmap(memory_, record_size_ * slots_.size());
+}
+
+int ExpertCache::resident() const { return n_slots() - static_cast<int>(free_.size()); }
+
+int ExpertCache::SlotOf(int layer, int expert) const { return slot_of_key_[Key(layer, expert)]; }
+
+void ExpertCache::Lock(int s) {
+  Slot& slot = slots_[s];
+  if (slot.in_lru) {
+    lru_.erase(slot.lru);
+    slot.in_lru = false;
+  }
+  slot.locked = true;
+}
+
+void ExpertCache::Unlock(int s) {
+  Slot& slot = slots_[s];
+  slot.locked = false;
+  if (!slot.pinned && !slot.pending && !slot.in_lru && slot.key >= 0) {
+    slot.lru = lru_.insert(lru_.end(), s);
+    slot.in_lru = true;
+  }
+}
+
+void ExpertCache::ReapLanded() {
+  size_t keep = 0;
+  for (int s : unlocked_pending_) {
+    Slot& slot = slots_[s];
+    if (!slot.pending || slot.locked) continue;  // finished or claimed since
+    if (!source_->Poll(*slot.pending)) {
+      unlocked_pending_[keep++] = s;
+      continue;
+    }
+    if (Finish(s).ok()) Unlock(s);  // joins the LRU as most recent
+  }
+  unlocked_pending_.resize(keep);
+}
+
+int ExpertCache::TakeSlot() {
+  if (!free_.empty()) {
+    const int s = free_.back();
+    free_.pop_back();
+    return s;
+  }
+  ReapLanded();
+  if (lru_.empty()) {
+    // Unlocked reads still in flight (speculative prefetches) become
+    // evictable once they land: wait for one.
+    for (int s = 0; s < n_slots(); ++s) {
+      Slot& slot = slots_[s];
+      if (slot.pending && !slot.locked && !slot.pinned) {
+        (void)Finish(s);  // a failed read empties the slot
+        if (slot.key < 0) {
+          // Finish put it on free_.
+          free_.pop_back();
+          return s;
+        }
+        Unlock(s);
+        break;
+      }
+    }
+    if (lru_.empty()) return -1;
+  }
+  const int s = lru_.front();
+  lru_.pop_front();
+  Slot& slot = slots_[s];
+  slot.in_lru = false;
+  slot_of_key_[slot.key] = -1;
+  slot.key = -1;
+  ++counters_.evictions;
+  return s;
+}
+
+absl::Status ExpertCache::StartRead(int s, int layer, int expert) {
+  ReadRequest req{.layer = layer, .expert = expert, .dst = SlotData(s)};
+  absl::StatusOr<std::vector<ReadId>> ids = source_->Submit({&req, 1});
+  if (!ids.ok()) {
+    free_.push_back(s);
+    return ids.status();
+  }
+  Slot& slot = slots_[s];
+  slot.key = Key(layer, expert);
+  slot.pending = (*ids)[0];
+  slot_of_key_[slot.key] = s;
+  ++counters_.reads;
+  counters_.bytes_read += record_size_;
+  return absl::OkStatus();
+}
+
+absl::Status ExpertCache::Finish(int s) {
+  Slot& slot = slots_[s];
+  if (!slot.pending) return absl::OkStatus();
+  const ReadId id = *slot.pending;
+  slot.pending.reset();
+  absl::Status status = source_->Wait(id);
+  if (!status.ok()) {
+    if (slot.in_lru) {
+      lru_.erase(slot.lru);
+      slot.in_lru = false;
+    }
+    slot_of_key_[slot.key] = -1;
+    slot.key = -1;
+    slot.locked = false;
+    slot.pinned = false;
+    free_.push_back(s);
+  }
+  return status;
+}
+
+absl::Status ExpertCache::Pin(absl::Span<const std::pair<int, int>> layer_experts, int keep_free) {
+  int pinned = 0;
+  for (const Slot& slot : slots_) pinned += slot.pinned;
+  int wanted = 0;
+  for (auto [layer, expert] : layer_experts) {
+    ST_RETURN_IF_ERROR(pack().CheckIndex(layer, expert));
+    const int s = SlotOf(layer, expert);
+    wanted += s < 0 || !slots_[s].pinned;
+  }
+  if (pinned + wanted > n_slots() - keep_free) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot pin ", wanted, " more experts: ", pinned, " of ", n_slots(),
+                     " slots are pinned and ", keep_free, " must stay free"));
+  }
+  std::vector<int> started;
+  for (auto [layer, expert] : layer_experts) {
+    int s = SlotOf(layer, expert);
+    if (s < 0) {
+      s = TakeSlot();
+      if (s < 0) break;  // cannot happen: checked above
+      ST_RETURN_IF_ERROR(StartRead(s, layer, expert));
+      started.push_back(s);
+    }
+    Lock(s);
+    slots_[s].pinned = true;
+  }
+  absl::Status status;
+  for (int s : started) status.Update(Finish(s));
+  for (auto [layer, expert] : layer_experts) {
+    const int s = SlotOf(layer, expert);
+    if (s >= 0) slots_[s].locked = false;  // pinned: stays out of the LRU
+  }
+  return status;
+}
+
+absl::StatusOr<int> ExpertCache::Prefetch(int layer, absl::Span<const int> experts, bool lock,
+                                          bool demand) {
+  int started = 0;
+  for (int expert : experts) {
+    ST_RETURN_IF_ERROR(pack().CheckIndex(layer, expert));
+    int s = SlotOf(layer, expert);
+    if (demand) {
+      ++counters_.requests;
+      ++(s >= 0 ? counters_.hits : counters_.misses);
+    }
+    if (s < 0) {
+      s = TakeSlot();
+      if (s < 0) {
+        ++counters_.prefetch_skipped;
+        continue;
+      }
+      ST_RETURN_IF_ERROR(StartRead(s, layer, expert));
+      ++started;
+      if (!lock) unlocked_pending_.push_back(s);
+    }
+    if (lock) Lock(s);
+  }
+  return started;
+}
+
+absl::StatusOr<const char*> ExpertCache::Acquire(int layer, int expert) {
+  ST_RETURN_IF_ERROR(pack().CheckIndex(layer, expert));
+  int s = SlotOf(layer, expert);
+  if (s < 0) {
+    s = TakeSlot();
+    if (s < 0) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat("expert cache: all ", n_slots(), " slots are locked or pinned; cannot load layer ",
+                       layer, " expert ", expert));
+    }
+    ST_RETURN_IF_ERROR(StartRead(s, layer, expert));
+  }
+  Lock(s);
+  if (slots_[s].pending) {
+    const auto t0 = std::chrono::steady_clock::now();
+    absl::Status status = Finish(s);
+    counters_.stall_seconds +=
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    ST_RETURN_IF_ERROR(status);
+  }
+  return SlotData(s);
+}
+
+void ExpertCache::Release(int layer, int expert) {
+  const int s = SlotOf(layer, expert);
+  if (s >= 0 && slots_[s].locked) Unlock(s);
+}
+
+void ExpertCache::ReleaseAll() {
+  for (int s = 0; s < n_slots(); ++s) {
+    if (slots_[s].locked) Unlock(s);
+  }
+}
+
+}  // namespace st

@@ -1,0 +1,128 @@
+// The expert cache: a fixed number of record-sized slots in RAM holding
+// expert records (gate, up, down^T) read from a pack through an ExpertSource.
+//
+//   ExpertCache cache(source, n_slots);
+//   cache.Prefetch(layer, {3, 7, 9, 12}, /*lock=*/true);  // right after routing
+//   ... attention runs while the reads are in flight ...
+//   ST_ASSIGN_OR_RETURN(const char* rec, cache.Acquire(layer, 3));  // waits if needed
+//   ... compute expert 3 ...
+//   cache.Release(layer, 3);
+//
+// Replacement: least recently released first, never a pinned slot, never a
+// locked one (a slot is locked from Prefetch(lock) or Acquire until its
+// Release), never one whose read is still in flight. Pinned slots hold the
+// hottest experts (from recorded activation counts) for the whole run.
+//
+// Thread-compatible: one thread drives the cache (the forward pass); the
+// source completes reads on its own threads.
+#pragma once
+
+#include <cstdint>
+#include <list>
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/types/span.h"
+#include "storage/expert_source.h"
+
+namespace st {
+
+struct ExpertCacheCounters {
+  // Demands: experts a step needs, counted once each when routing chose them
+  // (Prefetch with demand = true).
+  uint64_t requests = 0;
+  uint64_t hits = 0;           // ... already resident or being read at that moment
+  uint64_t misses = 0;         // ... that needed a new read
+  uint64_t reads = 0;          // records read from the source
+  uint64_t bytes_read = 0;
+  uint64_t evictions = 0;      // resident records dropped to make room
+  uint64_t prefetch_skipped = 0;  // prefetches not issued: every slot locked or loading
+  double stall_seconds = 0;    // time Acquire spent waiting for reads
+};
+
+class ExpertCache {
+ public:
+  // n_slots >= 1. Allocates n_slots * record_size bytes of anonymous memory
+  // (touched only as slots fill, so RSS grows with use).
+  static absl::StatusOr<std::unique_ptr<ExpertCache>> Create(std::unique_ptr<ExpertSource> source,
+                                                             int n_slots);
+  ~ExpertCache();
+  ExpertCache(const ExpertCache&) = delete;
+  ExpertCache& operator=(const ExpertCache&) = delete;
+
+  const ExpertPack& pack() const { return source_->pack(); }
+  const ExpertSource& source() const { return *source_; }
+  int n_slots() const { return static_cast<int>(slots_.size()); }
+  uint64_t slot_bytes() const { return record_size_; }
+  uint64_t allocated_bytes() const { return record_size_ * slots_.size(); }
+  int resident() const;  // slots holding a record (ready or in flight)
+  bool IsResident(int layer, int expert) const { return SlotOf(layer, expert) >= 0; }
+
+  // Reads the given experts into pinned slots and waits for them. Pinned
+  // experts are never evicted. FAILED_PRECONDITION if they would leave fewer
+  // than `keep_free` unpinned slots.
+  absl::Status Pin(absl::Span<const std::pair<int, int>> layer_experts, int keep_free);
+
+  // Starts reads for the experts of `layer` that are not resident, as far as
+  // free or evictable slots allow (the rest are read at Acquire). With lock,
+  // every listed expert that is or becomes resident is locked until Release.
+  // Returns the number of reads started. demand: these experts are needed
+  // now (counted in requests/hits/misses), not a guess.
+  absl::StatusOr<int> Prefetch(int layer, absl::Span<const int> experts, bool lock,
+                               bool demand = false);
+
+  // The expert's record (record_size bytes), reading it now if it is not
+  // resident; waits for an in-flight read (stall time). The slot is locked
+  // until Release. DATA_LOSS / UNAVAILABLE etc. from the source are returned
+  // as is and leave the slot empty. RESOURCE_EXHAUSTED if every slot is
+  // locked.
+  absl::StatusOr<const char*> Acquire(int layer, int expert);
+  // Drops every lock on the expert's slot (it becomes most recently used).
+  void Release(int layer, int expert);
+  // Release of every locked slot (error paths).
+  void ReleaseAll();
+
+  const ExpertCacheCounters& counters() const { return counters_; }
+  void ResetCounters() { counters_ = ExpertCacheCounters{}; }
+
+ private:
+  struct Slot {
+    int64_t key = -1;                 // layer * n_experts + expert, or -1
+    std::optional<ReadId> pending;    // read in flight
+    bool locked = false;
+    bool pinned = false;
+    std::list<int>::iterator lru;     // position in lru_ when evictable
+    bool in_lru = false;
+  };
+
+  ExpertCache(std::unique_ptr<ExpertSource> source, char* memory, int n_slots);
+  int64_t Key(int layer, int expert) const {
+    return static_cast<int64_t>(layer) * pack().header().n_experts + expert;
+  }
+  int SlotOf(int layer, int expert) const;
+  char* SlotData(int s) const { return memory_ + static_cast<uint64_t>(s) * record_size_; }
+  // A free slot, or the least recently used evictable one (evicted), or -1.
+  int TakeSlot();
+  // Unlocked reads (speculative guesses) that have landed join the LRU.
+  void ReapLanded();
+  void Lock(int s);
+  void Unlock(int s);
+  // Submits a read of (layer, expert) into slot s.
+  absl::Status StartRead(int s, int layer, int expert);
+  // Waits for slot s's read; on failure the slot is emptied.
+  absl::Status Finish(int s);
+
+  std::unique_ptr<ExpertSource> source_;
+  char* memory_;
+  uint64_t record_size_;
+  std::vector<Slot> slots_;
+  std::vector<int> slot_of_key_;  // [n_layers * n_experts] -> slot or -1
+  std::vector<int> free_;         // empty slots
+  std::list<int> lru_;            // evictable resident slots, least recent first
+  std::vector<int> unlocked_pending_;  // slots of unlocked reads in flight (maybe stale entries)
+  ExpertCacheCounters counters_;
+};
+
+}  // namespace st

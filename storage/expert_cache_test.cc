@@ -1,0 +1,146 @@
+// The expert cache over a real pack: replacement, locking, pinning, counters
+// and read failures.
+#include "storage/expert_cache.h"
+
+#include <cstring>
+
+#include "gtest/gtest.h"
+#include "storage/pack_test_util.h"
+#include "storage/pack_writer.h"
+#include "tests/testutil/testutil.h"
+
+namespace st {
+namespace {
+
+class ExpertCacheTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new st::testing::TempDir();
+    auto m = st::testing::SynthModel(dir_->path(), "tiny", DType::kQ8_0);
+    ASSERT_TRUE(m.ok()) << m.status();
+    gguf_ = new std::string(*m);
+    ASSERT_TRUE(WritePack({.gguf_path = *m, .progress = false}).ok());
+  }
+  static void TearDownTestSuite() {
+    delete gguf_;
+    delete dir_;
+  }
+  std::unique_ptr<ExpertCache> Make(int slots, const std::string& pack_path = "") {
+    auto pack = ExpertPack::Open(pack_path.empty() ? DefaultPackPath(*gguf_) : pack_path);
+    EXPECT_TRUE(pack.ok()) << pack.status();
+    auto src = OpenExpertSource(*pack, {.kind = SourceKind::kPread, .pread_threads = 2});
+    EXPECT_TRUE(src.ok()) << src.status();
+    auto cache = ExpertCache::Create(std::move(*src), slots);
+    EXPECT_TRUE(cache.ok()) << cache.status();
+    return std::move(*cache);
+  }
+  // The record as the memory source reads it: the expected bytes.
+  std::string Record(int layer, int expert) {
+    auto pack = ExpertPack::Open(DefaultPackPath(*gguf_));
+    auto src = OpenExpertSource(*pack, {.kind = SourceKind::kMemory});
+    st::testing::AlignedBuffer buf((*pack)->header().record_size);
+    EXPECT_TRUE((*src)->Read(layer, expert, buf.get()).ok());
+    return std::string(buf.get(), (*pack)->header().record_size);
+  }
+  static st::testing::TempDir* dir_;
+  static std::string* gguf_;
+};
+st::testing::TempDir* ExpertCacheTest::dir_ = nullptr;
+std::string* ExpertCacheTest::gguf_ = nullptr;
+
+TEST_F(ExpertCacheTest, AcquireReturnsTheRecord) {
+  auto cache = Make(2);
+  for (auto [l, e] : {std::pair{0, 0}, {3, 7}, {1, 4}}) {
+    auto rec = cache->Acquire(l, e);
+    ASSERT_TRUE(rec.ok()) << rec.status();
+    EXPECT_EQ(std::memcmp(*rec, Record(l, e).data(), cache->slot_bytes()), 0);
+    cache->Release(l, e);
+  }
+  EXPECT_EQ(cache->counters().reads, 3u);
+  EXPECT_EQ(cache->counters().evictions, 1u);
+  EXPECT_EQ(cache->counters().bytes_read, 3 * cache->slot_bytes());
+}
+
+TEST_F(ExpertCacheTest, LeastRecentlyReleasedIsEvictedFirst) {
+  auto cache = Make(3);
+  for (int e : {0, 1, 2}) {
+    ASSERT_TRUE(cache->Acquire(0, e).ok());
+    cache->Release(0, e);
+  }
+  ASSERT_TRUE(cache->Acquire(0, 0).ok());  // 0 becomes most recent
+  cache->Release(0, 0);
+  ASSERT_TRUE(cache->Acquire(0, 3).ok());  // evicts 1
+  cache->Release(0, 3);
+  EXPECT_TRUE(cache->IsResident(0, 0));
+  EXPECT_FALSE(cache->IsResident(0, 1));
+  EXPECT_TRUE(cache->IsResident(0, 2));
+  EXPECT_TRUE(cache->IsResident(0, 3));
+}
+
+TEST_F(ExpertCacheTest, LockedAndPinnedSlotsAreNeverEvicted) {
+  auto cache = Make(3);
+  ASSERT_TRUE(cache->Pin({{{2, 2}}}, 1).ok());
+  auto n = cache->Prefetch(1, {{5, 6}}, /*lock=*/true, /*demand=*/true);
+  ASSERT_TRUE(n.ok());
+  EXPECT_EQ(*n, 2);
+  // Every slot is pinned or locked: nothing can be loaded.
+  auto rec = cache->Acquire(0, 0);
+  EXPECT_EQ(rec.status().code(), absl::StatusCode::kResourceExhausted) << rec.status();
+  auto skipped = cache->Prefetch(0, {{1}}, true);
+  ASSERT_TRUE(skipped.ok());
+  EXPECT_EQ(*skipped, 0);
+  EXPECT_EQ(cache->counters().prefetch_skipped, 1u);
+  // Locked ones are served without new reads.
+  const uint64_t reads = cache->counters().reads;
+  ASSERT_TRUE(cache->Acquire(1, 5).ok());
+  ASSERT_TRUE(cache->Acquire(1, 6).ok());
+  EXPECT_EQ(cache->counters().reads, reads);
+  cache->Release(1, 5);
+  ASSERT_TRUE(cache->Acquire(0, 0).ok());  // evicts (1, 5), the only unlocked one
+  EXPECT_FALSE(cache->IsResident(1, 5));
+  EXPECT_TRUE(cache->IsResident(1, 6));
+  EXPECT_TRUE(cache->IsResident(2, 2));
+  EXPECT_EQ(cache->counters().requests, 2u);
+  EXPECT_EQ(cache->counters().misses, 2u);
+}
+
+TEST_F(ExpertCacheTest, PinRefusesToFillTheCache) {
+  auto cache = Make(2);
+  absl::Status s = cache->Pin({{{0, 0}, {0, 1}}}, 1);
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << s;
+  EXPECT_TRUE(cache->Pin({{{0, 0}}}, 1).ok());
+}
+
+TEST_F(ExpertCacheTest, UnlockedPrefetchIsEvictableOnceLanded) {
+  auto cache = Make(1);
+  ASSERT_TRUE(cache->Prefetch(2, {{3}}, /*lock=*/false).ok());  // a speculative guess
+  auto rec = cache->Acquire(0, 1);  // must wait for the guess, then evict it
+  ASSERT_TRUE(rec.ok()) << rec.status();
+  EXPECT_EQ(std::memcmp(*rec, Record(0, 1).data(), cache->slot_bytes()), 0);
+  EXPECT_FALSE(cache->IsResident(2, 3));
+}
+
+TEST_F(ExpertCacheTest, CorruptRecordIsDataLossAndLeavesNoSlot) {
+  auto pack = ExpertPack::Open(DefaultPackPath(*gguf_));
+  ASSERT_TRUE(pack.ok());
+  const PackHeader& h = (*pack)->header();
+  const std::string bad = dir_->File("flipped.stpack");
+  st::testing::CopyModified(DefaultPackPath(*gguf_), bad, h.RecordOffset(1, 3) + 2 * h.matrix_stride + 5);
+  auto cache = Make(2, bad);
+  auto rec = cache->Acquire(1, 3);
+  EXPECT_EQ(rec.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_NE(rec.status().message().find("layer 1 expert 3"), std::string::npos) << rec.status();
+  EXPECT_FALSE(cache->IsResident(1, 3));
+  EXPECT_EQ(cache->resident(), 0);
+  EXPECT_TRUE(cache->Acquire(1, 2).ok());  // the cache keeps working
+}
+
+TEST_F(ExpertCacheTest, OutOfRangeIsInvalidArgument) {
+  auto cache = Make(2);
+  EXPECT_EQ(cache->Acquire(4, 0).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(cache->Acquire(0, 8).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ExpertCache::Create(nullptr, 0).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace st

@@ -1,0 +1,168 @@
+#include "storage/offload.h"
+
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <chrono>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "common/process_memory.h"
+#include "common/status_macros.h"
+#include "common/units.h"
+#include "glog/logging.h"
+#include "model/kv_cache.h"
+
+namespace st {
+namespace {
+
+bool FileExists(const std::string& path) {
+  struct stat st;
+  return ::stat(path.c_str(), &st) == 0;
+}
+
+}  // namespace
+
+std::string MemoryPlan::Describe() const {
+  std::string s;
+  auto line = [&](const char* what, uint64_t bytes) {
+    absl::StrAppend(&s, absl::StrFormat("  %-34s %12s\n", what, FormatBytes(bytes)));
+  };
+  if (budget) line("memory budget", budget);
+  line("process (code, tokenizer, heap)", process);
+  line("dense weights", dense);
+  line("KV cache", kv);
+  line("margin (transient buffers)", margin);
+  absl::StrAppend(&s, absl::StrFormat("  %-34s %12s = %d of %d experts x %s, %d pinned\n",
+                                      "expert cache", FormatBytes(cache), slots, total_experts,
+                                      FormatBytes(record), pinned));
+  return s;
+}
+
+absl::StatusOr<std::unique_ptr<Offload>> EnableOffload(Model& model, const OffloadOptions& options) {
+  const ModelConfig& config = model.config();
+  std::string pack_path = options.pack_path;
+  if (pack_path.empty() && options.use_pack) {
+    const std::string beside = DefaultPackPath(model.path());
+    if (FileExists(beside)) pack_path = beside;
+  }
+  if (pack_path.empty() || !options.use_pack) {
+    if (options.memory_budget > 0) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "--memory-budget needs an expert pack beside the model (", DefaultPackPath(model.path()),
+          "); create it with: smallthinker convert ", model.path()));
+    }
+    LOG(INFO) << "no expert pack beside " << model.path()
+              << ": experts run from the GGUF mapping (dense ReGLU down). `smallthinker convert "
+              << model.path() << "` enables SSD offload and sparse ReGLU.";
+    return nullptr;
+  }
+  ST_ASSIGN_OR_RETURN(std::shared_ptr<const ExpertPack> pack,
+                      ExpertPack::OpenFor(pack_path, model.file()));
+  const PackHeader& h = pack->header();
+
+  MemoryPlan plan;
+  plan.budget = options.memory_budget;
+  plan.record = h.record_size;
+  plan.total_experts = static_cast<int>(h.record_count);
+  plan.process = ReadProcessMemory().rss_bytes;
+  plan.dense = model.weights().dense_bytes;
+  plan.kv = KvCache::BytesFor(config, std::min<int64_t>(options.context_tokens, config.context_length),
+                              model.options().max_batch) *
+            std::max(options.sessions, 1);
+  plan.margin = options.margin_bytes;
+  if (options.cache_slots > 0) {
+    plan.slots = std::min(options.cache_slots, plan.total_experts);
+  } else if (plan.budget == 0) {
+    plan.slots = plan.total_experts;
+  } else {
+    const uint64_t fixed = plan.process + plan.dense + plan.kv + plan.margin;
+    const uint64_t left = plan.budget > fixed ? plan.budget - fixed : 0;
+    plan.slots = static_cast<int>(std::min<uint64_t>(left / h.record_size, h.record_count));
+    const int min_slots = config.top_k;
+    if (plan.slots < min_slots) {
+      plan.cache = static_cast<uint64_t>(plan.slots) * h.record_size;
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "memory budget ", FormatBytes(plan.budget), " is too small for this model: ",
+          "the expert cache needs at least ", min_slots, " experts (", FormatBytes(min_slots * h.record_size),
+          ") after the fixed part, which needs ", FormatBytes(fixed), ".\n", plan.Describe(),
+          "Raise --memory-budget, or lower --ctx-size to shrink the KV cache."));
+    }
+  }
+  plan.cache = static_cast<uint64_t>(plan.slots) * h.record_size;
+
+  ST_ASSIGN_OR_RETURN(std::unique_ptr<ExpertSource> source, OpenExpertSource(pack, options.source));
+  const std::string source_name(source->name());
+  ST_ASSIGN_OR_RETURN(std::unique_ptr<ExpertCache> cache,
+                      ExpertCache::Create(std::move(source), plan.slots));
+
+  auto offload = std::unique_ptr<Offload>(new Offload());
+  offload->pack_path_ = pack_path;
+  offload->stats_path_ = options.stats_path.empty() ? DefaultStatsPath(pack_path) : options.stats_path;
+  offload->fingerprint_ = h.fingerprint;
+  offload->saved_counts_.assign(h.record_count, 0);
+
+  const auto t0 = std::chrono::steady_clock::now();
+  if (plan.slots == plan.total_experts) {
+    // Everything fits: read every expert once, up front.
+    std::vector<std::pair<int, int>> all;
+    for (uint32_t l = 0; l < h.n_layers; ++l) {
+      for (uint32_t e = 0; e < h.n_experts; ++e) all.emplace_back(l, e);
+    }
+    ST_RETURN_IF_ERROR(cache->Pin(all, 0));
+    plan.pinned = plan.slots;
+  } else if (options.pin_hot) {
+    absl::StatusOr<ExpertStats> stats = LoadExpertStats(offload->stats_path_, h);
+    if (stats.ok()) {
+      const int n_pin = static_cast<int>(plan.slots * std::clamp(options.pin_fraction, 0.0, 1.0));
+      const std::vector<std::pair<int, int>> hot =
+          stats->Hottest(std::min(n_pin, plan.slots - config.top_k));
+      ST_RETURN_IF_ERROR(cache->Pin(hot, config.top_k));
+      plan.pinned = static_cast<int>(hot.size());
+    } else if (!absl::IsNotFound(stats.status())) {
+      LOG(WARNING) << "ignoring expert stats: " << stats.status();
+    }
+  }
+  const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  cache->ResetCounters();
+  LOG(INFO) << "experts from " << pack_path << " via " << source_name << ": "
+            << plan.slots << " of " << plan.total_experts << " cached (" << FormatBytes(plan.cache)
+            << "), " << plan.pinned << " pinned, loaded in " << absl::StrFormat("%.2f", load_s) << " s";
+
+  offload->plan_ = plan;
+  model.WrapExperts([&](std::unique_ptr<ExpertExecutor>) {
+    auto exec = std::make_unique<CachedExpertExecutor>(model.config(), std::move(cache), &model.pool());
+    offload->executor_ = exec.get();
+    return exec;
+  });
+  model.forward().set_speculate(options.speculate);
+  return offload;
+}
+
+absl::Status Offload::SaveStats(const Forward& forward) {
+  const std::vector<uint64_t>& counts = forward.routing_counts();
+  if (counts.size() != saved_counts_.size()) {
+    return absl::InternalError("routing counts do not match the pack's shape");
+  }
+  const PackHeader& h = executor_->cache().pack().header();
+  ExpertStats stats;
+  absl::StatusOr<ExpertStats> old = LoadExpertStats(stats_path_, h);
+  if (old.ok()) {
+    stats = *std::move(old);
+  } else {
+    if (!absl::IsNotFound(old.status())) LOG(WARNING) << "replacing expert stats: " << old.status();
+    stats = ExpertStats{.fingerprint = fingerprint_,
+                        .n_layers = static_cast<int>(h.n_layers),
+                        .n_experts = static_cast<int>(h.n_experts),
+                        .counts = std::vector<uint64_t>(counts.size(), 0)};
+  }
+  for (size_t i = 0; i < counts.size(); ++i) {
+    // ResetStats() on the forward pass may have zeroed its counts.
+    const uint64_t delta = counts[i] >= saved_counts_[i] ? counts[i] - saved_counts_[i] : counts[i];
+    stats.counts[i] += delta;
+    saved_counts_[i] = counts[i];
+  }
+  return SaveExpertStats(stats_path_, stats);
+}
+
+}  // namespace st

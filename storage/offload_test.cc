@@ -1,0 +1,237 @@
+// Offloaded experts give exactly the logits of the all-in-RAM run, whatever
+// the source, cache size or speculation; budgets are enforced; bad packs are
+// refused with clear errors.
+#include "storage/offload.h"
+
+#include <filesystem>
+#include <fstream>
+
+#include "gtest/gtest.h"
+#include "common/process_memory.h"
+#include "common/status_macros.h"
+#include "model/session.h"
+#include "storage/pack_test_util.h"
+#include "storage/pack_writer.h"
+#include "tests/testutil/testutil.h"
+
+namespace st {
+namespace {
+
+class OffloadTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new st::testing::TempDir();
+    auto m = st::testing::SynthModel(dir_->path(), "tiny-swa", DType::kQ4_0);
+    ASSERT_TRUE(m.ok()) << m.status();
+    gguf_ = new std::string(*m);
+    ASSERT_TRUE(WritePack({.gguf_path = *m, .progress = false}).ok());
+  }
+  static void TearDownTestSuite() {
+    delete gguf_;
+    delete dir_;
+  }
+  static std::unique_ptr<Model> Load(const std::string& path = "") {
+    auto m = Model::Load(path.empty() ? *gguf_ : path, {.threads = 2, .max_batch = 5});
+    EXPECT_TRUE(m.ok()) << m.status();
+    return std::move(*m);
+  }
+  // Logits of a 23-token prompt (batches of 5) and 12 decode steps.
+  static absl::StatusOr<std::vector<float>> Logits(Model& model) {
+    Session session(model, 64);
+    std::vector<int32_t> prompt;
+    for (int i = 0; i < 23; ++i) prompt.push_back((i * 37 + 11) % 250);
+    ST_ASSIGN_OR_RETURN(std::vector<float> all, session.Evaluate(prompt, true));
+    int32_t next = 3;
+    for (int i = 0; i < 12; ++i) {
+      ST_ASSIGN_OR_RETURN(std::vector<float> step, session.Evaluate({&next, 1}, false));
+      all.insert(all.end(), step.begin(), step.end());
+      next = static_cast<int32_t>(std::max_element(step.begin(), step.end()) - step.begin());
+    }
+    return all;
+  }
+  static OffloadOptions Opts() {
+    OffloadOptions o;
+    o.pin_hot = false;
+    o.stats_path = dir_->File("unused.stats");
+    return o;
+  }
+
+  static st::testing::TempDir* dir_;
+  static std::string* gguf_;
+};
+st::testing::TempDir* OffloadTest::dir_ = nullptr;
+std::string* OffloadTest::gguf_ = nullptr;
+
+TEST_F(OffloadTest, EverySourceAndCacheSizeGivesTheAllInRamLogits) {
+  auto ref_model = Load();
+  auto ref_offload = EnableOffload(*ref_model, Opts());
+  ASSERT_TRUE(ref_offload.ok()) << ref_offload.status();
+  ASSERT_NE(*ref_offload, nullptr);
+  EXPECT_EQ((*ref_offload)->plan().slots, (*ref_offload)->plan().total_experts);  // all in RAM
+  auto ref = Logits(*ref_model);
+  ASSERT_TRUE(ref.ok()) << ref.status();
+  EXPECT_EQ((*ref_offload)->executor().cache().counters().misses, 0u);
+
+  for (SourceKind kind : {SourceKind::kIoUring, SourceKind::kPread, SourceKind::kMmap, SourceKind::kMemory}) {
+    for (int slots : {2, 5, 37}) {
+      for (bool speculate : {false, true}) {
+        SCOPED_TRACE(::testing::Message() << SourceKindName(kind) << " slots " << slots
+                                          << (speculate ? " speculate" : ""));
+        auto model = Load();
+        OffloadOptions o = Opts();
+        o.source.kind = kind;
+        o.cache_slots = slots;
+        o.speculate = speculate;
+        auto offload = EnableOffload(*model, o);
+        ASSERT_TRUE(offload.ok()) << offload.status();
+        auto got = Logits(*model);
+        ASSERT_TRUE(got.ok()) << got.status();
+        EXPECT_TRUE(*got == *ref) << "logits differ from the all-in-RAM run";
+        const ExpertCacheCounters& c = (*offload)->executor().cache().counters();
+        EXPECT_GT(c.misses, 0u);
+        EXPECT_GT(c.evictions, 0u);
+        EXPECT_EQ(c.hits + c.misses, c.requests);
+        if (speculate) EXPECT_GT((*offload)->executor().speculation().guessed, 0u);
+        const double active = (*offload)->executor().sparsity().active_fraction();
+        EXPECT_GT(active, 0.2);
+        EXPECT_LT(active, 0.8);
+      }
+    }
+  }
+}
+
+TEST_F(OffloadTest, NoPackNoBudgetRunsFromTheGguf) {
+  st::testing::TempDir d;
+  const std::string copy = d.File("m.gguf");
+  std::filesystem::copy_file(*gguf_, copy);
+  auto model = Load(copy);
+  auto offload = EnableOffload(*model, Opts());
+  ASSERT_TRUE(offload.ok()) << offload.status();
+  EXPECT_EQ(*offload, nullptr);
+  OffloadOptions o = Opts();
+  o.memory_budget = 1ull << 30;
+  auto refused = EnableOffload(*model, o);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition) << refused.status();
+  EXPECT_NE(refused.status().message().find("smallthinker convert"), std::string::npos);
+}
+
+TEST_F(OffloadTest, BudgetTooSmallForTheDensePartIsRefusedWithTheNumbers) {
+  auto model = Load();
+  OffloadOptions o = Opts();
+  o.memory_budget = 1 << 20;
+  auto offload = EnableOffload(*model, o);
+  EXPECT_EQ(offload.status().code(), absl::StatusCode::kResourceExhausted) << offload.status();
+  const std::string msg(offload.status().message());
+  for (const char* part : {"memory budget", "dense weights", "KV cache", "expert cache"}) {
+    EXPECT_NE(msg.find(part), std::string::npos) << part << " missing in: " << msg;
+  }
+}
+
+TEST_F(OffloadTest, BudgetSizesTheCache) {
+  auto model = Load();
+  OffloadOptions o = Opts();
+  // Enough for the process as it is now, plus about 40 records.
+  const auto probe = EnableOffload(*Load(), Opts());
+  ASSERT_TRUE(probe.ok());
+  const MemoryPlan& p = (*probe)->plan();
+  o.memory_budget = ReadProcessMemory().rss_bytes + p.dense + p.kv + o.margin_bytes + 40 * p.record;
+  auto offload = EnableOffload(*model, o);
+  ASSERT_TRUE(offload.ok()) << offload.status();
+  EXPECT_GE((*offload)->plan().slots, 2);
+  EXPECT_LT((*offload)->plan().slots, (*offload)->plan().total_experts);
+}
+
+TEST_F(OffloadTest, FlippedBytesEndTheRequestWithDataLoss) {
+  auto pack = ExpertPack::Open(DefaultPackPath(*gguf_));
+  ASSERT_TRUE(pack.ok());
+  const PackHeader& h = (*pack)->header();
+  st::testing::TempDir d;
+  const std::string copy = d.File("m.gguf");
+  std::filesystem::copy_file(*gguf_, copy);
+  // Corrupt every expert of layer 2 so the request surely needs one.
+  std::string pack_path = DefaultPackPath(copy);
+  st::testing::CopyModified(DefaultPackPath(*gguf_), pack_path, -1);
+  for (int e = 0; e < static_cast<int>(h.n_experts); ++e) {
+    st::testing::CopyModified(pack_path, pack_path + ".tmp", h.RecordOffset(2, e) + 100);
+    std::filesystem::rename(pack_path + ".tmp", pack_path);
+  }
+  {  // Small cache: the request fails, naming layer and expert.
+    auto model = Load(copy);
+    OffloadOptions o = Opts();
+    o.cache_slots = 3;
+    auto offload = EnableOffload(*model, o);
+    ASSERT_TRUE(offload.ok()) << offload.status();
+    auto logits = Logits(*model);
+    EXPECT_EQ(logits.status().code(), absl::StatusCode::kDataLoss) << logits.status();
+    EXPECT_NE(logits.status().message().find("layer 2 expert"), std::string::npos) << logits.status();
+  }
+  {  // All in RAM: refused at start.
+    auto model = Load(copy);
+    auto offload = EnableOffload(*model, Opts());
+    EXPECT_EQ(offload.status().code(), absl::StatusCode::kDataLoss) << offload.status();
+  }
+}
+
+TEST_F(OffloadTest, PackOfAnotherModelIsRefused) {
+  st::testing::TempDir d;
+  auto other = st::testing::SynthModel(d.path(), "tiny-swa", DType::kQ4_0, Gating::kSigmoid, /*seed=*/99);
+  ASSERT_TRUE(other.ok());
+  ASSERT_TRUE(WritePack({.gguf_path = *other, .progress = false}).ok());
+  auto model = Load();
+  OffloadOptions o = Opts();
+  o.pack_path = DefaultPackPath(*other);
+  auto offload = EnableOffload(*model, o);
+  EXPECT_EQ(offload.status().code(), absl::StatusCode::kFailedPrecondition) << offload.status();
+}
+
+TEST_F(OffloadTest, RecordedStatsPinTheHottestExperts) {
+  OffloadOptions o = Opts();
+  o.stats_path = dir_->File("pin.stats");
+  o.pin_hot = true;
+  o.cache_slots = 9;
+  std::vector<float> first;
+  {
+    auto model = Load();
+    auto offload = EnableOffload(*model, o);
+    ASSERT_TRUE(offload.ok()) << offload.status();
+    EXPECT_EQ((*offload)->plan().pinned, 0);  // no stats yet
+    auto logits = Logits(*model);
+    ASSERT_TRUE(logits.ok());
+    first = *logits;
+    ASSERT_TRUE((*offload)->SaveStats(model->forward()).ok());
+  }
+  auto model = Load();
+  auto offload = EnableOffload(*model, o);
+  ASSERT_TRUE(offload.ok()) << offload.status();
+  EXPECT_EQ((*offload)->plan().pinned, 4);  // half the slots
+  auto logits = Logits(*model);
+  ASSERT_TRUE(logits.ok());
+  EXPECT_TRUE(*logits == first);
+  // Stats accumulate across runs.
+  ASSERT_TRUE((*offload)->SaveStats(model->forward()).ok());
+  auto pack = ExpertPack::Open(DefaultPackPath(*gguf_));
+  auto stats = LoadExpertStats(o.stats_path, (*pack)->header());
+  ASSERT_TRUE(stats.ok()) << stats.status();
+  uint64_t total = 0;
+  for (uint64_t c : stats->counts) total += c;
+  const ModelConfig& c = model->config();
+  EXPECT_EQ(total, 2ull * (23 + 12) * c.top_k * c.n_layers);
+}
+
+TEST_F(OffloadTest, MalformedStatsFileIsIgnoredWithAWarning) {
+  OffloadOptions o = Opts();
+  o.stats_path = dir_->File("bad.stats");
+  o.pin_hot = true;
+  o.cache_slots = 6;
+  std::ofstream(o.stats_path) << "smallthinker-expert-stats 1\nfingerprint zz\n";
+  auto model = Load();
+  auto offload = EnableOffload(*model, o);
+  ASSERT_TRUE(offload.ok()) << offload.status();
+  EXPECT_EQ((*offload)->plan().pinned, 0);
+  auto pack = ExpertPack::Open(DefaultPackPath(*gguf_));
+  EXPECT_EQ(LoadExpertStats(o.stats_path, (*pack)->header()).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace st

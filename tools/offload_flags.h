@@ -1,0 +1,135 @@
+// Flags of `run`, `chat` and `bench` that put experts behind the expert
+// cache (storage/offload.h), and the report of what the cache did.
+#pragma once
+
+#include <cstdio>
+#include <memory>
+#include <string>
+
+#include "CLI/CLI.hpp"
+#include "absl/strings/str_format.h"
+#include "common/process_memory.h"
+#include "common/units.h"
+#include "model/model.h"
+#include "nlohmann/json.hpp"
+#include "storage/offload.h"
+
+namespace st::tools {
+
+struct OffloadFlags {
+  std::string memory_budget;  // "" = none
+  std::string pack;
+  bool no_pack = false;
+  std::string io = "auto";
+  int queue_depth = 64;
+  bool speculate = false;
+  bool no_pin = false;
+  bool no_stats = false;
+};
+
+inline void AddOffloadFlags(CLI::App* cmd, OffloadFlags* f) {
+  cmd->add_option("--memory-budget", f->memory_budget,
+                  "RAM for the whole process, e.g. 1GiB. Dense weights, KV cache and buffers\n"
+                  "are subtracted and the rest caches experts read from the pack; the engine\n"
+                  "refuses to start if the dense part alone does not fit. Default: no budget\n"
+                  "(with a pack, every expert is read into RAM once)");
+  cmd->add_option("--pack", f->pack, "Expert pack (default: MODEL.stpack beside the GGUF, if present)");
+  cmd->add_flag("--no-pack", f->no_pack, "Ignore any pack: experts run from the GGUF mapping");
+  cmd->add_option("--io", f->io, "Expert reads: auto | io_uring | pread | mmap | memory")
+      ->check(CLI::IsMember({"auto", "io_uring", "pread", "mmap", "memory"}))
+      ->capture_default_str();
+  cmd->add_option("--io-depth", f->queue_depth, "io_uring queue depth")
+      ->check(CLI::Range(1, 4096))
+      ->capture_default_str();
+  cmd->add_flag("--speculate", f->speculate,
+                "Also run layer l+1's router right after layer l's and prefetch its guess");
+  cmd->add_flag("--no-pin", f->no_pin, "Do not pin the hottest experts from recorded statistics");
+  cmd->add_flag("--no-stats", f->no_stats, "Do not record expert activation counts");
+}
+
+// Applies the flags to a loaded model. Returns nullptr when the model runs
+// without a pack (and no budget was asked for). The Offload is owned by the model.
+inline absl::StatusOr<Offload*> ApplyOffload(Model& model, const OffloadFlags& f,
+                                             int64_t context_tokens) {
+  OffloadOptions o;
+  if (!f.memory_budget.empty()) {
+    absl::StatusOr<uint64_t> b = ParseByteSize(f.memory_budget);
+    if (!b.ok()) return b.status();
+    o.memory_budget = *b;
+  }
+  o.pack_path = f.pack;
+  o.use_pack = !f.no_pack;
+  absl::StatusOr<SourceKind> kind = ParseSourceKind(f.io);
+  if (!kind.ok()) return kind.status();
+  o.source.kind = *kind;
+  o.source.queue_depth = f.queue_depth;
+  o.pin_hot = !f.no_pin;
+  o.speculate = f.speculate;
+  o.context_tokens = context_tokens;
+  absl::StatusOr<std::unique_ptr<Offload>> offload = EnableOffload(model, o);
+  if (!offload.ok()) return offload.status();
+  if (*offload == nullptr) return nullptr;
+  std::shared_ptr<Offload> owned(std::move(*offload));
+  model.Adopt(owned);
+  return owned.get();
+}
+
+// Cache, sparsity and memory figures over `tokens` decoded/evaluated tokens.
+inline nlohmann::json OffloadReport(Offload* offload, uint64_t tokens) {
+  nlohmann::json j;
+  const ProcessMemory mem = ReadProcessMemory();
+  j["peak_rss_bytes"] = mem.peak_rss_bytes;
+  if (offload == nullptr) return j;
+  CachedExpertExecutor& ex = offload->executor();
+  const ExpertCacheCounters& c = ex.cache().counters();
+  const double per = tokens ? 1.0 / tokens : 0.0;
+  j["memory_budget_bytes"] = offload->plan().budget;
+  j["cache_slots"] = offload->plan().slots;
+  j["cache_pinned"] = offload->plan().pinned;
+  j["total_experts"] = offload->plan().total_experts;
+  j["io"] = std::string(ex.cache().source().name());
+  j["cache_requests"] = c.requests;
+  j["cache_hits"] = c.hits;
+  j["cache_misses"] = c.misses;
+  j["cache_hit_rate"] = c.requests ? static_cast<double>(c.hits) / c.requests : 0.0;
+  j["cache_evictions"] = c.evictions;
+  j["bytes_read"] = c.bytes_read;
+  j["bytes_read_per_token"] = c.bytes_read * per;
+  j["io_stall_seconds"] = c.stall_seconds;
+  j["io_stall_ms_per_token"] = c.stall_seconds * 1e3 * per;
+  j["active_neuron_fraction"] = ex.sparsity().active_fraction();
+  if (ex.speculation().guessed > 0) {
+    j["speculation_precision"] = ex.speculation().precision();
+    j["speculation_recall"] = ex.speculation().recall();
+  }
+  return j;
+}
+
+// One human-readable line of OffloadReport.
+inline std::string FormatOffloadReport(const nlohmann::json& j) {
+  std::string s = absl::StrFormat("peak RSS %s", FormatBytes(j.value("peak_rss_bytes", uint64_t{0})));
+  if (!j.contains("cache_slots")) return s;
+  s += absl::StrFormat(
+      " | experts via %s: %d/%d cached (%d pinned), hit rate %.1f%%, %s read/token, "
+      "I/O stall %.2f ms/token, %d evictions | active neurons %.1f%%",
+      j["io"].get<std::string>(), j["cache_slots"].get<int>(), j["total_experts"].get<int>(),
+      j["cache_pinned"].get<int>(), 100 * j["cache_hit_rate"].get<double>(),
+      FormatBytes(static_cast<uint64_t>(j["bytes_read_per_token"].get<double>())),
+      j["io_stall_ms_per_token"].get<double>(), j["cache_evictions"].get<int>(),
+      100 * j["active_neuron_fraction"].get<double>());
+  if (j.contains("speculation_precision")) {
+    s += absl::StrFormat(" | speculation precision %.1f%% recall %.1f%%",
+                         100 * j["speculation_precision"].get<double>(),
+                         100 * j["speculation_recall"].get<double>());
+  }
+  return s;
+}
+
+// Adds this run's routing counts to the stats file (warns on failure).
+inline void SaveOffloadStats(Offload* offload, Model& model, const OffloadFlags& f) {
+  if (offload == nullptr || f.no_stats) return;
+  absl::Status s = offload->SaveStats(model.forward());
+  if (!s.ok()) std::fprintf(stderr, "warning: expert stats not saved: %s\n", s.ToString().c_str());
+}
+
+}  // namespace st::tools
