@@ -76,14 +76,21 @@ void ThreadPool::ParallelFor(size_t n, const std::function<void(size_t, size_t)>
   const size_t n_grains = n / grain + (n % grain != 0);
   job_chunks_ = std::min(n_grains, static_cast<size_t>(num_threads_) * kChunksPerThread);
   next_chunk_.store(0, std::memory_order_relaxed);
-  pending_.store(num_threads_ - 1, std::memory_order_relaxed);
-  generation_.fetch_add(1, std::memory_order_seq_cst);  // publishes the job
+  const uint64_t gen = generation_.load(std::memory_order_relaxed) + 1;  // only we write it
+  const uint64_t id = (gen & 0xFFFFFFFFu) << 32;
+  job_state_.store(id, std::memory_order_release);       // open: workers may join
+  generation_.store(gen, std::memory_order_seq_cst);     // wakes spinning workers
   if (sleepers_.load(std::memory_order_seq_cst) > 0) {
     std::lock_guard<std::mutex> lock(mu_);
     wake_.notify_all();
   }
   RunChunks();
-  auto all_done = [this] { return pending_.load(std::memory_order_seq_cst) == 0; };
+  // Every chunk is claimed: close the job so no late worker joins, then wait
+  // for the joined ones to finish theirs.
+  job_state_.fetch_or(kClosed, std::memory_order_seq_cst);
+  auto all_done = [this] {
+    return (job_state_.load(std::memory_order_seq_cst) & kCountMask) == 0;
+  };
   if (!SpinUntil(all_done, kSpinMicros)) {
     std::unique_lock<std::mutex> lock(mu_);
     caller_sleeping_.store(true, std::memory_order_seq_cst);
@@ -108,9 +115,20 @@ void ThreadPool::WorkerLoop(int /*index*/) {
     }
     if (stop_.load(std::memory_order_acquire)) return;
     seen = generation_.load(std::memory_order_acquire);
+    const uint64_t id = (seen & 0xFFFFFFFFu) << 32;
+    uint64_t state = job_state_.load(std::memory_order_relaxed);
+    bool joined = false;
+    while ((state & ~kCountMask & ~kClosed) == id && (state & kClosed) == 0) {
+      if (job_state_.compare_exchange_weak(state, state + 1, std::memory_order_acquire,
+                                           std::memory_order_relaxed)) {
+        joined = true;
+        break;
+      }
+    }
+    if (!joined) continue;  // closed (or already superseded): nothing left for us
     RunChunks();
-    if (pending_.fetch_sub(1, std::memory_order_seq_cst) == 1 &&
-        caller_sleeping_.load(std::memory_order_seq_cst)) {
+    const uint64_t before = job_state_.fetch_sub(1, std::memory_order_seq_cst);
+    if ((before & kCountMask) == 1 && caller_sleeping_.load(std::memory_order_seq_cst)) {
       std::lock_guard<std::mutex> lock(mu_);
       done_.notify_one();
     }

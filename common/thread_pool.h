@@ -4,6 +4,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <mutex>
 #include <thread>
@@ -24,6 +25,11 @@ namespace st {
 // n, grain and num_threads (which thread runs a chunk is not), so results
 // never depend on scheduling as long as fn's output for a range depends only
 // on the range.
+//
+// A worker joins a job only while it is open; once the caller has claimed
+// the last chunk it closes the job and waits just for the workers that
+// joined. A worker that is descheduled (shared machine) therefore never
+// stalls the caller: its chunks go to the threads that are running.
 //
 // Latency: a decode step issues hundreds of small ParallelFors, so waking a
 // sleeping thread (~5-20 us through a futex) each time would dominate. Idle
@@ -58,15 +64,21 @@ class ThreadPool {
 
   static constexpr int kSpinMicros = 100;
 
-  // generation_ is bumped (release) after the job fields are written; a
-  // worker that sees the new value (acquire) may read them. pending_ counts
-  // workers still running the current job. sleepers_/caller_sleeping_ say who
-  // is blocked on a condition variable and must be notified under mu_.
+  // generation_ is bumped after the job fields are written, to wake workers.
+  // job_state_ = (job id << 32) | kClosed? | joined workers still running;
+  // the caller stores (id << 32) (release) before bumping generation_, a
+  // worker joins by a CAS adding 1 while the id matches and kClosed is
+  // clear (acquire: it may then read the job fields) and leaves with a
+  // release decrement. The caller sets kClosed after its own chunks and
+  // waits for the count to reach 0. sleepers_/caller_sleeping_ say who is
+  // blocked on a condition variable and must be notified under mu_.
+  static constexpr uint64_t kClosed = uint64_t{1} << 31;
+  static constexpr uint64_t kCountMask = kClosed - 1;
   std::mutex mu_;
   std::condition_variable wake_;
   std::condition_variable done_;
   std::atomic<uint64_t> generation_{0};
-  std::atomic<int> pending_{0};
+  std::atomic<uint64_t> job_state_{kClosed};
   std::atomic<int> sleepers_{0};
   std::atomic<bool> caller_sleeping_{false};
   std::atomic<bool> stop_{false};
