@@ -23,6 +23,7 @@
 #include "tools/commands.h"
 #include "tools/sampling_flags.h"
 #include "tools/offload_flags.h"
+#include "tools/worker_flags.h"
 
 namespace st::tools {
 namespace {
@@ -188,6 +189,7 @@ void RegisterBench(CLI::App& app) {
     std::string kv_type = "f16";
     bool no_drop_caches = false;
     OffloadFlags offload;
+    WorkerFlags cluster;
   };
   auto f = std::make_shared<Flags>();
   CLI::App* cmd = app.add_subcommand(
@@ -218,6 +220,7 @@ void RegisterBench(CLI::App& app) {
   cmd->add_flag("--no-drop-caches", f->no_drop_caches,
                 "Keep the page cache before offloaded runs");
   AddOffloadFlags(cmd, &f->offload);
+  AddWorkerFlags(cmd, &f->cluster);
   cmd->add_option("-o,--output", f->output, "md | json")
       ->check(CLI::IsMember({"md", "json"}))
       ->capture_default_str();
@@ -251,7 +254,7 @@ void RegisterBench(CLI::App& app) {
     int64_t longest = 1;
     for (int n : f->prompt) longest = std::max<int64_t>(longest, n);
     for (int n : f->gen) longest = std::max<int64_t>(longest, n);
-    auto offload = ApplyOffload(m, f->offload, longest + 2);
+    auto offload = ApplyOffloadOrWorkers(m, f->offload, f->cluster, longest + 2);
     if (!offload.ok()) return fail(offload.status());
     double ssd_gbps = 0;
     if (*offload != nullptr && (*offload)->plan().slots < (*offload)->plan().total_experts) {
@@ -292,6 +295,7 @@ void RegisterBench(CLI::App& app) {
     }
     const uint64_t peak_rss = ReadProcessMemory().peak_rss_bytes;
 
+    PrintClusterSummary(m);
     const std::string type(DTypeName(c.expert_type));
     const uint64_t size = m.file().file_size();
     const std::string where = *offload == nullptr ? "gguf (in RAM)"
@@ -324,6 +328,7 @@ void RegisterBench(CLI::App& app) {
         }
         j["tests"].push_back(t);
       }
+      if (nlohmann::json cj = ClusterJson(m); !cj.is_null()) j["cluster"] = cj;
       std::printf("%s\n", j.dump(2).c_str());
       return;
     }

@@ -10,6 +10,7 @@
 #include "tools/commands.h"
 #include "tools/offload_flags.h"
 #include "tools/sampling_flags.h"
+#include "tools/worker_flags.h"
 
 namespace st::tools {
 
@@ -31,7 +32,7 @@ void RegisterChat(CLI::App& app) {
     auto fail = Fail;
     auto model = LoadModel(f->gen);
     if (!model.ok()) return fail(model.status());
-    auto offload = ApplyOffload(**model, f->offload, f->gen.ctx_size);
+    auto offload = ApplyOffloadOrWorkers(**model, f->offload, f->gen.cluster, f->gen.ctx_size);
     if (!offload.ok()) return Fail(offload.status());
     Session session(**model, f->gen.ctx_size);
     const GenerateOptions options = GenerateOptionsFrom(f->gen);
@@ -87,6 +88,7 @@ void RegisterChat(CLI::App& app) {
       pending.clear();
     }
     SaveOffloadStats(*offload, **model, f->offload);
+    PrintClusterSummary(**model);
   });
 }
 

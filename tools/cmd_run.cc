@@ -10,6 +10,7 @@
 #include "tools/commands.h"
 #include "tools/offload_flags.h"
 #include "tools/sampling_flags.h"
+#include "tools/worker_flags.h"
 
 namespace st::tools {
 
@@ -38,7 +39,7 @@ void RegisterRun(CLI::App& app) {
     auto fail = Fail;
     auto model = LoadModel(f->gen);
     if (!model.ok()) return fail(model.status());
-    auto offload = ApplyOffload(**model, f->offload, f->gen.ctx_size);
+    auto offload = ApplyOffloadOrWorkers(**model, f->offload, f->gen.cluster, f->gen.ctx_size);
     if (!offload.ok()) return fail(offload.status());
     std::string text = f->prompt;
     if (f->chat) {
@@ -82,6 +83,7 @@ void RegisterRun(CLI::App& app) {
                           {"decode_seconds", r.decode_seconds},
                           {"decode_tokens_per_second", decode_tps},
                           {"memory", memory}};
+      if (nlohmann::json c = ClusterJson(**model); !c.is_null()) j["cluster"] = c;
       std::printf("%s\n", j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
       return;
     }
@@ -92,6 +94,7 @@ void RegisterRun(CLI::App& app) {
                  std::string(FinishReasonName(r.finish)).c_str(), r.prompt_tokens_evaluated,
                  r.prompt_seconds, prompt_tps, n_decode, r.decode_seconds, decode_tps,
                  (*model)->pool().num_threads());
+    PrintClusterSummary(**model);
     const ForwardZones& z = (*model)->forward().zones();
     std::fprintf(stderr, "zones: route %.3f s | attention %.3f s | experts %.3f s | lm_head %.3f s\n",
                  z.route, z.attention, z.experts, z.lm_head);

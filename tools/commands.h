@@ -15,6 +15,7 @@ void RegisterChat(CLI::App& app);
 void RegisterMembw(CLI::App& app);
 void RegisterConvert(CLI::App& app);
 void RegisterBench(CLI::App& app);
+void RegisterWorker(CLI::App& app);
 
 // Exit code of the subcommand that ran (set by its callback).
 int& ExitCode();

@@ -35,6 +35,7 @@ int main(int argc, char** argv) {
   st::tools::RegisterMembw(app);
   st::tools::RegisterConvert(app);
   st::tools::RegisterBench(app);
+  st::tools::RegisterWorker(app);
   CLI11_PARSE(app, argc, argv);
   return st::tools::ExitCode();
 }

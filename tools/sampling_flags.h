@@ -13,6 +13,7 @@
 #include "model/model.h"
 #include "model/session.h"
 #include "tools/commands.h"
+#include "tools/worker_flags.h"
 
 namespace st::tools {
 
@@ -24,6 +25,7 @@ struct GenerationFlags {
   int max_tokens = 256;
   std::string kv_type = "f16";
   GenerateOptions generate;
+  WorkerFlags cluster;
 };
 
 // Adds --kv-type (KV cache element type: f16, bf16 or f32).
@@ -67,6 +69,7 @@ inline void AddGenerationFlags(CLI::App* cmd, GenerationFlags* f) {
   cmd->add_option("-s,--seed", s.seed, "Sampling seed (0 = random)")->capture_default_str();
   cmd->add_option("--stop", f->generate.stop, "Stop string (repeatable)");
   cmd->add_flag("--ignore-eos", f->generate.ignore_eos, "Do not stop at end-of-generation tokens");
+  AddWorkerFlags(cmd, &f->cluster);
 }
 
 // Prints "error: ..." and sets the exit code 1.

@@ -1,0 +1,270 @@
+#include "expert_worker/expert_service.h"
+
+#include <chrono>
+#include <cstring>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "glog/logging.h"
+#include "kernels/dtype.h"
+#include "model/local_expert_executor.h"
+
+namespace st {
+
+namespace v1 = smallthinker::v1;
+
+grpc::Status ToGrpc(const absl::Status& s) {
+  if (s.ok()) return grpc::Status::OK;
+  return grpc::Status(static_cast<grpc::StatusCode>(s.code()), std::string(s.message()));
+}
+
+absl::Status FromGrpc(const grpc::Status& s) {
+  if (s.ok()) return absl::OkStatus();
+  return absl::Status(static_cast<absl::StatusCode>(s.error_code()), s.error_message());
+}
+
+namespace {
+
+// Constant-time comparison (the token is a secret).
+bool SameSecret(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  unsigned char diff = 0;
+  for (size_t i = 0; i < a.size(); ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i]);
+  return diff == 0;
+}
+
+std::string Hex(uint64_t v) { return absl::StrCat("0x", absl::Hex(v, absl::kZeroPad16)); }
+
+}  // namespace
+
+ExpertServiceImpl::ExpertServiceImpl(const ModelConfig& config, ExpertStore* store,
+                                     ThreadPool* pool, ExpertServiceInfo info)
+    : config_(config),
+      store_(store),
+      pool_(pool),
+      info_(std::move(info)),
+      assigned_(static_cast<size_t>(config.n_layers) * config.n_experts, 0) {}
+
+grpc::Status ExpertServiceImpl::CheckToken(const grpc::ServerContext* ctx) const {
+  if (info_.token.empty()) return grpc::Status::OK;
+  const auto& md = ctx->client_metadata();
+  auto it = md.find(kTokenMetadataKey);
+  if (it == md.end()) {
+    LOG(WARNING) << "refused call from " << ctx->peer() << ": no token";
+    return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
+                        "this worker requires a token (coordinator: --worker-token)");
+  }
+  if (!SameSecret(std::string_view(it->second.data(), it->second.size()), info_.token)) {
+    LOG(WARNING) << "refused call from " << ctx->peer() << ": wrong token";
+    return grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "wrong worker token");
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status ExpertServiceImpl::CheckFingerprint(uint64_t fingerprint) const {
+  if (fingerprint == info_.fingerprint) return grpc::Status::OK;
+  const std::string msg = absl::StrCat(
+      "model fingerprint mismatch: coordinator has ", Hex(fingerprint), ", this worker has ",
+      Hex(info_.fingerprint), "; both must load the same GGUF");
+  LOG(WARNING) << "refused pairing: " << msg;
+  return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, msg);
+}
+
+grpc::Status ExpertServiceImpl::Describe(grpc::ServerContext* ctx, const v1::DescribeRequest*,
+                                         v1::DescribeResponse* resp) {
+  if (grpc::Status s = CheckToken(ctx); !s.ok()) return s;
+  resp->set_fingerprint(info_.fingerprint);
+  resp->set_n_layers(config_.n_layers);
+  resp->set_n_experts(config_.n_experts);
+  resp->set_d_model(config_.d_model);
+  resp->set_d_expert(config_.d_expert);
+  resp->set_top_k(config_.top_k);
+  resp->set_expert_type(std::string(DTypeName(config_.expert_type)));
+  resp->set_expert_bytes(store_->expert_bytes());
+  resp->set_capacity_bytes(store_->capacity_bytes());
+  resp->set_isa(info_.isa);
+  resp->set_expert_tokens_per_second(info_.expert_tokens_per_second);
+  resp->set_threads(info_.threads);
+  resp->set_version("smallthinker-worker 0.1");
+  return grpc::Status::OK;
+}
+
+grpc::Status ExpertServiceImpl::Assign(grpc::ServerContext* ctx, const v1::AssignRequest* req,
+                                       v1::AssignResponse* resp) {
+  if (grpc::Status s = CheckToken(ctx); !s.ok()) return s;
+  if (grpc::Status s = CheckFingerprint(req->fingerprint()); !s.ok()) return s;
+  std::vector<uint8_t> assigned(assigned_.size(), 0);
+  std::vector<ExpertKey> keys;
+  keys.reserve(req->experts_size());
+  for (int i = 0; i < req->experts_size(); ++i) {
+    const v1::ExpertRef& e = req->experts(i);
+    if (e.layer() < 0 || e.layer() >= config_.n_layers || e.expert() < 0 ||
+        e.expert() >= config_.n_experts) {
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                          absl::StrCat("experts[", i, "] = (layer ", e.layer(), ", expert ",
+                                       e.expert(), ") is outside the model (", config_.n_layers,
+                                       " layers, ", config_.n_experts, " experts)"));
+    }
+    uint8_t& slot = assigned[static_cast<size_t>(e.layer()) * config_.n_experts + e.expert()];
+    if (slot) {
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                          absl::StrCat("experts[", i, "] = (layer ", e.layer(), ", expert ",
+                                       e.expert(), ") is listed twice"));
+    }
+    slot = 1;
+    keys.push_back({e.layer(), e.expert()});
+  }
+  absl::MutexLock compute_lock(&compute_mu_);  // no step reads the store meanwhile
+  if (absl::Status s = store_->Hold(keys); !s.ok()) return ToGrpc(s);
+  absl::MutexLock lock(&mu_);
+  assigned_ = std::move(assigned);
+  n_assigned_ = static_cast<int>(keys.size());
+  resp->set_n_experts(n_assigned_);
+  resp->set_bytes(store_->expert_bytes() * keys.size());
+  LOG(INFO) << "assigned " << keys.size() << " experts by " << ctx->peer();
+  return grpc::Status::OK;
+}
+
+grpc::Status ExpertServiceImpl::Prefetch(grpc::ServerContext* ctx, const v1::PrefetchRequest* req,
+                                         v1::PrefetchResponse*) {
+  if (grpc::Status s = CheckToken(ctx); !s.ok()) return s;
+  for (const v1::ExpertRef& e : req->experts()) {
+    if (e.layer() < 0 || e.layer() >= config_.n_layers || e.expert() < 0 ||
+        e.expert() >= config_.n_experts) {
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                          absl::StrCat("prefetch of (layer ", e.layer(), ", expert ", e.expert(),
+                                       ") outside the model"));
+    }
+  }
+  for (const v1::ExpertRef& e : req->experts()) store_->Prefetch(e.layer(), e.expert());
+  return grpc::Status::OK;
+}
+
+absl::Status ExpertServiceImpl::Validate(const v1::ComputeRequest& req) const {
+  const int64_t d = config_.d_model;
+  if (req.layer() < 0 || req.layer() >= config_.n_layers) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("step ", req.step_id(), ": layer ", req.layer(), " outside [0, ",
+                     config_.n_layers, ")"));
+  }
+  if (req.n_rows() < 1 || req.n_rows() > kMaxComputeRows) {
+    return absl::InvalidArgumentError(absl::StrCat("step ", req.step_id(), ": n_rows ",
+                                                   req.n_rows(), " outside [1, ",
+                                                   kMaxComputeRows, "]"));
+  }
+  const uint64_t want = static_cast<uint64_t>(req.n_rows()) * d * sizeof(float);
+  if (req.hidden().size() != want) {
+    return absl::InvalidArgumentError(absl::StrCat("step ", req.step_id(), ": hidden has ",
+                                                   req.hidden().size(), " bytes, expected ", want,
+                                                   " (n_rows ", req.n_rows(), " x d_model ", d,
+                                                   " x 4)"));
+  }
+  if (req.row_size() != req.expert_size()) {
+    return absl::InvalidArgumentError(absl::StrCat("step ", req.step_id(), ": ", req.row_size(),
+                                                   " rows but ", req.expert_size(), " experts"));
+  }
+  if (req.row_size() < 1 || req.row_size() > kMaxComputeItems) {
+    return absl::InvalidArgumentError(absl::StrCat("step ", req.step_id(), ": ", req.row_size(),
+                                                   " items outside [1, ", kMaxComputeItems, "]"));
+  }
+  absl::MutexLock lock(&mu_);
+  for (int i = 0; i < req.row_size(); ++i) {
+    if (req.row(i) < 0 || req.row(i) >= req.n_rows()) {
+      return absl::InvalidArgumentError(absl::StrCat("step ", req.step_id(), ": row[", i, "] = ",
+                                                     req.row(i), " outside [0, ", req.n_rows(),
+                                                     ")"));
+    }
+    const int e = req.expert(i);
+    if (e < 0 || e >= config_.n_experts) {
+      return absl::InvalidArgumentError(absl::StrCat("step ", req.step_id(), ": expert[", i,
+                                                     "] = ", e, " outside [0, ",
+                                                     config_.n_experts, ")"));
+    }
+    if (!assigned_[static_cast<size_t>(req.layer()) * config_.n_experts + e]) {
+      return absl::FailedPreconditionError(absl::StrCat("step ", req.step_id(), ": expert ", e,
+                                                        " of layer ", req.layer(),
+                                                        " is not assigned to this worker"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+void ExpertServiceImpl::Run(const v1::ComputeRequest& req, v1::ComputeResponse* resp) {
+  const auto start = std::chrono::steady_clock::now();
+  const size_t d = config_.d_model;
+  const int n_items = req.row_size();
+  const float* hidden = reinterpret_cast<const float*>(req.hidden().data());
+  std::string* output = resp->mutable_output();
+  output->resize(static_cast<size_t>(n_items) * d * sizeof(float));
+  float* out = reinterpret_cast<float*>(output->data());
+
+  absl::MutexLock lock(&compute_mu_);
+  // Group items by expert, keeping item order inside a group (the order the
+  // coordinator's LocalExpertExecutor would use).
+  std::vector<std::vector<int>> by_expert(config_.n_experts);
+  for (int i = 0; i < n_items; ++i) by_expert[req.expert(i)].push_back(i);
+  for (int e = 0; e < config_.n_experts; ++e) {
+    const std::vector<int>& items = by_expert[e];
+    if (items.empty()) continue;
+    const int n = static_cast<int>(items.size());
+    gathered_.resize(n * d);
+    expert_out_.resize(n * d);
+    for (int i = 0; i < n; ++i) {
+      std::memcpy(&gathered_[i * d], hidden + static_cast<size_t>(req.row(items[i])) * d,
+                  d * sizeof(float));
+    }
+    const ExpertMatrices m = store_->Get(req.layer(), e);
+    LocalExpertExecutor::ComputeExpert(m.gate, m.up, m.down, m.down_transposed, gathered_.data(),
+                                       n, expert_out_.data(), pool_);
+    for (int i = 0; i < n; ++i) {
+      std::memcpy(out + static_cast<size_t>(items[i]) * d, &expert_out_[i * d],
+                  d * sizeof(float));
+    }
+  }
+  resp->set_step_id(req.step_id());
+  resp->set_compute_us(std::chrono::duration_cast<std::chrono::microseconds>(
+                           std::chrono::steady_clock::now() - start)
+                           .count());
+}
+
+grpc::Status ExpertServiceImpl::Compute(
+    grpc::ServerContext* ctx,
+    grpc::ServerReaderWriter<v1::ComputeResponse, v1::ComputeRequest>* stream) {
+  if (grpc::Status s = CheckToken(ctx); !s.ok()) return s;
+  {
+    const auto& md = ctx->client_metadata();
+    auto it = md.find(kFingerprintMetadataKey);
+    uint64_t fingerprint = 0;
+    if (it == md.end() ||
+        !absl::SimpleAtoi(std::string(it->second.data(), it->second.size()), &fingerprint)) {
+      return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                          absl::StrCat("Compute needs the coordinator's model fingerprint in "
+                                       "metadata '", kFingerprintMetadataKey, "'"));
+    }
+    if (grpc::Status s = CheckFingerprint(fingerprint); !s.ok()) return s;
+  }
+  LOG(INFO) << "compute stream opened by " << ctx->peer();
+  v1::ComputeRequest req;
+  v1::ComputeResponse resp;
+  uint64_t last_step = 0;
+  bool first = true;
+  while (stream->Read(&req)) {
+    if (!first && req.step_id() <= last_step) {
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                          absl::StrCat("step_id ", req.step_id(), " not after ", last_step));
+    }
+    if (absl::Status s = Validate(req); !s.ok()) {
+      LOG(WARNING) << "malformed Compute from " << ctx->peer() << ": " << s.message();
+      return ToGrpc(s);
+    }
+    first = false;
+    last_step = req.step_id();
+    resp.Clear();
+    Run(req, &resp);
+    if (!stream->Write(resp)) break;
+  }
+  LOG(INFO) << "compute stream closed by " << ctx->peer();
+  return grpc::Status::OK;
+}
+
+}  // namespace st

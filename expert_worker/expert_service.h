@@ -1,0 +1,80 @@
+// The gRPC ExpertService of a worker (proto/smallthinker/v1/expert.proto):
+// checks the shared token on every call and the model fingerprint on
+// pairing, validates every incoming message, and runs the experts it was
+// assigned with LocalExpertExecutor::ComputeExpert (the coordinator's own
+// kernels, so the numbers match bit for bit).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
+#include "common/thread_pool.h"
+#include "expert_worker/expert_store.h"
+#include "model/config.h"
+#include "smallthinker/v1/expert.grpc.pb.h"
+
+namespace st {
+
+// Limits of the contract (documented in expert.proto).
+inline constexpr int kMaxMessageBytes = 64 << 20;
+inline constexpr int kMaxComputeRows = 4096;
+inline constexpr int kMaxComputeItems = 65536;
+// Metadata keys.
+inline constexpr char kTokenMetadataKey[] = "x-st-token";
+inline constexpr char kFingerprintMetadataKey[] = "x-st-fingerprint";
+
+struct ExpertServiceInfo {
+  uint64_t fingerprint = 0;
+  std::string token;  // "" = no token required
+  std::string isa;
+  double expert_tokens_per_second = 0;
+  int threads = 0;
+};
+
+// Thread-safe: gRPC calls it from many threads; compute is serialized (one
+// thread pool).
+class ExpertServiceImpl final : public smallthinker::v1::ExpertService::Service {
+ public:
+  ExpertServiceImpl(const ModelConfig& config, ExpertStore* store, ThreadPool* pool,
+                    ExpertServiceInfo info);
+
+  grpc::Status Describe(grpc::ServerContext* ctx, const smallthinker::v1::DescribeRequest* req,
+                        smallthinker::v1::DescribeResponse* resp) override;
+  grpc::Status Assign(grpc::ServerContext* ctx, const smallthinker::v1::AssignRequest* req,
+                      smallthinker::v1::AssignResponse* resp) override;
+  grpc::Status Compute(grpc::ServerContext* ctx,
+                       grpc::ServerReaderWriter<smallthinker::v1::ComputeResponse,
+                                                smallthinker::v1::ComputeRequest>* stream) override;
+  grpc::Status Prefetch(grpc::ServerContext* ctx, const smallthinker::v1::PrefetchRequest* req,
+                        smallthinker::v1::PrefetchResponse* resp) override;
+
+  // Checks a ComputeRequest against the model and the current assignment
+  // (INVALID_ARGUMENT / FAILED_PRECONDITION with a message naming the field).
+  absl::Status Validate(const smallthinker::v1::ComputeRequest& req) const;
+  // Runs a validated request.
+  void Run(const smallthinker::v1::ComputeRequest& req, smallthinker::v1::ComputeResponse* resp);
+
+ private:
+  grpc::Status CheckToken(const grpc::ServerContext* ctx) const;
+  grpc::Status CheckFingerprint(uint64_t fingerprint) const;
+
+  const ModelConfig& config_;
+  ExpertStore* store_;
+  ThreadPool* pool_;
+  const ExpertServiceInfo info_;
+
+  mutable absl::Mutex mu_;
+  std::vector<uint8_t> assigned_ ABSL_GUARDED_BY(mu_);  // [n_layers * n_experts]
+  int n_assigned_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::Mutex compute_mu_;  // one step at a time on the pool
+  std::vector<float> gathered_, expert_out_;  // guarded by compute_mu_
+};
+
+// grpc::Status from absl::Status (same code and message).
+grpc::Status ToGrpc(const absl::Status& s);
+absl::Status FromGrpc(const grpc::Status& s);
+
+}  // namespace st

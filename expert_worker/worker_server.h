@@ -1,0 +1,65 @@
+// A running expert worker: the model file, its expert store, the thread pool
+// and the gRPC server (ExpertService + health + reflection) listening on one
+// address, optionally with TLS / mutual TLS.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "common/thread_pool.h"
+#include "expert_worker/expert_service.h"
+#include "expert_worker/expert_store.h"
+#include "model/config.h"
+#include "model/gguf.h"
+
+namespace grpc {
+class Server;
+}
+
+namespace st {
+
+struct WorkerOptions {
+  std::string model_path;
+  std::string listen = "127.0.0.1:7070";  // host:port; port 0 picks a free one
+  uint64_t memory_budget = 0;             // bytes for held experts; 0 = all experts
+  std::string token;                      // shared token; "" = none
+  // PEM paths. cert + key = serve TLS; ca in addition = require and verify
+  // client certificates (mutual TLS).
+  std::string tls_cert, tls_key, tls_ca;
+  int threads = 0;  // kernel threads; 0 = all cores
+};
+
+class WorkerServer {
+ public:
+  // Loads the model, measures expert speed, binds and starts serving.
+  // Errors name the path or the address.
+  static absl::StatusOr<std::unique_ptr<WorkerServer>> Start(const WorkerOptions& options);
+  ~WorkerServer();
+
+  int port() const { return port_; }
+  uint64_t fingerprint() const { return info_.fingerprint; }
+  const ExpertServiceInfo& info() const { return info_; }
+  // Blocks until Shutdown() (from another thread or a signal handler thread).
+  void Wait();
+  void Shutdown();
+
+ private:
+  WorkerServer() = default;
+  std::unique_ptr<GgufFile> file_;
+  ModelConfig config_;
+  std::unique_ptr<ThreadPool> pool_;
+  std::unique_ptr<ExpertStore> store_;
+  ExpertServiceInfo info_;
+  std::unique_ptr<ExpertServiceImpl> service_;
+  std::unique_ptr<grpc::Server> server_;
+  int port_ = 0;
+  std::atomic<bool> shut_down_{false};
+};
+
+// Name of the best SIMD target the kernels dispatch to on this CPU.
+std::string DispatchedIsa();
+
+}  // namespace st

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# bench_cluster.sh BUILD_DIR MODEL [N_GEN] [THREADS]: decode tok/s for one
+# process, coordinator + 1 worker and + 2 workers, on loopback and through
+# st_delay_proxy at 0.5 ms and 2 ms round trip; per-layer-step overhead
+# p50/p99 (reply time minus worker compute time) and bytes on the wire per
+# token, from `smallthinker bench --workers` (its "cluster:" line).
+set -euo pipefail
+build=$1 model=$2 n=${3:-32} t=${4:-2}
+st=$build/tools/smallthinker proxy=$build/tests/cluster/st_delay_proxy
+tmp=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$tmp"; }
+trap cleanup EXIT
+
+start() {  # start OUTFILE CMD...: run CMD in background, wait for "listening ADDR"
+  local out=$1; shift
+  "$@" >"$out" 2>/dev/null &
+  pids+=($!)
+  for _ in $(seq 1 300); do grep -q listening "$out" 2>/dev/null && break; sleep 0.1; done
+  cut -d' ' -f2 "$out"
+}
+
+bench() {  # bench LABEL [--workers ...]
+  local label=$1; shift
+  "$st" bench -m "$model" -p 0 -n "$n" -r 3 -t "$t" -o json --bandwidth-size 64MiB "$@" \
+    >"$tmp/b.json" 2>"$tmp/b.err"
+  /usr/bin/python3 - "$label" "$tmp/b.json" "$tmp/b.err" "$n" <<'PY'
+import json, re, sys
+label, jpath, epath, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+j = json.load(open(jpath))
+tg = [t for t in j["tests"] if t["test"].startswith("tg")][0]
+line = [l for l in open(epath) if l.startswith("cluster:")]
+p50 = p99 = bpt = "-"
+if line:
+    l = line[0]
+    steps = int(re.search(r"(\d+) layer steps", l).group(1))
+    wire = int(re.search(r"(\d+) bytes on the wire", l).group(1))
+    p50 = re.search(r"p50 (\d+) us", l).group(1)
+    p99 = re.search(r"p99 (\d+) us", l).group(1)
+    layers = j.get("n_layers") or 32
+    bpt = "%.0f KiB" % (wire / (steps / layers) / 1024)
+print(f"| {label} | {tg['avg_ts']:.2f} ± {tg['stddev_ts']:.2f} | {p50} | {p99} | {bpt} |")
+PY
+}
+
+echo "| setup | decode tok/s | step overhead p50 µs | p99 µs | wire bytes/token |"
+echo "| --- | ---: | ---: | ---: | ---: |"
+bench "1 process"
+w1=$(start "$tmp/w1" "$st" worker -m "$model" --listen 127.0.0.1:0 -t "$t")
+w2=$(start "$tmp/w2" "$st" worker -m "$model" --listen 127.0.0.1:0 -t "$t")
+bench "coordinator + 1 worker, loopback" --workers "$w1"
+bench "coordinator + 2 workers, loopback" --workers "$w1,$w2"
+for us in 250 1000; do
+  p1=$(start "$tmp/p1_$us" "$proxy" "${w1##*:}" "$us")
+  p2=$(start "$tmp/p2_$us" "$proxy" "${w2##*:}" "$us")
+  rtt=$(/usr/bin/python3 -c "print($us*2/1000)")
+  bench "coordinator + 1 worker, $rtt ms RTT" --workers "$p1"
+  bench "coordinator + 2 workers, $rtt ms RTT" --workers "$p1,$p2"
+done

@@ -1,0 +1,422 @@
+// Coordinator + `smallthinker worker` processes over real sockets: bit-exact
+// logits against a single process, kill -9 failover and re-admission, a slow
+// worker behind a delaying proxy, refused pairings, malformed messages, and
+// workers in another network namespace.
+#include <signal.h>
+#include <sys/stat.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "coordinator/remote_expert_executor.h"
+#include "expert_worker/expert_service.h"
+#include "grpcpp/grpcpp.h"
+#include "gtest/gtest.h"
+#include "model/model.h"
+#include "model/session.h"
+#include "smallthinker/v1/expert.grpc.pb.h"
+#include "tests/cluster/delay_proxy.h"
+#include "tests/cluster/worker_process.h"
+#include "tests/testutil/testutil.h"
+
+namespace st {
+namespace {
+
+namespace v1 = smallthinker::v1;
+using testing::DelayProxy;
+using testing::WorkerProcess;
+
+struct Trace {
+  std::vector<int32_t> tokens;
+  std::vector<std::vector<float>> logits;  // per step, [vocab]
+};
+
+// Greedy decode one token at a time; hook(step) runs before each step.
+Trace Greedy(Model& model, const std::vector<int32_t>& prompt, int n,
+             const std::function<void(int)>& hook = nullptr) {
+  Session s(model, 256);
+  Trace t;
+  auto logits = s.Evaluate(prompt, /*all_logits=*/false);
+  EXPECT_TRUE(logits.ok()) << logits.status();
+  for (int i = 0; i < n && logits.ok(); ++i) {
+    t.logits.push_back(*logits);
+    const int32_t tok = static_cast<int32_t>(
+        std::max_element(logits->begin(), logits->end()) - logits->begin());
+    t.tokens.push_back(tok);
+    if (hook) hook(i);
+    logits = s.Evaluate({tok}, false);
+    EXPECT_TRUE(logits.ok()) << logits.status();
+  }
+  return t;
+}
+
+void ExpectBitIdentical(const Trace& a, const Trace& b) {
+  ASSERT_EQ(a.tokens, b.tokens);
+  ASSERT_EQ(a.logits.size(), b.logits.size());
+  for (size_t i = 0; i < a.logits.size(); ++i) {
+    ASSERT_EQ(a.logits[i].size(), b.logits[i].size());
+    EXPECT_EQ(std::memcmp(a.logits[i].data(), b.logits[i].data(), a.logits[i].size() * 4), 0)
+        << "logits differ at step " << i;
+  }
+}
+
+const std::vector<int32_t> kPrompt = {72, 101, 108, 108, 111, 32, 119, 111, 114, 108, 100};
+
+class ClusterTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto path = testing::SynthModel(dir_.path(), "tiny", DType::kQ8_0);
+    ASSERT_TRUE(path.ok()) << path.status();
+    model_path_ = *path;
+  }
+  std::unique_ptr<Model> Load() {
+    auto m = Model::Load(model_path_, ModelOptions{.threads = 1, .max_batch = 64});
+    EXPECT_TRUE(m.ok()) << m.status();
+    return m.ok() ? std::move(*m) : nullptr;
+  }
+  std::unique_ptr<WorkerProcess> StartWorker(const std::vector<std::string>& extra = {},
+                                             const std::string& listen = "127.0.0.1:0",
+                                             const std::string& model = "") {
+    auto w = WorkerProcess::Start(model.empty() ? model_path_ : model, listen, extra);
+    EXPECT_TRUE(w.ok()) << w.status();
+    return w.ok() ? std::move(*w) : nullptr;
+  }
+  static v1::ClusterConfig Cluster(const std::vector<std::string>& addresses) {
+    v1::ClusterConfig c;
+    for (const std::string& a : addresses) c.add_worker()->set_address(a);
+    c.set_readmit_backoff_min_ms(50);
+    c.set_readmit_backoff_max_ms(400);
+    return c;
+  }
+  Trace Reference(int n) {
+    auto m = Load();
+    return Greedy(*m, kPrompt, n);
+  }
+
+  testing::TempDir dir_;
+  std::string model_path_;
+};
+
+TEST_F(ClusterTest, TwoWorkersGiveBitIdenticalLogits) {
+  const Trace want = Reference(12);
+  auto w1 = StartWorker(), w2 = StartWorker();
+  ASSERT_TRUE(w1 && w2);
+  for (double local_share : {0.0, 0.4}) {
+    SCOPED_TRACE(absl::StrCat("local_share ", local_share));
+    auto m = Load();
+    v1::ClusterConfig c = Cluster({w1->address(), w2->address()});
+    c.set_local_share(local_share);
+    c.set_hot_experts_local(local_share > 0 ? 1 : 0);
+    c.set_prefetch_hints(local_share > 0);
+    auto remote = AttachWorkers(*m, c);
+    ASSERT_TRUE(remote.ok()) << remote.status();
+    ExpectBitIdentical(want, Greedy(*m, kPrompt, 12));
+    const RemoteExpertStats s = (*remote)->stats();
+    EXPECT_GT(s.remote_items, 0u);
+    EXPECT_EQ(s.failovers, 0u);
+    EXPECT_GT(s.bytes_sent, 0u);
+    EXPECT_GT(s.bytes_received, 0u);
+    if (local_share > 0) {
+      EXPECT_GT(s.local_items, 0u);
+    } else {
+      EXPECT_EQ(s.local_items, 0u);
+    }
+    const std::vector<int> owned = (*remote)->OwnedCounts();
+    EXPECT_GT(owned[0], 0);
+    EXPECT_GT(owned[1], 0);
+  }
+}
+
+TEST_F(ClusterTest, KilledWorkerFailsOverAndIsReadmitted) {
+  const Trace want = Reference(16);
+  auto w1 = StartWorker(), w2 = StartWorker();
+  ASSERT_TRUE(w1 && w2);
+  auto m = Load();
+  auto remote = AttachWorkers(*m, Cluster({w1->address(), w2->address()}));
+  ASSERT_TRUE(remote.ok()) << remote.status();
+  const std::string address = w1->address();
+  const Trace got = Greedy(*m, kPrompt, 16, [&](int step) {
+    if (step == 5) w1->Kill();  // kill -9 mid-generation
+    if (step == 10) {
+      w1 = StartWorker({}, address);  // same port: the coordinator re-admits it
+      ASSERT_TRUE(w1);
+    }
+  });
+  ExpectBitIdentical(want, got);
+  RemoteExpertStats s = (*remote)->stats();
+  EXPECT_GE(s.failovers, 1u);
+  EXPECT_GT(s.failover_items + s.local_items, 0u);
+  // Keep decoding until the restarted worker is back (backoff <= 400 ms).
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(15);
+  while ((*remote)->stats().readmissions == 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    Greedy(*m, kPrompt, 1);
+  }
+  s = (*remote)->stats();
+  EXPECT_GE(s.readmissions, 1u);
+  EXPECT_EQ(s.workers_up, 2);
+  // Back in service and still exact.
+  const uint64_t remote_before = s.remote_items;
+  ExpectBitIdentical(want, Greedy(*m, kPrompt, 16));
+  EXPECT_GT((*remote)->stats().remote_items, remote_before);
+  EXPECT_GT((*remote)->OwnedCounts()[0], 0);
+}
+
+TEST_F(ClusterTest, SlowWorkerDoesNotStallPastTheDeadline) {
+  const Trace want = Reference(8);
+  auto fast = StartWorker(), slow = StartWorker();
+  ASSERT_TRUE(fast && slow);
+  DelayProxy proxy(slow->port(), /*one_way_delay_us=*/0);
+  auto m = Load();
+  v1::ClusterConfig c = Cluster({fast->address(), absl::StrCat("127.0.0.1:", proxy.port())});
+  c.set_step_timeout_ms(150);
+  c.set_readmit_backoff_min_ms(5000);  // stays out for the rest of the test
+  auto remote = AttachWorkers(*m, c);
+  ASSERT_TRUE(remote.ok()) << remote.status();
+  EXPECT_GT((*remote)->OwnedCounts()[1], 0);
+  proxy.set_delay_us(400000);  // 800 ms round trip: far past the step deadline
+  const auto start = std::chrono::steady_clock::now();
+  const Trace got = Greedy(*m, kPrompt, 8);
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  ExpectBitIdentical(want, got);
+  const RemoteExpertStats s = (*remote)->stats();
+  EXPECT_EQ(s.timeouts, 1u);  // one step waited for it, then its work moved away
+  EXPECT_LT(seconds, 0.15 + 1.5) << "decode stalled";
+  EXPECT_EQ((*remote)->OwnedCounts()[1], 0);
+  EXPECT_GT((*remote)->OwnedCounts()[0], 0);
+  EXPECT_EQ(s.workers_up, 1);
+}
+
+TEST_F(ClusterTest, RefusesAnotherModel) {
+  testing::TempDir dir2;
+  auto other_path = testing::SynthModel(dir2.path(), "tiny", DType::kQ8_0, Gating::kSigmoid, 99);
+  ASSERT_TRUE(other_path.ok());
+  auto w = StartWorker({}, "127.0.0.1:0", *other_path);
+  ASSERT_TRUE(w);
+  auto m = Load();
+  auto remote = AttachWorkers(*m, Cluster({w->address()}));
+  ASSERT_FALSE(remote.ok());
+  EXPECT_EQ(remote.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(remote.status().message().find("fingerprint"), std::string::npos) << remote.status();
+  // The worker refuses on its side too (Assign with the wrong fingerprint).
+  auto channel = grpc::CreateChannel(w->address(), grpc::InsecureChannelCredentials());
+  auto stub = v1::ExpertService::NewStub(channel);
+  grpc::ClientContext ctx;
+  v1::AssignRequest req;
+  req.set_fingerprint(12345);
+  v1::AssignResponse resp;
+  grpc::Status s = stub->Assign(&ctx, req, &resp);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_NE(s.error_message().find("fingerprint mismatch"), std::string::npos);
+}
+
+TEST_F(ClusterTest, RefusesWrongOrMissingToken) {
+  auto w = StartWorker({"--token", "right"});
+  ASSERT_TRUE(w);
+  for (const char* token : {"wrong", ""}) {
+    auto m = Load();
+    v1::ClusterConfig c = Cluster({w->address()});
+    c.set_token(token);
+    auto remote = AttachWorkers(*m, c);
+    ASSERT_FALSE(remote.ok());
+    EXPECT_EQ(remote.status().code(), absl::StatusCode::kUnauthenticated) << remote.status();
+    EXPECT_NE(remote.status().message().find("token"), std::string::npos);
+  }
+  auto m = Load();
+  v1::ClusterConfig c = Cluster({w->address()});
+  c.set_token("right");
+  auto remote = AttachWorkers(*m, c);
+  ASSERT_TRUE(remote.ok()) << remote.status();
+}
+
+// Builds a CA and a server certificate for 127.0.0.1 / localhost with the
+// openssl CLI. Returns false if openssl is missing.
+bool MakeCerts(const std::string& dir) {
+  const std::string cmd = absl::StrCat(
+      "cd '", dir, "' && ",
+      "openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 1 "
+      "-subj /CN=st-test-ca && ",
+      "openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr "
+      "-subj /CN=localhost && ",
+      "printf 'subjectAltName=DNS:localhost,IP:127.0.0.1' > san.ext && ",
+      "openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial "
+      "-out server.pem -days 1 -extfile san.ext && ",
+      "openssl req -newkey rsa:2048 -nodes -keyout client.key -out client.csr "
+      "-subj /CN=coordinator && ",
+      "openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial "
+      "-out client.pem -days 1 ) >/dev/null 2>&1");
+  return std::system(("( " + cmd).c_str()) == 0;
+}
+
+TEST_F(ClusterTest, TlsRequiredButAbsentIsRefusedAndMutualTlsWorks) {
+  const std::string d = dir_.path();
+  if (!MakeCerts(d)) GTEST_SKIP() << "openssl CLI not available: cannot make test certificates";
+  auto w = StartWorker({"--tls-cert", d + "/server.pem", "--tls-key", d + "/server.key",
+                        "--tls-ca", d + "/ca.pem"});
+  ASSERT_TRUE(w);
+  {  // Plaintext coordinator.
+    auto m = Load();
+    v1::ClusterConfig c = Cluster({w->address()});
+    c.set_call_timeout_ms(1000);
+    auto remote = AttachWorkers(*m, c);
+    ASSERT_FALSE(remote.ok());
+    EXPECT_NE(remote.status().message().find("TLS"), std::string::npos) << remote.status();
+  }
+  {  // TLS but no client certificate (the worker requires one).
+    auto m = Load();
+    v1::ClusterConfig c = Cluster({w->address()});
+    c.set_call_timeout_ms(1000);
+    c.set_tls_ca(d + "/ca.pem");
+    EXPECT_FALSE(AttachWorkers(*m, c).ok());
+  }
+  const Trace want = Reference(4);
+  auto m = Load();
+  v1::ClusterConfig c = Cluster({w->address()});
+  c.set_tls_ca(d + "/ca.pem");
+  c.set_tls_cert(d + "/client.pem");
+  c.set_tls_key(d + "/client.key");
+  c.set_call_timeout_ms(15000);  // TLS handshakes under sanitizers on a busy machine
+  auto remote = AttachWorkers(*m, c);
+  ASSERT_TRUE(remote.ok()) << remote.status();
+  ExpectBitIdentical(want, Greedy(*m, kPrompt, 4));
+  EXPECT_GT((*remote)->stats().remote_items, 0u);
+}
+
+TEST_F(ClusterTest, MalformedComputeMessagesGetInvalidArgument) {
+  auto w = StartWorker();
+  ASSERT_TRUE(w);
+  auto m = Load();
+  // Pair properly first so the worker has an assignment (all experts).
+  auto remote = AttachWorkers(*m, Cluster({w->address()}));
+  ASSERT_TRUE(remote.ok()) << remote.status();
+  const ModelConfig& cfg = m->config();
+  auto fingerprint = [&] {
+    // The coordinator's fingerprint is what the worker reports (paired above).
+    auto channel = grpc::CreateChannel(w->address(), grpc::InsecureChannelCredentials());
+    auto stub = v1::ExpertService::NewStub(channel);
+    grpc::ClientContext ctx;
+    v1::DescribeResponse d;
+    EXPECT_TRUE(stub->Describe(&ctx, v1::DescribeRequest(), &d).ok());
+    return d.fingerprint();
+  }();
+  auto good = [&] {
+    v1::ComputeRequest r;
+    r.set_step_id(1);
+    r.set_layer(0);
+    r.set_n_rows(1);
+    r.mutable_hidden()->assign(cfg.d_model * sizeof(float), '\0');
+    r.add_row(0);
+    r.add_expert(0);
+    return r;
+  };
+  struct Case {
+    const char* name;
+    std::function<void(v1::ComputeRequest&)> mutate;
+    grpc::StatusCode code;
+  };
+  const std::vector<Case> cases = {
+      {"valid", [](v1::ComputeRequest&) {}, grpc::StatusCode::OK},
+      {"layer", [&](v1::ComputeRequest& r) { r.set_layer(cfg.n_layers); },
+       grpc::StatusCode::INVALID_ARGUMENT},
+      {"negative layer", [](v1::ComputeRequest& r) { r.set_layer(-1); },
+       grpc::StatusCode::INVALID_ARGUMENT},
+      {"hidden bytes", [](v1::ComputeRequest& r) { r.mutable_hidden()->push_back('x'); },
+       grpc::StatusCode::INVALID_ARGUMENT},
+      {"n_rows", [](v1::ComputeRequest& r) { r.set_n_rows(1 << 30); },
+       grpc::StatusCode::INVALID_ARGUMENT},
+      {"expert", [&](v1::ComputeRequest& r) { r.set_expert(0, cfg.n_experts); },
+       grpc::StatusCode::INVALID_ARGUMENT},
+      {"row", [](v1::ComputeRequest& r) { r.set_row(0, 7); }, grpc::StatusCode::INVALID_ARGUMENT},
+      {"counts", [](v1::ComputeRequest& r) { r.add_row(0); }, grpc::StatusCode::INVALID_ARGUMENT},
+      {"no items", [](v1::ComputeRequest& r) { r.clear_row(); r.clear_expert(); },
+       grpc::StatusCode::INVALID_ARGUMENT},
+  };
+  auto channel = grpc::CreateChannel(w->address(), grpc::InsecureChannelCredentials());
+  auto stub = v1::ExpertService::NewStub(channel);
+  for (const Case& k : cases) {
+    SCOPED_TRACE(k.name);
+    grpc::ClientContext ctx;
+    ctx.AddMetadata(kFingerprintMetadataKey, absl::StrCat(fingerprint));
+    auto stream = stub->Compute(&ctx);
+    v1::ComputeRequest r = good();
+    k.mutate(r);
+    ASSERT_TRUE(stream->Write(r));
+    v1::ComputeResponse resp;
+    const bool got = stream->Read(&resp);
+    if (k.code == grpc::StatusCode::OK) {
+      ASSERT_TRUE(got);
+      EXPECT_EQ(resp.output().size(), cfg.d_model * sizeof(float));
+      stream->WritesDone();
+    }
+    grpc::Status s = stream->Finish();
+    EXPECT_EQ(s.error_code(), k.code) << s.error_message();
+  }
+  {  // A stream without the fingerprint is refused.
+    grpc::ClientContext ctx;
+    auto stream = stub->Compute(&ctx);
+    stream->Write(good());
+    v1::ComputeResponse resp;
+    EXPECT_FALSE(stream->Read(&resp));
+    EXPECT_EQ(stream->Finish().error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  }
+  // The worker is still alive (no failover) and the coordinator still exact.
+  ExpectBitIdentical(Reference(3), Greedy(*m, kPrompt, 3));
+  EXPECT_EQ((*remote)->stats().failovers, 0u);
+  EXPECT_GT((*remote)->stats().remote_items, 0u);
+  EXPECT_EQ(::kill(w->pid(), 0), 0) << "worker died: " << w->Stderr();
+}
+
+// Coordinator (this process) in the root namespace, a worker in its own
+// network namespace behind a veth pair.
+TEST_F(ClusterTest, WorkerInAnotherNetworkNamespace) {
+  const std::string ns = absl::StrCat("st-w", getpid() % 100000);
+  const std::string va = absl::StrCat("stva", getpid() % 100000),
+                    vb = absl::StrCat("stvb", getpid() % 100000);
+  const int net = 100 + getpid() % 100;
+  const std::string host_ip = absl::StrCat("10.231.", net, ".1"),
+                    ns_ip = absl::StrCat("10.231.", net, ".2");
+  auto sh = [](const std::string& cmd) { return std::system((cmd + " >/dev/null 2>&1").c_str()); };
+  sh("ip netns del " + ns);
+  const std::string setup = absl::StrCat(
+      "ip netns add ", ns, " && ip link add ", va, " type veth peer name ", vb, " && ip link set ",
+      vb, " netns ", ns, " && ip addr add ", host_ip, "/24 dev ", va, " && ip link set ", va,
+      " up && ip netns exec ", ns, " ip addr add ", ns_ip, "/24 dev ", vb, " && ip netns exec ",
+      ns, " ip link set ", vb, " up && ip netns exec ", ns, " ip link set lo up");
+  if (sh(setup) != 0) {
+    sh("ip netns del " + ns);
+    sh("ip link del " + va);
+    GTEST_SKIP() << "cannot create network namespaces here (need root and ip netns)";
+  }
+  struct Cleanup {
+    std::function<void()> fn;
+    ~Cleanup() { fn(); }
+  } cleanup{[&] {
+    sh("ip netns del " + ns);
+    sh("ip link del " + va);
+  }};
+  const Trace want = Reference(6);
+  auto w = WorkerProcess::Start(model_path_, ns_ip + ":0", {"--token", "ns-token"},
+                                {"ip", "netns", "exec", ns});
+  ASSERT_TRUE(w.ok()) << w.status();
+  EXPECT_EQ((*w)->address().rfind(ns_ip, 0), 0u) << (*w)->address();
+  auto m = Load();
+  v1::ClusterConfig c = Cluster({(*w)->address()});
+  c.set_token("ns-token");
+  auto remote = AttachWorkers(*m, c);
+  ASSERT_TRUE(remote.ok()) << remote.status();
+  ExpectBitIdentical(want, Greedy(*m, kPrompt, 6));
+  EXPECT_GT((*remote)->stats().remote_items, 0u);
+  // The worker bound its namespace's address only: not reachable as 127.0.0.1.
+  v1::ClusterConfig local = Cluster({absl::StrCat("127.0.0.1:", (*w)->port())});
+  local.set_token("ns-token");
+  local.set_call_timeout_ms(500);
+  auto m2 = Load();
+  EXPECT_FALSE(AttachWorkers(*m2, local).ok());
+}
+
+}  // namespace
+}  // namespace st

@@ -1,0 +1,99 @@
+#include "tests/cluster/worker_process.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+
+namespace st::testing {
+
+std::string SmallthinkerBinary() {
+  const char* dir = std::getenv("ST_BINARY_DIR");
+  return absl::StrCat(dir ? dir : ST_BINARY_DIR, "/tools/smallthinker");
+}
+
+absl::StatusOr<std::unique_ptr<WorkerProcess>> WorkerProcess::Start(
+    const std::string& model, const std::string& listen, const std::vector<std::string>& extra,
+    const std::vector<std::string>& prefix) {
+  std::unique_ptr<WorkerProcess> w(new WorkerProcess());
+  static int counter = 0;
+  w->stderr_path_ = absl::StrCat("/tmp/st_worker_", getpid(), "_", counter++, ".log");
+  std::vector<std::string> args = prefix;
+  for (const std::string& a :
+       {SmallthinkerBinary(), std::string("worker"), std::string("-m"), model,
+        std::string("--listen"), listen, std::string("-t"), std::string("1")}) {
+    args.push_back(a);
+  }
+  args.insert(args.end(), extra.begin(), extra.end());
+  int out[2];
+  if (pipe(out) != 0) return absl::InternalError("pipe");
+  const pid_t pid = fork();
+  if (pid < 0) return absl::InternalError("fork");
+  if (pid == 0) {
+    dup2(out[1], 1);
+    const int err = open(w->stderr_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (err >= 0) dup2(err, 2);
+    close(out[0]);
+    std::vector<char*> argv;
+    for (std::string& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    execvp(argv[0], argv.data());
+    _exit(127);
+  }
+  close(out[1]);
+  w->pid_ = pid;
+  std::string line;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (line.find('\n') == std::string::npos) {
+    const int left = static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                          deadline - std::chrono::steady_clock::now())
+                                          .count());
+    pollfd p{out[0], POLLIN, 0};
+    if (left <= 0 || poll(&p, 1, left) <= 0) break;
+    char buf[256];
+    const ssize_t n = read(out[0], buf, sizeof(buf));
+    if (n <= 0) break;
+    line.append(buf, n);
+  }
+  close(out[0]);
+  if (line.rfind("listening ", 0) != 0 || line.find('\n') == std::string::npos) {
+    return absl::UnavailableError(
+        absl::StrCat("worker did not start: '", line, "' stderr: ", w->Stderr()));
+  }
+  w->address_ = line.substr(10, line.find('\n') - 10);
+  if (!absl::SimpleAtoi(w->address_.substr(w->address_.rfind(':') + 1), &w->port_)) {
+    return absl::InternalError(absl::StrCat("bad address ", w->address_));
+  }
+  return w;
+}
+
+void WorkerProcess::Kill() {
+  if (pid_ <= 0) return;
+  kill(pid_, SIGKILL);
+  int status = 0;
+  waitpid(pid_, &status, 0);
+  pid_ = -1;
+}
+
+WorkerProcess::~WorkerProcess() {
+  Kill();
+  unlink(stderr_path_.c_str());
+}
+
+std::string WorkerProcess::Stderr() const {
+  std::ifstream in(stderr_path_);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+}  // namespace st::testing

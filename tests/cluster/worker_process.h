@@ -1,0 +1,43 @@
+// A `smallthinker worker` child process for tests: started with fork/exec
+// (optionally inside a network namespace), ready once it prints its address,
+// killed with SIGKILL when the object dies.
+#pragma once
+
+#include <sys/types.h>
+
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace st::testing {
+
+class WorkerProcess {
+ public:
+  // Starts `<ST_BINARY_DIR>/tools/smallthinker worker -m model --listen listen
+  // -t 1 extra...`, prefixed by `prefix` (e.g. {"ip", "netns", "exec", NS}).
+  // Waits up to 20 s for "listening HOST:PORT".
+  static absl::StatusOr<std::unique_ptr<WorkerProcess>> Start(
+      const std::string& model, const std::string& listen, const std::vector<std::string>& extra,
+      const std::vector<std::string>& prefix = {});
+  ~WorkerProcess();
+
+  const std::string& address() const { return address_; }  // host:port
+  int port() const { return port_; }
+  pid_t pid() const { return pid_; }
+  // kill -9 and reap.
+  void Kill();
+  // Everything the worker wrote to stderr so far (for error messages).
+  std::string Stderr() const;
+
+ private:
+  WorkerProcess() = default;
+  pid_t pid_ = -1;
+  std::string address_, stderr_path_;
+  int port_ = 0;
+};
+
+// Path of the smallthinker binary in the build tree.
+std::string SmallthinkerBinary();
+
+}  // namespace st::testing

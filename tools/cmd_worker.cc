@@ -1,0 +1,72 @@
+// `smallthinker worker`: serve a share of a model's experts over gRPC to a
+// coordinator (run/chat/bench --workers).
+#include <csignal>
+#include <cstdio>
+#include <memory>
+#include <thread>
+
+#include "common/units.h"
+#include "expert_worker/worker_server.h"
+#include "tools/commands.h"
+#include "tools/sampling_flags.h"
+
+namespace st::tools {
+
+void RegisterWorker(CLI::App& app) {
+  struct Flags {
+    WorkerOptions options;
+    std::string memory_budget;
+  };
+  auto f = std::make_shared<Flags>();
+  CLI::App* cmd = app.add_subcommand(
+      "worker",
+      "Serve ReGLU experts to a coordinator over gRPC (ExpertService, health, reflection).\n"
+      "The coordinator must load the same GGUF (checked by fingerprint). Prints\n"
+      "'listening HOST:PORT' on stdout once ready.");
+  cmd->add_option("-m,--model", f->options.model_path, "SmallThinker GGUF file")->required();
+  cmd->add_option("--listen", f->options.listen, "Address to bind (port 0 = any free port)")
+      ->capture_default_str();
+  cmd->add_option("--memory-budget", f->memory_budget,
+                  "Memory for held experts, e.g. 2GiB (default: all experts)");
+  cmd->add_option("--token", f->options.token,
+                  "Shared token required on every call (default: $ST_WORKER_TOKEN or none)");
+  cmd->add_option("--tls-cert", f->options.tls_cert, "PEM certificate chain: serve TLS");
+  cmd->add_option("--tls-key", f->options.tls_key, "PEM private key for --tls-cert");
+  cmd->add_option("--tls-ca", f->options.tls_ca,
+                  "PEM CA: require client certificates signed by it (mutual TLS)");
+  cmd->add_option("-t,--threads", f->options.threads, "Kernel threads (0 = all cores)")
+      ->check(CLI::Range(0, 1024))
+      ->capture_default_str();
+  cmd->callback([f] {
+    if (!f->memory_budget.empty()) {
+      auto budget = ParseByteSize(f->memory_budget);
+      if (!budget.ok()) return Fail(budget.status());
+      f->options.memory_budget = *budget;
+    }
+    if (f->options.token.empty()) {
+      if (const char* env = std::getenv("ST_WORKER_TOKEN")) f->options.token = env;
+    }
+    // Signals are handled by one thread that shuts the server down.
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &set, nullptr);
+    auto server = WorkerServer::Start(f->options);
+    if (!server.ok()) return Fail(server.status());
+    const std::string& listen = f->options.listen;
+    const std::string host = listen.substr(0, listen.rfind(':'));
+    std::printf("listening %s:%d\n", host.c_str(), (*server)->port());
+    std::fflush(stdout);
+    std::thread signals([&] {
+      int sig = 0;
+      sigwait(&set, &sig);
+      std::fprintf(stderr, "worker: signal %d, shutting down\n", sig);
+      (*server)->Shutdown();
+    });
+    signals.detach();
+    (*server)->Wait();
+  });
+}
+
+}  // namespace st::tools

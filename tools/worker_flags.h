@@ -1,0 +1,87 @@
+// --workers / --worker-token / --cluster-config: run a command's experts on
+// remote `smallthinker worker` processes (coordinator/remote_expert_executor.h).
+#pragma once
+
+#include <cstdio>
+#include <string>
+
+#include "CLI/CLI.hpp"
+#include "coordinator/remote_expert_executor.h"
+#include "model/model.h"
+#include "nlohmann/json.hpp"
+#include "tools/offload_flags.h"
+
+namespace st::tools {
+
+struct WorkerFlags {
+  std::string workers, token, config_file;
+  int step_timeout_ms = 0;
+  bool any() const { return !workers.empty() || !config_file.empty(); }
+};
+
+inline void AddWorkerFlags(CLI::App* cmd, WorkerFlags* f) {
+  cmd->add_option("--workers", f->workers,
+                  "Expert workers host:port,... (started with `smallthinker worker`)");
+  cmd->add_option("--worker-token", f->token,
+                  "Shared token for the workers (default: $ST_WORKER_TOKEN)");
+  cmd->add_option("--cluster-config", f->config_file,
+                  "Deployment config (textproto smallthinker.v1.ClusterConfig: workers, token, "
+                  "TLS, timeouts, local share)");
+  cmd->add_option("--worker-timeout-ms", f->step_timeout_ms,
+                  "Per layer step deadline before recomputing a worker's experts locally "
+                  "(default 2000)")
+      ->check(CLI::Range(0, 3600000));
+}
+
+// Wraps the model's experts with the cluster, if one is configured.
+inline absl::Status AttachWorkerFlags(Model& model, const WorkerFlags& f) {
+  if (!f.any()) return absl::OkStatus();
+  std::string token = f.token;
+  if (token.empty()) {
+    if (const char* env = std::getenv("ST_WORKER_TOKEN")) token = env;
+  }
+  auto cluster = ClusterConfigFromFlags(f.workers, token, f.config_file);
+  if (!cluster.ok()) return cluster.status();
+  if (f.step_timeout_ms > 0) cluster->set_step_timeout_ms(f.step_timeout_ms);
+  return AttachWorkers(model, *cluster).status();
+}
+
+// With workers configured: attaches them (the coordinator computes its own
+// share and failovers from the mapped GGUF; combining workers with the SSD
+// offload is not supported yet) and returns nullptr. Otherwise ApplyOffload.
+inline absl::StatusOr<Offload*> ApplyOffloadOrWorkers(Model& model, const OffloadFlags& offload,
+                                                      const WorkerFlags& workers,
+                                                      int64_t context_tokens) {
+  if (!workers.any()) return ApplyOffload(model, offload, context_tokens);
+  if (!offload.memory_budget.empty()) {
+    return absl::InvalidArgumentError(
+        "--memory-budget with --workers is not supported yet (give workers their own "
+        "--memory-budget)");
+  }
+  if (absl::Status s = AttachWorkerFlags(model, workers); !s.ok()) return s;
+  return nullptr;
+}
+
+// Prints the cluster counters to stderr when the model runs on workers.
+inline void PrintClusterSummary(Model& model) {
+  if (auto* remote = dynamic_cast<RemoteExpertExecutor*>(&model.experts())) {
+    std::fprintf(stderr, "%s\n", remote->Summary().c_str());
+  }
+}
+
+// The cluster counters as JSON (null when the model runs locally).
+inline nlohmann::json ClusterJson(Model& model) {
+  auto* remote = dynamic_cast<RemoteExpertExecutor*>(&model.experts());
+  if (remote == nullptr) return nullptr;
+  const RemoteExpertStats s = remote->stats();
+  return {{"workers_up", s.workers_up},         {"steps", s.steps},
+          {"remote_requests", s.remote_requests}, {"remote_items", s.remote_items},
+          {"local_items", s.local_items},       {"failovers", s.failovers},
+          {"timeouts", s.timeouts},             {"failover_items", s.failover_items},
+          {"readmissions", s.readmissions},     {"bytes_sent", s.bytes_sent},
+          {"bytes_received", s.bytes_received},
+          {"overhead_us_p50", OverheadPercentile(s, 0.5)},
+          {"overhead_us_p99", OverheadPercentile(s, 0.99)}};
+}
+
+}  // namespace st::tools
