@@ -44,18 +44,22 @@ ThreadPool::~ThreadPool() {
   for (auto& t : workers_) t.join();
 }
 
-void ThreadPool::RunShare(int index) {
+void ThreadPool::RunChunks() {
   const size_t n_grains = job_n_ / job_grain_ + (job_n_ % job_grain_ != 0);
-  // First grain of share i: floor(n_grains * i / num_threads), computed as
-  // q * i + floor(r * i / num_threads) so that it cannot overflow for any n.
-  const size_t threads = static_cast<size_t>(num_threads_);
-  const size_t q = n_grains / threads;
-  const size_t r = n_grains % threads;
-  auto first_grain = [&](size_t i) { return q * i + r * i / threads; };
-  const size_t begin = first_grain(static_cast<size_t>(index)) * job_grain_;  // < job_n_
-  const size_t end_grain = first_grain(static_cast<size_t>(index) + 1);
-  const size_t end = end_grain >= n_grains ? job_n_ : end_grain * job_grain_;
-  if (begin < end) (*job_)(begin, end);
+  // First grain of chunk c: floor(n_grains * c / chunks), computed as
+  // q * c + floor(r * c / chunks) so that it cannot overflow for any n.
+  const size_t chunks = job_chunks_;
+  const size_t q = n_grains / chunks;
+  const size_t r = n_grains % chunks;
+  auto first_grain = [&](size_t c) { return q * c + r * c / chunks; };
+  for (;;) {
+    const size_t c = next_chunk_.fetch_add(1, std::memory_order_relaxed);
+    if (c >= chunks) return;
+    const size_t begin = first_grain(c) * job_grain_;  // < job_n_
+    const size_t end_grain = first_grain(c + 1);
+    const size_t end = end_grain >= n_grains ? job_n_ : end_grain * job_grain_;
+    if (begin < end) (*job_)(begin, end);
+  }
 }
 
 void ThreadPool::ParallelFor(size_t n, const std::function<void(size_t, size_t)>& fn,
@@ -69,14 +73,24 @@ void ThreadPool::ParallelFor(size_t n, const std::function<void(size_t, size_t)>
   job_ = &fn;
   job_n_ = n;
   job_grain_ = grain;
-  pending_.store(num_threads_ - 1, std::memory_order_relaxed);
-  generation_.fetch_add(1, std::memory_order_seq_cst);  // publishes the job
+  const size_t n_grains = n / grain + (n % grain != 0);
+  job_chunks_ = std::min(n_grains, static_cast<size_t>(num_threads_) * kChunksPerThread);
+  next_chunk_.store(0, std::memory_order_relaxed);
+  const uint64_t gen = generation_.load(std::memory_order_relaxed) + 1;  // only we write it
+  const uint64_t id = (gen & 0xFFFFFFFFu) << 32;
+  job_state_.store(id, std::memory_order_release);       // open: workers may join
+  generation_.store(gen, std::memory_order_seq_cst);     // wakes spinning workers
   if (sleepers_.load(std::memory_order_seq_cst) > 0) {
     std::lock_guard<std::mutex> lock(mu_);
     wake_.notify_all();
   }
-  RunShare(0);
-  auto all_done = [this] { return pending_.load(std::memory_order_seq_cst) == 0; };
+  RunChunks();
+  // Every chunk is claimed: close the job so no late worker joins, then wait
+  // for the joined ones to finish theirs.
+  job_state_.fetch_or(kClosed, std::memory_order_seq_cst);
+  auto all_done = [this] {
+    return (job_state_.load(std::memory_order_seq_cst) & kCountMask) == 0;
+  };
   if (!SpinUntil(all_done, kSpinMicros)) {
     std::unique_lock<std::mutex> lock(mu_);
     caller_sleeping_.store(true, std::memory_order_seq_cst);
@@ -86,7 +100,7 @@ void ThreadPool::ParallelFor(size_t n, const std::function<void(size_t, size_t)>
   job_ = nullptr;
 }
 
-void ThreadPool::WorkerLoop(int index) {
+void ThreadPool::WorkerLoop(int /*index*/) {
   uint64_t seen = 0;
   for (;;) {
     auto has_work = [&] {
@@ -101,9 +115,20 @@ void ThreadPool::WorkerLoop(int index) {
     }
     if (stop_.load(std::memory_order_acquire)) return;
     seen = generation_.load(std::memory_order_acquire);
-    RunShare(index);
-    if (pending_.fetch_sub(1, std::memory_order_seq_cst) == 1 &&
-        caller_sleeping_.load(std::memory_order_seq_cst)) {
+    const uint64_t id = (seen & 0xFFFFFFFFu) << 32;
+    uint64_t state = job_state_.load(std::memory_order_relaxed);
+    bool joined = false;
+    while ((state & ~kCountMask & ~kClosed) == id && (state & kClosed) == 0) {
+      if (job_state_.compare_exchange_weak(state, state + 1, std::memory_order_acquire,
+                                           std::memory_order_relaxed)) {
+        joined = true;
+        break;
+      }
+    }
+    if (!joined) continue;  // closed (or already superseded): nothing left for us
+    RunChunks();
+    const uint64_t before = job_state_.fetch_sub(1, std::memory_order_seq_cst);
+    if ((before & kCountMask) == 1 && caller_sleeping_.load(std::memory_order_seq_cst)) {
       std::lock_guard<std::mutex> lock(mu_);
       done_.notify_one();
     }

@@ -4,6 +4,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <mutex>
 #include <thread>
@@ -11,13 +12,24 @@
 
 namespace st {
 
-// Runs `fn(begin, end)` over a static split of [0, n) across the calling
-// thread plus `num_threads - 1` persistent workers. Threads are created once,
-// in the constructor; a ParallelFor creates none.
+// Runs `fn(begin, end)` over a fixed split of [0, n) into chunks, executed by
+// the calling thread plus `num_threads - 1` persistent workers, each thread
+// claiming the next unclaimed chunk (an atomic counter) until none is left.
+// Threads are created once, in the constructor; a ParallelFor creates none.
+// Claiming keeps both cores busy when one thread is slowed (another process
+// on its core, a cold cache), where a static share per thread would leave
+// the others waiting at the end of every op.
 //
 // Thread-compatible: one ParallelFor at a time (calls from several threads
 // must be serialized by the caller). The split of [0, n) is a pure function of
-// n and num_threads, so results never depend on scheduling.
+// n, grain and num_threads (which thread runs a chunk is not), so results
+// never depend on scheduling as long as fn's output for a range depends only
+// on the range.
+//
+// A worker joins a job only while it is open; once the caller has claimed
+// the last chunk it closes the job and waits just for the workers that
+// joined. A worker that is descheduled (shared machine) therefore never
+// stalls the caller: its chunks go to the threads that are running.
 //
 // Latency: a decode step issues hundreds of small ParallelFors, so waking a
 // sleeping thread (~5-20 us through a futex) each time would dominate. Idle
@@ -36,27 +48,37 @@ class ThreadPool {
   // Calls fn(begin, end) on disjoint ranges covering [0, n). Ranges are
   // multiples of `grain` (except the last) so callers can keep cache lines or
   // quant blocks whole. Blocks until every range is done.
+  // There are min(ceil(n / grain), num_threads * kChunksPerThread) chunks,
+  // balanced within one grain.
   void ParallelFor(size_t n, const std::function<void(size_t begin, size_t end)>& fn,
                    size_t grain = 1);
 
+  static constexpr int kChunksPerThread = 4;
+
  private:
   void WorkerLoop(int index);
-  void RunShare(int index);
+  void RunChunks();
 
   const int num_threads_;
   std::vector<std::thread> workers_;
 
   static constexpr int kSpinMicros = 100;
 
-  // generation_ is bumped (release) after the job fields are written; a
-  // worker that sees the new value (acquire) may read them. pending_ counts
-  // workers still running the current job. sleepers_/caller_sleeping_ say who
-  // is blocked on a condition variable and must be notified under mu_.
+  // generation_ is bumped after the job fields are written, to wake workers.
+  // job_state_ = (job id << 32) | kClosed? | joined workers still running;
+  // the caller stores (id << 32) (release) before bumping generation_, a
+  // worker joins by a CAS adding 1 while the id matches and kClosed is
+  // clear (acquire: it may then read the job fields) and leaves with a
+  // release decrement. The caller sets kClosed after its own chunks and
+  // waits for the count to reach 0. sleepers_/caller_sleeping_ say who is
+  // blocked on a condition variable and must be notified under mu_.
+  static constexpr uint64_t kClosed = uint64_t{1} << 31;
+  static constexpr uint64_t kCountMask = kClosed - 1;
   std::mutex mu_;
   std::condition_variable wake_;
   std::condition_variable done_;
   std::atomic<uint64_t> generation_{0};
-  std::atomic<int> pending_{0};
+  std::atomic<uint64_t> job_state_{kClosed};
   std::atomic<int> sleepers_{0};
   std::atomic<bool> caller_sleeping_{false};
   std::atomic<bool> stop_{false};
@@ -65,6 +87,8 @@ class ThreadPool {
   const std::function<void(size_t, size_t)>* job_ = nullptr;
   size_t job_n_ = 0;
   size_t job_grain_ = 1;
+  size_t job_chunks_ = 0;
+  std::atomic<size_t> next_chunk_{0};
 };
 
 }  // namespace st

@@ -1,6 +1,8 @@
 #include "common/thread_pool.h"
 
 #include <algorithm>
+#include <chrono>
+#include <condition_variable>
 #include <atomic>
 #include <cstdint>
 #include <memory>
@@ -54,7 +56,7 @@ TEST(ThreadPoolTest, CoversEveryIndexExactlyOnce) {
             },
             grain);
         for (size_t i = 0; i < n; ++i) ASSERT_EQ(hits[i].load(), 1) << "index " << i;
-        EXPECT_LE(calls.load(), threads);
+        EXPECT_LE(calls.load(), threads * ThreadPool::kChunksPerThread);
         if (n == 0) {
           EXPECT_EQ(calls.load(), 0);
         }
@@ -95,11 +97,16 @@ TEST(ThreadPoolTest, UsesWorkerThreadsAndTheCaller) {
   ThreadPool pool(4);
   std::mutex mu;
   std::set<std::thread::id> seen;
+  std::condition_variable all_in;
+  // Each thread's first chunk waits (up to 10 s) until 4 distinct threads
+  // hold a chunk; 16 chunks, so every thread can claim one.
   pool.ParallelFor(4000, [&](size_t, size_t) {
-    std::lock_guard<std::mutex> lock(mu);
+    std::unique_lock<std::mutex> lock(mu);
     seen.insert(std::this_thread::get_id());
+    all_in.notify_all();
+    all_in.wait_for(lock, std::chrono::seconds(10), [&] { return seen.size() == 4; });
   });
-  EXPECT_EQ(seen.size(), 4u);  // the static split gives share i to thread i
+  EXPECT_EQ(seen.size(), 4u);
   EXPECT_EQ(seen.count(std::this_thread::get_id()), 1u);
 }
 
@@ -137,11 +144,21 @@ TEST(ThreadPoolTest, DestructorJoinsIdleAndUsedPools) {
   for (size_t i = 0; i < out.size(); ++i) ASSERT_EQ(out[i], static_cast<int>(i) + 1);
 }
 
-TEST(ThreadPoolTest, SharesAreBalancedWithinOneGrain) {
+TEST(ThreadPoolTest, ChunksAreBalancedWithinOneGrain) {
   ThreadPool pool(4);
   const std::vector<Range> ranges = Ranges(pool, 1000, 1);
-  ASSERT_EQ(ranges.size(), 4u);
-  for (const Range& r : ranges) EXPECT_EQ(r.second - r.first, 250u);
+  ASSERT_EQ(ranges.size(), 4u * ThreadPool::kChunksPerThread);  // 16 chunks of 62 or 63
+  for (const Range& r : ranges) {
+    EXPECT_GE(r.second - r.first, 62u);
+    EXPECT_LE(r.second - r.first, 63u);
+  }
+  const std::vector<Range> fours = Ranges(pool, 1000, 4);  // 250 grains in 16 chunks
+  ASSERT_EQ(fours.size(), 16u);
+  for (const Range& r : fours) {
+    EXPECT_EQ(r.first % 4, 0u);
+    EXPECT_GE(r.second - r.first, 60u);
+    EXPECT_LE(r.second - r.first, 64u);
+  }
 }
 
 }  // namespace

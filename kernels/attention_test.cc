@@ -1,14 +1,19 @@
 // st::AttendRing (SIMD, every target) against scalar::AttendRing and against
-// a plain double-precision attention over contiguous (non-ring) K/V.
-// Bound: |out - ref| <= 1e-5 * max|v| per element (float dot/accumulate
-// reordering; scores are O(1) on Gaussian data).
+// a plain double-precision attention over contiguous (non-ring) K/V, for F32,
+// F16 and BF16 K/V storage. The reference sees the K/V values the cache holds
+// (rounded to the storage type), so rounding of the storage type is not part
+// of the error. Bound: |out - ref| <= 1e-5 * max|v| per element (float
+// dot/accumulate reordering; scores are O(1) on Gaussian data).
 #include "kernels/attention.h"
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
+#include <cstring>
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "kernels/fp16.h"
 #include "kernels/test_util.h"
 
 namespace st {
@@ -20,25 +25,54 @@ using ::st::testing::Gaussian;
 // Positions 0..n_pos-1 of K and V stored contiguously ([pos][kv_head][d]),
 // plus a ring of `capacity` slots (row_stride >= kv width, padded) holding
 // the last `capacity` positions, written in increasing position order.
+// Rounds x to the storage type and returns its bits (as in KvCache::Store),
+// stored in `bytes` bytes (4 for F32, 2 otherwise).
+uint32_t Encode(DType type, float x) {
+  if (type == DType::kF16) return F32ToF16(x);
+  if (type == DType::kBF16) return F32ToBF16(x);
+  uint32_t u;
+  std::memcpy(&u, &x, 4);
+  return u;
+}
+float Decode(DType type, uint32_t bits) {
+  if (type == DType::kF16) return F16ToF32(static_cast<uint16_t>(bits));
+  if (type == DType::kBF16) return BF16ToF32(static_cast<uint16_t>(bits));
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+
 struct Cache {
   AttentionShape shape;
-  std::vector<float> k_plain, v_plain, k_ring, v_ring;
-  size_t width = 0, stride = 0;
+  DType type;
+  std::vector<float> k_plain, v_plain;  // values as stored (already rounded)
+  std::vector<uint8_t> k_ring, v_ring;
+  size_t width = 0, stride = 0, elem = 4;
   int64_t capacity = 0;
 
-  Cache(AttentionShape s, int64_t n_pos, int64_t cap, size_t pad) : shape(s), capacity(cap) {
+  Cache(AttentionShape s, int64_t n_pos, int64_t cap, size_t pad, DType t = DType::kF32)
+      : shape(s), type(t), capacity(cap) {
     width = static_cast<size_t>(s.n_kv_heads * s.head_dim);
     stride = width + pad;
+    elem = t == DType::kF32 ? 4 : 2;
     k_plain = Gaussian(n_pos * width, 1);
     v_plain = Gaussian(n_pos * width, 2);
-    k_ring.assign(cap * stride, NAN);  // padding and unused slots poison
-    v_ring.assign(cap * stride, NAN);
+    k_ring.assign(cap * stride * elem, 0xFF);  // padding and unused slots poison (NaN)
+    v_ring.assign(cap * stride * elem, 0xFF);
     for (int64_t p = 0; p < n_pos; ++p) {
-      std::copy_n(&k_plain[p * width], width, &k_ring[(p % cap) * stride]);
-      std::copy_n(&v_plain[p * width], width, &v_ring[(p % cap) * stride]);
+      for (size_t i = 0; i < width; ++i) {
+        Put(k_ring, (p % cap) * stride + i, k_plain[p * width + i]);
+        Put(v_ring, (p % cap) * stride + i, v_plain[p * width + i]);
+      }
     }
   }
-  KvRingView view() const { return {k_ring.data(), v_ring.data(), stride, capacity}; }
+  // Stores x rounded to the type at element index i, and rounds x in place.
+  void Put(std::vector<uint8_t>& ring, size_t i, float& x) {
+    const uint32_t bits = Encode(type, x);
+    std::memcpy(&ring[i * elem], &bits, elem);  // little-endian low bytes
+    x = Decode(type, bits);
+  }
+  KvRingView view() const { return {k_ring.data(), v_ring.data(), stride, capacity, type}; }
 
   // Plain attention in double over positions [lo, hi].
   std::vector<float> Reference(const std::vector<float>& q, int64_t lo, int64_t hi) const {
@@ -72,6 +106,8 @@ void ExpectClose(const std::vector<float>& a, const std::vector<float>& b, const
   for (size_t i = 0; i < a.size(); ++i) ASSERT_NEAR(a[i], b[i], 1e-5f * vmax) << "i=" << i;
 }
 
+constexpr DType kTypes[] = {DType::kF32, DType::kF16, DType::kBF16};
+
 TEST(AttentionTest, HandComputed) {
   // One head, head_dim 4: scores 0 and (2 * ln 3) / sqrt(4) = ln 3 ->
   // weights 1/4, 3/4.
@@ -93,18 +129,25 @@ TEST(AttentionTest, HandComputed) {
 }
 
 // Sliding window (lo > 0) over a wrapped ring equals plain attention over
-// contiguous K/V, for the SIMD (all targets) and scalar versions. GQA group
-// 3; head_dim 128 (model) and 20 (SIMD tail).
+// contiguous K/V, for the SIMD (all targets) and scalar versions and every
+// K/V type. GQA groups 3, 5, 7 and 8 (head blocks of 4 with every remainder)
+// and 1; head_dim 128 (model), 20 and 7 (SIMD tails), 1.
 TEST(AttentionTest, WindowedRingMatchesPlain) {
-  for (int hd : {128, 20}) {
-    const AttentionShape shape{6, 2, hd};
+  struct Case { int n_heads, n_kv_heads, hd; };
+  for (DType type : kTypes)
+  for (Case sc : {Case{6, 2, 128}, Case{6, 2, 20}, Case{5, 1, 7}, Case{14, 2, 33},
+                  Case{16, 2, 16}, Case{3, 3, 1}}) {
+    const int hd = sc.hd;
+    const AttentionShape shape{sc.n_heads, sc.n_kv_heads, hd};
     const int64_t n_pos = 45, cap = 16;
-    const Cache c(shape, n_pos, cap, /*pad=*/3);
+    const Cache c(shape, n_pos, cap, /*pad=*/3, type);
     const std::vector<float> q = Gaussian(shape.n_heads * hd, 3);
     struct Window { int64_t lo, hi; };
     // hi = 44 lives in slot 12; [29, 44] wraps through slot 0 of the ring.
     for (Window w : {Window{29, 44}, Window{33, 44}, Window{44, 44}, Window{37, 40}}) {
-      SCOPED_TRACE(::testing::Message() << "hd=" << hd << " lo=" << w.lo << " hi=" << w.hi);
+      SCOPED_TRACE(::testing::Message() << DTypeName(type) << " heads=" << sc.n_heads << "/"
+                                        << sc.n_kv_heads << " hd=" << hd << " lo=" << w.lo
+                                        << " hi=" << w.hi);
       const std::vector<float> ref = c.Reference(q, w.lo, w.hi);
       std::vector<float> out(q.size()), scratch(w.hi - w.lo + 1);
       scalar::AttendRing(shape, q.data(), c.view(), w.lo, w.hi, out.data(), scratch.data());
@@ -120,15 +163,36 @@ TEST(AttentionTest, WindowedRingMatchesPlain) {
 
 // No wrap (lo = 0, capacity large): SIMD vs scalar twin at the 4B shape.
 TEST(AttentionTest, SimdMatchesScalarNoWrap) {
-  const AttentionShape shape{32, 4, 128};
-  const Cache c(shape, 100, 128, 0);
-  const std::vector<float> q = Gaussian(shape.n_heads * 128, 4);
-  std::vector<float> ref(q.size()), out(q.size()), scratch(100);
-  scalar::AttendRing(shape, q.data(), c.view(), 0, 99, ref.data(), scratch.data());
-  ForEachTarget([&] {
-    AttendRing(shape, q.data(), c.view(), 0, 99, out.data(), scratch.data());
-    ExpectClose(out, ref, c);
-  });
+  for (DType type : kTypes) {
+    SCOPED_TRACE(DTypeName(type));
+    const AttentionShape shape{32, 4, 128};
+    const Cache c(shape, 100, 128, 0, type);
+    const std::vector<float> q = Gaussian(shape.n_heads * 128, 4);
+    std::vector<float> ref(q.size()), out(q.size()), scratch(100);
+    scalar::AttendRing(shape, q.data(), c.view(), 0, 99, ref.data(), scratch.data());
+    ForEachTarget([&] {
+      AttendRing(shape, q.data(), c.view(), 0, 99, out.data(), scratch.data());
+      ExpectClose(out, ref, c);
+    });
+  }
+}
+
+// KvRingView::Columns selects one kv head: attending with group heads over
+// Columns(h * hd) with a one-kv-head shape equals the full computation.
+TEST(AttentionTest, ColumnsSelectsKvHead) {
+  for (DType type : kTypes) {
+    SCOPED_TRACE(DTypeName(type));
+    const AttentionShape shape{8, 4, 24};
+    const Cache c(shape, 30, 32, 5, type);
+    const std::vector<float> q = Gaussian(shape.n_heads * 24, 5);
+    std::vector<float> full(q.size()), part(q.size()), scratch(30);
+    AttendRing(shape, q.data(), c.view(), 0, 29, full.data(), scratch.data());
+    for (int h = 0; h < 4; ++h) {
+      AttendRing(AttentionShape{2, 1, 24}, q.data() + h * 48, c.view().Columns(h * 24), 0, 29,
+                 part.data() + h * 48, scratch.data());
+    }
+    EXPECT_EQ(full, part);
+  }
 }
 
 }  // namespace

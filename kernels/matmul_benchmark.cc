@@ -1,6 +1,8 @@
 // MatMul throughput per weight type at SmallThinker-4B shapes. Bytes
 // processed = weight bytes streamed per iteration (the matrix is read once
-// per call however many vectors there are, see matmul.cc row tiles).
+// per call however many vectors there are, see matmul.cc row tiles); items
+// processed = vectors (tokens), so vecs 1 is mat-vec (decode) and vecs 8 / 64
+// are mat-mat (prefill batches).
 //
 // Shapes: expert gate/up [768 x 1536], expert down [1536 x 768], and an
 // LM-head slice [32768 x 1536] (the full head is 151936 rows).
@@ -45,6 +47,7 @@ void BM_MatMul(benchmark::State& state) {
     benchmark::ClobberMemory();
   }
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * w.size());
+  state.SetItemsProcessed(static_cast<int64_t>(state.iterations()) * n_vecs);  // vectors (tokens)
   state.SetLabel(std::string(DTypeName(type)));
 }
 
@@ -52,8 +55,9 @@ void Args(benchmark::internal::Benchmark* b) {
   b->ArgNames({"type", "rows", "cols", "vecs", "threads"});
   for (DType t : {DType::kQ4_0, DType::kQ8_0, DType::kBF16, DType::kF16, DType::kF32}) {
     for (auto [rows, cols] : {std::pair{768, 1536}, std::pair{1536, 768}, std::pair{32768, 1536}}) {
-      for (int vecs : {1, 8}) {
+      for (int vecs : {1, 8, 64}) {
         for (int threads : {1, 2}) {
+          if (vecs == 64 && threads == 1) continue;  // prefill batches: 2 threads only
           b->Args({static_cast<int64_t>(t), rows, cols, vecs, threads});
         }
       }

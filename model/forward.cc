@@ -221,7 +221,7 @@ void Forward::Attention(int layer, absl::Span<const Segment> segments, int n) {
       const int64_t pos = seg.pos0 + static_cast<int64_t>(t) - seg.row0;
       const int64_t lo = lc.window > 0 ? std::max<int64_t>(0, pos - lc.window + 1) : 0;
       scratch.resize(pos - lo + 1);
-      const KvRingView head{view.k + h * hd, view.v + h * hd, view.row_stride, view.capacity};
+      const KvRingView head = view.Columns(h * hd);
       const size_t q_off = t * qd + h * group * hd;
       AttendRing(shape, q_.data() + q_off, head, lo, pos, att_.data() + q_off, scratch.data());
     }

@@ -1,6 +1,7 @@
 // Decode step by step with the KV cache must give the logits of one prefill
 // of the whole sequence, for global and sliding-window (ring) layers alike.
 #include <cmath>
+#include <tuple>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -27,14 +28,18 @@ double RelDiff(const std::vector<float>& a, const std::vector<float>& b) {
   return d / m;
 }
 
-class DecodeMatchesPrefill : public ::testing::TestWithParam<DType> {};
+// Param: (weight type, KV cache type).
+class DecodeMatchesPrefill : public ::testing::TestWithParam<std::tuple<DType, DType>> {};
 
 TEST_P(DecodeMatchesPrefill, TinySwa) {
   testing::TempDir dir;
-  auto path = testing::SynthModel(dir.path(), "tiny-swa", GetParam());
+  const auto [type, kv_type] = GetParam();
+  auto path = testing::SynthModel(dir.path(), "tiny-swa", type);
   ASSERT_TRUE(path.ok()) << path.status();
-  auto prefill_model = Model::Load(*path, ModelOptions{.threads = 2, .max_batch = 64});
-  auto small_batch_model = Model::Load(*path, ModelOptions{.threads = 1, .max_batch = 3});
+  auto prefill_model =
+      Model::Load(*path, ModelOptions{.threads = 2, .max_batch = 64, .kv_type = kv_type});
+  auto small_batch_model =
+      Model::Load(*path, ModelOptions{.threads = 1, .max_batch = 3, .kv_type = kv_type});
   ASSERT_TRUE(prefill_model.ok()) << prefill_model.status();
   ASSERT_TRUE(small_batch_model.ok()) << small_batch_model.status();
   const int vocab = (*prefill_model)->config().vocab_size;
@@ -61,7 +66,10 @@ TEST_P(DecodeMatchesPrefill, TinySwa) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Types, DecodeMatchesPrefill,
-                         ::testing::Values(DType::kF32, DType::kQ8_0, DType::kQ4_0));
+                         ::testing::Combine(::testing::Values(DType::kF32, DType::kQ8_0,
+                                                              DType::kQ4_0),
+                                            ::testing::Values(DType::kF16, DType::kBF16,
+                                                              DType::kF32)));
 
 TEST(ForwardTest, RejectsOutOfRangeTokensAndContextOverflow) {
   testing::TempDir dir;

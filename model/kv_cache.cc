@@ -2,52 +2,88 @@
 
 #include <algorithm>
 #include <cstring>
+#include <string>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
 #include "glog/logging.h"
+#include "kernels/fp16.h"
 
 namespace st {
 
-KvCache::KvCache(const ModelConfig& config, int64_t max_tokens, int max_batch)
-    : kv_dim_(config.kv_dim()), max_tokens_(max_tokens), max_batch_(std::max(max_batch, 1)) {
+absl::StatusOr<DType> ParseKvType(std::string_view name) {
+  const std::string lower = absl::AsciiStrToLower(std::string(name));
+  if (lower == "f16") return DType::kF16;
+  if (lower == "bf16") return DType::kBF16;
+  if (lower == "f32") return DType::kF32;
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown KV cache type '", std::string(name), "' (want f16, bf16 or f32)"));
+}
+
+KvCache::KvCache(const ModelConfig& config, int64_t max_tokens, int max_batch, DType type)
+    : kv_dim_(config.kv_dim()),
+      max_tokens_(max_tokens),
+      max_batch_(std::max(max_batch, 1)),
+      type_(type),
+      elem_bytes_(type == DType::kF32 ? 4 : 2) {
   CHECK_GE(max_tokens, 1) << "KvCache needs room for at least one token";
+  CHECK(IsKvType(type)) << "KV cache type must be F32, F16 or BF16, not " << DTypeName(type);
   layers_.resize(config.n_layers);
   for (int l = 0; l < config.n_layers; ++l) {
     const int64_t window = config.layers[l].window;
     int64_t cap = max_tokens;
     if (window > 0) cap = std::min(max_tokens, window + max_batch_ - 1);
     layers_[l].capacity = cap;
-    layers_[l].k.assign(static_cast<size_t>(cap) * kv_dim_, 0.0f);
-    layers_[l].v.assign(static_cast<size_t>(cap) * kv_dim_, 0.0f);
+    layers_[l].k.assign(static_cast<size_t>(cap) * kv_dim_ * elem_bytes_, 0);
+    layers_[l].v.assign(static_cast<size_t>(cap) * kv_dim_ * elem_bytes_, 0);
   }
 }
 
 size_t KvCache::bytes() const {
   size_t total = 0;
-  for (const Layer& l : layers_) total += (l.k.size() + l.v.size()) * sizeof(float);
+  for (const Layer& l : layers_) total += l.k.size() + l.v.size();
   return total;
 }
 
-size_t KvCache::BytesFor(const ModelConfig& config, int64_t max_tokens, int max_batch) {
+size_t KvCache::BytesFor(const ModelConfig& config, int64_t max_tokens, int max_batch,
+                         DType type) {
   size_t total = 0;
   for (int l = 0; l < config.n_layers; ++l) {
     const int64_t window = config.layers[l].window;
     int64_t cap = max_tokens;
     if (window > 0) cap = std::min(max_tokens, window + std::max(max_batch, 1) - 1);
-    total += 2 * static_cast<size_t>(cap) * config.kv_dim() * sizeof(float);
+    total += 2 * static_cast<size_t>(cap) * config.kv_dim() * (type == DType::kF32 ? 4 : 2);
   }
   return total;
 }
 
+namespace {
+
+void Convert(DType type, const float* src, int n, uint8_t* dst) {
+  if (type == DType::kF32) {
+    std::memcpy(dst, src, n * sizeof(float));
+    return;
+  }
+  auto* out = reinterpret_cast<uint16_t*>(dst);
+  if (type == DType::kF16) {
+    for (int i = 0; i < n; ++i) out[i] = F32ToF16(src[i]);
+  } else {
+    for (int i = 0; i < n; ++i) out[i] = F32ToBF16(src[i]);
+  }
+}
+
+}  // namespace
+
 void KvCache::Store(int layer, int64_t pos, const float* k, const float* v) {
   Layer& l = layers_[layer];
-  const size_t slot = static_cast<size_t>(pos % l.capacity);
-  std::memcpy(l.k.data() + slot * kv_dim_, k, kv_dim_ * sizeof(float));
-  std::memcpy(l.v.data() + slot * kv_dim_, v, kv_dim_ * sizeof(float));
+  const size_t off = static_cast<size_t>(pos % l.capacity) * kv_dim_ * elem_bytes_;
+  Convert(type_, k, kv_dim_, l.k.data() + off);
+  Convert(type_, v, kv_dim_, l.v.data() + off);
 }
 
 KvRingView KvCache::View(int layer) const {
   const Layer& l = layers_[layer];
-  return KvRingView{l.k.data(), l.v.data(), static_cast<size_t>(kv_dim_), l.capacity};
+  return KvRingView{l.k.data(), l.v.data(), static_cast<size_t>(kv_dim_), l.capacity, type_};
 }
 
 }  // namespace st

@@ -1,33 +1,44 @@
 // Per-sequence key/value cache: a flat buffer per global layer and a ring per
-// sliding-window layer.
+// sliding-window layer, holding F16 (default), BF16 or F32 elements.
 #pragma once
 
 #include <cstdint>
+#include <string_view>
 #include <vector>
 
-#include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "kernels/attention.h"
+#include "kernels/dtype.h"
 #include "model/config.h"
 
 namespace st {
+
+// "f16", "bf16" or "f32" (case-insensitive) -> the KV element type; anything
+// else is INVALID_ARGUMENT.
+absl::StatusOr<DType> ParseKvType(std::string_view name);
 
 // Position p of layer l lives in slot p % capacity(l). Global layers have
 // capacity = max_tokens; sliding-window layers keep window + max_batch - 1
 // slots, enough for every query of a batch of up to max_batch new tokens to
 // see its whole window while the batch's own keys are being written.
+// Rows are given as floats and rounded (to nearest even) to the element
+// type on Store, so a position's stored K/V do not depend on batching.
 // Thread-compatible.
 class KvCache {
  public:
-  // max_tokens >= 1 and max_batch >= 1 (checked).
-  KvCache(const ModelConfig& config, int64_t max_tokens, int max_batch);
+  // max_tokens >= 1, max_batch >= 1 and IsKvType(type) (checked).
+  KvCache(const ModelConfig& config, int64_t max_tokens, int max_batch,
+          DType type = DType::kF16);
 
   int64_t max_tokens() const { return max_tokens_; }
   // The largest batch the rings were sized for (see class comment).
   int max_batch() const { return max_batch_; }
   int64_t capacity(int layer) const { return layers_[layer].capacity; }
+  DType type() const { return type_; }
   size_t bytes() const;
   // What bytes() will be for a cache built with these arguments.
-  static size_t BytesFor(const ModelConfig& config, int64_t max_tokens, int max_batch);
+  static size_t BytesFor(const ModelConfig& config, int64_t max_tokens, int max_batch,
+                         DType type = DType::kF16);
 
   // Stores the k and v rows (kv_dim floats each) of position `pos`.
   void Store(int layer, int64_t pos, const float* k, const float* v);
@@ -36,11 +47,13 @@ class KvCache {
  private:
   struct Layer {
     int64_t capacity = 0;
-    std::vector<float> k, v;  // [capacity, kv_dim]
+    std::vector<uint8_t> k, v;  // [capacity, kv_dim] elements of type_
   };
   int kv_dim_;
   int64_t max_tokens_;
   int max_batch_;
+  DType type_;
+  size_t elem_bytes_;
   std::vector<Layer> layers_;
 };
 

@@ -9,6 +9,7 @@
 
 #include "absl/status/statusor.h"
 #include "common/thread_pool.h"
+#include "kernels/dtype.h"
 #include "model/config.h"
 #include "model/expert_executor.h"
 #include "model/forward.h"
@@ -21,6 +22,7 @@ namespace st {
 struct ModelOptions {
   int threads = 0;       // kernel threads; 0 = all cores
   int max_batch = 64;    // tokens per forward batch during prefill
+  DType kv_type = DType::kF16;  // KV cache elements of sessions: kF16, kBF16 or kF32
 };
 
 // Thread-compatible: one forward pass at a time (a Session uses it).

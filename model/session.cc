@@ -17,7 +17,7 @@ double Seconds(std::chrono::steady_clock::time_point a, std::chrono::steady_cloc
 Session::Session(Model& model, int64_t context_size)
     : model_(model),
       kv_(model.config(), std::clamp<int64_t>(context_size, 1, model.config().context_length),
-          model.forward().max_batch()) {}
+          model.forward().max_batch(), model.options().kv_type) {}
 
 size_t Session::ReusablePrefix(absl::Span<const int32_t> prompt) const {
   size_t n = 0;

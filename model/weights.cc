@@ -1,5 +1,7 @@
 #include "model/weights.h"
 
+#include <cstring>
+
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
@@ -60,6 +62,31 @@ absl::StatusOr<DenseWeights> DenseWeights::Load(const GgufFile& f, const ModelCo
     if (t.name.find("_exps.") == std::string::npos) w.dense_bytes += t.n_bytes;
   }
   return w;
+}
+
+absl::Status DenseWeights::MoveToHugePages() {
+  std::vector<MatrixRef*> hot = {&output};
+  for (LayerWeights& l : layers) {
+    for (MatrixRef* m : {&l.wq, &l.wk, &l.wv, &l.wo, &l.router}) hot.push_back(m);
+  }
+  constexpr size_t kAlign = 64;
+  auto bytes_of = [](const MatrixRef* m) {
+    return (m->rows * m->row_bytes() + kAlign - 1) / kAlign * kAlign;
+  };
+  size_t total = 0;
+  for (const MatrixRef* m : hot) total += bytes_of(m);
+  ST_ASSIGN_OR_RETURN(std::unique_ptr<HugePageArena> a, HugePageArena::Create(total));
+  size_t off = 0;
+  for (MatrixRef* m : hot) {
+    const size_t n = m->rows * m->row_bytes();
+    std::memcpy(a->data() + off, m->data, n);
+    const bool tied = m == &output && token_embd.data == output.data;
+    m->data = a->data() + off;
+    if (tied) token_embd.data = m->data;
+    off += bytes_of(m);
+  }
+  arena = std::move(a);
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::vector<ExpertStacks>> LoadExpertStacks(const GgufFile& f,

@@ -1,10 +1,13 @@
 // Dense (non-expert) weights of a SmallThinker model, as views into the
-// memory-mapped GGUF. Norm gains are converted to f32 copies at load.
+// memory-mapped GGUF (or, after MoveToHugePages, copies in a huge-page
+// arena). Norm gains are converted to f32 copies at load.
 #pragma once
 
+#include <memory>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/huge_page_arena.h"
 #include "kernels/matmul.h"
 #include "model/config.h"
 #include "model/gguf.h"
@@ -46,6 +49,13 @@ struct DenseWeights {
   std::vector<LayerWeights> layers;
 
   static absl::StatusOr<DenseWeights> Load(const GgufFile& file, const ModelConfig& config);
+
+  // Copies the matrices read every decode step (attention, router, LM head;
+  // not the embedding table unless it is the tied LM head) into one
+  // HugePageArena and repoints them there. Values are unchanged.
+  absl::Status MoveToHugePages();
+  // The arena after MoveToHugePages (null before); shared by copies.
+  std::shared_ptr<const HugePageArena> arena;
 
   // Bytes of the dense tensors (everything but experts) in the file.
   size_t dense_bytes = 0;

@@ -21,6 +21,7 @@
 #include "nlohmann/json.hpp"
 #include "storage/pack_verify.h"
 #include "tools/commands.h"
+#include "tools/sampling_flags.h"
 #include "tools/offload_flags.h"
 #include "tools/worker_flags.h"
 
@@ -185,6 +186,7 @@ void RegisterBench(CLI::App& app) {
     std::vector<int> gen = {128};
     int threads = 0, reps = 3, batch = 512;
     std::string bandwidth_size = "1GiB";
+    std::string kv_type = "f16";
     bool no_drop_caches = false;
     OffloadFlags offload;
     WorkerFlags cluster;
@@ -212,6 +214,7 @@ void RegisterBench(CLI::App& app) {
   cmd->add_option("-b,--batch-size", f->batch, "Prompt tokens per forward batch")
       ->check(CLI::Range(1, 4096))
       ->capture_default_str();
+  AddKvTypeFlag(cmd, &f->kv_type);
   cmd->add_option("--bandwidth-size", f->bandwidth_size, "Buffer for the bandwidth measurement")
       ->capture_default_str();
   cmd->add_flag("--no-drop-caches", f->no_drop_caches,
@@ -237,7 +240,9 @@ void RegisterBench(CLI::App& app) {
       std::fprintf(stderr, "%s\n", DropPageCache() ? "page cache dropped"
                                                    : "warning: cannot drop the page cache (not root?)");
     }
-    auto model = Model::Load(f->model, ModelOptions{.threads = f->threads, .max_batch = f->batch});
+    const DType kv_type = *ParseKvType(f->kv_type);  // validated by the flag check
+    auto model = Model::Load(
+        f->model, ModelOptions{.threads = f->threads, .max_batch = f->batch, .kv_type = kv_type});
     if (!model.ok()) return fail(model.status());
     Model& m = **model;
     const ModelConfig& c = m.config();
@@ -302,6 +307,7 @@ void RegisterBench(CLI::App& app) {
                           {"model_size", size},
                           {"experts", where},
                           {"threads", threads},
+                          {"kv_type", std::string(DTypeName(kv_type))},
                           {"repetitions", f->reps},
                           {"read_bandwidth_gbps", bw.median_gbps},
                           {"pack_read_bandwidth_gbps", ssd_gbps},
@@ -349,6 +355,7 @@ void RegisterBench(CLI::App& app) {
                 FormatBytes(traffic.experts).c_str(), FormatBytes(traffic.lm_head).c_str());
     if (ssd_gbps > 0) std::printf("expert pack: %.2f GB/s read (128 records, 8 in flight)\n", ssd_gbps);
     std::printf("peak RSS: %s\n", FormatBytes(peak_rss).c_str());
+    std::printf("kv cache: %s\n", std::string(DTypeName(kv_type)).c_str());
     for (const TestResult& r : results) {
       const auto [mem, io, limit] = limits(r);
       std::printf("%-6s active neurons %.1f%% | memory roofline %.1f t/s%s | zones: %s\n",

@@ -8,6 +8,8 @@
 #include <memory>
 
 #include "CLI/CLI.hpp"
+#include "common/status_macros.h"
+#include "model/kv_cache.h"
 #include "model/model.h"
 #include "model/session.h"
 #include "tools/commands.h"
@@ -21,11 +23,19 @@ struct GenerationFlags {
   int64_t ctx_size = 4096;
   int batch = 64;
   int max_tokens = 256;
+  std::string kv_type = "f16";
   GenerateOptions generate;
   WorkerFlags cluster;
 };
 
-// Adds -m, -t, -c, -b, -n and the sampling flags (llama.cpp spelling).
+// Adds --kv-type (KV cache element type: f16, bf16 or f32).
+inline void AddKvTypeFlag(CLI::App* cmd, std::string* kv_type) {
+  cmd->add_option("--kv-type", *kv_type, "KV cache element type: f16, bf16 or f32")
+      ->check(CLI::IsMember({"f16", "bf16", "f32"}, CLI::ignore_case))
+      ->capture_default_str();
+}
+
+// Adds -m, -t, -c, -b, --kv-type, -n and the sampling flags (llama.cpp spelling).
 inline void AddGenerationFlags(CLI::App* cmd, GenerationFlags* f) {
   cmd->add_option("-m,--model", f->model, "SmallThinker GGUF file")->required();
   cmd->add_option("-t,--threads", f->threads, "Kernel threads (0 = all cores)")
@@ -38,6 +48,7 @@ inline void AddGenerationFlags(CLI::App* cmd, GenerationFlags* f) {
   cmd->add_option("-b,--batch-size", f->batch, "Prompt tokens per forward batch")
       ->check(CLI::Range(1, 4096))
       ->capture_default_str();
+  AddKvTypeFlag(cmd, &f->kv_type);
   cmd->add_option("-n,--n-predict", f->max_tokens,
                   "Maximum tokens to generate (<= 0: until the context is full)")
       ->check(CLI::Range(-1, 1 << 30))
@@ -68,7 +79,9 @@ inline void Fail(const absl::Status& status) {
 }
 
 inline absl::StatusOr<std::unique_ptr<Model>> LoadModel(const GenerationFlags& f) {
-  return Model::Load(f.model, ModelOptions{.threads = f.threads, .max_batch = f.batch});
+  ST_ASSIGN_OR_RETURN(const DType kv_type, ParseKvType(f.kv_type));
+  return Model::Load(f.model,
+                     ModelOptions{.threads = f.threads, .max_batch = f.batch, .kv_type = kv_type});
 }
 
 // The generate options the flags describe.

@@ -71,9 +71,10 @@ TEST_F(CliTest, TokenizeAndDetokenizeRoundTrip) {
 }
 
 TEST_F(CliTest, BenchReportsJson) {
-  CliRun r = Cli(absl::StrCat("bench -m '", model_, "' -p 16 -n 8 -r 2 -t 1 -o json --bandwidth-size 64MiB"));
+  CliRun r = Cli(absl::StrCat("bench -m '", model_, "' -p 16 -n 8 -r 2 -t 1 -o json --bandwidth-size 64MiB --kv-type bf16"));
   ASSERT_EQ(r.exit_code, 0);
   auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["kv_type"], "BF16");
   ASSERT_EQ(j["tests"].size(), 2u);
   EXPECT_EQ(j["tests"][0]["test"], "pp16");
   EXPECT_EQ(j["tests"][1]["test"], "tg8");
@@ -84,6 +85,8 @@ TEST_F(CliTest, BenchReportsJson) {
 TEST_F(CliTest, BadInputGivesErrorsNotCrashes) {
   EXPECT_EQ(Cli("run -m /nonexistent.gguf -p x").exit_code, 1);
   EXPECT_EQ(Cli(absl::StrCat("run -m '", model_, "' -p x -c 0")).exit_code, 105);  // CLI11 range
+  EXPECT_EQ(Cli(absl::StrCat("run -m '", model_, "' -p x --kv-type q4_0")).exit_code, 105);
+  EXPECT_EQ(Cli(absl::StrCat("run -m '", model_, "' -p x -n 2 --kv-type F32")).exit_code, 0);
   const std::string junk = dir_.File("junk.gguf");
   FILE* f = fopen(junk.c_str(), "w");
   fputs("GGUF\x03", f);

@@ -1,0 +1,66 @@
+// AttendRing throughput per KV element type at the SmallThinker-4B decode
+// shape (32 query heads, 4 kv heads, head_dim 128): one query token over
+// n_keys cached positions, SIMD (best target) and the scalar twin. Bytes
+// processed = K and V bytes read per call (n_keys * kv_dim * 2 * element).
+#include <cstdint>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "benchmark/benchmark.h"
+#include "kernels/attention.h"
+#include "kernels/fp16.h"
+
+namespace st {
+namespace {
+
+std::vector<uint8_t> RandomRows(DType type, size_t n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> dist(0.0f, 1.0f);
+  const size_t elem = type == DType::kF32 ? 4 : 2;
+  std::vector<uint8_t> out(n * elem);
+  for (size_t i = 0; i < n; ++i) {
+    const float x = dist(rng);
+    if (type == DType::kF32) {
+      std::memcpy(&out[i * 4], &x, 4);
+    } else {
+      const uint16_t h = type == DType::kF16 ? F32ToF16(x) : F32ToBF16(x);
+      std::memcpy(&out[i * 2], &h, 2);
+    }
+  }
+  return out;
+}
+
+// args: type, n_keys, simd (1) or scalar twin (0)
+void BM_AttendRing(benchmark::State& state) {
+  const auto type = static_cast<DType>(state.range(0));
+  const int64_t n_keys = state.range(1);
+  const bool simd = state.range(2) != 0;
+  const AttentionShape shape{32, 4, 128};
+  const size_t kv_dim = 4 * 128;
+  const std::vector<uint8_t> k = RandomRows(type, n_keys * kv_dim, 1);
+  const std::vector<uint8_t> v = RandomRows(type, n_keys * kv_dim, 2);
+  const KvRingView view{k.data(), v.data(), kv_dim, n_keys, type};
+  std::vector<float> q(32 * 128, 0.05f), out(q.size()), scratch(n_keys);
+  for (auto _ : state) {
+    if (simd) {
+      AttendRing(shape, q.data(), view, 0, n_keys - 1, out.data(), scratch.data());
+    } else {
+      scalar::AttendRing(shape, q.data(), view, 0, n_keys - 1, out.data(), scratch.data());
+    }
+    benchmark::DoNotOptimize(out.data());
+    benchmark::ClobberMemory();
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * (k.size() + v.size()));
+  state.SetLabel(std::string(DTypeName(type)) + (simd ? " simd" : " scalar"));
+}
+BENCHMARK(BM_AttendRing)
+    ->ArgNames({"type", "keys", "simd"})
+    ->ArgsProduct({{static_cast<int64_t>(DType::kF32), static_cast<int64_t>(DType::kF16),
+                    static_cast<int64_t>(DType::kBF16)},
+                   {128, 1024, 4096},
+                   {1, 0}});
+
+}  // namespace
+}  // namespace st
