@@ -12,9 +12,15 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Load(const std::string& path,
   std::unique_ptr<Model> m(new Model());
   m->options_ = options;
   m->path_ = path;
+  if (options.kv_type != DType::kF16 && options.kv_type != DType::kBF16 &&
+      options.kv_type != DType::kF32) {
+    return absl::InvalidArgumentError(absl::StrCat("KV cache type must be f16, bf16 or f32, got ",
+                                                   std::string(DTypeName(options.kv_type))));
+  }
   ST_ASSIGN_OR_RETURN(m->file_, GgufFile::Open(path));
   ST_ASSIGN_OR_RETURN(m->config_, LoadModelConfig(*m->file_));
   ST_ASSIGN_OR_RETURN(m->weights_, DenseWeights::Load(*m->file_, m->config_));
+  if (options.huge_pages) ST_RETURN_IF_ERROR(m->weights_.MoveToHugePages());
   ST_ASSIGN_OR_RETURN(TokenizerData tok_data, TokenizerDataFromGguf(*m->file_));
   if (static_cast<int>(tok_data.tokens.size()) > m->config_.vocab_size) {
     return absl::InvalidArgumentError(absl::StrCat(path, ": tokenizer has ", tok_data.tokens.size(),

@@ -68,7 +68,7 @@ absl::StatusOr<std::unique_ptr<Offload>> EnableOffload(Model& model, const Offlo
   plan.process = ReadProcessMemory().rss_bytes;
   plan.dense = model.weights().dense_bytes;
   plan.kv = KvCache::BytesFor(config, std::min<int64_t>(options.context_tokens, config.context_length),
-                              model.options().max_batch) *
+                              model.options().max_batch, model.options().kv_type) *
             std::max(options.sessions, 1);
   plan.margin = options.margin_bytes;
   if (options.cache_slots > 0) {

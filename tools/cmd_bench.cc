@@ -187,6 +187,7 @@ void RegisterBench(CLI::App& app) {
     int threads = 0, reps = 3, batch = 512;
     std::string bandwidth_size = "1GiB";
     std::string kv_type = "f16";
+    bool huge_pages = false;
     bool no_drop_caches = false;
     OffloadFlags offload;
     WorkerFlags cluster;
@@ -215,6 +216,8 @@ void RegisterBench(CLI::App& app) {
       ->check(CLI::Range(1, 4096))
       ->capture_default_str();
   AddKvTypeFlag(cmd, &f->kv_type);
+  cmd->add_flag("--huge-pages", f->huge_pages,
+                "Copy attention, router and LM-head weights into 2 MiB huge pages");
   cmd->add_option("--bandwidth-size", f->bandwidth_size, "Buffer for the bandwidth measurement")
       ->capture_default_str();
   cmd->add_flag("--no-drop-caches", f->no_drop_caches,
@@ -242,7 +245,10 @@ void RegisterBench(CLI::App& app) {
     }
     const DType kv_type = *ParseKvType(f->kv_type);  // validated by the flag check
     auto model = Model::Load(
-        f->model, ModelOptions{.threads = f->threads, .max_batch = f->batch, .kv_type = kv_type});
+        f->model, ModelOptions{.threads = f->threads,
+                               .max_batch = f->batch,
+                               .kv_type = kv_type,
+                               .huge_pages = f->huge_pages});
     if (!model.ok()) return fail(model.status());
     Model& m = **model;
     const ModelConfig& c = m.config();

@@ -24,6 +24,7 @@ struct GenerationFlags {
   int batch = 64;
   int max_tokens = 256;
   std::string kv_type = "f16";
+  bool huge_pages = false;
   GenerateOptions generate;
   WorkerFlags cluster;
 };
@@ -49,6 +50,8 @@ inline void AddGenerationFlags(CLI::App* cmd, GenerationFlags* f) {
       ->check(CLI::Range(1, 4096))
       ->capture_default_str();
   AddKvTypeFlag(cmd, &f->kv_type);
+  cmd->add_flag("--huge-pages", f->huge_pages,
+                "Copy attention, router and LM-head weights into 2 MiB huge pages");
   cmd->add_option("-n,--n-predict", f->max_tokens,
                   "Maximum tokens to generate (<= 0: until the context is full)")
       ->check(CLI::Range(-1, 1 << 30))
@@ -81,7 +84,10 @@ inline void Fail(const absl::Status& status) {
 inline absl::StatusOr<std::unique_ptr<Model>> LoadModel(const GenerationFlags& f) {
   ST_ASSIGN_OR_RETURN(const DType kv_type, ParseKvType(f.kv_type));
   return Model::Load(f.model,
-                     ModelOptions{.threads = f.threads, .max_batch = f.batch, .kv_type = kv_type});
+                     ModelOptions{.threads = f.threads,
+                                  .max_batch = f.batch,
+                                  .kv_type = kv_type,
+                                  .huge_pages = f.huge_pages});
 }
 
 // The generate options the flags describe.
