@@ -12,6 +12,7 @@
 #include "coordinator/http_gateway.h"
 #include "model/model.h"
 #include "tools/commands.h"
+#include "tools/offload_flags.h"
 #include "tools/sampling_flags.h"
 
 namespace st::tools {
@@ -51,6 +52,7 @@ void RegisterServe(CLI::App& app) {
     int64_t ctx = 4096;
     std::string kv_budget = "0";
     std::string api_key, tls_cert, tls_key;
+    OffloadFlags offload;
   };
   auto f = std::make_shared<Flags>();
   CLI::App* cmd = app.add_subcommand(
@@ -92,6 +94,7 @@ void RegisterServe(CLI::App& app) {
   cmd->add_option("-t,--threads", f->threads, "Kernel threads (0 = all cores)")
       ->check(CLI::Range(0, 1024))
       ->capture_default_str();
+  AddOffloadFlags(cmd, &f->offload);
   cmd->add_option("--api-key", f->api_key,
                   "Require this key: HTTP 'Authorization: Bearer KEY', gRPC metadata "
                   "'authorization: Bearer KEY' (default: $SMALLTHINKER_API_KEY)");
@@ -154,10 +157,19 @@ void RegisterServe(CLI::App& app) {
     }
     auto model = Model::Load(f->model, ModelOptions{.threads = f->threads, .max_batch = f->batch});
     if (!model.ok()) return Fail(model.status());
+    // Experts from the pack beside the model (as run/chat do); with
+    // --memory-budget the plan reserves KV caches for --parallel requests of
+    // --ctx tokens, and the engine is held to that.
+    auto offload = ApplyOffload(**model, f->offload, f->ctx, f->parallel);
+    if (!offload.ok()) return Fail(offload.status());
+    uint64_t kv_budget = *budget;
+    if (*offload != nullptr && (*offload)->plan().budget > 0 && kv_budget == 0) {
+      kv_budget = (*offload)->plan().kv;
+    }
     EngineOptions eo{.parallel = f->parallel,
                             .queue = f->queue,
                             .context_size = f->ctx,
-                            .kv_budget_bytes = *budget};
+                            .kv_budget_bytes = kv_budget};
     auto engine = std::make_unique<Engine>(**model, eo);
     state.engine.store(engine.get());
     if (grpc) grpc->SetServing(true);

@@ -50,7 +50,7 @@ inline void AddOffloadFlags(CLI::App* cmd, OffloadFlags* f) {
 // Applies the flags to a loaded model. Returns nullptr when the model runs
 // without a pack (and no budget was asked for). The Offload is owned by the model.
 inline absl::StatusOr<Offload*> ApplyOffload(Model& model, const OffloadFlags& f,
-                                             int64_t context_tokens) {
+                                             int64_t context_tokens, int sessions = 1) {
   OffloadOptions o;
   if (!f.memory_budget.empty()) {
     absl::StatusOr<uint64_t> b = ParseByteSize(f.memory_budget);
@@ -66,6 +66,7 @@ inline absl::StatusOr<Offload*> ApplyOffload(Model& model, const OffloadFlags& f
   o.pin_hot = !f.no_pin;
   o.speculate = f.speculate;
   o.context_tokens = context_tokens;
+  o.sessions = sessions;
   absl::StatusOr<std::unique_ptr<Offload>> offload = EnableOffload(model, o);
   if (!offload.ok()) return offload.status();
   if (*offload == nullptr) return nullptr;
