@@ -24,6 +24,15 @@ namespace {
 
 namespace hn = hwy::HWY_NAMESPACE;
 
+// a * w + y with the same instruction the vector body uses (a fused
+// multiply-add where the target has one), so an element's result does not
+// depend on whether it falls in the body or the tail: callers that split a
+// row into column ranges (across threads) get the same numbers for any split.
+inline float MulAdd1(float a, float w, float y) {
+  const hn::CappedTag<float, 1> d1;
+  return hn::GetLane(hn::MulAdd(hn::Set(d1, a), hn::Set(d1, w), hn::Set(d1, y)));
+}
+
 void AxpyF32(const char* w_bytes, float a, float* y, size_t n) {
   const hn::ScalableTag<float> df;
   const size_t N = hn::Lanes(df);
@@ -36,7 +45,7 @@ void AxpyF32(const char* w_bytes, float a, float* y, size_t n) {
   for (; j < n; ++j) {
     float wj;
     std::memcpy(&wj, w_bytes + 4 * j, 4);
-    y[j] += a * wj;
+    y[j] = MulAdd1(a, wj, y[j]);
   }
 }
 
@@ -55,7 +64,7 @@ void Axpy16(const char* w_bytes, float a, float* y, size_t n) {
   for (; j < n; ++j) {
     uint16_t h;
     std::memcpy(&h, w_bytes + 2 * j, 2);
-    y[j] += a * kConvert(h);
+    y[j] = MulAdd1(a, kConvert(h), y[j]);
   }
 }
 
