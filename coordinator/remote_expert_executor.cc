@@ -186,17 +186,13 @@ void RemoteExpertExecutor::ComputeLocal(int layer, const Routes& routes, const f
     const int n = static_cast<int>(slots.size());
     gathered_.resize(n * d);
     expert_out_.resize(n * d);
-    for (int i = 0; i < n; ++i) {
-      std::memcpy(&gathered_[i * d], h + (slots[i] / top_k) * d, d * sizeof(float));
-    }
+    GatherSlotRows(h, slots, top_k, d, gathered_.data());
     LocalExpertExecutor::ComputeExpert(ExpertStacks::Slice(s.gate, e, s.n_experts),
                                        ExpertStacks::Slice(s.up, e, s.n_experts),
                                        ExpertStacks::Slice(s.down, e, s.n_experts),
                                        s.down_transposed, gathered_.data(), n, expert_out_.data(),
                                        pool_);
-    for (int i = 0; i < n; ++i) {
-      std::memcpy(&slot_out_[slots[i] * d], &expert_out_[i * d], d * sizeof(float));
-    }
+    ScatterSlotRows(expert_out_.data(), slots, d, slot_out_.data());
   }
 }
 

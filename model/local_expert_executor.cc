@@ -36,16 +36,12 @@ absl::Status LocalExpertExecutor::Run(int layer, const Routes& routes, const flo
     const int n = static_cast<int>(slots.size());
     gathered_.resize(n * d);
     expert_out_.resize(n * d);
-    for (int i = 0; i < n; ++i) {
-      std::memcpy(&gathered_[i * d], h + (slots[i] / top_k) * d, d * sizeof(float));
-    }
+    GatherSlotRows(h, slots, top_k, d, gathered_.data());
     ComputeExpert(ExpertStacks::Slice(s.gate, e, s.n_experts),
                   ExpertStacks::Slice(s.up, e, s.n_experts),
                   ExpertStacks::Slice(s.down, e, s.n_experts), s.down_transposed,
                   gathered_.data(), n, expert_out_.data(), pool_, &sparsity_);
-    for (int i = 0; i < n; ++i) {
-      std::memcpy(&slot_out_[slots[i] * d], &expert_out_[i * d], d * sizeof(float));
-    }
+    ScatterSlotRows(expert_out_.data(), slots, d, slot_out_.data());
   }
   CombineSlots(routes, slot_out_.data(), d, out);
   return absl::OkStatus();

@@ -81,9 +81,7 @@ absl::Status CachedExpertExecutor::Run(int layer, const Routes& routes, const fl
     const int n = static_cast<int>(slots.size());
     gathered_.resize(n * d);
     expert_out_.resize(n * d);
-    for (int i = 0; i < n; ++i) {
-      std::memcpy(&gathered_[i * d], h + (slots[i] / top_k) * d, d * sizeof(float));
-    }
+    GatherSlotRows(h, slots, top_k, d, gathered_.data());
     const char* p = *rec;
     auto matrix = [&](int m) {
       return MatrixRef{.type = ph.expert_type,
@@ -94,9 +92,7 @@ absl::Status CachedExpertExecutor::Run(int layer, const Routes& routes, const fl
     ExpertFfn({.gate = matrix(0), .up = matrix(1), .down = matrix(2), .down_transposed = true},
               gathered_.data(), n, expert_out_.data(), pool_, &sparsity_);
     cache_->Release(layer, e);
-    for (int i = 0; i < n; ++i) {
-      std::memcpy(&slot_out_[slots[i] * d], &expert_out_[i * d], d * sizeof(float));
-    }
+    ScatterSlotRows(expert_out_.data(), slots, d, slot_out_.data());
   }
   CombineSlots(routes, slot_out_.data(), d, out);
   return absl::OkStatus();
