@@ -3,6 +3,8 @@
 #include <algorithm>
 
 #include "glog/logging.h"
+#include "kernels/fp16.h"
+#include "kernels/packed_matrix.h"
 
 namespace st {
 namespace {
@@ -39,6 +41,25 @@ void MatMulRange(const MatrixRef& w, const Activations& x, size_t begin, size_t 
   }
 }
 
+// Groups of 16 packed rows per tile (about kTileBytes of weights), so that a
+// tile stays in L2 while every chunk of vectors passes over it.
+void PackedMatMulRange(const MatrixRef& w, const Activations& x, size_t g_begin, size_t g_end,
+                       float* y) {
+  const size_t tile = std::max<size_t>(1, kTileBytes / PackedGroupBytes(w.type, w.cols));
+  for (size_t g = g_begin; g < g_end; g += tile) {
+    PackedMatMulGroups(w.type, w.packed, w.cols, x, g, std::min(g_end, g + tile), y, w.rows);
+  }
+}
+
+void PackedMatMul(const MatrixRef& w, const Activations& x, float* y, ThreadPool* pool) {
+  const size_t groups = w.rows / kPackRows;
+  if (pool == nullptr) {
+    PackedMatMulRange(w, x, 0, groups, y);
+    return;
+  }
+  pool->ParallelFor(groups, [&](size_t begin, size_t end) { PackedMatMulRange(w, x, begin, end, y); });
+}
+
 }  // namespace
 
 void Activations::Prepare(const float* x, size_t n_vecs, size_t cols, bool need_q8) {
@@ -48,9 +69,18 @@ void Activations::Prepare(const float* x, size_t n_vecs, size_t cols, bool need_
   has_q8_ = need_q8;
   if (!need_q8) return;
   CHECK_EQ(cols % kQK, 0u) << "Activations::Prepare: Q8_0 needs cols % 32 == 0";
-  q8_.resize(n_vecs * (cols / kQK));
+  const size_t nb = n_vecs * (cols / kQK);
+  q8_.resize(nb);
+  q8_scale_.resize(nb);
+  q8_sum_.resize(nb);
   for (size_t i = 0; i < n_vecs; ++i) {
     QuantizeRow(DType::kQ8_0, x + i * cols, q8_.data() + i * (cols / kQK), cols);
+  }
+  for (size_t b = 0; b < nb; ++b) {
+    q8_scale_[b] = F16ToF32(q8_[b].d);
+    int32_t sum = 0;
+    for (int8_t q : q8_[b].qs) sum += q;
+    q8_sum_[b] = sum;
   }
 }
 
@@ -63,6 +93,10 @@ void MatVecRows(const MatrixRef& w, const VecRef& x, size_t row_begin, size_t ro
 
 void MatMul(const MatrixRef& w, const Activations& x, float* y, ThreadPool* pool) {
   DCHECK_EQ(x.cols(), w.cols);
+  if (w.packed != nullptr && x.has_q8()) {
+    PackedMatMul(w, x, y, pool);
+    return;
+  }
   if (pool == nullptr) {
     MatMulRange(w, x, 0, w.rows, y);
     return;

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <vector>
 
 #include "common/thread_pool.h"
@@ -12,12 +13,15 @@
 namespace st {
 
 // A row-major [rows x cols] weight matrix (PyTorch [out, in]; ggml {cols, rows}).
-// Non-owning.
+// Non-owning. `packed`, when set, is the same matrix in the 16-row layout of
+// kernels/packed_matrix.h (CanPack was true); MatMul then uses it, while
+// `data` stays the row-major original for row-wise users.
 struct MatrixRef {
   DType type = DType::kF32;
   const void* data = nullptr;
   size_t rows = 0;
   size_t cols = 0;
+  const void* packed = nullptr;
 
   size_t row_bytes() const { return RowBytes(type, cols); }
   const void* row(size_t r) const {
@@ -44,6 +48,11 @@ class Activations {
   VecRef vec(size_t i) const {
     return VecRef{x_ + i * cols_, has_q8_ ? q8_.data() + i * (cols_ / kQK) : nullptr, cols_};
   }
+  // With q8: vector i's blocks, their scales as float and the sums of their
+  // levels (for the packed kernels), cols / 32 each.
+  const BlockQ8_0* q8(size_t i) const { return q8_.data() + i * (cols_ / kQK); }
+  const float* q8_scales(size_t i) const { return q8_scale_.data() + i * (cols_ / kQK); }
+  const int32_t* q8_sums(size_t i) const { return q8_sum_.data() + i * (cols_ / kQK); }
 
  private:
   const float* x_ = nullptr;
@@ -51,10 +60,14 @@ class Activations {
   size_t cols_ = 0;
   bool has_q8_ = false;
   std::vector<BlockQ8_0> q8_;
+  std::vector<float> q8_scale_;
+  std::vector<int32_t> q8_sum_;
 };
 
-// y[i * w.rows + r] = DotRow(w.row(r), x.vec(i)) for every vector i and row r.
-// x.cols() == w.cols. Rows are split across `pool` (may be null: one thread).
+// y[i * w.rows + r] = DotRow(w.row(r), x.vec(i)) for every vector i and row r
+// (with w.packed and q8 activations: the packed kernel's sums, within float
+// rounding of DotRow). x.cols() == w.cols. Rows are split across `pool` (may
+// be null: one thread).
 void MatMul(const MatrixRef& w, const Activations& x, float* y, ThreadPool* pool);
 
 // Same for rows [row_begin, row_end) of a single vector: y[r - row_begin].

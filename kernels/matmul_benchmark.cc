@@ -5,7 +5,8 @@
 // are mat-mat (prefill batches).
 //
 // Shapes: expert gate/up [768 x 1536], expert down [1536 x 768], and an
-// LM-head slice [32768 x 1536] (the full head is 151936 rows).
+// LM-head slice [32768 x 1536] (the full head is 151936 rows). BM_PackedMatMul
+// runs the Q4_0/Q8_0 cases on the 16-row packed layout (packed_matrix.h).
 #include <random>
 #include <string>
 #include <vector>
@@ -13,6 +14,7 @@
 #include "benchmark/benchmark.h"
 #include "common/thread_pool.h"
 #include "kernels/matmul.h"
+#include "kernels/packed_matrix.h"
 
 namespace st {
 namespace {
@@ -26,7 +28,7 @@ std::vector<float> Gaussian(size_t n, uint32_t seed) {
 }
 
 // args: type, rows, cols, n_vecs, threads
-void BM_MatMul(benchmark::State& state) {
+void RunMatMul(benchmark::State& state, bool packed) {
   const auto type = static_cast<DType>(state.range(0));
   const size_t rows = state.range(1), cols = state.range(2), n_vecs = state.range(3);
   const int threads = static_cast<int>(state.range(4));
@@ -35,7 +37,17 @@ void BM_MatMul(benchmark::State& state) {
   for (size_t r = 0; r < rows; ++r) {  // 64 distinct rows repeated
     QuantizeRow(type, src.data() + (r % 64) * cols, w.data() + r * RowBytes(type, cols), cols);
   }
-  const MatrixRef m{type, w.data(), rows, cols};
+  std::vector<char> packed_w;
+  MatrixRef m{type, w.data(), rows, cols};
+  if (packed) {
+    if (!CanPack(type, rows, cols)) {
+      state.SkipWithError("no packed kernel for this type on this CPU");
+      return;
+    }
+    packed_w.resize(w.size());
+    PackRows(type, w.data(), rows, cols, packed_w.data());
+    m.packed = packed_w.data();
+  }
   const std::vector<float> x = Gaussian(cols * n_vecs, 2);
   Activations act;
   act.PrepareFor(type, x.data(), n_vecs, cols);
@@ -48,12 +60,15 @@ void BM_MatMul(benchmark::State& state) {
   }
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * w.size());
   state.SetItemsProcessed(static_cast<int64_t>(state.iterations()) * n_vecs);  // vectors (tokens)
-  state.SetLabel(std::string(DTypeName(type)));
+  state.SetLabel(std::string(DTypeName(type)) + (packed ? " packed" : ""));
 }
 
-void Args(benchmark::internal::Benchmark* b) {
+void BM_MatMul(benchmark::State& state) { RunMatMul(state, false); }
+void BM_PackedMatMul(benchmark::State& state) { RunMatMul(state, true); }
+
+void ArgsFor(benchmark::internal::Benchmark* b, std::initializer_list<DType> types) {
   b->ArgNames({"type", "rows", "cols", "vecs", "threads"});
-  for (DType t : {DType::kQ4_0, DType::kQ8_0, DType::kBF16, DType::kF16, DType::kF32}) {
+  for (DType t : types) {
     for (auto [rows, cols] : {std::pair{768, 1536}, std::pair{1536, 768}, std::pair{32768, 1536}}) {
       for (int vecs : {1, 8, 64}) {
         for (int threads : {1, 2}) {
@@ -64,7 +79,12 @@ void Args(benchmark::internal::Benchmark* b) {
     }
   }
 }
+void Args(benchmark::internal::Benchmark* b) {
+  ArgsFor(b, {DType::kQ4_0, DType::kQ8_0, DType::kBF16, DType::kF16, DType::kF32});
+}
+void PackedArgs(benchmark::internal::Benchmark* b) { ArgsFor(b, {DType::kQ4_0, DType::kQ8_0}); }
 BENCHMARK(BM_MatMul)->Apply(Args)->UseRealTime();
+BENCHMARK(BM_PackedMatMul)->Apply(PackedArgs)->UseRealTime();
 
 }  // namespace
 }  // namespace st

@@ -151,6 +151,11 @@ class GgufFile {
     return base_ + data_offset_ + info.offset;
   }
   const uint8_t* base() const { return base_; }
+  // Drops this process's mapping of the whole pages inside [p, p + n) of
+  // the file image (MADV_DONTNEED: re-read from the file if touched again),
+  // for data that now lives elsewhere. A no-op for FromBuffer images and for
+  // ranges outside the image.
+  void ReleasePages(const void* p, size_t n) const;
 
  private:
   GgufFile() = default;

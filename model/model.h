@@ -27,6 +27,10 @@ struct ModelOptions {
   // 2 MiB-aligned MADV_HUGEPAGE memory (fewer TLB misses; costs their RSS
   // twice while copying). Off until measured on a quiet machine.
   bool huge_pages = false;
+  // Re-lay the Q4_0/Q8_0 attention, router and LM-head matrices for the
+  // 16-row packed kernels (DenseWeights::PackForKernels): same bytes, faster
+  // mat-vec and mat-mat; results within float rounding of the row layout.
+  bool repack = true;
 };
 
 // Thread-compatible: one forward pass at a time (a Session uses it).

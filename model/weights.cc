@@ -5,6 +5,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
+#include "kernels/packed_matrix.h"
 #include "kernels/quant.h"
 #include "model/tensor_names.h"
 
@@ -85,7 +86,35 @@ absl::Status DenseWeights::MoveToHugePages() {
     if (tied) token_embd.data = m->data;
     off += bytes_of(m);
   }
-  arena = std::move(a);
+  arenas.push_back(std::move(a));
+  return absl::OkStatus();
+}
+
+absl::Status DenseWeights::PackForKernels(const GgufFile& file) {
+  std::vector<MatrixRef*> hot = {&output};
+  for (LayerWeights& l : layers) {
+    for (MatrixRef* m : {&l.wq, &l.wk, &l.wv, &l.wo, &l.router}) hot.push_back(m);
+  }
+  std::erase_if(hot, [](const MatrixRef* m) { return !CanPack(m->type, m->rows, m->cols); });
+  if (hot.empty()) return absl::OkStatus();
+  constexpr size_t kAlign = 64;
+  auto bytes_of = [](const MatrixRef* m) {
+    return (m->rows * m->row_bytes() + kAlign - 1) / kAlign * kAlign;
+  };
+  size_t total = 0;
+  for (const MatrixRef* m : hot) total += bytes_of(m);
+  ST_ASSIGN_OR_RETURN(std::unique_ptr<HugePageArena> a, HugePageArena::Create(total));
+  size_t off = 0;
+  for (MatrixRef* m : hot) {
+    PackRows(m->type, m->data, m->rows, m->cols, a->data() + off);
+    file.ReleasePages(m->data, m->rows * m->row_bytes());
+    const bool tied = m == &output && token_embd.data == output.data;
+    m->packed = a->data() + off;
+    if (tied) token_embd.packed = m->packed;
+    packed_bytes += m->rows * m->row_bytes();
+    off += bytes_of(m);
+  }
+  arenas.push_back(std::move(a));
   return absl::OkStatus();
 }
 

@@ -54,11 +54,22 @@ struct DenseWeights {
   // not the embedding table unless it is the tied LM head) into one
   // HugePageArena and repoints them there. Values are unchanged.
   absl::Status MoveToHugePages();
-  // The arena after MoveToHugePages (null before); shared by copies.
-  std::shared_ptr<const HugePageArena> arena;
+
+  // Re-lays the Q4_0/Q8_0 matrices read every decode step (attention,
+  // router, LM head) in the 16-row layout of kernels/packed_matrix.h, in one
+  // HugePageArena, and sets their `packed` (MatMul then uses the packed
+  // kernels). `data` keeps pointing at `file` (the one loaded from), whose
+  // pages of those matrices are released so the process holds each once.
+  // A no-op where the CPU has no packed kernel.
+  absl::Status PackForKernels(const GgufFile& file);
+
+  // Arenas made by MoveToHugePages / PackForKernels; shared by copies.
+  std::vector<std::shared_ptr<const HugePageArena>> arenas;
 
   // Bytes of the dense tensors (everything but experts) in the file.
   size_t dense_bytes = 0;
+  // Of those, bytes already resident as packed copies (PackForKernels).
+  size_t packed_bytes = 0;
 };
 
 // The expert stacks of every layer (views into the file).

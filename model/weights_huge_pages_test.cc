@@ -36,8 +36,8 @@ TEST(WeightsHugePagesTest, MovesHotMatricesUnchanged) {
     auto moved = DenseWeights::Load(**file, *config);
     ASSERT_TRUE(mapped.ok() && moved.ok());
     ASSERT_TRUE(moved->MoveToHugePages().ok());
-    ASSERT_NE(moved->arena, nullptr);
-    const HugePageArena& a = *moved->arena;
+    ASSERT_EQ(moved->arenas.size(), 1u);
+    const HugePageArena& a = *moved->arenas[0];
     EXPECT_EQ(reinterpret_cast<uintptr_t>(a.data()) % HugePageArena::kHugePage, 0u);
     EXPECT_TRUE(Inside(a, moved->output));
     EXPECT_TRUE(SameBytes(moved->output, mapped->output));

@@ -66,7 +66,9 @@ absl::StatusOr<std::unique_ptr<Offload>> EnableOffload(Model& model, const Offlo
   plan.record = h.record_size;
   plan.total_experts = static_cast<int>(h.record_count);
   plan.process = ReadProcessMemory().rss_bytes;
-  plan.dense = model.weights().dense_bytes;
+  // Packed copies (DenseWeights::PackForKernels) are resident already and
+  // counted in plan.process; the rest of the dense part is still to be touched.
+  plan.dense = model.weights().dense_bytes - model.weights().packed_bytes;
   plan.kv = KvCache::BytesFor(config, std::min<int64_t>(options.context_tokens, config.context_length),
                               model.options().max_batch, model.options().kv_type) *
             std::max(options.sessions, 1);

@@ -188,6 +188,7 @@ void RegisterBench(CLI::App& app) {
     std::string bandwidth_size = "1GiB";
     std::string kv_type = "f16";
     bool huge_pages = false;
+    bool no_repack = false;
     bool no_drop_caches = false;
     OffloadFlags offload;
     WorkerFlags cluster;
@@ -218,6 +219,9 @@ void RegisterBench(CLI::App& app) {
   AddKvTypeFlag(cmd, &f->kv_type);
   cmd->add_flag("--huge-pages", f->huge_pages,
                 "Copy attention, router and LM-head weights into 2 MiB huge pages");
+  cmd->add_flag("--no-repack", f->no_repack,
+                "Keep Q4_0/Q8_0 attention, router and LM-head weights in the file's row\n"
+                "layout (default: re-laid for the 16-row packed kernels at load)");
   cmd->add_option("--bandwidth-size", f->bandwidth_size, "Buffer for the bandwidth measurement")
       ->capture_default_str();
   cmd->add_flag("--no-drop-caches", f->no_drop_caches,
@@ -248,7 +252,8 @@ void RegisterBench(CLI::App& app) {
         f->model, ModelOptions{.threads = f->threads,
                                .max_batch = f->batch,
                                .kv_type = kv_type,
-                               .huge_pages = f->huge_pages});
+                               .huge_pages = f->huge_pages,
+                               .repack = !f->no_repack});
     if (!model.ok()) return fail(model.status());
     Model& m = **model;
     const ModelConfig& c = m.config();

@@ -25,6 +25,7 @@ struct GenerationFlags {
   int max_tokens = 256;
   std::string kv_type = "f16";
   bool huge_pages = false;
+  bool no_repack = false;
   GenerateOptions generate;
   WorkerFlags cluster;
 };
@@ -52,6 +53,9 @@ inline void AddGenerationFlags(CLI::App* cmd, GenerationFlags* f) {
   AddKvTypeFlag(cmd, &f->kv_type);
   cmd->add_flag("--huge-pages", f->huge_pages,
                 "Copy attention, router and LM-head weights into 2 MiB huge pages");
+  cmd->add_flag("--no-repack", f->no_repack,
+                "Keep Q4_0/Q8_0 attention, router and LM-head weights in the file's row\n"
+                "layout (default: re-laid for the 16-row packed kernels at load)");
   cmd->add_option("-n,--n-predict", f->max_tokens,
                   "Maximum tokens to generate (<= 0: until the context is full)")
       ->check(CLI::Range(-1, 1 << 30))
@@ -87,7 +91,8 @@ inline absl::StatusOr<std::unique_ptr<Model>> LoadModel(const GenerationFlags& f
                      ModelOptions{.threads = f.threads,
                                   .max_batch = f.batch,
                                   .kv_type = kv_type,
-                                  .huge_pages = f.huge_pages});
+                                  .huge_pages = f.huge_pages,
+                                  .repack = !f.no_repack});
 }
 
 // The generate options the flags describe.

@@ -1,0 +1,272 @@
+// st::PackedMatMulGroups and st::CanPack: the 16-row packed Q4_0/Q8_0 kernels
+// (layout and numerics in packed_matrix.h), with run-time dispatch.
+//
+//  AVX3_DL (AVX-512 VNNI): per block, the 16 rows' weights in 8 registers
+//      (Q4_0: 4 loads split into low/high nibbles; Q8_0: 8 loads of w + 128),
+//      then per vector 8 dpbusd against activation dwords broadcast from the
+//      Q8_0 block, started from the offset correction (-8 or -128 times the
+//      block's level sum), one convert and one FMA with d_w * d_x.
+//  AVX3 (no VNNI): the same with maddubs + madd; Q8_0 goes through ggml's
+//      sign trick (|w| times x negated where w < 0) so no int16 saturates.
+//  AVX2: the same on two 8-row halves of each group.
+//  Other targets: CanPack is false (the row-major kernels are used).
+// Up to 8 vectors share each block's unpacked weights. Integer sums are
+// exact, so every target equals the scalar twin bit for bit.
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "kernels/packed_matmul_simd.cc"
+#include "hwy/foreach_target.h"  // IWYU pragma: keep
+#include "hwy/highway.h"
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+
+#include "kernels/matmul.h"
+#include "kernels/packed_matrix.h"
+
+HWY_BEFORE_NAMESPACE();
+namespace st {
+namespace HWY_NAMESPACE {
+namespace {
+
+#if defined(__clang__)
+#define ST_PACKED_UNROLL _Pragma("unroll")
+#else
+#define ST_PACKED_UNROLL _Pragma("GCC unroll 8")
+#endif
+
+constexpr size_t kMaxVecs = 8;
+
+// One activation vector as the kernels read it.
+struct XRef {
+  const BlockQ8_0* q8;
+  const float* scale;
+  const int32_t* sum;
+};
+
+inline int32_t LoadDword(const int8_t* p) {
+  int32_t v;
+  std::memcpy(&v, p, 4);
+  return v;
+}
+
+#if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
+#if HWY_TARGET == HWY_AVX3_DL
+// See dot_q8-inl.h: Highway 1.0.3's AVX3_DL target string lacks avx512vnni.
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx512vnni"))), apply_to = function)
+#else
+#pragma GCC push_options
+#pragma GCC target("avx512vnni")
+#endif
+#endif
+
+constexpr bool kAvailable = true;
+
+// acc += sum over 4-byte groups of u8(w) * s8(x), exact for our ranges.
+inline __m512i DotU8S8(__m512i acc, __m512i w, __m512i x) {
+#if HWY_TARGET == HWY_AVX3_DL
+  return _mm512_dpbusd_epi32(acc, w, x);
+#else
+  return _mm512_add_epi32(acc, _mm512_madd_epi16(_mm512_maddubs_epi16(w, x), _mm512_set1_epi16(1)));
+#endif
+}
+
+template <DType kType, size_t kVecs>
+void Group(const uint8_t* scales, const uint8_t* data, size_t nb, const XRef* xs, float* y,
+           size_t y_stride) {
+  constexpr bool kQ4 = kType == DType::kQ4_0;
+  constexpr size_t kChunks = kQ4 ? 4 : 8;
+  // Q8_0 on VNNI multiplies w + 128 (u8) and corrects with -128 * sum(x);
+  // without VNNI it uses |w| and sign-flipped x (no correction).
+  constexpr bool kOffset = kQ4 || HWY_TARGET == HWY_AVX3_DL;
+  constexpr int32_t kCorr = kQ4 ? -8 : -128;
+  const __m512i low4 = _mm512_set1_epi8(0x0F);
+  __m512 acc[kVecs];
+  ST_PACKED_UNROLL
+  for (size_t v = 0; v < kVecs; ++v) acc[v] = _mm512_setzero_ps();
+  for (size_t b = 0; b < nb; ++b) {
+    const __m512 wd = _mm512_cvtph_ps(
+        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(scales + 32 * b)));
+    const uint8_t* blk = data + b * kChunks * 64;
+    __m512i w[8];
+    __mmask64 neg[8] = {};
+    if constexpr (kQ4) {
+      ST_PACKED_UNROLL
+      for (size_t c = 0; c < 4; ++c) {
+        const __m512i raw = _mm512_loadu_si512(blk + 64 * c);
+        w[c] = _mm512_and_si512(raw, low4);
+        w[4 + c] = _mm512_and_si512(_mm512_srli_epi16(raw, 4), low4);
+      }
+    } else {
+      ST_PACKED_UNROLL
+      for (size_t c = 0; c < 8; ++c) {
+        w[c] = _mm512_loadu_si512(blk + 64 * c);
+        if constexpr (!kOffset) {
+          const __m512i s = _mm512_xor_si512(w[c], _mm512_set1_epi8(static_cast<char>(0x80)));
+          neg[c] = _mm512_movepi8_mask(s);
+          w[c] = _mm512_abs_epi8(s);
+        }
+      }
+    }
+    ST_PACKED_UNROLL
+    for (size_t v = 0; v < kVecs; ++v) {
+      const int8_t* q = xs[v].q8[b].qs;
+      __m512i s = _mm512_set1_epi32(kOffset ? kCorr * xs[v].sum[b] : 0);
+      ST_PACKED_UNROLL
+      for (size_t c = 0; c < 8; ++c) {
+        // Q4_0: register c < 4 holds elements 4c.., c >= 4 elements 16 + 4(c-4)..
+        const size_t off = kQ4 ? (c < 4 ? 4 * c : 16 + 4 * (c - 4)) : 4 * c;
+        __m512i xv = _mm512_set1_epi32(LoadDword(q + off));
+        if constexpr (!kOffset) xv = _mm512_mask_sub_epi8(xv, neg[c], _mm512_setzero_si512(), xv);
+        s = DotU8S8(s, w[c], xv);
+      }
+      const __m512 d = _mm512_mul_ps(wd, _mm512_set1_ps(xs[v].scale[b]));
+      acc[v] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), d, acc[v]);
+    }
+  }
+  ST_PACKED_UNROLL
+  for (size_t v = 0; v < kVecs; ++v) _mm512_storeu_ps(y + v * y_stride, acc[v]);
+}
+
+#if HWY_TARGET == HWY_AVX3_DL
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
+#pragma GCC pop_options
+#endif
+#endif
+
+#elif HWY_TARGET == HWY_AVX2
+
+constexpr bool kAvailable = true;
+
+// Rows 8h .. 8h+7 of a group: 8 int32 lanes, maddubs + madd, Q8_0 with the
+// sign trick.
+template <DType kType, size_t kVecs>
+void Half(const uint8_t* scales, const uint8_t* data, size_t nb, const XRef* xs, float* y,
+          size_t y_stride, size_t h) {
+  constexpr bool kQ4 = kType == DType::kQ4_0;
+  constexpr size_t kChunks = kQ4 ? 4 : 8;
+  const __m256i low4 = _mm256_set1_epi8(0x0F);
+  const __m256i ones = _mm256_set1_epi16(1);
+  __m256 acc[kVecs];
+  ST_PACKED_UNROLL
+  for (size_t v = 0; v < kVecs; ++v) acc[v] = _mm256_setzero_ps();
+  for (size_t b = 0; b < nb; ++b) {
+    const __m256 wd = _mm256_cvtph_ps(
+        _mm_loadu_si128(reinterpret_cast<const __m128i*>(scales + 32 * b + 16 * h)));
+    const uint8_t* blk = data + b * kChunks * 64 + 32 * h;
+    __m256i w[8], sw[8];
+    ST_PACKED_UNROLL
+    for (size_t c = 0; c < kChunks; ++c) {
+      const __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 64 * c));
+      if constexpr (kQ4) {
+        w[c] = _mm256_and_si256(raw, low4);
+        w[4 + c] = _mm256_and_si256(_mm256_srli_epi16(raw, 4), low4);
+      } else {
+        sw[c] = _mm256_xor_si256(raw, _mm256_set1_epi8(static_cast<char>(0x80)));
+        w[c] = _mm256_sign_epi8(sw[c], sw[c]);  // |w|
+      }
+    }
+    ST_PACKED_UNROLL
+    for (size_t v = 0; v < kVecs; ++v) {
+      const int8_t* q = xs[v].q8[b].qs;
+      __m256i s = _mm256_set1_epi32(kQ4 ? -8 * xs[v].sum[b] : 0);
+      ST_PACKED_UNROLL
+      for (size_t c = 0; c < 8; ++c) {
+        const size_t off = kQ4 ? (c < 4 ? 4 * c : 16 + 4 * (c - 4)) : 4 * c;
+        __m256i xv = _mm256_set1_epi32(LoadDword(q + off));
+        if constexpr (!kQ4) xv = _mm256_sign_epi8(xv, sw[c]);
+        s = _mm256_add_epi32(s, _mm256_madd_epi16(_mm256_maddubs_epi16(w[c], xv), ones));
+      }
+      const __m256 d = _mm256_mul_ps(wd, _mm256_set1_ps(xs[v].scale[b]));
+      acc[v] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), d, acc[v]);
+    }
+  }
+  ST_PACKED_UNROLL
+  for (size_t v = 0; v < kVecs; ++v) _mm256_storeu_ps(y + v * y_stride + 8 * h, acc[v]);
+}
+
+template <DType kType, size_t kVecs>
+void Group(const uint8_t* scales, const uint8_t* data, size_t nb, const XRef* xs, float* y,
+           size_t y_stride) {
+  Half<kType, kVecs>(scales, data, nb, xs, y, y_stride, 0);
+  Half<kType, kVecs>(scales, data, nb, xs, y, y_stride, 1);
+}
+
+#else
+
+constexpr bool kAvailable = false;
+
+template <DType kType, size_t kVecs>
+void Group(const uint8_t*, const uint8_t*, size_t, const XRef*, float*, size_t) {}
+
+#endif
+
+template <DType kType>
+void Groups(const void* packed, size_t cols, const Activations& x, size_t g_begin, size_t g_end,
+            float* y, size_t y_stride) {
+  const size_t nb = cols / kQK;
+  const size_t group_bytes = PackedGroupBytes(kType, cols);
+  XRef xs[kMaxVecs];
+  for (size_t g = g_begin; g < g_end; ++g) {
+    const uint8_t* scales = static_cast<const uint8_t*>(packed) + g * group_bytes;
+    const uint8_t* data = scales + nb * 32;
+    for (size_t v0 = 0; v0 < x.n_vecs(); v0 += kMaxVecs) {
+      const size_t count = std::min(kMaxVecs, x.n_vecs() - v0);
+      for (size_t k = 0; k < count; ++k) xs[k] = {x.q8(v0 + k), x.q8_scales(v0 + k), x.q8_sums(v0 + k)};
+      float* out = y + v0 * y_stride + g * kPackRows;
+      switch (count) {
+        case 8: Group<kType, 8>(scales, data, nb, xs, out, y_stride); break;
+        case 7: Group<kType, 7>(scales, data, nb, xs, out, y_stride); break;
+        case 6: Group<kType, 6>(scales, data, nb, xs, out, y_stride); break;
+        case 5: Group<kType, 5>(scales, data, nb, xs, out, y_stride); break;
+        case 4: Group<kType, 4>(scales, data, nb, xs, out, y_stride); break;
+        case 3: Group<kType, 3>(scales, data, nb, xs, out, y_stride); break;
+        case 2: Group<kType, 2>(scales, data, nb, xs, out, y_stride); break;
+        default: Group<kType, 1>(scales, data, nb, xs, out, y_stride); break;
+      }
+    }
+  }
+}
+
+}  // namespace
+
+bool PackedAvailableT() { return kAvailable; }
+
+void PackedMatMulGroupsT(DType type, const void* packed, size_t cols, const Activations& x,
+                         size_t g_begin, size_t g_end, float* y, size_t y_stride) {
+  if (!kAvailable) {
+    scalar::PackedMatMulGroups(type, packed, cols, x, g_begin, g_end, y, y_stride);
+  } else if (type == DType::kQ4_0) {
+    Groups<DType::kQ4_0>(packed, cols, x, g_begin, g_end, y, y_stride);
+  } else {
+    Groups<DType::kQ8_0>(packed, cols, x, g_begin, g_end, y, y_stride);
+  }
+}
+
+// NOLINTNEXTLINE(google-readability-namespace-comments)
+}  // namespace HWY_NAMESPACE
+}  // namespace st
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+namespace st {
+
+HWY_EXPORT(PackedAvailableT);
+HWY_EXPORT(PackedMatMulGroupsT);
+
+bool CanPack(DType type, size_t rows, size_t cols) {
+  return (type == DType::kQ4_0 || type == DType::kQ8_0) && rows > 0 && rows % kPackRows == 0 &&
+         cols > 0 && cols % kQK == 0 && HWY_DYNAMIC_DISPATCH(PackedAvailableT)();
+}
+
+void PackedMatMulGroups(DType type, const void* packed, size_t cols, const Activations& x,
+                        size_t g_begin, size_t g_end, float* y, size_t y_stride) {
+  HWY_DYNAMIC_DISPATCH(PackedMatMulGroupsT)(type, packed, cols, x, g_begin, g_end, y, y_stride);
+}
+
+}  // namespace st
+#endif  // HWY_ONCE
