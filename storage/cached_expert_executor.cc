@@ -89,7 +89,12 @@ absl::Status CachedExpertExecutor::Run(int layer, const Routes& routes, const fl
                        .rows = ph.d_expert,
                        .cols = ph.d_model};
     };
-    ExpertFfn({.gate = matrix(0), .up = matrix(1), .down = matrix(2), .down_transposed = true},
+    MatrixRef gate = matrix(0);
+    if ((ph.flags & kPackFlagGatePacked) != 0) {
+      gate.packed = gate.data;  // 16-row layout only: no row-major view
+      gate.data = nullptr;
+    }
+    ExpertFfn({.gate = gate, .up = matrix(1), .down = matrix(2), .down_transposed = true},
               gathered_.data(), n, expert_out_.data(), pool_, &sparsity_);
     cache_->Release(layer, e);
     ScatterSlotRows(expert_out_.data(), slots, d, slot_out_.data());

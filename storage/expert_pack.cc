@@ -11,6 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "kernels/packed_matrix.h"
 #include "common/status_macros.h"
 #include "model/config.h"
 #include "xxhash.h"
@@ -67,7 +68,9 @@ absl::StatusOr<PackHeader> PackHeader::Make(DType type, uint64_t fingerprint, ui
   if (n_layers == 0 || n_experts == 0 || d_model == 0 || d_expert == 0 ||
       n_layers > kMaxCount || n_experts > kMaxCount || d_model > kMaxDim || d_expert > kMaxDim ||
       uint64_t{n_layers} * n_experts > (1u << 20) || d_model % BlockElems(type) != 0 ||
-      (flags & ~kPackFlagDownRequantized) != 0) {
+      (flags & ~kPackKnownFlags) != 0 ||
+      ((flags & kPackFlagGatePacked) != 0 &&
+       ((type != DType::kQ4_0 && type != DType::kQ8_0) || d_expert % kPackRows != 0))) {
     return absl::InvalidArgumentError(absl::StrCat(
         "pack dimensions invalid: n_layers ", n_layers, ", n_experts ", n_experts, ", d_model ",
         d_model, ", d_expert ", d_expert, ", type ", std::string(DTypeName(type)), ", flags ",

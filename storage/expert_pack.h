@@ -16,7 +16,7 @@
 //   24 u32 n_layers                    72 u64 checksum_table_offset (4096)
 //   28 u32 n_experts                   80 u64 records_offset
 //   32 u32 d_model                     88 u64 file_size
-//   36 u32 d_expert                    96 u32 flags (kPackFlagDownRequantized)
+//   36 u32 d_expert                    96 u32 flags (kPackFlag*)
 //                                     104 u64 XXH3-64 of header bytes [0, 104)
 //                                         followed by the checksum table
 //
@@ -24,7 +24,10 @@
 // starting 4 KiB-aligned inside the record (offset 0, stride, 2 * stride):
 //   gate [d_expert, d_model], up [d_expert, d_model], down^T [d_expert, d_model]
 // Down is stored transposed (row j = the d_model weights of hidden unit j) so
-// sparse ReGLU can skip the rows whose gate is zero. Padding bytes are zero.
+// sparse ReGLU can skip the rows whose gate is zero. With kPackFlagGatePacked
+// (Q4_0/Q8_0 with d_expert % 16 == 0: what convert writes for them) the gate,
+// which is always computed whole, is instead in the 16-row layout of
+// kernels/packed_matrix.h (same bytes, re-ordered). Padding bytes are zero.
 // The record checksum covers the whole record_size bytes, padding included:
 // exactly what one O_DIRECT read returns.
 //
@@ -62,6 +65,8 @@ inline constexpr uint32_t kPackVersion = 1;
 inline constexpr uint64_t kPackAlignment = 4096;  // O_DIRECT block and page size
 inline constexpr uint64_t kPackHeaderBytes = 4096;
 inline constexpr uint32_t kPackFlagDownRequantized = 1;  // down^T was re-quantized
+inline constexpr uint32_t kPackFlagGatePacked = 2;       // gate in the 16-row packed layout
+inline constexpr uint32_t kPackKnownFlags = kPackFlagDownRequantized | kPackFlagGatePacked;
 
 inline uint64_t AlignUp(uint64_t x, uint64_t a) { return (x + a - 1) / a * a; }
 

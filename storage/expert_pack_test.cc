@@ -50,7 +50,11 @@ TEST_P(ExpertPackTest, WritesEveryRecordAsTheGgufHoldsIt) {
   EXPECT_EQ(h.record_size % kPackAlignment, 0u);
   EXPECT_EQ(h.records_offset % kPackAlignment, 0u);
   EXPECT_EQ(std::filesystem::file_size(w->path), h.file_size);
-  EXPECT_EQ(h.flags, IsBlockQuantized(GetParam()) ? kPackFlagDownRequantized : 0u);
+  // Quantized experts: down^T re-quantized, gate in the 16-row packed layout
+  // (d_expert of the test model is a multiple of 16).
+  EXPECT_EQ(h.flags, IsBlockQuantized(GetParam())
+                         ? kPackFlagDownRequantized | kPackFlagGatePacked
+                         : 0u);
 
   st::testing::AlignedBuffer rec(h.record_size);
   int fd = open(w->path.c_str(), O_RDONLY);
@@ -205,6 +209,20 @@ TEST_F(PackFileTest, DevFullIsResourceExhausted) {
                       }});
   close(fd);
   EXPECT_EQ(r.status().code(), absl::StatusCode::kResourceExhausted) << r.status();
+}
+
+}  // namespace
+}  // namespace st
+
+namespace st {
+namespace {
+
+TEST(PackHeaderTest, GatePackedFlagNeedsAPackableTypeAndShape) {
+  EXPECT_TRUE(PackHeader::Make(DType::kQ4_0, 1, 2, 4, 64, 32, kPackFlagGatePacked).ok());
+  EXPECT_TRUE(PackHeader::Make(DType::kQ8_0, 1, 2, 4, 64, 48, kPackFlagGatePacked).ok());
+  EXPECT_FALSE(PackHeader::Make(DType::kF16, 1, 2, 4, 64, 32, kPackFlagGatePacked).ok());
+  EXPECT_FALSE(PackHeader::Make(DType::kQ4_0, 1, 2, 4, 64, 40, kPackFlagGatePacked).ok());
+  EXPECT_FALSE(PackHeader::Make(DType::kQ4_0, 1, 2, 4, 64, 32, 4u).ok());  // unknown flag
 }
 
 }  // namespace

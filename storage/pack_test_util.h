@@ -16,6 +16,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "kernels/dtype.h"
+#include "kernels/packed_matrix.h"
 #include "kernels/quant.h"
 #include "model/gguf.h"
 #include "storage/expert_pack.h"
@@ -39,8 +40,8 @@ inline std::vector<float> DequantizeMatrix(DType type, const uint8_t* p, size_t 
   return out;
 }
 
-// Checks one record against the GGUF it was made from: gate and up byte-equal
-// to the GGUF's expert slices, down^T equal to the transpose of the GGUF's
+// Checks one record against the GGUF it was made from: gate (re-laid when
+// kPackFlagGatePacked) and up byte-equal to the GGUF's expert slices, down^T equal to the transpose of the GGUF's
 // down (within one quantization step of the pack's block for Q4_0/Q8_0, exact
 // otherwise), padding zero. Returns "" or the first difference.
 inline std::string CompareRecord(const GgufFile& gguf, const PackHeader& h, int layer, int expert,
@@ -50,7 +51,14 @@ inline std::string CompareRecord(const GgufFile& gguf, const PackHeader& h, int 
   for (int m = 0; m < 2; ++m) {
     const GgufTensorInfo* t = gguf.FindTensor(blk + (m == 0 ? "ffn_gate_exps.weight" : "ffn_up_exps.weight"));
     if (t == nullptr) return "missing gate/up tensor";
-    if (std::memcmp(record + m * h.matrix_stride, gguf.TensorData(*t) + expert * n, n) != 0) {
+    const uint8_t* want = gguf.TensorData(*t) + expert * n;
+    std::vector<uint8_t> packed;
+    if (m == 0 && (h.flags & kPackFlagGatePacked) != 0) {
+      packed.resize(n);
+      PackRows(h.expert_type, want, h.d_expert, h.d_model, packed.data());
+      want = packed.data();
+    }
+    if (std::memcmp(record + m * h.matrix_stride, want, n) != 0) {
       return absl::StrCat(m == 0 ? "gate" : "up", " differs at layer ", layer, " expert ", expert);
     }
   }

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "kernels/packed_matrix.h"
 #include "common/progress.h"
 #include "common/status_macros.h"
 #include "common/thread_pool.h"
@@ -123,10 +124,14 @@ absl::StatusOr<PackWriteResult> WritePack(const PackWriterOptions& o) {
     }
   }
   const bool requant = !c.down_transposed && IsBlockQuantized(c.expert_type);
+  // The gate is always computed whole: store it ready for the packed kernels.
+  const bool gate_packed = (c.expert_type == DType::kQ4_0 || c.expert_type == DType::kQ8_0) &&
+                           c.d_expert % kPackRows == 0;
   ST_ASSIGN_OR_RETURN(PackHeader h,
                       PackHeader::Make(c.expert_type, GgufFingerprint(*gguf), c.n_layers,
                                        c.n_experts, c.d_model, c.d_expert,
-                                       requant ? kPackFlagDownRequantized : 0u));
+                                       (requant ? kPackFlagDownRequantized : 0u) |
+                                           (gate_packed ? kPackFlagGatePacked : 0u)));
   PackWriteResult result{.path = o.out_path.empty() ? DefaultPackPath(o.gguf_path) : o.out_path,
                          .bytes = h.file_size,
                          .records = h.record_count,
@@ -154,7 +159,12 @@ absl::StatusOr<PackWriteResult> WritePack(const PackWriterOptions& o) {
         const ExpertStacks& s = stacks[l];
         char* rec = records.get() + i * h.record_size;
         std::memset(rec, 0, h.record_size);
-        CopyMatrix(ExpertStacks::Slice(s.gate, e, c.n_experts), rec);
+        const MatrixRef gate = ExpertStacks::Slice(s.gate, e, c.n_experts);
+        if (gate_packed) {
+          PackRows(gate.type, gate.data, gate.rows, gate.cols, rec);
+        } else {
+          CopyMatrix(gate, rec);
+        }
         CopyMatrix(ExpertStacks::Slice(s.up, e, c.n_experts), rec + h.matrix_stride);
         const MatrixRef down = ExpertStacks::Slice(s.down, e, c.n_experts);
         char* down_dst = rec + 2 * h.matrix_stride;
