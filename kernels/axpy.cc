@@ -5,6 +5,9 @@
 //  Q8_0, Q4_0:     per block, levels widened int8/nibble -> int32 -> float
 //                  (nibbles: low = element i, high = element i + 16, minus 8),
 //                  y = MulAdd(a * d, level, y).
+// AxpyRows (many rows into one y): on AVX-512, Q4_0/Q8_0 column tiles of up
+// to 8 blocks stay in registers across the rows (the next rows prefetched), nibbles become floats via a
+// 16-entry permute; same operations per element, so bit-identical.
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "kernels/axpy.cc"
 #include "hwy/foreach_target.h"  // IWYU pragma: keep
@@ -113,7 +116,84 @@ void AxpyQ4_0(const char* w, float a, float* y, size_t n) {
   }
 }
 
+#if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
+// kBlocks consecutive blocks of y (32 floats each) kept in registers while
+// every row adds its a * d * level, with the same MulAdd per element as
+// AxpyQ4_0/AxpyQ8_0 (so results are bit-identical to them).
+template <DType kType, size_t kBlocks>
+void TileRows(const char* w, size_t row_bytes, const uint32_t* rows, const float* a,
+              size_t n_rows, float* y) {
+  constexpr bool kQ4 = kType == DType::kQ4_0;
+  constexpr size_t kBlockBytes = kQ4 ? sizeof(BlockQ4_0) : sizeof(BlockQ8_0);
+  // Level - 8 of every nibble value, as float: exact, like ConvertTo(q - 8).
+  const __m512 table = _mm512_setr_ps(-8, -7, -6, -5, -4, -3, -2, -1, 0, 1, 2, 3, 4, 5, 6, 7);
+  const __m512i low4 = _mm512_set1_epi32(0x0F);
+  __m512 acc[2 * kBlocks];
+  for (size_t i = 0; i < 2 * kBlocks; ++i) acc[i] = _mm512_loadu_ps(y + 16 * i);
+  constexpr size_t kAhead = 8;  // rows prefetched ahead (sparse rows defeat the prefetcher)
+  for (size_t k = 0; k < n_rows; ++k) {
+    const char* row = w + rows[k] * row_bytes;
+    if (k + kAhead < n_rows) {
+      const char* next = w + rows[k + kAhead] * row_bytes;
+      for (size_t off = 0; off < kBlocks * kBlockBytes; off += 64) {
+        _mm_prefetch(next + off, _MM_HINT_T0);
+      }
+    }
+    const float ak = a[k];
+    for (size_t b = 0; b < kBlocks; ++b) {
+      const char* blk = row + b * kBlockBytes;
+      const __m512 ad = _mm512_set1_ps(ak * BlockScale(blk));
+      if constexpr (kQ4) {
+        const __m512i q = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 2)));
+        const __m512 lo = _mm512_permutexvar_ps(_mm512_and_si512(q, low4), table);
+        const __m512 hi = _mm512_permutexvar_ps(_mm512_srli_epi32(q, 4), table);
+        acc[2 * b] = _mm512_fmadd_ps(ad, lo, acc[2 * b]);
+        acc[2 * b + 1] = _mm512_fmadd_ps(ad, hi, acc[2 * b + 1]);
+      } else {
+        const __m128i* qs = reinterpret_cast<const __m128i*>(blk + 2);
+        const __m512 lo = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(qs)));
+        const __m512 hi = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(qs + 1)));
+        acc[2 * b] = _mm512_fmadd_ps(ad, lo, acc[2 * b]);
+        acc[2 * b + 1] = _mm512_fmadd_ps(ad, hi, acc[2 * b + 1]);
+      }
+    }
+  }
+  for (size_t i = 0; i < 2 * kBlocks; ++i) _mm512_storeu_ps(y + 16 * i, acc[i]);
+}
+
+template <DType kType>
+void QuantRows(const char* w, size_t row_bytes, const uint32_t* rows, const float* a,
+               size_t n_rows, float* y, size_t n) {
+  constexpr size_t kBlockBytes = kType == DType::kQ4_0 ? sizeof(BlockQ4_0) : sizeof(BlockQ8_0);
+  size_t b = 0;
+  const size_t nb = n / kQK;
+  for (; b + 8 <= nb; b += 8) TileRows<kType, 8>(w + b * kBlockBytes, row_bytes, rows, a, n_rows, y + b * kQK);
+  if (b + 4 <= nb) {
+    TileRows<kType, 4>(w + b * kBlockBytes, row_bytes, rows, a, n_rows, y + b * kQK);
+    b += 4;
+  }
+  switch (nb - b) {
+    case 3: TileRows<kType, 3>(w + b * kBlockBytes, row_bytes, rows, a, n_rows, y + b * kQK); break;
+    case 2: TileRows<kType, 2>(w + b * kBlockBytes, row_bytes, rows, a, n_rows, y + b * kQK); break;
+    case 1: TileRows<kType, 1>(w + b * kBlockBytes, row_bytes, rows, a, n_rows, y + b * kQK); break;
+    default: break;
+  }
+}
+#endif
+
 }  // namespace
+
+void AxpyRowT(DType type, const void* w_row, float a, float* y, size_t n);
+
+void AxpyRowsT(DType type, const void* w, size_t row_bytes, size_t offset, const uint32_t* rows,
+               const float* a, size_t n_rows, float* y, size_t n) {
+  const char* base = static_cast<const char*>(w) + offset;
+#if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
+  if (type == DType::kQ4_0) return QuantRows<DType::kQ4_0>(base, row_bytes, rows, a, n_rows, y, n);
+  if (type == DType::kQ8_0) return QuantRows<DType::kQ8_0>(base, row_bytes, rows, a, n_rows, y, n);
+#endif
+  for (size_t k = 0; k < n_rows; ++k) AxpyRowT(type, base + rows[k] * row_bytes, a[k], y, n);
+}
 
 void AxpyRowT(DType type, const void* w_row, float a, float* y, size_t n) {
   const char* w = static_cast<const char*>(w_row);
@@ -135,6 +215,12 @@ HWY_AFTER_NAMESPACE();
 namespace st {
 
 HWY_EXPORT(AxpyRowT);
+HWY_EXPORT(AxpyRowsT);
+
+void AxpyRows(DType type, const void* w, size_t row_bytes, size_t offset, const uint32_t* rows,
+              const float* a, size_t n_rows, float* y, size_t n) {
+  HWY_DYNAMIC_DISPATCH(AxpyRowsT)(type, w, row_bytes, offset, rows, a, n_rows, y, n);
+}
 
 void AxpyRow(DType type, const void* w_row, float a, float* y, size_t n) {
   HWY_DYNAMIC_DISPATCH(AxpyRowT)(type, w_row, a, y, n);

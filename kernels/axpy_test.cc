@@ -44,6 +44,34 @@ TEST(AxpyTest, SimdMatchesScalar) {
   });
 }
 
+// AxpyRows == AxpyRow row after row, bit for bit, for every type, tile
+// remainder (1-3 blocks) and a column offset into the rows.
+TEST(AxpyTest, RowsEqualsRowAfterRow) {
+  ForEachTarget([] {
+    for (DType type : {DType::kF32, DType::kF16, DType::kBF16, DType::kQ8_0, DType::kQ4_0}) {
+      const size_t cols = 32 * 23, n_rows = 40;
+      const size_t row_bytes = RowBytes(type, cols);
+      std::vector<char> w(row_bytes * n_rows);
+      for (size_t r = 0; r < n_rows; ++r) {
+        QuantizeRow(type, Gaussian(cols, 50 + r).data(), w.data() + r * row_bytes, cols);
+      }
+      const std::vector<uint32_t> rows = {0, 3, 4, 5, 17, 30, 39};
+      const std::vector<float> a = Gaussian(rows.size(), 8);
+      for (auto [first, n] : {std::pair<size_t, size_t>{0, cols}, {32, 32 * 7}, {64 * 3, 32 * 6}}) {
+        SCOPED_TRACE(::testing::Message() << DTypeName(type) << " first=" << first << " n=" << n);
+        const std::vector<float> y0 = Gaussian(n, 9);
+        std::vector<float> y = y0, ref = y0;
+        const size_t offset = RowBytes(type, first);
+        AxpyRows(type, w.data(), row_bytes, offset, rows.data(), a.data(), rows.size(), y.data(), n);
+        for (size_t k = 0; k < rows.size(); ++k) {
+          AxpyRow(type, w.data() + rows[k] * row_bytes + offset, a[k], ref.data(), n);
+        }
+        for (size_t j = 0; j < n; ++j) ASSERT_EQ(y[j], ref[j]) << j;
+      }
+    }
+  });
+}
+
 TEST(AxpyTest, Q4_0ByHand) {
   BlockQ4_0 w{};
   w.d = 0x4000;  // fp16 2.0

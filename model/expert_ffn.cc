@@ -102,19 +102,26 @@ void ExpertFfn(const ExpertMatrices& m, const float* x, int n, float* y, ThreadP
     return;
   }
   // down stored as [d_expert, d_model]: y_i = sum_f z[i, f] * down.row(f)
-  // over the active f only, with the d_model columns split over threads in
-  // whole quant blocks.
+  // over the active f only (in increasing f, as one AxpyRows call per token
+  // and column range), with the d_model columns split over threads in whole
+  // quant blocks.
   std::fill(y, y + static_cast<size_t>(n) * d_model, 0.0f);
   const float* z = g.data();
+  std::vector<std::vector<uint32_t>> rows(n);
+  std::vector<std::vector<float>> coef(n);
+  for (int i = 0; i < n; ++i) {
+    const float* zi = z + static_cast<size_t>(i) * d_expert;
+    for (size_t f = 0; f < d_expert; ++f) {
+      if (zi[f] == 0.0f) continue;
+      rows[i].push_back(static_cast<uint32_t>(f));
+      coef[i].push_back(zi[f]);
+    }
+  }
   auto columns = [&](size_t begin, size_t end) {
     const size_t offset = RowBytes(m.down.type, begin);
     for (int i = 0; i < n; ++i) {
-      const float* zi = z + static_cast<size_t>(i) * d_expert;
-      for (size_t f = 0; f < d_expert; ++f) {
-        if (zi[f] == 0.0f) continue;
-        AxpyRow(m.down.type, static_cast<const char*>(m.down.row(f)) + offset, zi[f],
-                y + i * d_model + begin, end - begin);
-      }
+      AxpyRows(m.down.type, m.down.data, m.down.row_bytes(), offset, rows[i].data(),
+               coef[i].data(), rows[i].size(), y + i * d_model + begin, end - begin);
     }
   };
   if (pool != nullptr) {
