@@ -39,11 +39,10 @@ void PackRows(DType type, const void* src, size_t rows, size_t cols, void* dst) 
         std::memcpy(scales + b * kScaleBytes + 2 * i, block, 2);
         const uint8_t* qs = block + 2;
         for (size_t c = 0; c < chunks; ++c) {
-          uint8_t* lane = data + (b * chunks + c) * kChunkBytes + 4 * i;
-          for (size_t j = 0; j < 4; ++j) {
-            lane[j] = type == DType::kQ4_0 ? qs[4 * c + j]
-                                           : static_cast<uint8_t>(qs[4 * c + j] ^ 0x80u);
-          }
+          uint32_t v;
+          std::memcpy(&v, qs + 4 * c, 4);
+          if (type == DType::kQ8_0) v ^= 0x80808080u;  // int8 -> offset binary
+          std::memcpy(data + (b * chunks + c) * kChunkBytes + 4 * i, &v, 4);
         }
       }
     }

@@ -17,6 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "model/gguf.h"
+#include "model/mapped_repack.h"
 
 namespace st {
 namespace {
@@ -265,6 +266,7 @@ absl::StatusOr<std::unique_ptr<GgufFile>> GgufFile::Open(const std::string& path
   f->mapping_ = p;
   f->base_ = static_cast<const uint8_t*>(p);
   f->size_ = size;
+  RegisterFileMapping(p, size);
   ST_RETURN_IF_ERROR(f->Parse());
   return f;
 }
@@ -289,7 +291,10 @@ void GgufFile::ReleasePages(const void* p, size_t n) const {
 }
 
 GgufFile::~GgufFile() {
-  if (mapping_ != nullptr) ::munmap(mapping_, size_);
+  if (mapping_ != nullptr) {
+    UnregisterFileMapping(mapping_);
+    ::munmap(mapping_, size_);
+  }
 }
 
 namespace {

@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "model/expert_ffn.h"
+#include "model/mapped_repack.h"
 
 namespace st {
 
@@ -15,8 +16,14 @@ void LocalExpertExecutor::ComputeExpert(const MatrixRef& gate, const MatrixRef& 
                                         const MatrixRef& down, bool down_transposed,
                                         const float* x, int n, float* y, ThreadPool* pool,
                                         FfnSparsity* sparsity) {
-  ExpertFfn({.gate = gate, .up = up, .down = down, .down_transposed = down_transposed}, x, n, y,
-            pool, sparsity);
+  // Gate (always computed whole) and a non-transposed down (dense over z)
+  // use the packed kernels when they live in a GGUF mapping; up stays in
+  // rows for sparse ReGLU, and so does a transposed down.
+  ExpertFfn({.gate = PackedFromMapping(gate),
+             .up = up,
+             .down = down_transposed ? down : PackedFromMapping(down),
+             .down_transposed = down_transposed},
+            x, n, y, pool, sparsity);
 }
 
 absl::Status LocalExpertExecutor::Run(int layer, const Routes& routes, const float* h,

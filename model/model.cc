@@ -3,6 +3,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "model/local_expert_executor.h"
+#include "model/mapped_repack.h"
 #include "model/tokenizer_data.h"
 
 namespace st {
@@ -22,6 +23,7 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Load(const std::string& path,
   ST_ASSIGN_OR_RETURN(m->weights_, DenseWeights::Load(*m->file_, m->config_));
   if (options.huge_pages) ST_RETURN_IF_ERROR(m->weights_.MoveToHugePages());
   if (options.repack) ST_RETURN_IF_ERROR(m->weights_.PackForKernels(*m->file_));
+  SetExpertRepack(options.repack);
   ST_ASSIGN_OR_RETURN(TokenizerData tok_data, TokenizerDataFromGguf(*m->file_));
   if (static_cast<int>(tok_data.tokens.size()) > m->config_.vocab_size) {
     return absl::InvalidArgumentError(absl::StrCat(path, ": tokenizer has ", tok_data.tokens.size(),

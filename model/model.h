@@ -28,8 +28,10 @@ struct ModelOptions {
   // twice while copying). Off until measured on a quiet machine.
   bool huge_pages = false;
   // Re-lay the Q4_0/Q8_0 attention, router and LM-head matrices for the
-  // 16-row packed kernels (DenseWeights::PackForKernels): same bytes, faster
-  // mat-vec and mat-mat; results within float rounding of the row layout.
+  // 16-row packed kernels (DenseWeights::PackForKernels) and, on first use,
+  // the experts' gate and non-transposed down (model/mapped_repack.h,
+  // process-wide): same bytes, faster mat-vec and mat-mat; results within
+  // float rounding of the row layout.
   bool repack = true;
 };
 

@@ -1,0 +1,89 @@
+#include "model/mapped_repack.h"
+
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdint>
+#include <cstdlib>
+#include <map>
+#include <memory>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/synchronization/mutex.h"
+#include "kernels/packed_matrix.h"
+
+namespace st {
+namespace {
+
+struct FreeDeleter {
+  void operator()(void* p) const { std::free(p); }
+};
+using Buffer = std::unique_ptr<char, FreeDeleter>;
+
+struct Mapping {
+  size_t size = 0;
+  absl::flat_hash_map<const void*, Buffer> packed;  // by the matrix's data pointer
+};
+
+struct Registry {
+  absl::Mutex mu;
+  std::map<uintptr_t, Mapping> mappings ABSL_GUARDED_BY(mu);  // by base address
+};
+
+Registry& Get() {
+  static Registry* r = new Registry;  // never destroyed: used until exit
+  return *r;
+}
+
+std::atomic<bool> g_repack{true};
+
+void ReleasePages(const void* p, size_t n) {
+  const auto page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  const auto begin = (reinterpret_cast<uintptr_t>(p) + page - 1) / page * page;
+  const auto end = (reinterpret_cast<uintptr_t>(p) + n) / page * page;
+  if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
+}
+
+}  // namespace
+
+void RegisterFileMapping(const void* base, size_t size) {
+  Registry& r = Get();
+  absl::MutexLock lock(&r.mu);
+  r.mappings[reinterpret_cast<uintptr_t>(base)] = Mapping{.size = size};
+}
+
+void UnregisterFileMapping(const void* base) {
+  Registry& r = Get();
+  absl::MutexLock lock(&r.mu);
+  r.mappings.erase(reinterpret_cast<uintptr_t>(base));
+}
+
+void SetExpertRepack(bool on) { g_repack.store(on, std::memory_order_relaxed); }
+
+MatrixRef PackedFromMapping(const MatrixRef& m) {
+  if (m.packed != nullptr || !g_repack.load(std::memory_order_relaxed) ||
+      !CanPack(m.type, m.rows, m.cols)) {
+    return m;
+  }
+  const size_t bytes = m.rows * m.row_bytes();
+  const auto p = reinterpret_cast<uintptr_t>(m.data);
+  Registry& r = Get();
+  absl::MutexLock lock(&r.mu);
+  auto it = r.mappings.upper_bound(p);
+  if (it == r.mappings.begin()) return m;
+  --it;
+  if (p + bytes > it->first + it->second.size) return m;  // not inside this mapping
+  Buffer& copy = it->second.packed[m.data];
+  if (copy == nullptr) {
+    copy.reset(static_cast<char*>(std::aligned_alloc(64, (bytes + 63) / 64 * 64)));
+    if (copy == nullptr) return m;  // out of memory: the row-major kernels still work
+    PackRows(m.type, m.data, m.rows, m.cols, copy.get());
+    ReleasePages(m.data, bytes);
+  }
+  MatrixRef out = m;
+  out.packed = copy.get();
+  return out;
+}
+
+}  // namespace st
