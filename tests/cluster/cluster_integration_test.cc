@@ -116,6 +116,10 @@ TEST_F(ClusterTest, TwoWorkersGiveBitIdenticalLogits) {
     c.set_local_share(local_share);
     c.set_hot_experts_local(local_share > 0 ? 1 : 0);
     c.set_prefetch_hints(local_share > 0);
+    // A fixed placement: a speed rebalance (workers measured their speed
+    // at startup on a busy machine) would keep gained experts local for a
+    // moment.
+    c.set_rebalance_factor(-1);
     auto remote = AttachWorkers(*m, c);
     ASSERT_TRUE(remote.ok()) << remote.status();
     ExpectBitIdentical(want, Greedy(*m, kPrompt, 12));
@@ -152,7 +156,9 @@ TEST_F(ClusterTest, KilledWorkerFailsOverAndIsReadmitted) {
   ASSERT_TRUE(w1 && w2);
   auto m = Load();
   const int total = m->config().n_layers * m->config().n_experts;
-  auto remote = AttachWorkers(*m, Cluster({w1->address(), w2->address()}));
+  v1::ClusterConfig c = Cluster({w1->address(), w2->address()});
+  c.set_rebalance_factor(-1);  // only membership moves placement here
+  auto remote = AttachWorkers(*m, c);
   ASSERT_TRUE(remote.ok()) << remote.status();
   RemoteExpertExecutor& r = **remote;
   const std::string address = w1->address();
