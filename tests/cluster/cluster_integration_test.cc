@@ -253,9 +253,9 @@ TEST_F(ClusterTest, SlowWorkerLosesItsShare) {
   RemoteExpertExecutor& r = **remote;
   const int slow_before = r.OwnedCounts()[1];
   ASSERT_GT(slow_before, 0);
-  // 10 ms round trip: inside the 2 s step deadline, so no failover, but
-  // many times the fast worker's reply time per item.
-  proxy.set_delay_us(5000);
+  // 30 ms round trip: inside the 2 s step deadline, so no failover, but
+  // many times the fast worker's reply time per item (even under ASan).
+  proxy.set_delay_us(15000);
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
   while (r.stats().rebalances == 0 && std::chrono::steady_clock::now() < deadline) {
     ExpectBitIdentical(want, Greedy(*m, kPrompt, 24));
