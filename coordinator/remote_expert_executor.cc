@@ -103,7 +103,9 @@ RemoteExpertExecutor::~RemoteExpertExecutor() {
     stop_ = true;
   }
   if (supervisor_.joinable()) supervisor_.join();
-  for (Worker& w : workers_) w.client->CloseStream();
+  for (Worker& w : workers_) {
+    if (w.client) w.client->CloseStream();  // null if Create failed before it
+  }
 }
 
 void RemoteExpertExecutor::ComputeLocal(int layer, const Routes& routes, const float* h,
