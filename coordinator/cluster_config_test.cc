@@ -1,4 +1,4 @@
-#include "coordinator/remote_expert_executor.h"
+#include "coordinator/cluster_config.h"
 
 #include <fstream>
 

@@ -15,17 +15,24 @@ Placement ComputePlacement(int n_layers, int n_experts, const std::vector<Worker
   const int n_workers = static_cast<int>(workers.size());
   if (n_workers == 0) return p;
   double total_speed = 0;
-  for (const WorkerShare& w : workers) total_speed += std::max(w.speed, 0.0);
+  int n_up = 0;
+  for (const WorkerShare& w : workers) {
+    if (!w.up) continue;
+    total_speed += std::max(w.speed, 0.0);
+    ++n_up;
+  }
+  if (n_up == 0) return p;
   const double local = std::clamp(options.local_share, 0.0, 0.999);
   // share[0] = coordinator, share[1 + i] = worker i.
   std::vector<double> share(n_workers + 1);
   share[0] = local;
   for (int i = 0; i < n_workers; ++i) {
+    if (!workers[i].up) continue;
     share[i + 1] = (1 - local) * (total_speed > 0 ? std::max(workers[i].speed, 0.0) / total_speed
-                                                   : 1.0 / n_workers);
+                                                   : 1.0 / n_up);
   }
   std::vector<uint64_t> left(n_workers);
-  for (int i = 0; i < n_workers; ++i) left[i] = workers[i].capacity_experts;
+  for (int i = 0; i < n_workers; ++i) left[i] = workers[i].up ? workers[i].capacity_experts : 0;
 
   for (int layer = 0; layer < n_layers; ++layer) {
     std::vector<int> order(n_experts);

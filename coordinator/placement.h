@@ -14,6 +14,7 @@ inline constexpr int kLocalOwner = -1;
 struct WorkerShare {
   double speed = 1;                  // expert-tokens per second (relative is enough)
   uint64_t capacity_experts = 0;     // how many experts it can hold in total
+  bool up = true;                    // false: gets nothing and dilutes no share
 };
 
 struct PlacementOptions {
@@ -48,6 +49,9 @@ class Placement {
 // Deterministic. In every layer the experts are dealt to the owners in
 // proportion to their shares (largest deficit first, so a layer's experts are
 // interleaved across workers), skipping workers whose capacity is used up.
+// The coordinator's share is options.local_share; the rest is split over
+// the workers that are up, by speed. With no worker up (or no room left)
+// everything stays local.
 Placement ComputePlacement(int n_layers, int n_experts, const std::vector<WorkerShare>& workers,
                            const PlacementOptions& options);
 

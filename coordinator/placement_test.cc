@@ -53,6 +53,25 @@ TEST(PlacementTest, LocalShareAndHotExperts) {
   EXPECT_EQ(h.Count(kLocalOwner), 4);
 }
 
+TEST(PlacementTest, DownWorkersShareIsRedealtOverTheOthers) {
+  // Three equal workers, worker 1 down: the other two split its experts.
+  std::vector<WorkerShare> w = {{1, 1000}, {1, 1000, /*up=*/false}, {1, 1000}};
+  Placement p = ComputePlacement(4, 8, w, {});
+  EXPECT_EQ(p.Count(1), 0);
+  EXPECT_EQ(p.Count(0), 16);
+  EXPECT_EQ(p.Count(2), 16);
+  EXPECT_EQ(p.Count(kLocalOwner), 0);
+  // The coordinator keeps its fixed share; the survivors take the rest.
+  PlacementOptions o;
+  o.local_share = 0.5;
+  Placement q = ComputePlacement(4, 8, w, o);
+  EXPECT_EQ(q.Count(kLocalOwner), 16);
+  EXPECT_EQ(q.Count(0) + q.Count(2), 16);
+  // Nobody up: everything local.
+  for (WorkerShare& s : w) s.up = false;
+  EXPECT_EQ(ComputePlacement(4, 8, w, {}).Count(kLocalOwner), 32);
+}
+
 TEST(PlacementTest, Deterministic) {
   auto a = ComputePlacement(8, 32, {{3, 500}, {5, 500}, {2, 500}}, {});
   auto b = ComputePlacement(8, 32, {{3, 500}, {5, 500}, {2, 500}}, {});

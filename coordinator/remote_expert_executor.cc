@@ -2,16 +2,11 @@
 
 #include <algorithm>
 #include <cstring>
-#include <fstream>
-#include <sstream>
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_split.h"
-#include "absl/strings/strip.h"
 #include "common/status_macros.h"
+#include "coordinator/hot_order.h"
 #include "glog/logging.h"
-#include "google/protobuf/io/tokenizer.h"
-#include "google/protobuf/text_format.h"
 #include "model/local_expert_executor.h"
 #include "model/model.h"
 #include "storage/expert_pack.h"
@@ -25,15 +20,9 @@ namespace {
 int StepTimeoutMs(const v1::ClusterConfig& c) {
   return c.step_timeout_ms() > 0 ? c.step_timeout_ms() : 2000;
 }
-int BackoffMinMs(const v1::ClusterConfig& c) {
-  return c.readmit_backoff_min_ms() > 0 ? c.readmit_backoff_min_ms() : 200;
-}
-int BackoffMaxMs(const v1::ClusterConfig& c) {
-  return c.readmit_backoff_max_ms() > 0 ? c.readmit_backoff_max_ms() : 10000;
-}
 
-// Replies after which a re-admitted worker counts as healthy again.
-constexpr int kSteadySteps = 64;
+// ClusterConfig.rebalance_factor 0.
+constexpr double kDefaultRebalanceFactor = 3;
 
 int64_t Percentile(std::vector<int64_t> v, double p) {
   if (v.empty()) return 0;
@@ -47,25 +36,34 @@ int64_t Percentile(std::vector<int64_t> v, double p) {
 
 RemoteExpertExecutor::RemoteExpertExecutor(const ModelConfig& config,
                                            std::vector<ExpertStacks> stacks, uint64_t fingerprint,
-                                           ThreadPool* pool, v1::ClusterConfig cluster)
+                                           ThreadPool* pool, v1::ClusterConfig cluster,
+                                           PlacementOptions placement)
     : config_(config),
       stacks_(std::move(stacks)),
       fingerprint_(fingerprint),
       pool_(pool),
-      cluster_(std::move(cluster)) {}
+      cluster_(std::move(cluster)),
+      placement_options_(std::move(placement)),
+      rebalance_factor_(cluster_.rebalance_factor() == 0 ? kDefaultRebalanceFactor
+                                                         : cluster_.rebalance_factor()) {}
 
 absl::StatusOr<std::unique_ptr<RemoteExpertExecutor>> RemoteExpertExecutor::Create(
     const ModelConfig& config, std::vector<ExpertStacks> stacks, uint64_t fingerprint,
-    ThreadPool* pool, const v1::ClusterConfig& cluster) {
+    ThreadPool* pool, const v1::ClusterConfig& cluster, std::vector<std::vector<int>> hot_order) {
   if (cluster.worker_size() == 0) return absl::InvalidArgumentError("no workers configured");
   if (cluster.local_share() < 0 || cluster.local_share() >= 1) {
     return absl::InvalidArgumentError(
         absl::StrCat("local_share ", cluster.local_share(), " outside [0, 1)"));
   }
-  std::unique_ptr<RemoteExpertExecutor> r(
-      new RemoteExpertExecutor(config, std::move(stacks), fingerprint, pool, cluster));
-  r->workers_.resize(cluster.worker_size());
-  for (int i = 0; i < cluster.worker_size(); ++i) {
+  PlacementOptions popt;
+  popt.local_share = cluster.local_share();
+  popt.hot_experts_local = cluster.hot_experts_local();
+  popt.hot_order = std::move(hot_order);
+  std::unique_ptr<RemoteExpertExecutor> r(new RemoteExpertExecutor(
+      config, std::move(stacks), fingerprint, pool, cluster, std::move(popt)));
+  const int n = cluster.worker_size();
+  r->workers_.resize(n);
+  for (int i = 0; i < n; ++i) {
     r->workers_[i].client = std::make_unique<WorkerClient>(cluster.worker(i).address(), r->cluster_);
     absl::Status s = r->workers_[i].client->Pair(fingerprint, config);
     // Transport-level failures (not an answer of the worker's service).
@@ -77,27 +75,24 @@ absl::StatusOr<std::unique_ptr<RemoteExpertExecutor>> RemoteExpertExecutor::Crea
     }
     ST_RETURN_IF_ERROR(s);
   }
-  // Placement over the paired workers.
-  std::vector<WorkerShare> shares;
-  for (const Worker& w : r->workers_) {
-    const v1::DescribeResponse& d = w.client->description();
-    shares.push_back({d.expert_tokens_per_second(),
-                      d.expert_bytes() > 0 ? d.capacity_bytes() / d.expert_bytes() : 0});
+  absl::MutexLock lock(&r->mu_);
+  for (int i = 0; i < n; ++i) r->DescribedLocked(i);
+  r->members_.assign(n, true);
+  r->assignments_ = Assignments(config.n_layers, config.n_experts, n);
+  r->target_ = r->PlaceLocked(r->members_);
+  for (int i = 0; i < n; ++i) {
+    Worker& w = r->workers_[i];
+    Assignments::Set set = r->assignments_.SetOf(r->target_, i);
+    ST_RETURN_IF_ERROR(w.client->Assign(r->assignments_.Keys(set)));
+    ST_RETURN_IF_ERROR(w.client->OpenStream());
+    r->assignments_.SetHeld(i, std::move(set));
+    w.up = true;
+    LOG(INFO) << "worker " << w.client->address() << " owns " << r->target_.Count(i)
+              << " experts";
   }
-  PlacementOptions popt;
-  popt.local_share = cluster.local_share();
-  popt.hot_experts_local = cluster.hot_experts_local();
-  r->home_ = ComputePlacement(config.n_layers, config.n_experts, shares, popt);
-  for (int i = 0; i < static_cast<int>(r->workers_.size()); ++i) {
-    ST_RETURN_IF_ERROR(r->Admit(i));
-    r->workers_[i].up = true;
-    LOG(INFO) << "worker " << r->workers_[i].client->address() << " owns "
-              << r->home_.Count(i) << " experts";
-  }
-  {
-    absl::MutexLock lock(&r->mu_);
-    r->stats_.workers_up = static_cast<int>(r->workers_.size());
-  }
+  r->route_ = r->assignments_.Route(r->target_, r->members_);
+  r->route_stale_ = false;
+  r->stats_.workers_up = n;
   r->supervisor_ = std::thread([p = r.get()] { p->Supervise(); });
   return r;
 }
@@ -108,67 +103,8 @@ RemoteExpertExecutor::~RemoteExpertExecutor() {
     stop_ = true;
   }
   if (supervisor_.joinable()) supervisor_.join();
-  for (Worker& w : workers_) w.client->CloseStream();
-}
-
-absl::Status RemoteExpertExecutor::Admit(int i) {
-  WorkerClient& c = *workers_[i].client;
-  ST_RETURN_IF_ERROR(c.Pair(fingerprint_, config_));
-  std::vector<ExpertKey> keys;
-  for (int l = 0; l < config_.n_layers; ++l) {
-    for (int e = 0; e < config_.n_experts; ++e) {
-      if (home_.owner(l, e) == i) keys.push_back({l, e});
-    }
-  }
-  ST_RETURN_IF_ERROR(c.Assign(keys));
-  return c.OpenStream();
-}
-
-void RemoteExpertExecutor::MarkDown(int i, const absl::Status& why) {
-  Worker& w = workers_[i];
-  w.up = false;
-  LOG(WARNING) << "worker " << w.client->address() << " failed (" << why
-               << "); recomputing its experts locally and marking it down";
-  absl::MutexLock lock(&mu_);
-  ++stats_.failovers;
-  if (absl::IsDeadlineExceeded(why)) ++stats_.timeouts;
-  stats_.workers_up = static_cast<int>(
-      std::count_if(workers_.begin(), workers_.end(), [](const Worker& x) { return x.up; }));
-  // A worker that fails again soon after coming back waits longer each time.
-  w.backoff_ms = w.ok_steps >= kSteadySteps || w.backoff_ms == 0
-                     ? BackoffMinMs(cluster_)
-                     : std::min(w.backoff_ms * 2, BackoffMaxMs(cluster_));
-  w.ok_steps = 0;
-  w.next_attempt = Clock::now() + std::chrono::milliseconds(w.backoff_ms);
-  w.ready = false;
-  down_.insert(i);
-}
-
-void RemoteExpertExecutor::Supervise() {
-  while (true) {
-    std::vector<int> due;
-    {
-      absl::MutexLock lock(&mu_);
-      if (mu_.AwaitWithTimeout(absl::Condition(&stop_), absl::Milliseconds(20))) return;
-      const Clock::time_point now = Clock::now();
-      for (int i : down_) {
-        if (now >= workers_[i].next_attempt) due.push_back(i);
-      }
-    }
-    for (int i : due) {
-      absl::Status s = Admit(i);
-      absl::MutexLock lock(&mu_);
-      Worker& w = workers_[i];
-      if (s.ok()) {
-        down_.erase(i);
-        w.ready = true;
-        LOG(INFO) << "worker " << w.client->address() << " re-admitted";
-      } else {
-        w.backoff_ms = std::min(w.backoff_ms * 2, BackoffMaxMs(cluster_));
-        w.next_attempt = Clock::now() + std::chrono::milliseconds(w.backoff_ms);
-        VLOG(1) << "worker " << w.client->address() << " not back yet: " << s;
-      }
-    }
+  for (Worker& w : workers_) {
+    if (w.client) w.client->CloseStream();  // null if Create failed before it
   }
 }
 
@@ -203,7 +139,7 @@ void RemoteExpertExecutor::Prepare(int layer, const Routes& routes) {
   for (int32_t e : routes.ids) {
     if (seen[e]) continue;
     seen[e] = 1;
-    const int o = home_.owner(layer, e);
+    const int o = Owner(layer, e);
     if (o != kLocalOwner && workers_[o].up) hints[o].push_back({layer, e});
   }
   for (size_t i = 0; i < workers_.size(); ++i) {
@@ -218,25 +154,13 @@ absl::Status RemoteExpertExecutor::Run(int layer, const Routes& routes, const fl
   const size_t d = config_.d_model;
   slot_out_.resize(static_cast<size_t>(n_items) * d);  // [n_tokens, top_k, d]
 
-  {  // Workers the supervisor brought back join at a step boundary.
-    absl::MutexLock lock(&mu_);
-    ++stats_.steps;
-    for (Worker& w : workers_) {
-      if (w.ready) {
-        w.ready = false;
-        w.up = true;
-        ++stats_.readmissions;
-      }
-    }
-    stats_.workers_up = static_cast<int>(
-        std::count_if(workers_.begin(), workers_.end(), [](const Worker& x) { return x.up; }));
-  }
+  BeginStep();  // workers back or down, placement, Assign jobs
 
   // Split the items by owner.
   local_items_.clear();
   for (Worker& w : workers_) w.items.clear();
   for (int i = 0; i < n_items; ++i) {
-    const int o = home_.owner(layer, routes.ids[i]);
+    const int o = Owner(layer, routes.ids[i]);
     if (o != kLocalOwner && workers_[o].up) {
       workers_[o].items.push_back(i);
     } else {
@@ -272,6 +196,7 @@ absl::Status RemoteExpertExecutor::Run(int layer, const Routes& routes, const fl
     bytes_sent += req.ByteSizeLong();
     ++requests;
     w.step = step_id_;
+    w.sent = Clock::now();
     w.client->Submit(std::move(req));
     w.busy = true;
   }
@@ -305,6 +230,8 @@ absl::Status RemoteExpertExecutor::Run(int layer, const Routes& routes, const fl
         std::memcpy(&slot_out_[static_cast<size_t>(w.items[k]) * d], y + k * d, d * sizeof(float));
       }
       remote += w.items.size();
+      w.speed.Add(std::chrono::duration<double>(w.client->reply_time() - w.sent).count(),
+                  static_cast<int>(w.items.size()));
       ++w.ok_steps;
       continue;
     }
@@ -317,6 +244,7 @@ absl::Status RemoteExpertExecutor::Run(int layer, const Routes& routes, const fl
   // Weighted combination in slot order: the very function
   // LocalExpertExecutor uses, so the sums are bit-identical.
   CombineSlots(routes, slot_out_.data(), d, out);
+  CheckSpeeds();
 
   absl::MutexLock lock(&mu_);
   stats_.remote_requests += requests;
@@ -342,11 +270,8 @@ RemoteExpertStats RemoteExpertExecutor::stats() const {
 
 std::vector<int> RemoteExpertExecutor::OwnedCounts() const {
   std::vector<int> counts(workers_.size(), 0);
-  for (int l = 0; l < config_.n_layers; ++l) {
-    for (int e = 0; e < config_.n_experts; ++e) {
-      const int o = home_.owner(l, e);
-      if (o != kLocalOwner && workers_[o].up) ++counts[o];
-    }
+  for (int o : route_) {
+    if (o != kLocalOwner && workers_[o].up) ++counts[o];
   }
   return counts;
 }
@@ -357,62 +282,36 @@ std::string RemoteExpertExecutor::Summary() const {
                       " layer steps, ", s.remote_items, " remote + ", s.local_items,
                       " local expert items, ", s.failovers, " failovers (", s.timeouts,
                       " timeouts, ", s.failover_items, " items recomputed), ", s.readmissions,
-                      " re-admissions, ", s.bytes_sent + s.bytes_received,
+                      " re-admissions, ", s.placements, " placement recomputes (", s.rebalances,
+                      " for speed), ", s.assigns, " assigns (", s.assign_failures, " failed), ",
+                      s.bytes_sent + s.bytes_received,
                       " bytes on the wire, step overhead p50 ", Percentile(s.overhead_us, 0.5),
                       " us p99 ", Percentile(s.overhead_us, 0.99), " us");
-}
-
-absl::StatusOr<v1::ClusterConfig> ParseClusterConfig(const std::string& text) {
-  v1::ClusterConfig c;
-  google::protobuf::TextFormat::Parser parser;
-  struct Collector : google::protobuf::io::ErrorCollector {
-    std::string errors;
-    void AddError(int line, int column, const std::string& message) override {
-      absl::StrAppend(&errors, "line ", line + 1, ":", column + 1, ": ", message, "; ");
-    }
-  } collector;
-  parser.RecordErrorsTo(&collector);
-  if (!parser.ParseFromString(text, &c)) {
-    return absl::InvalidArgumentError(absl::StrCat("cluster config: ", collector.errors));
-  }
-  return c;
-}
-
-absl::StatusOr<v1::ClusterConfig> ClusterConfigFromFlags(const std::string& workers,
-                                                         const std::string& token,
-                                                         const std::string& config_file) {
-  v1::ClusterConfig c;
-  if (!config_file.empty()) {
-    std::ifstream in(config_file);
-    if (!in) return absl::NotFoundError(absl::StrCat("cannot read cluster config '", config_file, "'"));
-    std::stringstream ss;
-    ss << in.rdbuf();
-    auto parsed = ParseClusterConfig(ss.str());
-    if (!parsed.ok()) {
-      return absl::InvalidArgumentError(absl::StrCat(config_file, ": ", parsed.status().message()));
-    }
-    c = *parsed;
-  }
-  for (absl::string_view a : absl::StrSplit(workers, ',', absl::SkipWhitespace())) {
-    c.add_worker()->set_address(std::string(absl::StripAsciiWhitespace(a)));
-  }
-  if (!token.empty()) c.set_token(token);
-  for (const auto& w : c.worker()) {
-    if (w.address().find(':') == std::string::npos) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("worker address '", w.address(), "' needs a port (host:port)"));
-    }
-  }
-  return c;
 }
 
 absl::StatusOr<RemoteExpertExecutor*> AttachWorkers(Model& model, const v1::ClusterConfig& cluster) {
   ST_ASSIGN_OR_RETURN(std::vector<ExpertStacks> stacks,
                       LoadExpertStacks(model.file(), model.config()));
+  const uint64_t fingerprint = GgufFingerprint(model.file());
+  // Hot experts from recorded routing counts, if any.
+  const bool explicit_stats = !cluster.expert_stats().empty();
+  const std::string stats_path =
+      explicit_stats ? cluster.expert_stats() : DefaultStatsPathForModel(model.path());
+  std::vector<std::vector<int>> hot_order;
+  absl::StatusOr<std::vector<std::vector<int>>> loaded =
+      LoadHotOrder(stats_path, fingerprint, model.config());
+  if (loaded.ok()) {
+    hot_order = *std::move(loaded);
+    LOG(INFO) << "placement: hot experts from " << stats_path;
+  } else if (explicit_stats) {
+    return absl::Status(loaded.status().code(),
+                        absl::StrCat("cluster expert_stats: ", loaded.status().message()));
+  } else if (!absl::IsNotFound(loaded.status())) {
+    LOG(WARNING) << "placement: ignoring expert stats: " << loaded.status();
+  }
   ST_ASSIGN_OR_RETURN(std::unique_ptr<RemoteExpertExecutor> remote,
-                      RemoteExpertExecutor::Create(model.config(), std::move(stacks),
-                                                   GgufFingerprint(model.file()), &model.pool(),
-                                                   cluster));
+                      RemoteExpertExecutor::Create(model.config(), std::move(stacks), fingerprint,
+                                                   &model.pool(), cluster, std::move(hot_order)));
   RemoteExpertExecutor* raw = remote.get();
   model.WrapExperts([&](std::unique_ptr<ExpertExecutor> local) -> std::unique_ptr<ExpertExecutor> {
     remote->Keep(std::move(local));

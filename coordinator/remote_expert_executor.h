@@ -11,10 +11,26 @@
 //
 // Failover: a reply that does not arrive within the step timeout, or a broken
 // stream, makes the coordinator recompute that worker's items itself (same
-// grouping -> same numbers); the worker is marked down and its experts are
-// owned locally until a background thread re-admits it (Describe with the
-// fingerprint check, Assign, new stream) with exponential backoff. Every
-// event is logged and counted (stats()).
+// grouping -> same numbers) and marks the worker down. Placement is then
+// recomputed: the worker's experts are dealt over the workers still up and
+// the coordinator by their shares (capacity permitting). A worker is only
+// sent experts it has been told to hold: experts it gains stay on the
+// coordinator until its Assign (sent by a background thread, never by the
+// decode step) succeeded (coordinator/assignments.h). A background thread
+// re-admits a down worker with exponential backoff (Describe with the
+// fingerprint check, Assign of its share in the placement that includes it,
+// new stream), and placement is recomputed again with it.
+//
+// Speed: every reply's per-item time (round trip included) feeds a
+// SpeedMeter per worker; when a worker is markedly slower or faster than its
+// placed share says (ClusterConfig.rebalance_factor), placement is
+// recomputed with the measured speeds (coordinator/worker_speed.h).
+//
+// Every event (failover, timeout, re-admission, placement recompute, Assign)
+// is logged and counted (stats(), Summary()).
+//
+// Thread safety: Prepare, Run, OwnedCounts and Owner are called by one
+// thread (the forward pass); stats() and Summary() from any thread.
 #pragma once
 
 #include <atomic>
@@ -28,8 +44,11 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "common/thread_pool.h"
+#include "coordinator/assignments.h"
+#include "coordinator/cluster_config.h"
 #include "coordinator/placement.h"
 #include "coordinator/worker_client.h"
+#include "coordinator/worker_speed.h"
 #include "model/config.h"
 #include "model/expert_executor.h"
 #include "model/weights.h"
@@ -48,6 +67,10 @@ struct RemoteExpertStats {
   uint64_t failovers = 0;         // worker failures during a step
   uint64_t timeouts = 0;          // ... of which were step timeouts
   uint64_t readmissions = 0;      // workers brought back
+  uint64_t placements = 0;        // placement recomputes (worker down/back, speed)
+  uint64_t rebalances = 0;        // ... of which for measured speed
+  uint64_t assigns = 0;           // Assign calls that moved experts between owners
+  uint64_t assign_failures = 0;   // ... that failed (the worker is marked down)
   uint64_t bytes_sent = 0;        // ComputeRequest payload bytes (serialized)
   uint64_t bytes_received = 0;    // ComputeResponse payload bytes (serialized)
   // Per remote request: reply time minus the worker's compute time, µs.
@@ -60,13 +83,15 @@ int64_t OverheadPercentile(const RemoteExpertStats& stats, double p);
 
 class RemoteExpertExecutor : public ExpertExecutor {
  public:
-  // Pairs with every worker of `cluster` (fingerprint check; a mismatch or a
-  // wrong token is an error, an unreachable worker only starts down), places
-  // and assigns experts, opens the streams. `stacks` are the coordinator's
-  // own expert views (for its share and for failover).
+  // Pairs with every worker of `cluster` (fingerprint check; a mismatch, a
+  // wrong token or an unreachable worker is an error), places and assigns
+  // experts, opens the streams. `stacks` are the coordinator's own expert
+  // views (for its share and for failover); `hot_order` per layer, experts
+  // from most to least routed (PlacementOptions::hot_order).
   static absl::StatusOr<std::unique_ptr<RemoteExpertExecutor>> Create(
       const ModelConfig& config, std::vector<ExpertStacks> stacks, uint64_t fingerprint,
-      ThreadPool* pool, const smallthinker::v1::ClusterConfig& cluster);
+      ThreadPool* pool, const smallthinker::v1::ClusterConfig& cluster,
+      std::vector<std::vector<int>> hot_order = {});
   ~RemoteExpertExecutor() override;
 
   // Sends Prefetch hints for this step's remote experts (if prefetch_hints).
@@ -77,9 +102,13 @@ class RemoteExpertExecutor : public ExpertExecutor {
   RemoteExpertStats stats() const;
   // One-line human summary of stats() (for stderr).
   std::string Summary() const;
-  // Experts owned by each worker in the placement now in effect (-1 entry
-  // not included): index = worker.
+  // Experts each worker computes in the placement now in effect (index =
+  // worker; the coordinator's are not included). Changes at step boundaries.
   std::vector<int> OwnedCounts() const;
+  // Who computes (layer, expert) now: a worker index or kLocalOwner.
+  int Owner(int layer, int expert) const {
+    return route_[static_cast<size_t>(layer) * config_.n_experts + expert];
+  }
 
   // Keeps another object alive as long as this executor (the wrapped local
   // executor).
@@ -90,24 +119,45 @@ class RemoteExpertExecutor : public ExpertExecutor {
     std::unique_ptr<WorkerClient> client;
     // Main-thread view: used in this step.
     bool up = false;
+    std::vector<int> items;  // this step's items
+    uint64_t step = 0;       // step id of the request in flight
+    Clock::time_point sent;  // when it was submitted
+    bool busy = false;
+    int ok_steps = 0;        // replies since it was last marked down
+    SpeedMeter speed;
     // Shared with the supervisor thread (under mu_). The supervisor only
-    // touches `client` of a worker in down_.
-    bool ready = false;  // re-admitted, waiting for the main thread
+    // touches `client` of a worker in down_ or with an Assign job.
+    bool ready = false;           // re-admitted, waiting for the main thread
+    Assignments::Set admitted;    // ... holding this set
+    absl::Status assign_error;    // an Assign job failed: mark it down
     Clock::time_point next_attempt;
     int backoff_ms = 0;
-    std::vector<int> items;  // this step's items (main thread)
-    uint64_t step = 0;       // step id of the request in flight
-    int ok_steps = 0;        // replies since it was last marked down
-    bool busy = false;
+    double placed_speed = 0;      // the speed placement uses
+    uint64_t capacity_experts = 0;
   };
 
   RemoteExpertExecutor(const ModelConfig& config, std::vector<ExpertStacks> stacks,
                        uint64_t fingerprint, ThreadPool* pool,
-                       smallthinker::v1::ClusterConfig cluster);
-  // Pairs, assigns and opens the stream of worker i.
+                       smallthinker::v1::ClusterConfig cluster, PlacementOptions placement);
+  // Placement with the workers in `members` up, at their placed speeds.
+  Placement PlaceLocked(const std::vector<bool>& members) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Records that worker i answered Describe (speed, capacity).
+  void DescribedLocked(int i) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Supervisor: pairs a down worker, assigns it its share of the placement
+  // that includes it, opens its stream.
   absl::Status Admit(int i);
   void MarkDown(int i, const absl::Status& why);
+  // Step boundary (main thread): takes in re-admitted workers and failed
+  // Assigns, recomputes placement if needed, hands Assign jobs to the
+  // supervisor and refreshes route_.
+  void BeginStep();
+  // After the replies: feeds the speed meters' verdict to placement.
+  void CheckSpeeds();
+  void RecomputeLocked(const std::string& why) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // "coordinator 8, host:port 12, ..." for logs.
+  std::string DescribeLocked(const Placement& p) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Supervise();
+  void RunAssign(const Assignments::Job& job);
   // Computes `items` (indices into the step's (token, slot) list) locally,
   // grouped by expert, into slot_out_.
   void ComputeLocal(int layer, const Routes& routes, const float* h, const std::vector<int>& items);
@@ -117,11 +167,13 @@ class RemoteExpertExecutor : public ExpertExecutor {
   const uint64_t fingerprint_;
   ThreadPool* pool_;
   const smallthinker::v1::ClusterConfig cluster_;
-  Placement home_;  // placement with every worker up
+  const PlacementOptions placement_options_;
+  const double rebalance_factor_;
   std::vector<Worker> workers_;
   std::unique_ptr<ExpertExecutor> kept_;
 
   uint64_t step_id_ = 0;
+  std::vector<int> route_;  // main thread: owner per layer * n_experts + expert
   std::vector<float> slot_out_, gathered_, expert_out_;
   std::vector<int> local_items_;
 
@@ -129,19 +181,19 @@ class RemoteExpertExecutor : public ExpertExecutor {
   RemoteExpertStats stats_ ABSL_GUARDED_BY(mu_);
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   std::set<int> down_ ABSL_GUARDED_BY(mu_);  // workers the supervisor tries to bring back
+  std::vector<bool> members_ ABSL_GUARDED_BY(mu_);  // up, as placement sees it
+  Placement target_ ABSL_GUARDED_BY(mu_);
+  Assignments assignments_ ABSL_GUARDED_BY(mu_);
+  std::vector<Assignments::Job> jobs_ ABSL_GUARDED_BY(mu_);  // for the supervisor
+  std::string recompute_why_ ABSL_GUARDED_BY(mu_);  // non-empty: placement is stale
+  bool route_stale_ ABSL_GUARDED_BY(mu_) = true;
   std::thread supervisor_;
 };
 
-// Parses a textproto ClusterConfig (INVALID_ARGUMENT with the parser's
-// message).
-absl::StatusOr<smallthinker::v1::ClusterConfig> ParseClusterConfig(const std::string& text);
-// --workers "host:port,host:port" + --worker-token + optional config file
-// (read and parsed first; the flags add workers / override the token).
-absl::StatusOr<smallthinker::v1::ClusterConfig> ClusterConfigFromFlags(
-    const std::string& workers, const std::string& token, const std::string& config_file);
-
 // Wraps model's expert executor with a RemoteExpertExecutor for `cluster`.
-// Returns the executor (owned by the model).
+// Hot experts come from cluster.expert_stats, else from
+// "<model>.gguf.stpack.stats" when that file exists. Returns the executor
+// (owned by the model).
 absl::StatusOr<RemoteExpertExecutor*> AttachWorkers(Model& model,
                                                     const smallthinker::v1::ClusterConfig& cluster);
 

@@ -184,8 +184,10 @@ void WorkerClient::CloseStream() {
 
 void WorkerClient::ReadLoop() {
   while (stream_->Read(&read_)) {
+    const Clock::time_point now = Clock::now();
     absl::MutexLock lock(&mu_);
     response_.Swap(&read_);
+    response_time_ = now;
     has_response_ = true;
   }
   // Finish() runs in CloseStream, once no thread can write any more.
@@ -240,6 +242,7 @@ absl::StatusOr<const v1::ComputeResponse*> WorkerClient::Await(Clock::time_point
     if (has_response_) {
       has_response_ = false;
       reply_.Swap(&response_);
+      reply_time_ = response_time_;
       return &reply_;
     }
     if (!stream_status_.ok()) return stream_status_;

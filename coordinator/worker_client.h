@@ -62,6 +62,9 @@ class WorkerClient {
   // DEADLINE_EXCEEDED on timeout (the stream is then cancelled), the stream's
   // error if it broke. The reply stays valid until the next Submit.
   absl::StatusOr<const smallthinker::v1::ComputeResponse*> Await(Clock::time_point deadline);
+  // When the reply returned by the last successful Await arrived (read by
+  // the stream thread, so it does not include the caller's own work).
+  Clock::time_point reply_time() const { return reply_time_; }
 
  private:
   void ReadLoop();
@@ -91,8 +94,10 @@ class WorkerClient {
   absl::Status stream_status_ ABSL_GUARDED_BY(mu_);  // non-OK once broken
   smallthinker::v1::ComputeRequest request_ ABSL_GUARDED_BY(mu_);
   smallthinker::v1::ComputeResponse response_ ABSL_GUARDED_BY(mu_);
+  Clock::time_point response_time_ ABSL_GUARDED_BY(mu_);
   smallthinker::v1::ComputeResponse read_;   // reader thread's buffer
   smallthinker::v1::ComputeResponse reply_;  // returned by Await (caller's thread)
+  Clock::time_point reply_time_;             // its arrival (caller's thread)
 };
 
 // Channel credentials for the cluster config (TLS if tls_ca is set).

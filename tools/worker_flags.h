@@ -78,7 +78,9 @@ inline nlohmann::json ClusterJson(Model& model) {
           {"remote_requests", s.remote_requests}, {"remote_items", s.remote_items},
           {"local_items", s.local_items},       {"failovers", s.failovers},
           {"timeouts", s.timeouts},             {"failover_items", s.failover_items},
-          {"readmissions", s.readmissions},     {"bytes_sent", s.bytes_sent},
+          {"readmissions", s.readmissions},     {"placements", s.placements},
+          {"rebalances", s.rebalances},         {"assigns", s.assigns},
+          {"assign_failures", s.assign_failures}, {"bytes_sent", s.bytes_sent},
           {"bytes_received", s.bytes_received},
           {"overhead_us_p50", OverheadPercentile(s, 0.5)},
           {"overhead_us_p99", OverheadPercentile(s, 0.99)}};

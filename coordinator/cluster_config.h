@@ -1,0 +1,20 @@
+// The deployment config of a coordinator's workers (ClusterConfig in
+// proto/smallthinker/v1/expert.proto): a textproto file and/or flags.
+#pragma once
+
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "smallthinker/v1/expert.pb.h"
+
+namespace st {
+
+// Parses a textproto ClusterConfig (INVALID_ARGUMENT with the parser's
+// message).
+absl::StatusOr<smallthinker::v1::ClusterConfig> ParseClusterConfig(const std::string& text);
+// --workers "host:port,host:port" + --worker-token + optional config file
+// (read and parsed first; the flags add workers / override the token).
+absl::StatusOr<smallthinker::v1::ClusterConfig> ClusterConfigFromFlags(
+    const std::string& workers, const std::string& token, const std::string& config_file);
+
+}  // namespace st

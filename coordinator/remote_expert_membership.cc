@@ -1,0 +1,223 @@
+// RemoteExpertExecutor, the membership half: which workers are up, the
+// placement over them and the workers' Assigns (main thread at step
+// boundaries, supervisor thread for the RPCs). The step itself is in
+// remote_expert_executor.cc.
+#include <algorithm>
+#include <optional>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+#include "coordinator/remote_expert_executor.h"
+#include "glog/logging.h"
+
+namespace st {
+
+namespace v1 = smallthinker::v1;
+
+namespace {
+
+int BackoffMinMs(const v1::ClusterConfig& c) {
+  return c.readmit_backoff_min_ms() > 0 ? c.readmit_backoff_min_ms() : 200;
+}
+int BackoffMaxMs(const v1::ClusterConfig& c) {
+  return c.readmit_backoff_max_ms() > 0 ? c.readmit_backoff_max_ms() : 10000;
+}
+
+// Replies after which a re-admitted worker counts as healthy again.
+constexpr int kSteadySteps = 64;
+
+}  // namespace
+
+void RemoteExpertExecutor::DescribedLocked(int i) {
+  Worker& w = workers_[i];
+  const v1::DescribeResponse& d = w.client->description();
+  w.placed_speed = d.expert_tokens_per_second();
+  w.capacity_experts = d.expert_bytes() > 0 ? d.capacity_bytes() / d.expert_bytes() : 0;
+}
+
+Placement RemoteExpertExecutor::PlaceLocked(const std::vector<bool>& members) const {
+  std::vector<WorkerShare> shares;
+  for (size_t i = 0; i < workers_.size(); ++i) {
+    shares.push_back({workers_[i].placed_speed, workers_[i].capacity_experts, members[i]});
+  }
+  return ComputePlacement(config_.n_layers, config_.n_experts, shares, placement_options_);
+}
+
+std::string RemoteExpertExecutor::DescribeLocked(const Placement& p) const {
+  std::string s = absl::StrCat("coordinator ", p.Count(kLocalOwner));
+  for (size_t i = 0; i < workers_.size(); ++i) {
+    absl::StrAppend(&s, ", ", workers_[i].client->address(), " ", p.Count(static_cast<int>(i)),
+                    members_[i] ? "" : " (down)");
+  }
+  return s;
+}
+
+void RemoteExpertExecutor::RecomputeLocked(const std::string& why) {
+  target_ = PlaceLocked(members_);
+  ++stats_.placements;
+  route_stale_ = true;
+  LOG(INFO) << "placement recomputed (" << why << "): experts per owner: " << DescribeLocked(target_);
+}
+
+absl::Status RemoteExpertExecutor::Admit(int i) {
+  WorkerClient& c = *workers_[i].client;
+  ST_RETURN_IF_ERROR(c.Pair(fingerprint_, config_));
+  Assignments::Set set;
+  std::vector<ExpertKey> keys;
+  {
+    absl::MutexLock lock(&mu_);
+    DescribedLocked(i);
+    std::vector<bool> members = members_;
+    members[i] = true;
+    set = assignments_.SetOf(PlaceLocked(members), i);
+    keys = assignments_.Keys(set);
+  }
+  ST_RETURN_IF_ERROR(c.Assign(keys));
+  ST_RETURN_IF_ERROR(c.OpenStream());
+  absl::MutexLock lock(&mu_);
+  workers_[i].admitted = std::move(set);
+  return absl::OkStatus();
+}
+
+void RemoteExpertExecutor::MarkDown(int i, const absl::Status& why) {
+  Worker& w = workers_[i];
+  w.up = false;
+  w.speed.Reset();
+  LOG(WARNING) << "worker " << w.client->address() << " failed (" << why
+               << "); recomputing its experts locally and marking it down";
+  absl::MutexLock lock(&mu_);
+  ++stats_.failovers;
+  if (absl::IsDeadlineExceeded(why)) ++stats_.timeouts;
+  stats_.workers_up = static_cast<int>(
+      std::count_if(workers_.begin(), workers_.end(), [](const Worker& x) { return x.up; }));
+  // A worker that fails again soon after coming back waits longer each time.
+  w.backoff_ms = w.ok_steps >= kSteadySteps || w.backoff_ms == 0
+                     ? BackoffMinMs(cluster_)
+                     : std::min(w.backoff_ms * 2, BackoffMaxMs(cluster_));
+  w.ok_steps = 0;
+  w.next_attempt = Clock::now() + std::chrono::milliseconds(w.backoff_ms);
+  w.ready = false;
+  w.assign_error = absl::OkStatus();
+  members_[i] = false;
+  assignments_.Clear(i);
+  route_stale_ = true;
+  absl::StrAppend(&recompute_why_, recompute_why_.empty() ? "" : "; ", "worker ",
+                  w.client->address(), " down");
+  down_.insert(i);
+}
+
+void RemoteExpertExecutor::BeginStep() {
+  std::vector<std::pair<int, absl::Status>> failed;
+  {
+    absl::MutexLock lock(&mu_);
+    ++stats_.steps;
+    for (int i = 0; i < static_cast<int>(workers_.size()); ++i) {
+      Worker& w = workers_[i];
+      if (w.ready) {  // the supervisor brought it back: it joins now
+        w.ready = false;
+        w.up = true;
+        members_[i] = true;
+        assignments_.SetHeld(i, std::move(w.admitted));
+        ++stats_.readmissions;
+        absl::StrAppend(&recompute_why_, recompute_why_.empty() ? "" : "; ", "worker ",
+                        w.client->address(), " re-admitted");
+      }
+      if (!w.assign_error.ok()) failed.emplace_back(i, std::exchange(w.assign_error, {}));
+    }
+  }
+  for (auto& [i, why] : failed) {
+    if (workers_[i].up) MarkDown(i, why);
+  }
+  absl::MutexLock lock(&mu_);
+  stats_.workers_up = static_cast<int>(
+      std::count_if(workers_.begin(), workers_.end(), [](const Worker& x) { return x.up; }));
+  if (!recompute_why_.empty()) RecomputeLocked(std::exchange(recompute_why_, {}));
+  if (!route_stale_) return;
+  std::vector<Assignments::Job> jobs = assignments_.Plan(target_, members_);
+  jobs_.insert(jobs_.end(), std::make_move_iterator(jobs.begin()),
+               std::make_move_iterator(jobs.end()));
+  route_ = assignments_.Route(target_, members_);
+  route_stale_ = false;
+}
+
+void RemoteExpertExecutor::CheckSpeeds() {
+  if (rebalance_factor_ <= 1) return;
+  std::vector<double> measured(workers_.size(), 0);
+  for (size_t i = 0; i < workers_.size(); ++i) {
+    if (workers_[i].up) measured[i] = workers_[i].speed.ItemsPerSecond();
+  }
+  absl::MutexLock lock(&mu_);
+  std::vector<double> placed(workers_.size(), 0);
+  for (size_t i = 0; i < workers_.size(); ++i) {
+    if (workers_[i].up) placed[i] = workers_[i].placed_speed;
+  }
+  std::optional<std::vector<double>> next = Rebalanced(placed, measured, rebalance_factor_);
+  if (!next) return;
+  std::string why = "measured speed, items/s:";
+  for (size_t i = 0; i < workers_.size(); ++i) {
+    if (!workers_[i].up) continue;
+    absl::StrAppend(&why, " ", workers_[i].client->address(), " ",
+                    static_cast<int64_t>(measured[i]));
+    workers_[i].placed_speed = (*next)[i];
+    workers_[i].speed.Reset();  // the next verdict needs fresh replies
+  }
+  ++stats_.rebalances;
+  RecomputeLocked(why);
+}
+
+void RemoteExpertExecutor::Supervise() {
+  while (true) {
+    std::vector<int> due;
+    std::vector<Assignments::Job> jobs;
+    {
+      absl::MutexLock lock(&mu_);
+      auto wake = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stop_ || !jobs_.empty(); };
+      mu_.AwaitWithTimeout(absl::Condition(&wake), absl::Milliseconds(20));
+      if (stop_) return;
+      jobs.swap(jobs_);
+      const Clock::time_point now = Clock::now();
+      for (int i : down_) {
+        if (now >= workers_[i].next_attempt) due.push_back(i);
+      }
+    }
+    for (const Assignments::Job& job : jobs) RunAssign(job);
+    for (int i : due) {
+      absl::Status s = Admit(i);
+      absl::MutexLock lock(&mu_);
+      Worker& w = workers_[i];
+      if (s.ok()) {
+        down_.erase(i);
+        w.ready = true;
+        LOG(INFO) << "worker " << w.client->address() << " re-admitted";
+      } else {
+        w.backoff_ms = std::min(w.backoff_ms * 2, BackoffMaxMs(cluster_));
+        w.next_attempt = Clock::now() + std::chrono::milliseconds(w.backoff_ms);
+        VLOG(1) << "worker " << w.client->address() << " not back yet: " << s;
+      }
+    }
+  }
+}
+
+void RemoteExpertExecutor::RunAssign(const Assignments::Job& job) {
+  {  // Skip jobs of a worker that went down since.
+    absl::MutexLock lock(&mu_);
+    if (!members_[job.worker]) return;
+  }
+  const absl::Status s = workers_[job.worker].client->Assign(job.experts);
+  absl::MutexLock lock(&mu_);
+  Worker& w = workers_[job.worker];
+  ++stats_.assigns;
+  assignments_.Done(job, s.ok());
+  route_stale_ = true;
+  if (s.ok()) {
+    LOG(INFO) << "worker " << w.client->address() << " now holds " << job.experts.size()
+              << " experts";
+    return;
+  }
+  ++stats_.assign_failures;
+  LOG(WARNING) << "worker " << w.client->address() << ": " << s;
+  if (members_[job.worker]) w.assign_error = s;
+}
+
+}  // namespace st
