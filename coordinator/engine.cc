@@ -91,6 +91,7 @@ Engine::Engine(Model& model, const EngineOptions& options)
     if (tok.IsEndOfGeneration(id)) stop_ids_.push_back(id);
   }
   stats_.kv_cache_budget_bytes = options_.kv_budget_bytes;
+  cache_ = ReadCacheCounters(model_);  // before the scheduler thread exists
   scheduler_ = std::thread([this] { SchedulerLoop(); });
 }
 
@@ -169,18 +170,23 @@ absl::StatusOr<std::unique_ptr<RequestStream>> Engine::Submit(EngineRequest requ
 }
 
 EngineStats Engine::stats() const {
-  std::lock_guard<std::mutex> lock(mu_);
-  EngineStats s = stats_;
-  s.requests_processing = active_count_;
-  s.requests_deferred = static_cast<int>(waiting_.size());
-  s.kv_cache_bytes = kv_in_use_;
-  s.uptime_seconds = absl::ToDoubleSeconds(absl::Now() - started_);
-  const absl::Time now = absl::Now();
-  int tokens = 0;
-  for (const auto& [t, n] : recent_) {
-    if (now - t <= absl::Seconds(10)) tokens += n;
+  EngineStats s;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    s = stats_;
+    s.requests_processing = active_count_;
+    s.requests_deferred = static_cast<int>(waiting_.size());
+    s.kv_cache_bytes = kv_in_use_;
+    s.uptime_seconds = absl::ToDoubleSeconds(absl::Now() - started_);
+    const absl::Time now = absl::Now();
+    int tokens = 0;
+    for (const auto& [t, n] : recent_) {
+      if (now - t <= absl::Seconds(10)) tokens += n;
+    }
+    s.recent_tokens_per_second = tokens / 10.0;
+    s.cache = cache_;
   }
-  s.recent_tokens_per_second = tokens / 10.0;
+  s.workers = ReadWorkerCounters(model_);  // thread-safe on its own
   return s;
 }
 
@@ -385,8 +391,10 @@ void Engine::Step() {
       a.shared->Push(std::move(e));
     }
   }
+  const CacheCounters cache = ReadCacheCounters(model_);
   {
     std::lock_guard<std::mutex> lock(mu_);
+    cache_ = cache;
     ++stats_.steps_total;
     stats_.tokens_predicted_total += generated;
     if (decoded > 0) stats_.decode_seconds_total += absl::ToDoubleSeconds(t1 - t0);

@@ -29,6 +29,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "coordinator/expert_counters.h"
 #include "model/model.h"
 #include "model/session.h"
 #include "model/stop_condition.h"
@@ -82,6 +83,8 @@ struct EngineStats {
   double recent_tokens_per_second = 0;
   uint64_t kv_cache_bytes = 0, kv_cache_budget_bytes = 0;
   double uptime_seconds = 0;
+  CacheCounters cache;     // as of the end of the last step
+  WorkerCounters workers;  // now
 };
 
 class Engine;
@@ -153,6 +156,7 @@ class Engine {
   uint64_t kv_in_use_ = 0;
   int active_count_ = 0;
   std::deque<std::pair<absl::Time, int>> recent_;  // (step end, tokens generated)
+  CacheCounters cache_;  // copied on the scheduler thread after each step
 
   std::vector<std::unique_ptr<Active>> active_;  // scheduler thread only
   std::thread scheduler_;
