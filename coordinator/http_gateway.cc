@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "coordinator/openai_json.h"
+#include "coordinator/peer_socket.h"
 #include "coordinator/request_limits.h"
 #include "httplib.h"
 
@@ -214,9 +215,20 @@ void HttpGateway::Routes() {
                        state.model_id, static_cast<int64_t>(std::time(nullptr))};
       std::shared_ptr<RequestStream> rs(std::move(*submitted));
       if (!stream) {
+        // Nothing is sent before the end, so a client that leaves is only
+        // seen on its socket: checked every 100 ms.
+        const PeerSocket peer = FindPeerSocket(req.local_port, req.remote_addr, req.remote_port);
+        absl::Time next_check = absl::Now() + absl::Milliseconds(100);
         std::string text;
         EngineEvent e;
-        while (rs->Next(&e) == RequestStream::Poll::kEvent) {
+        while (true) {
+          const auto poll = rs->Next(&e, absl::Milliseconds(100));
+          if (poll == RequestStream::Poll::kEnded) break;
+          if (const absl::Time now = absl::Now(); now >= next_check) {
+            next_check = now + absl::Milliseconds(100);
+            if (peer.PeerClosed()) rs->Cancel();  // its final event ends the loop
+          }
+          if (poll == RequestStream::Poll::kTimeout) continue;
           text += e.text;
           if (!e.done) continue;
           if (!e.status.ok()) return SendError(res, HttpStatusFor(e.status.code()), std::string(e.status.message()));

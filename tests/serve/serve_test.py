@@ -441,6 +441,24 @@ class ServeTest(unittest.TestCase):
             worker.wait(timeout=30)
             worker.stdout.close()
 
+    def test_non_streaming_client_disconnect_stops_generation(self):
+        before = CS.stats()
+        # curl gives up after 1 s; the server notices the closed socket and
+        # cancels instead of generating all 4000 tokens.
+        code, _ = curl(SMALL.http_port, "/v1/completions", {"prompt": "x", "max_tokens": 4000,
+                       "ignore_eos": True}, headers=["Authorization: Bearer sesame"], max_time=1)
+        self.assertEqual(code, 0)  # no reply: curl timed out
+        for _ in range(100):
+            st = CS.stats()
+            if st.requests_processing == 0:
+                break
+            time.sleep(0.05)
+        self.assertEqual(st.requests_processing, 0)
+        self.assertEqual(st.kv_cache_bytes, 0)
+        self.assertLess(st.tokens_predicted_total - before.tokens_predicted_total, 4000)
+        _, ids, _, _ = drain(CS.generate("after", max_tokens=3, ignore_eos=True))
+        self.assertEqual(len(ids), 3)
+
     def test_tls(self):
         cert, key = os.path.join(TMP.name, "cert.pem"), os.path.join(TMP.name, "key.pem")
         subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
