@@ -91,6 +91,7 @@ Engine::Engine(Model& model, const EngineOptions& options)
     if (tok.IsEndOfGeneration(id)) stop_ids_.push_back(id);
   }
   stats_.kv_cache_budget_bytes = options_.kv_budget_bytes;
+  if (options_.warmup_tokens > 0) WarmUp();
   cache_ = ReadCacheCounters(model_);  // before the scheduler thread exists
   scheduler_ = std::thread([this] { SchedulerLoop(); });
 }
@@ -104,6 +105,21 @@ void Engine::Shutdown() {
   }
   cv_.notify_all();
   if (scheduler_.joinable()) scheduler_.join();
+}
+
+void Engine::WarmUp() {
+  const int n = static_cast<int>(std::min<int64_t>(
+      {options_.warmup_tokens, step_tokens_, options_.context_size - 1}));
+  if (n < 1) return;
+  KvCache kv(model_.config(), n + 1, step_tokens_);
+  std::vector<int32_t> tokens(n);
+  for (int i = 0; i < n; ++i) tokens[i] = static_cast<int32_t>((7919 * (i + 1)) % model_.config().vocab_size);
+  std::vector<float> logits;
+  SequenceInput prompt{&kv, 0, tokens};
+  absl::Status s = model_.forward().RunSequences({&prompt, 1}, &logits);
+  SequenceInput decode{&kv, n, absl::MakeConstSpan(tokens).subspan(0, 1)};
+  if (s.ok()) s = model_.forward().RunSequences({&decode, 1}, &logits);
+  if (!s.ok()) LOG(WARNING) << "engine warm-up failed (requests will show the error): " << s;
 }
 
 uint64_t Engine::KvBytesFor(int64_t context_size) {

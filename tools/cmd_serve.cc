@@ -170,10 +170,13 @@ void RegisterServe(CLI::App& app) {
     if (*offload != nullptr && (*offload)->plan().budget > 0 && kv_budget == 0) {
       kv_budget = (*offload)->plan().kv;
     }
+    // Health turns SERVING after a 32-token warm-up, so the first request
+    // does not pay for faulting in the weights.
     EngineOptions eo{.parallel = f->parallel,
-                            .queue = f->queue,
-                            .context_size = f->ctx,
-                            .kv_budget_bytes = kv_budget};
+                     .queue = f->queue,
+                     .context_size = f->ctx,
+                     .kv_budget_bytes = kv_budget,
+                     .warmup_tokens = 32};
     auto engine = std::make_unique<Engine>(**model, eo);
     state.engine.store(engine.get());
     if (grpc) grpc->SetServing(true);
