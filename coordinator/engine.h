@@ -166,6 +166,7 @@ class Engine {
   CacheCounters cache_;  // copied on the scheduler thread after each step
 
   std::vector<std::unique_ptr<Active>> active_;  // scheduler thread only
+  std::vector<float> logits_;                    // scheduler thread only
   std::thread scheduler_;
 };
 
