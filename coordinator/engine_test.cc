@@ -57,6 +57,26 @@ class EngineTest : public ::testing::Test {
   std::unique_ptr<Model> model_;
 };
 
+TEST_F(EngineTest, WarmUpChangesNeitherOutputsNorStatistics) {
+  Session solo(*model_, 64);
+  auto expected = solo.Generate(Prompt(7, 1), Greedy(12));
+  ASSERT_TRUE(expected.ok()) << expected.status();
+  const uint64_t routed = model_->forward().routed_tokens();
+  Engine engine(*model_, EngineOptions{.parallel = 2, .context_size = 64, .warmup_tokens = 40});
+  // 16 prompt tokens (capped by max_batch) and one decode token went through the model.
+  EXPECT_EQ(model_->forward().routed_tokens() - routed, 17u);
+  const EngineStats before = engine.stats();
+  EXPECT_EQ(before.requests_total, 0u);
+  EXPECT_EQ(before.steps_total, 0u);
+  EXPECT_EQ(before.tokens_predicted_total, 0u);
+  EXPECT_EQ(before.kv_cache_bytes, 0u);
+  auto s = engine.Submit(EngineRequest{.prompt = Prompt(7, 1), .options = Greedy(12)});
+  ASSERT_TRUE(s.ok()) << s.status();
+  Collected c = Drain(**s);
+  ASSERT_TRUE(c.last.status.ok()) << c.last.status;
+  EXPECT_EQ(c.ids, expected->generated_ids);
+}
+
 TEST_F(EngineTest, EightConcurrentGreedyRequestsEqualTheirSoloOutputs) {
   std::vector<GenerateResult> solo;
   for (int i = 0; i < 8; ++i) {

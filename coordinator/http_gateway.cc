@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "coordinator/openai_json.h"
+#include "coordinator/peer_socket.h"
 #include "coordinator/request_limits.h"
 #include "httplib.h"
 
@@ -55,6 +56,51 @@ std::string MetricsText(const EngineStats& s) {
          s.kv_cache_budget_bytes);
   metric("smallthinker:uptime_seconds", "gauge", "Seconds since the engine started",
          s.uptime_seconds);
+  if (s.cache.present) {
+    const ExpertCacheCounters& c = s.cache.counters;
+    metric("smallthinker:expert_cache_slots", "gauge", "Expert records the cache can hold",
+           s.cache.slots);
+    metric("smallthinker:expert_cache_resident", "gauge", "Cache slots holding a record",
+           s.cache.resident);
+    metric("smallthinker:expert_cache_requests_total", "counter",
+           "Experts the steps needed (once per step, layer and expert)", c.requests);
+    metric("smallthinker:expert_cache_hits_total", "counter",
+           "Needed experts already resident or being read", c.hits);
+    metric("smallthinker:expert_cache_misses_total", "counter",
+           "Needed experts that required a new read", c.misses);
+    metric("smallthinker:expert_cache_hit_rate", "gauge", "Hits over requests since start",
+           s.cache.hit_rate());
+    metric("smallthinker:expert_cache_reads_total", "counter", "Expert records read from the pack",
+           c.reads);
+    metric("smallthinker:expert_cache_bytes_read_total", "counter",
+           "Bytes of expert records read from the pack", c.bytes_read);
+    metric("smallthinker:expert_cache_evictions_total", "counter",
+           "Resident expert records dropped to make room", c.evictions);
+    metric("smallthinker:expert_cache_stall_seconds_total", "counter",
+           "Time steps waited for expert reads", c.stall_seconds);
+  }
+  if (s.workers.present) {
+    const WorkerCounters& w = s.workers;
+    metric("smallthinker:workers_up", "gauge", "Expert workers serving now", w.workers_up);
+    metric("smallthinker:worker_steps_total", "counter", "Layer steps run through the cluster",
+           w.steps);
+    metric("smallthinker:worker_remote_items_total", "counter",
+           "(token, expert) items computed by workers", w.remote_items);
+    metric("smallthinker:worker_local_items_total", "counter",
+           "Items computed by this server (own share and failover)", w.local_items);
+    metric("smallthinker:worker_failover_items_total", "counter",
+           "Items recomputed here after a worker failed", w.failover_items);
+    metric("smallthinker:worker_failovers_total", "counter", "Worker failures during a step",
+           w.failovers);
+    metric("smallthinker:worker_timeouts_total", "counter",
+           "Worker failures that were step timeouts", w.timeouts);
+    metric("smallthinker:worker_readmissions_total", "counter",
+           "Workers brought back after a failure", w.readmissions);
+    metric("smallthinker:worker_bytes_sent_total", "counter", "Compute request payload bytes",
+           w.bytes_sent);
+    metric("smallthinker:worker_bytes_received_total", "counter", "Compute reply payload bytes",
+           w.bytes_received);
+  }
   return out;
 }
 
@@ -169,9 +215,20 @@ void HttpGateway::Routes() {
                        state.model_id, static_cast<int64_t>(std::time(nullptr))};
       std::shared_ptr<RequestStream> rs(std::move(*submitted));
       if (!stream) {
+        // Nothing is sent before the end, so a client that leaves is only
+        // seen on its socket: checked every 100 ms.
+        const PeerSocket peer = FindPeerSocket(req.local_port, req.remote_addr, req.remote_port);
+        absl::Time next_check = absl::Now() + absl::Milliseconds(100);
         std::string text;
         EngineEvent e;
-        while (rs->Next(&e) == RequestStream::Poll::kEvent) {
+        while (true) {
+          const auto poll = rs->Next(&e, absl::Milliseconds(100));
+          if (poll == RequestStream::Poll::kEnded) break;
+          if (const absl::Time now = absl::Now(); now >= next_check) {
+            next_check = now + absl::Milliseconds(100);
+            if (peer.PeerClosed()) rs->Cancel();  // its final event ends the loop
+          }
+          if (poll == RequestStream::Poll::kTimeout) continue;
           text += e.text;
           if (!e.done) continue;
           if (!e.status.ok()) return SendError(res, HttpStatusFor(e.status.code()), std::string(e.status.message()));

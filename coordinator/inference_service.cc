@@ -233,6 +233,36 @@ grpc::Status InferenceServiceImpl::GetStats(grpc::ServerContext* context,
   out->set_kv_cache_bytes(s.kv_cache_bytes);
   out->set_kv_cache_budget_bytes(s.kv_cache_budget_bytes);
   out->set_uptime_seconds(s.uptime_seconds);
+  if (s.cache.present) {
+    pb::ExpertCacheStats* c = out->mutable_expert_cache();
+    const ExpertCacheCounters& k = s.cache.counters;
+    c->set_slots(s.cache.slots);
+    c->set_resident(s.cache.resident);
+    c->set_slot_bytes(s.cache.slot_bytes);
+    c->set_requests(k.requests);
+    c->set_hits(k.hits);
+    c->set_misses(k.misses);
+    c->set_hit_rate(s.cache.hit_rate());
+    c->set_reads(k.reads);
+    c->set_bytes_read(k.bytes_read);
+    c->set_evictions(k.evictions);
+    c->set_prefetch_skipped(k.prefetch_skipped);
+    c->set_stall_seconds(k.stall_seconds);
+  }
+  if (s.workers.present) {
+    pb::WorkerStats* w = out->mutable_workers();
+    w->set_workers_up(s.workers.workers_up);
+    w->set_steps(s.workers.steps);
+    w->set_remote_requests(s.workers.remote_requests);
+    w->set_remote_items(s.workers.remote_items);
+    w->set_local_items(s.workers.local_items);
+    w->set_failover_items(s.workers.failover_items);
+    w->set_failovers(s.workers.failovers);
+    w->set_timeouts(s.workers.timeouts);
+    w->set_readmissions(s.workers.readmissions);
+    w->set_bytes_sent(s.workers.bytes_sent);
+    w->set_bytes_received(s.workers.bytes_received);
+  }
   return grpc::Status::OK;
 }
 

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <mutex>
 
 #include "model/expert_ffn.h"
 #include "model/mapped_repack.h"
@@ -33,22 +34,51 @@ absl::Status LocalExpertExecutor::Run(int layer, const Routes& routes, const flo
   const size_t d = config_.d_model;
   slot_out_.resize(static_cast<size_t>(n_tokens) * top_k * d);  // [n_tokens, top_k, d]
 
-  // Group (token, slot) pairs by expert.
-  std::vector<std::vector<int>> by_expert(s.n_experts);
-  for (int i = 0; i < n_tokens * top_k; ++i) by_expert[routes.ids[i]].push_back(i);
-
+  // Group (token, slot) pairs by expert (lists reused across calls).
+  by_expert_.resize(s.n_experts);
+  for (auto& slots : by_expert_) slots.clear();
+  for (int i = 0; i < n_tokens * top_k; ++i) by_expert_[routes.ids[i]].push_back(i);
+  used_.clear();
   for (int e = 0; e < s.n_experts; ++e) {
-    const std::vector<int>& slots = by_expert[e];
-    if (slots.empty()) continue;
+    if (!by_expert_[e].empty()) used_.push_back(e);
+  }
+
+  // One expert's rows: gather, ReGLU, scatter into its slots. `pool` splits
+  // the expert's own matrices; null runs it on the calling thread. Either
+  // way the numbers are the same (kernels never depend on the split).
+  auto compute = [&](int e, std::vector<float>& in, std::vector<float>& y, ThreadPool* pool,
+                     FfnSparsity* sparsity) {
+    const std::vector<int>& slots = by_expert_[e];
     const int n = static_cast<int>(slots.size());
-    gathered_.resize(n * d);
-    expert_out_.resize(n * d);
-    GatherSlotRows(h, slots, top_k, d, gathered_.data());
+    in.resize(n * d);
+    y.resize(n * d);
+    GatherSlotRows(h, slots, top_k, d, in.data());
     ComputeExpert(ExpertStacks::Slice(s.gate, e, s.n_experts),
                   ExpertStacks::Slice(s.up, e, s.n_experts),
-                  ExpertStacks::Slice(s.down, e, s.n_experts), s.down_transposed,
-                  gathered_.data(), n, expert_out_.data(), pool_, &sparsity_);
-    ScatterSlotRows(expert_out_.data(), slots, d, slot_out_.data());
+                  ExpertStacks::Slice(s.down, e, s.n_experts), s.down_transposed, in.data(), n,
+                  y.data(), pool, sparsity);
+    ScatterSlotRows(y.data(), slots, d, slot_out_.data());
+  };
+
+  const int threads = pool_ != nullptr ? pool_->num_threads() : 1;
+  if (threads > 1 && static_cast<int>(used_.size()) >= 2 * threads) {
+    // Many experts (batched decode, prefill): one expert per work item on
+    // one thread each, instead of a pool split (and its barrier) per matrix
+    // of every expert. Larger experts first, so the last items are short.
+    std::stable_sort(used_.begin(), used_.end(), [&](int a, int b) {
+      return by_expert_[a].size() > by_expert_[b].size();
+    });
+    std::mutex mu;
+    pool_->ParallelFor(used_.size(), [&](size_t begin, size_t end) {
+      std::vector<float> in, y;
+      FfnSparsity local;
+      for (size_t i = begin; i < end; ++i) compute(used_[i], in, y, nullptr, &local);
+      std::lock_guard<std::mutex> lock(mu);
+      sparsity_.active_rows += local.active_rows;
+      sparsity_.total_rows += local.total_rows;
+    });
+  } else {
+    for (int e : used_) compute(e, gathered_, expert_out_, pool_, &sparsity_);
   }
   CombineSlots(routes, slot_out_.data(), d, out);
   return absl::OkStatus();

@@ -14,7 +14,11 @@ namespace st {
 
 // Groups a step's tokens by expert so each expert's weights are read once per
 // step, computes ReGLU FFNs with the kernels, and combines outputs per token
-// in slot order. Thread-compatible; uses `pool` (may be null) inside MatMul.
+// in slot order. Thread-compatible. With few experts in a step (single-
+// sequence decode) each expert's matrices are split over `pool` (may be
+// null); with at least two experts per thread (batched decode, prefill) the
+// experts themselves are spread over the pool, one thread each. Results are
+// the same either way.
 class LocalExpertExecutor : public ExpertExecutor {
  public:
   LocalExpertExecutor(const ModelConfig& config, std::vector<ExpertStacks> stacks,
@@ -37,6 +41,8 @@ class LocalExpertExecutor : public ExpertExecutor {
   ThreadPool* pool_;
   // Scratch, reused across calls.
   std::vector<float> gathered_, expert_out_, slot_out_;
+  std::vector<std::vector<int>> by_expert_;  // [n_experts] (token, slot) items
+  std::vector<int> used_;                    // experts with items this step
   FfnSparsity sparsity_;
 };
 

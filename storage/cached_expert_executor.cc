@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <mutex>
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
@@ -47,6 +48,61 @@ void CachedExpertExecutor::Speculate(int layer, const Routes& routes) {
   (void)cache_->Prefetch(layer, speculated_, /*lock=*/false);
 }
 
+MatrixRef CachedExpertExecutor::RecordMatrix(const char* record, int m) const {
+  const PackHeader& ph = cache_->pack().header();
+  return MatrixRef{.type = ph.expert_type,
+                   .data = record + m * ph.matrix_stride,
+                   .rows = ph.d_expert,
+                   .cols = ph.d_model};
+}
+
+absl::Status CachedExpertExecutor::RunResidentInParallel(
+    int layer, const Routes& routes, const float* h, std::vector<int> order,
+    const std::vector<std::vector<int>>& by_expert) {
+  const size_t d = config_.d_model;
+  const int top_k = routes.top_k;
+  // The cache is not thread-safe: acquire every record here (none needs a
+  // new read; one still in flight is waited for and counted as a stall).
+  std::vector<const char*> records(config_.n_experts, nullptr);
+  for (int e : order) {
+    absl::StatusOr<const char*> rec = cache_->Acquire(layer, e);
+    if (!rec.ok()) {
+      cache_->ReleaseAll();
+      return Annotate(rec.status(), absl::StrCat("expert ", e));
+    }
+    records[e] = *rec;
+  }
+  // One expert per work item on one thread, larger experts first.
+  std::vector<int> by_size = order;
+  std::stable_sort(by_size.begin(), by_size.end(), [&](int a, int b) {
+    return by_expert[a].size() > by_expert[b].size();
+  });
+  std::mutex mu;
+  pool_->ParallelFor(by_size.size(), [&](size_t begin, size_t end) {
+    std::vector<float> in, y;
+    FfnSparsity local;
+    for (size_t i = begin; i < end; ++i) {
+      const int e = by_size[i];
+      const std::vector<int>& slots = by_expert[e];
+      const int n = static_cast<int>(slots.size());
+      in.resize(n * d);
+      y.resize(n * d);
+      GatherSlotRows(h, slots, top_k, d, in.data());
+      ExpertFfn({.gate = RecordMatrix(records[e], 0),
+                 .up = RecordMatrix(records[e], 1),
+                 .down = RecordMatrix(records[e], 2),
+                 .down_transposed = true},
+                in.data(), n, y.data(), /*pool=*/nullptr, &local);
+      ScatterSlotRows(y.data(), slots, d, slot_out_.data());
+    }
+    std::lock_guard<std::mutex> lock(mu);
+    sparsity_.active_rows += local.active_rows;
+    sparsity_.total_rows += local.total_rows;
+  });
+  for (int e : order) cache_->Release(layer, e);
+  return absl::OkStatus();
+}
+
 absl::Status CachedExpertExecutor::Run(int layer, const Routes& routes, const float* h,
                                        float* out) {
   const int n_tokens = routes.n_tokens, top_k = routes.top_k;
@@ -60,6 +116,14 @@ absl::Status CachedExpertExecutor::Run(int layer, const Routes& routes, const fl
   std::vector<int> order = DistinctExperts(routes);
   std::stable_partition(order.begin(), order.end(),
                         [&](int e) { return cache_->IsResident(layer, e); });
+
+  const int threads = pool_ != nullptr ? pool_->num_threads() : 1;
+  const bool all_resident = order.empty() || cache_->IsResident(layer, order.back());
+  if (threads > 1 && all_resident && static_cast<int>(order.size()) >= 2 * threads) {
+    ST_RETURN_IF_ERROR(RunResidentInParallel(layer, routes, h, order, by_expert));
+    CombineSlots(routes, slot_out_.data(), d, out);
+    return absl::OkStatus();
+  }
 
   size_t next_fetch = 0;  // order[next_fetch..] have no read started by this loop yet
   for (size_t k = 0; k < order.size(); ++k) {

@@ -44,6 +44,15 @@ class CachedExpertExecutor : public ExpertExecutor {
  private:
   // Distinct experts of `routes`, in first-use order.
   std::vector<int> DistinctExperts(const Routes& routes) const;
+  // Matrix m (0 gate, 1 up, 2 down transposed) of a pack record.
+  MatrixRef RecordMatrix(const char* record, int m) const;
+  // Run's path when every expert of the step is resident and there are at
+  // least two per thread (batched decode, prefill): records acquired on this
+  // thread, then one expert per pool work item computed on one thread each
+  // (the same numbers as splitting each expert over the pool).
+  absl::Status RunResidentInParallel(int layer, const Routes& routes, const float* h,
+                                     std::vector<int> order,
+                                     const std::vector<std::vector<int>>& by_expert);
   // Reads started ahead of compute inside Run (besides Prepare's).
   static constexpr int kLookahead = 2;
 

@@ -49,7 +49,8 @@ void RegisterBenchServe(CLI::App& app) {
       "Benchmark the serving engine in process: for each concurrency N, start N greedy\n"
       "requests at once (prompt -p tokens, -n generated tokens each) and report aggregate\n"
       "decode tokens/s (all streams' tokens after their first / the decode window) and\n"
-      "time to first token p50/p99 over all requests of all rounds.");
+      "time to first token p50/p99 over all requests of all rounds. The engine first runs\n"
+      "one -p token prompt as a warm-up (not measured).");
   cmd->add_option("-m,--model", f->model, "SmallThinker GGUF file")->required();
   cmd->add_option("--streams", f->streams, "Comma-separated concurrency levels")
       ->capture_default_str();
@@ -85,7 +86,8 @@ void RegisterBenchServe(CLI::App& app) {
     const int max_streams = *std::max_element(levels.begin(), levels.end());
     Engine engine(**model, EngineOptions{.parallel = max_streams,
                                          .queue = max_streams,
-                                         .context_size = f->prompt_tokens + f->gen_tokens + 1});
+                                         .context_size = f->prompt_tokens + f->gen_tokens + 1,
+                                         .warmup_tokens = f->prompt_tokens});
     std::vector<Level> results;
     uint64_t salt = 1;
     for (int n : levels) {

@@ -14,6 +14,7 @@
 #include "tools/commands.h"
 #include "tools/offload_flags.h"
 #include "tools/sampling_flags.h"
+#include "tools/worker_flags.h"
 
 namespace st::tools {
 namespace {
@@ -53,6 +54,7 @@ void RegisterServe(CLI::App& app) {
     std::string kv_budget = "0";
     std::string api_key, tls_cert, tls_key;
     OffloadFlags offload;
+    WorkerFlags workers;
   };
   auto f = std::make_shared<Flags>();
   CLI::App* cmd = app.add_subcommand(
@@ -95,6 +97,7 @@ void RegisterServe(CLI::App& app) {
       ->check(CLI::Range(0, 1024))
       ->capture_default_str();
   AddOffloadFlags(cmd, &f->offload);
+  AddWorkerFlags(cmd, &f->workers);
   cmd->add_option("--api-key", f->api_key,
                   "Require this key: HTTP 'Authorization: Bearer KEY', gRPC metadata "
                   "'authorization: Bearer KEY' (default: $SMALLTHINKER_API_KEY)");
@@ -157,19 +160,23 @@ void RegisterServe(CLI::App& app) {
     }
     auto model = Model::Load(f->model, ModelOptions{.threads = f->threads, .max_batch = f->batch});
     if (!model.ok()) return Fail(model.status());
-    // Experts from the pack beside the model (as run/chat do); with
-    // --memory-budget the plan reserves KV caches for --parallel requests of
-    // --ctx tokens, and the engine is held to that.
-    auto offload = ApplyOffload(**model, f->offload, f->ctx, f->parallel);
+    // Experts on workers (--workers / --cluster-config), or from the pack
+    // beside the model (as run/chat do); with --memory-budget the plan
+    // reserves KV caches for --parallel requests of --ctx tokens, and the
+    // engine is held to that.
+    auto offload = ApplyOffloadOrWorkers(**model, f->offload, f->workers, f->ctx, f->parallel);
     if (!offload.ok()) return Fail(offload.status());
     uint64_t kv_budget = *budget;
     if (*offload != nullptr && (*offload)->plan().budget > 0 && kv_budget == 0) {
       kv_budget = (*offload)->plan().kv;
     }
+    // Health turns SERVING after a 32-token warm-up, so the first request
+    // does not pay for faulting in the weights.
     EngineOptions eo{.parallel = f->parallel,
-                            .queue = f->queue,
-                            .context_size = f->ctx,
-                            .kv_budget_bytes = kv_budget};
+                     .queue = f->queue,
+                     .context_size = f->ctx,
+                     .kv_budget_bytes = kv_budget,
+                     .warmup_tokens = 32};
     auto engine = std::make_unique<Engine>(**model, eo);
     state.engine.store(engine.get());
     if (grpc) grpc->SetServing(true);

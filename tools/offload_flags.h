@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdio>
+#include <cstdlib>
 #include <memory>
 #include <string>
 
@@ -67,6 +68,10 @@ inline absl::StatusOr<Offload*> ApplyOffload(Model& model, const OffloadFlags& f
   o.speculate = f.speculate;
   o.context_tokens = context_tokens;
   o.sessions = sessions;
+  // Test hook: a cache of exactly this many slots, whatever the memory
+  // (process RSS varies by a MiB between runs, more than a tiny model's
+  // experts). Used by tests/serve.
+  if (const char* slots = std::getenv("ST_TEST_CACHE_SLOTS")) o.cache_slots = std::atoi(slots);
   absl::StatusOr<std::unique_ptr<Offload>> offload = EnableOffload(model, o);
   if (!offload.ok()) return offload.status();
   if (*offload == nullptr) return nullptr;

@@ -51,8 +51,8 @@ inline absl::Status AttachWorkerFlags(Model& model, const WorkerFlags& f) {
 // offload is not supported yet) and returns nullptr. Otherwise ApplyOffload.
 inline absl::StatusOr<Offload*> ApplyOffloadOrWorkers(Model& model, const OffloadFlags& offload,
                                                       const WorkerFlags& workers,
-                                                      int64_t context_tokens) {
-  if (!workers.any()) return ApplyOffload(model, offload, context_tokens);
+                                                      int64_t context_tokens, int sessions = 1) {
+  if (!workers.any()) return ApplyOffload(model, offload, context_tokens, sessions);
   if (!offload.memory_budget.empty()) {
     return absl::InvalidArgumentError(
         "--memory-budget with --workers is not supported yet (give workers their own "

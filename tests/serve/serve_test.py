@@ -27,8 +27,8 @@ MODEL = os.path.join(TMP.name, "tiny.gguf")
 class Server:
     """One `smallthinker serve` process; ports parsed from its stdout."""
 
-    def __init__(self, *args, env=None, wait_ready=True):
-        cmd = [CLI, "serve", "-m", MODEL, "--grpc-listen", "127.0.0.1:0", "--http-listen",
+    def __init__(self, *args, env=None, wait_ready=True, model=None):
+        cmd = [CLI, "serve", "-m", model or MODEL, "--grpc-listen", "127.0.0.1:0", "--http-listen",
                "127.0.0.1:0", "-t", "2", *args]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                      text=True, env={**os.environ, **(env or {})})
@@ -62,6 +62,25 @@ class Server:
         rc = self.proc.wait(timeout=30)
         self.proc.stdout.close()
         assert rc == 0, f"server exit code {rc}"
+
+
+def metrics(port):
+    """GET /metrics as {name: float}."""
+    code, text = curl(port, "/metrics")
+    assert code == 200, text
+    return {k: float(v) for k, v in (line.split(" ") for line in text.splitlines()
+                                      if not line.startswith("#"))}
+
+
+def start_worker(model):
+    """A `smallthinker worker` process and its host:port (from its stdout)."""
+    proc = subprocess.Popen([CLI, "worker", "-m", model, "--listen", "127.0.0.1:0", "-t", "1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    line = proc.stdout.readline().strip()
+    if not line.startswith("listening "):
+        proc.kill()
+        raise RuntimeError(f"worker did not start: '{line}'")
+    return proc, line.split(" ", 1)[1]
 
 
 def curl(port, path, body=None, headers=(), stream=False, max_time=60):
@@ -327,6 +346,114 @@ class ServeTest(unittest.TestCase):
                      "llamacpp:requests_processing", "llamacpp:requests_deferred"]:
             self.assertIn(name, metrics)
         self.assertGreaterEqual(float(metrics["llamacpp:tokens_predicted_total"]), 3)
+
+    def test_stats_report_the_expert_cache(self):
+        # A copy of the model with its expert pack beside it: experts run
+        # through the expert cache, whose counters GetStats and /metrics show.
+        d = os.path.join(TMP.name, "packed")
+        os.makedirs(d, exist_ok=True)
+        model = os.path.join(d, "tiny.gguf")
+        subprocess.run(["cp", MODEL, model], check=True)
+        subprocess.run([CLI, "convert", model], check=True, capture_output=True)
+        args = ["--parallel", "2", "--ctx", "256", "--no-stats"]
+        self.assertFalse(C.stats().HasField("expert_cache"))  # MAIN runs from the GGUF
+
+        # No budget: every expert is read into the cache at start (not counted).
+        s = Server(*args, model=model)
+        try:
+            c = st_client.Client(s.target)
+            before = c.stats().expert_cache
+            self.assertEqual(before.slots, 32)  # 4 layers x 8 experts
+            self.assertEqual(before.resident, 32)
+            _, ids, _, _ = drain(c.generate("cache me", max_tokens=5, ignore_eos=True, temperature=0))
+            self.assertEqual(len(ids), 5)
+            stats = c.stats()
+            self.assertFalse(stats.HasField("workers"))
+            after = stats.expert_cache
+            self.assertGreaterEqual(after.requests - before.requests, 4 * 5)  # >= 1 per layer and step
+            self.assertEqual((after.misses, after.hit_rate, after.evictions, after.bytes_read), (0, 1.0, 0, 0))
+            self.assertEqual(drain(c.generate("cache me", max_tokens=5, ignore_eos=True, temperature=0))[1], ids)
+        finally:
+            s.stop()
+
+        # A cache of 5 of the 32 experts (as --memory-budget would give a
+        # few hundred KiB above the fixed part; the test hook avoids the
+        # run-to-run noise of the process's RSS): steps miss, read and evict.
+        s = Server(*args, model=model, env={"ST_TEST_CACHE_SLOTS": "5"})
+        try:
+            c = st_client.Client(s.target)
+            _, got, _, _ = drain(c.generate("cache me", max_tokens=5, ignore_eos=True, temperature=0))
+            self.assertEqual(got, ids)  # the same numbers from a small cache
+            cache = c.stats().expert_cache
+            self.assertEqual(cache.slots, 5)
+            self.assertGreater(cache.misses, 0)
+            self.assertGreater(cache.evictions, 0)
+            self.assertEqual(cache.hits + cache.misses, cache.requests)
+            self.assertAlmostEqual(cache.hit_rate, cache.hits / cache.requests)
+            self.assertEqual(cache.bytes_read, cache.reads * cache.slot_bytes)
+            self.assertGreaterEqual(cache.reads, cache.misses)
+            self.assertGreaterEqual(cache.stall_seconds, 0)
+            m = metrics(s.http_port)
+            self.assertEqual(m["smallthinker:expert_cache_slots"], cache.slots)
+            self.assertEqual(m["smallthinker:expert_cache_requests_total"], cache.requests)
+            self.assertEqual(m["smallthinker:expert_cache_hits_total"], cache.hits)
+            self.assertEqual(m["smallthinker:expert_cache_misses_total"], cache.misses)
+            self.assertEqual(m["smallthinker:expert_cache_reads_total"], cache.reads)
+            self.assertEqual(m["smallthinker:expert_cache_bytes_read_total"], cache.bytes_read)
+            self.assertEqual(m["smallthinker:expert_cache_evictions_total"], cache.evictions)
+            self.assertAlmostEqual(m["smallthinker:expert_cache_hit_rate"], cache.hit_rate)
+            self.assertAlmostEqual(m["smallthinker:expert_cache_stall_seconds_total"], cache.stall_seconds)
+            self.assertNotIn("smallthinker:workers_up", m)
+        finally:
+            s.stop()
+
+    def test_serve_with_a_worker_equals_serve_without(self):
+        worker, address = start_worker(MODEL)
+        try:
+            s = Server("--parallel", "2", "--ctx", "256", "--workers", address)
+            try:
+                c = st_client.Client(s.target)
+                kw = dict(max_tokens=12, temperature=0, ignore_eos=True)
+                with_worker = drain(c.generate("Distributed hello", **kw))[:2]
+                self.assertEqual(with_worker, drain(C.generate("Distributed hello", **kw))[:2])
+                code, body = curl(s.http_port, "/v1/completions", {"prompt": "Distributed hello", **kw})
+                self.assertEqual(code, 200, body)
+                self.assertEqual(json.loads(body)["choices"][0]["text"], with_worker[0])
+                w = c.stats().workers
+                self.assertEqual(w.workers_up, 1)
+                self.assertGreater(w.remote_items, 0)
+                self.assertGreater(w.remote_requests, 0)
+                self.assertEqual(w.failovers, 0)
+                m = metrics(s.http_port)
+                self.assertEqual(m["smallthinker:workers_up"], 1)
+                self.assertEqual(m["smallthinker:worker_failovers_total"], 0)
+                self.assertGreaterEqual(m["smallthinker:worker_remote_items_total"], w.remote_items)
+                self.assertIn("smallthinker:worker_readmissions_total", m)
+                self.assertIn("smallthinker:worker_timeouts_total", m)
+            finally:
+                s.stop()
+        finally:
+            worker.send_signal(signal.SIGTERM)
+            worker.wait(timeout=30)
+            worker.stdout.close()
+
+    def test_non_streaming_client_disconnect_stops_generation(self):
+        before = CS.stats()
+        # curl gives up after 1 s; the server notices the closed socket and
+        # cancels instead of generating all 4000 tokens.
+        code, _ = curl(SMALL.http_port, "/v1/completions", {"prompt": "x", "max_tokens": 4000,
+                       "ignore_eos": True}, headers=["Authorization: Bearer sesame"], max_time=1)
+        self.assertEqual(code, 0)  # no reply: curl timed out
+        for _ in range(100):
+            st = CS.stats()
+            if st.requests_processing == 0:
+                break
+            time.sleep(0.05)
+        self.assertEqual(st.requests_processing, 0)
+        self.assertEqual(st.kv_cache_bytes, 0)
+        self.assertLess(st.tokens_predicted_total - before.tokens_predicted_total, 4000)
+        _, ids, _, _ = drain(CS.generate("after", max_tokens=3, ignore_eos=True))
+        self.assertEqual(len(ids), 3)
 
     def test_tls(self):
         cert, key = os.path.join(TMP.name, "cert.pem"), os.path.join(TMP.name, "key.pem")
