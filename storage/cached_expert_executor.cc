@@ -50,10 +50,15 @@ void CachedExpertExecutor::Speculate(int layer, const Routes& routes) {
 
 MatrixRef CachedExpertExecutor::RecordMatrix(const char* record, int m) const {
   const PackHeader& ph = cache_->pack().header();
-  return MatrixRef{.type = ph.expert_type,
-                   .data = record + m * ph.matrix_stride,
-                   .rows = ph.d_expert,
-                   .cols = ph.d_model};
+  MatrixRef out{.type = ph.expert_type,
+                .data = record + m * ph.matrix_stride,
+                .rows = ph.d_expert,
+                .cols = ph.d_model};
+  if (m == 0 && (ph.flags & kPackFlagGatePacked) != 0) {
+    out.packed = out.data;  // 16-row layout only: no row-major view
+    out.data = nullptr;
+  }
+  return out;
 }
 
 absl::Status CachedExpertExecutor::RunResidentInParallel(
@@ -107,7 +112,6 @@ absl::Status CachedExpertExecutor::Run(int layer, const Routes& routes, const fl
                                        float* out) {
   const int n_tokens = routes.n_tokens, top_k = routes.top_k;
   const size_t d = config_.d_model;
-  const PackHeader& ph = cache_->pack().header();
   slot_out_.resize(static_cast<size_t>(n_tokens) * top_k * d);
 
   std::vector<std::vector<int>> by_expert(config_.n_experts);
@@ -146,19 +150,10 @@ absl::Status CachedExpertExecutor::Run(int layer, const Routes& routes, const fl
     gathered_.resize(n * d);
     expert_out_.resize(n * d);
     GatherSlotRows(h, slots, top_k, d, gathered_.data());
-    const char* p = *rec;
-    auto matrix = [&](int m) {
-      return MatrixRef{.type = ph.expert_type,
-                       .data = p + m * ph.matrix_stride,
-                       .rows = ph.d_expert,
-                       .cols = ph.d_model};
-    };
-    MatrixRef gate = matrix(0);
-    if ((ph.flags & kPackFlagGatePacked) != 0) {
-      gate.packed = gate.data;  // 16-row layout only: no row-major view
-      gate.data = nullptr;
-    }
-    ExpertFfn({.gate = gate, .up = matrix(1), .down = matrix(2), .down_transposed = true},
+    ExpertFfn({.gate = RecordMatrix(*rec, 0),
+               .up = RecordMatrix(*rec, 1),
+               .down = RecordMatrix(*rec, 2),
+               .down_transposed = true},
               gathered_.data(), n, expert_out_.data(), pool_, &sparsity_);
     cache_->Release(layer, e);
     ScatterSlotRows(expert_out_.data(), slots, d, slot_out_.data());
