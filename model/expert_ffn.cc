@@ -17,6 +17,12 @@ void SparseUp(const MatrixRef& up, const VecRef& x, const float* g, float* u, Th
     while (i < end) {
       size_t j = i + 1;
       while (j < end && active[j] == active[j - 1] + 1) ++j;  // a run of consecutive rows
+      // The next run starts elsewhere: fetch its first row while this one
+      // is computed (the hardware prefetcher does not follow the jump).
+      if (j < end) {
+        const char* next = static_cast<const char*>(up.row(active[j]));
+        for (size_t off = 0; off < up.row_bytes(); off += 64) __builtin_prefetch(next + off);
+      }
       DotRows(up.type, up.row(active[i]), up.row_bytes(), j - i, x, u + active[i]);
       i = j;
     }

@@ -5,6 +5,7 @@
 #include <mutex>
 
 #include "model/expert_ffn.h"
+#include "kernels/packed_matrix.h"
 #include "model/mapped_repack.h"
 
 namespace st {
@@ -29,6 +30,21 @@ void LocalExpertExecutor::ComputeExpert(const MatrixRef& gate, const MatrixRef& 
 
 absl::Status LocalExpertExecutor::Run(int layer, const Routes& routes, const float* h,
                                       float* out) {
+  if (!stacks_packed_) {
+    // First step: pack whole stacks (one copy and one page release per
+    // stack) rather than expert by expert while decoding. Not done at
+    // construction: an offloaded model replaces this executor unused.
+    // Only when each expert's rows are whole 16-row groups (slices of the
+    // packed stack are then exactly the packed experts).
+    auto whole_groups = [](const MatrixRef& m, int n) { return (m.rows / n) % kPackRows == 0; };
+    for (ExpertStacks& st : stacks_) {
+      if (whole_groups(st.gate, st.n_experts)) st.gate = PackedFromMapping(st.gate);
+      if (!st.down_transposed && whole_groups(st.down, st.n_experts)) {
+        st.down = PackedFromMapping(st.down);
+      }
+    }
+    stacks_packed_ = true;
+  }
   const ExpertStacks& s = stacks_[layer];
   const int n_tokens = routes.n_tokens, top_k = routes.top_k;
   const size_t d = config_.d_model;

@@ -44,6 +44,7 @@ class LocalExpertExecutor : public ExpertExecutor {
   std::vector<std::vector<int>> by_expert_;  // [n_experts] (token, slot) items
   std::vector<int> used_;                    // experts with items this step
   FfnSparsity sparsity_;
+  bool stacks_packed_ = false;  // gate/down stacks repacked (first Run)
 };
 
 }  // namespace st

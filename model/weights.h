@@ -34,10 +34,15 @@ struct ExpertStacks {
   bool down_transposed = false;
 
   // Expert e's matrix within a stack.
+  // A packed stack (16-row layout; rows per expert a multiple of 16) gives
+  // packed slices at the same offsets.
   static MatrixRef Slice(const MatrixRef& stack, int e, int n_experts) {
     const size_t rows = stack.rows / n_experts;
-    return MatrixRef{stack.type, static_cast<const char*>(stack.data) + e * rows * stack.row_bytes(),
-                     rows, stack.cols};
+    const size_t offset = e * rows * stack.row_bytes();
+    auto at = [offset](const void* p) {
+      return p == nullptr ? nullptr : static_cast<const char*>(p) + offset;
+    };
+    return MatrixRef{stack.type, at(stack.data), rows, stack.cols, at(stack.packed)};
   }
 };
 
