@@ -69,7 +69,12 @@ void ExpertFfn(const ExpertMatrices& m, const float* x, int n, float* y, ThreadP
 
   uint64_t n_active = 0;
   for (size_t i = 0; i < g.size(); ++i) n_active += g[i] > 0.0f;
-  if (sparse && n == 1) {
+  if (m.up.packed != nullptr) {
+    // Packed up (experts from a GGUF mapping): every row through the packed
+    // kernels, which beat skipping rows in the row layout except when the
+    // weights stream from memory; batch-invariant like every MatMul.
+    MatMul(m.up, act, u.data(), pool);
+  } else if (sparse && n == 1) {
     for (size_t f = 0; f < d_expert; ++f) {
       if (g[f] > 0.0f) active.push_back(static_cast<uint32_t>(f));
     }

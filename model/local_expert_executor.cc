@@ -22,7 +22,7 @@ void LocalExpertExecutor::ComputeExpert(const MatrixRef& gate, const MatrixRef& 
   // use the packed kernels when they live in a GGUF mapping; up stays in
   // rows for sparse ReGLU, and so does a transposed down.
   ExpertFfn({.gate = PackedFromMapping(gate),
-             .up = up,
+             .up = PackedFromMapping(up),
              .down = down_transposed ? down : PackedFromMapping(down),
              .down_transposed = down_transposed},
             x, n, y, pool, sparsity);
@@ -38,7 +38,10 @@ absl::Status LocalExpertExecutor::Run(int layer, const Routes& routes, const flo
     // packed stack are then exactly the packed experts).
     auto whole_groups = [](const MatrixRef& m, int n) { return (m.rows / n) % kPackRows == 0; };
     for (ExpertStacks& st : stacks_) {
-      if (whole_groups(st.gate, st.n_experts)) st.gate = PackedFromMapping(st.gate);
+      if (whole_groups(st.gate, st.n_experts)) {
+        st.gate = PackedFromMapping(st.gate);
+        st.up = PackedFromMapping(st.up);
+      }
       if (!st.down_transposed && whole_groups(st.down, st.n_experts)) {
         st.down = PackedFromMapping(st.down);
       }
