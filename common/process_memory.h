@@ -1,6 +1,8 @@
-// This process's memory as the kernel counts it (/proc/self/status).
+// This process's memory as the kernel counts it (/proc/self/status), and
+// giving file-backed pages back.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 
 namespace st {
@@ -12,5 +14,10 @@ struct ProcessMemory {
 
 // Zeros when /proc is unavailable.
 ProcessMemory ReadProcessMemory();
+
+// MADV_DONTNEED on the whole pages inside [p, p + n): for a file mapping,
+// drops them from this process (re-read from the file if touched again).
+// Never call it on anonymous memory whose contents must survive.
+void ReleaseWholePages(const void* p, size_t n);
 
 }  // namespace st

@@ -15,6 +15,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "common/process_memory.h"
 #include "common/status_macros.h"
 #include "model/gguf.h"
 #include "model/mapped_repack.h"
@@ -284,10 +285,7 @@ absl::StatusOr<std::unique_ptr<GgufFile>> GgufFile::FromBuffer(std::string_view 
 void GgufFile::ReleasePages(const void* p, size_t n) const {
   const auto* b = static_cast<const uint8_t*>(p);
   if (mapping_ == nullptr || b < base_ || b + n > base_ + size_) return;
-  const auto page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
-  const auto begin = (reinterpret_cast<uintptr_t>(p) + page - 1) / page * page;
-  const auto end = (reinterpret_cast<uintptr_t>(p) + n) / page * page;
-  if (end > begin) ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
+  ReleaseWholePages(p, n);
 }
 
 GgufFile::~GgufFile() {

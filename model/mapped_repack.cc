@@ -1,8 +1,5 @@
 #include "model/mapped_repack.h"
 
-#include <sys/mman.h>
-#include <unistd.h>
-
 #include <atomic>
 #include <cstdint>
 #include <cstdlib>
@@ -11,6 +8,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/synchronization/mutex.h"
+#include "common/process_memory.h"
 #include "kernels/packed_matrix.h"
 
 namespace st {
@@ -37,13 +35,6 @@ Registry& Get() {
 }
 
 std::atomic<bool> g_repack{true};
-
-void ReleasePages(const void* p, size_t n) {
-  const auto page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
-  const auto begin = (reinterpret_cast<uintptr_t>(p) + page - 1) / page * page;
-  const auto end = (reinterpret_cast<uintptr_t>(p) + n) / page * page;
-  if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
-}
 
 }  // namespace
 
@@ -79,7 +70,7 @@ MatrixRef PackedFromMapping(const MatrixRef& m) {
     copy.reset(static_cast<char*>(std::aligned_alloc(64, (bytes + 63) / 64 * 64)));
     if (copy == nullptr) return m;  // out of memory: the row-major kernels still work
     PackRows(m.type, m.data, m.rows, m.cols, copy.get());
-    ReleasePages(m.data, bytes);
+    ReleaseWholePages(m.data, bytes);
   }
   MatrixRef out = m;
   out.packed = copy.get();

@@ -23,9 +23,10 @@ struct ModelOptions {
   int threads = 0;       // kernel threads; 0 = all cores
   int max_batch = 64;    // tokens per forward batch during prefill
   DType kv_type = DType::kF16;  // KV cache elements of sessions: kF16, kBF16 or kF32
-  // Copy the per-token dense matrices (attention, router, LM head) into
-  // 2 MiB-aligned MADV_HUGEPAGE memory (fewer TLB misses; costs their RSS
-  // twice while copying). Off until measured on a quiet machine.
+  // Copy the per-token dense matrices (attention, router, LM head) that
+  // `repack` did not pack into 2 MiB-aligned MADV_HUGEPAGE memory (fewer TLB
+  // misses; costs their RSS twice while copying). Off until measured on a
+  // quiet machine.
   bool huge_pages = false;
   // Re-lay the Q4_0/Q8_0 attention, router and LM-head matrices for the
   // 16-row packed kernels (DenseWeights::PackForKernels) and, on first use,

@@ -1,6 +1,7 @@
 #include "model/weights.h"
 
 #include <cstring>
+#include <functional>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -65,37 +66,16 @@ absl::StatusOr<DenseWeights> DenseWeights::Load(const GgufFile& f, const ModelCo
   return w;
 }
 
-absl::Status DenseWeights::MoveToHugePages() {
+std::vector<MatrixRef*> DenseWeights::HotMatrices() {
   std::vector<MatrixRef*> hot = {&output};
   for (LayerWeights& l : layers) {
     for (MatrixRef* m : {&l.wq, &l.wk, &l.wv, &l.wo, &l.router}) hot.push_back(m);
   }
-  constexpr size_t kAlign = 64;
-  auto bytes_of = [](const MatrixRef* m) {
-    return (m->rows * m->row_bytes() + kAlign - 1) / kAlign * kAlign;
-  };
-  size_t total = 0;
-  for (const MatrixRef* m : hot) total += bytes_of(m);
-  ST_ASSIGN_OR_RETURN(std::unique_ptr<HugePageArena> a, HugePageArena::Create(total));
-  size_t off = 0;
-  for (MatrixRef* m : hot) {
-    const size_t n = m->rows * m->row_bytes();
-    std::memcpy(a->data() + off, m->data, n);
-    const bool tied = m == &output && token_embd.data == output.data;
-    m->data = a->data() + off;
-    if (tied) token_embd.data = m->data;
-    off += bytes_of(m);
-  }
-  arenas.push_back(std::move(a));
-  return absl::OkStatus();
+  return hot;
 }
 
-absl::Status DenseWeights::PackForKernels(const GgufFile& file) {
-  std::vector<MatrixRef*> hot = {&output};
-  for (LayerWeights& l : layers) {
-    for (MatrixRef* m : {&l.wq, &l.wk, &l.wv, &l.wo, &l.router}) hot.push_back(m);
-  }
-  std::erase_if(hot, [](const MatrixRef* m) { return !CanPack(m->type, m->rows, m->cols); });
+absl::Status DenseWeights::CopyToArena(const std::vector<MatrixRef*>& hot,
+                                       const std::function<void(MatrixRef*, char*)>& place) {
   if (hot.empty()) return absl::OkStatus();
   constexpr size_t kAlign = 64;
   auto bytes_of = [](const MatrixRef* m) {
@@ -106,16 +86,36 @@ absl::Status DenseWeights::PackForKernels(const GgufFile& file) {
   ST_ASSIGN_OR_RETURN(std::unique_ptr<HugePageArena> a, HugePageArena::Create(total));
   size_t off = 0;
   for (MatrixRef* m : hot) {
-    PackRows(m->type, m->data, m->rows, m->cols, a->data() + off);
-    file.ReleasePages(m->data, m->rows * m->row_bytes());
-    const bool tied = m == &output && token_embd.data == output.data;
-    m->packed = a->data() + off;
-    if (tied) token_embd.packed = m->packed;
-    packed_bytes += m->rows * m->row_bytes();
+    place(m, a->data() + off);
     off += bytes_of(m);
   }
   arenas.push_back(std::move(a));
   return absl::OkStatus();
+}
+
+absl::Status DenseWeights::MoveToHugePages() {
+  // Packed matrices already live in an arena and are read only there.
+  std::vector<MatrixRef*> hot = HotMatrices();
+  std::erase_if(hot, [](const MatrixRef* m) { return m->packed != nullptr; });
+  return CopyToArena(hot, [this](MatrixRef* m, char* dst) {
+    std::memcpy(dst, m->data, m->rows * m->row_bytes());
+    const bool tied = m == &output && token_embd.data == output.data;
+    m->data = dst;
+    if (tied) token_embd.data = dst;
+  });
+}
+
+absl::Status DenseWeights::PackForKernels(const GgufFile& file) {
+  std::vector<MatrixRef*> hot = HotMatrices();
+  std::erase_if(hot, [](const MatrixRef* m) { return !CanPack(m->type, m->rows, m->cols); });
+  return CopyToArena(hot, [&](MatrixRef* m, char* dst) {
+    PackRows(m->type, m->data, m->rows, m->cols, dst);
+    file.ReleasePages(m->data, m->rows * m->row_bytes());
+    const bool tied = m == &output && token_embd.data == output.data;
+    m->packed = dst;
+    if (tied) token_embd.packed = dst;
+    packed_bytes += m->rows * m->row_bytes();
+  });
 }
 
 absl::StatusOr<std::vector<ExpertStacks>> LoadExpertStacks(const GgufFile& f,

@@ -3,6 +3,7 @@
 // arena). Norm gains are converted to f32 copies at load.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -57,7 +58,8 @@ struct DenseWeights {
 
   // Copies the matrices read every decode step (attention, router, LM head;
   // not the embedding table unless it is the tied LM head) into one
-  // HugePageArena and repoints them there. Values are unchanged.
+  // HugePageArena and repoints them there. Values are unchanged. Matrices
+  // already packed (PackForKernels first) are left alone.
   absl::Status MoveToHugePages();
 
   // Re-lays the Q4_0/Q8_0 matrices read every decode step (attention,
@@ -75,6 +77,15 @@ struct DenseWeights {
   size_t dense_bytes = 0;
   // Of those, bytes already resident as packed copies (PackForKernels).
   size_t packed_bytes = 0;
+
+ private:
+  // The matrices read every decode step: LM head, then per layer q, k, v, o
+  // and router.
+  std::vector<MatrixRef*> HotMatrices();
+  // One HugePageArena holding every matrix of `hot` (64-byte aligned);
+  // place(m, dst) fills dst and repoints m.
+  absl::Status CopyToArena(const std::vector<MatrixRef*>& hot,
+                           const std::function<void(MatrixRef*, char*)>& place);
 };
 
 // The expert stacks of every layer (views into the file).
