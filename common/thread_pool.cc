@@ -76,6 +76,7 @@ void ThreadPool::ParallelFor(size_t n, const std::function<void(size_t, size_t)>
   const size_t n_grains = n / grain + (n % grain != 0);
   job_chunks_ = std::min(n_grains, static_cast<size_t>(num_threads_) * kChunksPerThread);
   next_chunk_.store(0, std::memory_order_relaxed);
+  parked_.store(false, std::memory_order_relaxed);
   const uint64_t gen = generation_.load(std::memory_order_relaxed) + 1;  // only we write it
   const uint64_t id = (gen & 0xFFFFFFFFu) << 32;
   job_state_.store(id, std::memory_order_release);       // open: workers may join
@@ -100,6 +101,10 @@ void ThreadPool::ParallelFor(size_t n, const std::function<void(size_t, size_t)>
   job_ = nullptr;
 }
 
+void ThreadPool::Park() {
+  if (num_threads_ > 1) parked_.store(true, std::memory_order_relaxed);
+}
+
 void ThreadPool::WorkerLoop(int /*index*/) {
   uint64_t seen = 0;
   for (;;) {
@@ -107,7 +112,10 @@ void ThreadPool::WorkerLoop(int /*index*/) {
       return stop_.load(std::memory_order_acquire) ||
              generation_.load(std::memory_order_seq_cst) != seen;
     };
-    if (!SpinUntil(has_work, kSpinMicros)) {
+    // Parked: stop spinning early. The sleep below re-checks has_work under
+    // the lock, so a ParallelFor racing with Park is never missed.
+    auto spin_done = [&] { return has_work() || parked_.load(std::memory_order_relaxed); };
+    if (!SpinUntil(spin_done, kSpinMicros) || !has_work()) {
       std::unique_lock<std::mutex> lock(mu_);
       sleepers_.fetch_add(1, std::memory_order_seq_cst);
       wake_.wait(lock, has_work);

@@ -34,7 +34,8 @@ namespace st {
 // Latency: a decode step issues hundreds of small ParallelFors, so waking a
 // sleeping thread (~5-20 us through a futex) each time would dominate. Idle
 // workers and a waiting caller therefore spin for up to kSpinMicros on an
-// atomic before blocking on a condition variable.
+// atomic before blocking on a condition variable, unless Park() said that
+// no work is coming soon.
 class ThreadPool {
  public:
   // num_threads <= 0 means std::thread::hardware_concurrency().
@@ -54,6 +55,15 @@ class ThreadPool {
                    size_t grain = 1);
 
   static constexpr int kChunksPerThread = 4;
+
+  // Tells idle workers to stop spinning and block now: the caller expects
+  // no ParallelFor for a while (it waits on the network, say) and the cores
+  // are better left to other threads or processes. The next ParallelFor
+  // wakes them (one futex wake instead of a spin). Callable from the thread
+  // that issues ParallelFor, between calls.
+  void Park();
+  // Workers blocked on the condition variable right now (for tests).
+  int sleeping_workers() const { return sleepers_.load(std::memory_order_relaxed); }
 
  private:
   void WorkerLoop(int index);
@@ -82,6 +92,8 @@ class ThreadPool {
   std::atomic<int> sleepers_{0};
   std::atomic<bool> caller_sleeping_{false};
   std::atomic<bool> stop_{false};
+  // Set by Park, cleared by ParallelFor: idle workers skip the spin.
+  std::atomic<bool> parked_{false};
 
   // The current job; written before generation_ is bumped.
   const std::function<void(size_t, size_t)>* job_ = nullptr;

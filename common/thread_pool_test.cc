@@ -130,6 +130,31 @@ TEST(ThreadPoolTest, NonPositiveThreadCountMeansHardwareConcurrency) {
   EXPECT_EQ(negative.num_threads(), pool.num_threads());
 }
 
+TEST(ThreadPoolTest, ParkedWorkersSleepAndWakeForTheNextJob) {
+  ThreadPool pool(3);
+  std::vector<int> out(3000, 0);
+  for (int round = 1; round <= 200; ++round) {
+    pool.ParallelFor(out.size(), [&](size_t begin, size_t end) {
+      for (size_t i = begin; i < end; ++i) out[i] += 1;
+    });
+    pool.Park();
+    // Every few rounds, let the workers actually fall asleep first.
+    if (round % 20 == 0) {
+      const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+      while (pool.sleeping_workers() < 2 && std::chrono::steady_clock::now() < deadline) {
+        std::this_thread::sleep_for(std::chrono::microseconds(50));
+      }
+      EXPECT_EQ(pool.sleeping_workers(), 2);
+    }
+  }
+  for (int v : out) ASSERT_EQ(v, 200);
+  // Parking a pool of one, or twice in a row, is harmless.
+  ThreadPool one(1);
+  one.Park();
+  pool.Park();
+  EXPECT_EQ(Ranges(pool, 10, 1).size(), 10u);
+}
+
 TEST(ThreadPoolTest, DestructorJoinsIdleAndUsedPools) {
   // Never used: workers may not even have reached their wait yet.
   for (int i = 0; i < 50; ++i) ThreadPool idle(4);

@@ -129,6 +129,11 @@ void RemoteExpertExecutor::ComputeLocal(int layer, const Routes& routes, const f
                                        s.down_transposed, gathered_.data(), n, expert_out_.data(),
                                        pool_);
     ScatterSlotRows(expert_out_.data(), slots, d, slot_out_.data());
+    // Keep the workers' streams moving (a large request needs the peer's
+    // window updates) and timestamp replies that are already in.
+    for (Worker& w : workers_) {
+      if (w.busy) w.client->Poll();
+    }
   }
 }
 
@@ -175,6 +180,7 @@ absl::Status RemoteExpertExecutor::Run(int layer, const Routes& routes, const fl
   for (Worker& w : workers_) {
     w.busy = false;
     if (w.items.empty()) continue;
+    w.sent = Clock::now();
     v1::ComputeRequest req;
     req.set_step_id(++step_id_);
     req.set_layer(layer);
@@ -196,21 +202,29 @@ absl::Status RemoteExpertExecutor::Run(int layer, const Routes& routes, const fl
     bytes_sent += req.ByteSizeLong();
     ++requests;
     w.step = step_id_;
-    w.sent = Clock::now();
     w.client->Submit(std::move(req));
+    w.submitted = Clock::now();
     w.busy = true;
   }
 
   // Our own share overlaps with the workers'.
   ComputeLocal(layer, routes, h, local_items_);
+  // Nothing to compute until the replies are in: let the pool's threads
+  // sleep rather than spin on cores the workers may need.
+  if (requests > 0 && pool_ != nullptr) pool_->Park();
   uint64_t local = local_items_.size(), remote = 0, failover = 0, bytes_received = 0;
-  std::vector<int64_t> overheads;
+  std::vector<int64_t> overheads, submits, round_trips, computes, wakes;
+  auto us = [](Clock::duration d) {
+    return std::chrono::duration_cast<std::chrono::microseconds>(d).count();
+  };
 
   for (int wi = 0; wi < static_cast<int>(workers_.size()); ++wi) {
     Worker& w = workers_[wi];
     if (!w.busy) continue;
     w.busy = false;
+    const Clock::time_point await_start = Clock::now();
     absl::StatusOr<const v1::ComputeResponse*> reply = w.client->Await(deadline);
+    const Clock::time_point await_end = Clock::now();
     absl::Status status = reply.status();
     const size_t want = w.items.size() * d * sizeof(float);
     if (status.ok() && ((*reply)->step_id() != w.step || (*reply)->output().size() != want)) {
@@ -221,9 +235,15 @@ absl::Status RemoteExpertExecutor::Run(int layer, const Routes& routes, const fl
     }
     if (status.ok()) {
       const v1::ComputeResponse& r = **reply;
-      overheads.push_back(
-          std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - sent).count() -
-          r.compute_us());
+      // What the network path added: request built to reply read, minus the
+      // worker's compute, plus the hand-over to this thread if it waited.
+      const Clock::time_point read = w.client->reply_time();
+      const int64_t wake = read > await_start ? us(await_end - read) : 0;
+      overheads.push_back(us(read - w.sent) - r.compute_us() + wake);
+      submits.push_back(us(w.submitted - w.sent));
+      round_trips.push_back(us(read - w.sent));
+      computes.push_back(r.compute_us());
+      wakes.push_back(wake);
       bytes_received += r.ByteSizeLong();
       const float* y = reinterpret_cast<const float*>(r.output().data());
       for (size_t k = 0; k < w.items.size(); ++k) {
@@ -254,7 +274,14 @@ absl::Status RemoteExpertExecutor::Run(int layer, const Routes& routes, const fl
   stats_.bytes_sent += bytes_sent;
   stats_.bytes_received += bytes_received;
   if (stats_.overhead_us.size() < (1u << 20)) {
-    stats_.overhead_us.insert(stats_.overhead_us.end(), overheads.begin(), overheads.end());
+    auto append = [](std::vector<int64_t>& to, const std::vector<int64_t>& from) {
+      to.insert(to.end(), from.begin(), from.end());
+    };
+    append(stats_.overhead_us, overheads);
+    append(stats_.submit_us, submits);
+    append(stats_.round_trip_us, round_trips);
+    append(stats_.compute_us, computes);
+    append(stats_.wake_us, wakes);
   }
   return absl::OkStatus();
 }
@@ -286,7 +313,11 @@ std::string RemoteExpertExecutor::Summary() const {
                       " for speed), ", s.assigns, " assigns (", s.assign_failures, " failed), ",
                       s.bytes_sent + s.bytes_received,
                       " bytes on the wire, step overhead p50 ", Percentile(s.overhead_us, 0.5),
-                      " us p99 ", Percentile(s.overhead_us, 0.99), " us");
+                      " us p99 ", Percentile(s.overhead_us, 0.99), " us (p50s: submit ",
+                      Percentile(s.submit_us, 0.5), " us, round trip ",
+                      Percentile(s.round_trip_us, 0.5), " us, worker compute ",
+                      Percentile(s.compute_us, 0.5), " us, wake ", Percentile(s.wake_us, 0.5),
+                      " us)");
 }
 
 absl::StatusOr<RemoteExpertExecutor*> AttachWorkers(Model& model, const v1::ClusterConfig& cluster) {

@@ -75,6 +75,11 @@ struct RemoteExpertStats {
   uint64_t bytes_received = 0;    // ComputeResponse payload bytes (serialized)
   // Per remote request: reply time minus the worker's compute time, µs.
   std::vector<int64_t> overhead_us;
+  // Per remote request, the parts of a step (µs): building and writing the
+  // request (Submit), submit to reply read by the stream thread (round
+  // trip), the worker's compute time, and reply read to the forward pass
+  // having it (wake).
+  std::vector<int64_t> submit_us, round_trip_us, compute_us, wake_us;
   int workers_up = 0;
 };
 
@@ -121,7 +126,8 @@ class RemoteExpertExecutor : public ExpertExecutor {
     bool up = false;
     std::vector<int> items;  // this step's items
     uint64_t step = 0;       // step id of the request in flight
-    Clock::time_point sent;  // when it was submitted
+    Clock::time_point sent;       // when its request was started
+    Clock::time_point submitted;  // ... and handed to the stream
     bool busy = false;
     int ok_steps = 0;        // replies since it was last marked down
     SpeedMeter speed;

@@ -1,11 +1,14 @@
 #include "coordinator/worker_client.h"
 
+#include <algorithm>
 #include <fstream>
 #include <sstream>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "expert_worker/expert_service.h"
 #include "glog/logging.h"
+#include "grpc/support/time.h"
 #include "kernels/dtype.h"
 
 namespace st {
@@ -152,103 +155,139 @@ void WorkerClient::Prefetch(const std::vector<ExpertKey>& experts) {
 
 absl::Status WorkerClient::OpenStream() {
   CloseStream();
+  cq_ = std::make_unique<grpc::CompletionQueue>();
   context_ = NewContext(/*with_deadline=*/false);
-  stream_ = stub_->Compute(context_.get());
+  // The initial metadata goes out with the first Write (StartCall and Write
+  // share one operation set, so an uncorked start would have to complete
+  // before the first step could be sent).
+  context_->set_initial_metadata_corked(true);
+  stream_ = stub_->PrepareAsyncCompute(context_.get(), cq_.get());
   if (stream_ == nullptr) {
+    cq_.reset();
+    context_.reset();
     return absl::UnavailableError(absl::StrCat("worker ", address_, ": no stream"));
   }
-  {
-    absl::MutexLock lock(&mu_);
-    has_request_ = has_response_ = stop_ = false;
-    stream_status_ = absl::OkStatus();
-  }
-  reader_ = std::thread([this] { ReadLoop(); });
-  writer_ = std::thread([this] { WriteLoop(); });
+  write_pending_ = read_pending_ = finish_pending_ = has_reply_ = broken_ = false;
+  stream_->StartCall(reinterpret_cast<void*>(kStartTag));  // corked: no completion
+  start_pending_ = false;
   return absl::OkStatus();
 }
 
 void WorkerClient::CloseStream() {
-  if (!reader_.joinable()) return;
-  {
-    absl::MutexLock lock(&mu_);
-    stop_ = true;
-  }
+  if (stream_ == nullptr) return;
+  // Cancelling ends every pending operation (with ok = false); Finish only
+  // once they are done (it may receive the initial metadata too, which a
+  // pending Read also asks for).
   context_->TryCancel();
-  reader_.join();
-  writer_.join();
-  const grpc::Status s = stream_->Finish();
-  VLOG(1) << "worker " << address_ << ": stream finished: " << s.error_message();
+  auto drain = [this](auto pending) {
+    void* tag;
+    bool ok;
+    while (pending() && cq_->Next(&tag, &ok)) Handle(tag, ok);
+  };
+  drain([this] { return start_pending_ || write_pending_ || read_pending_; });
+  stream_->Finish(&finish_status_, reinterpret_cast<void*>(kFinishTag));
+  finish_pending_ = true;
+  drain([this] { return finish_pending_; });
+  VLOG(1) << "worker " << address_ << ": stream finished: " << finish_status_.error_message();
+  cq_->Shutdown();
+  drain([] { return true; });
   stream_.reset();
   context_.reset();
+  cq_.reset();
 }
 
-void WorkerClient::ReadLoop() {
-  while (stream_->Read(&read_)) {
-    const Clock::time_point now = Clock::now();
-    absl::MutexLock lock(&mu_);
-    response_.Swap(&read_);
-    response_time_ = now;
-    has_response_ = true;
+void WorkerClient::Handle(void* tag, bool ok) {
+  switch (static_cast<Tag>(reinterpret_cast<intptr_t>(tag))) {
+    case kStartTag:
+      start_pending_ = false;
+      break;
+    case kWriteTag:
+      write_pending_ = false;
+      break;
+    case kReadTag:
+      read_pending_ = false;
+      if (ok) {
+        has_reply_ = true;
+        reply_time_ = Clock::now();
+      }
+      break;
+    case kFinishTag:
+      finish_pending_ = false;
+      return;
   }
-  // Finish() runs in CloseStream, once no thread can write any more.
-  absl::MutexLock lock(&mu_);
-  stream_status_ = absl::UnavailableError(absl::StrCat("worker ", address_, ": stream broken"));
+  // A failed operation means the call is over (the worker went away, the
+  // stream was cancelled, or it ended with an error).
+  if (!ok) broken_ = true;
 }
 
-void WorkerClient::WriteLoop() {
-  v1::ComputeRequest req;
-  while (true) {
-    {
-      absl::MutexLock lock(&mu_);
-      mu_.Await(absl::Condition(
-          +[](WorkerClient* c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(c->mu_) {
-            return c->has_request_ || c->stop_ || !c->stream_status_.ok();
-          },
-          this));
-      if (!has_request_) return;
-      req.Swap(&request_);
-      has_request_ = false;
-    }
-    // A failed write means the call is over; the reader reports why.
-    if (!stream_->Write(req)) return;
+bool WorkerClient::PollOnce(gpr_timespec deadline) {
+  void* tag;
+  bool ok;
+  switch (cq_->AsyncNext(&tag, &ok, deadline)) {
+    case grpc::CompletionQueue::GOT_EVENT:
+      Handle(tag, ok);
+      return true;
+    case grpc::CompletionQueue::TIMEOUT:
+      return false;
+    case grpc::CompletionQueue::SHUTDOWN:
+      broken_ = true;
+      return false;
   }
+  return false;
 }
+
+namespace {
+
+gpr_timespec ToGpr(Clock::time_point t) {
+  const int64_t micros =
+      std::max<int64_t>(0, std::chrono::duration_cast<std::chrono::microseconds>(
+                               t - Clock::now()).count());
+  return gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_micros(micros, GPR_TIMESPAN));
+}
+
+}  // namespace
 
 void WorkerClient::Submit(v1::ComputeRequest request) {
-  {
-    absl::MutexLock lock(&mu_);
-    has_response_ = false;
-    if (request.ByteSizeLong() > kInlineWriteBytes) {
-      request_ = std::move(request);
-      has_request_ = true;
-      return;
-    }
+  has_reply_ = false;
+  if (stream_ == nullptr || broken_) return;  // Await reports it
+  // The previous write completed before its reply could come back; its
+  // completion may still be queued.
+  while (write_pending_ && !broken_) {
+    if (!PollOnce(ToGpr(Clock::now() + std::chrono::seconds(1)))) broken_ = true;
   }
-  stream_->Write(request);  // a failure surfaces through the reader (Await)
+  if (broken_) return;
+  request_ = std::move(request);
+  stream_->Write(request_, reinterpret_cast<void*>(kWriteTag));
+  write_pending_ = true;
+  stream_->Read(&reply_, reinterpret_cast<void*>(kReadTag));
+  read_pending_ = true;
+}
+
+void WorkerClient::Poll() {
+  if (stream_ == nullptr) return;
+  const gpr_timespec now = gpr_now(GPR_CLOCK_MONOTONIC);
+  while ((start_pending_ || write_pending_ || read_pending_) && PollOnce(now)) {
+  }
 }
 
 absl::StatusOr<const v1::ComputeResponse*> WorkerClient::Await(Clock::time_point deadline) {
-  {
-    absl::MutexLock lock(&mu_);
-    const absl::Time abs_deadline =
-        absl::Now() + absl::FromChrono(deadline - Clock::now());
-    mu_.AwaitWithDeadline(
-        absl::Condition(
-            +[](WorkerClient* c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(c->mu_) {
-              return c->has_response_ || !c->stream_status_.ok();
-            },
-            this),
-        abs_deadline);
-    if (has_response_) {
-      has_response_ = false;
-      reply_.Swap(&response_);
-      reply_time_ = response_time_;
-      return &reply_;
+  if (stream_ != nullptr && !has_reply_ && !broken_) {
+    const gpr_timespec until = ToGpr(deadline);
+    while (read_pending_ && !broken_) {
+      if (!PollOnce(until)) break;
     }
-    if (!stream_status_.ok()) return stream_status_;
   }
-  // Timed out: cancel the stream so its thread stops.
-  if (context_) context_->TryCancel();
+  if (has_reply_) {
+    has_reply_ = false;
+    return &reply_;
+  }
+  if (stream_ == nullptr || broken_) {
+    return absl::UnavailableError(absl::StrCat("worker ", address_, ": stream broken"));
+  }
+  // Timed out: cancel the stream (its operations end; CloseStream reaps
+  // them when the worker is re-admitted).
+  context_->TryCancel();
+  broken_ = true;
   return absl::DeadlineExceededError(
       absl::StrCat("worker ", address_, ": no reply within the step timeout"));
 }
