@@ -2,8 +2,8 @@
 // logits against a single process, kill -9 failover, placement recomputed
 // without and with a re-admitted worker, a slow worker behind a delaying
 // proxy (deadline, and losing its share), hot experts from recorded stats,
-// refused pairings, malformed messages, and workers in another network
-// namespace.
+// refused pairings, malformed messages, the worker client's stream driven
+// from the calling thread, and workers in another network namespace.
 #include <signal.h>
 #include <sys/stat.h>
 
@@ -405,6 +405,84 @@ TEST_F(ClusterTest, TlsRequiredButAbsentIsRefusedAndMutualTlsWorks) {
   ASSERT_TRUE(remote.ok()) << remote.status();
   ExpectBitIdentical(want, Greedy(*m, kPrompt, 4));
   EXPECT_GT((*remote)->stats().remote_items, 0u);
+}
+
+// The forward pass drives a worker's Compute stream itself (no reader
+// thread): Submit returns at once, Poll takes in a reply that is already
+// there (its time is then before Await's), Await hands it over; a stalled
+// worker makes Await give up at its deadline and cancels the stream, the
+// next step on it fails at once, and a new stream works again.
+TEST_F(ClusterTest, WorkerClientDrivesTheStreamFromTheCallingThread) {
+  auto w = StartWorker();
+  ASSERT_TRUE(w);
+  DelayProxy proxy(w->port(), /*one_way_delay_us=*/0);
+  auto m = Load();
+  const ModelConfig& cfg = m->config();
+  const uint64_t fingerprint = GgufFingerprint(m->file());
+  const v1::ClusterConfig c = Cluster({w->address()});
+  std::vector<ExpertKey> layer0;
+  for (int e = 0; e < cfg.n_experts; ++e) layer0.push_back({0, e});
+  auto request = [&](uint64_t step) {
+    v1::ComputeRequest r;
+    r.set_step_id(step);
+    r.set_layer(0);
+    r.set_n_rows(1);
+    std::vector<float> h(cfg.d_model, 0.01f * static_cast<float>(step));
+    r.mutable_hidden()->assign(reinterpret_cast<const char*>(h.data()), h.size() * sizeof(float));
+    r.add_row(0);
+    r.add_expert(static_cast<int>(step % cfg.n_experts));
+    return r;
+  };
+
+  WorkerClient client(w->address(), c);
+  ASSERT_TRUE(client.Pair(fingerprint, cfg).ok());
+  ASSERT_TRUE(client.Assign(layer0).ok());
+  ASSERT_TRUE(client.OpenStream().ok());
+  for (uint64_t step = 1; step <= 20; ++step) {
+    const Clock::time_point before = Clock::now();
+    client.Submit(request(step));
+    Clock::time_point polled = Clock::now();
+    if (step % 2 == 0) {  // take the reply in with Poll before awaiting it
+      const Clock::time_point limit = before + std::chrono::seconds(10);
+      while (client.reply_time() < before && Clock::now() < limit) {
+        client.Poll();
+        std::this_thread::sleep_for(std::chrono::microseconds(200));
+      }
+      polled = Clock::now();
+      ASSERT_GE(client.reply_time(), before) << "Poll never took the reply in";
+    }
+    auto reply = client.Await(Clock::now() + std::chrono::seconds(10));
+    ASSERT_TRUE(reply.ok()) << reply.status();
+    EXPECT_EQ((*reply)->step_id(), step);
+    EXPECT_EQ((*reply)->output().size(), cfg.d_model * sizeof(float));
+    if (step % 2 == 0) EXPECT_LE(client.reply_time(), polled);
+  }
+  client.CloseStream();
+
+  WorkerClient slow(absl::StrCat("127.0.0.1:", proxy.port()), c);
+  ASSERT_TRUE(slow.Pair(fingerprint, cfg).ok());
+  ASSERT_TRUE(slow.Assign(layer0).ok());
+  ASSERT_TRUE(slow.OpenStream().ok());
+  proxy.set_delay_us(300000);
+  slow.Submit(request(1));
+  Clock::time_point start = Clock::now();
+  auto late = slow.Await(start + std::chrono::milliseconds(100));
+  double waited = std::chrono::duration<double>(Clock::now() - start).count();
+  EXPECT_TRUE(absl::IsDeadlineExceeded(late.status())) << late.status();
+  EXPECT_GE(waited, 0.09);
+  EXPECT_LT(waited, 1.0);
+  slow.Submit(request(2));
+  start = Clock::now();
+  auto broken = slow.Await(start + std::chrono::seconds(5));
+  waited = std::chrono::duration<double>(Clock::now() - start).count();
+  EXPECT_TRUE(absl::IsUnavailable(broken.status())) << broken.status();
+  EXPECT_LT(waited, 0.5);
+  proxy.set_delay_us(0);
+  ASSERT_TRUE(slow.OpenStream().ok());
+  slow.Submit(request(3));
+  auto again = slow.Await(Clock::now() + std::chrono::seconds(10));
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ((*again)->step_id(), 3u);
 }
 
 TEST_F(ClusterTest, MalformedComputeMessagesGetInvalidArgument) {
