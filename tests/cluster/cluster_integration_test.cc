@@ -455,7 +455,9 @@ TEST_F(ClusterTest, WorkerClientDrivesTheStreamFromTheCallingThread) {
     ASSERT_TRUE(reply.ok()) << reply.status();
     EXPECT_EQ((*reply)->step_id(), step);
     EXPECT_EQ((*reply)->output().size(), cfg.d_model * sizeof(float));
-    if (step % 2 == 0) EXPECT_LE(client.reply_time(), polled);
+    if (step % 2 == 0) {
+      EXPECT_LE(client.reply_time(), polled);
+    }
   }
   client.CloseStream();
 
