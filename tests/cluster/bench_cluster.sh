@@ -9,14 +9,18 @@ set -euo pipefail
 build=$1 model=$2 n=${3:-32} t=${4:-2}
 st=$build/tools/smallthinker proxy=$build/tests/cluster/st_delay_proxy
 tmp=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$tmp"; }
+# start() runs in a command substitution (a subshell): it records its pids
+# in a file, not in a variable of this shell.
+cleanup() {
+  [ -f "$tmp/pids" ] && while read -r p; do kill "$p" 2>/dev/null || true; done <"$tmp/pids"
+  rm -rf "$tmp"
+}
 trap cleanup EXIT
 
 start() {  # start OUTFILE CMD...: run CMD in background, wait for "listening ADDR"
   local out=$1; shift
   "$@" >"$out" 2>/dev/null &
-  pids+=($!)
+  echo $! >>"$tmp/pids"
   for _ in $(seq 1 300); do grep -q listening "$out" 2>/dev/null && break; sleep 0.1; done
   cut -d' ' -f2 "$out"
 }
