@@ -60,7 +60,41 @@ void PackedMatMul(const MatrixRef& w, const Activations& x, float* y, ThreadPool
   pool->ParallelFor(groups, [&](size_t begin, size_t end) { PackedMatMulRange(w, x, begin, end, y); });
 }
 
+// Work units of one MatMulMany job: 16-row packed groups, or row-layout
+// rows in kRowGrain runs (the last one short).
+size_t Units(const MatMulJob& j) {
+  return j.w->packed != nullptr && j.x->has_q8() ? j.w->rows / kPackRows
+                                                 : (j.w->rows + kRowGrain - 1) / kRowGrain;
+}
+
+void JobUnits(const MatMulJob& j, size_t begin, size_t end) {
+  if (j.w->packed != nullptr && j.x->has_q8()) {
+    PackedMatMulRange(*j.w, *j.x, begin, end, j.y);
+  } else {
+    MatMulRange(*j.w, *j.x, begin * kRowGrain, std::min(end * kRowGrain, j.w->rows), j.y);
+  }
+}
+
 }  // namespace
+
+void MatMulMany(std::span<const MatMulJob> jobs, ThreadPool* pool) {
+  std::vector<size_t> first(jobs.size() + 1, 0);  // first unit of each job
+  for (size_t i = 0; i < jobs.size(); ++i) {
+    DCHECK_EQ(jobs[i].x->cols(), jobs[i].w->cols);
+    first[i + 1] = first[i] + Units(jobs[i]);
+  }
+  auto range = [&](size_t begin, size_t end) {
+    for (size_t i = 0; i < jobs.size(); ++i) {
+      const size_t b = std::max(begin, first[i]), e = std::min(end, first[i + 1]);
+      if (b < e) JobUnits(jobs[i], b - first[i], e - first[i]);
+    }
+  };
+  if (pool == nullptr) {
+    range(0, first.back());
+  } else {
+    pool->ParallelFor(first.back(), range);
+  }
+}
 
 void Activations::Prepare(const float* x, size_t n_vecs, size_t cols, bool need_q8) {
   x_ = x;

@@ -3,6 +3,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <span>
 #include <vector>
 
 #include "common/thread_pool.h"
@@ -69,6 +70,19 @@ class Activations {
 // rounding of DotRow). x.cols() == w.cols. Rows are split across `pool` (may
 // be null: one thread).
 void MatMul(const MatrixRef& w, const Activations& x, float* y, ThreadPool* pool);
+
+// One product of MatMulMany: y = x @ w^T as MatMul computes it.
+struct MatMulJob {
+  const MatrixRef* w;
+  const Activations* x;
+  float* y;
+};
+
+// Every job's MatMul, with the same numbers, in one fork-join: the rows of
+// all jobs (16-row units) are split over the pool together. Small matrices
+// that are ready at the same time (attention's q, k and v) then cost one
+// pool dispatch and one tail instead of one each.
+void MatMulMany(std::span<const MatMulJob> jobs, ThreadPool* pool);
 
 // Same for rows [row_begin, row_end) of a single vector: y[r - row_begin].
 void MatVecRows(const MatrixRef& w, const VecRef& x, size_t row_begin, size_t row_end,

@@ -186,11 +186,19 @@ void Forward::Attention(int layer, absl::Span<const Segment> segments, int n) {
   NormRows(x_.data(), w.attn_norm, n, d, config_.rms_eps, h_.data());  // h = RmsNorm(x)  [n, d]
   Activations act;
   act.PrepareFor(w.wq.type, h_.data(), n, d);
-  MatMul(w.wq, act, q_.data(), pool_);                                  // q [n, q_dim]
-  if (w.wk.type != w.wq.type) act.PrepareFor(w.wk.type, h_.data(), n, d);
-  MatMul(w.wk, act, k_.data(), pool_);                                  // k [n, kv_dim]
-  if (w.wv.type != w.wk.type) act.PrepareFor(w.wv.type, h_.data(), n, d);
-  MatMul(w.wv, act, v_.data(), pool_);                                  // v [n, kv_dim]
+  if (w.wk.type == w.wq.type && w.wv.type == w.wq.type) {
+    // One input, one fork-join for all three.
+    const MatMulJob qkv[] = {{&w.wq, &act, q_.data()},                  // q [n, q_dim]
+                             {&w.wk, &act, k_.data()},                  // k [n, kv_dim]
+                             {&w.wv, &act, v_.data()}};                 // v [n, kv_dim]
+    MatMulMany(qkv, pool_);
+  } else {
+    MatMul(w.wq, act, q_.data(), pool_);
+    act.PrepareFor(w.wk.type, h_.data(), n, d);
+    MatMul(w.wk, act, k_.data(), pool_);
+    act.PrepareFor(w.wv.type, h_.data(), n, d);
+    MatMul(w.wv, act, v_.data(), pool_);
+  }
   for (const Segment& seg : segments) {
     for (int i = 0; i < seg.n; ++i) {
       const int t = seg.row0 + i;
