@@ -73,14 +73,10 @@ void Activations::Prepare(const float* x, size_t n_vecs, size_t cols, bool need_
   q8_.resize(nb);
   q8_scale_.resize(nb);
   q8_sum_.resize(nb);
+  const size_t bpv = cols / kQK;
   for (size_t i = 0; i < n_vecs; ++i) {
-    QuantizeRow(DType::kQ8_0, x + i * cols, q8_.data() + i * (cols / kQK), cols);
-  }
-  for (size_t b = 0; b < nb; ++b) {
-    q8_scale_[b] = F16ToF32(q8_[b].d);
-    int32_t sum = 0;
-    for (int8_t q : q8_[b].qs) sum += q;
-    q8_sum_[b] = sum;
+    QuantizeQ8_0Blocks(x + i * cols, cols, q8_.data() + i * bpv, q8_scale_.data() + i * bpv,
+                       q8_sum_.data() + i * bpv);
   }
 }
 

@@ -83,7 +83,62 @@ void Args(benchmark::internal::Benchmark* b) {
   ArgsFor(b, {DType::kQ4_0, DType::kQ8_0, DType::kBF16, DType::kF16, DType::kF32});
 }
 void PackedArgs(benchmark::internal::Benchmark* b) { ArgsFor(b, {DType::kQ4_0, DType::kQ8_0}); }
+// Decode's expert step as memory sees it: mat-vecs over distinct expert-
+// shaped matrices [768 x 1536] that together far exceed the caches (256 MiB),
+// so every weight byte comes from DRAM, as in a decode step. args: type,
+// threads, whole (0: each matrix split over the pool; 1: one whole matrix per
+// thread, the way LocalExpertExecutor runs the experts of a decode step).
+void BM_PackedMatMulCold(benchmark::State& state) {
+  const auto type = static_cast<DType>(state.range(0));
+  const int threads = static_cast<int>(state.range(1));
+  const bool whole = state.range(2) != 0;
+  constexpr size_t kRows = 768, kCols = 1536;
+  if (!CanPack(type, kRows, kCols)) {
+    state.SkipWithError("no packed kernel for this type on this CPU");
+    return;
+  }
+  const size_t bytes = RowBytes(type, kCols) * kRows;
+  const size_t count = (size_t{256} << 20) / bytes;
+  const std::vector<float> src = Gaussian(kCols * 64, 1);
+  std::vector<char> row(bytes), packed(bytes * count);
+  for (size_t r = 0; r < kRows; ++r) {
+    QuantizeRow(type, src.data() + (r % 64) * kCols, row.data() + r * RowBytes(type, kCols), kCols);
+  }
+  for (size_t i = 0; i < count; ++i) PackRows(type, row.data(), kRows, kCols, packed.data() + i * bytes);
+  const std::vector<float> x = Gaussian(kCols, 2);
+  Activations act;
+  act.PrepareFor(type, x.data(), 1, kCols);
+  std::vector<float> y(kRows * threads);
+  ThreadPool pool(threads);
+  auto matrix = [&](size_t i) { return MatrixRef{type, nullptr, kRows, kCols, packed.data() + (i % count) * bytes}; };
+  size_t next = 0;
+  for (auto _ : state) {
+    if (whole && threads > 1) {
+      pool.ParallelFor(threads, [&](size_t b, size_t e) {
+        for (size_t t = b; t < e; ++t) MatMul(matrix(next + t), act, y.data() + t * kRows, nullptr);
+      });
+      next += threads;
+    } else {
+      MatMul(matrix(next++), act, y.data(), threads > 1 ? &pool : nullptr);
+    }
+    benchmark::DoNotOptimize(y.data());
+    benchmark::ClobberMemory();
+  }
+  const int64_t per_iter = static_cast<int64_t>(bytes) * (whole && threads > 1 ? threads : 1);
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * per_iter);
+  state.SetLabel(std::string(DTypeName(type)) + " packed, from DRAM");
+}
+
 BENCHMARK(BM_MatMul)->Apply(Args)->UseRealTime();
+BENCHMARK(BM_PackedMatMulCold)
+    ->ArgNames({"type", "threads", "whole"})
+    ->Args({static_cast<int64_t>(DType::kQ4_0), 1, 0})
+    ->Args({static_cast<int64_t>(DType::kQ4_0), 2, 0})
+    ->Args({static_cast<int64_t>(DType::kQ4_0), 2, 1})
+    ->Args({static_cast<int64_t>(DType::kQ8_0), 1, 0})
+    ->Args({static_cast<int64_t>(DType::kQ8_0), 2, 0})
+    ->Args({static_cast<int64_t>(DType::kQ8_0), 2, 1})
+    ->UseRealTime();
 BENCHMARK(BM_PackedMatMul)->Apply(PackedArgs)->UseRealTime();
 
 }  // namespace

@@ -31,6 +31,17 @@ static_assert(sizeof(BlockQ8_0) == 34);
 // integer dot kernels rely on this for activations).
 void QuantizeRow(DType type, const float* x, void* dst, size_t n);
 
+// Q8_0 blocks of n floats (n % 32 == 0), plus each block's scale as float
+// and the sum of its levels (what the packed kernels consume): the blocks
+// are QuantizeRow(kQ8_0)'s bit for bit, computed with SIMD (the activation
+// quantization every quantized mat-vec starts with).
+void QuantizeQ8_0Blocks(const float* x, size_t n, BlockQ8_0* dst, float* scales, int32_t* sums);
+
+namespace scalar {
+// Reference twin of st::QuantizeQ8_0Blocks: QuantizeRow, then the sums.
+void QuantizeQ8_0Blocks(const float* x, size_t n, BlockQ8_0* dst, float* scales, int32_t* sums);
+}  // namespace scalar
+
 // Inverse of QuantizeRow for every type.
 void DequantizeRow(DType type, const void* src, float* y, size_t n);
 

@@ -13,7 +13,7 @@ namespace st {
 
 absl::StatusOr<VerifyResult> VerifyPack(std::shared_ptr<const ExpertPack> pack,
                                         const SourceOptions& options, int in_flight,
-                                        uint64_t max_records) {
+                                        uint64_t max_records, uint64_t first) {
   if (in_flight < 1 || in_flight > 4096) {
     return absl::InvalidArgumentError(absl::StrCat("in_flight must be in [1, 4096], got ", in_flight));
   }
@@ -31,7 +31,7 @@ absl::StatusOr<VerifyResult> VerifyPack(std::shared_ptr<const ExpertPack> pack,
   uint64_t next = 0;
   absl::Status first_error;
   auto submit = [&](int slot) -> absl::Status {
-    const uint64_t record = next * stride;
+    const uint64_t record = (first + next * stride) % h.record_count;
     const ReadRequest r{.layer = static_cast<int>(record / h.n_experts),
                         .expert = static_cast<int>(record % h.n_experts),
                         .dst = bufs.get() + slot * h.record_size};

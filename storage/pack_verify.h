@@ -22,9 +22,10 @@ struct VerifyResult {
 // every record was read once, in layer-major order. The first failed read
 // ends the run with its status (DATA_LOSS naming layer and expert for a bad
 // checksum). max_records > 0 stops after that many records, spread evenly
-// over the pack (a read-bandwidth sample). Thread-compatible.
+// over the pack (a read-bandwidth sample), starting at record `first`
+// (< the spacing; other offsets give disjoint samples). Thread-compatible.
 absl::StatusOr<VerifyResult> VerifyPack(std::shared_ptr<const ExpertPack> pack,
                                         const SourceOptions& options, int in_flight,
-                                        uint64_t max_records = 0);
+                                        uint64_t max_records = 0, uint64_t first = 0);
 
 }  // namespace st

@@ -205,7 +205,10 @@ class ServeTest(unittest.TestCase):
         tokens = after.tokens_predicted_total - before.tokens_predicted_total
         steps = after.steps_total - before.steps_total
         self.assertEqual(tokens, 8 * 24)
-        self.assertLess(steps, tokens / 2, "requests were not batched")
+        # Batched: fewer steps than tokens. Not tokens / 2: on a loaded
+        # machine (CI shares its 2 cores) the threads' requests arrive
+        # spread out, and the first ones run alone for a few steps.
+        self.assertLess(steps, tokens * 3 / 4, "requests were not batched")
 
     def test_chat_over_grpc_and_http_agree(self):
         messages = [("system", "Be brief."), ("user", "Hi there")]
