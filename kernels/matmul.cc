@@ -93,15 +93,9 @@ void Activations::Allocate(const float* x, size_t n_vecs, size_t cols) {
 }
 
 void Activations::QuantizeBlocks(size_t i, size_t b_begin, size_t b_end) {
-  const size_t b0 = i * (cols_ / kQK);
-  QuantizeRow(DType::kQ8_0, x_ + i * cols_ + b_begin * kQK, q8_.data() + b0 + b_begin,
-              (b_end - b_begin) * kQK);
-  for (size_t b = b0 + b_begin; b < b0 + b_end; ++b) {
-    q8_scale_[b] = F16ToF32(q8_[b].d);
-    int32_t sum = 0;
-    for (int8_t q : q8_[b].qs) sum += q;
-    q8_sum_[b] = sum;
-  }
+  const size_t b = i * (cols_ / kQK) + b_begin;
+  QuantizeQ8_0Blocks(x_ + i * cols_ + b_begin * kQK, (b_end - b_begin) * kQK, q8_.data() + b,
+                     q8_scale_.data() + b, q8_sum_.data() + b);
 }
 
 void Activations::CopyVec(size_t i, const Activations& src, size_t j) {
