@@ -114,6 +114,32 @@ void Activations::Prepare(const float* x, size_t n_vecs, size_t cols, bool need_
   }
 }
 
+void Activations::Allocate(const float* x, size_t n_vecs, size_t cols) {
+  CHECK_EQ(cols % kQK, 0u) << "Activations::Allocate: Q8_0 needs cols % 32 == 0";
+  x_ = x;
+  n_vecs_ = n_vecs;
+  cols_ = cols;
+  has_q8_ = true;
+  const size_t nb = n_vecs * (cols / kQK);
+  q8_.resize(nb);
+  q8_scale_.resize(nb);
+  q8_sum_.resize(nb);
+}
+
+void Activations::QuantizeBlocks(size_t i, size_t b_begin, size_t b_end) {
+  const size_t b = i * (cols_ / kQK) + b_begin;
+  QuantizeQ8_0Blocks(x_ + i * cols_ + b_begin * kQK, (b_end - b_begin) * kQK, q8_.data() + b,
+                     q8_scale_.data() + b, q8_sum_.data() + b);
+}
+
+void Activations::CopyVec(size_t i, const Activations& src, size_t j) {
+  DCHECK_EQ(src.cols_, cols_);
+  const size_t nb = cols_ / kQK;
+  std::copy_n(src.q8_.data() + j * nb, nb, q8_.data() + i * nb);
+  std::copy_n(src.q8_scale_.data() + j * nb, nb, q8_scale_.data() + i * nb);
+  std::copy_n(src.q8_sum_.data() + j * nb, nb, q8_sum_.data() + i * nb);
+}
+
 void MatVecRows(const MatrixRef& w, const VecRef& x, size_t row_begin, size_t row_end,
                 float* y) {
   DCHECK_EQ(x.n, w.cols);

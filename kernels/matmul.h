@@ -43,6 +43,17 @@ class Activations {
     Prepare(x, n_vecs, cols, IsBlockQuantized(weight_type));
   }
 
+  // Sizes the Q8_0 buffers for n_vecs x cols (cols % 32 == 0) without
+  // quantizing anything; then QuantizeBlocks and CopyVec fill them, from
+  // several threads at once if their blocks are disjoint. Filled this way
+  // the blocks are exactly Prepare's (Q8_0 quantizes each block alone).
+  void Allocate(const float* x, size_t n_vecs, size_t cols);
+  // Quantizes blocks [b_begin, b_end) of vector i from x.
+  void QuantizeBlocks(size_t i, size_t b_begin, size_t b_end);
+  // Copies the Q8_0 blocks (with scales and sums) of src's vector j, same
+  // cols, into vector i: a row gathered without quantizing it again.
+  void CopyVec(size_t i, const Activations& src, size_t j);
+
   size_t n_vecs() const { return n_vecs_; }
   size_t cols() const { return cols_; }
   bool has_q8() const { return has_q8_; }

@@ -5,6 +5,7 @@
 #include <mutex>
 
 #include "model/expert_ffn.h"
+#include "model/expert_phases.h"
 #include "kernels/packed_matrix.h"
 #include "model/mapped_repack.h"
 
@@ -80,7 +81,14 @@ absl::Status LocalExpertExecutor::Run(int layer, const Routes& routes, const flo
   };
 
   const int threads = pool_ != nullptr ? pool_->num_threads() : 1;
-  if (threads > 1 && static_cast<int>(used_.size()) >= 2 * threads) {
+  if (ExpertPhases::Supports(s)) {
+    // Packed experts (the GGUF path's usual case): all experts of the step
+    // in two phases of small items (model/expert_phases.h).
+    std::stable_sort(used_.begin(), used_.end(), [&](int a, int b) {
+      return by_expert_[a].size() > by_expert_[b].size();
+    });
+    phases_.Run(s, by_expert_, used_, top_k, h, n_tokens, slot_out_.data(), pool_, &sparsity_);
+  } else if (threads > 1 && static_cast<int>(used_.size()) >= 2 * threads) {
     // Many experts (batched decode, prefill): one expert per work item on
     // one thread each, instead of a pool split (and its barrier) per matrix
     // of every expert. Larger experts first, so the last items are short.

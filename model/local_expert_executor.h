@@ -8,17 +8,20 @@
 #include "model/config.h"
 #include "model/expert_executor.h"
 #include "model/expert_ffn.h"
+#include "model/expert_phases.h"
 #include "model/weights.h"
 
 namespace st {
 
 // Groups a step's tokens by expert so each expert's weights are read once per
 // step, computes ReGLU FFNs with the kernels, and combines outputs per token
-// in slot order. Thread-compatible. With few experts in a step (single-
-// sequence decode) each expert's matrices are split over `pool` (may be
-// null); with at least two experts per thread (batched decode, prefill) the
-// experts themselves are spread over the pool, one thread each. Results are
-// the same either way.
+// in slot order. Thread-compatible. Packed stacks (Q4_0/Q8_0, the usual
+// case) run every step through ExpertPhases: all experts' rows in small work
+// items over `pool` (may be null). Otherwise, with few experts in a step
+// (single-sequence decode) each expert's matrices are split over `pool`;
+// with at least two experts per thread (batched decode, prefill) the experts
+// themselves are spread over the pool, one thread each. Results are the same
+// every way.
 class LocalExpertExecutor : public ExpertExecutor {
  public:
   LocalExpertExecutor(const ModelConfig& config, std::vector<ExpertStacks> stacks,
@@ -43,6 +46,7 @@ class LocalExpertExecutor : public ExpertExecutor {
   std::vector<float> gathered_, expert_out_, slot_out_;
   std::vector<std::vector<int>> by_expert_;  // [n_experts] (token, slot) items
   std::vector<int> used_;                    // experts with items this step
+  ExpertPhases phases_;                      // packed stacks: every step
   FfnSparsity sparsity_;
   bool stacks_packed_ = false;  // gate/down stacks repacked (first Run)
 };

@@ -30,6 +30,7 @@ double Percentile(std::vector<double> v, double p) {
 struct Level {
   int streams = 0;
   double agg_decode_tps = 0;   // sum of decode tokens / decode window, mean over rounds
+  double steady_tps = 0;       // tokens / time while all N streams decode, mean over rounds
   double per_stream_tps = 0;
   double ttft_p50 = 0, ttft_p99 = 0;
   int64_t tokens = 0;
@@ -93,10 +94,11 @@ void RegisterBenchServe(CLI::App& app) {
     for (int n : levels) {
       Level lv;
       lv.streams = n;
-      std::vector<double> ttfts, tps;
+      std::vector<double> ttfts, tps, steady;
       const ForwardZones z0 = (*model)->forward().zones();
       for (int round = 0; round < f->rounds; ++round) {
         std::vector<std::unique_ptr<RequestStream>> streams;
+        std::vector<EngineEvent> pending(n);  // each stream's final event
         std::vector<double> submitted;  // seconds since t0
         const absl::Time t0 = absl::Now();
         for (int i = 0; i < n; ++i) {
@@ -115,14 +117,47 @@ void RegisterBenchServe(CLI::App& app) {
         }
         // Decode window: from the first request's first token to the last
         // request's last token; tokens counted are those after each request's
-        // first (the first belongs to prefill).
+        // first (the first belongs to prefill). With N > 1 that window also
+        // holds the prompt steps of the later requests, so the steady rate
+        // counts only the span where all N stream (from the last first token
+        // to the first last token), timed by when tokens reach this thread
+        // (all streams polled every millisecond).
         double window_lo = 1e30, window_hi = 0;
         int64_t decode_tokens = 0;
+        std::vector<std::vector<std::pair<double, int>>> arrivals(streams.size());
+        std::vector<bool> ended(streams.size(), false);
+        for (size_t open = streams.size(); open > 0;) {
+          // One time per sweep: tokens of one step get the same time.
+          const double now = absl::ToDoubleSeconds(absl::Now() - t0);
+          for (size_t i = 0; i < streams.size(); ++i) {
+            EngineEvent e;
+            while (!ended[i] && streams[i]->Next(&e, absl::ZeroDuration()) ==
+                                    RequestStream::Poll::kEvent) {
+              if (!e.token_ids.empty()) {
+                arrivals[i].push_back({now, static_cast<int>(e.token_ids.size())});
+              }
+              if (!e.done) continue;
+              ended[i] = true;
+              --open;
+              pending[i] = std::move(e);
+            }
+          }
+          if (open > 0) absl::SleepFor(absl::Milliseconds(1));
+        }
+        double steady_lo = 0, steady_hi = 1e30;
+        for (const auto& a : arrivals) {
+          if (a.empty()) continue;
+          steady_lo = std::max(steady_lo, a.front().first);
+          steady_hi = std::min(steady_hi, a.back().first);
+        }
+        int64_t steady_tokens = 0;
+        for (const auto& a : arrivals) {
+          for (const auto& [t, k] : a) steady_tokens += t > steady_lo && t <= steady_hi ? k : 0;
+        }
+        if (steady_hi > steady_lo) steady.push_back(steady_tokens / (steady_hi - steady_lo));
         for (size_t i = 0; i < streams.size(); ++i) {
-          auto& s = streams[i];
-          EngineEvent e;
-          while (s->Next(&e) == RequestStream::Poll::kEvent) {
-            if (!e.done) continue;
+          const EngineEvent& e = pending[i];
+          {
             if (!e.status.ok()) return Fail(e.status);
             ttfts.push_back(e.usage.ttft_seconds);
             const double t_first = submitted[i] + e.usage.queue_seconds + e.usage.prompt_seconds;
@@ -137,6 +172,9 @@ void RegisterBenchServe(CLI::App& app) {
       double sum = 0;
       for (double x : tps) sum += x;
       lv.agg_decode_tps = sum / tps.size();
+      double steady_sum = 0;
+      for (double x : steady) steady_sum += x;
+      lv.steady_tps = steady.empty() ? 0 : steady_sum / steady.size();
       lv.per_stream_tps = lv.agg_decode_tps / n;
       lv.ttft_p50 = Percentile(ttfts, 0.5);
       lv.ttft_p99 = Percentile(ttfts, 0.99);
@@ -150,6 +188,8 @@ void RegisterBenchServe(CLI::App& app) {
                     n, lv.agg_decode_tps, lv.per_stream_tps,
                     lv.agg_decode_tps / results.front().agg_decode_tps, lv.ttft_p50 * 1e3,
                     lv.ttft_p99 * 1e3);
+        std::printf("           all %d streams decoding: %8.2f tok/s | speedup %5.2fx\n", n,
+                    lv.steady_tps, lv.steady_tps / std::max(1e-9, results.front().steady_tps));
         std::printf("           zones: route %.2f s | attention %.2f s | experts %.2f s | "
                     "lm_head %.2f s\n",
                     lv.zones.route, lv.zones.attention, lv.zones.experts, lv.zones.lm_head);
@@ -168,6 +208,9 @@ void RegisterBenchServe(CLI::App& app) {
                                {"aggregate_decode_tokens_per_second", lv.agg_decode_tps},
                                {"per_stream_tokens_per_second", lv.per_stream_tps},
                                {"speedup", lv.agg_decode_tps / results.front().agg_decode_tps},
+                               {"steady_decode_tokens_per_second", lv.steady_tps},
+                               {"steady_speedup",
+                                lv.steady_tps / std::max(1e-9, results.front().steady_tps)},
                                {"ttft_p50_seconds", lv.ttft_p50},
                                {"ttft_p99_seconds", lv.ttft_p99},
                                {"zones_seconds",

@@ -1,0 +1,121 @@
+#include "model/expert_phases.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+
+#include "kernels/packed_matrix.h"
+
+namespace st {
+namespace {
+
+// Rows per work item: whole Q8_0 blocks of z (32) and whole packed groups
+// (16). 128 gate + 128 up rows of Q4_0 at d_model 1536 are ~216 KB of
+// weights, 256 down rows ~216 KB too: long enough to stream, short enough
+// that the last item of a phase is a small wait.
+constexpr size_t kGateUpRows = 128;
+constexpr size_t kDownRows = 256;
+
+// Runs item(i) for every i in [0, n), each index claimed by the next free
+// thread of the pool (its own chunk split is too coarse for ~100 items).
+template <typename Fn>
+void ForEachItem(size_t n, ThreadPool* pool, const Fn& item) {
+  if (pool == nullptr || pool->num_threads() == 1) {
+    for (size_t i = 0; i < n; ++i) item(i);
+    return;
+  }
+  std::atomic<size_t> next{0};
+  pool->ParallelFor(static_cast<size_t>(pool->num_threads()), [&](size_t, size_t) {
+    for (size_t i = next.fetch_add(1, std::memory_order_relaxed); i < n;
+         i = next.fetch_add(1, std::memory_order_relaxed)) {
+      item(i);
+    }
+  });
+}
+
+}  // namespace
+
+bool ExpertPhases::Supports(const ExpertStacks& s) {
+  return s.gate.packed != nullptr && s.up.packed != nullptr && s.down.packed != nullptr &&
+         !s.down_transposed && s.gate.type == s.up.type && s.n_experts > 0 &&
+         (s.gate.rows / s.n_experts) % kQK == 0;
+}
+
+void ExpertPhases::Run(const ExpertStacks& s, const std::vector<std::vector<int>>& by_expert,
+                       const std::vector<int>& used, int top_k, const float* h, int n_tokens,
+                       float* slot_out, ThreadPool* pool, FfnSparsity* sparsity) {
+  const size_t d_model = s.gate.cols, d_expert = s.gate.rows / s.n_experts;
+  // Each token's input quantized once (not once per expert it visits).
+  tokens_.Prepare(h, n_tokens, d_model, /*need_q8=*/true);
+  if (experts_.size() < used.size()) experts_.resize(used.size());
+  for (size_t k = 0; k < used.size(); ++k) {
+    Expert& ex = experts_[k];
+    const int e = used[k];
+    const std::vector<int>& slots = by_expert[e];
+    const size_t n = slots.size();
+    ex.id = e;
+    ex.gate = ExpertStacks::Slice(s.gate, e, s.n_experts);
+    ex.up = ExpertStacks::Slice(s.up, e, s.n_experts);
+    ex.down = ExpertStacks::Slice(s.down, e, s.n_experts);
+    ex.x.resize(n * d_model);
+    ex.g.resize(n * d_expert);
+    ex.u.resize(n * d_expert);
+    ex.y.resize(n * d_model);
+    ex.xq.Allocate(ex.x.data(), n, d_model);
+    ex.zq.Allocate(ex.g.data(), n, d_expert);
+    for (size_t i = 0; i < n; ++i) {
+      const size_t t = slots[i] / top_k;
+      std::memcpy(ex.x.data() + i * d_model, h + t * d_model, d_model * sizeof(float));
+      ex.xq.CopyVec(i, tokens_, t);
+    }
+  }
+
+  // Phase 1: gate and up rows, z = relu(g) * u, z's Q8_0 blocks.
+  const size_t up_items = (d_expert + kGateUpRows - 1) / kGateUpRows;
+  std::atomic<uint64_t> active{0};
+  ForEachItem(used.size() * up_items, pool, [&](size_t item) {
+    Expert& ex = experts_[item / up_items];
+    const size_t r0 = (item % up_items) * kGateUpRows;
+    const size_t r1 = std::min(d_expert, r0 + kGateUpRows);
+    const size_t n = ex.xq.n_vecs();
+    PackedMatMulGroups(ex.gate.type, ex.gate.packed, d_model, ex.xq, r0 / kPackRows,
+                       r1 / kPackRows, ex.g.data(), d_expert);
+    PackedMatMulGroups(ex.up.type, ex.up.packed, d_model, ex.xq, r0 / kPackRows,
+                       r1 / kPackRows, ex.u.data(), d_expert);
+    uint64_t on = 0;
+    for (size_t i = 0; i < n; ++i) {
+      float* g = ex.g.data() + i * d_expert;
+      const float* u = ex.u.data() + i * d_expert;
+      for (size_t f = r0; f < r1; ++f) {
+        on += g[f] > 0.0f;
+        g[f] = g[f] > 0.0f ? g[f] * u[f] : 0.0f;  // as ExpertFfn
+      }
+      ex.zq.QuantizeBlocks(i, r0 / kQK, r1 / kQK);
+    }
+    active.fetch_add(on, std::memory_order_relaxed);
+  });
+
+  // Phase 2: down rows, copied into the slots.
+  const size_t down_items = (d_model + kDownRows - 1) / kDownRows;
+  ForEachItem(used.size() * down_items, pool, [&](size_t item) {
+    Expert& ex = experts_[item / down_items];
+    const size_t r0 = (item % down_items) * kDownRows;
+    const size_t r1 = std::min(d_model, r0 + kDownRows);
+    PackedMatMulGroups(ex.down.type, ex.down.packed, d_expert, ex.zq, r0 / kPackRows,
+                       r1 / kPackRows, ex.y.data(), d_model);
+    const std::vector<int>& slots = by_expert[ex.id];
+    for (size_t i = 0; i < slots.size(); ++i) {
+      std::memcpy(slot_out + static_cast<size_t>(slots[i]) * d_model + r0,
+                  ex.y.data() + i * d_model + r0, (r1 - r0) * sizeof(float));
+    }
+  });
+
+  if (sparsity != nullptr) {
+    uint64_t total = 0;
+    for (int e : used) total += by_expert[e].size() * d_expert;
+    sparsity->active_rows += active.load();
+    sparsity->total_rows += total;
+  }
+}
+
+}  // namespace st

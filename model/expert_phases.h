@@ -1,0 +1,54 @@
+// A step's experts, all at once, through the packed kernels in two pool
+// phases of small work items: (1) gate and up rows of every used expert plus
+// z = relu(gate) * up and its Q8_0 blocks, (2) down rows of every used
+// expert, scattered into the token slots. Each item is a slice of one
+// expert's rows (128 gate/up rows, 256 down rows), claimed one at a time by
+// whichever thread is free, so both cores stream weights until the phase
+// ends and a thread that is descheduled holds up at most one small item
+// (one expert per work item made a layer wait for a whole expert, or for
+// several on a busy machine). Each token's layer input is quantized to Q8_0
+// once and its blocks copied to every expert it visits.
+//
+// Numbers are those of ExpertFfn with packed matrices, bit for bit: the
+// packed kernels give the same result for any split of the rows, and Q8_0
+// quantizes each 32-element block on its own.
+#pragma once
+
+#include <vector>
+
+#include "common/thread_pool.h"
+#include "kernels/matmul.h"
+#include "model/expert_ffn.h"
+#include "model/weights.h"
+
+namespace st {
+
+class ExpertPhases {
+ public:
+  // Whether Run can compute this layer: gate, up and down packed (so Q4_0
+  // or Q8_0), down not transposed, d_expert a multiple of 32.
+  static bool Supports(const ExpertStacks& s);
+
+  // For every expert e in `used`, its slots by_expert[e] (token * top_k + j)
+  // get Expert_e(h[token]) in slot_out [n_tokens * top_k, d_model].
+  // h is [n_tokens, d_model]. `pool` may be null. `sparsity` (may be null)
+  // counts active gate rows like ExpertFfn.
+  void Run(const ExpertStacks& s, const std::vector<std::vector<int>>& by_expert,
+           const std::vector<int>& used, int top_k, const float* h, int n_tokens,
+           float* slot_out, ThreadPool* pool, FfnSparsity* sparsity);
+
+ private:
+  struct Expert {
+    int id = 0;
+    MatrixRef gate, up, down;
+    std::vector<float> x;     // gathered input rows [n, d_model]
+    std::vector<float> g, u;  // [n, d_expert]; g becomes z
+    std::vector<float> y;     // [n, d_model]
+    Activations xq, zq;
+  };
+
+  Activations tokens_;
+  std::vector<Expert> experts_;  // reused across calls (buffers keep capacity)
+};
+
+}  // namespace st
