@@ -97,21 +97,15 @@ void MatMulMany(std::span<const MatMulJob> jobs, ThreadPool* pool) {
 }
 
 void Activations::Prepare(const float* x, size_t n_vecs, size_t cols, bool need_q8) {
-  x_ = x;
-  n_vecs_ = n_vecs;
-  cols_ = cols;
-  has_q8_ = need_q8;
-  if (!need_q8) return;
-  CHECK_EQ(cols % kQK, 0u) << "Activations::Prepare: Q8_0 needs cols % 32 == 0";
-  const size_t nb = n_vecs * (cols / kQK);
-  q8_.resize(nb);
-  q8_scale_.resize(nb);
-  q8_sum_.resize(nb);
-  const size_t bpv = cols / kQK;
-  for (size_t i = 0; i < n_vecs; ++i) {
-    QuantizeQ8_0Blocks(x + i * cols, cols, q8_.data() + i * bpv, q8_scale_.data() + i * bpv,
-                       q8_sum_.data() + i * bpv);
+  if (!need_q8) {
+    x_ = x;
+    n_vecs_ = n_vecs;
+    cols_ = cols;
+    has_q8_ = false;
+    return;
   }
+  Allocate(x, n_vecs, cols);
+  for (size_t i = 0; i < n_vecs; ++i) QuantizeBlocks(i, 0, cols / kQK);
 }
 
 void Activations::Allocate(const float* x, size_t n_vecs, size_t cols) {

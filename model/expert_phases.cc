@@ -57,15 +57,13 @@ void ExpertPhases::Run(const ExpertStacks& s, const std::vector<std::vector<int>
     ex.gate = ExpertStacks::Slice(s.gate, e, s.n_experts);
     ex.up = ExpertStacks::Slice(s.up, e, s.n_experts);
     ex.down = ExpertStacks::Slice(s.down, e, s.n_experts);
-    ex.x.resize(n * d_model);
     ex.g.resize(n * d_expert);
     ex.u.resize(n * d_expert);
     ex.y.resize(n * d_model);
-    ex.xq.Allocate(ex.x.data(), n, d_model);
+    ex.xq.Allocate(/*x=*/nullptr, n, d_model);  // filled by CopyVec, never quantized here
     ex.zq.Allocate(ex.g.data(), n, d_expert);
     for (size_t i = 0; i < n; ++i) {
       const size_t t = slots[i] / top_k;
-      std::memcpy(ex.x.data() + i * d_model, h + t * d_model, d_model * sizeof(float));
       ex.xq.CopyVec(i, tokens_, t);
     }
   }

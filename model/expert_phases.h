@@ -41,10 +41,9 @@ class ExpertPhases {
   struct Expert {
     int id = 0;
     MatrixRef gate, up, down;
-    std::vector<float> x;     // gathered input rows [n, d_model]
     std::vector<float> g, u;  // [n, d_expert]; g becomes z
     std::vector<float> y;     // [n, d_model]
-    Activations xq, zq;
+    Activations xq, zq;       // xq: the tokens' Q8_0 rows only (packed kernels read no f32)
   };
 
   Activations tokens_;

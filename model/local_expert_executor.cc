@@ -80,21 +80,20 @@ absl::Status LocalExpertExecutor::Run(int layer, const Routes& routes, const flo
     ScatterSlotRows(y.data(), slots, d, slot_out_.data());
   };
 
+  // Larger experts first, so the last work items of a step are short
+  // (outputs land in their slots: the order changes no number).
+  std::stable_sort(used_.begin(), used_.end(), [&](int a, int b) {
+    return by_expert_[a].size() > by_expert_[b].size();
+  });
   const int threads = pool_ != nullptr ? pool_->num_threads() : 1;
   if (ExpertPhases::Supports(s)) {
     // Packed experts (the GGUF path's usual case): all experts of the step
     // in two phases of small items (model/expert_phases.h).
-    std::stable_sort(used_.begin(), used_.end(), [&](int a, int b) {
-      return by_expert_[a].size() > by_expert_[b].size();
-    });
     phases_.Run(s, by_expert_, used_, top_k, h, n_tokens, slot_out_.data(), pool_, &sparsity_);
   } else if (threads > 1 && static_cast<int>(used_.size()) >= 2 * threads) {
     // Many experts (batched decode, prefill): one expert per work item on
     // one thread each, instead of a pool split (and its barrier) per matrix
-    // of every expert. Larger experts first, so the last items are short.
-    std::stable_sort(used_.begin(), used_.end(), [&](int a, int b) {
-      return by_expert_[a].size() > by_expert_[b].size();
-    });
+    // of every expert.
     std::mutex mu;
     pool_->ParallelFor(used_.size(), [&](size_t begin, size_t end) {
       std::vector<float> in, y;
