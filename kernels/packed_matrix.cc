@@ -11,7 +11,6 @@
 namespace st {
 namespace {
 
-constexpr size_t kScaleBytes = kPackRows * 2;  // 16 fp16 per block
 constexpr size_t kChunkBytes = kPackRows * 4;  // 4 bytes per row per chunk
 
 size_t Chunks(DType type) { return type == DType::kQ4_0 ? 4 : 8; }
@@ -29,20 +28,21 @@ void PackRows(DType type, const void* src, size_t rows, size_t cols, void* dst) 
   const size_t chunks = Chunks(type);
   const auto* in = static_cast<const uint8_t*>(src);
   auto* out = static_cast<uint8_t*>(dst);
+  const size_t data_bytes = PackedBlockDataBytes(type);
   for (size_t g = 0; g < rows / kPackRows; ++g) {
-    uint8_t* scales = out + g * PackedGroupBytes(type, cols);
-    uint8_t* data = scales + nb * kScaleBytes;
+    uint8_t* group = out + g * PackedGroupBytes(type, cols);
     for (size_t i = 0; i < kPackRows; ++i) {
       const uint8_t* row = in + (g * kPackRows + i) * row_bytes;
       for (size_t b = 0; b < nb; ++b) {
         const uint8_t* block = row + b * block_bytes;
-        std::memcpy(scales + b * kScaleBytes + 2 * i, block, 2);
+        uint8_t* data = group + PackedDataOffset(b, nb, data_bytes);
+        std::memcpy(group + PackedScalesOffset(b, nb, data_bytes) + 2 * i, block, 2);
         const uint8_t* qs = block + 2;
         for (size_t c = 0; c < chunks; ++c) {
           uint32_t v;
           std::memcpy(&v, qs + 4 * c, 4);
           if (type == DType::kQ8_0) v ^= 0x80808080u;  // int8 -> offset binary
-          std::memcpy(data + (b * chunks + c) * kChunkBytes + 4 * i, &v, 4);
+          std::memcpy(data + c * kChunkBytes + 4 * i, &v, 4);
         }
       }
     }
@@ -56,9 +56,9 @@ void PackedMatMulGroups(DType type, const void* packed, size_t cols, const Activ
   CHECK(x.has_q8()) << "packed kernels need Q8_0 activations";
   const size_t nb = cols / kQK, chunks = Chunks(type);
   const auto* base = static_cast<const uint8_t*>(packed);
+  const size_t data_bytes = PackedBlockDataBytes(type);
   for (size_t g = g_begin; g < g_end; ++g) {
-    const uint8_t* scales = base + g * PackedGroupBytes(type, cols);
-    const uint8_t* data = scales + nb * kScaleBytes;
+    const uint8_t* group = base + g * PackedGroupBytes(type, cols);
     for (size_t v = 0; v < x.n_vecs(); ++v) {
       const BlockQ8_0* xq = x.q8(v);
       const float* xd = x.q8_scales(v);
@@ -66,8 +66,9 @@ void PackedMatMulGroups(DType type, const void* packed, size_t cols, const Activ
         float acc = 0.0f;
         for (size_t b = 0; b < nb; ++b) {
           int32_t s = 0;
+          const uint8_t* data = group + PackedDataOffset(b, nb, data_bytes);
           for (size_t c = 0; c < chunks; ++c) {
-            const uint8_t* lane = data + (b * chunks + c) * kChunkBytes + 4 * i;
+            const uint8_t* lane = data + c * kChunkBytes + 4 * i;
             for (size_t j = 0; j < 4; ++j) {
               if (type == DType::kQ4_0) {
                 s += ((lane[j] & 0x0F) - 8) * xq[b].qs[4 * c + j];
@@ -78,7 +79,7 @@ void PackedMatMulGroups(DType type, const void* packed, size_t cols, const Activ
             }
           }
           uint16_t h;
-          std::memcpy(&h, scales + b * kScaleBytes + 2 * i, 2);
+          std::memcpy(&h, group + PackedScalesOffset(b, nb, data_bytes) + 2 * i, 2);
           const float d = F16ToF32(h) * xd[b];
           acc = std::fma(static_cast<float>(s), d, acc);
         }

@@ -8,15 +8,21 @@
 // layout llama.cpp calls "repacked" (its Q4_0_8x8 and friends), ours with 16
 // rows to fill a 512-bit register.
 //
-// Layout of one group (rows 16g .. 16g+15, nb = cols / 32 blocks):
-//   scales: nb x 16 fp16 (block b: the 16 rows' d, row order)       32 B each
-//   data:   nb x kChunks x 64 B; chunk c of block b holds, for row i
-//           (lane i), bytes 4c .. 4c+3 of that row's block b:
-//             Q4_0: the qs bytes as stored (low nibbles are elements
-//                   4c..4c+3, high nibbles 16+4c..16+4c+3), 4 chunks;
-//             Q8_0: qs + 128 as u8 (offset binary), 8 chunks.
+// Layout of one group (rows 16g .. 16g+15, nb = cols / 32 blocks): the
+// blocks in pairs, each pair one contiguous run (the last block alone when nb
+// is odd), so a group is a single forward stream of memory:
+//   pair p = blocks 2p, 2p+1:  scales(2p) scales(2p+1) data(2p) data(2p+1)
+//   scales(b): the 16 rows' fp16 d of block b, row order             32 B
+//   data(b):   kChunks x 64 B; chunk c holds, for row i (lane i), bytes
+//              4c .. 4c+3 of that row's block b:
+//                Q4_0: the qs bytes as stored (low nibbles are elements
+//                      4c..4c+3, high nibbles 16+4c..16+4c+3), 4 chunks;
+//                Q8_0: qs + 128 as u8 (offset binary), 8 chunks.
+// PackedScalesOffset / PackedDataOffset give the byte offsets inside a group.
 // A group has exactly the bytes of its 16 rows, so a packed matrix is as big
-// as the original.
+// as the original. (An earlier layout kept all of a group's scales ahead of
+// its data: two streams per group, measurably slower to read from DRAM; an
+// expert pack written with it carries a different flag and is refused.)
 //
 // Numerics (every target and the scalar twin, bit for bit): per row and block
 // the exact int32 sum s = sum_j w_j * x_j (Q4_0: w_j = nibble - 8), then
@@ -46,6 +52,23 @@ bool CanPack(DType type, size_t rows, size_t cols);
 
 // Bytes of one packed 16-row group (== 16 rows of the original).
 size_t PackedGroupBytes(DType type, size_t cols);
+
+// Bytes of one block's data in a group: kChunks x 64 (Q4_0 256, Q8_0 512).
+inline constexpr size_t PackedBlockDataBytes(DType type) {
+  return type == DType::kQ4_0 ? 256 : 512;
+}
+inline constexpr size_t kPackedScaleBytes = 32;  // 16 fp16 per block
+
+// Offsets inside a group of block b's scales and data (nb blocks per row).
+inline size_t PackedScalesOffset(size_t b, size_t nb, size_t data_bytes) {
+  (void)nb;
+  return (b & ~size_t{1}) * (kPackedScaleBytes + data_bytes) + kPackedScaleBytes * (b & 1);
+}
+inline size_t PackedDataOffset(size_t b, size_t nb, size_t data_bytes) {
+  const size_t in_pair = (b | 1) < nb ? 2 : 1;
+  return (b & ~size_t{1}) * (kPackedScaleBytes + data_bytes) + kPackedScaleBytes * in_pair +
+         data_bytes * (b & 1);
+}
 
 // Writes the packed form of `rows` rows of row-major `src` (rows % 16 == 0)
 // into dst (rows * RowBytes(type, cols) bytes; 64-byte alignment is best).

@@ -59,7 +59,7 @@ TEST(PackedMatrixTest, SameBytesAsOriginal) {
 
 TEST(PackedMatrixTest, EqualsScalarTwinOnEveryTarget) {
   for (DType type : {DType::kQ4_0, DType::kQ8_0}) {
-    for (size_t cols : {32, 96, 1536 + 32}) {
+    for (size_t cols : {32, 64, 96, 1536, 1536 + 32}) {  // odd and even block counts
       for (bool extreme : {false, true}) {
         const size_t rows = 48;
         const Packed m = MakePacked(type, rows, cols, 11 + cols, extreme);

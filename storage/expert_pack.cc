@@ -65,6 +65,11 @@ absl::StatusOr<PackHeader> PackHeader::Make(DType type, uint64_t fingerprint, ui
                                             uint32_t d_expert, uint32_t flags) {
   // Limits far above any SmallThinker model keep every size below 2^62.
   constexpr uint32_t kMaxCount = 1 << 14, kMaxDim = 1 << 18;
+  if ((flags & kPackFlagGatePackedV1) != 0) {
+    return absl::FailedPreconditionError(
+        "pack stores its gate in the 16-row layout of an older build (scales ahead of the "
+        "levels); re-run `smallthinker convert` to rewrite it in the current layout");
+  }
   if (n_layers == 0 || n_experts == 0 || d_model == 0 || d_expert == 0 ||
       n_layers > kMaxCount || n_experts > kMaxCount || d_model > kMaxDim || d_expert > kMaxDim ||
       uint64_t{n_layers} * n_experts > (1u << 20) || d_model % BlockElems(type) != 0 ||

@@ -65,7 +65,10 @@ inline constexpr uint32_t kPackVersion = 1;
 inline constexpr uint64_t kPackAlignment = 4096;  // O_DIRECT block and page size
 inline constexpr uint64_t kPackHeaderBytes = 4096;
 inline constexpr uint32_t kPackFlagDownRequantized = 1;  // down^T was re-quantized
-inline constexpr uint32_t kPackFlagGatePacked = 2;       // gate in the 16-row packed layout
+// Gate in the first 16-row packed layout (all of a group's scales ahead of its
+// data): no longer read; such a pack is refused with "re-run convert".
+inline constexpr uint32_t kPackFlagGatePackedV1 = 2;
+inline constexpr uint32_t kPackFlagGatePacked = 4;  // gate in kernels/packed_matrix.h's layout
 inline constexpr uint32_t kPackKnownFlags = kPackFlagDownRequantized | kPackFlagGatePacked;
 
 inline uint64_t AlignUp(uint64_t x, uint64_t a) { return (x + a - 1) / a * a; }

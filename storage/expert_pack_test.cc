@@ -222,7 +222,15 @@ TEST(PackHeaderTest, GatePackedFlagNeedsAPackableTypeAndShape) {
   EXPECT_TRUE(PackHeader::Make(DType::kQ8_0, 1, 2, 4, 64, 48, kPackFlagGatePacked).ok());
   EXPECT_FALSE(PackHeader::Make(DType::kF16, 1, 2, 4, 64, 32, kPackFlagGatePacked).ok());
   EXPECT_FALSE(PackHeader::Make(DType::kQ4_0, 1, 2, 4, 64, 40, kPackFlagGatePacked).ok());
-  EXPECT_FALSE(PackHeader::Make(DType::kQ4_0, 1, 2, 4, 64, 32, 4u).ok());  // unknown flag
+  EXPECT_FALSE(PackHeader::Make(DType::kQ4_0, 1, 2, 4, 64, 32, 8u).ok());  // unknown flag
+}
+
+TEST(PackHeaderTest, GateInTheOldPackedLayoutAsksForAReconvert) {
+  auto h = PackHeader::Make(DType::kQ4_0, 1, 2, 4, 64, 32, kPackFlagGatePackedV1);
+  ASSERT_FALSE(h.ok());
+  EXPECT_EQ(h.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(std::string(h.status().message()).find("re-run `smallthinker convert`"),
+            std::string::npos);
 }
 
 }  // namespace
