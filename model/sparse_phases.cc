@@ -1,0 +1,162 @@
+#include "model/sparse_phases.h"
+
+#include <algorithm>
+#include <atomic>
+
+#include "kernels/axpy.h"
+#include "kernels/dot.h"
+#include "kernels/packed_matrix.h"
+
+namespace st {
+namespace {
+
+// Rows per phase-1 item (whole 16-row packed groups): 128 gate rows and up
+// to 128 up rows of Q4_0 at d_model 1536 are ~110 KB + ~55 KB at half
+// activity. Columns per phase-2 item: 256 = one 8-block AxpyRows tile.
+constexpr size_t kGateUpRows = 128;
+constexpr size_t kDownCols = 256;
+
+// Runs item(i) for every i in [0, n), each index claimed by the next free
+// thread of the pool (as ExpertPhases does).
+template <typename Fn>
+void ForEachItem(size_t n, ThreadPool* pool, const Fn& item) {
+  if (pool == nullptr || pool->num_threads() == 1 || n <= 1) {
+    for (size_t i = 0; i < n; ++i) item(i);
+    return;
+  }
+  std::atomic<size_t> next{0};
+  pool->ParallelFor(static_cast<size_t>(pool->num_threads()), [&](size_t, size_t) {
+    for (size_t i = next.fetch_add(1, std::memory_order_relaxed); i < n;
+         i = next.fetch_add(1, std::memory_order_relaxed)) {
+      item(i);
+    }
+  });
+}
+
+// Prefetches the first bytes of a row whose address the hardware prefetcher
+// cannot guess (the next run of active rows starts elsewhere).
+inline void PrefetchRow(const char* row, size_t bytes) {
+  for (size_t off = 0; off < bytes; off += 64) __builtin_prefetch(row + off);
+}
+
+}  // namespace
+
+bool SparsePhases::Supports(const ExpertMatrices& m) {
+  const DType t = m.gate.type;
+  return m.down_transposed && m.gate.packed != nullptr && m.up.data != nullptr &&
+         m.down.data != nullptr && (t == DType::kQ4_0 || t == DType::kQ8_0) &&
+         m.up.type == t && m.down.type == t && m.gate.rows % kPackRows == 0 &&
+         m.up.rows == m.gate.rows && m.down.rows == m.gate.rows &&
+         m.up.cols == m.gate.cols && m.down.cols == m.gate.cols;
+}
+
+void SparsePhases::Run(const std::vector<ExpertMatrices>& experts,
+                       const std::vector<const std::vector<int>*>& slots, int top_k,
+                       const float* h, int /*n_tokens*/, float* slot_out, ThreadPool* pool,
+                       FfnSparsity* sparsity) {
+  if (experts.empty()) return;
+  const size_t d_model = experts[0].gate.cols, d_expert = experts[0].gate.rows;
+  if (scratch_.size() < experts.size()) scratch_.resize(experts.size());
+  for (size_t k = 0; k < experts.size(); ++k) {
+    Expert& ex = scratch_[k];
+    const std::vector<int>& sl = *slots[k];
+    const size_t n = sl.size();
+    ex.x.resize(n * d_model);
+    ex.g.resize(n * d_expert);
+    ex.u.resize(n * d_expert);
+    GatherSlotRows(h, sl, top_k, d_model, ex.x.data());
+    // Q8_0 quantizes each block alone: the same blocks as quantizing each
+    // token once (callers often pass one expert at a time).
+    ex.xq.Prepare(ex.x.data(), n, d_model, /*need_q8=*/true);
+  }
+
+  // Phase 1: gate rows, up rows active for some token, z = relu(g) * u.
+  const size_t up_items = (d_expert + kGateUpRows - 1) / kGateUpRows;
+  std::atomic<uint64_t> active{0};
+  ForEachItem(experts.size() * up_items, pool, [&](size_t item) {
+    const ExpertMatrices& m = experts[item / up_items];
+    Expert& ex = scratch_[item / up_items];
+    const size_t r0 = (item % up_items) * kGateUpRows;
+    const size_t r1 = std::min(d_expert, r0 + kGateUpRows);
+    const size_t n = ex.xq.n_vecs();
+    PackedMatMulGroups(m.gate.type, m.gate.packed, d_model, ex.xq, r0 / kPackRows,
+                       r1 / kPackRows, ex.g.data(), d_expert);
+    // Rows whose gate is positive for any token, in runs of consecutive rows.
+    uint32_t rows[kGateUpRows];
+    size_t n_rows = 0;
+    uint64_t on = 0;
+    for (size_t f = r0; f < r1; ++f) {
+      bool any = false;
+      for (size_t i = 0; i < n; ++i) {
+        const bool pos = ex.g[i * d_expert + f] > 0.0f;
+        on += pos;
+        any |= pos;
+      }
+      if (any) rows[n_rows++] = static_cast<uint32_t>(f);
+    }
+    VecRef vecs_small[4];
+    std::vector<VecRef> vecs_big;
+    VecRef* vecs = vecs_small;
+    if (n > 4) {
+      vecs_big.resize(n);
+      vecs = vecs_big.data();
+    }
+    for (size_t i = 0; i < n; ++i) vecs[i] = ex.xq.vec(i);
+    const size_t row_bytes = m.up.row_bytes();
+    size_t a = 0;
+    while (a < n_rows) {
+      size_t b = a + 1;
+      while (b < n_rows && rows[b] == rows[b - 1] + 1) ++b;
+      if (b < n_rows) PrefetchRow(static_cast<const char*>(m.up.row(rows[b])), row_bytes);
+      if (n == 1) {
+        DotRows(m.up.type, m.up.row(rows[a]), row_bytes, b - a, vecs[0], ex.u.data() + rows[a]);
+      } else {
+        DotRowsMulti(m.up.type, m.up.row(rows[a]), row_bytes, b - a, vecs, n,
+                     ex.u.data() + rows[a], d_expert);
+      }
+      a = b;
+    }
+    for (size_t i = 0; i < n; ++i) {
+      float* g = ex.g.data() + i * d_expert;
+      const float* u = ex.u.data() + i * d_expert;
+      for (size_t f = r0; f < r1; ++f) g[f] = g[f] > 0.0f ? g[f] * u[f] : 0.0f;  // as ExpertFfn
+    }
+    active.fetch_add(on, std::memory_order_relaxed);
+  });
+
+  // Phase 2: each token's down^T rows with z != 0, into its slot's columns.
+  const size_t down_items = (d_model + kDownCols - 1) / kDownCols;
+  ForEachItem(experts.size() * down_items, pool, [&](size_t item) {
+    const ExpertMatrices& m = experts[item / down_items];
+    const Expert& ex = scratch_[item / down_items];
+    const std::vector<int>& sl = *slots[item / down_items];
+    const size_t c0 = (item % down_items) * kDownCols;
+    const size_t c1 = std::min(d_model, c0 + kDownCols);
+    const size_t offset = RowBytes(m.down.type, c0);
+    thread_local std::vector<uint32_t> rows;
+    thread_local std::vector<float> coef;
+    for (size_t i = 0; i < sl.size(); ++i) {
+      const float* z = ex.g.data() + i * d_expert;
+      rows.clear();
+      coef.clear();
+      for (size_t f = 0; f < d_expert; ++f) {
+        if (z[f] == 0.0f) continue;
+        rows.push_back(static_cast<uint32_t>(f));
+        coef.push_back(z[f]);
+      }
+      float* y = slot_out + static_cast<size_t>(sl[i]) * d_model + c0;
+      std::fill(y, y + (c1 - c0), 0.0f);
+      AxpyRows(m.down.type, m.down.data, m.down.row_bytes(), offset, rows.data(), coef.data(),
+               rows.size(), y, c1 - c0);
+    }
+  });
+
+  if (sparsity != nullptr) {
+    uint64_t total = 0;
+    for (const auto* sl : slots) total += sl->size() * d_expert;
+    sparsity->active_rows += active.load();
+    sparsity->total_rows += total;
+  }
+}
+
+}  // namespace st
