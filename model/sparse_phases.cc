@@ -15,6 +15,8 @@ namespace {
 // activity. Columns per phase-2 item: 256 = one 8-block AxpyRows tile.
 constexpr size_t kGateUpRows = 128;
 constexpr size_t kDownCols = 256;
+// Vectors per DotRowsMulti call (MatMul's kVecChunk).
+constexpr size_t kVecChunk = 8;
 
 // Runs item(i) for every i in [0, n), each index claimed by the next free
 // thread of the pool (as ExpertPhases does).
@@ -56,6 +58,7 @@ void SparsePhases::Run(const std::vector<ExpertMatrices>& experts,
                        FfnSparsity* sparsity) {
   if (experts.empty()) return;
   const size_t d_model = experts[0].gate.cols, d_expert = experts[0].gate.rows;
+  const size_t up_items = (d_expert + kGateUpRows - 1) / kGateUpRows;
   if (scratch_.size() < experts.size()) scratch_.resize(experts.size());
   for (size_t k = 0; k < experts.size(); ++k) {
     Expert& ex = scratch_[k];
@@ -64,6 +67,9 @@ void SparsePhases::Run(const std::vector<ExpertMatrices>& experts,
     ex.x.resize(n * d_model);
     ex.g.resize(n * d_expert);
     ex.u.resize(n * d_expert);
+    ex.nz_rows.resize(n * d_expert);
+    ex.nz_coef.resize(n * d_expert);
+    ex.nz_count.resize(n * up_items);
     GatherSlotRows(h, sl, top_k, d_model, ex.x.data());
     // Q8_0 quantizes each block alone: the same blocks as quantizing each
     // token once (callers often pass one expert at a time).
@@ -71,7 +77,6 @@ void SparsePhases::Run(const std::vector<ExpertMatrices>& experts,
   }
 
   // Phase 1: gate rows, up rows active for some token, z = relu(g) * u.
-  const size_t up_items = (d_expert + kGateUpRows - 1) / kGateUpRows;
   std::atomic<uint64_t> active{0};
   ForEachItem(experts.size() * up_items, pool, [&](size_t item) {
     const ExpertMatrices& m = experts[item / up_items];
@@ -81,18 +86,23 @@ void SparsePhases::Run(const std::vector<ExpertMatrices>& experts,
     const size_t n = ex.xq.n_vecs();
     PackedMatMulGroups(m.gate.type, m.gate.packed, d_model, ex.xq, r0 / kPackRows,
                        r1 / kPackRows, ex.g.data(), d_expert);
-    // Rows whose gate is positive for any token, in runs of consecutive rows.
+    // Rows whose gate is positive for any token (branch-free: about half
+    // the rows are active, at random), then dotted in runs of consecutive rows.
+    uint8_t any[kGateUpRows] = {};
+    uint64_t on = 0;
+    for (size_t i = 0; i < n; ++i) {
+      const float* g = ex.g.data() + i * d_expert;
+      for (size_t f = r0; f < r1; ++f) {
+        const bool pos = g[f] > 0.0f;
+        on += pos;
+        any[f - r0] |= pos;
+      }
+    }
     uint32_t rows[kGateUpRows];
     size_t n_rows = 0;
-    uint64_t on = 0;
     for (size_t f = r0; f < r1; ++f) {
-      bool any = false;
-      for (size_t i = 0; i < n; ++i) {
-        const bool pos = ex.g[i * d_expert + f] > 0.0f;
-        on += pos;
-        any |= pos;
-      }
-      if (any) rows[n_rows++] = static_cast<uint32_t>(f);
+      rows[n_rows] = static_cast<uint32_t>(f);
+      n_rows += any[f - r0];
     }
     VecRef vecs_small[4];
     std::vector<VecRef> vecs_big;
@@ -111,15 +121,33 @@ void SparsePhases::Run(const std::vector<ExpertMatrices>& experts,
       if (n == 1) {
         DotRows(m.up.type, m.up.row(rows[a]), row_bytes, b - a, vecs[0], ex.u.data() + rows[a]);
       } else {
-        DotRowsMulti(m.up.type, m.up.row(rows[a]), row_bytes, b - a, vecs, n,
-                     ex.u.data() + rows[a], d_expert);
+        // At most kVecChunk vectors per call, as MatMul does: their prepared
+        // blocks stay in L1/L2 while the run's rows pass over them.
+        for (size_t i = 0; i < n; i += kVecChunk) {
+          DotRowsMulti(m.up.type, m.up.row(rows[a]), row_bytes, b - a, vecs + i,
+                       std::min(kVecChunk, n - i), ex.u.data() + i * d_expert + rows[a],
+                       d_expert);
+        }
       }
       a = b;
     }
+    // z = relu(g) * u as ExpertFfn computes it, and each token's rows with
+    // z != 0 (the down^T rows phase 2 adds) for this slice, in increasing f.
+    const size_t slice = r0 / kGateUpRows;
     for (size_t i = 0; i < n; ++i) {
       float* g = ex.g.data() + i * d_expert;
       const float* u = ex.u.data() + i * d_expert;
-      for (size_t f = r0; f < r1; ++f) g[f] = g[f] > 0.0f ? g[f] * u[f] : 0.0f;  // as ExpertFfn
+      uint32_t* nz_rows = ex.nz_rows.data() + i * d_expert + r0;
+      float* nz_coef = ex.nz_coef.data() + i * d_expert + r0;
+      uint32_t count = 0;
+      for (size_t f = r0; f < r1; ++f) {
+        const float z = g[f] > 0.0f ? g[f] * u[f] : 0.0f;
+        g[f] = z;
+        nz_rows[count] = static_cast<uint32_t>(f);
+        nz_coef[count] = z;
+        count += z != 0.0f;
+      }
+      ex.nz_count[i * up_items + slice] = count;
     }
     active.fetch_add(on, std::memory_order_relaxed);
   });
@@ -133,21 +161,25 @@ void SparsePhases::Run(const std::vector<ExpertMatrices>& experts,
     const size_t c0 = (item % down_items) * kDownCols;
     const size_t c1 = std::min(d_model, c0 + kDownCols);
     const size_t offset = RowBytes(m.down.type, c0);
+    // Each token's rows of every slice, gathered into one list so that one
+    // AxpyRows call streams them all (its row prefetch runs across slices).
     thread_local std::vector<uint32_t> rows;
     thread_local std::vector<float> coef;
+    rows.resize(d_expert);
+    coef.resize(d_expert);
     for (size_t i = 0; i < sl.size(); ++i) {
-      const float* z = ex.g.data() + i * d_expert;
-      rows.clear();
-      coef.clear();
-      for (size_t f = 0; f < d_expert; ++f) {
-        if (z[f] == 0.0f) continue;
-        rows.push_back(static_cast<uint32_t>(f));
-        coef.push_back(z[f]);
+      size_t count = 0;
+      for (size_t s = 0; s < up_items; ++s) {
+        const uint32_t c = ex.nz_count[i * up_items + s];
+        const size_t at = i * d_expert + s * kGateUpRows;
+        std::copy_n(ex.nz_rows.data() + at, c, rows.data() + count);
+        std::copy_n(ex.nz_coef.data() + at, c, coef.data() + count);
+        count += c;
       }
       float* y = slot_out + static_cast<size_t>(sl[i]) * d_model + c0;
       std::fill(y, y + (c1 - c0), 0.0f);
       AxpyRows(m.down.type, m.down.data, m.down.row_bytes(), offset, rows.data(), coef.data(),
-               rows.size(), y, c1 - c0);
+               count, y, c1 - c0);
     }
   });
 

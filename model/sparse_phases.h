@@ -47,6 +47,11 @@ class SparsePhases {
     std::vector<float> x;      // [n, d_model] the tokens' rows (f32 view of xq)
     std::vector<float> g, u;   // [n, d_expert]; g becomes z
     Activations xq;            // x and its Q8_0 blocks
+    // Per token and phase-1 slice: the rows with z != 0 and their z (at
+    // token * d_expert + first row of the slice), and how many.
+    std::vector<uint32_t> nz_rows;
+    std::vector<float> nz_coef;
+    std::vector<uint32_t> nz_count;  // [n, slices]
   };
 
   std::vector<Expert> scratch_;  // reused across calls (buffers keep capacity)
