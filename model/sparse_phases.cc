@@ -35,12 +35,6 @@ void ForEachItem(size_t n, ThreadPool* pool, const Fn& item) {
   });
 }
 
-// Prefetches the first bytes of a row whose address the hardware prefetcher
-// cannot guess (the next run of active rows starts elsewhere).
-inline void PrefetchRow(const char* row, size_t bytes) {
-  for (size_t off = 0; off < bytes; off += 64) __builtin_prefetch(row + off);
-}
-
 }  // namespace
 
 bool SparsePhases::Supports(const ExpertMatrices& m) {
@@ -87,7 +81,7 @@ void SparsePhases::Run(const std::vector<ExpertMatrices>& experts,
     PackedMatMulGroups(m.gate.type, m.gate.packed, d_model, ex.xq, r0 / kPackRows,
                        r1 / kPackRows, ex.g.data(), d_expert);
     // Rows whose gate is positive for any token (branch-free: about half
-    // the rows are active, at random), then dotted in runs of consecutive rows.
+    // the rows are active, at random), then their up rows.
     uint8_t any[kGateUpRows] = {};
     uint64_t on = 0;
     for (size_t i = 0; i < n; ++i) {
@@ -112,24 +106,11 @@ void SparsePhases::Run(const std::vector<ExpertMatrices>& experts,
       vecs = vecs_big.data();
     }
     for (size_t i = 0; i < n; ++i) vecs[i] = ex.xq.vec(i);
-    const size_t row_bytes = m.up.row_bytes();
-    size_t a = 0;
-    while (a < n_rows) {
-      size_t b = a + 1;
-      while (b < n_rows && rows[b] == rows[b - 1] + 1) ++b;
-      if (b < n_rows) PrefetchRow(static_cast<const char*>(m.up.row(rows[b])), row_bytes);
-      if (n == 1) {
-        DotRows(m.up.type, m.up.row(rows[a]), row_bytes, b - a, vecs[0], ex.u.data() + rows[a]);
-      } else {
-        // At most kVecChunk vectors per call, as MatMul does: their prepared
-        // blocks stay in L1/L2 while the run's rows pass over them.
-        for (size_t i = 0; i < n; i += kVecChunk) {
-          DotRowsMulti(m.up.type, m.up.row(rows[a]), row_bytes, b - a, vecs + i,
-                       std::min(kVecChunk, n - i), ex.u.data() + i * d_expert + rows[a],
-                       d_expert);
-        }
-      }
-      a = b;
+    // At most kVecChunk vectors per call, as MatMul does: their prepared
+    // blocks stay in L1/L2 while the rows pass over them.
+    for (size_t i = 0; i < n; i += kVecChunk) {
+      DotRowsIndexed(m.up.type, m.up.data, m.up.row_bytes(), rows, n_rows, vecs + i,
+                     std::min(kVecChunk, n - i), ex.u.data() + i * d_expert, d_expert);
     }
     // z = relu(g) * u as ExpertFfn computes it, and each token's rows with
     // z != 0 (the down^T rows phase 2 adds) for this slice, in increasing f.
