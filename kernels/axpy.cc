@@ -142,7 +142,11 @@ void TileRows(const char* w, size_t row_bytes, const uint32_t* rows, const float
     const float ak = a[k];
     for (size_t b = 0; b < kBlocks; ++b) {
       const char* blk = row + b * kBlockBytes;
-      const __m512 ad = _mm512_set1_ps(ak * BlockScale(blk));
+      // The block scale through F16C: F16ToF32's value for every finite
+      // fp16 (and inf), in two instructions instead of a branchy decode.
+      uint16_t d16;
+      std::memcpy(&d16, blk, 2);
+      const __m512 ad = _mm512_set1_ps(ak * _cvtsh_ss(d16));
       if constexpr (kQ4) {
         const __m512i q = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 2)));
         const __m512 lo = _mm512_permutexvar_ps(_mm512_and_si512(q, low4), table);

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 
 #include "kernels/dtype.h"
 #include "kernels/quant.h"
@@ -39,6 +40,13 @@ void DotRows(DType wtype, const void* w, size_t row_bytes, size_t n_rows, const 
 // element per vector, grown on demand and kept).
 void DotRowsMulti(DType wtype, const void* w, size_t row_bytes, size_t n_rows, const VecRef* xs,
                   size_t n_vecs, float* y, size_t y_stride);
+
+// DotRowsMulti over the rows rows[0..n_rows) of w (any increasing or not
+// order): y[i * y_stride + rows[k]] = DotRow(wtype, w + rows[k] * row_bytes,
+// xs[i]), bit-identical to DotRow. The vectors are prepared once per call and
+// the listed rows are prefetched ahead (sparse ReGLU's active up rows).
+void DotRowsIndexed(DType wtype, const void* w, size_t row_bytes, const uint32_t* rows,
+                    size_t n_rows, const VecRef* xs, size_t n_vecs, float* y, size_t y_stride);
 
 namespace scalar {
 // Plain C++ reference twin of st::DotRow.

@@ -182,9 +182,12 @@ float DotRowT(DType wtype, const void* w_row, const VecRef& x) {
 
 
 // Rows outer, vectors inner: a weight row is read from memory once and from
-// L1 for every further group of kMaxVecs vectors.
-void DotRowsMultiT(DType wtype, const void* w, size_t row_bytes, size_t n_rows, const VecRef* xs,
-                   size_t n_vecs, float* y, size_t y_stride) {
+// L1 for every further group of kMaxVecs vectors. Row r is at
+// w + index(r) * row_bytes and its results go to y[i * y_stride + index(r)].
+template <typename Index>
+void DotRowsMultiImpl(DType wtype, const void* w, size_t row_bytes, size_t n_rows,
+                      const Index& index, const VecRef* xs, size_t n_vecs, float* y,
+                      size_t y_stride, bool prefetch) {
   constexpr size_t kMaxVecs = 4;
   bool all_q8 = IsBlockQuantized(wtype);
   for (size_t i = 0; i < n_vecs; ++i) all_q8 = all_q8 && xs[i].q8 != nullptr;
@@ -199,10 +202,17 @@ void DotRowsMultiT(DType wtype, const void* w, size_t row_bytes, size_t n_rows, 
     }
   }
   const XOperand* prepared = prepared_vec.data();
-  const char* row = static_cast<const char*>(w);
-  for (size_t r = 0; r < n_rows; ++r, row += row_bytes) {
+  const char* base = static_cast<const char*>(w);
+  for (size_t r = 0; r < n_rows; ++r) {
+    const size_t at = index(r);
+    const char* row = base + at * row_bytes;
+    if (prefetch && r + 2 < n_rows) {
+      // Scattered rows defeat the hardware prefetcher: fetch two rows ahead.
+      const char* next = base + index(r + 2) * row_bytes;
+      for (size_t off = 0; off < row_bytes; off += 64) __builtin_prefetch(next + off);
+    }
     if (!all_q8) {
-      for (size_t i = 0; i < n_vecs; ++i) y[i * y_stride + r] = DotOne(wtype, row, xs[i]);
+      for (size_t i = 0; i < n_vecs; ++i) y[i * y_stride + at] = DotOne(wtype, row, xs[i]);
       continue;
     }
     for (size_t i = 0; i < n_vecs; i += kMaxVecs) {
@@ -215,9 +225,21 @@ void DotRowsMultiT(DType wtype, const void* w, size_t row_bytes, size_t n_rows, 
         case 2: DotQ8Vecs<2>(wtype, row, px, n, out); break;
         default: DotQ8Vecs<1>(wtype, row, px, n, out); break;
       }
-      for (size_t k = 0; k < count; ++k) y[(i + k) * y_stride + r] = out[k];
+      for (size_t k = 0; k < count; ++k) y[(i + k) * y_stride + at] = out[k];
     }
   }
+}
+
+void DotRowsMultiT(DType wtype, const void* w, size_t row_bytes, size_t n_rows, const VecRef* xs,
+                   size_t n_vecs, float* y, size_t y_stride) {
+  DotRowsMultiImpl(wtype, w, row_bytes, n_rows, [](size_t r) { return r; }, xs, n_vecs, y,
+                   y_stride, /*prefetch=*/false);
+}
+
+void DotRowsIndexedT(DType wtype, const void* w, size_t row_bytes, const uint32_t* rows,
+                     size_t n_rows, const VecRef* xs, size_t n_vecs, float* y, size_t y_stride) {
+  DotRowsMultiImpl(wtype, w, row_bytes, n_rows, [rows](size_t r) { return size_t{rows[r]}; }, xs,
+                   n_vecs, y, y_stride, /*prefetch=*/true);
 }
 
 void DotRowsT(DType wtype, const void* w, size_t row_bytes, size_t n_rows, const VecRef& x,
@@ -236,6 +258,7 @@ namespace st {
 HWY_EXPORT(DotRowT);
 HWY_EXPORT(DotRowsT);
 HWY_EXPORT(DotRowsMultiT);
+HWY_EXPORT(DotRowsIndexedT);
 
 float DotRow(DType wtype, const void* w_row, const VecRef& x) {
   return HWY_DYNAMIC_DISPATCH(DotRowT)(wtype, w_row, x);
@@ -249,6 +272,12 @@ void DotRows(DType wtype, const void* w, size_t row_bytes, size_t n_rows, const 
 void DotRowsMulti(DType wtype, const void* w, size_t row_bytes, size_t n_rows, const VecRef* xs,
                   size_t n_vecs, float* y, size_t y_stride) {
   HWY_DYNAMIC_DISPATCH(DotRowsMultiT)(wtype, w, row_bytes, n_rows, xs, n_vecs, y, y_stride);
+}
+
+void DotRowsIndexed(DType wtype, const void* w, size_t row_bytes, const uint32_t* rows,
+                    size_t n_rows, const VecRef* xs, size_t n_vecs, float* y, size_t y_stride) {
+  HWY_DYNAMIC_DISPATCH(DotRowsIndexedT)(wtype, w, row_bytes, rows, n_rows, xs, n_vecs, y,
+                                        y_stride);
 }
 
 }  // namespace st

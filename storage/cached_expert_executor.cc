@@ -11,7 +11,38 @@ namespace st {
 
 CachedExpertExecutor::CachedExpertExecutor(const ModelConfig& config,
                                            std::unique_ptr<ExpertCache> cache, ThreadPool* pool)
-    : config_(config), cache_(std::move(cache)), pool_(pool) {}
+    : config_(config), cache_(std::move(cache)), pool_(pool) {
+  // Supports looks at layouts, types and shapes only: any record address.
+  static const char kAnyRecord = 0;
+  use_phases_ = SparsePhases::Supports(RecordMatrices(&kAnyRecord));
+}
+
+ExpertMatrices CachedExpertExecutor::RecordMatrices(const char* record) const {
+  return {.gate = RecordMatrix(record, 0),
+          .up = RecordMatrix(record, 1),
+          .down = RecordMatrix(record, 2),
+          .down_transposed = true};
+}
+
+absl::Status CachedExpertExecutor::RunPhases(int layer, const std::vector<int>& experts,
+                                             const std::vector<std::vector<int>>& by_expert,
+                                             const Routes& routes, const float* h) {
+  if (experts.empty()) return absl::OkStatus();
+  std::vector<ExpertMatrices> ms;
+  std::vector<const std::vector<int>*> slots;
+  for (int e : experts) {
+    absl::StatusOr<const char*> rec = cache_->Acquire(layer, e);
+    if (!rec.ok()) {
+      cache_->ReleaseAll();
+      return Annotate(rec.status(), absl::StrCat("expert ", e));
+    }
+    ms.push_back(RecordMatrices(*rec));
+    slots.push_back(&by_expert[e]);
+  }
+  phases_.Run(ms, slots, routes.top_k, h, routes.n_tokens, slot_out_.data(), pool_, &sparsity_);
+  for (int e : experts) cache_->Release(layer, e);
+  return absl::OkStatus();
+}
 
 std::vector<int> CachedExpertExecutor::DistinctExperts(const Routes& routes) const {
   std::vector<char> seen(config_.n_experts, 0);
@@ -123,6 +154,16 @@ absl::Status CachedExpertExecutor::Run(int layer, const Routes& routes, const fl
 
   const int threads = pool_ != nullptr ? pool_->num_threads() : 1;
   const bool all_resident = order.empty() || cache_->IsResident(layer, order.back());
+  if (use_phases_ && all_resident) {
+    // Every expert has a slot: those whose bytes are there now in one
+    // SparsePhases run (reads still in flight land meanwhile), then the rest.
+    std::vector<int> ready, later;
+    for (int e : order) (cache_->IsReady(layer, e) ? ready : later).push_back(e);
+    ST_RETURN_IF_ERROR(RunPhases(layer, ready, by_expert, routes, h));
+    ST_RETURN_IF_ERROR(RunPhases(layer, later, by_expert, routes, h));
+    CombineSlots(routes, slot_out_.data(), d, out);
+    return absl::OkStatus();
+  }
   if (threads > 1 && all_resident && static_cast<int>(order.size()) >= 2 * threads) {
     ST_RETURN_IF_ERROR(RunResidentInParallel(layer, routes, h, order, by_expert));
     CombineSlots(routes, slot_out_.data(), d, out);
@@ -146,15 +187,17 @@ absl::Status CachedExpertExecutor::Run(int layer, const Routes& routes, const fl
       return Annotate(rec.status(), absl::StrCat("expert ", e));
     }
     const std::vector<int>& slots = by_expert[e];
+    if (use_phases_) {
+      phases_.Run({RecordMatrices(*rec)}, {&slots}, top_k, h, n_tokens, slot_out_.data(), pool_,
+                  &sparsity_);
+      cache_->Release(layer, e);
+      continue;
+    }
     const int n = static_cast<int>(slots.size());
     gathered_.resize(n * d);
     expert_out_.resize(n * d);
     GatherSlotRows(h, slots, top_k, d, gathered_.data());
-    ExpertFfn({.gate = RecordMatrix(*rec, 0),
-               .up = RecordMatrix(*rec, 1),
-               .down = RecordMatrix(*rec, 2),
-               .down_transposed = true},
-              gathered_.data(), n, expert_out_.data(), pool_, &sparsity_);
+    ExpertFfn(RecordMatrices(*rec), gathered_.data(), n, expert_out_.data(), pool_, &sparsity_);
     cache_->Release(layer, e);
     ScatterSlotRows(expert_out_.data(), slots, d, slot_out_.data());
   }

@@ -10,6 +10,7 @@
 #include "model/config.h"
 #include "model/expert_executor.h"
 #include "model/expert_ffn.h"
+#include "model/sparse_phases.h"
 #include "storage/expert_cache.h"
 
 namespace st {
@@ -53,6 +54,13 @@ class CachedExpertExecutor : public ExpertExecutor {
   absl::Status RunResidentInParallel(int layer, const Routes& routes, const float* h,
                                      std::vector<int> order,
                                      const std::vector<std::vector<int>>& by_expert);
+  // The pack's matrices of every expert of a record (SparsePhases' input).
+  ExpertMatrices RecordMatrices(const char* record) const;
+  // Acquires `experts` (waiting for reads in flight) and computes them in
+  // one SparsePhases run into slot_out_; every lock is released after.
+  absl::Status RunPhases(int layer, const std::vector<int>& experts,
+                         const std::vector<std::vector<int>>& by_expert, const Routes& routes,
+                         const float* h);
   // Reads started ahead of compute inside Run (besides Prepare's).
   static constexpr int kLookahead = 2;
 
@@ -64,6 +72,8 @@ class CachedExpertExecutor : public ExpertExecutor {
   int speculated_layer_ = -1;
   std::vector<int> speculated_;  // distinct experts guessed for speculated_layer_
   std::vector<float> gathered_, expert_out_, slot_out_;
+  SparsePhases phases_;
+  bool use_phases_ = false;  // the pack's layout is SparsePhases' (set at construction)
 };
 
 }  // namespace st

@@ -69,6 +69,13 @@ void ExpertCache::Unlock(int s) {
   }
 }
 
+bool ExpertCache::IsReady(int layer, int expert) {
+  const int s = SlotOf(layer, expert);
+  if (s < 0) return false;
+  const Slot& slot = slots_[s];
+  return !slot.pending || source_->Poll(*slot.pending);
+}
+
 void ExpertCache::ReapLanded() {
   size_t keep = 0;
   for (int s : unlocked_pending_) {

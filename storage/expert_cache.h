@@ -59,6 +59,9 @@ class ExpertCache {
   uint64_t allocated_bytes() const { return record_size_ * slots_.size(); }
   int resident() const;  // slots holding a record (ready or in flight)
   bool IsResident(int layer, int expert) const { return SlotOf(layer, expert) >= 0; }
+  // Resident with no read still in flight (Acquire will not wait for it).
+  // Polls the source; does not change any counter.
+  bool IsReady(int layer, int expert);
 
   // Reads the given experts into pinned slots and waits for them. Pinned
   // experts are never evicted. FAILED_PRECONDITION if they would leave fewer

@@ -1,0 +1,175 @@
+#include "model/sparse_phases.h"
+
+#include <algorithm>
+#include <atomic>
+
+#include "kernels/axpy.h"
+#include "kernels/dot.h"
+#include "kernels/packed_matrix.h"
+
+namespace st {
+namespace {
+
+// Rows per phase-1 item (whole 16-row packed groups): 128 gate rows and up
+// to 128 up rows of Q4_0 at d_model 1536 are ~110 KB + ~55 KB at half
+// activity. Columns per phase-2 item: 256 = one 8-block AxpyRows tile.
+constexpr size_t kGateUpRows = 128;
+constexpr size_t kDownCols = 256;
+// Vectors per DotRowsMulti call (MatMul's kVecChunk).
+constexpr size_t kVecChunk = 8;
+
+// Runs item(i) for every i in [0, n), each index claimed by the next free
+// thread of the pool (as ExpertPhases does).
+template <typename Fn>
+void ForEachItem(size_t n, ThreadPool* pool, const Fn& item) {
+  if (pool == nullptr || pool->num_threads() == 1 || n <= 1) {
+    for (size_t i = 0; i < n; ++i) item(i);
+    return;
+  }
+  std::atomic<size_t> next{0};
+  pool->ParallelFor(static_cast<size_t>(pool->num_threads()), [&](size_t, size_t) {
+    for (size_t i = next.fetch_add(1, std::memory_order_relaxed); i < n;
+         i = next.fetch_add(1, std::memory_order_relaxed)) {
+      item(i);
+    }
+  });
+}
+
+}  // namespace
+
+bool SparsePhases::Supports(const ExpertMatrices& m) {
+  const DType t = m.gate.type;
+  return m.down_transposed && m.gate.packed != nullptr && m.up.data != nullptr &&
+         m.down.data != nullptr && (t == DType::kQ4_0 || t == DType::kQ8_0) &&
+         m.up.type == t && m.down.type == t && m.gate.rows % kPackRows == 0 &&
+         m.up.rows == m.gate.rows && m.down.rows == m.gate.rows &&
+         m.up.cols == m.gate.cols && m.down.cols == m.gate.cols;
+}
+
+void SparsePhases::Run(const std::vector<ExpertMatrices>& experts,
+                       const std::vector<const std::vector<int>*>& slots, int top_k,
+                       const float* h, int /*n_tokens*/, float* slot_out, ThreadPool* pool,
+                       FfnSparsity* sparsity) {
+  if (experts.empty()) return;
+  const size_t d_model = experts[0].gate.cols, d_expert = experts[0].gate.rows;
+  const size_t up_items = (d_expert + kGateUpRows - 1) / kGateUpRows;
+  if (scratch_.size() < experts.size()) scratch_.resize(experts.size());
+  for (size_t k = 0; k < experts.size(); ++k) {
+    Expert& ex = scratch_[k];
+    const std::vector<int>& sl = *slots[k];
+    const size_t n = sl.size();
+    ex.x.resize(n * d_model);
+    ex.g.resize(n * d_expert);
+    ex.u.resize(n * d_expert);
+    ex.nz_rows.resize(n * d_expert);
+    ex.nz_coef.resize(n * d_expert);
+    ex.nz_count.resize(n * up_items);
+    GatherSlotRows(h, sl, top_k, d_model, ex.x.data());
+    // Q8_0 quantizes each block alone: the same blocks as quantizing each
+    // token once (callers often pass one expert at a time).
+    ex.xq.Prepare(ex.x.data(), n, d_model, /*need_q8=*/true);
+  }
+
+  // Phase 1: gate rows, up rows active for some token, z = relu(g) * u.
+  std::atomic<uint64_t> active{0};
+  ForEachItem(experts.size() * up_items, pool, [&](size_t item) {
+    const ExpertMatrices& m = experts[item / up_items];
+    Expert& ex = scratch_[item / up_items];
+    const size_t r0 = (item % up_items) * kGateUpRows;
+    const size_t r1 = std::min(d_expert, r0 + kGateUpRows);
+    const size_t n = ex.xq.n_vecs();
+    PackedMatMulGroups(m.gate.type, m.gate.packed, d_model, ex.xq, r0 / kPackRows,
+                       r1 / kPackRows, ex.g.data(), d_expert);
+    // Rows whose gate is positive for any token (branch-free: about half
+    // the rows are active, at random), then their up rows.
+    uint8_t any[kGateUpRows] = {};
+    uint64_t on = 0;
+    for (size_t i = 0; i < n; ++i) {
+      const float* g = ex.g.data() + i * d_expert;
+      for (size_t f = r0; f < r1; ++f) {
+        const bool pos = g[f] > 0.0f;
+        on += pos;
+        any[f - r0] |= pos;
+      }
+    }
+    uint32_t rows[kGateUpRows];
+    size_t n_rows = 0;
+    for (size_t f = r0; f < r1; ++f) {
+      rows[n_rows] = static_cast<uint32_t>(f);
+      n_rows += any[f - r0];
+    }
+    VecRef vecs_small[4];
+    std::vector<VecRef> vecs_big;
+    VecRef* vecs = vecs_small;
+    if (n > 4) {
+      vecs_big.resize(n);
+      vecs = vecs_big.data();
+    }
+    for (size_t i = 0; i < n; ++i) vecs[i] = ex.xq.vec(i);
+    // At most kVecChunk vectors per call, as MatMul does: their prepared
+    // blocks stay in L1/L2 while the rows pass over them.
+    for (size_t i = 0; i < n; i += kVecChunk) {
+      DotRowsIndexed(m.up.type, m.up.data, m.up.row_bytes(), rows, n_rows, vecs + i,
+                     std::min(kVecChunk, n - i), ex.u.data() + i * d_expert, d_expert);
+    }
+    // z = relu(g) * u as ExpertFfn computes it, and each token's rows with
+    // z != 0 (the down^T rows phase 2 adds) for this slice, in increasing f.
+    const size_t slice = r0 / kGateUpRows;
+    for (size_t i = 0; i < n; ++i) {
+      float* g = ex.g.data() + i * d_expert;
+      const float* u = ex.u.data() + i * d_expert;
+      uint32_t* nz_rows = ex.nz_rows.data() + i * d_expert + r0;
+      float* nz_coef = ex.nz_coef.data() + i * d_expert + r0;
+      uint32_t count = 0;
+      for (size_t f = r0; f < r1; ++f) {
+        const float z = g[f] > 0.0f ? g[f] * u[f] : 0.0f;
+        g[f] = z;
+        nz_rows[count] = static_cast<uint32_t>(f);
+        nz_coef[count] = z;
+        count += z != 0.0f;
+      }
+      ex.nz_count[i * up_items + slice] = count;
+    }
+    active.fetch_add(on, std::memory_order_relaxed);
+  });
+
+  // Phase 2: each token's down^T rows with z != 0, into its slot's columns.
+  const size_t down_items = (d_model + kDownCols - 1) / kDownCols;
+  ForEachItem(experts.size() * down_items, pool, [&](size_t item) {
+    const ExpertMatrices& m = experts[item / down_items];
+    const Expert& ex = scratch_[item / down_items];
+    const std::vector<int>& sl = *slots[item / down_items];
+    const size_t c0 = (item % down_items) * kDownCols;
+    const size_t c1 = std::min(d_model, c0 + kDownCols);
+    const size_t offset = RowBytes(m.down.type, c0);
+    // Each token's rows of every slice, gathered into one list so that one
+    // AxpyRows call streams them all (its row prefetch runs across slices).
+    thread_local std::vector<uint32_t> rows;
+    thread_local std::vector<float> coef;
+    rows.resize(d_expert);
+    coef.resize(d_expert);
+    for (size_t i = 0; i < sl.size(); ++i) {
+      size_t count = 0;
+      for (size_t s = 0; s < up_items; ++s) {
+        const uint32_t c = ex.nz_count[i * up_items + s];
+        const size_t at = i * d_expert + s * kGateUpRows;
+        std::copy_n(ex.nz_rows.data() + at, c, rows.data() + count);
+        std::copy_n(ex.nz_coef.data() + at, c, coef.data() + count);
+        count += c;
+      }
+      float* y = slot_out + static_cast<size_t>(sl[i]) * d_model + c0;
+      std::fill(y, y + (c1 - c0), 0.0f);
+      AxpyRows(m.down.type, m.down.data, m.down.row_bytes(), offset, rows.data(), coef.data(),
+               count, y, c1 - c0);
+    }
+  });
+
+  if (sparsity != nullptr) {
+    uint64_t total = 0;
+    for (const auto* sl : slots) total += sl->size() * d_expert;
+    sparsity->active_rows += active.load();
+    sparsity->total_rows += total;
+  }
+}
+
+}  // namespace st

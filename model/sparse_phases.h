@@ -1,0 +1,60 @@
+// A step's sparse ReGLU experts (the expert pack's layout: gate in the 16-row
+// packed layout, up and down^T in rows), all at once, in two pool phases of
+// small work items, like ExpertPhases does for the dense GGUF path:
+//   (1) per expert and 128-row slice of d_expert: the gate rows (packed
+//       kernel), the up rows where relu(gate) > 0 for some token of the
+//       expert (row-layout dot products), z = relu(gate) * up;
+//   (2) per expert and 256-column slice of d_model: every token's
+//       y = sum_f z[f] * down^T.row(f) over its f with z[f] != 0, straight
+//       into the token's slot.
+// Items are claimed one at a time by whichever thread is free, so both cores
+// stream weights until a phase ends: two fork-joins per layer instead of
+// three per expert.
+//
+// Numbers are ExpertFfn's (down_transposed), bit for bit: every up row is
+// one DotRow whatever run or thread computes it, relu and z are elementwise,
+// and AxpyRows gives the same result for any split of the columns in whole
+// blocks (tested in sparse_phases_test.cc).
+#pragma once
+
+#include <cstddef>
+#include <vector>
+
+#include "common/thread_pool.h"
+#include "kernels/matmul.h"
+#include "model/expert_executor.h"
+#include "model/expert_ffn.h"
+
+namespace st {
+
+class SparsePhases {
+ public:
+  // Whether Run can compute an expert with these matrices: gate packed,
+  // up and down^T in rows ([d_expert, d_model]), one quantized type
+  // (Q4_0/Q8_0), down transposed.
+  static bool Supports(const ExpertMatrices& m);
+
+  // For every k, Expert_k (matrices experts[k], which Supports) of the rows
+  // h[slots[k][i] / top_k] goes to slot_out row slots[k][i]; slot_out is
+  // [n_slots, d_model], h [n_tokens, d_model]. `pool` may be null.
+  // `sparsity` (may be null) counts active gate rows like ExpertFfn.
+  void Run(const std::vector<ExpertMatrices>& experts,
+           const std::vector<const std::vector<int>*>& slots, int top_k, const float* h,
+           int n_tokens, float* slot_out, ThreadPool* pool, FfnSparsity* sparsity);
+
+ private:
+  struct Expert {
+    std::vector<float> x;      // [n, d_model] the tokens' rows (f32 view of xq)
+    std::vector<float> g, u;   // [n, d_expert]; g becomes z
+    Activations xq;            // x and its Q8_0 blocks
+    // Per token and phase-1 slice: the rows with z != 0 and their z (at
+    // token * d_expert + first row of the slice), and how many.
+    std::vector<uint32_t> nz_rows;
+    std::vector<float> nz_coef;
+    std::vector<uint32_t> nz_count;  // [n, slices]
+  };
+
+  std::vector<Expert> scratch_;  // reused across calls (buffers keep capacity)
+};
+
+}  // namespace st

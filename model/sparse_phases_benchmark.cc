@@ -1,0 +1,185 @@
+// One MoE layer step of the 4b preset's shapes (d_model 1536, d_expert 768,
+// 32 experts, top-4, Q4_0) on 2 threads, weights larger than the caches
+// (4 layers, a different one each iteration):
+//   Pack/Old:   the expert pack's layout, ExpertFfn per expert (decode: each
+//               expert split over the pool; prefill: one expert per thread),
+//               as CachedExpertExecutor did before SparsePhases;
+//   Pack/Phases: the same experts through SparsePhases;
+//   Gguf/Phases: every matrix packed, ExpertPhases (the GGUF path).
+// Arg: tokens in the step (1 = decode). Min over repetitions is the number
+// to read on a shared machine.
+#include <algorithm>
+#include <cstring>
+#include <memory>
+#include <random>
+#include <vector>
+
+#include "benchmark/benchmark.h"
+#include "common/thread_pool.h"
+#include "kernels/fp16.h"
+#include "kernels/packed_matrix.h"
+#include "kernels/test_util.h"
+#include "model/expert_executor.h"
+#include "model/expert_phases.h"
+#include "model/sparse_phases.h"
+
+namespace st {
+namespace {
+
+constexpr size_t kDm = 1536, kDe = 768;
+constexpr int kExperts = 32, kTopK = 4, kLayers = 4;
+constexpr DType kType = DType::kQ4_0;
+
+// Q4_0 rows with sane scales and random levels.
+std::vector<uint8_t> RandomRows(size_t rows, size_t cols, std::mt19937& rng) {
+  const size_t rb = RowBytes(kType, cols);
+  std::vector<uint8_t> out(rows * rb);
+  std::uniform_int_distribution<int> byte(0, 255);
+  std::uniform_real_distribution<float> scale(0.002f, 0.01f);
+  for (size_t r = 0; r < rows; ++r) {
+    for (size_t b = 0; b < cols / kQK; ++b) {
+      uint8_t* blk = out.data() + r * rb + b * sizeof(BlockQ4_0);
+      const uint16_t d = F32ToF16(scale(rng));
+      std::memcpy(blk, &d, 2);
+      for (int j = 2; j < 18; ++j) blk[j] = static_cast<uint8_t>(byte(rng));
+    }
+  }
+  return out;
+}
+
+std::vector<uint8_t> Packed(const std::vector<uint8_t>& rows, size_t n_rows, size_t cols) {
+  std::vector<uint8_t> out(rows.size());
+  PackRows(kType, rows.data(), n_rows, cols, out.data());
+  return out;
+}
+
+struct Layer {
+  // Pack layout, per expert: gate packed, up and down^T in rows.
+  std::vector<std::vector<uint8_t>> gate, up, down_t;
+  // GGUF layout, stacked and packed: gate, up [E*de, dm], down [E*dm, de].
+  std::vector<uint8_t> g_gate, g_up, g_down;
+  ExpertStacks stacks;
+  ExpertMatrices Pack(int e) const {
+    return {.gate = {kType, nullptr, kDe, kDm, gate[e].data()},
+            .up = {kType, up[e].data(), kDe, kDm},
+            .down = {kType, down_t[e].data(), kDe, kDm},
+            .down_transposed = true};
+  }
+};
+
+struct World {
+  std::vector<Layer> layers;
+  ThreadPool pool{2};
+  World() {
+    std::mt19937 rng(7);
+    layers.resize(kLayers);
+    for (Layer& l : layers) {
+      for (int e = 0; e < kExperts; ++e) {
+        l.gate.push_back(Packed(RandomRows(kDe, kDm, rng), kDe, kDm));
+        l.up.push_back(RandomRows(kDe, kDm, rng));
+        l.down_t.push_back(RandomRows(kDe, kDm, rng));
+      }
+      l.g_gate = Packed(RandomRows(kExperts * kDe, kDm, rng), kExperts * kDe, kDm);
+      l.g_up = Packed(RandomRows(kExperts * kDe, kDm, rng), kExperts * kDe, kDm);
+      l.g_down = Packed(RandomRows(kExperts * kDm, kDe, rng), kExperts * kDm, kDe);
+      l.stacks.gate = {kType, nullptr, kExperts * kDe, kDm, l.g_gate.data()};
+      l.stacks.up = {kType, nullptr, kExperts * kDe, kDm, l.g_up.data()};
+      l.stacks.down = {kType, nullptr, kExperts * kDm, kDe, l.g_down.data()};
+      l.stacks.n_experts = kExperts;
+    }
+  }
+};
+
+World& Shared() {
+  static World* w = new World();
+  return *w;
+}
+
+// Random top-4 routing of n tokens: by_expert lists and the used experts,
+// larger first (as the executors order them).
+struct Step {
+  std::vector<std::vector<int>> by_expert;
+  std::vector<int> used;
+};
+Step Route(int n, std::mt19937& rng) {
+  Step s;
+  s.by_expert.resize(kExperts);
+  std::vector<int> ids(kExperts);
+  for (int t = 0; t < n; ++t) {
+    for (int e = 0; e < kExperts; ++e) ids[e] = e;
+    std::shuffle(ids.begin(), ids.end(), rng);
+    for (int j = 0; j < kTopK; ++j) s.by_expert[ids[j]].push_back(t * kTopK + j);
+  }
+  for (int e = 0; e < kExperts; ++e) {
+    if (!s.by_expert[e].empty()) s.used.push_back(e);
+  }
+  std::stable_sort(s.used.begin(), s.used.end(), [&](int a, int b) {
+    return s.by_expert[a].size() > s.by_expert[b].size();
+  });
+  return s;
+}
+
+enum class Path { kPackOld, kPackPhases, kGgufPhases };
+
+void Run(benchmark::State& state, Path path) {
+  World& w = Shared();
+  const int n = static_cast<int>(state.range(0));
+  std::mt19937 rng(11);
+  std::vector<Step> steps;
+  for (int i = 0; i < 16; ++i) steps.push_back(Route(n, rng));
+  const std::vector<float> h = st::testing::Gaussian(n * kDm, 3);
+  std::vector<float> slot_out(static_cast<size_t>(n) * kTopK * kDm);
+  SparsePhases sparse;
+  ExpertPhases dense;
+  size_t it = 0;
+  for (auto _ : state) {
+    const Layer& l = w.layers[it % kLayers];
+    const Step& s = steps[it % steps.size()];
+    ++it;
+    if (path == Path::kPackPhases) {
+      std::vector<ExpertMatrices> ms;
+      std::vector<const std::vector<int>*> slots;
+      for (int e : s.used) {
+        ms.push_back(l.Pack(e));
+        slots.push_back(&s.by_expert[e]);
+      }
+      sparse.Run(ms, slots, kTopK, h.data(), n, slot_out.data(), &w.pool, nullptr);
+    } else if (path == Path::kGgufPhases) {
+      dense.Run(l.stacks, s.by_expert, s.used, kTopK, h.data(), n, slot_out.data(), &w.pool,
+                nullptr);
+    } else {
+      auto one = [&](int e, ThreadPool* pool) {
+        const std::vector<int>& sl = s.by_expert[e];
+        std::vector<float> x(sl.size() * kDm), y(sl.size() * kDm);
+        GatherSlotRows(h.data(), sl, kTopK, kDm, x.data());
+        ExpertFfn(l.Pack(e), x.data(), static_cast<int>(sl.size()), y.data(), pool, nullptr);
+        ScatterSlotRows(y.data(), sl, kDm, slot_out.data());
+      };
+      if (s.used.size() >= 4) {  // RunResidentInParallel: >= 2 experts per thread
+        w.pool.ParallelFor(s.used.size(), [&](size_t b, size_t e) {
+          for (size_t i = b; i < e; ++i) one(s.used[i], nullptr);
+        });
+      } else {
+        for (int e : s.used) one(e, &w.pool);
+      }
+    }
+    benchmark::DoNotOptimize(slot_out.data());
+  }
+  state.SetItemsProcessed(state.iterations() * n);
+}
+
+void BM_PackOld(benchmark::State& s) { Run(s, Path::kPackOld); }
+void BM_PackPhases(benchmark::State& s) { Run(s, Path::kPackPhases); }
+void BM_GgufPhases(benchmark::State& s) { Run(s, Path::kGgufPhases); }
+
+double Min(const std::vector<double>& v) { return *std::min_element(v.begin(), v.end()); }
+
+#define ST_CASES(bm)                                                                       \
+  BENCHMARK(bm)->Arg(1)->Arg(128)->UseRealTime()->Unit(benchmark::kMicrosecond)           \
+      ->Repetitions(5)->ComputeStatistics("min", Min)->ReportAggregatesOnly(true)
+ST_CASES(BM_PackOld);
+ST_CASES(BM_PackPhases);
+ST_CASES(BM_GgufPhases);
+
+}  // namespace
+}  // namespace st

@@ -1,0 +1,113 @@
+// SparsePhases gives ExpertFfn's numbers bit for bit (the pack's layout:
+// packed gate, up and down^T in rows), for any thread count, token count and
+// mix of experts, and writes exactly the slots it is given.
+#include "model/sparse_phases.h"
+
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "kernels/packed_matrix.h"
+#include "kernels/quant.h"
+#include "kernels/test_util.h"
+
+namespace st {
+namespace {
+
+struct PackExpert {
+  std::vector<uint8_t> gate, up, down;  // gate packed; up, down^T [d_expert, d_model]
+  ExpertMatrices m;
+
+  PackExpert(DType t, size_t dm, size_t de, uint32_t seed) {
+    auto make = [&](uint32_t s, std::vector<uint8_t>& q) {
+      const std::vector<float> w = st::testing::Gaussian(de * dm, s, 1.0f / std::sqrt(float(dm)));
+      const size_t rb = RowBytes(t, dm);
+      q.resize(rb * de);
+      for (size_t r = 0; r < de; ++r) QuantizeRow(t, &w[r * dm], q.data() + r * rb, dm);
+    };
+    std::vector<uint8_t> gate_rows;
+    make(seed, gate_rows);
+    gate.resize(gate_rows.size());
+    PackRows(t, gate_rows.data(), de, dm, gate.data());
+    make(seed + 1, up);
+    make(seed + 2, down);
+    m.gate = MatrixRef{t, nullptr, de, dm, gate.data()};
+    m.up = MatrixRef{t, up.data(), de, dm};
+    m.down = MatrixRef{t, down.data(), de, dm};
+    m.down_transposed = true;
+  }
+};
+
+class SparsePhasesTest : public ::testing::TestWithParam<DType> {};
+
+TEST_P(SparsePhasesTest, EqualsExpertFfnBitForBit) {
+  const DType type = GetParam();
+  if (!CanPack(type, 16, 32)) GTEST_SKIP() << "no packed kernels on this CPU";
+  // d_model: 5 column items of 256 with a partial last one; d_expert: two
+  // 128-row items and a partial third (multiple of 16).
+  const size_t dm = 1120, de = 304;
+  const int top_k = 3, n_experts = 4;
+  std::vector<PackExpert> all;
+  for (int e = 0; e < n_experts; ++e) all.emplace_back(type, dm, de, 100 + 7 * e);
+  ASSERT_TRUE(SparsePhases::Supports(all[0].m));
+
+  ThreadPool pool2(2), pool3(3);
+  SparsePhases phases;  // reused across calls, as the executors do
+  for (int n_tokens : {1, 2, 7, 11}) {  // 11: more than one DotRowsMulti chunk
+    SCOPED_TRACE(n_tokens);
+    const std::vector<float> h = st::testing::Gaussian(n_tokens * dm, 9 + n_tokens);
+    // Slots: token t, choice j -> expert (t + j * (1 + t % 2)) % n_experts.
+    std::vector<std::vector<int>> by_expert(n_experts);
+    for (int t = 0; t < n_tokens; ++t) {
+      for (int j = 0; j < top_k; ++j) by_expert[(t + j * (1 + t % 2)) % n_experts].push_back(t * top_k + j);
+    }
+    std::vector<ExpertMatrices> ms;
+    std::vector<const std::vector<int>*> slots;
+    for (int e = n_experts - 1; e >= 0; --e) {  // any order of experts
+      if (by_expert[e].empty()) continue;
+      ms.push_back(all[e].m);
+      slots.push_back(&by_expert[e]);
+    }
+    // Reference: ExpertFfn per expert.
+    const size_t n_slots = size_t(n_tokens) * top_k;
+    std::vector<float> want(n_slots * dm, NAN);
+    FfnSparsity want_sp;
+    for (size_t k = 0; k < ms.size(); ++k) {
+      const std::vector<int>& sl = *slots[k];
+      std::vector<float> x(sl.size() * dm), y(sl.size() * dm);
+      GatherSlotRows(h.data(), sl, top_k, dm, x.data());
+      ExpertFfn(ms[k], x.data(), int(sl.size()), y.data(), &pool3, &want_sp);
+      ScatterSlotRows(y.data(), sl, dm, want.data());
+    }
+    for (ThreadPool* pool : {static_cast<ThreadPool*>(nullptr), &pool2, &pool3}) {
+      std::vector<float> got(n_slots * dm, NAN);
+      FfnSparsity sp;
+      phases.Run(ms, slots, top_k, h.data(), n_tokens, got.data(), pool, &sp);
+      EXPECT_EQ(0, std::memcmp(got.data(), want.data(), got.size() * sizeof(float)));
+      EXPECT_EQ(sp.active_rows, want_sp.active_rows);
+      EXPECT_EQ(sp.total_rows, want_sp.total_rows);
+      EXPECT_GT(sp.active_fraction(), 0.3);
+      EXPECT_LT(sp.active_fraction(), 0.7);
+    }
+  }
+}
+
+TEST_P(SparsePhasesTest, SupportsOnlyThePackLayout) {
+  const DType type = GetParam();
+  if (!CanPack(type, 16, 32)) GTEST_SKIP() << "no packed kernels on this CPU";
+  PackExpert e(type, 64, 32, 1);
+  ExpertMatrices m = e.m;
+  EXPECT_TRUE(SparsePhases::Supports(m));
+  m.down_transposed = false;
+  EXPECT_FALSE(SparsePhases::Supports(m));
+  m = e.m;
+  m.gate.packed = nullptr;
+  m.gate.data = e.gate.data();
+  EXPECT_FALSE(SparsePhases::Supports(m));
+}
+
+INSTANTIATE_TEST_SUITE_P(Types, SparsePhasesTest, ::testing::Values(DType::kQ4_0, DType::kQ8_0));
+
+}  // namespace
+}  // namespace st
