@@ -27,6 +27,10 @@ absl::StatusOr<std::string> ReadFile(const std::string& path, const char* what) 
 
 std::string Hex(uint64_t v) { return absl::StrCat("0x", absl::Hex(v, absl::kZeroPad16)); }
 
+// Least deadline of Assign (the worker prepares the experts before it
+// answers).
+constexpr int kAssignTimeoutMs = 60000;
+
 int CallTimeoutMs(const v1::ClusterConfig& c) {
   return c.call_timeout_ms() > 0 ? c.call_timeout_ms() : 3000;
 }
@@ -127,6 +131,10 @@ absl::Status WorkerClient::Assign(const std::vector<ExpertKey>& experts) {
     r->set_expert(k.expert);
   }
   auto ctx = NewContext(/*with_deadline=*/true);
+  // The worker prepares (packs) the experts before it answers: seconds for
+  // a whole model on a small machine.
+  ctx->set_deadline(std::chrono::system_clock::now() +
+                    std::chrono::milliseconds(std::max(CallTimeoutMs(config_), kAssignTimeoutMs)));
   v1::AssignResponse resp;
   grpc::Status s = stub_->Assign(ctx.get(), req, &resp);
   if (!s.ok()) {

@@ -118,6 +118,27 @@ grpc::Status ExpertServiceImpl::Assign(grpc::ServerContext* ctx, const v1::Assig
   }
   absl::MutexLock compute_lock(&compute_mu_);  // no step reads the store meanwhile
   if (absl::Status s = store_->Hold(keys); !s.ok()) return ToGrpc(s);
+  // Make the packed copies the kernels use now, on every core, rather than
+  // at each expert's first step while decoding (a fresh worker spent its
+  // first tokens repacking the experts routed to it).
+  const auto pack_start = std::chrono::steady_clock::now();
+  auto pack = [&](size_t begin, size_t end) {
+    for (size_t i = begin; i < end; ++i) {
+      const ExpertMatrices m = store_->Get(keys[i].layer, keys[i].expert);
+      PackedFromMapping(m.gate);
+      PackedFromMapping(m.up);
+      if (!m.down_transposed) PackedFromMapping(m.down);
+    }
+  };
+  if (pool_ != nullptr) {
+    pool_->ParallelFor(keys.size(), pack);
+    pool_->Park();
+  } else {
+    pack(0, keys.size());
+  }
+  VLOG(1) << "packed " << keys.size() << " experts in "
+          << std::chrono::duration<double>(std::chrono::steady_clock::now() - pack_start).count()
+          << " s";
   absl::MutexLock lock(&mu_);
   assigned_ = std::move(assigned);
   n_assigned_ = static_cast<int>(keys.size());
