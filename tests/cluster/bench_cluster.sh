@@ -58,7 +58,7 @@ PY
 
 echo "| setup | decode tok/s | step overhead p50 µs | p99 µs | mean µs | round trip p50 µs | worker compute p50 µs | layer mean µs | wire bytes/token |"
 echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
-bench "1 process"
+bench "1 process" --no-pack  # GGUF experts, as the coordinator and workers use
 w1=$(start "$tmp/w1" "$st" worker -m "$model" --listen 127.0.0.1:0 -t "$t")
 w2=$(start "$tmp/w2" "$st" worker -m "$model" --listen 127.0.0.1:0 -t "$t")
 bench "coordinator + 1 worker, loopback" --workers "$w1"
