@@ -8,6 +8,7 @@
 #include "coordinator/hot_order.h"
 #include "glog/logging.h"
 #include "model/local_expert_executor.h"
+#include "model/mapped_repack.h"
 #include "model/model.h"
 #include "storage/expert_pack.h"
 
@@ -21,8 +22,20 @@ int StepTimeoutMs(const v1::ClusterConfig& c) {
   return c.step_timeout_ms() > 0 ? c.step_timeout_ms() : 2000;
 }
 
+// Requests larger than this (prefill) may need the peer's flow-control
+// window updates before they are all sent: the local share is then computed
+// expert by expert, polling the streams in between.
+constexpr size_t kLargeRequestBytes = 32 << 10;
+
 // ClusterConfig.rebalance_factor 0.
 constexpr double kDefaultRebalanceFactor = 3;
+
+int64_t Mean(const std::vector<int64_t>& v) {
+  if (v.empty()) return 0;
+  int64_t sum = 0;
+  for (int64_t x : v) sum += x;
+  return sum / static_cast<int64_t>(v.size());
+}
 
 int64_t Percentile(std::vector<int64_t> v, double p) {
   if (v.empty()) return 0;
@@ -64,7 +77,8 @@ absl::StatusOr<std::unique_ptr<RemoteExpertExecutor>> RemoteExpertExecutor::Crea
   const int n = cluster.worker_size();
   r->workers_.resize(n);
   for (int i = 0; i < n; ++i) {
-    r->workers_[i].client = std::make_unique<WorkerClient>(cluster.worker(i).address(), r->cluster_);
+    r->workers_[i].client =
+        std::make_unique<WorkerClient>(cluster.worker(i).address(), r->cluster_, &r->cq_);
     absl::Status s = r->workers_[i].client->Pair(fingerprint, config);
     // Transport-level failures (not an answer of the worker's service).
     if (!s.ok() && !absl::IsFailedPrecondition(s) && !absl::IsUnauthenticated(s) &&
@@ -106,29 +120,67 @@ RemoteExpertExecutor::~RemoteExpertExecutor() {
   for (Worker& w : workers_) {
     if (w.client) w.client->CloseStream();  // null if Create failed before it
   }
+  cq_.Shutdown();
+  void* tag;
+  bool ok;
+  while (cq_.Next(&tag, &ok)) {
+  }
 }
 
 void RemoteExpertExecutor::ComputeLocal(int layer, const Routes& routes, const float* h,
-                                        const std::vector<int>& items) {
+                                        const std::vector<int>& items, bool poll_between) {
   if (items.empty()) return;
   const ExpertStacks& s = stacks_[layer];
   const size_t d = config_.d_model;
   const int top_k = routes.top_k;
-  std::vector<std::vector<int>> by_expert(s.n_experts);
-  for (int i : items) by_expert[routes.ids[i]].push_back(i);  // items are increasing
+  by_expert_.resize(s.n_experts);
+  for (auto& slots : by_expert_) slots.clear();
+  for (int i : items) by_expert_[routes.ids[i]].push_back(i);  // items are increasing
+  used_.clear();
   for (int e = 0; e < s.n_experts; ++e) {
-    const std::vector<int>& slots = by_expert[e];
-    if (slots.empty()) continue;
-    const int n = static_cast<int>(slots.size());
-    gathered_.resize(n * d);
-    expert_out_.resize(n * d);
-    GatherSlotRows(h, slots, top_k, d, gathered_.data());
-    LocalExpertExecutor::ComputeExpert(ExpertStacks::Slice(s.gate, e, s.n_experts),
-                                       ExpertStacks::Slice(s.up, e, s.n_experts),
-                                       ExpertStacks::Slice(s.down, e, s.n_experts),
-                                       s.down_transposed, gathered_.data(), n, expert_out_.data(),
-                                       pool_);
-    ScatterSlotRows(expert_out_.data(), slots, d, slot_out_.data());
+    if (!by_expert_[e].empty()) used_.push_back(e);
+  }
+  std::stable_sort(used_.begin(), used_.end(), [&](int a, int b) {
+    return by_expert_[a].size() > by_expert_[b].size();
+  });
+  // Packed experts: the step's local experts in two pool phases
+  // (model/expert_phases.h), as the single-process executor runs them.
+  matrices_.resize(s.n_experts);
+  bool phases = true;
+  for (int e : used_) {
+    ExpertMatrices m{ExpertStacks::Slice(s.gate, e, s.n_experts),
+                     ExpertStacks::Slice(s.up, e, s.n_experts),
+                     ExpertStacks::Slice(s.down, e, s.n_experts), s.down_transposed};
+    if (!m.down_transposed) {
+      m = {PackedFromMapping(m.gate), PackedFromMapping(m.up), PackedFromMapping(m.down), false};
+    }
+    phases = phases && ExpertPhases::Supports(m);
+    matrices_[e] = m;
+  }
+  auto matrices = [this](int e) { return matrices_[e]; };
+  for (size_t k = 0; k < used_.size(); ++k) {
+    const int e = used_[k];
+    if (phases && !poll_between) {
+      phases_.Run(matrices, by_expert_, used_, top_k, /*slot_rows=*/nullptr, h, routes.n_tokens,
+                  slot_out_.data(), pool_, /*sparsity=*/nullptr);
+      break;
+    }
+    if (phases) {
+      phases_.Run(matrices, by_expert_, {e}, top_k, /*slot_rows=*/nullptr, h, routes.n_tokens,
+                  slot_out_.data(), pool_, /*sparsity=*/nullptr);
+    } else {
+      const std::vector<int>& slots = by_expert_[e];
+      const int n = static_cast<int>(slots.size());
+      gathered_.resize(n * d);
+      expert_out_.resize(n * d);
+      GatherSlotRows(h, slots, top_k, d, gathered_.data());
+      LocalExpertExecutor::ComputeExpert(ExpertStacks::Slice(s.gate, e, s.n_experts),
+                                         ExpertStacks::Slice(s.up, e, s.n_experts),
+                                         ExpertStacks::Slice(s.down, e, s.n_experts),
+                                         s.down_transposed, gathered_.data(), n,
+                                         expert_out_.data(), pool_);
+      ScatterSlotRows(expert_out_.data(), slots, d, slot_out_.data());
+    }
     // Keep the workers' streams moving (a large request needs the peer's
     // window updates) and timestamp replies that are already in.
     for (Worker& w : workers_) {
@@ -157,6 +209,7 @@ absl::Status RemoteExpertExecutor::Run(int layer, const Routes& routes, const fl
   const int n_tokens = routes.n_tokens, top_k = routes.top_k;
   const int n_items = n_tokens * top_k;
   const size_t d = config_.d_model;
+  const Clock::time_point run_start = Clock::now();
   slot_out_.resize(static_cast<size_t>(n_items) * d);  // [n_tokens, top_k, d]
 
   BeginStep();  // workers back or down, placement, Assign jobs
@@ -173,10 +226,14 @@ absl::Status RemoteExpertExecutor::Run(int layer, const Routes& routes, const fl
     }
   }
 
-  // One message per worker with all of its work.
+  // One message per worker with all of its work. The pool's threads sleep
+  // from now on unless the local share wakes them: the workers may need the
+  // cores (on the same host) more than our idle threads spinning.
+  if (pool_ != nullptr) pool_->Park();
   const Clock::time_point sent = Clock::now();
   const Clock::time_point deadline = sent + std::chrono::milliseconds(StepTimeoutMs(cluster_));
   uint64_t bytes_sent = 0, requests = 0;
+  bool large_request = false;
   for (Worker& w : workers_) {
     w.busy = false;
     if (w.items.empty()) continue;
@@ -199,7 +256,9 @@ absl::Status RemoteExpertExecutor::Run(int layer, const Routes& routes, const fl
       req.add_expert(routes.ids[i]);
     }
     req.set_n_rows(rows);
-    bytes_sent += req.ByteSizeLong();
+    const size_t bytes = req.ByteSizeLong();
+    bytes_sent += bytes;
+    large_request = large_request || bytes > kLargeRequestBytes;
     ++requests;
     w.step = step_id_;
     w.client->Submit(std::move(req));
@@ -208,7 +267,7 @@ absl::Status RemoteExpertExecutor::Run(int layer, const Routes& routes, const fl
   }
 
   // Our own share overlaps with the workers'.
-  ComputeLocal(layer, routes, h, local_items_);
+  ComputeLocal(layer, routes, h, local_items_, /*poll_between=*/large_request);
   // Nothing to compute until the replies are in: let the pool's threads
   // sleep rather than spin on cores the workers may need.
   if (requests > 0 && pool_ != nullptr) pool_->Park();
@@ -218,13 +277,26 @@ absl::Status RemoteExpertExecutor::Run(int layer, const Routes& routes, const fl
     return std::chrono::duration_cast<std::chrono::microseconds>(d).count();
   };
 
+  // Every worker's reply as it comes (a slow one does not delay taking in
+  // the others', and each is timed on its own).
+  const Clock::time_point await_start = Clock::now();
+  {
+    std::vector<WorkerClient*> busy;
+    for (Worker& w : workers_) {
+      if (w.busy) busy.push_back(w.client.get());
+    }
+    WorkerClient::AwaitAll(busy, deadline);
+  }
+  const Clock::time_point await_end = Clock::now();
+  Clock::time_point last_read{};
+  for (const Worker& w : workers_) {
+    if (w.busy) last_read = std::max(last_read, w.client->reply_time());
+  }
   for (int wi = 0; wi < static_cast<int>(workers_.size()); ++wi) {
     Worker& w = workers_[wi];
     if (!w.busy) continue;
     w.busy = false;
-    const Clock::time_point await_start = Clock::now();
     absl::StatusOr<const v1::ComputeResponse*> reply = w.client->Await(deadline);
-    const Clock::time_point await_end = Clock::now();
     absl::Status status = reply.status();
     const size_t want = w.items.size() * d * sizeof(float);
     if (status.ok() && ((*reply)->step_id() != w.step || (*reply)->output().size() != want)) {
@@ -238,7 +310,7 @@ absl::Status RemoteExpertExecutor::Run(int layer, const Routes& routes, const fl
       // What the network path added: request built to reply read, minus the
       // worker's compute, plus the hand-over to this thread if it waited.
       const Clock::time_point read = w.client->reply_time();
-      const int64_t wake = read > await_start ? us(await_end - read) : 0;
+      const int64_t wake = read > await_start ? us(await_end - last_read) : 0;
       overheads.push_back(us(read - w.sent) - r.compute_us() + wake);
       submits.push_back(us(w.submitted - w.sent));
       round_trips.push_back(us(read - w.sent));
@@ -256,7 +328,7 @@ absl::Status RemoteExpertExecutor::Run(int layer, const Routes& routes, const fl
       continue;
     }
     MarkDown(wi, status);
-    ComputeLocal(layer, routes, h, w.items);
+    ComputeLocal(layer, routes, h, w.items, /*poll_between=*/large_request);
     failover += w.items.size();
     local += w.items.size();
   }
@@ -265,6 +337,9 @@ absl::Status RemoteExpertExecutor::Run(int layer, const Routes& routes, const fl
   // LocalExpertExecutor uses, so the sums are bit-identical.
   CombineSlots(routes, slot_out_.data(), d, out);
   CheckSpeeds();
+  const Clock::time_point run_end = Clock::now();
+  const int64_t between = last_run_end_ == Clock::time_point{} ? -1 : us(run_start - last_run_end_);
+  last_run_end_ = run_end;
 
   absl::MutexLock lock(&mu_);
   stats_.remote_requests += requests;
@@ -282,6 +357,9 @@ absl::Status RemoteExpertExecutor::Run(int layer, const Routes& routes, const fl
     append(stats_.round_trip_us, round_trips);
     append(stats_.compute_us, computes);
     append(stats_.wake_us, wakes);
+    stats_.run_us.push_back(us(run_end - run_start));
+    // Skip the first step of a generation (the gap holds prefill, sampling, ...).
+    if (between >= 0 && between < 1000000) stats_.between_us.push_back(between);
   }
   return absl::OkStatus();
 }
@@ -317,6 +395,9 @@ std::string RemoteExpertExecutor::Summary() const {
                       Percentile(s.submit_us, 0.5), " us, round trip ",
                       Percentile(s.round_trip_us, 0.5), " us, worker compute ",
                       Percentile(s.compute_us, 0.5), " us, wake ", Percentile(s.wake_us, 0.5),
+                      " us; means: overhead ", Mean(s.overhead_us), " us, round trip ",
+                      Mean(s.round_trip_us), " us, worker compute ", Mean(s.compute_us),
+                      " us, step ", Mean(s.run_us), " us, between steps ", Mean(s.between_us),
                       " us)");
 }
 

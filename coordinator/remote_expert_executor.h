@@ -51,6 +51,7 @@
 #include "coordinator/worker_speed.h"
 #include "model/config.h"
 #include "model/expert_executor.h"
+#include "model/expert_phases.h"
 #include "model/weights.h"
 #include "smallthinker/v1/expert.pb.h"
 
@@ -80,6 +81,9 @@ struct RemoteExpertStats {
   // trip), the worker's compute time, and reply read to the forward pass
   // having it (wake).
   std::vector<int64_t> submit_us, round_trip_us, compute_us, wake_us;
+  // Per Run (layer step), µs: its wall time, and the time since the
+  // previous Run returned (the coordinator's attention, router, ... ).
+  std::vector<int64_t> run_us, between_us;
   int workers_up = 0;
 };
 
@@ -165,8 +169,11 @@ class RemoteExpertExecutor : public ExpertExecutor {
   void Supervise();
   void RunAssign(const Assignments::Job& job);
   // Computes `items` (indices into the step's (token, slot) list) locally,
-  // grouped by expert, into slot_out_.
-  void ComputeLocal(int layer, const Routes& routes, const float* h, const std::vector<int>& items);
+  // grouped by expert, into slot_out_. `poll_between`: one expert at a time,
+  // polling the busy workers' streams in between (keeps large requests
+  // flowing); else all at once.
+  void ComputeLocal(int layer, const Routes& routes, const float* h, const std::vector<int>& items,
+                    bool poll_between);
 
   const ModelConfig& config_;
   std::vector<ExpertStacks> stacks_;
@@ -175,6 +182,9 @@ class RemoteExpertExecutor : public ExpertExecutor {
   const smallthinker::v1::ClusterConfig cluster_;
   const PlacementOptions placement_options_;
   const double rebalance_factor_;
+  // The workers' Compute streams complete here (polled by the forward pass
+  // only); declared before workers_ so that it outlives their clients.
+  grpc::CompletionQueue cq_;
   std::vector<Worker> workers_;
   std::unique_ptr<ExpertExecutor> kept_;
 
@@ -182,6 +192,11 @@ class RemoteExpertExecutor : public ExpertExecutor {
   std::vector<int> route_;  // main thread: owner per layer * n_experts + expert
   std::vector<float> slot_out_, gathered_, expert_out_;
   std::vector<int> local_items_;
+  std::vector<std::vector<int>> by_expert_;  // ComputeLocal scratch
+  std::vector<int> used_;
+  std::vector<ExpertMatrices> matrices_;
+  ExpertPhases phases_;
+  Clock::time_point last_run_end_{};
 
   mutable absl::Mutex mu_;
   RemoteExpertStats stats_ ABSL_GUARDED_BY(mu_);

@@ -83,6 +83,9 @@ absl::Status RemoteExpertExecutor::Admit(int i) {
 void RemoteExpertExecutor::MarkDown(int i, const absl::Status& why) {
   Worker& w = workers_[i];
   w.up = false;
+  // Here, not by the supervisor: the stream's completions come on the queue
+  // the forward pass polls.
+  w.client->CloseStream();
   w.speed.Reset();
   LOG(WARNING) << "worker " << w.client->address() << " failed (" << why
                << "); recomputing its experts locally and marking it down";

@@ -27,6 +27,10 @@ absl::StatusOr<std::string> ReadFile(const std::string& path, const char* what) 
 
 std::string Hex(uint64_t v) { return absl::StrCat("0x", absl::Hex(v, absl::kZeroPad16)); }
 
+// Least deadline of Assign (the worker prepares the experts before it
+// answers).
+constexpr int kAssignTimeoutMs = 60000;
+
 int CallTimeoutMs(const v1::ClusterConfig& c) {
   return c.call_timeout_ms() > 0 ? c.call_timeout_ms() : 3000;
 }
@@ -56,8 +60,11 @@ absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> WorkerCredentials(
   return grpc::SslCredentials(ssl);
 }
 
-WorkerClient::WorkerClient(std::string address, const v1::ClusterConfig& config)
-    : address_(std::move(address)), config_(config) {}
+WorkerClient::WorkerClient(std::string address, const v1::ClusterConfig& config,
+                           grpc::CompletionQueue* shared_cq)
+    : address_(std::move(address)), config_(config), shared_cq_(shared_cq) {
+  for (int t = 0; t < kNumTags; ++t) ops_[t] = {this, static_cast<Tag>(t)};
+}
 
 WorkerClient::~WorkerClient() {
   CloseStream();
@@ -124,6 +131,10 @@ absl::Status WorkerClient::Assign(const std::vector<ExpertKey>& experts) {
     r->set_expert(k.expert);
   }
   auto ctx = NewContext(/*with_deadline=*/true);
+  // The worker prepares (packs) the experts before it answers: seconds for
+  // a whole model on a small machine.
+  ctx->set_deadline(std::chrono::system_clock::now() +
+                    std::chrono::milliseconds(std::max(CallTimeoutMs(config_), kAssignTimeoutMs)));
   v1::AssignResponse resp;
   grpc::Status s = stub_->Assign(ctx.get(), req, &resp);
   if (!s.ok()) {
@@ -155,20 +166,20 @@ void WorkerClient::Prefetch(const std::vector<ExpertKey>& experts) {
 
 absl::Status WorkerClient::OpenStream() {
   CloseStream();
-  cq_ = std::make_unique<grpc::CompletionQueue>();
+  if (shared_cq_ == nullptr) cq_ = std::make_unique<grpc::CompletionQueue>();
   context_ = NewContext(/*with_deadline=*/false);
   // The initial metadata goes out with the first Write (StartCall and Write
   // share one operation set, so an uncorked start would have to complete
   // before the first step could be sent).
   context_->set_initial_metadata_corked(true);
-  stream_ = stub_->PrepareAsyncCompute(context_.get(), cq_.get());
+  stream_ = stub_->PrepareAsyncCompute(context_.get(), cq());
   if (stream_ == nullptr) {
     cq_.reset();
     context_.reset();
     return absl::UnavailableError(absl::StrCat("worker ", address_, ": no stream"));
   }
   write_pending_ = read_pending_ = finish_pending_ = has_reply_ = broken_ = false;
-  stream_->StartCall(reinterpret_cast<void*>(kStartTag));  // corked: no completion
+  stream_->StartCall(TagOf(kStartTag));  // corked: no completion
   start_pending_ = false;
   return absl::OkStatus();
 }
@@ -177,27 +188,32 @@ void WorkerClient::CloseStream() {
   if (stream_ == nullptr) return;
   // Cancelling ends every pending operation (with ok = false); Finish only
   // once they are done (it may receive the initial metadata too, which a
-  // pending Read also asks for).
+  // pending Read also asks for). On a shared queue other clients'
+  // completions are handled meanwhile.
   context_->TryCancel();
-  auto drain = [this](auto pending) {
+  const gpr_timespec forever = gpr_inf_future(GPR_CLOCK_MONOTONIC);
+  while ((start_pending_ || write_pending_ || read_pending_) && PollOnce(forever)) {
+  }
+  stream_->Finish(&finish_status_, TagOf(kFinishTag));
+  finish_pending_ = true;
+  while (finish_pending_ && PollOnce(forever)) {
+  }
+  VLOG(1) << "worker " << address_ << ": stream finished: " << finish_status_.error_message();
+  if (cq_ != nullptr) {
+    cq_->Shutdown();
     void* tag;
     bool ok;
-    while (pending() && cq_->Next(&tag, &ok)) Handle(tag, ok);
-  };
-  drain([this] { return start_pending_ || write_pending_ || read_pending_; });
-  stream_->Finish(&finish_status_, reinterpret_cast<void*>(kFinishTag));
-  finish_pending_ = true;
-  drain([this] { return finish_pending_; });
-  VLOG(1) << "worker " << address_ << ": stream finished: " << finish_status_.error_message();
-  cq_->Shutdown();
-  drain([] { return true; });
+    while (cq_->Next(&tag, &ok)) {
+    }
+  }
+  start_pending_ = write_pending_ = read_pending_ = finish_pending_ = false;
   stream_.reset();
   context_.reset();
   cq_.reset();
 }
 
-void WorkerClient::Handle(void* tag, bool ok) {
-  switch (static_cast<Tag>(reinterpret_cast<intptr_t>(tag))) {
+void WorkerClient::Handle(Tag tag, bool ok) {
+  switch (tag) {
     case kStartTag:
       start_pending_ = false;
       break;
@@ -214,26 +230,22 @@ void WorkerClient::Handle(void* tag, bool ok) {
     case kFinishTag:
       finish_pending_ = false;
       return;
+    case kNumTags:
+      return;
   }
   // A failed operation means the call is over (the worker went away, the
   // stream was cancelled, or it ended with an error).
   if (!ok) broken_ = true;
 }
 
-bool WorkerClient::PollOnce(gpr_timespec deadline) {
+bool WorkerClient::PollOnce(grpc::CompletionQueue* cq, gpr_timespec deadline) {
+  if (cq == nullptr) return false;
   void* tag;
   bool ok;
-  switch (cq_->AsyncNext(&tag, &ok, deadline)) {
-    case grpc::CompletionQueue::GOT_EVENT:
-      Handle(tag, ok);
-      return true;
-    case grpc::CompletionQueue::TIMEOUT:
-      return false;
-    case grpc::CompletionQueue::SHUTDOWN:
-      broken_ = true;
-      return false;
-  }
-  return false;
+  if (cq->AsyncNext(&tag, &ok, deadline) != grpc::CompletionQueue::GOT_EVENT) return false;
+  const Op* op = static_cast<const Op*>(tag);
+  op->client->Handle(op->tag, ok);
+  return true;
 }
 
 namespace {
@@ -257,9 +269,9 @@ void WorkerClient::Submit(v1::ComputeRequest request) {
   }
   if (broken_) return;
   request_ = std::move(request);
-  stream_->Write(request_, reinterpret_cast<void*>(kWriteTag));
+  stream_->Write(request_, TagOf(kWriteTag));
   write_pending_ = true;
-  stream_->Read(&reply_, reinterpret_cast<void*>(kReadTag));
+  stream_->Read(&reply_, TagOf(kReadTag));
   read_pending_ = true;
 }
 
@@ -270,13 +282,17 @@ void WorkerClient::Poll() {
   }
 }
 
-absl::StatusOr<const v1::ComputeResponse*> WorkerClient::Await(Clock::time_point deadline) {
+void WorkerClient::WaitReply(Clock::time_point deadline) {
   if (stream_ != nullptr && !has_reply_ && !broken_) {
     const gpr_timespec until = ToGpr(deadline);
     while (read_pending_ && !broken_) {
       if (!PollOnce(until)) break;
     }
   }
+}
+
+absl::StatusOr<const v1::ComputeResponse*> WorkerClient::Await(Clock::time_point deadline) {
+  WaitReply(deadline);
   if (has_reply_) {
     has_reply_ = false;
     return &reply_;
@@ -285,11 +301,30 @@ absl::StatusOr<const v1::ComputeResponse*> WorkerClient::Await(Clock::time_point
     return absl::UnavailableError(absl::StrCat("worker ", address_, ": stream broken"));
   }
   // Timed out: cancel the stream (its operations end; CloseStream reaps
-  // them when the worker is re-admitted).
+  // them).
   context_->TryCancel();
   broken_ = true;
   return absl::DeadlineExceededError(
       absl::StrCat("worker ", address_, ": no reply within the step timeout"));
+}
+
+void WorkerClient::AwaitAll(const std::vector<WorkerClient*>& clients, Clock::time_point deadline) {
+  grpc::CompletionQueue* shared = nullptr;
+  for (WorkerClient* c : clients) {
+    if (c->shared_cq_ == nullptr || (shared != nullptr && c->shared_cq_ != shared)) {
+      for (WorkerClient* x : clients) x->WaitReply(deadline);
+      return;
+    }
+    shared = c->shared_cq_;
+  }
+  if (shared == nullptr) return;
+  const gpr_timespec until = ToGpr(deadline);
+  auto waiting = [&] {
+    return std::any_of(clients.begin(), clients.end(),
+                       [](const WorkerClient* c) { return c->AwaitingReply(); });
+  };
+  while (waiting() && PollOnce(shared, until)) {
+  }
 }
 
 }  // namespace st

@@ -12,6 +12,12 @@
 // ~90 us on a busy machine). Poll() lets the caller keep a large request
 // flowing while it computes its own share.
 //
+// Several clients may share one completion queue (given at construction):
+// AwaitAll then waits for all of their replies at once, each timestamped
+// when it came in. All calls that poll a shared queue (Submit, Poll, Await,
+// AwaitAll, CloseStream) must come from one thread, since any of them may
+// handle another client's completions.
+//
 // Thread-compatible: one thread at a time (the executor hands a worker's
 // client between the forward pass and its supervisor under its own mutex).
 #pragma once
@@ -36,7 +42,11 @@ using Clock = std::chrono::steady_clock;
 
 class WorkerClient {
  public:
-  WorkerClient(std::string address, const smallthinker::v1::ClusterConfig& config);
+  // `shared_cq` (may be null: the stream gets a queue of its own) must
+  // outlive the client and be drained by its owner after every client's
+  // stream is closed.
+  WorkerClient(std::string address, const smallthinker::v1::ClusterConfig& config,
+               grpc::CompletionQueue* shared_cq = nullptr);
   ~WorkerClient();
 
   const std::string& address() const { return address_; }
@@ -49,10 +59,13 @@ class WorkerClient {
   // worker's address.
   absl::Status Pair(uint64_t fingerprint, const ModelConfig& config);
   absl::Status Assign(const std::vector<ExpertKey>& experts);
-  // Opens the Compute stream on a new completion queue (closing an old one).
+  // Opens the Compute stream (on the shared completion queue, or a new one
+  // of its own), closing an old one first.
   absl::Status OpenStream();
-  // Cancels the stream and waits for its operations to end.
+  // Cancels the stream and waits for its operations to end. No-op without
+  // a stream.
   void CloseStream();
+  bool has_stream() const { return stream_ != nullptr; }
 
   // Fire-and-forget Prefetch hint (async, with the call deadline).
   void Prefetch(const std::vector<ExpertKey>& experts);
@@ -68,16 +81,37 @@ class WorkerClient {
   // DEADLINE_EXCEEDED on timeout (the stream is then cancelled), UNAVAILABLE
   // if the stream broke. The reply stays valid until the next Submit.
   absl::StatusOr<const smallthinker::v1::ComputeResponse*> Await(Clock::time_point deadline);
+  // Waits until every client in `clients` (all on the same shared queue)
+  // has its reply, has failed, or `deadline` passed, handling completions in
+  // the order they come (so each reply_time() is when its own reply was
+  // read, not when the others were). Await on each then returns at once.
+  // Clients without a shared queue are awaited one after another.
+  static void AwaitAll(const std::vector<WorkerClient*>& clients, Clock::time_point deadline);
   // When the reply returned by the last successful Await was taken off the
   // completion queue (by Await or Poll).
   Clock::time_point reply_time() const { return reply_time_; }
 
  private:
-  enum Tag : intptr_t { kStartTag = 1, kWriteTag, kReadTag, kFinishTag };
-  // Waits for one completion until `deadline` (gpr monotonic) and handles
-  // it; false if none came.
-  bool PollOnce(gpr_timespec deadline);
-  void Handle(void* tag, bool ok);
+  enum Tag : int { kStartTag = 0, kWriteTag, kReadTag, kFinishTag, kNumTags };
+  // The completion queue tag of one operation: which client, which op.
+  struct Op {
+    WorkerClient* client;
+    Tag tag;
+  };
+  void* TagOf(Tag t) { return &ops_[t]; }
+  grpc::CompletionQueue* cq() const { return shared_cq_ != nullptr ? shared_cq_ : cq_.get(); }
+  // Waits for one completion on `cq` until `deadline` (gpr monotonic) and
+  // hands it to its client; false if none came (or the queue shut down).
+  static bool PollOnce(grpc::CompletionQueue* cq, gpr_timespec deadline);
+  bool PollOnce(gpr_timespec deadline) { return PollOnce(cq(), deadline); }
+  // Whether the submitted step's reply is still to come.
+  bool AwaitingReply() const {
+    return stream_ != nullptr && read_pending_ && !broken_ && !has_reply_;
+  }
+  void Handle(Tag tag, bool ok);
+  // Polls until the submitted step's reply is in, the stream broke or
+  // `deadline` passed (Await without taking the reply).
+  void WaitReply(Clock::time_point deadline);
   std::unique_ptr<grpc::ClientContext> NewContext(bool with_deadline) const;
 
   const std::string address_;
@@ -88,7 +122,10 @@ class WorkerClient {
   smallthinker::v1::DescribeResponse description_;
   std::atomic<int> prefetches_in_flight_{0};
 
-  // The stream and its completion queue (created by OpenStream).
+  // The stream and its completion queue (created by OpenStream unless
+  // shared).
+  grpc::CompletionQueue* const shared_cq_;
+  Op ops_[kNumTags];
   std::unique_ptr<grpc::CompletionQueue> cq_;
   std::unique_ptr<grpc::ClientContext> context_;
   std::unique_ptr<grpc::ClientAsyncReaderWriter<smallthinker::v1::ComputeRequest,

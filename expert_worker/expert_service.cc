@@ -1,5 +1,6 @@
 #include "expert_worker/expert_service.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 
@@ -8,6 +9,7 @@
 #include "glog/logging.h"
 #include "kernels/dtype.h"
 #include "model/local_expert_executor.h"
+#include "model/mapped_repack.h"
 
 namespace st {
 
@@ -116,6 +118,27 @@ grpc::Status ExpertServiceImpl::Assign(grpc::ServerContext* ctx, const v1::Assig
   }
   absl::MutexLock compute_lock(&compute_mu_);  // no step reads the store meanwhile
   if (absl::Status s = store_->Hold(keys); !s.ok()) return ToGrpc(s);
+  // Make the packed copies the kernels use now, on every core, rather than
+  // at each expert's first step while decoding (a fresh worker spent its
+  // first tokens repacking the experts routed to it).
+  const auto pack_start = std::chrono::steady_clock::now();
+  auto pack = [&](size_t begin, size_t end) {
+    for (size_t i = begin; i < end; ++i) {
+      const ExpertMatrices m = store_->Get(keys[i].layer, keys[i].expert);
+      PackedFromMapping(m.gate);
+      PackedFromMapping(m.up);
+      if (!m.down_transposed) PackedFromMapping(m.down);
+    }
+  };
+  if (pool_ != nullptr) {
+    pool_->ParallelFor(keys.size(), pack);
+    pool_->Park();
+  } else {
+    pack(0, keys.size());
+  }
+  VLOG(1) << "packed " << keys.size() << " experts in "
+          << std::chrono::duration<double>(std::chrono::steady_clock::now() - pack_start).count()
+          << " s";
   absl::MutexLock lock(&mu_);
   assigned_ = std::move(assigned);
   n_assigned_ = static_cast<int>(keys.size());
@@ -200,25 +223,51 @@ void ExpertServiceImpl::Run(const v1::ComputeRequest& req, v1::ComputeResponse* 
 
   absl::MutexLock lock(&compute_mu_);
   // Group items by expert, keeping item order inside a group (the order the
-  // coordinator's LocalExpertExecutor would use).
-  std::vector<std::vector<int>> by_expert(config_.n_experts);
-  for (int i = 0; i < n_items; ++i) by_expert[req.expert(i)].push_back(i);
+  // coordinator's LocalExpertExecutor would use); larger groups first, as
+  // there.
+  by_expert_.resize(config_.n_experts);
+  for (auto& items : by_expert_) items.clear();
+  for (int i = 0; i < n_items; ++i) by_expert_[req.expert(i)].push_back(i);
+  used_.clear();
   for (int e = 0; e < config_.n_experts; ++e) {
-    const std::vector<int>& items = by_expert[e];
-    if (items.empty()) continue;
-    const int n = static_cast<int>(items.size());
-    gathered_.resize(n * d);
-    expert_out_.resize(n * d);
-    for (int i = 0; i < n; ++i) {
-      std::memcpy(&gathered_[i * d], hidden + static_cast<size_t>(req.row(items[i])) * d,
-                  d * sizeof(float));
+    if (!by_expert_[e].empty()) used_.push_back(e);
+  }
+  std::stable_sort(used_.begin(), used_.end(), [&](int a, int b) {
+    return by_expert_[a].size() > by_expert_[b].size();
+  });
+  // Packed experts (the usual case): all of the step's experts in two pool
+  // phases (model/expert_phases.h), the path a single process takes; else
+  // expert by expert.
+  matrices_.resize(config_.n_experts);
+  bool phases = true;
+  for (int e : used_) {
+    ExpertMatrices m = store_->Get(req.layer(), e);
+    if (!m.down_transposed) {
+      m = {PackedFromMapping(m.gate), PackedFromMapping(m.up), PackedFromMapping(m.down), false};
     }
-    const ExpertMatrices m = store_->Get(req.layer(), e);
-    LocalExpertExecutor::ComputeExpert(m.gate, m.up, m.down, m.down_transposed, gathered_.data(),
-                                       n, expert_out_.data(), pool_);
-    for (int i = 0; i < n; ++i) {
-      std::memcpy(out + static_cast<size_t>(items[i]) * d, &expert_out_[i * d],
-                  d * sizeof(float));
+    phases = phases && ExpertPhases::Supports(m);
+    matrices_[e] = m;
+  }
+  if (phases) {
+    phases_.Run([this](int e) { return matrices_[e]; }, by_expert_, used_, /*top_k=*/1,
+                req.row().data(), hidden, req.n_rows(), out, pool_, /*sparsity=*/nullptr);
+  } else {
+    for (int e : used_) {
+      const std::vector<int>& items = by_expert_[e];
+      const int n = static_cast<int>(items.size());
+      gathered_.resize(n * d);
+      expert_out_.resize(n * d);
+      for (int i = 0; i < n; ++i) {
+        std::memcpy(&gathered_[i * d], hidden + static_cast<size_t>(req.row(items[i])) * d,
+                    d * sizeof(float));
+      }
+      const ExpertMatrices m = store_->Get(req.layer(), e);
+      LocalExpertExecutor::ComputeExpert(m.gate, m.up, m.down, m.down_transposed,
+                                         gathered_.data(), n, expert_out_.data(), pool_);
+      for (int i = 0; i < n; ++i) {
+        std::memcpy(out + static_cast<size_t>(items[i]) * d, &expert_out_[i * d],
+                    d * sizeof(float));
+      }
     }
   }
   // The next request is at least a network round trip away: free the cores

@@ -14,6 +14,7 @@
 #include "common/thread_pool.h"
 #include "expert_worker/expert_store.h"
 #include "model/config.h"
+#include "model/expert_phases.h"
 #include "smallthinker/v1/expert.grpc.pb.h"
 
 namespace st {
@@ -70,7 +71,12 @@ class ExpertServiceImpl final : public smallthinker::v1::ExpertService::Service 
   std::vector<uint8_t> assigned_ ABSL_GUARDED_BY(mu_);  // [n_layers * n_experts]
   int n_assigned_ ABSL_GUARDED_BY(mu_) = 0;
   absl::Mutex compute_mu_;  // one step at a time on the pool
-  std::vector<float> gathered_, expert_out_;  // guarded by compute_mu_
+  // Guarded by compute_mu_: scratch of Run.
+  std::vector<float> gathered_, expert_out_;
+  std::vector<std::vector<int>> by_expert_;
+  std::vector<int> used_;
+  std::vector<ExpertMatrices> matrices_;  // [n_experts], this step's experts
+  ExpertPhases phases_;
 };
 
 // grpc::Status from absl::Status (same code and message).

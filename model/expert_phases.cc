@@ -41,29 +41,51 @@ bool ExpertPhases::Supports(const ExpertStacks& s) {
          (s.gate.rows / s.n_experts) % kQK == 0;
 }
 
+bool ExpertPhases::Supports(const ExpertMatrices& m) {
+  return m.gate.packed != nullptr && m.up.packed != nullptr && m.down.packed != nullptr &&
+         !m.down_transposed && m.gate.type == m.up.type && m.gate.rows % kQK == 0;
+}
+
 void ExpertPhases::Run(const ExpertStacks& s, const std::vector<std::vector<int>>& by_expert,
                        const std::vector<int>& used, int top_k, const float* h, int n_tokens,
                        float* slot_out, ThreadPool* pool, FfnSparsity* sparsity) {
-  const size_t d_model = s.gate.cols, d_expert = s.gate.rows / s.n_experts;
+  Run(
+      [&s](int e) {
+        return ExpertMatrices{ExpertStacks::Slice(s.gate, e, s.n_experts),
+                              ExpertStacks::Slice(s.up, e, s.n_experts),
+                              ExpertStacks::Slice(s.down, e, s.n_experts), false};
+      },
+      by_expert, used, top_k, /*slot_rows=*/nullptr, h, n_tokens, slot_out, pool, sparsity);
+}
+
+void ExpertPhases::Run(const std::function<ExpertMatrices(int)>& matrices,
+                       const std::vector<std::vector<int>>& by_expert,
+                       const std::vector<int>& used, int top_k, const int32_t* slot_rows,
+                       const float* h, int n_rows, float* slot_out, ThreadPool* pool,
+                       FfnSparsity* sparsity) {
+  if (used.empty()) return;
+  const ExpertMatrices first = matrices(used[0]);
+  const size_t d_model = first.gate.cols, d_expert = first.gate.rows;
   // Each token's input quantized once (not once per expert it visits).
-  tokens_.Prepare(h, n_tokens, d_model, /*need_q8=*/true);
+  tokens_.Prepare(h, n_rows, d_model, /*need_q8=*/true);
   if (experts_.size() < used.size()) experts_.resize(used.size());
   for (size_t k = 0; k < used.size(); ++k) {
     Expert& ex = experts_[k];
     const int e = used[k];
     const std::vector<int>& slots = by_expert[e];
     const size_t n = slots.size();
+    const ExpertMatrices m = k == 0 ? first : matrices(e);
     ex.id = e;
-    ex.gate = ExpertStacks::Slice(s.gate, e, s.n_experts);
-    ex.up = ExpertStacks::Slice(s.up, e, s.n_experts);
-    ex.down = ExpertStacks::Slice(s.down, e, s.n_experts);
+    ex.gate = m.gate;
+    ex.up = m.up;
+    ex.down = m.down;
     ex.g.resize(n * d_expert);
     ex.u.resize(n * d_expert);
     ex.y.resize(n * d_model);
     ex.xq.Allocate(/*x=*/nullptr, n, d_model);  // filled by CopyVec, never quantized here
     ex.zq.Allocate(ex.g.data(), n, d_expert);
     for (size_t i = 0; i < n; ++i) {
-      const size_t t = slots[i] / top_k;
+      const size_t t = slot_rows != nullptr ? slot_rows[slots[i]] : slots[i] / top_k;
       ex.xq.CopyVec(i, tokens_, t);
     }
   }

@@ -14,6 +14,8 @@
 // quantizes each 32-element block on its own.
 #pragma once
 
+#include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "common/thread_pool.h"
@@ -36,6 +38,16 @@ class ExpertPhases {
   void Run(const ExpertStacks& s, const std::vector<std::vector<int>>& by_expert,
            const std::vector<int>& used, int top_k, const float* h, int n_tokens,
            float* slot_out, ThreadPool* pool, FfnSparsity* sparsity);
+
+  // The same for experts held one by one rather than as stacks (an expert
+  // worker's store): matrices(e) gives expert e's matrices, each of which
+  // must satisfy Supports below. Slot s reads row slot_rows[s] of h when
+  // slot_rows is given (h then has n_rows rows), else row s / top_k.
+  static bool Supports(const ExpertMatrices& m);
+  void Run(const std::function<ExpertMatrices(int)>& matrices,
+           const std::vector<std::vector<int>>& by_expert, const std::vector<int>& used,
+           int top_k, const int32_t* slot_rows, const float* h, int n_rows, float* slot_out,
+           ThreadPool* pool, FfnSparsity* sparsity);
 
  private:
   struct Expert {

@@ -1,9 +1,11 @@
 // ExpertPhases gives every slot exactly what ExpertFfn gives for that
 // expert and token (packed Q4_0 / Q8_0 stacks), for batches of 1..12 tokens,
-// with and without a pool, and counts the same active rows.
+// with and without a pool, and counts the same active rows; so does the
+// per-expert form with explicit slot rows (expert workers).
 #include "model/expert_phases.h"
 
 #include <cmath>
+#include <algorithm>
 #include <cstring>
 #include <random>
 #include <vector>
@@ -85,6 +87,27 @@ TEST_P(ExpertPhasesTest, SlotsEqualExpertFfn) {
           << "n_tokens " << n_tokens << (p ? " pool" : " no pool");
       EXPECT_EQ(sparsity.active_rows, want_sparsity.active_rows);
       EXPECT_EQ(sparsity.total_rows, want_sparsity.total_rows);
+      // An expert worker's form: experts one by one, and each slot's row
+      // named explicitly (here the rows are in reverse token order).
+      std::vector<float> reversed(h.size());
+      std::vector<int32_t> slot_rows(static_cast<size_t>(n_tokens) * top_k);
+      for (int t = 0; t < n_tokens; ++t) {
+        std::memcpy(&reversed[(n_tokens - 1 - t) * d_model], &h[t * d_model],
+                    d_model * sizeof(float));
+        for (int j = 0; j < top_k; ++j) slot_rows[t * top_k + j] = n_tokens - 1 - t;
+      }
+      auto matrices = [&](int e) {
+        ExpertMatrices m{ExpertStacks::Slice(s.gate, e, n_experts),
+                         ExpertStacks::Slice(s.up, e, n_experts),
+                         ExpertStacks::Slice(s.down, e, n_experts), false};
+        EXPECT_TRUE(ExpertPhases::Supports(m));
+        return m;
+      };
+      std::fill(got.begin(), got.end(), -1.0f);
+      phases.Run(matrices, by_expert, used, top_k, slot_rows.data(), reversed.data(), n_tokens,
+                 got.data(), p, nullptr);
+      ASSERT_EQ(0, std::memcmp(got.data(), want.data(), got.size() * sizeof(float)))
+          << "per-expert matrices, n_tokens " << n_tokens << (p ? " pool" : " no pool");
     }
   }
 }

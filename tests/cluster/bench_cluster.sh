@@ -3,8 +3,10 @@
 # process, coordinator + 1 worker and + 2 workers, on loopback and through
 # st_delay_proxy at 0.5 ms and 2 ms round trip; per-layer-step overhead
 # p50/p99 (request built to reply in hand, minus the worker's compute time),
-# the step's round trip and the worker's compute time (p50), and bytes on the
-# wire per token, from `smallthinker bench --workers` (its "cluster:" line).
+# and mean, the step's round trip and the worker's compute time (p50), the
+# mean time per layer (expert step plus the coordinator's work between
+# steps; 32 of them make a token of the 4B model), and bytes on the wire per
+# token, from `smallthinker bench --workers` (its "cluster:" line).
 set -euo pipefail
 build=$1 model=$2 n=${3:-32} t=${4:-2}
 st=$build/tools/smallthinker proxy=$build/tests/cluster/st_delay_proxy
@@ -35,7 +37,7 @@ label, jpath, epath, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 j = json.load(open(jpath))
 tg = [t for t in j["tests"] if t["test"].startswith("tg")][0]
 line = [l for l in open(epath) if l.startswith("cluster:")]
-p50 = p99 = bpt = rt = comp = "-"
+p50 = p99 = bpt = rt = comp = mo = ms = "-"
 if line:
     l = line[0]
     steps = int(re.search(r"(\d+) layer steps", l).group(1))
@@ -47,13 +49,16 @@ if line:
     parts = re.search(r"round trip (\d+) us, worker compute (\d+) us", l)
     if parts:
         rt, comp = parts.group(1), parts.group(2)
-print(f"| {label} | {tg['avg_ts']:.2f} ± {tg['stddev_ts']:.2f} | {p50} | {p99} | {rt} | {comp} | {bpt} |")
+    means = re.search(r"means: overhead (\d+) us.*step (\d+) us, between steps (\d+) us", l)
+    if means:
+        mo, ms = means.group(1), str(int(means.group(2)) + int(means.group(3)))
+print(f"| {label} | {tg['avg_ts']:.2f} ± {tg['stddev_ts']:.2f} | {p50} | {p99} | {mo} | {rt} | {comp} | {ms} | {bpt} |")
 PY
 }
 
-echo "| setup | decode tok/s | step overhead p50 µs | p99 µs | round trip p50 µs | worker compute p50 µs | wire bytes/token |"
-echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"
-bench "1 process"
+echo "| setup | decode tok/s | step overhead p50 µs | p99 µs | mean µs | round trip p50 µs | worker compute p50 µs | layer mean µs | wire bytes/token |"
+echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+bench "1 process" --no-pack  # GGUF experts, as the coordinator and workers use
 w1=$(start "$tmp/w1" "$st" worker -m "$model" --listen 127.0.0.1:0 -t "$t")
 w2=$(start "$tmp/w2" "$st" worker -m "$model" --listen 127.0.0.1:0 -t "$t")
 bench "coordinator + 1 worker, loopback" --workers "$w1"

@@ -3,7 +3,8 @@
 // without and with a re-admitted worker, a slow worker behind a delaying
 // proxy (deadline, and losing its share), hot experts from recorded stats,
 // refused pairings, malformed messages, the worker client's stream driven
-// from the calling thread, and workers in another network namespace.
+// from the calling thread, awaiting several workers at once, and workers in
+// another network namespace.
 #include <signal.h>
 #include <sys/stat.h>
 
@@ -485,6 +486,92 @@ TEST_F(ClusterTest, WorkerClientDrivesTheStreamFromTheCallingThread) {
   auto again = slow.Await(Clock::now() + std::chrono::seconds(10));
   ASSERT_TRUE(again.ok()) << again.status();
   EXPECT_EQ((*again)->step_id(), 3u);
+}
+
+// Clients on one completion queue: AwaitAll takes in every reply as it
+// comes (the fast worker's is timed long before the slow one's, even though
+// the slow one is listed first), gives up on a stalled worker at the
+// deadline while keeping the other's reply, and a stalled stream closed from
+// the polling thread leaves the other stream working.
+TEST_F(ClusterTest, AwaitAllTakesInEveryWorkersReplyAsItComes) {
+  auto w1 = StartWorker();
+  auto w2 = StartWorker();
+  ASSERT_TRUE(w1 && w2);
+  DelayProxy proxy(w2->port(), /*one_way_delay_us=*/0);
+  auto m = Load();
+  const ModelConfig& cfg = m->config();
+  const uint64_t fingerprint = GgufFingerprint(m->file());
+  const v1::ClusterConfig c = Cluster({w1->address()});
+  std::vector<ExpertKey> layer0;
+  for (int e = 0; e < cfg.n_experts; ++e) layer0.push_back({0, e});
+  auto request = [&](uint64_t step, int expert) {
+    v1::ComputeRequest r;
+    r.set_step_id(step);
+    r.set_layer(0);
+    r.set_n_rows(1);
+    std::vector<float> h(cfg.d_model, 0.01f * static_cast<float>(step));
+    r.mutable_hidden()->assign(reinterpret_cast<const char*>(h.data()), h.size() * sizeof(float));
+    r.add_row(0);
+    r.add_expert(expert);
+    return r;
+  };
+
+  grpc::CompletionQueue cq;
+  {
+    WorkerClient fast(w1->address(), c, &cq);
+    WorkerClient slow(absl::StrCat("127.0.0.1:", proxy.port()), c, &cq);
+    for (WorkerClient* client : {&fast, &slow}) {
+      ASSERT_TRUE(client->Pair(fingerprint, cfg).ok());
+      ASSERT_TRUE(client->Assign(layer0).ok());
+      ASSERT_TRUE(client->OpenStream().ok());
+    }
+    // Both answer; the slow one 2 x 150 ms later.
+    proxy.set_delay_us(150000);
+    const Clock::time_point before = Clock::now();
+    slow.Submit(request(1, 1));
+    fast.Submit(request(1, 2));
+    WorkerClient::AwaitAll({&slow, &fast}, before + std::chrono::seconds(20));
+    const Clock::time_point after = Clock::now();
+    auto slow_reply = slow.Await(after);  // already in: no waiting
+    ASSERT_TRUE(slow_reply.ok()) << slow_reply.status();
+    EXPECT_EQ((*slow_reply)->step_id(), 1u);
+    auto fast_reply = fast.Await(after);
+    ASSERT_TRUE(fast_reply.ok()) << fast_reply.status();
+    EXPECT_EQ((*fast_reply)->step_id(), 1u);
+    EXPECT_EQ((*fast_reply)->output().size(), cfg.d_model * sizeof(float));
+    EXPECT_GE(slow.reply_time() - before, std::chrono::milliseconds(290));
+    EXPECT_LT(fast.reply_time() + std::chrono::milliseconds(200), slow.reply_time())
+        << "the fast worker's reply was only taken in after the slow one's";
+
+    // The slow one stalls past the deadline: AwaitAll returns at it with the
+    // fast reply in; the stalled stream is cancelled and closed here.
+    proxy.set_delay_us(2000000);
+    slow.Submit(request(2, 1));
+    fast.Submit(request(2, 2));
+    const Clock::time_point start = Clock::now();
+    WorkerClient::AwaitAll({&slow, &fast}, start + std::chrono::milliseconds(300));
+    const double waited = std::chrono::duration<double>(Clock::now() - start).count();
+    EXPECT_GE(waited, 0.29);
+    EXPECT_LT(waited, 1.5);
+    auto late = slow.Await(Clock::now());
+    EXPECT_TRUE(absl::IsDeadlineExceeded(late.status())) << late.status();
+    auto in_time = fast.Await(Clock::now());
+    ASSERT_TRUE(in_time.ok()) << in_time.status();
+    EXPECT_EQ((*in_time)->step_id(), 2u);
+    slow.CloseStream();
+    EXPECT_FALSE(slow.has_stream());
+    fast.Submit(request(3, 3));
+    WorkerClient::AwaitAll({&fast}, Clock::now() + std::chrono::seconds(20));
+    auto again = fast.Await(Clock::now());
+    ASSERT_TRUE(again.ok()) << again.status();
+    EXPECT_EQ((*again)->step_id(), 3u);
+    proxy.set_delay_us(0);
+  }  // streams closed by the clients
+  cq.Shutdown();
+  void* tag;
+  bool ok;
+  while (cq.Next(&tag, &ok)) {
+  }
 }
 
 TEST_F(ClusterTest, MalformedComputeMessagesGetInvalidArgument) {
