@@ -37,26 +37,7 @@ class ExpertExecutor {
   // Never affects results.
   virtual void Speculate(int layer, const Routes& routes) {}
 
-  // Copies the input rows of (token, slot) items `slots` (item i = t * top_k + j)
-// into dst [slots.size(), d]: the batch one expert computes.
-inline void GatherSlotRows(const float* h, const std::vector<int>& slots, int top_k, size_t d,
-                           float* dst) {
-  for (size_t i = 0; i < slots.size(); ++i) {
-    const float* src = h + static_cast<size_t>(slots[i] / top_k) * d;
-    std::copy(src, src + d, dst + i * d);
-  }
-}
-
-// Copies an expert's outputs src [slots.size(), d] to their items in
-// slot_out [n_tokens * top_k, d].
-inline void ScatterSlotRows(const float* src, const std::vector<int>& slots, size_t d,
-                            float* slot_out) {
-  for (size_t i = 0; i < slots.size(); ++i) {
-    std::copy(src + i * d, src + (i + 1) * d, slot_out + static_cast<size_t>(slots[i]) * d);
-  }
-}
-
-// out[t, :] = sum_j weights[t, j] * Expert_{ids[t, j]}(h[t, :]) for every
+  // out[t, :] = sum_j weights[t, j] * Expert_{ids[t, j]}(h[t, :]) for every
   // token t; h and out are [n_tokens, d_model]. The sum runs over j in
   // increasing order for every implementation, so results are bit-identical
   // across executors that compute the same expert outputs.
