@@ -103,4 +103,23 @@ class ThreadPool {
   std::atomic<size_t> next_chunk_{0};
 };
 
+// Runs item(i) for every i in [0, n), each index claimed by the next free
+// thread of `pool` (inline when pool is null, single-threaded or n <= 1).
+// For a few hundred small work items, where ParallelFor's chunk split is
+// too coarse; results must not depend on which thread runs an item.
+template <typename Fn>
+void ForEachItem(size_t n, ThreadPool* pool, const Fn& item) {
+  if (pool == nullptr || pool->num_threads() == 1 || n <= 1) {
+    for (size_t i = 0; i < n; ++i) item(i);
+    return;
+  }
+  std::atomic<size_t> next{0};
+  pool->ParallelFor(static_cast<size_t>(pool->num_threads()), [&](size_t, size_t) {
+    for (size_t i = next.fetch_add(1, std::memory_order_relaxed); i < n;
+         i = next.fetch_add(1, std::memory_order_relaxed)) {
+      item(i);
+    }
+  });
+}
+
 }  // namespace st

@@ -65,6 +65,17 @@ TEST(ThreadPoolTest, CoversEveryIndexExactlyOnce) {
   }
 }
 
+TEST(ThreadPoolTest, ForEachItemRunsEveryItemExactlyOnce) {
+  ThreadPool pool(3);
+  for (ThreadPool* p : {static_cast<ThreadPool*>(nullptr), &pool}) {
+    for (size_t n : {0, 1, 2, 7, 500}) {
+      std::vector<std::atomic<int>> runs(n);
+      ForEachItem(n, p, [&](size_t i) { runs[i].fetch_add(1); });
+      for (size_t i = 0; i < n; ++i) EXPECT_EQ(runs[i].load(), 1) << "n=" << n << " i=" << i;
+    }
+  }
+}
+
 TEST(ThreadPoolTest, SplitIsAPureFunctionOfNAndThreads) {
   ThreadPool pool(4);
   for (size_t n : {1, 5, 999, 4096}) {

@@ -18,23 +18,6 @@ constexpr size_t kDownCols = 256;
 // Vectors per DotRowsMulti call (MatMul's kVecChunk).
 constexpr size_t kVecChunk = 8;
 
-// Runs item(i) for every i in [0, n), each index claimed by the next free
-// thread of the pool (as ExpertPhases does).
-template <typename Fn>
-void ForEachItem(size_t n, ThreadPool* pool, const Fn& item) {
-  if (pool == nullptr || pool->num_threads() == 1 || n <= 1) {
-    for (size_t i = 0; i < n; ++i) item(i);
-    return;
-  }
-  std::atomic<size_t> next{0};
-  pool->ParallelFor(static_cast<size_t>(pool->num_threads()), [&](size_t, size_t) {
-    for (size_t i = next.fetch_add(1, std::memory_order_relaxed); i < n;
-         i = next.fetch_add(1, std::memory_order_relaxed)) {
-      item(i);
-    }
-  });
-}
-
 }  // namespace
 
 bool SparsePhases::Supports(const ExpertMatrices& m) {
