@@ -28,7 +28,8 @@ bool SpinUntil(Pred done, int micros) {
 
 ThreadPool::ThreadPool(int num_threads)
     : num_threads_(num_threads > 0 ? num_threads
-                                   : std::max(1u, std::thread::hardware_concurrency())) {
+                                   : std::max(1u, std::thread::hardware_concurrency())),
+      runs_(num_threads_) {
   workers_.reserve(num_threads_ - 1);
   for (int i = 1; i < num_threads_; ++i) {
     workers_.emplace_back([this, i] { WorkerLoop(i); });
@@ -44,26 +45,52 @@ ThreadPool::~ThreadPool() {
   for (auto& t : workers_) t.join();
 }
 
-void ThreadPool::RunChunks() {
+namespace {
+
+constexpr uint64_t Pack(uint64_t lo, uint64_t hi) { return lo | hi << 32; }
+
+// Claims the first (front) or last (!front) chunk of `run`; false if empty.
+bool Claim(std::atomic<uint64_t>& run, bool front, size_t* chunk) {
+  uint64_t v = run.load(std::memory_order_relaxed);
+  for (;;) {
+    const uint64_t lo = v & 0xFFFFFFFFu, hi = v >> 32;
+    if (lo >= hi) return false;
+    const uint64_t next = front ? Pack(lo + 1, hi) : Pack(lo, hi - 1);
+    if (run.compare_exchange_weak(v, next, std::memory_order_relaxed)) {
+      *chunk = front ? lo : hi - 1;
+      return true;
+    }
+  }
+}
+
+}  // namespace
+
+void ThreadPool::RunChunk(size_t c) {
   const size_t n_grains = job_n_ / job_grain_ + (job_n_ % job_grain_ != 0);
   // First grain of chunk c: floor(n_grains * c / chunks), computed as
   // q * c + floor(r * c / chunks) so that it cannot overflow for any n.
   const size_t chunks = job_chunks_;
   const size_t q = n_grains / chunks;
   const size_t r = n_grains % chunks;
-  auto first_grain = [&](size_t c) { return q * c + r * c / chunks; };
-  for (;;) {
-    const size_t c = next_chunk_.fetch_add(1, std::memory_order_relaxed);
-    if (c >= chunks) return;
-    const size_t begin = first_grain(c) * job_grain_;  // < job_n_
-    const size_t end_grain = first_grain(c + 1);
-    const size_t end = end_grain >= n_grains ? job_n_ : end_grain * job_grain_;
-    if (begin < end) (*job_)(begin, end);
+  auto first_grain = [&](size_t k) { return q * k + r * k / chunks; };
+  const size_t begin = first_grain(c) * job_grain_;  // < job_n_
+  const size_t end_grain = first_grain(c + 1);
+  const size_t end = end_grain >= n_grains ? job_n_ : end_grain * job_grain_;
+  if (begin < end) (*job_)(begin, end);
+}
+
+void ThreadPool::RunChunks(int self) {
+  size_t c;
+  while (Claim(runs_[self].range, /*front=*/true, &c)) RunChunk(c);
+  // Own run done: take from the back of the others', nearest thread first.
+  for (int k = 1; k < num_threads_; ++k) {
+    std::atomic<uint64_t>& other = runs_[(self + k) % num_threads_].range;
+    while (Claim(other, /*front=*/false, &c)) RunChunk(c);
   }
 }
 
 void ThreadPool::ParallelFor(size_t n, const std::function<void(size_t, size_t)>& fn,
-                             size_t grain) {
+                             size_t grain, size_t chunks_per_thread) {
   if (n == 0) return;
   grain = std::max<size_t>(grain, 1);
   if (num_threads_ == 1 || n <= grain) {
@@ -74,8 +101,13 @@ void ThreadPool::ParallelFor(size_t n, const std::function<void(size_t, size_t)>
   job_n_ = n;
   job_grain_ = grain;
   const size_t n_grains = n / grain + (n % grain != 0);
-  job_chunks_ = std::min(n_grains, static_cast<size_t>(num_threads_) * kChunksPerThread);
-  next_chunk_.store(0, std::memory_order_relaxed);
+  job_chunks_ = std::min<size_t>(
+      {n_grains, static_cast<size_t>(num_threads_) * std::max<size_t>(chunks_per_thread, 1),
+       size_t{0xFFFFFFFFu}});
+  for (int t = 0; t < num_threads_; ++t) {  // thread t owns chunks [C t / T, C (t+1) / T)
+    runs_[t].range.store(Pack(job_chunks_ * t / num_threads_, job_chunks_ * (t + 1) / num_threads_),
+                         std::memory_order_relaxed);
+  }
   parked_.store(false, std::memory_order_relaxed);
   const uint64_t gen = generation_.load(std::memory_order_relaxed) + 1;  // only we write it
   const uint64_t id = (gen & 0xFFFFFFFFu) << 32;
@@ -85,7 +117,7 @@ void ThreadPool::ParallelFor(size_t n, const std::function<void(size_t, size_t)>
     std::lock_guard<std::mutex> lock(mu_);
     wake_.notify_all();
   }
-  RunChunks();
+  RunChunks(0);
   // Every chunk is claimed: close the job so no late worker joins, then wait
   // for the joined ones to finish theirs.
   job_state_.fetch_or(kClosed, std::memory_order_seq_cst);
@@ -105,7 +137,7 @@ void ThreadPool::Park() {
   if (num_threads_ > 1) parked_.store(true, std::memory_order_relaxed);
 }
 
-void ThreadPool::WorkerLoop(int /*index*/) {
+void ThreadPool::WorkerLoop(int index) {
   uint64_t seen = 0;
   for (;;) {
     auto has_work = [&] {
@@ -134,7 +166,7 @@ void ThreadPool::WorkerLoop(int /*index*/) {
       }
     }
     if (!joined) continue;  // closed (or already superseded): nothing left for us
-    RunChunks();
+    RunChunks(index);
     const uint64_t before = job_state_.fetch_sub(1, std::memory_order_seq_cst);
     if ((before & kCountMask) == 1 && caller_sleeping_.load(std::memory_order_seq_cst)) {
       std::lock_guard<std::mutex> lock(mu_);

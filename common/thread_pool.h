@@ -13,12 +13,19 @@
 namespace st {
 
 // Runs `fn(begin, end)` over a fixed split of [0, n) into chunks, executed by
-// the calling thread plus `num_threads - 1` persistent workers, each thread
-// claiming the next unclaimed chunk (an atomic counter) until none is left.
-// Threads are created once, in the constructor; a ParallelFor creates none.
-// Claiming keeps both cores busy when one thread is slowed (another process
-// on its core, a cold cache), where a static share per thread would leave
-// the others waiting at the end of every op.
+// the calling thread plus `num_threads - 1` persistent workers. Threads are
+// created once, in the constructor; a ParallelFor creates none.
+//
+// Each thread owns a contiguous run of the chunks and works through it front
+// to back; a thread whose run is done takes chunks from the back of the
+// others' runs, one at a time. Owning a contiguous run keeps each thread's
+// reads one forward stream through memory (a weight matrix split by rows),
+// which DRAM prefetchers and the kernels' software prefetch continue across
+// chunk boundaries, so chunks can be small (a short wait for the last one)
+// without restarting a stream each. Taking from the back keeps both cores busy
+// when one thread is slowed (another process on its core, a cold cache),
+// where a static share per thread would leave the others waiting at the end
+// of every op.
 //
 // Thread-compatible: one ParallelFor at a time (calls from several threads
 // must be serialized by the caller). The split of [0, n) is a pure function of
@@ -49,10 +56,10 @@ class ThreadPool {
   // Calls fn(begin, end) on disjoint ranges covering [0, n). Ranges are
   // multiples of `grain` (except the last) so callers can keep cache lines or
   // quant blocks whole. Blocks until every range is done.
-  // There are min(ceil(n / grain), num_threads * kChunksPerThread) chunks,
+  // There are min(ceil(n / grain), num_threads * chunks_per_thread) chunks,
   // balanced within one grain.
   void ParallelFor(size_t n, const std::function<void(size_t begin, size_t end)>& fn,
-                   size_t grain = 1);
+                   size_t grain = 1, size_t chunks_per_thread = kChunksPerThread);
 
   static constexpr int kChunksPerThread = 4;
 
@@ -67,7 +74,10 @@ class ThreadPool {
 
  private:
   void WorkerLoop(int index);
-  void RunChunks();
+  // Runs chunks until none is left: thread `self`'s own run first, then
+  // chunks taken from the back of the others'.
+  void RunChunks(int self);
+  void RunChunk(size_t c);
 
   const int num_threads_;
   std::vector<std::thread> workers_;
@@ -100,26 +110,32 @@ class ThreadPool {
   size_t job_n_ = 0;
   size_t job_grain_ = 1;
   size_t job_chunks_ = 0;
-  std::atomic<size_t> next_chunk_{0};
+  // Per thread, the chunks of its run not yet claimed: [lo, hi) packed as
+  // lo | hi << 32, claimed by CAS at the front (owner) or back (others).
+  struct alignas(64) Run {
+    std::atomic<uint64_t> range{0};
+  };
+  std::vector<Run> runs_;
 };
 
-// Runs item(i) for every i in [0, n), each index claimed by the next free
-// thread of `pool` (inline when pool is null, single-threaded or n <= 1).
-// For a few hundred small work items, where ParallelFor's chunk split is
-// too coarse; results must not depend on which thread runs an item.
+// Runs item(i) for every i in [0, n) on `pool` (inline when pool is null,
+// single-threaded or n <= 1), each item its own chunk: a thread runs its
+// contiguous run of items in order, then takes single items from the back of
+// the others'. For up to a few hundred small work items, where ParallelFor's
+// default split is too coarse; results must not depend on which thread runs
+// an item.
 template <typename Fn>
 void ForEachItem(size_t n, ThreadPool* pool, const Fn& item) {
   if (pool == nullptr || pool->num_threads() == 1 || n <= 1) {
     for (size_t i = 0; i < n; ++i) item(i);
     return;
   }
-  std::atomic<size_t> next{0};
-  pool->ParallelFor(static_cast<size_t>(pool->num_threads()), [&](size_t, size_t) {
-    for (size_t i = next.fetch_add(1, std::memory_order_relaxed); i < n;
-         i = next.fetch_add(1, std::memory_order_relaxed)) {
-      item(i);
-    }
-  });
+  pool->ParallelFor(
+      n,
+      [&](size_t begin, size_t end) {
+        for (size_t i = begin; i < end; ++i) item(i);
+      },
+      /*grain=*/1, /*chunks_per_thread=*/n);
 }
 
 }  // namespace st

@@ -65,6 +65,65 @@ TEST(ThreadPoolTest, CoversEveryIndexExactlyOnce) {
   }
 }
 
+// chunks_per_thread sets the split (min(ceil(n / grain), threads * cpt)
+// chunks, balanced within a grain), whichever thread runs which chunk.
+TEST(ThreadPoolTest, ChunksPerThreadSetsTheSplit) {
+  ThreadPool pool(2);
+  for (size_t cpt : {1, 4, 50, 1000}) {
+    std::mutex mu;
+    std::vector<Range> ranges;
+    pool.ParallelFor(
+        1000,
+        [&](size_t begin, size_t end) {
+          std::lock_guard<std::mutex> lock(mu);
+          ranges.emplace_back(begin, end);
+        },
+        /*grain=*/1, cpt);
+    std::sort(ranges.begin(), ranges.end());
+    const size_t chunks = std::min<size_t>(1000, 2 * cpt);
+    ASSERT_EQ(ranges.size(), chunks) << "cpt " << cpt;
+    size_t next = 0;
+    for (const Range& r : ranges) {
+      EXPECT_EQ(r.first, next);
+      EXPECT_GE(r.second - r.first, 1000 / chunks);
+      EXPECT_LE(r.second - r.first, 1000 / chunks + 1);
+      next = r.second;
+    }
+    EXPECT_EQ(next, 1000u);
+  }
+}
+
+// A thread runs its own run of chunks front to back, then takes the others'
+// from the back: while the caller is held in its first chunk, the worker
+// runs its own chunks 4..7 in order, then the caller's 3, 2, 1.
+TEST(ThreadPoolTest, OwnRunFrontToBackThenOthersFromTheBack) {
+  ThreadPool pool(2);
+  const std::thread::id caller = std::this_thread::get_id();
+  std::mutex mu;
+  std::vector<size_t> worker_order;
+  pool.ParallelFor(
+      8,
+      [&](size_t begin, size_t) {
+        if (std::this_thread::get_id() != caller) {
+          std::lock_guard<std::mutex> lock(mu);
+          worker_order.push_back(begin);
+          return;
+        }
+        if (begin != 0) return;
+        const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+        while (std::chrono::steady_clock::now() < deadline) {
+          {
+            std::lock_guard<std::mutex> lock(mu);
+            if (worker_order.size() == 7) return;
+          }
+          std::this_thread::sleep_for(std::chrono::microseconds(200));
+        }
+      },
+      /*grain=*/1, /*chunks_per_thread=*/4);
+  if (worker_order.size() != 7) GTEST_SKIP() << "the worker was not scheduled in 5 s";
+  EXPECT_EQ(worker_order, (std::vector<size_t>{4, 5, 6, 7, 3, 2, 1}));
+}
+
 TEST(ThreadPoolTest, ForEachItemRunsEveryItemExactlyOnce) {
   ThreadPool pool(3);
   for (ThreadPool* p : {static_cast<ThreadPool*>(nullptr), &pool}) {

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "benchmark/benchmark.h"
+#include "common/huge_page_arena.h"
 #include "common/thread_pool.h"
 #include "kernels/matmul.h"
 #include "kernels/packed_matrix.h"
@@ -83,16 +84,16 @@ void Args(benchmark::internal::Benchmark* b) {
   ArgsFor(b, {DType::kQ4_0, DType::kQ8_0, DType::kBF16, DType::kF16, DType::kF32});
 }
 void PackedArgs(benchmark::internal::Benchmark* b) { ArgsFor(b, {DType::kQ4_0, DType::kQ8_0}); }
-// Decode's expert step as memory sees it: mat-vecs over distinct expert-
-// shaped matrices [768 x 1536] that together far exceed the caches (256 MiB),
-// so every weight byte comes from DRAM, as in a decode step. args: type,
-// threads, whole (0: each matrix split over the pool; 1: one whole matrix per
-// thread, the way LocalExpertExecutor runs the experts of a decode step).
+// Decode's mat-vecs as memory sees them: distinct matrices [rows x 1536]
+// that together far exceed the caches (256 MiB), so every weight byte comes
+// from DRAM, as in a decode step. args: type, threads, whole (0: each matrix
+// split over the pool; 1: one whole matrix per thread), rows (768: an
+// expert's gate or up; 6144: a slice of attention or the LM head).
 void BM_PackedMatMulCold(benchmark::State& state) {
   const auto type = static_cast<DType>(state.range(0));
   const int threads = static_cast<int>(state.range(1));
   const bool whole = state.range(2) != 0;
-  constexpr size_t kRows = 768, kCols = 1536;
+  const size_t kRows = static_cast<size_t>(state.range(3)), kCols = 1536;
   if (!CanPack(type, kRows, kCols)) {
     state.SkipWithError("no packed kernel for this type on this CPU");
     return;
@@ -100,17 +101,25 @@ void BM_PackedMatMulCold(benchmark::State& state) {
   const size_t bytes = RowBytes(type, kCols) * kRows;
   const size_t count = (size_t{256} << 20) / bytes;
   const std::vector<float> src = Gaussian(kCols * 64, 1);
-  std::vector<char> row(bytes), packed(bytes * count);
+  std::vector<char> row(bytes);
+  // In a 2 MiB huge-page arena, as the engine keeps its packed stacks: heap
+  // memory of this size is 4 KiB pages at whatever alignment malloc gives.
+  auto arena = HugePageArena::Create(bytes * count);
+  if (!arena.ok()) {
+    state.SkipWithError(std::string(arena.status().message()).c_str());
+    return;
+  }
+  char* const packed = (*arena)->data();
   for (size_t r = 0; r < kRows; ++r) {
     QuantizeRow(type, src.data() + (r % 64) * kCols, row.data() + r * RowBytes(type, kCols), kCols);
   }
-  for (size_t i = 0; i < count; ++i) PackRows(type, row.data(), kRows, kCols, packed.data() + i * bytes);
+  for (size_t i = 0; i < count; ++i) PackRows(type, row.data(), kRows, kCols, packed + i * bytes);
   const std::vector<float> x = Gaussian(kCols, 2);
   Activations act;
   act.PrepareFor(type, x.data(), 1, kCols);
   std::vector<float> y(kRows * threads);
   ThreadPool pool(threads);
-  auto matrix = [&](size_t i) { return MatrixRef{type, nullptr, kRows, kCols, packed.data() + (i % count) * bytes}; };
+  auto matrix = [&](size_t i) { return MatrixRef{type, nullptr, kRows, kCols, packed + (i % count) * bytes}; };
   size_t next = 0;
   for (auto _ : state) {
     if (whole && threads > 1) {
@@ -131,13 +140,13 @@ void BM_PackedMatMulCold(benchmark::State& state) {
 
 BENCHMARK(BM_MatMul)->Apply(Args)->UseRealTime();
 BENCHMARK(BM_PackedMatMulCold)
-    ->ArgNames({"type", "threads", "whole"})
-    ->Args({static_cast<int64_t>(DType::kQ4_0), 1, 0})
-    ->Args({static_cast<int64_t>(DType::kQ4_0), 2, 0})
-    ->Args({static_cast<int64_t>(DType::kQ4_0), 2, 1})
-    ->Args({static_cast<int64_t>(DType::kQ8_0), 1, 0})
-    ->Args({static_cast<int64_t>(DType::kQ8_0), 2, 0})
-    ->Args({static_cast<int64_t>(DType::kQ8_0), 2, 1})
+    ->ArgNames({"type", "threads", "whole", "rows"})
+    // Expert-shaped (768 rows) and attention/LM-head-like (6144) mat-vecs.
+    ->ArgsProduct({{static_cast<int64_t>(DType::kQ4_0), static_cast<int64_t>(DType::kQ8_0)},
+                   {1, 2}, {0}, {768, 6144}})
+    // Each of 2 threads on its own matrix: no split, no join inside a matrix.
+    ->ArgsProduct({{static_cast<int64_t>(DType::kQ4_0), static_cast<int64_t>(DType::kQ8_0)},
+                   {2}, {1}, {768}})
     ->UseRealTime();
 BENCHMARK(BM_PackedMatMul)->Apply(PackedArgs)->UseRealTime();
 

@@ -51,5 +51,34 @@ TEST(RopeTest, LargePositionMatchesDoubleReference) {
   }
 }
 
+// The cos/sin cache is keyed by position, head_dim and theta: calls that
+// share a cache slot (positions 512 apart) or a position with another theta
+// or head_dim each get their own angles, in any order.
+TEST(RopeTest, CachedAnglesNeverLeakBetweenKeys) {
+  struct Call {
+    int64_t pos;
+    int hd;
+    double theta;
+  };
+  const Call calls[] = {{7, 128, 1e6}, {519, 128, 1e6}, {7, 128, 1e4}, {7, 64, 1e6},
+                        {7, 128, 1e6}, {1031, 128, 1e6}, {519, 128, 1e6}, {7, 64, 1e6}};
+  for (const Call& c : calls) {
+    const std::vector<float> x0 = testing::Gaussian(2 * c.hd, 5);
+    std::vector<float> x = x0;
+    RopeNeox(x.data(), 2, c.hd, c.pos, c.theta);
+    for (int h = 0; h < 2; ++h) {
+      for (int j = 0; j < c.hd / 2; ++j) {
+        const double phi = c.pos * std::pow(c.theta, -2.0 * j / c.hd);
+        const float cs = static_cast<float>(std::cos(phi)), sn = static_cast<float>(std::sin(phi));
+        const float a = x0[h * c.hd + j], b = x0[h * c.hd + j + c.hd / 2];
+        // A leaked slot would give other angles entirely; allow only
+        // float rounding (and FMA contraction) differences.
+        EXPECT_NEAR(x[h * c.hd + j], a * cs - b * sn, 1e-6) << c.pos << " " << c.hd << " " << c.theta;
+        EXPECT_NEAR(x[h * c.hd + j + c.hd / 2], b * cs + a * sn, 1e-6);
+      }
+    }
+  }
+}
+
 }  // namespace
 }  // namespace st

@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "glog/logging.h"
+#include "kernels/argmax.h"
 
 namespace st {
 namespace {
@@ -37,15 +38,6 @@ inline void OfferToHeap(const Candidate& c, size_t k, std::vector<Candidate>* he
     heap->back() = c;
     std::push_heap(heap->begin(), heap->end(), CandidateBefore);
   }
-}
-
-// Lowest index of the maximal value.
-int32_t Argmax(absl::Span<const float> logits) {
-  size_t best = 0;
-  for (size_t i = 1; i < logits.size(); ++i) {
-    if (logits[i] > logits[best]) best = i;
-  }
-  return static_cast<int32_t>(best);
 }
 
 absl::Status OutOfRange(absl::string_view name, absl::string_view range, double value) {
@@ -202,7 +194,9 @@ int32_t Sampler::Sample(absl::Span<const float> logits, absl::Span<const int32_t
     ApplyPenalties(params_, history, absl::MakeSpan(penalized_));
     scores = penalized_;
   }
-  if (params_.temperature <= 0.0f) return Argmax(scores);
+  if (params_.temperature <= 0.0f) {
+    return static_cast<int32_t>(Argmax(scores.data(), scores.size()));
+  }
 
   const size_t k = params_.top_k > 0 ? static_cast<size_t>(params_.top_k) : scores.size();
   candidates_.clear();
