@@ -253,6 +253,38 @@ TEST_F(ClusterTest, WorkerOverUnixSocket) {
   EXPECT_GT(r.stats().remote_items, remote_before);
 }
 
+// The same-host split: the coordinator computes its share on the forward
+// thread alone (local_threads 1) while a one-thread worker on a Unix socket
+// computes the rest, then polls for the reply without sleeping (spin_us):
+// the same logits. Out-of-range knobs are refused.
+TEST_F(ClusterTest, SameHostSplitWithSpinningAwait) {
+  const Trace want = Reference(12);
+  auto w = StartWorker({}, absl::StrCat("unix:", dir_.path(), "/split.sock"));
+  ASSERT_TRUE(w);
+  auto m = Load();
+  v1::ClusterConfig c = Cluster({w->address()});
+  c.set_local_share(0.5);
+  c.set_local_threads(1);
+  c.set_spin_us(300);
+  c.set_rebalance_factor(-1);
+  auto remote = AttachWorkers(*m, c);
+  ASSERT_TRUE(remote.ok()) << remote.status();
+  ExpectBitIdentical(want, Greedy(*m, kPrompt, 12));
+  const RemoteExpertStats s = (*remote)->stats();
+  EXPECT_GT(s.remote_items, 0u);
+  EXPECT_GT(s.local_items, 0u);
+  EXPECT_EQ(s.failovers, 0u);
+
+  for (auto bad : {std::make_pair(3, 0), std::make_pair(0, -1), std::make_pair(0, 200000)}) {
+    auto m2 = Load();
+    v1::ClusterConfig b = Cluster({w->address()});
+    b.set_local_threads(bad.first);
+    b.set_spin_us(bad.second);
+    auto r = AttachWorkers(*m2, b);
+    EXPECT_TRUE(absl::IsInvalidArgument(r.status())) << r.status();
+  }
+}
+
 TEST_F(ClusterTest, SlowWorkerDoesNotStallPastTheDeadline) {
   const Trace want = Reference(8);
   auto fast = StartWorker(), slow = StartWorker();
