@@ -114,6 +114,7 @@ absl::StatusOr<std::unique_ptr<RemoteExpertExecutor>> RemoteExpertExecutor::Crea
   }
   r->route_ = r->assignments_.Route(r->target_, r->members_);
   r->route_stale_ = false;
+  r->PackLocalExperts();
   r->stats_.workers_up = n;
   r->supervisor_ = std::thread([p = r.get()] { p->Supervise(); });
   return r;
@@ -133,6 +134,34 @@ RemoteExpertExecutor::~RemoteExpertExecutor() {
   bool ok;
   while (cq_.Next(&tag, &ok)) {
   }
+}
+
+void RemoteExpertExecutor::PackLocalExperts() {
+  std::vector<ExpertKey> keys;
+  for (int l = 0; l < config_.n_layers; ++l) {
+    for (int e = 0; e < config_.n_experts; ++e) {
+      if (target_.owner(l, e) == kLocalOwner) keys.push_back({l, e});
+    }
+  }
+  if (keys.empty()) return;
+  const auto start = Clock::now();
+  auto pack = [&](size_t begin, size_t end) {
+    for (size_t i = begin; i < end; ++i) {
+      const ExpertStacks& s = stacks_[keys[i].layer];
+      const int e = keys[i].expert;
+      PackedFromMapping(ExpertStacks::Slice(s.gate, e, s.n_experts));
+      PackedFromMapping(ExpertStacks::Slice(s.up, e, s.n_experts));
+      if (!s.down_transposed) PackedFromMapping(ExpertStacks::Slice(s.down, e, s.n_experts));
+    }
+  };
+  if (pool_ != nullptr) {
+    pool_->ParallelFor(keys.size(), pack);
+    pool_->Park();
+  } else {
+    pack(0, keys.size());
+  }
+  LOG(INFO) << "packed the coordinator's " << keys.size() << " experts in "
+            << std::chrono::duration<double>(Clock::now() - start).count() << " s";
 }
 
 void RemoteExpertExecutor::ComputeLocal(int layer, const Routes& routes, const float* h,
