@@ -50,8 +50,8 @@ absl::StatusOr<v1::ClusterConfig> ClusterConfigFromFlags(const std::string& work
   if (!token.empty()) c.set_token(token);
   for (const auto& w : c.worker()) {
     if (w.address().find(':') == std::string::npos) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("worker address '", w.address(), "' needs a port (host:port)"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "worker address '", w.address(), "' needs a port (host:port) or unix:PATH"));
     }
   }
   return c;

@@ -68,6 +68,14 @@ absl::StatusOr<std::unique_ptr<RemoteExpertExecutor>> RemoteExpertExecutor::Crea
     return absl::InvalidArgumentError(
         absl::StrCat("local_share ", cluster.local_share(), " outside [0, 1)"));
   }
+  if (cluster.spin_us() < 0 || cluster.spin_us() > 100000) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("spin_us ", cluster.spin_us(), " outside [0, 100000]"));
+  }
+  if (cluster.local_threads() != 0 && cluster.local_threads() != 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "local_threads ", cluster.local_threads(), " must be 0 (the pool) or 1 (the caller)"));
+  }
   PlacementOptions popt;
   popt.local_share = cluster.local_share();
   popt.hot_experts_local = cluster.hot_experts_local();
@@ -106,6 +114,7 @@ absl::StatusOr<std::unique_ptr<RemoteExpertExecutor>> RemoteExpertExecutor::Crea
   }
   r->route_ = r->assignments_.Route(r->target_, r->members_);
   r->route_stale_ = false;
+  r->PackLocalExperts();
   r->stats_.workers_up = n;
   r->supervisor_ = std::thread([p = r.get()] { p->Supervise(); });
   return r;
@@ -127,9 +136,39 @@ RemoteExpertExecutor::~RemoteExpertExecutor() {
   }
 }
 
+void RemoteExpertExecutor::PackLocalExperts() {
+  std::vector<ExpertKey> keys;
+  for (int l = 0; l < config_.n_layers; ++l) {
+    for (int e = 0; e < config_.n_experts; ++e) {
+      if (target_.owner(l, e) == kLocalOwner) keys.push_back({l, e});
+    }
+  }
+  if (keys.empty()) return;
+  const auto start = Clock::now();
+  auto pack = [&](size_t begin, size_t end) {
+    for (size_t i = begin; i < end; ++i) {
+      const ExpertStacks& s = stacks_[keys[i].layer];
+      const int e = keys[i].expert;
+      PackedFromMapping(ExpertStacks::Slice(s.gate, e, s.n_experts));
+      PackedFromMapping(ExpertStacks::Slice(s.up, e, s.n_experts));
+      if (!s.down_transposed) PackedFromMapping(ExpertStacks::Slice(s.down, e, s.n_experts));
+    }
+  };
+  if (pool_ != nullptr) {
+    pool_->ParallelFor(keys.size(), pack);
+    pool_->Park();
+  } else {
+    pack(0, keys.size());
+  }
+  LOG(INFO) << "packed the coordinator's " << keys.size() << " experts in "
+            << std::chrono::duration<double>(Clock::now() - start).count() << " s";
+}
+
 void RemoteExpertExecutor::ComputeLocal(int layer, const Routes& routes, const float* h,
                                         const std::vector<int>& items, bool poll_between) {
   if (items.empty()) return;
+  // local_threads 1: the forward thread alone (the pool stays parked).
+  ThreadPool* const pool = cluster_.local_threads() == 1 ? nullptr : pool_;
   const ExpertStacks& s = stacks_[layer];
   const size_t d = config_.d_model;
   const int top_k = routes.top_k;
@@ -162,12 +201,12 @@ void RemoteExpertExecutor::ComputeLocal(int layer, const Routes& routes, const f
     const int e = used_[k];
     if (phases && !poll_between) {
       phases_.Run(matrices, by_expert_, used_, top_k, /*slot_rows=*/nullptr, h, routes.n_tokens,
-                  slot_out_.data(), pool_, /*sparsity=*/nullptr);
+                  slot_out_.data(), pool, /*sparsity=*/nullptr);
       break;
     }
     if (phases) {
       phases_.Run(matrices, by_expert_, {e}, top_k, /*slot_rows=*/nullptr, h, routes.n_tokens,
-                  slot_out_.data(), pool_, /*sparsity=*/nullptr);
+                  slot_out_.data(), pool, /*sparsity=*/nullptr);
     } else {
       const std::vector<int>& slots = by_expert_[e];
       const int n = static_cast<int>(slots.size());
@@ -178,7 +217,7 @@ void RemoteExpertExecutor::ComputeLocal(int layer, const Routes& routes, const f
                                          ExpertStacks::Slice(s.up, e, s.n_experts),
                                          ExpertStacks::Slice(s.down, e, s.n_experts),
                                          s.down_transposed, gathered_.data(), n,
-                                         expert_out_.data(), pool_);
+                                         expert_out_.data(), pool);
       ScatterSlotRows(expert_out_.data(), slots, d, slot_out_.data());
     }
     // Keep the workers' streams moving (a large request needs the peer's
@@ -285,7 +324,7 @@ absl::Status RemoteExpertExecutor::Run(int layer, const Routes& routes, const fl
     for (Worker& w : workers_) {
       if (w.busy) busy.push_back(w.client.get());
     }
-    WorkerClient::AwaitAll(busy, deadline);
+    WorkerClient::AwaitAll(busy, deadline, std::chrono::microseconds(cluster_.spin_us()));
   }
   const Clock::time_point await_end = Clock::now();
   Clock::time_point last_read{};

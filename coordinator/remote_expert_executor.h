@@ -172,6 +172,11 @@ class RemoteExpertExecutor : public ExpertExecutor {
   // grouped by expert, into slot_out_. `poll_between`: one expert at a time,
   // polling the busy workers' streams in between (keeps large requests
   // flowing); else all at once.
+  // Makes the packed copies of the experts the initial placement keeps on
+  // the coordinator now, on the pool, rather than at each one's first step
+  // while decoding (each cost a stall of milliseconds; experts it gains
+  // later, by failover or a new placement, are still packed on first use).
+  void PackLocalExperts();
   void ComputeLocal(int layer, const Routes& routes, const float* h, const std::vector<int>& items,
                     bool poll_between);
 

@@ -308,7 +308,8 @@ absl::StatusOr<const v1::ComputeResponse*> WorkerClient::Await(Clock::time_point
       absl::StrCat("worker ", address_, ": no reply within the step timeout"));
 }
 
-void WorkerClient::AwaitAll(const std::vector<WorkerClient*>& clients, Clock::time_point deadline) {
+void WorkerClient::AwaitAll(const std::vector<WorkerClient*>& clients, Clock::time_point deadline,
+                            Clock::duration spin) {
   grpc::CompletionQueue* shared = nullptr;
   for (WorkerClient* c : clients) {
     if (c->shared_cq_ == nullptr || (shared != nullptr && c->shared_cq_ != shared)) {
@@ -318,11 +319,16 @@ void WorkerClient::AwaitAll(const std::vector<WorkerClient*>& clients, Clock::ti
     shared = c->shared_cq_;
   }
   if (shared == nullptr) return;
-  const gpr_timespec until = ToGpr(deadline);
   auto waiting = [&] {
     return std::any_of(clients.begin(), clients.end(),
                        [](const WorkerClient* c) { return c->AwaitingReply(); });
   };
+  if (spin > Clock::duration::zero()) {
+    const Clock::time_point spin_end = std::min(deadline, Clock::now() + spin);
+    const gpr_timespec now = gpr_time_0(GPR_CLOCK_MONOTONIC);
+    while (waiting() && Clock::now() < spin_end) PollOnce(shared, now);
+  }
+  const gpr_timespec until = ToGpr(deadline);
   while (waiting() && PollOnce(shared, until)) {
   }
 }

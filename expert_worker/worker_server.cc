@@ -50,6 +50,15 @@ double MeasureSpeed(const ExpertStore& store, const ModelConfig& config, ThreadP
 
 }  // namespace
 
+bool IsUnixSocketAddress(const std::string& address) {
+  return address.rfind("unix:", 0) == 0 || address.rfind("unix-abstract:", 0) == 0;
+}
+
+std::string WorkerServer::address() const {
+  if (IsUnixSocketAddress(listen_)) return listen_;
+  return absl::StrCat(listen_.substr(0, listen_.rfind(':')), ":", port_);
+}
+
 std::string DispatchedIsa() {
   const int64_t targets = hwy::SupportedTargets();
   return hwy::TargetName(targets & -targets);  // lowest bit = best target
@@ -57,6 +66,7 @@ std::string DispatchedIsa() {
 
 absl::StatusOr<std::unique_ptr<WorkerServer>> WorkerServer::Start(const WorkerOptions& options) {
   std::unique_ptr<WorkerServer> w(new WorkerServer());
+  w->listen_ = options.listen;
   ST_ASSIGN_OR_RETURN(w->file_, GgufFile::Open(options.model_path));
   ST_ASSIGN_OR_RETURN(w->config_, LoadModelConfig(*w->file_));
   w->pool_ = std::make_unique<ThreadPool>(options.threads);

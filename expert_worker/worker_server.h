@@ -23,7 +23,9 @@ namespace st {
 
 struct WorkerOptions {
   std::string model_path;
-  std::string listen = "127.0.0.1:7070";  // host:port; port 0 picks a free one
+  // host:port (port 0 picks a free one), or unix:PATH / unix-abstract:NAME
+  // (a Unix domain socket: a worker on the coordinator's host).
+  std::string listen = "127.0.0.1:7070";
   uint64_t memory_budget = 0;             // bytes for held experts; 0 = all experts
   std::string token;                      // shared token; "" = none
   // PEM paths. cert + key = serve TLS; ca in addition = require and verify
@@ -39,7 +41,10 @@ class WorkerServer {
   static absl::StatusOr<std::unique_ptr<WorkerServer>> Start(const WorkerOptions& options);
   ~WorkerServer();
 
-  int port() const { return port_; }
+  int port() const { return port_; }  // meaningless for a Unix socket
+  // The address a coordinator dials: host:port with the bound port, or the
+  // Unix socket address as given.
+  std::string address() const;
   uint64_t fingerprint() const { return info_.fingerprint; }
   const ExpertServiceInfo& info() const { return info_; }
   // Blocks until Shutdown() (from another thread or a signal handler thread).
@@ -55,9 +60,14 @@ class WorkerServer {
   ExpertServiceInfo info_;
   std::unique_ptr<ExpertServiceImpl> service_;
   std::unique_ptr<grpc::Server> server_;
+  std::string listen_;
   int port_ = 0;
   std::atomic<bool> shut_down_{false};
 };
+
+// Whether a gRPC address names a Unix domain socket (unix:PATH,
+// unix:///PATH, unix-abstract:NAME) rather than host:port.
+bool IsUnixSocketAddress(const std::string& address);
 
 // Name of the best SIMD target the kernels dispatch to on this CPU.
 std::string DispatchedIsa();

@@ -22,9 +22,11 @@ void RegisterWorker(CLI::App& app) {
       "worker",
       "Serve ReGLU experts to a coordinator over gRPC (ExpertService, health, reflection).\n"
       "The coordinator must load the same GGUF (checked by fingerprint). Prints\n"
-      "'listening HOST:PORT' on stdout once ready.");
+      "'listening ADDRESS' on stdout once ready.");
   cmd->add_option("-m,--model", f->options.model_path, "SmallThinker GGUF file")->required();
-  cmd->add_option("--listen", f->options.listen, "Address to bind (port 0 = any free port)")
+  cmd->add_option("--listen", f->options.listen,
+                  "Address to bind: HOST:PORT (port 0 = any free port), or unix:PATH for a "
+                  "Unix domain socket (coordinator on the same host)")
       ->capture_default_str();
   cmd->add_option("--memory-budget", f->memory_budget,
                   "Memory for held experts, e.g. 2GiB (default: all experts)");
@@ -54,9 +56,7 @@ void RegisterWorker(CLI::App& app) {
     pthread_sigmask(SIG_BLOCK, &set, nullptr);
     auto server = WorkerServer::Start(f->options);
     if (!server.ok()) return Fail(server.status());
-    const std::string& listen = f->options.listen;
-    const std::string host = listen.substr(0, listen.rfind(':'));
-    std::printf("listening %s:%d\n", host.c_str(), (*server)->port());
+    std::printf("listening %s\n", (*server)->address().c_str());
     std::fflush(stdout);
     std::thread signals([&] {
       int sig = 0;

@@ -7,6 +7,11 @@
 # mean time per layer (expert step plus the coordinator's work between
 # steps; 32 of them make a token of the 4B model), and bytes on the wire per
 # token, from `smallthinker bench --workers` (its "cluster:" line).
+# Same-host rows: workers on Unix domain sockets (unix:PATH), and the split
+# of a 2-core host: the coordinator keeps SPLIT_SHARE (default 0.5) of the
+# experts and computes them on its forward thread alone (local_threads 1)
+# while a one-thread worker computes the rest, then polls for the reply for
+# up to SPIN_US (default 200) microseconds before sleeping.
 set -euo pipefail
 build=$1 model=$2 n=${3:-32} t=${4:-2}
 st=$build/tools/smallthinker proxy=$build/tests/cluster/st_delay_proxy
@@ -63,6 +68,15 @@ w1=$(start "$tmp/w1" "$st" worker -m "$model" --listen 127.0.0.1:0 -t "$t")
 w2=$(start "$tmp/w2" "$st" worker -m "$model" --listen 127.0.0.1:0 -t "$t")
 bench "coordinator + 1 worker, loopback" --workers "$w1"
 bench "coordinator + 2 workers, loopback" --workers "$w1,$w2"
+u1=$(start "$tmp/u1" "$st" worker -m "$model" --listen "unix:$tmp/u1.sock" -t "$t")
+u2=$(start "$tmp/u2" "$st" worker -m "$model" --listen "unix:$tmp/u2.sock" -t "$t")
+bench "coordinator + 1 worker, unix socket" --workers "$u1"
+bench "coordinator + 2 workers, unix socket" --workers "$u1,$u2"
+s1=$(start "$tmp/s1" "$st" worker -m "$model" --listen "unix:$tmp/s1.sock" -t 1)
+printf 'local_share: %s\nlocal_threads: 1\nspin_us: %s\n' "${SPLIT_SHARE:-0.5}" \
+  "${SPIN_US:-200}" >"$tmp/split.txtpb"
+bench "split: coordinator -t $t (own ${SPLIT_SHARE:-0.5} on 1 thread) + 1 worker -t 1, unix socket" \
+  --workers "$s1" --cluster-config "$tmp/split.txtpb"
 for us in 250 1000; do
   p1=$(start "$tmp/p1_$us" "$proxy" "${w1##*:}" "$us")
   p2=$(start "$tmp/p2_$us" "$proxy" "${w2##*:}" "$us")

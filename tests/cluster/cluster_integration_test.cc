@@ -4,7 +4,7 @@
 // proxy (deadline, and losing its share), hot experts from recorded stats,
 // refused pairings, malformed messages, the worker client's stream driven
 // from the calling thread, awaiting several workers at once, and workers in
-// another network namespace.
+// another network namespace, and a worker on a Unix domain socket.
 #include <signal.h>
 #include <sys/stat.h>
 
@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "coordinator/cluster_config.h"
 #include "coordinator/hot_order.h"
 #include "coordinator/remote_expert_executor.h"
 #include "expert_worker/expert_service.h"
@@ -208,6 +209,79 @@ TEST_F(ClusterTest, KilledWorkerFailsOverAndIsReadmitted) {
   for (const char* word : {"failovers", "timeouts", "re-admissions", "placement recomputes",
                            "assigns"}) {
     EXPECT_NE(summary.find(word), std::string::npos) << summary;
+  }
+}
+
+// A worker on the coordinator's host over a Unix domain socket (unix:PATH
+// for --listen and --workers), next to one on TCP loopback: the same logits;
+// killed with -9 (its socket file stays behind) and restarted on the same
+// path, it is re-admitted.
+TEST_F(ClusterTest, WorkerOverUnixSocket) {
+  const Trace want = Reference(12);
+  const std::string address = absl::StrCat("unix:", dir_.path(), "/worker.sock");
+  auto w1 = StartWorker({}, address), w2 = StartWorker();
+  ASSERT_TRUE(w1 && w2);
+  EXPECT_EQ(w1->address(), address);
+  struct stat st;
+  ASSERT_EQ(stat(address.substr(5).c_str(), &st), 0);
+  EXPECT_TRUE(S_ISSOCK(st.st_mode));
+  auto m = Load();
+  absl::StatusOr<v1::ClusterConfig> c =
+      ClusterConfigFromFlags(absl::StrCat(address, ",", w2->address()), "", "");
+  ASSERT_TRUE(c.ok()) << c.status();
+  c->set_readmit_backoff_min_ms(50);
+  c->set_readmit_backoff_max_ms(400);
+  c->set_rebalance_factor(-1);
+  auto remote = AttachWorkers(*m, *c);
+  ASSERT_TRUE(remote.ok()) << remote.status();
+  RemoteExpertExecutor& r = **remote;
+  ExpectBitIdentical(want, Greedy(*m, kPrompt, 12));
+  EXPECT_GT(r.OwnedCounts()[0], 0);
+  EXPECT_GT(r.stats().remote_items, 0u);
+  EXPECT_EQ(r.stats().failovers, 0u);
+
+  ExpectBitIdentical(want, Greedy(*m, kPrompt, 12, [&](int step) {
+    if (step == 4) w1->Kill();
+  }));
+  EXPECT_GE(r.stats().failovers, 1u);
+  w1 = StartWorker({}, address);  // binds over the stale socket file
+  ASSERT_TRUE(w1);
+  ASSERT_TRUE(DecodeUntil(*m, [&] { return r.stats().readmissions >= 1; })) << r.Summary();
+  const uint64_t remote_before = r.stats().remote_items;
+  ExpectBitIdentical(want, Greedy(*m, kPrompt, 12));
+  EXPECT_EQ(r.stats().workers_up, 2);
+  EXPECT_GT(r.stats().remote_items, remote_before);
+}
+
+// The same-host split: the coordinator computes its share on the forward
+// thread alone (local_threads 1) while a one-thread worker on a Unix socket
+// computes the rest, then polls for the reply without sleeping (spin_us):
+// the same logits. Out-of-range knobs are refused.
+TEST_F(ClusterTest, SameHostSplitWithSpinningAwait) {
+  const Trace want = Reference(12);
+  auto w = StartWorker({}, absl::StrCat("unix:", dir_.path(), "/split.sock"));
+  ASSERT_TRUE(w);
+  auto m = Load();
+  v1::ClusterConfig c = Cluster({w->address()});
+  c.set_local_share(0.5);
+  c.set_local_threads(1);
+  c.set_spin_us(300);
+  c.set_rebalance_factor(-1);
+  auto remote = AttachWorkers(*m, c);
+  ASSERT_TRUE(remote.ok()) << remote.status();
+  ExpectBitIdentical(want, Greedy(*m, kPrompt, 12));
+  const RemoteExpertStats s = (*remote)->stats();
+  EXPECT_GT(s.remote_items, 0u);
+  EXPECT_GT(s.local_items, 0u);
+  EXPECT_EQ(s.failovers, 0u);
+
+  for (auto bad : {std::make_pair(3, 0), std::make_pair(0, -1), std::make_pair(0, 200000)}) {
+    auto m2 = Load();
+    v1::ClusterConfig b = Cluster({w->address()});
+    b.set_local_threads(bad.first);
+    b.set_spin_us(bad.second);
+    auto r = AttachWorkers(*m2, b);
+    EXPECT_TRUE(absl::IsInvalidArgument(r.status())) << r.status();
   }
 }
 

@@ -70,7 +70,9 @@ absl::StatusOr<std::unique_ptr<WorkerProcess>> WorkerProcess::Start(
         absl::StrCat("worker did not start: '", line, "' stderr: ", w->Stderr()));
   }
   w->address_ = line.substr(10, line.find('\n') - 10);
-  if (!absl::SimpleAtoi(w->address_.substr(w->address_.rfind(':') + 1), &w->port_)) {
+  const bool unix_socket = w->address_.rfind("unix", 0) == 0;  // unix:PATH, no port
+  if (!unix_socket &&
+      !absl::SimpleAtoi(w->address_.substr(w->address_.rfind(':') + 1), &w->port_)) {
     return absl::InternalError(absl::StrCat("bad address ", w->address_));
   }
   return w;

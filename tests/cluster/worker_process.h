@@ -16,14 +16,14 @@ class WorkerProcess {
  public:
   // Starts `<ST_BINARY_DIR>/tools/smallthinker worker -m model --listen listen
   // -t 1 extra...`, prefixed by `prefix` (e.g. {"ip", "netns", "exec", NS}).
-  // Waits up to 20 s for "listening HOST:PORT".
+  // Waits up to 20 s for "listening HOST:PORT" (or "listening unix:PATH").
   static absl::StatusOr<std::unique_ptr<WorkerProcess>> Start(
       const std::string& model, const std::string& listen, const std::vector<std::string>& extra,
       const std::vector<std::string>& prefix = {});
   ~WorkerProcess();
 
-  const std::string& address() const { return address_; }  // host:port
-  int port() const { return port_; }
+  const std::string& address() const { return address_; }  // host:port or unix:PATH
+  int port() const { return port_; }  // 0 for a Unix socket
   pid_t pid() const { return pid_; }
   // kill -9 and reap.
   void Kill();
