@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <atomic>
 #include <cstring>
+#include <memory>
+#include <thread>
 
 #include "kernels/packed_matrix.h"
 
@@ -73,36 +75,53 @@ void ExpertPhases::Run(const std::function<ExpertMatrices(int)>& matrices,
     }
   }
 
-  // Phase 1: gate and up rows, z = relu(g) * u, z's Q8_0 blocks.
+  // Both phases in one pass over the pool: items [0, P1) are phase 1 (gate
+  // and up rows, z = relu(g) * u, z's Q8_0 blocks), items [P1, P1 + P2)
+  // phase 2 (down rows, copied into the slots). An expert's phase-2 item
+  // waits until all of that expert's phase-1 items are done, instead of a
+  // barrier for the whole layer between the phases. No wait can deadlock:
+  // items are claimed in increasing order, so every phase-1 item a phase-2
+  // item needs was claimed earlier by a running thread, and phase-1 items
+  // never wait. (Larger experts come first, so by the time the phase-2 items
+  // start their phase-1 items are long done; the wait is for the last few.)
   const size_t up_items = (d_expert + kGateUpRows - 1) / kGateUpRows;
-  std::atomic<uint64_t> active{0};
-  ForEachItem(used.size() * up_items, pool, [&](size_t item) {
-    Expert& ex = experts_[item / up_items];
-    const size_t r0 = (item % up_items) * kGateUpRows;
-    const size_t r1 = std::min(d_expert, r0 + kGateUpRows);
-    const size_t n = ex.xq.n_vecs();
-    PackedMatMulGroups(ex.gate.type, ex.gate.packed, d_model, ex.xq, r0 / kPackRows,
-                       r1 / kPackRows, ex.g.data(), d_expert);
-    PackedMatMulGroups(ex.up.type, ex.up.packed, d_model, ex.xq, r0 / kPackRows,
-                       r1 / kPackRows, ex.u.data(), d_expert);
-    uint64_t on = 0;
-    for (size_t i = 0; i < n; ++i) {
-      float* g = ex.g.data() + i * d_expert;
-      const float* u = ex.u.data() + i * d_expert;
-      for (size_t f = r0; f < r1; ++f) {
-        on += g[f] > 0.0f;
-        g[f] = g[f] > 0.0f ? g[f] * u[f] : 0.0f;  // as ExpertFfn
-      }
-      ex.zq.QuantizeBlocks(i, r0 / kQK, r1 / kQK);
-    }
-    active.fetch_add(on, std::memory_order_relaxed);
-  });
-
-  // Phase 2: down rows, copied into the slots.
   const size_t down_items = (d_model + kDownRows - 1) / kDownRows;
-  ForEachItem(used.size() * down_items, pool, [&](size_t item) {
-    Expert& ex = experts_[item / down_items];
-    const size_t r0 = (item % down_items) * kDownRows;
+  const size_t p1 = used.size() * up_items;
+  if (up_done_size_ < used.size()) {
+    up_done_ = std::make_unique<std::atomic<uint32_t>[]>(used.size());
+    up_done_size_ = used.size();
+  }
+  for (size_t k = 0; k < used.size(); ++k) up_done_[k].store(0, std::memory_order_relaxed);
+  std::atomic<uint64_t> active{0};
+  ForEachItem(p1 + used.size() * down_items, pool, [&](size_t item) {
+    if (item < p1) {
+      const size_t k = item / up_items;
+      Expert& ex = experts_[k];
+      const size_t r0 = (item % up_items) * kGateUpRows;
+      const size_t r1 = std::min(d_expert, r0 + kGateUpRows);
+      const size_t n = ex.xq.n_vecs();
+      PackedMatMulGroups(ex.gate.type, ex.gate.packed, d_model, ex.xq, r0 / kPackRows,
+                         r1 / kPackRows, ex.g.data(), d_expert);
+      PackedMatMulGroups(ex.up.type, ex.up.packed, d_model, ex.xq, r0 / kPackRows,
+                         r1 / kPackRows, ex.u.data(), d_expert);
+      uint64_t on = 0;
+      for (size_t i = 0; i < n; ++i) {
+        float* g = ex.g.data() + i * d_expert;
+        const float* u = ex.u.data() + i * d_expert;
+        for (size_t f = r0; f < r1; ++f) {
+          on += g[f] > 0.0f;
+          g[f] = g[f] > 0.0f ? g[f] * u[f] : 0.0f;  // as ExpertFfn
+        }
+        ex.zq.QuantizeBlocks(i, r0 / kQK, r1 / kQK);
+      }
+      active.fetch_add(on, std::memory_order_relaxed);
+      up_done_[k].fetch_add(1, std::memory_order_release);  // z's blocks visible to phase 2
+      return;
+    }
+    const size_t k = (item - p1) / down_items;
+    while (up_done_[k].load(std::memory_order_acquire) < up_items) std::this_thread::yield();
+    Expert& ex = experts_[k];
+    const size_t r0 = ((item - p1) % down_items) * kDownRows;
     const size_t r1 = std::min(d_model, r0 + kDownRows);
     PackedMatMulGroups(ex.down.type, ex.down.packed, d_expert, ex.zq, r0 / kPackRows,
                        r1 / kPackRows, ex.y.data(), d_model);

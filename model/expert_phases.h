@@ -1,7 +1,9 @@
-// A step's experts, all at once, through the packed kernels in two pool
-// phases of small work items: (1) gate and up rows of every used expert plus
-// z = relu(gate) * up and its Q8_0 blocks, (2) down rows of every used
-// expert, scattered into the token slots. Each item is a slice of one
+// A step's experts, all at once, through the packed kernels in two phases
+// of small work items, run as one pass over the pool: (1) gate and up rows
+// of every used expert plus z = relu(gate) * up and its Q8_0 blocks, (2)
+// down rows of every used expert, scattered into the token slots; an
+// expert's phase-2 items wait only for its own phase-1 items (no barrier
+// between the phases). Each item is a slice of one
 // expert's rows (128 gate/up rows, 256 down rows), claimed one at a time by
 // whichever thread is free, so both cores stream weights until the phase
 // ends and a thread that is descheduled holds up at most one small item
@@ -14,8 +16,10 @@
 // quantizes each 32-element block on its own.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <vector>
 
 #include "common/thread_pool.h"
@@ -60,6 +64,9 @@ class ExpertPhases {
 
   Activations tokens_;
   std::vector<Expert> experts_;  // reused across calls (buffers keep capacity)
+  // Per used expert: its phase-1 items done (phase-2 items wait for all).
+  std::unique_ptr<std::atomic<uint32_t>[]> up_done_;
+  size_t up_done_size_ = 0;
 };
 
 }  // namespace st
