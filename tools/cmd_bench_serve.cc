@@ -39,6 +39,7 @@ struct Level {
   int64_t tokens = 0;
   ForwardZones zones;  // seconds spent per zone during this level
   StepRoofline roof;   // decode steps of exactly `streams` tokens during this level
+  double bandwidth_gbps = 0;  // read bandwidth measured right before this level
 };
 
 }  // namespace
@@ -59,7 +60,8 @@ void RegisterBenchServe(CLI::App& app) {
       "Memory roofline per level: the bytes one decode step of N streams touched (dense\n"
       "weights once, the union of the experts its tokens routed to, every stream's K/V),\n"
       "measured from the steps' real routes, and the bound that puts on aggregate tok/s at\n"
-      "the read bandwidth `bench` measures; achieved = steady rate / bound.");
+      "the read bandwidth `bench` measures (taken again before each level); achieved =\n"
+      "steady rate / bound.");
   cmd->add_option("-m,--model", f->model, "SmallThinker GGUF file")->required();
   cmd->add_option("--streams", f->streams, "Comma-separated concurrency levels")
       ->capture_default_str();
@@ -97,9 +99,14 @@ void RegisterBenchServe(CLI::App& app) {
     }
     auto model = Model::Load(f->model, ModelOptions{.threads = f->threads, .max_batch = f->batch});
     if (!model.ok()) return Fail(model.status());
-    std::fprintf(stderr, "measuring memory read bandwidth with %d threads...\n",
-                 (*model)->pool().num_threads());
-    const BandwidthResult bw = MeasureReadBandwidth((*model)->pool(), *bw_bytes);
+    // Measured before every level (as `bench` does once): on a shared machine
+    // the bandwidth at hand changes, and the bound should be the one the
+    // level ran under.
+    auto measure_bandwidth = [&] {
+      std::fprintf(stderr, "measuring memory read bandwidth with %d threads...\n",
+                   (*model)->pool().num_threads());
+      return MeasureReadBandwidth((*model)->pool(), *bw_bytes).median_gbps;
+    };
     const int vocab = (*model)->config().vocab_size;
     const int max_streams = *std::max_element(levels.begin(), levels.end());
     Engine engine(**model, EngineOptions{.parallel = max_streams,
@@ -111,6 +118,7 @@ void RegisterBenchServe(CLI::App& app) {
     for (int n : levels) {
       Level lv;
       lv.streams = n;
+      lv.bandwidth_gbps = measure_bandwidth();
       std::vector<double> ttfts, tps, steady;
       const ForwardZones z0 = (*model)->forward().zones();
       const DecodeStepCounters c0 = (*model)->forward().decode_steps(n);
@@ -200,13 +208,10 @@ void RegisterBenchServe(CLI::App& app) {
       lv.zones = {z1.route - z0.route, z1.attention - z0.attention, z1.experts - z0.experts,
                   z1.lm_head - z0.lm_head};
       lv.roof = DecodeStepRoofline((*model)->config(), (*model)->weights(), n,
-                                   (*model)->forward().decode_steps(n) - c0, bw.median_gbps);
+                                   (*model)->forward().decode_steps(n) - c0, lv.bandwidth_gbps);
       results.push_back(lv);
       if (f->output == "text") {
-        if (results.size() == 1) {
-          std::printf("read bandwidth %.2f GB/s (median, %d threads)\n", bw.median_gbps,
-                      (*model)->pool().num_threads());
-        }
+
         std::printf("streams %2d | aggregate decode %8.2f tok/s | per stream %7.2f tok/s | "
                     "speedup %5.2fx | TTFT p50 %7.1f ms p99 %7.1f ms\n",
                     n, lv.agg_decode_tps, lv.per_stream_tps,
@@ -219,10 +224,12 @@ void RegisterBenchServe(CLI::App& app) {
                     lv.zones.route, lv.zones.attention, lv.zones.experts, lv.zones.lm_head);
         const StepRoofline& r = lv.roof;
         auto fb = [](double b) { return FormatBytes(static_cast<uint64_t>(b)); };
-        std::printf("           roofline: %llu steps of %d | %.1f experts/layer | step reads %s "
+        std::printf("           roofline: read bandwidth %.2f GB/s | %llu steps of %d | "
+                    "%.1f experts/layer | step reads %s "
                     "(dense %s, experts %s, kv %s) = %s/token | bound %.2f tok/s | "
                     "achieved %.0f%% (steady) %.0f%% (step time %.2f tok/s)\n",
-                    static_cast<unsigned long long>(r.steps), n, r.experts_per_layer,
+                    lv.bandwidth_gbps, static_cast<unsigned long long>(r.steps), n,
+                    r.experts_per_layer,
                     fb(r.step_bytes()).c_str(), fb(r.dense_bytes).c_str(),
                     fb(r.expert_bytes).c_str(), fb(r.kv_bytes).c_str(),
                     fb(r.step_bytes() / n).c_str(), r.bound_tps,
@@ -237,7 +244,6 @@ void RegisterBenchServe(CLI::App& app) {
                           {"prompt_tokens", f->prompt_tokens},
                           {"gen_tokens", f->gen_tokens},
                           {"rounds", f->rounds},
-                          {"read_bandwidth_gbps", bw.median_gbps},
                           {"levels", nlohmann::json::array()}};
       for (const Level& lv : results) {
         j["levels"].push_back({{"streams", lv.streams},
@@ -255,7 +261,8 @@ void RegisterBenchServe(CLI::App& app) {
                                  {"experts", lv.zones.experts},
                                  {"lm_head", lv.zones.lm_head}}},
                                {"roofline",
-                                {{"decode_steps", lv.roof.steps},
+                                {{"read_bandwidth_gbps", lv.bandwidth_gbps},
+                                 {"decode_steps", lv.roof.steps},
                                  {"experts_per_layer", lv.roof.experts_per_layer},
                                  {"step_bytes", lv.roof.step_bytes()},
                                  {"dense_bytes", lv.roof.dense_bytes},
