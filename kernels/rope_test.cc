@@ -80,5 +80,43 @@ TEST(RopeTest, CachedAnglesNeverLeakBetweenKeys) {
   }
 }
 
+// The exact float numbers of the formula in rope.h, computed afresh.
+std::vector<float> Reference(std::vector<float> x, int n_heads, int hd, int64_t pos,
+                             double theta) {
+  for (int h = 0; h < n_heads; ++h) {
+    float* v = x.data() + h * hd;
+    for (int j = 0; j < hd / 2; ++j) {
+      const double phi = static_cast<double>(pos) * std::pow(theta, -2.0 * j / hd);
+      const float c = static_cast<float>(std::cos(phi)), s = static_cast<float>(std::sin(phi));
+      const float a = v[j], b = v[j + hd / 2];
+      v[j] = a * c - b * s;
+      v[j + hd / 2] = b * c + a * s;
+    }
+  }
+  return x;
+}
+
+// RopeNeox keeps the previous call's tables; whatever the order of calls
+// (same position twice as for q then k, a new position, another theta or
+// head_dim, back again), each result equals the fresh computation bit for bit.
+TEST(RopeTest, ReusedTablesGiveFreshResultsInAnyCallOrder) {
+  struct Call {
+    int n_heads, hd;
+    int64_t pos;
+    double theta;
+  };
+  const Call calls[] = {{12, 128, 7, 1.5e6}, {2, 128, 7, 1.5e6},  {2, 128, 8, 1.5e6},
+                        {4, 64, 8, 1.5e6},   {4, 64, 8, 1e4},     {12, 128, 8, 1.5e6},
+                        {2, 128, 0, 1.5e6},  {3, 128, 99999, 1e4}, {3, 128, 99999, 1e4}};
+  int salt = 10;
+  for (const Call& c : calls) {
+    SCOPED_TRACE(::testing::Message() << c.n_heads << " " << c.hd << " " << c.pos << " " << c.theta);
+    const std::vector<float> x0 = testing::Gaussian(c.n_heads * c.hd, salt++);
+    std::vector<float> x = x0;
+    RopeNeox(x.data(), c.n_heads, c.hd, c.pos, c.theta);
+    EXPECT_EQ(x, Reference(x0, c.n_heads, c.hd, c.pos, c.theta));
+  }
+}
+
 }  // namespace
 }  // namespace st

@@ -3,7 +3,8 @@
 // GGUF: aggregate tokens/s at N = 1, 2, 4, 8 and the step's zone split.
 // The model is ST_BENCH_MODEL (e.g. a `synth --preset 4b` Q4_0 file);
 // without it the benchmark is skipped. ST_BENCH_THREADS sets the threads
-// (default all cores).
+// (default all cores). GB/s is the bytes a step touched (model/step_traffic.h)
+// over its time: the read bandwidth the batched step achieves.
 #include <cstdlib>
 #include <memory>
 #include <string>
@@ -12,6 +13,7 @@
 #include "benchmark/benchmark.h"
 #include "model/kv_cache.h"
 #include "model/model.h"
+#include "model/step_traffic.h"
 
 namespace st {
 namespace {
@@ -54,6 +56,7 @@ void BM_DecodeStep(benchmark::State& state) {
   }
   int64_t pos = prompt;
   const ForwardZones z0 = model->forward().zones();
+  const DecodeStepCounters c0 = model->forward().decode_steps(n);
   for (auto _ : state) {
     std::vector<SequenceInput> in;
     for (int i = 0; i < n; ++i) in.push_back({kv[i].get(), pos, absl::MakeConstSpan(&next[i], 1)});
@@ -71,6 +74,13 @@ void BM_DecodeStep(benchmark::State& state) {
   state.counters["attn_ms"] = 1e3 * (z1.attention - z0.attention) / steps;
   state.counters["experts_ms"] = 1e3 * (z1.experts - z0.experts) / steps;
   state.counters["lm_head_ms"] = 1e3 * (z1.lm_head - z0.lm_head) / steps;
+  // Bytes the steps touched (dense once, union of experts, K/V) per second of
+  // step time: the bandwidth the batched step achieves.
+  const StepRoofline r = DecodeStepRoofline(model->config(), model->weights(), n,
+                                            model->forward().decode_steps(n) - c0, 1.0);
+  state.counters["experts/layer"] = r.experts_per_layer;
+  state.counters["MiB/step"] = r.step_bytes() / (1 << 20);
+  state.counters["GB/s"] = benchmark::Counter(steps * r.step_bytes() / 1e9, benchmark::Counter::kIsRate);
 }
 BENCHMARK(BM_DecodeStep)->Arg(1)->Arg(2)->Arg(4)->Arg(8)->UseRealTime()->Unit(benchmark::kMillisecond);
 

@@ -16,6 +16,11 @@
 namespace st {
 namespace {
 
+// Router rows x tokens up to which Route runs the router on the calling
+// thread (batched decode: 32 experts x 32 tokens is a few microseconds of
+// packed kernel, less than a fork-join of the pool).
+constexpr int64_t kInlineRouterWork = 1024;
+
 double Now() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
       .count();
@@ -55,6 +60,8 @@ Forward::Forward(const ModelConfig& config, const DenseWeights& weights,
   delta_.resize(b * config.d_model);
   router_.resize(b * config.n_experts);
   routing_counts_.assign(static_cast<size_t>(config.n_layers) * config.n_experts, 0);
+  decode_steps_.resize(b + 1);
+  expert_seen_.resize(config.n_experts);
 }
 
 absl::Status Forward::CheckSequence(const KvCache& kv, int64_t pos0,
@@ -121,6 +128,8 @@ absl::Status Forward::RunBatch(absl::Span<const Segment> segments,
                                absl::Span<const int32_t> tokens, LogitRows rows, float* logits) {
   const int n = static_cast<int>(tokens.size());
   const int d = config_.d_model;
+  const double t_step = Now();
+  step_ = DecodeStepCounters{};
   Embed(tokens);                                               // x = E[tokens]        [n, d]
   for (int l = 0; l < config_.n_layers; ++l) {
     Route(l, n, routes_);                                      // routes from raw x (pre-attention)
@@ -132,6 +141,8 @@ absl::Status Forward::RunBatch(absl::Span<const Segment> segments,
     Attention(l, segments, n);                                 // x += Attn(RmsNorm(x)) per sequence
     ST_RETURN_IF_ERROR(Annotate(Experts(l, n), absl::StrCat("layer ", l)));  // x += MoE(RmsNorm(x))
   }
+  const bool decode = std::all_of(segments.begin(), segments.end(),
+                                  [](const Segment& s) { return s.n == 1; });
   if (rows == LogitRows::kNone) return absl::OkStatus();
   const double t0 = Now();
   NormRows(x_.data(), weights_.output_norm, n, d, config_.rms_eps, h_.data());
@@ -147,7 +158,15 @@ absl::Status Forward::RunBatch(absl::Span<const Segment> segments,
     }
     LmHead(m, delta_.data(), logits);                          // [m, vocab]
   }
-  zones_.lm_head += Now() - t0;
+  const double t1 = Now();
+  zones_.lm_head += t1 - t0;
+  if (decode) {
+    DecodeStepCounters& c = decode_steps_[n];
+    ++c.steps;
+    c.experts_touched += step_.experts_touched;
+    c.kv_bytes += step_.kv_bytes;
+    c.seconds += t1 - t_step;
+  }
   return absl::OkStatus();
 }
 
@@ -161,7 +180,12 @@ void Forward::Embed(absl::Span<const int32_t> tokens) {
 void Forward::Route(int layer, int n, Routes& routes, bool count) {
   const double t0 = Now();
   const int n_exp = config_.n_experts, k = config_.top_k;
-  Project(weights_.layers[layer].router, x_.data(), n, router_.data(), pool_);  // [n, E]
+  // The router is tiny (n_experts rows): a fork-join would cost more than
+  // its rows, so it runs on this thread unless the batch is large (same
+  // numbers: kernels never depend on the split).
+  const bool inline_router = static_cast<int64_t>(n_exp) * n <= kInlineRouterWork;
+  Project(weights_.layers[layer].router, x_.data(), n, router_.data(),
+          inline_router ? nullptr : pool_);                                   // [n, E]
   routes.n_tokens = n;
   routes.top_k = k;
   routes.ids.resize(static_cast<size_t>(n) * k);
@@ -172,8 +196,13 @@ void Forward::Route(int layer, int n, Routes& routes, bool count) {
     SelectTopK(logit, n_exp, k, ids);
     GatingWeights(config_.gating, logit, ids, k, routes.weights.data() + t * k);
     if (!count) continue;
-    for (int j = 0; j < k; ++j) ++routing_counts_[static_cast<size_t>(layer) * n_exp + ids[j]];
+    for (int j = 0; j < k; ++j) {
+      ++routing_counts_[static_cast<size_t>(layer) * n_exp + ids[j]];
+      step_.experts_touched += expert_seen_[ids[j]] == 0;
+      expert_seen_[ids[j]] = 1;
+    }
   }
+  if (count) std::fill(expert_seen_.begin(), expert_seen_.end(), 0);
   if (count && layer == 0) routed_tokens_ += n;
   zones_.route += Now() - t0;
 }
@@ -234,6 +263,12 @@ void Forward::Attention(int layer, absl::Span<const Segment> segments, int n) {
       AttendRing(shape, q_.data() + q_off, head, lo, pos, att_.data() + q_off, scratch.data());
     }
   };
+  for (int t = 0; t < n; ++t) {  // K and V rows attention reads
+    const Segment& seg = segments[row_segment_[t]];
+    const int64_t pos = seg.pos0 + t - seg.row0;
+    const int64_t lo = lc.window > 0 ? std::max<int64_t>(0, pos - lc.window + 1) : 0;
+    step_.kv_bytes += static_cast<uint64_t>(pos - lo + 1) * 2 * RowBytes(seg.kv->type(), kvd);
+  }
   const size_t items = static_cast<size_t>(n) * config_.n_kv_heads;
   if (pool_ != nullptr) {
     pool_->ParallelFor(items, attend);

@@ -11,6 +11,7 @@
 #include "model/config.h"
 #include "model/expert_executor.h"
 #include "model/kv_cache.h"
+#include "model/step_traffic.h"
 #include "model/weights.h"
 
 namespace st {
@@ -63,11 +64,18 @@ class Forward {
   // (token, slot), accumulated over calls.
   const std::vector<uint64_t>& routing_counts() const { return routing_counts_; }
   uint64_t routed_tokens() const { return routed_tokens_; }  // tokens routed per layer
+  // Pure decode steps (every sequence one token) of n tokens, for n in
+  // [1, max_batch]: distinct experts, K/V bytes read and time, accumulated
+  // over calls (model/step_traffic.h turns them into a memory roofline).
+  DecodeStepCounters decode_steps(int n) const {
+    return n >= 1 && n <= max_batch_ ? decode_steps_[n] : DecodeStepCounters{};
+  }
   // Zeroes zone times and routing counts.
   void ResetStats() {
     zones_ = ForwardZones{};
     std::fill(routing_counts_.begin(), routing_counts_.end(), 0);
     routed_tokens_ = 0;
+    std::fill(decode_steps_.begin(), decode_steps_.end(), DecodeStepCounters{});
   }
 
  private:
@@ -97,6 +105,9 @@ class Forward {
   ForwardZones zones_;
   std::vector<uint64_t> routing_counts_;
   uint64_t routed_tokens_ = 0;
+  std::vector<DecodeStepCounters> decode_steps_;  // [max_batch + 1], by tokens per step
+  DecodeStepCounters step_;                       // the running step's share
+  std::vector<uint8_t> expert_seen_;              // [n_experts] scratch of Route
 
   // Scratch for one batch of n <= max_batch tokens.
   std::vector<float> x_;        // [n, d_model] residual stream

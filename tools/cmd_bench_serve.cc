@@ -11,8 +11,11 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "common/units.h"
 #include "coordinator/engine.h"
+#include "kernels/memory_bandwidth.h"
 #include "model/model.h"
+#include "model/step_traffic.h"
 #include "nlohmann/json.hpp"
 #include "tools/commands.h"
 #include "tools/sampling_flags.h"
@@ -35,13 +38,15 @@ struct Level {
   double ttft_p50 = 0, ttft_p99 = 0;
   int64_t tokens = 0;
   ForwardZones zones;  // seconds spent per zone during this level
+  StepRoofline roof;   // decode steps of exactly `streams` tokens during this level
+  double bandwidth_gbps = 0;  // read bandwidth measured right before this level
 };
 
 }  // namespace
 
 void RegisterBenchServe(CLI::App& app) {
   struct Flags {
-    std::string model, streams = "1,2,4,8", output = "text";
+    std::string model, streams = "1,2,4,8", output = "text", bandwidth_size = "1GiB";
     int threads = 0, prompt_tokens = 32, gen_tokens = 64, rounds = 2, batch = 64;
   };
   auto f = std::make_shared<Flags>();
@@ -51,7 +56,12 @@ void RegisterBenchServe(CLI::App& app) {
       "requests at once (prompt -p tokens, -n generated tokens each) and report aggregate\n"
       "decode tokens/s (all streams' tokens after their first / the decode window) and\n"
       "time to first token p50/p99 over all requests of all rounds. The engine first runs\n"
-      "one -p token prompt as a warm-up (not measured).");
+      "one -p token prompt as a warm-up (not measured).\n"
+      "Memory roofline per level: the bytes one decode step of N streams touched (dense\n"
+      "weights once, the union of the experts its tokens routed to, every stream's K/V),\n"
+      "measured from the steps' real routes, and the bound that puts on aggregate tok/s at\n"
+      "the read bandwidth `bench` measures (taken again before each level); achieved =\n"
+      "steady rate / bound.");
   cmd->add_option("-m,--model", f->model, "SmallThinker GGUF file")->required();
   cmd->add_option("--streams", f->streams, "Comma-separated concurrency levels")
       ->capture_default_str();
@@ -69,6 +79,8 @@ void RegisterBenchServe(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("-t,--threads", f->threads, "Kernel threads (0 = all cores)")
       ->capture_default_str();
+  cmd->add_option("--bandwidth-size", f->bandwidth_size, "Buffer for the bandwidth measurement")
+      ->capture_default_str();
   cmd->add_option("-o,--output", f->output, "text or json")
       ->check(CLI::IsMember({"text", "json"}))
       ->capture_default_str();
@@ -81,8 +93,20 @@ void RegisterBenchServe(CLI::App& app) {
       }
       levels.push_back(n);
     }
+    auto bw_bytes = ParseByteSize(f->bandwidth_size);
+    if (!bw_bytes.ok() || *bw_bytes > (uint64_t{64} << 30)) {
+      return Fail(absl::InvalidArgumentError("bad --bandwidth-size '" + f->bandwidth_size + "'"));
+    }
     auto model = Model::Load(f->model, ModelOptions{.threads = f->threads, .max_batch = f->batch});
     if (!model.ok()) return Fail(model.status());
+    // Measured before every level (as `bench` does once): on a shared machine
+    // the bandwidth at hand changes, and the bound should be the one the
+    // level ran under.
+    auto measure_bandwidth = [&] {
+      std::fprintf(stderr, "measuring memory read bandwidth with %d threads...\n",
+                   (*model)->pool().num_threads());
+      return MeasureReadBandwidth((*model)->pool(), *bw_bytes).median_gbps;
+    };
     const int vocab = (*model)->config().vocab_size;
     const int max_streams = *std::max_element(levels.begin(), levels.end());
     Engine engine(**model, EngineOptions{.parallel = max_streams,
@@ -94,8 +118,10 @@ void RegisterBenchServe(CLI::App& app) {
     for (int n : levels) {
       Level lv;
       lv.streams = n;
+      lv.bandwidth_gbps = measure_bandwidth();
       std::vector<double> ttfts, tps, steady;
       const ForwardZones z0 = (*model)->forward().zones();
+      const DecodeStepCounters c0 = (*model)->forward().decode_steps(n);
       for (int round = 0; round < f->rounds; ++round) {
         std::vector<std::unique_ptr<RequestStream>> streams;
         std::vector<EngineEvent> pending(n);  // each stream's final event
@@ -181,8 +207,11 @@ void RegisterBenchServe(CLI::App& app) {
       const ForwardZones& z1 = (*model)->forward().zones();
       lv.zones = {z1.route - z0.route, z1.attention - z0.attention, z1.experts - z0.experts,
                   z1.lm_head - z0.lm_head};
+      lv.roof = DecodeStepRoofline((*model)->config(), (*model)->weights(), n,
+                                   (*model)->forward().decode_steps(n) - c0, lv.bandwidth_gbps);
       results.push_back(lv);
       if (f->output == "text") {
+
         std::printf("streams %2d | aggregate decode %8.2f tok/s | per stream %7.2f tok/s | "
                     "speedup %5.2fx | TTFT p50 %7.1f ms p99 %7.1f ms\n",
                     n, lv.agg_decode_tps, lv.per_stream_tps,
@@ -193,6 +222,19 @@ void RegisterBenchServe(CLI::App& app) {
         std::printf("           zones: route %.2f s | attention %.2f s | experts %.2f s | "
                     "lm_head %.2f s\n",
                     lv.zones.route, lv.zones.attention, lv.zones.experts, lv.zones.lm_head);
+        const StepRoofline& r = lv.roof;
+        auto fb = [](double b) { return FormatBytes(static_cast<uint64_t>(b)); };
+        std::printf("           roofline: read bandwidth %.2f GB/s | %llu steps of %d | "
+                    "%.1f experts/layer | step reads %s "
+                    "(dense %s, experts %s, kv %s) = %s/token | bound %.2f tok/s | "
+                    "achieved %.0f%% (steady) %.0f%% (step time %.2f tok/s)\n",
+                    lv.bandwidth_gbps, static_cast<unsigned long long>(r.steps), n,
+                    r.experts_per_layer,
+                    fb(r.step_bytes()).c_str(), fb(r.dense_bytes).c_str(),
+                    fb(r.expert_bytes).c_str(), fb(r.kv_bytes).c_str(),
+                    fb(r.step_bytes() / n).c_str(), r.bound_tps,
+                    100 * lv.steady_tps / std::max(1e-9, r.bound_tps),
+                    100 * r.step_tps / std::max(1e-9, r.bound_tps), r.step_tps);
         std::fflush(stdout);
       }
     }
@@ -217,7 +259,19 @@ void RegisterBenchServe(CLI::App& app) {
                                 {{"route", lv.zones.route},
                                  {"attention", lv.zones.attention},
                                  {"experts", lv.zones.experts},
-                                 {"lm_head", lv.zones.lm_head}}}});
+                                 {"lm_head", lv.zones.lm_head}}},
+                               {"roofline",
+                                {{"read_bandwidth_gbps", lv.bandwidth_gbps},
+                                 {"decode_steps", lv.roof.steps},
+                                 {"experts_per_layer", lv.roof.experts_per_layer},
+                                 {"step_bytes", lv.roof.step_bytes()},
+                                 {"dense_bytes", lv.roof.dense_bytes},
+                                 {"expert_bytes", lv.roof.expert_bytes},
+                                 {"kv_bytes", lv.roof.kv_bytes},
+                                 {"bound_tokens_per_second", lv.roof.bound_tps},
+                                 {"step_tokens_per_second", lv.roof.step_tps},
+                                 {"achieved_fraction_steady",
+                                  lv.steady_tps / std::max(1e-9, lv.roof.bound_tps)}}}});
       }
       std::printf("%s\n", j.dump(2).c_str());
     }

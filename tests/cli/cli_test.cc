@@ -82,6 +82,31 @@ TEST_F(CliTest, BenchReportsJson) {
   EXPECT_GT(j["bytes_per_token"].get<double>(), 0);
 }
 
+TEST_F(CliTest, BenchServeReportsTheBatchRoofline) {
+  CliRun r = Cli(absl::StrCat("bench-serve -m '", model_,
+                              "' --streams 1,2 -p 4 -n 6 -r 1 -t 2 -o json --bandwidth-size 64MiB"));
+  ASSERT_EQ(r.exit_code, 0);
+  auto j = nlohmann::json::parse(r.out);
+  ASSERT_EQ(j["levels"].size(), 2u);
+  for (int i = 0; i < 2; ++i) {
+    SCOPED_TRACE(i);
+    const auto& roof = j["levels"][i]["roofline"];
+    EXPECT_GT(roof["read_bandwidth_gbps"].get<double>(), 0);
+    // One stream: 5 decode steps of 1 token; two: at least one step of both.
+    EXPECT_GE(roof["decode_steps"].get<int>(), i == 0 ? 5 : 1);
+    const double experts = roof["experts_per_layer"].get<double>();
+    EXPECT_GE(experts, 2.0);             // tiny: top-2 of 8 experts
+    EXPECT_LE(experts, i == 0 ? 2.0 : 4.0);
+    EXPECT_GT(roof["kv_bytes"].get<double>(), 0);
+    EXPECT_NEAR(roof["step_bytes"].get<double>(),
+                roof["dense_bytes"].get<double>() + roof["expert_bytes"].get<double>() +
+                    roof["kv_bytes"].get<double>(),
+                1.0);
+    EXPECT_GT(roof["bound_tokens_per_second"].get<double>(), 0);
+    EXPECT_GE(roof["achieved_fraction_steady"].get<double>(), 0);  // 0 if no all-streams span
+  }
+}
+
 TEST_F(CliTest, BadInputGivesErrorsNotCrashes) {
   EXPECT_EQ(Cli("run -m /nonexistent.gguf -p x").exit_code, 1);
   EXPECT_EQ(Cli(absl::StrCat("run -m '", model_, "' -p x -c 0")).exit_code, 105);  // CLI11 range
