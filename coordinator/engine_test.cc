@@ -109,8 +109,11 @@ TEST_F(EngineTest, EightConcurrentGreedyRequestsEqualTheirSoloOutputs) {
   EXPECT_EQ(st.tokens_predicted_total, static_cast<uint64_t>(8 * 20 + 28));
   EXPECT_EQ(st.requests_processing, 0);
   EXPECT_EQ(st.kv_cache_bytes, 0u);
-  // Batching happened: far fewer steps than generated tokens.
-  EXPECT_LT(st.steps_total, st.tokens_predicted_total / 2);
+  // Batching happened: fewer steps than generated tokens. Not tokens / 2:
+  // under a loaded ctest -j2 the submitting thread can be preempted between
+  // Submits while the engine runs the first requests alone (a tiny model's
+  // step is much shorter than a time slice).
+  EXPECT_LT(st.steps_total, st.tokens_predicted_total * 3 / 4);
 }
 
 TEST_F(EngineTest, SeededSamplingAndStopStringsMatchSession) {

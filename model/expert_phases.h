@@ -2,9 +2,11 @@
 // phases of small work items: (1) gate and up rows of every used expert plus
 // z = relu(gate) * up and its Q8_0 blocks, (2) down rows of every used
 // expert, scattered into the token slots. Each item is a slice of one
-// expert's rows (128 gate/up rows, 256 down rows), claimed one at a time by
-// whichever thread is free, so both cores stream weights until the phase
-// ends and a thread that is descheduled holds up at most one small item
+// expert's rows (64 gate/up rows, 128 down rows); ForEachItem gives each
+// thread a contiguous run of items (one stream through memory) and lets a
+// thread that is done take single items from the back of the others', so
+// both cores stream weights until the phase ends and a thread that is
+// descheduled holds up at most one small item
 // (one expert per work item made a layer wait for a whole expert, or for
 // several on a busy machine). Each token's layer input is quantized to Q8_0
 // once and its blocks copied to every expert it visits.
