@@ -16,11 +16,6 @@
 namespace st {
 namespace {
 
-// Router rows x tokens up to which Route runs the router on the calling
-// thread (batched decode: 32 experts x 32 tokens is a few microseconds of
-// packed kernel, less than a fork-join of the pool).
-constexpr int64_t kInlineRouterWork = 1024;
-
 double Now() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
       .count();
@@ -132,7 +127,8 @@ absl::Status Forward::RunBatch(absl::Span<const Segment> segments,
   step_ = DecodeStepCounters{};
   Embed(tokens);                                               // x = E[tokens]        [n, d]
   for (int l = 0; l < config_.n_layers; ++l) {
-    Route(l, n, routes_);                                      // routes from raw x (pre-attention)
+    const bool logits = AttentionInputs(l, n);                 // q, k, v (+ router logits of raw x)
+    Route(l, n, routes_, /*count=*/true, logits);              // routes from raw x (pre-attention)
     experts_->Prepare(l, routes_);                             // start expert fetches
     if (speculate_ && l + 1 < config_.n_layers) {              // guess layer l+1's experts
       Route(l + 1, n, speculated_, /*count=*/false);           // from the same x
@@ -177,15 +173,10 @@ void Forward::Embed(absl::Span<const int32_t> tokens) {
   }
 }
 
-void Forward::Route(int layer, int n, Routes& routes, bool count) {
+void Forward::Route(int layer, int n, Routes& routes, bool count, bool logits_ready) {
   const double t0 = Now();
   const int n_exp = config_.n_experts, k = config_.top_k;
-  // The router is tiny (n_experts rows): a fork-join would cost more than
-  // its rows, so it runs on this thread unless the batch is large (same
-  // numbers: kernels never depend on the split).
-  const bool inline_router = static_cast<int64_t>(n_exp) * n <= kInlineRouterWork;
-  Project(weights_.layers[layer].router, x_.data(), n, router_.data(),
-          inline_router ? nullptr : pool_);                                   // [n, E]
+  if (!logits_ready) Project(weights_.layers[layer].router, x_.data(), n, router_.data(), pool_);  // [n, E]
   routes.n_tokens = n;
   routes.top_k = k;
   routes.ids.resize(static_cast<size_t>(n) * k);
@@ -207,20 +198,26 @@ void Forward::Route(int layer, int n, Routes& routes, bool count) {
   zones_.route += Now() - t0;
 }
 
-void Forward::Attention(int layer, absl::Span<const Segment> segments, int n) {
+bool Forward::AttentionInputs(int layer, int n) {
   const double t0 = Now();
   const LayerWeights& w = weights_.layers[layer];
-  const LayerConfig& lc = config_.layers[layer];
-  const int d = config_.d_model, qd = config_.q_dim(), kvd = config_.kv_dim();
+  const int d = config_.d_model;
   NormRows(x_.data(), w.attn_norm, n, d, config_.rms_eps, h_.data());  // h = RmsNorm(x)  [n, d]
   Activations act;
   act.PrepareFor(w.wq.type, h_.data(), n, d);
+  bool router_done = false;
   if (w.wk.type == w.wq.type && w.wv.type == w.wq.type) {
-    // One input, one fork-join for all three.
-    const MatMulJob qkv[] = {{&w.wq, &act, q_.data()},                  // q [n, q_dim]
-                             {&w.wk, &act, k_.data()},                  // k [n, kv_dim]
-                             {&w.wv, &act, v_.data()}};                 // v [n, kv_dim]
-    MatMulMany(qkv, pool_);
+    // One fork-join for q, k, v and the router's logits (of the raw x, as
+    // MODEL.md 4.3 says; the router is tiny, and alone its fork-join cost
+    // more than its rows, or ~16 us of F32 reads on one thread).
+    Activations raw;
+    raw.PrepareFor(w.router.type, x_.data(), n, d);
+    const MatMulJob jobs[] = {{&w.wq, &act, q_.data()},                  // q [n, q_dim]
+                              {&w.wk, &act, k_.data()},                  // k [n, kv_dim]
+                              {&w.wv, &act, v_.data()},                  // v [n, kv_dim]
+                              {&w.router, &raw, router_.data()}};        // [n, E]
+    MatMulMany(jobs, pool_);
+    router_done = true;
   } else {
     MatMul(w.wq, act, q_.data(), pool_);
     act.PrepareFor(w.wk.type, h_.data(), n, d);
@@ -228,6 +225,15 @@ void Forward::Attention(int layer, absl::Span<const Segment> segments, int n) {
     act.PrepareFor(w.wv.type, h_.data(), n, d);
     MatMul(w.wv, act, v_.data(), pool_);
   }
+  zones_.attention += Now() - t0;
+  return router_done;
+}
+
+void Forward::Attention(int layer, absl::Span<const Segment> segments, int n) {
+  const double t0 = Now();
+  const LayerWeights& w = weights_.layers[layer];
+  const LayerConfig& lc = config_.layers[layer];
+  const int d = config_.d_model, qd = config_.q_dim(), kvd = config_.kv_dim();
   for (const Segment& seg : segments) {
     for (int i = 0; i < seg.n; ++i) {
       const int t = seg.row0 + i;

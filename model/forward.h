@@ -91,8 +91,14 @@ class Forward {
                         LogitRows rows, float* logits);
   void Embed(absl::Span<const int32_t> tokens);
   // Routes the batch's current x_ through `layer`'s router into `routes`;
-  // count: add the choice to routing_counts_.
-  void Route(int layer, int n, Routes& routes, bool count = true);
+  // count: add the choice to routing_counts_; logits_ready: router_ already
+  // holds the logits (AttentionInputs computed them).
+  void Route(int layer, int n, Routes& routes, bool count = true, bool logits_ready = false);
+  // h = RmsNorm(x), then q, k, v and (when q, k and v share a type) the
+  // router's logits of the raw x in one pool pass; returns whether it did
+  // the router.
+  bool AttentionInputs(int layer, int n);
+  // The rest of attention on q, k, v: RoPE, KV store, attend, wo, x += a.
   void Attention(int layer, absl::Span<const Segment> segments, int n);
   absl::Status Experts(int layer, int n);
   void LmHead(int n_rows, const float* x, float* logits);
