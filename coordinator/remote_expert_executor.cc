@@ -172,16 +172,8 @@ void RemoteExpertExecutor::ComputeLocal(int layer, const Routes& routes, const f
   const ExpertStacks& s = stacks_[layer];
   const size_t d = config_.d_model;
   const int top_k = routes.top_k;
-  by_expert_.resize(s.n_experts);
-  for (auto& slots : by_expert_) slots.clear();
-  for (int i : items) by_expert_[routes.ids[i]].push_back(i);  // items are increasing
-  used_.clear();
-  for (int e = 0; e < s.n_experts; ++e) {
-    if (!by_expert_[e].empty()) used_.push_back(e);
-  }
-  std::stable_sort(used_.begin(), used_.end(), [&](int a, int b) {
-    return by_expert_[a].size() > by_expert_[b].size();
-  });
+  // items are increasing, so each group is too.
+  GroupByExpert(s.n_experts, items, [&](int i) { return routes.ids[i]; }, by_expert_, used_);
   // Packed experts: the step's local experts in two pool phases
   // (model/expert_phases.h), as the single-process executor runs them.
   matrices_.resize(s.n_experts);

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <ranges>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -225,16 +226,8 @@ void ExpertServiceImpl::Run(const v1::ComputeRequest& req, v1::ComputeResponse* 
   // Group items by expert, keeping item order inside a group (the order the
   // coordinator's LocalExpertExecutor would use); larger groups first, as
   // there.
-  by_expert_.resize(config_.n_experts);
-  for (auto& items : by_expert_) items.clear();
-  for (int i = 0; i < n_items; ++i) by_expert_[req.expert(i)].push_back(i);
-  used_.clear();
-  for (int e = 0; e < config_.n_experts; ++e) {
-    if (!by_expert_[e].empty()) used_.push_back(e);
-  }
-  std::stable_sort(used_.begin(), used_.end(), [&](int a, int b) {
-    return by_expert_[a].size() > by_expert_[b].size();
-  });
+  GroupByExpert(config_.n_experts, std::views::iota(0, n_items),
+                [&](int i) { return req.expert(i); }, by_expert_, used_);
   // Packed experts (the usual case): all of the step's experts in two pool
   // phases (model/expert_phases.h), the path a single process takes; else
   // expert by expert.

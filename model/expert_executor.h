@@ -44,6 +44,27 @@ class ExpertExecutor {
   virtual absl::Status Run(int layer, const Routes& routes, const float* h, float* out) = 0;
 };
 
+// Groups items by expert, the order every executor computes a step in:
+// by_expert[e] gets, in the order of `items`, each item i with
+// expert_of(i) == e; `used` the experts with at least one item, larger
+// groups first (stable, so ties stay by id), so the last work items of a
+// step are short. Outputs land in their items' slots: the order changes no
+// number. Both lists keep their capacity across calls.
+template <typename Items, typename ExpertOf>
+void GroupByExpert(int n_experts, const Items& items, const ExpertOf& expert_of,
+                   std::vector<std::vector<int>>& by_expert, std::vector<int>& used) {
+  by_expert.resize(n_experts);
+  for (auto& group : by_expert) group.clear();
+  for (int i : items) by_expert[expert_of(i)].push_back(i);
+  used.clear();
+  for (int e = 0; e < n_experts; ++e) {
+    if (!by_expert[e].empty()) used.push_back(e);
+  }
+  std::stable_sort(used.begin(), used.end(), [&](int a, int b) {
+    return by_expert[a].size() > by_expert[b].size();
+  });
+}
+
 // Copies the input rows of (token, slot) items `slots` (item i = t * top_k + j)
 // into dst [slots.size(), d]: the batch one expert computes.
 inline void GatherSlotRows(const float* h, const std::vector<int>& slots, int top_k, size_t d,

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 #include <mutex>
+#include <ranges>
 
 #include "model/expert_ffn.h"
 #include "model/expert_phases.h"
@@ -54,14 +55,9 @@ absl::Status LocalExpertExecutor::Run(int layer, const Routes& routes, const flo
   const size_t d = config_.d_model;
   slot_out_.resize(static_cast<size_t>(n_tokens) * top_k * d);  // [n_tokens, top_k, d]
 
-  // Group (token, slot) pairs by expert (lists reused across calls).
-  by_expert_.resize(s.n_experts);
-  for (auto& slots : by_expert_) slots.clear();
-  for (int i = 0; i < n_tokens * top_k; ++i) by_expert_[routes.ids[i]].push_back(i);
-  used_.clear();
-  for (int e = 0; e < s.n_experts; ++e) {
-    if (!by_expert_[e].empty()) used_.push_back(e);
-  }
+  // Group (token, slot) pairs by expert, larger groups first.
+  GroupByExpert(s.n_experts, std::views::iota(0, n_tokens * top_k),
+                [&](int i) { return routes.ids[i]; }, by_expert_, used_);
 
   // One expert's rows: gather, ReGLU, scatter into its slots. `pool` splits
   // the expert's own matrices; null runs it on the calling thread. Either
@@ -80,11 +76,6 @@ absl::Status LocalExpertExecutor::Run(int layer, const Routes& routes, const flo
     ScatterSlotRows(y.data(), slots, d, slot_out_.data());
   };
 
-  // Larger experts first, so the last work items of a step are short
-  // (outputs land in their slots: the order changes no number).
-  std::stable_sort(used_.begin(), used_.end(), [&](int a, int b) {
-    return by_expert_[a].size() > by_expert_[b].size();
-  });
   const int threads = pool_ != nullptr ? pool_->num_threads() : 1;
   if (ExpertPhases::Supports(s)) {
     // Packed experts (the GGUF path's usual case): all experts of the step
