@@ -25,6 +25,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
+#include "common/huge_page_arena.h"
 #include "storage/expert_source.h"
 
 namespace st {
@@ -56,6 +57,9 @@ class ExpertCache {
   const ExpertSource& source() const { return *source_; }
   int n_slots() const { return static_cast<int>(slots_.size()); }
   uint64_t slot_bytes() const { return record_size_; }
+  // Whether the slots' memory is 2 MiB aligned and advised MADV_HUGEPAGE.
+  bool huge_pages_advised() const { return arena_->huge_pages_advised(); }
+  const char* slot_memory() const { return memory_; }
   uint64_t allocated_bytes() const { return record_size_ * slots_.size(); }
   int resident() const;  // slots holding a record (ready or in flight)
   bool IsResident(int layer, int expert) const { return SlotOf(layer, expert) >= 0; }
@@ -100,7 +104,8 @@ class ExpertCache {
     bool in_lru = false;
   };
 
-  ExpertCache(std::unique_ptr<ExpertSource> source, char* memory, int n_slots);
+  ExpertCache(std::unique_ptr<ExpertSource> source, std::unique_ptr<HugePageArena> memory,
+              int n_slots);
   int64_t Key(int layer, int expert) const {
     return static_cast<int64_t>(layer) * pack().header().n_experts + expert;
   }
@@ -118,7 +123,8 @@ class ExpertCache {
   absl::Status Finish(int s);
 
   std::unique_ptr<ExpertSource> source_;
-  char* memory_;
+  std::unique_ptr<HugePageArena> arena_;
+  char* memory_;  // arena_->data()
   uint64_t record_size_;
   std::vector<Slot> slots_;
   std::vector<int> slot_of_key_;  // [n_layers * n_experts] -> slot or -1
