@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "kernels/attention.h"
+#include "kernels/elementwise.h"
 #include "kernels/matmul.h"
 #include "kernels/norm.h"
 #include "kernels/quant.h"
@@ -35,7 +36,7 @@ void NormRows(const float* x, const std::vector<float>& gain, int n, int d, floa
 }
 
 void AddRows(const float* delta, int n, int d, float* x) {
-  for (size_t i = 0; i < static_cast<size_t>(n) * d; ++i) x[i] += delta[i];
+  AddTo(delta, x, static_cast<size_t>(n) * d);
 }
 
 }  // namespace
