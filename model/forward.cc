@@ -237,22 +237,29 @@ void Forward::Attention(int layer, absl::Span<const Segment> segments, int n) {
   const LayerWeights& w = weights_.layers[layer];
   const LayerConfig& lc = config_.layers[layer];
   const int d = config_.d_model, qd = config_.q_dim(), kvd = config_.kv_dim();
-  for (const Segment& seg : segments) {
-    for (int i = 0; i < seg.n; ++i) {
-      const int t = seg.row0 + i;
-      if (lc.use_rope) {
-        RopeNeox(q_.data() + t * qd, config_.n_heads, config_.head_dim, seg.pos0 + i,
-                 lc.rope_theta);
-        RopeNeox(k_.data() + t * kvd, config_.n_kv_heads, config_.head_dim, seg.pos0 + i,
-                 lc.rope_theta);
+  const int hd = config_.head_dim, group = config_.n_heads / config_.n_kv_heads;
+  // A step where every sequence decodes one token: each (token, kv head)
+  // item rotates and stores its own head's q and k (and stores v) before it
+  // attends, off the caller's serial path. With several tokens of one
+  // sequence in a step (prefill), a token attends over rows other items
+  // store, so RoPE and the stores run first, here.
+  const bool one_token_each = std::all_of(segments.begin(), segments.end(),
+                                          [](const Segment& s) { return s.n == 1; });
+  if (!one_token_each) {
+    for (const Segment& seg : segments) {
+      for (int i = 0; i < seg.n; ++i) {
+        const int t = seg.row0 + i;
+        if (lc.use_rope) {
+          RopeNeox(q_.data() + t * qd, config_.n_heads, hd, seg.pos0 + i, lc.rope_theta);
+          RopeNeox(k_.data() + t * kvd, config_.n_kv_heads, hd, seg.pos0 + i, lc.rope_theta);
+        }
+        seg.kv->Store(layer, seg.pos0 + i, k_.data() + t * kvd, v_.data() + t * kvd);
       }
-      seg.kv->Store(layer, seg.pos0 + i, k_.data() + t * kvd, v_.data() + t * kvd);
     }
   }
   // One work item per (token, kv head): the kv head's group of query heads
   // attends over that head's keys in its own sequence's cache, so decode
   // (n = 1) still uses every thread.
-  const int hd = config_.head_dim, group = config_.n_heads / config_.n_kv_heads;
   const AttentionShape shape{group, 1, hd};
   row_segment_.resize(n);
   for (size_t s = 0; s < segments.size(); ++s) {
@@ -269,6 +276,15 @@ void Forward::Attention(int layer, absl::Span<const Segment> segments, int n) {
       scratch.resize(pos - lo + 1);
       const KvRingView head = view.Columns(h * hd);
       const size_t q_off = t * qd + h * group * hd;
+      if (one_token_each) {
+        float* k = k_.data() + t * kvd + h * hd;
+        if (lc.use_rope) {
+          RopeNeox(q_.data() + q_off, group, hd, pos, lc.rope_theta);
+          RopeNeox(k, 1, hd, pos, lc.rope_theta);
+        }
+        seg.kv->StoreColumns(layer, pos, static_cast<int>(h) * hd, hd, k,
+                             v_.data() + t * kvd + h * hd);
+      }
       AttendRing(shape, q_.data() + q_off, head, lo, pos, att_.data() + q_off, scratch.data());
     }
   };

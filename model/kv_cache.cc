@@ -82,6 +82,14 @@ void KvCache::Store(int layer, int64_t pos, const float* k, const float* v) {
   Convert(type_, v, kv_dim_, l.v.data() + off);
 }
 
+void KvCache::StoreColumns(int layer, int64_t pos, int col0, int n, const float* k,
+                           const float* v) {
+  Layer& l = layers_[layer];
+  const size_t off = (static_cast<size_t>(pos % l.capacity) * kv_dim_ + col0) * elem_bytes_;
+  Convert(type_, k, n, l.k.data() + off);
+  Convert(type_, v, n, l.v.data() + off);
+}
+
 KvRingView KvCache::View(int layer) const {
   const Layer& l = layers_[layer];
   return KvRingView{l.k.data(), l.v.data(), static_cast<size_t>(kv_dim_), l.capacity, type_};

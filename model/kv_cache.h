@@ -42,6 +42,9 @@ class KvCache {
 
   // Stores the k and v rows (kv_dim floats each) of position `pos`.
   void Store(int layer, int64_t pos, const float* k, const float* v);
+  // Store of columns [col0, col0 + n) only: k and v point at those columns.
+  // Stores of disjoint column ranges of one row may run on several threads.
+  void StoreColumns(int layer, int64_t pos, int col0, int n, const float* k, const float* v);
   KvRingView View(int layer) const;
 
  private:
