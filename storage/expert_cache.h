@@ -25,6 +25,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
+#include "common/huge_page_arena.h"
 #include "storage/expert_source.h"
 
 namespace st {
@@ -45,7 +46,9 @@ struct ExpertCacheCounters {
 class ExpertCache {
  public:
   // n_slots >= 1. Allocates n_slots * record_size bytes of anonymous memory
-  // (touched only as slots fill, so RSS grows with use).
+  // (2 MiB aligned, huge pages where the kernel allows) and faults it all in
+  // at once, so RSS holds the whole cache from the start and no slot is
+  // first touched while decoding.
   static absl::StatusOr<std::unique_ptr<ExpertCache>> Create(std::unique_ptr<ExpertSource> source,
                                                              int n_slots);
   ~ExpertCache();
@@ -100,7 +103,8 @@ class ExpertCache {
     bool in_lru = false;
   };
 
-  ExpertCache(std::unique_ptr<ExpertSource> source, char* memory, int n_slots);
+  ExpertCache(std::unique_ptr<ExpertSource> source, std::unique_ptr<HugePageArena> arena,
+              int n_slots);
   int64_t Key(int layer, int expert) const {
     return static_cast<int64_t>(layer) * pack().header().n_experts + expert;
   }
@@ -118,6 +122,7 @@ class ExpertCache {
   absl::Status Finish(int s);
 
   std::unique_ptr<ExpertSource> source_;
+  std::unique_ptr<HugePageArena> arena_;  // the slots' memory
   char* memory_;
   uint64_t record_size_;
   std::vector<Slot> slots_;
