@@ -46,9 +46,9 @@ struct ExpertCacheCounters {
 class ExpertCache {
  public:
   // n_slots >= 1. Allocates n_slots * record_size bytes of anonymous memory
-  // (2 MiB aligned, huge pages where the kernel allows) and faults it all in
-  // at once, so RSS holds the whole cache from the start and no slot is
-  // first touched while decoding.
+  // (huge pages where the kernel allows) and faults it all in at once: RSS
+  // holds the whole cache from the start, and no slot is first touched
+  // while decoding.
   static absl::StatusOr<std::unique_ptr<ExpertCache>> Create(std::unique_ptr<ExpertSource> source,
                                                              int n_slots);
   ~ExpertCache();
@@ -59,6 +59,9 @@ class ExpertCache {
   const ExpertSource& source() const { return *source_; }
   int n_slots() const { return static_cast<int>(slots_.size()); }
   uint64_t slot_bytes() const { return record_size_; }
+  // Whether the slots' memory is 2 MiB aligned and advised MADV_HUGEPAGE.
+  bool huge_pages_advised() const { return arena_->huge_pages_advised(); }
+  const char* slot_memory() const { return memory_; }
   uint64_t allocated_bytes() const { return record_size_ * slots_.size(); }
   int resident() const;  // slots holding a record (ready or in flight)
   bool IsResident(int layer, int expert) const { return SlotOf(layer, expert) >= 0; }
@@ -103,7 +106,7 @@ class ExpertCache {
     bool in_lru = false;
   };
 
-  ExpertCache(std::unique_ptr<ExpertSource> source, std::unique_ptr<HugePageArena> arena,
+  ExpertCache(std::unique_ptr<ExpertSource> source, std::unique_ptr<HugePageArena> memory,
               int n_slots);
   int64_t Key(int layer, int expert) const {
     return static_cast<int64_t>(layer) * pack().header().n_experts + expert;
@@ -122,8 +125,8 @@ class ExpertCache {
   absl::Status Finish(int s);
 
   std::unique_ptr<ExpertSource> source_;
-  std::unique_ptr<HugePageArena> arena_;  // the slots' memory
-  char* memory_;
+  std::unique_ptr<HugePageArena> arena_;
+  char* memory_;  // arena_->data()
   uint64_t record_size_;
   std::vector<Slot> slots_;
   std::vector<int> slot_of_key_;  // [n_layers * n_experts] -> slot or -1

@@ -3,10 +3,11 @@
 #include "storage/expert_cache.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
 
+#include "common/huge_page_arena.h"
 #include "common/process_memory.h"
-
 #include "gtest/gtest.h"
 #include "storage/pack_test_util.h"
 #include "storage/pack_writer.h"
@@ -62,6 +63,14 @@ TEST_F(ExpertCacheTest, AcquireReturnsTheRecord) {
   EXPECT_EQ(cache->counters().reads, 3u);
   EXPECT_EQ(cache->counters().evictions, 1u);
   EXPECT_EQ(cache->counters().bytes_read, 3 * cache->slot_bytes());
+}
+
+// Sparse rows are read at random inside a slot: its memory is 2 MiB aligned
+// and advised for transparent huge pages wherever the kernel offers them.
+TEST_F(ExpertCacheTest, SlotsLiveInHugePageMemory) {
+  auto cache = Make(3);
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(cache->slot_memory()) % (2u << 20), 0u);
+  EXPECT_EQ(cache->huge_pages_advised(), TransparentHugePagesAvailable());
 }
 
 TEST_F(ExpertCacheTest, LeastRecentlyReleasedIsEvictedFirst) {
