@@ -221,6 +221,32 @@ absl::Status ExpertCache::Pin(absl::Span<const std::pair<int, int>> layer_expert
   return status;
 }
 
+absl::StatusOr<int> ExpertCache::Preload(absl::Span<const std::pair<int, int>> layer_experts) {
+  for (auto [layer, expert] : layer_experts) ST_RETURN_IF_ERROR(pack().CheckIndex(layer, expert));
+  std::vector<int> started, order;
+  absl::Status status;
+  for (auto [layer, expert] : layer_experts) {
+    int s = SlotOf(layer, expert);
+    if (s < 0) {
+      s = TakeSlot();
+      if (s < 0) break;  // every slot is pinned, locked or already preloaded
+      status = StartRead(s, layer, expert);
+      if (!status.ok()) break;
+      started.push_back(s);
+    }
+    if (slots_[s].pinned) continue;
+    Lock(s);  // not evicted by a later entry of the list
+    order.push_back(s);
+  }
+  for (int s : started) status.Update(Finish(s));  // a failed read empties its slot
+  // Coldest first into the LRU, so the first listed is the most recent.
+  for (auto it = order.rbegin(); it != order.rend(); ++it) {
+    if (slots_[*it].key >= 0 && slots_[*it].locked) Unlock(*it);
+  }
+  if (!status.ok()) return status;
+  return static_cast<int>(started.size());
+}
+
 absl::StatusOr<int> ExpertCache::Prefetch(int layer, absl::Span<const int> experts, bool lock,
                                           bool demand) {
   int started = 0;

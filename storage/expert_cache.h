@@ -74,6 +74,13 @@ class ExpertCache {
   // than `keep_free` unpinned slots.
   absl::Status Pin(absl::Span<const std::pair<int, int>> layer_experts, int keep_free);
 
+  // Reads the given experts (most wanted first) into free or evictable slots
+  // and waits for them, without pinning: they join the LRU with the first
+  // listed as the most recently used, so the cache starts warm and the run's
+  // own routing still decides what stays. Stops quietly when no slot is
+  // left; returns how many it read.
+  absl::StatusOr<int> Preload(absl::Span<const std::pair<int, int>> layer_experts);
+
   // Starts reads for the experts of `layer` that are not resident, as far as
   // free or evictable slots allow (the rest are read at Acquire). With lock,
   // every listed expert that is or becomes resident is locked until Release.

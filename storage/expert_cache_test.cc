@@ -165,6 +165,25 @@ TEST_F(ExpertCacheTest, SlotsAreResidentFromCreation) {
   EXPECT_EQ(std::memcmp(*rec, Record(1, 2).data(), record), 0);
 }
 
+// Preloaded experts are resident, unpinned, and leave the LRU coldest first
+// (the first listed is the most recently used).
+TEST_F(ExpertCacheTest, PreloadFillsTheLruHottestLast) {
+  auto cache = Make(3);
+  auto n = cache->Preload({{0, 1}, {2, 5}, {3, 3}, {1, 1}});  // one more than fits
+  ASSERT_TRUE(n.ok()) << n.status();
+  EXPECT_EQ(*n, 3);
+  EXPECT_TRUE(cache->IsResident(0, 1) && cache->IsResident(2, 5) && cache->IsResident(3, 3));
+  EXPECT_FALSE(cache->IsResident(1, 1));
+  ASSERT_TRUE(cache->Acquire(1, 0).ok());  // evicts the coldest preloaded one
+  cache->Release(1, 0);
+  EXPECT_FALSE(cache->IsResident(3, 3));
+  EXPECT_TRUE(cache->IsResident(0, 1) && cache->IsResident(2, 5));
+  auto rec = cache->Acquire(2, 5);
+  ASSERT_TRUE(rec.ok());
+  EXPECT_EQ(std::memcmp(*rec, Record(2, 5).data(), cache->slot_bytes()), 0);
+  EXPECT_EQ(cache->Preload({{9, 0}}).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
 TEST_F(ExpertCacheTest, OutOfRangeIsInvalidArgument) {
   auto cache = Make(2);
   EXPECT_EQ(cache->Acquire(4, 0).status().code(), absl::StatusCode::kInvalidArgument);

@@ -33,9 +33,9 @@ std::string MemoryPlan::Describe() const {
   line("dense weights", dense);
   line("KV cache", kv);
   line("margin (transient buffers)", margin);
-  absl::StrAppend(&s, absl::StrFormat("  %-34s %12s = %d of %d experts x %s, %d pinned\n",
+  absl::StrAppend(&s, absl::StrFormat("  %-34s %12s = %d of %d experts x %s, %d pinned, %d preloaded\n",
                                       "expert cache", FormatBytes(cache), slots, total_experts,
-                                      FormatBytes(record), pinned));
+                                      FormatBytes(record), pinned, preloaded));
   return s;
 }
 
@@ -116,11 +116,15 @@ absl::StatusOr<std::unique_ptr<Offload>> EnableOffload(Model& model, const Offlo
   } else if (options.pin_hot) {
     absl::StatusOr<ExpertStats> stats = LoadExpertStats(offload->stats_path_, h);
     if (stats.ok()) {
-      const int n_pin = static_cast<int>(plan.slots * std::clamp(options.pin_fraction, 0.0, 1.0));
-      const std::vector<std::pair<int, int>> hot =
-          stats->Hottest(std::min(n_pin, plan.slots - config.top_k));
-      ST_RETURN_IF_ERROR(cache->Pin(hot, config.top_k));
-      plan.pinned = static_cast<int>(hot.size());
+      const int n_pin = std::min(
+          static_cast<int>(plan.slots * std::clamp(options.pin_fraction, 0.0, 1.0)),
+          plan.slots - config.top_k);
+      const int n_warm = static_cast<int>(plan.slots * std::clamp(options.preload_fraction, 0.0, 1.0));
+      const std::vector<std::pair<int, int>> hot = stats->Hottest(std::max(n_pin, 0) + n_warm);
+      const size_t split = std::min<size_t>(hot.size(), std::max(n_pin, 0));
+      ST_RETURN_IF_ERROR(cache->Pin({hot.data(), split}, config.top_k));
+      plan.pinned = static_cast<int>(split);
+      ST_ASSIGN_OR_RETURN(plan.preloaded, cache->Preload({hot.data() + split, hot.size() - split}));
     } else if (!absl::IsNotFound(stats.status())) {
       LOG(WARNING) << "ignoring expert stats: " << stats.status();
     }
@@ -129,7 +133,7 @@ absl::StatusOr<std::unique_ptr<Offload>> EnableOffload(Model& model, const Offlo
   cache->ResetCounters();
   LOG(INFO) << "experts from " << pack_path << " via " << source_name << ": "
             << plan.slots << " of " << plan.total_experts << " cached (" << FormatBytes(plan.cache)
-            << "), " << plan.pinned << " pinned, loaded in " << absl::StrFormat("%.2f", load_s) << " s";
+            << "), " << plan.pinned << " pinned, " << plan.preloaded << " preloaded, loaded in " << absl::StrFormat("%.2f", load_s) << " s";
 
   offload->plan_ = plan;
   model.WrapExperts([&](std::unique_ptr<ExpertExecutor>) {
