@@ -5,6 +5,8 @@
 //
 // Memory plan for a budget B (the whole process):
 //   cache = B - (resident now: code, tokenizer, heap) - dense weights
+//             (the token embedding only as one step's rows: its pages are
+//             released after each step unless the LM head reads it whole)
 //             - KV caches (sessions x context) - margin for transient buffers
 // and the engine refuses to start, printing these numbers, when the cache
 // would be smaller than one layer's top-k experts.
@@ -48,7 +50,8 @@ struct OffloadOptions {
 struct MemoryPlan {
   uint64_t budget = 0;           // 0: none
   uint64_t process = 0;          // VmRSS when planning (code, tokenizer, heap)
-  uint64_t dense = 0;            // dense weights (mapped, all counted)
+  uint64_t dense = 0;            // dense weights (mapped; the embedding as rows in use)
+  uint64_t embedding_reserve = 0;  // ... the embedding's share of it (0: counted whole)
   uint64_t kv = 0;               // KV caches
   uint64_t margin = 0;
   uint64_t record = 0;           // one expert record

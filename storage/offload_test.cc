@@ -141,6 +141,23 @@ TEST_F(OffloadTest, BudgetSizesTheCache) {
   ASSERT_TRUE(offload.ok()) << offload.status();
   EXPECT_GE((*offload)->plan().slots, 2);
   EXPECT_LT((*offload)->plan().slots, (*offload)->plan().total_experts);
+  // The token embedding counts as one step's rows, not the whole table
+  // (its pages are released after each step)...
+  const DenseWeights& w = model->weights();
+  const uint64_t embd = static_cast<uint64_t>(w.token_embd.rows) * w.token_embd.row_bytes();
+  const MemoryPlan& plan = (*offload)->plan();
+  const bool tied = w.output.data == w.token_embd.data;
+  EXPECT_GT(plan.embedding_reserve, 0u);
+  EXPECT_LE(plan.embedding_reserve, embd);  // (the tiny table is smaller than one step's reserve)
+  EXPECT_EQ(plan.dense + (tied ? 0 : embd), w.dense_bytes - w.packed_bytes + plan.embedding_reserve);
+  // ... and releasing them changes no number.
+  auto ref_model = Load();
+  auto ref_offload = EnableOffload(*ref_model, Opts());
+  ASSERT_TRUE(ref_offload.ok());
+  auto want = Logits(*ref_model);
+  auto got = Logits(*model);
+  ASSERT_TRUE(want.ok() && got.ok());
+  EXPECT_TRUE(*want == *got);
 }
 
 TEST_F(OffloadTest, FlippedBytesEndTheRequestWithDataLoss) {
