@@ -88,12 +88,14 @@ void PackedArgs(benchmark::internal::Benchmark* b) { ArgsFor(b, {DType::kQ4_0, D
 // that together far exceed the caches (256 MiB), so every weight byte comes
 // from DRAM, as in a decode step. args: type, threads, whole (0: each matrix
 // split over the pool; 1: one whole matrix per thread), rows (768: an
-// expert's gate or up; 6144: a slice of attention or the LM head).
+// expert's gate or up; 6144: a slice of attention or the LM head), vecs
+// (1: a decode step; 8: a continuous-batching step of 8 streams).
 void BM_PackedMatMulCold(benchmark::State& state) {
   const auto type = static_cast<DType>(state.range(0));
   const int threads = static_cast<int>(state.range(1));
   const bool whole = state.range(2) != 0;
   const size_t kRows = static_cast<size_t>(state.range(3)), kCols = 1536;
+  const size_t vecs = static_cast<size_t>(state.range(4));
   if (!CanPack(type, kRows, kCols)) {
     state.SkipWithError("no packed kernel for this type on this CPU");
     return;
@@ -114,17 +116,17 @@ void BM_PackedMatMulCold(benchmark::State& state) {
     QuantizeRow(type, src.data() + (r % 64) * kCols, row.data() + r * RowBytes(type, kCols), kCols);
   }
   for (size_t i = 0; i < count; ++i) PackRows(type, row.data(), kRows, kCols, packed + i * bytes);
-  const std::vector<float> x = Gaussian(kCols, 2);
+  const std::vector<float> x = Gaussian(kCols * vecs, 2);
   Activations act;
-  act.PrepareFor(type, x.data(), 1, kCols);
-  std::vector<float> y(kRows * threads);
+  act.PrepareFor(type, x.data(), vecs, kCols);
+  std::vector<float> y(kRows * threads * vecs);
   ThreadPool pool(threads);
   auto matrix = [&](size_t i) { return MatrixRef{type, nullptr, kRows, kCols, packed + (i % count) * bytes}; };
   size_t next = 0;
   for (auto _ : state) {
     if (whole && threads > 1) {
       pool.ParallelFor(threads, [&](size_t b, size_t e) {
-        for (size_t t = b; t < e; ++t) MatMul(matrix(next + t), act, y.data() + t * kRows, nullptr);
+        for (size_t t = b; t < e; ++t) MatMul(matrix(next + t), act, y.data() + t * kRows * vecs, nullptr);
       });
       next += threads;
     } else {
@@ -140,13 +142,15 @@ void BM_PackedMatMulCold(benchmark::State& state) {
 
 BENCHMARK(BM_MatMul)->Apply(Args)->UseRealTime();
 BENCHMARK(BM_PackedMatMulCold)
-    ->ArgNames({"type", "threads", "whole", "rows"})
+    ->ArgNames({"type", "threads", "whole", "rows", "vecs"})
     // Expert-shaped (768 rows) and attention/LM-head-like (6144) mat-vecs.
     ->ArgsProduct({{static_cast<int64_t>(DType::kQ4_0), static_cast<int64_t>(DType::kQ8_0)},
-                   {1, 2}, {0}, {768, 6144}})
+                   {1, 2}, {0}, {768, 6144}, {1}})
     // Each of 2 threads on its own matrix: no split, no join inside a matrix.
     ->ArgsProduct({{static_cast<int64_t>(DType::kQ4_0), static_cast<int64_t>(DType::kQ8_0)},
-                   {2}, {1}, {768}})
+                   {2}, {1}, {768}, {1}})
+    // 8 vectors (a batched step of 8 streams) from DRAM.
+    ->ArgsProduct({{static_cast<int64_t>(DType::kQ4_0)}, {1, 2}, {0}, {6144}, {8}})
     ->UseRealTime();
 BENCHMARK(BM_PackedMatMul)->Apply(PackedArgs)->UseRealTime();
 
