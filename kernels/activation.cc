@@ -12,4 +12,16 @@ void ReGlu(const float* gate, const float* up, float* out, size_t n) {
   }
 }
 
+namespace scalar {
+
+size_t ReluMulCount(float* g, const float* u, size_t n) {
+  size_t on = 0;
+  for (size_t j = 0; j < n; ++j) {
+    on += g[j] > 0.0f;
+    g[j] = g[j] > 0.0f ? g[j] * u[j] : 0.0f;
+  }
+  return on;
+}
+
+}  // namespace scalar
 }  // namespace st

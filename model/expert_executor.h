@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "kernels/elementwise.h"
 
 namespace st {
 
@@ -92,11 +93,11 @@ inline void CombineSlots(const Routes& routes, const float* slot_out, size_t d, 
   const int top_k = routes.top_k;
   for (int t = 0; t < routes.n_tokens; ++t) {
     float* o = out + t * d;
-    for (size_t c = 0; c < d; ++c) o[c] = 0.0f;
+    std::fill(o, o + d, 0.0f);
     for (int j = 0; j < top_k; ++j) {
       const float w = routes.weights[t * top_k + j];
       const float* y = slot_out + (static_cast<size_t>(t) * top_k + j) * d;
-      for (size_t c = 0; c < d; ++c) o[c] += w * y[c];
+      AddScaledTo(w, y, o, d);  // o[c] = o[c] + w * y[c], never fused
     }
   }
 }

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "kernels/activation.h"
 #include "kernels/axpy.h"
 
 namespace st {
@@ -104,7 +105,7 @@ void ExpertFfn(const ExpertMatrices& m, const float* x, int n, float* y, ThreadP
     sparsity->total_rows += static_cast<uint64_t>(n) * d_expert;
   }
   // z = relu(g) * u, exactly zero where the gate is not positive.
-  for (size_t i = 0; i < g.size(); ++i) g[i] = g[i] > 0.0f ? g[i] * u[i] : 0.0f;
+  ReluMulCount(g.data(), u.data(), g.size());
 
   if (!m.down_transposed) {
     Activations z;

@@ -4,6 +4,7 @@
 #include <atomic>
 #include <cstring>
 
+#include "kernels/activation.h"
 #include "kernels/packed_matrix.h"
 
 namespace st {
@@ -89,10 +90,7 @@ void ExpertPhases::Run(const std::function<ExpertMatrices(int)>& matrices,
     for (size_t i = 0; i < n; ++i) {
       float* g = ex.g.data() + i * d_expert;
       const float* u = ex.u.data() + i * d_expert;
-      for (size_t f = r0; f < r1; ++f) {
-        on += g[f] > 0.0f;
-        g[f] = g[f] > 0.0f ? g[f] * u[f] : 0.0f;  // as ExpertFfn
-      }
+      on += ReluMulCount(g + r0, u + r0, r1 - r0);  // z, as ExpertFfn
       ex.zq.QuantizeBlocks(i, r0 / kQK, r1 / kQK);
     }
     active.fetch_add(on, std::memory_order_relaxed);

@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "kernels/attention.h"
+#include "kernels/elementwise.h"
 #include "kernels/matmul.h"
 #include "kernels/norm.h"
 #include "kernels/quant.h"
@@ -22,8 +23,10 @@ double Now() {
 }
 
 // y[i] = x[i] @ W^T for n rows of x.
+// The activations' buffers are kept per thread: a decode step projects ~100
+// times, and each fresh Activations cost a few heap allocations.
 void Project(const MatrixRef& w, const float* x, int n, float* y, ThreadPool* pool) {
-  Activations act;
+  thread_local Activations act;
   act.PrepareFor(w.type, x, n, w.cols);
   MatMul(w, act, y, pool);
 }
@@ -33,7 +36,7 @@ void NormRows(const float* x, const std::vector<float>& gain, int n, int d, floa
 }
 
 void AddRows(const float* delta, int n, int d, float* x) {
-  for (size_t i = 0; i < static_cast<size_t>(n) * d; ++i) x[i] += delta[i];
+  AddTo(delta, x, static_cast<size_t>(n) * d);
 }
 
 }  // namespace
@@ -203,14 +206,14 @@ bool Forward::AttentionInputs(int layer, int n) {
   const LayerWeights& w = weights_.layers[layer];
   const int d = config_.d_model;
   NormRows(x_.data(), w.attn_norm, n, d, config_.rms_eps, h_.data());  // h = RmsNorm(x)  [n, d]
-  Activations act;
+  thread_local Activations act;  // buffers reused across layers (see Project)
   act.PrepareFor(w.wq.type, h_.data(), n, d);
   bool router_done = false;
   if (w.wk.type == w.wq.type && w.wv.type == w.wq.type) {
     // One fork-join for q, k, v and the router's logits (of the raw x, as
     // MODEL.md 4.3 says; the router is tiny, and alone its fork-join cost
     // more than its rows, or ~16 us of F32 reads on one thread).
-    Activations raw;
+    thread_local Activations raw;
     raw.PrepareFor(w.router.type, x_.data(), n, d);
     const MatMulJob jobs[] = {{&w.wq, &act, q_.data()},                  // q [n, q_dim]
                               {&w.wk, &act, k_.data()},                  // k [n, kv_dim]

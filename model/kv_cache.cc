@@ -7,6 +7,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "glog/logging.h"
+#include "kernels/f16_row.h"
 #include "kernels/fp16.h"
 
 namespace st {
@@ -66,7 +67,7 @@ void Convert(DType type, const float* src, int n, uint8_t* dst) {
   }
   auto* out = reinterpret_cast<uint16_t*>(dst);
   if (type == DType::kF16) {
-    for (int i = 0; i < n; ++i) out[i] = F32ToF16(src[i]);
+    F32ToF16Row(src, n, out);
   } else {
     for (int i = 0; i < n; ++i) out[i] = F32ToBF16(src[i]);
   }
