@@ -184,8 +184,9 @@ absl::StatusOr<std::unique_ptr<Offload>> EnableOffload(Model& model, const Offlo
   });
   model.forward().set_speculate(options.speculate);
   if (embd.rows_only && plan.budget > 0) {
-    // No readahead around a row's page, and the step's rows released at the
-    // start of the next step's layers (the mapping re-reads them if needed).
+    // No readahead around a row's page, and each step's rows released when
+    // its layers start (Embed has read them by then; the mapping re-reads a
+    // row from the page cache or the file when a later token needs it).
     const GgufFile& file = model.file();
     const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
     const uintptr_t lo = (reinterpret_cast<uintptr_t>(embd.data) + page - 1) / page * page;
