@@ -57,6 +57,7 @@ std::vector<int> CachedExpertExecutor::DistinctExperts(const Routes& routes) con
 }
 
 void CachedExpertExecutor::Prepare(int layer, const Routes& routes) {
+  if (layer == 0 && step_hook_) step_hook_();
   const std::vector<int> experts = DistinctExperts(routes);
   if (layer == speculated_layer_) {
     for (int e : experts) {

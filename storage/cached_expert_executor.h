@@ -3,6 +3,7 @@
 // with sparse ReGLU, and combined in slot order exactly as every executor does.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -32,6 +33,10 @@ class CachedExpertExecutor : public ExpertExecutor {
   void Prepare(int layer, const Routes& routes) override;
   void Speculate(int layer, const Routes& routes) override;
   absl::Status Run(int layer, const Routes& routes, const float* h, float* out) override;
+
+  // Called at the start of every step's layers (Prepare of layer 0), after
+  // the step's tokens were embedded. Offload releases the embedding's pages.
+  void set_step_hook(std::function<void()> hook) { step_hook_ = std::move(hook); }
 
   ExpertCache& cache() { return *cache_; }
   const FfnSparsity& sparsity() const { return sparsity_; }
@@ -73,6 +78,7 @@ class CachedExpertExecutor : public ExpertExecutor {
   std::vector<int> speculated_;  // distinct experts guessed for speculated_layer_
   std::vector<float> gathered_, expert_out_, slot_out_;
   SparsePhases phases_;
+  std::function<void()> step_hook_;
   bool use_phases_ = false;  // the pack's layout is SparsePhases' (set at construction)
 };
 

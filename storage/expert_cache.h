@@ -46,7 +46,9 @@ struct ExpertCacheCounters {
 class ExpertCache {
  public:
   // n_slots >= 1. Allocates n_slots * record_size bytes of anonymous memory
-  // (touched only as slots fill, so RSS grows with use).
+  // (huge pages where the kernel allows) and faults it all in at once: RSS
+  // holds the whole cache from the start, and no slot is first touched
+  // while decoding.
   static absl::StatusOr<std::unique_ptr<ExpertCache>> Create(std::unique_ptr<ExpertSource> source,
                                                              int n_slots);
   ~ExpertCache();
@@ -71,6 +73,13 @@ class ExpertCache {
   // experts are never evicted. FAILED_PRECONDITION if they would leave fewer
   // than `keep_free` unpinned slots.
   absl::Status Pin(absl::Span<const std::pair<int, int>> layer_experts, int keep_free);
+
+  // Reads the given experts (most wanted first) into free or evictable slots
+  // and waits for them, without pinning: they join the LRU with the first
+  // listed as the most recently used, so the cache starts warm and the run's
+  // own routing still decides what stays. Stops quietly when no slot is
+  // left; returns how many it read.
+  absl::StatusOr<int> Preload(absl::Span<const std::pair<int, int>> layer_experts);
 
   // Starts reads for the experts of `layer` that are not resident, as far as
   // free or evictable slots allow (the rest are read at Acquire). With lock,

@@ -2,10 +2,12 @@
 // and read failures.
 #include "storage/expert_cache.h"
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 
 #include "common/huge_page_arena.h"
+#include "common/process_memory.h"
 #include "gtest/gtest.h"
 #include "storage/pack_test_util.h"
 #include "storage/pack_writer.h"
@@ -143,6 +145,43 @@ TEST_F(ExpertCacheTest, CorruptRecordIsDataLossAndLeavesNoSlot) {
   EXPECT_FALSE(cache->IsResident(1, 3));
   EXPECT_EQ(cache->resident(), 0);
   EXPECT_TRUE(cache->Acquire(1, 2).ok());  // the cache keeps working
+}
+
+// The slots are faulted in at creation (nothing first touched while
+// decoding): RSS grows by the whole cache at once, before any read.
+TEST_F(ExpertCacheTest, SlotsAreResidentFromCreation) {
+  auto pack = ExpertPack::Open(DefaultPackPath(*gguf_));
+  ASSERT_TRUE(pack.ok());
+  const uint64_t record = (*pack)->header().record_size;
+  const int slots = static_cast<int>(std::max<uint64_t>(8, (64ull << 20) / record));
+  const uint64_t before = ReadProcessMemory().rss_bytes;
+  auto cache = Make(slots);
+  const uint64_t grown = ReadProcessMemory().rss_bytes - before;
+  EXPECT_EQ(cache->counters().reads, 0u);
+  EXPECT_GE(grown, cache->allocated_bytes() * 9 / 10)
+      << "RSS grew " << grown << " for a cache of " << cache->allocated_bytes();
+  auto rec = cache->Acquire(1, 2);  // and the slots work as before
+  ASSERT_TRUE(rec.ok()) << rec.status();
+  EXPECT_EQ(std::memcmp(*rec, Record(1, 2).data(), record), 0);
+}
+
+// Preloaded experts are resident, unpinned, and leave the LRU coldest first
+// (the first listed is the most recently used).
+TEST_F(ExpertCacheTest, PreloadFillsTheLruHottestLast) {
+  auto cache = Make(3);
+  auto n = cache->Preload({{0, 1}, {2, 5}, {3, 3}, {1, 1}});  // one more than fits
+  ASSERT_TRUE(n.ok()) << n.status();
+  EXPECT_EQ(*n, 3);
+  EXPECT_TRUE(cache->IsResident(0, 1) && cache->IsResident(2, 5) && cache->IsResident(3, 3));
+  EXPECT_FALSE(cache->IsResident(1, 1));
+  ASSERT_TRUE(cache->Acquire(1, 0).ok());  // evicts the coldest preloaded one
+  cache->Release(1, 0);
+  EXPECT_FALSE(cache->IsResident(3, 3));
+  EXPECT_TRUE(cache->IsResident(0, 1) && cache->IsResident(2, 5));
+  auto rec = cache->Acquire(2, 5);
+  ASSERT_TRUE(rec.ok());
+  EXPECT_EQ(std::memcmp(*rec, Record(2, 5).data(), cache->slot_bytes()), 0);
+  EXPECT_EQ(cache->Preload({{9, 0}}).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
 TEST_F(ExpertCacheTest, OutOfRangeIsInvalidArgument) {

@@ -1,6 +1,8 @@
 #include "storage/offload.h"
 
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -21,6 +23,38 @@ bool FileExists(const std::string& path) {
   return ::stat(path.c_str(), &st) == 0;
 }
 
+// The token embedding as the forward pass uses it: one row per token
+// (Forward::Embed), read from the GGUF mapping. Unless the LM head streams
+// the same mapping (tied and not packed), its pages are needed only for the
+// step that embeds them, so an offloaded run drops them after each step.
+struct EmbeddingRows {
+  bool rows_only = false;
+  uint64_t counted = 0;  // bytes of it the dense part counts
+  uint64_t reserve = 0;  // what one step can make resident
+  const char* data = nullptr;
+  uint64_t bytes = 0;
+};
+
+EmbeddingRows EmbeddingRowsOnly(const Model& model) {
+  const MatrixRef& e = model.weights().token_embd;
+  const MatrixRef& o = model.weights().output;
+  const GgufFile& f = model.file();
+  EmbeddingRows r;
+  r.data = static_cast<const char*>(e.data);
+  r.bytes = static_cast<uint64_t>(e.rows) * e.row_bytes();
+  const auto* base = reinterpret_cast<const char*>(f.base());
+  const bool in_mapping =
+      base != nullptr && r.data >= base && r.data + r.bytes <= base + f.file_size();
+  const bool tied = o.data == e.data;
+  if (!in_mapping || (tied && o.packed == nullptr)) return r;
+  r.rows_only = true;
+  r.counted = tied ? 0 : r.bytes;  // tied and packed: counted as packed_bytes
+  // A row can straddle two pages, and a fault maps up to 64 KiB of cached
+  // neighbours (fault-around): 64 KiB per token of a batch, plus one.
+  r.reserve = std::min<uint64_t>(r.bytes, (model.options().max_batch + 1ull) * (64u << 10));
+  return r;
+}
+
 }  // namespace
 
 std::string MemoryPlan::Describe() const {
@@ -30,12 +64,12 @@ std::string MemoryPlan::Describe() const {
   };
   if (budget) line("memory budget", budget);
   line("process (code, tokenizer, heap)", process);
-  line("dense weights", dense);
+  line(embedding_reserve ? "dense weights (embedding rows in use)" : "dense weights", dense);
   line("KV cache", kv);
   line("margin (transient buffers)", margin);
-  absl::StrAppend(&s, absl::StrFormat("  %-34s %12s = %d of %d experts x %s, %d pinned\n",
+  absl::StrAppend(&s, absl::StrFormat("  %-34s %12s = %d of %d experts x %s, %d pinned, %d preloaded\n",
                                       "expert cache", FormatBytes(cache), slots, total_experts,
-                                      FormatBytes(record), pinned));
+                                      FormatBytes(record), pinned, preloaded));
   return s;
 }
 
@@ -69,6 +103,13 @@ absl::StatusOr<std::unique_ptr<Offload>> EnableOffload(Model& model, const Offlo
   // Packed copies (DenseWeights::PackForKernels) are resident already and
   // counted in plan.process; the rest of the dense part is still to be touched.
   plan.dense = model.weights().dense_bytes - model.weights().packed_bytes;
+  const EmbeddingRows embd = EmbeddingRowsOnly(model);
+  if (embd.rows_only) {
+    // Only the rows of one step are resident (released after each step):
+    // count that, not the whole table (~126 MiB of the 4b's 1 GiB).
+    plan.dense = plan.dense - embd.counted + embd.reserve;
+    plan.embedding_reserve = embd.reserve;
+  }
   plan.kv = KvCache::BytesFor(config, std::min<int64_t>(options.context_tokens, config.context_length),
                               model.options().max_batch, model.options().kv_type) *
             std::max(options.sessions, 1);
@@ -116,11 +157,15 @@ absl::StatusOr<std::unique_ptr<Offload>> EnableOffload(Model& model, const Offlo
   } else if (options.pin_hot) {
     absl::StatusOr<ExpertStats> stats = LoadExpertStats(offload->stats_path_, h);
     if (stats.ok()) {
-      const int n_pin = static_cast<int>(plan.slots * std::clamp(options.pin_fraction, 0.0, 1.0));
-      const std::vector<std::pair<int, int>> hot =
-          stats->Hottest(std::min(n_pin, plan.slots - config.top_k));
-      ST_RETURN_IF_ERROR(cache->Pin(hot, config.top_k));
-      plan.pinned = static_cast<int>(hot.size());
+      const int n_pin = std::min(
+          static_cast<int>(plan.slots * std::clamp(options.pin_fraction, 0.0, 1.0)),
+          plan.slots - config.top_k);
+      const int n_warm = static_cast<int>(plan.slots * std::clamp(options.preload_fraction, 0.0, 1.0));
+      const std::vector<std::pair<int, int>> hot = stats->Hottest(std::max(n_pin, 0) + n_warm);
+      const size_t split = std::min<size_t>(hot.size(), std::max(n_pin, 0));
+      ST_RETURN_IF_ERROR(cache->Pin({hot.data(), split}, config.top_k));
+      plan.pinned = static_cast<int>(split);
+      ST_ASSIGN_OR_RETURN(plan.preloaded, cache->Preload({hot.data() + split, hot.size() - split}));
     } else if (!absl::IsNotFound(stats.status())) {
       LOG(WARNING) << "ignoring expert stats: " << stats.status();
     }
@@ -129,7 +174,7 @@ absl::StatusOr<std::unique_ptr<Offload>> EnableOffload(Model& model, const Offlo
   cache->ResetCounters();
   LOG(INFO) << "experts from " << pack_path << " via " << source_name << ": "
             << plan.slots << " of " << plan.total_experts << " cached (" << FormatBytes(plan.cache)
-            << "), " << plan.pinned << " pinned, loaded in " << absl::StrFormat("%.2f", load_s) << " s";
+            << "), " << plan.pinned << " pinned, " << plan.preloaded << " preloaded, loaded in " << absl::StrFormat("%.2f", load_s) << " s";
 
   offload->plan_ = plan;
   model.WrapExperts([&](std::unique_ptr<ExpertExecutor>) {
@@ -138,6 +183,18 @@ absl::StatusOr<std::unique_ptr<Offload>> EnableOffload(Model& model, const Offlo
     return exec;
   });
   model.forward().set_speculate(options.speculate);
+  if (embd.rows_only && plan.budget > 0) {
+    // No readahead around a row's page, and each step's rows released when
+    // its layers start (Embed has read them by then; the mapping re-reads a
+    // row from the page cache or the file when a later token needs it).
+    const GgufFile& file = model.file();
+    const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+    const uintptr_t lo = (reinterpret_cast<uintptr_t>(embd.data) + page - 1) / page * page;
+    const uintptr_t hi = (reinterpret_cast<uintptr_t>(embd.data) + embd.bytes) / page * page;
+    if (hi > lo) (void)madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_RANDOM);
+    offload->executor_->set_step_hook(
+        [&file, p = embd.data, n = embd.bytes] { file.ReleasePages(p, n); });
+  }
   return offload;
 }
 

@@ -141,6 +141,23 @@ TEST_F(OffloadTest, BudgetSizesTheCache) {
   ASSERT_TRUE(offload.ok()) << offload.status();
   EXPECT_GE((*offload)->plan().slots, 2);
   EXPECT_LT((*offload)->plan().slots, (*offload)->plan().total_experts);
+  // The token embedding counts as one step's rows, not the whole table
+  // (its pages are released after each step)...
+  const DenseWeights& w = model->weights();
+  const uint64_t embd = static_cast<uint64_t>(w.token_embd.rows) * w.token_embd.row_bytes();
+  const MemoryPlan& plan = (*offload)->plan();
+  const bool tied = w.output.data == w.token_embd.data;
+  EXPECT_GT(plan.embedding_reserve, 0u);
+  EXPECT_LE(plan.embedding_reserve, embd);  // (the tiny table is smaller than one step's reserve)
+  EXPECT_EQ(plan.dense + (tied ? 0 : embd), w.dense_bytes - w.packed_bytes + plan.embedding_reserve);
+  // ... and releasing them changes no number.
+  auto ref_model = Load();
+  auto ref_offload = EnableOffload(*ref_model, Opts());
+  ASSERT_TRUE(ref_offload.ok());
+  auto want = Logits(*ref_model);
+  auto got = Logits(*model);
+  ASSERT_TRUE(want.ok() && got.ok());
+  EXPECT_TRUE(*want == *got);
 }
 
 TEST_F(OffloadTest, FlippedBytesEndTheRequestWithDataLoss) {
@@ -190,6 +207,8 @@ TEST_F(OffloadTest, RecordedStatsPinTheHottestExperts) {
   OffloadOptions o = Opts();
   o.stats_path = dir_->File("pin.stats");
   o.pin_hot = true;
+  o.pin_fraction = 0.5;
+  o.preload_fraction = 0.0;
   o.cache_slots = 9;
   std::vector<float> first;
   {
@@ -218,6 +237,43 @@ TEST_F(OffloadTest, RecordedStatsPinTheHottestExperts) {
   for (uint64_t c : stats->counts) total += c;
   const ModelConfig& c = model->config();
   EXPECT_EQ(total, 2ull * (23 + 12) * c.top_k * c.n_layers);
+}
+
+// By default the recorded hottest experts are read at start but not pinned:
+// they are resident before the first step, and evictable.
+TEST_F(OffloadTest, RecordedStatsPreloadTheHottestExpertsUnpinned) {
+  OffloadOptions o = Opts();
+  o.stats_path = dir_->File("preload.stats");
+  o.pin_hot = true;
+  o.cache_slots = 9;
+  std::vector<float> first;
+  std::vector<std::pair<int, int>> hottest;
+  {
+    auto model = Load();
+    auto offload = EnableOffload(*model, o);
+    ASSERT_TRUE(offload.ok()) << offload.status();
+    EXPECT_EQ((*offload)->plan().preloaded, 0);  // no stats yet
+    auto logits = Logits(*model);
+    ASSERT_TRUE(logits.ok());
+    first = *logits;
+    ASSERT_TRUE((*offload)->SaveStats(model->forward()).ok());
+    auto pack = ExpertPack::Open(DefaultPackPath(*gguf_));
+    auto stats = LoadExpertStats(o.stats_path, (*pack)->header());
+    ASSERT_TRUE(stats.ok()) << stats.status();
+    hottest = stats->Hottest(4);
+  }
+  auto model = Load();
+  auto offload = EnableOffload(*model, o);
+  ASSERT_TRUE(offload.ok()) << offload.status();
+  EXPECT_EQ((*offload)->plan().pinned, 0);
+  EXPECT_EQ((*offload)->plan().preloaded, 4);  // half the slots
+  ExpertCache& cache = (*offload)->executor().cache();
+  for (auto [l, e] : hottest) EXPECT_TRUE(cache.IsResident(l, e)) << l << " " << e;
+  EXPECT_EQ(cache.counters().reads, 0u);  // counters start after loading
+  auto logits = Logits(*model);
+  ASSERT_TRUE(logits.ok());
+  EXPECT_TRUE(*logits == first);
+  EXPECT_GT(cache.counters().evictions, 0u);  // preloaded slots are not pinned
 }
 
 TEST_F(OffloadTest, MalformedStatsFileIsIgnoredWithAWarning) {

@@ -29,10 +29,14 @@
 namespace st::tools {
 namespace {
 
-// The I/O roofline's pack read bandwidth: the median of kPackSamples disjoint
-// samples of kPackSampleRecords records each.
+// The I/O roofline's pack read bandwidth: the best of kPackSamples disjoint
+// samples of kPackSampleRecords records each, kPackSampleInFlight reads in
+// flight (at most --io-depth). A roofline is what the device can do: with 8
+// in flight and the median, the sample (0.4-2 GB/s on this VM's disk) came
+// out below the rate decode itself read at (the 4b at 1 GiB read 2.4 GB/s).
 constexpr int kPackSamples = 3;
 constexpr uint64_t kPackSampleRecords = 128;
+constexpr int kPackSampleInFlight = 32;
 
 double Now() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
@@ -279,6 +283,7 @@ void RegisterBench(CLI::App& app) {
     auto offload = ApplyOffloadOrWorkers(m, f->offload, f->cluster, longest + 2);
     if (!offload.ok()) return fail(offload.status());
     double ssd_gbps = 0;
+    const int pack_in_flight = std::min(kPackSampleInFlight, f->offload.queue_depth);
     if (*offload != nullptr && (*offload)->plan().slots < (*offload)->plan().total_experts) {
       std::fprintf(stderr, "measuring expert pack read bandwidth...\n");
       auto pack = ExpertPack::Open((*offload)->pack_path());
@@ -286,17 +291,14 @@ void RegisterBench(CLI::App& app) {
       SourceOptions so;
       so.kind = ParseSourceKind(f->offload.io).value_or(SourceKind::kAuto);
       so.queue_depth = f->offload.queue_depth;
-      // Median of disjoint samples: one sample swings with the shared disk
+      // Best of disjoint samples: one sample swings with the shared disk
       // (and with what the host happens to cache).
-      std::vector<double> samples;
       const uint64_t spacing = std::max<uint64_t>(1, (*pack)->header().record_count / kPackSampleRecords);
       for (int i = 0; i < kPackSamples; ++i) {
-        auto v = VerifyPack(*pack, so, /*in_flight=*/8, kPackSampleRecords, i * spacing / kPackSamples);
+        auto v = VerifyPack(*pack, so, pack_in_flight, kPackSampleRecords, i * spacing / kPackSamples);
         if (!v.ok()) return fail(v.status());
-        samples.push_back(v->gb_per_s());
+        ssd_gbps = std::max(ssd_gbps, v->gb_per_s());
       }
-      std::sort(samples.begin(), samples.end());
-      ssd_gbps = samples[samples.size() / 2];
     }
     ResetPeakRss();
     ExpertStatsView ev{.offload = *offload,
@@ -384,8 +386,8 @@ void RegisterBench(CLI::App& app) {
                 FormatBytes(traffic.attention).c_str(), FormatBytes(traffic.router).c_str(),
                 FormatBytes(traffic.experts).c_str(), FormatBytes(traffic.lm_head).c_str());
     if (ssd_gbps > 0) {
-      std::printf("expert pack: %.2f GB/s read (median of %d samples of %d records, 8 in flight)\n",
-                  ssd_gbps, kPackSamples, static_cast<int>(kPackSampleRecords));
+      std::printf("expert pack: %.2f GB/s read (best of %d samples of %d records, %d in flight)\n",
+                  ssd_gbps, kPackSamples, static_cast<int>(kPackSampleRecords), pack_in_flight);
     }
     std::printf("peak RSS: %s\n", FormatBytes(peak_rss).c_str());
     std::printf("kv cache: %s\n", std::string(DTypeName(kv_type)).c_str());

@@ -25,6 +25,7 @@ struct OffloadFlags {
   int queue_depth = 64;
   bool speculate = false;
   bool no_pin = false;
+  double pin_fraction = 0.0;
   bool no_stats = false;
 };
 
@@ -44,7 +45,13 @@ inline void AddOffloadFlags(CLI::App* cmd, OffloadFlags* f) {
       ->capture_default_str();
   cmd->add_flag("--speculate", f->speculate,
                 "Also run layer l+1's router right after layer l's and prefetch its guess");
-  cmd->add_flag("--no-pin", f->no_pin, "Do not pin the hottest experts from recorded statistics");
+  cmd->add_flag("--no-pin", f->no_pin,
+                "Ignore recorded expert statistics: no pinned and no preloaded experts");
+  cmd->add_option("--pin-fraction", f->pin_fraction,
+                  "Share of the cache pinned to the hottest recorded experts for the whole run\n"
+                  "(default 0: the recorded hottest are only preloaded, and LRU decides)")
+      ->check(CLI::Range(0.0, 1.0))
+      ->capture_default_str();
   cmd->add_flag("--no-stats", f->no_stats, "Do not record expert activation counts");
 }
 
@@ -65,6 +72,7 @@ inline absl::StatusOr<Offload*> ApplyOffload(Model& model, const OffloadFlags& f
   o.source.kind = *kind;
   o.source.queue_depth = f.queue_depth;
   o.pin_hot = !f.no_pin;
+  o.pin_fraction = f.pin_fraction;
   o.speculate = f.speculate;
   o.context_tokens = context_tokens;
   o.sessions = sessions;
@@ -92,6 +100,7 @@ inline nlohmann::json OffloadReport(Offload* offload, uint64_t tokens) {
   j["memory_budget_bytes"] = offload->plan().budget;
   j["cache_slots"] = offload->plan().slots;
   j["cache_pinned"] = offload->plan().pinned;
+  j["cache_preloaded"] = offload->plan().preloaded;
   j["total_experts"] = offload->plan().total_experts;
   j["io"] = std::string(ex.cache().source().name());
   j["cache_requests"] = c.requests;
