@@ -202,7 +202,10 @@ TEST_F(EngineTest, KvBudgetSerializesAndRefuses) {
   ASSERT_EQ((*a)->Next(&e), RequestStream::Poll::kEvent);
   EngineStats st = engine.stats();
   EXPECT_LE(st.kv_cache_bytes, one + one / 2);
-  EXPECT_EQ(st.requests_processing, 1);  // b waits for a's memory
+  // b waits for a's memory: never both at once. (Not == 1: on a busy host
+  // this thread can be descheduled until a has finished and b not yet been
+  // admitted, and once was.)
+  EXPECT_LE(st.requests_processing, 1);
   EXPECT_TRUE(Drain(**a).last.status.ok());
   EXPECT_TRUE(Drain(**b).last.status.ok());
 }
