@@ -276,7 +276,7 @@ void RegisterBench(CLI::App& app) {
 
     // Limits first (their buffers must not count in the engine's peak RSS).
     std::fprintf(stderr, "measuring memory read bandwidth with %d threads...\n", threads);
-    const BandwidthResult bw = MeasureReadBandwidth(m.pool(), *bw_bytes);
+    BandwidthResult bw = MeasureReadBandwidth(m.pool(), *bw_bytes);
     int64_t longest = 1;
     for (int n : f->prompt) longest = std::max<int64_t>(longest, n);
     for (int n : f->gen) longest = std::max<int64_t>(longest, n);
@@ -326,6 +326,13 @@ void RegisterBench(CLI::App& app) {
       if (n > 0) results.push_back(RunGenerate(m, n, f->reps, ev));
     }
     const uint64_t peak_rss = ReadProcessMemory().peak_rss_bytes;
+    // Once more after the tests (the peak RSS is taken): on a shared host a
+    // neighbour can halve one measurement (22.5 against 43-47 GB/s minutes
+    // apart here), and a low figure makes the roofline fraction pass 100%.
+    // The machine's bandwidth is the better of the two medians.
+    std::fprintf(stderr, "measuring memory read bandwidth again...\n");
+    const BandwidthResult bw_after = MeasureReadBandwidth(m.pool(), *bw_bytes);
+    if (bw_after.median_gbps > bw.median_gbps) bw = bw_after;
 
     PrintClusterSummary(m);
     const std::string type(DTypeName(c.expert_type));
@@ -380,7 +387,8 @@ void RegisterBench(CLI::App& app) {
           cached ? FormatBytes(static_cast<uint64_t>(r.experts["bytes_read_per_token"].get<double>())).c_str() : "",
           cached ? absl::StrFormat("%.2f ms", r.experts["io_stall_ms_per_token"].get<double>()).c_str() : "");
     }
-    std::printf("\nmemory: %.1f GB/s read (median of %d passes, %d threads); decode touches %s per "
+    std::printf("\nmemory: %.1f GB/s read (better of two medians of %d passes, before and after the "
+                "tests, %d threads); decode touches %s per "
                 "token with every expert row (attention %s, router %s, experts %s, lm_head %s)\n",
                 bw.median_gbps, bw.passes, threads, FormatBytes(traffic.total()).c_str(),
                 FormatBytes(traffic.attention).c_str(), FormatBytes(traffic.router).c_str(),
