@@ -130,7 +130,7 @@ void AxpyQ4_0(const char* w, float a, float* y, size_t n) {
 // AxpyQ4_0/AxpyQ8_0 (so results are bit-identical to them).
 template <DType kType, size_t kBlocks>
 void TileRows(const char* w, size_t row_bytes, const uint32_t* rows, const float* a,
-              size_t n_rows, float* y, size_t prefetch_bytes) {
+              size_t n_rows, float* y) {
   constexpr bool kQ4 = kType == DType::kQ4_0;
   constexpr size_t kBlockBytes = kQ4 ? sizeof(BlockQ4_0) : sizeof(BlockQ8_0);
   // Level - 8 of every nibble value, as float: exact, like ConvertTo(q - 8).
@@ -140,14 +140,16 @@ void TileRows(const char* w, size_t row_bytes, const uint32_t* rows, const float
   ST_AXPY_UNROLL
   for (size_t i = 0; i < 2 * kBlocks; ++i) acc[i] = _mm512_loadu_ps(y + 16 * i);
   // Rows prefetched ahead: scattered rows defeat the hardware prefetcher.
-  // In model_sparse_phases_benchmark (4b shapes, huge pages) 16-48 rows
-  // ahead took a decode layer step from ~222 to ~190 us against 8.
+  // In model_sparse_phases_benchmark (4b shapes, huge pages) 16, 32 and 48
+  // rows ahead took a decode layer step to ~183-206 us against ~219-225 for 8
+  // and ~238-245 for 128; 24 sits between the measured ones.
   constexpr size_t kAhead = 24;
   for (size_t k = 0; k < n_rows; ++k) {
     const char* row = w + rows[k] * row_bytes;
     if (k + kAhead < n_rows) {
       const char* next = w + rows[k + kAhead] * row_bytes;
-      for (size_t off = 0; off < prefetch_bytes; off += 64) {
+      ST_AXPY_UNROLL
+      for (size_t off = 0; off < kBlocks * kBlockBytes; off += 64) {
         _mm_prefetch(next + off, _MM_HINT_T0);
       }
     }
@@ -185,19 +187,15 @@ void QuantRows(const char* w, size_t row_bytes, const uint32_t* rows, const floa
   constexpr size_t kBlockBytes = kType == DType::kQ4_0 ? sizeof(BlockQ4_0) : sizeof(BlockQ8_0);
   size_t b = 0;
   const size_t nb = n / kQK;
-  // The first tile's pass prefetches every row's whole column range; the
-  // later tiles find their bytes in L1/L2.
-  size_t pf = nb * kBlockBytes;
-  for (; b + 8 <= nb; b += 8, pf = 0) TileRows<kType, 8>(w + b * kBlockBytes, row_bytes, rows, a, n_rows, y + b * kQK, pf);
+  for (; b + 8 <= nb; b += 8) TileRows<kType, 8>(w + b * kBlockBytes, row_bytes, rows, a, n_rows, y + b * kQK);
   if (b + 4 <= nb) {
-    TileRows<kType, 4>(w + b * kBlockBytes, row_bytes, rows, a, n_rows, y + b * kQK, pf);
+    TileRows<kType, 4>(w + b * kBlockBytes, row_bytes, rows, a, n_rows, y + b * kQK);
     b += 4;
-    pf = 0;
   }
   switch (nb - b) {
-    case 3: TileRows<kType, 3>(w + b * kBlockBytes, row_bytes, rows, a, n_rows, y + b * kQK, pf); break;
-    case 2: TileRows<kType, 2>(w + b * kBlockBytes, row_bytes, rows, a, n_rows, y + b * kQK, pf); break;
-    case 1: TileRows<kType, 1>(w + b * kBlockBytes, row_bytes, rows, a, n_rows, y + b * kQK, pf); break;
+    case 3: TileRows<kType, 3>(w + b * kBlockBytes, row_bytes, rows, a, n_rows, y + b * kQK); break;
+    case 2: TileRows<kType, 2>(w + b * kBlockBytes, row_bytes, rows, a, n_rows, y + b * kQK); break;
+    case 1: TileRows<kType, 1>(w + b * kBlockBytes, row_bytes, rows, a, n_rows, y + b * kQK); break;
     default: break;
   }
 }
