@@ -144,6 +144,30 @@ void TileRows(const char* w, size_t row_bytes, const uint32_t* rows, const float
   // rows ahead took a decode layer step to ~183-206 us against ~219-225 for 8
   // and ~238-245 for 128; 24 sits between the measured ones.
   constexpr size_t kAhead = 24;
+#if HWY_TARGET == HWY_AVX3_DL
+  constexpr bool kGather = kQ4;  // needs VBMI's byte permute
+#else
+  constexpr bool kGather = false;
+#endif
+  // Q4_0: the tile's kBlocks scales (bytes 18b and 18b + 1, all within its
+  // first 128 bytes) gathered by one byte permute of two masked 64-byte loads
+  // into 8 halves, converted and multiplied by a[k] in one go, and read back
+  // per block as a broadcast load (no shuffle): fewer vector ops per block.
+  alignas(32) float scale[8];
+  __m512i gather_idx = _mm512_setzero_si512();
+  if constexpr (kGather) {
+    alignas(64) uint8_t idx[64] = {};
+    for (size_t b = 0; b < kBlocks; ++b) {
+      idx[2 * b] = static_cast<uint8_t>(b * kBlockBytes);
+      idx[2 * b + 1] = static_cast<uint8_t>(b * kBlockBytes + 1);
+    }
+    gather_idx = _mm512_load_si512(idx);
+  }
+  constexpr size_t kScaleBytes = kGather ? (kBlocks - 1) * kBlockBytes + 2 : 0;
+  constexpr __mmask64 kMask0 = kScaleBytes >= 64 ? ~__mmask64{0} : (__mmask64{1} << kScaleBytes) - 1;
+  constexpr __mmask64 kMask1 = kScaleBytes <= 64    ? 0
+                               : kScaleBytes >= 128 ? ~__mmask64{0}
+                                                    : (__mmask64{1} << (kScaleBytes % 64)) - 1;
   for (size_t k = 0; k < n_rows; ++k) {
     const char* row = w + rows[k] * row_bytes;
     if (k + kAhead < n_rows) {
@@ -154,14 +178,26 @@ void TileRows(const char* w, size_t row_bytes, const uint32_t* rows, const float
       }
     }
     const float ak = a[k];
+    if constexpr (kGather) {
+      const __m512i b0 = _mm512_maskz_loadu_epi8(kMask0, row);
+      const __m512i b1 = kMask1 != 0 ? _mm512_maskz_loadu_epi8(kMask1, row + 64) : _mm512_setzero_si512();
+      const __m128i halves = _mm512_castsi512_si128(_mm512_permutex2var_epi8(b0, gather_idx, b1));
+      _mm256_store_ps(scale, _mm256_mul_ps(_mm256_set1_ps(ak), _mm256_cvtph_ps(halves)));
+      asm volatile("" ::: "memory");  // read the products back from memory
+    }
     ST_AXPY_UNROLL
     for (size_t b = 0; b < kBlocks; ++b) {
       const char* blk = row + b * kBlockBytes;
-      // The block scale through F16C: F16ToF32's value for every finite
-      // fp16 (and inf), in two instructions instead of a branchy decode.
-      uint16_t d16;
-      std::memcpy(&d16, blk, 2);
-      const __m512 ad = _mm512_set1_ps(ak * _cvtsh_ss(d16));
+      __m512 ad;
+      if constexpr (kGather) {
+        ad = _mm512_set1_ps(scale[b]);
+      } else {
+        // The block scale through F16C: F16ToF32's value for every finite
+        // fp16 (and inf), in two instructions instead of a branchy decode.
+        uint16_t d16;
+        std::memcpy(&d16, blk, 2);
+        ad = _mm512_set1_ps(ak * _cvtsh_ss(d16));
+      }
       if constexpr (kQ4) {
         const __m512i q = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 2)));
         const __m512 lo = _mm512_permutexvar_ps(_mm512_and_si512(q, low4), table);

@@ -4,6 +4,9 @@
 // first and fuses the multiply-add), each <= 2^-24 relative.
 #include "kernels/axpy.h"
 
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <cmath>
 #include <vector>
 
@@ -57,7 +60,8 @@ TEST(AxpyTest, RowsEqualsRowAfterRow) {
       }
       const std::vector<uint32_t> rows = {0, 3, 4, 5, 17, 30, 39};
       const std::vector<float> a = Gaussian(rows.size(), 8);
-      for (auto [first, n] : {std::pair<size_t, size_t>{0, cols}, {32, 32 * 7}, {64 * 3, 32 * 6}}) {
+      for (auto [first, n] : {std::pair<size_t, size_t>{0, cols}, {32, 32 * 7}, {64 * 3, 32 * 6},
+                              {64, 32 * 9}}) {
         SCOPED_TRACE(::testing::Message() << DTypeName(type) << " first=" << first << " n=" << n);
         const std::vector<float> y0 = Gaussian(n, 9);
         std::vector<float> y = y0, ref = y0;
@@ -70,6 +74,38 @@ TEST(AxpyTest, RowsEqualsRowAfterRow) {
       }
     }
   });
+}
+
+// The tile kernels read nothing past a row's last block (the AVX-512 Q4_0
+// path loads a tile's scales with masked 64-byte loads): the last row ends
+// at a page that is followed by an inaccessible one, for every tile width.
+TEST(AxpyTest, RowsReadNothingPastTheLastRow) {
+  const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  void* map = mmap(nullptr, 3 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  ASSERT_NE(map, MAP_FAILED);
+  char* const guard = static_cast<char*>(map) + 2 * page;
+  ASSERT_EQ(mprotect(guard, page, PROT_NONE), 0);
+  ForEachTarget([&] {
+    for (DType type : {DType::kQ8_0, DType::kQ4_0}) {
+      for (size_t blocks : {1, 2, 3, 4, 5, 8, 9, 12, 13}) {
+        SCOPED_TRACE(::testing::Message() << DTypeName(type) << " blocks=" << blocks);
+        const size_t cols = 32 * blocks, row_bytes = RowBytes(type, cols);
+        char* w = guard - 2 * row_bytes;  // two rows, the second ending at the guard
+        for (size_t r = 0; r < 2; ++r) {
+          QuantizeRow(type, Gaussian(cols, 70 + r).data(), w + r * row_bytes, cols);
+        }
+        const std::vector<uint32_t> rows = {0, 1};
+        const std::vector<float> a = {0.5f, -2.0f};
+        std::vector<float> y(cols, 1.0f), ref(cols, 1.0f);
+        AxpyRows(type, w, row_bytes, 0, rows.data(), a.data(), rows.size(), y.data(), cols);
+        for (size_t k = 0; k < rows.size(); ++k) {
+          AxpyRow(type, w + rows[k] * row_bytes, a[k], ref.data(), cols);
+        }
+        for (size_t j = 0; j < cols; ++j) ASSERT_EQ(y[j], ref[j]) << j;
+      }
+    }
+  });
+  munmap(map, 3 * page);
 }
 
 TEST(AxpyTest, Q4_0ByHand) {
