@@ -19,11 +19,14 @@ struct BandwidthResult {
   size_t bytes = 0;        // buffer size read per pass
   int threads = 0;
   int passes = 0;
+  size_t huge_page_bytes = 0;  // of the buffer, backed by 2 MiB pages
 };
 
 // Reads a `bytes`-sized buffer (far larger than caches; default 1 GiB)
 // `passes` times, split over the pool's threads, and reports the median rate.
-// The buffer is allocated and touched once before timing. passes is at least
+// The buffer is a HugePageArena (2 MiB pages where transparent huge pages
+// can back it, like the engine's weights), allocated and touched once
+// before timing. passes is at least
 // 1 and bytes at least 1 MiB (smaller values are raised).
 BandwidthResult MeasureReadBandwidth(ThreadPool& pool, size_t bytes = size_t{1} << 30,
                                      int passes = 7);

@@ -26,6 +26,7 @@ TEST(MeasureReadBandwidthTest, ReportsAPositiveRate) {
   EXPECT_GE(r.best_gbps, r.median_gbps);
   EXPECT_EQ(r.bytes, size_t{16} << 20);
   EXPECT_EQ(r.threads, 2);
+  EXPECT_LE(r.huge_page_bytes, r.bytes);
 }
 
 }  // namespace

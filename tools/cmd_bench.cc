@@ -349,6 +349,7 @@ void RegisterBench(CLI::App& app) {
                           {"kv_type", std::string(DTypeName(kv_type))},
                           {"repetitions", f->reps},
                           {"read_bandwidth_gbps", bw.median_gbps},
+                          {"read_bandwidth_huge_page_bytes", bw.huge_page_bytes},
                           {"pack_read_bandwidth_gbps", ssd_gbps},
                           {"bytes_per_token", traffic.total()},
                           {"peak_rss_bytes", peak_rss},
@@ -388,9 +389,10 @@ void RegisterBench(CLI::App& app) {
           cached ? absl::StrFormat("%.2f ms", r.experts["io_stall_ms_per_token"].get<double>()).c_str() : "");
     }
     std::printf("\nmemory: %.1f GB/s read (better of two medians of %d passes, before and after the "
-                "tests, %d threads); decode touches %s per "
+                "tests, %d threads, %s of %s in 2 MiB pages); decode touches %s per "
                 "token with every expert row (attention %s, router %s, experts %s, lm_head %s)\n",
-                bw.median_gbps, bw.passes, threads, FormatBytes(traffic.total()).c_str(),
+                bw.median_gbps, bw.passes, threads, FormatBytes(bw.huge_page_bytes).c_str(),
+                FormatBytes(bw.bytes).c_str(), FormatBytes(traffic.total()).c_str(),
                 FormatBytes(traffic.attention).c_str(), FormatBytes(traffic.router).c_str(),
                 FormatBytes(traffic.experts).c_str(), FormatBytes(traffic.lm_head).c_str());
     if (ssd_gbps > 0) {

@@ -39,8 +39,10 @@ void RegisterMembw(CLI::App& app) {
     for (int t : f->threads) {
       ThreadPool pool(t);
       BandwidthResult r = MeasureReadBandwidth(pool, *bytes, f->passes);
-      std::printf("threads %d: read bandwidth %.1f GB/s median, %.1f GB/s best (%s x %d passes)\n",
-                  r.threads, r.median_gbps, r.best_gbps, FormatBytes(r.bytes).c_str(), r.passes);
+      std::printf("threads %d: read bandwidth %.1f GB/s median, %.1f GB/s best (%s x %d passes, "
+                  "%s in 2 MiB pages)\n",
+                  r.threads, r.median_gbps, r.best_gbps, FormatBytes(r.bytes).c_str(), r.passes,
+                  FormatBytes(r.huge_page_bytes).c_str());
     }
   });
 }
