@@ -1,6 +1,7 @@
 #include "coordinator/cluster_config.h"
 
 #include <fstream>
+#include <utility>
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
@@ -27,6 +28,43 @@ absl::StatusOr<v1::ClusterConfig> ParseClusterConfig(const std::string& text) {
     return absl::InvalidArgumentError(absl::StrCat("cluster config: ", collector.errors));
   }
   return c;
+}
+
+absl::Status ValidateClusterConfig(const v1::ClusterConfig& c) {
+  if (c.worker_size() == 0) return absl::InvalidArgumentError("no workers configured");
+  for (const auto& w : c.worker()) {
+    if (w.address().find(':') == std::string::npos) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "worker address '", w.address(), "' needs a port (host:port) or unix:PATH"));
+    }
+  }
+  if (c.local_share() < 0 || c.local_share() >= 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("local_share ", c.local_share(), " outside [0, 1)"));
+  }
+  if (c.spin_us() < 0 || c.spin_us() > 100000) {
+    return absl::InvalidArgumentError(absl::StrCat("spin_us ", c.spin_us(), " outside [0, 100000]"));
+  }
+  if (c.local_threads() != 0 && c.local_threads() != 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "local_threads ", c.local_threads(), " must be 0 (the pool) or 1 (the caller)"));
+  }
+  const std::pair<const char*, int32_t> non_negative[] = {
+      {"step_timeout_ms", c.step_timeout_ms()},
+      {"call_timeout_ms", c.call_timeout_ms()},
+      {"readmit_backoff_min_ms", c.readmit_backoff_min_ms()},
+      {"readmit_backoff_max_ms", c.readmit_backoff_max_ms()},
+      {"hot_experts_local", c.hot_experts_local()}};
+  for (const auto& [name, value] : non_negative) {
+    if (value < 0) return absl::InvalidArgumentError(absl::StrCat(name, " ", value, " is negative"));
+  }
+  if (c.tls_cert().empty() != c.tls_key().empty()) {
+    return absl::InvalidArgumentError("tls_cert and tls_key go together (a client certificate and its key)");
+  }
+  if (!c.tls_cert().empty() && c.tls_ca().empty()) {
+    return absl::InvalidArgumentError("tls_cert without tls_ca: mutual TLS needs the workers' CA too");
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<v1::ClusterConfig> ClusterConfigFromFlags(const std::string& workers,

@@ -12,6 +12,12 @@ namespace st {
 // Parses a textproto ClusterConfig (INVALID_ARGUMENT with the parser's
 // message).
 absl::StatusOr<smallthinker::v1::ClusterConfig> ParseClusterConfig(const std::string& text);
+// What a coordinator checks before it contacts any worker (INVALID_ARGUMENT
+// naming the field): at least one worker, each host:port or unix:PATH;
+// local_share in [0, 1); spin_us in [0, 100000]; local_threads 0 or 1;
+// timeouts, backoffs and hot_experts_local not negative; tls_cert and
+// tls_key set together, and only with tls_ca.
+absl::Status ValidateClusterConfig(const smallthinker::v1::ClusterConfig& c);
 // --workers "host:port,host:port" + --worker-token + optional config file
 // (read and parsed first; the flags add workers / override the token).
 absl::StatusOr<smallthinker::v1::ClusterConfig> ClusterConfigFromFlags(

@@ -1,6 +1,8 @@
 #include "coordinator/cluster_config.h"
 
+#include <filesystem>
 #include <fstream>
+#include <sstream>
 
 #include "gtest/gtest.h"
 #include "tests/testutil/testutil.h"
@@ -44,6 +46,64 @@ TEST(ClusterConfigTest, FlagsAndFileCombine) {
   EXPECT_FALSE(ClusterConfigFromFlags("nohost", "", "").ok());
   EXPECT_EQ(ClusterConfigFromFlags("", "", dir.File("missing")).status().code(),
             absl::StatusCode::kNotFound);
+}
+
+smallthinker::v1::ClusterConfig OneWorker() {
+  smallthinker::v1::ClusterConfig c;
+  c.add_worker()->set_address("10.0.0.2:7070");
+  return c;
+}
+
+TEST(ClusterConfigTest, ValidateNamesTheBadField) {
+  EXPECT_TRUE(ValidateClusterConfig(OneWorker()).ok());
+  struct Case {
+    void (*edit)(smallthinker::v1::ClusterConfig&);
+    const char* field;
+  };
+  const Case cases[] = {
+      {[](auto& c) { c.clear_worker(); }, "no workers"},
+      {[](auto& c) { c.mutable_worker(0)->set_address("nohost"); }, "needs a port"},
+      {[](auto& c) { c.set_local_share(1.0); }, "local_share"},
+      {[](auto& c) { c.set_local_share(-0.1); }, "local_share"},
+      {[](auto& c) { c.set_spin_us(100001); }, "spin_us"},
+      {[](auto& c) { c.set_local_threads(2); }, "local_threads"},
+      {[](auto& c) { c.set_step_timeout_ms(-1); }, "step_timeout_ms"},
+      {[](auto& c) { c.set_call_timeout_ms(-5); }, "call_timeout_ms"},
+      {[](auto& c) { c.set_hot_experts_local(-1); }, "hot_experts_local"},
+      {[](auto& c) { c.set_readmit_backoff_max_ms(-100); }, "readmit_backoff_max_ms"},
+      {[](auto& c) { c.set_tls_cert("c.pem"); }, "tls_cert and tls_key"},
+      {[](auto& c) {
+         c.set_tls_cert("c.pem");
+         c.set_tls_key("c.key");
+       },
+       "tls_ca"},
+  };
+  for (const Case& k : cases) {
+    smallthinker::v1::ClusterConfig c = OneWorker();
+    k.edit(c);
+    const absl::Status s = ValidateClusterConfig(c);
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << k.field;
+    EXPECT_NE(s.message().find(k.field), std::string::npos) << s;
+  }
+}
+
+// Every example deployment in deploy/cluster/ parses and passes the checks a
+// coordinator makes before it contacts a worker.
+TEST(ClusterConfigTest, DeployConfigsAreValid) {
+  const std::filesystem::path dir = std::filesystem::path(testing::SourceDir()) / "deploy" / "cluster";
+  int files = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(dir)) {
+    if (entry.path().extension() != ".textproto") continue;
+    SCOPED_TRACE(entry.path().string());
+    std::ifstream in(entry.path());
+    std::stringstream text;
+    text << in.rdbuf();
+    auto c = ParseClusterConfig(text.str());
+    ASSERT_TRUE(c.ok()) << c.status();
+    EXPECT_TRUE(ValidateClusterConfig(*c).ok()) << ValidateClusterConfig(*c);
+    ++files;
+  }
+  EXPECT_GE(files, 5) << "deploy/cluster/*.textproto not found under " << dir;
 }
 
 }  // namespace

@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
+#include "coordinator/cluster_config.h"
 #include "coordinator/hot_order.h"
 #include "glog/logging.h"
 #include "model/local_expert_executor.h"
@@ -63,19 +64,7 @@ RemoteExpertExecutor::RemoteExpertExecutor(const ModelConfig& config,
 absl::StatusOr<std::unique_ptr<RemoteExpertExecutor>> RemoteExpertExecutor::Create(
     const ModelConfig& config, std::vector<ExpertStacks> stacks, uint64_t fingerprint,
     ThreadPool* pool, const v1::ClusterConfig& cluster, std::vector<std::vector<int>> hot_order) {
-  if (cluster.worker_size() == 0) return absl::InvalidArgumentError("no workers configured");
-  if (cluster.local_share() < 0 || cluster.local_share() >= 1) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("local_share ", cluster.local_share(), " outside [0, 1)"));
-  }
-  if (cluster.spin_us() < 0 || cluster.spin_us() > 100000) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("spin_us ", cluster.spin_us(), " outside [0, 100000]"));
-  }
-  if (cluster.local_threads() != 0 && cluster.local_threads() != 1) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "local_threads ", cluster.local_threads(), " must be 0 (the pool) or 1 (the caller)"));
-  }
+  ST_RETURN_IF_ERROR(ValidateClusterConfig(cluster));
   PlacementOptions popt;
   popt.local_share = cluster.local_share();
   popt.hot_experts_local = cluster.hot_experts_local();

@@ -102,4 +102,12 @@ std::string QwenTokenizerJson() {
   return "";
 }
 
+std::string SourceDir() {
+#ifdef ST_SOURCE_DIR
+  return ST_SOURCE_DIR;
+#else
+  return ".";
+#endif
+}
+
 }  // namespace st::testing

@@ -54,4 +54,7 @@ absl::Status WriteGguf(const GgufContents& contents, const std::string& path);
 // project's .cache/npm install), or "" if absent.
 std::string QwenTokenizerJson();
 
+// The source tree this test binary was built from (ST_SOURCE_DIR).
+std::string SourceDir();
+
 }  // namespace st::testing
