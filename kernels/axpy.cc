@@ -153,6 +153,8 @@ void TileRows(const char* w, size_t row_bytes, const uint32_t* rows, const float
   // first 128 bytes) gathered by one byte permute of two masked 64-byte loads
   // into 8 halves, converted and multiplied by a[k] in one go, and read back
   // per block as a broadcast load (no shuffle): fewer vector ops per block.
+  // An 8-block tile's masks are all ones (plain loads); only the 1-4 block
+  // tails of rows whose width is not a multiple of 256 use masked loads.
   alignas(32) float scale[8];
   __m512i gather_idx = _mm512_setzero_si512();
   if constexpr (kGather) {
