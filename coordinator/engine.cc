@@ -135,7 +135,7 @@ uint64_t Engine::KvBytesFor(int64_t context_size) {
   return bytes;
 }
 
-absl::StatusOr<std::unique_ptr<RequestStream>> Engine::Submit(EngineRequest request) {
+absl::Status Engine::Validate(EngineRequest& request) const {
   const int vocab = model_.config().vocab_size;
   if (request.prompt.empty()) return absl::InvalidArgumentError("empty prompt");
   for (int32_t id : request.prompt) {
@@ -154,35 +154,64 @@ absl::StatusOr<std::unique_ptr<RequestStream>> Engine::Submit(EngineRequest requ
         absl::StrCat("prompt of ", request.prompt.size(), " tokens does not fit the context of ",
                      request.context_size, " tokens"));
   }
-  if (absl::Status s = ValidateSamplingParams(request.options.sampling); !s.ok()) return s;
-  const uint64_t kv_bytes = KvBytesFor(request.context_size);
-  auto shared = std::make_shared<RequestStream::Shared>();
-  shared->request = std::move(request);
-  shared->arrival = absl::Now();
-  shared->engine = this;
+  return ValidateSamplingParams(request.options.sampling);
+}
+
+absl::StatusOr<std::unique_ptr<RequestStream>> Engine::Submit(EngineRequest request) {
+  std::vector<EngineRequest> one;
+  one.push_back(std::move(request));
+  auto streams = SubmitAll(std::move(one));
+  if (!streams.ok()) return streams.status();
+  return std::move((*streams)[0]);
+}
+
+absl::StatusOr<std::vector<std::unique_ptr<RequestStream>>> Engine::SubmitAll(
+    std::vector<EngineRequest> requests) {
+  std::vector<std::shared_ptr<RequestStream::Shared>> shared;
+  uint64_t largest_kv = 0;
+  int64_t largest_context = 0;
+  const absl::Time now = absl::Now();
+  for (size_t i = 0; i < requests.size(); ++i) {
+    if (absl::Status s = Validate(requests[i]); !s.ok()) {
+      if (requests.size() == 1) return s;
+      return absl::Status(s.code(), absl::StrCat("request ", i, ": ", s.message()));
+    }
+    if (KvBytesFor(requests[i].context_size) > largest_kv) {
+      largest_kv = KvBytesFor(requests[i].context_size);
+      largest_context = requests[i].context_size;
+    }
+    auto sh = std::make_shared<RequestStream::Shared>();
+    sh->request = std::move(requests[i]);
+    sh->arrival = now;
+    sh->engine = this;
+    shared.push_back(std::move(sh));
+  }
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (stopping_) return absl::UnavailableError("server shutting down");
-    if (options_.kv_budget_bytes > 0 && kv_bytes > options_.kv_budget_bytes) {
-      ++stats_.requests_rejected;
+    if (options_.kv_budget_bytes > 0 && largest_kv > options_.kv_budget_bytes) {
+      stats_.requests_rejected += shared.size();
       return absl::ResourceExhaustedError(
-          absl::StrCat("the KV cache of a ", shared->request.context_size, "-token context (",
-                       kv_bytes, " bytes) exceeds the KV budget of ", options_.kv_budget_bytes,
-                       " bytes"));
+          absl::StrCat("the KV cache of a ", largest_context, "-token context (", largest_kv,
+                       " bytes) exceeds the KV budget of ", options_.kv_budget_bytes, " bytes"));
     }
-    // Full when every slot is busy and the queue holds `queue` waiting.
+    // Full when every slot is busy and the queue holds `queue` waiting; a
+    // batch is taken whole or not at all.
     const int free_slots = options_.parallel - active_count_;
-    if (static_cast<int>(waiting_.size()) >= options_.queue + std::max(0, free_slots)) {
-      ++stats_.requests_rejected;
+    if (static_cast<int>(waiting_.size() + shared.size()) >
+        options_.queue + std::max(0, free_slots)) {
+      stats_.requests_rejected += shared.size();
       return absl::ResourceExhaustedError(absl::StrCat(
           "server busy: ", active_count_, " requests generating and ", waiting_.size(),
           " queued (limit ", options_.queue, ")"));
     }
-    ++stats_.requests_total;
-    waiting_.push_back(shared);
+    stats_.requests_total += shared.size();
+    for (auto& sh : shared) waiting_.push_back(sh);
   }
   cv_.notify_all();
-  return std::unique_ptr<RequestStream>(new RequestStream(shared));
+  std::vector<std::unique_ptr<RequestStream>> streams;
+  for (auto& sh : shared) streams.push_back(std::unique_ptr<RequestStream>(new RequestStream(sh)));
+  return streams;
 }
 
 EngineStats Engine::stats() const {

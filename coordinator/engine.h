@@ -132,12 +132,20 @@ class Engine {
   // parameters, context over the server's); RESOURCE_EXHAUSTED when the
   // queue is full or the request's KV cache alone exceeds the budget.
   absl::StatusOr<std::unique_ptr<RequestStream>> Submit(EngineRequest request);
+  // Submit for several requests at once: all are validated first, then
+  // enqueued together under one lock (all or none: RESOURCE_EXHAUSTED when
+  // they do not all fit), so the scheduler admits them in the same step
+  // when slots are free. Benchmarks use it to start N streams together.
+  absl::StatusOr<std::vector<std::unique_ptr<RequestStream>>> SubmitAll(
+      std::vector<EngineRequest> requests);
 
   EngineStats stats() const;
   const EngineOptions& options() const { return options_; }
   Model& model() { return model_; }
 
  private:
+  // Submit's checks of one request (fills in its default context size).
+  absl::Status Validate(EngineRequest& request) const;
   friend class RequestStream;
   struct Active;
   void SchedulerLoop();

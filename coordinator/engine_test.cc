@@ -155,6 +155,40 @@ TEST_F(EngineTest, FullQueueIsResourceExhausted) {
   EXPECT_EQ(Drain(**b).last.status.code(), absl::StatusCode::kCancelled);
 }
 
+// SubmitAll enqueues its requests together: with free slots they are
+// admitted in the same step and decode in lockstep, however late the
+// submitting thread runs again; a batch that does not fit is refused whole.
+TEST_F(EngineTest, SubmitAllStartsTogetherAndIsAllOrNothing) {
+  Engine engine(*model_, EngineOptions{.parallel = 2, .queue = 0, .context_size = 128});
+  model_->forward().ResetStats();
+  std::vector<EngineRequest> two;
+  two.push_back(EngineRequest{.prompt = Prompt(6, 0), .options = Greedy(24)});
+  two.push_back(EngineRequest{.prompt = Prompt(6, 1), .options = Greedy(24)});
+  auto streams = engine.SubmitAll(std::move(two));
+  ASSERT_TRUE(streams.ok()) << streams.status();
+  ASSERT_EQ(streams->size(), 2u);
+  for (auto& s : *streams) EXPECT_EQ(Drain(*s).ids.size(), 24u);
+  // Both prompts in the first step, then 23 steps of one token each.
+  EXPECT_EQ(model_->forward().decode_steps(2).steps, 23u);
+  EXPECT_EQ(model_->forward().decode_steps(1).steps, 0u);
+
+  // Three requests for two slots and no queue: none is taken.
+  std::vector<EngineRequest> three;
+  for (int i = 0; i < 3; ++i) three.push_back(EngineRequest{.prompt = Prompt(4, i), .options = Greedy(4)});
+  auto refused = engine.SubmitAll(std::move(three));
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kResourceExhausted) << refused.status();
+  EXPECT_EQ(engine.stats().requests_rejected, 3u);
+  EXPECT_EQ(engine.stats().requests_total, 2u);
+  // A bad request names its index and enqueues nothing.
+  std::vector<EngineRequest> bad;
+  bad.push_back(EngineRequest{.prompt = Prompt(4, 0), .options = Greedy(4)});
+  bad.push_back(EngineRequest{.prompt = {}, .options = Greedy(4)});
+  auto invalid = engine.SubmitAll(std::move(bad));
+  EXPECT_EQ(invalid.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(invalid.status().message().find("request 1"), std::string::npos) << invalid.status();
+  EXPECT_EQ(engine.stats().requests_total, 2u);
+}
+
 TEST_F(EngineTest, CancellingMidStreamFreesTheSlot) {
   Engine engine(*model_, EngineOptions{.parallel = 1, .queue = 4, .context_size = 256});
   auto a = engine.Submit(EngineRequest{.prompt = Prompt(4, 0), .options = Greedy(250)});

@@ -126,9 +126,8 @@ void RegisterBenchServe(CLI::App& app) {
         std::vector<std::unique_ptr<RequestStream>> streams;
         std::vector<EngineEvent> pending(n);  // each stream's final event
         std::vector<double> submitted;  // seconds since t0
-        const absl::Time t0 = absl::Now();
-        for (int i = 0; i < n; ++i) {
-          EngineRequest r;
+        std::vector<EngineRequest> requests(n);
+        for (EngineRequest& r : requests) {
           for (int t = 0; t < f->prompt_tokens; ++t) {
             r.prompt.push_back(static_cast<int32_t>((salt * 7919 + t * 104729) % vocab));
           }
@@ -136,11 +135,15 @@ void RegisterBenchServe(CLI::App& app) {
           r.options.sampling.temperature = 0;
           r.options.max_tokens = f->gen_tokens;
           r.options.ignore_eos = true;
-          submitted.push_back(absl::ToDoubleSeconds(absl::Now() - t0));
-          auto s = engine.Submit(std::move(r));
-          if (!s.ok()) return Fail(s.status());
-          streams.push_back(std::move(*s));
         }
+        // All N at once (one enqueue), so they start in the same step even
+        // if this thread is descheduled: submitted one by one on a busy
+        // host, the first could finish before the second arrived.
+        const absl::Time t0 = absl::Now();
+        auto submitted_all = engine.SubmitAll(std::move(requests));
+        if (!submitted_all.ok()) return Fail(submitted_all.status());
+        streams = std::move(*submitted_all);
+        submitted.assign(n, 0.0);
         // Decode window: from the first request's first token to the last
         // request's last token; tokens counted are those after each request's
         // first (the first belongs to prefill). With N > 1 that window also
