@@ -18,7 +18,9 @@
 #include "model/step_traffic.h"
 #include "nlohmann/json.hpp"
 #include "tools/commands.h"
+#include "tools/offload_flags.h"
 #include "tools/sampling_flags.h"
+#include "tools/worker_flags.h"
 
 namespace st::tools {
 namespace {
@@ -48,6 +50,8 @@ void RegisterBenchServe(CLI::App& app) {
   struct Flags {
     std::string model, streams = "1,2,4,8", output = "text", bandwidth_size = "1GiB";
     int threads = 0, prompt_tokens = 32, gen_tokens = 64, rounds = 2, batch = 64;
+    OffloadFlags offload;
+    WorkerFlags workers;
   };
   auto f = std::make_shared<Flags>();
   CLI::App* cmd = app.add_subcommand(
@@ -61,7 +65,10 @@ void RegisterBenchServe(CLI::App& app) {
       "weights once, the union of the experts its tokens routed to, every stream's K/V),\n"
       "measured from the steps' real routes, and the bound that puts on aggregate tok/s at\n"
       "the read bandwidth `bench` measures (taken again before each level); achieved =\n"
-      "steady rate / bound.");
+      "steady rate / bound.\n"
+      "Experts run as `serve` runs them: from the pack beside the model when there is\n"
+      "one (--no-pack: the GGUF path), --memory-budget for the SSD expert cache, or on\n"
+      "workers (--workers / --cluster-config).");
   cmd->add_option("-m,--model", f->model, "SmallThinker GGUF file")->required();
   cmd->add_option("--streams", f->streams, "Comma-separated concurrency levels")
       ->capture_default_str();
@@ -84,6 +91,8 @@ void RegisterBenchServe(CLI::App& app) {
   cmd->add_option("-o,--output", f->output, "text or json")
       ->check(CLI::IsMember({"text", "json"}))
       ->capture_default_str();
+  AddOffloadFlags(cmd, &f->offload);
+  AddWorkerFlags(cmd, &f->workers);
   cmd->callback([f] {
     std::vector<int> levels;
     for (absl::string_view s : absl::StrSplit(f->streams, ',')) {
@@ -109,9 +118,23 @@ void RegisterBenchServe(CLI::App& app) {
     };
     const int vocab = (*model)->config().vocab_size;
     const int max_streams = *std::max_element(levels.begin(), levels.end());
+    const int64_t context = f->prompt_tokens + f->gen_tokens + 1;
+    // As `serve` does: workers, or the pack beside the model (its plan
+    // reserving KV caches for every stream under --memory-budget).
+    auto offload = ApplyOffloadOrWorkers(**model, f->offload, f->workers, context, max_streams);
+    if (!offload.ok()) return Fail(offload.status());
+    const std::string experts =
+        f->workers.any()     ? "workers"
+        : *offload == nullptr ? "gguf (in RAM)"
+        : f->offload.memory_budget.empty() ? "pack (in RAM)"
+                                           : "pack @ " + f->offload.memory_budget;
+    if (f->output == "text") std::printf("experts: %s\n", experts.c_str());
+    uint64_t kv_budget = 0;
+    if (*offload != nullptr && (*offload)->plan().budget > 0) kv_budget = (*offload)->plan().kv;
     Engine engine(**model, EngineOptions{.parallel = max_streams,
                                          .queue = max_streams,
-                                         .context_size = f->prompt_tokens + f->gen_tokens + 1,
+                                         .context_size = context,
+                                         .kv_budget_bytes = kv_budget,
                                          .warmup_tokens = f->prompt_tokens});
     std::vector<Level> results;
     uint64_t salt = 1;
@@ -243,6 +266,7 @@ void RegisterBenchServe(CLI::App& app) {
     }
     if (f->output == "json") {
       nlohmann::json j = {{"model", f->model},
+                          {"experts", experts},
                           {"threads", (*model)->pool().num_threads()},
                           {"prompt_tokens", f->prompt_tokens},
                           {"gen_tokens", f->gen_tokens},

@@ -110,6 +110,28 @@ TEST_F(CliTest, BenchServeReportsTheBatchRoofline) {
   }
 }
 
+// bench-serve runs experts as serve does: the pack beside the model when
+// there is one, the GGUF with --no-pack, the expert cache under a budget.
+TEST_F(CliTest, BenchServeRunsExpertsLikeServe) {
+  const std::string args = absl::StrCat("bench-serve -m '", model_,
+                                        "' --streams 1,2 -p 4 -n 8 -r 1 -t 2 -o json --bandwidth-size 16MiB");
+  auto experts = [&](const std::string& extra) {
+    CliRun r = Cli(absl::StrCat(args, extra));
+    EXPECT_EQ(r.exit_code, 0) << extra;
+    if (r.exit_code != 0) return std::string();
+    auto j = nlohmann::json::parse(r.out);
+    EXPECT_EQ(j["levels"].size(), 2u);
+    EXPECT_GT(j["levels"][1]["aggregate_decode_tokens_per_second"].get<double>(), 0);
+    return j["experts"].get<std::string>();
+  };
+  EXPECT_EQ(experts(""), "gguf (in RAM)");
+  ASSERT_EQ(Cli(absl::StrCat("convert '", model_, "'")).exit_code, 0);
+  EXPECT_EQ(experts(""), "pack (in RAM)");
+  EXPECT_EQ(experts(" --no-pack"), "gguf (in RAM)");
+  EXPECT_EQ(experts(" --memory-budget 1GiB"), "pack @ 1GiB");
+  EXPECT_EQ(Cli(absl::StrCat(args, " --memory-budget 2MiB")).exit_code, 1);  // dense part does not fit
+}
+
 TEST_F(CliTest, BadInputGivesErrorsNotCrashes) {
   EXPECT_EQ(Cli("run -m /nonexistent.gguf -p x").exit_code, 1);
   EXPECT_EQ(Cli(absl::StrCat("run -m '", model_, "' -p x -c 0")).exit_code, 105);  // CLI11 range
