@@ -28,6 +28,27 @@ function(st_benchmark)
   target_link_libraries(${ARG_NAME} PRIVATE ${ARG_LIBS} benchmark::benchmark benchmark::benchmark_main)
 endfunction()
 
+# st_cli_python_test(NAME name SCRIPT file.py)
+# A Python unittest script (Debian's /usr/bin/python3, with curl available)
+# that drives the `smallthinker` binary: ST_CLI and ST_SOURCE_DIR in its
+# environment, label "integration". Skipped when either tool is missing.
+function(st_cli_python_test)
+  cmake_parse_arguments(ARG "" "NAME;SCRIPT" "" ${ARGN})
+  if(NOT TARGET smallthinker)
+    return()
+  endif()
+  find_program(ST_PYTHON3 NAMES python3 PATHS /usr/bin NO_DEFAULT_PATH)
+  find_program(ST_CURL curl)
+  if(NOT ST_PYTHON3 OR NOT ST_CURL)
+    return()
+  endif()
+  add_test(NAME ${ARG_NAME} COMMAND ${ST_PYTHON3} ${ARG_SCRIPT} -v)
+  set_tests_properties(${ARG_NAME} PROPERTIES
+    LABELS integration
+    TIMEOUT 300
+    ENVIRONMENT "ST_CLI=$<TARGET_FILE:smallthinker>;ST_SOURCE_DIR=${PROJECT_SOURCE_DIR}")
+endfunction()
+
 # st_folder(NAME lib DEPS dep ... [EXCLUDE file.cc ...])
 # Declares the folder's one library from its *.cc files (tests, benchmarks and
 # *_main.cc excluded), one test executable per *_test.cc (label "integration"

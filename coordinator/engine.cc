@@ -176,8 +176,8 @@ absl::StatusOr<std::vector<std::unique_ptr<RequestStream>>> Engine::SubmitAll(
       if (requests.size() == 1) return s;
       return absl::Status(s.code(), absl::StrCat("request ", i, ": ", s.message()));
     }
-    if (KvBytesFor(requests[i].context_size) > largest_kv) {
-      largest_kv = KvBytesFor(requests[i].context_size);
+    if (const uint64_t kv = KvBytesFor(requests[i].context_size); kv > largest_kv) {
+      largest_kv = kv;
       largest_context = requests[i].context_size;
     }
     auto sh = std::make_shared<RequestStream::Shared>();
