@@ -312,6 +312,7 @@ void Engine::Finish(Active& a, absl::Status status) {
   e.done = true;
   e.status = std::move(status);
   e.token_ids = std::move(a.pending_ids);
+  if (!e.token_ids.empty()) e.time = a.last_token;
   e.finish = a.stop->finish_reason();
   if (e.status.ok()) {
     const bool stopped_by_string =
@@ -432,6 +433,7 @@ void Engine::Step() {
       EngineEvent e;
       e.text = std::move(st.text);
       e.token_ids = std::move(a.pending_ids);
+      e.time = t1;
       a.pending_ids.clear();
       a.shared->Push(std::move(e));
     }

@@ -78,6 +78,10 @@ struct EngineEvent {
   FinishReason finish = FinishReason::kNone;
   absl::Status status;
   EngineUsage usage;  // set when done
+  // When the forward step that produced token_ids ended (every event of one
+  // step has the same time), so a consumer can time tokens without polling.
+  // Unset (InfinitePast) on an event that carries no new token.
+  absl::Time time = absl::InfinitePast();
 };
 
 struct EngineStats {

@@ -189,6 +189,49 @@ TEST_F(EngineTest, SubmitAllStartsTogetherAndIsAllOrNothing) {
   EXPECT_EQ(engine.stats().requests_total, 2u);
 }
 
+// Token events carry the end time of the step that made them, so a consumer
+// that reads a stream late (bench-serve blocks on one stream while the others
+// queue) still sees when each token was made.
+TEST_F(EngineTest, TokenEventsCarryTheirStepTime) {
+  Engine engine(*model_, EngineOptions{.parallel = 2, .queue = 0, .context_size = 128});
+  std::vector<EngineRequest> two;
+  two.push_back(EngineRequest{.prompt = Prompt(6, 0), .options = Greedy(24)});
+  two.push_back(EngineRequest{.prompt = Prompt(6, 1), .options = Greedy(24)});
+  const absl::Time before = absl::Now();
+  auto streams = engine.SubmitAll(std::move(two));
+  ASSERT_TRUE(streams.ok()) << streams.status();
+  std::vector<std::vector<absl::Time>> times(2);
+  std::vector<EngineUsage> usage(2);
+  for (int i = 0; i < 2; ++i) {  // stream 1 queues its events while stream 0 is read
+    EngineEvent e;
+    int tokens = 0;
+    while ((*streams)[i]->Next(&e) == RequestStream::Poll::kEvent) {
+      if (!e.token_ids.empty()) {
+        times[i].push_back(e.time);
+        tokens += static_cast<int>(e.token_ids.size());
+      } else {
+        EXPECT_EQ(e.time, absl::InfinitePast());
+      }
+      if (e.done) usage[i] = e.usage;
+    }
+    EXPECT_EQ(tokens, 24);
+  }
+  const absl::Time after = absl::Now();
+  for (int i = 0; i < 2; ++i) {
+    ASSERT_FALSE(times[i].empty());
+    for (size_t k = 0; k < times[i].size(); ++k) {
+      EXPECT_GE(times[i][k], before);
+      EXPECT_LE(times[i][k], after);
+      if (k > 0) EXPECT_GE(times[i][k], times[i][k - 1]);
+    }
+    // The span of the event times is the decode time the engine reports
+    // (less if the first token's text was held back): not the time of reading.
+    const double span = absl::ToDoubleSeconds(times[i].back() - times[i].front());
+    EXPECT_GT(span, 0.0);
+    EXPECT_LE(span, usage[i].decode_seconds + 1e-6);
+  }
+}
+
 TEST_F(EngineTest, CancellingMidStreamFreesTheSlot) {
   Engine engine(*model_, EngineOptions{.parallel = 1, .queue = 4, .context_size = 256});
   auto a = engine.Submit(EngineRequest{.prompt = Prompt(4, 0), .options = Greedy(250)});
