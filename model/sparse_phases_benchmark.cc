@@ -6,8 +6,9 @@
 //               as CachedExpertExecutor did before SparsePhases;
 //   Pack/Phases: the same experts through SparsePhases;
 //   Gguf/Phases: every matrix packed, ExpertPhases (the GGUF path).
-// Arg: tokens in the step (1 = decode). Min over repetitions is the number
-// to read on a shared machine.
+// Arg: tokens in the step (1 = decode, 8 = a batched decode step of 8
+// streams, 128 = prefill). Min over repetitions is the number to read on a
+// shared machine.
 #include <algorithm>
 #include <cstring>
 #include <memory>
@@ -204,7 +205,7 @@ void BM_GgufPhases(benchmark::State& s) { Run(s, Path::kGgufPhases); }
 double Min(const std::vector<double>& v) { return *std::min_element(v.begin(), v.end()); }
 
 #define ST_CASES(bm)                                                                       \
-  BENCHMARK(bm)->Arg(1)->Arg(128)->UseRealTime()->Unit(benchmark::kMicrosecond)           \
+  BENCHMARK(bm)->Arg(1)->Arg(8)->Arg(128)->UseRealTime()->Unit(benchmark::kMicrosecond)   \
       ->Repetitions(5)->ComputeStatistics("min", Min)->ReportAggregatesOnly(true)
 ST_CASES(BM_PackOld);
 ST_CASES(BM_PackPhases);
