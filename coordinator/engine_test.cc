@@ -222,7 +222,9 @@ TEST_F(EngineTest, TokenEventsCarryTheirStepTime) {
     for (size_t k = 0; k < times[i].size(); ++k) {
       EXPECT_GE(times[i][k], before);
       EXPECT_LE(times[i][k], after);
-      if (k > 0) EXPECT_GE(times[i][k], times[i][k - 1]);
+      if (k > 0) {
+        EXPECT_GE(times[i][k], times[i][k - 1]);
+      }
     }
     // The span of the event times is the decode time the engine reports
     // (less if the first token's text was held back): not the time of reading.
