@@ -70,7 +70,9 @@ void RegisterBenchServe(CLI::App& app) {
       "one (--no-pack: the GGUF path), --memory-budget for the SSD expert cache, or on\n"
       "workers (--workers / --cluster-config).");
   cmd->add_option("-m,--model", f->model, "SmallThinker GGUF file")->required();
-  cmd->add_option("--streams", f->streams, "Comma-separated concurrency levels")
+  cmd->add_option("--streams", f->streams,
+                  "Comma-separated concurrency levels; they may repeat (1,8,1,8,1,8 interleaves "
+                  "them, so a ratio between levels does not ride on a noisy host's slow minute)")
       ->capture_default_str();
   cmd->add_option("-p,--prompt-tokens", f->prompt_tokens, "Prompt tokens per request")
       ->check(CLI::Range(1, 1 << 20))
