@@ -148,9 +148,7 @@ void RegisterBenchServe(CLI::App& app) {
       const ForwardZones z0 = (*model)->forward().zones();
       const DecodeStepCounters c0 = (*model)->forward().decode_steps(n);
       for (int round = 0; round < f->rounds; ++round) {
-        std::vector<std::unique_ptr<RequestStream>> streams;
         std::vector<EngineEvent> pending(n);  // each stream's final event
-        std::vector<double> submitted;  // seconds since t0
         std::vector<EngineRequest> requests(n);
         for (EngineRequest& r : requests) {
           for (int t = 0; t < f->prompt_tokens; ++t) {
@@ -164,11 +162,11 @@ void RegisterBenchServe(CLI::App& app) {
         // All N at once (one enqueue), so they start in the same step even
         // if this thread is descheduled: submitted one by one on a busy
         // host, the first could finish before the second arrived.
+        // Their arrival is t0, the origin of every time below.
         const absl::Time t0 = absl::Now();
-        auto submitted_all = engine.SubmitAll(std::move(requests));
-        if (!submitted_all.ok()) return Fail(submitted_all.status());
-        streams = std::move(*submitted_all);
-        submitted.assign(n, 0.0);
+        auto submitted = engine.SubmitAll(std::move(requests));
+        if (!submitted.ok()) return Fail(submitted.status());
+        std::vector<std::unique_ptr<RequestStream>> streams = std::move(*submitted);
         // Decode window: from the first request's first token to the last
         // request's last token; tokens counted are those after each request's
         // first (the first belongs to prefill). With N > 1 that window also
@@ -208,15 +206,13 @@ void RegisterBenchServe(CLI::App& app) {
         if (steady_hi > steady_lo) steady.push_back(steady_tokens / (steady_hi - steady_lo));
         for (size_t i = 0; i < streams.size(); ++i) {
           const EngineEvent& e = pending[i];
-          {
-            if (!e.status.ok()) return Fail(e.status);
-            ttfts.push_back(e.usage.ttft_seconds);
-            const double t_first = submitted[i] + e.usage.queue_seconds + e.usage.prompt_seconds;
-            window_lo = std::min(window_lo, t_first);
-            window_hi = std::max(window_hi, t_first + e.usage.decode_seconds);
-            decode_tokens += e.usage.completion_tokens - 1;
-            lv.tokens += e.usage.completion_tokens;
-          }
+          if (!e.status.ok()) return Fail(e.status);
+          ttfts.push_back(e.usage.ttft_seconds);
+          const double t_first = e.usage.queue_seconds + e.usage.prompt_seconds;
+          window_lo = std::min(window_lo, t_first);
+          window_hi = std::max(window_hi, t_first + e.usage.decode_seconds);
+          decode_tokens += e.usage.completion_tokens - 1;
+          lv.tokens += e.usage.completion_tokens;
         }
         tps.push_back(decode_tokens / std::max(1e-9, window_hi - window_lo));
       }
