@@ -1,7 +1,12 @@
 #include "common/thread_pool.h"
 
+#include <sched.h>
+
 #include <algorithm>
 #include <chrono>
+
+#include "common/cpu_affinity.h"
+#include "glog/logging.h"
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -26,9 +31,28 @@ bool SpinUntil(Pred done, int micros) {
 
 }  // namespace
 
-ThreadPool::ThreadPool(int num_threads)
-    : num_threads_(num_threads > 0 ? num_threads
-                                   : std::max(1u, std::thread::hardware_concurrency())),
+namespace {
+
+int ThreadCount(int num_threads, const std::vector<int>& cpus) {
+  if (num_threads > 0) return num_threads;
+  if (!cpus.empty()) return static_cast<int>(cpus.size());
+  return static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+}
+
+void Pin(int cpu) {
+  if (absl::Status s = PinCurrentThread(cpu); !s.ok()) LOG(WARNING) << s.message();
+}
+
+std::atomic<uint64_t> next_pool_id{1};
+// The pool whose cpus[0] this thread was bound to (0 = none).
+thread_local uint64_t pinned_for_pool = 0;
+
+}  // namespace
+
+ThreadPool::ThreadPool(int num_threads, std::vector<int> cpus)
+    : cpus_(std::move(cpus)),
+      num_threads_(ThreadCount(num_threads, cpus_)),
+      id_(next_pool_id.fetch_add(1, std::memory_order_relaxed)),
       runs_(num_threads_) {
   workers_.reserve(num_threads_ - 1);
   for (int i = 1; i < num_threads_; ++i) {
@@ -92,6 +116,10 @@ void ThreadPool::RunChunks(int self) {
 void ThreadPool::ParallelFor(size_t n, const std::function<void(size_t, size_t)>& fn,
                              size_t grain, size_t chunks_per_thread) {
   if (n == 0) return;
+  if (!cpus_.empty() && pinned_for_pool != id_) {
+    Pin(cpus_[0]);
+    pinned_for_pool = id_;
+  }
   grain = std::max<size_t>(grain, 1);
   if (num_threads_ == 1 || n <= grain) {
     fn(0, n);
@@ -138,6 +166,7 @@ void ThreadPool::Park() {
 }
 
 void ThreadPool::WorkerLoop(int index) {
+  if (!cpus_.empty()) Pin(cpus_[index % cpus_.size()]);
   uint64_t seen = 0;
   for (;;) {
     auto has_work = [&] {
@@ -147,7 +176,13 @@ void ThreadPool::WorkerLoop(int index) {
     // Parked: stop spinning early. The sleep below re-checks has_work under
     // the lock, so a ParallelFor racing with Park is never missed.
     auto spin_done = [&] { return has_work() || parked_.load(std::memory_order_relaxed); };
-    if (!SpinUntil(spin_done, kSpinMicros) || !has_work()) {
+    bool woken = SpinUntil(spin_done, kSpinMicros) && has_work();
+    if (!woken && !cpus_.empty()) {  // pinned: yield before blocking
+      const auto end =
+          std::chrono::steady_clock::now() + std::chrono::microseconds(kParkedYieldMicros);
+      while (!(woken = has_work()) && std::chrono::steady_clock::now() < end) sched_yield();
+    }
+    if (!woken) {
       std::unique_lock<std::mutex> lock(mu_);
       sleepers_.fetch_add(1, std::memory_order_seq_cst);
       wake_.wait(lock, has_work);

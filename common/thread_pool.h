@@ -43,15 +43,27 @@ namespace st {
 // workers and a waiting caller therefore spin for up to kSpinMicros on an
 // atomic before blocking on a condition variable, unless Park() said that
 // no work is coming soon.
+//
+// Pinning (`cpus` non-empty): worker i runs on cpus[i % size] and a thread
+// calling ParallelFor binds itself to cpus[0] at its first call. Parked
+// pinned workers then yield their CPU (sched_yield) for up to
+// kParkedYieldMicros before they block, so the core stays awake for the
+// next step while any other thread on it runs first. That is for processes
+// that share a host's cores in turns (a coordinator and a worker on one
+// machine): each hands the cores to the other every layer step, and waking
+// a halted core through a futex costs far more on a VM than a yield.
 class ThreadPool {
  public:
-  // num_threads <= 0 means std::thread::hardware_concurrency().
-  explicit ThreadPool(int num_threads);
+  // num_threads <= 0 means one per entry of `cpus`, or
+  // std::thread::hardware_concurrency() when `cpus` is empty. `cpus` must
+  // be CPUs the process may use (common/cpu_affinity.h checks lists).
+  explicit ThreadPool(int num_threads, std::vector<int> cpus = {});
   ~ThreadPool();
   ThreadPool(const ThreadPool&) = delete;
   ThreadPool& operator=(const ThreadPool&) = delete;
 
   int num_threads() const { return num_threads_; }
+  const std::vector<int>& cpus() const { return cpus_; }
 
   // Calls fn(begin, end) on disjoint ranges covering [0, n). Ranges are
   // multiples of `grain` (except the last) so callers can keep cache lines or
@@ -79,10 +91,13 @@ class ThreadPool {
   void RunChunks(int self);
   void RunChunk(size_t c);
 
+  const std::vector<int> cpus_;
   const int num_threads_;
+  const uint64_t id_;  // distinct per pool, for the callers' pinning
   std::vector<std::thread> workers_;
 
   static constexpr int kSpinMicros = 100;
+  static constexpr int kParkedYieldMicros = 3000;
 
   // generation_ is bumped after the job fields are written, to wake workers.
   // job_state_ = (job id << 32) | kClosed? | joined workers still running;

@@ -12,6 +12,9 @@
 #include <utility>
 #include <vector>
 
+#include <sched.h>
+
+#include "common/cpu_affinity.h"
 #include "gtest/gtest.h"
 
 namespace st {
@@ -223,6 +226,73 @@ TEST(ThreadPoolTest, ParkedWorkersSleepAndWakeForTheNextJob) {
   one.Park();
   pool.Park();
   EXPECT_EQ(Ranges(pool, 10, 1).size(), 10u);
+}
+
+// The CPUs the calling thread may run on now.
+std::set<int> ThreadCpus() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  std::set<int> cpus;
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) {
+    for (int c = 0; c < CPU_SETSIZE; ++c) {
+      if (CPU_ISSET(c, &set)) cpus.insert(c);
+    }
+  }
+  return cpus;
+}
+
+TEST(ThreadPoolTest, PinnedPoolRunsOnItsCpusAndBindsItsCaller) {
+  const std::vector<int> allowed = AllowedCpus();
+  ASSERT_FALSE(allowed.empty());
+  // Listed out of order when there are two, to check the order is kept.
+  const std::vector<int> cpus =
+      allowed.size() >= 2 ? std::vector<int>{allowed[1], allowed[0]} : std::vector<int>{allowed[0]};
+  // On a thread of its own: binding the caller must not pin gtest's thread.
+  std::thread t([&] {
+    ThreadPool pool(0, cpus);
+    EXPECT_EQ(pool.num_threads(), static_cast<int>(cpus.size()));
+    EXPECT_EQ(pool.cpus(), cpus);
+    std::mutex mu;
+    std::set<int> seen;
+    std::vector<int> out(4096, 0);
+    for (int round = 0; round < 50; ++round) {
+      pool.ParallelFor(out.size(), [&](size_t begin, size_t end) {
+        for (size_t i = begin; i < end; ++i) out[i] += 1;
+        std::lock_guard<std::mutex> lock(mu);
+        seen.insert(sched_getcpu());
+      });
+      if (round % 10 == 0) pool.Park();
+    }
+    for (int v : out) ASSERT_EQ(v, 50);
+    for (int c : seen) EXPECT_NE(std::find(cpus.begin(), cpus.end(), c), cpus.end()) << c;
+    EXPECT_EQ(ThreadCpus(), std::set<int>{cpus[0]});  // the caller went to cpus[0]
+  });
+  t.join();
+  EXPECT_EQ(ThreadCpus().size(), allowed.size());  // this thread untouched
+}
+
+TEST(ThreadPoolTest, PinnedParkedWorkersYieldThenSleep) {
+  const std::vector<int> allowed = AllowedCpus();
+  ASSERT_FALSE(allowed.empty());
+  std::thread t([&] {
+    ThreadPool pool(3, {allowed[0]});  // three threads on one CPU
+    std::vector<int> out(3000, 0);
+    for (int round = 1; round <= 30; ++round) {
+      pool.ParallelFor(out.size(), [&](size_t begin, size_t end) {
+        for (size_t i = begin; i < end; ++i) out[i] += 1;
+      });
+      pool.Park();
+      if (round % 10 == 0) {  // past the yield window, both workers block
+        const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+        while (pool.sleeping_workers() < 2 && std::chrono::steady_clock::now() < deadline) {
+          std::this_thread::sleep_for(std::chrono::microseconds(200));
+        }
+        EXPECT_EQ(pool.sleeping_workers(), 2);
+      }
+    }
+    for (int v : out) ASSERT_EQ(v, 30);
+  });
+  t.join();
 }
 
 TEST(ThreadPoolTest, DestructorJoinsIdleAndUsedPools) {

@@ -5,7 +5,6 @@
 
 #include "absl/strings/str_cat.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
-#include "grpcpp/health_check_service_interface.h"
 
 namespace st::serve {
 namespace {
@@ -23,15 +22,19 @@ constexpr char kServiceName[] = "smallthinker.v1.InferenceService";
 }  // namespace
 
 void GrpcServer::SetServing(bool serving) {
-  grpc::HealthCheckServiceInterface* health = server->GetHealthCheckService();
-  if (health == nullptr) return;
-  health->SetServingStatus(serving);
-  health->SetServingStatus(kServiceName, serving);
+  health->SetServing("", serving);
+  health->SetServing(kServiceName, serving);
+}
+
+void GrpcServer::Shutdown(std::chrono::milliseconds grace) {
+  health->Shutdown();
+  server->Shutdown(std::chrono::system_clock::now() + grace);
 }
 
 absl::StatusOr<std::unique_ptr<GrpcServer>> StartGrpcServer(ServeState& state,
                                                            const GrpcOptions& options) {
-  grpc::EnableDefaultHealthCheckService(true);
+  // Our grpc.health.v1, not gRPC's callback-API one (proto/health_service.h).
+  grpc::EnableDefaultHealthCheckService(false);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   std::shared_ptr<grpc::ServerCredentials> creds;
   if (options.tls_cert_file.empty() != options.tls_key_file.empty()) {
@@ -53,6 +56,8 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> StartGrpcServer(ServeState& state,
   grpc::ServerBuilder builder;
   builder.AddListeningPort(options.listen, creds, &g->port);
   builder.RegisterService(g->service.get());
+  g->health = std::make_unique<HealthService>();
+  builder.RegisterService(g->health.get());
   g->server = builder.BuildAndStart();
   if (g->server == nullptr || g->port == 0) {
     return absl::UnavailableError(absl::StrCat("gRPC: cannot listen on ", options.listen));

@@ -9,6 +9,7 @@
 #include "absl/status/statusor.h"
 #include "coordinator/inference_service.h"
 #include "grpcpp/grpcpp.h"
+#include "proto/health_service.h"
 
 namespace st::serve {
 
@@ -19,10 +20,14 @@ struct GrpcOptions {
 
 struct GrpcServer {
   std::unique_ptr<InferenceServiceImpl> service;
+  std::unique_ptr<HealthService> health;
   std::unique_ptr<grpc::Server> server;
   int port = 0;
   // Flips grpc.health.v1 (overall and for smallthinker.v1.InferenceService).
   void SetServing(bool serving);
+  // Health NOT_SERVING (its Watch streams end), then the server's Shutdown
+  // with `grace` for open calls.
+  void Shutdown(std::chrono::milliseconds grace);
 };
 
 absl::StatusOr<std::unique_ptr<GrpcServer>> StartGrpcServer(ServeState& state,

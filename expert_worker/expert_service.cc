@@ -272,44 +272,18 @@ void ExpertServiceImpl::Run(const v1::ComputeRequest& req, v1::ComputeResponse* 
                            .count());
 }
 
-grpc::Status ExpertServiceImpl::Compute(
-    grpc::ServerContext* ctx,
-    grpc::ServerReaderWriter<v1::ComputeResponse, v1::ComputeRequest>* stream) {
+grpc::Status ExpertServiceImpl::CheckComputeCall(const grpc::ServerContext* ctx) const {
   if (grpc::Status s = CheckToken(ctx); !s.ok()) return s;
-  {
-    const auto& md = ctx->client_metadata();
-    auto it = md.find(kFingerprintMetadataKey);
-    uint64_t fingerprint = 0;
-    if (it == md.end() ||
-        !absl::SimpleAtoi(std::string(it->second.data(), it->second.size()), &fingerprint)) {
-      return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
-                          absl::StrCat("Compute needs the coordinator's model fingerprint in "
-                                       "metadata '", kFingerprintMetadataKey, "'"));
-    }
-    if (grpc::Status s = CheckFingerprint(fingerprint); !s.ok()) return s;
+  const auto& md = ctx->client_metadata();
+  auto it = md.find(kFingerprintMetadataKey);
+  uint64_t fingerprint = 0;
+  if (it == md.end() ||
+      !absl::SimpleAtoi(std::string(it->second.data(), it->second.size()), &fingerprint)) {
+    return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                        absl::StrCat("Compute needs the coordinator's model fingerprint in "
+                                     "metadata '", kFingerprintMetadataKey, "'"));
   }
-  LOG(INFO) << "compute stream opened by " << ctx->peer();
-  v1::ComputeRequest req;
-  v1::ComputeResponse resp;
-  uint64_t last_step = 0;
-  bool first = true;
-  while (stream->Read(&req)) {
-    if (!first && req.step_id() <= last_step) {
-      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                          absl::StrCat("step_id ", req.step_id(), " not after ", last_step));
-    }
-    if (absl::Status s = Validate(req); !s.ok()) {
-      LOG(WARNING) << "malformed Compute from " << ctx->peer() << ": " << s.message();
-      return ToGrpc(s);
-    }
-    first = false;
-    last_step = req.step_id();
-    resp.Clear();
-    Run(req, &resp);
-    if (!stream->Write(resp)) break;
-  }
-  LOG(INFO) << "compute stream closed by " << ctx->peer();
-  return grpc::Status::OK;
+  return CheckFingerprint(fingerprint);
 }
 
 }  // namespace st

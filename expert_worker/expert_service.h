@@ -36,8 +36,12 @@ struct ExpertServiceInfo {
 };
 
 // Thread-safe: gRPC calls it from many threads; compute is serialized (one
-// thread pool).
-class ExpertServiceImpl final : public smallthinker::v1::ExpertService::Service {
+// thread pool). Compute is on the asynchronous API (ComputeStreams serves
+// it through CheckComputeCall, Validate and Run); the unary methods are
+// synchronous.
+class ExpertServiceImpl final
+    : public smallthinker::v1::ExpertService::WithAsyncMethod_Compute<
+          smallthinker::v1::ExpertService::Service> {
  public:
   ExpertServiceImpl(const ModelConfig& config, ExpertStore* store, ThreadPool* pool,
                     ExpertServiceInfo info);
@@ -46,12 +50,12 @@ class ExpertServiceImpl final : public smallthinker::v1::ExpertService::Service 
                         smallthinker::v1::DescribeResponse* resp) override;
   grpc::Status Assign(grpc::ServerContext* ctx, const smallthinker::v1::AssignRequest* req,
                       smallthinker::v1::AssignResponse* resp) override;
-  grpc::Status Compute(grpc::ServerContext* ctx,
-                       grpc::ServerReaderWriter<smallthinker::v1::ComputeResponse,
-                                                smallthinker::v1::ComputeRequest>* stream) override;
   grpc::Status Prefetch(grpc::ServerContext* ctx, const smallthinker::v1::PrefetchRequest* req,
                         smallthinker::v1::PrefetchResponse* resp) override;
 
+  // Checks a new Compute call: the token, and the coordinator's model
+  // fingerprint in metadata (FAILED_PRECONDITION naming both).
+  grpc::Status CheckComputeCall(const grpc::ServerContext* ctx) const;
   // Checks a ComputeRequest against the model and the current assignment
   // (INVALID_ARGUMENT / FAILED_PRECONDITION with a message naming the field).
   absl::Status Validate(const smallthinker::v1::ComputeRequest& req) const;

@@ -8,7 +8,6 @@
 #include "common/status_macros.h"
 #include "glog/logging.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
-#include "grpcpp/health_check_service_interface.h"
 #include "grpcpp/security/server_credentials.h"
 #include "grpcpp/server.h"
 #include "grpcpp/server_builder.h"
@@ -69,7 +68,7 @@ absl::StatusOr<std::unique_ptr<WorkerServer>> WorkerServer::Start(const WorkerOp
   w->listen_ = options.listen;
   ST_ASSIGN_OR_RETURN(w->file_, GgufFile::Open(options.model_path));
   ST_ASSIGN_OR_RETURN(w->config_, LoadModelConfig(*w->file_));
-  w->pool_ = std::make_unique<ThreadPool>(options.threads);
+  w->pool_ = std::make_unique<ThreadPool>(options.threads, options.cpus);
   ST_ASSIGN_OR_RETURN(std::unique_ptr<MappedExpertStore> store,
                       MappedExpertStore::Create(*w->file_, w->config_, options.memory_budget));
   w->store_ = std::move(store);
@@ -103,17 +102,24 @@ absl::StatusOr<std::unique_ptr<WorkerServer>> WorkerServer::Start(const WorkerOp
     creds = grpc::InsecureServerCredentials();
   }
 
-  grpc::EnableDefaultHealthCheckService(true);
+  // Our grpc.health.v1, not gRPC's callback-API one (proto/health_service.h).
+  grpc::EnableDefaultHealthCheckService(false);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   builder.AddListeningPort(options.listen, creds, &w->port_);
   builder.RegisterService(w->service_.get());
+  w->health_ = std::make_unique<HealthService>();
+  w->health_->SetServing("smallthinker.v1.ExpertService", true);
+  builder.RegisterService(w->health_.get());
   builder.SetMaxReceiveMessageSize(kMaxMessageBytes);
   builder.SetMaxSendMessageSize(kMaxMessageBytes);
+  std::unique_ptr<grpc::ServerCompletionQueue> compute_cq = builder.AddCompletionQueue();
   w->server_ = builder.BuildAndStart();
   if (w->server_ == nullptr || w->port_ == 0) {
     return absl::UnavailableError(absl::StrCat("cannot listen on '", options.listen, "'"));
   }
+  w->compute_ = std::make_unique<ComputeStreams>(w->service_.get(), std::move(compute_cq));
+  w->compute_->Start();
   LOG(INFO) << "worker serving " << options.model_path << " on port " << w->port_
             << (options.tls_cert.empty() ? "" : (options.tls_ca.empty() ? " (TLS)" : " (mTLS)"))
             << ", fingerprint 0x" << std::hex << w->info_.fingerprint << std::dec
@@ -129,7 +135,11 @@ void WorkerServer::Wait() {
 }
 
 void WorkerServer::Shutdown() {
-  if (server_ && !shut_down_.exchange(true)) server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
+  if (server_ && !shut_down_.exchange(true)) {
+    health_->Shutdown();
+    server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
+    if (compute_) compute_->Shutdown();
+  }
 }
 
 }  // namespace st

@@ -7,13 +7,16 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "common/thread_pool.h"
+#include "expert_worker/compute_streams.h"
 #include "expert_worker/expert_service.h"
 #include "expert_worker/expert_store.h"
 #include "model/config.h"
 #include "model/gguf.h"
+#include "proto/health_service.h"
 
 namespace grpc {
 class Server;
@@ -31,7 +34,8 @@ struct WorkerOptions {
   // PEM paths. cert + key = serve TLS; ca in addition = require and verify
   // client certificates (mutual TLS).
   std::string tls_cert, tls_key, tls_ca;
-  int threads = 0;  // kernel threads; 0 = all cores
+  int threads = 0;  // kernel threads; 0 = all cores (or one per entry of cpus)
+  std::vector<int> cpus;  // pin them (ThreadPool); empty = not pinned
 };
 
 class WorkerServer {
@@ -59,6 +63,8 @@ class WorkerServer {
   std::unique_ptr<ExpertStore> store_;
   ExpertServiceInfo info_;
   std::unique_ptr<ExpertServiceImpl> service_;
+  std::unique_ptr<ComputeStreams> compute_;  // destroyed after server_
+  std::unique_ptr<HealthService> health_;
   std::unique_ptr<grpc::Server> server_;
   std::string listen_;
   int port_ = 0;

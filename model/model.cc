@@ -31,7 +31,7 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Load(const std::string& path,
                                                    m->config_.vocab_size, " rows"));
   }
   ST_ASSIGN_OR_RETURN(m->tokenizer_, Tokenizer::Create(std::move(tok_data)));
-  m->pool_ = std::make_unique<ThreadPool>(options.threads);
+  m->pool_ = std::make_unique<ThreadPool>(options.threads, options.cpus);
   ST_ASSIGN_OR_RETURN(std::vector<ExpertStacks> stacks, LoadExpertStacks(*m->file_, m->config_));
   m->experts_ =
       std::make_unique<LocalExpertExecutor>(m->config_, std::move(stacks), m->pool_.get());

@@ -20,7 +20,10 @@
 namespace st {
 
 struct ModelOptions {
-  int threads = 0;       // kernel threads; 0 = all cores
+  int threads = 0;       // kernel threads; 0 = all cores (or one per entry of cpus)
+  // Pin the kernel threads (ThreadPool: the forward thread to cpus[0], pool
+  // thread i to cpus[i]); empty = not pinned.
+  std::vector<int> cpus;
   int max_batch = 64;    // tokens per forward batch during prefill
   DType kv_type = DType::kF16;  // KV cache elements of sessions: kF16, kBF16 or kF32
   // Copy the per-token dense matrices (attention, router, LM head) that

@@ -200,6 +200,7 @@ void RegisterBench(CLI::App& app) {
     std::vector<int> prompt = {128, 512};
     std::vector<int> gen = {128};
     int threads = 0, reps = 3, batch = 512;
+    std::string cpus;
     std::string bandwidth_size = "1GiB";
     std::string kv_type = "f16";
     bool huge_pages = false;
@@ -225,6 +226,7 @@ void RegisterBench(CLI::App& app) {
   cmd->add_option("-p,--n-prompt", f->prompt, "Prompt sizes (0 to skip)")->capture_default_str();
   cmd->add_option("-n,--n-gen", f->gen, "Generation lengths (0 to skip)")->capture_default_str();
   cmd->add_option("-t,--threads", f->threads, "Threads (0 = all cores)")->capture_default_str();
+  AddCpusFlag(cmd, &f->cpus);
   cmd->add_option("-r,--repetitions", f->reps, "Repetitions per test")
       ->check(CLI::Range(1, 100))
       ->capture_default_str();
@@ -265,6 +267,7 @@ void RegisterBench(CLI::App& app) {
     const DType kv_type = *ParseKvType(f->kv_type);  // validated by the flag check
     auto model = Model::Load(
         f->model, ModelOptions{.threads = f->threads,
+                               .cpus = CpusFrom(f->cpus),
                                .max_batch = f->batch,
                                .kv_type = kv_type,
                                .huge_pages = f->huge_pages,

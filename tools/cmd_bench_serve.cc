@@ -50,6 +50,7 @@ void RegisterBenchServe(CLI::App& app) {
   struct Flags {
     std::string model, streams = "1,2,4,8", output = "text", bandwidth_size = "1GiB";
     int threads = 0, prompt_tokens = 32, gen_tokens = 64, rounds = 2, batch = 64;
+    std::string cpus;
     OffloadFlags offload;
     WorkerFlags workers;
   };
@@ -88,6 +89,7 @@ void RegisterBenchServe(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("-t,--threads", f->threads, "Kernel threads (0 = all cores)")
       ->capture_default_str();
+  AddCpusFlag(cmd, &f->cpus);
   cmd->add_option("--bandwidth-size", f->bandwidth_size, "Buffer for the bandwidth measurement")
       ->capture_default_str();
   cmd->add_option("-o,--output", f->output, "text or json")
@@ -108,7 +110,7 @@ void RegisterBenchServe(CLI::App& app) {
     if (!bw_bytes.ok() || *bw_bytes > (uint64_t{64} << 30)) {
       return Fail(absl::InvalidArgumentError("bad --bandwidth-size '" + f->bandwidth_size + "'"));
     }
-    auto model = Model::Load(f->model, ModelOptions{.threads = f->threads, .max_batch = f->batch});
+    auto model = Model::Load(f->model, ModelOptions{.threads = f->threads, .cpus = CpusFrom(f->cpus), .max_batch = f->batch});
     if (!model.ok()) return Fail(model.status());
     // Measured before every level (as `bench` does once): on a shared machine
     // the bandwidth at hand changes, and the bound should be the one the

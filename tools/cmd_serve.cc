@@ -50,6 +50,7 @@ void RegisterServe(CLI::App& app) {
     std::string grpc_listen = "127.0.0.1:50051";
     std::string http_listen = "127.0.0.1:8080";
     int parallel = 4, queue = 64, threads = 0, batch = 64;
+    std::string cpus;
     int64_t ctx = 4096;
     std::string kv_budget = "0";
     std::string api_key, tls_cert, tls_key;
@@ -96,6 +97,7 @@ void RegisterServe(CLI::App& app) {
   cmd->add_option("-t,--threads", f->threads, "Kernel threads (0 = all cores)")
       ->check(CLI::Range(0, 1024))
       ->capture_default_str();
+  AddCpusFlag(cmd, &f->cpus);
   AddOffloadFlags(cmd, &f->offload);
   AddWorkerFlags(cmd, &f->workers);
   cmd->add_option("--api-key", f->api_key,
@@ -158,7 +160,7 @@ void RegisterServe(CLI::App& app) {
     if (const char* delay = std::getenv("ST_SERVE_TEST_LOAD_DELAY_MS")) {
       std::this_thread::sleep_for(std::chrono::milliseconds(std::atoi(delay)));
     }
-    auto model = Model::Load(f->model, ModelOptions{.threads = f->threads, .max_batch = f->batch});
+    auto model = Model::Load(f->model, ModelOptions{.threads = f->threads, .cpus = CpusFrom(f->cpus), .max_batch = f->batch});
     if (!model.ok()) return Fail(model.status());
     // Experts on workers (--workers / --cluster-config), or from the pack
     // beside the model (as run/chat do); with --memory-budget the plan
@@ -191,7 +193,7 @@ void RegisterServe(CLI::App& app) {
     if (grpc) grpc->SetServing(false);
     engine->Shutdown();  // ends every open stream
     if (http) http->Stop();
-    if (grpc) grpc->server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+    if (grpc) grpc->Shutdown(std::chrono::seconds(2));
     state.engine.store(nullptr);
   });
 }

@@ -16,6 +16,7 @@ void RegisterWorker(CLI::App& app) {
   struct Flags {
     WorkerOptions options;
     std::string memory_budget;
+    std::string cpus;
   };
   auto f = std::make_shared<Flags>();
   CLI::App* cmd = app.add_subcommand(
@@ -39,12 +40,14 @@ void RegisterWorker(CLI::App& app) {
   cmd->add_option("-t,--threads", f->options.threads, "Kernel threads (0 = all cores)")
       ->check(CLI::Range(0, 1024))
       ->capture_default_str();
+  AddCpusFlag(cmd, &f->cpus);
   cmd->callback([f] {
     if (!f->memory_budget.empty()) {
       auto budget = ParseByteSize(f->memory_budget);
       if (!budget.ok()) return Fail(budget.status());
       f->options.memory_budget = *budget;
     }
+    f->options.cpus = CpusFrom(f->cpus);
     if (f->options.token.empty()) {
       if (const char* env = std::getenv("ST_WORKER_TOKEN")) f->options.token = env;
     }

@@ -13,6 +13,7 @@
 #include "model/model.h"
 #include "model/session.h"
 #include "tools/commands.h"
+#include "tools/cpus_flag.h"
 #include "tools/worker_flags.h"
 
 namespace st::tools {
@@ -20,6 +21,7 @@ namespace st::tools {
 struct GenerationFlags {
   std::string model;
   int threads = 0;
+  std::string cpus;  // --cpus
   int64_t ctx_size = 4096;
   int batch = 64;
   int max_tokens = 256;
@@ -43,6 +45,7 @@ inline void AddGenerationFlags(CLI::App* cmd, GenerationFlags* f) {
   cmd->add_option("-t,--threads", f->threads, "Kernel threads (0 = all cores)")
       ->check(CLI::Range(0, 1024))
       ->capture_default_str();
+  AddCpusFlag(cmd, &f->cpus);
   cmd->add_option("-c,--ctx-size", f->ctx_size,
                   "Context size in tokens (KV cache; capped at the model's context length)")
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 30))
@@ -89,6 +92,7 @@ inline absl::StatusOr<std::unique_ptr<Model>> LoadModel(const GenerationFlags& f
   ST_ASSIGN_OR_RETURN(const DType kv_type, ParseKvType(f.kv_type));
   return Model::Load(f.model,
                      ModelOptions{.threads = f.threads,
+                                  .cpus = CpusFrom(f.cpus),
                                   .max_batch = f.batch,
                                   .kv_type = kv_type,
                                   .huge_pages = f.huge_pages,

@@ -11,7 +11,9 @@
 # of a 2-core host: the coordinator keeps SPLIT_SHARE (default 0.5) of the
 # experts and computes them on its forward thread alone (local_threads 1)
 # while a one-thread worker computes the rest, then polls for the reply for
-# up to SPIN_US (default 200) microseconds before sleeping.
+# up to SPIN_US (default 200) microseconds before sleeping. Pinned rows: the
+# single process, and coordinator and worker both, with --cpus set to the
+# first THREADS CPUs this script may use (threads take turns on each core).
 set -euo pipefail
 build=$1 model=$2 n=${3:-32} t=${4:-2}
 st=$build/tools/smallthinker proxy=$build/tests/cluster/st_delay_proxy
@@ -64,6 +66,11 @@ PY
 echo "| setup | decode tok/s | step overhead p50 µs | p99 µs | mean µs | round trip p50 µs | worker compute p50 µs | layer mean µs | wire bytes/token |"
 echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
 bench "1 process" --no-pack  # GGUF experts, as the coordinator and workers use
+cpus=$(/usr/bin/python3 -c "import os; print(','.join(map(str, sorted(os.sched_getaffinity(0))[:$t])))")
+bench "1 process, --cpus $cpus" --no-pack --cpus "$cpus"
+c1=$(start "$tmp/c1" "$st" worker -m "$model" --listen 127.0.0.1:0 -t "$t" --cpus "$cpus")
+bench "coordinator + 1 worker, loopback, both --cpus $cpus" --workers "$c1" --cpus "$cpus"
+kill "$(tail -n 1 "$tmp/pids")"  # that worker (its threads are pinned)
 w1=$(start "$tmp/w1" "$st" worker -m "$model" --listen 127.0.0.1:0 -t "$t")
 w2=$(start "$tmp/w2" "$st" worker -m "$model" --listen 127.0.0.1:0 -t "$t")
 bench "coordinator + 1 worker, loopback" --workers "$w1"

@@ -19,6 +19,7 @@
 #include "coordinator/remote_expert_executor.h"
 #include "expert_worker/expert_service.h"
 #include "grpcpp/grpcpp.h"
+#include "grpc/health/v1/health.grpc.pb.h"
 #include "gtest/gtest.h"
 #include "model/model.h"
 #include "model/session.h"
@@ -427,6 +428,43 @@ TEST_F(ClusterTest, RefusesWrongOrMissingToken) {
   c.set_token("right");
   auto remote = AttachWorkers(*m, c);
   ASSERT_TRUE(remote.ok()) << remote.status();
+}
+
+// grpc.health.v1 on a worker (our HealthService: the worker as a whole and
+// its ExpertService SERVING, without the token, since probes have none),
+// and a Compute stream served beside a Watch held open.
+TEST_F(ClusterTest, WorkerServesHealth) {
+  auto w = StartWorker({"--token", "t"});
+  ASSERT_TRUE(w);
+  auto channel = grpc::CreateChannel(w->address(), grpc::InsecureChannelCredentials());
+  auto health = grpc::health::v1::Health::NewStub(channel);
+  auto check = [&](const std::string& service, grpc::health::v1::HealthCheckResponse* resp) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    grpc::health::v1::HealthCheckRequest req;
+    req.set_service(service);
+    return health->Check(&ctx, req, resp);
+  };
+  grpc::health::v1::HealthCheckResponse resp;
+  ASSERT_TRUE(check("", &resp).ok());
+  EXPECT_EQ(resp.status(), grpc::health::v1::HealthCheckResponse::SERVING);
+  ASSERT_TRUE(check("smallthinker.v1.ExpertService", &resp).ok());
+  EXPECT_EQ(resp.status(), grpc::health::v1::HealthCheckResponse::SERVING);
+  EXPECT_EQ(check("no.Such", &resp).error_code(), grpc::StatusCode::NOT_FOUND);
+
+  grpc::ClientContext watch_ctx;
+  auto watch = health->Watch(&watch_ctx, grpc::health::v1::HealthCheckRequest());
+  ASSERT_TRUE(watch->Read(&resp));
+  EXPECT_EQ(resp.status(), grpc::health::v1::HealthCheckResponse::SERVING);
+  auto m = Load();
+  v1::ClusterConfig c = Cluster({w->address()});
+  c.set_token("t");
+  auto remote = AttachWorkers(*m, c);
+  ASSERT_TRUE(remote.ok()) << remote.status();
+  ExpectBitIdentical(Reference(3), Greedy(*m, kPrompt, 3));
+  EXPECT_GT((*remote)->stats().remote_items, 0u);
+  watch_ctx.TryCancel();
+  EXPECT_FALSE(watch->Read(&resp));
 }
 
 // Builds a CA and a server certificate for 127.0.0.1 / localhost with the
