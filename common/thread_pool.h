@@ -45,9 +45,11 @@ namespace st {
 // no work is coming soon.
 //
 // Pinning (`cpus` non-empty): worker i runs on cpus[i % size] and a thread
-// calling ParallelFor binds itself to cpus[0] at its first call. Parked
-// pinned workers then yield their CPU (sched_yield) for up to
-// kParkedYieldMicros before they block, so the core stays awake for the
+// calling ParallelFor binds itself to cpus[0] at its first call (threads it
+// creates afterwards inherit that binding, as Linux threads do). Idle pinned
+// workers, once their spin is over (at once when parked), yield their CPU
+// (sched_yield) for up to kParkedYieldMicros before they block, so the core
+// stays awake for the
 // next step while any other thread on it runs first. That is for processes
 // that share a host's cores in turns (a coordinator and a worker on one
 // machine): each hands the cores to the other every layer step, and waking

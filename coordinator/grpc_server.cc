@@ -27,9 +27,13 @@ void GrpcServer::SetServing(bool serving) {
 }
 
 void GrpcServer::Shutdown(std::chrono::milliseconds grace) {
-  health->Shutdown();
-  server->Shutdown(std::chrono::system_clock::now() + grace);
+  if (shut_down_) return;
+  shut_down_ = true;
+  if (health) health->Shutdown();
+  if (server) server->Shutdown(std::chrono::system_clock::now() + grace);
 }
+
+GrpcServer::~GrpcServer() { Shutdown(std::chrono::seconds(2)); }
 
 absl::StatusOr<std::unique_ptr<GrpcServer>> StartGrpcServer(ServeState& state,
                                                            const GrpcOptions& options) {

@@ -26,8 +26,13 @@ struct GrpcServer {
   // Flips grpc.health.v1 (overall and for smallthinker.v1.InferenceService).
   void SetServing(bool serving);
   // Health NOT_SERVING (its Watch streams end), then the server's Shutdown
-  // with `grace` for open calls.
+  // with `grace` for open calls. Once; the destructor calls it (2 s) if
+  // nobody did, so an open Watch cannot hold an exiting process.
   void Shutdown(std::chrono::milliseconds grace);
+  ~GrpcServer();
+
+ private:
+  bool shut_down_ = false;
 };
 
 absl::StatusOr<std::unique_ptr<GrpcServer>> StartGrpcServer(ServeState& state,

@@ -3,6 +3,7 @@
 #include <chrono>
 #include <fstream>
 #include <sstream>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
@@ -76,7 +77,12 @@ absl::StatusOr<std::unique_ptr<WorkerServer>> WorkerServer::Start(const WorkerOp
   w->info_.token = options.token;
   w->info_.isa = DispatchedIsa();
   w->info_.threads = w->pool_->num_threads();
-  w->info_.expert_tokens_per_second = MeasureSpeed(*w->store_, w->config_, w->pool_.get());
+  // On a thread of its own: a pinned pool binds the thread that calls it
+  // (ThreadPool), and every thread this one creates later (gRPC's, the
+  // Compute thread) would inherit that binding.
+  std::thread([&w] {
+    w->info_.expert_tokens_per_second = MeasureSpeed(*w->store_, w->config_, w->pool_.get());
+  }).join();
   w->service_ = std::make_unique<ExpertServiceImpl>(w->config_, w->store_.get(), w->pool_.get(),
                                                     w->info_);
 
@@ -130,16 +136,15 @@ absl::StatusOr<std::unique_ptr<WorkerServer>> WorkerServer::Start(const WorkerOp
 
 WorkerServer::~WorkerServer() { Shutdown(); }
 
-void WorkerServer::Wait() {
-  if (server_) server_->Wait();
-}
+void WorkerServer::Wait() { shut_down_.WaitForNotification(); }
 
 void WorkerServer::Shutdown() {
-  if (server_ && !shut_down_.exchange(true)) {
-    health_->Shutdown();
-    server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
-    if (compute_) compute_->Shutdown();
-  }
+  absl::MutexLock lock(&shutdown_mu_);
+  if (shut_down_.HasBeenNotified()) return;
+  if (health_) health_->Shutdown();
+  if (server_) server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
+  if (compute_) compute_->Shutdown();
+  shut_down_.Notify();
 }
 
 }  // namespace st

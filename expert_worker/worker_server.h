@@ -3,13 +3,14 @@
 // address, optionally with TLS / mutual TLS.
 #pragma once
 
-#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "common/thread_pool.h"
 #include "expert_worker/compute_streams.h"
 #include "expert_worker/expert_service.h"
@@ -51,8 +52,12 @@ class WorkerServer {
   std::string address() const;
   uint64_t fingerprint() const { return info_.fingerprint; }
   const ExpertServiceInfo& info() const { return info_; }
-  // Blocks until Shutdown() (from another thread or a signal handler thread).
+  // Blocks until a Shutdown() has finished (called from another thread,
+  // e.g. the one that waits for signals).
   void Wait();
+  // Health NOT_SERVING, the server's Shutdown (1 s for open calls), then the
+  // Compute thread drained and joined. A second call (the destructor) waits
+  // for the first to finish.
   void Shutdown();
 
  private:
@@ -68,7 +73,8 @@ class WorkerServer {
   std::unique_ptr<grpc::Server> server_;
   std::string listen_;
   int port_ = 0;
-  std::atomic<bool> shut_down_{false};
+  absl::Mutex shutdown_mu_;
+  absl::Notification shut_down_;
 };
 
 // Whether a gRPC address names a Unix domain socket (unix:PATH,

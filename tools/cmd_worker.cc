@@ -67,8 +67,8 @@ void RegisterWorker(CLI::App& app) {
       std::fprintf(stderr, "worker: signal %d, shutting down\n", sig);
       (*server)->Shutdown();
     });
-    signals.detach();
-    (*server)->Wait();
+    (*server)->Wait();  // until the signal thread's Shutdown has finished
+    signals.join();
   });
 }
 

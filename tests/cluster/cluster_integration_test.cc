@@ -7,6 +7,7 @@
 // another network namespace, and a worker on a Unix domain socket.
 #include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 
 #include <chrono>
 #include <cstdlib>
@@ -14,6 +15,8 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "coordinator/cluster_config.h"
 #include "coordinator/hot_order.h"
 #include "coordinator/remote_expert_executor.h"
@@ -465,6 +468,38 @@ TEST_F(ClusterTest, WorkerServesHealth) {
   EXPECT_GT((*remote)->stats().remote_items, 0u);
   watch_ctx.TryCancel();
   EXPECT_FALSE(watch->Read(&resp));
+}
+
+// SIGTERM with a Compute stream and a health Watch open: the worker ends
+// both and exits 0 within its 1 s grace (the Compute thread drained and
+// joined, the signal thread joined).
+TEST_F(ClusterTest, WorkerShutsDownCleanlyOnSigterm) {
+  auto w = StartWorker();
+  ASSERT_TRUE(w);
+  auto file = GgufFile::Open(model_path_);
+  ASSERT_TRUE(file.ok());
+  auto channel = grpc::CreateChannel(w->address(), grpc::InsecureChannelCredentials());
+  auto health = grpc::health::v1::Health::NewStub(channel);
+  grpc::ClientContext watch_ctx;
+  auto watch = health->Watch(&watch_ctx, grpc::health::v1::HealthCheckRequest());
+  grpc::health::v1::HealthCheckResponse status;
+  ASSERT_TRUE(watch->Read(&status));
+  EXPECT_EQ(status.status(), grpc::health::v1::HealthCheckResponse::SERVING);
+  // A Compute stream the worker has accepted (its fingerprint checked) and
+  // is reading from.
+  auto stub = v1::ExpertService::NewStub(channel);
+  grpc::ClientContext compute_ctx;
+  compute_ctx.AddMetadata(kFingerprintMetadataKey, absl::StrCat(GgufFingerprint(**file)));
+  auto stream = stub->Compute(&compute_ctx);
+  absl::SleepFor(absl::Milliseconds(200));
+  auto exit = w->Stop(absl::Seconds(10));
+  ASSERT_TRUE(exit.ok()) << exit.status() << "\n" << w->Stderr();
+  EXPECT_TRUE(WIFEXITED(*exit) && WEXITSTATUS(*exit) == 0) << "wait status " << *exit;
+  v1::ComputeResponse resp;
+  EXPECT_FALSE(stream->Read(&resp));
+  while (watch->Read(&status)) {
+    EXPECT_EQ(status.status(), grpc::health::v1::HealthCheckResponse::NOT_SERVING);
+  }
 }
 
 // Builds a CA and a server certificate for 127.0.0.1 / localhost with the

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 
 namespace st::testing {
 
@@ -27,6 +28,9 @@ class WorkerProcess {
   pid_t pid() const { return pid_; }
   // kill -9 and reap.
   void Kill();
+  // SIGTERM, then waits up to `timeout` for the exit: its wait status, or
+  // DEADLINE_EXCEEDED (the process is then left to Kill).
+  absl::StatusOr<int> Stop(absl::Duration timeout);
   // Everything the worker wrote to stderr so far (for error messages).
   std::string Stderr() const;
 
