@@ -179,7 +179,7 @@ void ThreadPool::WorkerLoop(int index) {
     bool woken = SpinUntil(spin_done, kSpinMicros) && has_work();
     if (!woken && !cpus_.empty()) {  // pinned: yield before blocking
       const auto end =
-          std::chrono::steady_clock::now() + std::chrono::microseconds(kParkedYieldMicros);
+          std::chrono::steady_clock::now() + std::chrono::microseconds(kPinnedYieldMicros);
       while (!(woken = has_work()) && std::chrono::steady_clock::now() < end) sched_yield();
     }
     if (!woken) {

@@ -48,9 +48,9 @@ namespace st {
 // calling ParallelFor binds itself to cpus[0] at its first call (threads it
 // creates afterwards inherit that binding, as Linux threads do). Idle pinned
 // workers, once their spin is over (at once when parked), yield their CPU
-// (sched_yield) for up to kParkedYieldMicros before they block, so the core
-// stays awake for the
-// next step while any other thread on it runs first. That is for processes
+// (sched_yield) for up to kPinnedYieldMicros before they block, so the core
+// stays awake for the next step while any other thread on it runs first.
+// That is for processes
 // that share a host's cores in turns (a coordinator and a worker on one
 // machine): each hands the cores to the other every layer step, and waking
 // a halted core through a futex costs far more on a VM than a yield.
@@ -99,7 +99,7 @@ class ThreadPool {
   std::vector<std::thread> workers_;
 
   static constexpr int kSpinMicros = 100;
-  static constexpr int kParkedYieldMicros = 3000;
+  static constexpr int kPinnedYieldMicros = 3000;
 
   // generation_ is bumped after the job fields are written, to wake workers.
   // job_state_ = (job id << 32) | kClosed? | joined workers still running;

@@ -230,15 +230,8 @@ TEST(ThreadPoolTest, ParkedWorkersSleepAndWakeForTheNextJob) {
 
 // The CPUs the calling thread may run on now.
 std::set<int> ThreadCpus() {
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  std::set<int> cpus;
-  if (sched_getaffinity(0, sizeof(set), &set) == 0) {
-    for (int c = 0; c < CPU_SETSIZE; ++c) {
-      if (CPU_ISSET(c, &set)) cpus.insert(c);
-    }
-  }
-  return cpus;
+  const std::vector<int> cpus = AllowedCpus();
+  return {cpus.begin(), cpus.end()};
 }
 
 TEST(ThreadPoolTest, PinnedPoolRunsOnItsCpusAndBindsItsCaller) {

@@ -110,7 +110,9 @@ void RegisterBenchServe(CLI::App& app) {
     if (!bw_bytes.ok() || *bw_bytes > (uint64_t{64} << 30)) {
       return Fail(absl::InvalidArgumentError("bad --bandwidth-size '" + f->bandwidth_size + "'"));
     }
-    auto model = Model::Load(f->model, ModelOptions{.threads = f->threads, .cpus = CpusFrom(f->cpus), .max_batch = f->batch});
+    auto model = Model::Load(f->model, ModelOptions{.threads = f->threads,
+                                                    .cpus = CpusFrom(f->cpus),
+                                                    .max_batch = f->batch});
     if (!model.ok()) return Fail(model.status());
     // Measured before every level (as `bench` does once): on a shared machine
     // the bandwidth at hand changes, and the bound should be the one the

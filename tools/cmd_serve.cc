@@ -160,7 +160,9 @@ void RegisterServe(CLI::App& app) {
     if (const char* delay = std::getenv("ST_SERVE_TEST_LOAD_DELAY_MS")) {
       std::this_thread::sleep_for(std::chrono::milliseconds(std::atoi(delay)));
     }
-    auto model = Model::Load(f->model, ModelOptions{.threads = f->threads, .cpus = CpusFrom(f->cpus), .max_batch = f->batch});
+    auto model = Model::Load(f->model, ModelOptions{.threads = f->threads,
+                                                    .cpus = CpusFrom(f->cpus),
+                                                    .max_batch = f->batch});
     if (!model.ok()) return Fail(model.status());
     // Experts on workers (--workers / --cluster-config), or from the pack
     // beside the model (as run/chat do); with --memory-budget the plan

@@ -4,7 +4,8 @@
 // proxy (deadline, and losing its share), hot experts from recorded stats,
 // refused pairings, malformed messages, the worker client's stream driven
 // from the calling thread, awaiting several workers at once, and workers in
-// another network namespace, and a worker on a Unix domain socket.
+// another network namespace, a worker on a Unix domain socket, and the
+// worker's health service and clean shutdown on SIGTERM.
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
