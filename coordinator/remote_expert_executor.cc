@@ -263,19 +263,27 @@ absl::Status RemoteExpertExecutor::Run(int layer, const Routes& routes, const fl
     req.set_layer(layer);
     std::string* hidden = req.mutable_hidden();
     hidden->reserve(w.items.size() * d * sizeof(float));
-    int last_token = -1, rows = 0;
+    w.row_token.clear();
     for (int i : w.items) {
       const int t = i / top_k;
-      if (t != last_token) {  // items increase, so tokens do too
+      if (w.row_token.empty() || t != w.row_token.back()) {  // items increase, so tokens do too
         hidden->append(reinterpret_cast<const char*>(h + static_cast<size_t>(t) * d),
                        d * sizeof(float));
-        last_token = t;
-        ++rows;
+        w.row_token.push_back(t);
       }
-      req.add_row(rows - 1);
+      req.add_row(static_cast<int>(w.row_token.size()) - 1);
       req.add_expert(routes.ids[i]);
     }
+    const int rows = static_cast<int>(w.row_token.size());
     req.set_n_rows(rows);
+    // Every slot of every token here (the items are whole tokens in slot
+    // order): the worker can combine them exactly as CombineSlots would, and
+    // reply with one row per token.
+    w.combine = w.client->description().combines_tokens() &&
+                w.items.size() == static_cast<size_t>(rows) * top_k;
+    if (w.combine) {
+      for (int i : w.items) req.add_weight(routes.weights[i]);
+    }
     const size_t bytes = req.ByteSizeLong();
     bytes_sent += bytes;
     large_request = large_request || bytes > kLargeRequestBytes;
@@ -292,6 +300,8 @@ absl::Status RemoteExpertExecutor::Run(int layer, const Routes& routes, const fl
   // sleep rather than spin on cores the workers may need.
   if (requests > 0 && pool_ != nullptr) pool_->Park();
   uint64_t local = local_items_.size(), remote = 0, failover = 0, bytes_received = 0;
+  uint64_t combined = 0;
+  token_done_.assign(n_tokens, 0);
   std::vector<int64_t> overheads, submits, round_trips, computes, wakes;
   auto us = [](Clock::duration d) {
     return std::chrono::duration_cast<std::chrono::microseconds>(d).count();
@@ -318,7 +328,7 @@ absl::Status RemoteExpertExecutor::Run(int layer, const Routes& routes, const fl
     w.busy = false;
     absl::StatusOr<const v1::ComputeResponse*> reply = w.client->Await(deadline);
     absl::Status status = reply.status();
-    const size_t want = w.items.size() * d * sizeof(float);
+    const size_t want = (w.combine ? w.row_token.size() : w.items.size()) * d * sizeof(float);
     if (status.ok() && ((*reply)->step_id() != w.step || (*reply)->output().size() != want)) {
       status = absl::DataLossError(absl::StrCat("worker ", w.client->address(), ": reply to step ",
                                                 (*reply)->step_id(), " with ",
@@ -338,8 +348,18 @@ absl::Status RemoteExpertExecutor::Run(int layer, const Routes& routes, const fl
       wakes.push_back(wake);
       bytes_received += r.ByteSizeLong();
       const float* y = reinterpret_cast<const float*>(r.output().data());
-      for (size_t k = 0; k < w.items.size(); ++k) {
-        std::memcpy(&slot_out_[static_cast<size_t>(w.items[k]) * d], y + k * d, d * sizeof(float));
+      if (w.combine) {  // finished tokens
+        for (size_t k = 0; k < w.row_token.size(); ++k) {
+          const int t = w.row_token[k];
+          std::memcpy(out + static_cast<size_t>(t) * d, y + k * d, d * sizeof(float));
+          token_done_[t] = 1;
+        }
+        combined += w.row_token.size();
+      } else {
+        for (size_t k = 0; k < w.items.size(); ++k) {
+          std::memcpy(&slot_out_[static_cast<size_t>(w.items[k]) * d], y + k * d,
+                      d * sizeof(float));
+        }
       }
       remote += w.items.size();
       w.speed.Add(std::chrono::duration<double>(w.client->reply_time() - w.sent).count(),
@@ -353,9 +373,14 @@ absl::Status RemoteExpertExecutor::Run(int layer, const Routes& routes, const fl
     local += w.items.size();
   }
 
-  // Weighted combination in slot order: the very function
-  // LocalExpertExecutor uses, so the sums are bit-identical.
-  CombineSlots(routes, slot_out_.data(), d, out);
+  // Weighted combination in slot order of the tokens no worker combined:
+  // the very function LocalExpertExecutor (and a combining worker) uses, so
+  // the sums are bit-identical.
+  for (int t = 0; t < n_tokens; ++t) {
+    if (token_done_[t]) continue;
+    const size_t first = static_cast<size_t>(t) * top_k;
+    CombineRows(&routes.weights[first], &slot_out_[first * d], top_k, d, out + t * d);
+  }
   CheckSpeeds();
   const Clock::time_point run_end = Clock::now();
   const int64_t between = last_run_end_ == Clock::time_point{} ? -1 : us(run_start - last_run_end_);
@@ -368,6 +393,7 @@ absl::Status RemoteExpertExecutor::Run(int layer, const Routes& routes, const fl
   stats_.failover_items += failover;
   stats_.bytes_sent += bytes_sent;
   stats_.bytes_received += bytes_received;
+  stats_.combined_tokens += combined;
   if (stats_.overhead_us.size() < (1u << 20)) {
     auto append = [](std::vector<int64_t>& to, const std::vector<int64_t>& from) {
       to.insert(to.end(), from.begin(), from.end());
@@ -405,7 +431,8 @@ std::string RemoteExpertExecutor::Summary() const {
   const RemoteExpertStats s = stats();
   return absl::StrCat("cluster: ", s.workers_up, "/", workers_.size(), " workers up, ", s.steps,
                       " layer steps, ", s.remote_items, " remote + ", s.local_items,
-                      " local expert items, ", s.failovers, " failovers (", s.timeouts,
+                      " local expert items, ", s.combined_tokens, " tokens combined by workers, ",
+                      s.failovers, " failovers (", s.timeouts,
                       " timeouts, ", s.failover_items, " items recomputed), ", s.readmissions,
                       " re-admissions, ", s.placements, " placement recomputes (", s.rebalances,
                       " for speed), ", s.assigns, " assigns (", s.assign_failures, " failed), ",

@@ -74,6 +74,7 @@ struct RemoteExpertStats {
   uint64_t assign_failures = 0;   // ... that failed (the worker is marked down)
   uint64_t bytes_sent = 0;        // ComputeRequest payload bytes (serialized)
   uint64_t bytes_received = 0;    // ComputeResponse payload bytes (serialized)
+  uint64_t combined_tokens = 0;   // tokens a worker combined (one reply row each)
   // Per remote request: reply time minus the worker's compute time, µs.
   std::vector<int64_t> overhead_us;
   // Per remote request, the parts of a step (µs): building and writing the
@@ -129,6 +130,11 @@ class RemoteExpertExecutor : public ExpertExecutor {
     // Main-thread view: used in this step.
     bool up = false;
     std::vector<int> items;  // this step's items
+    // This step's request asks the worker to combine its tokens (it holds
+    // every slot of each, and says it can); row r of its reply is token
+    // row_token[r].
+    bool combine = false;
+    std::vector<int> row_token;
     uint64_t step = 0;       // step id of the request in flight
     Clock::time_point sent;       // when its request was started
     Clock::time_point submitted;  // ... and handed to the stream
@@ -197,6 +203,7 @@ class RemoteExpertExecutor : public ExpertExecutor {
   std::vector<int> route_;  // main thread: owner per layer * n_experts + expert
   std::vector<float> slot_out_, gathered_, expert_out_;
   std::vector<int> local_items_;
+  std::vector<uint8_t> token_done_;  // per token of a step: a worker combined it
   std::vector<std::vector<int>> by_expert_;  // ComputeLocal scratch
   std::vector<int> used_;
   std::vector<ExpertMatrices> matrices_;

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstring>
 #include <ranges>
 
@@ -9,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "glog/logging.h"
 #include "kernels/dtype.h"
+#include "model/expert_executor.h"
 #include "model/local_expert_executor.h"
 #include "model/mapped_repack.h"
 
@@ -89,6 +91,7 @@ grpc::Status ExpertServiceImpl::Describe(grpc::ServerContext* ctx, const v1::Des
   resp->set_expert_tokens_per_second(info_.expert_tokens_per_second);
   resp->set_threads(info_.threads);
   resp->set_version("smallthinker-worker 0.1");
+  resp->set_combines_tokens(true);
   return grpc::Status::OK;
 }
 
@@ -191,6 +194,25 @@ absl::Status ExpertServiceImpl::Validate(const v1::ComputeRequest& req) const {
     return absl::InvalidArgumentError(absl::StrCat("step ", req.step_id(), ": ", req.row_size(),
                                                    " items outside [1, ", kMaxComputeItems, "]"));
   }
+  if (req.weight_size() > 0) {
+    if (req.weight_size() != req.row_size()) {
+      return absl::InvalidArgumentError(absl::StrCat("step ", req.step_id(), ": ",
+                                                     req.weight_size(), " weights for ",
+                                                     req.row_size(), " items"));
+    }
+    for (int i = 0; i < req.weight_size(); ++i) {
+      if (!std::isfinite(req.weight(i))) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("step ", req.step_id(), ": weight[", i, "] = ", req.weight(i),
+                         " is not finite"));
+      }
+      if (i > 0 && req.row(i) < req.row(i - 1)) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("step ", req.step_id(), ": with weights, rows must not decrease, but row[",
+                         i, "] = ", req.row(i), " follows ", req.row(i - 1)));
+      }
+    }
+  }
   absl::MutexLock lock(&mu_);
   for (int i = 0; i < req.row_size(); ++i) {
     if (req.row(i) < 0 || req.row(i) >= req.n_rows()) {
@@ -218,9 +240,13 @@ void ExpertServiceImpl::Run(const v1::ComputeRequest& req, v1::ComputeResponse* 
   const size_t d = config_.d_model;
   const int n_items = req.row_size();
   const float* hidden = reinterpret_cast<const float*>(req.hidden().data());
+  const bool combine = req.weight_size() > 0;
   std::string* output = resp->mutable_output();
-  output->resize(static_cast<size_t>(n_items) * d * sizeof(float));
-  float* out = reinterpret_cast<float*>(output->data());
+  output->resize(static_cast<size_t>(combine ? req.n_rows() : n_items) * d * sizeof(float));
+  // Per-item outputs: straight into the reply, or (combining) into a
+  // scratch buffer the rows are combined from.
+  if (combine) item_out_.resize(static_cast<size_t>(n_items) * d);
+  float* out = combine ? item_out_.data() : reinterpret_cast<float*>(output->data());
 
   absl::MutexLock lock(&compute_mu_);
   // Group items by expert, keeping item order inside a group (the order the
@@ -261,6 +287,19 @@ void ExpertServiceImpl::Run(const v1::ComputeRequest& req, v1::ComputeResponse* 
         std::memcpy(out + static_cast<size_t>(items[i]) * d, &expert_out_[i * d],
                     d * sizeof(float));
       }
+    }
+  }
+  if (combine) {
+    // Items are in non-decreasing row order (Validate): each row's items
+    // are one run, combined exactly as the coordinator would.
+    float* rows = reinterpret_cast<float*>(output->data());
+    std::fill(rows, rows + static_cast<size_t>(req.n_rows()) * d, 0.0f);
+    for (int begin = 0; begin < n_items;) {
+      int end = begin + 1;
+      while (end < n_items && req.row(end) == req.row(begin)) ++end;
+      CombineRows(req.weight().data() + begin, out + static_cast<size_t>(begin) * d, end - begin,
+                  d, rows + static_cast<size_t>(req.row(begin)) * d);
+      begin = end;
     }
   }
   // The next request is at least a network round trip away: free the cores

@@ -76,7 +76,7 @@ class ExpertServiceImpl final
   int n_assigned_ ABSL_GUARDED_BY(mu_) = 0;
   absl::Mutex compute_mu_;  // one step at a time on the pool
   // Guarded by compute_mu_: scratch of Run.
-  std::vector<float> gathered_, expert_out_;
+  std::vector<float> gathered_, expert_out_, item_out_;
   std::vector<std::vector<int>> by_expert_;
   std::vector<int> used_;
   std::vector<ExpertMatrices> matrices_;  // [n_experts], this step's experts

@@ -85,20 +85,24 @@ inline void ScatterSlotRows(const float* src, const std::vector<int>& slots, siz
   }
 }
 
-// out[t, :] = sum_j weights[t, j] * slot_out[t, j, :], j in increasing order,
-// in float: THE combination every executor uses, so that local, cached,
-// remote and failed-over runs give bit-identical results. slot_out is
+// o[:] = sum_j weights[j] * ys[j, :] for j = 0..count-1 in increasing order,
+// from zero, in float: THE combination of one token's expert outputs every
+// executor (and a worker combining a token it holds whole) uses, so that
+// local, cached, remote and failed-over runs give bit-identical results.
+inline void CombineRows(const float* weights, const float* ys, int count, size_t d, float* o) {
+  std::fill(o, o + d, 0.0f);
+  for (int j = 0; j < count; ++j) {
+    AddScaledTo(weights[j], ys + static_cast<size_t>(j) * d, o, d);  // o + w * y, never fused
+  }
+}
+
+// out[t, :] = CombineRows of token t's slots for every token; slot_out is
 // [n_tokens, top_k, d].
 inline void CombineSlots(const Routes& routes, const float* slot_out, size_t d, float* out) {
   const int top_k = routes.top_k;
   for (int t = 0; t < routes.n_tokens; ++t) {
-    float* o = out + t * d;
-    std::fill(o, o + d, 0.0f);
-    for (int j = 0; j < top_k; ++j) {
-      const float w = routes.weights[t * top_k + j];
-      const float* y = slot_out + (static_cast<size_t>(t) * top_k + j) * d;
-      AddScaledTo(w, y, o, d);  // o[c] = o[c] + w * y[c], never fused
-    }
+    const size_t first = static_cast<size_t>(t) * top_k;
+    CombineRows(&routes.weights[first], slot_out + first * d, top_k, d, out + t * d);
   }
 }
 

@@ -10,7 +10,9 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <thread>
@@ -25,6 +27,7 @@
 #include "grpcpp/grpcpp.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "gtest/gtest.h"
+#include "model/expert_executor.h"
 #include "model/model.h"
 #include "model/session.h"
 #include "smallthinker/v1/expert.grpc.pb.h"
@@ -73,6 +76,16 @@ void ExpectBitIdentical(const Trace& a, const Trace& b) {
     EXPECT_EQ(std::memcmp(a.logits[i].data(), b.logits[i].data(), a.logits[i].size() * 4), 0)
         << "logits differ at step " << i;
   }
+}
+
+// The worker's Describe answer (no token needed by these workers).
+v1::DescribeResponse Describe(const std::string& address) {
+  auto stub = v1::ExpertService::NewStub(
+      grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
+  grpc::ClientContext ctx;
+  v1::DescribeResponse d;
+  EXPECT_TRUE(stub->Describe(&ctx, v1::DescribeRequest(), &d).ok());
+  return d;
 }
 
 const std::vector<int32_t> kPrompt = {72, 101, 108, 108, 111, 32, 119, 111, 114, 108, 100};
@@ -190,6 +203,7 @@ TEST_F(ClusterTest, KilledWorkerFailsOverAndIsReadmitted) {
   ExpectBitIdentical(want, Greedy(*m, kPrompt, 16));
   EXPECT_EQ(r.stats().local_items, s.local_items) << "nothing computed locally any more";
   EXPECT_GT(r.stats().remote_items, s.remote_items);
+  EXPECT_GT(r.stats().combined_tokens, s.combined_tokens) << "the survivor holds whole tokens";
 
   // Restarted on the same port mid-generation: re-admitted with backoff
   // (<= 400 ms) and placement recomputed with it.
@@ -730,15 +744,8 @@ TEST_F(ClusterTest, MalformedComputeMessagesGetInvalidArgument) {
   auto remote = AttachWorkers(*m, Cluster({w->address()}));
   ASSERT_TRUE(remote.ok()) << remote.status();
   const ModelConfig& cfg = m->config();
-  auto fingerprint = [&] {
-    // The coordinator's fingerprint is what the worker reports (paired above).
-    auto channel = grpc::CreateChannel(w->address(), grpc::InsecureChannelCredentials());
-    auto stub = v1::ExpertService::NewStub(channel);
-    grpc::ClientContext ctx;
-    v1::DescribeResponse d;
-    EXPECT_TRUE(stub->Describe(&ctx, v1::DescribeRequest(), &d).ok());
-    return d.fingerprint();
-  }();
+  // The coordinator's fingerprint is what the worker reports (paired above).
+  const uint64_t fingerprint = Describe(w->address()).fingerprint();
   auto good = [&] {
     v1::ComputeRequest r;
     r.set_step_id(1);
@@ -769,6 +776,22 @@ TEST_F(ClusterTest, MalformedComputeMessagesGetInvalidArgument) {
       {"row", [](v1::ComputeRequest& r) { r.set_row(0, 7); }, grpc::StatusCode::INVALID_ARGUMENT},
       {"counts", [](v1::ComputeRequest& r) { r.add_row(0); }, grpc::StatusCode::INVALID_ARGUMENT},
       {"no items", [](v1::ComputeRequest& r) { r.clear_row(); r.clear_expert(); },
+       grpc::StatusCode::INVALID_ARGUMENT},
+      {"weighted", [](v1::ComputeRequest& r) { r.add_weight(0.5f); }, grpc::StatusCode::OK},
+      {"weight count", [](v1::ComputeRequest& r) { r.add_weight(0.5f); r.add_weight(0.5f); },
+       grpc::StatusCode::INVALID_ARGUMENT},
+      {"weight not finite", [](v1::ComputeRequest& r) { r.add_weight(std::nanf("")); },
+       grpc::StatusCode::INVALID_ARGUMENT},
+      {"weighted rows decrease",
+       [&](v1::ComputeRequest& r) {
+         r.set_n_rows(2);
+         r.mutable_hidden()->assign(2 * cfg.d_model * sizeof(float), '\0');
+         r.set_row(0, 1);
+         r.add_row(0);
+         r.add_expert(1);
+         r.add_weight(0.5f);
+         r.add_weight(0.5f);
+       },
        grpc::StatusCode::INVALID_ARGUMENT},
   };
   auto channel = grpc::CreateChannel(w->address(), grpc::InsecureChannelCredentials());
@@ -804,6 +827,65 @@ TEST_F(ClusterTest, MalformedComputeMessagesGetInvalidArgument) {
   EXPECT_EQ((*remote)->stats().failovers, 0u);
   EXPECT_GT((*remote)->stats().remote_items, 0u);
   EXPECT_EQ(::kill(w->pid(), 0), 0) << "worker died: " << w->Stderr();
+}
+
+// A request with gate weights gets one combined row per token, equal bit
+// for bit to what the coordinator's CombineRows makes of the per-item
+// outputs of the same request without weights.
+TEST_F(ClusterTest, WorkerCombinesWholeTokensExactly) {
+  auto w = StartWorker();
+  ASSERT_TRUE(w);
+  auto m = Load();
+  auto remote = AttachWorkers(*m, Cluster({w->address()}));  // assigns it every expert
+  ASSERT_TRUE(remote.ok()) << remote.status();
+  const v1::DescribeResponse described = Describe(w->address());
+  EXPECT_TRUE(described.combines_tokens());
+  const size_t d = m->config().d_model;
+  std::vector<float> hidden(2 * d);
+  for (size_t c = 0; c < hidden.size(); ++c) hidden[c] = std::sin(0.37f * c);
+  v1::ComputeRequest per_item;
+  per_item.set_layer(1);
+  per_item.set_n_rows(2);
+  per_item.mutable_hidden()->assign(reinterpret_cast<const char*>(hidden.data()),
+                                    hidden.size() * sizeof(float));
+  const int rows[] = {0, 0, 1}, experts[] = {0, 1, 2};
+  const float weights[] = {0.3f, 0.7f, 1.1f};
+  for (int i = 0; i < 3; ++i) {
+    per_item.add_row(rows[i]);
+    per_item.add_expert(experts[i]);
+  }
+  v1::ComputeRequest combined = per_item;
+  for (float x : weights) combined.add_weight(x);
+  per_item.set_step_id(1);
+  combined.set_step_id(2);
+
+  auto channel = grpc::CreateChannel(w->address(), grpc::InsecureChannelCredentials());
+  auto stub = v1::ExpertService::NewStub(channel);
+  grpc::ClientContext ctx;
+  ctx.AddMetadata(kFingerprintMetadataKey, absl::StrCat(described.fingerprint()));
+  auto stream = stub->Compute(&ctx);
+  v1::ComputeResponse a, b;
+  ASSERT_TRUE(stream->Write(per_item));
+  ASSERT_TRUE(stream->Read(&a));
+  ASSERT_TRUE(stream->Write(combined));
+  ASSERT_TRUE(stream->Read(&b));
+  stream->WritesDone();
+  ASSERT_TRUE(stream->Finish().ok());
+  ASSERT_EQ(a.output().size(), 3 * d * sizeof(float));
+  ASSERT_EQ(b.output().size(), 2 * d * sizeof(float));
+  const float* y = reinterpret_cast<const float*>(a.output().data());
+  std::vector<float> want(2 * d);
+  CombineRows(weights, y, 2, d, want.data());
+  CombineRows(weights + 2, y + 2 * d, 1, d, want.data() + d);
+  EXPECT_GT(*std::max_element(want.begin(), want.end()), 0.0f);
+  EXPECT_EQ(std::memcmp(want.data(), b.output().data(), want.size() * sizeof(float)), 0);
+
+  // A coordinator whose worker holds every expert sends whole tokens: the
+  // worker combines them, and the logits stay those of one process.
+  ExpectBitIdentical(Reference(6), Greedy(*m, kPrompt, 6));
+  const RemoteExpertStats s = (*remote)->stats();
+  EXPECT_GT(s.combined_tokens, 0u);
+  EXPECT_EQ(s.local_items, 0u);
 }
 
 // Coordinator (this process) in the root namespace, a worker in its own
