@@ -149,8 +149,12 @@ BENCHMARK(BM_PackedMatMulCold)
     // Each of 2 threads on its own matrix: no split, no join inside a matrix.
     ->ArgsProduct({{static_cast<int64_t>(DType::kQ4_0), static_cast<int64_t>(DType::kQ8_0)},
                    {2}, {1}, {768}, {1}})
-    // 8 vectors (a batched step of 8 streams) from DRAM.
-    ->ArgsProduct({{static_cast<int64_t>(DType::kQ4_0)}, {1, 2}, {0}, {6144}, {8}})
+    // Several vectors (a batched step of 2-8 streams, an expert shared by
+    // several tokens) from DRAM: against BM_PackedMatMul's L2-hot figures
+    // this shows whether the kernel's prefetch hides DRAM once it is
+    // compute-bound (packed_matmul_simd.cc).
+    ->ArgsProduct({{static_cast<int64_t>(DType::kQ4_0), static_cast<int64_t>(DType::kQ8_0)},
+                   {1, 2}, {0}, {6144}, {2, 4, 8}})
     ->UseRealTime();
 BENCHMARK(BM_PackedMatMul)->Apply(PackedArgs)->UseRealTime();
 

@@ -38,14 +38,27 @@ namespace {
 
 constexpr size_t kMaxVecs = 8;
 // Software prefetch: every kPrefetchBurst blocks, the bytes (scales and
-// levels) of the next kPrefetchBurst blocks kPrefetchBytes ahead, in one
-// burst. With the paired layout (one stream per group) this read Q4_0 from
-// DRAM at 18.2-21.2 GB/s on one Zen 4 core, against 15.0-16.3 for the
-// earlier two-stream layout with the same bursts (BM_PackedMatMulCold,
-// 6144 rows, runs interleaved); one block's lines per block, 1 or 3 KiB
-// ahead, or bursts of 2 or 4 blocks were slower; no prefetch slower still.
+// levels) of the next kPrefetchBurst blocks, in one burst.
+//  - 1-2 vectors (memory-bound): kPrefetchBytes ahead into L1. With the
+//    paired layout (one stream per group) this read Q4_0 from DRAM at
+//    18.2-21.2 GB/s on one Zen 4 core, against 15.0-16.3 for the earlier
+//    two-stream layout with the same bursts (BM_PackedMatMulCold, 6144 rows,
+//    runs interleaved); one block's lines per block, 1 or 3 KiB ahead, or
+//    bursts of 2 or 4 blocks were slower; no prefetch slower still; 8 KiB
+//    ahead into L2 slower (15-17 against 24 GB/s).
+//  - 3-8 vectors (compute per byte grows with the vectors): the burst goes
+//    kPrefetchBytesMulti ahead into L2 instead. 2 KiB into L1 left these
+//    kernels reading from DRAM at half their L2-hot speed (the loads of a
+//    dpbusd-bound loop issue late and the L1 burst overflows the miss
+//    queue); 4-16 KiB into L2 closed the gap: Q4_0, 6144 rows, 2 threads,
+//    8 vectors 10.2 -> 17.2-19.4 GB/s, 4 vectors 16.4 -> 25.7-28.1 (one
+//    thread: 5.1-5.8 -> 9.5-9.9 and 9.3-9.8 -> 16.6-19.0); 8 KiB into L1
+//    did not help. An 8-stream decode step of the 4b model went from
+//    99-105 to 146-155 tok/s (bench-serve, skew1, interleaved).
 constexpr size_t kPrefetchBytes = 2048;
 constexpr size_t kPrefetchBurst = 8;
+constexpr size_t kPrefetchBytesMulti = 8192;
+constexpr size_t kPrefetchMultiVecs = 3;  // from this many vectors on
 
 // One activation vector as the kernels read it.
 struct XRef {
@@ -101,10 +114,13 @@ void Group(const uint8_t* group, size_t nb, const XRef* xs, float* y, size_t y_s
         reinterpret_cast<const __m256i*>(group + PackedScalesOffset(b, nb, kData))));
     const uint8_t* blk = group + PackedDataOffset(b, nb, kData);
     if (b % kPrefetchBurst == 0) {
-      const uint8_t* ahead = group + b * (kPackedScaleBytes + kData) + kPrefetchBytes;
+      constexpr bool kMulti = kVecs >= kPrefetchMultiVecs;
+      const uint8_t* ahead = group + b * (kPackedScaleBytes + kData) +
+                             (kMulti ? kPrefetchBytesMulti : kPrefetchBytes);
       ST_PACKED_UNROLL
       for (size_t c = 0; c < kPrefetchBurst * (kPackedScaleBytes + kData) / 64; ++c) {
-        _mm_prefetch(reinterpret_cast<const char*>(ahead + 64 * c), _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(ahead + 64 * c),
+                     kMulti ? _MM_HINT_T1 : _MM_HINT_T0);
       }
     }
     __m512i w[8];
