@@ -139,11 +139,13 @@ void TileRows(const char* w, size_t row_bytes, const uint32_t* rows, const float
   __m512 acc[2 * kBlocks];
   ST_AXPY_UNROLL
   for (size_t i = 0; i < 2 * kBlocks; ++i) acc[i] = _mm512_loadu_ps(y + 16 * i);
-  // Rows prefetched ahead: scattered rows defeat the hardware prefetcher.
-  // In model_sparse_phases_benchmark (4b shapes, huge pages) 16, 32 and 48
-  // rows ahead took a decode layer step to ~183-206 us against ~219-225 for 8
-  // and ~238-245 for 128; 24 sits between the measured ones.
-  constexpr size_t kAhead = 24;
+  // Rows prefetched ahead into L2: scattered rows defeat the hardware
+  // prefetcher. In model_sparse_phases_benchmark (4b shapes, huge pages) on
+  // session 7's host 16-48 rows ahead into L1 took a decode layer step to
+  // ~183-206 us against ~219-225 for 8 and ~238-245 for 128. On a Zen 4 KVM
+  // guest (session 11, with DotRowsIndexed's change) 64 rows into L2 was
+  // ~12% faster than 24 into L1, at 1 and at 8 tokens; 128 was slower.
+  constexpr size_t kAhead = 64;
 #if HWY_TARGET == HWY_AVX3_DL
   constexpr bool kGather = kQ4;  // needs VBMI's byte permute
 #else
@@ -176,7 +178,7 @@ void TileRows(const char* w, size_t row_bytes, const uint32_t* rows, const float
       const char* next = w + rows[k + kAhead] * row_bytes;
       ST_AXPY_UNROLL
       for (size_t off = 0; off < kBlocks * kBlockBytes; off += 64) {
-        _mm_prefetch(next + off, _MM_HINT_T0);
+        _mm_prefetch(next + off, _MM_HINT_T1);
       }
     }
     const float ak = a[k];

@@ -207,12 +207,15 @@ void DotRowsMultiImpl(DType wtype, const void* w, size_t row_bytes, size_t n_row
     const size_t at = index(r);
     const char* row = base + at * row_bytes;
     // Scattered rows defeat the hardware prefetcher: fetch kRowsAhead rows
-    // ahead (model_sparse_phases_benchmark, decode: 3 took a layer step
-    // from ~200 to ~175-190 us against 2; 1 and 6 were slower).
-    constexpr size_t kRowsAhead = 3;
+    // ahead into L2 (model_sparse_phases_benchmark, Pack/Phases, min of 5,
+    // alternated 3 times on a Zen 4 KVM guest, with AxpyRows' change: 8
+    // rows into L2 took a decode layer step from 265-283 to 234-248 us and
+    // an 8-token step from 2110-2161 to 1860-1898 us against 3 rows into
+    // L1; 16 rows was between. Session 7's host had preferred 3 into L1.)
+    constexpr size_t kRowsAhead = 8;
     if (prefetch && r + kRowsAhead < n_rows) {
       const char* next = base + index(r + kRowsAhead) * row_bytes;
-      for (size_t off = 0; off < row_bytes; off += 64) __builtin_prefetch(next + off);
+      for (size_t off = 0; off < row_bytes; off += 64) __builtin_prefetch(next + off, 0, 2);
     }
     if (!all_q8) {
       for (size_t i = 0; i < n_vecs; ++i) y[i * y_stride + at] = DotOne(wtype, row, xs[i]);
