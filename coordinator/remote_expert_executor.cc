@@ -1,6 +1,7 @@
 #include "coordinator/remote_expert_executor.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
@@ -279,8 +280,13 @@ absl::Status RemoteExpertExecutor::Run(int layer, const Routes& routes, const fl
     // Every slot of every token here (the items are whole tokens in slot
     // order): the worker can combine them exactly as CombineSlots would, and
     // reply with one row per token.
+    // (A non-finite weight, from a hidden state gone NaN, would be refused:
+    // such a step keeps per-item replies and NaN propagates as it would
+    // locally.)
     w.combine = w.client->description().combines_tokens() &&
-                w.items.size() == static_cast<size_t>(rows) * top_k;
+                w.items.size() == static_cast<size_t>(rows) * top_k &&
+                std::all_of(w.items.begin(), w.items.end(),
+                            [&](int i) { return std::isfinite(routes.weights[i]); });
     if (w.combine) {
       for (int i : w.items) req.add_weight(routes.weights[i]);
     }
@@ -431,7 +437,7 @@ std::string RemoteExpertExecutor::Summary() const {
   const RemoteExpertStats s = stats();
   return absl::StrCat("cluster: ", s.workers_up, "/", workers_.size(), " workers up, ", s.steps,
                       " layer steps, ", s.remote_items, " remote + ", s.local_items,
-                      " local expert items, ", s.combined_tokens, " tokens combined by workers, ",
+                      " local expert items, ", s.combined_tokens, " token rows combined by workers, ",
                       s.failovers, " failovers (", s.timeouts,
                       " timeouts, ", s.failover_items, " items recomputed), ", s.readmissions,
                       " re-admissions, ", s.placements, " placement recomputes (", s.rebalances,

@@ -5,9 +5,11 @@
 // expert (Placement); each up worker gets one ComputeRequest with all of its
 // items (sent by its stream thread), the coordinator computes its own items
 // meanwhile, then collects the replies. Workers return unweighted per-item
-// expert outputs; the combination out[t] = sum_j w[t,j] * y[t,j] runs here in
-// slot order with the same expression as LocalExpertExecutor, so results are
-// bit-identical to a single process.
+// expert outputs, and the combination out[t] = sum_j w[t,j] * y[t,j] runs
+// here in slot order with the same expression as LocalExpertExecutor
+// (CombineRows), so results are bit-identical to a single process; a worker
+// that holds every slot of each token of its request (and says it can)
+// gets the weights and returns each token combined by that same expression.
 //
 // Failover: a reply that does not arrive within the step timeout, or a broken
 // stream, makes the coordinator recompute that worker's items itself (same
@@ -74,7 +76,7 @@ struct RemoteExpertStats {
   uint64_t assign_failures = 0;   // ... that failed (the worker is marked down)
   uint64_t bytes_sent = 0;        // ComputeRequest payload bytes (serialized)
   uint64_t bytes_received = 0;    // ComputeResponse payload bytes (serialized)
-  uint64_t combined_tokens = 0;   // tokens a worker combined (one reply row each)
+  uint64_t combined_tokens = 0;   // (token, layer) rows a worker combined
   // Per remote request: reply time minus the worker's compute time, µs.
   std::vector<int64_t> overhead_us;
   // Per remote request, the parts of a step (µs): building and writing the

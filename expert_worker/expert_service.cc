@@ -200,16 +200,38 @@ absl::Status ExpertServiceImpl::Validate(const v1::ComputeRequest& req) const {
                                                      req.weight_size(), " weights for ",
                                                      req.row_size(), " items"));
     }
+    // Whole tokens: runs of top_k items on one row, distinct experts, rows
+    // increasing. (Slot order within a run is the coordinator's to keep.)
+    const int k = config_.top_k;
+    if (req.row_size() % k != 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "step ", req.step_id(), ": with weights, items must be whole tokens of top_k ", k,
+          " slots, but there are ", req.row_size()));
+    }
     for (int i = 0; i < req.weight_size(); ++i) {
       if (!std::isfinite(req.weight(i))) {
         return absl::InvalidArgumentError(
             absl::StrCat("step ", req.step_id(), ": weight[", i, "] = ", req.weight(i),
                          " is not finite"));
       }
-      if (i > 0 && req.row(i) < req.row(i - 1)) {
+      const int first = i - i % k;
+      if (i != first && req.row(i) != req.row(first)) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "step ", req.step_id(), ": with weights, items ", first, "..", first + k - 1,
+            " must be one token's top_k slots, but row[", i, "] = ", req.row(i), " and row[",
+            first, "] = ", req.row(first)));
+      }
+      if (i == first && i > 0 && req.row(i) <= req.row(i - 1)) {
         return absl::InvalidArgumentError(
-            absl::StrCat("step ", req.step_id(), ": with weights, rows must not decrease, but row[",
+            absl::StrCat("step ", req.step_id(), ": with weights, rows must increase, but row[",
                          i, "] = ", req.row(i), " follows ", req.row(i - 1)));
+      }
+      for (int j = first; j < i; ++j) {
+        if (req.expert(j) == req.expert(i)) {
+          return absl::InvalidArgumentError(
+              absl::StrCat("step ", req.step_id(), ": with weights, expert ", req.expert(i),
+                           " twice in the token of items ", first, "..", first + k - 1));
+        }
       }
     }
   }
@@ -243,12 +265,12 @@ void ExpertServiceImpl::Run(const v1::ComputeRequest& req, v1::ComputeResponse* 
   const bool combine = req.weight_size() > 0;
   std::string* output = resp->mutable_output();
   output->resize(static_cast<size_t>(combine ? req.n_rows() : n_items) * d * sizeof(float));
+
+  absl::MutexLock lock(&compute_mu_);
   // Per-item outputs: straight into the reply, or (combining) into a
   // scratch buffer the rows are combined from.
   if (combine) item_out_.resize(static_cast<size_t>(n_items) * d);
   float* out = combine ? item_out_.data() : reinterpret_cast<float*>(output->data());
-
-  absl::MutexLock lock(&compute_mu_);
   // Group items by expert, keeping item order inside a group (the order the
   // coordinator's LocalExpertExecutor would use); larger groups first, as
   // there.
@@ -290,8 +312,8 @@ void ExpertServiceImpl::Run(const v1::ComputeRequest& req, v1::ComputeResponse* 
     }
   }
   if (combine) {
-    // Items are in non-decreasing row order (Validate): each row's items
-    // are one run, combined exactly as the coordinator would.
+    // Items are whole tokens in increasing row order (Validate): each row's
+    // items are one run, combined exactly as the coordinator would.
     float* rows = reinterpret_cast<float*>(output->data());
     std::fill(rows, rows + static_cast<size_t>(req.n_rows()) * d, 0.0f);
     for (int begin = 0; begin < n_items;) {

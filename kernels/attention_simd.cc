@@ -171,16 +171,25 @@ HWY_INLINE void ValuesTile(const float* p, size_t hd, const Run<typename E::T>* 
 }
 
 // out[g * hd + d] = sum_i p[g * n_keys + i] * v_i[d], summed in increasing
-// i, in tiles of up to 4 vectors of head dims (each key's columns of a tile
-// are one short contiguous read; a tile of one vector per pass read every
-// key's row 8 times over at head_dim 128).
+// i, in tiles of up to 4 vectors of head dims (2 on x86 below AVX-512; each
+// key's columns of a tile are one short contiguous read, where a tile of one
+// vector per pass read every key's row 8 times over at head_dim 128).
 template <class E, int NH>
 void Values(const float* p, size_t hd, const Run<typename E::T>* runs, int n_runs, size_t stride,
             int64_t n_keys, float* out) {
   const DF df;
   const size_t N = hn::Lanes(df);
+  // x86 below AVX-512 has 16 vector registers: tiles of 2 vectors there
+  // (4 heads x 4 vectors of accumulators plus the loads would spill).
+#if HWY_ARCH_X86 && HWY_TARGET > HWY_AVX3
+  constexpr int kTile = 2;
+#else
+  constexpr int kTile = 4;
+#endif
   size_t j = 0;
-  for (; j + 4 * N <= hd; j += 4 * N) ValuesTile<E, NH, 4>(p, hd, runs, n_runs, stride, n_keys, j, out);
+  for (; j + kTile * N <= hd; j += kTile * N) {
+    ValuesTile<E, NH, kTile>(p, hd, runs, n_runs, stride, n_keys, j, out);
+  }
   for (; j + N <= hd; j += N) ValuesTile<E, NH, 1>(p, hd, runs, n_runs, stride, n_keys, j, out);
   for (; j < hd; ++j) {
     for (int g = 0; g < NH; ++g) {

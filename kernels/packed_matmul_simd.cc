@@ -46,7 +46,8 @@ constexpr size_t kMaxVecs = 8;
 //    runs interleaved); one block's lines per block, 1 or 3 KiB ahead, or
 //    bursts of 2 or 4 blocks were slower; no prefetch slower still; 8 KiB
 //    ahead into L2 slower (15-17 against 24 GB/s).
-//  - 3-8 vectors (compute per byte grows with the vectors): the burst goes
+//  - 3-8 vectors (compute per byte grows with the vectors; measured at 2,
+//    4 and 8, so the switch at 3 is between measurements): the burst goes
 //    kPrefetchBytesMulti ahead into L2 instead. 2 KiB into L1 left these
 //    kernels reading from DRAM at half their L2-hot speed (the loads of a
 //    dpbusd-bound loop issue late and the L1 burst overflows the miss

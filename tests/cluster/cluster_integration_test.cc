@@ -756,6 +756,18 @@ TEST_F(ClusterTest, MalformedComputeMessagesGetInvalidArgument) {
     r.add_expert(0);
     return r;
   };
+  // Makes the one item of good() the whole token of row 0: top_k slots
+  // with experts 0..top_k-1, each with a weight.
+  auto whole = [&](v1::ComputeRequest& r) {
+    ASSERT_GT(cfg.top_k, 1);
+    r.clear_row();
+    r.clear_expert();
+    for (int j = 0; j < cfg.top_k; ++j) {
+      r.add_row(0);
+      r.add_expert(j);
+      r.add_weight(0.5f);
+    }
+  };
   struct Case {
     const char* name;
     std::function<void(v1::ComputeRequest&)> mutate;
@@ -777,20 +789,33 @@ TEST_F(ClusterTest, MalformedComputeMessagesGetInvalidArgument) {
       {"counts", [](v1::ComputeRequest& r) { r.add_row(0); }, grpc::StatusCode::INVALID_ARGUMENT},
       {"no items", [](v1::ComputeRequest& r) { r.clear_row(); r.clear_expert(); },
        grpc::StatusCode::INVALID_ARGUMENT},
-      {"weighted", [](v1::ComputeRequest& r) { r.add_weight(0.5f); }, grpc::StatusCode::OK},
-      {"weight count", [](v1::ComputeRequest& r) { r.add_weight(0.5f); r.add_weight(0.5f); },
+      // With weights: the whole token of row 0 (top_k slots, one reply row).
+      {"weighted", [&](v1::ComputeRequest& r) { whole(r); }, grpc::StatusCode::OK},
+      {"weight count", [&](v1::ComputeRequest& r) { whole(r); r.add_weight(0.5f); },
        grpc::StatusCode::INVALID_ARGUMENT},
-      {"weight not finite", [](v1::ComputeRequest& r) { r.add_weight(std::nanf("")); },
+      {"weight not finite", [&](v1::ComputeRequest& r) { whole(r); r.set_weight(0, std::nanf("")); },
+       grpc::StatusCode::INVALID_ARGUMENT},
+      {"weighted partial token", [](v1::ComputeRequest& r) { r.add_weight(0.5f); },
+       grpc::StatusCode::INVALID_ARGUMENT},
+      {"weighted repeated expert",
+       [&](v1::ComputeRequest& r) {
+         whole(r);
+         r.set_expert(1, r.expert(0));
+       },
        grpc::StatusCode::INVALID_ARGUMENT},
       {"weighted rows decrease",
        [&](v1::ComputeRequest& r) {
          r.set_n_rows(2);
          r.mutable_hidden()->assign(2 * cfg.d_model * sizeof(float), '\0');
-         r.set_row(0, 1);
-         r.add_row(0);
-         r.add_expert(1);
-         r.add_weight(0.5f);
-         r.add_weight(0.5f);
+         r.clear_row();
+         r.clear_expert();
+         for (int row : {1, 0}) {
+           for (int j = 0; j < cfg.top_k; ++j) {
+             r.add_row(row);
+             r.add_expert(j);
+             r.add_weight(0.5f);
+           }
+         }
        },
        grpc::StatusCode::INVALID_ARGUMENT},
   };
@@ -808,6 +833,7 @@ TEST_F(ClusterTest, MalformedComputeMessagesGetInvalidArgument) {
     const bool got = stream->Read(&resp);
     if (k.code == grpc::StatusCode::OK) {
       ASSERT_TRUE(got);
+      // One row either way: the single item, or the combined token.
       EXPECT_EQ(resp.output().size(), cfg.d_model * sizeof(float));
       stream->WritesDone();
     }
@@ -848,11 +874,15 @@ TEST_F(ClusterTest, WorkerCombinesWholeTokensExactly) {
   per_item.set_n_rows(2);
   per_item.mutable_hidden()->assign(reinterpret_cast<const char*>(hidden.data()),
                                     hidden.size() * sizeof(float));
-  const int rows[] = {0, 0, 1}, experts[] = {0, 1, 2};
-  const float weights[] = {0.3f, 0.7f, 1.1f};
-  for (int i = 0; i < 3; ++i) {
-    per_item.add_row(rows[i]);
-    per_item.add_expert(experts[i]);
+  // Two whole tokens (top_k slots each, distinct experts).
+  const int k = m->config().top_k;
+  std::vector<float> weights;
+  for (int row = 0; row < 2; ++row) {
+    for (int j = 0; j < k; ++j) {
+      per_item.add_row(row);
+      per_item.add_expert((row + 2 * j) % m->config().n_experts);
+      weights.push_back(0.3f + 0.4f * j + 0.1f * row);
+    }
   }
   v1::ComputeRequest combined = per_item;
   for (float x : weights) combined.add_weight(x);
@@ -871,21 +901,30 @@ TEST_F(ClusterTest, WorkerCombinesWholeTokensExactly) {
   ASSERT_TRUE(stream->Read(&b));
   stream->WritesDone();
   ASSERT_TRUE(stream->Finish().ok());
-  ASSERT_EQ(a.output().size(), 3 * d * sizeof(float));
+  ASSERT_EQ(a.output().size(), 2 * k * d * sizeof(float));
   ASSERT_EQ(b.output().size(), 2 * d * sizeof(float));
   const float* y = reinterpret_cast<const float*>(a.output().data());
   std::vector<float> want(2 * d);
-  CombineRows(weights, y, 2, d, want.data());
-  CombineRows(weights + 2, y + 2 * d, 1, d, want.data() + d);
+  CombineRows(weights.data(), y, k, d, want.data());
+  CombineRows(weights.data() + k, y + k * d, k, d, want.data() + d);
   EXPECT_GT(*std::max_element(want.begin(), want.end()), 0.0f);
   EXPECT_EQ(std::memcmp(want.data(), b.output().data(), want.size() * sizeof(float)), 0);
 
   // A coordinator whose worker holds every expert sends whole tokens: the
   // worker combines them, and the logits stay those of one process.
-  ExpectBitIdentical(Reference(6), Greedy(*m, kPrompt, 6));
-  const RemoteExpertStats s = (*remote)->stats();
+  const Trace reference = Reference(8);
+  ExpectBitIdentical(reference, Greedy(*m, kPrompt, 8));
+  RemoteExpertStats s = (*remote)->stats();
   EXPECT_GT(s.combined_tokens, 0u);
   EXPECT_EQ(s.local_items, 0u);
+  // Killed mid-generation, the combining worker's tokens are recomputed and
+  // combined here: still the same logits.
+  ExpectBitIdentical(reference, Greedy(*m, kPrompt, 8, [&](int step) {
+    if (step == 3) w->Kill();
+  }));
+  s = (*remote)->stats();
+  EXPECT_GE(s.failovers, 1u);
+  EXPECT_GT(s.failover_items, 0u);
 }
 
 // Coordinator (this process) in the root namespace, a worker in its own
