@@ -53,8 +53,9 @@ constexpr size_t kMaxVecs = 8;
 //    dpbusd-bound loop issue late and the L1 burst overflows the miss
 //    queue); 4-16 KiB into L2 closed the gap: Q4_0, 6144 rows, 2 threads,
 //    8 vectors 10.2 -> 17.2-19.4 GB/s, 4 vectors 16.4 -> 25.7-28.1 (one
-//    thread: 5.1-5.8 -> 9.5-9.9 and 9.3-9.8 -> 16.6-19.0); 8 KiB into L1
-//    did not help. An 8-stream decode step of the 4b model went from
+//    thread: 5.1-5.8 -> 9.5-9.9 and 9.3-9.8 -> 16.6-19.0); Q8_0 8 vectors
+//    11.2-11.7 -> 18.5-18.7, 4 vectors 18.3-18.5 -> 22.0-22.6 (2 threads,
+//    alternated twice); 8 KiB into L1 did not help. An 8-stream decode step of the 4b model went from
 //    99-105 to 146-155 tok/s (bench-serve, skew1, interleaved).
 constexpr size_t kPrefetchBytes = 2048;
 constexpr size_t kPrefetchBurst = 8;
