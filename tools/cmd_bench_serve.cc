@@ -44,6 +44,51 @@ struct Level {
   double bandwidth_gbps = 0;  // read bandwidth measured right before this level
 };
 
+// Rate of level i over the single-stream levels beside it in the run order
+// (the mean of the one just before and the one just after; one of them if
+// only one is a single stream), or 0 if neither is. With interleaved levels
+// (--streams 1,8,1,8,1) each ratio then rides on the same minutes of a
+// noisy host, where a ratio to the first level alone would not.
+double NeighbourRatio(const std::vector<Level>& levels, size_t i, double Level::*rate) {
+  double sum = 0;
+  int count = 0;
+  for (size_t j : {i - 1, i + 1}) {  // i - 1 wraps for i == 0: out of range
+    if (j < levels.size() && levels[j].streams == 1) {
+      sum += levels[j].*rate;
+      ++count;
+    }
+  }
+  return count == 0 || sum <= 0 ? 0 : levels[i].*rate / (sum / count);
+}
+
+// Per concurrency level N > 1 that has single-stream neighbours: the
+// NeighbourRatio of each of its runs, steady and aggregate.
+struct Interleaved {
+  int streams = 0;
+  std::vector<double> steady, aggregate;
+};
+std::vector<Interleaved> InterleavedRatios(const std::vector<Level>& levels) {
+  std::vector<Interleaved> out;
+  for (size_t i = 0; i < levels.size(); ++i) {
+    if (levels[i].streams == 1) continue;
+    const double steady = NeighbourRatio(levels, i, &Level::steady_tps);
+    if (steady <= 0) continue;
+    auto it = std::find_if(out.begin(), out.end(),
+                           [&](const Interleaved& x) { return x.streams == levels[i].streams; });
+    if (it == out.end()) it = out.insert(out.end(), Interleaved{levels[i].streams, {}, {}});
+    it->steady.push_back(steady);
+    it->aggregate.push_back(NeighbourRatio(levels, i, &Level::agg_decode_tps));
+  }
+  return out;
+}
+
+double Median(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 == 1 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
 }  // namespace
 
 void RegisterBenchServe(CLI::App& app) {
@@ -67,6 +112,9 @@ void RegisterBenchServe(CLI::App& app) {
       "measured from the steps' real routes, and the bound that puts on aggregate tok/s at\n"
       "the read bandwidth `bench` measures (taken again before each level); achieved =\n"
       "steady rate / bound.\n"
+      "With single-stream levels between the others (--streams 1,8,1,8,1), each level's\n"
+      "speedup is also taken over the single streams right beside it, and the medians\n"
+      "are printed at the end ('interleaved:'; JSON 'interleaved').\n"
       "Experts run as `serve` runs them: from the pack beside the model when there is\n"
       "one (--no-pack: the GGUF path), --memory-budget for the SSD expert cache, or on\n"
       "workers (--workers / --cluster-config).");
@@ -263,6 +311,20 @@ void RegisterBenchServe(CLI::App& app) {
         std::fflush(stdout);
       }
     }
+    const std::vector<Interleaved> interleaved = InterleavedRatios(results);
+    if (f->output == "text") {
+      for (const Interleaved& x : interleaved) {
+        auto list = [](const std::vector<double>& v) {
+          std::string s;
+          for (double r : v) s += absl::StrFormat(" %.2f", r);
+          return s;
+        };
+        std::printf("interleaved: %d streams over the single streams beside them: steady%s "
+                    "(median %.2fx) | aggregate%s (median %.2fx)\n",
+                    x.streams, list(x.steady).c_str(), Median(x.steady),
+                    list(x.aggregate).c_str(), Median(x.aggregate));
+      }
+    }
     if (f->output == "json") {
       nlohmann::json j = {{"model", f->model},
                           {"experts", experts},
@@ -298,6 +360,14 @@ void RegisterBenchServe(CLI::App& app) {
                                  {"step_tokens_per_second", lv.roof.step_tps},
                                  {"achieved_fraction_steady",
                                   lv.steady_tps / std::max(1e-9, lv.roof.bound_tps)}}}});
+      }
+      j["interleaved"] = nlohmann::json::array();
+      for (const Interleaved& x : interleaved) {
+        j["interleaved"].push_back({{"streams", x.streams},
+                                    {"steady_speedups", x.steady},
+                                    {"steady_speedup_median", Median(x.steady)},
+                                    {"aggregate_speedups", x.aggregate},
+                                    {"aggregate_speedup_median", Median(x.aggregate)}});
       }
       std::printf("%s\n", j.dump(2).c_str());
     }

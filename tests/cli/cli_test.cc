@@ -110,6 +110,41 @@ TEST_F(CliTest, BenchServeReportsTheBatchRoofline) {
   }
 }
 
+// Interleaved levels: each 2-stream level over the single streams right
+// beside it, and the medians ('interleaved').
+TEST_F(CliTest, BenchServeTakesInterleavedRatios) {
+  CliRun r = Cli(absl::StrCat("bench-serve -m '", model_,
+                              "' --streams 1,2,1,2 -p 4 -n 32 -r 1 -t 2 -o json --bandwidth-size 16MiB"));
+  ASSERT_EQ(r.exit_code, 0);
+  auto j = nlohmann::json::parse(r.out);
+  const auto& lv = j["levels"];
+  ASSERT_EQ(lv.size(), 4u);
+  ASSERT_EQ(j["interleaved"].size(), 1u);
+  const auto& x = j["interleaved"][0];
+  EXPECT_EQ(x["streams"], 2);
+  ASSERT_EQ(x["steady_speedups"].size(), 2u);
+  ASSERT_EQ(x["aggregate_speedups"].size(), 2u);
+  auto rate = [&](int i, const char* key) { return lv[i][key].get<double>(); };
+  const char* steady = "steady_decode_tokens_per_second";
+  const char* aggregate = "aggregate_decode_tokens_per_second";
+  // Level 1 (2 streams) between levels 0 and 2; level 3 after level 2 only.
+  EXPECT_NEAR(x["steady_speedups"][0].get<double>(),
+              rate(1, steady) / ((rate(0, steady) + rate(2, steady)) / 2), 1e-9);
+  EXPECT_NEAR(x["steady_speedups"][1].get<double>(), rate(3, steady) / rate(2, steady), 1e-9);
+  EXPECT_NEAR(x["aggregate_speedups"][1].get<double>(), rate(3, aggregate) / rate(2, aggregate),
+              1e-9);
+  EXPECT_NEAR(x["steady_speedup_median"].get<double>(),
+              (x["steady_speedups"][0].get<double>() + x["steady_speedups"][1].get<double>()) / 2,
+              1e-9);
+  // Text output says it too.
+  CliRun t = Cli(absl::StrCat("bench-serve -m '", model_,
+                              "' --streams 1,2,1 -p 4 -n 16 -r 1 -t 2 --bandwidth-size 16MiB"));
+  ASSERT_EQ(t.exit_code, 0);
+  EXPECT_NE(t.out.find("interleaved: 2 streams over the single streams beside them"),
+            std::string::npos)
+      << t.out;
+}
+
 // bench-serve runs experts as serve does: the pack beside the model when
 // there is one, the GGUF with --no-pack, the expert cache under a budget.
 TEST_F(CliTest, BenchServeRunsExpertsLikeServe) {
