@@ -264,7 +264,7 @@ TEST(ThreadPoolTest, PinnedPoolRunsOnItsCpusAndBindsItsCaller) {
   EXPECT_EQ(ThreadCpus().size(), allowed.size());  // this thread untouched
 }
 
-TEST(ThreadPoolTest, PinnedParkedWorkersYieldThenSleep) {
+TEST(ThreadPoolTest, PinnedParkedWorkersFallAsleep) {
   const std::vector<int> allowed = AllowedCpus();
   ASSERT_FALSE(allowed.empty());
   std::thread t([&] {

@@ -17,13 +17,11 @@ absl::StatusOr<std::string> ReadFile(const std::string& path) {
   return s.str();
 }
 
-constexpr char kServiceName[] = "smallthinker.v1.InferenceService";
-
 }  // namespace
 
 void GrpcServer::SetServing(bool serving) {
   health->SetServing("", serving);
-  health->SetServing(kServiceName, serving);
+  health->SetServing(smallthinker::v1::InferenceService::service_full_name(), serving);
 }
 
 void GrpcServer::Shutdown(std::chrono::milliseconds grace) {

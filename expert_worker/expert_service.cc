@@ -312,16 +312,15 @@ void ExpertServiceImpl::Run(const v1::ComputeRequest& req, v1::ComputeResponse* 
     }
   }
   if (combine) {
-    // Items are whole tokens in increasing row order (Validate): each row's
-    // items are one run, combined exactly as the coordinator would.
+    // Items are whole tokens, top_k slots each, rows increasing (Validate):
+    // each token combined exactly as the coordinator would; rows no item
+    // names stay zero.
     float* rows = reinterpret_cast<float*>(output->data());
     std::fill(rows, rows + static_cast<size_t>(req.n_rows()) * d, 0.0f);
-    for (int begin = 0; begin < n_items;) {
-      int end = begin + 1;
-      while (end < n_items && req.row(end) == req.row(begin)) ++end;
-      CombineRows(req.weight().data() + begin, out + static_cast<size_t>(begin) * d, end - begin,
-                  d, rows + static_cast<size_t>(req.row(begin)) * d);
-      begin = end;
+    const int k = config_.top_k;
+    for (int first = 0; first < n_items; first += k) {
+      CombineRows(req.weight().data() + first, out + static_cast<size_t>(first) * d, k, d,
+                  rows + static_cast<size_t>(req.row(first)) * d);
     }
   }
   // The next request is at least a network round trip away: free the cores

@@ -115,7 +115,7 @@ absl::StatusOr<std::unique_ptr<WorkerServer>> WorkerServer::Start(const WorkerOp
   builder.AddListeningPort(options.listen, creds, &w->port_);
   builder.RegisterService(w->service_.get());
   w->health_ = std::make_unique<HealthService>();
-  w->health_->SetServing("smallthinker.v1.ExpertService", true);
+  w->health_->SetServing(smallthinker::v1::ExpertService::service_full_name(), true);
   builder.RegisterService(w->health_.get());
   builder.SetMaxReceiveMessageSize(kMaxMessageBytes);
   builder.SetMaxSendMessageSize(kMaxMessageBytes);

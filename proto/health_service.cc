@@ -43,18 +43,17 @@ grpc::Status HealthService::Check(grpc::ServerContext*, const hv1::HealthCheckRe
 grpc::Status HealthService::Watch(grpc::ServerContext* ctx, const hv1::HealthCheckRequest* req,
                                   grpc::ServerWriter<hv1::HealthCheckResponse>* writer) {
   absl::MutexLock lock(&mu_);
-  bool first = true;
+  // StatusOf never answers UNKNOWN, so the first status is always written.
   Status sent = hv1::HealthCheckResponse::UNKNOWN;
   while (true) {
     const Status now = StatusOf(req->service());
-    if (first || now != sent) {
+    if (now != sent) {
       hv1::HealthCheckResponse resp;
       resp.set_status(now);
       mu_.Unlock();
       const bool written = writer->Write(resp);
       mu_.Lock();
       if (!written) return grpc::Status::OK;  // the caller went away
-      first = false;
       sent = now;
       continue;  // the status may have moved while unlocked
     }
