@@ -359,16 +359,22 @@ void Engine::Step() {
   if (active_.empty()) return;
 
   // Decode tokens first (one per decoding request), then prefill chunks in
-  // admission order with what is left of the step.
+  // admission order with what is left of the step (capped while anyone
+  // decodes, see EngineOptions::prefill_while_decoding).
   int budget = step_tokens_;
   std::vector<SequenceInput> inputs;
   std::vector<Active*> rows;
+  bool decoding = false;
   for (auto& a : active_) {
     a->step_rows = 0;
     if (a->prefilled == a->shared->request.prompt.size()) {
       a->step_rows = 1;
       --budget;
+      decoding = true;
     }
+  }
+  if (decoding && options_.prefill_while_decoding > 0) {
+    budget = std::min(budget, options_.prefill_while_decoding);
   }
   for (auto& a : active_) {
     const auto& prompt = a->shared->request.prompt;

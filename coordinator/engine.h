@@ -43,6 +43,12 @@ struct EngineOptions {
   uint64_t kv_budget_bytes = 0;  // sum of active requests' KV caches; 0 = unlimited
   // Prompt tokens per request per step (0 = the forward pass's max_batch).
   int prefill_chunk = 0;
+  // Prompt tokens per step, over all requests, while any request is
+  // decoding (0 = no cap but max_batch). Keeps the pause a new prompt puts
+  // between a decoding request's tokens short, while prompts that arrive
+  // at an idle engine (nobody waits for a token) go through in one step of
+  // up to max_batch tokens.
+  int prefill_while_decoding = 64;
   // Before the scheduler starts, run one throw-away prompt of this many
   // tokens (capped by the context and max_batch) and one decode step, so the
   // first request does not pay for first touches of the weights (page faults

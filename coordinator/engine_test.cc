@@ -189,6 +189,45 @@ TEST_F(EngineTest, SubmitAllStartsTogetherAndIsAllOrNothing) {
   EXPECT_EQ(engine.stats().requests_total, 2u);
 }
 
+// Prompts that arrive at an idle engine go through in one step of up to
+// max_batch tokens; while anyone decodes, a step takes at most
+// prefill_while_decoding prompt tokens. Outputs are the same either way.
+TEST_F(EngineTest, PromptTokensPerStepAreCappedWhileOthersDecode) {
+  // A and B: 4-token prompts, 30 tokens each; C: a 14-token prompt, 1 token.
+  auto requests = [] {
+    std::vector<EngineRequest> r;
+    r.push_back(EngineRequest{.prompt = Prompt(4, 0), .options = Greedy(30)});
+    r.push_back(EngineRequest{.prompt = Prompt(4, 1), .options = Greedy(30)});
+    r.push_back(EngineRequest{.prompt = Prompt(14, 2), .options = Greedy(1)});
+    return r;
+  };
+  std::vector<std::vector<int32_t>> solo;
+  for (EngineRequest& r : requests()) {
+    Session s(*model_, 128);
+    auto g = s.Generate(r.prompt, r.options);
+    ASSERT_TRUE(g.ok()) << g.status();
+    solo.push_back(g->generated_ids);
+  }
+  // max_batch is 16. Step 1 (nobody decodes yet): A 4 + B 4 + C 8. Then A
+  // and B decode, and C's last 6 prompt tokens take 6 / cap steps beside
+  // them; A and B decode alone in the steps after that, up to step 30.
+  for (const auto& [cap, alone] : {std::pair{2, 30 - 1 - 3}, std::pair{0, 30 - 1 - 1}}) {
+    SCOPED_TRACE(cap);
+    model_->forward().ResetStats();
+    Engine engine(*model_, EngineOptions{.parallel = 3, .queue = 0, .context_size = 128,
+                                         .prefill_while_decoding = cap});
+    auto streams = engine.SubmitAll(requests());
+    ASSERT_TRUE(streams.ok()) << streams.status();
+    for (size_t i = 0; i < streams->size(); ++i) {
+      Collected c = Drain(*(*streams)[i]);
+      ASSERT_TRUE(c.last.status.ok()) << c.last.status;
+      EXPECT_EQ(c.ids, solo[i]) << "request " << i;
+    }
+    EXPECT_EQ(model_->forward().decode_steps(2).steps, static_cast<uint64_t>(alone));
+    EXPECT_EQ(engine.stats().steps_total, 30u);
+  }
+}
+
 // Token events carry the end time of the step that made them, so a consumer
 // that reads a stream late (bench-serve blocks on one stream while the others
 // queue) still sees when each token was made.

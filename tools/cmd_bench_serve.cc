@@ -94,7 +94,8 @@ double Median(std::vector<double> v) {
 void RegisterBenchServe(CLI::App& app) {
   struct Flags {
     std::string model, streams = "1,2,4,8", output = "text", bandwidth_size = "1GiB";
-    int threads = 0, prompt_tokens = 32, gen_tokens = 64, rounds = 2, batch = 64;
+    int threads = 0, prompt_tokens = 32, gen_tokens = 64, rounds = 2, batch = 256;
+    int prefill_while_decoding = EngineOptions{}.prefill_while_decoding;
     std::string cpus;
     OffloadFlags offload;
     WorkerFlags workers;
@@ -132,8 +133,14 @@ void RegisterBenchServe(CLI::App& app) {
   cmd->add_option("-r,--rounds", f->rounds, "Rounds per concurrency level")
       ->check(CLI::Range(1, 1000))
       ->capture_default_str();
-  cmd->add_option("-b,--batch-size", f->batch, "Tokens per forward step")
+  cmd->add_option("-b,--batch-size", f->batch,
+                  "Tokens per forward step (as `serve`: prompts that arrive while no request "
+                  "is decoding go through in steps this large)")
       ->check(CLI::Range(1, 4096))
+      ->capture_default_str();
+  cmd->add_option("--prefill-while-decoding", f->prefill_while_decoding,
+                  "Prompt tokens per step while any request is decoding (0 = up to -b), as `serve`")
+      ->check(CLI::Range(0, 4096))
       ->capture_default_str();
   cmd->add_option("-t,--threads", f->threads, "Kernel threads (0 = all cores)")
       ->capture_default_str();
@@ -182,13 +189,17 @@ void RegisterBenchServe(CLI::App& app) {
         : *offload == nullptr ? "gguf (in RAM)"
         : f->offload.memory_budget.empty() ? "pack (in RAM)"
                                            : "pack @ " + f->offload.memory_budget;
-    if (f->output == "text") std::printf("experts: %s\n", experts.c_str());
+    if (f->output == "text") {
+      std::printf("experts: %s | batch %d, prompt tokens per step while decoding %d\n",
+                  experts.c_str(), f->batch, f->prefill_while_decoding);
+    }
     uint64_t kv_budget = 0;
     if (*offload != nullptr && (*offload)->plan().budget > 0) kv_budget = (*offload)->plan().kv;
     Engine engine(**model, EngineOptions{.parallel = max_streams,
                                          .queue = max_streams,
                                          .context_size = context,
                                          .kv_budget_bytes = kv_budget,
+                                         .prefill_while_decoding = f->prefill_while_decoding,
                                          .warmup_tokens = f->prompt_tokens});
     std::vector<Level> results;
     uint64_t salt = 1;
@@ -331,6 +342,8 @@ void RegisterBenchServe(CLI::App& app) {
                           {"threads", (*model)->pool().num_threads()},
                           {"prompt_tokens", f->prompt_tokens},
                           {"gen_tokens", f->gen_tokens},
+                          {"batch", f->batch},
+                          {"prefill_while_decoding", f->prefill_while_decoding},
                           {"rounds", f->rounds},
                           {"levels", nlohmann::json::array()}};
       for (const Level& lv : results) {

@@ -49,7 +49,8 @@ void RegisterServe(CLI::App& app) {
     std::string model;
     std::string grpc_listen = "127.0.0.1:50051";
     std::string http_listen = "127.0.0.1:8080";
-    int parallel = 4, queue = 64, threads = 0, batch = 64;
+    int parallel = 4, queue = 64, threads = 0, batch = 256;
+    int prefill_while_decoding = EngineOptions{}.prefill_while_decoding;
     std::string cpus;
     int64_t ctx = 4096;
     std::string kv_budget = "0";
@@ -87,8 +88,15 @@ void RegisterServe(CLI::App& app) {
                   "Context size per request in tokens (its KV cache; requests may ask for less)")
       ->check(CLI::Range(int64_t{2}, int64_t{1} << 30))
       ->capture_default_str();
-  cmd->add_option("-b,--batch-size", f->batch, "Tokens per forward step (decode + prompt chunks)")
+  cmd->add_option("-b,--batch-size", f->batch,
+                  "Tokens per forward step (decode + prompt chunks); prompts that arrive while "
+                  "no request is decoding go through in steps this large")
       ->check(CLI::Range(1, 4096))
+      ->capture_default_str();
+  cmd->add_option("--prefill-while-decoding", f->prefill_while_decoding,
+                  "Prompt tokens per step while any request is decoding (0 = up to -b): "
+                  "bounds the pause a new prompt puts between the others' tokens")
+      ->check(CLI::Range(0, 4096))
       ->capture_default_str();
   cmd->add_option("--kv-budget", f->kv_budget,
                   "Bytes all requests' KV caches may hold together, e.g. 2GiB (0 = unlimited); "
@@ -180,6 +188,7 @@ void RegisterServe(CLI::App& app) {
                      .queue = f->queue,
                      .context_size = f->ctx,
                      .kv_budget_bytes = kv_budget,
+                     .prefill_while_decoding = f->prefill_while_decoding,
                      .warmup_tokens = 32};
     auto engine = std::make_unique<Engine>(**model, eo);
     state.engine.store(engine.get());
