@@ -116,10 +116,6 @@ void ThreadPool::RunChunks(int self) {
 void ThreadPool::ParallelFor(size_t n, const std::function<void(size_t, size_t)>& fn,
                              size_t grain, size_t chunks_per_thread) {
   if (n == 0) return;
-  if (!cpus_.empty() && pinned_for_pool != id_) {
-    Pin(cpus_[0]);
-    pinned_for_pool = id_;
-  }
   grain = std::max<size_t>(grain, 1);
   if (num_threads_ == 1 || n <= grain) {
     fn(0, n);
@@ -159,6 +155,13 @@ void ThreadPool::ParallelFor(size_t n, const std::function<void(size_t, size_t)>
     caller_sleeping_.store(false, std::memory_order_relaxed);
   }
   job_ = nullptr;
+}
+
+void ThreadPool::BindCaller() {
+  if (!cpus_.empty() && pinned_for_pool != id_) {
+    Pin(cpus_[0]);
+    pinned_for_pool = id_;
+  }
 }
 
 void ThreadPool::Park() {

@@ -44,9 +44,13 @@ namespace st {
 // atomic before blocking on a condition variable, unless Park() said that
 // no work is coming soon.
 //
-// Pinning (`cpus` non-empty): worker i runs on cpus[i % size] and a thread
-// calling ParallelFor binds itself to cpus[0] at its first call (threads it
-// creates afterwards inherit that binding, as Linux threads do). Idle pinned
+// Pinning (`cpus` non-empty): worker i runs on cpus[i % size], and the
+// thread that drives the pool's hot loop (the forward pass, a worker's
+// Compute thread) binds itself to cpus[0] with BindCaller (threads it
+// creates afterwards inherit that binding, as Linux threads do). Other
+// threads may call ParallelFor unbound (set-up work on a main or RPC
+// thread): their affinity is left alone, so threads they serve or create
+// later are not held to one CPU. Idle pinned
 // workers, once their spin is over (at once when parked), yield their CPU
 // (sched_yield) for up to kPinnedYieldMicros before they block, so the core
 // stays awake for the next step while any other thread on it runs first.
@@ -76,6 +80,12 @@ class ThreadPool {
                    size_t grain = 1, size_t chunks_per_thread = kChunksPerThread);
 
   static constexpr int kChunksPerThread = 4;
+
+  // Binds the calling thread to cpus[0] (once per thread and pool; no-op
+  // for a pool without `cpus`), so that it and worker 0's CPU never
+  // compete: call it from the thread that issues the pool's frequent
+  // ParallelFors, before the first.
+  void BindCaller();
 
   // Tells idle workers to stop spinning and block now: the caller expects
   // no ParallelFor for a while (it waits on the network, say) and the cores

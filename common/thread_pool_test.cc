@@ -234,7 +234,7 @@ std::set<int> ThreadCpus() {
   return {cpus.begin(), cpus.end()};
 }
 
-TEST(ThreadPoolTest, PinnedPoolRunsOnItsCpusAndBindsItsCaller) {
+TEST(ThreadPoolTest, PinnedPoolRunsOnItsCpusAndBindsOnlyACallerThatAsks) {
   const std::vector<int> allowed = AllowedCpus();
   ASSERT_FALSE(allowed.empty());
   // Listed out of order when there are two, to check the order is kept.
@@ -248,7 +248,14 @@ TEST(ThreadPoolTest, PinnedPoolRunsOnItsCpusAndBindsItsCaller) {
     std::mutex mu;
     std::set<int> seen;
     std::vector<int> out(4096, 0);
-    for (int round = 0; round < 50; ++round) {
+    // An unbound caller (set-up work on some thread) keeps its affinity.
+    pool.ParallelFor(out.size(), [&](size_t begin, size_t end) {
+      for (size_t i = begin; i < end; ++i) out[i] += 1;
+    });
+    EXPECT_EQ(ThreadCpus().size(), allowed.size());
+    pool.BindCaller();
+    EXPECT_EQ(ThreadCpus(), std::set<int>{cpus[0]});  // the caller went to cpus[0]
+    for (int round = 1; round < 50; ++round) {
       pool.ParallelFor(out.size(), [&](size_t begin, size_t end) {
         for (size_t i = begin; i < end; ++i) out[i] += 1;
         std::lock_guard<std::mutex> lock(mu);
@@ -258,7 +265,7 @@ TEST(ThreadPoolTest, PinnedPoolRunsOnItsCpusAndBindsItsCaller) {
     }
     for (int v : out) ASSERT_EQ(v, 50);
     for (int c : seen) EXPECT_NE(std::find(cpus.begin(), cpus.end(), c), cpus.end()) << c;
-    EXPECT_EQ(ThreadCpus(), std::set<int>{cpus[0]});  // the caller went to cpus[0]
+    EXPECT_EQ(ThreadCpus(), std::set<int>{cpus[0]});
   });
   t.join();
   EXPECT_EQ(ThreadCpus().size(), allowed.size());  // this thread untouched

@@ -259,6 +259,7 @@ absl::Status ExpertServiceImpl::Validate(const v1::ComputeRequest& req) const {
 
 void ExpertServiceImpl::Run(const v1::ComputeRequest& req, v1::ComputeResponse* resp) {
   const auto start = std::chrono::steady_clock::now();
+  if (pool_ != nullptr) pool_->BindCaller();  // the Compute thread drives the pool
   const size_t d = config_.d_model;
   const int n_items = req.row_size();
   const float* hidden = reinterpret_cast<const float*>(req.hidden().data());

@@ -3,7 +3,6 @@
 #include <chrono>
 #include <fstream>
 #include <sstream>
-#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
@@ -77,12 +76,7 @@ absl::StatusOr<std::unique_ptr<WorkerServer>> WorkerServer::Start(const WorkerOp
   w->info_.token = options.token;
   w->info_.isa = DispatchedIsa();
   w->info_.threads = w->pool_->num_threads();
-  // On a thread of its own: a pinned pool binds the thread that calls it
-  // (ThreadPool), and every thread this one creates later (gRPC's, the
-  // Compute thread) would inherit that binding.
-  std::thread([&w] {
-    w->info_.expert_tokens_per_second = MeasureSpeed(*w->store_, w->config_, w->pool_.get());
-  }).join();
+  w->info_.expert_tokens_per_second = MeasureSpeed(*w->store_, w->config_, w->pool_.get());
   w->service_ = std::make_unique<ExpertServiceImpl>(w->config_, w->store_.get(), w->pool_.get(),
                                                     w->info_);
 

@@ -127,6 +127,7 @@ absl::Status Forward::RunBatch(absl::Span<const Segment> segments,
   const int n = static_cast<int>(tokens.size());
   const int d = config_.d_model;
   const double t_step = Now();
+  if (pool_ != nullptr) pool_->BindCaller();  // this thread drives the pool
   step_ = DecodeStepCounters{};
   Embed(tokens);                                               // x = E[tokens]        [n, d]
   for (int l = 0; l < config_.n_layers; ++l) {

@@ -15,11 +15,15 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <thread>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "common/cpu_affinity.h"
 #include "coordinator/cluster_config.h"
 #include "coordinator/hot_order.h"
 #include "coordinator/remote_expert_executor.h"
@@ -925,6 +929,40 @@ TEST_F(ClusterTest, WorkerCombinesWholeTokensExactly) {
   s = (*remote)->stats();
   EXPECT_GE(s.failovers, 1u);
   EXPECT_GT(s.failover_items, 0u);
+}
+
+// A pinned worker (--cpus) binds only the thread that computes its steps:
+// Assign's packing runs on a gRPC thread through the same pool, and that
+// thread (which serves other calls later) keeps the process's CPUs.
+TEST_F(ClusterTest, PinnedWorkerBindsOnlyItsComputeThread) {
+  const std::vector<int> allowed = AllowedCpus();
+  if (allowed.size() < 2) GTEST_SKIP() << "needs two CPUs";
+  const std::vector<int> cpus = {allowed[1], allowed[0]};
+  auto w = StartWorker({"--cpus", absl::StrCat(cpus[0], ",", cpus[1])});
+  ASSERT_TRUE(w);
+  auto m = Load();
+  auto remote = AttachWorkers(*m, Cluster({w->address()}));  // Assign: the worker packs
+  ASSERT_TRUE(remote.ok()) << remote.status();
+  ExpectBitIdentical(Reference(4), Greedy(*m, kPrompt, 4));
+  ASSERT_GT((*remote)->stats().remote_items, 0u);
+  // Each thread's CPUs, from /proc.
+  std::vector<std::string> single;
+  int threads = 0;
+  for (const auto& task : std::filesystem::directory_iterator(
+           absl::StrCat("/proc/", w->pid(), "/task"))) {
+    std::ifstream status(task.path() / "status");
+    std::string line;
+    while (std::getline(status, line)) {
+      if (line.rfind("Cpus_allowed_list:", 0) != 0) continue;
+      ++threads;
+      auto list = ParseCpuList(std::string(absl::StripAsciiWhitespace(line.substr(18))));
+      ASSERT_TRUE(list.ok()) << line;
+      if (list->size() == 1) single.push_back(absl::StrCat((*list)[0]));
+    }
+  }
+  EXPECT_GT(threads, 3);  // gRPC's, the Compute thread, main
+  EXPECT_EQ(single, std::vector<std::string>{absl::StrCat(cpus[0])})
+      << "threads bound to one CPU (only the Compute thread should be, to cpus[0])";
 }
 
 // Coordinator (this process) in the root namespace, a worker in its own
