@@ -6,7 +6,9 @@
 # and mean, the step's round trip and the worker's compute time (p50), the
 # mean time per layer (expert step plus the coordinator's work between
 # steps; 32 of them make a token of the 4B model), and bytes on the wire per
-# token, from `smallthinker bench --workers` (its "cluster:" line).
+# token, from `smallthinker bench --workers` (its "cluster:" line); then
+# the goal's ratio as the median of ROUNDS (default 5) alternations of the
+# pinned single process and a pinned coordinator + 1 worker.
 # Same-host rows: workers on Unix domain sockets (unix:PATH), and the split
 # of a 2-core host: the coordinator keeps SPLIT_SHARE (default 0.5) of the
 # experts and computes them on its forward thread alone (local_threads 1)
@@ -91,3 +93,25 @@ for us in 250 1000; do
   bench "coordinator + 1 worker, $rtt ms RTT" --workers "$p1"
   bench "coordinator + 2 workers, $rtt ms RTT" --workers "$p1,$p2"
 done
+
+# The goal's ratio on a noisy host: ROUNDS (default 5) alternations of the
+# pinned single process and a pinned coordinator + 1 worker (a fresh worker
+# each round), each round's pair over the single process right before it,
+# and the median of those ratios.
+tg() {  # tg ARGS...: decode tok/s of one bench run
+  "$st" bench -m "$model" -p 0 -n "$n" -r 3 -t "$t" -o json --bandwidth-size 64MiB "$@" 2>/dev/null |
+    /usr/bin/python3 -c "import json,sys; j=json.load(sys.stdin); print([x for x in j['tests'] if x['test'].startswith('tg')][0]['avg_ts'])"
+}
+echo
+echo "alternated, both --cpus $cpus: 1 process then coordinator + 1 worker (loopback), ${ROUNDS:-5} rounds"
+ratios=()
+for r in $(seq 1 "${ROUNDS:-5}"); do
+  one=$(tg --no-pack --cpus "$cpus")
+  a=$(start "$tmp/a$r" "$st" worker -m "$model" --listen 127.0.0.1:0 -t "$t" --cpus "$cpus")
+  two=$(tg --workers "$a" --cpus "$cpus")
+  kill "$(tail -n 1 "$tmp/pids")"
+  ratio=$(/usr/bin/python3 -c "print('%.1f' % (100 * $two / $one))")
+  ratios+=("$ratio")
+  printf '  round %d: 1 process %.2f tok/s, coordinator + 1 worker %.2f tok/s: %s%%\n' "$r" "$one" "$two" "$ratio"
+done
+/usr/bin/python3 -c "import statistics, sys; print('  median: %.1f%% of the single process' % statistics.median(map(float, sys.argv[1:])))" "${ratios[@]}"
