@@ -29,6 +29,19 @@ bool SparsePhases::Supports(const ExpertMatrices& m) {
          m.up.cols == m.gate.cols && m.down.cols == m.gate.cols;
 }
 
+uint64_t SparsePhases::ScratchBytes(size_t max_tokens, size_t top_k, size_t n_experts,
+                                    size_t d_model, size_t d_expert) {
+  const size_t up_items = (d_expert + kGateUpRows - 1) / kGateUpRows;
+  // The flat buffers, per slot: x [d_model], g, u, nz_coef (float) and
+  // nz_rows (uint32) [d_expert], nz_count [up_items].
+  const uint64_t flat = uint64_t{4} * (d_model + 4 * d_expert + up_items);
+  // Each expert position keeps the Q8_0 blocks (with float scales and int
+  // sums) of the most tokens it had, at most max_tokens (one slot per token).
+  const uint64_t q8 = d_model / kQK * (sizeof(BlockQ8_0) + 8);
+  return max_tokens * top_k * flat + uint64_t{n_experts} * max_tokens * q8 +
+         n_experts * (sizeof(Expert) + sizeof(Activations));
+}
+
 void SparsePhases::Run(const std::vector<ExpertMatrices>& experts,
                        const std::vector<const std::vector<int>*>& slots, int top_k,
                        const float* h, int /*n_tokens*/, float* slot_out, ThreadPool* pool,
@@ -36,39 +49,51 @@ void SparsePhases::Run(const std::vector<ExpertMatrices>& experts,
   if (experts.empty()) return;
   const size_t d_model = experts[0].gate.cols, d_expert = experts[0].gate.rows;
   const size_t up_items = (d_expert + kGateUpRows - 1) / kGateUpRows;
-  if (scratch_.size() < experts.size()) scratch_.resize(experts.size());
+  size_t total = 0;
+  for (const auto* sl : slots) total += sl->size();
+  x_.resize(total * d_model);
+  g_.resize(total * d_expert);
+  u_.resize(total * d_expert);
+  nz_rows_.resize(total * d_expert);
+  nz_coef_.resize(total * d_expert);
+  nz_count_.resize(total * up_items);
+  if (xq_.size() < experts.size()) xq_.resize(experts.size());
+  experts_.resize(experts.size());
+  size_t at = 0;  // first slot of expert k in the flat buffers
   for (size_t k = 0; k < experts.size(); ++k) {
-    Expert& ex = scratch_[k];
     const std::vector<int>& sl = *slots[k];
-    const size_t n = sl.size();
-    ex.x.resize(n * d_model);
-    ex.g.resize(n * d_expert);
-    ex.u.resize(n * d_expert);
-    ex.nz_rows.resize(n * d_expert);
-    ex.nz_coef.resize(n * d_expert);
-    ex.nz_count.resize(n * up_items);
-    GatherSlotRows(h, sl, top_k, d_model, ex.x.data());
+    Expert& ex = experts_[k];
+    ex.n = sl.size();
+    ex.x = x_.data() + at * d_model;
+    ex.g = g_.data() + at * d_expert;
+    ex.u = u_.data() + at * d_expert;
+    ex.nz_rows = nz_rows_.data() + at * d_expert;
+    ex.nz_coef = nz_coef_.data() + at * d_expert;
+    ex.nz_count = nz_count_.data() + at * up_items;
+    ex.xq = &xq_[k];
+    at += ex.n;
+    GatherSlotRows(h, sl, top_k, d_model, ex.x);
     // Q8_0 quantizes each block alone: the same blocks as quantizing each
     // token once (callers often pass one expert at a time).
-    ex.xq.Prepare(ex.x.data(), n, d_model, /*need_q8=*/true);
+    ex.xq->Prepare(ex.x, ex.n, d_model, /*need_q8=*/true);
   }
 
   // Phase 1: gate rows, up rows active for some token, z = relu(g) * u.
   std::atomic<uint64_t> active{0};
   ForEachItem(experts.size() * up_items, pool, [&](size_t item) {
     const ExpertMatrices& m = experts[item / up_items];
-    Expert& ex = scratch_[item / up_items];
+    Expert& ex = experts_[item / up_items];
     const size_t r0 = (item % up_items) * kGateUpRows;
     const size_t r1 = std::min(d_expert, r0 + kGateUpRows);
-    const size_t n = ex.xq.n_vecs();
-    PackedMatMulGroups(m.gate.type, m.gate.packed, d_model, ex.xq, r0 / kPackRows,
-                       r1 / kPackRows, ex.g.data(), d_expert);
+    const size_t n = ex.n;
+    PackedMatMulGroups(m.gate.type, m.gate.packed, d_model, *ex.xq, r0 / kPackRows,
+                       r1 / kPackRows, ex.g, d_expert);
     // Rows whose gate is positive for any token (branch-free: about half
     // the rows are active, at random), then their up rows.
     uint8_t any[kGateUpRows] = {};
     uint64_t on = 0;
     for (size_t i = 0; i < n; ++i) {
-      const float* g = ex.g.data() + i * d_expert;
+      const float* g = ex.g + i * d_expert;
       for (size_t f = r0; f < r1; ++f) {
         const bool pos = g[f] > 0.0f;
         on += pos;
@@ -88,21 +113,21 @@ void SparsePhases::Run(const std::vector<ExpertMatrices>& experts,
       vecs_big.resize(n);
       vecs = vecs_big.data();
     }
-    for (size_t i = 0; i < n; ++i) vecs[i] = ex.xq.vec(i);
+    for (size_t i = 0; i < n; ++i) vecs[i] = ex.xq->vec(i);
     // At most kVecChunk vectors per call, as MatMul does: their prepared
     // blocks stay in L1/L2 while the rows pass over them.
     for (size_t i = 0; i < n; i += kVecChunk) {
       DotRowsIndexed(m.up.type, m.up.data, m.up.row_bytes(), rows, n_rows, vecs + i,
-                     std::min(kVecChunk, n - i), ex.u.data() + i * d_expert, d_expert);
+                     std::min(kVecChunk, n - i), ex.u + i * d_expert, d_expert);
     }
     // z = relu(g) * u as ExpertFfn computes it, and each token's rows with
     // z != 0 (the down^T rows phase 2 adds) for this slice, in increasing f.
     const size_t slice = r0 / kGateUpRows;
     for (size_t i = 0; i < n; ++i) {
-      float* g = ex.g.data() + i * d_expert;
-      const float* u = ex.u.data() + i * d_expert;
-      uint32_t* nz_rows = ex.nz_rows.data() + i * d_expert + r0;
-      float* nz_coef = ex.nz_coef.data() + i * d_expert + r0;
+      float* g = ex.g + i * d_expert;
+      const float* u = ex.u + i * d_expert;
+      uint32_t* nz_rows = ex.nz_rows + i * d_expert + r0;
+      float* nz_coef = ex.nz_coef + i * d_expert + r0;
       uint32_t count = 0;
       for (size_t f = r0; f < r1; ++f) {
         const float z = g[f] > 0.0f ? g[f] * u[f] : 0.0f;
@@ -120,7 +145,7 @@ void SparsePhases::Run(const std::vector<ExpertMatrices>& experts,
   const size_t down_items = (d_model + kDownCols - 1) / kDownCols;
   ForEachItem(experts.size() * down_items, pool, [&](size_t item) {
     const ExpertMatrices& m = experts[item / down_items];
-    const Expert& ex = scratch_[item / down_items];
+    const Expert& ex = experts_[item / down_items];
     const std::vector<int>& sl = *slots[item / down_items];
     const size_t c0 = (item % down_items) * kDownCols;
     const size_t c1 = std::min(d_model, c0 + kDownCols);
@@ -136,8 +161,8 @@ void SparsePhases::Run(const std::vector<ExpertMatrices>& experts,
       for (size_t s = 0; s < up_items; ++s) {
         const uint32_t c = ex.nz_count[i * up_items + s];
         const size_t at = i * d_expert + s * kGateUpRows;
-        std::copy_n(ex.nz_rows.data() + at, c, rows.data() + count);
-        std::copy_n(ex.nz_coef.data() + at, c, coef.data() + count);
+        std::copy_n(ex.nz_rows + at, c, rows.data() + count);
+        std::copy_n(ex.nz_coef + at, c, coef.data() + count);
         count += c;
       }
       float* y = slot_out + static_cast<size_t>(sl[i]) * d_model + c0;

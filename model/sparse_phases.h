@@ -18,6 +18,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <vector>
 
 #include "common/thread_pool.h"
@@ -42,19 +43,34 @@ class SparsePhases {
            const std::vector<const std::vector<int>*>& slots, int top_k, const float* h,
            int n_tokens, float* slot_out, ThreadPool* pool, FfnSparsity* sparsity);
 
+  // Upper bound of the scratch Run keeps across calls of at most
+  // `max_tokens` tokens, `top_k` slots each, over `n_experts` experts: what
+  // a memory budget must leave for it.
+  static uint64_t ScratchBytes(size_t max_tokens, size_t top_k, size_t n_experts,
+                               size_t d_model, size_t d_expert);
+
  private:
+  // One expert's part of the call's scratch: its n slots' rows of the flat
+  // buffers below (each sized for the call's slots in all, so the memory
+  // kept between calls is that of the largest call, not the sum of every
+  // expert position's largest).
   struct Expert {
-    std::vector<float> x;      // [n, d_model] the tokens' rows (f32 view of xq)
-    std::vector<float> g, u;   // [n, d_expert]; g becomes z
-    Activations xq;            // x and its Q8_0 blocks
+    size_t n = 0;
+    float* x = nullptr;         // [n, d_model] the tokens' rows (f32 view of xq)
+    float* g = nullptr;         // [n, d_expert]; becomes z
+    float* u = nullptr;         // [n, d_expert]
     // Per token and phase-1 slice: the rows with z != 0 and their z (at
     // token * d_expert + first row of the slice), and how many.
-    std::vector<uint32_t> nz_rows;
-    std::vector<float> nz_coef;
-    std::vector<uint32_t> nz_count;  // [n, slices]
+    uint32_t* nz_rows = nullptr;   // [n, d_expert]
+    float* nz_coef = nullptr;      // [n, d_expert]
+    uint32_t* nz_count = nullptr;  // [n, slices]
+    Activations* xq = nullptr;     // x and its Q8_0 blocks
   };
 
-  std::vector<Expert> scratch_;  // reused across calls (buffers keep capacity)
+  std::vector<float> x_, g_, u_, nz_coef_;
+  std::vector<uint32_t> nz_rows_, nz_count_;
+  std::vector<Activations> xq_;  // per expert of the call (Q8_0 blocks only)
+  std::vector<Expert> experts_;
 };
 
 }  // namespace st

@@ -17,6 +17,15 @@ CachedExpertExecutor::CachedExpertExecutor(const ModelConfig& config,
   use_phases_ = SparsePhases::Supports(RecordMatrices(&kAnyRecord));
 }
 
+uint64_t CachedExpertExecutor::ScratchBytes(const ModelConfig& config, int max_tokens) {
+  const uint64_t tokens = std::max(max_tokens, 1);
+  const uint64_t d = config.d_model;
+  // slot_out_ [tokens * top_k, d]; gathered_ and expert_out_ [tokens, d]
+  // (one expert's rows, when SparsePhases cannot run).
+  return 4 * tokens * d * (config.top_k + 2) +
+         SparsePhases::ScratchBytes(tokens, config.top_k, config.n_experts, d, config.d_expert);
+}
+
 ExpertMatrices CachedExpertExecutor::RecordMatrices(const char* record) const {
   return {.gate = RecordMatrix(record, 0),
           .up = RecordMatrix(record, 1),

@@ -38,6 +38,11 @@ class CachedExpertExecutor : public ExpertExecutor {
   // the step's tokens were embedded. Offload releases the embedding's pages.
   void set_step_hook(std::function<void()> hook) { step_hook_ = std::move(hook); }
 
+  // Upper bound of the buffers Run keeps for steps of up to `max_tokens`
+  // tokens (slot outputs and SparsePhases' scratch), which a memory budget
+  // must leave room for: ~0.1 MiB per token on the 4b preset.
+  static uint64_t ScratchBytes(const ModelConfig& config, int max_tokens);
+
   ExpertCache& cache() { return *cache_; }
   const FfnSparsity& sparsity() const { return sparsity_; }
   const SpeculationCounters& speculation() const { return speculation_; }

@@ -66,6 +66,7 @@ std::string MemoryPlan::Describe() const {
   line("process (code, tokenizer, heap)", process);
   line(embedding_reserve ? "dense weights (embedding rows in use)" : "dense weights", dense);
   line("KV cache", kv);
+  line("expert scratch (one step's tokens)", scratch);
   line("margin (transient buffers)", margin);
   absl::StrAppend(&s, absl::StrFormat("  %-34s %12s = %d of %d experts x %s, %d pinned, %d preloaded\n",
                                       "expert cache", FormatBytes(cache), slots, total_experts,
@@ -114,12 +115,13 @@ absl::StatusOr<std::unique_ptr<Offload>> EnableOffload(Model& model, const Offlo
                               model.options().max_batch, model.options().kv_type) *
             std::max(options.sessions, 1);
   plan.margin = options.margin_bytes;
+  plan.scratch = CachedExpertExecutor::ScratchBytes(config, model.options().max_batch);
   if (options.cache_slots > 0) {
     plan.slots = std::min(options.cache_slots, plan.total_experts);
   } else if (plan.budget == 0) {
     plan.slots = plan.total_experts;
   } else {
-    const uint64_t fixed = plan.process + plan.dense + plan.kv + plan.margin;
+    const uint64_t fixed = plan.process + plan.dense + plan.kv + plan.scratch + plan.margin;
     const uint64_t left = plan.budget > fixed ? plan.budget - fixed : 0;
     plan.slots = static_cast<int>(std::min<uint64_t>(left / h.record_size, h.record_count));
     const int min_slots = config.top_k;

@@ -54,6 +54,7 @@ struct MemoryPlan {
   uint64_t embedding_reserve = 0;  // ... the embedding's share of it (0: counted whole)
   uint64_t kv = 0;               // KV caches
   uint64_t margin = 0;
+  uint64_t scratch = 0;          // the expert executor's buffers for max_batch tokens
   uint64_t record = 0;           // one expert record
   uint64_t cache = 0;            // bytes given to the cache
   int slots = 0;

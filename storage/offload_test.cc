@@ -136,7 +136,8 @@ TEST_F(OffloadTest, BudgetSizesTheCache) {
   const auto probe = EnableOffload(*Load(), Opts());
   ASSERT_TRUE(probe.ok());
   const MemoryPlan& p = (*probe)->plan();
-  o.memory_budget = ReadProcessMemory().rss_bytes + p.dense + p.kv + o.margin_bytes + 40 * p.record;
+  o.memory_budget =
+      ReadProcessMemory().rss_bytes + p.dense + p.kv + p.scratch + o.margin_bytes + 40 * p.record;
   auto offload = EnableOffload(*model, o);
   ASSERT_TRUE(offload.ok()) << offload.status();
   EXPECT_GE((*offload)->plan().slots, 2);

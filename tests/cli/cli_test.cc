@@ -240,6 +240,19 @@ TEST(CliLowRamTest, FourBillionQ4_0StaysInsideOneGiB) {
   CliRun ram = Cli(args);
   ASSERT_EQ(ram.exit_code, 0);
   EXPECT_EQ(nlohmann::json::parse(ram.out)["generated_ids"], j["generated_ids"]);
+
+  // A long prompt in steps of 512 tokens (as serve takes prompts at an idle
+  // engine): the expert scratch of such a step is planned too.
+  std::string prompt;
+  for (int i = 0; i < 30; ++i) absl::StrAppend(&prompt, "the small computer ", i, " reads ");
+  CliRun big = Cli(absl::StrCat("run -m '", model, "' -p '", prompt,
+                                "' -n 4 --temp 0 --ignore-eos --json -t 2 -c 1024 -b 512 --no-stats "
+                                "--memory-budget 1GiB"));
+  ASSERT_EQ(big.exit_code, 0);
+  auto jb = nlohmann::json::parse(big.out);
+  EXPECT_GE(jb["prompt_ids"].size(), 400u);
+  const uint64_t big_peak = jb["memory"]["peak_rss_bytes"].get<uint64_t>();
+  EXPECT_LE(big_peak, 1ull << 30) << "peak RSS " << big_peak << " with -b 512";
 }
 
 }  // namespace
