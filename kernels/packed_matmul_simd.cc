@@ -251,17 +251,17 @@ void Group(const uint8_t*, size_t, const XRef*, float*, size_t) {}
 #endif
 
 template <DType kType>
-void Groups(const void* packed, size_t cols, const Activations& x, size_t g_begin, size_t g_end,
-            float* y, size_t y_stride) {
+void Groups(const void* packed, size_t cols, const Activations& x, size_t v_begin, size_t v_end,
+            size_t g_begin, size_t g_end, float* y, size_t y_stride) {
   const size_t nb = cols / kQK;
   const size_t group_bytes = PackedGroupBytes(kType, cols);
   XRef xs[kMaxVecs];
   for (size_t g = g_begin; g < g_end; ++g) {
     const uint8_t* group = static_cast<const uint8_t*>(packed) + g * group_bytes;
-    for (size_t v0 = 0; v0 < x.n_vecs(); v0 += kMaxVecs) {
-      const size_t count = std::min(kMaxVecs, x.n_vecs() - v0);
+    for (size_t v0 = v_begin; v0 < v_end; v0 += kMaxVecs) {
+      const size_t count = std::min(kMaxVecs, v_end - v0);
       for (size_t k = 0; k < count; ++k) xs[k] = {x.q8(v0 + k), x.q8_scales(v0 + k), x.q8_sums(v0 + k)};
-      float* out = y + v0 * y_stride + g * kPackRows;
+      float* out = y + (v0 - v_begin) * y_stride + g * kPackRows;
       switch (count) {
         case 8: Group<kType, 8>(group, nb, xs, out, y_stride); break;
         case 7: Group<kType, 7>(group, nb, xs, out, y_stride); break;
@@ -281,13 +281,14 @@ void Groups(const void* packed, size_t cols, const Activations& x, size_t g_begi
 bool PackedAvailableT() { return kAvailable; }
 
 void PackedMatMulGroupsT(DType type, const void* packed, size_t cols, const Activations& x,
-                         size_t g_begin, size_t g_end, float* y, size_t y_stride) {
+                         size_t v_begin, size_t v_end, size_t g_begin, size_t g_end, float* y,
+                         size_t y_stride) {
   if (!kAvailable) {
-    scalar::PackedMatMulGroups(type, packed, cols, x, g_begin, g_end, y, y_stride);
+    scalar::PackedMatMulGroups(type, packed, cols, x, v_begin, v_end, g_begin, g_end, y, y_stride);
   } else if (type == DType::kQ4_0) {
-    Groups<DType::kQ4_0>(packed, cols, x, g_begin, g_end, y, y_stride);
+    Groups<DType::kQ4_0>(packed, cols, x, v_begin, v_end, g_begin, g_end, y, y_stride);
   } else {
-    Groups<DType::kQ8_0>(packed, cols, x, g_begin, g_end, y, y_stride);
+    Groups<DType::kQ8_0>(packed, cols, x, v_begin, v_end, g_begin, g_end, y, y_stride);
   }
 }
 
@@ -308,8 +309,16 @@ bool CanPack(DType type, size_t rows, size_t cols) {
 }
 
 void PackedMatMulGroups(DType type, const void* packed, size_t cols, const Activations& x,
+                        size_t v_begin, size_t v_end, size_t g_begin, size_t g_end, float* y,
+                        size_t y_stride) {
+  HWY_DYNAMIC_DISPATCH(PackedMatMulGroupsT)(type, packed, cols, x, v_begin, v_end, g_begin, g_end,
+                                            y, y_stride);
+}
+
+void PackedMatMulGroups(DType type, const void* packed, size_t cols, const Activations& x,
                         size_t g_begin, size_t g_end, float* y, size_t y_stride) {
-  HWY_DYNAMIC_DISPATCH(PackedMatMulGroupsT)(type, packed, cols, x, g_begin, g_end, y, y_stride);
+  st::PackedMatMulGroups(type, packed, cols, x, size_t{0}, x.n_vecs(), g_begin, g_end, y,
+                         y_stride);
 }
 
 }  // namespace st

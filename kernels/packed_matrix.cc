@@ -52,14 +52,15 @@ void PackRows(DType type, const void* src, size_t rows, size_t cols, void* dst) 
 namespace scalar {
 
 void PackedMatMulGroups(DType type, const void* packed, size_t cols, const Activations& x,
-                        size_t g_begin, size_t g_end, float* y, size_t y_stride) {
+                        size_t v_begin, size_t v_end, size_t g_begin, size_t g_end, float* y,
+                        size_t y_stride) {
   CHECK(x.has_q8()) << "packed kernels need Q8_0 activations";
   const size_t nb = cols / kQK, chunks = Chunks(type);
   const auto* base = static_cast<const uint8_t*>(packed);
   const size_t data_bytes = PackedBlockDataBytes(type);
   for (size_t g = g_begin; g < g_end; ++g) {
     const uint8_t* group = base + g * PackedGroupBytes(type, cols);
-    for (size_t v = 0; v < x.n_vecs(); ++v) {
+    for (size_t v = v_begin; v < v_end; ++v) {
       const BlockQ8_0* xq = x.q8(v);
       const float* xd = x.q8_scales(v);
       for (size_t i = 0; i < kPackRows; ++i) {
@@ -83,10 +84,16 @@ void PackedMatMulGroups(DType type, const void* packed, size_t cols, const Activ
           const float d = F16ToF32(h) * xd[b];
           acc = std::fma(static_cast<float>(s), d, acc);
         }
-        y[v * y_stride + g * kPackRows + i] = acc;
+        y[(v - v_begin) * y_stride + g * kPackRows + i] = acc;
       }
     }
   }
+}
+
+void PackedMatMulGroups(DType type, const void* packed, size_t cols, const Activations& x,
+                        size_t g_begin, size_t g_end, float* y, size_t y_stride) {
+  scalar::PackedMatMulGroups(type, packed, cols, x, size_t{0}, x.n_vecs(), g_begin, g_end, y,
+                             y_stride);
 }
 
 }  // namespace scalar

@@ -74,14 +74,22 @@ inline size_t PackedDataOffset(size_t b, size_t nb, size_t data_bytes) {
 // into dst (rows * RowBytes(type, cols) bytes; 64-byte alignment is best).
 void PackRows(DType type, const void* src, size_t rows, size_t cols, void* dst);
 
-// y[v * y_stride + r] for every vector v of x and rows r in
-// [16 * g_begin, 16 * g_end) of the packed matrix. x must have q8.
-// Single-threaded; safe to call from several threads at once.
+// y[(v - v_begin) * y_stride + r] for the vectors v in [v_begin, v_end) of x
+// and rows r in [16 * g_begin, 16 * g_end) of the packed matrix. x must
+// have q8. Each vector's outputs do not depend on which others are in the
+// call. Single-threaded; safe to call from several threads at once.
+void PackedMatMulGroups(DType type, const void* packed, size_t cols, const Activations& x,
+                        size_t v_begin, size_t v_end, size_t g_begin, size_t g_end, float* y,
+                        size_t y_stride);
+// Every vector of x.
 void PackedMatMulGroups(DType type, const void* packed, size_t cols, const Activations& x,
                         size_t g_begin, size_t g_end, float* y, size_t y_stride);
 
 namespace scalar {
 // Plain C++ twin of st::PackedMatMulGroups, bit-identical to it.
+void PackedMatMulGroups(DType type, const void* packed, size_t cols, const Activations& x,
+                        size_t v_begin, size_t v_end, size_t g_begin, size_t g_end, float* y,
+                        size_t y_stride);
 void PackedMatMulGroups(DType type, const void* packed, size_t cols, const Activations& x,
                         size_t g_begin, size_t g_end, float* y, size_t y_stride);
 }  // namespace scalar

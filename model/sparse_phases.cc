@@ -32,14 +32,12 @@ bool SparsePhases::Supports(const ExpertMatrices& m) {
 uint64_t SparsePhases::ScratchBytes(size_t max_tokens, size_t top_k, size_t n_experts,
                                     size_t d_model, size_t d_expert) {
   const size_t up_items = (d_expert + kGateUpRows - 1) / kGateUpRows;
-  // The flat buffers, per slot: x [d_model], g, u, nz_coef (float) and
-  // nz_rows (uint32) [d_expert], nz_count [up_items].
-  const uint64_t flat = uint64_t{4} * (d_model + 4 * d_expert + up_items);
-  // Each expert position keeps the Q8_0 blocks (with float scales and int
-  // sums) of the most tokens it had, at most max_tokens (one slot per token).
-  const uint64_t q8 = d_model / kQK * (sizeof(BlockQ8_0) + 8);
-  return max_tokens * top_k * flat + uint64_t{n_experts} * max_tokens * q8 +
-         n_experts * (sizeof(Expert) + sizeof(Activations));
+  // Per slot: x [d_model], g, u, nz_coef (float) and nz_rows (uint32)
+  // [d_expert], nz_count [up_items], and x's Q8_0 blocks with their float
+  // scales and int sums.
+  const uint64_t per_slot = uint64_t{4} * (d_model + 4 * d_expert + up_items) +
+                            d_model / kQK * (sizeof(BlockQ8_0) + 8);
+  return uint64_t{max_tokens} * top_k * per_slot + uint64_t{n_experts} * sizeof(Expert);
 }
 
 void SparsePhases::Run(const std::vector<ExpertMatrices>& experts,
@@ -57,7 +55,6 @@ void SparsePhases::Run(const std::vector<ExpertMatrices>& experts,
   nz_rows_.resize(total * d_expert);
   nz_coef_.resize(total * d_expert);
   nz_count_.resize(total * up_items);
-  if (xq_.size() < experts.size()) xq_.resize(experts.size());
   experts_.resize(experts.size());
   size_t at = 0;  // first slot of expert k in the flat buffers
   for (size_t k = 0; k < experts.size(); ++k) {
@@ -70,13 +67,13 @@ void SparsePhases::Run(const std::vector<ExpertMatrices>& experts,
     ex.nz_rows = nz_rows_.data() + at * d_expert;
     ex.nz_coef = nz_coef_.data() + at * d_expert;
     ex.nz_count = nz_count_.data() + at * up_items;
-    ex.xq = &xq_[k];
+    ex.v0 = at;
     at += ex.n;
     GatherSlotRows(h, sl, top_k, d_model, ex.x);
-    // Q8_0 quantizes each block alone: the same blocks as quantizing each
-    // token once (callers often pass one expert at a time).
-    ex.xq->Prepare(ex.x, ex.n, d_model, /*need_q8=*/true);
   }
+  // Q8_0 quantizes each block alone: the same blocks as quantizing each
+  // token once (callers often pass one expert at a time).
+  xq_.Prepare(x_.data(), total, d_model, /*need_q8=*/true);
 
   // Phase 1: gate rows, up rows active for some token, z = relu(g) * u.
   std::atomic<uint64_t> active{0};
@@ -86,8 +83,8 @@ void SparsePhases::Run(const std::vector<ExpertMatrices>& experts,
     const size_t r0 = (item % up_items) * kGateUpRows;
     const size_t r1 = std::min(d_expert, r0 + kGateUpRows);
     const size_t n = ex.n;
-    PackedMatMulGroups(m.gate.type, m.gate.packed, d_model, *ex.xq, r0 / kPackRows,
-                       r1 / kPackRows, ex.g, d_expert);
+    PackedMatMulGroups(m.gate.type, m.gate.packed, d_model, xq_, ex.v0, ex.v0 + n,
+                       r0 / kPackRows, r1 / kPackRows, ex.g, d_expert);
     // Rows whose gate is positive for any token (branch-free: about half
     // the rows are active, at random), then their up rows.
     uint8_t any[kGateUpRows] = {};
@@ -113,7 +110,7 @@ void SparsePhases::Run(const std::vector<ExpertMatrices>& experts,
       vecs_big.resize(n);
       vecs = vecs_big.data();
     }
-    for (size_t i = 0; i < n; ++i) vecs[i] = ex.xq->vec(i);
+    for (size_t i = 0; i < n; ++i) vecs[i] = xq_.vec(ex.v0 + i);
     // At most kVecChunk vectors per call, as MatMul does: their prepared
     // blocks stay in L1/L2 while the rows pass over them.
     for (size_t i = 0; i < n; i += kVecChunk) {

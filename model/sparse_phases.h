@@ -64,12 +64,12 @@ class SparsePhases {
     uint32_t* nz_rows = nullptr;   // [n, d_expert]
     float* nz_coef = nullptr;      // [n, d_expert]
     uint32_t* nz_count = nullptr;  // [n, slices]
-    Activations* xq = nullptr;     // x and its Q8_0 blocks
+    size_t v0 = 0;                 // its first vector in xq_
   };
 
   std::vector<float> x_, g_, u_, nz_coef_;
   std::vector<uint32_t> nz_rows_, nz_count_;
-  std::vector<Activations> xq_;  // per expert of the call (Q8_0 blocks only)
+  Activations xq_;  // x_ and its Q8_0 blocks, every slot of the call
   std::vector<Expert> experts_;
 };
 
