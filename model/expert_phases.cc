@@ -52,46 +52,52 @@ void ExpertPhases::Run(const std::function<ExpertMatrices(int)>& matrices,
   const size_t d_model = first.gate.cols, d_expert = first.gate.rows;
   // Each token's input quantized once (not once per expert it visits).
   tokens_.Prepare(h, n_rows, d_model, /*need_q8=*/true);
-  if (experts_.size() < used.size()) experts_.resize(used.size());
+  size_t total = 0;
+  for (int e : used) total += by_expert[e].size();
+  g_.resize(total * d_expert);
+  u_.resize(total * d_expert);
+  y_.resize(total * d_model);
+  xq_.Allocate(/*x=*/nullptr, total, d_model);  // filled by CopyVec, never quantized here
+  zq_.Allocate(g_.data(), total, d_expert);
+  experts_.resize(used.size());
+  size_t v0 = 0;
   for (size_t k = 0; k < used.size(); ++k) {
     Expert& ex = experts_[k];
     const int e = used[k];
     const std::vector<int>& slots = by_expert[e];
-    const size_t n = slots.size();
     const ExpertMatrices m = k == 0 ? first : matrices(e);
     ex.id = e;
     ex.gate = m.gate;
     ex.up = m.up;
     ex.down = m.down;
-    ex.g.resize(n * d_expert);
-    ex.u.resize(n * d_expert);
-    ex.y.resize(n * d_model);
-    ex.xq.Allocate(/*x=*/nullptr, n, d_model);  // filled by CopyVec, never quantized here
-    ex.zq.Allocate(ex.g.data(), n, d_expert);
-    for (size_t i = 0; i < n; ++i) {
+    ex.v0 = v0;
+    ex.n = slots.size();
+    for (size_t i = 0; i < ex.n; ++i) {
       const size_t t = slot_rows != nullptr ? slot_rows[slots[i]] : slots[i] / top_k;
-      ex.xq.CopyVec(i, tokens_, t);
+      xq_.CopyVec(v0 + i, tokens_, t);
     }
+    v0 += ex.n;
   }
 
   // Phase 1: gate and up rows, z = relu(g) * u, z's Q8_0 blocks.
   const size_t up_items = (d_expert + kGateUpRows - 1) / kGateUpRows;
   std::atomic<uint64_t> active{0};
   ForEachItem(used.size() * up_items, pool, [&](size_t item) {
-    Expert& ex = experts_[item / up_items];
+    const Expert& ex = experts_[item / up_items];
     const size_t r0 = (item % up_items) * kGateUpRows;
     const size_t r1 = std::min(d_expert, r0 + kGateUpRows);
-    const size_t n = ex.xq.n_vecs();
-    PackedMatMulGroups(ex.gate.type, ex.gate.packed, d_model, ex.xq, r0 / kPackRows,
-                       r1 / kPackRows, ex.g.data(), d_expert);
-    PackedMatMulGroups(ex.up.type, ex.up.packed, d_model, ex.xq, r0 / kPackRows,
-                       r1 / kPackRows, ex.u.data(), d_expert);
+    float* g_ex = g_.data() + ex.v0 * d_expert;
+    float* u_ex = u_.data() + ex.v0 * d_expert;
+    PackedMatMulGroups(ex.gate.type, ex.gate.packed, d_model, xq_, ex.v0, ex.v0 + ex.n,
+                       r0 / kPackRows, r1 / kPackRows, g_ex, d_expert);
+    PackedMatMulGroups(ex.up.type, ex.up.packed, d_model, xq_, ex.v0, ex.v0 + ex.n,
+                       r0 / kPackRows, r1 / kPackRows, u_ex, d_expert);
     uint64_t on = 0;
-    for (size_t i = 0; i < n; ++i) {
-      float* g = ex.g.data() + i * d_expert;
-      const float* u = ex.u.data() + i * d_expert;
+    for (size_t i = 0; i < ex.n; ++i) {
+      float* g = g_ex + i * d_expert;
+      const float* u = u_ex + i * d_expert;
       on += ReluMulCount(g + r0, u + r0, r1 - r0);  // z, as ExpertFfn
-      ex.zq.QuantizeBlocks(i, r0 / kQK, r1 / kQK);
+      zq_.QuantizeBlocks(ex.v0 + i, r0 / kQK, r1 / kQK);
     }
     active.fetch_add(on, std::memory_order_relaxed);
   });
@@ -99,15 +105,16 @@ void ExpertPhases::Run(const std::function<ExpertMatrices(int)>& matrices,
   // Phase 2: down rows, copied into the slots.
   const size_t down_items = (d_model + kDownRows - 1) / kDownRows;
   ForEachItem(used.size() * down_items, pool, [&](size_t item) {
-    Expert& ex = experts_[item / down_items];
+    const Expert& ex = experts_[item / down_items];
     const size_t r0 = (item % down_items) * kDownRows;
     const size_t r1 = std::min(d_model, r0 + kDownRows);
-    PackedMatMulGroups(ex.down.type, ex.down.packed, d_expert, ex.zq, r0 / kPackRows,
-                       r1 / kPackRows, ex.y.data(), d_model);
+    float* y = y_.data() + ex.v0 * d_model;
+    PackedMatMulGroups(ex.down.type, ex.down.packed, d_expert, zq_, ex.v0, ex.v0 + ex.n,
+                       r0 / kPackRows, r1 / kPackRows, y, d_model);
     const std::vector<int>& slots = by_expert[ex.id];
     for (size_t i = 0; i < slots.size(); ++i) {
       std::memcpy(slot_out + static_cast<size_t>(slots[i]) * d_model + r0,
-                  ex.y.data() + i * d_model + r0, (r1 - r0) * sizeof(float));
+                  y + i * d_model + r0, (r1 - r0) * sizeof(float));
     }
   });
 

@@ -52,16 +52,20 @@ class ExpertPhases {
            ThreadPool* pool, FfnSparsity* sparsity);
 
  private:
+  // One expert's part of the call: its n slots, vectors [v0, v0 + n) of the
+  // flat buffers below (sized for the call's slots in all, so the memory
+  // kept between calls is that of the largest call).
   struct Expert {
     int id = 0;
     MatrixRef gate, up, down;
-    std::vector<float> g, u;  // [n, d_expert]; g becomes z
-    std::vector<float> y;     // [n, d_model]
-    Activations xq, zq;       // xq: the tokens' Q8_0 rows only (packed kernels read no f32)
+    size_t v0 = 0, n = 0;
   };
 
   Activations tokens_;
-  std::vector<Expert> experts_;  // reused across calls (buffers keep capacity)
+  std::vector<float> g_, u_;  // [slots, d_expert]; g becomes z
+  std::vector<float> y_;      // [slots, d_model]
+  Activations xq_, zq_;       // xq_: the slots' Q8_0 rows only (packed kernels read no f32)
+  std::vector<Expert> experts_;
 };
 
 }  // namespace st
