@@ -3,6 +3,7 @@
 #include <chrono>
 #include <fstream>
 #include <sstream>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
@@ -76,7 +77,13 @@ absl::StatusOr<std::unique_ptr<WorkerServer>> WorkerServer::Start(const WorkerOp
   w->info_.token = options.token;
   w->info_.isa = DispatchedIsa();
   w->info_.threads = w->pool_->num_threads();
-  w->info_.expert_tokens_per_second = MeasureSpeed(*w->store_, w->config_, w->pool_.get());
+  // On a short-lived thread bound as the Compute thread will be (with
+  // --cpus: to cpus[0]), so the speed is the one steps get; binding this
+  // thread would bind every thread it creates later (gRPC's).
+  std::thread([&w] {
+    w->pool_->BindCaller();
+    w->info_.expert_tokens_per_second = MeasureSpeed(*w->store_, w->config_, w->pool_.get());
+  }).join();
   w->service_ = std::make_unique<ExpertServiceImpl>(w->config_, w->store_.get(), w->pool_.get(),
                                                     w->info_);
 

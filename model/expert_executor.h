@@ -51,6 +51,19 @@ class ExpertExecutor {
 // groups first (stable, so ties stay by id), so the last work items of a
 // step are short. Outputs land in their items' slots: the order changes no
 // number. Both lists keep their capacity across calls.
+// Resizes scratch `v` to n elements, growing its capacity to exactly n
+// when it must grow (resize would round up to twice the old size and copy
+// the old contents): the memory a scratch buffer keeps is then that of the
+// largest call, which a memory budget can count.
+template <typename T>
+void ResizeScratch(std::vector<T>& v, size_t n) {
+  if (n > v.capacity()) {
+    v = std::vector<T>();
+    v.reserve(n);
+  }
+  v.resize(n);
+}
+
 template <typename Items, typename ExpertOf>
 void GroupByExpert(int n_experts, const Items& items, const ExpertOf& expert_of,
                    std::vector<std::vector<int>>& by_expert, std::vector<int>& used) {

@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "kernels/activation.h"
+#include "model/expert_executor.h"
 #include "kernels/packed_matrix.h"
 
 namespace st {
@@ -54,9 +55,9 @@ void ExpertPhases::Run(const std::function<ExpertMatrices(int)>& matrices,
   tokens_.Prepare(h, n_rows, d_model, /*need_q8=*/true);
   size_t total = 0;
   for (int e : used) total += by_expert[e].size();
-  g_.resize(total * d_expert);
-  u_.resize(total * d_expert);
-  y_.resize(total * d_model);
+  ResizeScratch(g_, total * d_expert);
+  ResizeScratch(u_, total * d_expert);
+  ResizeScratch(y_, total * d_model);
   xq_.Allocate(/*x=*/nullptr, total, d_model);  // filled by CopyVec, never quantized here
   zq_.Allocate(g_.data(), total, d_expert);
   experts_.resize(used.size());
@@ -119,10 +120,8 @@ void ExpertPhases::Run(const std::function<ExpertMatrices(int)>& matrices,
   });
 
   if (sparsity != nullptr) {
-    uint64_t total = 0;
-    for (int e : used) total += by_expert[e].size() * d_expert;
     sparsity->active_rows += active.load();
-    sparsity->total_rows += total;
+    sparsity->total_rows += total * d_expert;
   }
 }
 

@@ -33,10 +33,11 @@ uint64_t SparsePhases::ScratchBytes(size_t max_tokens, size_t top_k, size_t n_ex
                                     size_t d_model, size_t d_expert) {
   const size_t up_items = (d_expert + kGateUpRows - 1) / kGateUpRows;
   // Per slot: x [d_model], g, u, nz_coef (float) and nz_rows (uint32)
-  // [d_expert], nz_count [up_items], and x's Q8_0 blocks with their float
-  // scales and int sums.
+  // [d_expert], nz_count [up_items] (each grown to exactly its size), and
+  // x's Q8_0 blocks with their float scales and int sums (Activations'
+  // buffers, which may round up to twice what they hold).
   const uint64_t per_slot = uint64_t{4} * (d_model + 4 * d_expert + up_items) +
-                            d_model / kQK * (sizeof(BlockQ8_0) + 8);
+                            2 * (d_model / kQK) * (sizeof(BlockQ8_0) + 8);
   return uint64_t{max_tokens} * top_k * per_slot + uint64_t{n_experts} * sizeof(Expert);
 }
 
@@ -49,12 +50,12 @@ void SparsePhases::Run(const std::vector<ExpertMatrices>& experts,
   const size_t up_items = (d_expert + kGateUpRows - 1) / kGateUpRows;
   size_t total = 0;
   for (const auto* sl : slots) total += sl->size();
-  x_.resize(total * d_model);
-  g_.resize(total * d_expert);
-  u_.resize(total * d_expert);
-  nz_rows_.resize(total * d_expert);
-  nz_coef_.resize(total * d_expert);
-  nz_count_.resize(total * up_items);
+  ResizeScratch(x_, total * d_model);
+  ResizeScratch(g_, total * d_expert);
+  ResizeScratch(u_, total * d_expert);
+  ResizeScratch(nz_rows_, total * d_expert);
+  ResizeScratch(nz_coef_, total * d_expert);
+  ResizeScratch(nz_count_, total * up_items);
   experts_.resize(experts.size());
   size_t at = 0;  // first slot of expert k in the flat buffers
   for (size_t k = 0; k < experts.size(); ++k) {
@@ -157,9 +158,9 @@ void SparsePhases::Run(const std::vector<ExpertMatrices>& experts,
       size_t count = 0;
       for (size_t s = 0; s < up_items; ++s) {
         const uint32_t c = ex.nz_count[i * up_items + s];
-        const size_t at = i * d_expert + s * kGateUpRows;
-        std::copy_n(ex.nz_rows + at, c, rows.data() + count);
-        std::copy_n(ex.nz_coef + at, c, coef.data() + count);
+        const size_t from = i * d_expert + s * kGateUpRows;
+        std::copy_n(ex.nz_rows + from, c, rows.data() + count);
+        std::copy_n(ex.nz_coef + from, c, coef.data() + count);
         count += c;
       }
       float* y = slot_out + static_cast<size_t>(sl[i]) * d_model + c0;
@@ -170,10 +171,8 @@ void SparsePhases::Run(const std::vector<ExpertMatrices>& experts,
   });
 
   if (sparsity != nullptr) {
-    uint64_t total = 0;
-    for (const auto* sl : slots) total += sl->size() * d_expert;
     sparsity->active_rows += active.load();
-    sparsity->total_rows += total;
+    sparsity->total_rows += total * d_expert;
   }
 }
 

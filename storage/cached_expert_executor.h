@@ -40,7 +40,7 @@ class CachedExpertExecutor : public ExpertExecutor {
 
   // Upper bound of the buffers Run keeps for steps of up to `max_tokens`
   // tokens (slot outputs and SparsePhases' scratch), which a memory budget
-  // must leave room for: ~0.1 MiB per token on the 4b preset.
+  // must leave room for: ~0.12 MiB per token on the 4b preset.
   static uint64_t ScratchBytes(const ModelConfig& config, int max_tokens);
 
   ExpertCache& cache() { return *cache_; }

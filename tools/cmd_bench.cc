@@ -265,10 +265,14 @@ void RegisterBench(CLI::App& app) {
                                                    : "warning: cannot drop the page cache (not root?)");
     }
     const DType kv_type = *ParseKvType(f->kv_type);  // validated by the flag check
+    // No step is larger than the longest prompt test (decode steps are one
+    // token): buffers, and what --memory-budget reserves for them, for that.
+    int longest_prompt = 1;
+    for (int n : f->prompt) longest_prompt = std::max(longest_prompt, n);
     auto model = Model::Load(
         f->model, ModelOptions{.threads = f->threads,
                                .cpus = CpusFrom(f->cpus),
-                               .max_batch = f->batch,
+                               .max_batch = std::min(f->batch, longest_prompt),
                                .kv_type = kv_type,
                                .huge_pages = f->huge_pages,
                                .repack = !f->no_repack});

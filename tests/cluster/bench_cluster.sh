@@ -102,6 +102,10 @@ tg() {  # tg ARGS...: decode tok/s of one bench run
   "$st" bench -m "$model" -p 0 -n "$n" -r 3 -t "$t" -o json --bandwidth-size 64MiB "$@" 2>/dev/null |
     /usr/bin/python3 -c "import json,sys; j=json.load(sys.stdin); print([x for x in j['tests'] if x['test'].startswith('tg')][0]['avg_ts'])"
 }
+# The workers and proxies of the rows above go first (they hold memory).
+while read -r p; do kill "$p" 2>/dev/null || true; done <"$tmp/pids"
+: >"$tmp/pids"
+sleep 2
 echo
 echo "alternated, both --cpus $cpus: 1 process then coordinator + 1 worker (loopback), ${ROUNDS:-5} rounds"
 ratios=()
@@ -109,7 +113,9 @@ for r in $(seq 1 "${ROUNDS:-5}"); do
   one=$(tg --no-pack --cpus "$cpus")
   a=$(start "$tmp/a$r" "$st" worker -m "$model" --listen 127.0.0.1:0 -t "$t" --cpus "$cpus")
   two=$(tg --workers "$a" --cpus "$cpus")
-  kill "$(tail -n 1 "$tmp/pids")"
+  wp=$(tail -n 1 "$tmp/pids")
+  kill "$wp"
+  while kill -0 "$wp" 2>/dev/null; do sleep 0.1; done  # gone before the next round
   ratio=$(/usr/bin/python3 -c "print('%.1f' % (100 * $two / $one))")
   ratios+=("$ratio")
   printf '  round %d: 1 process %.2f tok/s, coordinator + 1 worker %.2f tok/s: %s%%\n' "$r" "$one" "$two" "$ratio"

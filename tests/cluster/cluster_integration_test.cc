@@ -931,7 +931,8 @@ TEST_F(ClusterTest, WorkerCombinesWholeTokensExactly) {
   EXPECT_GT(s.failover_items, 0u);
 }
 
-// A pinned worker (--cpus) binds only the thread that computes its steps:
+// A pinned worker (--cpus) binds only the thread that computes its steps
+// (and its pool's own threads: none here, StartWorker gives -t 1):
 // Assign's packing runs on a gRPC thread through the same pool, and that
 // thread (which serves other calls later) keeps the process's CPUs.
 TEST_F(ClusterTest, PinnedWorkerBindsOnlyItsComputeThread) {
