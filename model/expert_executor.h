@@ -45,12 +45,6 @@ class ExpertExecutor {
   virtual absl::Status Run(int layer, const Routes& routes, const float* h, float* out) = 0;
 };
 
-// Groups items by expert, the order every executor computes a step in:
-// by_expert[e] gets, in the order of `items`, each item i with
-// expert_of(i) == e; `used` the experts with at least one item, larger
-// groups first (stable, so ties stay by id), so the last work items of a
-// step are short. Outputs land in their items' slots: the order changes no
-// number. Both lists keep their capacity across calls.
 // Resizes scratch `v` to n elements, growing its capacity to exactly n
 // when it must grow (resize would round up to twice the old size and copy
 // the old contents): the memory a scratch buffer keeps is then that of the
@@ -64,6 +58,12 @@ void ResizeScratch(std::vector<T>& v, size_t n) {
   v.resize(n);
 }
 
+// Groups items by expert, the order every executor computes a step in:
+// by_expert[e] gets, in the order of `items`, each item i with
+// expert_of(i) == e; `used` the experts with at least one item, larger
+// groups first (stable, so ties stay by id), so the last work items of a
+// step are short. Outputs land in their items' slots: the order changes no
+// number. Both lists keep their capacity across calls.
 template <typename Items, typename ExpertOf>
 void GroupByExpert(int n_experts, const Items& items, const ExpertOf& expert_of,
                    std::vector<std::vector<int>>& by_expert, std::vector<int>& used) {
