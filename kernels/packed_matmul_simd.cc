@@ -145,31 +145,39 @@ void Group(const uint8_t* group, size_t nb, const XRef* xs, float* y, size_t y_s
         }
       }
     }
+    // kChains independent integer sums per vector (dpbusd accumulates in
+    // place, so one chain of 8 would be latency-bound with few vectors);
+    // integer adds are exact, so the split does not change the result.
+    // Registers outer, vectors inner: the vectors' dpbusd are independent,
+    // so they issue back to back instead of waiting on one chain.
+    __m512i s[kVecs][kChains];
     ST_PACKED_UNROLL
     for (size_t v = 0; v < kVecs; ++v) {
-      const int8_t* q = xs[v].q8[b].qs;
-      // kChains independent integer sums (dpbusd accumulates in place, so one
-      // chain of 8 would be latency-bound with few vectors); integer adds are
-      // exact, so the split does not change the result.
-      __m512i s[kChains];
-      s[0] = _mm512_set1_epi32(kOffset ? kCorr * xs[v].sum[b] : 0);
+      s[v][0] = _mm512_set1_epi32(kOffset ? kCorr * xs[v].sum[b] : 0);
       ST_PACKED_UNROLL
-      for (size_t k = 1; k < kChains; ++k) s[k] = _mm512_setzero_si512();
+      for (size_t k = 1; k < kChains; ++k) s[v][k] = _mm512_setzero_si512();
+    }
+    ST_PACKED_UNROLL
+    for (size_t c = 0; c < 8; ++c) {
+      // Q4_0: register c < 4 holds elements 4c.., c >= 4 elements 16 + 4(c-4)..
+      const size_t off = kQ4 ? (c < 4 ? 4 * c : 16 + 4 * (c - 4)) : 4 * c;
       ST_PACKED_UNROLL
-      for (size_t c = 0; c < 8; ++c) {
-        // Q4_0: register c < 4 holds elements 4c.., c >= 4 elements 16 + 4(c-4)..
-        const size_t off = kQ4 ? (c < 4 ? 4 * c : 16 + 4 * (c - 4)) : 4 * c;
-        __m512i xv = _mm512_set1_epi32(LoadDword(q + off));
+      for (size_t v = 0; v < kVecs; ++v) {
+        __m512i xv = _mm512_set1_epi32(LoadDword(xs[v].q8[b].qs + off));
         if constexpr (!kOffset) xv = _mm512_mask_sub_epi8(xv, neg[c], _mm512_setzero_si512(), xv);
-        s[c % kChains] = DotU8S8(s[c % kChains], w[c], xv);
+        s[v][c % kChains] = DotU8S8(s[v][c % kChains], w[c], xv);
       }
+    }
+    ST_PACKED_UNROLL
+    for (size_t v = 0; v < kVecs; ++v) {
+      __m512i sum = s[v][0];
       if constexpr (kChains == 4) {
-        s[0] = _mm512_add_epi32(_mm512_add_epi32(s[0], s[1]), _mm512_add_epi32(s[2], s[3]));
+        sum = _mm512_add_epi32(_mm512_add_epi32(s[v][0], s[v][1]), _mm512_add_epi32(s[v][2], s[v][3]));
       } else if constexpr (kChains == 2) {
-        s[0] = _mm512_add_epi32(s[0], s[1]);
+        sum = _mm512_add_epi32(s[v][0], s[v][1]);
       }
       const __m512 d = _mm512_mul_ps(wd, _mm512_set1_ps(xs[v].scale[b]));
-      acc[v] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s[0]), d, acc[v]);
+      acc[v] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), d, acc[v]);
     }
   }
   ST_PACKED_UNROLL
