@@ -5,14 +5,16 @@
 //  Q8_0, Q4_0:     per block, levels widened int8/nibble -> int32 -> float
 //                  (nibbles: low = element i, high = element i + 16, minus 8),
 //                  y = MulAdd(a * d, level, y).
-// AxpyRows (many rows into one y): on AVX-512, Q4_0/Q8_0 column tiles of up
-// to 8 blocks stay in registers across the rows (the next rows prefetched), nibbles become floats via a
+// AxpyRows (many rows into one y): on AVX-512, Q4_0/Q8_0 rows in chunks that
+// stay in L1 while column tiles of up to 8 blocks, held in registers, pass
+// over them (the next chunk prefetched); nibbles become floats via a
 // 16-entry permute; same operations per element, so bit-identical.
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "kernels/axpy.cc"
 #include "hwy/foreach_target.h"  // IWYU pragma: keep
 #include "hwy/highway.h"
 
+#include <algorithm>
 #include <cstddef>
 #include <cstring>
 
@@ -130,7 +132,7 @@ void AxpyQ4_0(const char* w, float a, float* y, size_t n) {
 // AxpyQ4_0/AxpyQ8_0 (so results are bit-identical to them).
 template <DType kType, size_t kBlocks>
 void TileRows(const char* w, size_t row_bytes, const uint32_t* rows, const float* a,
-              size_t n_rows, float* y) {
+              size_t n_rows, float* y, const uint32_t* ahead, size_t n_ahead) {
   constexpr bool kQ4 = kType == DType::kQ4_0;
   constexpr size_t kBlockBytes = kQ4 ? sizeof(BlockQ4_0) : sizeof(BlockQ8_0);
   // Level - 8 of every nibble value, as float: exact, like ConvertTo(q - 8).
@@ -139,13 +141,6 @@ void TileRows(const char* w, size_t row_bytes, const uint32_t* rows, const float
   __m512 acc[2 * kBlocks];
   ST_AXPY_UNROLL
   for (size_t i = 0; i < 2 * kBlocks; ++i) acc[i] = _mm512_loadu_ps(y + 16 * i);
-  // Rows prefetched ahead into L2: scattered rows defeat the hardware
-  // prefetcher. In model_sparse_phases_benchmark (4b shapes, huge pages) on
-  // session 7's host 16-48 rows ahead into L1 took a decode layer step to
-  // ~183-206 us against ~219-225 for 8 and ~238-245 for 128. On a Zen 4 KVM
-  // guest (session 11, with DotRowsIndexed's change) 64 rows into L2 was
-  // ~12% faster than 24 into L1, at 1 and at 8 tokens; 128 was slower.
-  constexpr size_t kAhead = 64;
 #if HWY_TARGET == HWY_AVX3_DL
   constexpr bool kGather = kQ4;  // needs VBMI's byte permute
 #else
@@ -174,12 +169,10 @@ void TileRows(const char* w, size_t row_bytes, const uint32_t* rows, const float
                                                     : (__mmask64{1} << (kScaleBytes % 64)) - 1;
   for (size_t k = 0; k < n_rows; ++k) {
     const char* row = w + rows[k] * row_bytes;
-    if (k + kAhead < n_rows) {
-      const char* next = w + rows[k + kAhead] * row_bytes;
+    if (k < n_ahead) {
+      const char* next = w + ahead[k] * row_bytes;
       ST_AXPY_UNROLL
-      for (size_t off = 0; off < kBlocks * kBlockBytes; off += 64) {
-        _mm_prefetch(next + off, _MM_HINT_T1);
-      }
+      for (size_t off = 0; off < kBlocks * kBlockBytes; off += 64) _mm_prefetch(next + off, _MM_HINT_T1);
     }
     const float ak = a[k];
     if constexpr (kGather) {
@@ -221,22 +214,49 @@ void TileRows(const char* w, size_t row_bytes, const uint32_t* rows, const float
   for (size_t i = 0; i < 2 * kBlocks; ++i) _mm512_storeu_ps(y + 16 * i, acc[i]);
 }
 
+// Rows in chunks, each chunk through every column tile before the next: a
+// chunk's rows (~24 KiB of them, at most 16: Q4_0 at 1536 columns 16 x
+// 864 B) stay in L1 across its tiles, so memory sees whole rows, and each
+// tile's accumulators go back to y between chunks (exact: every element
+// still gets the rows' products in row order). Each tile pass prefetches
+// its columns of the next chunk's rows into L2 (scattered rows defeat the
+// hardware prefetcher). kernels_sparse_rows_benchmark, 4b shapes, half the
+// rows from DRAM, one thread (session 13, against the earlier all-rows-per-
+// tile order with tiles 64 rows ahead): Q4_0 49-51 -> 33-37 us per matrix
+// at 1536 columns per call, 49-54 -> 39-42 at 256; Q8_0 77-82 -> 40 and
+// 77-86 -> 75; L2-hot unchanged (~27 us). A chunk ahead beat 8, 32 or 64
+// rows; whole rows prefetched by the first tile, or into L1, were slower.
+constexpr size_t kChunkBytes = 24 << 10;
+constexpr size_t kMaxChunkRows = 16;
+
 template <DType kType>
 void QuantRows(const char* w, size_t row_bytes, const uint32_t* rows, const float* a,
                size_t n_rows, float* y, size_t n) {
   constexpr size_t kBlockBytes = kType == DType::kQ4_0 ? sizeof(BlockQ4_0) : sizeof(BlockQ8_0);
-  size_t b = 0;
   const size_t nb = n / kQK;
-  for (; b + 8 <= nb; b += 8) TileRows<kType, 8>(w + b * kBlockBytes, row_bytes, rows, a, n_rows, y + b * kQK);
-  if (b + 4 <= nb) {
-    TileRows<kType, 4>(w + b * kBlockBytes, row_bytes, rows, a, n_rows, y + b * kQK);
-    b += 4;
-  }
-  switch (nb - b) {
-    case 3: TileRows<kType, 3>(w + b * kBlockBytes, row_bytes, rows, a, n_rows, y + b * kQK); break;
-    case 2: TileRows<kType, 2>(w + b * kBlockBytes, row_bytes, rows, a, n_rows, y + b * kQK); break;
-    case 1: TileRows<kType, 1>(w + b * kBlockBytes, row_bytes, rows, a, n_rows, y + b * kQK); break;
-    default: break;
+  const size_t chunk = std::clamp<size_t>(kChunkBytes / (nb * kBlockBytes), 1, kMaxChunkRows);
+  for (size_t k0 = 0; k0 < n_rows; k0 += chunk) {
+    const size_t kn = std::min(chunk, n_rows - k0);
+    const uint32_t* r = rows + k0;
+    const float* ak = a + k0;
+    const uint32_t* ahead = r + kn;  // the next chunk, as far as it goes
+    const size_t n_ahead = std::min(kn, n_rows - k0 - kn);
+    size_t b = 0;
+    for (; b + 8 <= nb; b += 8) {
+      TileRows<kType, 8>(w + b * kBlockBytes, row_bytes, r, ak, kn, y + b * kQK, ahead, n_ahead);
+    }
+    if (b + 4 <= nb) {
+      TileRows<kType, 4>(w + b * kBlockBytes, row_bytes, r, ak, kn, y + b * kQK, ahead, n_ahead);
+      b += 4;
+    }
+    const char* wt = w + b * kBlockBytes;
+    float* yt = y + b * kQK;
+    switch (nb - b) {
+      case 3: TileRows<kType, 3>(wt, row_bytes, r, ak, kn, yt, ahead, n_ahead); break;
+      case 2: TileRows<kType, 2>(wt, row_bytes, r, ak, kn, yt, ahead, n_ahead); break;
+      case 1: TileRows<kType, 1>(wt, row_bytes, r, ak, kn, yt, ahead, n_ahead); break;
+      default: break;
+    }
   }
 }
 #endif

@@ -15,9 +15,10 @@ namespace st {
 void AxpyRow(DType type, const void* w_row, float a, float* y, size_t n);
 
 // For k < n_rows in order: AxpyRow(type, w + rows[k] * row_bytes + offset,
-// a[k], y, n), bit for bit, in one call: y stays in registers across the
-// rows (AVX-512 Q4_0/Q8_0: column tiles of 256, nibbles turned into floats
-// by a 16-entry table lookup); other targets and types loop over AxpyRow.
+// a[k], y, n), bit for bit, in one call (AVX-512 Q4_0/Q8_0: the rows in
+// L1-sized chunks, and over each chunk column tiles of 256 whose y stays in
+// registers, nibbles turned into floats by a 16-entry table lookup); other
+// targets and types loop over AxpyRow.
 // `offset` is a byte offset into each row (a column range in whole blocks).
 void AxpyRows(DType type, const void* w, size_t row_bytes, size_t offset, const uint32_t* rows,
               const float* a, size_t n_rows, float* y, size_t n);

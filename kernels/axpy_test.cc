@@ -48,29 +48,36 @@ TEST(AxpyTest, SimdMatchesScalar) {
 }
 
 // AxpyRows == AxpyRow row after row, bit for bit, for every type, tile
-// remainder (1-3 blocks) and a column offset into the rows.
+// remainder (1-3 blocks), a column offset into the rows, and a few rows or
+// more than one of the AVX-512 kernel's row chunks (ending in a partial one).
 TEST(AxpyTest, RowsEqualsRowAfterRow) {
-  ForEachTarget([] {
+  std::vector<uint32_t> many;  // 39 rows: chunks of 16, 16 and 7 at 23 blocks
+  for (uint32_t r = 0; r < 78; r += 2) many.push_back(r + (r % 6 == 0));
+  ForEachTarget([&] {
     for (DType type : {DType::kF32, DType::kF16, DType::kBF16, DType::kQ8_0, DType::kQ4_0}) {
-      const size_t cols = 32 * 23, n_rows = 40;
+      const size_t cols = 32 * 23, n_rows = 80;
       const size_t row_bytes = RowBytes(type, cols);
       std::vector<char> w(row_bytes * n_rows);
       for (size_t r = 0; r < n_rows; ++r) {
         QuantizeRow(type, Gaussian(cols, 50 + r).data(), w.data() + r * row_bytes, cols);
       }
-      const std::vector<uint32_t> rows = {0, 3, 4, 5, 17, 30, 39};
-      const std::vector<float> a = Gaussian(rows.size(), 8);
-      for (auto [first, n] : {std::pair<size_t, size_t>{0, cols}, {32, 32 * 7}, {64 * 3, 32 * 6},
-                              {64, 32 * 9}}) {
-        SCOPED_TRACE(::testing::Message() << DTypeName(type) << " first=" << first << " n=" << n);
-        const std::vector<float> y0 = Gaussian(n, 9);
-        std::vector<float> y = y0, ref = y0;
-        const size_t offset = RowBytes(type, first);
-        AxpyRows(type, w.data(), row_bytes, offset, rows.data(), a.data(), rows.size(), y.data(), n);
-        for (size_t k = 0; k < rows.size(); ++k) {
-          AxpyRow(type, w.data() + rows[k] * row_bytes + offset, a[k], ref.data(), n);
+      for (const std::vector<uint32_t>& rows :
+           {std::vector<uint32_t>{0, 3, 4, 5, 17, 30, 39}, many}) {
+        const std::vector<float> a = Gaussian(rows.size(), 8);
+        for (auto [first, n] :
+             {std::pair<size_t, size_t>{0, cols}, {32, 32 * 7}, {64 * 3, 32 * 6}, {64, 32 * 9}}) {
+          SCOPED_TRACE(::testing::Message() << DTypeName(type) << " rows=" << rows.size()
+                                            << " first=" << first << " n=" << n);
+          const std::vector<float> y0 = Gaussian(n, 9);
+          std::vector<float> y = y0, ref = y0;
+          const size_t offset = RowBytes(type, first);
+          AxpyRows(type, w.data(), row_bytes, offset, rows.data(), a.data(), rows.size(), y.data(),
+                   n);
+          for (size_t k = 0; k < rows.size(); ++k) {
+            AxpyRow(type, w.data() + rows[k] * row_bytes + offset, a[k], ref.data(), n);
+          }
+          for (size_t j = 0; j < n; ++j) ASSERT_EQ(y[j], ref[j]) << j;
         }
-        for (size_t j = 0; j < n; ++j) ASSERT_EQ(y[j], ref[j]) << j;
       }
     }
   });

@@ -138,7 +138,7 @@ BENCHMARK(BM_DotRowsIndexed)
     ->UseRealTime();
 BENCHMARK(BM_AxpyRows)
     ->ArgNames({"type", "cold", "cols"})
-    ->ArgsProduct({{kQ4, kQ8}, {0, 1}, {256, 1536}})
+    ->ArgsProduct({{kQ4, kQ8}, {0, 1}, {256, 768, 1536}})
     ->UseRealTime();
 
 }  // namespace

@@ -12,9 +12,16 @@ namespace {
 
 // Rows per phase-1 item (whole 16-row packed groups): 128 gate rows and up
 // to 128 up rows of Q4_0 at d_model 1536 are ~110 KB + ~55 KB at half
-// activity. Columns per phase-2 item: 256 = one 8-block AxpyRows tile.
+// activity.
 constexpr size_t kGateUpRows = 128;
-constexpr size_t kDownCols = 256;
+// Phase-2 items split d_model in whole 8-block AxpyRows tiles (256
+// columns), only as finely as it takes for every thread to have two items:
+// AxpyRows reads whole rows when it covers the full width, and a slice's
+// first and last cache lines are read again by its neighbours. 4b shapes,
+// one thread, half the rows from DRAM (kernels_sparse_rows_benchmark,
+// session 13): Q4_0 33.6 us at 1536 columns per call, 37.5 at 768, 40 at
+// 256; Q8_0 40, 51 and 75 us.
+constexpr size_t kDownTileCols = 256;
 // Vectors per DotRowsMulti call (MatMul's kVecChunk).
 constexpr size_t kVecChunk = 8;
 
@@ -140,13 +147,19 @@ void SparsePhases::Run(const std::vector<ExpertMatrices>& experts,
   });
 
   // Phase 2: each token's down^T rows with z != 0, into its slot's columns.
-  const size_t down_items = (d_model + kDownCols - 1) / kDownCols;
+  const size_t tiles = (d_model + kDownTileCols - 1) / kDownTileCols;
+  const size_t threads = pool != nullptr ? static_cast<size_t>(pool->num_threads()) : 1;
+  const size_t want = (2 * threads + experts.size() - 1) / experts.size();  // slices per expert
+  const size_t slice_tiles = (tiles + std::clamp<size_t>(want, 1, tiles) - 1) /
+                             std::clamp<size_t>(want, 1, tiles);
+  const size_t down_cols = slice_tiles * kDownTileCols;
+  const size_t down_items = (d_model + down_cols - 1) / down_cols;
   ForEachItem(experts.size() * down_items, pool, [&](size_t item) {
     const ExpertMatrices& m = experts[item / down_items];
     const Expert& ex = experts_[item / down_items];
     const std::vector<int>& sl = *slots[item / down_items];
-    const size_t c0 = (item % down_items) * kDownCols;
-    const size_t c1 = std::min(d_model, c0 + kDownCols);
+    const size_t c0 = (item % down_items) * down_cols;
+    const size_t c1 = std::min(d_model, c0 + down_cols);
     const size_t offset = RowBytes(m.down.type, c0);
     // Each token's rows of every slice, gathered into one list so that one
     // AxpyRows call streams them all (its row prefetch runs across slices).

@@ -4,9 +4,10 @@
 //   (1) per expert and 128-row slice of d_expert: the gate rows (packed
 //       kernel), the up rows where relu(gate) > 0 for some token of the
 //       expert (row-layout dot products), z = relu(gate) * up;
-//   (2) per expert and 256-column slice of d_model: every token's
-//       y = sum_f z[f] * down^T.row(f) over its f with z[f] != 0, straight
-//       into the token's slot.
+//   (2) per expert and slice of d_model (the whole width when the step has
+//       two experts per thread, else whole 256-column tiles): every
+//       token's y = sum_f z[f] * down^T.row(f) over its f with z[f] != 0,
+//       straight into the token's slot.
 // Items are claimed one at a time by whichever thread is free, so both cores
 // stream weights until a phase ends: two fork-joins per layer instead of
 // three per expert.
