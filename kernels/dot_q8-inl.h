@@ -5,7 +5,9 @@
 //   XPair, XOperand, XPairs(n), PrepareX(x, n, scratch) -- an activation
 //       vector in the layout the kernel reads (AVX-512: XPair records built
 //       once per DotRowsMulti call; other targets: the Q8_0 blocks as is);
-//   DotQ8K<kBlockBytes, kVecs>(w, x, n, out) -- out[k] = dot(w row, x[k]).
+//   DotQ8K<kBlockBytes, kVecs>(w, x, n, out, pf) -- out[k] = dot(w row, x[k]);
+//       pf (may be null) is a row to prefetch into L2 along the way
+//       (AVX-512 only; others ignore it).
 // Integer sums are exact on every target; see dot_test.cc for the bounds.
 
 // NOLINT(build/header_guard): per-target re-inclusion (Highway -inl.h idiom).
@@ -205,13 +207,19 @@ inline __m512 PairMulAdd(const WeightPair& w, const XPair& x, __m512 acc) {
 }
 
 template <size_t kBlockBytes, size_t kVecs>
-void DotQ8K(const char* w, const XOperand* x, size_t n, float* out) {
+void DotQ8K(const char* w, const XOperand* x, size_t n, float* out, const char* pf = nullptr) {
   const size_t n_blocks = n / kQK;
   __m512 acc0[kVecs], acc1[kVecs];
   ST_UNROLL_VECS
   for (size_t k = 0; k < kVecs; ++k) acc0[k] = acc1[k] = _mm512_setzero_ps();
   size_t b = 0;
   for (; b + 4 <= n_blocks; b += 4, w += 4 * kBlockBytes) {
+    if (pf != nullptr) {  // this step's bytes of the row to come: spread, not a burst
+      const char* p = pf + b * kBlockBytes;
+      _mm_prefetch(p, _MM_HINT_T1);
+      _mm_prefetch(p + 64, _MM_HINT_T1);
+      if constexpr (4 * kBlockBytes > 128) _mm_prefetch(p + 128, _MM_HINT_T1);
+    }
     const WeightPair wa = PrepPair<kBlockBytes>(w, true);
     const WeightPair wb = PrepPair<kBlockBytes>(w + 2 * kBlockBytes, true);
     ST_UNROLL_VECS
@@ -282,7 +290,8 @@ inline size_t XPairs(size_t) { return 0; }
 inline XOperand PrepareX(const BlockQ8_0* x, size_t, XPair*) { return x; }
 
 template <size_t kBlockBytes, size_t kVecs>
-void DotQ8K(const char* w, const XOperand* x, size_t n, float* out) {
+void DotQ8K(const char* w, const XOperand* x, size_t n, float* out,
+            const char* /*pf*/ = nullptr) {
   const size_t n_blocks = n / kQK;
   __m256 acc0[kVecs], acc1[kVecs];
   ST_UNROLL_VECS
@@ -372,7 +381,8 @@ inline size_t XPairs(size_t) { return 0; }
 inline XOperand PrepareX(const BlockQ8_0* x, size_t, XPair*) { return x; }
 
 template <size_t kBlockBytes, size_t kVecs>
-void DotQ8K(const char* w, const XOperand* x, size_t n, float* out) {
+void DotQ8K(const char* w, const XOperand* x, size_t n, float* out,
+            const char* /*pf*/ = nullptr) {
   ST_UNROLL_VECS
   for (size_t k = 0; k < kVecs; ++k) {
     out[k] = kBlockBytes == sizeof(BlockQ8_0) ? DotQ8_0Q8_0(w, x[k], n) : DotQ4_0Q8_0(w, x[k], n);

@@ -94,11 +94,12 @@ float Dot16(const char* w_bytes, const float* x, size_t n) {
 
 // Quantized weights (wtype Q4_0 or Q8_0) against kVecs prepared vectors.
 template <size_t kVecs>
-void DotQ8Vecs(DType wtype, const char* w, const XOperand* x, size_t n, float* out) {
+void DotQ8Vecs(DType wtype, const char* w, const XOperand* x, size_t n, float* out,
+               const char* pf = nullptr) {
   if (wtype == DType::kQ4_0) {
-    DotQ8K<sizeof(BlockQ4_0), kVecs>(w, x, n, out);
+    DotQ8K<sizeof(BlockQ4_0), kVecs>(w, x, n, out, pf);
   } else {
-    DotQ8K<sizeof(BlockQ8_0), kVecs>(w, x, n, out);
+    DotQ8K<sizeof(BlockQ8_0), kVecs>(w, x, n, out, pf);
   }
 }
 
@@ -206,16 +207,19 @@ void DotRowsMultiImpl(DType wtype, const void* w, size_t row_bytes, size_t n_row
   for (size_t r = 0; r < n_rows; ++r) {
     const size_t at = index(r);
     const char* row = base + at * row_bytes;
-    // Scattered rows defeat the hardware prefetcher: fetch kRowsAhead rows
-    // ahead into L2 (model_sparse_phases_benchmark, Pack/Phases, min of 5,
-    // alternated 3 times on a Zen 4 KVM guest, with AxpyRows' change: 8
-    // rows into L2 took a decode layer step from 265-283 to 234-248 us and
-    // an 8-token step from 2110-2161 to 1860-1898 us against 3 rows into
-    // L1; 16 rows was between. Session 7's host had preferred 3 into L1.)
+    // Scattered rows defeat the hardware prefetcher: the row kRowsAhead on
+    // is fetched into L2 a few lines per step of the kernel (Q8_0 rows) or
+    // all at once (f32 rows). Against one burst per row, 8 rows ahead
+    // (kernels_sparse_rows_benchmark, half a 4b up matrix's rows from DRAM,
+    // one thread, session 13, 4 alternations): Q4_0 33.6-37.6 -> 28.7-33.6
+    // us, Q8_0 47.5-50.6 -> 41.6-45.1; 4, 12 and 16 rows ahead were no
+    // better, 2 was worse.
     constexpr size_t kRowsAhead = 8;
-    if (prefetch && r + kRowsAhead < n_rows) {
-      const char* next = base + index(r + kRowsAhead) * row_bytes;
-      for (size_t off = 0; off < row_bytes; off += 64) __builtin_prefetch(next + off, 0, 2);
+    const char* pf = prefetch && r + kRowsAhead < n_rows
+                         ? base + index(r + kRowsAhead) * row_bytes
+                         : nullptr;
+    if (pf != nullptr && !all_q8) {
+      for (size_t off = 0; off < row_bytes; off += 64) __builtin_prefetch(pf + off, 0, 2);
     }
     if (!all_q8) {
       for (size_t i = 0; i < n_vecs; ++i) y[i * y_stride + at] = DotOne(wtype, row, xs[i]);
@@ -225,11 +229,12 @@ void DotRowsMultiImpl(DType wtype, const void* w, size_t row_bytes, size_t n_row
       const size_t count = std::min(kMaxVecs, n_vecs - i);
       float out[kMaxVecs];
       const XOperand* px = prepared + i;
+      const char* pf_i = i == 0 ? pf : nullptr;
       switch (count) {
-        case 4: DotQ8Vecs<4>(wtype, row, px, n, out); break;
-        case 3: DotQ8Vecs<3>(wtype, row, px, n, out); break;
-        case 2: DotQ8Vecs<2>(wtype, row, px, n, out); break;
-        default: DotQ8Vecs<1>(wtype, row, px, n, out); break;
+        case 4: DotQ8Vecs<4>(wtype, row, px, n, out, pf_i); break;
+        case 3: DotQ8Vecs<3>(wtype, row, px, n, out, pf_i); break;
+        case 2: DotQ8Vecs<2>(wtype, row, px, n, out, pf_i); break;
+        default: DotQ8Vecs<1>(wtype, row, px, n, out, pf_i); break;
       }
       for (size_t k = 0; k < count; ++k) y[(i + k) * y_stride + at] = out[k];
     }
