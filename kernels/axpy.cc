@@ -172,7 +172,9 @@ void TileRows(const char* w, size_t row_bytes, const uint32_t* rows, const float
     if (k < n_ahead) {
       const char* next = w + ahead[k] * row_bytes;
       ST_AXPY_UNROLL
-      for (size_t off = 0; off < kBlocks * kBlockBytes; off += 64) _mm_prefetch(next + off, _MM_HINT_T1);
+      for (size_t off = 0; off < kBlocks * kBlockBytes; off += 64) {
+        _mm_prefetch(next + off, _MM_HINT_T1);
+      }
     }
     const float ak = a[k];
     if constexpr (kGather) {

@@ -172,7 +172,8 @@ void Group(const uint8_t* group, size_t nb, const XRef* xs, float* y, size_t y_s
     for (size_t v = 0; v < kVecs; ++v) {
       __m512i sum = s[v][0];
       if constexpr (kChains == 4) {
-        sum = _mm512_add_epi32(_mm512_add_epi32(s[v][0], s[v][1]), _mm512_add_epi32(s[v][2], s[v][3]));
+        sum = _mm512_add_epi32(_mm512_add_epi32(s[v][0], s[v][1]),
+                               _mm512_add_epi32(s[v][2], s[v][3]));
       } else if constexpr (kChains == 2) {
         sum = _mm512_add_epi32(s[v][0], s[v][1]);
       }

@@ -149,9 +149,9 @@ void SparsePhases::Run(const std::vector<ExpertMatrices>& experts,
   // Phase 2: each token's down^T rows with z != 0, into its slot's columns.
   const size_t tiles = (d_model + kDownTileCols - 1) / kDownTileCols;
   const size_t threads = pool != nullptr ? static_cast<size_t>(pool->num_threads()) : 1;
-  const size_t want = (2 * threads + experts.size() - 1) / experts.size();  // slices per expert
-  const size_t slice_tiles = (tiles + std::clamp<size_t>(want, 1, tiles) - 1) /
-                             std::clamp<size_t>(want, 1, tiles);
+  const size_t slices =  // per expert: two items per thread, in whole tiles
+      std::clamp<size_t>((2 * threads + experts.size() - 1) / experts.size(), 1, tiles);
+  const size_t slice_tiles = (tiles + slices - 1) / slices;
   const size_t down_cols = slice_tiles * kDownTileCols;
   const size_t down_items = (d_model + down_cols - 1) / down_cols;
   ForEachItem(experts.size() * down_items, pool, [&](size_t item) {
