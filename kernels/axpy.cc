@@ -236,6 +236,7 @@ void QuantRows(const char* w, size_t row_bytes, const uint32_t* rows, const floa
                size_t n_rows, float* y, size_t n) {
   constexpr size_t kBlockBytes = kType == DType::kQ4_0 ? sizeof(BlockQ4_0) : sizeof(BlockQ8_0);
   const size_t nb = n / kQK;
+  if (nb == 0) return;
   const size_t chunk = std::clamp<size_t>(kChunkBytes / (nb * kBlockBytes), 1, kMaxChunkRows);
   for (size_t k0 = 0; k0 < n_rows; k0 += chunk) {
     const size_t kn = std::min(chunk, n_rows - k0);

@@ -48,8 +48,9 @@ TEST(AxpyTest, SimdMatchesScalar) {
 }
 
 // AxpyRows == AxpyRow row after row, bit for bit, for every type, tile
-// remainder (1-3 blocks), a column offset into the rows, and a few rows or
-// more than one of the AVX-512 kernel's row chunks (ending in a partial one).
+// remainder (1-3 blocks), a column offset into the rows (and no columns at
+// all), and a few rows or more than one of the AVX-512 kernel's row chunks
+// (ending in a partial one).
 TEST(AxpyTest, RowsEqualsRowAfterRow) {
   std::vector<uint32_t> many;  // 39 rows: chunks of 16, 16 and 7 at 23 blocks
   for (uint32_t r = 0; r < 78; r += 2) many.push_back(r + (r % 6 == 0));
@@ -65,7 +66,8 @@ TEST(AxpyTest, RowsEqualsRowAfterRow) {
            {std::vector<uint32_t>{0, 3, 4, 5, 17, 30, 39}, many}) {
         const std::vector<float> a = Gaussian(rows.size(), 8);
         for (auto [first, n] :
-             {std::pair<size_t, size_t>{0, cols}, {32, 32 * 7}, {64 * 3, 32 * 6}, {64, 32 * 9}}) {
+             {std::pair<size_t, size_t>{0, cols}, {32, 32 * 7}, {64 * 3, 32 * 6}, {64, 32 * 9},
+              {64, 0}}) {
           SCOPED_TRACE(::testing::Message() << DTypeName(type) << " rows=" << rows.size()
                                             << " first=" << first << " n=" << n);
           const std::vector<float> y0 = Gaussian(n, 9);

@@ -6,8 +6,8 @@
 //       vector in the layout the kernel reads (AVX-512: XPair records built
 //       once per DotRowsMulti call; other targets: the Q8_0 blocks as is);
 //   DotQ8K<kBlockBytes, kVecs>(w, x, n, out, pf) -- out[k] = dot(w row, x[k]);
-//       pf (may be null) is a row to prefetch into L2 along the way
-//       (AVX-512 only; others ignore it).
+//       pf (may be null) is a row to prefetch into L2 along the way where
+//       kDotQ8Prefetches (AVX-512); other targets ignore it.
 // Integer sums are exact on every target; see dot_test.cc for the bounds.
 
 // NOLINT(build/header_guard): per-target re-inclusion (Highway -inl.h idiom).
@@ -84,6 +84,7 @@ struct alignas(64) XPair {
   int32_t corr[16];   // -8 * sum of each group of 4 levels (Q4_0 offset)
 };
 using XOperand = const XPair*;
+constexpr bool kDotQ8Prefetches = true;  // DotQ8K fetches `pf` as it goes
 
 inline size_t XPairs(size_t n) { return (n / kQK + 1) / 2; }
 
@@ -285,6 +286,7 @@ inline __m256i Weights(const char* block) {
 }
 
 using XOperand = const BlockQ8_0*;
+constexpr bool kDotQ8Prefetches = false;  // DotQ8K ignores `pf`
 struct XPair {};  // unused: the AVX2 kernel reads the Q8_0 blocks directly
 inline size_t XPairs(size_t) { return 0; }
 inline XOperand PrepareX(const BlockQ8_0* x, size_t, XPair*) { return x; }
@@ -376,6 +378,7 @@ float DotQ4_0Q8_0(const char* w, const BlockQ8_0* x, size_t n) {
 }
 
 using XOperand = const BlockQ8_0*;
+constexpr bool kDotQ8Prefetches = false;
 struct XPair {};  // unused: the kernels read the Q8_0 blocks directly
 inline size_t XPairs(size_t) { return 0; }
 inline XOperand PrepareX(const BlockQ8_0* x, size_t, XPair*) { return x; }

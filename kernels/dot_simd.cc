@@ -208,17 +208,17 @@ void DotRowsMultiImpl(DType wtype, const void* w, size_t row_bytes, size_t n_row
     const size_t at = index(r);
     const char* row = base + at * row_bytes;
     // Scattered rows defeat the hardware prefetcher: the row kRowsAhead on
-    // is fetched into L2 a few lines per step of the kernel (Q8_0 rows) or
-    // all at once (f32 rows). Against one burst per row, 8 rows ahead
-    // (kernels_sparse_rows_benchmark, half a 4b up matrix's rows from DRAM,
-    // one thread, session 13, 4 alternations): Q4_0 33.6-37.6 -> 28.7-33.6
-    // us, Q8_0 47.5-50.6 -> 41.6-45.1; 4, 12 and 16 rows ahead were no
-    // better, 2 was worse.
+    // is fetched into L2, a few lines per step of the AVX-512 Q8 kernels
+    // (kDotQ8Prefetches), else all at once. Against one burst per row, 8
+    // rows ahead (kernels_sparse_rows_benchmark, half a 4b up matrix's rows
+    // from DRAM, one thread, session 13, 4 alternations): Q4_0 33.6-37.6 ->
+    // 28.7-33.6 us, Q8_0 47.5-50.6 -> 41.6-45.1; 4, 12 and 16 rows ahead
+    // were no better, 2 was worse.
     constexpr size_t kRowsAhead = 8;
     const char* pf = prefetch && r + kRowsAhead < n_rows
                          ? base + index(r + kRowsAhead) * row_bytes
                          : nullptr;
-    if (pf != nullptr && !all_q8) {
+    if (pf != nullptr && !(all_q8 && kDotQ8Prefetches)) {
       for (size_t off = 0; off < row_bytes; off += 64) __builtin_prefetch(pf + off, 0, 2);
     }
     if (!all_q8) {

@@ -15,7 +15,7 @@ namespace {
 // activity.
 constexpr size_t kGateUpRows = 128;
 // Phase-2 items split d_model in whole 8-block AxpyRows tiles (256
-// columns), only as finely as it takes for every thread to have two items:
+// columns), no finer than about two items per thread need:
 // AxpyRows reads whole rows when it covers the full width, and a slice's
 // first and last cache lines are read again by its neighbours. 4b shapes,
 // one thread, half the rows from DRAM (kernels_sparse_rows_benchmark,
@@ -149,7 +149,7 @@ void SparsePhases::Run(const std::vector<ExpertMatrices>& experts,
   // Phase 2: each token's down^T rows with z != 0, into its slot's columns.
   const size_t tiles = (d_model + kDownTileCols - 1) / kDownTileCols;
   const size_t threads = pool != nullptr ? static_cast<size_t>(pool->num_threads()) : 1;
-  const size_t slices =  // per expert: two items per thread, in whole tiles
+  const size_t slices =  // per expert: about two items per thread, in whole tiles
       std::clamp<size_t>((2 * threads + experts.size() - 1) / experts.size(), 1, tiles);
   const size_t slice_tiles = (tiles + slices - 1) / slices;
   const size_t down_cols = slice_tiles * kDownTileCols;
