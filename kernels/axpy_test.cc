@@ -2,15 +2,20 @@
 // Bound per element: |simd - ref| <= 1e-6 * (|y0| + |a w|): both compute
 // y0 + a * w with at most three float roundings (the SIMD path rounds a * d
 // first and fuses the multiply-add), each <= 2^-24 relative.
+// st::AxpyRows against its twin on every target: AxpyRow row after row, or
+// where it takes the grouped int8 path scalar::AxpyRowsGroupedQ4_0, bit for
+// bit; that twin against a float64 sum within its coefficient rounding.
 #include "kernels/axpy.h"
 
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "kernels/fp16.h"
 #include "kernels/quant.h"
 #include "kernels/test_util.h"
 
@@ -40,18 +45,33 @@ TEST(AxpyTest, SimdMatchesScalar) {
         for (size_t j = 0; j < n; ++j) {
           ASSERT_NEAR(y[j], ref[j], 1e-6 * (std::fabs(y0[j]) + std::fabs(a * deq[j]))) << j;
           // And the reference is y0 + a * w to float rounding.
-          ASSERT_NEAR(ref[j], y0[j] + double(a) * deq[j], 1e-6 * (std::fabs(y0[j]) + std::fabs(a * deq[j])));
+          ASSERT_NEAR(ref[j], y0[j] + double(a) * deq[j],
+                      1e-6 * (std::fabs(y0[j]) + std::fabs(a * deq[j])));
         }
       }
     }
   });
 }
 
-// AxpyRows == AxpyRow row after row, bit for bit, for every type, tile
+// What AxpyRows must give on the current target: AxpyRow row after row, or
+// the grouped twin.
+void ExpectedRows(DType type, const char* w, size_t row_bytes, size_t offset,
+                  const std::vector<uint32_t>& rows, const std::vector<float>& a, float* y,
+                  size_t n) {
+  if (AxpyRowsGrouped(type)) {
+    scalar::AxpyRowsGroupedQ4_0(w, row_bytes, offset, rows.data(), a.data(), rows.size(), y, n);
+    return;
+  }
+  for (size_t k = 0; k < rows.size(); ++k) {
+    AxpyRow(type, w + rows[k] * row_bytes + offset, a[k], y, n);
+  }
+}
+
+// AxpyRows == its twin, bit for bit, for every type, tile
 // remainder (1-3 blocks), a column offset into the rows (and no columns at
 // all), and a few rows or more than one of the AVX-512 kernel's row chunks
 // (ending in a partial one).
-TEST(AxpyTest, RowsEqualsRowAfterRow) {
+TEST(AxpyTest, RowsEqualTheirTwin) {
   std::vector<uint32_t> many;  // 39 rows: chunks of 16, 16 and 7 at 23 blocks
   for (uint32_t r = 0; r < 78; r += 2) many.push_back(r + (r % 6 == 0));
   ForEachTarget([&] {
@@ -65,9 +85,11 @@ TEST(AxpyTest, RowsEqualsRowAfterRow) {
       for (const std::vector<uint32_t>& rows :
            {std::vector<uint32_t>{0, 3, 4, 5, 17, 30, 39}, many}) {
         const std::vector<float> a = Gaussian(rows.size(), 8);
-        for (auto [first, n] :
-             {std::pair<size_t, size_t>{0, cols}, {32, 32 * 7}, {64 * 3, 32 * 6}, {64, 32 * 9},
-              {64, 0}}) {
+        for (auto [first, n] : {std::pair<size_t, size_t>{0, cols},
+                                {32, 32 * 7},
+                                {64 * 3, 32 * 6},
+                                {64, 32 * 9},
+                                {64, 0}}) {
           SCOPED_TRACE(::testing::Message() << DTypeName(type) << " rows=" << rows.size()
                                             << " first=" << first << " n=" << n);
           const std::vector<float> y0 = Gaussian(n, 9);
@@ -75,9 +97,7 @@ TEST(AxpyTest, RowsEqualsRowAfterRow) {
           const size_t offset = RowBytes(type, first);
           AxpyRows(type, w.data(), row_bytes, offset, rows.data(), a.data(), rows.size(), y.data(),
                    n);
-          for (size_t k = 0; k < rows.size(); ++k) {
-            AxpyRow(type, w.data() + rows[k] * row_bytes + offset, a[k], ref.data(), n);
-          }
+          ExpectedRows(type, w.data(), row_bytes, offset, rows, a, ref.data(), n);
           for (size_t j = 0; j < n; ++j) ASSERT_EQ(y[j], ref[j]) << j;
         }
       }
@@ -107,14 +127,83 @@ TEST(AxpyTest, RowsReadNothingPastTheLastRow) {
         const std::vector<float> a = {0.5f, -2.0f};
         std::vector<float> y(cols, 1.0f), ref(cols, 1.0f);
         AxpyRows(type, w, row_bytes, 0, rows.data(), a.data(), rows.size(), y.data(), cols);
-        for (size_t k = 0; k < rows.size(); ++k) {
-          AxpyRow(type, w + rows[k] * row_bytes, a[k], ref.data(), cols);
-        }
+        ExpectedRows(type, w, row_bytes, 0, rows, a, ref.data(), cols);
         for (size_t j = 0; j < cols; ++j) ASSERT_EQ(y[j], ref[j]) << j;
       }
     }
   });
   munmap(map, 3 * page);
+}
+
+// The grouped twin against y0 + sum a[k] * w_k in float64: each coefficient
+// c = a * d is off by at most m / 254 (m the largest |c| of its group and
+// block), times |level - 8| <= 8 per row, plus float rounding of the sums.
+TEST(AxpyTest, GroupedTwinWithinCoefficientRounding) {
+  const size_t cols = 32 * 7, n_rows = 30;
+  const size_t row_bytes = RowBytes(DType::kQ4_0, cols);
+  std::vector<char> w(row_bytes * n_rows);
+  for (size_t r = 0; r < n_rows; ++r) {
+    QuantizeRow(DType::kQ4_0, Gaussian(cols, 90 + r).data(), w.data() + r * row_bytes, cols);
+  }
+  for (size_t count : {1, 4, 7, 13}) {
+    SCOPED_TRACE(count);
+    std::vector<uint32_t> rows;
+    for (size_t k = 0; k < count; ++k) rows.push_back(static_cast<uint32_t>(2 * k + 1));
+    std::vector<float> a = Gaussian(count, 91);
+    a[0] *= 40.0f;  // one large coefficient: the rest of its group rounds coarsely
+    const std::vector<float> y0 = Gaussian(cols, 92);
+    std::vector<float> y = y0;
+    scalar::AxpyRowsGroupedQ4_0(w.data(), row_bytes, 0, rows.data(), a.data(), count, y.data(),
+                                cols);
+    std::vector<double> ref(y0.begin(), y0.end()), bound(cols, 0.0), mag(cols, 0.0);
+    for (size_t g = 0; g < count; g += 4) {
+      for (size_t b = 0; b < cols / kQK; ++b) {
+        double m = 0;
+        for (size_t k = g; k < std::min(g + 4, count); ++k) {
+          const auto* blk = reinterpret_cast<const BlockQ4_0*>(w.data() + rows[k] * row_bytes) + b;
+          m = std::max(m, std::fabs(double(a[k]) * F16ToF32(blk->d)));
+        }
+        for (size_t k = g; k < std::min(g + 4, count); ++k) {
+          const auto* blk = reinterpret_cast<const BlockQ4_0*>(w.data() + rows[k] * row_bytes) + b;
+          for (size_t e = 0; e < kQK; ++e) {
+            const uint8_t byte = blk->qs[e % (kQK / 2)];
+            const int level = (e < kQK / 2 ? byte & 0x0F : byte >> 4) - 8;
+            const double term = double(a[k]) * F16ToF32(blk->d) * level;
+            ref[b * kQK + e] += term;
+            mag[b * kQK + e] += std::fabs(term);
+            bound[b * kQK + e] += m / 254 * std::abs(level);
+          }
+        }
+      }
+    }
+    for (size_t j = 0; j < cols; ++j) {
+      ASSERT_NEAR(y[j], ref[j], bound[j] * 1.001 + 1e-6 * (std::fabs(y0[j]) + mag[j])) << j;
+    }
+  }
+}
+
+// The grouped rule by hand: rows with scale 1 and coefficients 1 and 0.5 give
+// levels 127 and 64 (63.5 rounds to even), scale 1/127.
+TEST(AxpyTest, GroupedQ4_0ByHand) {
+  BlockQ4_0 w[2] = {};
+  w[0].d = w[1].d = 0x3C00;  // fp16 1.0
+  for (auto& q : w[0].qs) q = 0x88;
+  for (auto& q : w[1].qs) q = 0x88;
+  w[0].qs[0] = 0x8F;  // element 0: level 15 - 8 = 7
+  w[1].qs[0] = 0x80;  // element 0: level 0 - 8 = -8
+  const std::vector<uint32_t> rows = {0, 1};
+  const std::vector<float> a = {1.0f, 0.5f};
+  std::vector<float> y(kQK, 1.0f);
+  scalar::AxpyRowsGroupedQ4_0(w, sizeof(BlockQ4_0), 0, rows.data(), a.data(), 2, y.data(), kQK);
+  EXPECT_EQ(y[0], std::fma(127.0f * 7 - 64.0f * 8, 1.0f / 127.0f, 1.0f));
+  EXPECT_EQ(y[1], 1.0f);
+  ForEachTarget([&] {
+    std::vector<float> simd(kQK, 1.0f), twin(kQK, 1.0f);
+    AxpyRows(DType::kQ4_0, w, sizeof(BlockQ4_0), 0, rows.data(), a.data(), 2, simd.data(), kQK);
+    ExpectedRows(DType::kQ4_0, reinterpret_cast<const char*>(w), sizeof(BlockQ4_0), 0, rows, a,
+                 twin.data(), kQK);
+    EXPECT_EQ(simd, twin);
+  });
 }
 
 TEST(AxpyTest, Q4_0ByHand) {

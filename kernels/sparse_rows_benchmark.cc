@@ -34,7 +34,7 @@ struct Rows {
 
 // `count` copies of one quantized [kRows, kCols] matrix and, per copy, a
 // random half of its rows in increasing order.
-absl::StatusOr<Rows> MakeRows(DType type, bool cold) {
+absl::StatusOr<Rows> MakeRows(DType type, bool cold, int percent = 50) {
   Rows r;
   const size_t rb = RowBytes(type, kCols);
   r.matrix_bytes = rb * kRows;
@@ -53,7 +53,7 @@ absl::StatusOr<Rows> MakeRows(DType type, bool cold) {
   for (size_t i = 0; i < r.count; ++i) {
     std::copy(one.begin(), one.end(), r.arena->data() + i * r.matrix_bytes);
   }
-  std::bernoulli_distribution half(0.5);
+  std::bernoulli_distribution half(percent / 100.0);
   for (size_t i = 0; i < std::min<size_t>(r.count, 64); ++i) {
     std::vector<uint32_t> rows;
     for (uint32_t f = 0; f < kRows; ++f) {
@@ -74,7 +74,7 @@ void Label(benchmark::State& state, DType type, bool cold, size_t bytes, const R
 void BM_DotRowsIndexed(benchmark::State& state) {
   const auto type = static_cast<DType>(state.range(0));
   const bool cold = state.range(1) != 0;
-  auto rows = MakeRows(type, cold);
+  auto rows = MakeRows(type, cold, static_cast<int>(state.range(2)));
   if (!rows.ok()) {
     state.SkipWithError(std::string(rows.status().message()).c_str());
     return;
@@ -133,8 +133,8 @@ constexpr int64_t kQ4 = static_cast<int64_t>(DType::kQ4_0);
 constexpr int64_t kQ8 = static_cast<int64_t>(DType::kQ8_0);
 
 BENCHMARK(BM_DotRowsIndexed)
-    ->ArgNames({"type", "cold"})
-    ->ArgsProduct({{kQ4, kQ8}, {0, 1}})
+    ->ArgNames({"type", "cold", "percent"})
+    ->ArgsProduct({{kQ4, kQ8}, {0, 1}, {25, 50, 100}})
     ->UseRealTime();
 BENCHMARK(BM_AxpyRows)
     ->ArgNames({"type", "cold", "cols"})
