@@ -1,7 +1,7 @@
 // Sparse ReGLU's row kernels on one thread, at the 4b preset's expert shape
 // (d_expert 768 rows of d_model 1536, Q4_0 or Q8_0, the expert pack's row
-// layout), reading only the active rows (half of them, at random, as a
-// synthetic model's relu(gate) leaves them):
+// layout), reading only the active rows (a random `percent` of them; half,
+// as a synthetic model's relu(gate) leaves them, for AxpyRows):
 //   DotRowsIndexed: up rows . x (one decode vector);
 //   AxpyRows:       y += z[f] * down^T.row(f), in column slices of `cols`
 //                   (SparsePhases' phase-2 items are 256 columns).
@@ -70,7 +70,7 @@ void Label(benchmark::State& state, DType type, bool cold, size_t bytes, const R
                  std::to_string(rows.arena->HugePageBytes() >> 20) + " MiB");
 }
 
-// args: type, cold
+// args: type, cold, percent (of the rows active)
 void BM_DotRowsIndexed(benchmark::State& state) {
   const auto type = static_cast<DType>(state.range(0));
   const bool cold = state.range(1) != 0;
