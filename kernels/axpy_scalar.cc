@@ -27,7 +27,8 @@ void AxpyRowsGroupedQ4_0(const void* w, size_t row_bytes, size_t offset, const u
         const size_t i = std::min(g + k, n_rows - 1);  // padding: the last row, a = 0
         blk[k] = reinterpret_cast<const BlockQ4_0*>(base + rows[i] * row_bytes) + b;
         c[k] = (g + k < n_rows ? a[g + k] : 0.0f) * F16ToF32(blk[k]->d);
-        m = std::max(m, std::fabs(c[k]));
+        const float ac = std::fabs(c[k]);
+        m = m > ac ? m : ac;  // vmaxps(m, ac): a NaN coefficient makes m NaN, as in SIMD
       }
       const float inv = m > 0.0f ? 127.0f / m : 0.0f;
       int q[4];

@@ -105,9 +105,10 @@ TEST(AxpyTest, RowsEqualTheirTwin) {
   });
 }
 
-// The tile kernels read nothing past a row's last block (the AVX-512 Q4_0
-// path loads a tile's scales with masked 64-byte loads): the last row ends
-// at a page that is followed by an inaccessible one, for every tile width.
+// The tile kernels read nothing past a row's last block (the grouped Q4_0
+// path gathers 16 blocks' scales from 64-byte loads, the float path loads a
+// block's levels whole): the last row ends at a page that is followed by an
+// inaccessible one, for every tile width and a run of 16 blocks or more.
 TEST(AxpyTest, RowsReadNothingPastTheLastRow) {
   const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
   void* map = mmap(nullptr, 3 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -116,7 +117,7 @@ TEST(AxpyTest, RowsReadNothingPastTheLastRow) {
   ASSERT_EQ(mprotect(guard, page, PROT_NONE), 0);
   ForEachTarget([&] {
     for (DType type : {DType::kQ8_0, DType::kQ4_0}) {
-      for (size_t blocks : {1, 2, 3, 4, 5, 8, 9, 12, 13}) {
+      for (size_t blocks : {1, 2, 3, 4, 5, 8, 9, 12, 13, 16, 17, 32}) {
         SCOPED_TRACE(::testing::Message() << DTypeName(type) << " blocks=" << blocks);
         const size_t cols = 32 * blocks, row_bytes = RowBytes(type, cols);
         char* w = guard - 2 * row_bytes;  // two rows, the second ending at the guard
