@@ -13,6 +13,7 @@
 // with quantized coefficients, as scalar::AxpyRowsGrouped.
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "kernels/axpy.cc"
+#include "kernels/avx512_vnni.h"
 #include "kernels/axpy.h"
 
 #include <algorithm>
@@ -241,14 +242,8 @@ void FloatRows(const char* w, size_t row_bytes, const uint32_t* rows, const floa
 #if HWY_TARGET == HWY_AVX3_DL
 // Q4_0 rows in groups of 4 with int8 coefficients (AxpyRows in axpy.h):
 // AVX-512 with VNNI (dpbusd) and VBMI (the byte permutes that interleave 4
-// rows). See dot_q8-inl.h: Highway 1.0.3's AVX3_DL target string lacks
-// avx512vnni.
-#if defined(__clang__)
-#pragma clang attribute push(__attribute__((target("avx512vnni"))), apply_to = function)
-#else
-#pragma GCC push_options
-#pragma GCC target("avx512vnni")
-#endif
+// rows).
+ST_AVX512VNNI_BEGIN
 
 constexpr bool kGrouped = true;
 
@@ -443,11 +438,7 @@ void GroupedRowsQ4_0(const char* w, size_t row_bytes, const uint32_t* rows, cons
   }
 }
 
-#if defined(__clang__)
-#pragma clang attribute pop
-#else
-#pragma GCC pop_options
-#endif
+ST_AVX512VNNI_END
 #else
 constexpr bool kGrouped = false;
 #endif

@@ -52,16 +52,8 @@ inline float ScaleF16C(const char* p) {
 
 #if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
 #if HWY_TARGET == HWY_AVX3_DL
-// Highway 1.0.3's AVX3_DL target string names "avxvnni" instead of
-// "avx512vnni" (the runtime check does require AVX512-VNNI), so enable it here
-// for the kernels below.
-#if defined(__clang__)
-#pragma clang attribute push(__attribute__((target("avx512vnni"))), apply_to = function)
-#else
-#pragma GCC push_options
-#pragma GCC target("avx512vnni")
+ST_AVX512VNNI_BEGIN  // kernels/avx512_vnni.h
 #endif
-#endif  // HWY_AVX3_DL
 // AVX-512: two 32-element blocks per 512-bit register (lanes 0-7 of the int32
 // sums belong to the first block, 8-15 to the second), scaled per half by
 // d_w * d_x and MulAdd'ed into float lanes; 2 accumulators per vector.
@@ -239,12 +231,8 @@ void DotQ8K(const char* w, const XOperand* x, size_t n, float* out, const char* 
 }
 
 #if HWY_TARGET == HWY_AVX3_DL
-#if defined(__clang__)
-#pragma clang attribute pop
-#else
-#pragma GCC pop_options
+ST_AVX512VNNI_END
 #endif
-#endif  // HWY_AVX3_DL
 
 #elif HWY_TARGET == HWY_AVX2
 // x86 AVX2 integer block dots with the ggml trick:

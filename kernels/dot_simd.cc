@@ -25,6 +25,7 @@
 #include <cstring>
 #include <vector>
 
+#include "kernels/avx512_vnni.h"
 #include "kernels/dot.h"
 #include "kernels/fp16.h"
 

@@ -22,6 +22,7 @@
 #include <cstdint>
 #include <cstring>
 
+#include "kernels/avx512_vnni.h"
 #include "kernels/matmul.h"
 #include "kernels/packed_matrix.h"
 
@@ -77,13 +78,7 @@ inline int32_t LoadDword(const int8_t* p) {
 
 #if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
 #if HWY_TARGET == HWY_AVX3_DL
-// See dot_q8-inl.h: Highway 1.0.3's AVX3_DL target string lacks avx512vnni.
-#if defined(__clang__)
-#pragma clang attribute push(__attribute__((target("avx512vnni"))), apply_to = function)
-#else
-#pragma GCC push_options
-#pragma GCC target("avx512vnni")
-#endif
+ST_AVX512VNNI_BEGIN
 #endif
 
 constexpr bool kAvailable = true;
@@ -186,11 +181,7 @@ void Group(const uint8_t* group, size_t nb, const XRef* xs, float* y, size_t y_s
 }
 
 #if HWY_TARGET == HWY_AVX3_DL
-#if defined(__clang__)
-#pragma clang attribute pop
-#else
-#pragma GCC pop_options
-#endif
+ST_AVX512VNNI_END
 #endif
 
 #elif HWY_TARGET == HWY_AVX2
