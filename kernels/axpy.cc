@@ -10,16 +10,17 @@
 // over them (the next chunk prefetched). FloatRows: the same operations per
 // element as AxpyRow, so bit-identical (Q8_0; Q4_0 on AVX-512 without
 // VNNI/VBMI). GroupedRowsQ4_0 (AVX3_DL): int8 products of 4 rows at a time
-// with quantized coefficients, as scalar::AxpyRowsGrouped.
+// with quantized coefficients, as scalar::AxpyRowsGroupedQ4_0.
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "kernels/axpy.cc"
-#include "kernels/avx512_vnni.h"
 #include "kernels/axpy.h"
+#include "kernels/avx512_vnni.h"
 
 #include <algorithm>
 #include <array>
 #include <cstddef>
 #include <cstring>
+#include <limits>
 
 #include "hwy/foreach_target.h"  // IWYU pragma: keep
 #include "hwy/highway.h"
@@ -263,7 +264,7 @@ struct alignas(64) GroupCoefs {
 // two 64-byte loads each (8 blocks' scales lie in their first 128 bytes,
 // which end inside the 8th block), so nothing past the row is read; a
 // shorter tail is copied block by block.
-inline __m512 BlockScales(const char* row, size_t count) {
+inline __m512 GatherScales(const char* row, size_t count) {
   alignas(64) static constexpr auto kIdx = [] {
     std::array<uint8_t, 64> idx{};
     for (size_t j = 0; j < 8; ++j) {
@@ -286,26 +287,32 @@ inline __m512 BlockScales(const char* row, size_t count) {
 }
 
 // Coefficients of the group rows r[0..3] (a[k] = 0 for padding) over nb
-// blocks, exactly as scalar::AxpyRowsGrouped computes them: c = a * d,
-// m = max |c|, q = round-to-nearest-even(c * (127 / m)) (0 where m is 0),
-// scale = m * (1 / 127).
+// blocks, exactly as scalar::AxpyRowsGroupedQ4_0 computes them: c = a * d,
+// m = max |c|, q = round-to-nearest-even(c * (127 / m)), scale = m * (1 /
+// 127). A block whose m is below kGroupedMinMax (where 127 / m would
+// overflow) gets q = 0; one with a NaN or infinite c gets q = 0 and a NaN
+// scale, so its elements turn NaN as the float path's would.
 void Coefficients(const char* const* r, const float* a, size_t nb, GroupCoefs* out) {
   const __m512 abs_mask = _mm512_castsi512_ps(_mm512_set1_epi32(0x7FFFFFFF));
   for (size_t b = 0; b < nb; b += 16) {
     const size_t count = std::min<size_t>(16, nb - b);
     __m512 c[4];
     __m512 m = _mm512_setzero_ps();
+    __mmask16 bad = 0;
     ST_AXPY_UNROLL
     for (size_t k = 0; k < 4; ++k) {
-      c[k] = _mm512_mul_ps(_mm512_set1_ps(a[k]), BlockScales(r[k] + b * sizeof(BlockQ4_0), count));
+      c[k] = _mm512_mul_ps(_mm512_set1_ps(a[k]), GatherScales(r[k] + b * sizeof(BlockQ4_0), count));
+      bad |= _mm512_fpclass_ps_mask(c[k], 0x99);  // QNaN, SNaN, +inf, -inf
       m = _mm512_max_ps(m, _mm512_and_ps(c[k], abs_mask));
     }
-    const __mmask16 nonzero = _mm512_cmp_ps_mask(m, _mm512_setzero_ps(), _CMP_GT_OQ);
-    const __m512 inv = _mm512_maskz_div_ps(nonzero, _mm512_set1_ps(127.0f), m);
+    const __mmask16 usable =
+        _mm512_cmp_ps_mask(m, _mm512_set1_ps(kGroupedMinMax), _CMP_GE_OQ) &
+        static_cast<__mmask16>(~bad);
+    const __m512 inv = _mm512_maskz_div_ps(usable, _mm512_set1_ps(127.0f), m);
     __m512i packed = _mm512_setzero_si512(), sum = _mm512_setzero_si512();
     ST_AXPY_UNROLL
     for (size_t k = 0; k < 4; ++k) {
-      const __m512i q = _mm512_cvtps_epi32(_mm512_mul_ps(c[k], inv));
+      const __m512i q = _mm512_maskz_cvtps_epi32(usable, _mm512_mul_ps(c[k], inv));
       sum = _mm512_add_epi32(sum, q);
       const __m512i byte = _mm512_and_si512(q, _mm512_set1_epi32(0xFF));
       packed = _mm512_or_si512(packed, _mm512_slli_epi32(byte, static_cast<unsigned>(8 * k)));
@@ -313,14 +320,15 @@ void Coefficients(const char* const* r, const float* a, size_t nb, GroupCoefs* o
     _mm512_store_si512(out->q + b, packed);
     const __m512i corr = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(sum, 3));
     _mm512_store_si512(out->corr + b, corr);
-    _mm512_store_ps(out->scale + b, _mm512_mul_ps(m, _mm512_set1_ps(1.0f / 127.0f)));
+    const __m512 scale = _mm512_mul_ps(m, _mm512_set1_ps(1.0f / 127.0f));
+    _mm512_store_ps(out->scale + b, _mm512_mask_mov_ps(scale, bad, _mm512_set1_ps(std::numeric_limits<float>::quiet_NaN())));
   }
 }
 
 // kBlocks consecutive blocks of y (32 floats each) kept in registers while
 // every group of the chunk adds, per block, scale * (int32 sums over its 4
 // rows of level * coefficient) -- one dpbusd per 16 columns of 4 rows -- in
-// group order, as scalar::AxpyRowsGrouped does.
+// group order, as scalar::AxpyRowsGroupedQ4_0 does.
 template <size_t kBlocks>
 void TileGroups(const char* const* rows, size_t n_groups, const GroupCoefs* coefs, size_t b0,
                 float* y, const char* const* ahead, size_t n_ahead) {
@@ -378,8 +386,9 @@ void TileGroups(const char* const* rows, size_t n_groups, const GroupCoefs* coef
 // whose rows (~24 KiB, at most 16) stay in L1 while every column tile passes
 // over them, so memory sees whole rows, as FloatRows does; each tile pass
 // prefetches its columns of the next chunk into L2. Coefficients are
-// computed per chunk for a window of up to kWindowBlocks blocks (the whole
-// row at 4b and 21b widths). kernels_sparse_rows_benchmark, 4b shape, half
+// computed per chunk for a window of up to kWindowBlocks blocks: the whole
+// row at 4b and 21b widths (48 and 80 blocks); wider rows are read in one
+// pass per window, the next window's first chunk not prefetched. kernels_sparse_rows_benchmark, 4b shape, half
 // the rows, one thread (session 14, against FloatRows): L2-hot 27 -> 17 us,
 // from DRAM 33 -> 24 us. (Q8_0 the same way: hot 25 -> 20 us, but from
 // DRAM no faster, 40-44 against 38-40 us, so Q8_0 keeps FloatRows and its

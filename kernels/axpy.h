@@ -21,15 +21,22 @@ void AxpyRow(DType type, const void* w_row, float a, float* y, size_t n);
 //    products, bit for bit as scalar::AxpyRowsGroupedQ4_0. The listed rows,
 //    in order, form groups of 4 (the last padded with coefficient 0); per
 //    group and block the coefficients c = a[k] * d (d the row's block
-//    scale) become int8 levels q = round(c * 127 / m), m = max |c| over the
-//    group, and each element adds m / 127 * (sum over the 4 rows of q *
-//    (level - 8)), the sum exact in int32: one dpbusd per 16 columns of 4
-//    rows instead of 4 float FMAs. A coefficient is off by at most m / 254,
-//    about what quantizing z to Q8_0 costs the dense (GGUF) down; results
-//    do not depend on how the columns are split into calls.
+//    scale) become int8 levels q = round(c * (127 / m)), m = max |c| over
+//    the group, and each element adds m * (1 / 127) * (sum over the 4 rows
+//    of q * (level - 8)), the sum exact in int32: one dpbusd per 16 columns
+//    of 4 rows instead of 4 float FMAs. A coefficient is off by at most
+//    about m / 254, what quantizing z to Q8_0 costs the dense (GGUF) down.
+//    Results do not depend on how the columns are split into calls, but do
+//    on the exact row list (it sets the groups): splitting a list over
+//    calls or adding rows with coefficient 0 changes them.
 //  - Otherwise AxpyRow row after row, bit for bit.
 void AxpyRows(DType type, const void* w, size_t row_bytes, size_t offset, const uint32_t* rows,
               const float* a, size_t n_rows, float* y, size_t n);
+
+// In the grouped path a block whose largest |c| in a group is below this
+// counts as zero (127 / m would overflow); a NaN or infinite c makes the
+// block's elements NaN.
+inline constexpr float kGroupedMinMax = 0x1p-120f;
 
 // Whether AxpyRows takes the grouped int8 path for `type` on this CPU.
 bool AxpyRowsGrouped(DType type);

@@ -2,6 +2,7 @@
 // st::AxpyRow and the grouped Q4_0 st::AxpyRows (axpy.cc).
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <vector>
 
 #include "kernels/axpy.h"
@@ -23,17 +24,19 @@ void AxpyRowsGroupedQ4_0(const void* w, size_t row_bytes, size_t offset, const u
     for (size_t b = 0; b < n / kQK; ++b) {
       const BlockQ4_0* blk[4];
       float c[4], m = 0.0f;
+      bool bad = false;  // a NaN or infinite coefficient
       for (size_t k = 0; k < 4; ++k) {
         const size_t i = std::min(g + k, n_rows - 1);  // padding: the last row, a = 0
         blk[k] = reinterpret_cast<const BlockQ4_0*>(base + rows[i] * row_bytes) + b;
         c[k] = (g + k < n_rows ? a[g + k] : 0.0f) * F16ToF32(blk[k]->d);
-        const float ac = std::fabs(c[k]);
-        m = m > ac ? m : ac;  // vmaxps(m, ac): a NaN coefficient makes m NaN, as in SIMD
+        bad = bad || !std::isfinite(c[k]);
+        m = std::max(m, std::fabs(c[k]));
       }
-      const float inv = m > 0.0f ? 127.0f / m : 0.0f;
+      const bool usable = !bad && m >= kGroupedMinMax;
+      const float inv = usable ? 127.0f / m : 0.0f;
       int q[4];
-      for (size_t k = 0; k < 4; ++k) q[k] = static_cast<int>(std::nearbyint(c[k] * inv));
-      const float scale = m * (1.0f / 127.0f);
+      for (size_t k = 0; k < 4; ++k) q[k] = usable ? static_cast<int>(std::nearbyint(c[k] * inv)) : 0;
+      const float scale = bad ? std::numeric_limits<float>::quiet_NaN() : m * (1.0f / 127.0f);
       for (size_t e = 0; e < kQK; ++e) {
         int32_t sum = 0;
         for (size_t k = 0; k < 4; ++k) {

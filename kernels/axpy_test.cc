@@ -12,9 +12,11 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "hwy/targets.h"
 #include "kernels/fp16.h"
 #include "kernels/quant.h"
 #include "kernels/test_util.h"
@@ -83,7 +85,8 @@ TEST(AxpyTest, RowsEqualTheirTwin) {
         QuantizeRow(type, Gaussian(cols, 50 + r).data(), w.data() + r * row_bytes, cols);
       }
       for (const std::vector<uint32_t>& rows :
-           {std::vector<uint32_t>{0, 3, 4, 5, 17, 30, 39}, many}) {
+           {std::vector<uint32_t>{0, 3, 4, 5, 17, 30, 39}, std::vector<uint32_t>{9},
+            std::vector<uint32_t>{2, 7, 8, 60}, many}) {
         const std::vector<float> a = Gaussian(rows.size(), 8);
         for (auto [first, n] : {std::pair<size_t, size_t>{0, cols},
                                 {32, 32 * 7},
@@ -100,6 +103,80 @@ TEST(AxpyTest, RowsEqualTheirTwin) {
           ExpectedRows(type, w.data(), row_bytes, offset, rows, a, ref.data(), n);
           for (size_t j = 0; j < n; ++j) ASSERT_EQ(y[j], ref[j]) << j;
         }
+      }
+    }
+  });
+}
+
+// Rows wider than one coefficient window of the grouped path (128 blocks):
+// 151 blocks, whole and from an offset into the second window.
+TEST(AxpyTest, WideRowsEqualTheirTwin) {
+  const size_t cols = 32 * 151, n_rows = 12;
+  std::vector<uint32_t> rows = {0, 2, 3, 5, 6, 7, 11};
+  ForEachTarget([&] {
+    for (DType type : {DType::kQ8_0, DType::kQ4_0}) {
+      const size_t row_bytes = RowBytes(type, cols);
+      std::vector<char> w(row_bytes * n_rows);
+      for (size_t r = 0; r < n_rows; ++r) {
+        QuantizeRow(type, Gaussian(cols, 80 + r).data(), w.data() + r * row_bytes, cols);
+      }
+      const std::vector<float> a = Gaussian(rows.size(), 81);
+      for (auto [first, n] : {std::pair<size_t, size_t>{0, cols}, {32 * 130, 32 * 21}}) {
+        SCOPED_TRACE(::testing::Message() << DTypeName(type) << " first=" << first << " n=" << n);
+        const std::vector<float> y0 = Gaussian(n, 82);
+        std::vector<float> y = y0, ref = y0;
+        const size_t offset = RowBytes(type, first);
+        AxpyRows(type, w.data(), row_bytes, offset, rows.data(), a.data(), rows.size(), y.data(), n);
+        ExpectedRows(type, w.data(), row_bytes, offset, rows, a, ref.data(), n);
+        for (size_t j = 0; j < n; ++j) ASSERT_EQ(y[j], ref[j]) << j;
+      }
+    }
+  });
+}
+
+// The grouped path is the one AVX3_DL (AVX-512 with VNNI and VBMI) takes,
+// and only there, and only for Q4_0.
+TEST(AxpyTest, GroupedOnAvx3DlOnly) {
+  ForEachTarget([] {
+    const bool dl = (hwy::SupportedTargets() & HWY_AVX3_DL) != 0;
+    EXPECT_EQ(AxpyRowsGrouped(DType::kQ4_0), dl);
+    EXPECT_FALSE(AxpyRowsGrouped(DType::kQ8_0));
+    EXPECT_FALSE(AxpyRowsGrouped(DType::kF32));
+  });
+}
+
+// Grouped: coefficients too small for 127 / m leave y as it was (no
+// overflow, no undefined conversion); a NaN or infinite one turns the
+// group's elements NaN, as the float path would. SIMD and twin alike.
+TEST(AxpyTest, GroupedTinyAndNonFiniteCoefficients) {
+  const size_t cols = 32 * 17, row_bytes = RowBytes(DType::kQ4_0, cols);
+  std::vector<char> w(row_bytes * 8);
+  for (size_t r = 0; r < 8; ++r) {
+    QuantizeRow(DType::kQ4_0, Gaussian(cols, 95 + r).data(), w.data() + r * row_bytes, cols);
+  }
+  const std::vector<uint32_t> rows = {1, 2, 4, 6, 7};  // groups of 4 and 1
+  const std::vector<float> y0 = Gaussian(cols, 96);
+  auto run = [&](const std::vector<float>& a, bool simd) {
+    std::vector<float> y = y0;
+    if (simd) {
+      AxpyRows(DType::kQ4_0, w.data(), row_bytes, 0, rows.data(), a.data(), rows.size(), y.data(),
+               cols);
+    } else {
+      scalar::AxpyRowsGroupedQ4_0(w.data(), row_bytes, 0, rows.data(), a.data(), rows.size(),
+                                  y.data(), cols);
+    }
+    return y;
+  };
+  ForEachTarget([&] {
+    for (bool simd : {false, true}) {
+      if (simd && !AxpyRowsGrouped(DType::kQ4_0)) continue;
+      SCOPED_TRACE(simd ? "simd" : "twin");
+      EXPECT_EQ(run({1e-38f, -2e-38f, 3e-38f, 1e-39f, 0.0f}, simd), y0);
+      const float nan = std::numeric_limits<float>::quiet_NaN();
+      const float inf = std::numeric_limits<float>::infinity();
+      for (float bad : {nan, inf}) {
+        const std::vector<float> y = run({0.5f, bad, -1.0f, 2.0f, 0.25f}, simd);
+        for (size_t j = 0; j < cols; ++j) ASSERT_TRUE(std::isnan(y[j])) << j;
       }
     }
   });

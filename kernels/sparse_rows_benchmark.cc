@@ -33,7 +33,7 @@ struct Rows {
 };
 
 // `count` copies of one quantized [kRows, kCols] matrix and, per copy, a
-// random half of its rows in increasing order.
+// random `percent` of its rows in increasing order.
 absl::StatusOr<Rows> MakeRows(DType type, bool cold, int percent = 50) {
   Rows r;
   const size_t rb = RowBytes(type, kCols);
@@ -53,11 +53,11 @@ absl::StatusOr<Rows> MakeRows(DType type, bool cold, int percent = 50) {
   for (size_t i = 0; i < r.count; ++i) {
     std::copy(one.begin(), one.end(), r.arena->data() + i * r.matrix_bytes);
   }
-  std::bernoulli_distribution half(percent / 100.0);
+  std::bernoulli_distribution pick(percent / 100.0);
   for (size_t i = 0; i < std::min<size_t>(r.count, 64); ++i) {
     std::vector<uint32_t> rows;
     for (uint32_t f = 0; f < kRows; ++f) {
-      if (half(rng)) rows.push_back(f);
+      if (pick(rng)) rows.push_back(f);
     }
     r.active.push_back(std::move(rows));
   }

@@ -13,7 +13,7 @@ if (!modelPath) {
   process.exit(2);
 }
 const threads = Number(threadsArg ?? 2), pp = Number(ppArg ?? 128);
-const tg = Number(tgArg ?? 128), reps = Number(repsArg ?? 3);
+const tg = Number(tgArg ?? 128), reps = Math.max(1, Number(repsArg ?? 3));
 // The CPU variant ggml loaded (libggml-cpu-<variant>.so), from its log.
 let variant = "?";
 const llama = await getLlama({
