@@ -321,7 +321,8 @@ void Coefficients(const char* const* r, const float* a, size_t nb, GroupCoefs* o
     const __m512i corr = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(sum, 3));
     _mm512_store_si512(out->corr + b, corr);
     const __m512 scale = _mm512_mul_ps(m, _mm512_set1_ps(1.0f / 127.0f));
-    _mm512_store_ps(out->scale + b, _mm512_mask_mov_ps(scale, bad, _mm512_set1_ps(std::numeric_limits<float>::quiet_NaN())));
+    const __m512 nan = _mm512_set1_ps(std::numeric_limits<float>::quiet_NaN());
+    _mm512_store_ps(out->scale + b, _mm512_mask_mov_ps(scale, bad, nan));
   }
 }
 
@@ -388,9 +389,9 @@ void TileGroups(const char* const* rows, size_t n_groups, const GroupCoefs* coef
 // prefetches its columns of the next chunk into L2. Coefficients are
 // computed per chunk for a window of up to kWindowBlocks blocks: the whole
 // row at 4b and 21b widths (48 and 80 blocks); wider rows are read in one
-// pass per window, the next window's first chunk not prefetched. kernels_sparse_rows_benchmark, 4b shape, half
-// the rows, one thread (session 14, against FloatRows): L2-hot 27 -> 17 us,
-// from DRAM 33 -> 24 us. (Q8_0 the same way: hot 25 -> 20 us, but from
+// pass per window, the next window's first chunk not prefetched.
+// kernels_sparse_rows_benchmark, 4b shape, half the rows, one thread
+// (session 14, against FloatRows): L2-hot 27 -> 17 us, from DRAM 33 -> 24. (Q8_0 the same way: hot 25 -> 20 us, but from
 // DRAM no faster, 40-44 against 38-40 us, so Q8_0 keeps FloatRows and its
 // exact products. Computing each tile's coefficients as it goes, from the
 // lines it reads anyway, was slower: 21 us hot, 28 from DRAM.)

@@ -126,7 +126,8 @@ TEST(AxpyTest, WideRowsEqualTheirTwin) {
         const std::vector<float> y0 = Gaussian(n, 82);
         std::vector<float> y = y0, ref = y0;
         const size_t offset = RowBytes(type, first);
-        AxpyRows(type, w.data(), row_bytes, offset, rows.data(), a.data(), rows.size(), y.data(), n);
+        AxpyRows(type, w.data(), row_bytes, offset, rows.data(), a.data(), rows.size(), y.data(),
+                 n);
         ExpectedRows(type, w.data(), row_bytes, offset, rows, a, ref.data(), n);
         for (size_t j = 0; j < n; ++j) ASSERT_EQ(y[j], ref[j]) << j;
       }
