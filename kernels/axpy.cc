@@ -393,8 +393,9 @@ void TileGroups(const char* const* rows, size_t n_groups, const GroupCoefs* coef
 // kernels_sparse_rows_benchmark, 4b shape, half the rows, one thread
 // (session 14, against FloatRows): L2-hot 27 -> 17 us, from DRAM 33 -> 24.
 // (Q8_0 the same way: hot 25 -> 20 us, but from DRAM no faster, 40-44
-// against 38-40 us, so Q8_0 keeps FloatRows and its exact products. Computing each tile's coefficients as it goes, from the
-// lines it reads anyway, was slower: 21 us hot, 28 from DRAM.)
+// against 38-40 us, so Q8_0 keeps FloatRows and its exact products.
+// Computing each tile's coefficients as it goes, from the lines it reads
+// anyway, was slower: 21 us hot, 28 from DRAM.)
 constexpr size_t kGroupsPerChunk = 4;
 
 void GroupedRowsQ4_0(const char* w, size_t row_bytes, const uint32_t* rows, const float* a,
