@@ -163,6 +163,8 @@ void SparsePhases::Run(const std::vector<ExpertMatrices>& experts,
     const size_t offset = RowBytes(m.down.type, c0);
     // Each token's rows of every slice, gathered into one list so that one
     // AxpyRows call streams them all (its row prefetch runs across slices).
+    // It is also ExpertFfn's list (every z != 0 row, increasing): the
+    // grouped Q4_0 AxpyRows groups the rows of the list it is given.
     thread_local std::vector<uint32_t> rows;
     thread_local std::vector<float> coef;
     rows.resize(d_expert);

@@ -15,7 +15,7 @@
 // Numbers are ExpertFfn's (down_transposed), bit for bit: every up row is
 // one DotRow whatever run or thread computes it, relu and z are elementwise,
 // and AxpyRows gives the same result for any split of the columns in whole
-// blocks (tested in sparse_phases_test.cc).
+// blocks given the same row list (tested in sparse_phases_test.cc).
 #pragma once
 
 #include <cstddef>
