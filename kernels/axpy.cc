@@ -13,8 +13,8 @@
 // with quantized coefficients, as scalar::AxpyRowsGroupedQ4_0.
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "kernels/axpy.cc"
-#include "kernels/axpy.h"
-#include "kernels/avx512_vnni.h"
+#include "hwy/foreach_target.h"  // IWYU pragma: keep
+#include "hwy/highway.h"
 
 #include <algorithm>
 #include <array>
@@ -22,8 +22,8 @@
 #include <cstring>
 #include <limits>
 
-#include "hwy/foreach_target.h"  // IWYU pragma: keep
-#include "hwy/highway.h"
+#include "kernels/avx512_vnni.h"
+#include "kernels/axpy.h"
 #include "kernels/fp16.h"
 #include "kernels/quant.h"
 
@@ -224,17 +224,10 @@ void FloatRows(const char* w, size_t row_bytes, const uint32_t* rows, const floa
     const char* wt = w + b * kBlockBytes;
     float* yt = y + b * kQK;
     switch (nb - b) {
-      case 3:
-        TileRows<kType, 3>(wt, row_bytes, r, ak, kn, yt, ahead, n_ahead);
-        break;
-      case 2:
-        TileRows<kType, 2>(wt, row_bytes, r, ak, kn, yt, ahead, n_ahead);
-        break;
-      case 1:
-        TileRows<kType, 1>(wt, row_bytes, r, ak, kn, yt, ahead, n_ahead);
-        break;
-      default:
-        break;
+      case 3: TileRows<kType, 3>(wt, row_bytes, r, ak, kn, yt, ahead, n_ahead); break;
+      case 2: TileRows<kType, 2>(wt, row_bytes, r, ak, kn, yt, ahead, n_ahead); break;
+      case 1: TileRows<kType, 1>(wt, row_bytes, r, ak, kn, yt, ahead, n_ahead); break;
+      default: break;
     }
   }
 }
@@ -433,17 +426,10 @@ void GroupedRowsQ4_0(const char* w, size_t row_bytes, const uint32_t* rows, cons
         b += 4;
       }
       switch (nb - b) {
-        case 3:
-          TileGroups<3>(ptr, gn, coefs, b, yw + b * kQK, ahead, next);
-          break;
-        case 2:
-          TileGroups<2>(ptr, gn, coefs, b, yw + b * kQK, ahead, next);
-          break;
-        case 1:
-          TileGroups<1>(ptr, gn, coefs, b, yw + b * kQK, ahead, next);
-          break;
-        default:
-          break;
+        case 3: TileGroups<3>(ptr, gn, coefs, b, yw + b * kQK, ahead, next); break;
+        case 2: TileGroups<2>(ptr, gn, coefs, b, yw + b * kQK, ahead, next); break;
+        case 1: TileGroups<1>(ptr, gn, coefs, b, yw + b * kQK, ahead, next); break;
+        default: break;
       }
     }
   }
@@ -476,16 +462,11 @@ void AxpyRowsT(DType type, const void* w, size_t row_bytes, size_t offset, const
 void AxpyRowT(DType type, const void* w_row, float a, float* y, size_t n) {
   const char* w = static_cast<const char*>(w_row);
   switch (type) {
-    case DType::kF32:
-      return AxpyF32(w, a, y, n);
-    case DType::kF16:
-      return Axpy16<hwy::float16_t, F16ToF32>(w, a, y, n);
-    case DType::kBF16:
-      return Axpy16<hwy::bfloat16_t, BF16ToF32>(w, a, y, n);
-    case DType::kQ8_0:
-      return AxpyQ8_0(w, a, y, n);
-    case DType::kQ4_0:
-      return AxpyQ4_0(w, a, y, n);
+    case DType::kF32: return AxpyF32(w, a, y, n);
+    case DType::kF16: return Axpy16<hwy::float16_t, F16ToF32>(w, a, y, n);
+    case DType::kBF16: return Axpy16<hwy::bfloat16_t, BF16ToF32>(w, a, y, n);
+    case DType::kQ8_0: return AxpyQ8_0(w, a, y, n);
+    case DType::kQ4_0: return AxpyQ4_0(w, a, y, n);
   }
 }
 

@@ -35,8 +35,9 @@ void AxpyRowsGroupedQ4_0(const void* w, size_t row_bytes, size_t offset, const u
       const bool usable = !bad && m >= kGroupedMinMax;
       const float inv = usable ? 127.0f / m : 0.0f;
       int q[4];
-      for (size_t k = 0; k < 4; ++k)
+      for (size_t k = 0; k < 4; ++k) {
         q[k] = usable ? static_cast<int>(std::nearbyint(c[k] * inv)) : 0;
+      }
       const float scale = bad ? std::numeric_limits<float>::quiet_NaN() : m * (1.0f / 127.0f);
       for (size_t e = 0; e < kQK; ++e) {
         int32_t sum = 0;

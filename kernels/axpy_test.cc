@@ -69,6 +69,19 @@ void ExpectedRows(DType type, const char* w, size_t row_bytes, size_t offset,
   }
 }
 
+// AxpyRows over columns [first, first + n) of the listed rows, added to a
+// random y, equals ExpectedRows bit for bit.
+void ExpectRowsEqualTwin(DType type, const char* w, size_t row_bytes, size_t first,
+                         const std::vector<uint32_t>& rows, const std::vector<float>& a, size_t n,
+                         uint32_t seed) {
+  const std::vector<float> y0 = Gaussian(n, seed);
+  std::vector<float> y = y0, ref = y0;
+  const size_t offset = RowBytes(type, first);
+  AxpyRows(type, w, row_bytes, offset, rows.data(), a.data(), rows.size(), y.data(), n);
+  ExpectedRows(type, w, row_bytes, offset, rows, a, ref.data(), n);
+  for (size_t j = 0; j < n; ++j) ASSERT_EQ(y[j], ref[j]) << j;
+}
+
 // AxpyRows == its twin, bit for bit, for every type, tile
 // remainder (1-3 blocks), a column offset into the rows (and no columns at
 // all), and a few rows or more than one of the AVX-512 kernel's row chunks
@@ -95,13 +108,7 @@ TEST(AxpyTest, RowsEqualTheirTwin) {
                                 {64, 0}}) {
           SCOPED_TRACE(::testing::Message() << DTypeName(type) << " rows=" << rows.size()
                                             << " first=" << first << " n=" << n);
-          const std::vector<float> y0 = Gaussian(n, 9);
-          std::vector<float> y = y0, ref = y0;
-          const size_t offset = RowBytes(type, first);
-          AxpyRows(type, w.data(), row_bytes, offset, rows.data(), a.data(), rows.size(), y.data(),
-                   n);
-          ExpectedRows(type, w.data(), row_bytes, offset, rows, a, ref.data(), n);
-          for (size_t j = 0; j < n; ++j) ASSERT_EQ(y[j], ref[j]) << j;
+          ExpectRowsEqualTwin(type, w.data(), row_bytes, first, rows, a, n, 9);
         }
       }
     }
@@ -123,13 +130,7 @@ TEST(AxpyTest, WideRowsEqualTheirTwin) {
       const std::vector<float> a = Gaussian(rows.size(), 81);
       for (auto [first, n] : {std::pair<size_t, size_t>{0, cols}, {32 * 130, 32 * 21}}) {
         SCOPED_TRACE(::testing::Message() << DTypeName(type) << " first=" << first << " n=" << n);
-        const std::vector<float> y0 = Gaussian(n, 82);
-        std::vector<float> y = y0, ref = y0;
-        const size_t offset = RowBytes(type, first);
-        AxpyRows(type, w.data(), row_bytes, offset, rows.data(), a.data(), rows.size(), y.data(),
-                 n);
-        ExpectedRows(type, w.data(), row_bytes, offset, rows, a, ref.data(), n);
-        for (size_t j = 0; j < n; ++j) ASSERT_EQ(y[j], ref[j]) << j;
+        ExpectRowsEqualTwin(type, w.data(), row_bytes, first, rows, a, n, 82);
       }
     }
   });
