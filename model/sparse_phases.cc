@@ -25,6 +25,18 @@ constexpr size_t kDownTileCols = 256;
 // Vectors per DotRowsMulti call (MatMul's kVecChunk).
 constexpr size_t kVecChunk = 8;
 
+// The indices and values of v's non-zero entries among [0, n), increasing
+// (branch-free: about half are non-zero, at random); returns how many.
+size_t NonZeros(const float* v, size_t n, uint32_t* idx, float* val) {
+  size_t count = 0;
+  for (size_t f = 0; f < n; ++f) {
+    idx[count] = static_cast<uint32_t>(f);
+    val[count] = v[f];
+    count += v[f] != 0.0f;
+  }
+  return count;
+}
+
 }  // namespace
 
 bool SparsePhases::Supports(const ExpertMatrices& m) {
@@ -38,13 +50,11 @@ bool SparsePhases::Supports(const ExpertMatrices& m) {
 
 uint64_t SparsePhases::ScratchBytes(size_t max_tokens, size_t top_k, size_t n_experts,
                                     size_t d_model, size_t d_expert) {
-  const size_t up_items = (d_expert + kGateUpRows - 1) / kGateUpRows;
-  // Per slot: x [d_model], g, u, nz_coef (float) and nz_rows (uint32)
-  // [d_expert], nz_count [up_items] (each grown to exactly its size), and
-  // x's Q8_0 blocks with their float scales and int sums (Activations'
-  // buffers, which may round up to twice what they hold).
-  const uint64_t per_slot = uint64_t{4} * (d_model + 4 * d_expert + up_items) +
-                            2 * (d_model / kQK) * (sizeof(BlockQ8_0) + 8);
+  // Per slot: x [d_model], g and u [d_expert] (each grown to exactly its
+  // size), and x's Q8_0 blocks with their float scales and int sums
+  // (Activations' buffers, which may round up to twice what they hold).
+  const uint64_t per_slot =
+      uint64_t{4} * (d_model + 2 * d_expert) + 2 * (d_model / kQK) * (sizeof(BlockQ8_0) + 8);
   return uint64_t{max_tokens} * top_k * per_slot + uint64_t{n_experts} * sizeof(Expert);
 }
 
@@ -60,9 +70,6 @@ void SparsePhases::Run(const std::vector<ExpertMatrices>& experts,
   ResizeScratch(x_, total * d_model);
   ResizeScratch(g_, total * d_expert);
   ResizeScratch(u_, total * d_expert);
-  ResizeScratch(nz_rows_, total * d_expert);
-  ResizeScratch(nz_coef_, total * d_expert);
-  ResizeScratch(nz_count_, total * up_items);
   experts_.resize(experts.size());
   size_t at = 0;  // first slot of expert k in the flat buffers
   for (size_t k = 0; k < experts.size(); ++k) {
@@ -72,9 +79,6 @@ void SparsePhases::Run(const std::vector<ExpertMatrices>& experts,
     ex.x = x_.data() + at * d_model;
     ex.g = g_.data() + at * d_expert;
     ex.u = u_.data() + at * d_expert;
-    ex.nz_rows = nz_rows_.data() + at * d_expert;
-    ex.nz_coef = nz_coef_.data() + at * d_expert;
-    ex.nz_count = nz_count_.data() + at * up_items;
     ex.v0 = at;
     at += ex.n;
     GatherSlotRows(h, sl, top_k, d_model, ex.x);
@@ -125,23 +129,13 @@ void SparsePhases::Run(const std::vector<ExpertMatrices>& experts,
       DotRowsIndexed(m.up.type, m.up.data, m.up.row_bytes(), rows, n_rows, vecs + i,
                      std::min(kVecChunk, n - i), ex.u + i * d_expert, d_expert);
     }
-    // z = relu(g) * u as ExpertFfn computes it, and each token's rows with
-    // z != 0 (the down^T rows phase 2 adds) for this slice, in increasing f.
-    const size_t slice = r0 / kGateUpRows;
+    // z = relu(g) * u as ExpertFfn computes it, in place of g (phase 2
+    // lists each token's rows with z != 0 from it). Rows outside `rows`
+    // have g <= 0 for every token, so their stale u is never used.
     for (size_t i = 0; i < n; ++i) {
       float* g = ex.g + i * d_expert;
       const float* u = ex.u + i * d_expert;
-      uint32_t* nz_rows = ex.nz_rows + i * d_expert + r0;
-      float* nz_coef = ex.nz_coef + i * d_expert + r0;
-      uint32_t count = 0;
-      for (size_t f = r0; f < r1; ++f) {
-        const float z = g[f] > 0.0f ? g[f] * u[f] : 0.0f;
-        g[f] = z;
-        nz_rows[count] = static_cast<uint32_t>(f);
-        nz_coef[count] = z;
-        count += z != 0.0f;
-      }
-      ex.nz_count[i * up_items + slice] = count;
+      for (size_t f = r0; f < r1; ++f) g[f] = g[f] > 0.0f ? g[f] * u[f] : 0.0f;
     }
     active.fetch_add(on, std::memory_order_relaxed);
   });
@@ -161,23 +155,16 @@ void SparsePhases::Run(const std::vector<ExpertMatrices>& experts,
     const size_t c0 = (item % down_items) * down_cols;
     const size_t c1 = std::min(d_model, c0 + down_cols);
     const size_t offset = RowBytes(m.down.type, c0);
-    // Each token's rows of every slice, gathered into one list so that one
-    // AxpyRows call streams them all (its row prefetch runs across slices).
-    // It is also ExpertFfn's list (every z != 0 row, increasing): the
-    // grouped Q4_0 AxpyRows groups the rows of the list it is given.
+    // Each token's rows with z != 0, increasing, in one list so that one
+    // AxpyRows call streams them all (its row prefetch runs across phase
+    // 1's slices). It is also ExpertFfn's list: the grouped Q4_0 AxpyRows
+    // groups the rows of the list it is given.
     thread_local std::vector<uint32_t> rows;
     thread_local std::vector<float> coef;
     rows.resize(d_expert);
     coef.resize(d_expert);
     for (size_t i = 0; i < sl.size(); ++i) {
-      size_t count = 0;
-      for (size_t s = 0; s < up_items; ++s) {
-        const uint32_t c = ex.nz_count[i * up_items + s];
-        const size_t from = i * d_expert + s * kGateUpRows;
-        std::copy_n(ex.nz_rows + from, c, rows.data() + count);
-        std::copy_n(ex.nz_coef + from, c, coef.data() + count);
-        count += c;
-      }
+      const size_t count = NonZeros(ex.g + i * d_expert, d_expert, rows.data(), coef.data());
       float* y = slot_out + static_cast<size_t>(sl[i]) * d_model + c0;
       std::fill(y, y + (c1 - c0), 0.0f);
       AxpyRows(m.down.type, m.down.data, m.down.row_bytes(), offset, rows.data(), coef.data(),

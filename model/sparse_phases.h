@@ -60,16 +60,10 @@ class SparsePhases {
     float* x = nullptr;         // [n, d_model] the tokens' rows (f32 view of xq)
     float* g = nullptr;         // [n, d_expert]; becomes z
     float* u = nullptr;         // [n, d_expert]
-    // Per token and phase-1 slice: the rows with z != 0 and their z (at
-    // token * d_expert + first row of the slice), and how many.
-    uint32_t* nz_rows = nullptr;   // [n, d_expert]
-    float* nz_coef = nullptr;      // [n, d_expert]
-    uint32_t* nz_count = nullptr;  // [n, slices]
-    size_t v0 = 0;                 // its first vector in xq_
+    size_t v0 = 0;              // its first vector in xq_
   };
 
-  std::vector<float> x_, g_, u_, nz_coef_;
-  std::vector<uint32_t> nz_rows_, nz_count_;
+  std::vector<float> x_, g_, u_;
   Activations xq_;  // x_ and its Q8_0 blocks, every slot of the call
   std::vector<Expert> experts_;
 };
