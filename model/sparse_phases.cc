@@ -50,42 +50,62 @@ bool SparsePhases::Supports(const ExpertMatrices& m) {
 
 uint64_t SparsePhases::ScratchBytes(size_t max_tokens, size_t top_k, size_t n_experts,
                                     size_t d_model, size_t d_expert) {
-  // Per slot: x [d_model], g and u [d_expert] (each grown to exactly its
-  // size), and x's Q8_0 blocks with their float scales and int sums
+  // Q8_0 blocks of one vector with their float scales and int sums
   // (Activations' buffers, which may round up to twice what they hold).
-  const uint64_t per_slot =
-      uint64_t{4} * (d_model + 2 * d_expert) + 2 * (d_model / kQK) * (sizeof(BlockQ8_0) + 8);
-  return uint64_t{max_tokens} * top_k * per_slot + uint64_t{n_experts} * sizeof(Expert);
+  const uint64_t q8_vec = 2 * (d_model / kQK) * (sizeof(BlockQ8_0) + 8);
+  // Per slot: g and u [d_expert] (each grown to exactly its size) and its
+  // vector; per token: its row of h, its vector and its row index.
+  const uint64_t per_slot = uint64_t{4} * 2 * d_expert + q8_vec;
+  const uint64_t per_token = uint64_t{4} * d_model + q8_vec + 2 * sizeof(int);
+  return uint64_t{max_tokens} * (top_k * per_slot + per_token) +
+         uint64_t{n_experts} * sizeof(Expert);
 }
 
 void SparsePhases::Run(const std::vector<ExpertMatrices>& experts,
                        const std::vector<const std::vector<int>*>& slots, int top_k,
-                       const float* h, int /*n_tokens*/, float* slot_out, ThreadPool* pool,
+                       const float* h, int n_tokens, float* slot_out, ThreadPool* pool,
                        FfnSparsity* sparsity) {
   if (experts.empty()) return;
   const size_t d_model = experts[0].gate.cols, d_expert = experts[0].gate.rows;
   const size_t up_items = (d_expert + kGateUpRows - 1) / kGateUpRows;
   size_t total = 0;
   for (const auto* sl : slots) total += sl->size();
-  ResizeScratch(x_, total * d_model);
   ResizeScratch(g_, total * d_expert);
   ResizeScratch(u_, total * d_expert);
+  // Each token the call uses quantized once (top_k slots share it; callers
+  // may pass one expert of a step at a time, so only the tokens it uses).
+  // Q8_0 quantizes each block alone: a copied vector equals quantizing the
+  // slot's row itself.
+  token_row_.assign(n_tokens, -1);
+  used_tokens_.clear();
+  for (const auto* sl : slots) {
+    for (int slot : *sl) {
+      int& row = token_row_[slot / top_k];
+      if (row < 0) {
+        row = static_cast<int>(used_tokens_.size());
+        used_tokens_.push_back(slot / top_k);
+      }
+    }
+  }
+  ResizeScratch(token_x_, used_tokens_.size() * d_model);
+  for (size_t r = 0; r < used_tokens_.size(); ++r) {
+    std::copy_n(h + static_cast<size_t>(used_tokens_[r]) * d_model, d_model,
+                token_x_.data() + r * d_model);
+  }
+  tokens_.Prepare(token_x_.data(), used_tokens_.size(), d_model, /*need_q8=*/true);
+  xq_.Allocate(/*x=*/nullptr, total, d_model);  // filled by CopyVec
   experts_.resize(experts.size());
   size_t at = 0;  // first slot of expert k in the flat buffers
   for (size_t k = 0; k < experts.size(); ++k) {
     const std::vector<int>& sl = *slots[k];
     Expert& ex = experts_[k];
     ex.n = sl.size();
-    ex.x = x_.data() + at * d_model;
     ex.g = g_.data() + at * d_expert;
     ex.u = u_.data() + at * d_expert;
     ex.v0 = at;
+    for (size_t i = 0; i < ex.n; ++i) xq_.CopyVec(at + i, tokens_, token_row_[sl[i] / top_k]);
     at += ex.n;
-    GatherSlotRows(h, sl, top_k, d_model, ex.x);
   }
-  // Q8_0 quantizes each block alone: the same blocks as quantizing each
-  // token once (callers often pass one expert at a time).
-  xq_.Prepare(x_.data(), total, d_model, /*need_q8=*/true);
 
   // Phase 1: gate rows, up rows active for some token, z = relu(g) * u.
   std::atomic<uint64_t> active{0};
@@ -122,7 +142,9 @@ void SparsePhases::Run(const std::vector<ExpertMatrices>& experts,
       vecs_big.resize(n);
       vecs = vecs_big.data();
     }
-    for (size_t i = 0; i < n; ++i) vecs[i] = xq_.vec(ex.v0 + i);
+    // Q8_0 only (xq_ has no f32 rows; the types SparsePhases supports are
+    // block-quantized).
+    for (size_t i = 0; i < n; ++i) vecs[i] = VecRef{nullptr, xq_.q8(ex.v0 + i), d_model};
     // At most kVecChunk vectors per call, as MatMul does: their prepared
     // blocks stay in L1/L2 while the rows pass over them.
     for (size_t i = 0; i < n; i += kVecChunk) {

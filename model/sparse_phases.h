@@ -57,14 +57,18 @@ class SparsePhases {
   // expert position's largest).
   struct Expert {
     size_t n = 0;
-    float* x = nullptr;         // [n, d_model] the tokens' rows (f32 view of xq)
-    float* g = nullptr;         // [n, d_expert]; becomes z
-    float* u = nullptr;         // [n, d_expert]
-    size_t v0 = 0;              // its first vector in xq_
+    float* g = nullptr;  // [n, d_expert]; becomes z
+    float* u = nullptr;  // [n, d_expert]
+    size_t v0 = 0;       // its first vector in xq_
   };
 
-  std::vector<float> x_, g_, u_;
-  Activations xq_;  // x_ and its Q8_0 blocks, every slot of the call
+  // The call's distinct tokens (their rows of h, in first use order), each
+  // quantized once; every slot's vector in xq_ is a copy of its token's.
+  std::vector<int> token_row_;  // [n_tokens] row in tokens_, or -1
+  std::vector<int> used_tokens_;
+  std::vector<float> token_x_, g_, u_;
+  Activations tokens_;
+  Activations xq_;  // Q8_0 only (no f32 view): one vector per slot of the call
   std::vector<Expert> experts_;
 };
 
