@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <atomic>
 
+#include "glog/logging.h"
 #include "kernels/axpy.h"
 #include "kernels/dot.h"
 #include "kernels/packed_matrix.h"
@@ -78,8 +79,10 @@ void SparsePhases::Run(const std::vector<ExpertMatrices>& experts,
   // slot's row itself.
   token_row_.assign(n_tokens, -1);
   used_tokens_.clear();
+  used_tokens_.reserve(n_tokens);  // what ScratchBytes counts
   for (const auto* sl : slots) {
     for (int slot : *sl) {
+      DCHECK_LT(slot / top_k, n_tokens);
       int& row = token_row_[slot / top_k];
       if (row < 0) {
         row = static_cast<int>(used_tokens_.size());

@@ -54,7 +54,9 @@ TEST_P(SparsePhasesTest, EqualsExpertFfnBitForBit) {
 
   ThreadPool pool2(2), pool3(3);
   SparsePhases phases;  // reused across calls, as the executors do
-  for (int n_tokens : {1, 2, 7, 11}) {  // 11: more than one DotRowsMulti chunk
+  // 11: more than one DotRowsMulti chunk; 3 after it: scratch grown by a
+  // larger call is reused.
+  for (int n_tokens : {1, 2, 7, 11, 3}) {
     SCOPED_TRACE(n_tokens);
     const std::vector<float> h = st::testing::Gaussian(n_tokens * dm, 9 + n_tokens);
     // Slots: token t, choice j -> expert (t + j * (1 + t % 2)) % n_experts.
