@@ -95,10 +95,11 @@ struct Layer {
 struct World {
   std::vector<Layer> layers;
   ThreadPool pool{2};
-  std::vector<uint64_t> flush = std::vector<uint64_t>((64u << 20) / sizeof(uint64_t), 1);
+  std::vector<uint64_t> flush;  // 64 MiB, made by the first Flush (cold variants only)
   // Reads all of `flush` on the pool (evicting the caches); returns a sum
   // so the reads are not optimized away.
   uint64_t Flush() {
+    if (flush.empty()) flush.assign((64u << 20) / sizeof(uint64_t), 1);
     std::atomic<uint64_t> sum{0};
     pool.ParallelFor(flush.size(), [&](size_t b, size_t e) {
       uint64_t s = 0;
