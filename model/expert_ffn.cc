@@ -70,6 +70,8 @@ void ExpertFfn(const ExpertMatrices& m, const float* x, int n, float* y, ThreadP
 
   uint64_t n_active = 0;
   for (size_t i = 0; i < g.size(); ++i) n_active += g[i] > 0.0f;
+  const uint64_t all_rows = static_cast<uint64_t>(n) * d_expert;
+  uint64_t up_read = all_rows;  // rows of up read, per token
   if (m.up.packed != nullptr) {
     // Packed up (experts from a GGUF mapping): every row through the packed
     // kernels, which beat skipping rows in the row layout except when the
@@ -80,6 +82,7 @@ void ExpertFfn(const ExpertMatrices& m, const float* x, int n, float* y, ThreadP
       if (g[f] > 0.0f) active.push_back(static_cast<uint32_t>(f));
     }
     SparseUp(m.up, act.vec(0), g.data(), u.data(), pool, active);
+    up_read = n_active;
   } else {
     // Several tokens: up rows active for any of them, each read once for all
     // (multi-vector kernels, bit-identical to one vector at a time); when
@@ -96,13 +99,16 @@ void ExpertFfn(const ExpertMatrices& m, const float* x, int n, float* y, ThreadP
     }
     if (sparse && active.size() * 10 < d_expert * 9) {
       SparseUpMulti(m.up, act, u.data(), d_expert, pool, active);
+      up_read = n_active;  // each token's own active rows (read once for all)
     } else {
       MatMul(m.up, act, u.data(), pool);
     }
   }
   if (sparsity != nullptr) {
     sparsity->active_rows += n_active;
-    sparsity->total_rows += static_cast<uint64_t>(n) * d_expert;
+    sparsity->total_rows += all_rows;
+    // A transposed down is read only at rows where z != 0, i.e. the active ones.
+    sparsity->read_rows += up_read + (m.down_transposed ? n_active : all_rows);
   }
   // z = relu(g) * u, exactly zero where the gate is not positive.
   ReluMulCount(g.data(), u.data(), g.size());

@@ -20,13 +20,27 @@ struct ExpertMatrices {
   bool down_transposed = false;
 };
 
-// Neuron activity counted by ExpertFfn: rows whose relu(gate) was > 0, out
-// of all (token, row) pairs.
+// Neuron activity counted by ExpertFfn and the phase executors: rows whose
+// relu(gate) was > 0, out of all (token, row) pairs; and the up and down
+// rows the computation read for those pairs: every row on paths that compute
+// them all (packed GGUF experts), only the active ones where inactive rows
+// are skipped (row-layout up, transposed down: the expert pack).
 struct FfnSparsity {
   uint64_t active_rows = 0;
   uint64_t total_rows = 0;
+  uint64_t read_rows = 0;  // up rows plus down rows read, at most 2 * total_rows
   double active_fraction() const {
     return total_rows ? static_cast<double>(active_rows) / total_rows : 0.0;
+  }
+  // The share of up and down bytes read: what the memory roofline counts.
+  double read_fraction() const {
+    return total_rows ? static_cast<double>(read_rows) / (2.0 * total_rows) : 1.0;
+  }
+  FfnSparsity& operator+=(const FfnSparsity& o) {
+    active_rows += o.active_rows;
+    total_rows += o.total_rows;
+    read_rows += o.read_rows;
+    return *this;
   }
 };
 

@@ -86,6 +86,16 @@ TEST_P(ExpertFfnTest, SparseEqualsDenseAndReference) {
     EXPECT_EQ(stats.total_rows, uint64_t(n) * de);
     EXPECT_GT(stats.active_fraction(), 0.3);
     EXPECT_LT(stats.active_fraction(), 0.7);
+    // Rows read: a transposed down only where active; up only where active
+    // for a single token (several: the union, or all once nearly all are).
+    const uint64_t down_read = transposed ? stats.active_rows : stats.total_rows;
+    if (n == 1) {
+      EXPECT_EQ(stats.read_rows, stats.active_rows + down_read);
+    } else if (n == 8) {
+      EXPECT_EQ(stats.read_rows, stats.total_rows + down_read);
+    }
+    EXPECT_GE(stats.read_rows, stats.active_rows + down_read);
+    EXPECT_LE(stats.read_rows, stats.total_rows + down_read);
     // Quantized weights also quantize activations (Q8_0): compare loosely.
     const double tol = IsBlockQuantized(type) ? 0.08 : 1e-4;
     for (int i = 0; i < n; ++i) {

@@ -122,6 +122,7 @@ void ExpertPhases::Run(const std::function<ExpertMatrices(int)>& matrices,
   if (sparsity != nullptr) {
     sparsity->active_rows += active.load();
     sparsity->total_rows += total * d_expert;
+    sparsity->read_rows += 2 * total * d_expert;  // packed up and down: every row
   }
 }
 

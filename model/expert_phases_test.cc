@@ -87,6 +87,8 @@ TEST_P(ExpertPhasesTest, SlotsEqualExpertFfn) {
           << "n_tokens " << n_tokens << (p ? " pool" : " no pool");
       EXPECT_EQ(sparsity.active_rows, want_sparsity.active_rows);
       EXPECT_EQ(sparsity.total_rows, want_sparsity.total_rows);
+      EXPECT_EQ(sparsity.read_rows, 2 * sparsity.total_rows) << "packed up and down: every row";
+      EXPECT_EQ(sparsity.read_fraction(), 1.0);
       // An expert worker's form: experts one by one, and each slot's row
       // named explicitly (here the rows are in reverse token order).
       std::vector<float> reversed(h.size());

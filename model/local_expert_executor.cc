@@ -91,8 +91,7 @@ absl::Status LocalExpertExecutor::Run(int layer, const Routes& routes, const flo
       FfnSparsity local;
       for (size_t i = begin; i < end; ++i) compute(used_[i], in, y, nullptr, &local);
       std::lock_guard<std::mutex> lock(mu);
-      sparsity_.active_rows += local.active_rows;
-      sparsity_.total_rows += local.total_rows;
+      sparsity_ += local;
     });
   } else {
     for (int e : used_) compute(e, gathered_, expert_out_, pool_, &sparsity_);

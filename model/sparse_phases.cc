@@ -200,6 +200,7 @@ void SparsePhases::Run(const std::vector<ExpertMatrices>& experts,
   if (sparsity != nullptr) {
     sparsity->active_rows += active.load();
     sparsity->total_rows += total * d_expert;
+    sparsity->read_rows += 2 * active.load();  // up and down^T rows where z != 0
   }
 }
 

@@ -91,6 +91,8 @@ TEST_P(SparsePhasesTest, EqualsExpertFfnBitForBit) {
       EXPECT_EQ(sp.total_rows, want_sp.total_rows);
       EXPECT_GT(sp.active_fraction(), 0.3);
       EXPECT_LT(sp.active_fraction(), 0.7);
+      EXPECT_EQ(sp.read_rows, 2 * sp.active_rows) << "up and down^T rows only where z != 0";
+      EXPECT_DOUBLE_EQ(sp.read_fraction(), sp.active_fraction());
     }
     // One expert per call, as the cached executor passes experts whose
     // reads land late: each call quantizes only the tokens it uses.

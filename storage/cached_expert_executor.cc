@@ -142,8 +142,7 @@ absl::Status CachedExpertExecutor::RunResidentInParallel(
       ScatterSlotRows(y.data(), slots, d, slot_out_.data());
     }
     std::lock_guard<std::mutex> lock(mu);
-    sparsity_.active_rows += local.active_rows;
-    sparsity_.total_rows += local.total_rows;
+    sparsity_ += local;
   });
   for (int e : order) cache_->Release(layer, e);
   return absl::OkStatus();

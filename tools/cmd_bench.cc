@@ -74,6 +74,7 @@ struct TestResult {
   double wall_seconds = 0;  // summed over repetitions
   nlohmann::json experts;   // cache / sparsity / RSS figures over the repetitions
   double active_fraction = 1.0;  // neurons active in ReGLU (1 = not measured)
+  double read_fraction = 1.0;    // up/down rows the expert path read (1 = every row)
 };
 
 // Where the expert executor's statistics live: the offload's cache executor
@@ -92,8 +93,12 @@ struct ExpertStatsView {
     const FfnSparsity* s = offload != nullptr ? &offload->executor().sparsity()
                            : local != nullptr ? &local->sparsity()
                                               : nullptr;
-    if (s != nullptr && s->total_rows > 0) r.active_fraction = s->active_fraction();
+    if (s != nullptr && s->total_rows > 0) {
+      r.active_fraction = s->active_fraction();
+      r.read_fraction = s->read_fraction();
+    }
     r.experts["active_neuron_fraction"] = r.active_fraction;
+    r.experts["up_down_rows_read_fraction"] = r.read_fraction;
   }
 };
 
@@ -216,7 +221,8 @@ void RegisterBench(CLI::App& app) {
       "(tgN: N decode steps) in tokens/s, mean +- sd over -r repetitions after a warm-up,\n"
       "and the fraction of the limit reached by decode, both measured in the same run:\n"
       "  memory roofline = read bandwidth / weight bytes touched per token (only the\n"
-      "                    up/down rows sparse ReGLU reads)\n"
+      "                    up/down rows the expert path reads: the active ones on\n"
+      "                    the pack's sparse path, all of them from the GGUF)\n"
       "  I/O roofline    = expert pack read bandwidth / bytes read from it per token\n"
       "                    (offloaded runs: --memory-budget)\n"
       "  limit           = the smaller of the two.\n"
@@ -311,13 +317,15 @@ void RegisterBench(CLI::App& app) {
     ExpertStatsView ev{.offload = *offload,
                        .local = dynamic_cast<LocalExpertExecutor*>(&m.experts())};
     const DecodeTraffic traffic = DecodeTrafficPerToken(c, m.weights());
-    // Bytes touched per token when a fraction `a` of expert neurons is active:
-    // gate rows always, up and down rows only where active.
+    // Bytes touched per token when the expert path reads a fraction `a` of
+    // the up and down rows: gate rows always; up and down rows only where
+    // active on the pack's sparse path, every row on the GGUF path (its
+    // packed kernels compute them all).
     auto touched = [&](double a) {
       return traffic.total() - traffic.experts + traffic.experts * (1.0 + 2.0 * a) / 3.0;
     };
     auto limits = [&](const TestResult& r) {
-      const double mem = bw.median_gbps * 1e9 / touched(r.active_fraction);
+      const double mem = bw.median_gbps * 1e9 / touched(r.read_fraction);
       const double missed = r.experts.value("bytes_read_per_token", 0.0);
       const double io = missed > 0 && ssd_gbps > 0 ? ssd_gbps * 1e9 / missed : 0.0;
       return std::tuple{mem, io, io > 0 ? std::min(mem, io) : mem};
@@ -410,8 +418,8 @@ void RegisterBench(CLI::App& app) {
     std::printf("kv cache: %s\n", std::string(DTypeName(kv_type)).c_str());
     for (const TestResult& r : results) {
       const auto [mem, io, limit] = limits(r);
-      std::printf("%-6s active neurons %.1f%% | memory roofline %.1f t/s%s | zones: %s\n",
-                  r.name.c_str(), 100 * r.active_fraction, mem,
+      std::printf("%-6s active neurons %.1f%%, up/down rows read %.1f%% | memory roofline %.1f t/s%s | zones: %s\n",
+                  r.name.c_str(), 100 * r.active_fraction, 100 * r.read_fraction, mem,
                   io > 0 ? absl::StrFormat(" | I/O roofline %.1f t/s", io).c_str() : "",
                   ZoneBreakdown(r).c_str());
     }
