@@ -17,7 +17,31 @@ using nlohmann::json;
 
 void SendError(httplib::Response& res, int status, std::string_view message) {
   res.status = status;
+  if (status == 429) res.set_header("Retry-After", "1");  // the SDKs honour it when retrying
   res.set_content(Dump(ErrorJson(status, message)), "application/json");
+}
+
+// The request body, read through a content receiver: the plain route would
+// have httplib parse a form-encoded body (what `curl -d` sends) and refuse
+// one over 8 KiB with 413, whatever set_payload_max_length says.
+absl::StatusOr<std::string> ReadBody(const httplib::Request& req, httplib::Response& res,
+                                     const httplib::ContentReader& reader) {
+  if (req.is_multipart_form_data()) {
+    return absl::InvalidArgumentError("request body must be JSON, not multipart/form-data");
+  }
+  std::string body;
+  bool too_large = false;
+  const bool ok = reader([&](const char* data, size_t n) {
+    if (body.size() + n > kMaxBodyBytes) {
+      too_large = true;
+      return false;
+    }
+    body.append(data, n);
+    return true;
+  });
+  if (too_large || res.status == 413) return absl::ResourceExhaustedError("request body too large");
+  if (!ok) return absl::InvalidArgumentError("cannot read the request body");
+  return body;
 }
 
 std::atomic<uint64_t> next_id{1};
@@ -123,7 +147,7 @@ absl::StatusOr<std::unique_ptr<HttpGateway>> HttpGateway::Start(ServeState& stat
   const int threads = std::max(4, options.threads);
   g->server_->new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
   g->server_->set_payload_max_length(kMaxBodyBytes);
-  g->Routes();
+  g->Routes(options.cors_origin);
   int port = options.port;
   if (port == 0) {
     port = g->server_->bind_to_any_port(options.host);
@@ -147,7 +171,7 @@ void HttpGateway::Stop() {
   if (thread_.joinable()) thread_.join();
 }
 
-void HttpGateway::Routes() {
+void HttpGateway::Routes(const std::string& cors_origin) {
   httplib::Server& svr = *server_;
   ServeState& state = state_;
 
@@ -161,23 +185,43 @@ void HttpGateway::Routes() {
   svr.set_exception_handler([](const httplib::Request&, httplib::Response& res,
                                std::exception_ptr) { SendError(res, 500, "internal error"); });
 
-  // Authorization for everything but /health and /metrics (like llama-server).
-  svr.set_pre_routing_handler([&state](const httplib::Request& req, httplib::Response& res) {
-    if (req.path != "/health" && req.path != "/metrics" &&
-        !Authorized(state, req.get_header_value("Authorization"))) {
+  // CORS (when enabled), then authorization for everything but the health
+  // and metrics endpoints (like llama-server): "Authorization: Bearer KEY",
+  // or "X-Api-Key: KEY".
+  svr.set_pre_routing_handler([&state, cors_origin](const httplib::Request& req,
+                                                    httplib::Response& res) {
+    if (!cors_origin.empty()) {
+      res.set_header("Access-Control-Allow-Origin", cors_origin);
+      if (cors_origin != "*") res.set_header("Vary", "Origin");
+      if (req.method == "OPTIONS") {  // a preflight: no credentials are sent with it
+        res.status = 204;
+        res.set_header("Access-Control-Allow-Methods", "GET, POST, OPTIONS");
+        const std::string asked = req.get_header_value("Access-Control-Request-Headers");
+        res.set_header("Access-Control-Allow-Headers",
+                       asked.empty() ? "Authorization, Content-Type" : asked);
+        res.set_header("Access-Control-Max-Age", "600");
+        return httplib::Server::HandlerResponse::Handled;
+      }
+    }
+    const bool open = req.path == "/health" || req.path == "/v1/health" || req.path == "/metrics";
+    const std::string key = req.get_header_value("X-Api-Key");
+    if (!open && !Authorized(state, req.get_header_value("Authorization")) &&
+        !(!key.empty() && Authorized(state, absl::StrCat("Bearer ", key)))) {
       SendError(res, 401, "missing or wrong API key (Authorization: Bearer KEY)");
       return httplib::Server::HandlerResponse::Handled;
     }
     return httplib::Server::HandlerResponse::Unhandled;
   });
 
-  svr.Get("/health", [&state](const httplib::Request&, httplib::Response& res) {
+  auto health = [&state](const httplib::Request&, httplib::Response& res) {
     if (state.engine.load() == nullptr) {
       SendError(res, 503, "Loading model");
       return;
     }
     res.set_content(R"({"status":"ok"})", "application/json");
-  });
+  };
+  svr.Get("/health", health);
+  svr.Get("/v1/health", health);
 
   svr.Get("/metrics", [&state](const httplib::Request&, httplib::Response& res) {
     Engine* engine = state.engine.load();
@@ -185,7 +229,7 @@ void HttpGateway::Routes() {
     res.set_content(MetricsText(engine->stats()), "text/plain; version=0.0.4");
   });
 
-  svr.Get("/v1/models", [&state](const httplib::Request&, httplib::Response& res) {
+  auto models = [&state](const httplib::Request&, httplib::Response& res) {
     if (state.engine.load() == nullptr) return SendError(res, 503, "Loading model");
     json model = {{"id", state.model_id},
                   {"object", "model"},
@@ -193,13 +237,21 @@ void HttpGateway::Routes() {
                   {"owned_by", "smallthinker"}};
     res.set_content(Dump({{"object", "list"}, {"data", json::array({model})}}),
                     "application/json");
-  });
+  };
+  svr.Get("/v1/models", models);
+  svr.Get("/models", models);  // for clients whose base URL lacks /v1
 
   auto complete = [&state](ApiKind kind) {
-    return [&state, kind](const httplib::Request& req, httplib::Response& res) {
+    return [&state, kind](const httplib::Request& req, httplib::Response& res,
+                          const httplib::ContentReader& reader) {
+      auto body = ReadBody(req, res, reader);
+      if (!body.ok()) {
+        const bool large = body.status().code() == absl::StatusCode::kResourceExhausted;
+        return SendError(res, large ? 413 : 400, std::string(body.status().message()));
+      }
       Engine* engine = state.engine.load();
       if (engine == nullptr) return SendError(res, 503, "Loading model");
-      auto parsed = ParseOpenAiRequest(kind, req.body, engine->model().tokenizer());
+      auto parsed = ParseOpenAiRequest(kind, *body, engine->model().tokenizer());
       if (!parsed.ok()) {
         return SendError(res, HttpStatusFor(parsed.status().code()), std::string(parsed.status().message()));
       }

@@ -22,6 +22,10 @@ struct HttpOptions {
   int port = 8080;  // 0 = pick a free port
   std::string tls_cert_file, tls_key_file;  // both set = HTTPS
   int threads = 16;  // connection handler threads
+  // Browser pages from this origin ("*" = any) may call the API: CORS
+  // preflights (OPTIONS) are answered before the API key check and every
+  // reply carries Access-Control-Allow-Origin. Empty = no CORS headers.
+  std::string cors_origin;
 };
 
 // Runs the server on its own thread until Stop() or destruction.
@@ -35,7 +39,7 @@ class HttpGateway {
 
  private:
   explicit HttpGateway(ServeState& state);
-  void Routes();
+  void Routes(const std::string& cors_origin);
 
   ServeState& state_;
   std::unique_ptr<httplib::Server> server_;

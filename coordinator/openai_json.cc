@@ -65,20 +65,43 @@ absl::Status Bool(const json& j, const char* field, bool* out) {
   return absl::OkStatus();
 }
 
-// A message content: a string, or an array of {"type": "text", "text": ...}.
+// A message content: a string, or an array of {"type": "text", "text": ...}
+// parts, joined by newlines (as llama.cpp joins them).
 absl::StatusOr<std::string> Content(const json& c, size_t index) {
   const std::string where = absl::StrCat("messages[", index, "].content");
   if (c.is_string()) return c.get<std::string>();
   if (!c.is_array()) return TypeError(where, "a string or an array of text parts");
   std::string text;
-  for (const json& part : c) {
+  for (size_t i = 0; i < c.size(); ++i) {
+    const json& part = c[i];
     if (!part.is_object() || part.value("type", json()) != "text" || !part.contains("text") ||
         !part["text"].is_string()) {
       return TypeError(where, "made of {\"type\": \"text\", \"text\": string} parts");
     }
+    if (i > 0) text += "\n";
     text += part["text"].get<std::string>();
   }
   return text;
+}
+
+// An assistant turn's tool calls as Qwen's chat template renders them after
+// the content: one <tool_call> block of {"name", "arguments"} per call.
+absl::Status AppendToolCalls(const json& calls, size_t index, std::string* text) {
+  const std::string where = absl::StrCat("messages[", index, "].tool_calls");
+  if (!calls.is_array()) return TypeError(where, "an array");
+  for (size_t k = 0; k < calls.size(); ++k) {
+    const json& call = calls[k];
+    const json& f = call.is_object() && call.contains("function") ? call["function"] : call;
+    if (!f.is_object() || !f.contains("name") || !f["name"].is_string()) {
+      return TypeError(where, "made of {\"function\": {\"name\": string, \"arguments\": ...}} calls");
+    }
+    const json args = f.value("arguments", json::object());
+    if (!text->empty()) *text += "\n";
+    absl::StrAppend(text, "<tool_call>\n{\"name\": \"", f["name"].get<std::string>(),
+                    "\", \"arguments\": ", args.is_string() ? args.get<std::string>() : Dump(args),
+                    "}\n</tool_call>");
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::vector<int32_t>> Prompt(const json& j, const Tokenizer& tok) {
@@ -115,18 +138,65 @@ absl::StatusOr<std::vector<int32_t>> Messages(const json& j, const Tokenizer& to
   for (size_t i = 0; i < it->size(); ++i) {
     const json& m = (*it)[i];
     if (!m.is_object()) return TypeError(absl::StrCat("messages[", i, "]"), "an object");
-    auto role = m.find("role");
-    if (role == m.end() || !role->is_string()) {
+    auto role_it = m.find("role");
+    if (role_it == m.end() || !role_it->is_string()) {
       return TypeError(absl::StrCat("messages[", i, "].role"), "a string");
     }
+    std::string role = role_it->get<std::string>();
+    if (role == "developer") role = "system";  // OpenAI's newer name for it
+    // An assistant turn may carry tool calls and no content (null).
     auto content = m.find("content");
-    if (content == m.end() || content->is_null()) {
+    auto calls = m.find("tool_calls");
+    const bool has_calls = role == "assistant" && calls != m.end() && !calls->is_null();
+    std::string text;
+    if (content != m.end() && !content->is_null()) {
+      ST_ASSIGN_OR_RETURN(text, Content(*content, i));
+    } else if (role != "assistant") {
       return absl::InvalidArgumentError(absl::StrCat("messages[", i, "] has no content"));
     }
-    ST_ASSIGN_OR_RETURN(std::string text, Content(*content, i));
-    messages.push_back({role->get<std::string>(), std::move(text)});
+    if (has_calls) ST_RETURN_IF_ERROR(AppendToolCalls(*calls, i, &text));
+    messages.push_back({std::move(role), std::move(text)});
   }
   return EncodeChat(tok, messages);
+}
+
+// OpenAI features this server does not implement: a clear error rather than
+// a reply that silently ignores them (as llama-server refuses echo, best_of
+// and suffix). Their neutral values pass.
+absl::Status RejectUnsupported(const json& j) {
+  auto set = [&](const char* field) {
+    auto it = j.find(field);
+    return it != j.end() && !it->is_null() ? &*it : nullptr;
+  };
+  auto unsupported = [](const std::string& what) {
+    return absl::InvalidArgumentError(absl::StrCat(what, " is not supported by this server"));
+  };
+  for (const char* field : {"tools", "functions"}) {
+    if (const json* v = set(field); v != nullptr && !(v->is_array() && v->empty())) {
+      return unsupported(absl::StrCat("'", field, "' (tool calling)"));
+    }
+  }
+  for (const char* field : {"tool_choice", "function_call"}) {
+    if (const json* v = set(field); v != nullptr && *v != "none" && *v != "auto") {
+      return unsupported(absl::StrCat("'", field, "' (tool calling)"));
+    }
+  }
+  if (const json* v = set("response_format");
+      v != nullptr && !(v->is_object() && v->value("type", json("text")) == "text")) {
+    return unsupported("'response_format' other than {\"type\": \"text\"}");
+  }
+  // Chat: logprobs true and top_logprobs; completions: logprobs N >= 1.
+  if (const json* v = set("logprobs");
+      v != nullptr && !(*v == false || (v->is_number_integer() && v->get<int64_t>() <= 0))) {
+    return unsupported("'logprobs'");
+  }
+  if (const json* v = set("top_logprobs"); v != nullptr && !(v->is_number_integer() && *v == 0)) {
+    return unsupported("'top_logprobs'");
+  }
+  if (const json* v = set("echo"); v != nullptr && *v != false) return unsupported("'echo'");
+  if (const json* v = set("best_of"); v != nullptr && *v != 1) return unsupported("'best_of' > 1");
+  if (const json* v = set("suffix"); v != nullptr && *v != "") return unsupported("'suffix'");
+  return absl::OkStatus();
 }
 
 std::string FinishName(FinishReason f) {
@@ -148,20 +218,39 @@ absl::StatusOr<OpenAiRequest> ParseOpenAiRequest(ApiKind kind, std::string_view 
     ST_ASSIGN_OR_RETURN(r.engine.prompt, Prompt(j, tokenizer));
   }
   if (r.engine.prompt.empty()) return absl::InvalidArgumentError("empty prompt");
+  ST_RETURN_IF_ERROR(RejectUnsupported(j));
   GenerateOptions& g = r.engine.options;
   SamplingParams& s = g.sampling;
-  g.max_tokens = 0;  // until the context is full
-  ST_RETURN_IF_ERROR(Integer(j, "max_completion_tokens", &g.max_tokens));
-  ST_RETURN_IF_ERROR(Integer(j, "max_tokens", &g.max_tokens));
-  if (g.max_tokens < 0) return TypeError("max_tokens", "a non-negative integer");
+  // max_completion_tokens (OpenAI's newer name) wins over max_tokens; absent,
+  // null or -1 = until the context is full (the engine's 0).
+  g.max_tokens = 0;
+  for (const char* field : {"max_tokens", "max_completion_tokens"}) {
+    int64_t max_tokens = -1;
+    if (!j.contains(field) || j[field].is_null()) continue;
+    ST_RETURN_IF_ERROR(Integer(j, field, &max_tokens));
+    if (max_tokens == 0 || max_tokens < -1 || max_tokens > std::numeric_limits<int>::max()) {
+      return TypeError(field, "a positive integer, or -1 for no limit");
+    }
+    g.max_tokens = max_tokens == -1 ? 0 : static_cast<int>(max_tokens);
+  }
   ST_RETURN_IF_ERROR(Number(j, "temperature", &s.temperature));
   ST_RETURN_IF_ERROR(Number(j, "top_p", &s.top_p));
+  if (s.top_p == 0.0f) {  // llama.cpp keeps the most probable token: the same as top_k 1
+    s.top_p = 1.0f;
+    s.top_k = 1;
+  }
   ST_RETURN_IF_ERROR(Integer(j, "top_k", &s.top_k));
   ST_RETURN_IF_ERROR(Number(j, "min_p", &s.min_p));
   ST_RETURN_IF_ERROR(Number(j, "repeat_penalty", &s.repeat_penalty));
   ST_RETURN_IF_ERROR(Number(j, "presence_penalty", &s.presence_penalty));
   ST_RETURN_IF_ERROR(Number(j, "frequency_penalty", &s.frequency_penalty));
-  ST_RETURN_IF_ERROR(Integer(j, "seed", &s.seed));
+  int64_t seed = 0;  // 0 = a random seed; so is any negative one (llama.cpp's -1)
+  if (j.contains("seed") && j["seed"].is_number_unsigned()) {
+    ST_RETURN_IF_ERROR(Integer(j, "seed", &s.seed));
+  } else {
+    ST_RETURN_IF_ERROR(Integer(j, "seed", &seed));
+    s.seed = seed > 0 ? static_cast<uint64_t>(seed) : 0;
+  }
   ST_RETURN_IF_ERROR(ValidateSamplingParams(s));
   ST_RETURN_IF_ERROR(Bool(j, "ignore_eos", &g.ignore_eos));
   if (auto it = j.find("stop"); it != j.end() && !it->is_null()) {

@@ -64,11 +64,62 @@ TEST_F(OpenAiJsonTest, ParametersReachTheEngineRequest) {
   EXPECT_EQ(ids->engine.options.max_tokens, 0);  // until the context is full
 }
 
+TEST_F(OpenAiJsonTest, AcceptsWhatOpenAiClientsSend) {
+  // max_completion_tokens wins over max_tokens; -1 = no limit.
+  auto r = Parse(ApiKind::kCompletion, R"({"prompt": "x", "max_tokens": 9, "max_completion_tokens": 3})");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->engine.options.max_tokens, 3);
+  r = Parse(ApiKind::kCompletion, R"({"prompt": "x", "max_tokens": -1})");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->engine.options.max_tokens, 0);
+  // seed -1 = random (0); top_p 0 = keep the most probable token.
+  r = Parse(ApiKind::kCompletion, R"({"prompt": "x", "seed": -1, "top_p": 0})");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->engine.options.sampling.seed, 0u);
+  EXPECT_EQ(r->engine.options.sampling.top_k, 1);
+  EXPECT_EQ(r->engine.options.sampling.top_p, 1.0f);
+  r = Parse(ApiKind::kCompletion, R"({"prompt": "x", "seed": 18446744073709551615})");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->engine.options.sampling.seed, 18446744073709551615u);
+  // Neutral values of unsupported features pass.
+  EXPECT_TRUE(Parse(ApiKind::kChat, R"({"messages": [{"role": "user", "content": "hi"}],
+      "tools": [], "tool_choice": "none", "logprobs": false, "top_logprobs": 0,
+      "response_format": {"type": "text"}})").ok());
+  EXPECT_TRUE(Parse(ApiKind::kCompletion, R"({"prompt": "x", "echo": false, "best_of": 1,
+      "suffix": "", "logprobs": 0})").ok());
+  // developer = system; an assistant's tool calls (content null) rendered as
+  // Qwen's template does; text parts joined by newlines.
+  r = Parse(ApiKind::kChat, R"({"messages": [
+      {"role": "developer", "content": "be brief"},
+      {"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]},
+      {"role": "assistant", "content": null, "tool_calls": [{"id": "1", "type": "function",
+          "function": {"name": "f", "arguments": "{\"x\": 1}"}}]},
+      {"role": "tool", "content": "ok"}]})");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(model_->tokenizer().Decode(r->engine.prompt),
+            "<|im_start|>system\nbe brief<|im_end|>\n<|im_start|>user\na\nb<|im_end|>\n"
+            "<|im_start|>assistant\n<tool_call>\n{\"name\": \"f\", \"arguments\": {\"x\": 1}}\n"
+            "</tool_call><|im_end|>\n<|im_start|>user\n<tool_response>\nok\n</tool_response>"
+            "<|im_end|>\n<|im_start|>assistant\n");
+  // A user turn still needs content.
+  EXPECT_EQ(Parse(ApiKind::kChat, R"({"messages": [{"role": "user", "content": null}]})").status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
 TEST_F(OpenAiJsonTest, BadInputNamesTheProblem) {
   const std::vector<std::pair<std::string, std::string>> cases = {
       {R"({"prompt": "x", "temperature": "hot"})", "temperature"},
       {R"({"prompt": "x", "top_k": 1.5})", "top_k"},
-      {R"({"prompt": "x", "seed": -1})", "seed"},
+      {R"({"prompt": "x", "seed": 1.5})", "seed"},
+      {R"({"prompt": "x", "max_tokens": 0})", "max_tokens"},
+      {R"({"prompt": "x", "max_completion_tokens": -2})", "max_completion_tokens"},
+      {R"({"prompt": "x", "echo": true})", "echo"},
+      {R"({"prompt": "x", "logprobs": 2})", "logprobs"},
+      {R"({"prompt": "x", "best_of": 3})", "best_of"},
+      {R"({"prompt": "x", "suffix": "end"})", "suffix"},
+      {R"({"prompt": "x", "tools": [{"type": "function"}]})", "tools"},
+      {R"({"prompt": "x", "tool_choice": "required"})", "tool_choice"},
+      {R"({"prompt": "x", "response_format": {"type": "json_object"}})", "response_format"},
       {R"({"prompt": "x", "stop": 3})", "stop"},
       {R"({"prompt": "x", "stop": [""]})", "stop"},
       {R"({"prompt": "x", "stream_options": 1})", "stream_options"},

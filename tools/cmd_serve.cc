@@ -49,6 +49,7 @@ void RegisterServe(CLI::App& app) {
     std::string model;
     std::string grpc_listen = "127.0.0.1:50051";
     std::string http_listen = "127.0.0.1:8080";
+    std::string cors_origin;
     int parallel = 4, queue = 64, threads = 0, batch = 256;
     int prefill_while_decoding = EngineOptions{}.prefill_while_decoding;
     std::string cpus;
@@ -77,6 +78,10 @@ void RegisterServe(CLI::App& app) {
   cmd->add_option("--http-listen", f->http_listen,
                   "HTTP address HOST:PORT (port 0 = any free port; 'off' = no HTTP)")
       ->capture_default_str();
+  cmd->add_option("--cors-origin", f->cors_origin,
+                  "Let browser pages from this origin call the HTTP API (e.g. "
+                  "http://localhost:3000, or * for any): answers CORS preflights and adds "
+                  "Access-Control-Allow-Origin; off by default");
   cmd->add_option("--parallel", f->parallel, "Requests generating at once (batched together)")
       ->check(CLI::Range(1, 256))
       ->capture_default_str();
@@ -156,7 +161,10 @@ void RegisterServe(CLI::App& app) {
       }
       o.tls_cert_file = f->tls_cert;
       o.tls_key_file = f->tls_key;
-      o.threads = std::min(512, f->parallel + f->queue + 8);
+      // One thread per open connection (httplib): room for every generating
+      // and queued request, plus idle keep-alive clients and health checks.
+      o.threads = std::clamp(2 * (f->parallel + f->queue) + 16, 64, 1024);
+      o.cors_origin = f->cors_origin;
       auto h = serve::HttpGateway::Start(state, o);
       if (!h.ok()) return Fail(h.status());
       http = std::move(*h);

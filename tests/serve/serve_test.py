@@ -84,8 +84,9 @@ def start_worker(model):
     return proc, line.split(" ", 1)[1]
 
 
-def curl(port, path, body=None, headers=(), stream=False, max_time=60):
-    """(HTTP status, body text) via the curl command line."""
+def curl(port, path, body=None, headers=(), stream=False, max_time=60, json_type=True):
+    """(HTTP status, body text) via the curl command line. json_type False
+    sends the body as `curl -d` does (application/x-www-form-urlencoded)."""
     cmd = ["curl", "-sS", "--max-time", str(max_time), "-o", "-", "-w", "\n%{http_code}"]
     if stream:
         cmd.append("-N")
@@ -94,11 +95,26 @@ def curl(port, path, body=None, headers=(), stream=False, max_time=60):
     data = None
     if body is not None:
         data = body if isinstance(body, bytes) else (body if isinstance(body, str) else json.dumps(body)).encode()
-        cmd += ["-H", "Content-Type: application/json", "--data-binary", "@-"]
+        if json_type:
+            cmd += ["-H", "Content-Type: application/json"]
+        cmd += ["--data-binary", "@-"]
     cmd.append(f"http://127.0.0.1:{port}{path}")
     out = subprocess.run(cmd, input=data, capture_output=True, timeout=max_time + 10).stdout.decode()
     text, _, code = out.rpartition("\n")
     return int(code), text
+
+
+def response_headers(port, path, method="GET", headers=(), data=None):
+    """(HTTP status, {lower-case header: value}) of a request."""
+    cmd = ["curl", "-sS", "--max-time", "30", "-o", "/dev/null", "-D", "-", "-X", method]
+    for h in headers:
+        cmd += ["-H", h]
+    if data is not None:
+        cmd += ["--data-binary", data]
+    cmd.append(f"http://127.0.0.1:{port}{path}")
+    lines = subprocess.run(cmd, capture_output=True, timeout=40).stdout.decode().splitlines()
+    fields = dict(l.split(":", 1) for l in lines[1:] if ":" in l)
+    return int(lines[0].split()[1]), {k.strip().lower(): v.strip() for k, v in fields.items()}
 
 
 def http_post(port, path, body, api_key):
@@ -129,7 +145,8 @@ def setUpModule():
                    check=True, capture_output=True)
     global MAIN, SMALL, C, CS
     MAIN = Server("--parallel", "8", "--queue", "8", "--ctx", "256")
-    SMALL = Server("--parallel", "1", "--queue", "1", "--ctx", "4096", "--api-key", "sesame")
+    SMALL = Server("--parallel", "1", "--queue", "1", "--ctx", "4096", "--api-key", "sesame",
+                   "--cors-origin", "http://localhost:3000")
     C = st_client.Client(MAIN.target)
     CS = st_client.Client(SMALL.target, api_key="sesame")
 
@@ -292,6 +309,11 @@ class ServeTest(unittest.TestCase):
                           headers=["Authorization: Bearer sesame"])
         self.assertEqual(code, 429, body)
         self.assertEqual(json.loads(body)["error"]["type"], "rate_limit_error")
+        code, h = response_headers(SMALL.http_port, "/v1/completions", "POST",
+                                   ["Authorization: Bearer sesame", "Content-Type: application/json"],
+                                   '{"prompt": "x", "max_tokens": 2}')
+        self.assertEqual((code, h.get("retry-after")), (429, "1"))  # the SDKs retry after it
+
         a.cancel()
         b.cancel()
 
@@ -308,7 +330,14 @@ class ServeTest(unittest.TestCase):
             ({"prompt": "x", "temperature": "hot"}, "temperature"),
             ({"prompt": "x", "max_tokens": "many"}, "max_tokens"),
             ({"prompt": "x", "max_tokens": -3}, "max_tokens"),
-            ({"prompt": "x", "top_p": 0}, "top_p"),
+            ({"prompt": "x", "max_tokens": 0}, "max_tokens"),
+            ({"prompt": "x", "top_p": 1.5}, "top_p"),
+            ({"prompt": "x", "echo": True}, "echo"),
+            ({"messages": [{"role": "user", "content": "x"}],
+              "tools": [{"type": "function", "function": {"name": "f"}}]}, "tools"),
+            ({"messages": [{"role": "user", "content": "x"}],
+              "response_format": {"type": "json_object"}}, "response_format"),
+            ({"messages": [{"role": "user", "content": "x"}], "logprobs": True}, "logprobs"),
             ({"prompt": "x", "stop": [1]}, "stop"),
             ({"prompt": "x", "stream": "yes"}, "stream"),
             ({"prompt": "x", "n": 2}, "n = 1"),
@@ -357,7 +386,13 @@ class ServeTest(unittest.TestCase):
         code, body = curl(SMALL.http_port, "/v1/models", headers=["Authorization: Bearer sesame"])
         self.assertEqual(code, 200)
         self.assertEqual(json.loads(body)["data"][0]["id"], "tiny")
+        # The scheme in any case, the X-Api-Key header, and /models for base
+        # URLs without /v1.
+        self.assertEqual(curl(SMALL.http_port, "/v1/models", headers=["Authorization: bearer sesame"])[0], 200)
+        self.assertEqual(curl(SMALL.http_port, "/models", headers=["X-Api-Key: sesame"])[0], 200)
+        self.assertEqual(curl(SMALL.http_port, "/models", headers=["X-Api-Key: nope"])[0], 401)
         self.assertEqual(curl(SMALL.http_port, "/health")[0], 200)
+        self.assertEqual(curl(SMALL.http_port, "/v1/health")[0], 200)
         with self.assertRaises(grpc.RpcError) as e:
             st_client.Client(SMALL.target).info()
         self.assertEqual(e.exception.code(), grpc.StatusCode.UNAUTHENTICATED)
@@ -516,15 +551,60 @@ class ServeTest(unittest.TestCase):
         finally:
             s.stop()
 
+    def test_cors_preflight_and_origin_header(self):
+        # SMALL has --cors-origin and an API key: the preflight (which carries
+        # no key) is answered, and replies, even refusals, name the origin.
+        code, h = response_headers(SMALL.http_port, "/v1/chat/completions", "OPTIONS", [
+            "Origin: http://localhost:3000", "Access-Control-Request-Method: POST",
+            "Access-Control-Request-Headers: authorization, content-type"])
+        self.assertEqual(code, 204)
+        self.assertEqual(h["access-control-allow-origin"], "http://localhost:3000")
+        self.assertIn("POST", h["access-control-allow-methods"])
+        self.assertEqual(h["access-control-allow-headers"], "authorization, content-type")
+        code, h = response_headers(SMALL.http_port, "/v1/models")
+        self.assertEqual(code, 401)
+        self.assertEqual(h["access-control-allow-origin"], "http://localhost:3000")
+        # Without --cors-origin: no CORS headers.
+        code, h = response_headers(MAIN.http_port, "/v1/models")
+        self.assertEqual(code, 200)
+        self.assertNotIn("access-control-allow-origin", h)
+
+    def test_openai_client_shapes(self):
+        # What SDK and agent clients send: a developer message, an assistant
+        # turn with tool calls and null content, text parts, a tool reply,
+        # both max-token fields (max_completion_tokens wins), seed -1 and
+        # top_p 0 (llama.cpp's "random seed" and "greedy").
+        code, body = curl(MAIN.http_port, "/v1/chat/completions", {
+            "messages": [
+                {"role": "developer", "content": "Be brief."},
+                {"role": "user", "content": [{"type": "text", "text": "Weather?"},
+                                             {"type": "text", "text": "In Paris."}]},
+                {"role": "assistant", "content": None, "tool_calls": [
+                    {"id": "c1", "type": "function",
+                     "function": {"name": "weather", "arguments": "{\"city\": \"Paris\"}"}}]},
+                {"role": "tool", "tool_call_id": "c1", "content": "sunny"},
+            ],
+            "max_tokens": 9, "max_completion_tokens": 3, "seed": -1, "top_p": 0,
+            "tool_choice": "none", "ignore_eos": True})
+        self.assertEqual(code, 200, body)
+        self.assertEqual(json.loads(body)["usage"]["completion_tokens"], 3)
+
     def test_readme_curl_examples(self):
-        # The README's curl commands, against this server.
+        # The README's curl commands, against this server, sent as `curl -d`
+        # sends them (form-encoded), also above the 8 KiB at which httplib's
+        # form parsing used to refuse them with 413.
         code, body = curl(MAIN.http_port, "/v1/chat/completions",
-                          '{"messages": [{"role": "user", "content": "Hello!"}], "max_tokens": 8}')
+                          '{"messages": [{"role": "user", "content": "Hello!"}], "max_tokens": 8}',
+                          json_type=False)
         self.assertEqual(code, 200, body)
         self.assertEqual(json.loads(body)["choices"][0]["message"]["role"], "assistant")
+        padded = ('{"messages": [{"role": "user", "content": "Hello!"}], "max_tokens": 8, '
+                  '"user": "' + "x" * 10000 + '"}')
+        code, body = curl(MAIN.http_port, "/v1/chat/completions", padded, json_type=False)
+        self.assertEqual(code, 200, body)
         code, body = curl(MAIN.http_port, "/v1/chat/completions",
                           '{"messages": [{"role": "user", "content": "Hello!"}], "max_tokens": 8, '
-                          '"stream": true}', stream=True)
+                          '"stream": true}', stream=True, json_type=False)
         self.assertEqual(code, 200)
         events = sse_events(body)
         self.assertEqual(events[-1], "[DONE]")
