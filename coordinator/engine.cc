@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "coordinator/request_limits.h"
 #include "glog/logging.h"
 #include "model/sampler.h"
 #include "model/stream_decoder.h"
@@ -150,7 +151,7 @@ absl::Status Engine::Validate(EngineRequest& request) const {
   }
   if (request.context_size == 0) request.context_size = options_.context_size;
   if (static_cast<int64_t>(request.prompt.size()) >= request.context_size) {
-    return absl::InvalidArgumentError(
+    return serve::ContextLengthExceeded(
         absl::StrCat("prompt of ", request.prompt.size(), " tokens does not fit the context of ",
                      request.context_size, " tokens"));
   }

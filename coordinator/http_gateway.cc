@@ -15,10 +15,15 @@ namespace {
 
 using nlohmann::json;
 
-void SendError(httplib::Response& res, int status, std::string_view message) {
+void SendError(httplib::Response& res, int status, std::string_view message,
+               std::string_view error_code = {}) {
   res.status = status;
   if (status == 429) res.set_header("Retry-After", "1");  // the SDKs honour it when retrying
-  res.set_content(Dump(ErrorJson(status, message)), "application/json");
+  res.set_content(Dump(ErrorJson(status, message, error_code)), "application/json");
+}
+
+void SendStatus(httplib::Response& res, const absl::Status& status) {
+  SendError(res, HttpStatusFor(status.code()), std::string(status.message()), ErrorCodeOf(status));
 }
 
 // The request body, read through a content receiver: the plain route would
@@ -253,13 +258,12 @@ void HttpGateway::Routes(const std::string& cors_origin) {
       if (engine == nullptr) return SendError(res, 503, "Loading model");
       auto parsed = ParseOpenAiRequest(kind, *body, engine->model().tokenizer());
       if (!parsed.ok()) {
-        return SendError(res, HttpStatusFor(parsed.status().code()), std::string(parsed.status().message()));
+        return SendStatus(res, parsed.status());
       }
       const bool stream = parsed->stream, include_usage = parsed->include_usage;
       auto submitted = engine->Submit(std::move(parsed->engine));
       if (!submitted.ok()) {
-        return SendError(res, HttpStatusFor(submitted.status().code()),
-                         std::string(submitted.status().message()));
+        return SendStatus(res, submitted.status());
       }
       ReplyContext ctx{kind,
                        absl::StrCat(kind == ApiKind::kChat ? "chatcmpl-" : "cmpl-",
@@ -283,7 +287,7 @@ void HttpGateway::Routes(const std::string& cors_origin) {
           if (poll == RequestStream::Poll::kTimeout) continue;
           text += e.text;
           if (!e.done) continue;
-          if (!e.status.ok()) return SendError(res, HttpStatusFor(e.status.code()), std::string(e.status.message()));
+          if (!e.status.ok()) return SendStatus(res, e.status);
           res.set_content(Dump(FullReply(ctx, text, e.finish, e.usage)), "application/json");
         }
         return;
@@ -309,7 +313,7 @@ void HttpGateway::Routes(const std::string& cors_origin) {
                 continue;
               }
               if (e.done && !e.status.ok()) {
-                send(ErrorJson(HttpStatusFor(e.status.code()), std::string(e.status.message())));
+                send(ErrorJson(e.status));
                 break;
               }
               bool ok = true;

@@ -292,7 +292,12 @@ int HttpStatusFor(absl::StatusCode code) {
   }
 }
 
-json ErrorJson(int http_status, std::string_view message) {
+json ErrorJson(const absl::Status& status) {
+  return ErrorJson(HttpStatusFor(status.code()), std::string(status.message()),
+                   ErrorCodeOf(status));
+}
+
+json ErrorJson(int http_status, std::string_view message, std::string_view error_code) {
   std::string type = "server_error";
   if (http_status == 400 || http_status == 404 || http_status == 413) type = "invalid_request_error";
   if (http_status == 401) type = "authentication_error";
@@ -300,7 +305,7 @@ json ErrorJson(int http_status, std::string_view message) {
   if (http_status == 503) type = "unavailable_error";
   return {{"error",
            {{"message", std::string(message)}, {"type", type}, {"param", nullptr},
-            {"code", http_status}}}};
+            {"code", error_code.empty() ? json(http_status) : json(std::string(error_code))}}}};
 }
 
 json UsageJson(const EngineUsage& u) {

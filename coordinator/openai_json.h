@@ -33,8 +33,13 @@ struct OpenAiRequest {
 absl::StatusOr<OpenAiRequest> ParseOpenAiRequest(ApiKind kind, std::string_view body,
                                                  const Tokenizer& tokenizer);
 
-// {"error": {"message", "type", "param": null, "code"}} in OpenAI's shape.
-nlohmann::json ErrorJson(int http_status, std::string_view message);
+// {"error": {"message", "type", "param": null, "code"}} in OpenAI's shape;
+// `code` is `error_code` when given (e.g. "context_length_exceeded"), else
+// the HTTP status.
+nlohmann::json ErrorJson(int http_status, std::string_view message,
+                         std::string_view error_code = {});
+// The same for a status (HttpStatusFor its code, ErrorCodeOf it).
+nlohmann::json ErrorJson(const absl::Status& status);
 // HTTP status for an engine / validation error.
 int HttpStatusFor(absl::StatusCode code);
 

@@ -1,6 +1,7 @@
 // OpenAI wire format: parameters land in the engine request, wrong types and
 // ranges are INVALID_ARGUMENT naming the field, replies have OpenAI's shape.
 #include "coordinator/openai_json.h"
+#include "coordinator/request_limits.h"
 
 #include "gtest/gtest.h"
 #include "model/model.h"
@@ -159,6 +160,14 @@ TEST_F(OpenAiJsonTest, RepliesHaveOpenAiShape) {
   EXPECT_EQ(last["choices"][0]["delta"], json::object());
   EXPECT_EQ(last["choices"][0]["finish_reason"], "length");
   EXPECT_EQ(UsageChunkJson(c, u)["choices"], json::array());
+  // Errors: the HTTP status as the code, or the status's OpenAI code.
+  json e = ErrorJson(absl::InvalidArgumentError("bad"));
+  EXPECT_EQ(e["error"]["code"], 400);
+  EXPECT_EQ(e["error"]["type"], "invalid_request_error");
+  e = ErrorJson(ContextLengthExceeded("too long"));
+  EXPECT_EQ(e["error"]["code"], "context_length_exceeded");
+  EXPECT_EQ(e["error"]["message"], "too long");
+  EXPECT_EQ(ErrorJson(absl::ResourceExhaustedError("full"))["error"]["type"], "rate_limit_error");
   json err = ErrorJson(429, "busy");
   EXPECT_EQ(err["error"]["type"], "rate_limit_error");
   EXPECT_EQ(err["error"]["message"], "busy");

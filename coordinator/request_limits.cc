@@ -1,10 +1,26 @@
 #include "coordinator/request_limits.h"
 
+#include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "model/tokenizer_utf8.h"
 
 namespace st::serve {
+
+namespace {
+constexpr char kErrorCodeUrl[] = "type.smallthinker/openai_error_code";
+}  // namespace
+
+absl::Status ContextLengthExceeded(std::string_view message) {
+  absl::Status s = absl::InvalidArgumentError(std::string(message));
+  s.SetPayload(kErrorCodeUrl, absl::Cord("context_length_exceeded"));
+  return s;
+}
+
+std::string ErrorCodeOf(const absl::Status& status) {
+  const auto code = status.GetPayload(kErrorCodeUrl);
+  return code ? std::string(*code) : std::string();
+}
 
 absl::Status ValidateText(std::string_view what, std::string_view text) {
   if (text.size() > kMaxTextBytes) {

@@ -23,6 +23,12 @@ inline constexpr size_t kMaxStopBytes = 256;
 inline constexpr size_t kMaxIds = size_t{1} << 20;
 inline constexpr size_t kMaxBodyBytes = size_t{8} << 20;  // HTTP request body
 
+// A prompt longer than the context: INVALID_ARGUMENT carrying OpenAI's error
+// code "context_length_exceeded" (clients that trim history look for it).
+absl::Status ContextLengthExceeded(std::string_view message);
+// The OpenAI error code a status carries, or "" (the HTTP status is used).
+std::string ErrorCodeOf(const absl::Status& status);
+
 // `text` is at most kMaxTextBytes of valid UTF-8; `what` names it in errors.
 absl::Status ValidateText(std::string_view what, std::string_view text);
 

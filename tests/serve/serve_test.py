@@ -354,6 +354,8 @@ class ServeTest(unittest.TestCase):
             err = json.loads(text)["error"]
             self.assertEqual(err["type"], "invalid_request_error")
             self.assertIn(needle, err["message"], body)
+            if needle == "does not fit the context":  # OpenAI's code, for clients that trim history
+                self.assertEqual(err["code"], "context_length_exceeded")
         code, text = curl(MAIN.http_port, "/v1/completions", b'{"prompt": "' + b"a" * (9 << 20) + b'"}')
         self.assertEqual(code, 413, text)
         self.assertIn("error", json.loads(text))
