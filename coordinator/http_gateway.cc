@@ -1,7 +1,11 @@
 #include "coordinator/http_gateway.h"
 
 #include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
 #include <ctime>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -154,17 +158,26 @@ absl::StatusOr<std::unique_ptr<HttpGateway>> HttpGateway::Start(ServeState& stat
   g->server_->set_payload_max_length(kMaxBodyBytes);
   g->Routes(options.cors_origin);
   int port = options.port;
+  errno = 0;
   if (port == 0) {
     port = g->server_->bind_to_any_port(options.host);
   } else if (!g->server_->bind_to_port(options.host, port)) {
     port = -1;
   }
   if (port < 0) {
-    return absl::UnavailableError(
-        absl::StrCat("HTTP: cannot listen on ", options.host, ":", options.port));
+    const int err = errno;
+    return absl::UnavailableError(absl::StrCat("HTTP: cannot listen on ", options.host, ":",
+                                               options.port, err != 0 ? ": " : "",
+                                               err != 0 ? std::strerror(err) : ""));
   }
   g->port_ = port;
   g->thread_ = std::thread([s = g->server_.get()] { s->listen_after_bind(); });
+  // httplib's stop() does nothing before the thread has started listening,
+  // so a gateway stopped at once (the model failed to load) would wait for
+  // that thread forever: return only once it listens.
+  for (int i = 0; i < 10000 && !g->server_->is_running(); ++i) {
+    std::this_thread::sleep_for(std::chrono::microseconds(500));
+  }
   return g;
 }
 

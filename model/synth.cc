@@ -2,8 +2,11 @@
 
 #include <unistd.h>
 
+#include <cerrno>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
+#include <filesystem>
 #include <functional>
 #include <string>
 #include <vector>
@@ -12,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/progress.h"
 #include "common/status_macros.h"
+#include "common/temp_file_guard.h"
 #include "common/thread_pool.h"
 #include "kernels/quant.h"
 #include "model/gguf.h"
@@ -135,6 +139,11 @@ absl::StatusOr<SynthSpec> SynthPreset(std::string_view name) {
 }
 
 absl::Status WriteSyntheticModel(const SynthOptions& o) {
+  std::error_code ec;
+  if (o.out_path.empty() || std::filesystem::is_directory(o.out_path, ec)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("output path '", o.out_path, "' is empty or a directory; name a file"));
+  }
   const SynthSpec& s = o.spec;
   const bool real_shape = s.preset == "4b" || s.preset == "21b";
   TokenizerData tok;
@@ -258,6 +267,7 @@ absl::Status WriteSyntheticModel(const SynthOptions& o) {
     total_bytes += rows * RowBytes(p.type, p.ne[0]);
   }
   const std::string tmp = absl::StrCat(o.out_path, ".tmp.", getpid());
+  TempFileGuard guard(tmp);  // removes it if a signal ends the process
   if (absl::Status st = w.Begin(tmp); !st.ok()) {
     std::remove(tmp.c_str());
     return st;
@@ -287,7 +297,8 @@ absl::Status WriteSyntheticModel(const SynthOptions& o) {
   }
   absl::Status st = w.Finish();
   if (st.ok() && std::rename(tmp.c_str(), o.out_path.c_str()) != 0) {
-    st = absl::InternalError(absl::StrCat("cannot rename ", tmp, " to ", o.out_path));
+    st = absl::InternalError(
+        absl::StrCat("cannot rename ", tmp, " to ", o.out_path, ": ", std::strerror(errno)));
   }
   if (!st.ok()) {
     std::remove(tmp.c_str());

@@ -82,6 +82,10 @@ absl::StatusOr<std::unique_ptr<Offload>> EnableOffload(Model& model, const Offlo
     if (FileExists(beside)) pack_path = beside;
   }
   if (pack_path.empty() || !options.use_pack) {
+    if (options.memory_budget > 0 && !options.use_pack) {
+      return absl::InvalidArgumentError(
+          "--memory-budget and --no-pack conflict: a budget caches experts read from the pack");
+    }
     if (options.memory_budget > 0) {
       return absl::FailedPreconditionError(absl::StrCat(
           "--memory-budget needs an expert pack beside the model (", DefaultPackPath(model.path()),

@@ -14,6 +14,7 @@
 #include "kernels/packed_matrix.h"
 #include "common/progress.h"
 #include "common/status_macros.h"
+#include "common/temp_file_guard.h"
 #include "common/thread_pool.h"
 #include "kernels/quant.h"
 #include "model/config.h"
@@ -38,6 +39,7 @@ class TempFile {
   TempFile(std::string final_path, PackWriterOptions::Fn pwrite_fn)
       : final_(std::move(final_path)),
         tmp_(absl::StrCat(final_, ".tmp.", getpid())),
+        guard_(tmp_),
         pwrite_(std::move(pwrite_fn)) {}
   ~TempFile() {
     if (fd_ >= 0) close(fd_);
@@ -85,6 +87,7 @@ class TempFile {
 
  private:
   std::string final_, tmp_;
+  TempFileGuard guard_;  // removes tmp_ if a signal ends the process
   PackWriterOptions::Fn pwrite_;
   int fd_ = -1;
   bool committed_ = false;

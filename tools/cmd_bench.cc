@@ -229,9 +229,17 @@ void RegisterBench(CLI::App& app) {
       "Offloaded runs also report cache hit rate, bytes read and I/O stall per token and\n"
       "peak RSS; the page cache is dropped first (when run as root).");
   cmd->add_option("-m,--model", f->model, "SmallThinker GGUF file")->required();
-  cmd->add_option("-p,--n-prompt", f->prompt, "Prompt sizes (0 to skip)")->capture_default_str();
-  cmd->add_option("-n,--n-gen", f->gen, "Generation lengths (0 to skip)")->capture_default_str();
-  cmd->add_option("-t,--threads", f->threads, "Threads (0 = all cores)")->capture_default_str();
+  cmd->add_option("-p,--n-prompt", f->prompt, "Prompt sizes, repeatable or comma-separated (0 to skip)")
+      ->delimiter(',')
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  cmd->add_option("-n,--n-gen", f->gen, "Generation lengths, repeatable or comma-separated (0 to skip)")
+      ->delimiter(',')
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  cmd->add_option("-t,--threads", f->threads, "Threads (0 = all cores)")
+      ->check(CLI::Range(0, 1024))
+      ->capture_default_str();
   AddCpusFlag(cmd, &f->cpus);
   cmd->add_option("-r,--repetitions", f->reps, "Repetitions per test")
       ->check(CLI::Range(1, 100))
@@ -255,15 +263,16 @@ void RegisterBench(CLI::App& app) {
       ->check(CLI::IsMember({"md", "json"}))
       ->capture_default_str();
   cmd->callback([f] {
-    auto fail = [](const absl::Status& s) {
-      std::fprintf(stderr, "error: %s\n", s.ToString().c_str());
-      ExitCode() = 1;
-    };
+    auto fail = [](const absl::Status& s) { Fail(s); };
     auto bw_bytes = ParseByteSize(f->bandwidth_size);
     if (!bw_bytes.ok() || *bw_bytes > (uint64_t{64} << 30)) {
       std::fprintf(stderr, "error: bad --bandwidth-size '%s'\n", f->bandwidth_size.c_str());
       ExitCode() = 2;
       return;
+    }
+    if (std::all_of(f->prompt.begin(), f->prompt.end(), [](int n) { return n == 0; }) &&
+        std::all_of(f->gen.begin(), f->gen.end(), [](int n) { return n == 0; })) {
+      return fail(absl::InvalidArgumentError("nothing to measure: every -p and -n is 0"));
     }
     const bool budgeted = !f->offload.memory_budget.empty();
     if (budgeted && !f->no_drop_caches) {
@@ -285,6 +294,19 @@ void RegisterBench(CLI::App& app) {
     if (!model.ok()) return fail(model.status());
     Model& m = **model;
     const ModelConfig& c = m.config();
+    // ppN needs N + 1 positions, tgN N + 2 (its one-token prompt and the last).
+    for (int n : f->prompt) {
+      if (n + 1 > c.context_length) {
+        return fail(absl::InvalidArgumentError(absl::StrCat(
+            "-p ", n, " does not fit the model's context of ", c.context_length, " tokens")));
+      }
+    }
+    for (int n : f->gen) {
+      if (n + 2 > c.context_length) {
+        return fail(absl::InvalidArgumentError(absl::StrCat(
+            "-n ", n, " does not fit the model's context of ", c.context_length, " tokens")));
+      }
+    }
     const int threads = m.pool().num_threads();
 
     // Limits first (their buffers must not count in the engine's peak RSS).
@@ -339,6 +361,13 @@ void RegisterBench(CLI::App& app) {
     }
     for (int n : f->gen) {
       if (n > 0) results.push_back(RunGenerate(m, n, f->reps, ev));
+    }
+    for (const TestResult& r : results) {  // errors were printed as they happened
+      if (static_cast<int>(r.tps.size()) < f->reps) {
+        std::fprintf(stderr, "error: %d of %d repetitions of %s failed\n",
+                     f->reps - static_cast<int>(r.tps.size()), f->reps, r.name.c_str());
+        ExitCode() = 1;
+      }
     }
     const uint64_t peak_rss = ReadProcessMemory().peak_rss_bytes;
     // Once more after the tests (the peak RSS is taken): on a shared host a

@@ -143,6 +143,7 @@ void RegisterBenchServe(CLI::App& app) {
       ->check(CLI::Range(0, 4096))
       ->capture_default_str();
   cmd->add_option("-t,--threads", f->threads, "Kernel threads (0 = all cores)")
+      ->check(CLI::Range(0, 1024))
       ->capture_default_str();
   AddCpusFlag(cmd, &f->cpus);
   cmd->add_option("--bandwidth-size", f->bandwidth_size, "Buffer for the bandwidth measurement")

@@ -61,17 +61,25 @@ void RegisterChat(CLI::App& app) {
       if (!rendered.ok()) return fail(rendered.status());
       auto turn_ids = tok.Encode(*rendered);
       if (!turn_ids.ok()) {
-        std::fprintf(stderr, "error: %s\n", turn_ids.status().ToString().c_str());
+        std::fprintf(stderr, "error: %s\n", std::string(turn_ids.status().message()).c_str());
         continue;
       }
       std::vector<int32_t> prompt = history;
       prompt.insert(prompt.end(), turn_ids->begin(), turn_ids->end());
+      if (static_cast<int64_t>(prompt.size()) + 1 >= session.context_size()) {
+        std::fprintf(stderr,
+                     "context full: this turn needs %zu of the %lld tokens (%zu from earlier "
+                     "turns); /reset to start over, or raise -c\n",
+                     prompt.size() + 1, static_cast<long long>(session.context_size()),
+                     history.size());
+        continue;
+      }
       auto result = session.Generate(prompt, options, [](std::string_view piece) {
         std::fwrite(piece.data(), 1, piece.size(), stdout);
         std::fflush(stdout);
       });
       if (!result.ok()) {
-        std::fprintf(stderr, "\nerror: %s\n", result.status().ToString().c_str());
+        std::fprintf(stderr, "\nerror: %s\n", std::string(result.status().message()).c_str());
         continue;
       }
       std::printf("\n");

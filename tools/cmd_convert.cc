@@ -1,6 +1,7 @@
 // `smallthinker convert`: writes the expert pack beside a GGUF, optionally
 // reading it back through an expert source (checksums + throughput).
 #include <cstdio>
+#include <filesystem>
 #include <memory>
 #include <string>
 
@@ -27,6 +28,12 @@ struct ConvertFlags {
 
 int RunConvert(const ConvertFlags& f) {
   const std::string pack_path = f.out.empty() ? DefaultPackPath(f.model) : f.out;
+  std::error_code ec;
+  if (std::filesystem::equivalent(f.model, pack_path, ec)) {
+    std::fprintf(stderr, "error: the pack %s would replace the model itself; choose another --out\n",
+                 pack_path.c_str());
+    return 1;
+  }
   if (!f.verify_only) {
     auto r = WritePack({.gguf_path = f.model, .out_path = pack_path, .progress = !f.quiet, .threads = f.threads});
     if (!r.ok()) {

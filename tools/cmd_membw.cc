@@ -19,7 +19,10 @@ void RegisterMembw(CLI::App& app) {
       "membw",
       "Measure sequential memory read bandwidth (median of passes over a large buffer):\n"
       "the roofline for decode speed is bandwidth / bytes read per token.");
-  cmd->add_option("-t,--threads", f->threads, "Thread counts to measure")->capture_default_str();
+  cmd->add_option("-t,--threads", f->threads, "Thread counts to measure, repeatable or comma-separated")
+      ->delimiter(',')
+      ->check(CLI::Range(1, 1024))
+      ->capture_default_str();
   cmd->add_option("--size", f->size, "Buffer size")->capture_default_str();
   cmd->add_option("--passes", f->passes, "Timed passes")
       ->check(CLI::Range(1, 1000))
@@ -35,6 +38,10 @@ void RegisterMembw(CLI::App& app) {
       std::fprintf(stderr, "error: --size %s is larger than 64 GiB\n", f->size.c_str());
       ExitCode() = 2;
       return;
+    }
+    if (*bytes < (uint64_t{64} << 20)) {
+      std::fprintf(stderr, "warning: --size %s may fit in the CPU caches: this measures them, "
+                   "not memory\n", f->size.c_str());
     }
     for (int t : f->threads) {
       ThreadPool pool(t);

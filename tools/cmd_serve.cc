@@ -1,11 +1,13 @@
 // `smallthinker serve`: the gRPC InferenceService and the OpenAI-compatible
 // HTTP API over one model, with continuous batching of concurrent requests.
+#include <algorithm>
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
 #include <memory>
 #include <thread>
 
+#include "common/host_port.h"
 #include "common/units.h"
 #include "coordinator/engine.h"
 #include "coordinator/grpc_server.h"
@@ -17,32 +19,6 @@
 #include "tools/worker_flags.h"
 
 namespace st::tools {
-namespace {
-
-// "host:port" -> (host, port); INVALID_ARGUMENT otherwise.
-absl::Status SplitHostPort(const std::string& s, std::string* host, int* port) {
-  const size_t colon = s.rfind(':');
-  if (colon == std::string::npos || colon == 0) {
-    return absl::InvalidArgumentError("expected HOST:PORT, got '" + s + "'");
-  }
-  *host = s.substr(0, colon);
-  if (host->size() > 2 && host->front() == '[' && host->back() == ']') {
-    *host = host->substr(1, host->size() - 2);
-  }
-  try {
-    *port = std::stoi(s.substr(colon + 1));
-  } catch (...) {
-    return absl::InvalidArgumentError("bad port in '" + s + "'");
-  }
-  if (*port < 0 || *port > 65535) return absl::InvalidArgumentError("bad port in '" + s + "'");
-  return absl::OkStatus();
-}
-
-bool IsLoopback(const std::string& host) {
-  return host == "127.0.0.1" || host == "localhost" || host == "::1" || host.rfind("127.", 0) == 0;
-}
-
-}  // namespace
 
 void RegisterServe(CLI::App& app) {
   struct Flags {
@@ -126,6 +102,16 @@ void RegisterServe(CLI::App& app) {
     if (!budget.ok()) return Fail(budget.status());
     if (f->tls_cert.empty() != f->tls_key.empty()) {
       return Fail(absl::InvalidArgumentError("--tls-cert and --tls-key go together"));
+    }
+    if (f->grpc_listen == "off" && f->http_listen == "off") {
+      return Fail(absl::InvalidArgumentError(
+          "--grpc-listen off and --http-listen off: nothing would be served"));
+    }
+    for (const std::string* a : {&f->grpc_listen, &f->http_listen}) {  // before loading
+      std::string host;
+      int port;
+      if (*a == "off") continue;
+      if (auto s = SplitHostPort(*a, &host, &port); !s.ok()) return Fail(s);
     }
     // Signals are taken by sigwait below; every thread inherits the mask.
     sigset_t signals;

@@ -5,6 +5,7 @@
 #include <memory>
 #include <thread>
 
+#include "common/host_port.h"
 #include "common/units.h"
 #include "expert_worker/worker_server.h"
 #include "tools/commands.h"
@@ -42,6 +43,8 @@ void RegisterWorker(CLI::App& app) {
       ->capture_default_str();
   AddCpusFlag(cmd, &f->cpus);
   cmd->callback([f] {
+    // gRPC would read "HOST" as port 443 and wrap ports above 65535.
+    if (auto s = ValidateListenAddress(f->options.listen); !s.ok()) return Fail(s);
     if (!f->memory_budget.empty()) {
       auto budget = ParseByteSize(f->memory_budget);
       if (!budget.ok()) return Fail(budget.status());

@@ -35,7 +35,7 @@ inline void AddOffloadFlags(CLI::App* cmd, OffloadFlags* f) {
                   "are subtracted and the rest caches experts read from the pack; the engine\n"
                   "refuses to start if the dense part alone does not fit. Default: no budget\n"
                   "(with a pack, every expert is read into RAM once)");
-  cmd->add_option("--pack", f->pack, "Expert pack (default: MODEL.stpack beside the GGUF, if present)");
+  cmd->add_option("--pack", f->pack, "Expert pack (default: MODEL.gguf.stpack beside the GGUF, if present)");
   cmd->add_flag("--no-pack", f->no_pack, "Ignore any pack: experts run from the GGUF mapping");
   cmd->add_option("--io", f->io, "Expert reads: auto | io_uring | pread | mmap | memory")
       ->check(CLI::IsMember({"auto", "io_uring", "pread", "mmap", "memory"}))

@@ -76,15 +76,20 @@ inline void AddGenerationFlags(CLI::App* cmd, GenerationFlags* f) {
       ->capture_default_str();
   cmd->add_option("--frequency-penalty", s.frequency_penalty, "OpenAI frequency penalty")
       ->capture_default_str();
-  cmd->add_option("-s,--seed", s.seed, "Sampling seed (0 = random)")->capture_default_str();
+  // Negative (llama.cpp's -1) = random, as 0; not a huge unsigned seed.
+  cmd->add_option_function<int64_t>(
+         "-s,--seed", [&s](int64_t v) { s.seed = v > 0 ? static_cast<uint64_t>(v) : 0; },
+         "Sampling seed (0 or -1 = random)")
+      ->default_str("0");
   cmd->add_option("--stop", f->generate.stop, "Stop string (repeatable)");
   cmd->add_flag("--ignore-eos", f->generate.ignore_eos, "Do not stop at end-of-generation tokens");
   AddWorkerFlags(cmd, &f->cluster);
 }
 
-// Prints "error: ..." and sets the exit code 1.
+// Prints "error: CODE: message" (no status payloads) and sets the exit code 1.
 inline void Fail(const absl::Status& status) {
-  std::fprintf(stderr, "error: %s\n", status.ToString().c_str());
+  std::fprintf(stderr, "error: %s: %s\n", absl::StatusCodeToString(status.code()).c_str(),
+               std::string(status.message()).c_str());
   ExitCode() = 1;
 }
 

@@ -1,6 +1,9 @@
 // The `smallthinker` command as a user runs it: real processes, real files.
+#include <sys/wait.h>
+
 #include <array>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <string>
 
@@ -177,6 +180,39 @@ TEST_F(CliTest, BadInputGivesErrorsNotCrashes) {
   fputs("GGUF\x03", f);
   fclose(f);
   EXPECT_EQ(Cli(absl::StrCat("inspect '", junk, "'")).exit_code, 1);
+}
+
+// Found by a session-16 audit of the CLI as a new user meets it.
+TEST_F(CliTest, MistakesFailFastAndKeepFilesIntact) {
+  // A pack written over its own model: refused, the GGUF intact.
+  EXPECT_EQ(Cli(absl::StrCat("convert '", model_, "' -o '", model_, "'")).exit_code, 1);
+  std::ifstream in(model_, std::ios::binary);
+  char magic[4] = {};
+  in.read(magic, 4);
+  EXPECT_EQ(std::string(magic, 4), "GGUF");
+  // Tests that cannot run are errors up front, not rows of 0 t/s.
+  EXPECT_EQ(Cli(absl::StrCat("bench -m '", model_, "' -p 5000 -n 0")).exit_code, 1);
+  EXPECT_EQ(Cli(absl::StrCat("bench -m '", model_, "' -p 0 -n 0")).exit_code, 1);
+  EXPECT_EQ(Cli(absl::StrCat("synth --preset tiny --out '", dir_.path(), "'")).exit_code, 1);
+  // Listen addresses gRPC would have misread (port 443, port 99999 % 65536).
+  EXPECT_EQ(Cli(absl::StrCat("worker -m '", model_, "' --listen 127.0.0.1")).exit_code, 1);
+  EXPECT_EQ(Cli(absl::StrCat("worker -m '", model_, "' --listen 127.0.0.1:99999")).exit_code, 1);
+  EXPECT_EQ(Cli(absl::StrCat("serve -m '", model_, "' --http-listen 127.0.0.1:80x")).exit_code, 1);
+  // serve exits when the model fails to load (it used to hang in the HTTP
+  // gateway's shutdown); `timeout` would exit 124.
+  const std::string serve = absl::StrCat(
+      "timeout 30 '", ST_CLI, "' serve -m /nonexistent.gguf --grpc-listen 127.0.0.1:0 ",
+      "--http-listen 127.0.0.1:0 >/dev/null 2>&1");
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(WEXITSTATUS(std::system(serve.c_str())), 1);
+  // --seed -1 is random (llama.cpp's meaning), not seed 2^64 - 1.
+  auto seed = [&] {
+    const CliRun r = Cli(absl::StrCat("run -m '", model_, "' -p hi -n 2 --seed -1 --json"));
+    EXPECT_EQ(r.exit_code, 0);
+    return nlohmann::json::parse(r.out, nullptr, false).value("seed", uint64_t{0});
+  };
+  const uint64_t a = seed(), b = seed();
+  EXPECT_NE(a, b);
+  EXPECT_NE(a, ~uint64_t{0});
 }
 
 TEST_F(CliTest, RunFindsThePackAndOffloadGivesTheSameTokens) {
