@@ -29,12 +29,24 @@ struct OffloadFlags {
   bool no_stats = false;
 };
 
+// A CLI11 check that ParseByteSize accepts the value: bad sizes fail before
+// the model loads.
+inline CLI::Validator ByteSizeCheck() {
+  return CLI::Validator(
+      [](std::string& s) {
+        absl::StatusOr<uint64_t> b = ParseByteSize(s);
+        return b.ok() ? std::string() : std::string(b.status().message());
+      },
+      "SIZE");
+}
+
 inline void AddOffloadFlags(CLI::App* cmd, OffloadFlags* f) {
   cmd->add_option("--memory-budget", f->memory_budget,
                   "RAM for the whole process, e.g. 1GiB. Dense weights, KV cache and buffers\n"
                   "are subtracted and the rest caches experts read from the pack; the engine\n"
                   "refuses to start if the dense part alone does not fit. Default: no budget\n"
-                  "(with a pack, every expert is read into RAM once)");
+                  "(with a pack, every expert is read into RAM once)")
+      ->check(ByteSizeCheck());
   cmd->add_option("--pack", f->pack, "Expert pack (default: MODEL.gguf.stpack beside the GGUF, if present)");
   cmd->add_flag("--no-pack", f->no_pack, "Ignore any pack: experts run from the GGUF mapping");
   cmd->add_option("--io", f->io, "Expert reads: auto | io_uring | pread | mmap | memory")
