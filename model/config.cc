@@ -185,7 +185,14 @@ absl::StatusOr<ModelConfig> LoadModelConfig(const GgufFile& f) {
   ST_ASSIGN_OR_RETURN(std::optional<uint32_t> window, OptionalUint(f, "attention.sliding_window"));
   if (window.value_or(0) > 0) {
     c.sliding_window = *window;
-    ST_ASSIGN_OR_RETURN(c.swa_period, OptionalInt(f, "attention.sliding_window_pattern", 4));
+    // 0 = every layer slides (llama.cpp's set_swa_pattern).
+    ST_ASSIGN_OR_RETURN(std::optional<uint32_t> period,
+                        OptionalUint(f, "attention.sliding_window_pattern"));
+    if (period.value_or(0) > (1u << 20)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "metadata '", Key("attention.sliding_window_pattern"), "' = ", *period, " is out of range"));
+    }
+    c.swa_period = static_cast<int>(period.value_or(4));
   }
 
   // Consistency.
@@ -222,16 +229,22 @@ absl::StatusOr<ModelConfig> LoadModelConfig(const GgufFile& f) {
   }
   ST_RETURN_IF_ERROR(CheckTensors(f, c));
 
-  // Per-layer schedule (MODEL.md 3): with SWA, layers i % period == 0 are
-  // global NoPE; the others use RoPE and the window. Without SWA every layer
-  // is global RoPE. llama.cpp forces the window to 4096 whatever the key says;
-  // we use the key's value, which is 4096 in every released file.
+  // Per-layer schedule (MODEL.md 3), as llama.cpp builds it: with SWA,
+  // layers i % period != 0 slide (period 4 unless the optional pattern key
+  // says otherwise; 0 = all of them) and layers i % 4 == 0 skip RoPE, 4 being
+  // llama.cpp's n_no_rope_layer_step, which no key sets, so the pattern key
+  // moves the window but never the NoPE layers; its rule `use_rope = step ==
+  // n_layer || i % step != 0` also ropes every layer of a 4-layer model.
+  // Without SWA every layer is global RoPE. llama.cpp forces the window to
+  // 4096 whatever the key says; we use the key's value, which is 4096 in
+  // every released file (scripts/check-llamacpp-parity compares the two).
+  constexpr int kNoRopeStep = 4;
   c.layers.resize(c.n_layers);
   for (int i = 0; i < c.n_layers; ++i) {
     LayerConfig& lc = c.layers[i];
-    const bool swa = c.sliding_window > 0 && i % c.swa_period != 0;
+    const bool swa = c.sliding_window > 0 && (c.swa_period == 0 || i % c.swa_period != 0);
     lc.window = swa ? c.sliding_window : 0;
-    lc.use_rope = c.sliding_window == 0 || swa;
+    lc.use_rope = c.sliding_window == 0 || c.n_layers == kNoRopeStep || i % kNoRopeStep != 0;
     lc.rope_theta = swa ? theta_swa : c.rope_theta;
   }
   return c;

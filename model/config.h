@@ -37,7 +37,7 @@ struct ModelConfig {
   double rope_theta = 1e4;   // rope.freq_base (llama.cpp default 10000 when absent)
   Gating gating = Gating::kSigmoid;
   int64_t sliding_window = 0;  // 0: no SWA layers
-  int swa_period = 4;          // layers with i % period == 0 are global + NoPE
+  int swa_period = 4;          // with SWA, layers i % period != 0 slide (0 = all of them)
   bool down_transposed = false;  // PowerInfer layout: ffn_down_exps {d_model, d_expert, E}
   bool tied_output = false;      // no output.weight: LM head reuses token_embd
   DType expert_type = DType::kF32;

@@ -3,6 +3,7 @@
 #include "model/config.h"
 
 #include <algorithm>
+#include <vector>
 
 #include "gtest/gtest.h"
 #include "model/model.h"
@@ -53,17 +54,59 @@ TEST_F(ConfigTest, TinyPresetConfig) {
   }
 }
 
+// The schedule llama.cpp builds (checked against it by
+// scripts/check-llamacpp-parity): "window" is the layer's window (0 =
+// global), "rope" whether it rotates.
+struct Schedule {
+  std::vector<int64_t> window;
+  std::vector<bool> rope;
+};
+Schedule ScheduleOf(const ModelConfig& c) {
+  Schedule s;
+  for (const LayerConfig& l : c.layers) {
+    s.window.push_back(l.window);
+    s.rope.push_back(l.use_rope);
+  }
+  return s;
+}
+
 TEST_F(ConfigTest, SlidingWindowScheduleIs21BPattern) {
+  auto p = testing::SynthModel(dir_.path(), "tiny-swa", DType::kF32);
+  ASSERT_TRUE(p.ok()) << p.status();
+  auto swa = testing::ReadGguf(*p);
+  ASSERT_TRUE(swa.ok()) << swa.status();
+  swa->SetKey("smallthinker.attention.sliding_window", GgufValue::U32(4096));
+  auto c = Load(*swa);
+  ASSERT_TRUE(c.ok()) << c.status();
+  // 8 layers: 0 and 4 global NoPE, the rest sliding RoPE (the 21B's 1:3).
+  Schedule s = ScheduleOf(*c);
+  EXPECT_EQ(s.window, (std::vector<int64_t>{0, 4096, 4096, 4096, 0, 4096, 4096, 4096}));
+  EXPECT_EQ(s.rope, (std::vector<bool>{false, true, true, true, false, true, true, true}));
+  // The optional pattern key moves the window, never the NoPE layers
+  // (llama.cpp's n_no_rope_layer_step is 4 whatever the file says) ...
+  swa->SetKey("smallthinker.attention.sliding_window_pattern", GgufValue::U32(2));
+  c = Load(*swa);
+  ASSERT_TRUE(c.ok()) << c.status();
+  s = ScheduleOf(*c);
+  EXPECT_EQ(s.window, (std::vector<int64_t>{0, 4096, 0, 4096, 0, 4096, 0, 4096}));
+  EXPECT_EQ(s.rope, (std::vector<bool>{false, true, true, true, false, true, true, true}));
+  // ... and 0 makes every layer slide.
+  swa->SetKey("smallthinker.attention.sliding_window_pattern", GgufValue::U32(0));
+  c = Load(*swa);
+  ASSERT_TRUE(c.ok()) << c.status();
+  s = ScheduleOf(*c);
+  EXPECT_EQ(s.window, std::vector<int64_t>(8, 4096));
+  EXPECT_EQ(s.rope, (std::vector<bool>{false, true, true, true, false, true, true, true}));
+}
+
+TEST_F(ConfigTest, FourLayerSlidingWindowModelRopesEveryLayerAsLlamaCppDoes) {
+  // llama.cpp's `use_rope = n_no_rope_layer_step == n_layer || ...`.
   contents_.SetKey("smallthinker.attention.sliding_window", GgufValue::U32(4096));
   auto c = Load(contents_);
   ASSERT_TRUE(c.ok()) << c.status();
-  ASSERT_EQ(c->layers.size(), 4u);
-  EXPECT_FALSE(c->layers[0].use_rope);
-  EXPECT_EQ(c->layers[0].window, 0);
-  for (int i = 1; i < 4; ++i) {
-    EXPECT_TRUE(c->layers[i].use_rope);
-    EXPECT_EQ(c->layers[i].window, 4096);
-  }
+  const Schedule s = ScheduleOf(*c);
+  EXPECT_EQ(s.window, (std::vector<int64_t>{0, 4096, 4096, 4096}));
+  EXPECT_EQ(s.rope, std::vector<bool>(4, true));
 }
 
 TEST_F(ConfigTest, MissingGatingKeyDefaultsToSigmoid) {

@@ -171,8 +171,10 @@ class Model:
         pos = np.arange(n, dtype=np.float64)
         for l in range(self.L):
             b = f"blk.{l}."
-            swa = self.window > 0 and l % self.period != 0
-            use_rope = self.window == 0 or swa
+            # llama.cpp: the pattern places the window; NoPE stays at l % 4 == 0
+            # (n_no_rope_layer_step), except in a model of exactly 4 layers.
+            swa = self.window > 0 and (self.period == 0 or l % self.period != 0)
+            use_rope = self.window == 0 or self.L == 4 or l % 4 != 0
             logits = self.matmul(b + "ffn_gate_inp.weight", t[b + "ffn_gate_inp.weight"], x)
             h = self.rms(x, t[b + "attn_norm.weight"])
             q = self.matmul(b + "attn_q.weight", t[b + "attn_q.weight"], h).reshape(n, self.nh, self.hd)
