@@ -1,0 +1,53 @@
+#include "common/host_port.h"
+
+#include "gtest/gtest.h"
+
+namespace st {
+namespace {
+
+TEST(HostPortTest, SplitsHostAndPort) {
+  std::string host;
+  int port = -1;
+  ASSERT_TRUE(SplitHostPort("127.0.0.1:8080", &host, &port).ok());
+  EXPECT_EQ(host, "127.0.0.1");
+  EXPECT_EQ(port, 8080);
+  ASSERT_TRUE(SplitHostPort("[::1]:0", &host, &port).ok());
+  EXPECT_EQ(host, "::1");
+  EXPECT_EQ(port, 0);
+  ASSERT_TRUE(SplitHostPort("0.0.0.0:65535", &host, &port).ok());
+  EXPECT_EQ(port, 65535);
+}
+
+TEST(HostPortTest, RefusesWhatGrpcOrStoiWouldHaveMisread) {
+  std::string host = "kept";
+  int port = 7;
+  // No port (gRPC took 443), out of range (gRPC wrapped 99999), junk after
+  // digits (std::stoi read 80), signs, empty parts.
+  for (const char* bad : {"127.0.0.1", "127.0.0.1:", "127.0.0.1:99999", "127.0.0.1:80x",
+                          "127.0.0.1:-1", "127.0.0.1:+80", ":80", "", "host:123456"}) {
+    const absl::Status s = SplitHostPort(bad, &host, &port);
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << bad;
+    EXPECT_NE(s.message().find(bad), std::string::npos) << s;
+  }
+  EXPECT_EQ(host, "kept");  // untouched on error
+  EXPECT_EQ(port, 7);
+}
+
+TEST(HostPortTest, ListenAddressesIncludeUnixSockets) {
+  EXPECT_TRUE(ValidateListenAddress("unix:/tmp/w.sock").ok());
+  EXPECT_TRUE(ValidateListenAddress("127.0.0.1:0").ok());
+  EXPECT_EQ(ValidateListenAddress("unix:").code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ValidateListenAddress("127.0.0.1").code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST(HostPortTest, Loopback) {
+  EXPECT_TRUE(IsLoopback("127.0.0.1"));
+  EXPECT_TRUE(IsLoopback("127.1.2.3"));
+  EXPECT_TRUE(IsLoopback("::1"));
+  EXPECT_TRUE(IsLoopback("localhost"));
+  EXPECT_FALSE(IsLoopback("0.0.0.0"));
+  EXPECT_FALSE(IsLoopback("10.0.0.2"));
+}
+
+}  // namespace
+}  // namespace st
