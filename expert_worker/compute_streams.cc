@@ -103,14 +103,23 @@ void ComputeStreams::Serve() {
   bool ok = false;
   while (cq_->Next(&tag, &ok)) {
     auto* call = static_cast<Call*>(tag);
-    if (!call->Proceed(ok)) delete call;
+    bool keep;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      keep = !stopping_ && call->Proceed(ok);
+    }
+    if (!keep) delete call;  // its one operation has ended: nothing pending
   }
 }
 
 void ComputeStreams::Shutdown() {
   if (shut_down_) return;
   shut_down_ = true;
-  cq_->Shutdown();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+    cq_->Shutdown();
+  }
   if (thread_.joinable()) {
     thread_.join();
   } else {  // never started: drain what is queued
