@@ -16,6 +16,9 @@
 # up to SPIN_US (default 200) microseconds before sleeping. Pinned rows: the
 # single process, and coordinator and worker both, with --cpus set to the
 # first THREADS CPUs this script may use (threads take turns on each core).
+# LEAN=1 (for models whose experts fill the RAM, e.g. the 21b preset: every
+# worker keeps the experts it was ever assigned): fresh workers for each
+# group of rows, killed after it, and only the loopback and delay-proxy rows.
 set -euo pipefail
 build=$1 model=$2 n=${3:-32} t=${4:-2}
 st=$build/tools/smallthinker proxy=$build/tests/cluster/st_delay_proxy
@@ -32,7 +35,7 @@ start() {  # start OUTFILE CMD...: run CMD in background, wait for "listening AD
   local out=$1; shift
   "$@" >"$out" 2>/dev/null &
   echo $! >>"$tmp/pids"
-  for _ in $(seq 1 300); do grep -q listening "$out" 2>/dev/null && break; sleep 0.1; done
+  for _ in $(seq 1 1200); do grep -q listening "$out" 2>/dev/null && break; sleep 0.1; done
   cut -d' ' -f2 "$out"
 }
 
@@ -69,6 +72,33 @@ echo "| setup | decode tok/s | step overhead p50 µs | p99 µs | mean µs | roun
 echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
 bench "1 process" --no-pack  # GGUF experts, as the coordinator and workers use
 cpus=$(/usr/bin/python3 -c "import os; print(','.join(map(str, sorted(os.sched_getaffinity(0))[:$t])))")
+stop_all() {  # kill every worker and proxy started so far, and wait for them
+  while read -r p; do kill "$p" 2>/dev/null || true; done <"$tmp/pids"
+  while read -r p; do while kill -0 "$p" 2>/dev/null; do sleep 0.1; done; done <"$tmp/pids"
+  : >"$tmp/pids"
+}
+if [ "${LEAN:-0}" = 1 ]; then
+  for k in 1 2; do
+    w1=$(start "$tmp/w1_$k" "$st" worker -m "$model" --listen 127.0.0.1:0 -t "$t")
+    list=$w1
+    if [ "$k" = 2 ]; then
+      w2=$(start "$tmp/w2_$k" "$st" worker -m "$model" --listen 127.0.0.1:0 -t "$t")
+      list="$w1,$w2"
+    fi
+    bench "coordinator + $k worker(s), loopback" --workers "$list"
+    for us in 250 1000; do
+      p1=$(start "$tmp/p1_${k}_$us" "$proxy" "${w1##*:}" "$us")
+      plist=$p1
+      if [ "$k" = 2 ]; then
+        p2=$(start "$tmp/p2_${k}_$us" "$proxy" "${w2##*:}" "$us")
+        plist="$p1,$p2"
+      fi
+      bench "coordinator + $k worker(s), $(/usr/bin/python3 -c "print($us*2/1000)") ms RTT" \
+        --workers "$plist"
+    done
+    stop_all
+  done
+else
 bench "1 process, --cpus $cpus" --no-pack --cpus "$cpus"
 c1=$(start "$tmp/c1" "$st" worker -m "$model" --listen 127.0.0.1:0 -t "$t" --cpus "$cpus")
 bench "coordinator + 1 worker, loopback, both --cpus $cpus" --workers "$c1" --cpus "$cpus"
@@ -93,6 +123,7 @@ for us in 250 1000; do
   bench "coordinator + 1 worker, $rtt ms RTT" --workers "$p1"
   bench "coordinator + 2 workers, $rtt ms RTT" --workers "$p1,$p2"
 done
+fi
 
 # The goal's ratio on a noisy host: ROUNDS (default 5) alternations of the
 # pinned single process and a pinned coordinator + 1 worker (a fresh worker
