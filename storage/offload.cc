@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/process_memory.h"
+#include "common/progress.h"
 #include "common/status_macros.h"
 #include "common/units.h"
 #include "glog/logging.h"
@@ -153,12 +154,18 @@ absl::StatusOr<std::unique_ptr<Offload>> EnableOffload(Model& model, const Offlo
 
   const auto t0 = std::chrono::steady_clock::now();
   if (plan.slots == plan.total_experts) {
-    // Everything fits: read every expert once, up front.
-    std::vector<std::pair<int, int>> all;
+    // Everything fits: read every expert once, up front, a layer at a time
+    // under a progress bar (a 21b pack is ~11 GB: minutes from a cold disk).
+    ProgressBar bar("reading experts", static_cast<uint64_t>(plan.total_experts) * h.record_size,
+                    /*enabled=*/static_cast<uint64_t>(plan.total_experts) * h.record_size >=
+                        (uint64_t{256} << 20));
     for (uint32_t l = 0; l < h.n_layers; ++l) {
-      for (uint32_t e = 0; e < h.n_experts; ++e) all.emplace_back(l, e);
+      std::vector<std::pair<int, int>> layer;
+      for (uint32_t e = 0; e < h.n_experts; ++e) layer.emplace_back(l, e);
+      ST_RETURN_IF_ERROR(cache->Pin(layer, 0));
+      bar.Add(static_cast<uint64_t>(h.n_experts) * h.record_size);
     }
-    ST_RETURN_IF_ERROR(cache->Pin(all, 0));
+    bar.Finish();
     plan.pinned = plan.slots;
   } else if (options.pin_hot) {
     absl::StatusOr<ExpertStats> stats = LoadExpertStats(offload->stats_path_, h);
