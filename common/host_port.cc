@@ -15,7 +15,12 @@ absl::Status SplitHostPort(const std::string& s, std::string* host, int* port) {
     return absl::InvalidArgumentError(absl::StrCat("expected HOST:PORT, got '", s, "'"));
   }
   std::string h = s.substr(0, colon);
-  if (h.size() > 2 && h.front() == '[' && h.back() == ']') h = h.substr(1, h.size() - 2);
+  if (h.size() > 2 && h.front() == '[' && h.back() == ']') {
+    h = h.substr(1, h.size() - 2);
+  } else if (h.find(':') != std::string::npos) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("an IPv6 host needs brackets, e.g. [::1]:PORT; got '", s, "'"));
+  }
   const std::string digits = s.substr(colon + 1);
   int p = -1;
   const bool all_digits = std::all_of(digits.begin(), digits.end(),

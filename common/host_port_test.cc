@@ -24,7 +24,7 @@ TEST(HostPortTest, RefusesWhatGrpcOrStoiWouldHaveMisread) {
   // No port (gRPC took 443), out of range (gRPC wrapped 99999), junk after
   // digits (std::stoi read 80), signs, empty parts.
   for (const char* bad : {"127.0.0.1", "127.0.0.1:", "127.0.0.1:99999", "127.0.0.1:80x",
-                          "127.0.0.1:-1", "127.0.0.1:+80", ":80", "", "host:123456"}) {
+                          "127.0.0.1:-1", "127.0.0.1:+80", ":80", "", "host:123456", "::1"}) {
     const absl::Status s = SplitHostPort(bad, &host, &port);
     EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << bad;
     EXPECT_NE(s.message().find(bad), std::string::npos) << s;

@@ -16,8 +16,12 @@ constexpr size_t kMaxPath = 4096;
 std::atomic<int> g_state[kSlots];
 char g_paths[kSlots][kMaxPath];
 constexpr int kSignals[] = {SIGINT, SIGTERM, SIGHUP, SIGPIPE};
+// Set by the handler before it reads any path: no new path is written then
+// (a slot reused while the handler read it could splice two paths).
+std::atomic<bool> g_dying{false};
 
 void OnSignal(int sig) {
+  g_dying.store(true, std::memory_order_seq_cst);
   for (int i = 0; i < kSlots; ++i) {
     if (g_state[i].load(std::memory_order_acquire) == 2) unlink(g_paths[i]);  // async-signal-safe
   }
@@ -49,7 +53,8 @@ TempFileGuard::TempFileGuard(const std::string& path) {
   InstallOnce();
   for (int i = 0; i < kSlots; ++i) {
     int free = 0;
-    if (!g_state[i].compare_exchange_strong(free, 1, std::memory_order_acq_rel)) continue;
+    if (!g_state[i].compare_exchange_strong(free, 1, std::memory_order_seq_cst)) continue;
+    if (g_dying.load(std::memory_order_seq_cst)) return;  // the process is ending anyway
     std::memcpy(g_paths[i], path.c_str(), path.size() + 1);
     g_state[i].store(2, std::memory_order_release);
     slot_ = i;

@@ -29,6 +29,7 @@ void ExpectRemovedOn(int sig) {
   const pid_t pid = fork();
   ASSERT_GE(pid, 0);
   if (pid == 0) {
+    signal(sig, SIG_DFL);  // whatever the test runner inherited (nohup, &)
     TempFileGuard guard(path);
     raise(sig);
     _exit(0);  // not reached
@@ -50,6 +51,7 @@ TEST(TempFileGuardTest, ReleasedGuardsLeaveFilesAlone) {
   const pid_t pid = fork();
   ASSERT_GE(pid, 0);
   if (pid == 0) {
+    signal(SIGTERM, SIG_DFL);
     { TempFileGuard guard(kept); }  // committed: no longer guarded
     raise(SIGTERM);
     _exit(0);
@@ -66,7 +68,6 @@ TEST(TempFileGuardTest, AProgramsOwnHandlerIsKept) {
   const pid_t pid = fork();
   ASSERT_GE(pid, 0);
   if (pid == 0) {
-    signal(SIGUSR1, SIG_DFL);
     struct sigaction sa {};
     sa.sa_handler = [](int) { _exit(42); };
     sigaction(SIGTERM, &sa, nullptr);

@@ -49,6 +49,7 @@ absl::StatusOr<std::string> ReadBody(const httplib::Request& req, httplib::Respo
     return true;
   });
   if (too_large || res.status == 413) return absl::ResourceExhaustedError("request body too large");
+  if (res.status == 415) return absl::InvalidArgumentError("unsupported Content-Encoding");
   if (!ok) return absl::InvalidArgumentError("cannot read the request body");
   return body;
 }
@@ -171,12 +172,19 @@ absl::StatusOr<std::unique_ptr<HttpGateway>> HttpGateway::Start(ServeState& stat
                                                err != 0 ? std::strerror(err) : ""));
   }
   g->port_ = port;
-  g->thread_ = std::thread([s = g->server_.get()] { s->listen_after_bind(); });
-  // httplib's stop() does nothing before the thread has started listening,
-  // so a gateway stopped at once (the model failed to load) would wait for
-  // that thread forever: return only once it listens.
-  for (int i = 0; i < 10000 && !g->server_->is_running(); ++i) {
-    std::this_thread::sleep_for(std::chrono::microseconds(500));
+  g->thread_ = std::thread([gw = g.get()] {
+    gw->server_->listen_after_bind();
+    gw->listen_returned_.store(true);
+  });
+  // httplib's stop() does nothing before the thread has started listening
+  // (Stop() retries it), so wait for that; a listen that ended at once is an
+  // error.
+  while (!g->server_->is_running() && !g->listen_returned_.load()) {
+    std::this_thread::sleep_for(std::chrono::microseconds(200));
+  }
+  if (g->listen_returned_.load()) {
+    return absl::UnavailableError(
+        absl::StrCat("HTTP: listening on ", options.host, ":", port, " ended at once"));
   }
   return g;
 }
@@ -185,7 +193,15 @@ HttpGateway::HttpGateway(ServeState& state) : state_(state) {}
 HttpGateway::~HttpGateway() { Stop(); }
 
 void HttpGateway::Stop() {
-  if (server_) server_->stop();
+  // stop() is a no-op until the listen loop runs: repeat it until the loop
+  // has returned (a gateway stopped right after Start: the model failed to
+  // load), then join.
+  if (server_ && thread_.joinable()) {
+    while (!listen_returned_.load()) {
+      server_->stop();
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+  }
   if (thread_.joinable()) thread_.join();
 }
 
@@ -264,8 +280,11 @@ void HttpGateway::Routes(const std::string& cors_origin) {
                           const httplib::ContentReader& reader) {
       auto body = ReadBody(req, res, reader);
       if (!body.ok()) {
+        // What is left of the body is still on the connection: close it.
+        res.set_header("Connection", "close");
         const bool large = body.status().code() == absl::StatusCode::kResourceExhausted;
-        return SendError(res, large ? 413 : 400, std::string(body.status().message()));
+        return SendError(res, large ? 413 : res.status == 415 ? 415 : 400,
+                         std::string(body.status().message()));
       }
       Engine* engine = state.engine.load();
       if (engine == nullptr) return SendError(res, 503, "Loading model");

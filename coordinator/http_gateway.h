@@ -4,6 +4,7 @@
 // metric names where they fit). Errors use OpenAI's error JSON shape.
 #pragma once
 
+#include <atomic>
 #include <memory>
 #include <string>
 #include <thread>
@@ -44,6 +45,7 @@ class HttpGateway {
   ServeState& state_;
   std::unique_ptr<httplib::Server> server_;
   std::thread thread_;
+  std::atomic<bool> listen_returned_{false};  // set by thread_ when listening ends
   int port_ = 0;
 };
 

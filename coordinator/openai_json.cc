@@ -235,11 +235,11 @@ absl::StatusOr<OpenAiRequest> ParseOpenAiRequest(ApiKind kind, std::string_view 
   }
   ST_RETURN_IF_ERROR(Number(j, "temperature", &s.temperature));
   ST_RETURN_IF_ERROR(Number(j, "top_p", &s.top_p));
-  if (s.top_p == 0.0f) {  // llama.cpp keeps the most probable token: the same as top_k 1
+  ST_RETURN_IF_ERROR(Integer(j, "top_k", &s.top_k));
+  if (s.top_p == 0.0f) {  // llama.cpp keeps the most probable token, whatever top_k says
     s.top_p = 1.0f;
     s.top_k = 1;
   }
-  ST_RETURN_IF_ERROR(Integer(j, "top_k", &s.top_k));
   ST_RETURN_IF_ERROR(Number(j, "min_p", &s.min_p));
   ST_RETURN_IF_ERROR(Number(j, "repeat_penalty", &s.repeat_penalty));
   ST_RETURN_IF_ERROR(Number(j, "presence_penalty", &s.presence_penalty));
@@ -299,7 +299,9 @@ json ErrorJson(const absl::Status& status) {
 
 json ErrorJson(int http_status, std::string_view message, std::string_view error_code) {
   std::string type = "server_error";
-  if (http_status == 400 || http_status == 404 || http_status == 413) type = "invalid_request_error";
+  if (http_status == 400 || http_status == 404 || http_status == 413 || http_status == 415) {
+    type = "invalid_request_error";
+  }
   if (http_status == 401) type = "authentication_error";
   if (http_status == 429) type = "rate_limit_error";
   if (http_status == 503) type = "unavailable_error";

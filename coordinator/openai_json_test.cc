@@ -1,8 +1,9 @@
 // OpenAI wire format: parameters land in the engine request, wrong types and
 // ranges are INVALID_ARGUMENT naming the field, replies have OpenAI's shape.
 #include "coordinator/openai_json.h"
-#include "coordinator/request_limits.h"
 
+#include "absl/strings/str_cat.h"
+#include "coordinator/request_limits.h"
 #include "gtest/gtest.h"
 #include "model/model.h"
 #include "tests/testutil/testutil.h"
@@ -79,6 +80,12 @@ TEST_F(OpenAiJsonTest, AcceptsWhatOpenAiClientsSend) {
   EXPECT_EQ(r->engine.options.sampling.seed, 0u);
   EXPECT_EQ(r->engine.options.sampling.top_k, 1);
   EXPECT_EQ(r->engine.options.sampling.top_p, 1.0f);
+  for (const char* top_k : {"5", "0", "-1"}) {  // top_p 0 wins over any top_k
+    r = Parse(ApiKind::kCompletion,
+              absl::StrCat(R"({"prompt": "x", "top_p": 0, "top_k": )", top_k, "}"));
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ(r->engine.options.sampling.top_k, 1) << top_k;
+  }
   r = Parse(ApiKind::kCompletion, R"({"prompt": "x", "seed": 18446744073709551615})");
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(r->engine.options.sampling.seed, 18446744073709551615u);

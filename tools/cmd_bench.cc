@@ -294,15 +294,15 @@ void RegisterBench(CLI::App& app) {
     if (!model.ok()) return fail(model.status());
     Model& m = **model;
     const ModelConfig& c = m.config();
-    // ppN needs N + 1 positions, tgN N + 2 (its one-token prompt and the last).
+    // ppN needs N positions, tgN N + 1 (its one-token prompt, then N steps).
     for (int n : f->prompt) {
-      if (n + 1 > c.context_length) {
+      if (static_cast<int64_t>(n) > c.context_length) {
         return fail(absl::InvalidArgumentError(absl::StrCat(
             "-p ", n, " does not fit the model's context of ", c.context_length, " tokens")));
       }
     }
     for (int n : f->gen) {
-      if (n + 2 > c.context_length) {
+      if (static_cast<int64_t>(n) + 1 > c.context_length) {
         return fail(absl::InvalidArgumentError(absl::StrCat(
             "-n ", n, " does not fit the model's context of ", c.context_length, " tokens")));
       }

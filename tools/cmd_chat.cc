@@ -66,11 +66,11 @@ void RegisterChat(CLI::App& app) {
       }
       std::vector<int32_t> prompt = history;
       prompt.insert(prompt.end(), turn_ids->begin(), turn_ids->end());
-      if (static_cast<int64_t>(prompt.size()) + 1 >= session.context_size()) {
+      if (static_cast<int64_t>(prompt.size()) >= session.context_size()) {  // no room to answer
         std::fprintf(stderr,
                      "context full: this turn needs %zu of the %lld tokens (%zu from earlier "
                      "turns); /reset to start over, or raise -c\n",
-                     prompt.size() + 1, static_cast<long long>(session.context_size()),
+                     prompt.size(), static_cast<long long>(session.context_size()),
                      history.size());
         continue;
       }

@@ -8,6 +8,7 @@
 #include <memory>
 
 #include "CLI/CLI.hpp"
+#include "absl/strings/numbers.h"
 #include "common/status_macros.h"
 #include "model/kv_cache.h"
 #include "model/model.h"
@@ -76,9 +77,18 @@ inline void AddGenerationFlags(CLI::App* cmd, GenerationFlags* f) {
       ->capture_default_str();
   cmd->add_option("--frequency-penalty", s.frequency_penalty, "OpenAI frequency penalty")
       ->capture_default_str();
-  // Negative (llama.cpp's -1) = random, as 0; not a huge unsigned seed.
-  cmd->add_option_function<int64_t>(
-         "-s,--seed", [&s](int64_t v) { s.seed = v > 0 ? static_cast<uint64_t>(v) : 0; },
+  // Any 64-bit seed (run --json prints drawn ones); negative (llama.cpp's
+  // -1) = random, as 0. Parsed here: CLI11 2.1 clamps out-of-range integers.
+  cmd->add_option_function<std::string>(
+         "-s,--seed",
+         [&s](const std::string& v) {
+           int64_t negative = 0;
+           if (!v.empty() && v[0] == '-' && absl::SimpleAtoi(v, &negative)) {
+             s.seed = 0;
+           } else if (!absl::SimpleAtoi(v, &s.seed)) {
+             throw CLI::ValidationError("--seed", "'" + v + "' is not a 64-bit integer");
+           }
+         },
          "Sampling seed (0 or -1 = random)")
       ->default_str("0");
   cmd->add_option("--stop", f->generate.stop, "Stop string (repeatable)");
