@@ -33,6 +33,11 @@ absl::StatusOr<std::unique_ptr<MappedExpertStore>> MappedExpertStore::Create(
                          static_cast<uint64_t>(s.n_experts);
   const uint64_t all = store->expert_bytes_ * config.n_layers * config.n_experts;
   store->capacity_bytes_ = capacity_bytes == 0 ? all : capacity_bytes;
+  if (store->capacity_bytes_ < store->expert_bytes_) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "memory budget ", FormatBytes(store->capacity_bytes_), " holds no expert (one needs ",
+        FormatBytes(store->expert_bytes_), ")"));
+  }
   return store;
 }
 

@@ -6,9 +6,11 @@
 #include <cstdlib>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "CLI/CLI.hpp"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "common/process_memory.h"
 #include "common/units.h"
 #include "model/model.h"
@@ -94,7 +96,23 @@ inline absl::StatusOr<Offload*> ApplyOffload(Model& model, const OffloadFlags& f
   if (const char* slots = std::getenv("ST_TEST_CACHE_SLOTS")) o.cache_slots = std::atoi(slots);
   absl::StatusOr<std::unique_ptr<Offload>> offload = EnableOffload(model, o);
   if (!offload.ok()) return offload.status();
-  if (*offload == nullptr) return nullptr;
+  if (*offload == nullptr) {
+    // Experts run from the GGUF mapping: the pack's flags have nothing to act on.
+    const OffloadFlags defaults;
+    std::vector<std::string> unused;
+    if (f.io != defaults.io) unused.push_back("--io");
+    if (f.queue_depth != defaults.queue_depth) unused.push_back("--io-depth");
+    if (f.speculate) unused.push_back("--speculate");
+    if (f.no_pin) unused.push_back("--no-pin");
+    if (f.pin_fraction != defaults.pin_fraction) unused.push_back("--pin-fraction");
+    if (f.no_stats) unused.push_back("--no-stats");
+    if (!unused.empty()) {
+      std::fprintf(stderr, "warning: %s ignored: no expert pack is in use%s\n",
+                   absl::StrJoin(unused, ", ").c_str(),
+                   f.no_pack ? " (--no-pack)" : " (make one with `smallthinker convert`)");
+    }
+    return nullptr;
+  }
   std::shared_ptr<Offload> owned(std::move(*offload));
   model.Adopt(owned);
   return owned.get();
