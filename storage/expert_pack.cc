@@ -161,6 +161,7 @@ absl::StatusOr<std::shared_ptr<const ExpertPack>> ExpertPack::Open(const std::st
   } closer{fd};
   struct stat sb;
   if (fstat(fd, &sb) != 0) return absl::InternalError(absl::StrCat(path, ": fstat failed"));
+  if (!S_ISREG(sb.st_mode)) return bad("not a regular file");
   const uint64_t actual = static_cast<uint64_t>(sb.st_size);
   if (actual < kPackHeaderBytes) {
     if (actual >= sizeof(kPackMagic)) {

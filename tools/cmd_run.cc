@@ -37,6 +37,9 @@ void RegisterRun(CLI::App& app) {
                 "streaming text");
   cmd->callback([f] {
     auto fail = Fail;
+    if (!f->system.empty() && !f->chat) {
+      return fail(absl::InvalidArgumentError("--system needs --chat (a raw prompt has no roles)"));
+    }
     auto model = LoadModel(f->gen);
     if (!model.ok()) return fail(model.status());
     auto offload = ApplyOffloadOrWorkers(**model, f->offload, f->gen.cluster, f->gen.ctx_size);

@@ -71,7 +71,8 @@ inline void AddGenerationFlags(CLI::App* cmd, GenerationFlags* f) {
   cmd->add_option("--min-p", s.min_p, "Min-p (0 = off)")->capture_default_str();
   cmd->add_option("--repeat-penalty", s.repeat_penalty, "Repetition penalty (1 = off)")
       ->capture_default_str();
-  cmd->add_option("--repeat-last-n", s.repeat_last_n, "Tokens considered by penalties")
+  cmd->add_option("--repeat-last-n", s.repeat_last_n,
+                  "Tokens considered by penalties (-1 = the whole history)")
       ->capture_default_str();
   cmd->add_option("--presence-penalty", s.presence_penalty, "OpenAI presence penalty")
       ->capture_default_str();
