@@ -5,7 +5,7 @@
 // ppN: one batch of N prompt tokens into an empty context. tgN: N greedy
 // tokens after a one-token prompt, timed together. A first, untimed
 // repetition warms the caches; the line reports mean ± sd of the rest.
-import {getLlama, LlamaLogLevel} from "node-llama-cpp";
+import {loadLlama} from "./llamacpp_load.mjs";
 
 const [modelPath, threadsArg, ppArg, tgArg, repsArg] = process.argv.slice(2);
 if (!modelPath) {
@@ -14,18 +14,7 @@ if (!modelPath) {
 }
 const threads = Number(threadsArg ?? 2), pp = Number(ppArg ?? 128);
 const tg = Number(tgArg ?? 128), reps = Math.max(1, Number(repsArg ?? 3));
-// The CPU variant ggml loaded (libggml-cpu-<variant>.so), from its log.
-let variant = "?";
-const llama = await getLlama({
-  gpu: false,
-  build: "never",
-  logLevel: LlamaLogLevel.debug,
-  logger: (level, message) => {
-    const m = /libggml-cpu-([\w-]+)\.so/.exec(message);
-    if (m) variant = m[1];
-    else if (level === LlamaLogLevel.error || level === LlamaLogLevel.fatal) console.error(message);
-  },
-});
+const {llama, variant} = await loadLlama();
 const model = await llama.loadModel({modelPath, gpuLayers: 0});
 const context = await model.createContext({contextSize: 2048, threads, batchSize: 512});
 const prompt = model.tokenize("The quick brown fox jumps over the lazy dog. ".repeat(64));
@@ -55,7 +44,7 @@ const stat = (a) => {
   const sd = Math.sqrt(a.reduce((x, y) => x + (y - m) ** 2, 0) / Math.max(1, a.length - 1));
   return `${m.toFixed(2)} ± ${sd.toFixed(2)}`;
 };
-console.log(`| llama.cpp (${variant}) | ${threads} | pp${pp} | ${stat(ppRates)} |`);
-console.log(`| llama.cpp (${variant}) | ${threads} | tg${tg} | ${stat(tgRates)} |`);
+console.log(`| llama.cpp (${variant()}) | ${threads} | pp${pp} | ${stat(ppRates)} |`);
+console.log(`| llama.cpp (${variant()}) | ${threads} | tg${tg} | ${stat(tgRates)} |`);
 await context.dispose();
 await model.dispose();

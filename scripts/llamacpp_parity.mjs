@@ -131,18 +131,8 @@ if (!Array.isArray(prompt) || prompt.length === 0 || !Array.isArray(oursGen) || 
 }
 const n = oursGen.length;
 
-const {getLlama, LlamaLogLevel} = await import("node-llama-cpp");
-let variant = "?";
-const llama = await getLlama({
-  gpu: false,
-  build: "never",
-  logLevel: LlamaLogLevel.debug,
-  logger: (level, message) => {
-    const m = /libggml-cpu-([\w-]+)\.so/.exec(message);
-    if (m) variant = m[1];
-    else if (level === LlamaLogLevel.error || level === LlamaLogLevel.fatal) console.error(message);
-  },
-});
+const {loadLlama} = await import("./llamacpp_load.mjs");
+const {llama, variant} = await loadLlama();
 const model = await llama.loadModel({modelPath, gpuLayers: 0});
 const context = await model.createContext({
   contextSize: Math.max(256, prompt.length + n + 16),
@@ -225,7 +215,7 @@ console.log(JSON.stringify({
   type: opts.type,
   window: opts.window,
   expect: opts.expect,
-  llama_cpu_variant: variant,
+  llama_cpu_variant: variant(),
   kv_type: kv,
   flash_attention: opts.fa,
   prompt_ids: prompt,

@@ -156,9 +156,8 @@ absl::StatusOr<std::unique_ptr<Offload>> EnableOffload(Model& model, const Offlo
   if (plan.slots == plan.total_experts) {
     // Everything fits: read every expert once, up front, a layer at a time
     // under a progress bar (a 21b pack is ~11 GB: minutes from a cold disk).
-    ProgressBar bar("reading experts", static_cast<uint64_t>(plan.total_experts) * h.record_size,
-                    /*enabled=*/static_cast<uint64_t>(plan.total_experts) * h.record_size >=
-                        (uint64_t{256} << 20));
+    const uint64_t total = static_cast<uint64_t>(plan.total_experts) * h.record_size;
+    ProgressBar bar("reading experts", total, /*enabled=*/total >= (uint64_t{256} << 20));
     for (uint32_t l = 0; l < h.n_layers; ++l) {
       std::vector<std::pair<int, int>> layer;
       for (uint32_t e = 0; e < h.n_experts; ++e) layer.emplace_back(l, e);

@@ -263,7 +263,7 @@ void RegisterBench(CLI::App& app) {
       ->check(CLI::IsMember({"md", "json"}))
       ->capture_default_str();
   cmd->callback([f] {
-    auto fail = [](const absl::Status& s) { Fail(s); };
+    auto fail = Fail;
     auto bw_bytes = ParseByteSize(f->bandwidth_size);
     if (!bw_bytes.ok() || *bw_bytes > (uint64_t{64} << 30)) {
       std::fprintf(stderr, "error: bad --bandwidth-size '%s'\n", f->bandwidth_size.c_str());
