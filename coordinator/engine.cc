@@ -123,17 +123,11 @@ void Engine::WarmUp() {
   if (!s.ok()) LOG(WARNING) << "engine warm-up failed (requests will show the error): " << s;
 }
 
-uint64_t Engine::KvBytesFor(int64_t context_size) {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    auto it = kv_bytes_by_context_.find(context_size);
-    if (it != kv_bytes_by_context_.end()) return it->second;
-  }
-  // KvCache is opaque: measure one (only once per context size).
-  const uint64_t bytes = KvCache(model_.config(), context_size, step_tokens_).bytes();
-  std::lock_guard<std::mutex> lock(mu_);
-  kv_bytes_by_context_[context_size] = bytes;
-  return bytes;
+uint64_t Engine::KvBytesFor(int64_t context_size) const {
+  // Arithmetic only: a request must cost nothing before it is admitted (a
+  // cache built just to measure it held ~1 GiB per unseen context size of
+  // the 4b model, outside every limit, even for requests refused as busy).
+  return KvCache::BytesFor(model_.config(), context_size, step_tokens_);
 }
 
 absl::Status Engine::Validate(EngineRequest& request) const {
@@ -191,8 +185,9 @@ absl::StatusOr<std::vector<std::unique_ptr<RequestStream>>> Engine::SubmitAll(
     std::lock_guard<std::mutex> lock(mu_);
     if (stopping_) return absl::UnavailableError("server shutting down");
     if (options_.kv_budget_bytes > 0 && largest_kv > options_.kv_budget_bytes) {
+      // Never admissible, so not RESOURCE_EXHAUSTED (which clients retry).
       stats_.requests_rejected += shared.size();
-      return absl::ResourceExhaustedError(
+      return absl::OutOfRangeError(
           absl::StrCat("the KV cache of a ", largest_context, "-token context (", largest_kv,
                        " bytes) exceeds the KV budget of ", options_.kv_budget_bytes, " bytes"));
     }
@@ -203,8 +198,9 @@ absl::StatusOr<std::vector<std::unique_ptr<RequestStream>>> Engine::SubmitAll(
         options_.queue + std::max(0, free_slots)) {
       stats_.requests_rejected += shared.size();
       return absl::ResourceExhaustedError(absl::StrCat(
-          "server busy: ", active_count_, " requests generating and ", waiting_.size(),
-          " queued (limit ", options_.queue, ")"));
+          "server busy: ", active_count_, " of ", options_.parallel, " requests generating and ",
+          waiting_.size(), " waiting (room for ", options_.parallel + options_.queue,
+          " in all: --parallel ", options_.parallel, " plus --queue ", options_.queue, ")"));
     }
     stats_.requests_total += shared.size();
     for (auto& sh : shared) waiting_.push_back(sh);
@@ -254,7 +250,7 @@ void Engine::AdmitLocked(std::vector<std::unique_ptr<Active>>* admitted) {
   }
   while (!waiting_.empty() && active_count_ < options_.parallel) {
     auto sh = waiting_.front();
-    const uint64_t bytes = kv_bytes_by_context_[sh->request.context_size];
+    const uint64_t bytes = KvBytesFor(sh->request.context_size);
     if (options_.kv_budget_bytes > 0 && kv_in_use_ + bytes > options_.kv_budget_bytes) break;
     waiting_.pop_front();
     ++active_count_;

@@ -19,7 +19,6 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
-#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -151,6 +150,8 @@ class Engine {
 
   EngineStats stats() const;
   const EngineOptions& options() const { return options_; }
+  // Bytes of the KV cache a request of this context size gets.
+  uint64_t KvBytesFor(int64_t context_size) const;
   Model& model() { return model_; }
 
  private:
@@ -161,7 +162,6 @@ class Engine {
   void SchedulerLoop();
   // Admits waiting requests that fit; drops cancelled/expired waiting ones.
   void AdmitLocked(std::vector<std::unique_ptr<Active>>* admitted);
-  uint64_t KvBytesFor(int64_t context_size);
   void WarmUp();
   void Step();
   void Finish(Active& a, absl::Status status);
@@ -176,7 +176,6 @@ class Engine {
   std::condition_variable cv_;
   bool stopping_ = false;
   std::deque<std::shared_ptr<RequestStream::Shared>> waiting_;
-  std::map<int64_t, uint64_t> kv_bytes_by_context_;
   EngineStats stats_;  // counters; gauges filled in by stats()
   uint64_t kv_in_use_ = 0;
   int active_count_ = 0;

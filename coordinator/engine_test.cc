@@ -310,7 +310,11 @@ TEST_F(EngineTest, KvBudgetSerializesAndRefuses) {
                                        .kv_budget_bytes = one + one / 2});
   auto big = engine.Submit(EngineRequest{.prompt = Prompt(4, 0), .options = Greedy(4),
                                          .context_size = 1024});
-  EXPECT_EQ(big.status().code(), absl::StatusCode::kResourceExhausted) << big.status();
+  // Never admissible: OUT_OF_RANGE, not the RESOURCE_EXHAUSTED clients retry.
+  EXPECT_EQ(big.status().code(), absl::StatusCode::kOutOfRange) << big.status();
+  // The engine sizes requests by arithmetic, as the caches it builds come out.
+  EXPECT_EQ(engine.KvBytesFor(1024), big_bytes);
+  EXPECT_EQ(engine.KvBytesFor(64), one);
   auto a = engine.Submit(EngineRequest{.prompt = Prompt(4, 0), .options = Greedy(30),
                                        .context_size = 64});
   auto b = engine.Submit(EngineRequest{.prompt = Prompt(4, 1), .options = Greedy(30),

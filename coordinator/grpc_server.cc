@@ -5,6 +5,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
+#include "proto/protobuf_log.h"
+#include "grpcpp/resource_quota.h"
+#include "grpcpp/server_builder.h"
 
 namespace st::serve {
 namespace {
@@ -37,6 +40,7 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> StartGrpcServer(ServeState& state,
                                                            const GrpcOptions& options) {
   // Our grpc.health.v1, not gRPC's callback-API one (proto/health_service.h).
   grpc::EnableDefaultHealthCheckService(false);
+  RouteProtobufLogs();  // refused messages log at a bounded rate
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   std::shared_ptr<grpc::ServerCredentials> creds;
   if (options.tls_cert_file.empty() != options.tls_key_file.empty()) {
@@ -56,6 +60,11 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> StartGrpcServer(ServeState& state,
   auto g = std::make_unique<GrpcServer>();
   g->service = std::make_unique<InferenceServiceImpl>(state);
   grpc::ServerBuilder builder;
+  if (options.max_threads > 0) {
+    grpc::ResourceQuota quota("smallthinker-serve");
+    quota.SetMaxThreads(options.max_threads);
+    builder.SetResourceQuota(quota);
+  }
   builder.AddListeningPort(options.listen, creds, &g->port);
   builder.RegisterService(g->service.get());
   g->health = std::make_unique<HealthService>();

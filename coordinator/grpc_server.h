@@ -16,6 +16,10 @@ namespace st::serve {
 struct GrpcOptions {
   std::string listen = "127.0.0.1:50051";  // host:port; port 0 = pick a free one
   std::string tls_cert_file, tls_key_file;  // both set = TLS
+  // Cap on the server's threads (gRPC's synchronous handlers hold one per
+  // open call: streaming generations and health Watch streams); calls past
+  // it get RESOURCE_EXHAUSTED instead of a thread each. 0 = no cap.
+  int max_threads = 0;
 };
 
 struct GrpcServer {

@@ -14,6 +14,7 @@
 #include "grpcpp/server_builder.h"
 #include "hwy/targets.h"
 #include "model/local_expert_executor.h"
+#include "proto/protobuf_log.h"
 #include "storage/expert_pack.h"
 
 namespace st {
@@ -112,6 +113,7 @@ absl::StatusOr<std::unique_ptr<WorkerServer>> WorkerServer::Start(const WorkerOp
   // Our grpc.health.v1, not gRPC's callback-API one (proto/health_service.h).
   grpc::EnableDefaultHealthCheckService(false);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  RouteProtobufLogs();  // refused messages log at a bounded rate
   grpc::ServerBuilder builder;
   builder.AddListeningPort(options.listen, creds, &w->port_);
   builder.RegisterService(w->service_.get());

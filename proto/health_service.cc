@@ -1,5 +1,7 @@
 #include "proto/health_service.h"
 
+#include "absl/cleanup/cleanup.h"
+#include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 
 namespace st {
@@ -43,6 +45,13 @@ grpc::Status HealthService::Check(grpc::ServerContext*, const hv1::HealthCheckRe
 grpc::Status HealthService::Watch(grpc::ServerContext* ctx, const hv1::HealthCheckRequest* req,
                                   grpc::ServerWriter<hv1::HealthCheckResponse>* writer) {
   absl::MutexLock lock(&mu_);
+  if (watches_ >= kMaxWatches) {
+    return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                        absl::StrCat("too many health Watch streams open (limit ", kMaxWatches,
+                                     "); poll with Check instead"));
+  }
+  ++watches_;
+  const absl::Cleanup count = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { --watches_; };
   // StatusOf never answers UNKNOWN, so the first status is always written.
   Status sent = hv1::HealthCheckResponse::UNKNOWN;
   while (true) {

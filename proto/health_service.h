@@ -21,6 +21,11 @@ class HealthService final : public grpc::health::v1::Health::Service {
   // Shutdown, which waits for open calls.
   void Shutdown();
 
+  // Watch streams open at once; more are refused with RESOURCE_EXHAUSTED
+  // (each holds a server thread for as long as it is open, and threads
+  // are better kept for the service the server exists for).
+  static constexpr int kMaxWatches = 32;
+
   grpc::Status Check(grpc::ServerContext* ctx, const grpc::health::v1::HealthCheckRequest* req,
                      grpc::health::v1::HealthCheckResponse* resp) override;
   grpc::Status Watch(grpc::ServerContext* ctx, const grpc::health::v1::HealthCheckRequest* req,
@@ -34,6 +39,7 @@ class HealthService final : public grpc::health::v1::Health::Service {
   absl::CondVar changed_;
   std::map<std::string, bool> serving_ ABSL_GUARDED_BY(mu_);
   bool shut_down_ ABSL_GUARDED_BY(mu_) = false;
+  int watches_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace st

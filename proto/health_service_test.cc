@@ -115,5 +115,47 @@ TEST_F(HealthServiceTest, CancelledWatchReturns) {
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(3));
 }
 
+TEST_F(HealthServiceTest, WatchesPastTheLimitAreRefusedAndTheirSlotsComeBack) {
+  std::vector<std::unique_ptr<grpc::ClientContext>> ctxs;
+  std::vector<std::unique_ptr<grpc::ClientReader<hv1::HealthCheckResponse>>> readers;
+  hv1::HealthCheckRequest req;
+  hv1::HealthCheckResponse resp;
+  for (int i = 0; i < HealthService::kMaxWatches; ++i) {
+    ctxs.push_back(std::make_unique<grpc::ClientContext>());
+    readers.push_back(stub_->Watch(ctxs.back().get(), req));
+    ASSERT_TRUE(readers.back()->Read(&resp)) << i;  // open: its first status
+  }
+  {
+    grpc::ClientContext ctx;
+    auto extra = stub_->Watch(&ctx, req);
+    EXPECT_FALSE(extra->Read(&resp));
+    const grpc::Status s = extra->Finish();
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+    EXPECT_NE(s.error_message().find("limit 32"), std::string::npos) << s.error_message();
+  }
+  hv1::HealthCheckResponse::ServingStatus status;
+  EXPECT_TRUE(Check("", &status).ok());  // Check still answers
+  ctxs[0]->TryCancel();
+  EXPECT_FALSE(readers[0]->Read(&resp));
+  readers[0]->Finish();
+  // The cancelled stream's slot is free once its handler notices (<= 100 ms).
+  bool reopened = false;
+  for (int attempt = 0; attempt < 50 && !reopened; ++attempt) {
+    grpc::ClientContext ctx;
+    auto again = stub_->Watch(&ctx, req);
+    reopened = again->Read(&resp);
+    ctx.TryCancel();
+    again->Finish();
+    if (!reopened) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_TRUE(reopened);
+  for (size_t i = 1; i < ctxs.size(); ++i) ctxs[i]->TryCancel();
+  for (size_t i = 1; i < readers.size(); ++i) {
+    while (readers[i]->Read(&resp)) {
+    }
+    readers[i]->Finish();
+  }
+}
+
 }  // namespace
 }  // namespace st
