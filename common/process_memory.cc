@@ -22,6 +22,22 @@ ProcessMemory ReadProcessMemory() {
   return m;
 }
 
+uint64_t AvailableMemoryBytes() {
+  FILE* f = std::fopen("/proc/meminfo", "r");
+  if (f == nullptr) return 0;
+  char line[256];
+  uint64_t bytes = 0;
+  while (std::fgets(line, sizeof line, f) != nullptr) {
+    unsigned long long kb = 0;
+    if (std::sscanf(line, "MemAvailable: %llu kB", &kb) == 1) {
+      bytes = kb * 1024;
+      break;
+    }
+  }
+  std::fclose(f);
+  return bytes;
+}
+
 void ReleaseWholePages(const void* p, size_t n) {
   const auto page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
   const auto begin = (reinterpret_cast<uintptr_t>(p) + page - 1) / page * page;

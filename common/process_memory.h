@@ -15,6 +15,10 @@ struct ProcessMemory {
 // Zeros when /proc is unavailable.
 ProcessMemory ReadProcessMemory();
 
+// MemAvailable of /proc/meminfo (what the kernel estimates it can give
+// without swapping); 0 when unknown.
+uint64_t AvailableMemoryBytes();
+
 // MADV_DONTNEED on the whole pages inside [p, p + n): for a file mapping,
 // drops them from this process (re-read from the file if touched again).
 // Never call it on anonymous memory whose contents must survive.

@@ -1,10 +1,18 @@
 #include "storage/expert_stats.h"
 
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
+#include <limits>
 #include <fstream>
 #include <sstream>
 
+#include "absl/cleanup/cleanup.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 
@@ -48,7 +56,13 @@ absl::StatusOr<ExpertStats> LoadExpertStats(const std::string& path, const PackH
   }
   s.counts.resize(static_cast<size_t>(s.n_layers) * s.n_experts);
   for (uint64_t& c : s.counts) {
-    if (!(in >> c)) return bad("truncated counts");
+    std::string word;
+    if (!(in >> word)) return bad("truncated counts");
+    // Digits only: istream would take "-5" as 2^64 - 5, the hottest expert.
+    if (word.find_first_not_of("0123456789") != std::string::npos ||
+        !absl::SimpleAtoi(word, &c)) {
+      return bad(absl::StrCat("bad count '", word, "'"));
+    }
   }
   std::string extra;
   if (in >> extra) return bad("trailing data");
@@ -56,7 +70,7 @@ absl::StatusOr<ExpertStats> LoadExpertStats(const std::string& path, const PackH
 }
 
 absl::Status SaveExpertStats(const std::string& path, const ExpertStats& stats) {
-  const std::string tmp = path + ".tmp";
+  const std::string tmp = absl::StrCat(path, ".tmp.", getpid());
   {
     std::ofstream out(tmp, std::ios::trunc);
     if (!out) return absl::PermissionDeniedError(absl::StrCat(tmp, ": cannot write"));
@@ -80,6 +94,39 @@ absl::Status SaveExpertStats(const std::string& path, const ExpertStats& stats) 
     return absl::InternalError(absl::StrCat("cannot rename ", tmp, " to ", path));
   }
   return absl::OkStatus();
+}
+
+absl::Status AddExpertStats(const std::string& path, const PackHeader& pack,
+                            const std::vector<uint64_t>& delta, absl::Status* replaced) {
+  const size_t n = static_cast<size_t>(pack.n_layers) * pack.n_experts;
+  if (delta.size() != n) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("expert stats: ", delta.size(), " counts for a pack of ", n, " experts"));
+  }
+  // Without the lock file (a read-only folder) the save below fails anyway.
+  const std::string lock_path = path + ".lock";
+  const int lock = open(lock_path.c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0644);
+  const absl::Cleanup unlock = [lock] {
+    if (lock >= 0) close(lock);  // releases the flock
+  };
+  while (lock >= 0 && flock(lock, LOCK_EX) != 0 && errno == EINTR) {
+  }
+  ExpertStats stats;
+  absl::StatusOr<ExpertStats> old = LoadExpertStats(path, pack);
+  if (old.ok()) {
+    stats = *std::move(old);
+  } else {
+    if (replaced != nullptr && !absl::IsNotFound(old.status())) *replaced = old.status();
+    stats = ExpertStats{.fingerprint = pack.fingerprint,
+                        .n_layers = static_cast<int>(pack.n_layers),
+                        .n_experts = static_cast<int>(pack.n_experts),
+                        .counts = std::vector<uint64_t>(n, 0)};
+  }
+  for (size_t i = 0; i < n; ++i) {
+    const uint64_t room = std::numeric_limits<uint64_t>::max() - stats.counts[i];
+    stats.counts[i] += std::min(delta[i], room);
+  }
+  return SaveExpertStats(path, stats);
 }
 
 }  // namespace st

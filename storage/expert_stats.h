@@ -36,7 +36,16 @@ std::string DefaultStatsPath(const std::string& pack_path);
 // and line) if it is malformed or does not match the pack's fingerprint and
 // shape.
 absl::StatusOr<ExpertStats> LoadExpertStats(const std::string& path, const PackHeader& pack);
-// Writes atomically (temporary file + rename).
+// Writes atomically (a temporary file of this process + rename).
 absl::Status SaveExpertStats(const std::string& path, const ExpertStats& stats);
+
+// Adds `delta` ([n_layers * n_experts] counts) to the file at `path` (a
+// missing or unusable one -- malformed, another model's -- starts from
+// zeros; `replaced` says why it was dropped), saturating at 2^64 - 1.
+// Runs under an exclusive flock on "<path>.lock", so runs that end at the
+// same time (several `run`s on one pack) add up instead of overwriting
+// each other.
+absl::Status AddExpertStats(const std::string& path, const PackHeader& pack,
+                            const std::vector<uint64_t>& delta, absl::Status* replaced = nullptr);
 
 }  // namespace st

@@ -2,6 +2,7 @@
 // in-memory (the whole pack loaded once). Reads complete inside Submit.
 #include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -9,18 +10,28 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "common/process_memory.h"
 #include "common/status_macros.h"
 #include "storage/source_internal.h"
 
 namespace st {
 namespace {
 
-// Serves records from `base` (the pack image from offset 0). Thread-safe.
+// Serves records from `base` (the pack image from offset 0). With `fd` >= 0
+// (mmap), `base` maps that file: each read first checks the file still
+// holds the record (a pack truncated after open would otherwise fault the
+// copy with SIGBUS), and the copied pages are then dropped from this
+// process, so its RSS counts the cache's copy only (a --memory-budget
+// holds). Thread-safe.
 class SyncSource : public ExpertSource {
  public:
   SyncSource(std::shared_ptr<const ExpertPack> pack, std::string_view name, const char* base,
-             std::function<void()> release)
-      : ExpertSource(std::move(pack)), name_(name), base_(base), release_(std::move(release)) {}
+             int fd, std::function<void()> release)
+      : ExpertSource(std::move(pack)),
+        name_(name),
+        base_(base),
+        fd_(fd),
+        release_(std::move(release)) {}
   ~SyncSource() override { release_(); }
   std::string_view name() const override { return name_; }
   absl::Status Wait(ReadId id) override { return table_.Wait(id); }
@@ -33,9 +44,23 @@ class SyncSource : public ExpertSource {
     for (const ReadRequest& r : requests) {
       const ReadId id = table_.Add();
       ids.push_back(id);
-      table_.Complete(id, internal::ReadVerified(*pack_, r, [&] {
-                        std::memcpy(r.dst, base_ + h.RecordOffset(r.layer, r.expert),
-                                    h.record_size);
+      table_.Complete(id, internal::ReadVerified(*pack_, r, [&]() -> absl::Status {
+                        const uint64_t offset = h.RecordOffset(r.layer, r.expert);
+                        const char* src = base_ + offset;
+                        if (fd_ >= 0) {
+                          struct stat st;
+                          if (fstat(fd_, &st) != 0) {
+                            return absl::InternalError(absl::StrCat(
+                                pack_->path(), ": fstat: ", std::strerror(errno)));
+                          }
+                          if (static_cast<uint64_t>(st.st_size) < offset + h.record_size) {
+                            return absl::DataLossError(absl::StrCat(
+                                pack_->path(), ": end of file at offset ", st.st_size,
+                                " before the record at ", offset, " (pack truncated after open?)"));
+                          }
+                        }
+                        std::memcpy(r.dst, src, h.record_size);
+                        if (fd_ >= 0) ReleaseWholePages(src, h.record_size);
                         return absl::OkStatus();
                       }));
     }
@@ -45,6 +70,7 @@ class SyncSource : public ExpertSource {
  private:
   std::string_view name_;
   const char* base_;
+  int fd_;
   std::function<void()> release_;
   internal::CompletionTable table_;
 };
@@ -59,12 +85,15 @@ absl::StatusOr<std::unique_ptr<ExpertSource>> OpenMmapSource(
   const size_t size = pack->header().file_size;
   void* p = mmap(nullptr, size, PROT_READ, MAP_SHARED, fd, 0);
   const int err = errno;
-  close(fd);
   if (p == MAP_FAILED) {
+    close(fd);
     return absl::InternalError(absl::StrCat(path, ": mmap of ", size, " bytes: ", std::strerror(err)));
   }
-  return std::unique_ptr<ExpertSource>(new SyncSource(
-      std::move(pack), "mmap", static_cast<const char*>(p), [p, size] { munmap(p, size); }));
+  return std::unique_ptr<ExpertSource>(
+      new SyncSource(std::move(pack), "mmap", static_cast<const char*>(p), fd, [p, size, fd] {
+        munmap(p, size);
+        close(fd);
+      }));
 }
 
 absl::StatusOr<std::unique_ptr<ExpertSource>> OpenMemorySource(
@@ -88,7 +117,7 @@ absl::StatusOr<std::unique_ptr<ExpertSource>> OpenMemorySource(
     return s;
   }
   return std::unique_ptr<ExpertSource>(
-      new SyncSource(std::move(pack), "memory", buf, [buf] { std::free(buf); }));
+      new SyncSource(std::move(pack), "memory", buf, /*fd=*/-1, [buf] { std::free(buf); }));
 }
 
 }  // namespace st

@@ -8,6 +8,7 @@
 #include <chrono>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
 #include "absl/strings/str_format.h"
 #include "common/process_memory.h"
 #include "common/progress.h"
@@ -92,10 +93,18 @@ absl::StatusOr<std::unique_ptr<Offload>> EnableOffload(Model& model, const Offlo
           "--memory-budget needs an expert pack beside the model (", DefaultPackPath(model.path()),
           "); create it with: smallthinker convert ", model.path()));
     }
-    LOG(INFO) << "no expert pack beside " << model.path()
-              << ": experts run from the GGUF mapping (dense ReGLU down). `smallthinker convert "
-              << model.path() << "` enables SSD offload and sparse ReGLU.";
+    if (options.use_pack) {  // (with --no-pack the user chose this)
+      LOG(WARNING) << "no expert pack beside " << model.path()
+                   << ": experts run from the GGUF mapping (dense ReGLU down). `smallthinker "
+                      "convert "
+                   << model.path() << "` enables SSD offload and sparse ReGLU.";
+    }
     return nullptr;
+  }
+  if (options.memory_budget > 0 && options.source.kind == SourceKind::kMemory) {
+    return absl::InvalidArgumentError(
+        "--io memory keeps the whole pack in RAM besides the expert cache, so it cannot hold "
+        "--memory-budget; use --io auto (io_uring), pread or mmap");
   }
   ST_ASSIGN_OR_RETURN(std::shared_ptr<const ExpertPack> pack,
                       ExpertPack::OpenFor(pack_path, model.file()));
@@ -136,10 +145,26 @@ absl::StatusOr<std::unique_ptr<Offload>> EnableOffload(Model& model, const Offlo
           "memory budget ", FormatBytes(plan.budget), " is too small for this model: ",
           "the expert cache needs at least ", min_slots, " experts (", FormatBytes(min_slots * h.record_size),
           ") after the fixed part, which needs ", FormatBytes(fixed), ".\n", plan.Describe(),
-          "Raise --memory-budget, or lower --ctx-size to shrink the KV cache."));
+          "Raise --memory-budget, or lower --ctx-size (the KV cache, ", FormatBytes(plan.kv),
+          ") or -b (the expert scratch for one step's tokens, ", FormatBytes(plan.scratch),
+          ")."));
     }
   }
   plan.cache = static_cast<uint64_t>(plan.slots) * h.record_size;
+  if (plan.budget == 0 && options.cache_slots == 0) {
+    // No budget: every expert is read into RAM. Refuse up front what cannot
+    // fit (a 21b pack is ~11 GB) rather than be killed for memory later.
+    const uint64_t available = AvailableMemoryBytes();
+    if (available > 0 && plan.cache > available) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "the pack's experts (", FormatBytes(plan.cache), ") do not fit the memory available (",
+          FormatBytes(available), "), and with no --memory-budget every expert is read into RAM. "
+          "Run with --memory-budget (e.g. --memory-budget ",
+          absl::StrReplaceAll(FormatBytes(available / 10 * 8 + plan.process), {{" ", ""}}),
+          ") to cache a part of them and read "
+          "the rest from the pack as needed."));
+    }
+  }
 
   ST_ASSIGN_OR_RETURN(std::unique_ptr<ExpertSource> source, OpenExpertSource(pack, options.source));
   const std::string source_name(source->name());
@@ -216,24 +241,16 @@ absl::Status Offload::SaveStats(const Forward& forward) {
     return absl::InternalError("routing counts do not match the pack's shape");
   }
   const PackHeader& h = executor_->cache().pack().header();
-  ExpertStats stats;
-  absl::StatusOr<ExpertStats> old = LoadExpertStats(stats_path_, h);
-  if (old.ok()) {
-    stats = *std::move(old);
-  } else {
-    if (!absl::IsNotFound(old.status())) LOG(WARNING) << "replacing expert stats: " << old.status();
-    stats = ExpertStats{.fingerprint = fingerprint_,
-                        .n_layers = static_cast<int>(h.n_layers),
-                        .n_experts = static_cast<int>(h.n_experts),
-                        .counts = std::vector<uint64_t>(counts.size(), 0)};
-  }
+  std::vector<uint64_t> delta(counts.size());
   for (size_t i = 0; i < counts.size(); ++i) {
     // ResetStats() on the forward pass may have zeroed its counts.
-    const uint64_t delta = counts[i] >= saved_counts_[i] ? counts[i] - saved_counts_[i] : counts[i];
-    stats.counts[i] += delta;
-    saved_counts_[i] = counts[i];
+    delta[i] = counts[i] >= saved_counts_[i] ? counts[i] - saved_counts_[i] : counts[i];
   }
-  return SaveExpertStats(stats_path_, stats);
+  absl::Status replaced;
+  ST_RETURN_IF_ERROR(AddExpertStats(stats_path_, h, delta, &replaced));
+  if (!replaced.ok()) LOG(WARNING) << "replaced expert stats: " << replaced;
+  saved_counts_ = counts;
+  return absl::OkStatus();
 }
 
 }  // namespace st

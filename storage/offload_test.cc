@@ -5,12 +5,15 @@
 
 #include <filesystem>
 #include <fstream>
+#include <limits>
+#include <thread>
 
 #include "gtest/gtest.h"
 #include "common/process_memory.h"
 #include "common/status_macros.h"
 #include "model/session.h"
 #include "storage/pack_test_util.h"
+#include "storage/expert_stats.h"
 #include "storage/pack_writer.h"
 #include "tests/testutil/testutil.h"
 
@@ -290,6 +293,63 @@ TEST_F(OffloadTest, MalformedStatsFileIsIgnoredWithAWarning) {
   auto pack = ExpertPack::Open(DefaultPackPath(*gguf_));
   EXPECT_EQ(LoadExpertStats(o.stats_path, (*pack)->header()).status().code(),
             absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(OffloadTest, IoMemoryCannotHoldABudget) {
+  auto model = Load();
+  OffloadOptions o = Opts();
+  o.memory_budget = 1ull << 40;
+  o.source.kind = SourceKind::kMemory;
+  auto offload = EnableOffload(*model, o);
+  EXPECT_EQ(offload.status().code(), absl::StatusCode::kInvalidArgument) << offload.status();
+  EXPECT_NE(offload.status().message().find("--io memory"), std::string::npos);
+}
+
+TEST_F(OffloadTest, StatsFromRunsEndingTogetherAddUp) {
+  auto pack = ExpertPack::Open(DefaultPackPath(*gguf_));
+  ASSERT_TRUE(pack.ok()) << pack.status();
+  const PackHeader& h = (*pack)->header();
+  const std::string path = dir_->File("together.stats");
+  const std::vector<uint64_t> one(static_cast<size_t>(h.n_layers) * h.n_experts, 1);
+  std::vector<std::thread> runs;
+  for (int t = 0; t < 8; ++t) {
+    runs.emplace_back([&] {
+      for (int i = 0; i < 20; ++i) EXPECT_TRUE(AddExpertStats(path, h, one).ok());
+    });
+  }
+  for (auto& r : runs) r.join();
+  auto stats = LoadExpertStats(path, h);
+  ASSERT_TRUE(stats.ok()) << stats.status();
+  for (uint64_t c : stats->counts) EXPECT_EQ(c, 160u);
+}
+
+TEST_F(OffloadTest, StatsCountsAreDigitsAndSaturate) {
+  auto pack = ExpertPack::Open(DefaultPackPath(*gguf_));
+  ASSERT_TRUE(pack.ok()) << pack.status();
+  const PackHeader& h = (*pack)->header();
+  const size_t n = static_cast<size_t>(h.n_layers) * h.n_experts;
+  ExpertStats s{.fingerprint = h.fingerprint,
+                .n_layers = static_cast<int>(h.n_layers),
+                .n_experts = static_cast<int>(h.n_experts),
+                .counts = std::vector<uint64_t>(n, 5)};
+  s.counts[0] = std::numeric_limits<uint64_t>::max() - 1;
+  const std::string path = dir_->File("saturate.stats");
+  ASSERT_TRUE(SaveExpertStats(path, s).ok());
+  ASSERT_TRUE(AddExpertStats(path, h, std::vector<uint64_t>(n, 3)).ok());
+  auto back = LoadExpertStats(path, h);
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->counts[0], std::numeric_limits<uint64_t>::max());
+  EXPECT_EQ(back->counts[1], 8u);
+  // A negative count (istream would read -5 as 2^64 - 5) is malformed.
+  std::ifstream in(path);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const size_t at = text.find(" 8", text.find("\n", text.find("shape")));  // layer 0's 2nd count
+  ASSERT_NE(at, std::string::npos);
+  text.replace(at, 2, " -5");
+  std::ofstream(path, std::ios::trunc) << text;
+  auto bad = LoadExpertStats(path, h);
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument) << bad.status();
+  EXPECT_NE(bad.status().message().find("bad count '-5'"), std::string::npos) << bad.status();
 }
 
 }  // namespace

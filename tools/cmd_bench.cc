@@ -257,7 +257,7 @@ void RegisterBench(CLI::App& app) {
       ->capture_default_str();
   cmd->add_flag("--no-drop-caches", f->no_drop_caches,
                 "Keep the page cache before offloaded runs");
-  AddOffloadFlags(cmd, &f->offload);
+  AddOffloadFlags(cmd, &f->offload, /*records_stats=*/false);
   AddWorkerFlags(cmd, &f->cluster);
   cmd->add_option("-o,--output", f->output, "md | json")
       ->check(CLI::IsMember({"md", "json"}))

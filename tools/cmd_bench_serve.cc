@@ -151,7 +151,7 @@ void RegisterBenchServe(CLI::App& app) {
   cmd->add_option("-o,--output", f->output, "text or json")
       ->check(CLI::IsMember({"text", "json"}))
       ->capture_default_str();
-  AddOffloadFlags(cmd, &f->offload);
+  AddOffloadFlags(cmd, &f->offload, /*records_stats=*/false);
   AddWorkerFlags(cmd, &f->workers);
   cmd->callback([f] {
     std::vector<int> levels;

@@ -29,6 +29,14 @@ struct ConvertFlags {
 int RunConvert(const ConvertFlags& f) {
   const std::string pack_path = f.out.empty() ? DefaultPackPath(f.model) : f.out;
   std::error_code ec;
+  if (std::filesystem::is_directory(pack_path, ec)) {
+    std::fprintf(stderr, "error: --out %s is a directory; give the pack's file name (e.g. %s)\n",
+                 pack_path.c_str(),
+                 (std::filesystem::path(pack_path) /
+                  std::filesystem::path(DefaultPackPath(f.model)).filename())
+                     .c_str());
+    return 1;
+  }
   if (std::filesystem::equivalent(f.model, pack_path, ec)) {
     std::fprintf(stderr, "error: the pack %s would replace the model itself; choose another --out\n",
                  pack_path.c_str());
@@ -78,6 +86,7 @@ void RegisterConvert(CLI::App& app) {
                 "Then read every record back through --source (checksums, GB/s)");
   cmd->add_flag("--verify-only", f->verify_only, "Only verify an existing pack");
   cmd->add_option("--source", f->source, "auto, io_uring, pread, mmap or memory")
+      ->check(CLI::IsMember({"auto", "io_uring", "pread", "mmap", "memory"}))
       ->capture_default_str();
   cmd->add_option("--queue-depth", f->queue_depth, "io_uring queue depth")
       ->check(CLI::Range(1, 4096))

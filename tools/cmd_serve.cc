@@ -7,6 +7,7 @@
 #include <memory>
 #include <thread>
 
+#include "absl/strings/str_cat.h"
 #include "common/host_port.h"
 #include "common/units.h"
 #include "coordinator/engine.h"
@@ -133,8 +134,13 @@ void RegisterServe(CLI::App& app) {
       if (!IsLoopback(host)) {
         std::fprintf(stderr, "warning: gRPC listens beyond loopback on %s\n", host.c_str());
       }
+      // Room for every generating and queued call, plus health watchers and
+      // gRPC's own pollers; a flood of Watch streams is refused past it.
       auto g = serve::StartGrpcServer(
-          state, {.listen = f->grpc_listen, .tls_cert_file = f->tls_cert, .tls_key_file = f->tls_key});
+          state, {.listen = f->grpc_listen,
+                  .tls_cert_file = f->tls_cert,
+                  .tls_key_file = f->tls_key,
+                  .max_threads = std::clamp(2 * (f->parallel + f->queue) + 64, 128, 2048)});
       if (!g.ok()) return Fail(g.status());
       grpc = std::move(*g);
       std::printf("grpc listening on %s:%d\n", host.c_str(), grpc->port);
@@ -185,10 +191,24 @@ void RegisterServe(CLI::App& app) {
                      .prefill_while_decoding = f->prefill_while_decoding,
                      .warmup_tokens = 32};
     auto engine = std::make_unique<Engine>(**model, eo);
+    const EngineOptions& used = engine->options();
+    if (const uint64_t one = engine->KvBytesFor(used.context_size);
+        used.kv_budget_bytes > 0 && one > used.kv_budget_bytes) {
+      return Fail(absl::InvalidArgumentError(absl::StrCat(
+          "the KV budget (", FormatBytes(used.kv_budget_bytes),
+          ") holds no request of the default context (", used.context_size,
+          " tokens need ", FormatBytes(one), "); raise --kv-budget or lower --ctx")));
+    }
+    if (used.parallel < f->parallel) {
+      std::fprintf(stderr,
+                   "warning: --parallel %d lowered to %d: a step holds at most -b %d tokens, one "
+                   "per generating request\n",
+                   f->parallel, used.parallel, (*model)->forward().max_batch());
+    }
     state.engine.store(engine.get());
     if (grpc) grpc->SetServing(true);
     std::printf("ready: %s (parallel %d, queue %d, ctx %lld, threads %d)\n", state.model_id.c_str(),
-                f->parallel, f->queue, static_cast<long long>(engine->options().context_size),
+                used.parallel, used.queue, static_cast<long long>(used.context_size),
                 (*model)->pool().num_threads());
     std::fflush(stdout);
 
@@ -200,6 +220,8 @@ void RegisterServe(CLI::App& app) {
     if (http) http->Stop();
     if (grpc) grpc->Shutdown(std::chrono::seconds(2));
     state.engine.store(nullptr);
+    // The served traffic's routing counts, for the next start's warm cache.
+    SaveOffloadStats(*offload, **model, f->offload);
   });
 }
 

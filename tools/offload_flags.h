@@ -42,7 +42,10 @@ inline CLI::Validator ByteSizeCheck() {
       "SIZE");
 }
 
-inline void AddOffloadFlags(CLI::App* cmd, OffloadFlags* f) {
+// records_stats: the command adds its routing counts to the pack's stats
+// file (run, chat, serve; benchmarks leave it alone, so their synthetic
+// prompts do not decide what a user's runs preload).
+inline void AddOffloadFlags(CLI::App* cmd, OffloadFlags* f, bool records_stats = true) {
   cmd->add_option("--memory-budget", f->memory_budget,
                   "RAM for the whole process, e.g. 1GiB. Dense weights, KV cache and buffers\n"
                   "are subtracted and the rest caches experts read from the pack; the engine\n"
@@ -66,7 +69,10 @@ inline void AddOffloadFlags(CLI::App* cmd, OffloadFlags* f) {
                   "(default 0: the recorded hottest are only preloaded, and LRU decides)")
       ->check(CLI::Range(0.0, 1.0))
       ->capture_default_str();
-  cmd->add_flag("--no-stats", f->no_stats, "Do not record expert activation counts");
+  if (records_stats) {
+    cmd->add_flag("--no-stats", f->no_stats,
+                  "Do not add this run's expert activation counts to the pack's stats file");
+  }
 }
 
 // Applies the flags to a loaded model. Returns nullptr when the model runs
@@ -100,6 +106,7 @@ inline absl::StatusOr<Offload*> ApplyOffload(Model& model, const OffloadFlags& f
     // Experts run from the GGUF mapping: the pack's flags have nothing to act on.
     const OffloadFlags defaults;
     std::vector<std::string> unused;
+    if (!f.pack.empty()) unused.push_back("--pack");
     if (f.io != defaults.io) unused.push_back("--io");
     if (f.queue_depth != defaults.queue_depth) unused.push_back("--io-depth");
     if (f.speculate) unused.push_back("--speculate");

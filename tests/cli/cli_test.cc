@@ -4,6 +4,7 @@
 #include <array>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <string>
 
@@ -190,6 +191,11 @@ TEST_F(CliTest, MistakesFailFastAndKeepFilesIntact) {
   char magic[4] = {};
   in.read(magic, 4);
   EXPECT_EQ(std::string(magic, 4), "GGUF");
+  // Found by a session-17 audit: a folder as --out, and a bad --source, were
+  // refused only after the whole conversion (minutes for a 21b).
+  EXPECT_EQ(Cli(absl::StrCat("convert -q '", model_, "' -o '", dir_.path(), "'")).exit_code, 1);
+  EXPECT_NE(Cli(absl::StrCat("convert -q '", model_, "' --verify --source bogus")).exit_code, 0);
+  EXPECT_FALSE(std::filesystem::exists(model_ + ".stpack"));  // neither wrote a pack
   // Tests that cannot run are errors up front, not rows of 0 t/s.
   EXPECT_EQ(Cli(absl::StrCat("bench -m '", model_, "' -p 5000 -n 0")).exit_code, 1);
   EXPECT_EQ(Cli(absl::StrCat("bench -m '", model_, "' -p 0 -n 0")).exit_code, 1);

@@ -320,6 +320,37 @@ class ServeTest(unittest.TestCase):
         a.cancel()
         b.cancel()
 
+    def test_kv_budget_below_one_request_refuses_to_start(self):
+        out = subprocess.run([CLI, "serve", "-m", MODEL, "--grpc-listen", "127.0.0.1:0",
+                              "--http-listen", "127.0.0.1:0", "-t", "1", "--ctx", "512",
+                              "--kv-budget", "1KiB"], capture_output=True, text=True, timeout=60)
+        self.assertNotEqual(out.returncode, 0)
+        self.assertNotIn("ready:", out.stdout)
+        self.assertIn("holds no request of the default context (512 tokens", out.stderr)
+
+    def test_a_flood_of_health_watches_is_capped(self):
+        # Each Watch holds a server thread: at most 32 stay open, the rest
+        # are refused, and generation still gets threads meanwhile.
+        channel = grpc.insecure_channel(SMALL.target)
+        watch = channel.unary_stream("/grpc.health.v1.Health/Watch")
+        calls = [watch(b"") for _ in range(300)]
+        refused = 0
+        for c in calls:
+            try:
+                next(c)  # the first status, or the refusal
+            except grpc.RpcError as e:
+                self.assertEqual(e.code(), grpc.StatusCode.RESOURCE_EXHAUSTED, e)
+                refused += 1
+        with open(f"/proc/{SMALL.proc.pid}/status") as f:
+            threads = int(next(l for l in f if l.startswith("Threads:")).split()[1])
+        self.assertGreaterEqual(refused, 300 - 32)
+        self.assertLess(threads, 300)
+        _, ids, _, _ = drain(CS.generate("still serving", max_tokens=2, ignore_eos=True))
+        self.assertEqual(len(ids), 2)
+        for c in calls:
+            c.cancel()
+        channel.close()
+
     def test_bad_http_input_is_400_and_the_server_keeps_serving(self):
         cases = [
             ({"prompt": list(range(65, 91)) * 10, "max_tokens": 4}, "does not fit the context"),
@@ -478,6 +509,22 @@ class ServeTest(unittest.TestCase):
             self.assertNotIn("smallthinker:workers_up", m)
         finally:
             s.stop()
+
+        # Without --no-stats the served traffic's routing counts are saved at
+        # shutdown, for the next start's warm cache (as run and chat do).
+        stats_file = model + ".stpack.stats"
+        self.assertFalse(os.path.exists(stats_file))
+        s = Server("--parallel", "2", "--ctx", "256", model=model)
+        try:
+            drain(st_client.Client(s.target).generate("count me", max_tokens=5, ignore_eos=True))
+        finally:
+            s.stop()
+        with open(stats_file) as f:
+            lines = f.read().split("\n")
+        self.assertEqual(lines[0], "smallthinker-expert-stats 1")
+        counts = [int(x) for line in lines[3:] for x in line.split()]
+        self.assertEqual(len(counts), 32)
+        self.assertGreater(sum(counts), 0)
 
     def test_serve_with_a_worker_equals_serve_without(self):
         worker, address = start_worker(MODEL)
