@@ -11,6 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "glog/logging.h"
 #include "kernels/packed_matrix.h"
 #include "common/status_macros.h"
 #include "model/config.h"
@@ -242,6 +243,17 @@ absl::StatusOr<std::shared_ptr<const ExpertPack>> ExpertPack::OpenFor(const std:
       h.expert_type != c.expert_type) {
     return absl::FailedPreconditionError(
         absl::StrCat(path, ": expert pack dimensions differ from ", gguf.path()));
+  }
+  // The fingerprint hashes only the first 4 KiB of each tensor: a GGUF
+  // whose weights were edited further in, after convert, still matches. A
+  // model file newer than its pack is worth saying so.
+  struct stat model_stat, pack_stat;
+  if (stat(gguf.path().c_str(), &model_stat) == 0 && stat(path.c_str(), &pack_stat) == 0 &&
+      model_stat.st_mtime > pack_stat.st_mtime) {
+    LOG(WARNING) << gguf.path() << " was modified after its expert pack " << path
+                 << " was written; if its weights changed, re-run `smallthinker convert "
+                 << gguf.path() << "` (the pack is matched by a fingerprint that does not read "
+                 << "every byte)";
   }
   return pack;
 }
