@@ -114,7 +114,7 @@ void ExpertCache::ReapLanded() {
   unlocked_pending_.resize(keep);
 }
 
-int ExpertCache::TakeSlot() {
+int ExpertCache::TakeSlot(int layer) {
   if (!free_.empty()) {
     const int s = free_.back();
     free_.pop_back();
@@ -139,8 +139,23 @@ int ExpertCache::TakeSlot() {
     }
     if (lru_.empty()) return -1;
   }
-  const int s = lru_.front();
-  lru_.pop_front();
+  auto victim = lru_.begin();
+  if (layer >= 0 && cycle_ > n_slots()) {
+    // Layers come up in order L+1, ..., n-1, 0, ..., L: the record whose
+    // layer is last in that order (ties: least recently used) waits longest.
+    const int64_t n_experts = pack().header().n_experts, n_layers = pack().header().n_layers;
+    int64_t best = -1;
+    for (auto it = lru_.begin(); it != lru_.end(); ++it) {
+      const int64_t l = slots_[*it].key / n_experts;
+      const int64_t wait = (l - layer - 1 + n_layers) % n_layers;  // L+1 -> 0, L -> n-1
+      if (wait > best) {
+        best = wait;
+        victim = it;
+      }
+    }
+  }
+  const int s = *victim;
+  lru_.erase(victim);
   Slot& slot = slots_[s];
   slot.in_lru = false;
   slot_of_key_[slot.key] = -1;
@@ -257,7 +272,7 @@ absl::StatusOr<int> ExpertCache::Prefetch(int layer, absl::Span<const int> exper
       ++(s >= 0 ? counters_.hits : counters_.misses);
     }
     if (s < 0) {
-      s = TakeSlot();
+      s = TakeSlot(layer);
       if (s < 0) {
         ++counters_.prefetch_skipped;
         continue;
@@ -275,7 +290,7 @@ absl::StatusOr<const char*> ExpertCache::Acquire(int layer, int expert) {
   ST_RETURN_IF_ERROR(pack().CheckIndex(layer, expert));
   int s = SlotOf(layer, expert);
   if (s < 0) {
-    s = TakeSlot();
+    s = TakeSlot(layer);
     if (s < 0) {
       return absl::ResourceExhaustedError(
           absl::StrCat("expert cache: all ", n_slots(), " slots are locked or pinned; cannot load layer ",

@@ -89,6 +89,32 @@ TEST_F(ExpertCacheTest, LeastRecentlyReleasedIsEvictedFirst) {
   EXPECT_TRUE(cache->IsResident(0, 3));
 }
 
+// Decode passes over the layers in a cycle. Here each of the tiny model's
+// 4 layers uses the same expert every token, and the cache holds 3: LRU
+// evicts each record just before it is needed again (no hits at all), while
+// evicting the layer that comes up last keeps 2 of every 4 (Belady's count).
+TEST_F(ExpertCacheTest, ACycleLongerThanTheCacheStillHits) {
+  for (const bool cyclic : {false, true}) {
+    auto cache = Make(3);
+    if (cyclic) cache->set_cycle(4 * 1);  // 4 layers x top-1
+    for (int token = 0; token < 10; ++token) {
+      for (int layer = 0; layer < 4; ++layer) {
+        const int expert = layer + 1;
+        ASSERT_TRUE(cache->Prefetch(layer, {&expert, 1}, /*lock=*/true, /*demand=*/true).ok());
+        ASSERT_TRUE(cache->Acquire(layer, expert).ok());
+        cache->Release(layer, expert);
+      }
+    }
+    const ExpertCacheCounters& c = cache->counters();
+    EXPECT_EQ(c.requests, 40u);
+    if (cyclic) {
+      EXPECT_GE(c.hits, 9u * 2) << "after the first token, 2 hits per token";
+    } else {
+      EXPECT_EQ(c.hits, 0u);
+    }
+  }
+}
+
 TEST_F(ExpertCacheTest, LockedAndPinnedSlotsAreNeverEvicted) {
   auto cache = Make(3);
   ASSERT_TRUE(cache->Pin({{{2, 2}}}, 1).ok());

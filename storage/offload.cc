@@ -170,6 +170,7 @@ absl::StatusOr<std::unique_ptr<Offload>> EnableOffload(Model& model, const Offlo
   const std::string source_name(source->name());
   ST_ASSIGN_OR_RETURN(std::unique_ptr<ExpertCache> cache,
                       ExpertCache::Create(std::move(source), plan.slots));
+  cache->set_cycle(config.n_layers * config.top_k);
 
   auto offload = std::unique_ptr<Offload>(new Offload());
   offload->pack_path_ = pack_path;
