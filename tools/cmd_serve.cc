@@ -1,9 +1,11 @@
 // `smallthinker serve`: the gRPC InferenceService and the OpenAI-compatible
 // HTTP API over one model, with continuous batching of concurrent requests.
 #include <algorithm>
+#include <atomic>
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
+#include <future>
 #include <memory>
 #include <thread>
 
@@ -120,6 +122,25 @@ void RegisterServe(CLI::App& app) {
     sigaddset(&signals, SIGINT);
     sigaddset(&signals, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+    // One thread takes them from the start: while the model loads and warms
+    // up (seconds to minutes for a large pack) a signal ends the process at
+    // once, as there is nothing to save yet; once serving, it is handed to
+    // the shutdown below. The thread is detached and owns what it touches.
+    struct SignalState {
+      std::atomic<bool> serving{false};
+      std::promise<int> received;
+    };
+    auto sig_state = std::make_shared<SignalState>();
+    std::future<int> received = sig_state->received.get_future();
+    std::thread([sig_state, signals] {
+      int sig = 0;
+      sigwait(&signals, &sig);
+      if (!sig_state->serving.load()) {
+        std::fprintf(stderr, "signal %d while loading: exiting\n", sig);
+        std::_Exit(128 + sig);
+      }
+      sig_state->received.set_value(sig);
+    }).detach();
 
     serve::ServeState state;
     state.model_path = f->model;
@@ -207,13 +228,13 @@ void RegisterServe(CLI::App& app) {
     }
     state.engine.store(engine.get());
     if (grpc) grpc->SetServing(true);
+    sig_state->serving.store(true);  // before "ready:", which tests act on
     std::printf("ready: %s (parallel %d, queue %d, ctx %lld, threads %d)\n", state.model_id.c_str(),
                 used.parallel, used.queue, static_cast<long long>(used.context_size),
                 (*model)->pool().num_threads());
     std::fflush(stdout);
 
-    int sig = 0;
-    sigwait(&signals, &sig);
+    const int sig = received.get();
     std::fprintf(stderr, "signal %d: shutting down\n", sig);
     if (grpc) grpc->SetServing(false);
     engine->Shutdown();  // ends every open stream

@@ -178,6 +178,15 @@ class ServeTest(unittest.TestCase):
         finally:
             s.stop()
 
+    def test_a_signal_while_loading_exits_at_once(self):
+        s = Server(env={"ST_SERVE_TEST_LOAD_DELAY_MS": "20000"}, wait_ready=False)
+        time.sleep(0.3)
+        start = time.time()
+        s.proc.send_signal(signal.SIGTERM)
+        self.assertEqual(s.proc.wait(timeout=10), 128 + signal.SIGTERM)
+        self.assertLess(time.time() - start, 5)  # not after the 20 s load
+        s.proc.stdout.close()
+
     def test_stream_order_and_content(self):
         prompt = [72, 101, 108, 108, 111]  # "Hello" in the byte-level vocabulary
         responses = list(C.generate(prompt, max_tokens=16, temperature=0, ignore_eos=True))
