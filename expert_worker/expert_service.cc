@@ -1,5 +1,7 @@
 #include "expert_worker/expert_service.h"
 
+#include <malloc.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -122,6 +124,21 @@ grpc::Status ExpertServiceImpl::Assign(grpc::ServerContext* ctx, const v1::Assig
   }
   absl::MutexLock compute_lock(&compute_mu_);  // no step reads the store meanwhile
   if (absl::Status s = store_->Hold(keys); !s.ok()) return ToGrpc(s);
+  // Experts the previous assignment held and this one does not: their
+  // packed copies go, or a worker re-assigned a few times (by coordinators
+  // with other placements) held them all, past its --memory-budget.
+  {
+    absl::MutexLock lock(&mu_);
+    for (size_t k = 0; k < assigned_.size(); ++k) {
+      if (!assigned_[k] || assigned[k]) continue;
+      const ExpertMatrices m = store_->Get(static_cast<int>(k / config_.n_experts),
+                                           static_cast<int>(k % config_.n_experts));
+      DropPackedCopy(m.gate);
+      DropPackedCopy(m.up);
+      DropPackedCopy(m.down);
+    }
+  }
+  malloc_trim(0);  // give the freed copies back to the system, not only to malloc
   // Make the packed copies the kernels use now, on every core, rather than
   // at each expert's first step while decoding (a fresh worker spent its
   // first tokens repacking the experts routed to it).

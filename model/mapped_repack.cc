@@ -49,11 +49,13 @@ class Buffer {
 struct Mapping {
   size_t size = 0;
   absl::flat_hash_map<const void*, Buffer> packed;  // by the matrix's data pointer
+  size_t copy_bytes = 0;                             // of those copies
 };
 
 struct Registry {
   absl::Mutex mu;
   std::map<uintptr_t, Mapping> mappings ABSL_GUARDED_BY(mu);  // by base address
+  size_t copy_bytes ABSL_GUARDED_BY(mu) = 0;  // of every packed copy held
 };
 
 Registry& Get() {
@@ -68,13 +70,18 @@ std::atomic<bool> g_repack{true};
 void RegisterFileMapping(const void* base, size_t size) {
   Registry& r = Get();
   absl::MutexLock lock(&r.mu);
-  r.mappings[reinterpret_cast<uintptr_t>(base)] = Mapping{.size = size};
+  Mapping& m = r.mappings[reinterpret_cast<uintptr_t>(base)];
+  r.copy_bytes -= m.copy_bytes;  // a mapping registered again starts over
+  m = Mapping{.size = size};
 }
 
 void UnregisterFileMapping(const void* base) {
   Registry& r = Get();
   absl::MutexLock lock(&r.mu);
-  r.mappings.erase(reinterpret_cast<uintptr_t>(base));
+  auto it = r.mappings.find(reinterpret_cast<uintptr_t>(base));
+  if (it == r.mappings.end()) return;
+  r.copy_bytes -= it->second.copy_bytes;
+  r.mappings.erase(it);
 }
 
 void SetExpertRepack(bool on) { g_repack.store(on, std::memory_order_relaxed); }
@@ -95,13 +102,37 @@ MatrixRef PackedFromMapping(const MatrixRef& m) {
   Buffer& copy = it->second.packed[m.data];
   if (copy.get() == nullptr) {
     copy = Buffer::Allocate(bytes);
-    if (copy.get() == nullptr) return m;  // out of memory: the row-major kernels still work
+    if (copy.get() == nullptr) {  // out of memory: the row-major kernels still work
+      it->second.packed.erase(m.data);
+      return m;
+    }
+    r.copy_bytes += bytes;
+    it->second.copy_bytes += bytes;
     PackRows(m.type, m.data, m.rows, m.cols, copy.get());
     ReleaseWholePages(m.data, bytes);
   }
   MatrixRef out = m;
   out.packed = copy.get();
   return out;
+}
+
+void DropPackedCopy(const MatrixRef& m) {
+  const auto p = reinterpret_cast<uintptr_t>(m.data);
+  Registry& r = Get();
+  absl::MutexLock lock(&r.mu);
+  auto it = r.mappings.upper_bound(p);
+  if (it == r.mappings.begin()) return;
+  --it;
+  if (it->second.packed.erase(m.data) > 0) {
+    r.copy_bytes -= m.rows * m.row_bytes();
+    it->second.copy_bytes -= m.rows * m.row_bytes();
+  }
+}
+
+size_t PackedCopyBytes() {
+  Registry& r = Get();
+  absl::MutexLock lock(&r.mu);
+  return r.copy_bytes;
 }
 
 }  // namespace st

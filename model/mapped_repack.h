@@ -25,6 +25,14 @@ void UnregisterFileMapping(const void* base);
 // then released (MADV_DONTNEED), so RSS holds m once. Otherwise m unchanged.
 MatrixRef PackedFromMapping(const MatrixRef& m);
 
+// Frees m's packed copy, if one was made (its file pages are read again if
+// m is used later). The caller makes sure no kernel is reading the copy
+// (a worker drops the experts a new assignment no longer holds).
+void DropPackedCopy(const MatrixRef& m);
+
+// Bytes of the packed copies held now (memory beyond the file mapping).
+size_t PackedCopyBytes();
+
 // Process-wide switch (default on; ModelOptions::repack / --no-repack).
 void SetExpertRepack(bool on);
 

@@ -89,6 +89,24 @@ TEST(MappedRepackTest, ExpertSizedMatrixGoesToTheHeap) {
   ExpectPackedCopy(FillMatrix(map.data(), kRows), 64);
 }
 
+TEST(MappedRepackTest, DroppedCopiesFreeTheirBytes) {
+  constexpr size_t kRows = 768;
+  FakeMapping map(2 * kRows * RowBytes(DType::kQ4_0, 1024));
+  const MatrixRef a = FillMatrix(map.data(), kRows);
+  const MatrixRef b = FillMatrix(map.data() + kRows * RowBytes(DType::kQ4_0, 1024), kRows);
+  if (!CanPack(a.type, a.rows, a.cols)) GTEST_SKIP() << "no packed kernels on this CPU";
+  const size_t before = PackedCopyBytes(), one = kRows * a.row_bytes();
+  ASSERT_NE(PackedFromMapping(a).packed, nullptr);
+  ASSERT_NE(PackedFromMapping(b).packed, nullptr);
+  EXPECT_EQ(PackedCopyBytes(), before + 2 * one);
+  DropPackedCopy(a);
+  EXPECT_EQ(PackedCopyBytes(), before + one);
+  DropPackedCopy(a);  // nothing left to drop
+  EXPECT_EQ(PackedCopyBytes(), before + one);
+  DropPackedCopy(b);
+  EXPECT_EQ(PackedCopyBytes(), before);
+}
+
 TEST(MappedRepackTest, MatricesOutsideEveryMappingAreLeftAlone) {
   std::vector<char> buf(768 * RowBytes(DType::kQ4_0, 1024));
   const MatrixRef m = FillMatrix(buf.data(), 768);
