@@ -187,9 +187,20 @@ absl::StatusOr<std::vector<std::unique_ptr<RequestStream>>> Engine::SubmitAll(
     if (options_.kv_budget_bytes > 0 && largest_kv > options_.kv_budget_bytes) {
       // Never admissible, so not RESOURCE_EXHAUSTED (which clients retry).
       stats_.requests_rejected += shared.size();
-      return absl::OutOfRangeError(
-          absl::StrCat("the KV cache of a ", largest_context, "-token context (", largest_kv,
-                       " bytes) exceeds the KV budget of ", options_.kv_budget_bytes, " bytes"));
+      // The largest context that fits, for the hint.
+      int64_t lo = 0, hi = largest_context;
+      while (lo < hi) {
+        const int64_t mid = lo + (hi - lo + 1) / 2;
+        if (KvBytesFor(mid) <= options_.kv_budget_bytes) {
+          lo = mid;
+        } else {
+          hi = mid - 1;
+        }
+      }
+      return absl::OutOfRangeError(absl::StrCat(
+          "the KV cache of a ", largest_context, "-token context (", largest_kv,
+          " bytes) exceeds the KV budget of ", options_.kv_budget_bytes,
+          " bytes; ask for a context_size of at most ", lo));
     }
     // Full when every slot is busy and the queue holds `queue` waiting; a
     // batch is taken whole or not at all.

@@ -5,9 +5,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
-#include "proto/protobuf_log.h"
 #include "grpcpp/resource_quota.h"
 #include "grpcpp/server_builder.h"
+#include "proto/protobuf_log.h"
 
 namespace st::serve {
 namespace {

@@ -114,7 +114,7 @@ void ExpertCache::ReapLanded() {
   unlocked_pending_.resize(keep);
 }
 
-int ExpertCache::TakeSlot(int layer) {
+int ExpertCache::TakeSlot() {
   if (!free_.empty()) {
     const int s = free_.back();
     free_.pop_back();
@@ -140,14 +140,16 @@ int ExpertCache::TakeSlot(int layer) {
     if (lru_.empty()) return -1;
   }
   auto victim = lru_.begin();
-  if (layer >= 0 && cycle_ > n_slots()) {
-    // Layers come up in order L+1, ..., n-1, 0, ..., L: the record whose
-    // layer is last in that order (ties: least recently used) waits longest.
+  if (now_layer_ >= 0 && cycle_ > n_slots() - pinned_) {
+    // Layers come up in order L+1, ..., n-1, 0, ..., L after the layer L
+    // being computed: the record whose layer is last in that order (ties:
+    // least recently used) waits longest. (A speculative read for L+1 ranks
+    // from L too, so it never evicts L+1's own records.)
     const int64_t n_experts = pack().header().n_experts, n_layers = pack().header().n_layers;
     int64_t best = -1;
     for (auto it = lru_.begin(); it != lru_.end(); ++it) {
       const int64_t l = slots_[*it].key / n_experts;
-      const int64_t wait = (l - layer - 1 + n_layers) % n_layers;  // L+1 -> 0, L -> n-1
+      const int64_t wait = (l - now_layer_ - 1 + n_layers) % n_layers;  // L+1 -> 0, L -> n-1
       if (wait > best) {
         best = wait;
         victim = it;
@@ -194,6 +196,7 @@ absl::Status ExpertCache::Finish(int s) {
     slot_of_key_[slot.key] = -1;
     slot.key = -1;
     slot.locked = false;
+    pinned_ -= slot.pinned;
     slot.pinned = false;
     free_.push_back(s);
   }
@@ -224,6 +227,7 @@ absl::Status ExpertCache::Pin(absl::Span<const std::pair<int, int>> layer_expert
       started.push_back(s);
     }
     Lock(s);
+    pinned_ += !slots_[s].pinned;
     slots_[s].pinned = true;
   }
   absl::Status status;
@@ -263,34 +267,43 @@ absl::StatusOr<int> ExpertCache::Preload(absl::Span<const std::pair<int, int>> l
 
 absl::StatusOr<int> ExpertCache::Prefetch(int layer, absl::Span<const int> experts, bool lock,
                                           bool demand) {
-  int started = 0;
+  for (int expert : experts) ST_RETURN_IF_ERROR(pack().CheckIndex(layer, expert));
+  if (demand) now_layer_ = layer;
+  // Resident experts first (locked, with lock), so making room for a missing
+  // one never evicts another the same call wants.
   for (int expert : experts) {
-    ST_RETURN_IF_ERROR(pack().CheckIndex(layer, expert));
-    int s = SlotOf(layer, expert);
+    const int s = SlotOf(layer, expert);
     if (demand) {
       ++counters_.requests;
       ++(s >= 0 ? counters_.hits : counters_.misses);
     }
+    if (s >= 0 && lock) Lock(s);
+  }
+  int started = 0;
+  for (int expert : experts) {
+    if (SlotOf(layer, expert) >= 0) continue;
+    const int s = TakeSlot();
     if (s < 0) {
-      s = TakeSlot(layer);
-      if (s < 0) {
-        ++counters_.prefetch_skipped;
-        continue;
-      }
-      ST_RETURN_IF_ERROR(StartRead(s, layer, expert));
-      ++started;
-      if (!lock) unlocked_pending_.push_back(s);
+      ++counters_.prefetch_skipped;
+      continue;
     }
-    if (lock) Lock(s);
+    ST_RETURN_IF_ERROR(StartRead(s, layer, expert));
+    ++started;
+    if (lock) {
+      Lock(s);
+    } else {
+      unlocked_pending_.push_back(s);
+    }
   }
   return started;
 }
 
 absl::StatusOr<const char*> ExpertCache::Acquire(int layer, int expert) {
   ST_RETURN_IF_ERROR(pack().CheckIndex(layer, expert));
+  now_layer_ = layer;
   int s = SlotOf(layer, expert);
   if (s < 0) {
-    s = TakeSlot(layer);
+    s = TakeSlot();
     if (s < 0) {
       return absl::ResourceExhaustedError(
           absl::StrCat("expert cache: all ", n_slots(), " slots are locked or pinned; cannot load layer ",

@@ -102,7 +102,7 @@ class ExpertCache {
 
   // Experts one token's pass over every layer uses (n_layers * top_k; 0 =
   // unknown). Decode reads layers in a cycle, so when the cache has fewer
-  // slots than that, LRU evicts every record before its next use (0% hits
+  // unpinned slots than that, LRU evicts every record before its next use (0% hits
   // on the 4b at 700 MiB, 104 slots). Then a miss at layer L evicts instead
   // the record whose layer comes up last from L on: the layers just used,
   // and experts of L it did not choose (Belady's choice for a cycle).
@@ -129,9 +129,9 @@ class ExpertCache {
   int SlotOf(int layer, int expert) const;
   char* SlotData(int s) const { return memory_ + static_cast<uint64_t>(s) * record_size_; }
   // A free slot, or an evictable one (evicted): the least recently used,
-  // or with a cycle longer than the cache, the one whose layer comes up
-  // last after `layer` (-1: not reading for a layer step, LRU). -1 if none.
-  int TakeSlot(int layer = -1);
+  // or with a cycle longer than the unpinned slots, the one whose layer
+  // comes up last after now_layer_. -1 if none.
+  int TakeSlot();
   // Unlocked reads (speculative guesses) that have landed join the LRU.
   void ReapLanded();
   void Lock(int s);
@@ -150,6 +150,8 @@ class ExpertCache {
   std::vector<int> free_;         // empty slots
   std::list<int> lru_;            // evictable resident slots, least recent first
   int cycle_ = 0;                 // see set_cycle
+  int now_layer_ = -1;            // layer of the latest demand (Prefetch/Acquire)
+  int pinned_ = 0;                // slots pinned
   std::vector<int> unlocked_pending_;  // slots of unlocked reads in flight (maybe stale entries)
   ExpertCacheCounters counters_;
 };

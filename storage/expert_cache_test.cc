@@ -3,8 +3,11 @@
 #include "storage/expert_cache.h"
 
 #include <algorithm>
+#include <array>
 #include <cstdint>
 #include <cstring>
+#include <random>
+#include <vector>
 
 #include "common/huge_page_arena.h"
 #include "common/process_memory.h"
@@ -90,29 +93,65 @@ TEST_F(ExpertCacheTest, LeastRecentlyReleasedIsEvictedFirst) {
 }
 
 // Decode passes over the layers in a cycle. Here each of the tiny model's
-// 4 layers uses the same expert every token, and the cache holds 3: LRU
-// evicts each record just before it is needed again (no hits at all), while
-// evicting the layer that comes up last keeps 2 of every 4 (Belady's count).
+// 4 layers uses the same experts every token, and the cache holds fewer
+// than a token uses: LRU evicts each record just before it is needed again
+// (no hits at all), while evicting the layer that comes up last keeps some.
+// With top-2 a miss must not evict the layer's other expert, resident and
+// wanted by the same call (every read is then a miss's own).
 TEST_F(ExpertCacheTest, ACycleLongerThanTheCacheStillHits) {
-  for (const bool cyclic : {false, true}) {
-    auto cache = Make(3);
-    if (cyclic) cache->set_cycle(4 * 1);  // 4 layers x top-1
-    for (int token = 0; token < 10; ++token) {
-      for (int layer = 0; layer < 4; ++layer) {
-        const int expert = layer + 1;
-        ASSERT_TRUE(cache->Prefetch(layer, {&expert, 1}, /*lock=*/true, /*demand=*/true).ok());
-        ASSERT_TRUE(cache->Acquire(layer, expert).ok());
-        cache->Release(layer, expert);
+  for (const int top_k : {1, 2}) {
+    for (const bool cyclic : {false, true}) {
+      SCOPED_TRACE(::testing::Message() << "top-" << top_k << (cyclic ? " cyclic" : " LRU"));
+      auto cache = Make(top_k == 1 ? 3 : 6);
+      if (cyclic) cache->set_cycle(4 * top_k);
+      for (int token = 0; token < 10; ++token) {
+        for (int layer = 0; layer < 4; ++layer) {
+          const int experts[2] = {layer + 1, layer + 3};
+          const absl::Span<const int> chosen(experts, top_k);
+          ASSERT_TRUE(cache->Prefetch(layer, chosen, /*lock=*/true, /*demand=*/true).ok());
+          for (int e : chosen) ASSERT_TRUE(cache->Acquire(layer, e).ok());
+          for (int e : chosen) cache->Release(layer, e);
+        }
+      }
+      const ExpertCacheCounters& c = cache->counters();
+      EXPECT_EQ(c.requests, 40u * top_k);
+      EXPECT_EQ(c.reads, c.misses);
+      if (cyclic) {
+        EXPECT_GE(c.hits, 9u * 2 * top_k) << "after the first token, half the experts hit";
+      } else {
+        EXPECT_EQ(c.hits, 0u);
       }
     }
-    const ExpertCacheCounters& c = cache->counters();
-    EXPECT_EQ(c.requests, 40u);
-    if (cyclic) {
-      EXPECT_GE(c.hits, 9u * 2) << "after the first token, 2 hits per token";
-    } else {
-      EXPECT_EQ(c.hits, 0u);
+  }
+}
+
+// Routing that changes between tokens (each expert kept with probability
+// 0.6), top-2 of 8 on 4 layers, 6 slots: a miss never evicts a record the
+// same call wants (every expert resident before the call is a hit).
+TEST_F(ExpertCacheTest, AMissNeverEvictsAnExpertTheSameStepWants) {
+  auto cache = Make(6);
+  cache->set_cycle(4 * 2);
+  std::mt19937 rng(5);
+  std::vector<std::array<int, 2>> chosen(4, {0, 1});
+  for (int token = 0; token < 200; ++token) {
+    for (int layer = 0; layer < 4; ++layer) {
+      auto& c = chosen[layer];
+      for (int j = 0; j < 2; ++j) {
+        if (std::uniform_real_distribution<double>(0, 1)(rng) < 0.6) continue;
+        int e;
+        do e = static_cast<int>(rng() % 8); while (e == c[0] || e == c[1]);
+        c[j] = e;
+      }
+      const uint64_t resident = cache->IsResident(layer, c[0]) + cache->IsResident(layer, c[1]);
+      const uint64_t hits = cache->counters().hits;
+      ASSERT_TRUE(cache->Prefetch(layer, c, /*lock=*/true, /*demand=*/true).ok());
+      ASSERT_EQ(cache->counters().hits - hits, resident) << "token " << token << " layer " << layer;
+      for (int e : c) ASSERT_TRUE(cache->Acquire(layer, e).ok());
+      for (int e : c) cache->Release(layer, e);
     }
   }
+  EXPECT_EQ(cache->counters().reads, cache->counters().misses);
+  EXPECT_GT(cache->counters().hits, 0u);
 }
 
 TEST_F(ExpertCacheTest, LockedAndPinnedSlotsAreNeverEvicted) {

@@ -7,14 +7,16 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
-#include <limits>
+#include <cstring>
 #include <fstream>
+#include <limits>
 #include <sstream>
 
 #include "absl/cleanup/cleanup.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "glog/logging.h"
 
 namespace st {
 
@@ -83,7 +85,7 @@ absl::Status SaveExpertStats(const std::string& path, const ExpertStats& stats) 
       }
       out << "\n";
     }
-    out.flush();
+    out.close();
     if (!out) {
       std::remove(tmp.c_str());
       return absl::ResourceExhaustedError(absl::StrCat(tmp, ": write failed (disk full?)"));
@@ -103,13 +105,19 @@ absl::Status AddExpertStats(const std::string& path, const PackHeader& pack,
     return absl::InvalidArgumentError(
         absl::StrCat("expert stats: ", delta.size(), " counts for a pack of ", n, " experts"));
   }
-  // Without the lock file (a read-only folder) the save below fails anyway.
+  // flock needs no write access to the lock file, only to create it.
   const std::string lock_path = path + ".lock";
-  const int lock = open(lock_path.c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0644);
+  const int lock = open(lock_path.c_str(), O_CREAT | O_RDONLY | O_CLOEXEC, 0644);
   const absl::Cleanup unlock = [lock] {
     if (lock >= 0) close(lock);  // releases the flock
   };
-  while (lock >= 0 && flock(lock, LOCK_EX) != 0 && errno == EINTR) {
+  int locked = -1;
+  while (lock >= 0 && (locked = flock(lock, LOCK_EX)) != 0 && errno == EINTR) {
+  }
+  if (locked != 0) {
+    LOG(WARNING) << lock_path << ": " << (lock < 0 ? "cannot open" : "cannot lock") << " ("
+                 << std::strerror(errno) << "); adding expert stats without the lock (runs ending "
+                 << "at the same moment may lose counts)";
   }
   ExpertStats stats;
   absl::StatusOr<ExpertStats> old = LoadExpertStats(path, pack);

@@ -20,7 +20,7 @@ namespace {
 // Serves records from `base` (the pack image from offset 0). With `fd` >= 0
 // (mmap), `base` maps that file: each read first checks the file still
 // holds the record (a pack truncated after open would otherwise fault the
-// copy with SIGBUS), and the copied pages are then dropped from this
+// copy with SIGBUS; one cut between the check and the copy still can), and the copied pages are then dropped from this
 // process, so its RSS counts the cache's copy only (a --memory-budget
 // holds). Thread-safe.
 class SyncSource : public ExpertSource {
@@ -48,14 +48,14 @@ class SyncSource : public ExpertSource {
                         const uint64_t offset = h.RecordOffset(r.layer, r.expert);
                         const char* src = base_ + offset;
                         if (fd_ >= 0) {
-                          struct stat st;
-                          if (fstat(fd_, &st) != 0) {
+                          struct stat info;
+                          if (fstat(fd_, &info) != 0) {
                             return absl::InternalError(absl::StrCat(
                                 pack_->path(), ": fstat: ", std::strerror(errno)));
                           }
-                          if (static_cast<uint64_t>(st.st_size) < offset + h.record_size) {
+                          if (static_cast<uint64_t>(info.st_size) < offset + h.record_size) {
                             return absl::DataLossError(absl::StrCat(
-                                pack_->path(), ": end of file at offset ", st.st_size,
+                                pack_->path(), ": end of file at offset ", info.st_size,
                                 " before the record at ", offset, " (pack truncated after open?)"));
                           }
                         }

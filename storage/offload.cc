@@ -154,10 +154,15 @@ absl::StatusOr<std::unique_ptr<Offload>> EnableOffload(Model& model, const Offlo
   if (plan.budget == 0 && options.cache_slots == 0) {
     // No budget: every expert is read into RAM. Refuse up front what cannot
     // fit (a 21b pack is ~11 GB) rather than be killed for memory later.
+    // (The KV caches and scratch come on top; --io memory holds a second
+    // copy of the pack.)
+    const uint64_t need = plan.cache + plan.kv + plan.scratch +
+                          (options.source.kind == SourceKind::kMemory ? h.file_size : 0);
     const uint64_t available = AvailableMemoryBytes();
-    if (available > 0 && plan.cache > available) {
+    if (available > 0 && need > available) {
       return absl::ResourceExhaustedError(absl::StrCat(
-          "the pack's experts (", FormatBytes(plan.cache), ") do not fit the memory available (",
+          "the pack's experts with the KV cache and buffers (", FormatBytes(need),
+          ") do not fit the memory available (",
           FormatBytes(available), "), and with no --memory-budget every expert is read into RAM. "
           "Run with --memory-budget (e.g. --memory-budget ",
           absl::StrReplaceAll(FormatBytes(available / 10 * 8 + plan.process), {{" ", ""}}),

@@ -74,6 +74,9 @@ class Offload {
   // Adds the forward pass's routing counts since the last call to the stats
   // file (read-modify-write, atomic rename).
   absl::Status SaveStats(const Forward& forward);
+  // Leaves the counts routed so far out of the next SaveStats (a warm-up's
+  // synthetic tokens).
+  void SkipStatsSoFar(const Forward& forward) { saved_counts_ = forward.routing_counts(); }
 
  private:
   friend absl::StatusOr<std::unique_ptr<Offload>> EnableOffload(Model&, const OffloadOptions&);

@@ -12,8 +12,8 @@
 #include "common/process_memory.h"
 #include "common/status_macros.h"
 #include "model/session.h"
-#include "storage/pack_test_util.h"
 #include "storage/expert_stats.h"
+#include "storage/pack_test_util.h"
 #include "storage/pack_writer.h"
 #include "tests/testutil/testutil.h"
 

@@ -133,13 +133,29 @@ void RegisterServe(CLI::App& app) {
     auto sig_state = std::make_shared<SignalState>();
     std::future<int> received = sig_state->received.get_future();
     std::thread([sig_state, signals] {
+      // Dies of the signal itself, as an unhandled one would (exit status and
+      // what systemd and shells report).
+      const auto die_of = [](int sig) {
+        std::signal(sig, SIG_DFL);
+        sigset_t one;
+        sigemptyset(&one);
+        sigaddset(&one, sig);
+        pthread_sigmask(SIG_UNBLOCK, &one, nullptr);
+        raise(sig);
+        std::_Exit(128 + sig);  // not reached
+      };
       int sig = 0;
       sigwait(&signals, &sig);
       if (!sig_state->serving.load()) {
         std::fprintf(stderr, "signal %d while loading: exiting\n", sig);
-        std::_Exit(128 + sig);
+        die_of(sig);
       }
       sig_state->received.set_value(sig);
+      // A second signal during a stuck shutdown (a worker not answering,
+      // saving stats to a slow disk) ends the process at once.
+      sigwait(&signals, &sig);
+      std::fprintf(stderr, "signal %d again: exiting without finishing the shutdown\n", sig);
+      die_of(sig);
     }).detach();
 
     serve::ServeState state;
@@ -212,6 +228,7 @@ void RegisterServe(CLI::App& app) {
                      .prefill_while_decoding = f->prefill_while_decoding,
                      .warmup_tokens = 32};
     auto engine = std::make_unique<Engine>(**model, eo);
+    if (*offload != nullptr) (*offload)->SkipStatsSoFar((*model)->forward());  // the warm-up's
     const EngineOptions& used = engine->options();
     if (const uint64_t one = engine->KvBytesFor(used.context_size);
         used.kv_budget_bytes > 0 && one > used.kv_budget_bytes) {
