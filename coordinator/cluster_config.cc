@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "common/worker_token.h"
 #include "google/protobuf/io/tokenizer.h"
 #include "google/protobuf/text_format.h"
 
@@ -58,6 +59,9 @@ absl::Status ValidateClusterConfig(const v1::ClusterConfig& c) {
   for (const auto& [name, value] : non_negative) {
     if (value < 0) return absl::InvalidArgumentError(absl::StrCat(name, " ", value, " is negative"));
   }
+  // Checked here, before any call: gRPC aborts the coordinator that sends
+  // a metadata value outside printable ASCII.
+  if (absl::Status s = ValidateWorkerToken(c.token(), "worker token"); !s.ok()) return s;
   if (c.tls_cert().empty() != c.tls_key().empty()) {
     return absl::InvalidArgumentError("tls_cert and tls_key go together (a client certificate and its key)");
   }

@@ -72,6 +72,9 @@ TEST(ClusterConfigTest, ValidateNamesTheBadField) {
       {[](auto& c) { c.set_hot_experts_local(-1); }, "hot_experts_local"},
       {[](auto& c) { c.set_readmit_backoff_max_ms(-100); }, "readmit_backoff_max_ms"},
       {[](auto& c) { c.set_tls_cert("c.pem"); }, "tls_cert and tls_key"},
+      // gRPC aborted the coordinator that sent these as metadata.
+      {[](auto& c) { c.set_token("p\xc3\xa4ssw\xc3\xb6rd"); }, "worker token"},
+      {[](auto& c) { c.set_token("ab\ncd"); }, "printable ASCII"},
       {[](auto& c) {
          c.set_tls_cert("c.pem");
          c.set_tls_key("c.key");

@@ -6,6 +6,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "common/worker_token.h"
 #include "expert_worker/expert_service.h"
 #include "glog/logging.h"
 #include "grpc/support/time.h"
@@ -74,7 +75,11 @@ WorkerClient::~WorkerClient() {
 
 std::unique_ptr<grpc::ClientContext> WorkerClient::NewContext(bool with_deadline) const {
   auto ctx = std::make_unique<grpc::ClientContext>();
-  if (!config_.token().empty()) ctx->AddMetadata(kTokenMetadataKey, config_.token());
+  // gRPC aborts on a metadata value outside printable ASCII; Pair refuses
+  // such a token, so this only guards calls made without pairing.
+  if (!config_.token().empty() && ValidateWorkerToken(config_.token(), "").ok()) {
+    ctx->AddMetadata(kTokenMetadataKey, config_.token());
+  }
   ctx->AddMetadata(kFingerprintMetadataKey, absl::StrCat(fingerprint_));
   if (with_deadline) {
     ctx->set_deadline(std::chrono::system_clock::now() +
@@ -85,6 +90,7 @@ std::unique_ptr<grpc::ClientContext> WorkerClient::NewContext(bool with_deadline
 
 absl::Status WorkerClient::Pair(uint64_t fingerprint, const ModelConfig& config) {
   fingerprint_ = fingerprint;
+  if (absl::Status s = ValidateWorkerToken(config_.token(), "worker token"); !s.ok()) return s;
   if (channel_ == nullptr) {
     auto creds = WorkerCredentials(config_);
     if (!creds.ok()) return creds.status();

@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
+#include "common/worker_token.h"
 #include "glog/logging.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/security/server_credentials.h"
@@ -66,6 +67,9 @@ std::string DispatchedIsa() {
 }
 
 absl::StatusOr<std::unique_ptr<WorkerServer>> WorkerServer::Start(const WorkerOptions& options) {
+  // Before loading anything: a coordinator could never send such a token
+  // (gRPC refuses metadata values outside printable ASCII).
+  ST_RETURN_IF_ERROR(ValidateWorkerToken(options.token, "worker --token / $ST_WORKER_TOKEN"));
   std::unique_ptr<WorkerServer> w(new WorkerServer());
   w->listen_ = options.listen;
   ST_ASSIGN_OR_RETURN(w->file_, GgufFile::Open(options.model_path));

@@ -33,7 +33,8 @@ void RegisterWorker(CLI::App& app) {
   cmd->add_option("--memory-budget", f->memory_budget,
                   "Memory for held experts, e.g. 2GiB (default: all experts)");
   cmd->add_option("--token", f->options.token,
-                  "Shared token required on every call (default: $ST_WORKER_TOKEN or none)");
+                  "Shared token required on every call, characters ! to ~ (printable ASCII, no "
+                  "spaces; default: $ST_WORKER_TOKEN or none)");
   cmd->add_option("--tls-cert", f->options.tls_cert, "PEM certificate chain: serve TLS");
   cmd->add_option("--tls-key", f->options.tls_key, "PEM private key for --tls-cert");
   cmd->add_option("--tls-ca", f->options.tls_ca,

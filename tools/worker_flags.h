@@ -23,7 +23,7 @@ inline void AddWorkerFlags(CLI::App* cmd, WorkerFlags* f) {
   cmd->add_option("--workers", f->workers,
                   "Expert workers host:port,... (started with `smallthinker worker`)");
   cmd->add_option("--worker-token", f->token,
-                  "Shared token for the workers (default: $ST_WORKER_TOKEN)");
+                  "Shared token for the workers, characters ! to ~ (default: $ST_WORKER_TOKEN)");
   cmd->add_option("--cluster-config", f->config_file,
                   "Deployment config (textproto smallthinker.v1.ClusterConfig: workers, token, "
                   "TLS, timeouts, local share)");

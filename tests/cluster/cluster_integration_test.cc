@@ -452,6 +452,50 @@ TEST_F(ClusterTest, RefusesWrongOrMissingToken) {
   ASSERT_TRUE(remote.ok()) << remote.status();
 }
 
+// gRPC aborts a process that adds a metadata value outside printable ASCII
+// (the coordinator died of SIGABRT, "Illegal header value"), and a worker
+// took such a token it could never be sent. Both now refuse it at start.
+TEST_F(ClusterTest, RefusesTokensThatAreNotPrintableAscii) {
+  const std::string umlauts = "p\xc3\xa4ssw\xc3\xb6rd";
+  // The worker: --token and $ST_WORKER_TOKEN.
+  for (const auto& [args, env] :
+       std::vector<std::pair<std::vector<std::string>, std::vector<std::string>>>{
+           {{"--token", umlauts}, {}}, {{}, {"ST_WORKER_TOKEN=ab\ncd"}}}) {
+    std::vector<std::string> cmd = {"worker", "-m", model_path_, "--listen", "127.0.0.1:0"};
+    cmd.insert(cmd.end(), args.begin(), args.end());
+    // (A worker that took the token would serve until killed.)
+    const testing::CommandResult r = testing::RunSmallthinker(cmd, env, absl::Seconds(20));
+    EXPECT_TRUE(r.exited_with(1)) << r.status << " " << r.err;
+    EXPECT_NE(r.err.find("printable ASCII"), std::string::npos) << r.err;
+  }
+  // The coordinator: --worker-token, $ST_WORKER_TOKEN, the config's token.
+  auto w = StartWorker({"--token", "right"});
+  ASSERT_TRUE(w);
+  const std::string config = dir_.File("bad_token.textproto");
+  std::ofstream(config) << "worker { address: \"" << w->address() << "\" }\n"
+                        << "token: \"tab\\there\"\n";
+  const std::vector<std::string> run = {"run", "-m", model_path_, "-p", "hello", "-n", "1"};
+  for (const auto& [args, env] :
+       std::vector<std::pair<std::vector<std::string>, std::vector<std::string>>>{
+           {{"--workers", w->address(), "--worker-token", umlauts}, {}},
+           {{"--workers", w->address()}, {"ST_WORKER_TOKEN=ab\ncd"}},
+           {{"--cluster-config", config}, {}}}) {
+    std::vector<std::string> cmd = run;
+    cmd.insert(cmd.end(), args.begin(), args.end());
+    const testing::CommandResult r = testing::RunSmallthinker(cmd, env);
+    EXPECT_TRUE(r.exited_with(1)) << r.status << " " << r.err;
+    EXPECT_NE(r.err.find("printable ASCII"), std::string::npos) << r.err;
+  }
+  // A client used without a validated config refuses too, instead of
+  // aborting.
+  v1::ClusterConfig c = Cluster({w->address()});
+  c.set_token("ab\ncd");
+  WorkerClient client(w->address(), c);
+  auto m = Load();
+  const absl::Status s = client.Pair(GgufFingerprint(m->file()), m->config());
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+}
+
 // grpc.health.v1 on a worker (our HealthService: the worker as a whole and
 // its ExpertService SERVING, without the token, since probes have none),
 // and a Compute stream served beside a Watch held open.

@@ -116,4 +116,49 @@ std::string WorkerProcess::Stderr() const {
   return ss.str();
 }
 
+CommandResult RunSmallthinker(const std::vector<std::string>& args,
+                              const std::vector<std::string>& env, absl::Duration timeout) {
+  static int counter = 0;
+  const std::string err_path =
+      absl::StrCat("/tmp/st_command_", getpid(), "_", counter++, ".log");
+  std::vector<std::string> argv_s = {SmallthinkerBinary()};
+  argv_s.insert(argv_s.end(), args.begin(), args.end());
+  std::vector<std::string> env_s = env;
+  CommandResult r;
+  const pid_t pid = fork();
+  if (pid < 0) return r;
+  if (pid == 0) {
+    const int null = open("/dev/null", O_WRONLY);
+    if (null >= 0) dup2(null, 1);
+    const int err = open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (err >= 0) dup2(err, 2);
+    for (std::string& e : env_s) putenv(e.data());
+    std::vector<char*> argv;
+    for (std::string& a : argv_s) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    execv(argv[0], argv.data());
+    _exit(127);
+  }
+  const absl::Time deadline = absl::Now() + timeout;
+  while (true) {
+    int status = 0;
+    if (waitpid(pid, &status, WNOHANG) == pid) {
+      r.status = status;
+      break;
+    }
+    if (absl::Now() > deadline) {
+      kill(pid, SIGKILL);
+      waitpid(pid, &status, 0);
+      break;
+    }
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  std::ifstream in(err_path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  r.err = ss.str();
+  unlink(err_path.c_str());
+  return r;
+}
+
 }  // namespace st::testing

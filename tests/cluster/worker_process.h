@@ -4,6 +4,7 @@
 #pragma once
 
 #include <sys/types.h>
+#include <sys/wait.h>
 
 #include <string>
 #include <vector>
@@ -43,5 +44,19 @@ class WorkerProcess {
 
 // Path of the smallthinker binary in the build tree.
 std::string SmallthinkerBinary();
+
+// What a finished command left: its wait status and everything it wrote to
+// stderr.
+struct CommandResult {
+  int status = -1;
+  std::string err;
+  bool exited_with(int code) const { return WIFEXITED(status) && WEXITSTATUS(status) == code; }
+};
+// Runs `smallthinker args...` (stdout discarded, `env` entries "NAME=value"
+// added to the environment) and waits up to `timeout` for it (then kills
+// it: status -1).
+CommandResult RunSmallthinker(const std::vector<std::string>& args,
+                              const std::vector<std::string>& env = {},
+                              absl::Duration timeout = absl::Seconds(60));
 
 }  // namespace st::testing
