@@ -97,10 +97,15 @@ absl::Status WorkerClient::Pair(uint64_t fingerprint, const ModelConfig& config)
     grpc::ChannelArguments args;
     args.SetMaxReceiveMessageSize(kMaxMessageBytes);
     args.SetMaxSendMessageSize(kMaxMessageBytes);
-    // Reconnect quickly after a worker restarts.
+    // Reconnect quickly after a worker restarts: a refused connection is
+    // retried after 100 ms, then up to every second.
     args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
     args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
-    args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
+    // gRPC's MIN_CONNECT_TIMEOUT: a connection attempt (TCP, TLS and the
+    // HTTP/2 SETTINGS exchange) is given max(this, the backoff) to finish.
+    // At 100 ms no worker more than ~100 ms of round trips away could ever
+    // be reached; the call deadline is what bounds a pairing anyway.
+    args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, CallTimeoutMs(config_));
     if (!config_.tls_server_name().empty()) {
       args.SetSslTargetNameOverride(config_.tls_server_name());
     }

@@ -339,6 +339,26 @@ TEST_F(ClusterTest, SlowWorkerDoesNotStallPastTheDeadline) {
   ExpectBitIdentical(want, Greedy(*m, kPrompt, 8));
 }
 
+// A worker 200 ms of round trip away (each of TCP's, HTTP/2's and the
+// call's). gRPC's minimum connect timeout had been set to 100 ms: no
+// connection to it could finish ("connection attempt timed out before
+// receiving SETTINGS frame").
+TEST_F(ClusterTest, FarWorkerIsReachable) {
+  const Trace want = Reference(2);
+  auto w = StartWorker();
+  ASSERT_TRUE(w);
+  DelayProxy proxy(w->port(), /*one_way_delay_us=*/100000);
+  auto m = Load();
+  v1::ClusterConfig c = Cluster({absl::StrCat("127.0.0.1:", proxy.port())});
+  c.set_step_timeout_ms(10000);
+  auto remote = AttachWorkers(*m, c);
+  ASSERT_TRUE(remote.ok()) << remote.status();
+  ExpectBitIdentical(want, Greedy(*m, kPrompt, 2));
+  const RemoteExpertStats s = (*remote)->stats();
+  EXPECT_EQ(s.failovers, 0u) << (*remote)->Summary();
+  EXPECT_GT(s.remote_items, 0u);
+}
+
 TEST_F(ClusterTest, SlowWorkerLosesItsShare) {
   const Trace want = Reference(24);
   auto fast = StartWorker(), slow = StartWorker();
