@@ -66,6 +66,8 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> StartGrpcServer(ServeState& state,
     builder.SetResourceQuota(quota);
   }
   builder.AddListeningPort(options.listen, creds, &g->port);
+  // gRPC sets SO_REUSEPORT by default: a second server would share the port.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.RegisterService(g->service.get());
   g->health = std::make_unique<HealthService>();
   builder.RegisterService(g->health.get());

@@ -1,11 +1,18 @@
 #include "expert_worker/worker_server.h"
 
+#include <netdb.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
 #include <chrono>
+#include <cstring>
 #include <fstream>
 #include <sstream>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "common/host_port.h"
 #include "common/status_macros.h"
 #include "common/worker_token.h"
 #include "glog/logging.h"
@@ -50,6 +57,46 @@ double MeasureSpeed(const ExpertStore& store, const ModelConfig& config, ThreadP
   return n / std::max(seconds, 1e-9);
 }
 
+// The file system path of a "unix:PATH" / "unix:///PATH" address ("" for
+// anything else, e.g. unix-abstract:NAME, which cannot be bound twice).
+std::string UnixSocketPath(const std::string& address) {
+  if (address.rfind("unix://", 0) == 0) return address.substr(7);
+  if (address.rfind("unix:", 0) == 0) return address.substr(5);
+  return "";
+}
+
+// Whether a process accepts connections at `address` (unix:PATH or
+// HOST:PORT of this host) right now.
+bool SomeoneListens(const std::string& address) {
+  auto try_connect = [](int family, const sockaddr* sa, socklen_t len) {
+    const int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return false;
+    const bool ok = connect(fd, sa, len) == 0;
+    close(fd);
+    return ok;
+  };
+  if (const std::string path = UnixSocketPath(address); !path.empty()) {
+    sockaddr_un sa{};
+    sa.sun_family = AF_UNIX;
+    if (path.size() >= sizeof(sa.sun_path)) return false;
+    std::memcpy(sa.sun_path, path.data(), path.size());
+    return try_connect(AF_UNIX, reinterpret_cast<const sockaddr*>(&sa), sizeof(sa));
+  }
+  std::string host;
+  int port = 0;
+  if (!SplitHostPort(address, &host, &port).ok() || port == 0) return false;
+  addrinfo hints{};
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* found = nullptr;
+  if (getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &found) != 0) return false;
+  bool listens = false;
+  for (addrinfo* a = found; a != nullptr && !listens; a = a->ai_next) {
+    listens = try_connect(a->ai_family, a->ai_addr, a->ai_addrlen);
+  }
+  freeaddrinfo(found);
+  return listens;
+}
+
 }  // namespace
 
 bool IsUnixSocketAddress(const std::string& address) {
@@ -70,6 +117,15 @@ absl::StatusOr<std::unique_ptr<WorkerServer>> WorkerServer::Start(const WorkerOp
   // Before loading anything: a coordinator could never send such a token
   // (gRPC refuses metadata values outside printable ASCII).
   ST_RETURN_IF_ERROR(ValidateWorkerToken(options.token, "worker --token / $ST_WORKER_TOKEN"));
+  // gRPC replaces the socket file of a unix: address: a second worker would
+  // take the path over from a live one (whose coordinator would then talk
+  // to the newcomer). A file nobody listens on, left by a worker that was
+  // killed, is replaced as before.
+  if (!UnixSocketPath(options.listen).empty() && SomeoneListens(options.listen)) {
+    return absl::AlreadyExistsError(absl::StrCat(
+        "address in use: a process is already listening on '", options.listen,
+        "' (another worker?); stop it or choose another path"));
+  }
   std::unique_ptr<WorkerServer> w(new WorkerServer());
   w->listen_ = options.listen;
   ST_ASSIGN_OR_RETURN(w->file_, GgufFile::Open(options.model_path));
@@ -126,10 +182,20 @@ absl::StatusOr<std::unique_ptr<WorkerServer>> WorkerServer::Start(const WorkerOp
   builder.RegisterService(w->health_.get());
   builder.SetMaxReceiveMessageSize(kMaxMessageBytes);
   builder.SetMaxSendMessageSize(kMaxMessageBytes);
+  // gRPC sets SO_REUSEPORT by default: a second worker on a port in use
+  // would start and silently take a share of the connections.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   std::unique_ptr<grpc::ServerCompletionQueue> compute_cq = builder.AddCompletionQueue();
   w->server_ = builder.BuildAndStart();
   if (w->server_ == nullptr || w->port_ == 0) {
-    return absl::UnavailableError(absl::StrCat("cannot listen on '", options.listen, "'"));
+    if (SomeoneListens(options.listen)) {
+      return absl::AlreadyExistsError(absl::StrCat(
+          "address in use: a process is already listening on '", options.listen,
+          "' (another worker?); stop it or choose another port"));
+    }
+    return absl::UnavailableError(absl::StrCat(
+        "cannot listen on '", options.listen,
+        "' (address in use, or not an address of this host?)"));
   }
   w->compute_ = std::make_unique<ComputeStreams>(w->service_.get(), std::move(compute_cq));
   w->compute_->Start();

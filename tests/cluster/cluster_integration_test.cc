@@ -276,6 +276,31 @@ TEST_F(ClusterTest, WorkerOverUnixSocket) {
   EXPECT_GT(r.stats().remote_items, remote_before);
 }
 
+// A second worker on an address a live one listens on is refused: gRPC's
+// default SO_REUSEPORT had let it share the TCP port, and on a Unix socket
+// it replaced the live worker's socket file. A stale file (its worker
+// killed) is still replaced.
+TEST_F(ClusterTest, SecondWorkerOnAnAddressInUseIsRefused) {
+  auto tcp = StartWorker();
+  ASSERT_TRUE(tcp);
+  const std::string unix_address = absl::StrCat("unix:", dir_.path(), "/taken.sock");
+  auto on_unix = StartWorker({}, unix_address);
+  ASSERT_TRUE(on_unix);
+  for (const std::string& address : {tcp->address(), unix_address}) {
+    SCOPED_TRACE(address);
+    const testing::CommandResult r = testing::RunSmallthinker(
+        {"worker", "-m", model_path_, "--listen", address, "-t", "1"}, {}, absl::Seconds(20));
+    EXPECT_TRUE(r.exited_with(1)) << r.status << " " << r.err;
+    EXPECT_NE(r.err.find("address in use"), std::string::npos) << r.err;
+    // The first worker still answers at its address.
+    EXPECT_GT(Describe(address).n_layers(), 0);
+  }
+  on_unix->Kill();  // leaves its socket file behind
+  on_unix = StartWorker({}, unix_address);
+  ASSERT_TRUE(on_unix);
+  EXPECT_GT(Describe(unix_address).n_layers(), 0);
+}
+
 // The same-host split: the coordinator computes its share on the forward
 // thread alone (local_threads 1) while a one-thread worker on a Unix socket
 // computes the rest, then polls for the reply without sleeping (spin_us):
