@@ -8,6 +8,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "common/worker_token.h"
+#include "expert_worker/expert_service.h"
 #include "google/protobuf/io/tokenizer.h"
 #include "google/protobuf/text_format.h"
 
@@ -55,9 +56,15 @@ absl::Status ValidateClusterConfig(const v1::ClusterConfig& c) {
       {"call_timeout_ms", c.call_timeout_ms()},
       {"readmit_backoff_min_ms", c.readmit_backoff_min_ms()},
       {"readmit_backoff_max_ms", c.readmit_backoff_max_ms()},
-      {"hot_experts_local", c.hot_experts_local()}};
+      {"hot_experts_local", c.hot_experts_local()},
+      {"max_message_bytes", c.max_message_bytes()}};
   for (const auto& [name, value] : non_negative) {
     if (value < 0) return absl::InvalidArgumentError(absl::StrCat(name, " ", value, " is negative"));
+  }
+  if (c.max_message_bytes() > kMaxMessageBytes) {
+    return absl::InvalidArgumentError(absl::StrCat("max_message_bytes ", c.max_message_bytes(),
+                                                   " is above the workers' cap, ",
+                                                   kMaxMessageBytes));
   }
   // Checked here, before any call: gRPC aborts the coordinator that sends
   // a metadata value outside printable ASCII.

@@ -15,7 +15,8 @@ absl::StatusOr<smallthinker::v1::ClusterConfig> ParseClusterConfig(const std::st
 // What a coordinator checks before it contacts any worker (INVALID_ARGUMENT
 // naming the field): at least one worker, each host:port or unix:PATH;
 // local_share in [0, 1); spin_us in [0, 100000]; local_threads 0 or 1;
-// timeouts, backoffs and hot_experts_local not negative; tls_cert and
+// timeouts, backoffs and hot_experts_local not negative; max_message_bytes
+// in [0, 64 MiB]; tls_cert and
 // tls_key set together, and only with tls_ca; the token printable ASCII
 // (common/worker_token.h).
 absl::Status ValidateClusterConfig(const smallthinker::v1::ClusterConfig& c);

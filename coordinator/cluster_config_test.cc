@@ -70,6 +70,8 @@ TEST(ClusterConfigTest, ValidateNamesTheBadField) {
       {[](auto& c) { c.set_step_timeout_ms(-1); }, "step_timeout_ms"},
       {[](auto& c) { c.set_call_timeout_ms(-5); }, "call_timeout_ms"},
       {[](auto& c) { c.set_hot_experts_local(-1); }, "hot_experts_local"},
+      {[](auto& c) { c.set_max_message_bytes(-1); }, "max_message_bytes"},
+      {[](auto& c) { c.set_max_message_bytes((64 << 20) + 1); }, "max_message_bytes"},
       {[](auto& c) { c.set_readmit_backoff_max_ms(-100); }, "readmit_backoff_max_ms"},
       {[](auto& c) { c.set_tls_cert("c.pem"); }, "tls_cert and tls_key"},
       // gRPC aborted the coordinator that sent these as metadata.

@@ -8,6 +8,7 @@
 #include "common/status_macros.h"
 #include "coordinator/cluster_config.h"
 #include "coordinator/hot_order.h"
+#include "expert_worker/expert_service.h"
 #include "glog/logging.h"
 #include "model/local_expert_executor.h"
 #include "model/mapped_repack.h"
@@ -60,7 +61,9 @@ RemoteExpertExecutor::RemoteExpertExecutor(const ModelConfig& config,
       cluster_(std::move(cluster)),
       placement_options_(std::move(placement)),
       rebalance_factor_(cluster_.rebalance_factor() == 0 ? kDefaultRebalanceFactor
-                                                         : cluster_.rebalance_factor()) {}
+                                                         : cluster_.rebalance_factor()),
+      max_message_bytes_(cluster_.max_message_bytes() > 0 ? cluster_.max_message_bytes()
+                                                          : kMaxMessageBytes) {}
 
 absl::StatusOr<std::unique_ptr<RemoteExpertExecutor>> RemoteExpertExecutor::Create(
     const ModelConfig& config, std::vector<ExpertStacks> stacks, uint64_t fingerprint,
@@ -72,6 +75,14 @@ absl::StatusOr<std::unique_ptr<RemoteExpertExecutor>> RemoteExpertExecutor::Crea
   popt.hot_order = std::move(hot_order);
   std::unique_ptr<RemoteExpertExecutor> r(new RemoteExpertExecutor(
       config, std::move(stacks), fingerprint, pool, cluster, std::move(popt)));
+  // One token's items must fit in a message.
+  const size_t token_bytes = static_cast<size_t>(config.top_k) * config.d_model * sizeof(float) +
+                             static_cast<size_t>(config.top_k) * 14 + 64;
+  if (r->max_message_bytes_ < token_bytes) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "max_message_bytes ", r->max_message_bytes_, " cannot hold one token's ", config.top_k,
+        " expert outputs (", token_bytes, " bytes)"));
+  }
   const int n = cluster.worker_size();
   r->workers_.resize(n);
   for (int i = 0; i < n; ++i) {
@@ -225,6 +236,75 @@ void RemoteExpertExecutor::Prepare(int layer, const Routes& routes) {
   }
 }
 
+void RemoteExpertExecutor::SplitIntoMessages(Worker& w, int top_k) const {
+  w.messages.clear();
+  if (w.step_items.empty()) return;
+  const size_t d_bytes = static_cast<size_t>(config_.d_model) * sizeof(float);
+  // A reply carries d_model floats per item (fewer if the worker combines);
+  // a request d_model floats per token plus, per item, a row, an expert and
+  // a weight (at most 14 bytes); 64 bytes cover the other fields.
+  auto fits = [&](size_t items, size_t rows) {
+    const size_t reply = items * d_bytes + 64;
+    const size_t request = rows * d_bytes + items * 14 + 64;
+    return std::max(reply, request) <= max_message_bytes_ &&
+           rows <= static_cast<size_t>(kMaxComputeRows) &&
+           items <= static_cast<size_t>(kMaxComputeItems);
+  };
+  // Whole tokens per message (items increase, so a token's items are
+  // adjacent), so a worker can still combine them.
+  size_t begin = 0, rows = 0;
+  for (size_t i = 0; i < w.step_items.size();) {
+    size_t j = i + 1;
+    while (j < w.step_items.size() && w.step_items[j] / top_k == w.step_items[i] / top_k) ++j;
+    if (i > begin && !fits(j - begin, rows + 1)) {
+      w.messages.emplace_back(begin, i);
+      begin = i;
+      rows = 0;
+    }
+    ++rows;
+    i = j;
+  }
+  w.messages.emplace_back(begin, w.step_items.size());
+}
+
+v1::ComputeRequest RemoteExpertExecutor::BuildRequest(Worker& w, int layer, const Routes& routes,
+                                                      const float* h) {
+  const size_t d = config_.d_model;
+  const int top_k = routes.top_k;
+  v1::ComputeRequest req;
+  req.set_step_id(++step_id_);
+  req.set_layer(layer);
+  std::string* hidden = req.mutable_hidden();
+  hidden->reserve(w.items.size() * d * sizeof(float));
+  w.row_token.clear();
+  for (int i : w.items) {
+    const int t = i / top_k;
+    if (w.row_token.empty() || t != w.row_token.back()) {  // items increase, so tokens do too
+      hidden->append(reinterpret_cast<const char*>(h + static_cast<size_t>(t) * d),
+                     d * sizeof(float));
+      w.row_token.push_back(t);
+    }
+    req.add_row(static_cast<int>(w.row_token.size()) - 1);
+    req.add_expert(routes.ids[i]);
+  }
+  const int rows = static_cast<int>(w.row_token.size());
+  req.set_n_rows(rows);
+  // Every slot of every token here (the items are whole tokens in slot
+  // order): the worker can combine them exactly as CombineSlots would, and
+  // reply with one row per token.
+  // (A non-finite weight, from a hidden state gone NaN, would be refused:
+  // such a step keeps per-item replies and NaN propagates as it would
+  // locally.)
+  w.combine = w.client->description().combines_tokens() &&
+              w.items.size() == static_cast<size_t>(rows) * top_k &&
+              std::all_of(w.items.begin(), w.items.end(),
+                          [&](int i) { return std::isfinite(routes.weights[i]); });
+  if (w.combine) {
+    for (int i : w.items) req.add_weight(routes.weights[i]);
+  }
+  return req;
+}
+
 absl::Status RemoteExpertExecutor::Run(int layer, const Routes& routes, const float* h,
                                        float* out) {
   const int n_tokens = routes.n_tokens, top_k = routes.top_k;
@@ -237,74 +317,29 @@ absl::Status RemoteExpertExecutor::Run(int layer, const Routes& routes, const fl
 
   // Split the items by owner.
   local_items_.clear();
-  for (Worker& w : workers_) w.items.clear();
+  for (Worker& w : workers_) w.step_items.clear();
   for (int i = 0; i < n_items; ++i) {
     const int o = Owner(layer, routes.ids[i]);
     if (o != kLocalOwner && workers_[o].up) {
-      workers_[o].items.push_back(i);
+      workers_[o].step_items.push_back(i);
     } else {
       local_items_.push_back(i);
     }
   }
-
-  // One message per worker with all of its work. The pool's threads sleep
-  // from now on unless the local share wakes them: the workers may need the
-  // cores (on the same host) more than our idle threads spinning.
-  if (pool_ != nullptr) pool_->Park();
-  const Clock::time_point sent = Clock::now();
-  const Clock::time_point deadline = sent + std::chrono::milliseconds(StepTimeoutMs(cluster_));
-  uint64_t bytes_sent = 0, requests = 0;
-  bool large_request = false;
+  // One message per worker with all of its work, unless a message would
+  // pass the cap (a long prompt's prefill): then several, sent in rounds,
+  // one message per worker in each.
+  size_t rounds = 0;
   for (Worker& w : workers_) {
-    w.busy = false;
-    if (w.items.empty()) continue;
-    w.sent = Clock::now();
-    v1::ComputeRequest req;
-    req.set_step_id(++step_id_);
-    req.set_layer(layer);
-    std::string* hidden = req.mutable_hidden();
-    hidden->reserve(w.items.size() * d * sizeof(float));
-    w.row_token.clear();
-    for (int i : w.items) {
-      const int t = i / top_k;
-      if (w.row_token.empty() || t != w.row_token.back()) {  // items increase, so tokens do too
-        hidden->append(reinterpret_cast<const char*>(h + static_cast<size_t>(t) * d),
-                       d * sizeof(float));
-        w.row_token.push_back(t);
-      }
-      req.add_row(static_cast<int>(w.row_token.size()) - 1);
-      req.add_expert(routes.ids[i]);
-    }
-    const int rows = static_cast<int>(w.row_token.size());
-    req.set_n_rows(rows);
-    // Every slot of every token here (the items are whole tokens in slot
-    // order): the worker can combine them exactly as CombineSlots would, and
-    // reply with one row per token.
-    // (A non-finite weight, from a hidden state gone NaN, would be refused:
-    // such a step keeps per-item replies and NaN propagates as it would
-    // locally.)
-    w.combine = w.client->description().combines_tokens() &&
-                w.items.size() == static_cast<size_t>(rows) * top_k &&
-                std::all_of(w.items.begin(), w.items.end(),
-                            [&](int i) { return std::isfinite(routes.weights[i]); });
-    if (w.combine) {
-      for (int i : w.items) req.add_weight(routes.weights[i]);
-    }
-    const size_t bytes = req.ByteSizeLong();
-    bytes_sent += bytes;
-    large_request = large_request || bytes > kLargeRequestBytes;
-    ++requests;
-    w.step = step_id_;
-    w.client->Submit(std::move(req));
-    w.submitted = Clock::now();
-    w.busy = true;
+    SplitIntoMessages(w, top_k);
+    rounds = std::max(rounds, w.messages.size());
   }
 
-  // Our own share overlaps with the workers'.
-  ComputeLocal(layer, routes, h, local_items_, /*poll_between=*/large_request);
-  // Nothing to compute until the replies are in: let the pool's threads
-  // sleep rather than spin on cores the workers may need.
-  if (requests > 0 && pool_ != nullptr) pool_->Park();
+  // The pool's threads sleep from now on unless the local share wakes them:
+  // the workers may need the cores (on the same host) more than our idle
+  // threads spinning.
+  if (pool_ != nullptr) pool_->Park();
+  uint64_t bytes_sent = 0, requests = 0;
   uint64_t local = local_items_.size(), remote = 0, failover = 0, bytes_received = 0;
   uint64_t combined = 0;
   token_done_.assign(n_tokens, 0);
@@ -312,71 +347,103 @@ absl::Status RemoteExpertExecutor::Run(int layer, const Routes& routes, const fl
   auto us = [](Clock::duration d) {
     return std::chrono::duration_cast<std::chrono::microseconds>(d).count();
   };
-
-  // Every worker's reply as it comes (a slow one does not delay taking in
-  // the others', and each is timed on its own).
-  const Clock::time_point await_start = Clock::now();
-  {
-    std::vector<WorkerClient*> busy;
+  // Round 0 overlaps with our own share; a later round only with the
+  // workers' other messages.
+  for (size_t round = 0; round < std::max<size_t>(rounds, 1); ++round) {
+    const Clock::time_point sent = Clock::now();
+    const Clock::time_point deadline = sent + std::chrono::milliseconds(StepTimeoutMs(cluster_));
+    bool large_request = false, any = false;
     for (Worker& w : workers_) {
-      if (w.busy) busy.push_back(w.client.get());
+      w.busy = false;
+      // A worker that failed in an earlier round is down, its rest computed.
+      if (!w.up || round >= w.messages.size()) continue;
+      const auto [begin, end] = w.messages[round];
+      w.items.assign(w.step_items.begin() + begin, w.step_items.begin() + end);
+      w.sent = Clock::now();
+      v1::ComputeRequest req = BuildRequest(w, layer, routes, h);
+      const size_t bytes = req.ByteSizeLong();
+      bytes_sent += bytes;
+      large_request = large_request || bytes > kLargeRequestBytes;
+      ++requests;
+      any = true;
+      w.step = step_id_;
+      w.client->Submit(std::move(req));
+      w.submitted = Clock::now();
+      w.busy = true;
     }
-    WorkerClient::AwaitAll(busy, deadline, std::chrono::microseconds(cluster_.spin_us()));
-  }
-  const Clock::time_point await_end = Clock::now();
-  Clock::time_point last_read{};
-  for (const Worker& w : workers_) {
-    if (w.busy) last_read = std::max(last_read, w.client->reply_time());
-  }
-  for (int wi = 0; wi < static_cast<int>(workers_.size()); ++wi) {
-    Worker& w = workers_[wi];
-    if (!w.busy) continue;
-    w.busy = false;
-    absl::StatusOr<const v1::ComputeResponse*> reply = w.client->Await(deadline);
-    absl::Status status = reply.status();
-    const size_t want = (w.combine ? w.row_token.size() : w.items.size()) * d * sizeof(float);
-    if (status.ok() && ((*reply)->step_id() != w.step || (*reply)->output().size() != want)) {
-      status = absl::DataLossError(absl::StrCat("worker ", w.client->address(), ": reply to step ",
-                                                (*reply)->step_id(), " with ",
-                                                (*reply)->output().size(), " bytes, expected step ",
-                                                w.step, " with ", want));
-    }
-    if (status.ok()) {
-      const v1::ComputeResponse& r = **reply;
-      // What the network path added: request built to reply read, minus the
-      // worker's compute, plus the hand-over to this thread if it waited.
-      const Clock::time_point read = w.client->reply_time();
-      const int64_t wake = read > await_start ? us(await_end - last_read) : 0;
-      overheads.push_back(us(read - w.sent) - r.compute_us() + wake);
-      submits.push_back(us(w.submitted - w.sent));
-      round_trips.push_back(us(read - w.sent));
-      computes.push_back(r.compute_us());
-      wakes.push_back(wake);
-      bytes_received += r.ByteSizeLong();
-      const float* y = reinterpret_cast<const float*>(r.output().data());
-      if (w.combine) {  // finished tokens
-        for (size_t k = 0; k < w.row_token.size(); ++k) {
-          const int t = w.row_token[k];
-          std::memcpy(out + static_cast<size_t>(t) * d, y + k * d, d * sizeof(float));
-          token_done_[t] = 1;
-        }
-        combined += w.row_token.size();
-      } else {
-        for (size_t k = 0; k < w.items.size(); ++k) {
-          std::memcpy(&slot_out_[static_cast<size_t>(w.items[k]) * d], y + k * d,
-                      d * sizeof(float));
-        }
+
+    if (round == 0) ComputeLocal(layer, routes, h, local_items_, /*poll_between=*/large_request);
+    // Nothing to compute until the replies are in: let the pool's threads
+    // sleep rather than spin on cores the workers may need.
+    if (any && pool_ != nullptr) pool_->Park();
+
+    // Every worker's reply as it comes (a slow one does not delay taking in
+    // the others', and each is timed on its own).
+    const Clock::time_point await_start = Clock::now();
+    {
+      std::vector<WorkerClient*> busy;
+      for (Worker& w : workers_) {
+        if (w.busy) busy.push_back(w.client.get());
       }
-      remote += w.items.size();
-      w.speed.Add(std::chrono::duration<double>(w.client->reply_time() - w.sent).count(),
-                  static_cast<int>(w.items.size()));
-      ++w.ok_steps;
-      continue;
+      WorkerClient::AwaitAll(busy, deadline, std::chrono::microseconds(cluster_.spin_us()));
     }
-    MarkDown(wi, status);
-    ComputeLocal(layer, routes, h, w.items, /*poll_between=*/large_request);
-    failover += w.items.size();
-    local += w.items.size();
+    const Clock::time_point await_end = Clock::now();
+    Clock::time_point last_read{};
+    for (const Worker& w : workers_) {
+      if (w.busy) last_read = std::max(last_read, w.client->reply_time());
+    }
+    for (int wi = 0; wi < static_cast<int>(workers_.size()); ++wi) {
+      Worker& w = workers_[wi];
+      if (!w.busy) continue;
+      w.busy = false;
+      absl::StatusOr<const v1::ComputeResponse*> reply = w.client->Await(deadline);
+      absl::Status status = reply.status();
+      const size_t want = (w.combine ? w.row_token.size() : w.items.size()) * d * sizeof(float);
+      if (status.ok() && ((*reply)->step_id() != w.step || (*reply)->output().size() != want)) {
+        status = absl::DataLossError(absl::StrCat(
+            "worker ", w.client->address(), ": reply to step ", (*reply)->step_id(), " with ",
+            (*reply)->output().size(), " bytes, expected step ", w.step, " with ", want));
+      }
+      if (status.ok()) {
+        const v1::ComputeResponse& r = **reply;
+        // What the network path added: request built to reply read, minus
+        // the worker's compute, plus the hand-over to this thread if it
+        // waited.
+        const Clock::time_point read = w.client->reply_time();
+        const int64_t wake = read > await_start ? us(await_end - last_read) : 0;
+        overheads.push_back(us(read - w.sent) - r.compute_us() + wake);
+        submits.push_back(us(w.submitted - w.sent));
+        round_trips.push_back(us(read - w.sent));
+        computes.push_back(r.compute_us());
+        wakes.push_back(wake);
+        bytes_received += r.ByteSizeLong();
+        const float* y = reinterpret_cast<const float*>(r.output().data());
+        if (w.combine) {  // finished tokens
+          for (size_t k = 0; k < w.row_token.size(); ++k) {
+            const int t = w.row_token[k];
+            std::memcpy(out + static_cast<size_t>(t) * d, y + k * d, d * sizeof(float));
+            token_done_[t] = 1;
+          }
+          combined += w.row_token.size();
+        } else {
+          for (size_t k = 0; k < w.items.size(); ++k) {
+            std::memcpy(&slot_out_[static_cast<size_t>(w.items[k]) * d], y + k * d,
+                        d * sizeof(float));
+          }
+        }
+        remote += w.items.size();
+        w.speed.Add(std::chrono::duration<double>(w.client->reply_time() - w.sent).count(),
+                    static_cast<int>(w.items.size()));
+        ++w.ok_steps;
+        continue;
+      }
+      MarkDown(wi, status);
+      // This message's items and those of the worker's later ones.
+      w.items.assign(w.step_items.begin() + w.messages[round].first, w.step_items.end());
+      ComputeLocal(layer, routes, h, w.items, /*poll_between=*/large_request);
+      failover += w.items.size();
+      local += w.items.size();
+    }
   }
 
   // Weighted combination in slot order of the tokens no worker combined:

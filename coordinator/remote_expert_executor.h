@@ -3,8 +3,10 @@
 //
 // Per layer step: the (token, slot) items are split by the owner of their
 // expert (Placement); each up worker gets one ComputeRequest with all of its
-// items (sent by its stream thread), the coordinator computes its own items
-// meanwhile, then collects the replies. Workers return unweighted per-item
+// items, the coordinator computes its own items meanwhile, then collects the
+// replies. A worker's share that would need a message past the 64 MiB cap
+// (ClusterConfig.max_message_bytes; long prefills) goes as several
+// requests of whole tokens, one round after another. Workers return unweighted per-item
 // expert outputs, and the combination out[t] = sum_j w[t,j] * y[t,j] runs
 // here in slot order with the same expression as LocalExpertExecutor
 // (CombineRows), so results are bit-identical to a single process; a worker
@@ -41,6 +43,7 @@
 #include <set>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -131,7 +134,11 @@ class RemoteExpertExecutor : public ExpertExecutor {
     std::unique_ptr<WorkerClient> client;
     // Main-thread view: used in this step.
     bool up = false;
-    std::vector<int> items;  // this step's items
+    std::vector<int> step_items;  // this step's items
+    // ... as [begin, end) ranges of step_items, one per Compute message
+    // (whole tokens each; several only when one would pass the cap).
+    std::vector<std::pair<size_t, size_t>> messages;
+    std::vector<int> items;  // the items of the message in flight
     // This step's request asks the worker to combine its tokens (it holds
     // every slot of each, and says it can); row r of its reply is token
     // row_token[r].
@@ -187,6 +194,13 @@ class RemoteExpertExecutor : public ExpertExecutor {
   void PackLocalExperts();
   void ComputeLocal(int layer, const Routes& routes, const float* h, const std::vector<int>& items,
                     bool poll_between);
+  // Splits w.step_items into w.messages so that no request or reply passes
+  // max_message_bytes_ (nor the worker's row and item limits).
+  void SplitIntoMessages(Worker& w, int top_k) const;
+  // The Compute request of w.items (sets w.row_token, w.combine; a new
+  // step id).
+  smallthinker::v1::ComputeRequest BuildRequest(Worker& w, int layer, const Routes& routes,
+                                                const float* h);
 
   const ModelConfig& config_;
   std::vector<ExpertStacks> stacks_;
@@ -195,6 +209,7 @@ class RemoteExpertExecutor : public ExpertExecutor {
   const smallthinker::v1::ClusterConfig cluster_;
   const PlacementOptions placement_options_;
   const double rebalance_factor_;
+  const size_t max_message_bytes_;  // ClusterConfig.max_message_bytes or the cap
   // The workers' Compute streams complete here (polled by the forward pass
   // only); declared before workers_ so that it outlives their clients.
   grpc::CompletionQueue cq_;

@@ -164,6 +164,48 @@ TEST_F(ClusterTest, TwoWorkersGiveBitIdenticalLogits) {
   }
 }
 
+// A worker's share of a step whose reply would pass the message cap (a long
+// prefill on the 4B model: items x 1536 x 4 bytes past 64 MiB failed over
+// every time) goes as several messages of whole tokens. Here the cap is
+// lowered to 4 KiB, a few of the tiny model's tokens: the prompt's steps
+// need several, decode steps one; the logits stay bit-identical, with and
+// without a local share (per-item replies) and over two workers.
+TEST_F(ClusterTest, StepLargerThanAMessageGoesInSeveral) {
+  const Trace want = Reference(6);
+  auto w1 = StartWorker(), w2 = StartWorker();
+  ASSERT_TRUE(w1 && w2);
+  struct Case {
+    std::vector<std::string> workers;
+    double local_share;
+  };
+  for (const Case& k : {Case{{w1->address()}, 0.0}, Case{{w1->address()}, 0.4},
+                        Case{{w1->address(), w2->address()}, 0.0}}) {
+    SCOPED_TRACE(absl::StrCat(k.workers.size(), " workers, local_share ", k.local_share));
+    uint64_t requests[2] = {0, 0};
+    for (int capped : {0, 1}) {
+      auto m = Load();
+      v1::ClusterConfig c = Cluster(k.workers);
+      c.set_local_share(k.local_share);
+      c.set_rebalance_factor(-1);
+      c.set_max_message_bytes(capped ? 4096 : 0);
+      auto remote = AttachWorkers(*m, c);
+      ASSERT_TRUE(remote.ok()) << remote.status();
+      ExpectBitIdentical(want, Greedy(*m, kPrompt, 6));
+      const RemoteExpertStats s = (*remote)->stats();
+      EXPECT_EQ(s.failovers, 0u) << (*remote)->Summary();
+      EXPECT_GT(s.remote_items, 0u);
+      requests[capped] = s.remote_requests;
+    }
+    // The same placement, more messages: the prompt's steps were split.
+    EXPECT_GT(requests[1], requests[0]);
+  }
+  // A cap that cannot hold one token is refused up front.
+  auto m = Load();
+  v1::ClusterConfig c = Cluster({w1->address()});
+  c.set_max_message_bytes(1000);
+  EXPECT_EQ(AttachWorkers(*m, c).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
 // Decodes one token at a time (fresh sessions) until `done` or 15 s.
 bool DecodeUntil(Model& m, const std::function<bool()>& done) {
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(15);
