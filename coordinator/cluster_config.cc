@@ -1,12 +1,15 @@
 #include "coordinator/cluster_config.h"
 
+#include <cmath>
 #include <fstream>
-#include <utility>
+#include <set>
 #include <sstream>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "common/host_port.h"
 #include "common/worker_token.h"
 #include "expert_worker/expert_service.h"
 #include "google/protobuf/io/tokenizer.h"
@@ -32,17 +35,55 @@ absl::StatusOr<v1::ClusterConfig> ParseClusterConfig(const std::string& text) {
   return c;
 }
 
-absl::Status ValidateClusterConfig(const v1::ClusterConfig& c) {
-  if (c.worker_size() == 0) return absl::InvalidArgumentError("no workers configured");
-  for (const auto& w : c.worker()) {
-    if (w.address().find(':') == std::string::npos) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "worker address '", w.address(), "' needs a port (host:port) or unix:PATH"));
+namespace {
+
+// Checked as `worker --listen` checks its own (gRPC would dial "HOST" at port
+// 443, wrap 99999 to 34463 and read "::1:7070" as something else), and port
+// 0 is not an address to dial.
+absl::Status ValidateWorkerAddress(const std::string& address) {
+  if (absl::Status s = ValidateListenAddress(address); !s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "worker address: ", s.message(), " (a worker is HOST:PORT, [IPv6]:PORT or unix:PATH)"));
+  }
+  if (address.rfind("unix:", 0) != 0) {
+    std::string host;
+    int port = 0;
+    if (SplitHostPort(address, &host, &port).ok() && port == 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("worker address '", address, "' has port 0; give the port it listens on"));
     }
   }
-  if (c.local_share() < 0 || c.local_share() >= 1) {
+  return absl::OkStatus();
+}
+
+absl::Status ValidateWorkerAddresses(const v1::ClusterConfig& c) {
+  std::set<std::string> seen;
+  for (const auto& w : c.worker()) {
+    if (absl::Status s = ValidateWorkerAddress(w.address()); !s.ok()) return s;
+    // Twice the same worker would get two shares of the model and compute
+    // both; a typo more likely than a plan.
+    if (!seen.insert(w.address()).second) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("worker address '", w.address(), "' is listed twice"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status ValidateClusterConfig(const v1::ClusterConfig& c) {
+  if (c.worker_size() == 0) return absl::InvalidArgumentError("no workers configured");
+  if (absl::Status s = ValidateWorkerAddresses(c); !s.ok()) return s;
+  // Written so that NaN (textproto takes "nan") fails too.
+  if (!(c.local_share() >= 0 && c.local_share() < 1)) {
     return absl::InvalidArgumentError(
         absl::StrCat("local_share ", c.local_share(), " outside [0, 1)"));
+  }
+  if (!std::isfinite(c.rebalance_factor())) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "rebalance_factor ", c.rebalance_factor(),
+        " is not a finite number (0 = the default, negative = off)"));
   }
   if (c.spin_us() < 0 || c.spin_us() > 100000) {
     return absl::InvalidArgumentError(absl::StrCat("spin_us ", c.spin_us(), " outside [0, 100000]"));
@@ -97,12 +138,7 @@ absl::StatusOr<v1::ClusterConfig> ClusterConfigFromFlags(const std::string& work
     c.add_worker()->set_address(std::string(absl::StripAsciiWhitespace(a)));
   }
   if (!token.empty()) c.set_token(token);
-  for (const auto& w : c.worker()) {
-    if (w.address().find(':') == std::string::npos) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "worker address '", w.address(), "' needs a port (host:port) or unix:PATH"));
-    }
-  }
+  if (absl::Status s = ValidateWorkerAddresses(c); !s.ok()) return s;
   return c;
 }
 

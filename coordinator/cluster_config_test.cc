@@ -1,5 +1,6 @@
 #include "coordinator/cluster_config.h"
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -26,6 +27,15 @@ TEST(ClusterConfigTest, ParsesTextproto) {
   EXPECT_DOUBLE_EQ(c->local_share(), 0.25);
 }
 
+TEST(ClusterConfigTest, NanFromTextprotoIsRefused) {
+  for (const char* text : {"worker { address: \"h:1\" } local_share: nan",
+                           "worker { address: \"h:1\" } rebalance_factor: nan"}) {
+    auto c = ParseClusterConfig(text);
+    ASSERT_TRUE(c.ok()) << c.status();
+    EXPECT_EQ(ValidateClusterConfig(*c).code(), absl::StatusCode::kInvalidArgument) << text;
+  }
+}
+
 TEST(ClusterConfigTest, ReportsParseErrorsWithLine) {
   auto c = ParseClusterConfig("worker { address: \"a:1\" }\nbogus_field: 3\n");
   ASSERT_FALSE(c.ok());
@@ -44,6 +54,9 @@ TEST(ClusterConfigTest, FlagsAndFileCombine) {
   EXPECT_EQ(c->worker(2).address(), "h3:3");
   EXPECT_EQ(c->token(), "flag");
   EXPECT_FALSE(ClusterConfigFromFlags("nohost", "", "").ok());
+  EXPECT_FALSE(ClusterConfigFromFlags("127.0.0.1:99999", "", "").ok());
+  EXPECT_FALSE(ClusterConfigFromFlags("h1:1", "", path).ok());  // also in the file
+  EXPECT_TRUE(ClusterConfigFromFlags("[::1]:7070,unix:/tmp/w.sock", "", "").ok());
   EXPECT_EQ(ClusterConfigFromFlags("", "", dir.File("missing")).status().code(),
             absl::StatusCode::kNotFound);
 }
@@ -62,7 +75,17 @@ TEST(ClusterConfigTest, ValidateNamesTheBadField) {
   };
   const Case cases[] = {
       {[](auto& c) { c.clear_worker(); }, "no workers"},
-      {[](auto& c) { c.mutable_worker(0)->set_address("nohost"); }, "needs a port"},
+      {[](auto& c) { c.mutable_worker(0)->set_address("nohost"); }, "nohost"},
+      // gRPC wrapped the port to 34463, dialled 443, or misread the host.
+      {[](auto& c) { c.mutable_worker(0)->set_address("127.0.0.1:99999"); }, "bad port"},
+      {[](auto& c) { c.mutable_worker(0)->set_address("[::1]"); }, "[::1]"},
+      {[](auto& c) { c.mutable_worker(0)->set_address("::1:7070"); }, "brackets"},
+      {[](auto& c) { c.mutable_worker(0)->set_address("127.0.0.1:0"); }, "port 0"},
+      {[](auto& c) { c.mutable_worker(0)->set_address("unix:"); }, "socket path"},
+      {[](auto& c) { c.add_worker()->set_address("10.0.0.2:7070"); }, "listed twice"},
+      {[](auto& c) { c.set_local_share(std::nan("")); }, "local_share"},
+      {[](auto& c) { c.set_rebalance_factor(std::nan("")); }, "rebalance_factor"},
+      {[](auto& c) { c.set_rebalance_factor(HUGE_VAL); }, "rebalance_factor"},
       {[](auto& c) { c.set_local_share(1.0); }, "local_share"},
       {[](auto& c) { c.set_local_share(-0.1); }, "local_share"},
       {[](auto& c) { c.set_spin_us(100001); }, "spin_us"},
