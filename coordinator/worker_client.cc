@@ -190,6 +190,8 @@ absl::Status WorkerClient::OpenStream() {
     return absl::UnavailableError(absl::StrCat("worker ", address_, ": no stream"));
   }
   write_pending_ = read_pending_ = finish_pending_ = has_reply_ = broken_ = false;
+  finished_ = cancelled_ = false;
+  broken_cause_.clear();
   stream_->StartCall(TagOf(kStartTag));  // corked: no completion
   start_pending_ = false;
   return absl::OkStatus();
@@ -197,17 +199,21 @@ absl::Status WorkerClient::OpenStream() {
 
 void WorkerClient::CloseStream() {
   if (stream_ == nullptr) return;
-  // Cancelling ends every pending operation (with ok = false); Finish only
-  // once they are done (it may receive the initial metadata too, which a
-  // pending Read also asks for). On a shared queue other clients'
-  // completions are handled meanwhile.
-  context_->TryCancel();
-  const gpr_timespec forever = gpr_inf_future(GPR_CLOCK_MONOTONIC);
-  while ((start_pending_ || write_pending_ || read_pending_) && PollOnce(forever)) {
-  }
-  stream_->Finish(&finish_status_, TagOf(kFinishTag));
-  finish_pending_ = true;
-  while (finish_pending_ && PollOnce(forever)) {
+  if (!finished_) {
+    // Cancelling ends every pending operation (with ok = false); Finish only
+    // once they are done (it may receive the initial metadata too, which a
+    // pending Read also asks for). On a shared queue other clients'
+    // completions are handled meanwhile.
+    context_->TryCancel();
+    const gpr_timespec forever = gpr_inf_future(GPR_CLOCK_MONOTONIC);
+    while ((start_pending_ || write_pending_ || read_pending_) && PollOnce(forever)) {
+    }
+    if (!finish_pending_) {  // BrokenCause may have started it
+      stream_->Finish(&finish_status_, TagOf(kFinishTag));
+      finish_pending_ = true;
+    }
+    while (finish_pending_ && PollOnce(forever)) {
+    }
   }
   VLOG(1) << "worker " << address_ << ": stream finished: " << finish_status_.error_message();
   if (cq_ != nullptr) {
@@ -218,6 +224,8 @@ void WorkerClient::CloseStream() {
     }
   }
   start_pending_ = write_pending_ = read_pending_ = finish_pending_ = false;
+  finished_ = cancelled_ = false;
+  broken_cause_.clear();
   stream_.reset();
   context_.reset();
   cq_.reset();
@@ -309,14 +317,48 @@ absl::StatusOr<const v1::ComputeResponse*> WorkerClient::Await(Clock::time_point
     return &reply_;
   }
   if (stream_ == nullptr || broken_) {
-    return absl::UnavailableError(absl::StrCat("worker ", address_, ": stream broken"));
+    return absl::UnavailableError(
+        absl::StrCat("worker ", address_, ": stream broken", BrokenCause()));
   }
   // Timed out: cancel the stream (its operations end; CloseStream reaps
   // them).
   context_->TryCancel();
+  cancelled_ = true;
   broken_ = true;
   return absl::DeadlineExceededError(
       absl::StrCat("worker ", address_, ": no reply within the step timeout"));
+}
+
+std::string WorkerClient::BrokenCause() {
+  if (stream_ == nullptr || cancelled_) return "";
+  if (!finished_) {
+    // The call is over (an operation failed), so its operations end and
+    // Finish brings the worker's status, e.g. "expert 4 of layer 0 is not
+    // assigned to this worker". Waiting is bounded all the same: a peer
+    // that stopped answering is cancelled, and its cause stays unknown.
+    const gpr_timespec limit = ToGpr(Clock::now() + std::chrono::seconds(1));
+    while ((start_pending_ || write_pending_ || read_pending_) && PollOnce(limit)) {
+    }
+    if (!start_pending_ && !write_pending_ && !read_pending_) {
+      stream_->Finish(&finish_status_, TagOf(kFinishTag));
+      finish_pending_ = true;
+      while (finish_pending_ && PollOnce(limit)) {
+      }
+    }
+    if (finish_pending_ || start_pending_ || write_pending_ || read_pending_) {
+      context_->TryCancel();  // CloseStream reaps the operations
+      cancelled_ = true;
+      return "";
+    }
+    finished_ = true;
+    broken_cause_ = finish_status_.ok()
+                        ? ": the worker ended the call"
+                        : absl::StrCat(": ", absl::Status(static_cast<absl::StatusCode>(
+                                                      finish_status_.error_code()),
+                                                  finish_status_.error_message())
+                                                      .ToString());
+  }
+  return broken_cause_;
 }
 
 void WorkerClient::AwaitAll(const std::vector<WorkerClient*>& clients, Clock::time_point deadline,

@@ -79,7 +79,8 @@ class WorkerClient {
   void Poll();
   // Waits for the reply of the submitted step until `deadline`.
   // DEADLINE_EXCEEDED on timeout (the stream is then cancelled), UNAVAILABLE
-  // if the stream broke. The reply stays valid until the next Submit.
+  // if the stream broke (its message ends with the worker's status, when
+  // the worker ended the call with one). The reply stays valid until the next Submit.
   absl::StatusOr<const smallthinker::v1::ComputeResponse*> Await(Clock::time_point deadline);
   // Waits until every client in `clients` (all on the same shared queue)
   // has its reply, has failed, or `deadline` passed, handling completions in
@@ -117,6 +118,10 @@ class WorkerClient {
   // `deadline` passed (Await without taking the reply).
   void WaitReply(Clock::time_point deadline);
   std::unique_ptr<grpc::ClientContext> NewContext(bool with_deadline) const;
+  // Why a broken stream broke, as ": CODE: message" (the worker's status,
+  // from Finish), or "" if unknown (cancelled by us, or no status within
+  // 1 s). Finishes the stream.
+  std::string BrokenCause();
 
   const std::string address_;
   const smallthinker::v1::ClusterConfig& config_;
@@ -139,6 +144,9 @@ class WorkerClient {
   bool finish_pending_ = false;
   bool has_reply_ = false;
   bool broken_ = false;  // an operation failed or the stream was cancelled
+  bool cancelled_ = false;  // ... by us (TryCancel)
+  bool finished_ = false;   // Finish completed (finish_status_ is the call's)
+  std::string broken_cause_;  // BrokenCause()
   grpc::Status finish_status_;
   smallthinker::v1::ComputeRequest request_;  // alive until its write completes
   smallthinker::v1::ComputeResponse reply_;   // read target; returned by Await

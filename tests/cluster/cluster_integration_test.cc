@@ -785,6 +785,45 @@ TEST_F(ClusterTest, WorkerClientDrivesTheStreamFromTheCallingThread) {
   EXPECT_EQ((*again)->step_id(), 3u);
 }
 
+// A stream the worker ends with an error reports the worker's status (the
+// coordinator had said only "stream broken", and read the status after
+// cancelling the call: CANCELLED).
+TEST_F(ClusterTest, BrokenStreamReportsTheWorkersStatus) {
+  auto w = StartWorker();
+  ASSERT_TRUE(w);
+  auto m = Load();
+  const ModelConfig& cfg = m->config();
+  const v1::ClusterConfig c = Cluster({w->address()});  // the client keeps a reference
+  WorkerClient client(w->address(), c);
+  ASSERT_TRUE(client.Pair(GgufFingerprint(m->file()), cfg).ok());
+  ASSERT_TRUE(client.Assign({{0, 0}}).ok());
+  ASSERT_TRUE(client.OpenStream().ok());
+  v1::ComputeRequest r;
+  r.set_step_id(1);
+  r.set_layer(0);
+  r.set_n_rows(1);
+  const std::vector<float> h(cfg.d_model, 0.01f);
+  r.mutable_hidden()->assign(reinterpret_cast<const char*>(h.data()), h.size() * sizeof(float));
+  r.add_row(0);
+  r.add_expert(3);  // not assigned
+  client.Submit(r);
+  auto reply = client.Await(Clock::now() + std::chrono::seconds(10));
+  EXPECT_TRUE(absl::IsUnavailable(reply.status())) << reply.status();
+  EXPECT_NE(reply.status().message().find("expert 3 of layer 0 is not assigned to this worker"),
+            std::string::npos)
+      << reply.status();
+  EXPECT_NE(reply.status().message().find("FAILED_PRECONDITION"), std::string::npos)
+      << reply.status();
+  // Asked again, the same answer; the stream then closes and reopens.
+  EXPECT_EQ(client.Await(Clock::now()).status(), reply.status());
+  client.CloseStream();
+  ASSERT_TRUE(client.OpenStream().ok());
+  r.set_expert(0, 0);
+  r.set_step_id(2);
+  client.Submit(r);
+  EXPECT_TRUE(client.Await(Clock::now() + std::chrono::seconds(10)).ok());
+}
+
 // Clients on one completion queue: AwaitAll takes in every reply as it
 // comes (the fast worker's is timed long before the slow one's, even though
 // the slow one is listed first), gives up on a stalled worker at the
