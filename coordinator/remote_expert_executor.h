@@ -157,6 +157,7 @@ class RemoteExpertExecutor : public ExpertExecutor {
     absl::Status assign_error;    // an Assign job failed: mark it down
     Clock::time_point next_attempt;
     int backoff_ms = 0;
+    absl::Status admit_error;     // the last failed re-admission's (logged once)
     double placed_speed = 0;      // the speed placement uses
     uint64_t capacity_experts = 0;
   };

@@ -192,11 +192,21 @@ void RemoteExpertExecutor::Supervise() {
       if (s.ok()) {
         down_.erase(i);
         w.ready = true;
+        w.admit_error = absl::OkStatus();
         LOG(INFO) << "worker " << w.client->address() << " re-admitted";
       } else {
         w.backoff_ms = std::min(w.backoff_ms * 2, BackoffMaxMs(cluster_));
         w.next_attempt = Clock::now() + std::chrono::milliseconds(w.backoff_ms);
-        VLOG(1) << "worker " << w.client->address() << " not back yet: " << s;
+        // A worker restarted on another model or with another token is
+        // retried forever: say why once, and again whenever the reason
+        // changes, not at every attempt.
+        if (s != w.admit_error) {
+          LOG(WARNING) << "worker " << w.client->address() << " not back yet (retrying every "
+                       << BackoffMaxMs(cluster_) << " ms at most): " << s;
+        } else {
+          VLOG(1) << "worker " << w.client->address() << " not back yet: " << s;
+        }
+        w.admit_error = s;
       }
     }
   }

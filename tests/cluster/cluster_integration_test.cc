@@ -16,6 +16,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <mutex>
 #include <fstream>
 #include <thread>
 
@@ -30,6 +31,7 @@
 #include "expert_worker/expert_service.h"
 #include "grpcpp/grpcpp.h"
 #include "grpc/health/v1/health.grpc.pb.h"
+#include "glog/logging.h"
 #include "gtest/gtest.h"
 #include "model/expert_executor.h"
 #include "model/model.h"
@@ -822,6 +824,64 @@ TEST_F(ClusterTest, BrokenStreamReportsTheWorkersStatus) {
   r.set_step_id(2);
   client.Submit(r);
   EXPECT_TRUE(client.Await(Clock::now() + std::chrono::seconds(10)).ok());
+}
+
+// Collects WARNING lines (glog) that contain `needle`.
+class WarningCounter : public google::LogSink {
+ public:
+  explicit WarningCounter(std::string needle) : needle_(std::move(needle)) {
+    google::AddLogSink(this);
+  }
+  ~WarningCounter() override { google::RemoveLogSink(this); }
+  void send(google::LogSeverity severity, const char*, const char*, int,
+            const google::LogMessageTime&, const char* message, size_t len) override {
+    if (severity != google::GLOG_WARNING) return;
+    std::string line(message, len);
+    if (line.find(needle_) == std::string::npos) return;
+    std::lock_guard<std::mutex> lock(mu_);
+    lines_.push_back(std::move(line));
+  }
+  std::vector<std::string> lines() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return lines_;
+  }
+
+ private:
+  const std::string needle_;
+  std::mutex mu_;
+  std::vector<std::string> lines_;
+};
+
+// A worker restarted on another model is retried forever; why it cannot
+// come back is a WARNING once (it had been VLOG(1) only), not one per
+// attempt.
+TEST_F(ClusterTest, WorkerThatCannotComeBackIsReportedOnce) {
+  auto w = StartWorker();
+  ASSERT_TRUE(w);
+  const int port = w->port();
+  auto m = Load();
+  v1::ClusterConfig c = Cluster({w->address()});
+  c.set_readmit_backoff_min_ms(20);
+  c.set_readmit_backoff_max_ms(100);
+  auto remote = AttachWorkers(*m, c);
+  ASSERT_TRUE(remote.ok()) << remote.status();
+  WarningCounter warnings("not back yet");
+  w->Kill();
+  Greedy(*m, kPrompt, 1);  // fails over
+  EXPECT_EQ((*remote)->stats().workers_up, 0);
+  testing::TempDir dir2;
+  auto other = testing::SynthModel(dir2.path(), "tiny", DType::kQ8_0, Gating::kSigmoid, 99);
+  ASSERT_TRUE(other.ok());
+  w = StartWorker({}, absl::StrCat("127.0.0.1:", port), *other);
+  ASSERT_TRUE(w);
+  // Attempts every 100 ms at most: some twenty of them.
+  std::this_thread::sleep_for(std::chrono::seconds(2));
+  const std::vector<std::string> lines = warnings.lines();
+  ASSERT_GE(lines.size(), 1u);
+  // The worker being down (connection refused) may be the first reason.
+  EXPECT_LE(lines.size(), 2u) << lines.back();
+  EXPECT_NE(lines.back().find("fingerprint"), std::string::npos) << lines.back();
+  EXPECT_EQ((*remote)->stats().readmissions, 0u);
 }
 
 // Clients on one completion queue: AwaitAll takes in every reply as it
