@@ -266,9 +266,12 @@ absl::Status ExpertServiceImpl::Validate(const v1::ComputeRequest& req) const {
                                                      config_.n_experts, ")"));
     }
     if (!assigned_[static_cast<size_t>(req.layer()) * config_.n_experts + e]) {
-      return absl::FailedPreconditionError(absl::StrCat("step ", req.step_id(), ": expert ", e,
-                                                        " of layer ", req.layer(),
-                                                        " is not assigned to this worker"));
+      // Most likely another coordinator's Assign replaced this one's.
+      return absl::FailedPreconditionError(absl::StrCat(
+          "step ", req.step_id(), ": expert ", e, " of layer ", req.layer(),
+          " is not assigned to this worker (it holds what the last Assign named: a worker "
+          "serves one coordinator at a time, and another may have replaced this one's "
+          "assignment)"));
     }
   }
   return absl::OkStatus();

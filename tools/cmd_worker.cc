@@ -24,7 +24,9 @@ void RegisterWorker(CLI::App& app) {
       "worker",
       "Serve ReGLU experts to a coordinator over gRPC (ExpertService, health, reflection).\n"
       "The coordinator must load the same GGUF (checked by fingerprint). Prints\n"
-      "'listening ADDRESS' on stdout once ready.");
+      "'listening ADDRESS' on stdout once ready. A worker serves one coordinator at a\n"
+      "time: a second coordinator's assignment replaces the first's, whose steps it\n"
+      "then refuses (the first computes them itself and retries the worker).");
   cmd->add_option("-m,--model", f->options.model_path, "SmallThinker GGUF file")->required();
   cmd->add_option("--listen", f->options.listen,
                   "Address to bind: HOST:PORT (port 0 = any free port), or unix:PATH for a "

@@ -816,6 +816,8 @@ TEST_F(ClusterTest, BrokenStreamReportsTheWorkersStatus) {
       << reply.status();
   EXPECT_NE(reply.status().message().find("FAILED_PRECONDITION"), std::string::npos)
       << reply.status();
+  EXPECT_NE(reply.status().message().find("one coordinator at a time"), std::string::npos)
+      << reply.status();
   // Asked again, the same answer; the stream then closes and reopens.
   EXPECT_EQ(client.Await(Clock::now()).status(), reply.status());
   client.CloseStream();
@@ -824,6 +826,26 @@ TEST_F(ClusterTest, BrokenStreamReportsTheWorkersStatus) {
   r.set_step_id(2);
   client.Submit(r);
   EXPECT_TRUE(client.Await(Clock::now() + std::chrono::seconds(10)).ok());
+}
+
+// A worker serves one coordinator at a time: a second coordinator's Assign
+// replaces the first's assignment, and the first fails over (same logits).
+TEST_F(ClusterTest, SecondCoordinatorTakesTheWorkerOver) {
+  const Trace want = Reference(4);
+  auto w = StartWorker();
+  ASSERT_TRUE(w);
+  auto first = Load(), second = Load();
+  v1::ClusterConfig c = Cluster({w->address()});
+  c.set_readmit_backoff_min_ms(5000);  // stays out for the rest of the test
+  auto a = AttachWorkers(*first, c);
+  ASSERT_TRUE(a.ok()) << a.status();
+  c.set_local_share(0.5);  // the worker gets another, smaller set
+  auto b = AttachWorkers(*second, c);
+  ASSERT_TRUE(b.ok()) << b.status();
+  ExpectBitIdentical(want, Greedy(*first, kPrompt, 4));
+  EXPECT_GE((*a)->stats().failovers, 1u) << (*a)->Summary();
+  ExpectBitIdentical(want, Greedy(*second, kPrompt, 4));
+  EXPECT_EQ((*b)->stats().failovers, 0u) << (*b)->Summary();
 }
 
 // Collects WARNING lines (glog) that contain `needle`.
