@@ -10,6 +10,9 @@
 namespace st {
 
 absl::Status SplitHostPort(const std::string& s, std::string* host, int* port) {
+  if (s.size() > 2 && s.front() == '[' && s.back() == ']') {  // its last colon is the host's
+    return absl::InvalidArgumentError(absl::StrCat("'", s, "' has no port; expected ", s, ":PORT"));
+  }
   const size_t colon = s.rfind(':');
   if (colon == std::string::npos || colon == 0 || colon + 1 == s.size()) {
     return absl::InvalidArgumentError(absl::StrCat("expected HOST:PORT, got '", s, "'"));

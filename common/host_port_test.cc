@@ -18,6 +18,14 @@ TEST(HostPortTest, SplitsHostAndPort) {
   EXPECT_EQ(port, 65535);
 }
 
+TEST(HostPortTest, BracketedHostWithoutPortSaysSo) {
+  std::string host;
+  int port = 0;
+  const absl::Status s = SplitHostPort("[::1]", &host, &port);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("no port"), std::string::npos) << s;
+}
+
 TEST(HostPortTest, RefusesWhatGrpcOrStoiWouldHaveMisread) {
   std::string host = "kept";
   int port = 7;
