@@ -5,6 +5,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cstring>
 #include <fstream>
@@ -65,36 +66,47 @@ std::string UnixSocketPath(const std::string& address) {
   return "";
 }
 
-// Whether a process accepts connections at `address` (unix:PATH or
-// HOST:PORT of this host) right now.
+// Whether a process accepts connections on the Unix socket of `address`
+// (unix:PATH) right now.
 bool SomeoneListens(const std::string& address) {
-  auto try_connect = [](int family, const sockaddr* sa, socklen_t len) {
-    const int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) return false;
-    const bool ok = connect(fd, sa, len) == 0;
-    close(fd);
-    return ok;
-  };
-  if (const std::string path = UnixSocketPath(address); !path.empty()) {
-    sockaddr_un sa{};
-    sa.sun_family = AF_UNIX;
-    if (path.size() >= sizeof(sa.sun_path)) return false;
-    std::memcpy(sa.sun_path, path.data(), path.size());
-    return try_connect(AF_UNIX, reinterpret_cast<const sockaddr*>(&sa), sizeof(sa));
-  }
+  const std::string path = UnixSocketPath(address);
+  sockaddr_un sa{};
+  sa.sun_family = AF_UNIX;
+  if (path.empty() || path.size() >= sizeof(sa.sun_path)) return false;
+  std::memcpy(sa.sun_path, path.data(), path.size());
+  const int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return false;
+  const bool ok = connect(fd, reinterpret_cast<const sockaddr*>(&sa), sizeof(sa)) == 0;
+  close(fd);
+  return ok;
+}
+
+// Why binding HOST:PORT fails (gRPC only logs it): bind()'s error as gRPC
+// would get it (SO_REUSEADDR on, as gRPC sets it), or "" if it would not
+// fail now.
+std::string BindError(const std::string& address) {
   std::string host;
   int port = 0;
-  if (!SplitHostPort(address, &host, &port).ok() || port == 0) return false;
+  if (!SplitHostPort(address, &host, &port).ok()) return "";
   addrinfo hints{};
   hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE;
   addrinfo* found = nullptr;
-  if (getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &found) != 0) return false;
-  bool listens = false;
-  for (addrinfo* a = found; a != nullptr && !listens; a = a->ai_next) {
-    listens = try_connect(a->ai_family, a->ai_addr, a->ai_addrlen);
+  if (const int e = getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &found);
+      e != 0) {
+    return gai_strerror(e);
+  }
+  std::string error;
+  for (addrinfo* a = found; a != nullptr && error.empty(); a = a->ai_next) {
+    const int fd = socket(a->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) continue;
+    const int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (bind(fd, a->ai_addr, a->ai_addrlen) != 0) error = std::strerror(errno);
+    close(fd);
   }
   freeaddrinfo(found);
-  return listens;
+  return error;
 }
 
 }  // namespace
@@ -120,12 +132,17 @@ absl::StatusOr<std::unique_ptr<WorkerServer>> WorkerServer::Start(const WorkerOp
   // gRPC replaces the socket file of a unix: address: a second worker would
   // take the path over from a live one (whose coordinator would then talk
   // to the newcomer). A file nobody listens on, left by a worker that was
-  // killed, is replaced as before.
-  if (!UnixSocketPath(options.listen).empty() && SomeoneListens(options.listen)) {
+  // killed, is replaced as before. Checked before loading (fail fast) and
+  // again just before binding.
+  auto path_taken = [&options]() -> absl::Status {
+    if (UnixSocketPath(options.listen).empty() || !SomeoneListens(options.listen)) {
+      return absl::OkStatus();
+    }
     return absl::AlreadyExistsError(absl::StrCat(
         "address in use: a process is already listening on '", options.listen,
         "' (another worker?); stop it or choose another path"));
-  }
+  };
+  ST_RETURN_IF_ERROR(path_taken());
   std::unique_ptr<WorkerServer> w(new WorkerServer());
   w->listen_ = options.listen;
   ST_ASSIGN_OR_RETURN(w->file_, GgufFile::Open(options.model_path));
@@ -174,6 +191,7 @@ absl::StatusOr<std::unique_ptr<WorkerServer>> WorkerServer::Start(const WorkerOp
   grpc::EnableDefaultHealthCheckService(false);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   RouteProtobufLogs();  // refused messages log at a bounded rate
+  ST_RETURN_IF_ERROR(path_taken());
   grpc::ServerBuilder builder;
   builder.AddListeningPort(options.listen, creds, &w->port_);
   builder.RegisterService(w->service_.get());
@@ -188,14 +206,14 @@ absl::StatusOr<std::unique_ptr<WorkerServer>> WorkerServer::Start(const WorkerOp
   std::unique_ptr<grpc::ServerCompletionQueue> compute_cq = builder.AddCompletionQueue();
   w->server_ = builder.BuildAndStart();
   if (w->server_ == nullptr || w->port_ == 0) {
-    if (SomeoneListens(options.listen)) {
+    const std::string why = IsUnixSocketAddress(options.listen) ? "" : BindError(options.listen);
+    if (why == std::strerror(EADDRINUSE)) {
       return absl::AlreadyExistsError(absl::StrCat(
-          "address in use: a process is already listening on '", options.listen,
+          "address in use: another process listens on '", options.listen,
           "' (another worker?); stop it or choose another port"));
     }
-    return absl::UnavailableError(absl::StrCat(
-        "cannot listen on '", options.listen,
-        "' (address in use, or not an address of this host?)"));
+    return absl::UnavailableError(absl::StrCat("cannot listen on '", options.listen, "'",
+                                               why.empty() ? "" : ": ", why));
   }
   w->compute_ = std::make_unique<ComputeStreams>(w->service_.get(), std::move(compute_cq));
   w->compute_->Start();
