@@ -187,6 +187,14 @@ class ServeTest(unittest.TestCase):
         self.assertLess(time.time() - start, 5)  # not after the 20 s load
         s.proc.stdout.close()
 
+    def test_grpc_port_in_use_is_refused(self):
+        # gRPC's default SO_REUSEPORT had let a second server share MAIN's port.
+        r = subprocess.run([CLI, "serve", "-m", MODEL, "--grpc-listen", MAIN.target,
+                            "--http-listen", "127.0.0.1:0", "-t", "1"],
+                           capture_output=True, text=True, timeout=60)
+        self.assertNotEqual(r.returncode, 0, r.stderr)
+        self.assertIn("cannot listen", r.stderr)
+
     def test_stream_order_and_content(self):
         prompt = [72, 101, 108, 108, 111]  # "Hello" in the byte-level vocabulary
         responses = list(C.generate(prompt, max_tokens=16, temperature=0, ignore_eos=True))
