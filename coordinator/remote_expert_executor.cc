@@ -262,7 +262,7 @@ absl::Status RemoteExpertExecutor::Run(int layer, const Routes& routes, const fl
   // one message per worker in each.
   size_t rounds = 0;
   for (Worker& w : workers_) {
-    SplitIntoMessages(w, top_k);
+    SplitIntoMessages(w, routes);
     rounds = std::max(rounds, w.messages.size());
   }
 

@@ -197,7 +197,7 @@ class RemoteExpertExecutor : public ExpertExecutor {
                     bool poll_between);
   // Splits w.step_items into w.messages so that no request or reply passes
   // max_message_bytes_ (nor the worker's row and item limits).
-  void SplitIntoMessages(Worker& w, int top_k) const;
+  void SplitIntoMessages(Worker& w, const Routes& routes) const;
   // The Compute request of w.items (sets w.row_token, w.combine; a new
   // step id).
   smallthinker::v1::ComputeRequest BuildRequest(Worker& w, int layer, const Routes& routes,

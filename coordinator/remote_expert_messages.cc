@@ -11,32 +11,41 @@ namespace st {
 
 namespace v1 = smallthinker::v1;
 
-void RemoteExpertExecutor::SplitIntoMessages(Worker& w, int top_k) const {
+void RemoteExpertExecutor::SplitIntoMessages(Worker& w, const Routes& routes) const {
   w.messages.clear();
   if (w.step_items.empty()) return;
+  const int top_k = routes.top_k;
   const size_t d_bytes = static_cast<size_t>(config_.d_model) * sizeof(float);
-  // A reply carries d_model floats per item (fewer if the worker combines);
-  // a request d_model floats per token plus, per item, a row, an expert and
-  // a weight (at most 14 bytes); 64 bytes cover the other fields.
-  auto fits = [&](size_t items, size_t rows) {
-    const size_t reply = items * d_bytes + 64;
+  // A reply carries d_model floats per item, or per token when the worker
+  // combines (every token of the message whole, weights finite: as
+  // BuildRequest decides); a request d_model floats per token plus, per
+  // item, a row, an expert and a weight (at most 14 bytes); 64 bytes cover
+  // the other fields.
+  auto fits = [&](size_t items, size_t rows, bool combined) {
+    const size_t reply = (combined ? rows : items) * d_bytes + 64;
     const size_t request = rows * d_bytes + items * 14 + 64;
     return std::max(reply, request) <= max_message_bytes_ &&
            rows <= static_cast<size_t>(kMaxComputeRows) &&
            items <= static_cast<size_t>(kMaxComputeItems);
   };
+  const bool combines = w.client->description().combines_tokens();
   // Whole tokens per message (items increase, so a token's items are
   // adjacent), so a worker can still combine them.
   size_t begin = 0, rows = 0;
+  bool combined = combines;  // the message so far would be combined
   for (size_t i = 0; i < w.step_items.size();) {
     size_t j = i + 1;
     while (j < w.step_items.size() && w.step_items[j] / top_k == w.step_items[i] / top_k) ++j;
-    if (i > begin && !fits(j - begin, rows + 1)) {
+    bool whole = j - i == static_cast<size_t>(top_k);
+    for (size_t k = i; k < j && whole; ++k) whole = std::isfinite(routes.weights[w.step_items[k]]);
+    if (i > begin && !fits(j - begin, rows + 1, combined && whole)) {
       w.messages.emplace_back(begin, i);
       begin = i;
       rows = 0;
+      combined = combines;
     }
     ++rows;
+    combined = combined && whole;
     i = j;
   }
   w.messages.emplace_back(begin, w.step_items.size());

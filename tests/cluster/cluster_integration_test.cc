@@ -183,7 +183,7 @@ TEST_F(ClusterTest, StepLargerThanAMessageGoesInSeveral) {
   for (const Case& k : {Case{{w1->address()}, 0.0}, Case{{w1->address()}, 0.4},
                         Case{{w1->address(), w2->address()}, 0.0}}) {
     SCOPED_TRACE(absl::StrCat(k.workers.size(), " workers, local_share ", k.local_share));
-    uint64_t requests[2] = {0, 0};
+    uint64_t requests[2] = {0, 0}, combined[2] = {0, 0};
     for (int capped : {0, 1}) {
       auto m = Load();
       v1::ClusterConfig c = Cluster(k.workers);
@@ -197,9 +197,17 @@ TEST_F(ClusterTest, StepLargerThanAMessageGoesInSeveral) {
       EXPECT_EQ(s.failovers, 0u) << (*remote)->Summary();
       EXPECT_GT(s.remote_items, 0u);
       requests[capped] = s.remote_requests;
+      combined[capped] = s.combined_tokens;
     }
-    // The same placement, more messages: the prompt's steps were split.
+    // The same placement, more messages: the prompt's steps were split, in
+    // whole tokens (a worker combines at least as many: a message of whole
+    // tokens only is combined even when the step's others are not).
     EXPECT_GT(requests[1], requests[0]);
+    EXPECT_GE(combined[1], combined[0]);
+    if (k.local_share == 0 && k.workers.size() == 1) {
+      EXPECT_GT(combined[0], 0u);  // every token whole on the one worker
+      EXPECT_EQ(combined[1], combined[0]);
+    }
   }
   // A cap that cannot hold one token is refused up front.
   auto m = Load();
