@@ -126,6 +126,11 @@ RemoteExpertExecutor::~RemoteExpertExecutor() {
     absl::MutexLock lock(&mu_);
     stop_ = true;
   }
+  // The supervisor may be inside a Describe or an Assign to a stopped
+  // worker: end it now, not at its deadline.
+  for (Worker& w : workers_) {
+    if (w.client) w.client->CancelCalls();
+  }
   if (supervisor_.joinable()) supervisor_.join();
   for (Worker& w : workers_) {
     if (w.client) w.client->CloseStream();  // null if Create failed before it

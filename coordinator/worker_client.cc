@@ -114,7 +114,11 @@ absl::Status WorkerClient::Pair(uint64_t fingerprint, const ModelConfig& config)
   }
   auto ctx = NewContext(/*with_deadline=*/true);
   v1::DescribeResponse d;
-  grpc::Status s = stub_->Describe(ctx.get(), v1::DescribeRequest(), &d);
+  grpc::Status s;
+  {
+    const CancellableCall cancellable(this, ctx.get());
+    s = stub_->Describe(ctx.get(), v1::DescribeRequest(), &d);
+  }
   if (!s.ok()) {
     return absl::Status(static_cast<absl::StatusCode>(s.error_code()),
                         absl::StrCat("worker ", address_, ": ", s.error_message()));
@@ -147,12 +151,34 @@ absl::Status WorkerClient::Assign(const std::vector<ExpertKey>& experts) {
   ctx->set_deadline(std::chrono::system_clock::now() +
                     std::chrono::milliseconds(std::max(CallTimeoutMs(config_), kAssignTimeoutMs)));
   v1::AssignResponse resp;
-  grpc::Status s = stub_->Assign(ctx.get(), req, &resp);
+  grpc::Status s;
+  {
+    const CancellableCall cancellable(this, ctx.get());
+    s = stub_->Assign(ctx.get(), req, &resp);
+  }
   if (!s.ok()) {
     return absl::Status(static_cast<absl::StatusCode>(s.error_code()),
                         absl::StrCat("worker ", address_, ": Assign: ", s.error_message()));
   }
   return absl::OkStatus();
+}
+
+WorkerClient::CancellableCall::CancellableCall(WorkerClient* client, grpc::ClientContext* ctx)
+    : client_(client), ctx_(ctx) {
+  absl::MutexLock lock(&client_->calls_mu_);
+  client_->call_ = ctx_;
+  if (client_->calls_cancelled_) ctx_->TryCancel();  // ends at once, CANCELLED
+}
+
+WorkerClient::CancellableCall::~CancellableCall() {
+  absl::MutexLock lock(&client_->calls_mu_);
+  client_->call_ = nullptr;
+}
+
+void WorkerClient::CancelCalls() {
+  absl::MutexLock lock(&calls_mu_);
+  calls_cancelled_ = true;
+  if (call_ != nullptr) call_->TryCancel();
 }
 
 void WorkerClient::Prefetch(const std::vector<ExpertKey>& experts) {

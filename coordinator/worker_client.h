@@ -19,7 +19,8 @@
 // handle another client's completions.
 //
 // Thread-compatible: one thread at a time (the executor hands a worker's
-// client between the forward pass and its supervisor under its own mutex).
+// client between the forward pass and its supervisor under its own mutex),
+// except CancelCalls.
 #pragma once
 
 #include <atomic>
@@ -30,6 +31,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "expert_worker/expert_store.h"
 #include "grpcpp/grpcpp.h"
 #include "model/config.h"
@@ -69,6 +71,13 @@ class WorkerClient {
 
   // Fire-and-forget Prefetch hint (async, with the call deadline).
   void Prefetch(const std::vector<ExpertKey>& experts);
+
+  // Cancels the Describe or Assign in flight, and makes every later one
+  // fail at once with CANCELLED: the owner is shutting down, and a stopped
+  // worker would otherwise hold it for the call's whole deadline (3 s, or
+  // 60 s for an Assign). Thread-safe: called from another thread than the
+  // one in the call.
+  void CancelCalls();
 
   // Starts sending one step and reading its reply; returns without waiting.
   // At most one step in flight; the reply of the previous one must have been
@@ -118,6 +127,19 @@ class WorkerClient {
   // `deadline` passed (Await without taking the reply).
   void WaitReply(Clock::time_point deadline);
   std::unique_ptr<grpc::ClientContext> NewContext(bool with_deadline) const;
+  // Makes `ctx` (a Describe's or an Assign's) cancellable by CancelCalls for
+  // the object's lifetime.
+  class CancellableCall {
+   public:
+    CancellableCall(WorkerClient* client, grpc::ClientContext* ctx);
+    ~CancellableCall();
+    CancellableCall(const CancellableCall&) = delete;
+    CancellableCall& operator=(const CancellableCall&) = delete;
+
+   private:
+    WorkerClient* client_;
+    grpc::ClientContext* ctx_;
+  };
   // Why a broken stream broke, as ": CODE: message" (the worker's status,
   // from Finish), or "" if unknown (cancelled by us, or no status within
   // 1 s). Finishes the stream.
@@ -130,6 +152,9 @@ class WorkerClient {
   std::unique_ptr<smallthinker::v1::ExpertService::Stub> stub_;
   smallthinker::v1::DescribeResponse description_;
   std::atomic<int> prefetches_in_flight_{0};
+  absl::Mutex calls_mu_;
+  grpc::ClientContext* call_ ABSL_GUARDED_BY(calls_mu_) = nullptr;  // Describe/Assign running
+  bool calls_cancelled_ ABSL_GUARDED_BY(calls_mu_) = false;
 
   // The stream and its completion queue (created by OpenStream unless
   // shared).

@@ -436,6 +436,31 @@ TEST_F(ClusterTest, FarWorkerIsReachable) {
   EXPECT_GT(s.remote_items, 0u);
 }
 
+// A worker that stops answering while the supervisor re-admits it: the
+// coordinator's teardown cancels the Describe in flight instead of waiting
+// out its deadline (5 s here; an Assign's is 60 s).
+TEST_F(ClusterTest, TeardownDoesNotWaitForAStoppedWorkersCall) {
+  auto w = StartWorker();
+  ASSERT_TRUE(w);
+  auto m = Load();
+  v1::ClusterConfig c = Cluster({w->address()});
+  c.set_step_timeout_ms(100);
+  c.set_call_timeout_ms(5000);
+  c.set_readmit_backoff_min_ms(10);
+  auto remote = AttachWorkers(*m, c);
+  ASSERT_TRUE(remote.ok()) << remote.status();
+  ASSERT_EQ(::kill(w->pid(), SIGSTOP), 0);  // it answers nothing now
+  Greedy(*m, kPrompt, 2);                   // a step times out: the worker is down
+  EXPECT_EQ((*remote)->stats().workers_up, 0) << (*remote)->Summary();
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // a re-admission is waiting
+  const auto start = std::chrono::steady_clock::now();
+  m.reset();
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  ::kill(w->pid(), SIGCONT);
+  EXPECT_LT(seconds, 2.0);
+}
+
 TEST_F(ClusterTest, SlowWorkerLosesItsShare) {
   const Trace want = Reference(24);
   auto fast = StartWorker(), slow = StartWorker();
