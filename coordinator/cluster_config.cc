@@ -1,6 +1,9 @@
 #include "coordinator/cluster_config.h"
 
+#include <cerrno>
 #include <cmath>
+#include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -124,8 +127,16 @@ absl::StatusOr<v1::ClusterConfig> ClusterConfigFromFlags(const std::string& work
                                                          const std::string& config_file) {
   v1::ClusterConfig c;
   if (!config_file.empty()) {
+    std::error_code ec;
+    if (std::filesystem::is_directory(config_file, ec)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("cluster config '", config_file, "' is a directory, not a textproto file"));
+    }
     std::ifstream in(config_file);
-    if (!in) return absl::NotFoundError(absl::StrCat("cannot read cluster config '", config_file, "'"));
+    if (!in) {
+      return absl::NotFoundError(absl::StrCat("cannot read cluster config '", config_file,
+                                              "': ", std::strerror(errno)));
+    }
     std::stringstream ss;
     ss << in.rdbuf();
     auto parsed = ParseClusterConfig(ss.str());

@@ -5,6 +5,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "coordinator/worker_client.h"
 #include "gtest/gtest.h"
 #include "tests/testutil/testutil.h"
 
@@ -59,6 +60,21 @@ TEST(ClusterConfigTest, FlagsAndFileCombine) {
   EXPECT_TRUE(ClusterConfigFromFlags("[::1]:7070,unix:/tmp/w.sock", "", "").ok());
   EXPECT_EQ(ClusterConfigFromFlags("", "", dir.File("missing")).status().code(),
             absl::StatusCode::kNotFound);
+  // A folder used to read as an empty file: "no workers configured".
+  const absl::Status folder = ClusterConfigFromFlags("", "", dir.path()).status();
+  EXPECT_EQ(folder.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(folder.message().find("is a directory"), std::string::npos) << folder;
+}
+
+// A TLS file the config names but that cannot be read is the config's
+// mistake, not an unreachable worker (which gets a hint about TLS).
+TEST(ClusterConfigTest, MissingTlsFilesAreInvalidArgument) {
+  smallthinker::v1::ClusterConfig c;
+  c.set_tls_ca("/nonexistent/ca.pem");
+  const absl::Status s = WorkerCredentials(c).status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+  EXPECT_NE(s.message().find("cannot read worker TLS CA '/nonexistent/ca.pem'"), std::string::npos)
+      << s;
 }
 
 smallthinker::v1::ClusterConfig OneWorker() {

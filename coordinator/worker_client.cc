@@ -1,6 +1,8 @@
 #include "coordinator/worker_client.h"
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <fstream>
 #include <sstream>
 #include <thread>
@@ -18,9 +20,14 @@ namespace v1 = smallthinker::v1;
 
 namespace {
 
+// A file named by the cluster config: a missing one is the config's mistake
+// (INVALID_ARGUMENT, so it is not taken for an unreachable worker).
 absl::StatusOr<std::string> ReadFile(const std::string& path, const char* what) {
   std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat("cannot read ", what, " '", path, "'"));
+  if (!in) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("cannot read ", what, " '", path, "': ", std::strerror(errno)));
+  }
   std::stringstream ss;
   ss << in.rdbuf();
   return ss.str();
