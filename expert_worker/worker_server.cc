@@ -81,31 +81,33 @@ bool SomeoneListens(const std::string& address) {
   return ok;
 }
 
-// Why binding HOST:PORT fails (gRPC only logs it): bind()'s error as gRPC
-// would get it (SO_REUSEADDR on, as gRPC sets it), or "" if it would not
-// fail now.
-std::string BindError(const std::string& address) {
+// Why binding HOST:PORT fails (gRPC only logs it): bind()'s errno as gRPC
+// would get it (SO_REUSEADDR on, as gRPC sets it), or 0 if it would not fail
+// now; `what` gets its text (or getaddrinfo's).
+int BindError(const std::string& address, std::string* what) {
   std::string host;
   int port = 0;
-  if (!SplitHostPort(address, &host, &port).ok()) return "";
+  if (!SplitHostPort(address, &host, &port).ok()) return 0;
   addrinfo hints{};
   hints.ai_socktype = SOCK_STREAM;
   hints.ai_flags = AI_PASSIVE;
   addrinfo* found = nullptr;
   if (const int e = getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &found);
       e != 0) {
-    return gai_strerror(e);
+    *what = gai_strerror(e);
+    return EINVAL;
   }
-  std::string error;
-  for (addrinfo* a = found; a != nullptr && error.empty(); a = a->ai_next) {
+  int error = 0;
+  for (addrinfo* a = found; a != nullptr && error == 0; a = a->ai_next) {
     const int fd = socket(a->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0) continue;
     const int one = 1;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    if (bind(fd, a->ai_addr, a->ai_addrlen) != 0) error = std::strerror(errno);
+    if (bind(fd, a->ai_addr, a->ai_addrlen) != 0) error = errno;
     close(fd);
   }
   freeaddrinfo(found);
+  if (error != 0) *what = std::strerror(error);
   return error;
 }
 
@@ -206,8 +208,9 @@ absl::StatusOr<std::unique_ptr<WorkerServer>> WorkerServer::Start(const WorkerOp
   std::unique_ptr<grpc::ServerCompletionQueue> compute_cq = builder.AddCompletionQueue();
   w->server_ = builder.BuildAndStart();
   if (w->server_ == nullptr || w->port_ == 0) {
-    const std::string why = IsUnixSocketAddress(options.listen) ? "" : BindError(options.listen);
-    if (why == std::strerror(EADDRINUSE)) {
+    std::string why;
+    const int error = IsUnixSocketAddress(options.listen) ? 0 : BindError(options.listen, &why);
+    if (error == EADDRINUSE) {
       return absl::AlreadyExistsError(absl::StrCat(
           "address in use: another process listens on '", options.listen,
           "' (another worker?); stop it or choose another port"));

@@ -58,6 +58,16 @@ struct Registry {
   size_t copy_bytes ABSL_GUARDED_BY(mu) = 0;  // of every packed copy held
 };
 
+// The registered mapping that holds all of m's bytes, or null.
+Mapping* MappingOf(Registry& r, const MatrixRef& m) ABSL_EXCLUSIVE_LOCKS_REQUIRED(r.mu) {
+  const auto p = reinterpret_cast<uintptr_t>(m.data);
+  auto it = r.mappings.upper_bound(p);
+  if (it == r.mappings.begin()) return nullptr;
+  --it;
+  if (p + m.rows * m.row_bytes() > it->first + it->second.size) return nullptr;
+  return &it->second;
+}
+
 Registry& Get() {
   static Registry* r = new Registry;  // never destroyed: used until exit
   return *r;
@@ -92,22 +102,19 @@ MatrixRef PackedFromMapping(const MatrixRef& m) {
     return m;
   }
   const size_t bytes = m.rows * m.row_bytes();
-  const auto p = reinterpret_cast<uintptr_t>(m.data);
   Registry& r = Get();
   absl::MutexLock lock(&r.mu);
-  auto it = r.mappings.upper_bound(p);
-  if (it == r.mappings.begin()) return m;
-  --it;
-  if (p + bytes > it->first + it->second.size) return m;  // not inside this mapping
-  Buffer& copy = it->second.packed[m.data];
+  Mapping* mapping = MappingOf(r, m);
+  if (mapping == nullptr) return m;
+  Buffer& copy = mapping->packed[m.data];
   if (copy.get() == nullptr) {
     copy = Buffer::Allocate(bytes);
     if (copy.get() == nullptr) {  // out of memory: the row-major kernels still work
-      it->second.packed.erase(m.data);
+      mapping->packed.erase(m.data);
       return m;
     }
     r.copy_bytes += bytes;
-    it->second.copy_bytes += bytes;
+    mapping->copy_bytes += bytes;
     PackRows(m.type, m.data, m.rows, m.cols, copy.get());
     ReleaseWholePages(m.data, bytes);
   }
@@ -117,15 +124,12 @@ MatrixRef PackedFromMapping(const MatrixRef& m) {
 }
 
 void DropPackedCopy(const MatrixRef& m) {
-  const auto p = reinterpret_cast<uintptr_t>(m.data);
   Registry& r = Get();
   absl::MutexLock lock(&r.mu);
-  auto it = r.mappings.upper_bound(p);
-  if (it == r.mappings.begin()) return;
-  --it;
-  if (it->second.packed.erase(m.data) > 0) {
+  Mapping* mapping = MappingOf(r, m);
+  if (mapping != nullptr && mapping->packed.erase(m.data) > 0) {
     r.copy_bytes -= m.rows * m.row_bytes();
-    it->second.copy_bytes -= m.rows * m.row_bytes();
+    mapping->copy_bytes -= m.rows * m.row_bytes();
   }
 }
 
