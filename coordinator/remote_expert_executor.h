@@ -128,6 +128,12 @@ class RemoteExpertExecutor : public ExpertExecutor {
   // Keeps another object alive as long as this executor (the wrapped local
   // executor).
   void Keep(std::unique_ptr<ExpertExecutor> other) { kept_ = std::move(other); }
+  // The object given to Keep (null if none): `bench --vs-local` runs the
+  // wrapped local executor in turns with this one.
+  ExpertExecutor* kept() const { return kept_.get(); }
+  // The next Run records no "between steps" time: its caller ran something
+  // else since the last one (forward thread only).
+  void ResetStepClock() { last_run_end_ = Clock::time_point{}; }
 
  private:
   struct Worker {

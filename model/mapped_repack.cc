@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <map>
 #include <memory>
+#include <utility>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/synchronization/mutex.h"
@@ -46,9 +47,14 @@ class Buffer {
   std::unique_ptr<char, FreeDeleter> heap_;
 };
 
+// A matrix by its data pointer and size: a whole expert stack (the local
+// executor) and its first expert's slice (a worker, the coordinator's
+// share) start at the same byte, and one copy must never serve for the other.
+using MatrixKey = std::pair<const void*, size_t>;
+
 struct Mapping {
   size_t size = 0;
-  absl::flat_hash_map<const void*, Buffer> packed;  // by the matrix's data pointer
+  absl::flat_hash_map<MatrixKey, Buffer> packed;
   size_t copy_bytes = 0;                             // of those copies
 };
 
@@ -106,11 +112,11 @@ MatrixRef PackedFromMapping(const MatrixRef& m) {
   absl::MutexLock lock(&r.mu);
   Mapping* mapping = MappingOf(r, m);
   if (mapping == nullptr) return m;
-  Buffer& copy = mapping->packed[m.data];
+  Buffer& copy = mapping->packed[MatrixKey(m.data, bytes)];
   if (copy.get() == nullptr) {
     copy = Buffer::Allocate(bytes);
     if (copy.get() == nullptr) {  // out of memory: the row-major kernels still work
-      mapping->packed.erase(m.data);
+      mapping->packed.erase(MatrixKey(m.data, bytes));
       return m;
     }
     r.copy_bytes += bytes;
@@ -127,9 +133,10 @@ void DropPackedCopy(const MatrixRef& m) {
   Registry& r = Get();
   absl::MutexLock lock(&r.mu);
   Mapping* mapping = MappingOf(r, m);
-  if (mapping != nullptr && mapping->packed.erase(m.data) > 0) {
-    r.copy_bytes -= m.rows * m.row_bytes();
-    mapping->copy_bytes -= m.rows * m.row_bytes();
+  const size_t bytes = m.rows * m.row_bytes();
+  if (mapping != nullptr && mapping->packed.erase(MatrixKey(m.data, bytes)) > 0) {
+    r.copy_bytes -= bytes;
+    mapping->copy_bytes -= bytes;
   }
 }
 

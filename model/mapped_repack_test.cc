@@ -107,6 +107,26 @@ TEST(MappedRepackTest, DroppedCopiesFreeTheirBytes) {
   EXPECT_EQ(PackedCopyBytes(), before);
 }
 
+// A stack's first expert starts at the stack's first byte: a worker or the
+// coordinator's share packs the slice, the local executor the whole stack,
+// and each must get its own copy (one keyed by pointer alone handed the
+// stack the slice's buffer, and the kernels read past its end).
+TEST(MappedRepackTest, AStackAndItsFirstSliceGetTheirOwnCopies) {
+  constexpr size_t kRows = 768;
+  FakeMapping map(2 * kRows * RowBytes(DType::kQ4_0, 1024));
+  const MatrixRef stack = FillMatrix(map.data(), 2 * kRows);
+  MatrixRef slice = stack;
+  slice.rows = kRows;
+  if (!CanPack(stack.type, stack.rows, stack.cols)) GTEST_SKIP() << "no packed kernels on this CPU";
+  const void* slice_copy = PackedFromMapping(slice).packed;
+  ASSERT_NE(slice_copy, nullptr);
+  ExpectPackedCopy(stack, 64);
+  EXPECT_NE(PackedFromMapping(stack).packed, slice_copy);
+  EXPECT_EQ(PackedFromMapping(slice).packed, slice_copy) << "the slice keeps its copy";
+  DropPackedCopy(slice);
+  DropPackedCopy(stack);
+}
+
 TEST(MappedRepackTest, MatricesOutsideEveryMappingAreLeftAlone) {
   std::vector<char> buf(768 * RowBytes(DType::kQ4_0, 1024));
   const MatrixRef m = FillMatrix(buf.data(), 768);

@@ -166,6 +166,57 @@ TestResult RunGenerate(Model& model, int n, int reps, ExpertStatsView& ev) {
   return r;
 }
 
+// Adds repetition results of the same test: `from`'s into `into`.
+void Append(TestResult& into, const TestResult& from) {
+  into.tps.insert(into.tps.end(), from.tps.begin(), from.tps.end());
+  into.wall_seconds += from.wall_seconds;
+  into.sample_seconds += from.sample_seconds;
+  into.zones.route += from.zones.route, into.zones.attention += from.zones.attention,
+      into.zones.experts += from.zones.experts, into.zones.lm_head += from.zones.lm_head;
+  into.experts = from.experts;
+  into.active_fraction = from.active_fraction;
+  into.read_fraction = from.read_fraction;
+}
+
+// `--vs-local`: tgN on the cluster and on this process alone, repetition by
+// repetition in turns (ABBA: local first in even rounds, the cluster first
+// in odd ones), each the same one-token prompt and greedy steps, so both
+// see the same machine: on a shared host the speed drifts by tens of
+// percent within minutes, and separate runs compared that drift as much as
+// the two setups. ratios[i] = cluster / local of round i.
+struct VsLocal {
+  TestResult cluster, local;
+  std::vector<double> ratios;
+};
+VsLocal RunGenerateVsLocal(Model& model, int n, int reps, RemoteExpertExecutor& remote,
+                           ExpertStatsView& cluster_ev, ExpertStatsView& local_ev) {
+  VsLocal v;
+  v.cluster.name = v.local.name = absl::StrCat("tg", n);
+  v.cluster.n_tokens = v.local.n_tokens = n;
+  auto one = [&](bool local) {
+    model.forward().set_experts(local ? remote.kept() : &remote);
+    remote.ResetStepClock();
+    const TestResult r = RunGenerate(model, n, 1, local ? local_ev : cluster_ev);
+    Append(local ? v.local : v.cluster, r);
+    return r.tps.empty() ? 0.0 : r.tps[0];
+  };
+  for (int i = 0; i < reps; ++i) {
+    const bool local_first = i % 2 == 0;
+    const double a = one(local_first), b = one(!local_first);
+    const double local = local_first ? a : b, cluster = local_first ? b : a;
+    if (local > 0 && cluster > 0) v.ratios.push_back(cluster / local);
+  }
+  model.forward().set_experts(&remote);
+  return v;
+}
+
+double Median(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  const size_t h = v.size() / 2;
+  return v.size() % 2 == 1 ? v[h] : (v[h - 1] + v[h]) / 2;
+}
+
 std::string ZoneBreakdown(const TestResult& r) {
   const ForwardZones& z = r.zones;
   const double zoned = z.route + z.attention + z.experts + z.lm_head + r.sample_seconds;
@@ -211,6 +262,7 @@ void RegisterBench(CLI::App& app) {
     bool huge_pages = false;
     bool no_repack = false;
     bool no_drop_caches = false;
+    bool vs_local = false;
     OffloadFlags offload;
     WorkerFlags cluster;
   };
@@ -259,6 +311,11 @@ void RegisterBench(CLI::App& app) {
                 "Keep the page cache before offloaded runs");
   AddOffloadFlags(cmd, &f->offload, /*records_stats=*/false);
   AddWorkerFlags(cmd, &f->cluster);
+  cmd->add_flag("--vs-local", f->vs_local,
+                "With --workers: time each tgN repetition twice, on the cluster and on this\n"
+                "process alone (same model, same tokens), in turns, and print the\n"
+                "cluster/local speed ratio (median over the repetitions): the comparison\n"
+                "sees one machine state, which separate runs on a shared host do not");
   cmd->add_option("-o,--output", f->output, "md | json")
       ->check(CLI::IsMember({"md", "json"}))
       ->capture_default_str();
@@ -273,6 +330,13 @@ void RegisterBench(CLI::App& app) {
     if (std::all_of(f->prompt.begin(), f->prompt.end(), [](int n) { return n == 0; }) &&
         std::all_of(f->gen.begin(), f->gen.end(), [](int n) { return n == 0; })) {
       return fail(absl::InvalidArgumentError("nothing to measure: every -p and -n is 0"));
+    }
+    if (f->vs_local && !f->cluster.any()) {
+      return fail(absl::InvalidArgumentError("--vs-local compares a cluster with this process: "
+                                             "give --workers or --cluster-config"));
+    }
+    if (f->vs_local && std::all_of(f->gen.begin(), f->gen.end(), [](int n) { return n == 0; })) {
+      return fail(absl::InvalidArgumentError("--vs-local times decode: give -n above 0"));
     }
     const bool budgeted = !f->offload.memory_budget.empty();
     if (budgeted && !f->no_drop_caches) {
@@ -355,12 +419,40 @@ void RegisterBench(CLI::App& app) {
 
     std::fprintf(stderr, "warm-up...\n");
     RunGenerate(m, 8, 1, ev);  // touches every dense page; experts as routed
-    std::vector<TestResult> results;
+    auto* remote = dynamic_cast<RemoteExpertExecutor*>(&m.experts());
+    ExpertStatsView local_ev;
+    if (f->vs_local) {
+      if (remote == nullptr || remote->kept() == nullptr) {
+        return fail(absl::InternalError("--vs-local: no local expert executor to compare with"));
+      }
+      // The local executor packs every expert stack at its first step
+      // (mapped_repack.h): in this warm-up, so no repetition pays for it.
+      local_ev.local = dynamic_cast<LocalExpertExecutor*>(remote->kept());
+      m.forward().set_experts(remote->kept());
+      RunGenerate(m, 8, 1, local_ev);
+      m.forward().set_experts(remote);
+    }
+    std::vector<TestResult> results, local_results;
+    std::vector<VsLocal> vs;
     for (int n : f->prompt) {
       if (n > 0) results.push_back(RunPrompt(m, n, f->reps, ev));
     }
     for (int n : f->gen) {
-      if (n > 0) results.push_back(RunGenerate(m, n, f->reps, ev));
+      if (n <= 0) continue;
+      if (f->vs_local) {
+        vs.push_back(RunGenerateVsLocal(m, n, f->reps, *remote, ev, local_ev));
+        results.push_back(vs.back().cluster);
+      } else {
+        results.push_back(RunGenerate(m, n, f->reps, ev));
+      }
+    }
+    for (const VsLocal& v : vs) local_results.push_back(v.local);
+    for (const TestResult& r : local_results) {
+      if (static_cast<int>(r.tps.size()) < f->reps) {
+        std::fprintf(stderr, "error: %d of %d local repetitions of %s failed\n",
+                     f->reps - static_cast<int>(r.tps.size()), f->reps, r.name.c_str());
+        ExitCode() = 1;
+      }
     }
     for (const TestResult& r : results) {  // errors were printed as they happened
       if (static_cast<int>(r.tps.size()) < f->reps) {
@@ -381,9 +473,11 @@ void RegisterBench(CLI::App& app) {
     PrintClusterSummary(m);
     const std::string type(DTypeName(c.expert_type));
     const uint64_t size = m.file().file_size();
-    const std::string where = *offload == nullptr ? "gguf (in RAM)"
-                              : budgeted ? absl::StrCat("pack @ ", f->offload.memory_budget)
-                                         : "pack (in RAM)";
+    const std::string where =
+        remote != nullptr ? absl::StrCat("gguf + ", remote->stats().workers_up, " worker(s)")
+        : *offload == nullptr ? "gguf (in RAM)"
+        : budgeted            ? absl::StrCat("pack @ ", f->offload.memory_budget)
+                              : "pack (in RAM)";
     if (f->output == "json") {
       nlohmann::json j = {{"model", f->model},
                           {"model_type", type},
@@ -413,6 +507,14 @@ void RegisterBench(CLI::App& app) {
         j["tests"].push_back(t);
       }
       if (nlohmann::json cj = ClusterJson(m); !cj.is_null()) j["cluster"] = cj;
+      for (const VsLocal& v : vs) {
+        j["vs_local"].push_back({{"test", v.cluster.name},
+                                 {"cluster_ts", v.cluster.tps},
+                                 {"local_ts", v.local.tps},
+                                 {"ratios", v.ratios},
+                                 {"median_ratio", Median(v.ratios)},
+                                 {"local_zones", ZoneBreakdown(v.local)}});
+      }
       std::printf("%s\n", j.dump(2).c_str());
       return;
     }
@@ -431,6 +533,19 @@ void RegisterBench(CLI::App& app) {
           cached ? absl::StrFormat("%.1f%%", 100 * r.experts["cache_hit_rate"].get<double>()).c_str() : "",
           cached ? FormatBytes(static_cast<uint64_t>(r.experts["bytes_read_per_token"].get<double>())).c_str() : "",
           cached ? absl::StrFormat("%.2f ms", r.experts["io_stall_ms_per_token"].get<double>()).c_str() : "");
+    }
+    for (const TestResult& r : local_results) {
+      const Stats s = MeanSd(r.tps);
+      const auto [mem, io, limit] = limits(r);
+      std::printf("| %s | %s | gguf (in RAM), alone | %d | %s | %.2f ± %.2f | %.1f | %.0f%% |  |  |  |\n",
+                  c.name.empty() ? "smallthinker" : c.name.c_str(), type.c_str(), threads,
+                  r.name.c_str(), s.mean, s.sd, limit, 100 * s.mean / limit);
+    }
+    for (const VsLocal& v : vs) {
+      std::string each;
+      for (double x : v.ratios) absl::StrAppend(&each, each.empty() ? "" : ", ", absl::StrFormat("%.1f%%", 100 * x));
+      std::printf("\nvs local: %s on the cluster / alone, in turns: median %.1f%% over %zu rounds (%s)\n",
+                  v.cluster.name.c_str(), 100 * Median(v.ratios), v.ratios.size(), each.c_str());
     }
     std::printf("\nmemory: %.1f GB/s read (better of two medians of %d passes, before and after the "
                 "tests, %d threads, %s of %s in 2 MiB pages); decode touches %s per "

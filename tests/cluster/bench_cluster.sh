@@ -7,8 +7,10 @@
 # mean time per layer (expert step plus the coordinator's work between
 # steps; 32 of them make a token of the 4B model), and bytes on the wire per
 # token, from `smallthinker bench --workers` (its "cluster:" line); then
-# the goal's ratio as the median of ROUNDS (default 5) alternations of the
-# pinned single process and a pinned coordinator + 1 worker.
+# the goal's ratio, cluster over single process, as `bench --vs-local`
+# measures it: the median over ROUNDS (default 9) rounds that each time one
+# decode on a pinned coordinator + 1 worker and one on the coordinator
+# alone, in turns (loopback TCP, then a Unix socket).
 # Same-host rows: workers on Unix domain sockets (unix:PATH), and the split
 # of a 2-core host: the coordinator keeps SPLIT_SHARE (default 0.5) of the
 # experts and computes them on its forward thread alone (local_threads 1)
@@ -125,30 +127,26 @@ for us in 250 1000; do
 done
 fi
 
-# The goal's ratio on a noisy host: ROUNDS (default 5) alternations of the
-# pinned single process and a pinned coordinator + 1 worker (a fresh worker
-# each round), each round's pair over the single process right before it,
-# and the median of those ratios.
-tg() {  # tg ARGS...: decode tok/s of one bench run
-  "$st" bench -m "$model" -p 0 -n "$n" -r 3 -t "$t" -o json --bandwidth-size 64MiB "$@" 2>/dev/null |
-    /usr/bin/python3 -c "import json,sys; j=json.load(sys.stdin); print([x for x in j['tests'] if x['test'].startswith('tg')][0]['avg_ts'])"
-}
+# The goal's ratio on a noisy host: `bench --vs-local` with a pinned
+# coordinator + 1 worker runs each decode repetition on the cluster and on
+# the coordinator alone, in turns (ABBA), ROUNDS (default 9) times, and
+# prints the median of the rounds' cluster/alone ratios. Separate runs of
+# the single process and the pair, even alternated, compared this host's
+# drift (one setup's tok/s moved by up to 25% between runs a minute apart)
+# as much as the two setups.
 # The workers and proxies of the rows above go first (they hold memory).
 while read -r p; do kill "$p" 2>/dev/null || true; done <"$tmp/pids"
 : >"$tmp/pids"
 sleep 2
 echo
-echo "alternated, both --cpus $cpus: 1 process then coordinator + 1 worker (loopback), ${ROUNDS:-5} rounds"
-ratios=()
-for r in $(seq 1 "${ROUNDS:-5}"); do
-  one=$(tg --no-pack --cpus "$cpus")
-  a=$(start "$tmp/a$r" "$st" worker -m "$model" --listen 127.0.0.1:0 -t "$t" --cpus "$cpus")
-  two=$(tg --workers "$a" --cpus "$cpus")
-  wp=$(tail -n 1 "$tmp/pids")
-  kill "$wp"
-  while kill -0 "$wp" 2>/dev/null; do sleep 0.1; done  # gone before the next round
-  ratio=$(/usr/bin/python3 -c "print('%.1f' % (100 * $two / $one))")
-  ratios+=("$ratio")
-  printf '  round %d: 1 process %.2f tok/s, coordinator + 1 worker %.2f tok/s: %s%%\n' "$r" "$one" "$two" "$ratio"
-done
-/usr/bin/python3 -c "import statistics, sys; print('  median: %.1f%% of the single process' % statistics.median(map(float, sys.argv[1:])))" "${ratios[@]}"
+vs_local() {  # vs_local LABEL ADDRESS
+  "$st" bench -m "$model" -p 0 -n "$n" -r "${ROUNDS:-9}" -t "$t" --cpus "$cpus" \
+    --bandwidth-size 64MiB --workers "$2" --vs-local 2>/dev/null | grep '^vs local' |
+    sed "s|^vs local: |$1: |"
+}
+a=$(start "$tmp/vs_tcp" "$st" worker -m "$model" --listen 127.0.0.1:0 -t "$t" --cpus "$cpus")
+vs_local "coordinator + 1 worker (loopback TCP), both --cpus $cpus" "$a"
+stop_all
+a=$(start "$tmp/vs_unix" "$st" worker -m "$model" --listen "unix:$tmp/vs.sock" -t "$t" --cpus "$cpus")
+vs_local "coordinator + 1 worker (unix socket), both --cpus $cpus" "$a"
+stop_all

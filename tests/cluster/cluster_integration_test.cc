@@ -36,6 +36,7 @@
 #include "model/expert_executor.h"
 #include "model/model.h"
 #include "model/session.h"
+#include "nlohmann/json.hpp"
 #include "smallthinker/v1/expert.grpc.pb.h"
 #include "storage/expert_pack.h"
 #include "storage/expert_stats.h"
@@ -326,6 +327,51 @@ TEST_F(ClusterTest, WorkerOverUnixSocket) {
   ExpectBitIdentical(want, Greedy(*m, kPrompt, 12));
   EXPECT_EQ(r.stats().workers_up, 2);
   EXPECT_GT(r.stats().remote_items, remote_before);
+}
+
+// `bench --workers --vs-local`: each decode repetition runs on the cluster
+// and on the coordinator alone, in turns, and the JSON holds both series
+// and their ratios; without workers the flag is refused.
+TEST_F(ClusterTest, BenchVsLocalTimesClusterAndAloneInTurns) {
+  auto w = StartWorker();
+  ASSERT_TRUE(w);
+  auto cli = [&](const std::string& args, int* exit_code) {
+    const std::string cmd =
+        absl::StrCat("'", ST_CLI, "' bench -m '", model_path_, "' -p 0 -n 6 -r 3 -t 1 -o json "
+                     "--bandwidth-size 16MiB ", args, " 2>/dev/null");
+    std::string out;
+    FILE* p = popen(cmd.c_str(), "r");
+    if (p == nullptr) return out;
+    char buf[4096];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof(buf), p)) > 0) out.append(buf, n);
+    const int status = pclose(p);
+    *exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    return out;
+  };
+  int code = -1;
+  const std::string out = cli(absl::StrCat("--workers ", w->address(), " --vs-local"), &code);
+  ASSERT_EQ(code, 0) << out;
+  const nlohmann::json j = nlohmann::json::parse(out);
+  ASSERT_EQ(j["vs_local"].size(), 1u) << out;
+  const nlohmann::json& v = j["vs_local"][0];
+  EXPECT_EQ(v["test"], "tg6");
+  ASSERT_EQ(v["cluster_ts"].size(), 3u);
+  ASSERT_EQ(v["local_ts"].size(), 3u);
+  ASSERT_EQ(v["ratios"].size(), 3u);
+  for (int i = 0; i < 3; ++i) {
+    const double c = v["cluster_ts"][i], l = v["local_ts"][i], r = v["ratios"][i];
+    EXPECT_GT(c, 0);
+    EXPECT_GT(l, 0);
+    EXPECT_NEAR(r, c / l, 1e-9);
+  }
+  EXPECT_GT(v["median_ratio"].get<double>(), 0);
+  // The cluster's repetitions went to the worker (3 x 6 steps, warm-up aside).
+  EXPECT_GE(j["cluster"]["remote_items"].get<uint64_t>(), 3u * 6u);
+  EXPECT_EQ(j["cluster"]["failovers"].get<uint64_t>(), 0u);
+
+  cli("--vs-local", &code);
+  EXPECT_NE(code, 0) << "--vs-local without workers";
 }
 
 // A second worker on an address a live one listens on is refused: gRPC's
