@@ -46,8 +46,10 @@ absl::StatusOr<DType> DTypeFromGgml(uint32_t ggml_type) {
   }
   return absl::InvalidArgumentError(
       absl::StrCat("unsupported tensor type ", Absl(GgmlTypeName(ggml_type)), " (ggml type id ",
-                   ggml_type, "); HINT: supported types are F32, F16, BF16, Q8_0, Q4_0 - "
-                   "re-quantize the model to one of them"));
+                   ggml_type, "); HINT: the engine computes in F32, F16, BF16, Q8_0 and Q4_0, and "
+                   "reads Q6_K outside the experts (converted to Q8_0 at load). Quantize the "
+                   "model to Q4_0 or Q8_0 with llama.cpp, e.g. `llama-quantize MODEL-F16.gguf "
+                   "OUT.gguf Q4_0`, without an imatrix (it makes some Q4_0 experts Q4_1)"));
 }
 
 std::string_view GgmlTypeName(uint32_t ggml_type) {

@@ -104,6 +104,16 @@ absl::Status CheckTensors(const GgufFile& f, ModelConfig& c) {
     }
     ST_RETURN_IF_ERROR(
         CheckTensor(f, down, transposed ? std::vector<uint64_t>{d, ff, e} : std::vector<uint64_t>{ff, d, e}));
+    for (const char* s : {tn::kGateExps, tn::kUpExps, tn::kDownExps}) {
+      const GgufTensorInfo* x = f.FindTensor(tn::Blk(l, s));
+      if (x->storage != nullptr) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "expert tensor '", tn::Blk(l, s), "' is ", std::string(x->type_name()),
+            ": experts must be Q4_0, Q8_0, F16, BF16 or F32 (only tensors outside the experts "
+            "may be ", std::string(x->type_name()), ", converted at load); HINT: quantize with "
+            "llama.cpp to Q4_0 or Q8_0, e.g. `llama-quantize MODEL-F16.gguf OUT.gguf Q4_0`"));
+      }
+    }
     const DType gate_type = f.FindTensor(tn::Blk(l, tn::kGateExps))->type;
     if (l == 0) c.expert_type = gate_type;
     for (const char* s : {tn::kGateExps, tn::kUpExps, tn::kDownExps}) {

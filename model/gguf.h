@@ -17,6 +17,7 @@
 
 #include "absl/status/statusor.h"
 #include "kernels/dtype.h"
+#include "kernels/ggml_storage.h"
 
 namespace st {
 
@@ -85,10 +86,18 @@ struct GgufValue {
 struct GgufTensorInfo {
   std::string name;
   std::vector<uint64_t> ne;  // ggml dims, fastest-varying first
+  // The type the kernels read it as. For a tensor in a storage-only format
+  // (`storage` set, e.g. Q6_K) the file's bytes are NOT of this type: it is
+  // the type the loader converts them to (kQ8_0), and only the loader
+  // (model/weights.cc) may read such a tensor.
   DType type = DType::kF32;
+  uint32_t ggml_type = 0;    // ggml's type id in the file (== type unless `storage`)
+  const StorageFormat* storage = nullptr;  // kernels/ggml_storage.h
   uint64_t offset = 0;       // relative to the start of the data section
-  uint64_t n_bytes = 0;      // derived from ne and type
+  uint64_t n_bytes = 0;      // derived from ne and the file's type
   uint64_t n_elements() const;
+  // ggml's name of the file's type ("Q4_0", "Q6_K").
+  std::string_view type_name() const;
 };
 
 // Byte size of a tensor of `type` with ggml dims `ne`. INVALID_ARGUMENT if
@@ -96,6 +105,9 @@ struct GgufTensorInfo {
 // a multiple of BlockElems(type), or the element count or byte size overflows
 // int64. Shared by the reader and the writer.
 absl::StatusOr<uint64_t> GgufTensorBytes(DType type, const std::vector<uint64_t>& ne);
+// The same for a ggml type id: a DType or a storage-only format; any other
+// id is INVALID_ARGUMENT naming the type and what the engine reads.
+absl::StatusOr<uint64_t> GgufTensorBytes(uint32_t ggml_type, const std::vector<uint64_t>& ne);
 
 // A parsed GGUF file. Open() memory-maps the file read-only and checks every
 // count, string length, offset and size against the file; malformed input is
@@ -147,6 +159,11 @@ class GgufFile {
   const std::vector<GgufTensorInfo>& tensors() const { return tensors_; }
   const GgufTensorInfo* FindTensor(std::string_view name) const;
   // Pointer to the tensor's bytes inside the mapping (valid while *this lives).
+  // Whether p points into this file's mapping.
+  bool Contains(const void* p) const {
+    const auto* b = static_cast<const uint8_t*>(p);
+    return base_ != nullptr && b >= base_ && b < base_ + size_;
+  }
   const uint8_t* TensorData(const GgufTensorInfo& info) const {
     return base_ + data_offset_ + info.offset;
   }
@@ -203,6 +220,9 @@ class GgufWriter {
   // Declares a tensor; ne is ggml order (fastest first). Offsets are assigned
   // with `general.alignment` (default 32; set the key before Begin to change).
   absl::Status AddTensorInfo(std::string name, DType type, std::vector<uint64_t> ne);
+  // A tensor in a storage-only format (kernels/ggml_storage.h) or any DType,
+  // by ggml type id.
+  absl::Status AddTensorInfo(std::string name, uint32_t ggml_type, std::vector<uint64_t> ne);
 
   absl::Status Begin(const std::string& path);
   // `bytes` must have exactly the declared tensor's byte size; tensors must be

@@ -208,13 +208,19 @@ uint64_t GgufTensorInfo::n_elements() const {
   return n;
 }
 
-absl::StatusOr<uint64_t> GgufTensorBytes(DType type, const std::vector<uint64_t>& ne) {
+std::string_view GgufTensorInfo::type_name() const {
+  return storage != nullptr ? GgmlTypeName(ggml_type) : DTypeName(type);
+}
+
+namespace {
+
+// Byte size of ne's elements in blocks of `block` elements, `block_bytes`
+// bytes each (`type` names them in errors).
+absl::StatusOr<uint64_t> BlockTensorBytes(std::string_view type, uint64_t block,
+                                          uint64_t block_bytes, const std::vector<uint64_t>& ne) {
   if (ne.empty() || ne.size() > kGgufMaxDims) {
     return absl::InvalidArgumentError(
         absl::StrCat("n_dims ", ne.size(), " not in [1, ", kGgufMaxDims, "]"));
-  }
-  if (!DTypeFromGgml(static_cast<uint32_t>(type)).ok()) {
-    return absl::InvalidArgumentError(absl::StrCat("invalid DType ", static_cast<uint32_t>(type)));
   }
   constexpr uint64_t kMax = static_cast<uint64_t>(INT64_MAX);
   uint64_t n_elements = 1;
@@ -228,18 +234,34 @@ absl::StatusOr<uint64_t> GgufTensorBytes(DType type, const std::vector<uint64_t>
           absl::StrCat("element count overflows at ne[", i, "] = ", ne[i]));
     }
   }
-  const uint64_t block = BlockElems(type);
   if (ne[0] % block != 0) {
     return absl::InvalidArgumentError(absl::StrCat("ne[0] = ", ne[0], " is not a multiple of the ",
-                                                   Sv(DTypeName(type)), " block size ", block));
+                                                   Sv(type), " block size ", block));
   }
   uint64_t bytes = 0;
-  if (__builtin_mul_overflow(n_elements / block, uint64_t{BlockBytes(type)}, &bytes) ||
-      bytes > kMax) {
+  if (__builtin_mul_overflow(n_elements / block, block_bytes, &bytes) || bytes > kMax) {
     return absl::InvalidArgumentError(
-        absl::StrCat("byte size of ", n_elements, " ", Sv(DTypeName(type)), " elements overflows"));
+        absl::StrCat("byte size of ", n_elements, " ", Sv(type), " elements overflows"));
   }
   return bytes;
+}
+
+}  // namespace
+
+absl::StatusOr<uint64_t> GgufTensorBytes(DType type, const std::vector<uint64_t>& ne) {
+  if (!DTypeFromGgml(static_cast<uint32_t>(type)).ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("invalid DType ", static_cast<uint32_t>(type)));
+  }
+  return BlockTensorBytes(DTypeName(type), BlockElems(type), BlockBytes(type), ne);
+}
+
+absl::StatusOr<uint64_t> GgufTensorBytes(uint32_t ggml_type, const std::vector<uint64_t>& ne) {
+  absl::StatusOr<DType> dtype = DTypeFromGgml(ggml_type);
+  if (dtype.ok()) return GgufTensorBytes(*dtype, ne);
+  if (const StorageFormat* f = FindStorageFormat(ggml_type)) {
+    return BlockTensorBytes(f->name, f->block_elems, f->block_bytes, ne);
+  }
+  return dtype.status();
 }
 
 absl::StatusOr<std::unique_ptr<GgufFile>> GgufFile::Open(const std::string& path) {
@@ -348,10 +370,14 @@ absl::Status ReadTensorInfo(Cursor& c, uint64_t alignment, GgufTensorInfo& t) {
   }
   const uint64_t type_at = c.pos();
   ST_ASSIGN_OR_RETURN(uint32_t ggml_type, c.Read<uint32_t>("tensor type"));
-  absl::StatusOr<DType> dtype = DTypeFromGgml(ggml_type);  // message names the type
-  if (!dtype.ok()) return Invalid(type_at, dtype.status().message());
-  t.type = *dtype;
-  absl::StatusOr<uint64_t> n_bytes = GgufTensorBytes(t.type, t.ne);
+  // A type the kernels take, or a storage-only format the loader converts
+  // (kernels/ggml_storage.h); the message of any other names the type.
+  absl::StatusOr<DType> dtype = DTypeFromGgml(ggml_type);
+  t.ggml_type = ggml_type;
+  t.storage = dtype.ok() ? nullptr : FindStorageFormat(ggml_type);
+  if (!dtype.ok() && t.storage == nullptr) return Invalid(type_at, dtype.status().message());
+  t.type = dtype.ok() ? *dtype : DType::kQ8_0;
+  absl::StatusOr<uint64_t> n_bytes = GgufTensorBytes(ggml_type, t.ne);
   if (!n_bytes.ok()) return Invalid(at, n_bytes.status().message());
   t.n_bytes = *n_bytes;
   const uint64_t offset_at = c.pos();

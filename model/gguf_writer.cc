@@ -25,7 +25,7 @@ constexpr uint32_t kMagic = 0x46554747;  // "GGUF" as a little-endian u32
 
 struct TensorDecl {
   std::string name;
-  DType type;
+  uint32_t ggml_type;  // a DType or a storage-only format (kernels/ggml_storage.h)
   std::vector<uint64_t> ne;
   uint64_t n_bytes = 0;
   uint64_t offset = 0;  // relative to the data section, assigned by Layout()
@@ -204,16 +204,16 @@ absl::StatusOr<uint64_t> AlignmentOf(const std::vector<std::pair<std::string, Gg
   return kGgufDefaultAlignment;
 }
 
-absl::StatusOr<TensorDecl> MakeDecl(std::string name, DType type, std::vector<uint64_t> ne,
+absl::StatusOr<TensorDecl> MakeDecl(std::string name, uint32_t ggml_type, std::vector<uint64_t> ne,
                                     const std::vector<TensorDecl>& existing) {
   for (const TensorDecl& t : existing) {
     if (t.name == name) {
       return absl::InvalidArgumentError(absl::StrCat("duplicate tensor name '", name, "'"));
     }
   }
-  absl::StatusOr<uint64_t> n_bytes = GgufTensorBytes(type, ne);
+  absl::StatusOr<uint64_t> n_bytes = GgufTensorBytes(ggml_type, ne);
   if (!n_bytes.ok()) return Annotate(n_bytes.status(), absl::StrCat("tensor '", name, "'"));
-  return TensorDecl{std::move(name), type, std::move(ne), *n_bytes, 0};
+  return TensorDecl{std::move(name), ggml_type, std::move(ne), *n_bytes, 0};
 }
 
 // Assigns tensor offsets and serializes everything before the data section,
@@ -248,7 +248,7 @@ absl::StatusOr<std::string> Layout(const std::vector<std::pair<std::string, Gguf
     AppendString(out, t.name);
     Append<uint32_t>(out, static_cast<uint32_t>(t.ne.size()));
     for (uint64_t d : t.ne) Append<uint64_t>(out, d);
-    Append<uint32_t>(out, static_cast<uint32_t>(t.type));
+    Append<uint32_t>(out, t.ggml_type);
     Append<uint64_t>(out, t.offset);
   }
   out.resize(AlignUp(out.size(), alignment), '\0');
@@ -322,11 +322,20 @@ void GgufWriter::Set(std::string key, GgufValue value) {
 }
 
 absl::Status GgufWriter::AddTensorInfo(std::string name, DType type, std::vector<uint64_t> ne) {
+  if (!DTypeFromGgml(static_cast<uint32_t>(type)).ok()) {  // a cast, not a DType
+    return absl::InvalidArgumentError(absl::StrCat("tensor '", name, "': invalid DType ",
+                                                   static_cast<uint32_t>(type)));
+  }
+  return AddTensorInfo(std::move(name), static_cast<uint32_t>(type), std::move(ne));
+}
+
+absl::Status GgufWriter::AddTensorInfo(std::string name, uint32_t ggml_type,
+                                       std::vector<uint64_t> ne) {
   if (impl_->state != Impl::State::kDeclaring) {
     return absl::FailedPreconditionError(
         absl::StrCat("GgufWriter::AddTensorInfo('", name, "') after Begin()"));
   }
-  ST_ASSIGN_OR_RETURN(TensorDecl t, MakeDecl(std::move(name), type, std::move(ne), impl_->tensors));
+  ST_ASSIGN_OR_RETURN(TensorDecl t, MakeDecl(std::move(name), ggml_type, std::move(ne), impl_->tensors));
   impl_->tensors.push_back(std::move(t));
   return absl::OkStatus();
 }
@@ -407,7 +416,8 @@ absl::StatusOr<std::string> GgufWriter::BuildInMemory(
   }
   std::vector<TensorDecl> decls;
   for (const GgufTensorInfo& t : tensors) {
-    ST_ASSIGN_OR_RETURN(TensorDecl d, MakeDecl(t.name, t.type, t.ne, decls));
+    const uint32_t ggml_type = t.storage != nullptr ? t.ggml_type : static_cast<uint32_t>(t.type);
+    ST_ASSIGN_OR_RETURN(TensorDecl d, MakeDecl(t.name, ggml_type, t.ne, decls));
     decls.push_back(std::move(d));
   }
   ST_ASSIGN_OR_RETURN(const uint64_t alignment, AlignmentOf(metadata));

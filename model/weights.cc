@@ -1,5 +1,6 @@
 #include "model/weights.h"
 
+#include <algorithm>
 #include <cstring>
 #include <functional>
 
@@ -9,6 +10,8 @@
 #include "kernels/packed_matrix.h"
 #include "kernels/quant.h"
 #include "model/tensor_names.h"
+#include "common/units.h"
+#include "glog/logging.h"
 
 namespace st {
 namespace {
@@ -19,15 +22,72 @@ absl::StatusOr<const GgufTensorInfo*> Find(const GgufFile& f, const std::string&
   return t;
 }
 
+// A matrix the kernels can read in place: experts, which are never converted.
 absl::StatusOr<MatrixRef> Matrix(const GgufFile& f, const std::string& name) {
   ST_ASSIGN_OR_RETURN(const GgufTensorInfo* t, Find(f, name));
+  if (t->storage != nullptr) {  // ModelConfig::FromGguf refuses such experts first
+    return absl::InvalidArgumentError(absl::StrCat("tensor '", name, "' is ",
+                                                   std::string(t->type_name()),
+                                                   ", which the kernels do not read"));
+  }
+  return TensorMatrix(f, *t);
+}
+
+// A tensor in a storage-only format (kernels/ggml_storage.h) as Q8_0, row
+// by row (dequantized, then quantized as ggml's quantize_row_q8_0_ref
+// does), into a 2 MiB-page arena kept in `arenas`; the file's pages of it
+// are released. Q8_0 keeps 8 bits per weight where Q6_K had 6.5625 (each
+// weight within half a Q8_0 step of Q6_K's value): the LM head of a Q4_0
+// file then reads 1.3x its Q6_K bytes per token.
+absl::StatusOr<MatrixRef> ConvertToQ8_0(const GgufFile& f, const GgufTensorInfo& t,
+                                        std::vector<std::shared_ptr<const HugePageArena>>& arenas) {
+  const MatrixRef src = TensorMatrix(f, t);
+  if (src.cols % kQK != 0) {
+    return absl::InvalidArgumentError(absl::StrCat("tensor '", t.name, "' (",
+                                                   std::string(t.type_name()), ") has ", src.cols,
+                                                   " columns, not a multiple of ", kQK));
+  }
+  const size_t in_row = src.cols / t.storage->block_elems * t.storage->block_bytes;
+  const size_t out_row = RowBytes(DType::kQ8_0, src.cols);
+  ST_ASSIGN_OR_RETURN(std::unique_ptr<HugePageArena> arena,
+                      HugePageArena::Create(std::max<size_t>(src.rows * out_row, 1)));
+  const auto* in = static_cast<const uint8_t*>(src.data);
+  std::vector<float> row(src.cols);
+  for (size_t r = 0; r < src.rows; ++r) {
+    t.storage->dequantize(in + r * in_row, row.data(), src.cols);
+    QuantizeRow(DType::kQ8_0, row.data(), arena->data() + r * out_row, src.cols);
+  }
+  f.ReleasePages(src.data, t.n_bytes);
+  LOG(WARNING) << "tensor '" << t.name << "' is " << t.type_name()
+               << ": converted to Q8_0 at load (" << FormatBytes(t.n_bytes) << " -> "
+               << FormatBytes(src.rows * out_row)
+               << "); quantize with --output-tensor-type q8_0 (or q4_0) to skip this";
+  MatrixRef m{DType::kQ8_0, arena->data(), src.rows, src.cols};
+  arenas.push_back(std::move(arena));
+  return m;
+}
+
+// A dense matrix: in place, or converted when stored in a storage-only format.
+absl::StatusOr<MatrixRef> DenseMatrix(const GgufFile& f, const std::string& name,
+                                      std::vector<std::shared_ptr<const HugePageArena>>& arenas) {
+  ST_ASSIGN_OR_RETURN(const GgufTensorInfo* t, Find(f, name));
+  if (t->storage != nullptr) return ConvertToQ8_0(f, *t, arenas);
   return TensorMatrix(f, *t);
 }
 
 absl::StatusOr<std::vector<float>> Vector(const GgufFile& f, const std::string& name) {
   ST_ASSIGN_OR_RETURN(const GgufTensorInfo* t, Find(f, name));
   std::vector<float> out(t->n_elements());
-  DequantizeRow(t->type, f.TensorData(*t), out.data(), out.size());
+  if (t->storage != nullptr) {
+    if (out.size() % t->storage->block_elems != 0) {
+      return absl::InvalidArgumentError(absl::StrCat("tensor '", name, "' has ", out.size(),
+                                                     " elements, not whole ",
+                                                     std::string(t->type_name()), " blocks"));
+    }
+    t->storage->dequantize(f.TensorData(*t), out.data(), out.size());
+  } else {
+    DequantizeRow(t->type, f.TensorData(*t), out.data(), out.size());
+  }
   return out;
 }
 
@@ -42,26 +102,29 @@ MatrixRef TensorMatrix(const GgufFile& file, const GgufTensorInfo& info) {
 absl::StatusOr<DenseWeights> DenseWeights::Load(const GgufFile& f, const ModelConfig& c) {
   namespace tn = tensor_names;
   DenseWeights w;
-  ST_ASSIGN_OR_RETURN(w.token_embd, Matrix(f, tn::kTokenEmbd));
+  ST_ASSIGN_OR_RETURN(w.token_embd, DenseMatrix(f, tn::kTokenEmbd, w.arenas));
   ST_ASSIGN_OR_RETURN(w.output_norm, Vector(f, tn::kOutputNorm));
   if (c.tied_output) {
     w.output = w.token_embd;
   } else {
-    ST_ASSIGN_OR_RETURN(w.output, Matrix(f, tn::kOutput));
+    ST_ASSIGN_OR_RETURN(w.output, DenseMatrix(f, tn::kOutput, w.arenas));
   }
   w.layers.resize(c.n_layers);
   for (int l = 0; l < c.n_layers; ++l) {
     LayerWeights& lw = w.layers[l];
     ST_ASSIGN_OR_RETURN(lw.attn_norm, Vector(f, tn::Blk(l, tn::kAttnNorm)));
-    ST_ASSIGN_OR_RETURN(lw.wq, Matrix(f, tn::Blk(l, tn::kAttnQ)));
-    ST_ASSIGN_OR_RETURN(lw.wk, Matrix(f, tn::Blk(l, tn::kAttnK)));
-    ST_ASSIGN_OR_RETURN(lw.wv, Matrix(f, tn::Blk(l, tn::kAttnV)));
-    ST_ASSIGN_OR_RETURN(lw.wo, Matrix(f, tn::Blk(l, tn::kAttnOut)));
+    ST_ASSIGN_OR_RETURN(lw.wq, DenseMatrix(f, tn::Blk(l, tn::kAttnQ), w.arenas));
+    ST_ASSIGN_OR_RETURN(lw.wk, DenseMatrix(f, tn::Blk(l, tn::kAttnK), w.arenas));
+    ST_ASSIGN_OR_RETURN(lw.wv, DenseMatrix(f, tn::Blk(l, tn::kAttnV), w.arenas));
+    ST_ASSIGN_OR_RETURN(lw.wo, DenseMatrix(f, tn::Blk(l, tn::kAttnOut), w.arenas));
     ST_ASSIGN_OR_RETURN(lw.ffn_norm, Vector(f, tn::Blk(l, tn::kFfnNorm)));
-    ST_ASSIGN_OR_RETURN(lw.router, Matrix(f, tn::Blk(l, tn::kRouter)));
+    ST_ASSIGN_OR_RETURN(lw.router, DenseMatrix(f, tn::Blk(l, tn::kRouter), w.arenas));
   }
+  // Converted tensors are resident already (their file pages released).
   for (const GgufTensorInfo& t : f.tensors()) {
-    if (t.name.find("_exps.") == std::string::npos) w.dense_bytes += t.n_bytes;
+    if (t.name.find("_exps.") == std::string::npos && t.storage == nullptr) {
+      w.dense_bytes += t.n_bytes;
+    }
   }
   return w;
 }
@@ -108,14 +171,28 @@ absl::Status DenseWeights::MoveToHugePages() {
 absl::Status DenseWeights::PackForKernels(const GgufFile& file) {
   std::vector<MatrixRef*> hot = HotMatrices();
   std::erase_if(hot, [](const MatrixRef* m) { return !CanPack(m->type, m->rows, m->cols); });
-  return CopyToArena(hot, [&](MatrixRef* m, char* dst) {
+  std::vector<const void*> unused;  // converted row-layout copies now packed
+  ST_RETURN_IF_ERROR(CopyToArena(hot, [&](MatrixRef* m, char* dst) {
     PackRows(m->type, m->data, m->rows, m->cols, dst);
     file.ReleasePages(m->data, m->rows * m->row_bytes());
     const bool tied = m == &output && token_embd.data == output.data;
     m->packed = dst;
     if (tied) token_embd.packed = dst;
-    packed_bytes += m->rows * m->row_bytes();
+    // Of the file's dense bytes (a converted matrix was never counted there).
+    if (file.Contains(m->data)) {
+      packed_bytes += m->rows * m->row_bytes();
+    } else if (!tied) {
+      unused.push_back(m->data);
+      m->data = nullptr;
+    }
+  }));
+  // A converted matrix's row-layout copy (ConvertToQ8_0) is read by no one
+  // once packed, unless it is also the embedding table: free it (the 4b's
+  // Q6_K LM head would otherwise be held twice, 248 MiB each).
+  std::erase_if(arenas, [&](const std::shared_ptr<const HugePageArena>& a) {
+    return std::find(unused.begin(), unused.end(), a->data()) != unused.end();
   });
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::vector<ExpertStacks>> LoadExpertStacks(const GgufFile& f,

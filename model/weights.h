@@ -67,10 +67,15 @@ struct DenseWeights {
   // HugePageArena, and sets their `packed` (MatMul then uses the packed
   // kernels). `data` keeps pointing at `file` (the one loaded from), whose
   // pages of those matrices are released so the process holds each once.
-  // A no-op where the CPU has no packed kernel.
+  // A no-op where the CPU has no packed kernel. A matrix converted at load
+  // (a storage-only type such as Q6_K) keeps only its packed copy: its
+  // `data` becomes null (the packed kernels never read it), unless it is
+  // the tied embedding table.
   absl::Status PackForKernels(const GgufFile& file);
 
-  // Arenas made by MoveToHugePages / PackForKernels; shared by copies.
+  // Arenas made by MoveToHugePages / PackForKernels, and the Q8_0 copies of
+  // tensors stored in a storage-only type (kernels/ggml_storage.h) made by
+  // Load; shared by copies.
   std::vector<std::shared_ptr<const HugePageArena>> arenas;
 
   // Bytes of the dense tensors (everything but experts) in the file.

@@ -71,7 +71,7 @@ void RegisterInspect(CLI::App& app) {
         std::printf("  ... %zu more (--all-tensors)\n", f.tensors().size() - 24);
         break;
       }
-      std::printf("  %-32s %-5s {%s}  %s\n", t.name.c_str(), std::string(DTypeName(t.type)).c_str(),
+      std::printf("  %-32s %-5s {%s}  %s\n", t.name.c_str(), std::string(t.type_name()).c_str(),
                   absl::StrJoin(t.ne, ", ").c_str(), FormatBytes(t.n_bytes).c_str());
     }
     auto config = LoadModelConfig(f);

@@ -72,7 +72,8 @@ absl::StatusOr<GgufContents> ReadGguf(const std::string& path) {
   c.metadata = file->metadata();
   for (const GgufTensorInfo& t : file->tensors()) {
     c.tensors.push_back({t.name, t.type, t.ne,
-                         std::string(reinterpret_cast<const char*>(file->TensorData(t)), t.n_bytes)});
+                         std::string(reinterpret_cast<const char*>(file->TensorData(t)), t.n_bytes),
+                         t.storage != nullptr ? t.ggml_type : 0u});
   }
   return c;
 }
@@ -82,7 +83,10 @@ absl::Status WriteGguf(const GgufContents& c, const std::string& path) {
   for (const auto& [k, v] : c.metadata) {
     if (k != "general.alignment") w.Set(k, v);
   }
-  for (const auto& t : c.tensors) ST_RETURN_IF_ERROR(w.AddTensorInfo(t.name, t.type, t.ne));
+  for (const auto& t : c.tensors) {
+    ST_RETURN_IF_ERROR(t.storage_type != 0 ? w.AddTensorInfo(t.name, t.storage_type, t.ne)
+                                           : w.AddTensorInfo(t.name, t.type, t.ne));
+  }
   ST_RETURN_IF_ERROR(w.Begin(path));
   for (const auto& t : c.tensors) {
     ST_RETURN_IF_ERROR(w.WriteTensorData(t.name, t.bytes.data(), t.bytes.size()));

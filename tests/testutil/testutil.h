@@ -39,6 +39,9 @@ struct GgufContents {
     DType type;
     std::vector<uint64_t> ne;
     std::string bytes;
+    // Nonzero: the bytes are in this storage-only ggml type (e.g. 14, Q6_K;
+    // kernels/ggml_storage.h), which `type` then does not describe.
+    uint32_t storage_type = 0;
   };
   std::vector<Tensor> tensors;
 
