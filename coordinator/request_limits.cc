@@ -3,6 +3,7 @@
 #include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
+#include "model/chat_template.h"
 #include "model/tokenizer_utf8.h"
 
 namespace st::serve {
@@ -88,7 +89,10 @@ absl::StatusOr<std::vector<int32_t>> EncodeChat(const Tokenizer& tokenizer,
       }
     }
   }
-  ST_ASSIGN_OR_RETURN(std::string text, RenderChatMl(messages, /*add_generation_prompt=*/true));
+  // Without a system message, the one the model's own template adds.
+  ST_ASSIGN_OR_RETURN(std::string text,
+                      RenderChatMl(messages, /*add_generation_prompt=*/true,
+                                   DefaultSystemPrompt(tokenizer.chat_template())));
   return tokenizer.Encode(text, /*parse_special=*/true);
 }
 

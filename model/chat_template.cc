@@ -46,4 +46,34 @@ absl::StatusOr<std::string> RenderChatMl(absl::Span<const ChatMessage> messages,
   return out;
 }
 
+std::string DefaultSystemPrompt(std::string_view t) {
+  // In the template's source the string literal reads
+  //   '<|im_start|>system\n' + messages[0]['content'] + ...   (a system turn given)
+  //   '<|im_start|>system\nYou are ...<|im_end|>\n'           (none given)
+  // with a backslash-n escape; the second form is the default.
+  for (const char quote : {'\'', '"'}) {
+    const std::string open = absl::StrCat(std::string(1, quote), "<|im_start|>system\\n");
+    for (size_t at = t.find(open); at != std::string_view::npos; at = t.find(open, at + 1)) {
+      std::string text;
+      bool escaped = false;
+      for (size_t i = at + open.size(); i < t.size(); ++i) {
+        const char c = t[i];
+        if (escaped) {
+          text += c == 'n' ? '\n' : c == 't' ? '\t' : c;  // \' \" \\ as themselves
+          escaped = false;
+        } else if (c == '\\') {
+          escaped = true;
+        } else if (c == quote) {
+          break;  // the literal ends: a default only if it held the whole turn
+        } else {
+          text += c;
+        }
+      }
+      const size_t end = text.find("<|im_end|>");
+      if (end != std::string::npos && end > 0) return text.substr(0, end);
+    }
+  }
+  return "";
+}
+
 }  // namespace st

@@ -10,7 +10,8 @@
 // "\n<tool_response>\n{content}\n</tool_response>".
 //
 // This is a fixed renderer, not a Jinja interpreter: the GGUF's
-// tokenizer.chat_template is not evaluated. Tool definitions and assistant
+// tokenizer.chat_template is not evaluated, only searched for its default
+// system turn (DefaultSystemPrompt). Tool definitions and assistant
 // tool_calls are out of scope here.
 //
 // Contents are copied verbatim; a content containing "<|im_end|>" would be
@@ -41,5 +42,14 @@ struct ChatMessage {
 absl::StatusOr<std::string> RenderChatMl(absl::Span<const ChatMessage> messages,
                                          bool add_generation_prompt,
                                          std::string_view default_system = "");
+
+// The system turn a Qwen2.5-style Jinja chat template (the GGUF's
+// tokenizer.chat_template) inserts when a conversation has none: the text of
+// its literal "<|im_start|>system\n...<|im_end|>" string, unescaped
+// ("You are Qwen, created by Alibaba Cloud. You are a helpful assistant."
+// in Qwen2.5's). "" when the template inserts none (Qwen3's, llama.cpp's
+// ChatML fallback) or has no such literal. Pass it as RenderChatMl's
+// default_system so prompts match the model's own template.
+std::string DefaultSystemPrompt(std::string_view jinja_template);
 
 }  // namespace st

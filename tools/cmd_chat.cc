@@ -27,7 +27,8 @@ void RegisterChat(CLI::App& app) {
       "/exit (or end of input) quits. The KV cache is reused between turns.");
   AddGenerationFlags(cmd, &f->gen);
   AddOffloadFlags(cmd, &f->offload);
-  cmd->add_option("--system", f->system, "System message");
+  cmd->add_option("--system", f->system,
+                  "System message (default: the one the model's chat template adds, if any)");
   cmd->callback([f] {
     auto fail = Fail;
     auto model = LoadModel(f->gen);
@@ -42,7 +43,10 @@ void RegisterChat(CLI::App& app) {
     const Tokenizer& tok = (*model)->tokenizer();
     std::vector<int32_t> history;
     std::vector<ChatMessage> pending;  // messages not yet in `history`
-    if (!f->system.empty()) pending.push_back({"system", f->system});
+    // Without --system, the system turn the model's own template adds.
+    const std::string system =
+        f->system.empty() ? DefaultSystemPrompt(tok.chat_template()) : f->system;
+    if (!system.empty()) pending.push_back({"system", system});
     const std::vector<ChatMessage> initial = pending;
     std::string line;
     while (true) {

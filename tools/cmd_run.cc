@@ -30,7 +30,9 @@ void RegisterRun(CLI::App& app) {
   AddOffloadFlags(cmd, &f->offload);
   cmd->add_option("-p,--prompt", f->prompt, "Prompt text")->required();
   cmd->add_flag("--chat", f->chat, "Wrap the prompt as a chat user turn (ChatML)");
-  cmd->add_option("--system", f->system, "System message for --chat");
+  cmd->add_option("--system", f->system,
+                  "System message for --chat (default: the one the model's chat template adds, "
+                  "if any)");
   cmd->add_flag("--routing-stats", f->routing, "Report how concentrated expert routing was");
   cmd->add_flag("--json", f->json,
                 "Print one JSON record (prompt ids, generated ids, text, timings) instead of "
@@ -49,7 +51,9 @@ void RegisterRun(CLI::App& app) {
       std::vector<ChatMessage> messages;
       if (!f->system.empty()) messages.push_back({"system", f->system});
       messages.push_back({"user", f->prompt});
-      auto rendered = RenderChatMl(messages, /*add_generation_prompt=*/true);
+      // Without --system, the system turn the model's own template adds.
+      auto rendered = RenderChatMl(messages, /*add_generation_prompt=*/true,
+                                   DefaultSystemPrompt((*model)->tokenizer().chat_template()));
       if (!rendered.ok()) return fail(rendered.status());
       text = *rendered;
     }

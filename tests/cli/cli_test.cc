@@ -65,6 +65,30 @@ TEST_F(CliTest, RunJsonIsReproducibleWithASeed) {
   EXPECT_GT(ja["decode_tokens_per_second"].get<double>(), 0);
 }
 
+// A model whose chat template adds a default system turn (Qwen2.5-style)
+// gets it in `run --chat` when --system is not given, and not otherwise.
+TEST_F(CliTest, ChatPromptHasTheTemplatesDefaultSystemTurn) {
+  auto c = testing::ReadGguf(model_);
+  ASSERT_TRUE(c.ok()) << c.status();
+  c->SetKey("tokenizer.chat_template",
+            GgufValue::Str("{%- if messages[0]['role'] != 'system' %}{{- '<|im_start|>system\\n"
+                           "Be kind.<|im_end|>\\n' }}{%- endif %}"));
+  const std::string path = dir_.File("templated.gguf");
+  ASSERT_TRUE(testing::WriteGguf(*c, path).ok());
+  auto prompt_text = [&](const std::string& extra) {
+    CliRun r = Cli(absl::StrCat("run -m '", path, "' --chat -p Hi -n 1 --json ", extra));
+    EXPECT_EQ(r.exit_code, 0);
+    std::string bytes;  // the byte-level vocab: ids below 256 are bytes
+    const nlohmann::json j = nlohmann::json::parse(r.out);
+    for (int id : j["prompt_ids"]) {
+      if (id < 256) bytes += static_cast<char>(id);
+    }
+    return bytes;
+  };
+  EXPECT_EQ(prompt_text(""), "system\nBe kind.\nuser\nHi\nassistant\n");
+  EXPECT_EQ(prompt_text("--system Terse."), "system\nTerse.\nuser\nHi\nassistant\n");
+}
+
 TEST_F(CliTest, TokenizeAndDetokenizeRoundTrip) {
   CliRun ids = Cli(absl::StrCat("tokenize -m '", model_, "' 'hi<|im_end|>'"));
   ASSERT_EQ(ids.exit_code, 0);
