@@ -140,6 +140,23 @@ absl::StatusOr<ModelConfig> LoadModelConfig(const GgufFile& f) {
     return absl::InvalidArgumentError(
         absl::StrCat(f.path(), ": architecture is '", *arch, "', expected 'smallthinker'"));
   }
+  // One shard of a split GGUF (llama-gguf-split) holds only some tensors.
+  if (f.Has("split.count")) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        f.path(), ": one shard of a split GGUF (split.count is set); HINT: merge the shards "
+        "into one file with `llama-gguf-split --merge FIRST-SHARD.gguf OUT.gguf`"));
+  }
+  // RoPE scaling (YaRN, linear) is not implemented: a file that asks for it
+  // would run with the wrong positions, so it is refused. The released
+  // SmallThinker configs have none (MODEL.md).
+  if (const GgufValue* v = f.Find(Key("rope.scaling.type")); v != nullptr) {
+    auto type = f.GetString(Key("rope.scaling.type"));
+    if (!type.ok() || *type != "none") {
+      return absl::InvalidArgumentError(absl::StrCat(
+          f.path(), ": metadata '", Key("rope.scaling.type"), "' asks for RoPE scaling (",
+          type.ok() ? *type : "not a string", "), which this engine does not implement"));
+    }
+  }
   ModelConfig c;
   if (auto name = f.GetString("general.name"); name.ok()) c.name = *name;
   ST_ASSIGN_OR_RETURN(c.d_model, RequiredInt(f, "embedding_length"));

@@ -133,6 +133,26 @@ TEST_F(ConfigTest, MissingRequiredKeyIsNamed) {
   }
 }
 
+// RoPE scaling (not implemented) and split-GGUF shards are refused by name;
+// a "none" scaling type loads as before.
+TEST_F(ConfigTest, RopeScalingAndSplitShardsAreRefused) {
+  GgufContents none = contents_;
+  none.SetKey("smallthinker.rope.scaling.type", GgufValue::Str("none"));
+  EXPECT_TRUE(Load(none).ok());
+  GgufContents yarn = contents_;
+  yarn.SetKey("smallthinker.rope.scaling.type", GgufValue::Str("yarn"));
+  auto r = Load(yarn);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("rope.scaling.type"), std::string::npos) << r.status();
+  EXPECT_NE(r.status().message().find("yarn"), std::string::npos) << r.status();
+  GgufContents shard = contents_;
+  shard.SetKey("split.count", GgufValue::U16(2));
+  r = Load(shard);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("llama-gguf-split --merge"), std::string::npos)
+      << r.status();
+}
+
 TEST_F(ConfigTest, WrongArchitectureIsRefused) {
   contents_.SetKey("general.architecture", GgufValue::Str("llama"));
   auto r = Load(contents_);
