@@ -12,6 +12,7 @@ void RegisterSynth(CLI::App& app) {
     std::string preset = "tiny", type = "q4_0", out, tokenizer, gating = "sigmoid";
     uint64_t seed = 1;
     double route_skew = 0;
+    int d_model = 0;
   };
   auto flags = std::make_shared<Flags>();
   CLI::App* cmd = app.add_subcommand(
@@ -37,6 +38,11 @@ void RegisterSynth(CLI::App& app) {
   cmd->add_option("--gating", flags->gating, "Router gating: sigmoid | softmax")
       ->check(CLI::IsMember({"sigmoid", "softmax"}))
       ->capture_default_str();
+  cmd->add_option("--d-model", flags->d_model,
+                  "Override the preset's hidden size (a multiple of 32; e.g. 256 gives the\n"
+                  "tiny preset rows of whole 256-weight blocks, which llama.cpp's quantizer\n"
+                  "stores in K-quants such as Q6_K)")
+      ->check(CLI::Range(32, 65536));
   cmd->callback([flags] {
     auto spec = SynthPreset(flags->preset);
     auto type = ParseDType(flags->type);
@@ -47,6 +53,14 @@ void RegisterSynth(CLI::App& app) {
       return;
     }
     spec->gating = flags->gating == "softmax" ? Gating::kSoftmax : Gating::kSigmoid;
+    if (flags->d_model > 0) {
+      if (flags->d_model % 32 != 0) {
+        std::fprintf(stderr, "error: --d-model %d is not a multiple of 32\n", flags->d_model);
+        ExitCode() = 2;
+        return;
+      }
+      spec->d_model = flags->d_model;
+    }
     SynthOptions o{.spec = *spec,
                    .type = *type,
                    .out_path = flags->out,
