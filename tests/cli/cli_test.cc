@@ -89,6 +89,20 @@ TEST_F(CliTest, ChatPromptHasTheTemplatesDefaultSystemTurn) {
   EXPECT_EQ(prompt_text("--system Terse."), "system\nTerse.\nuser\nHi\nassistant\n");
 }
 
+TEST_F(CliTest, SynthTakesAnotherHiddenSize) {
+  const std::string out = dir_.File("d256.gguf");
+  ASSERT_EQ(Cli(absl::StrCat("synth --preset tiny --type q8_0 --d-model 256 --out '", out, "'"))
+                .exit_code,
+            0);
+  CliRun r = Cli(absl::StrCat("inspect '", out, "'"));
+  ASSERT_EQ(r.exit_code, 0);
+  EXPECT_NE(r.out.find("token_embd.weight                Q8_0  {256, "), std::string::npos) << r.out;
+  EXPECT_EQ(Cli(absl::StrCat("synth --preset tiny --d-model 100 --out '", dir_.File("bad.gguf"), "'"))
+                .exit_code,
+            2);
+  EXPECT_FALSE(std::filesystem::exists(dir_.File("bad.gguf")));
+}
+
 TEST_F(CliTest, TokenizeAndDetokenizeRoundTrip) {
   CliRun ids = Cli(absl::StrCat("tokenize -m '", model_, "' 'hi<|im_end|>'"));
   ASSERT_EQ(ids.exit_code, 0);
