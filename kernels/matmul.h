@@ -16,7 +16,10 @@ namespace st {
 // A row-major [rows x cols] weight matrix (PyTorch [out, in]; ggml {cols, rows}).
 // Non-owning. `packed`, when set, is the same matrix in the 16-row layout of
 // kernels/packed_matrix.h (CanPack was true); MatMul then uses it, while
-// `data` stays the row-major original for row-wise users.
+// `data` stays the row-major original for row-wise users, except for a
+// matrix converted at load from a storage-only type (model/weights.h
+// PackForKernels): its `data` is null once packed, and only the packed
+// kernels (Q8_0 activations) may read it.
 struct MatrixRef {
   DType type = DType::kF32;
   const void* data = nullptr;

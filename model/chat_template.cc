@@ -46,14 +46,24 @@ absl::StatusOr<std::string> RenderChatMl(absl::Span<const ChatMessage> messages,
   return out;
 }
 
-std::string DefaultSystemPrompt(std::string_view t) {
+std::string DefaultSystemPrompt(std::string_view jinja) {
+  // Jinja comments ({# ... #}) render nothing: leave them out.
+  std::string t;
+  for (size_t i = 0; i < jinja.size();) {
+    const size_t open = jinja.find("{#", i);
+    t.append(jinja.substr(i, open == std::string_view::npos ? std::string_view::npos : open - i));
+    if (open == std::string_view::npos) break;
+    const size_t close = jinja.find("#}", open + 2);
+    if (close == std::string_view::npos) break;
+    i = close + 2;
+  }
   // In the template's source the string literal reads
   //   '<|im_start|>system\n' + messages[0]['content'] + ...   (a system turn given)
   //   '<|im_start|>system\nYou are ...<|im_end|>\n'           (none given)
   // with a backslash-n escape; the second form is the default.
   for (const char quote : {'\'', '"'}) {
     const std::string open = absl::StrCat(std::string(1, quote), "<|im_start|>system\\n");
-    for (size_t at = t.find(open); at != std::string_view::npos; at = t.find(open, at + 1)) {
+    for (size_t at = t.find(open); at != std::string::npos; at = t.find(open, at + 1)) {
       std::string text;
       bool escaped = false;
       for (size_t i = at + open.size(); i < t.size(); ++i) {

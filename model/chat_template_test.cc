@@ -95,6 +95,8 @@ TEST(ChatTemplateTest, DefaultSystemPromptComesFromTheTemplate) {
   // A template that only ever renders the given system message: none.
   EXPECT_EQ(DefaultSystemPrompt(R"J({{- '<|im_start|>system\n' + messages[0].content + '<|im_end|>\n' }})J"), "");
   EXPECT_EQ(DefaultSystemPrompt(""), "");
+  // A literal inside a Jinja comment renders nothing.
+  EXPECT_EQ(DefaultSystemPrompt(R"J({# e.g. '<|im_start|>system\nOld.<|im_end|>\n' #}x)J"), "");
   // Rendered as the template would: first, and only when none is given.
   const std::vector<ChatMessage> user = {{"user", "Hi"}};
   auto r = RenderChatMl(user, true, DefaultSystemPrompt(kQwen25));

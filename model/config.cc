@@ -141,10 +141,16 @@ absl::StatusOr<ModelConfig> LoadModelConfig(const GgufFile& f) {
         absl::StrCat(f.path(), ": architecture is '", *arch, "', expected 'smallthinker'"));
   }
   // One shard of a split GGUF (llama-gguf-split) holds only some tensors.
+  // Its merge keeps the key with 0, and llama.cpp reads shards only above 1.
   if (f.Has("split.count")) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        f.path(), ": one shard of a split GGUF (split.count is set); HINT: merge the shards "
-        "into one file with `llama-gguf-split --merge FIRST-SHARD.gguf OUT.gguf`"));
+    auto count = f.GetUint32("split.count");
+    if (!count.ok() || *count > 1) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          f.path(), ": one shard of a split GGUF (split.count ",
+          count.ok() ? absl::StrCat(*count) : std::string("malformed"),
+          "); HINT: merge the shards into one file with `llama-gguf-split --merge "
+          "FIRST-SHARD.gguf OUT.gguf`"));
+    }
   }
   // RoPE scaling (YaRN, linear) is not implemented: a file that asks for it
   // would run with the wrong positions, so it is refused. The released

@@ -145,6 +145,11 @@ TEST_F(ConfigTest, RopeScalingAndSplitShardsAreRefused) {
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.status().message().find("rope.scaling.type"), std::string::npos) << r.status();
   EXPECT_NE(r.status().message().find("yarn"), std::string::npos) << r.status();
+  for (uint16_t merged : {0, 1}) {  // llama-gguf-split --merge writes 0
+    GgufContents one = contents_;
+    one.SetKey("split.count", GgufValue::U16(merged));
+    EXPECT_TRUE(Load(one).ok()) << "split.count " << merged;
+  }
   GgufContents shard = contents_;
   shard.SetKey("split.count", GgufValue::U16(2));
   r = Load(shard);

@@ -158,12 +158,12 @@ class GgufFile {
 
   const std::vector<GgufTensorInfo>& tensors() const { return tensors_; }
   const GgufTensorInfo* FindTensor(std::string_view name) const;
-  // Pointer to the tensor's bytes inside the mapping (valid while *this lives).
   // Whether p points into this file's mapping.
   bool Contains(const void* p) const {
     const auto* b = static_cast<const uint8_t*>(p);
     return base_ != nullptr && b >= base_ && b < base_ + size_;
   }
+  // Pointer to the tensor's bytes inside the mapping (valid while *this lives).
   const uint8_t* TensorData(const GgufTensorInfo& info) const {
     return base_ + data_offset_ + info.offset;
   }

@@ -5,7 +5,7 @@
 #include <cstdlib>
 #include <map>
 #include <memory>
-#include <utility>
+#include <tuple>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/synchronization/mutex.h"
@@ -47,10 +47,10 @@ class Buffer {
   std::unique_ptr<char, FreeDeleter> heap_;
 };
 
-// A matrix by its data pointer and size: a whole expert stack (the local
+// A matrix by its data pointer and shape: a whole expert stack (the local
 // executor) and its first expert's slice (a worker, the coordinator's
 // share) start at the same byte, and one copy must never serve for the other.
-using MatrixKey = std::pair<const void*, size_t>;
+using MatrixKey = std::tuple<const void*, size_t, size_t>;  // data, rows, cols
 
 struct Mapping {
   size_t size = 0;
@@ -112,11 +112,11 @@ MatrixRef PackedFromMapping(const MatrixRef& m) {
   absl::MutexLock lock(&r.mu);
   Mapping* mapping = MappingOf(r, m);
   if (mapping == nullptr) return m;
-  Buffer& copy = mapping->packed[MatrixKey(m.data, bytes)];
+  Buffer& copy = mapping->packed[MatrixKey(m.data, m.rows, m.cols)];
   if (copy.get() == nullptr) {
     copy = Buffer::Allocate(bytes);
     if (copy.get() == nullptr) {  // out of memory: the row-major kernels still work
-      mapping->packed.erase(MatrixKey(m.data, bytes));
+      mapping->packed.erase(MatrixKey(m.data, m.rows, m.cols));
       return m;
     }
     r.copy_bytes += bytes;
@@ -134,7 +134,7 @@ void DropPackedCopy(const MatrixRef& m) {
   absl::MutexLock lock(&r.mu);
   Mapping* mapping = MappingOf(r, m);
   const size_t bytes = m.rows * m.row_bytes();
-  if (mapping != nullptr && mapping->packed.erase(MatrixKey(m.data, bytes)) > 0) {
+  if (mapping != nullptr && mapping->packed.erase(MatrixKey(m.data, m.rows, m.cols)) > 0) {
     r.copy_bytes -= bytes;
     mapping->copy_bytes -= bytes;
   }

@@ -174,6 +174,14 @@ TEST_F(StorageTypesTest, Q6_KLmHeadReadsAsItsValuesInQ8_0) {
   ASSERT_TRUE(m.ok()) << m.status();
   const MatrixRef& head = (*m)->weights().output;
   if (head.packed != nullptr) EXPECT_EQ(head.data, nullptr);
+  // --huge-pages --no-repack: the converted head is in 2 MiB pages already
+  // and is not copied again (the other hot matrices are, into one arena).
+  auto h = Model::Load(q6_path, ModelOptions{.threads = 1, .huge_pages = true, .repack = false});
+  ASSERT_TRUE(h.ok()) << h.status();
+  const DenseWeights& w = (*h)->weights();
+  ASSERT_EQ(w.arenas.size(), 2u);
+  EXPECT_EQ(w.output.data, w.arenas[0]->data()) << "the conversion's own arena";
+  EXPECT_EQ(w.output.packed, nullptr);
 }
 
 // A tied model: llama.cpp gives token_embd the LM head's type (Q6_K), and

@@ -157,9 +157,18 @@ absl::Status DenseWeights::CopyToArena(const std::vector<MatrixRef*>& hot,
 }
 
 absl::Status DenseWeights::MoveToHugePages() {
-  // Packed matrices already live in an arena and are read only there.
+  // Packed matrices already live in an arena and are read only there; so do
+  // matrices converted at load (ConvertToQ8_0), in 2 MiB pages already.
   std::vector<MatrixRef*> hot = HotMatrices();
-  std::erase_if(hot, [](const MatrixRef* m) { return m->packed != nullptr; });
+  auto in_own_arena = [this](const void* p) {
+    const char* c = static_cast<const char*>(p);
+    return std::any_of(arenas.begin(), arenas.end(), [c](const auto& a) {
+      return c >= a->data() && c < a->data() + a->size();
+    });
+  };
+  std::erase_if(hot, [&](const MatrixRef* m) {
+    return m->packed != nullptr || in_own_arena(m->data);
+  });
   return CopyToArena(hot, [this](MatrixRef* m, char* dst) {
     std::memcpy(dst, m->data, m->rows * m->row_bytes());
     const bool tied = m == &output && token_embd.data == output.data;

@@ -315,7 +315,8 @@ void RegisterBench(CLI::App& app) {
                 "With --workers: time each tgN repetition twice, on the cluster and on this\n"
                 "process alone (same model, same tokens), in turns, and print the\n"
                 "cluster/local speed ratio (median over the repetitions): the comparison\n"
-                "sees one machine state, which separate runs on a shared host do not");
+                "sees one machine state, which separate runs on a shared host do not.\n"
+                "The coordinator then holds every expert (the local runs), besides its share");
   cmd->add_option("-o,--output", f->output, "md | json")
       ->check(CLI::IsMember({"md", "json"}))
       ->capture_default_str();

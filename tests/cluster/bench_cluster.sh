@@ -144,6 +144,10 @@ vs_local() {  # vs_local LABEL ADDRESS
     --bandwidth-size 64MiB --workers "$2" --vs-local 2>/dev/null | grep '^vs local' |
     sed "s|^vs local: |$1: |"
 }
+if [ "${LEAN:-0}" = 1 ]; then  # the coordinator would hold every expert, besides the worker
+  echo "(LEAN=1: no --vs-local rows; they hold the model's experts twice)"
+  exit 0
+fi
 a=$(start "$tmp/vs_tcp" "$st" worker -m "$model" --listen 127.0.0.1:0 -t "$t" --cpus "$cpus")
 vs_local "coordinator + 1 worker (loopback TCP), both --cpus $cpus" "$a"
 stop_all

@@ -59,7 +59,7 @@ std::string Describe(const GgufFile& f) {
     os << "\n";
   }
   for (const GgufTensorInfo& t : f.tensors()) {
-    os << t.name << " " << static_cast<uint32_t>(t.type) << " " << t.n_bytes;
+    os << t.name << " " << static_cast<uint32_t>(t.type) << "/" << t.ggml_type << " " << t.n_bytes;
     for (uint64_t d : t.ne) os << " " << d;
     os << " " << std::string_view(reinterpret_cast<const char*>(f.TensorData(t)), t.n_bytes)
        << "\n";
@@ -88,7 +88,9 @@ void CheckTensors(const GgufFile& f) {
   for (const GgufTensorInfo& t : f.tensors()) {
     Require(f.FindTensor(t.name) == &t, "FindTensor returns the entry");
     Require(t.offset % f.alignment() == 0, "tensor offset aligned");
-    Require(t.n_bytes == *GgufTensorBytes(t.type, t.ne), "n_bytes matches shape");
+    // A storage-only tensor (Q6_K) is sized by its file type, not `type`.
+    const uint32_t file_type = t.storage != nullptr ? t.ggml_type : static_cast<uint32_t>(t.type);
+    Require(t.n_bytes == *GgufTensorBytes(file_type, t.ne), "n_bytes matches shape");
     Require(t.offset <= f.file_size() - f.data_offset() &&
                 t.n_bytes <= f.file_size() - f.data_offset() - t.offset,
             "tensor data within file");

@@ -19,7 +19,9 @@ SCALAR_FMT = {U8: "<B", I8: "<b", U16: "<H", I16: "<h", U32: "<I", I32: "<i",
               F32: "<f", BOOL: "<B", U64: "<Q", I64: "<q", F64: "<d"}
 # ggml type id -> (block elems, block bytes)
 F32_T, F16_T, Q4_0_T, Q8_0_T, BF16_T = 0, 1, 2, 8, 30
-BLOCK = {F32_T: (1, 4), F16_T: (1, 2), Q4_0_T: (32, 18), Q8_0_T: (32, 34), BF16_T: (1, 2)}
+Q6_K_T = 14  # storage-only: read and converted at load (kernels/ggml_storage.h)
+BLOCK = {F32_T: (1, 4), F16_T: (1, 2), Q4_0_T: (32, 18), Q8_0_T: (32, 34), BF16_T: (1, 2),
+         Q6_K_T: (256, 210)}
 
 
 def gstr(s):
@@ -103,6 +105,7 @@ def all_types_tensors(rng):
         tensor(rng, "blk.0.ffn_gate_exps.weight", [64, 2, 2], Q8_0_T),
         tensor(rng, "blk.0.ffn_down_exps.weight", [32, 1, 1, 3], Q4_0_T),
         tensor(rng, "odd.f16", [7], F16_T),
+        tensor(rng, "output.weight", [256, 2], Q6_K_T),
     ]
 
 
@@ -162,6 +165,7 @@ def main():
     files["bad_zero_dim.gguf"] = one_tensor([4, 0], F32_T)
     files["bad_dim_overflow.gguf"] = one_tensor([2**32, 2**32], F32_T)
     files["bad_block_multiple.gguf"] = one_tensor([33], Q8_0_T)
+    files["bad_q6_k_block.gguf"] = one_tensor([128], Q6_K_T)
     files["bad_misaligned.gguf"] = one_tensor([4], F32_T, offset=16)
     files["bad_past_end.gguf"] = one_tensor([64], F32_T, data_len=128)
     files["bad_offset_overflow.gguf"] = one_tensor([8], F32_T, offset=2**64 - 32)
