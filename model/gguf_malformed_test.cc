@@ -321,7 +321,14 @@ TEST(GgufCorpusTest, IndependentlyEncodedValidFiles) {
     ASSERT_EQ(nested.arrays.size(), 3u);
     EXPECT_EQ(nested.arrays[1].strings, std::vector<std::string>{"x"});
     EXPECT_EQ(nested.arrays[2].arrays[0].floats, std::vector<double>{1.0});
-    ASSERT_EQ(g.tensors().size(), 6u);
+    ASSERT_EQ(g.tensors().size(), 7u);
+    // A storage-only type (kernels/ggml_storage.h): sized by its own blocks.
+    const GgufTensorInfo* q6 = g.FindTensor("output.weight");
+    ASSERT_NE(q6, nullptr);
+    EXPECT_NE(q6->storage, nullptr);
+    EXPECT_EQ(q6->type_name(), "Q6_K");
+    EXPECT_EQ(q6->ggml_type, 14u);
+    EXPECT_EQ(q6->n_bytes, 2u * 210);
     const GgufTensorInfo* down = g.FindTensor("blk.0.ffn_down_exps.weight");
     ASSERT_NE(down, nullptr);
     EXPECT_EQ(down->type, DType::kQ4_0);
@@ -353,6 +360,7 @@ TEST(GgufCorpusTest, BrokenFilesFailForTheirStatedReason) {
       {"bad_zero_dim", "ne[1] = 0"},
       {"bad_dim_overflow", "overflows"},
       {"bad_block_multiple", "block size 32"},
+      {"bad_q6_k_block", "not a multiple of the Q6_K block size 256"},
       {"bad_misaligned", "not a multiple of the alignment"},
       {"bad_past_end", "past the end"},
       {"bad_offset_overflow", "past the end"},
