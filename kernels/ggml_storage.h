@@ -16,7 +16,7 @@ namespace st {
 struct StorageFormat {
   uint32_t ggml_type;  // ggml's type id
   const char* name;    // ggml's name ("Q6_K")
-  size_t block_elems;  // elements per block
+  size_t block_elems;  // elements per block, a multiple of 32 (whole Q8_0 blocks)
   size_t block_bytes;  // bytes per block
   // dst[0, n) = the n elements at src; n % block_elems == 0.
   void (*dequantize)(const uint8_t* src, float* dst, size_t n);

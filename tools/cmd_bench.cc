@@ -21,6 +21,7 @@
 #include "model/traffic.h"
 #include "nlohmann/json.hpp"
 #include "storage/pack_verify.h"
+#include "tools/bench_stats.h"
 #include "tools/commands.h"
 #include "tools/sampling_flags.h"
 #include "tools/offload_flags.h"
@@ -208,13 +209,6 @@ VsLocal RunGenerateVsLocal(Model& model, int n, int reps, RemoteExpertExecutor& 
   }
   model.forward().set_experts(&remote);
   return v;
-}
-
-double Median(std::vector<double> v) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  const size_t h = v.size() / 2;
-  return v.size() % 2 == 1 ? v[h] : (v[h - 1] + v[h]) / 2;
 }
 
 std::string ZoneBreakdown(const TestResult& r) {
@@ -433,7 +427,7 @@ void RegisterBench(CLI::App& app) {
       RunGenerate(m, 8, 1, local_ev);
       m.forward().set_experts(remote);
     }
-    std::vector<TestResult> results, local_results;
+    std::vector<TestResult> results;
     std::vector<VsLocal> vs;
     for (int n : f->prompt) {
       if (n > 0) results.push_back(RunPrompt(m, n, f->reps, ev));
@@ -447,21 +441,15 @@ void RegisterBench(CLI::App& app) {
         results.push_back(RunGenerate(m, n, f->reps, ev));
       }
     }
-    for (const VsLocal& v : vs) local_results.push_back(v.local);
-    for (const TestResult& r : local_results) {
+    auto check_reps = [&](const TestResult& r, const char* which) {  // errors were printed
       if (static_cast<int>(r.tps.size()) < f->reps) {
-        std::fprintf(stderr, "error: %d of %d local repetitions of %s failed\n",
-                     f->reps - static_cast<int>(r.tps.size()), f->reps, r.name.c_str());
+        std::fprintf(stderr, "error: %d of %d %srepetitions of %s failed\n",
+                     f->reps - static_cast<int>(r.tps.size()), f->reps, which, r.name.c_str());
         ExitCode() = 1;
       }
-    }
-    for (const TestResult& r : results) {  // errors were printed as they happened
-      if (static_cast<int>(r.tps.size()) < f->reps) {
-        std::fprintf(stderr, "error: %d of %d repetitions of %s failed\n",
-                     f->reps - static_cast<int>(r.tps.size()), f->reps, r.name.c_str());
-        ExitCode() = 1;
-      }
-    }
+    };
+    for (const TestResult& r : results) check_reps(r, "");
+    for (const VsLocal& v : vs) check_reps(v.local, "local ");
     const uint64_t peak_rss = ReadProcessMemory().peak_rss_bytes;
     // Once more after the tests (the peak RSS is taken): on a shared host a
     // neighbour can halve one measurement (22.5 against 43-47 GB/s minutes
@@ -535,7 +523,8 @@ void RegisterBench(CLI::App& app) {
           cached ? FormatBytes(static_cast<uint64_t>(r.experts["bytes_read_per_token"].get<double>())).c_str() : "",
           cached ? absl::StrFormat("%.2f ms", r.experts["io_stall_ms_per_token"].get<double>()).c_str() : "");
     }
-    for (const TestResult& r : local_results) {
+    for (const VsLocal& v : vs) {
+      const TestResult& r = v.local;
       const Stats s = MeanSd(r.tps);
       const auto [mem, io, limit] = limits(r);
       std::printf("| %s | %s | gguf (in RAM), alone | %d | %s | %.2f ± %.2f | %.1f | %.0f%% |  |  |  |\n",

@@ -17,6 +17,7 @@
 #include "model/model.h"
 #include "model/step_traffic.h"
 #include "nlohmann/json.hpp"
+#include "tools/bench_stats.h"
 #include "tools/commands.h"
 #include "tools/offload_flags.h"
 #include "tools/sampling_flags.h"
@@ -80,13 +81,6 @@ std::vector<Interleaved> InterleavedRatios(const std::vector<Level>& levels) {
     it->aggregate.push_back(NeighbourRatio(levels, i, &Level::agg_decode_tps));
   }
   return out;
-}
-
-double Median(std::vector<double> v) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  const size_t n = v.size();
-  return n % 2 == 1 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
 }  // namespace

@@ -1,7 +1,5 @@
 // The `smallthinker` command as a user runs it: real processes, real files.
-#include <sys/wait.h>
 
-#include <array>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -22,16 +20,8 @@ struct CliRun {
 };
 
 CliRun Cli(const std::string& args) {
-  const std::string cmd = absl::StrCat("'", ST_CLI, "' ", args, " 2>/dev/null");
-  CliRun r{-1, ""};
-  FILE* p = popen(cmd.c_str(), "r");
-  if (p == nullptr) return r;
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
-  const int status = pclose(p);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
+  const testing::ShellRun r = testing::RunShell(absl::StrCat("'", ST_CLI, "' ", args, " 2>/dev/null"));
+  return CliRun{r.exit_code, r.out};
 }
 
 class CliTest : public ::testing::Test {
@@ -282,14 +272,10 @@ TEST_F(CliTest, BudgetWithoutPackOrTooSmallIsRefused) {
   CliRun no_pack = Cli(absl::StrCat("run -m '", model_, "' -p x --memory-budget 1GiB"));
   EXPECT_EQ(no_pack.exit_code, 1);
   ASSERT_EQ(Cli(absl::StrCat("convert '", model_, "'")).exit_code, 0);
-  const std::string cmd = absl::StrCat("'", ST_CLI, "' run -m '", model_, "' -p x --memory-budget 2MiB 2>&1");
-  FILE* p = popen(cmd.c_str(), "r");
-  ASSERT_NE(p, nullptr);
-  std::string all;
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) all.append(buf.data(), n);
-  EXPECT_NE(pclose(p), 0);
+  const testing::ShellRun run = testing::RunShell(
+      absl::StrCat("'", ST_CLI, "' run -m '", model_, "' -p x --memory-budget 2MiB 2>&1"));
+  const std::string& all = run.out;
+  EXPECT_NE(run.exit_code, 0);
   for (const char* part : {"RESOURCE_EXHAUSTED", "memory budget", "dense weights", "KV cache"}) {
     EXPECT_NE(all.find(part), std::string::npos) << part << " missing in: " << all;
   }

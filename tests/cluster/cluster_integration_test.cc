@@ -335,25 +335,15 @@ TEST_F(ClusterTest, WorkerOverUnixSocket) {
 TEST_F(ClusterTest, BenchVsLocalTimesClusterAndAloneInTurns) {
   auto w = StartWorker();
   ASSERT_TRUE(w);
-  auto cli = [&](const std::string& args, int* exit_code) {
-    const std::string cmd =
-        absl::StrCat("'", ST_CLI, "' bench -m '", model_path_, "' -p 0 -n 6 -r 3 -t 1 -o json "
-                     "--bandwidth-size 16MiB ", args, " 2>/dev/null");
-    std::string out;
-    FILE* p = popen(cmd.c_str(), "r");
-    if (p == nullptr) return out;
-    char buf[4096];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof(buf), p)) > 0) out.append(buf, n);
-    const int status = pclose(p);
-    *exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    return out;
+  auto bench = [&](const std::string& args) {
+    return testing::RunShell(absl::StrCat("'", ST_CLI, "' bench -m '", model_path_,
+                                          "' -p 0 -n 6 -r 3 -t 1 -o json --bandwidth-size 16MiB ",
+                                          args, " 2>/dev/null"));
   };
-  int code = -1;
-  const std::string out = cli(absl::StrCat("--workers ", w->address(), " --vs-local"), &code);
-  ASSERT_EQ(code, 0) << out;
-  const nlohmann::json j = nlohmann::json::parse(out);
-  ASSERT_EQ(j["vs_local"].size(), 1u) << out;
+  const testing::ShellRun run = bench(absl::StrCat("--workers ", w->address(), " --vs-local"));
+  ASSERT_EQ(run.exit_code, 0) << run.out;
+  const nlohmann::json j = nlohmann::json::parse(run.out);
+  ASSERT_EQ(j["vs_local"].size(), 1u) << run.out;
   const nlohmann::json& v = j["vs_local"][0];
   EXPECT_EQ(v["test"], "tg6");
   ASSERT_EQ(v["cluster_ts"].size(), 3u);
@@ -370,8 +360,7 @@ TEST_F(ClusterTest, BenchVsLocalTimesClusterAndAloneInTurns) {
   EXPECT_GE(j["cluster"]["remote_items"].get<uint64_t>(), 3u * 6u);
   EXPECT_EQ(j["cluster"]["failovers"].get<uint64_t>(), 0u);
 
-  cli("--vs-local", &code);
-  EXPECT_NE(code, 0) << "--vs-local without workers";
+  EXPECT_NE(bench("--vs-local").exit_code, 0) << "--vs-local without workers";
 }
 
 // A second worker on an address a live one listens on is refused: gRPC's

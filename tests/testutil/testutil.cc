@@ -1,6 +1,9 @@
 #include "tests/testutil/testutil.h"
 
+#include <sys/wait.h>
 #include <unistd.h>
+
+#include <cstdio>
 
 #include <cstdlib>
 #include <filesystem>
@@ -112,6 +115,17 @@ std::string SourceDir() {
 #else
   return ".";
 #endif
+}
+
+ShellRun RunShell(const std::string& command) {
+  ShellRun r;
+  FILE* p = popen(command.c_str(), "r");
+  if (p == nullptr) return r;
+  char buf[4096];
+  for (size_t n; (n = fread(buf, 1, sizeof(buf), p)) > 0;) r.out.append(buf, n);
+  const int status = pclose(p);
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
 }
 
 }  // namespace st::testing

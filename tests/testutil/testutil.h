@@ -60,4 +60,12 @@ std::string QwenTokenizerJson();
 // The source tree this test binary was built from (ST_SOURCE_DIR).
 std::string SourceDir();
 
+// Runs `command` with /bin/sh; its standard output and exit code (-1 when it
+// did not exit normally or could not be started).
+struct ShellRun {
+  int exit_code = -1;
+  std::string out;
+};
+ShellRun RunShell(const std::string& command);
+
 }  // namespace st::testing
