@@ -484,7 +484,7 @@ TEST_F(ClusterTest, TeardownDoesNotWaitForAStoppedWorkersCall) {
   c.set_readmit_backoff_min_ms(10);
   auto remote = AttachWorkers(*m, c);
   ASSERT_TRUE(remote.ok()) << remote.status();
-  ASSERT_EQ(::kill(w->pid(), SIGSTOP), 0);  // it answers nothing now
+  w->Pause();                             // it answers nothing now
   Greedy(*m, kPrompt, 2);                   // a step times out: the worker is down
   EXPECT_EQ((*remote)->stats().workers_up, 0) << (*remote)->Summary();
   std::this_thread::sleep_for(std::chrono::milliseconds(300));  // a re-admission is waiting

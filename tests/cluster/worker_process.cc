@@ -87,6 +87,17 @@ void WorkerProcess::Kill() {
   pid_ = -1;
 }
 
+void WorkerProcess::Pause() {
+  if (pid_ <= 0) return;
+  kill(pid_, SIGSTOP);
+  int status = 0;
+  while (waitpid(pid_, &status, WUNTRACED) == pid_) {
+    if (WIFSTOPPED(status)) return;
+    if (WIFEXITED(status) || WIFSIGNALED(status)) break;  // gone (and reaped)
+  }
+  pid_ = -1;
+}
+
 absl::StatusOr<int> WorkerProcess::Stop(absl::Duration timeout) {
   if (pid_ <= 0) return absl::FailedPreconditionError("not running");
   kill(pid_, SIGTERM);

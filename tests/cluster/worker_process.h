@@ -29,6 +29,9 @@ class WorkerProcess {
   pid_t pid() const { return pid_; }
   // kill -9 and reap.
   void Kill();
+  // SIGSTOP, returning once the process is stopped (SIGSTOP is delivered
+  // asynchronously: a worker signalled a moment ago may still answer).
+  void Pause();
   // SIGTERM, then waits up to `timeout` for the exit: its wait status, or
   // DEADLINE_EXCEEDED (the process is then left to Kill).
   absl::StatusOr<int> Stop(absl::Duration timeout);
