@@ -4,6 +4,7 @@
 
 #include "glog/logging.h"
 #include "kernels/attention.h"
+#include "kernels/exp_f32.h"
 #include "kernels/fp16.h"
 
 namespace st::scalar {
@@ -45,7 +46,7 @@ void Attend(const AttentionShape& shape, const float* q, const KvRingView& kv, i
     }
     float sum = 0.0f;
     for (int64_t i = 0; i < n_keys; ++i) {
-      scratch[i] = std::exp(scratch[i] - max);
+      scratch[i] = ExpF(scratch[i] - max);
       sum += scratch[i];
     }
     const float inv_sum = 1.0f / sum;

@@ -3,8 +3,15 @@
 // and V chunk is loaded (and widened to float) once per block:
 //  1. scores: q_h . k_p in float lanes (one MulAdd accumulator per head and
 //     key, keys in pairs so each head has two independent chains), a scalar
-//     tail for head_dim % lanes, times 1/sqrt(head_dim) -> scratch;
-//  2. softmax: max subtraction and std::exp per score (scalar, as the twin);
+//     tail for head_dim % lanes, times 1/sqrt(head_dim) -> scratch
+//     (session 19, not kept: storing 16 keys' accumulators and summing
+//     their lanes together by two-source permutes, bit-identical, was
+//     slower: 1024 keys 368-402 -> 424-454 us);
+//  2. softmax: max subtraction and e^x per score by ExpF (exp_f32.h, glibc's
+//     expf bit for bit), 16 scores at a time on AVX-512 (session 19: F16,
+//     32 heads over 4 kv heads, 128 / 1024 / 4096 keys 44-48 -> 34-38,
+//     364-409 -> 289-325, 1505-1848 -> 1199-1526 us, two alternations of
+//     kernels_attention_benchmark; bit-identical outputs);
 //  3. out_h = sum_p p_hp v_p as MulAdd(Set(p_hp), v_p, acc) over
 //     increasing p, in tiles of up to 4 vectors of head dims with the
 //     block's accumulators in registers, so the order of summation (per
@@ -29,6 +36,7 @@
 
 #include "glog/logging.h"
 #include "kernels/attention.h"
+#include "kernels/exp_f32.h"
 #include "kernels/fp16.h"
 
 HWY_BEFORE_NAMESPACE();
@@ -204,12 +212,60 @@ void Values(const float* p, size_t hd, const Run<typename E::T>* runs, int n_run
   }
 }
 
+#if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
+// ExpF (kernels/exp_f32.h) of 8 floats in double lanes, with ExpF's
+// constants and its order of fused operations, so bit-identical to it; the
+// table lookup is two 16-entry permutes and a blend.
+inline __m256 Exp8(__m256 x) {
+  using namespace expf_data;
+  auto d = [](uint64_t bits) { return _mm512_set1_pd(AsDouble(bits)); };
+  auto table = [](int from) { return _mm512_loadu_si512(kTable + from); };
+  const __m512d xd = _mm512_cvtps_pd(x);
+  const __m512d shifted = _mm512_fmadd_pd(xd, d(kInvLn2N), d(kShift));
+  const __m512i ki = _mm512_castpd_si512(shifted);
+  const __m512d kd = _mm512_sub_pd(shifted, d(kShift));
+  const __m512d r = _mm512_fmsub_pd(d(kInvLn2N), xd, kd);
+  const __m512i t_lo = _mm512_permutex2var_epi64(table(0), ki, table(8));    // ki % 16
+  const __m512i t_hi = _mm512_permutex2var_epi64(table(16), ki, table(24));  // 16 + ki % 16
+  const __mmask8 upper = _mm512_test_epi64_mask(ki, _mm512_set1_epi64(16));
+  const __m512i t = _mm512_add_epi64(_mm512_mask_blend_epi64(upper, t_lo, t_hi),
+                                     _mm512_slli_epi64(ki, 47));
+  const __m512d z = _mm512_fmadd_pd(r, d(kC0), d(kC1));
+  const __m512d r2 = _mm512_mul_pd(r, r);
+  __m512d y = _mm512_fmadd_pd(r, d(kC2), _mm512_set1_pd(1.0));
+  y = _mm512_fmadd_pd(z, r2, y);
+  return _mm512_cvtpd_ps(_mm512_mul_pd(y, _mm512_castsi512_pd(t)));
+}
+
+// e[i] = ExpF(s[i] - max) for 16 lanes (e may be s); lanes ExpF hands to std::exp
+// (|s - max| >= 88, e.g. a key far below the best one) are redone one by one.
+inline void Exp16(const float* s, float max, float* e) {
+  const __m512 x = _mm512_sub_ps(_mm512_loadu_ps(s), _mm512_set1_ps(max));
+  const __m512i bits = _mm512_and_si512(_mm512_castps_si512(x), _mm512_set1_epi32(0x7fffffff));
+  const __mmask16 far = _mm512_cmpge_epu32_mask(bits, _mm512_set1_epi32(0x42b00000));
+  alignas(64) float xs[16];  // s - max, kept: e may be s itself
+  if (far != 0) _mm512_store_ps(xs, x);
+  const __m256 lo = Exp8(_mm512_castps512_ps256(x));
+  const __m256 hi = Exp8(_mm512_extractf32x8_ps(x, 1));
+  _mm512_storeu_ps(e, _mm512_insertf32x8(_mm512_castps256_ps512(lo), hi, 1));
+  for (unsigned m = far; m != 0; m &= m - 1) {
+    const int i = __builtin_ctz(m);
+    e[i] = ExpF(xs[i]);
+  }
+}
+constexpr int64_t kExpLanes = 16;
+#else
+constexpr int64_t kExpLanes = 0;  // scalar ExpF only
+inline void Exp16(const float*, float, float*) {}
+#endif
+
 // s[0..n) = softmax(s[0..n)) in place, with the scalar twin's numbers: the
-// max (lane-wise: exact in any order), std::exp of s - max summed in
-// increasing order, then each times 1 / sum (lane-wise: exact per element).
-// (Highway's Exp with a lane-wise sum was faster but moved results by an
-// ulp, enough to flip a near-tie expert choice of a tiny golden model past
-// that test's statistical bounds.)
+// max (lane-wise: exact in any order), ExpF of s - max (16 lanes at a time
+// on AVX-512, bit-identical to ExpF), summed in increasing order, then each
+// times 1 / sum (lane-wise: exact per element). (Highway's Exp with a
+// lane-wise sum was faster still but moved results by an ulp, enough to
+// flip a near-tie expert choice of a tiny golden model past that test's
+// statistical bounds.)
 void Softmax(float* s, int64_t n) {
   const DF df;
   const int64_t N = static_cast<int64_t>(hn::Lanes(df));
@@ -219,8 +275,15 @@ void Softmax(float* s, int64_t n) {
   float max = hn::GetLane(hn::MaxOfLanes(df, vmax));
   for (int64_t t = i; t < n; ++t) max = std::max(max, s[t]);
   float sum = 0.0f;
-  for (i = 0; i < n; ++i) {
-    s[i] = std::exp(s[i] - max);
+  i = 0;
+  if constexpr (kExpLanes > 0) {
+    for (; i + kExpLanes <= n; i += kExpLanes) {
+      Exp16(s + i, max, s + i);
+      for (int64_t k = i; k < i + kExpLanes; ++k) sum += s[k];
+    }
+  }
+  for (; i < n; ++i) {
+    s[i] = ExpF(s[i] - max);
     sum += s[i];
   }
   const float inv_sum = 1.0f / sum;

@@ -195,5 +195,38 @@ TEST(AttentionTest, ColumnsSelectsKvHead) {
   }
 }
 
+// The softmax's e^x (ExpF, kernels/exp_f32.h) is bit-identical between the
+// kernel (16 lanes at a time on AVX-512) and the twin, including the keys so
+// far below the best one (|s - max| >= 88) that ExpF hands them to std::exp.
+// Scores here are exact in any summation order (small integers), and V is
+// one-hot (key i is 1 in dimension i only), so out[i] = p_i: the twin's and
+// the kernel's probabilities must be equal, not merely close.
+TEST(AttentionTest, SoftmaxProbabilitiesEqualTheTwinsExactly) {
+  constexpr int kHd = 48;
+  for (int n_keys : {5, 16, 32, 37, 48}) {
+    SCOPED_TRACE(n_keys);
+    const AttentionShape shape{1, 1, kHd};
+    std::vector<float> k(static_cast<size_t>(n_keys) * kHd), v(k.size(), 0.0f), q(kHd);
+    for (int d = 0; d < kHd; ++d) q[d] = static_cast<float>(3 * (d % 7 - 3));
+    for (int i = 0; i < n_keys; ++i) {
+      // Scores spread so that, from 16 keys on, some lie within 88 of the
+      // maximum, some 88-104 below it (ExpF's std::exp range, denormal
+      // results) and some further (e^x underflows to 0).
+      for (int d = 0; d < kHd; ++d) k[i * kHd + d] = static_cast<float>(((i * 37 + d * 11) % 61) - 30);
+      v[i * kHd + i % kHd] = 1.0f;
+    }
+    const KvRingView view{k.data(), v.data(), kHd, n_keys, DType::kF32};
+    std::vector<float> ref(kHd), out(kHd), scratch(n_keys);
+    scalar::AttendRing(shape, q.data(), view, 0, n_keys - 1, ref.data(), scratch.data());
+    int zero = 0;  // keys whose e^x underflows to 0 (the test reaches that range)
+    for (int i = 0; i < std::min(n_keys, kHd); ++i) zero += ref[i] == 0.0f;
+    if (n_keys >= 16) EXPECT_GT(zero, 0);
+    ForEachTarget([&] {
+      AttendRing(shape, q.data(), view, 0, n_keys - 1, out.data(), scratch.data());
+      for (int d = 0; d < kHd; ++d) ASSERT_EQ(out[d], ref[d]) << "dimension " << d;
+    });
+  }
+}
+
 }  // namespace
 }  // namespace st
