@@ -67,8 +67,9 @@ std::vector<int32_t> RandomTokens(int n, int vocab, uint32_t seed) {
 }
 
 struct TestResult {
-  std::string name;  // "pp128", "tg128"
+  std::string name;  // "pp128", "tg128", "tg128 @ d4096" (at a context depth)
   int n_tokens = 0;
+  int depth = 0;            // tokens already in the context (-d)
   std::vector<double> tps;  // per repetition
   ForwardZones zones;       // summed over repetitions
   double sample_seconds = 0;
@@ -76,7 +77,12 @@ struct TestResult {
   nlohmann::json experts;   // cache / sparsity / RSS figures over the repetitions
   double active_fraction = 1.0;  // neurons active in ReGLU (1 = not measured)
   double read_fraction = 1.0;    // up/down rows the expert path read (1 = every row)
+  double kv_bytes_per_token = 0;  // tgN: K and V bytes attention read per decode step
 };
+
+std::string TestName(const char* kind, int n, int depth) {
+  return depth > 0 ? absl::StrCat(kind, n, " @ d", depth) : absl::StrCat(kind, n);
+}
 
 // Where the expert executor's statistics live: the offload's cache executor
 // or the GGUF-backed local one.
@@ -103,18 +109,69 @@ struct ExpertStatsView {
   }
 };
 
+// At a context depth every repetition first fills its context (untimed), so
+// the figures are taken per repetition, after that fill, and averaged here
+// (each repetition times the same number of tokens).
+class PerRepetitionStats {
+ public:
+  explicit PerRepetitionStats(ExpertStatsView& ev) : ev_(ev) {}
+  void Begin() { ev_.Reset(); }
+  void End(uint64_t tokens) {
+    TestResult one;
+    ev_.Report(one, tokens);
+    reports_.push_back(std::move(one));
+  }
+  void Report(TestResult& r) const {
+    if (reports_.empty()) return;
+    const double n = static_cast<double>(reports_.size());
+    r.experts = reports_[0].experts;
+    for (auto& [key, value] : r.experts.items()) {
+      if (!value.is_number()) continue;
+      double sum = 0;
+      for (const TestResult& one : reports_) sum += one.experts.value(key, 0.0);
+      value = sum / n;
+    }
+    r.active_fraction = r.experts["active_neuron_fraction"].get<double>();
+    r.read_fraction = r.experts["up_down_rows_read_fraction"].get<double>();
+  }
+
+ private:
+  ExpertStatsView& ev_;
+  std::vector<TestResult> reports_;
+};
+
+// A session of `context` positions whose first `depth` already hold a
+// prompt (random tokens, seed per repetition), filled untimed.
+absl::StatusOr<std::unique_ptr<Session>> SessionAtDepth(Model& model, int depth, int64_t context,
+                                                        uint32_t seed) {
+  auto s = std::make_unique<Session>(model, context);
+  if (depth > 0) {
+    auto logits = s->Evaluate(RandomTokens(depth, model.config().vocab_size, seed), false);
+    if (!logits.ok()) return logits.status();
+  }
+  return s;
+}
+
 // Prompt processing: one batched forward over n tokens in a fresh session.
-TestResult RunPrompt(Model& model, int n, int reps, ExpertStatsView& ev) {
-  TestResult r{absl::StrCat("pp", n), n};
-  ev.Reset();
+// At depth d the session already holds d tokens (filled untimed first).
+TestResult RunPrompt(Model& model, int n, int depth, int reps, ExpertStatsView& ev) {
+  TestResult r{TestName("pp", n, depth), n, depth};
+  PerRepetitionStats per_rep(ev);
+  if (depth == 0) ev.Reset();
   for (int i = 0; i < reps; ++i) {
-    Session s(model, n + 1);
+    auto s = SessionAtDepth(model, depth, depth + n + 1, 29 + i);
+    if (!s.ok()) {
+      std::fprintf(stderr, "%s: %s\n", r.name.c_str(), s.status().ToString().c_str());
+      continue;
+    }
+    if (depth > 0) per_rep.Begin();
     model.forward().ResetStats();
     const double t0 = Now();
-    auto logits = s.Evaluate(RandomTokens(n, model.config().vocab_size, 17 + i), false);
+    auto logits = (*s)->Evaluate(RandomTokens(n, model.config().vocab_size, 17 + i), false);
     const double dt = Now() - t0;
+    if (depth > 0) per_rep.End(n);
     if (!logits.ok()) {
-      std::fprintf(stderr, "pp%d: %s\n", n, logits.status().ToString().c_str());
+      std::fprintf(stderr, "%s: %s\n", r.name.c_str(), logits.status().ToString().c_str());
       continue;
     }
     r.tps.push_back(n / dt);
@@ -123,24 +180,36 @@ TestResult RunPrompt(Model& model, int n, int reps, ExpertStatsView& ev) {
     r.zones.route += z.route, r.zones.attention += z.attention, r.zones.experts += z.experts,
         r.zones.lm_head += z.lm_head;
   }
-  ev.Report(r, static_cast<uint64_t>(n) * reps);
+  if (depth > 0) {
+    per_rep.Report(r);
+  } else {
+    ev.Report(r, static_cast<uint64_t>(n) * reps);
+  }
   return r;
 }
 
 // Text generation: n single-token steps (greedy argmax as the sampler).
-TestResult RunGenerate(Model& model, int n, int reps, ExpertStatsView& ev) {
-  TestResult r{absl::StrCat("tg", n), n};
-  uint64_t tokens = 0;
+// At depth d the one-token prompt follows d tokens (filled untimed first).
+TestResult RunGenerate(Model& model, int n, int depth, int reps, ExpertStatsView& ev) {
+  TestResult r{TestName("tg", n, depth), n, depth};
+  uint64_t tokens = 0, kv_bytes = 0, steps = 0;
   bool first = true;
+  PerRepetitionStats per_rep(ev);
   for (int i = 0; i < reps; ++i) {
-    Session s(model, n + 2);
-    auto logits = s.Evaluate({static_cast<int32_t>((1000 + i) % model.config().vocab_size)}, false);
+    auto s = SessionAtDepth(model, depth, depth + n + 2, 31 + i);
+    absl::StatusOr<std::vector<float>> logits =
+        s.ok() ? (*s)->Evaluate({static_cast<int32_t>((1000 + i) % model.config().vocab_size)}, false)
+               : s.status();
     if (!logits.ok()) {
-      std::fprintf(stderr, "tg%d: %s\n", n, logits.status().ToString().c_str());
+      std::fprintf(stderr, "%s: %s\n", r.name.c_str(), logits.status().ToString().c_str());
       continue;
     }
     model.forward().ResetStats();
-    if (first) ev.Reset();  // decode steps only (and later reps' 1-token prompts)
+    if (depth > 0) {
+      per_rep.Begin();
+    } else if (first) {
+      ev.Reset();  // decode steps only (and later reps' 1-token prompts)
+    }
     first = false;
     tokens += n;
     double sample = 0;
@@ -149,13 +218,17 @@ TestResult RunGenerate(Model& model, int n, int reps, ExpertStatsView& ev) {
       const double ts = Now();
       const int32_t next = static_cast<int32_t>(Argmax(logits->data(), logits->size()));
       sample += Now() - ts;
-      logits = s.Evaluate({next}, false);
+      logits = (*s)->Evaluate({next}, false);
     }
     const double dt = Now() - t0;
+    if (depth > 0) per_rep.End(n);
     if (!logits.ok()) {
-      std::fprintf(stderr, "tg%d: %s\n", n, logits.status().ToString().c_str());
+      std::fprintf(stderr, "%s: %s\n", r.name.c_str(), logits.status().ToString().c_str());
       continue;
     }
+    const DecodeStepCounters c = model.forward().decode_steps(1);
+    kv_bytes += c.kv_bytes;
+    steps += c.steps;
     r.tps.push_back(n / dt);
     r.wall_seconds += dt;
     r.sample_seconds += sample;
@@ -163,7 +236,12 @@ TestResult RunGenerate(Model& model, int n, int reps, ExpertStatsView& ev) {
     r.zones.route += z.route, r.zones.attention += z.attention, r.zones.experts += z.experts,
         r.zones.lm_head += z.lm_head;
   }
-  ev.Report(r, tokens);
+  if (depth > 0) {
+    per_rep.Report(r);
+  } else {
+    ev.Report(r, tokens);
+  }
+  r.kv_bytes_per_token = steps > 0 ? static_cast<double>(kv_bytes) / steps : 0;
   return r;
 }
 
@@ -177,6 +255,7 @@ void Append(TestResult& into, const TestResult& from) {
   into.experts = from.experts;
   into.active_fraction = from.active_fraction;
   into.read_fraction = from.read_fraction;
+  into.kv_bytes_per_token = from.kv_bytes_per_token;
 }
 
 // `--vs-local`: tgN on the cluster and on this process alone, repetition by
@@ -189,15 +268,16 @@ struct VsLocal {
   TestResult cluster, local;
   std::vector<double> ratios;
 };
-VsLocal RunGenerateVsLocal(Model& model, int n, int reps, RemoteExpertExecutor& remote,
+VsLocal RunGenerateVsLocal(Model& model, int n, int depth, int reps, RemoteExpertExecutor& remote,
                            ExpertStatsView& cluster_ev, ExpertStatsView& local_ev) {
   VsLocal v;
-  v.cluster.name = v.local.name = absl::StrCat("tg", n);
+  v.cluster.name = v.local.name = TestName("tg", n, depth);
   v.cluster.n_tokens = v.local.n_tokens = n;
+  v.cluster.depth = v.local.depth = depth;
   auto one = [&](bool local) {
     model.forward().set_experts(local ? remote.kept() : &remote);
     remote.ResetStepClock();
-    const TestResult r = RunGenerate(model, n, 1, local ? local_ev : cluster_ev);
+    const TestResult r = RunGenerate(model, n, depth, 1, local ? local_ev : cluster_ev);
     Append(local ? v.local : v.cluster, r);
     return r.tps.empty() ? 0.0 : r.tps[0];
   };
@@ -249,6 +329,7 @@ void RegisterBench(CLI::App& app) {
     std::string model, output = "md";
     std::vector<int> prompt = {128, 512};
     std::vector<int> gen = {128};
+    std::vector<int> depth = {0};
     int threads = 0, reps = 3, batch = 512;
     std::string cpus;
     std::string bandwidth_size = "1GiB";
@@ -280,6 +361,14 @@ void RegisterBench(CLI::App& app) {
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
   cmd->add_option("-n,--n-gen", f->gen, "Generation lengths, repeatable or comma-separated (0 to skip)")
+      ->delimiter(',')
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  cmd->add_option("-d,--n-depth", f->depth,
+                  "Context depths, repeatable or comma-separated: each test runs after this\n"
+                  "many tokens already in the KV cache (filled untimed), as llama-bench's -d;\n"
+                  "named e.g. tg128 @ d4096. Decode then reads that many K/V rows per layer,\n"
+                  "which the memory roofline counts")
       ->delimiter(',')
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
@@ -353,17 +442,21 @@ void RegisterBench(CLI::App& app) {
     if (!model.ok()) return fail(model.status());
     Model& m = **model;
     const ModelConfig& c = m.config();
-    // ppN needs N positions, tgN N + 1 (its one-token prompt, then N steps).
+    // ppN needs N positions, tgN N + 1 (its one-token prompt, then N
+    // steps), both after the deepest -d.
+    const int max_depth = *std::max_element(f->depth.begin(), f->depth.end());
     for (int n : f->prompt) {
-      if (static_cast<int64_t>(n) > c.context_length) {
+      if (n > 0 && static_cast<int64_t>(max_depth) + n > c.context_length) {
         return fail(absl::InvalidArgumentError(absl::StrCat(
-            "-p ", n, " does not fit the model's context of ", c.context_length, " tokens")));
+            "-p ", n, max_depth > 0 ? absl::StrCat(" at -d ", max_depth) : "",
+            " does not fit the model's context of ", c.context_length, " tokens")));
       }
     }
     for (int n : f->gen) {
-      if (static_cast<int64_t>(n) + 1 > c.context_length) {
+      if (n > 0 && static_cast<int64_t>(max_depth) + n + 1 > c.context_length) {
         return fail(absl::InvalidArgumentError(absl::StrCat(
-            "-n ", n, " does not fit the model's context of ", c.context_length, " tokens")));
+            "-n ", n, max_depth > 0 ? absl::StrCat(" at -d ", max_depth) : "",
+            " does not fit the model's context of ", c.context_length, " tokens")));
       }
     }
     const int threads = m.pool().num_threads();
@@ -374,7 +467,7 @@ void RegisterBench(CLI::App& app) {
     int64_t longest = 1;
     for (int n : f->prompt) longest = std::max<int64_t>(longest, n);
     for (int n : f->gen) longest = std::max<int64_t>(longest, n);
-    auto offload = ApplyOffloadOrWorkers(m, f->offload, f->cluster, longest + 2);
+    auto offload = ApplyOffloadOrWorkers(m, f->offload, f->cluster, max_depth + longest + 2);
     if (!offload.ok()) return fail(offload.status());
     double ssd_gbps = 0;
     const int pack_in_flight = std::min(kPackSampleInFlight, f->offload.queue_depth);
@@ -406,14 +499,14 @@ void RegisterBench(CLI::App& app) {
       return traffic.total() - traffic.experts + traffic.experts * (1.0 + 2.0 * a) / 3.0;
     };
     auto limits = [&](const TestResult& r) {
-      const double mem = bw.median_gbps * 1e9 / touched(r.read_fraction);
+      const double mem = bw.median_gbps * 1e9 / (touched(r.read_fraction) + r.kv_bytes_per_token);
       const double missed = r.experts.value("bytes_read_per_token", 0.0);
       const double io = missed > 0 && ssd_gbps > 0 ? ssd_gbps * 1e9 / missed : 0.0;
       return std::tuple{mem, io, io > 0 ? std::min(mem, io) : mem};
     };
 
     std::fprintf(stderr, "warm-up...\n");
-    RunGenerate(m, 8, 1, ev);  // touches every dense page; experts as routed
+    RunGenerate(m, 8, 0, 1, ev);  // touches every dense page; experts as routed
     auto* remote = dynamic_cast<RemoteExpertExecutor*>(&m.experts());
     ExpertStatsView local_ev;
     if (f->vs_local) {
@@ -424,21 +517,25 @@ void RegisterBench(CLI::App& app) {
       // (mapped_repack.h): in this warm-up, so no repetition pays for it.
       local_ev.local = dynamic_cast<LocalExpertExecutor*>(remote->kept());
       m.forward().set_experts(remote->kept());
-      RunGenerate(m, 8, 1, local_ev);
+      RunGenerate(m, 8, 0, 1, local_ev);
       m.forward().set_experts(remote);
     }
     std::vector<TestResult> results;
     std::vector<VsLocal> vs;
-    for (int n : f->prompt) {
-      if (n > 0) results.push_back(RunPrompt(m, n, f->reps, ev));
+    for (int d : f->depth) {
+      for (int n : f->prompt) {
+        if (n > 0) results.push_back(RunPrompt(m, n, d, f->reps, ev));
+      }
     }
-    for (int n : f->gen) {
-      if (n <= 0) continue;
-      if (f->vs_local) {
-        vs.push_back(RunGenerateVsLocal(m, n, f->reps, *remote, ev, local_ev));
-        results.push_back(vs.back().cluster);
-      } else {
-        results.push_back(RunGenerate(m, n, f->reps, ev));
+    for (int d : f->depth) {
+      for (int n : f->gen) {
+        if (n <= 0) continue;
+        if (f->vs_local) {
+          vs.push_back(RunGenerateVsLocal(m, n, d, f->reps, *remote, ev, local_ev));
+          results.push_back(vs.back().cluster);
+        } else {
+          results.push_back(RunGenerate(m, n, d, f->reps, ev));
+        }
       }
     }
     auto check_reps = [&](const TestResult& r, const char* which) {  // errors were printed
@@ -483,7 +580,7 @@ void RegisterBench(CLI::App& app) {
                           {"tests", nlohmann::json::array()}};
       for (const TestResult& r : results) {
         const Stats s = MeanSd(r.tps);
-        nlohmann::json t = {{"test", r.name},      {"n_tokens", r.n_tokens},
+        nlohmann::json t = {{"test", r.name},      {"n_tokens", r.n_tokens}, {"n_depth", r.depth},
                             {"avg_ts", s.mean},    {"stddev_ts", s.sd},
                             {"samples_ts", r.tps}, {"zones", ZoneBreakdown(r)},
                             {"experts", r.experts}};
@@ -492,6 +589,7 @@ void RegisterBench(CLI::App& app) {
           t["memory_roofline_ts"] = mem;
           t["io_roofline_ts"] = io;
           t["roofline_fraction"] = s.mean / limit;
+          t["kv_bytes_per_token"] = r.kv_bytes_per_token;
         }
         j["tests"].push_back(t);
       }
@@ -538,8 +636,9 @@ void RegisterBench(CLI::App& app) {
                   v.cluster.name.c_str(), 100 * Median(v.ratios), v.ratios.size(), each.c_str());
     }
     std::printf("\nmemory: %.1f GB/s read (better of two medians of %d passes, before and after the "
-                "tests, %d threads, %s of %s in 2 MiB pages); decode touches %s per "
-                "token with every expert row (attention %s, router %s, experts %s, lm_head %s)\n",
+                "tests, %d threads, %s of %s in 2 MiB pages); decode touches %s of weights per "
+                "token with every expert row (attention %s, router %s, experts %s, lm_head %s), "
+                "plus the K/V rows it reads (per test below)\n",
                 bw.median_gbps, bw.passes, threads, FormatBytes(bw.huge_page_bytes).c_str(),
                 FormatBytes(bw.bytes).c_str(), FormatBytes(traffic.total()).c_str(),
                 FormatBytes(traffic.attention).c_str(), FormatBytes(traffic.router).c_str(),
@@ -552,8 +651,12 @@ void RegisterBench(CLI::App& app) {
     std::printf("kv cache: %s\n", std::string(DTypeName(kv_type)).c_str());
     for (const TestResult& r : results) {
       const auto [mem, io, limit] = limits(r);
-      std::printf("%-6s active neurons %.1f%%, up/down rows read %.1f%% | memory roofline %.1f t/s%s | zones: %s\n",
-                  r.name.c_str(), 100 * r.active_fraction, 100 * r.read_fraction, mem,
+      std::printf("%-6s active neurons %.1f%%, up/down rows read %.1f%%%s | memory roofline %.1f t/s%s | zones: %s\n",
+                  r.name.c_str(), 100 * r.active_fraction, 100 * r.read_fraction,
+                  r.kv_bytes_per_token > 0
+                      ? absl::StrCat(", K/V read ", FormatBytes(static_cast<uint64_t>(r.kv_bytes_per_token)), "/token").c_str()
+                      : "",
+                  mem,
                   io > 0 ? absl::StrFormat(" | I/O roofline %.1f t/s", io).c_str() : "",
                   ZoneBreakdown(r).c_str());
     }

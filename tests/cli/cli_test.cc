@@ -114,6 +114,34 @@ TEST_F(CliTest, BenchReportsJson) {
   EXPECT_GT(j["bytes_per_token"].get<double>(), 0);
 }
 
+// -d as llama-bench's: each test after that many tokens in the context;
+// decode then reads more K/V rows, which the memory roofline counts.
+TEST_F(CliTest, BenchMeasuresAtAContextDepth) {
+  CliRun r = Cli(absl::StrCat("bench -m '", model_, "' -p 8 -n 4 -d 0,40 -r 2 -t 1 -o json --bandwidth-size 64MiB"));
+  ASSERT_EQ(r.exit_code, 0);
+  auto j = nlohmann::json::parse(r.out);
+  ASSERT_EQ(j["tests"].size(), 4u);
+  EXPECT_EQ(j["tests"][0]["test"], "pp8");
+  EXPECT_EQ(j["tests"][1]["test"], "pp8 @ d40");
+  EXPECT_EQ(j["tests"][1]["n_depth"], 40);
+  const auto& tg = j["tests"][2];
+  const auto& deep = j["tests"][3];
+  EXPECT_EQ(tg["test"], "tg4");
+  EXPECT_EQ(deep["test"], "tg4 @ d40");
+  EXPECT_EQ(deep["samples_ts"].size(), 2u);
+  EXPECT_GT(deep["avg_ts"].get<double>(), 0);
+  // Steps at positions 2-5 against 42-45: far more K/V rows per token.
+  EXPECT_GT(deep["kv_bytes_per_token"].get<double>(), 4 * tg["kv_bytes_per_token"].get<double>());
+  EXPECT_LT(deep["memory_roofline_ts"].get<double>(), tg["memory_roofline_ts"].get<double>());
+  // A depth the context cannot hold is refused before anything runs.
+  const testing::ShellRun too_deep = testing::RunShell(
+      absl::StrCat("'", ST_CLI, "' bench -m '", model_, "' -p 0 -n 4 -d 1000000 2>&1"));
+  EXPECT_NE(too_deep.exit_code, 0);
+  EXPECT_NE(too_deep.out.find("-n 4 at -d 1000000 does not fit the model's context"),
+            std::string::npos)
+      << too_deep.out;
+}
+
 TEST_F(CliTest, BenchServeReportsTheBatchRoofline) {
   CliRun r = Cli(absl::StrCat("bench-serve -m '", model_,
                               "' --streams 1,2 -p 4 -n 96 -r 1 -t 2 -o json --bandwidth-size 64MiB"));
