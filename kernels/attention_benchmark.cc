@@ -1,5 +1,6 @@
-// AttendRing throughput per KV element type at the SmallThinker-4B decode
-// shape (32 query heads, 4 kv heads, head_dim 128): one query token over
+// AttendRing throughput per KV element type at SmallThinker's decode shapes
+// (MODEL.md: 4B 12 query heads over 2 kv heads, 21B 28 over 4, head_dim
+// 128; sessions up to 18 measured 32 over 4, a shape of neither): one query token over
 // n_keys cached positions, SIMD (best target) and the scalar twin. Bytes
 // processed = K and V bytes read per call (n_keys * kv_dim * 2 * element).
 #include <cstdint>
@@ -32,17 +33,18 @@ std::vector<uint8_t> RandomRows(DType type, size_t n, uint32_t seed) {
   return out;
 }
 
-// args: type, n_keys, simd (1) or scalar twin (0)
+// args: type, n_keys, simd (1) or scalar twin (0), model (4: 4B, 21: 21B)
 void BM_AttendRing(benchmark::State& state) {
   const auto type = static_cast<DType>(state.range(0));
   const int64_t n_keys = state.range(1);
   const bool simd = state.range(2) != 0;
-  const AttentionShape shape{32, 4, 128};
-  const size_t kv_dim = 4 * 128;
+  const bool big = state.range(3) == 21;
+  const AttentionShape shape{big ? 28 : 12, big ? 4 : 2, 128};
+  const size_t kv_dim = static_cast<size_t>(shape.n_kv_heads) * 128;
   const std::vector<uint8_t> k = RandomRows(type, n_keys * kv_dim, 1);
   const std::vector<uint8_t> v = RandomRows(type, n_keys * kv_dim, 2);
   const KvRingView view{k.data(), v.data(), kv_dim, n_keys, type};
-  std::vector<float> q(32 * 128, 0.05f), out(q.size()), scratch(n_keys);
+  std::vector<float> q(static_cast<size_t>(shape.n_heads) * 128, 0.05f), out(q.size()), scratch(n_keys);
   for (auto _ : state) {
     if (simd) {
       AttendRing(shape, q.data(), view, 0, n_keys - 1, out.data(), scratch.data());
@@ -56,11 +58,12 @@ void BM_AttendRing(benchmark::State& state) {
   state.SetLabel(std::string(DTypeName(type)) + (simd ? " simd" : " scalar"));
 }
 BENCHMARK(BM_AttendRing)
-    ->ArgNames({"type", "keys", "simd"})
+    ->ArgNames({"type", "keys", "simd", "model"})
     ->ArgsProduct({{static_cast<int64_t>(DType::kF32), static_cast<int64_t>(DType::kF16),
                     static_cast<int64_t>(DType::kBF16)},
                    {128, 1024, 4096},
-                   {1, 0}});
+                   {1, 0},
+                   {4, 21}});
 
 }  // namespace
 }  // namespace st

@@ -1,6 +1,11 @@
 // st::AttendRing with Highway dispatch, for F32, F16 and BF16 K/V. Query
-// heads that share a kv head are processed in blocks of up to 4, so each K
-// and V chunk is loaded (and widened to float) once per block:
+// heads that share a kv head are processed in blocks of up to 8 on AVX-512
+// (4 below), so each K and V chunk is loaded (and widened to float) once per
+// block: SmallThinker's groups of 6 (4B) and 7 (21B) are one block each
+// (session 19, until then 4 + 2 and 4 + 3; F16 medians of 3, alternated
+// 3 times: 4B 4096 keys 514-521 -> 462-471 us, 1024 keys 110-117 -> 108-115;
+// 21B 4096 keys 1239-1304 -> 1166-1306, 1024 keys 287-308 -> 281-293;
+// bit-identical: each head's sums are the same operations in any block):
 //  1. scores: q_h . k_p in float lanes (one MulAdd accumulator per head and
 //     key, keys in pairs so each head has two independent chains), a scalar
 //     tail for head_dim % lanes, times 1/sqrt(head_dim) -> scratch
@@ -46,6 +51,14 @@ namespace {
 
 namespace hn = hwy::HWY_NAMESPACE;
 using DF = hn::ScalableTag<float>;
+
+// Query heads per block (heads sharing a kv head whose K and V chunks are
+// loaded and widened once): 8 with AVX-512's 32 registers, 4 below.
+#if HWY_ARCH_X86 && HWY_TARGET > HWY_AVX3
+constexpr int kMaxBlock = 4;
+#else
+constexpr int kMaxBlock = 8;
+#endif
 
 // Element access per K/V storage type: a widened SIMD load and a scalar get.
 struct F32E {
@@ -101,46 +114,33 @@ void Scores(const float* q, size_t hd, const Run<typename E::T>* runs, int n_run
     const typename E::T* k = runs[r].base;
     int64_t e = 0;
     for (; e + 1 < runs[r].n; e += 2, i += 2, k += 2 * stride) {
-      // named: kept in registers
-      auto a0 = hn::Zero(df), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+      hn::Vec<DF> a[NH], b[NH];  // unrolled: kept in registers
+#pragma GCC unroll 8
+      for (int g = 0; g < NH; ++g) a[g] = b[g] = hn::Zero(df);
       const typename E::T* k1 = k + stride;
       for (size_t j = 0; j < j_end; j += N) {
         const auto x0 = E::Load(df, k + j);
         const auto x1 = E::Load(df, k1 + j);
-        const auto q0 = hn::LoadU(df, q + j);
-        a0 = hn::MulAdd(q0, x0, a0);
-        b0 = hn::MulAdd(q0, x1, b0);
-        if constexpr (NH > 1) {
-          const auto q1 = hn::LoadU(df, q + hd + j);
-          a1 = hn::MulAdd(q1, x0, a1);
-          b1 = hn::MulAdd(q1, x1, b1);
-        }
-        if constexpr (NH > 2) {
-          const auto q2 = hn::LoadU(df, q + 2 * hd + j);
-          a2 = hn::MulAdd(q2, x0, a2);
-          b2 = hn::MulAdd(q2, x1, b2);
-        }
-        if constexpr (NH > 3) {
-          const auto q3 = hn::LoadU(df, q + 3 * hd + j);
-          a3 = hn::MulAdd(q3, x0, a3);
-          b3 = hn::MulAdd(q3, x1, b3);
+#pragma GCC unroll 8
+        for (int g = 0; g < NH; ++g) {
+          const auto qg = hn::LoadU(df, q + g * hd + j);
+          a[g] = hn::MulAdd(qg, x0, a[g]);
+          b[g] = hn::MulAdd(qg, x1, b[g]);
         }
       }
-      const hn::Vec<DF> acc0[4] = {a0, a1, a2, a3}, acc1[4] = {b0, b1, b2, b3};
-      finish(acc0, k, i);
-      finish(acc1, k1, i + 1);
+      finish(a, k, i);
+      finish(b, k1, i + 1);
     }
     for (; e < runs[r].n; ++e, ++i, k += stride) {
-      auto a0 = hn::Zero(df), a1 = a0, a2 = a0, a3 = a0;
+      hn::Vec<DF> a[NH];
+#pragma GCC unroll 8
+      for (int g = 0; g < NH; ++g) a[g] = hn::Zero(df);
       for (size_t j = 0; j < j_end; j += N) {
         const auto kj = E::Load(df, k + j);
-        a0 = hn::MulAdd(hn::LoadU(df, q + j), kj, a0);
-        if constexpr (NH > 1) a1 = hn::MulAdd(hn::LoadU(df, q + hd + j), kj, a1);
-        if constexpr (NH > 2) a2 = hn::MulAdd(hn::LoadU(df, q + 2 * hd + j), kj, a2);
-        if constexpr (NH > 3) a3 = hn::MulAdd(hn::LoadU(df, q + 3 * hd + j), kj, a3);
+#pragma GCC unroll 8
+        for (int g = 0; g < NH; ++g) a[g] = hn::MulAdd(hn::LoadU(df, q + g * hd + j), kj, a[g]);
       }
-      const hn::Vec<DF> acc[4] = {a0, a1, a2, a3};
-      finish(acc, k, i);
+      finish(a, k, i);
     }
   }
 }
@@ -154,7 +154,7 @@ HWY_INLINE void ValuesTile(const float* p, size_t hd, const Run<typename E::T>* 
   const DF df;
   const size_t N = hn::Lanes(df);
   hn::Vec<DF> acc[NH * NC];
-#pragma GCC unroll 16
+#pragma GCC unroll 32
   for (int a = 0; a < NH * NC; ++a) acc[a] = hn::Zero(df);
   int64_t i = 0;
   for (int r = 0; r < n_runs; ++r) {
@@ -163,7 +163,7 @@ HWY_INLINE void ValuesTile(const float* p, size_t hd, const Run<typename E::T>* 
       hn::Vec<DF> x[NC];
 #pragma GCC unroll 4
       for (int c = 0; c < NC; ++c) x[c] = E::Load(df, v + c * N);
-#pragma GCC unroll 4
+#pragma GCC unroll 8
       for (int g = 0; g < NH; ++g) {
         const auto pg = hn::Set(df, p[g * n_keys + i]);
 #pragma GCC unroll 4
@@ -171,7 +171,7 @@ HWY_INLINE void ValuesTile(const float* p, size_t hd, const Run<typename E::T>* 
       }
     }
   }
-#pragma GCC unroll 4
+#pragma GCC unroll 8
   for (int g = 0; g < NH; ++g) {
 #pragma GCC unroll 4
     for (int c = 0; c < NC; ++c) hn::StoreU(acc[g * NC + c], df, out + g * hd + j0 + c * N);
@@ -192,7 +192,8 @@ void Values(const float* p, size_t hd, const Run<typename E::T>* runs, int n_run
 #if HWY_ARCH_X86 && HWY_TARGET > HWY_AVX3
   constexpr int kTile = 2;
 #else
-  constexpr int kTile = 4;
+  // 32 registers: up to 6 heads x 4 vectors of accumulators, 7-8 heads x 2.
+  constexpr int kTile = NH <= 6 ? 4 : 2;
 #endif
   size_t j = 0;
   for (; j + kTile * N <= hd; j += kTile * N) {
@@ -297,7 +298,7 @@ void Softmax(float* s, int64_t n) {
 template <class E, int NH>
 void Block(const float* q, const KvRingView& kv, size_t kv_off, size_t hd, int64_t lo,
            int64_t n_keys, float scale, float* out, float* s) {
-  static_assert(NH >= 1 && NH <= 4, "blocks of 1 to 4 heads");
+  static_assert(NH >= 1 && NH <= kMaxBlock, "blocks of 1 to kMaxBlock heads");
   using T = typename E::T;
   const int64_t first = lo % kv.capacity;
   const int64_t n1 = std::min(n_keys, kv.capacity - first);
@@ -318,14 +319,13 @@ void Block(const float* q, const KvRingView& kv, size_t kv_off, size_t hd, int64
 template <class E>
 void Attend(const AttentionShape& shape, const float* q, const KvRingView& kv, int64_t lo,
             int64_t hi, float* out, float* scratch) {
-  constexpr int kBlock = 4;
   const int group = shape.n_heads / shape.n_kv_heads;
   const size_t hd = static_cast<size_t>(shape.head_dim);
   const float scale = 1.0f / std::sqrt(static_cast<float>(shape.head_dim));
   const int64_t n_keys = hi - lo + 1;
   thread_local std::vector<float> block_scratch;
-  if (block_scratch.size() < static_cast<size_t>(kBlock * n_keys)) {
-    block_scratch.resize(static_cast<size_t>(kBlock * n_keys));
+  if (block_scratch.size() < static_cast<size_t>(kMaxBlock * n_keys)) {
+    block_scratch.resize(static_cast<size_t>(kMaxBlock * n_keys));
   }
   for (int kvh = 0; kvh < shape.n_kv_heads; ++kvh) {
     const size_t kv_off = static_cast<size_t>(kvh) * hd;
@@ -333,20 +333,22 @@ void Attend(const AttentionShape& shape, const float* q, const KvRingView& kv, i
       const int h = kvh * group + g0;
       const float* qh = q + h * hd;
       float* oh = out + h * hd;
-      const int left = group - g0;
-      if (left >= 4) {
-        Block<E, 4>(qh, kv, kv_off, hd, lo, n_keys, scale, oh, block_scratch.data());
-        g0 += 4;
-      } else if (left == 3) {
-        Block<E, 3>(qh, kv, kv_off, hd, lo, n_keys, scale, oh, block_scratch.data());
-        g0 += 3;
-      } else if (left == 2) {
-        Block<E, 2>(qh, kv, kv_off, hd, lo, n_keys, scale, oh, block_scratch.data());
-        g0 += 2;
-      } else {
-        Block<E, 1>(qh, kv, kv_off, hd, lo, n_keys, scale, oh, scratch);
-        g0 += 1;
+      const int nh = std::min(group - g0, kMaxBlock);
+      float* s = nh == 1 ? scratch : block_scratch.data();
+      switch (nh) {
+        case 1: Block<E, 1>(qh, kv, kv_off, hd, lo, n_keys, scale, oh, s); break;
+        case 2: Block<E, 2>(qh, kv, kv_off, hd, lo, n_keys, scale, oh, s); break;
+        case 3: Block<E, 3>(qh, kv, kv_off, hd, lo, n_keys, scale, oh, s); break;
+        case 4: Block<E, 4>(qh, kv, kv_off, hd, lo, n_keys, scale, oh, s); break;
+#if !(HWY_ARCH_X86 && HWY_TARGET > HWY_AVX3)
+        case 5: Block<E, 5>(qh, kv, kv_off, hd, lo, n_keys, scale, oh, s); break;
+        case 6: Block<E, 6>(qh, kv, kv_off, hd, lo, n_keys, scale, oh, s); break;
+        case 7: Block<E, 7>(qh, kv, kv_off, hd, lo, n_keys, scale, oh, s); break;
+        case 8: Block<E, 8>(qh, kv, kv_off, hd, lo, n_keys, scale, oh, s); break;
+#endif
+        default: LOG(FATAL) << "block of " << nh << " heads";
       }
+      g0 += nh;
     }
   }
 }

@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <string>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -161,11 +162,14 @@ TEST(AttentionTest, WindowedRingMatchesPlain) {
   }
 }
 
-// No wrap (lo = 0, capacity large): SIMD vs scalar twin at the 4B shape.
+// No wrap (lo = 0, capacity large): SIMD vs scalar twin at the 4B and 21B
+// shapes (groups of 6 and 7 query heads: one block each on AVX-512) and 32
+// over 4 (a group of 8, the largest block).
 TEST(AttentionTest, SimdMatchesScalarNoWrap) {
-  for (DType type : kTypes) {
-    SCOPED_TRACE(DTypeName(type));
-    const AttentionShape shape{32, 4, 128};
+  for (DType type : kTypes)
+  for (const AttentionShape shape : {AttentionShape{12, 2, 128}, AttentionShape{28, 4, 128},
+                                     AttentionShape{32, 4, 128}}) {
+    SCOPED_TRACE(std::string(DTypeName(type)) + " heads " + std::to_string(shape.n_heads));
     const Cache c(shape, 100, 128, 0, type);
     const std::vector<float> q = Gaussian(shape.n_heads * 128, 4);
     std::vector<float> ref(q.size()), out(q.size()), scratch(100);
