@@ -428,10 +428,12 @@ void RegisterBench(CLI::App& app) {
                                                    : "warning: cannot drop the page cache (not root?)");
     }
     const DType kv_type = *ParseKvType(f->kv_type);  // validated by the flag check
-    // No step is larger than the longest prompt test (decode steps are one
-    // token): buffers, and what --memory-budget reserves for them, for that.
+    // No step is larger than the longest prompt test or -d fill (decode
+    // steps are one token; a fill runs in batches of -b): buffers, and what
+    // --memory-budget reserves for them, for that.
     int longest_prompt = 1;
     for (int n : f->prompt) longest_prompt = std::max(longest_prompt, n);
+    for (int d : f->depth) longest_prompt = std::max(longest_prompt, d);
     auto model = Model::Load(
         f->model, ModelOptions{.threads = f->threads,
                                .cpus = CpusFrom(f->cpus),
