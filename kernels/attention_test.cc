@@ -224,7 +224,9 @@ TEST(AttentionTest, SoftmaxProbabilitiesEqualTheTwinsExactly) {
     scalar::AttendRing(shape, q.data(), view, 0, n_keys - 1, ref.data(), scratch.data());
     int zero = 0;  // keys whose e^x underflows to 0 (the test reaches that range)
     for (int i = 0; i < std::min(n_keys, kHd); ++i) zero += ref[i] == 0.0f;
-    if (n_keys >= 16) EXPECT_GT(zero, 0);
+    if (n_keys >= 16) {
+      EXPECT_GT(zero, 0);
+    }
     ForEachTarget([&] {
       AttendRing(shape, q.data(), view, 0, n_keys - 1, out.data(), scratch.data());
       for (int d = 0; d < kHd; ++d) ASSERT_EQ(out[d], ref[d]) << "dimension " << d;

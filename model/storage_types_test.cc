@@ -173,7 +173,9 @@ TEST_F(StorageTypesTest, Q6_KLmHeadReadsAsItsValuesInQ8_0) {
   auto m = Model::Load(q6_path, ModelOptions{.threads = 1});
   ASSERT_TRUE(m.ok()) << m.status();
   const MatrixRef& head = (*m)->weights().output;
-  if (head.packed != nullptr) EXPECT_EQ(head.data, nullptr);
+  if (head.packed != nullptr) {
+    EXPECT_EQ(head.data, nullptr);
+  }
   // --huge-pages --no-repack: the converted head is in 2 MiB pages already
   // and is not copied again (the other hot matrices are, into one arena).
   auto h = Model::Load(q6_path, ModelOptions{.threads = 1, .huge_pages = true, .repack = false});
