@@ -52,13 +52,15 @@ namespace {
 namespace hn = hwy::HWY_NAMESPACE;
 using DF = hn::ScalableTag<float>;
 
-// Query heads per block (heads sharing a kv head whose K and V chunks are
-// loaded and widened once): 8 with AVX-512's 32 registers, 4 below.
+// x86 below AVX-512 has 16 vector registers, the other targets 32: that
+// sets the query heads per block (heads sharing a kv head whose K and V
+// chunks are loaded and widened once) and Values' tile width.
 #if HWY_ARCH_X86 && HWY_TARGET > HWY_AVX3
-constexpr int kMaxBlock = 4;
+constexpr bool kSixteenRegisters = true;
 #else
-constexpr int kMaxBlock = 8;
+constexpr bool kSixteenRegisters = false;
 #endif
+constexpr int kMaxBlock = kSixteenRegisters ? 4 : 8;
 
 // Element access per K/V storage type: a widened SIMD load and a scalar get.
 struct F32E {
@@ -187,14 +189,9 @@ void Values(const float* p, size_t hd, const Run<typename E::T>* runs, int n_run
             int64_t n_keys, float* out) {
   const DF df;
   const size_t N = hn::Lanes(df);
-  // x86 below AVX-512 has 16 vector registers: tiles of 2 vectors there
-  // (4 heads x 4 vectors of accumulators plus the loads would spill).
-#if HWY_ARCH_X86 && HWY_TARGET > HWY_AVX3
-  constexpr int kTile = 2;
-#else
-  // 32 registers: up to 6 heads x 4 vectors of accumulators, 7-8 heads x 2.
-  constexpr int kTile = NH <= 6 ? 4 : 2;
-#endif
+  // 16 registers: tiles of 2 vectors (4 heads x 4 vectors of accumulators
+  // plus the loads would spill); 32: up to 6 heads x 4 vectors, 7-8 x 2.
+  constexpr int kTile = kSixteenRegisters || NH > 6 ? 2 : 4;
   size_t j = 0;
   for (; j + kTile * N <= hd; j += kTile * N) {
     ValuesTile<E, NH, kTile>(p, hd, runs, n_runs, stride, n_keys, j, out);
@@ -316,6 +313,16 @@ void Block(const float* q, const KvRingView& kv, size_t kv_off, size_t hd, int64
   Values<E, NH>(s, hd, vruns, n_runs, kv.row_stride, n_keys, out);
 }
 
+// Block<E, nh> for a run-time nh in [1, NH].
+template <class E, int NH>
+void BlockOf(int nh, const float* q, const KvRingView& kv, size_t kv_off, size_t hd, int64_t lo,
+             int64_t n_keys, float scale, float* out, float* s) {
+  if constexpr (NH > 1) {
+    if (nh < NH) return BlockOf<E, NH - 1>(nh, q, kv, kv_off, hd, lo, n_keys, scale, out, s);
+  }
+  Block<E, NH>(q, kv, kv_off, hd, lo, n_keys, scale, out, s);
+}
+
 template <class E>
 void Attend(const AttentionShape& shape, const float* q, const KvRingView& kv, int64_t lo,
             int64_t hi, float* out, float* scratch) {
@@ -334,20 +341,8 @@ void Attend(const AttentionShape& shape, const float* q, const KvRingView& kv, i
       const float* qh = q + h * hd;
       float* oh = out + h * hd;
       const int nh = std::min(group - g0, kMaxBlock);
-      float* s = nh == 1 ? scratch : block_scratch.data();
-      switch (nh) {
-        case 1: Block<E, 1>(qh, kv, kv_off, hd, lo, n_keys, scale, oh, s); break;
-        case 2: Block<E, 2>(qh, kv, kv_off, hd, lo, n_keys, scale, oh, s); break;
-        case 3: Block<E, 3>(qh, kv, kv_off, hd, lo, n_keys, scale, oh, s); break;
-        case 4: Block<E, 4>(qh, kv, kv_off, hd, lo, n_keys, scale, oh, s); break;
-#if !(HWY_ARCH_X86 && HWY_TARGET > HWY_AVX3)
-        case 5: Block<E, 5>(qh, kv, kv_off, hd, lo, n_keys, scale, oh, s); break;
-        case 6: Block<E, 6>(qh, kv, kv_off, hd, lo, n_keys, scale, oh, s); break;
-        case 7: Block<E, 7>(qh, kv, kv_off, hd, lo, n_keys, scale, oh, s); break;
-        case 8: Block<E, 8>(qh, kv, kv_off, hd, lo, n_keys, scale, oh, s); break;
-#endif
-        default: LOG(FATAL) << "block of " << nh << " heads";
-      }
+      BlockOf<E, kMaxBlock>(nh, qh, kv, kv_off, hd, lo, n_keys, scale, oh,
+                            nh == 1 ? scratch : block_scratch.data());
       g0 += nh;
     }
   }
