@@ -5,11 +5,13 @@
 // processed = K and V bytes read per call (n_keys * kv_dim * 2 * element).
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <random>
 #include <string>
 #include <vector>
 
 #include "benchmark/benchmark.h"
+#include "common/huge_page_arena.h"
 #include "kernels/attention.h"
 #include "kernels/fp16.h"
 
@@ -64,6 +66,54 @@ BENCHMARK(BM_AttendRing)
                    {128, 1024, 4096},
                    {1, 0},
                    {4, 21}});
+
+// Decode at depth as the forward pass runs it: every layer's cache in turn
+// (32 layers of F16 K/V, 4B: 128 MiB at 4096 keys, so each read comes from
+// DRAM), one call per (layer, kv head) over that head's columns of the
+// interleaved rows, the cache in 4 KiB pages or in huge pages. One thread;
+// time per iteration is one token's attention on one core.
+// args: n_keys, model (4: 4B, 21: 21B), huge (1: 2 MiB pages)
+void BM_AttendRingColdLayers(benchmark::State& state) {
+  const int64_t n_keys = state.range(0);
+  const bool big = state.range(1) == 21;
+  const bool huge = state.range(2) != 0;
+  const int n_heads = big ? 28 : 12, n_kv = big ? 4 : 2, layers = 32;
+  const size_t kv_dim = static_cast<size_t>(n_kv) * 128;
+  const size_t bytes = n_keys * kv_dim * 2;
+  std::vector<std::vector<uint8_t>> rows;
+  for (int l = 0; l < 2 * layers; ++l) rows.push_back(RandomRows(DType::kF16, n_keys * kv_dim, l + 1));
+  std::unique_ptr<HugePageArena> arena;
+  std::vector<const uint8_t*> kv;
+  if (huge) {
+    arena = HugePageArena::Create(rows.size() * bytes).value();
+    for (size_t i = 0; i < rows.size(); ++i) {
+      std::memcpy(arena->data() + i * bytes, rows[i].data(), bytes);
+      kv.push_back(reinterpret_cast<const uint8_t*>(arena->data() + i * bytes));
+    }
+  } else {
+    for (const auto& r : rows) kv.push_back(r.data());
+  }
+  const AttentionShape shape{n_heads / n_kv, 1, 128};
+  std::vector<float> q(static_cast<size_t>(n_heads) * 128, 0.05f), out(q.size()), scratch(n_keys);
+  for (auto _ : state) {
+    for (int l = 0; l < layers; ++l) {
+      const KvRingView view{kv[2 * l], kv[2 * l + 1], kv_dim, n_keys, DType::kF16};
+      for (int h = 0; h < n_kv; ++h) {
+        const size_t off = static_cast<size_t>(h) * (n_heads / n_kv) * 128;
+        AttendRing(shape, q.data() + off, view.Columns(h * 128), 0, n_keys - 1, out.data() + off,
+                   scratch.data());
+      }
+    }
+    benchmark::DoNotOptimize(out.data());
+    benchmark::ClobberMemory();
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * 2 * layers *
+                          static_cast<int64_t>(bytes));
+}
+BENCHMARK(BM_AttendRingColdLayers)
+    ->ArgNames({"keys", "model", "huge"})
+    ->ArgsProduct({{1024, 4096}, {4, 21}, {0, 1}})
+    ->Unit(benchmark::kMicrosecond);
 
 }  // namespace
 }  // namespace st

@@ -7,22 +7,34 @@
 // 21B 4096 keys 1239-1304 -> 1166-1306, 1024 keys 287-308 -> 281-293;
 // bit-identical: each head's sums are the same operations in any block):
 //  1. scores: q_h . k_p in float lanes (one MulAdd accumulator per head and
-//     key, keys in pairs so each head has two independent chains), a scalar
-//     tail for head_dim % lanes, times 1/sqrt(head_dim) -> scratch
-//     (session 19, not kept: storing 16 keys' accumulators and summing
-//     their lanes together by two-source permutes, bit-identical, was
-//     slower: 1024 keys 368-402 -> 424-454 us);
+//     key; keys 4 at a time (3 for 7-8 heads, 2 below AVX-512), so each
+//     query chunk is loaded once per pass and each head has independent
+//     chains), a scalar tail for head_dim % lanes, times 1/sqrt(head_dim)
+//     -> scratch; on AVX-512 four keys' lane sums at once (Reduce4, the
+//     same pairs as _mm512_reduce_add_ps);
 //  2. softmax: max subtraction and e^x per score by ExpF (exp_f32.h, glibc's
 //     expf bit for bit), 16 scores at a time on AVX-512 (session 19: F16,
 //     32 heads over 4 kv heads, 128 / 1024 / 4096 keys 44-48 -> 34-38,
 //     364-409 -> 289-325, 1505-1848 -> 1199-1526 us, two alternations of
-//     kernels_attention_benchmark; bit-identical outputs);
+//     kernels_attention_benchmark; bit-identical outputs), the block's
+//     heads' sums interleaved;
 //  3. out_h = sum_p p_hp v_p as MulAdd(Set(p_hp), v_p, acc) over
 //     increasing p, in tiles of up to 4 vectors of head dims with the
-//     block's accumulators in registers, so the order of summation (per
-//     output element the twin's) does not depend on where the ring wraps.
+//     block's accumulators in registers, over chunks of 128 keys, so the
+//     order of summation (per output element the twin's) does not depend on
+//     where the ring wraps.
+// Session 20 (all bit-identical to before: 0 of 722,160 outputs of a
+// harness over 10 shapes, 3 KV types, 5 capacities and wrapping rings
+// differ): the passes of 4 keys with the query chunk held in a register
+// (GCC had folded its load into every MulAdd: 14 loads per 12 MulAdds),
+// Reduce4 with accumulators the compiler keeps in registers, interleaved
+// softmax sums (one head's chain of dependent adds was ~3/4 of the
+// softmax), then prefetch and V chunks for decode, whose K/V come from
+// DRAM. F16 medians of 3, alternated twice: 4B 1024 keys 109-111 -> 75-77
+// us, 4096 keys 466-475 -> 305-317; 21B 1024 keys 287-288 -> 196-197
+// (kernels_attention_benchmark, one thread, cache-hot).
 // Session 11 changed only the loop structure (numbers bit-identical to
-// before): pairs of keys in 1 and tiles of 4 vectors in 3, where one chain
+// before): pairs of keys (now passes of 4) in 1 and tiles of 4 vectors in 3, where one chain
 // per head and key was latency-bound and one vector per pass read every V
 // row 8 times over: F16, 32 heads over 4 kv heads, 1024 keys 475 -> 287 us,
 // 4096 keys 2051 -> 1400 us (kernels_attention_benchmark, medians of 3).
@@ -94,13 +106,112 @@ struct Run {
   int64_t n;
 };
 
+// Makes the compiler keep v in a register: GCC otherwise folds the load
+// into every MulAdd that uses it, one load per use (x86 can take one
+// memory operand per instruction), and Scores' loop was bound by loads.
+template <class V>
+HWY_INLINE void InRegister(V& v) {
+#if HWY_ARCH_X86 && HWY_TARGET != HWY_EMU128 && HWY_TARGET != HWY_SCALAR && \
+    (defined(__GNUC__) || defined(__clang__))
+  asm("" : "+v"(v.raw));
+#else
+  (void)v;
+#endif
+}
+
+#if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
+constexpr bool kReduce4 = true;
+// The lane sums of a, b, c and d in lanes 0, 1, 2 and 3, each bit-identical
+// to _mm512_reduce_add_ps (what SumOfLanes is here): the same additions of
+// the same pairs (256-bit halves, 128-bit quarters, lanes 2 apart, then the
+// first two), four sums per instruction instead of one.
+inline __m128 Reduce4(__m512 a, __m512 b, __m512 c, __m512 d) {
+  const __m512 ab = _mm512_add_ps(_mm512_shuffle_f32x4(a, b, 0xEE), _mm512_shuffle_f32x4(a, b, 0x44));
+  const __m512 cd = _mm512_add_ps(_mm512_shuffle_f32x4(c, d, 0xEE), _mm512_shuffle_f32x4(c, d, 0x44));
+  const __m512 t6 = _mm512_add_ps(_mm512_shuffle_f32x4(ab, cd, 0xDD), _mm512_shuffle_f32x4(ab, cd, 0x88));
+  const __m512 t8 = _mm512_add_ps(t6, _mm512_permute_ps(t6, 0x4E));
+  const __m512 r = _mm512_add_ps(t8, _mm512_permute_ps(t8, 0xB1));
+  return _mm512_castps512_ps128(
+      _mm512_permutexvar_ps(_mm512_setr_epi32(0, 4, 8, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0), r));
+}
+// s[0 .. kp) = (lane sum of acc[p * stride_acc] + 0) * scale, for kp <= 4
+// keys of one head, as Scores' per-key finish computes them.
+template <int KP>
+HWY_INLINE void StoreScores(const hn::Vec<DF>* acc, int stride_acc, float scale, float* s) {
+  static_assert(KP >= 2 && KP <= 4, "2 to 4 keys");
+  const __m512 z = _mm512_setzero_ps();
+  const __m128 sums = Reduce4(acc[0].raw, acc[stride_acc].raw, KP > 2 ? acc[2 * stride_acc].raw : z,
+                              KP > 3 ? acc[3 * stride_acc].raw : z);
+  const __m128 v = _mm_mul_ps(_mm_add_ps(sums, _mm_setzero_ps()), _mm_set1_ps(scale));
+  _mm_mask_storeu_ps(s, static_cast<__mmask8>((1u << KP) - 1), v);
+}
+#else
+constexpr bool kReduce4 = false;
+template <int KP>
+HWY_INLINE void StoreScores(const hn::Vec<DF>*, int, float, float*) {}
+#endif
+
+// Rows kPrefetchKeys keys ahead are prefetched into L2 as Scores and Values
+// walk the cache: at decode, a layer's K and V come from DRAM (32 layers at
+// 4096 keys are 128 MiB on the 4B), and a head's part of each row (256
+// bytes at head_dim 128 in F16, every n_kv_heads * 256 bytes) is a stream
+// the hardware prefetchers did not follow well. Session 20,
+// BM_AttendRingColdLayers (4 KiB pages, one thread, 4B, 4096 keys): 24.0-
+// 24.5 ms per token without, 17.9-18.5 with 16 or 32 keys ahead into L2
+// (into L1: 18.5-23.0); 8 keys ahead was slower, 48 no better.
+constexpr int64_t kPrefetchKeys = 32;
+
+// Prefetches n rows of row_bytes from p, stride elements apart. Reads past
+// the end of the cache are harmless: prefetches do not fault.
+template <class T>
+HWY_INLINE void PrefetchRows(const T* p, int n, size_t stride, size_t row_bytes) {
+  for (int r = 0; r < n; ++r) {
+    const char* row = reinterpret_cast<const char*>(p + r * stride);
+    for (size_t b = 0; b < row_bytes; b += 64) __builtin_prefetch(row + b, 0, 2);  // into L2
+  }
+}
+
+// Keys per pass of Scores for a block of NH heads: each pass holds
+// NH * KP accumulators, the KP keys' chunks and one query chunk in
+// registers, so a query chunk is loaded once per KP keys (32 registers: 4
+// keys up to 6 heads, 3 up to 8; 16 registers: 2 keys up to 4 heads).
+template <int NH>
+constexpr int KeysPerPass() {
+  if constexpr (kSixteenRegisters) return 2;
+  return NH <= 6 ? 4 : 3;
+}
+
 // For NH query heads q[g * hd ...] and the keys of `runs` (n_keys in all):
-// s[g * n_keys + i] = scale * q_g . k_i. Keys go in pairs, so each head has
-// two independent MulAdd chains (one per key) and each K chunk is loaded
-// once for the block's heads.
+// s[g * n_keys + i] = scale * q_g . k_i. Keys go KP at a time (KP
+// independent MulAdd chains per head; each K chunk loaded and widened once
+// per block, each query chunk once per pass); every score is the same
+// operations in any pass width, so results do not depend on KP.
+template <class E, int NH, int KP>
+HWY_INLINE void ScoresPass(const float* q, size_t hd, size_t j_end, const typename E::T* k,
+                           size_t stride, hn::Vec<DF>* acc) {
+  const DF df;
+  const size_t N = hn::Lanes(df);
+#pragma GCC unroll 32
+  for (int a = 0; a < NH * KP; ++a) acc[a] = hn::Zero(df);
+  for (size_t j = 0; j < j_end; j += N) {
+    hn::Vec<DF> x[KP];
+#pragma GCC unroll 4
+    for (int p = 0; p < KP; ++p) x[p] = E::Load(df, k + p * stride + j);
+#pragma GCC unroll 8
+    for (int g = 0; g < NH; ++g) {
+      auto qg = hn::LoadU(df, q + g * hd + j);
+      InRegister(qg);
+#pragma GCC unroll 4
+      for (int p = 0; p < KP; ++p) acc[p * NH + g] = hn::MulAdd(qg, x[p], acc[p * NH + g]);
+    }
+  }
+}
+
 template <class E, int NH>
 void Scores(const float* q, size_t hd, const Run<typename E::T>* runs, int n_runs, size_t stride,
             int64_t n_keys, float scale, float* s) {
+  constexpr int KP = KeysPerPass<NH>();
+  const size_t row_bytes = hd * sizeof(typename E::T);
   const DF df;
   const size_t N = hn::Lanes(df);
   size_t j_end = hd - hd % N;
@@ -115,62 +226,60 @@ void Scores(const float* q, size_t hd, const Run<typename E::T>* runs, int n_run
   for (int r = 0; r < n_runs; ++r) {
     const typename E::T* k = runs[r].base;
     int64_t e = 0;
-    for (; e + 1 < runs[r].n; e += 2, i += 2, k += 2 * stride) {
-      hn::Vec<DF> a[NH], b[NH];  // unrolled: kept in registers
+    for (; e + KP <= runs[r].n; e += KP, i += KP, k += KP * stride) {
+      PrefetchRows(k + kPrefetchKeys * stride, KP, stride, row_bytes);
+      if (kReduce4 && j_end == hd) {
+        // Its own accumulators, indexed by constants only, so they stay in
+        // registers (finish's loop would put them in memory).
+        hn::Vec<DF> acc[NH * KP];
+        ScoresPass<E, NH, KP>(q, hd, j_end, k, stride, acc);
 #pragma GCC unroll 8
-      for (int g = 0; g < NH; ++g) a[g] = b[g] = hn::Zero(df);
-      const typename E::T* k1 = k + stride;
-      for (size_t j = 0; j < j_end; j += N) {
-        const auto x0 = E::Load(df, k + j);
-        const auto x1 = E::Load(df, k1 + j);
-#pragma GCC unroll 8
-        for (int g = 0; g < NH; ++g) {
-          const auto qg = hn::LoadU(df, q + g * hd + j);
-          a[g] = hn::MulAdd(qg, x0, a[g]);
-          b[g] = hn::MulAdd(qg, x1, b[g]);
-        }
+        for (int g = 0; g < NH; ++g) StoreScores<KP>(acc + g, NH, scale, s + g * n_keys + i);
+      } else {
+        hn::Vec<DF> acc[NH * KP];
+        ScoresPass<E, NH, KP>(q, hd, j_end, k, stride, acc);
+#pragma GCC unroll 4
+        for (int p = 0; p < KP; ++p) finish(acc + p * NH, k + p * stride, i + p);
       }
-      finish(a, k, i);
-      finish(b, k1, i + 1);
     }
     for (; e < runs[r].n; ++e, ++i, k += stride) {
-      hn::Vec<DF> a[NH];
-#pragma GCC unroll 8
-      for (int g = 0; g < NH; ++g) a[g] = hn::Zero(df);
-      for (size_t j = 0; j < j_end; j += N) {
-        const auto kj = E::Load(df, k + j);
-#pragma GCC unroll 8
-        for (int g = 0; g < NH; ++g) a[g] = hn::MulAdd(hn::LoadU(df, q + g * hd + j), kj, a[g]);
-      }
-      finish(a, k, i);
+      hn::Vec<DF> acc[NH];
+      ScoresPass<E, NH, 1>(q, hd, j_end, k, stride, acc);
+      finish(acc, k, i);
     }
   }
 }
 
-// Columns [j0, j0 + NC * lanes) of out[g * hd + d] = sum_i p[g * n_keys + i]
-// * v_i[d], summed in increasing i: keys outer, the tile's NH * NC
-// accumulators in registers, so each key's V columns are read once per tile.
+// Columns [j0, j0 + NC * lanes) of out[g * hd + d] += sum_i p[g * n_keys + i]
+// * v_i[d] over keys i0 .. i0 + count (v: key i0's row), summed in
+// increasing i, starting from zero when `first`: keys outer, the tile's
+// NH * NC accumulators in registers, so each key's V columns are read once
+// per tile. With `prefetch`, each key's row kPrefetchKeys keys ahead is
+// prefetched whole (row_bytes).
 template <class E, int NH, int NC>
-HWY_INLINE void ValuesTile(const float* p, size_t hd, const Run<typename E::T>* runs, int n_runs,
-                           size_t stride, int64_t n_keys, size_t j0, float* out) {
+HWY_INLINE void ValuesTile(const float* p, size_t hd, const typename E::T* v, int64_t count,
+                           int64_t i0, size_t stride, int64_t n_keys, size_t j0, bool first,
+                           size_t row_bytes, bool prefetch, float* out) {
   const DF df;
   const size_t N = hn::Lanes(df);
   hn::Vec<DF> acc[NH * NC];
-#pragma GCC unroll 32
-  for (int a = 0; a < NH * NC; ++a) acc[a] = hn::Zero(df);
-  int64_t i = 0;
-  for (int r = 0; r < n_runs; ++r) {
-    const typename E::T* v = runs[r].base + j0;
-    for (int64_t e = 0; e < runs[r].n; ++e, ++i, v += stride) {
-      hn::Vec<DF> x[NC];
-#pragma GCC unroll 4
-      for (int c = 0; c < NC; ++c) x[c] = E::Load(df, v + c * N);
 #pragma GCC unroll 8
-      for (int g = 0; g < NH; ++g) {
-        const auto pg = hn::Set(df, p[g * n_keys + i]);
+  for (int g = 0; g < NH; ++g) {
 #pragma GCC unroll 4
-        for (int c = 0; c < NC; ++c) acc[g * NC + c] = hn::MulAdd(pg, x[c], acc[g * NC + c]);
-      }
+    for (int c = 0; c < NC; ++c) {
+      acc[g * NC + c] = first ? hn::Zero(df) : hn::LoadU(df, out + g * hd + j0 + c * N);
+    }
+  }
+  for (int64_t i = i0; i < i0 + count; ++i, v += stride) {
+    if (prefetch) PrefetchRows(v + kPrefetchKeys * stride, 1, stride, row_bytes);
+    hn::Vec<DF> x[NC];
+#pragma GCC unroll 4
+    for (int c = 0; c < NC; ++c) x[c] = E::Load(df, v + j0 + c * N);
+#pragma GCC unroll 8
+    for (int g = 0; g < NH; ++g) {
+      const auto pg = hn::Set(df, p[g * n_keys + i]);
+#pragma GCC unroll 4
+      for (int c = 0; c < NC; ++c) acc[g * NC + c] = hn::MulAdd(pg, x[c], acc[g * NC + c]);
     }
   }
 #pragma GCC unroll 8
@@ -180,10 +289,17 @@ HWY_INLINE void ValuesTile(const float* p, size_t hd, const Run<typename E::T>* 
   }
 }
 
+// Keys per chunk of Values: a chunk's V rows (32 KiB of F16 at head_dim 128)
+// stay in L1/L2 while every column tile passes over them, so V is read from
+// memory once (the first tile's pass prefetches whole rows).
+constexpr int64_t kValuesChunk = 128;
+
 // out[g * hd + d] = sum_i p[g * n_keys + i] * v_i[d], summed in increasing
 // i, in tiles of up to 4 vectors of head dims (2 on x86 below AVX-512; each
 // key's columns of a tile are one short contiguous read, where a tile of one
-// vector per pass read every key's row 8 times over at head_dim 128).
+// vector per pass read every key's row 8 times over at head_dim 128), over
+// chunks of kValuesChunk keys (a tile's sums go through out between chunks:
+// the same operations in the same order).
 template <class E, int NH>
 void Values(const float* p, size_t hd, const Run<typename E::T>* runs, int n_runs, size_t stride,
             int64_t n_keys, float* out) {
@@ -192,12 +308,27 @@ void Values(const float* p, size_t hd, const Run<typename E::T>* runs, int n_run
   // 16 registers: tiles of 2 vectors (4 heads x 4 vectors of accumulators
   // plus the loads would spill); 32: up to 6 heads x 4 vectors, 7-8 x 2.
   constexpr int kTile = kSixteenRegisters || NH > 6 ? 2 : 4;
-  size_t j = 0;
-  for (; j + kTile * N <= hd; j += kTile * N) {
-    ValuesTile<E, NH, kTile>(p, hd, runs, n_runs, stride, n_keys, j, out);
+  const size_t j_tiles = hd - hd % (kTile * N), j_vecs = hd - hd % N;
+  const size_t row_bytes = hd * sizeof(typename E::T);
+  int64_t i0 = 0;
+  for (int r = 0; r < n_runs; ++r) {
+    for (int64_t c0 = 0; c0 < runs[r].n; c0 += kValuesChunk) {
+      const typename E::T* v = runs[r].base + static_cast<size_t>(c0) * stride;
+      const int64_t count = std::min(kValuesChunk, runs[r].n - c0);
+      const bool first = i0 == 0;
+      size_t j = 0;
+      for (; j < j_tiles; j += kTile * N) {
+        ValuesTile<E, NH, kTile>(p, hd, v, count, i0, stride, n_keys, j, first, row_bytes, j == 0,
+                                 out);
+      }
+      for (; j < j_vecs; j += N) {
+        ValuesTile<E, NH, 1>(p, hd, v, count, i0, stride, n_keys, j, first, row_bytes, j == 0,
+                             out);
+      }
+      i0 += count;
+    }
   }
-  for (; j + N <= hd; j += N) ValuesTile<E, NH, 1>(p, hd, runs, n_runs, stride, n_keys, j, out);
-  for (; j < hd; ++j) {
+  for (size_t j = j_vecs; j < hd; ++j) {
     for (int g = 0; g < NH; ++g) {
       float o = 0.0f;
       int64_t i = 0;
@@ -257,37 +388,55 @@ constexpr int64_t kExpLanes = 0;  // scalar ExpF only
 inline void Exp16(const float*, float, float*) {}
 #endif
 
-// s[0..n) = softmax(s[0..n)) in place, with the scalar twin's numbers: the
-// max (lane-wise: exact in any order), ExpF of s - max (16 lanes at a time
-// on AVX-512, bit-identical to ExpF), summed in increasing order, then each
-// times 1 / sum (lane-wise: exact per element). (Highway's Exp with a
-// lane-wise sum was faster still but moved results by an ulp, enough to
-// flip a near-tie expert choice of a tiny golden model past that test's
-// statistical bounds.)
-void Softmax(float* s, int64_t n) {
+// For each of NH heads, s[g * n .. g * n + n) = softmax of itself in place,
+// with the scalar twin's numbers: the max (lane-wise: exact in any order),
+// ExpF of s - max (16 lanes at a time on AVX-512, bit-identical to ExpF),
+// summed in increasing order, then each times 1 / sum (lane-wise: exact per
+// element). The sum is one chain of dependent adds per head, so the heads'
+// chains are interleaved (session 20: a lone chain was ~3/4 of the
+// softmax's time). (Highway's Exp with a lane-wise sum was faster still but
+// moved results by an ulp, enough to flip a near-tie expert choice of a
+// tiny golden model past that test's statistical bounds.)
+template <int NH>
+void SoftmaxHeads(float* s, int64_t n) {
   const DF df;
   const int64_t N = static_cast<int64_t>(hn::Lanes(df));
-  auto vmax = hn::Set(df, -INFINITY);
+  float max[NH], sum[NH];
+  for (int g = 0; g < NH; ++g) {
+    const float* sg = s + g * n;
+    auto vmax = hn::Set(df, -INFINITY);
+    int64_t i = 0;
+    for (; i + N <= n; i += N) vmax = hn::Max(vmax, hn::LoadU(df, sg + i));
+    max[g] = hn::GetLane(hn::MaxOfLanes(df, vmax));
+    for (; i < n; ++i) max[g] = std::max(max[g], sg[i]);
+    sum[g] = 0.0f;
+  }
   int64_t i = 0;
-  for (; i + N <= n; i += N) vmax = hn::Max(vmax, hn::LoadU(df, s + i));
-  float max = hn::GetLane(hn::MaxOfLanes(df, vmax));
-  for (int64_t t = i; t < n; ++t) max = std::max(max, s[t]);
-  float sum = 0.0f;
-  i = 0;
   if constexpr (kExpLanes > 0) {
     for (; i + kExpLanes <= n; i += kExpLanes) {
-      Exp16(s + i, max, s + i);
-      for (int64_t k = i; k < i + kExpLanes; ++k) sum += s[k];
+#pragma GCC unroll 8
+      for (int g = 0; g < NH; ++g) Exp16(s + g * n + i, max[g], s + g * n + i);
+#pragma GCC unroll 16
+      for (int64_t k = i; k < i + kExpLanes; ++k) {
+#pragma GCC unroll 8
+        for (int g = 0; g < NH; ++g) sum[g] += s[g * n + k];
+      }
     }
   }
   for (; i < n; ++i) {
-    s[i] = ExpF(s[i] - max);
-    sum += s[i];
+    for (int g = 0; g < NH; ++g) {
+      float& e = s[g * n + i];
+      e = ExpF(e - max[g]);
+      sum[g] += e;
+    }
   }
-  const float inv_sum = 1.0f / sum;
-  const auto inv = hn::Set(df, inv_sum);
-  for (i = 0; i + N <= n; i += N) hn::StoreU(hn::Mul(hn::LoadU(df, s + i), inv), df, s + i);
-  for (; i < n; ++i) s[i] *= inv_sum;
+  for (int g = 0; g < NH; ++g) {
+    float* sg = s + g * n;
+    const float inv_sum = 1.0f / sum[g];
+    const auto inv = hn::Set(df, inv_sum);
+    for (i = 0; i + N <= n; i += N) hn::StoreU(hn::Mul(hn::LoadU(df, sg + i), inv), df, sg + i);
+    for (; i < n; ++i) sg[i] *= inv_sum;
+  }
 }
 
 // Attention for NH consecutive query heads (starting at q / out) that share
@@ -309,7 +458,7 @@ void Block(const float* q, const KvRingView& kv, size_t kv_off, size_t hd, int64
   const int n_runs = runs_of(kv.k, kruns);
   runs_of(kv.v, vruns);
   Scores<E, NH>(q, hd, kruns, n_runs, kv.row_stride, n_keys, scale, s);
-  for (int g = 0; g < NH; ++g) Softmax(s + g * n_keys, n_keys);
+  SoftmaxHeads<NH>(s, n_keys);
   Values<E, NH>(s, hd, vruns, n_runs, kv.row_stride, n_keys, out);
 }
 

@@ -181,6 +181,30 @@ TEST(AttentionTest, SimdMatchesScalarNoWrap) {
   }
 }
 
+// Windows longer than a Values chunk (128 keys) that wrap the ring, with
+// key counts that leave 1-3 keys after Scores' passes of 3 or 4, at the 4B
+// and 21B shapes: every target against the plain reference.
+TEST(AttentionTest, LongWrappedWindowsMatchPlain) {
+  for (DType type : {DType::kF32, DType::kF16})
+  for (const AttentionShape shape : {AttentionShape{12, 2, 128}, AttentionShape{28, 4, 128}}) {
+    const int64_t n_pos = 333, cap = 200;  // hi = 332 lives in slot 132
+    const Cache c(shape, n_pos, cap, /*pad=*/5, type);
+    const std::vector<float> q = Gaussian(shape.n_heads * 128, 5);
+    for (int64_t n_keys : {200, 199, 130, 129, 127}) {
+      const int64_t lo = 332 - n_keys + 1;
+      SCOPED_TRACE(::testing::Message() << DTypeName(type) << " heads=" << shape.n_heads
+                                        << " keys=" << n_keys);
+      const std::vector<float> ref = c.Reference(q, lo, 332);
+      std::vector<float> out(q.size()), scratch(n_keys);
+      ForEachTarget([&] {
+        std::fill(out.begin(), out.end(), NAN);
+        AttendRing(shape, q.data(), c.view(), lo, 332, out.data(), scratch.data());
+        ExpectClose(out, ref, c);
+      });
+    }
+  }
+}
+
 // KvRingView::Columns selects one kv head: attending with group heads over
 // Columns(h * hd) with a one-kv-head shape equals the full computation.
 TEST(AttentionTest, ColumnsSelectsKvHead) {

@@ -29,22 +29,37 @@ KvCache::KvCache(const ModelConfig& config, int64_t max_tokens, int max_batch, D
       elem_bytes_(type == DType::kF32 ? 4 : 2) {
   CHECK_GE(max_tokens, 1) << "KvCache needs room for at least one token";
   CHECK(IsKvType(type)) << "KV cache type must be F32, F16 or BF16, not " << DTypeName(type);
+  bytes_ = BytesFor(config, max_tokens, max_batch_, type);
+  uint8_t* base = nullptr;
+  if (bytes_ >= kHugePagesFrom) {
+    absl::StatusOr<std::unique_ptr<HugePageArena>> arena = HugePageArena::Create(bytes_);
+    if (arena.ok()) {
+      arena_ = *std::move(arena);
+      base = reinterpret_cast<uint8_t*>(arena_->data());
+    } else {
+      LOG(WARNING) << "KV cache in ordinary memory: " << arena.status();
+    }
+  }
+  if (base == nullptr) {
+    plain_.assign(bytes_, 0);
+    base = plain_.data();
+  }
   layers_.resize(config.n_layers);
+  size_t off = 0;
   for (int l = 0; l < config.n_layers; ++l) {
     const int64_t window = config.layers[l].window;
     int64_t cap = max_tokens;
     if (window > 0) cap = std::min(max_tokens, window + max_batch_ - 1);
+    const size_t layer_bytes = static_cast<size_t>(cap) * kv_dim_ * elem_bytes_;
     layers_[l].capacity = cap;
-    layers_[l].k.assign(static_cast<size_t>(cap) * kv_dim_ * elem_bytes_, 0);
-    layers_[l].v.assign(static_cast<size_t>(cap) * kv_dim_ * elem_bytes_, 0);
+    layers_[l].k = base + off;
+    layers_[l].v = base + off + layer_bytes;
+    off += 2 * layer_bytes;
   }
+  CHECK_EQ(off, bytes_);
 }
 
-size_t KvCache::bytes() const {
-  size_t total = 0;
-  for (const Layer& l : layers_) total += l.k.size() + l.v.size();
-  return total;
-}
+size_t KvCache::bytes() const { return bytes_; }
 
 size_t KvCache::BytesFor(const ModelConfig& config, int64_t max_tokens, int max_batch,
                          DType type) {
@@ -78,21 +93,21 @@ void Convert(DType type, const float* src, int n, uint8_t* dst) {
 void KvCache::Store(int layer, int64_t pos, const float* k, const float* v) {
   Layer& l = layers_[layer];
   const size_t off = static_cast<size_t>(pos % l.capacity) * kv_dim_ * elem_bytes_;
-  Convert(type_, k, kv_dim_, l.k.data() + off);
-  Convert(type_, v, kv_dim_, l.v.data() + off);
+  Convert(type_, k, kv_dim_, l.k + off);
+  Convert(type_, v, kv_dim_, l.v + off);
 }
 
 void KvCache::StoreColumns(int layer, int64_t pos, int col0, int n, const float* k,
                            const float* v) {
   Layer& l = layers_[layer];
   const size_t off = (static_cast<size_t>(pos % l.capacity) * kv_dim_ + col0) * elem_bytes_;
-  Convert(type_, k, n, l.k.data() + off);
-  Convert(type_, v, n, l.v.data() + off);
+  Convert(type_, k, n, l.k + off);
+  Convert(type_, v, n, l.v + off);
 }
 
 KvRingView KvCache::View(int layer) const {
   const Layer& l = layers_[layer];
-  return KvRingView{l.k.data(), l.v.data(), static_cast<size_t>(kv_dim_), l.capacity, type_};
+  return KvRingView{l.k, l.v, static_cast<size_t>(kv_dim_), l.capacity, type_};
 }
 
 }  // namespace st
