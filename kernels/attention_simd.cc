@@ -29,10 +29,11 @@
 // (GCC had folded its load into every MulAdd: 14 loads per 12 MulAdds),
 // Reduce4 with accumulators the compiler keeps in registers, interleaved
 // softmax sums (one head's chain of dependent adds was ~3/4 of the
-// softmax), then prefetch and V chunks for decode, whose K/V come from
-// DRAM. F16 medians of 3, alternated twice: 4B 1024 keys 109-111 -> 75-77
-// us, 4096 keys 466-475 -> 305-317; 21B 1024 keys 287-288 -> 196-197
-// (kernels_attention_benchmark, one thread, cache-hot).
+// softmax), then prefetch and V chunks, for decode above all, whose K/V
+// come from DRAM (prefill's are mostly in L3). F16 medians of 3, the
+// previous and this kernel alternated twice: 4B 1024 keys 116-118 -> 79-86
+// us, 4096 keys 473-479 -> 319-351; 21B 1024 keys 283-288 -> 201-218, 4096
+// keys 1660-1755 -> 888-1009 (kernels_attention_benchmark, one thread).
 // Session 11 changed only the loop structure (numbers bit-identical to
 // before): pairs of keys (now passes of 4) in 1 and tiles of 4 vectors in 3, where one chain
 // per head and key was latency-bound and one vector per pass read every V
@@ -49,6 +50,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <vector>
 
 #include "glog/logging.h"
@@ -126,9 +128,14 @@ constexpr bool kReduce4 = true;
 // the same pairs (256-bit halves, 128-bit quarters, lanes 2 apart, then the
 // first two), four sums per instruction instead of one.
 inline __m128 Reduce4(__m512 a, __m512 b, __m512 c, __m512 d) {
-  const __m512 ab = _mm512_add_ps(_mm512_shuffle_f32x4(a, b, 0xEE), _mm512_shuffle_f32x4(a, b, 0x44));
-  const __m512 cd = _mm512_add_ps(_mm512_shuffle_f32x4(c, d, 0xEE), _mm512_shuffle_f32x4(c, d, 0x44));
-  const __m512 t6 = _mm512_add_ps(_mm512_shuffle_f32x4(ab, cd, 0xDD), _mm512_shuffle_f32x4(ab, cd, 0x88));
+  // 128-bit quarters 2,3 (high half) and 0,1 of each of two inputs.
+  const __m512 ab =
+      _mm512_add_ps(_mm512_shuffle_f32x4(a, b, 0xEE), _mm512_shuffle_f32x4(a, b, 0x44));
+  const __m512 cd =
+      _mm512_add_ps(_mm512_shuffle_f32x4(c, d, 0xEE), _mm512_shuffle_f32x4(c, d, 0x44));
+  // Quarters 1 and 3 (each half's high quarter) and 0 and 2.
+  const __m512 t6 =
+      _mm512_add_ps(_mm512_shuffle_f32x4(ab, cd, 0xDD), _mm512_shuffle_f32x4(ab, cd, 0x88));
   const __m512 t8 = _mm512_add_ps(t6, _mm512_permute_ps(t6, 0x4E));
   const __m512 r = _mm512_add_ps(t8, _mm512_permute_ps(t8, 0xB1));
   return _mm512_castps512_ps128(
@@ -161,13 +168,17 @@ HWY_INLINE void StoreScores(const hn::Vec<DF>*, int, float, float*) {}
 // (into L1: 18.5-23.0); 8 keys ahead was slower, 48 no better.
 constexpr int64_t kPrefetchKeys = 32;
 
-// Prefetches n rows of row_bytes from p, stride elements apart. Reads past
-// the end of the cache are harmless: prefetches do not fault.
+// Prefetches row_bytes of each of the n rows kPrefetchKeys rows after p
+// (rows stride elements apart). Addresses past the end of the cache (near
+// the end of a run) are harmless: prefetches do not fault, and the address
+// is formed as an integer.
 template <class T>
-HWY_INLINE void PrefetchRows(const T* p, int n, size_t stride, size_t row_bytes) {
+HWY_INLINE void PrefetchRowsAhead(const T* p, int n, size_t stride, size_t row_bytes) {
   for (int r = 0; r < n; ++r) {
-    const char* row = reinterpret_cast<const char*>(p + r * stride);
-    for (size_t b = 0; b < row_bytes; b += 64) __builtin_prefetch(row + b, 0, 2);  // into L2
+    const uintptr_t row = reinterpret_cast<uintptr_t>(p) + (kPrefetchKeys + r) * stride * sizeof(T);
+    for (size_t b = 0; b < row_bytes; b += 64) {
+      __builtin_prefetch(reinterpret_cast<const void*>(row + b), 0, 2);  // into L2
+    }
   }
 }
 
@@ -227,7 +238,7 @@ void Scores(const float* q, size_t hd, const Run<typename E::T>* runs, int n_run
     const typename E::T* k = runs[r].base;
     int64_t e = 0;
     for (; e + KP <= runs[r].n; e += KP, i += KP, k += KP * stride) {
-      PrefetchRows(k + kPrefetchKeys * stride, KP, stride, row_bytes);
+      PrefetchRowsAhead(k, KP, stride, row_bytes);
       if (kReduce4 && j_end == hd) {
         // Its own accumulators, indexed by constants only, so they stay in
         // registers (finish's loop would put them in memory).
@@ -254,8 +265,8 @@ void Scores(const float* q, size_t hd, const Run<typename E::T>* runs, int n_run
 // * v_i[d] over keys i0 .. i0 + count (v: key i0's row), summed in
 // increasing i, starting from zero when `first`: keys outer, the tile's
 // NH * NC accumulators in registers, so each key's V columns are read once
-// per tile. With `prefetch`, each key's row kPrefetchKeys keys ahead is
-// prefetched whole (row_bytes).
+// per tile. With `prefetch`, the head's part of each row (row_bytes)
+// kPrefetchKeys keys ahead is prefetched.
 template <class E, int NH, int NC>
 HWY_INLINE void ValuesTile(const float* p, size_t hd, const typename E::T* v, int64_t count,
                            int64_t i0, size_t stride, int64_t n_keys, size_t j0, bool first,
@@ -271,7 +282,7 @@ HWY_INLINE void ValuesTile(const float* p, size_t hd, const typename E::T* v, in
     }
   }
   for (int64_t i = i0; i < i0 + count; ++i, v += stride) {
-    if (prefetch) PrefetchRows(v + kPrefetchKeys * stride, 1, stride, row_bytes);
+    if (prefetch) PrefetchRowsAhead(v, 1, stride, row_bytes);
     hn::Vec<DF> x[NC];
 #pragma GCC unroll 4
     for (int c = 0; c < NC; ++c) x[c] = E::Load(df, v + j0 + c * N);
@@ -291,7 +302,8 @@ HWY_INLINE void ValuesTile(const float* p, size_t hd, const typename E::T* v, in
 
 // Keys per chunk of Values: a chunk's V rows (32 KiB of F16 at head_dim 128)
 // stay in L1/L2 while every column tile passes over them, so V is read from
-// memory once (the first tile's pass prefetches whole rows).
+// memory once (the first tile's pass prefetches the head's part of each
+// row).
 constexpr int64_t kValuesChunk = 128;
 
 // out[g * hd + d] = sum_i p[g * n_keys + i] * v_i[d], summed in increasing
@@ -334,7 +346,9 @@ void Values(const float* p, size_t hd, const Run<typename E::T>* runs, int n_run
       int64_t i = 0;
       for (int r = 0; r < n_runs; ++r) {
         const typename E::T* v = runs[r].base;
-        for (int64_t e = 0; e < runs[r].n; ++e, ++i, v += stride) o += p[g * n_keys + i] * E::Get(v, j);
+        for (int64_t e = 0; e < runs[r].n; ++e, ++i, v += stride) {
+          o += p[g * n_keys + i] * E::Get(v, j);
+        }
       }
       out[g * hd + j] = o;
     }

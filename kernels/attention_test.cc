@@ -183,23 +183,28 @@ TEST(AttentionTest, SimdMatchesScalarNoWrap) {
 
 // Windows longer than a Values chunk (128 keys) that wrap the ring, with
 // key counts that leave 1-3 keys after Scores' passes of 3 or 4, at the 4B
-// and 21B shapes: every target against the plain reference.
+// and 21B shapes: every target against the plain reference, and bit for bit
+// the same numbers as the same window in a ring where it does not wrap
+// (the kernel's order of operations does not depend on the wrap).
 TEST(AttentionTest, LongWrappedWindowsMatchPlain) {
   for (DType type : {DType::kF32, DType::kF16})
   for (const AttentionShape shape : {AttentionShape{12, 2, 128}, AttentionShape{28, 4, 128}}) {
-    const int64_t n_pos = 333, cap = 200;  // hi = 332 lives in slot 132
-    const Cache c(shape, n_pos, cap, /*pad=*/5, type);
+    const int64_t n_pos = 210, hi = n_pos - 1;  // hi lives in slot 9 of 200
+    const Cache wrapped(shape, n_pos, 200, /*pad=*/5, type);
+    const Cache plain(shape, n_pos, 256, /*pad=*/5, type);
     const std::vector<float> q = Gaussian(shape.n_heads * 128, 5);
     for (int64_t n_keys : {200, 199, 130, 129, 127}) {
-      const int64_t lo = 332 - n_keys + 1;
+      const int64_t lo = hi - n_keys + 1;  // lo % 200 > hi % 200: every window wraps
       SCOPED_TRACE(::testing::Message() << DTypeName(type) << " heads=" << shape.n_heads
                                         << " keys=" << n_keys);
-      const std::vector<float> ref = c.Reference(q, lo, 332);
-      std::vector<float> out(q.size()), scratch(n_keys);
+      const std::vector<float> ref = wrapped.Reference(q, lo, hi);
+      std::vector<float> out(q.size()), unwrapped(q.size()), scratch(n_keys);
       ForEachTarget([&] {
         std::fill(out.begin(), out.end(), NAN);
-        AttendRing(shape, q.data(), c.view(), lo, 332, out.data(), scratch.data());
-        ExpectClose(out, ref, c);
+        AttendRing(shape, q.data(), wrapped.view(), lo, hi, out.data(), scratch.data());
+        ExpectClose(out, ref, wrapped);
+        AttendRing(shape, q.data(), plain.view(), lo, hi, unwrapped.data(), scratch.data());
+        for (size_t i = 0; i < out.size(); ++i) ASSERT_EQ(out[i], unwrapped[i]) << "i=" << i;
       });
     }
   }

@@ -50,11 +50,13 @@ class KvCache {
   int max_batch() const { return max_batch_; }
   int64_t capacity(int layer) const { return layers_[layer].capacity; }
   DType type() const { return type_; }
-  // Bytes of K and V (BytesFor's number; a huge-page mapping rounds it up
-  // to 2 MiB in address space, and only touched pages are resident).
+  // Bytes of K and V (BytesFor's number). A mapping (kHugePagesFrom on)
+  // rounds it up to 2 MiB, and its pages become resident as positions are
+  // first stored (an ordinary cache is zeroed, so resident, at once).
   size_t bytes() const;
-  // Whether the cache lives in a MADV_HUGEPAGE mapping.
-  bool in_huge_pages() const { return arena_ != nullptr; }
+  // Whether the cache lives in a mapping advised MADV_HUGEPAGE (the kernel
+  // backs it with huge pages where transparent huge pages are enabled).
+  bool in_huge_pages() const { return arena_ != nullptr && arena_->huge_pages_advised(); }
   // What bytes() will be for a cache built with these arguments.
   static size_t BytesFor(const ModelConfig& config, int64_t max_tokens, int max_batch,
                          DType type = DType::kF16);
