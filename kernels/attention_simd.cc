@@ -163,7 +163,7 @@ HWY_INLINE void StoreScores(const hn::Vec<DF>*, int, float, float*) {}
 // 4096 keys are 128 MiB on the 4B), and a head's part of each row (256
 // bytes at head_dim 128 in F16, every n_kv_heads * 256 bytes) is a stream
 // the hardware prefetchers did not follow well. Session 20,
-// BM_AttendRingColdLayers (4 KiB pages, one thread, 4B, 4096 keys): 24.0-
+// BM_AttendRingColdLayers (4 KiB pages, one thread, 4B, 4096 keys): 23.9-
 // 24.5 ms per token without, 17.9-18.5 with 16 or 32 keys ahead into L2
 // (into L1: 18.5-23.0); 8 keys ahead was slower, 48 no better.
 constexpr int64_t kPrefetchKeys = 32;
