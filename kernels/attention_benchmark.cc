@@ -6,9 +6,9 @@
 #include <cstdint>
 #include <cstring>
 #include <memory>
-#include <utility>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -48,7 +48,8 @@ void BM_AttendRing(benchmark::State& state) {
   const std::vector<uint8_t> k = RandomRows(type, n_keys * kv_dim, 1);
   const std::vector<uint8_t> v = RandomRows(type, n_keys * kv_dim, 2);
   const KvRingView view{k.data(), v.data(), kv_dim, n_keys, type};
-  std::vector<float> q(static_cast<size_t>(shape.n_heads) * 128, 0.05f), out(q.size()), scratch(n_keys);
+  std::vector<float> q(static_cast<size_t>(shape.n_heads) * 128, 0.05f), out(q.size());
+  std::vector<float> scratch(n_keys);
   for (auto _ : state) {
     if (simd) {
       AttendRing(shape, q.data(), view, 0, n_keys - 1, out.data(), scratch.data());

@@ -21,6 +21,18 @@ absl::StatusOr<DType> ParseKvType(std::string_view name) {
       absl::StrCat("unknown KV cache type '", std::string(name), "' (want f16, bf16 or f32)"));
 }
 
+namespace {
+
+// Slots of layer l: every position for a global layer; window + max_batch - 1
+// for a sliding-window one (see the class comment), never more than
+// max_tokens.
+int64_t LayerCapacity(const ModelConfig& config, int l, int64_t max_tokens, int max_batch) {
+  const int64_t window = config.layers[l].window;
+  return window > 0 ? std::min(max_tokens, window + std::max(max_batch, 1) - 1) : max_tokens;
+}
+
+}  // namespace
+
 KvCache::KvCache(const ModelConfig& config, int64_t max_tokens, int max_batch, DType type)
     : kv_dim_(config.kv_dim()),
       max_tokens_(max_tokens),
@@ -47,9 +59,7 @@ KvCache::KvCache(const ModelConfig& config, int64_t max_tokens, int max_batch, D
   layers_.resize(config.n_layers);
   size_t off = 0;
   for (int l = 0; l < config.n_layers; ++l) {
-    const int64_t window = config.layers[l].window;
-    int64_t cap = max_tokens;
-    if (window > 0) cap = std::min(max_tokens, window + max_batch_ - 1);
+    const int64_t cap = LayerCapacity(config, l, max_tokens, max_batch_);
     const size_t layer_bytes = static_cast<size_t>(cap) * kv_dim_ * elem_bytes_;
     layers_[l].capacity = cap;
     layers_[l].k = base + off;
@@ -65,9 +75,7 @@ size_t KvCache::BytesFor(const ModelConfig& config, int64_t max_tokens, int max_
                          DType type) {
   size_t total = 0;
   for (int l = 0; l < config.n_layers; ++l) {
-    const int64_t window = config.layers[l].window;
-    int64_t cap = max_tokens;
-    if (window > 0) cap = std::min(max_tokens, window + std::max(max_batch, 1) - 1);
+    const int64_t cap = LayerCapacity(config, l, max_tokens, max_batch);
     total += 2 * static_cast<size_t>(cap) * config.kv_dim() * (type == DType::kF32 ? 4 : 2);
   }
   return total;
