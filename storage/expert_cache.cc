@@ -87,7 +87,13 @@ void ExpertCache::Lock(int s) {
 void ExpertCache::Unlock(int s) {
   Slot& slot = slots_[s];
   slot.locked = false;
-  if (!slot.pinned && !slot.pending && !slot.in_lru && slot.key >= 0) {
+  if (slot.pinned || slot.key < 0) return;
+  if (slot.pending) {
+    // Released before its read landed (an Acquire failed and the step let
+    // go of everything): ReapLanded moves it to the LRU once it lands, as
+    // for a speculative read; otherwise nothing could ever evict it.
+    unlocked_pending_.push_back(s);
+  } else if (!slot.in_lru) {
     slot.lru = lru_.insert(lru_.end(), s);
     slot.in_lru = true;
   }
@@ -115,12 +121,15 @@ void ExpertCache::ReapLanded() {
 }
 
 int ExpertCache::TakeSlot() {
-  if (!free_.empty()) {
+  auto take_free = [this] {
     const int s = free_.back();
     free_.pop_back();
     return s;
-  }
+  };
+  if (!free_.empty()) return take_free();
   ReapLanded();
+  // A read that failed as it landed emptied its slot.
+  if (!free_.empty()) return take_free();
   if (lru_.empty()) {
     // Unlocked reads still in flight (speculative prefetches) become
     // evictable once they land: wait for one.
@@ -128,11 +137,7 @@ int ExpertCache::TakeSlot() {
       Slot& slot = slots_[s];
       if (slot.pending && !slot.locked && !slot.pinned) {
         (void)Finish(s);  // a failed read empties the slot
-        if (slot.key < 0) {
-          // Finish put it on free_.
-          free_.pop_back();
-          return s;
-        }
+        if (slot.key < 0) return take_free();  // Finish put it on free_
         Unlock(s);
         break;
       }

@@ -4,9 +4,11 @@
 
 #include <algorithm>
 #include <array>
+#include <chrono>
 #include <cstdint>
 #include <cstring>
 #include <random>
+#include <thread>
 #include <vector>
 
 #include "common/huge_page_arena.h"
@@ -210,6 +212,43 @@ TEST_F(ExpertCacheTest, CorruptRecordIsDataLossAndLeavesNoSlot) {
   EXPECT_FALSE(cache->IsResident(1, 3));
   EXPECT_EQ(cache->resident(), 0);
   EXPECT_TRUE(cache->Acquire(1, 2).ok());  // the cache keeps working
+}
+
+// A speculative read that fails as it lands frees its slot, and the next
+// miss takes that slot instead of giving up because every other one is
+// locked.
+TEST_F(ExpertCacheTest, ASlotFreedByAFailedReadServesTheNextMiss) {
+  auto pack = ExpertPack::Open(DefaultPackPath(*gguf_));
+  ASSERT_TRUE(pack.ok());
+  const PackHeader& h = (*pack)->header();
+  const std::string bad = dir_->File("flipped-speculative.stpack");
+  st::testing::CopyModified(DefaultPackPath(*gguf_), bad, h.RecordOffset(1, 3) + 5);
+  auto cache = Make(2, bad);
+  ASSERT_TRUE(cache->Acquire(0, 0).ok());  // held by the step: one slot left
+  ASSERT_TRUE(cache->Prefetch(1, {{3}}, /*lock=*/false).ok());  // a guess that will fail
+  while (!cache->IsReady(1, 3)) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  auto rec = cache->Acquire(0, 1);
+  ASSERT_TRUE(rec.ok()) << rec.status();
+  EXPECT_EQ(std::memcmp(*rec, Record(0, 1).data(), cache->slot_bytes()), 0);
+  EXPECT_FALSE(cache->IsResident(1, 3));
+  EXPECT_TRUE(cache->IsResident(0, 0));
+}
+
+// Experts locked by a step and let go before their reads landed (the step
+// failed and released everything) become evictable once they land, like
+// any other record; before, they held their slots until asked for again.
+TEST_F(ExpertCacheTest, ReadsReleasedBeforeTheyLandAreEvictable) {
+  auto cache = Make(3);
+  ASSERT_TRUE(cache->Prefetch(0, {{0}}, /*lock=*/true).ok());
+  cache->ReleaseAll();
+  while (!cache->IsReady(0, 0)) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  for (int e = 0; e < 6; ++e) {
+    auto rec = cache->Acquire(1 + e % 2, e);
+    ASSERT_TRUE(rec.ok()) << rec.status();
+    cache->Release(1 + e % 2, e);
+  }
+  EXPECT_FALSE(cache->IsResident(0, 0));
+  EXPECT_EQ(cache->resident(), 3);
 }
 
 // The slots are faulted in at creation (nothing first touched while

@@ -91,8 +91,9 @@ absl::StatusOr<std::unique_ptr<ExpertSource>> OpenIoUringSource(
 absl::StatusOr<std::unique_ptr<ExpertSource>> OpenPreadSource(
     std::shared_ptr<const ExpertPack> pack, const SourceOptions& options);
 // mmap: reads copy out of a shared read-only mapping (page cache; no
-// O_DIRECT). As with any mmap reader, truncating the pack on disk while it is
-// open raises SIGBUS on access.
+// O_DIRECT). Each read checks the file's size first, so a pack truncated on
+// disk while open gives DATA_LOSS (a truncation racing the copy itself can
+// still raise SIGBUS, as for any mmap reader).
 absl::StatusOr<std::unique_ptr<ExpertSource>> OpenMmapSource(
     std::shared_ptr<const ExpertPack> pack);
 // Reads the whole pack into RAM once (record_count * record_size bytes).

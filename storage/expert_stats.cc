@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -35,8 +36,19 @@ std::vector<std::pair<int, int>> ExpertStats::Hottest(int n) const {
 std::string DefaultStatsPath(const std::string& pack_path) { return pack_path + ".stats"; }
 
 absl::StatusOr<ExpertStats> LoadExpertStats(const std::string& path, const PackHeader& pack) {
+  errno = 0;
   std::ifstream in(path);
-  if (!in) return absl::NotFoundError(absl::StrCat(path, ": no expert stats file"));
+  if (!in) {
+    // Only a missing file is "no stats yet"; one that exists but cannot be
+    // read (permissions, I/O) must not be taken for empty and overwritten.
+    const int open_errno = errno;
+    struct stat st;
+    if (stat(path.c_str(), &st) != 0 && errno == ENOENT) {
+      return absl::NotFoundError(absl::StrCat(path, ": no expert stats file"));
+    }
+    return absl::ErrnoToStatus(open_errno != 0 ? open_errno : EIO,
+                               absl::StrCat(path, ": cannot read the expert stats file"));
+  }
   auto bad = [&](const std::string& what) {
     return absl::InvalidArgumentError(absl::StrCat(path, ": ", what));
   };
@@ -123,6 +135,8 @@ absl::Status AddExpertStats(const std::string& path, const PackHeader& pack,
   absl::StatusOr<ExpertStats> old = LoadExpertStats(path, pack);
   if (old.ok()) {
     stats = *std::move(old);
+  } else if (!absl::IsNotFound(old.status()) && !absl::IsInvalidArgument(old.status())) {
+    return old.status();  // there, but unreadable: keep its counts
   } else {
     if (replaced != nullptr && !absl::IsNotFound(old.status())) *replaced = old.status();
     stats = ExpertStats{.fingerprint = pack.fingerprint,

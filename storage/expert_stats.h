@@ -34,14 +34,16 @@ std::string DefaultStatsPath(const std::string& pack_path);
 
 // NOT_FOUND if the file does not exist; INVALID_ARGUMENT (naming the path
 // and line) if it is malformed or does not match the pack's fingerprint and
-// shape.
+// shape; another error (PERMISSION_DENIED, ...) naming the path if it exists
+// but cannot be read.
 absl::StatusOr<ExpertStats> LoadExpertStats(const std::string& path, const PackHeader& pack);
 // Writes atomically (a temporary file of this process + rename).
 absl::Status SaveExpertStats(const std::string& path, const ExpertStats& stats);
 
 // Adds `delta` ([n_layers * n_experts] counts) to the file at `path` (a
 // missing or unusable one -- malformed, another model's -- starts from
-// zeros; `replaced` says why it was dropped), saturating at 2^64 - 1.
+// zeros; `replaced` says why it was dropped), saturating at 2^64 - 1. A
+// file that exists but cannot be read is left alone: its error is returned.
 // Runs under an exclusive flock on "<path>.lock", so runs that end at the
 // same time (several `run`s on one pack) add up instead of overwriting
 // each other.

@@ -3,7 +3,9 @@
 #include <liburing.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
 #include <deque>
 #include <memory>
@@ -18,6 +20,10 @@
 
 namespace st {
 namespace {
+
+// Longest single read (a multiple of the pack alignment): an SQE's length
+// is 32-bit.
+constexpr uint64_t kMaxReadBytes = uint64_t{1} << 30;
 
 // One record read in progress. Owned by the source from Submit to completion.
 struct Op {
@@ -101,8 +107,11 @@ class IoUringSource : public ExpertSource {
       Op* op = pending_.front();
       pending_.pop_front();
       const ReadRequest& r = op->request;
+      // One read is at most 1 GiB (its length is 32-bit); a larger record
+      // goes on as short reads do, from where the last one stopped.
       io_uring_prep_read(sqe, fd_, static_cast<char*>(r.dst) + op->done,
-                         static_cast<unsigned>(h.record_size - op->done),
+                         static_cast<unsigned>(std::min<uint64_t>(h.record_size - op->done,
+                                                                  kMaxReadBytes)),
                          h.RecordOffset(r.layer, r.expert) + op->done);
       io_uring_sqe_set_data(sqe, op);
       ++in_flight_;

@@ -3,6 +3,10 @@
 // refused with clear errors.
 #include "storage/offload.h"
 
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <limits>
@@ -293,6 +297,28 @@ TEST_F(OffloadTest, MalformedStatsFileIsIgnoredWithAWarning) {
   auto pack = ExpertPack::Open(DefaultPackPath(*gguf_));
   EXPECT_EQ(LoadExpertStats(o.stats_path, (*pack)->header()).status().code(),
             absl::StatusCode::kInvalidArgument);
+}
+
+// A stats file that is there but cannot be read is neither taken for
+// "no stats yet" nor replaced by a fresh one (it would lose its counts).
+// A symlink loop stands in for an unreadable file: root reads any mode.
+TEST_F(OffloadTest, UnreadableStatsFileIsNotReplaced) {
+  auto pack = ExpertPack::Open(DefaultPackPath(*gguf_));
+  ASSERT_TRUE(pack.ok()) << pack.status();
+  const PackHeader& h = (*pack)->header();
+  const std::string path = dir_->File("loop.stats");
+  ASSERT_EQ(symlink(path.c_str(), path.c_str()), 0) << std::strerror(errno);
+  const absl::Status load = LoadExpertStats(path, h).status();
+  EXPECT_FALSE(load.ok());
+  EXPECT_FALSE(absl::IsNotFound(load)) << load;
+  EXPECT_NE(load.message().find(path), std::string::npos) << load;
+  const size_t n = static_cast<size_t>(h.n_layers) * h.n_experts;
+  EXPECT_FALSE(AddExpertStats(path, h, std::vector<uint64_t>(n, 1)).ok());
+  char target[4096];
+  const ssize_t len = readlink(path.c_str(), target, sizeof(target));
+  ASSERT_GT(len, 0) << "the link was replaced";
+  EXPECT_EQ(std::string(target, len), path);
+  EXPECT_TRUE(absl::IsNotFound(LoadExpertStats(dir_->File("none.stats"), h).status()));
 }
 
 TEST_F(OffloadTest, IoMemoryCannotHoldABudget) {
