@@ -193,6 +193,15 @@ absl::Status RejectUnsupported(const json& j) {
   if (const json* v = set("top_logprobs"); v != nullptr && !(v->is_number_integer() && *v == 0)) {
     return unsupported("'top_logprobs'");
   }
+  if (const json* v = set("logit_bias"); v != nullptr && !(v->is_object() && v->empty())) {
+    return unsupported("'logit_bias'");
+  }
+  // llama.cpp's constrained decoding.
+  for (const char* field : {"grammar", "json_schema"}) {
+    if (const json* v = set(field); v != nullptr && *v != "" && !(v->is_object() && v->empty())) {
+      return unsupported(absl::StrCat("'", field, "' (constrained output)"));
+    }
+  }
   if (const json* v = set("echo"); v != nullptr && *v != false) return unsupported("'echo'");
   if (const json* v = set("best_of"); v != nullptr && *v != 1) return unsupported("'best_of' > 1");
   if (const json* v = set("suffix"); v != nullptr && *v != "") return unsupported("'suffix'");
@@ -207,7 +216,20 @@ std::string FinishName(FinishReason f) {
 
 absl::StatusOr<OpenAiRequest> ParseOpenAiRequest(ApiKind kind, std::string_view body,
                                                  const Tokenizer& tokenizer) {
-  json j = json::parse(body, nullptr, /*allow_exceptions=*/false);
+  // nlohmann::json parses and frees iteratively, but copies and dumps
+  // recurse once per level: a body of a few hundred KiB nested ~10^5 deep
+  // overflowed the handler's stack when a field was read with value().
+  bool too_deep = false;
+  const json::parser_callback_t depth_check = [&too_deep](int depth, json::parse_event_t,
+                                                           json&) {
+    too_deep = too_deep || depth > kMaxJsonDepth;
+    return !too_deep;  // past the limit, keep nothing
+  };
+  json j = json::parse(body, depth_check, /*allow_exceptions=*/false);
+  if (too_deep) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("request body nests JSON deeper than ", kMaxJsonDepth, " levels"));
+  }
   if (j.is_discarded()) return absl::InvalidArgumentError("request body is not valid JSON");
   if (!j.is_object()) return absl::InvalidArgumentError("request body must be a JSON object");
   OpenAiRequest r;
@@ -221,10 +243,11 @@ absl::StatusOr<OpenAiRequest> ParseOpenAiRequest(ApiKind kind, std::string_view 
   ST_RETURN_IF_ERROR(RejectUnsupported(j));
   GenerateOptions& g = r.engine.options;
   SamplingParams& s = g.sampling;
-  // max_completion_tokens (OpenAI's newer name) wins over max_tokens; absent,
-  // null or -1 = until the context is full (the engine's 0).
+  // max_completion_tokens (OpenAI's newer name) wins over max_tokens, which
+  // wins over n_predict (llama.cpp's name); absent, null or -1 = until the
+  // context is full (the engine's 0).
   g.max_tokens = 0;
-  for (const char* field : {"max_tokens", "max_completion_tokens"}) {
+  for (const char* field : {"n_predict", "max_tokens", "max_completion_tokens"}) {
     int64_t max_tokens = -1;
     if (!j.contains(field) || j[field].is_null()) continue;
     ST_RETURN_IF_ERROR(Integer(j, field, &max_tokens));
@@ -244,12 +267,19 @@ absl::StatusOr<OpenAiRequest> ParseOpenAiRequest(ApiKind kind, std::string_view 
   ST_RETURN_IF_ERROR(Number(j, "repeat_penalty", &s.repeat_penalty));
   ST_RETURN_IF_ERROR(Number(j, "presence_penalty", &s.presence_penalty));
   ST_RETURN_IF_ERROR(Number(j, "frequency_penalty", &s.frequency_penalty));
-  int64_t seed = 0;  // 0 = a random seed; so is any negative one (llama.cpp's -1)
-  if (j.contains("seed") && j["seed"].is_number_unsigned()) {
-    ST_RETURN_IF_ERROR(Integer(j, "seed", &s.seed));
-  } else {
-    ST_RETURN_IF_ERROR(Integer(j, "seed", &seed));
-    s.seed = seed > 0 ? static_cast<uint64_t>(seed) : 0;
+  ST_RETURN_IF_ERROR(Integer(j, "repeat_last_n", &s.repeat_last_n));
+  // Absent, null or negative (llama.cpp's -1): a random seed (the engine's
+  // 0). Any other value, 0 included as for OpenAI and llama.cpp, is a fixed
+  // seed: 0 becomes kSeedForZero, since the engine reads 0 as "random".
+  if (auto it = j.find("seed"); it != j.end() && !it->is_null()) {
+    if (it->is_number_unsigned()) {
+      ST_RETURN_IF_ERROR(Integer(j, "seed", &s.seed));
+      if (s.seed == 0) s.seed = kSeedForZero;
+    } else {
+      int64_t seed = 0;
+      ST_RETURN_IF_ERROR(Integer(j, "seed", &seed));
+      s.seed = seed > 0 ? static_cast<uint64_t>(seed) : 0;
+    }
   }
   ST_RETURN_IF_ERROR(ValidateSamplingParams(s));
   ST_RETURN_IF_ERROR(Bool(j, "ignore_eos", &g.ignore_eos));

@@ -3,6 +3,7 @@
 // and building the JSON replies, stream chunks and error objects.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <string_view>
 
@@ -22,14 +23,23 @@ struct OpenAiRequest {
   bool include_usage = false;  // stream_options.include_usage
 };
 
-// Parses and validates a request body: JSON syntax, field types and ranges,
-// the prompt / messages (see request_limits.h). Any problem is
-// INVALID_ARGUMENT with a message naming the field. Supported parameters:
-// prompt (string, [string] or [int]) / messages, max_tokens (or
-// max_completion_tokens; absent = until the context is full), temperature,
-// top_p, top_k, min_p, repeat_penalty, presence_penalty, frequency_penalty,
-// seed, stop (string or [string]), stream, stream_options.include_usage, n
-// (must be 1), model (ignored: one model is served), ignore_eos.
+// Deepest nesting of arrays and objects a request body may have.
+inline constexpr int kMaxJsonDepth = 64;
+// The engine seed for a request's "seed": 0 (a fixed seed for OpenAI and
+// llama.cpp; the engine takes 0 for "draw one").
+inline constexpr uint64_t kSeedForZero = 0x9E3779B97F4A7C15;
+
+// Parses and validates a request body: JSON syntax and nesting (at most
+// kMaxJsonDepth), field types and ranges, the prompt / messages (see
+// request_limits.h). Any problem is INVALID_ARGUMENT with a message naming
+// the field. Supported parameters: prompt (string, [string] or [int]) /
+// messages, max_tokens (or max_completion_tokens, or llama.cpp's n_predict;
+// absent = until the context is full), temperature, top_p, top_k, min_p,
+// repeat_penalty, repeat_last_n, presence_penalty, frequency_penalty, seed
+// (negative = random), stop (string or [string]), stream,
+// stream_options.include_usage, n (must be 1), model (ignored: one model is
+// served), ignore_eos. Features it does not implement (tools, logprobs,
+// logit_bias, grammar, ...) are refused unless given their neutral value.
 absl::StatusOr<OpenAiRequest> ParseOpenAiRequest(ApiKind kind, std::string_view body,
                                                  const Tokenizer& tokenizer);
 

@@ -86,6 +86,19 @@ TEST_F(OpenAiJsonTest, AcceptsWhatOpenAiClientsSend) {
     ASSERT_TRUE(r.ok()) << r.status();
     EXPECT_EQ(r->engine.options.sampling.top_k, 1) << top_k;
   }
+  // seed 0 is a fixed seed, as for OpenAI and llama.cpp (the engine's 0 is
+  // "random").
+  r = Parse(ApiKind::kCompletion, R"({"prompt": "x", "seed": 0})");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->engine.options.sampling.seed, kSeedForZero);
+  // llama.cpp's n_predict and repeat_last_n; max_tokens wins over n_predict.
+  r = Parse(ApiKind::kCompletion, R"({"prompt": "x", "n_predict": 5, "repeat_last_n": 16})");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->engine.options.max_tokens, 5);
+  EXPECT_EQ(r->engine.options.sampling.repeat_last_n, 16);
+  r = Parse(ApiKind::kCompletion, R"({"prompt": "x", "n_predict": 5, "max_tokens": 2})");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->engine.options.max_tokens, 2);
   r = Parse(ApiKind::kCompletion, R"({"prompt": "x", "seed": 18446744073709551615})");
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(r->engine.options.sampling.seed, 18446744073709551615u);
@@ -94,7 +107,7 @@ TEST_F(OpenAiJsonTest, AcceptsWhatOpenAiClientsSend) {
       "tools": [], "tool_choice": "none", "logprobs": false, "top_logprobs": 0,
       "response_format": {"type": "text"}})").ok());
   EXPECT_TRUE(Parse(ApiKind::kCompletion, R"({"prompt": "x", "echo": false, "best_of": 1,
-      "suffix": "", "logprobs": 0})").ok());
+      "suffix": "", "logprobs": 0, "logit_bias": {}, "grammar": "", "json_schema": {}})").ok());
   // developer = system; an assistant's tool calls (content null) rendered as
   // Qwen's template does; text parts joined by newlines.
   r = Parse(ApiKind::kChat, R"({"messages": [
@@ -128,6 +141,11 @@ TEST_F(OpenAiJsonTest, BadInputNamesTheProblem) {
       {R"({"prompt": "x", "tools": [{"type": "function"}]})", "tools"},
       {R"({"prompt": "x", "tool_choice": "required"})", "tool_choice"},
       {R"({"prompt": "x", "response_format": {"type": "json_object"}})", "response_format"},
+      {R"({"prompt": "x", "logit_bias": {"15": -100}})", "logit_bias"},
+      {R"({"prompt": "x", "grammar": "root ::= \"a\""})", "grammar"},
+      {R"({"prompt": "x", "json_schema": {"type": "object"}})", "json_schema"},
+      {R"({"prompt": "x", "n_predict": 0})", "n_predict"},
+      {R"({"prompt": "x", "repeat_last_n": -2})", "repeat_last_n"},
       {R"({"prompt": "x", "stop": 3})", "stop"},
       {R"({"prompt": "x", "stop": [""]})", "stop"},
       {R"({"prompt": "x", "stream_options": 1})", "stream_options"},
@@ -144,6 +162,19 @@ TEST_F(OpenAiJsonTest, BadInputNamesTheProblem) {
     ASSERT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << body;
     EXPECT_NE(r.status().message().find(needle), std::string::npos) << r.status() << " " << body;
   }
+  // Nesting past kMaxJsonDepth is refused before any field is read: a body
+  // nested 10^5 deep used to overflow the stack when a field was copied.
+  for (const int depth : {kMaxJsonDepth + 1, 100000}) {
+    const std::string body = absl::StrCat(R"({"prompt": "x", "response_format": {"type": )",
+                                          std::string(depth, '['), std::string(depth, ']'), "}}");
+    auto r = Parse(ApiKind::kCompletion, body);
+    ASSERT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << depth;
+    EXPECT_NE(r.status().message().find("deeper than"), std::string::npos) << r.status();
+  }
+  EXPECT_TRUE(Parse(ApiKind::kCompletion,
+                    absl::StrCat(R"({"prompt": "x", "user": )", std::string(kMaxJsonDepth - 1, '['),
+                                 std::string(kMaxJsonDepth - 1, ']'), "}"))
+                  .ok());
   auto chat = Parse(ApiKind::kChat, R"({"messages": [{"role": "user"}]})");
   EXPECT_EQ(chat.status().code(), absl::StatusCode::kInvalidArgument);
   chat = Parse(ApiKind::kChat, R"({"messages": [{"role": 1, "content": "x"}]})");
