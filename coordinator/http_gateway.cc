@@ -26,6 +26,19 @@ void SendError(httplib::Response& res, int status, std::string_view message,
   res.set_content(Dump(ErrorJson(status, message, error_code)), "application/json");
 }
 
+// The method each route takes (those below): a request for one of these
+// paths with another method is 405 with an Allow header, not 404.
+const char* AllowedMethod(const std::string& path) {
+  for (const char* get : {"/health", "/v1/health", "/metrics", "/v1/models", "/models"}) {
+    if (path == get) return "GET";
+  }
+  for (const char* post :
+       {"/v1/completions", "/v1/chat/completions", "/completions", "/chat/completions"}) {
+    if (path == post) return "POST";
+  }
+  return nullptr;
+}
+
 void SendStatus(httplib::Response& res, const absl::Status& status) {
   SendError(res, HttpStatusFor(status.code()), std::string(status.message()), ErrorCodeOf(status));
 }
@@ -209,8 +222,13 @@ void HttpGateway::Routes(const std::string& cors_origin) {
   httplib::Server& svr = *server_;
   ServeState& state = state_;
 
-  svr.set_error_handler([](const httplib::Request&, httplib::Response& res) {
+  svr.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
     if (!res.body.empty()) return;  // a handler already wrote an error
+    if (const char* allowed = AllowedMethod(req.path); res.status == 404 && allowed != nullptr) {
+      res.set_header("Allow", allowed);
+      SendError(res, 405, absl::StrCat(req.method, " is not allowed here: use ", allowed));
+      return;
+    }
     const char* message = res.status == 404   ? "not found"
                           : res.status == 413 ? "request body too large"
                                               : "bad request";

@@ -411,6 +411,18 @@ class ServeTest(unittest.TestCase):
         self.assertEqual(code, 413, text)
         self.assertIn("error", json.loads(text))
         self.assertEqual(curl(MAIN.http_port, "/v1/nothing")[0], 404)
+        # Known paths with the wrong method: 405 naming the right one.
+        code, text = curl(MAIN.http_port, "/v1/chat/completions")
+        self.assertEqual(code, 405, text)
+        self.assertIn("use POST", json.loads(text)["error"]["message"])
+        self.assertEqual(response_headers(MAIN.http_port, "/v1/models", method="POST",
+                                          data="{}")[1].get("allow"), "GET")
+        # JSON nested past 64 levels is refused, not followed down the stack
+        # (300,000 levels once crashed the server).
+        deep = b'{"prompt": "x", "response_format": {"type": ' + b"[" * 300000 + b"]" * 300000 + b"}}"
+        code, text = curl(MAIN.http_port, "/v1/completions", deep)
+        self.assertEqual(code, 400, text)
+        self.assertIn("deeper than 64", json.loads(text)["error"]["message"])
         self.assertEqual(curl(MAIN.http_port, "/health")[0], 200)
         code, text = curl(MAIN.http_port, "/v1/completions", {"prompt": "ok", "max_tokens": 2})
         self.assertEqual(code, 200, text)
