@@ -4,8 +4,10 @@
 //
 // cpp-httplib 0.11.4 (Debian 12) gives a handler neither the socket nor a
 // "connection closed" query (Request::is_connection_closed arrived in a
-// later release), and DataSink::is_writable is only select(2) for writing,
-// which stays true after the peer's FIN. What a request does carry is both
+// later release). A streaming reply's DataSink does notice a client that
+// closed (FIN or reset) at its next is_writable() (serve_test: a queued
+// stream is cancelled within one 50 ms poll), but a non-streaming handler
+// has no sink until it returns. What a request does carry is both
 // ends of its TCP connection (local_port, remote_addr, remote_port), which
 // name exactly one socket of this process; FindPeerSocket looks it up
 // among the process's descriptors (getsockname/getpeername), and

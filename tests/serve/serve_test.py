@@ -312,6 +312,49 @@ class ServeTest(unittest.TestCase):
         _, ids, _, _ = drain(CS.generate("again", max_tokens=3, ignore_eos=True))
         self.assertEqual(len(ids), 3)
 
+    def test_streaming_client_that_leaves_while_queued_never_runs(self):
+        # A streaming request writes nothing while it waits for the only
+        # slot, so only its socket can say the client left: it is cancelled
+        # in the queue and generates nothing once the slot frees.
+        before = CS.stats()
+        a = CS.generate("first", max_tokens=4000, ignore_eos=True)
+        it = iter(a)
+        first = next(it)  # generating: holds the only slot
+        sock = http_post(SMALL.http_port, "/v1/completions",
+                         {"prompt": "x", "max_tokens": 50, "stream": True, "ignore_eos": True},
+                         "sesame")
+        for _ in range(200):
+            if CS.stats().requests_deferred == 1:
+                break
+            time.sleep(0.005)
+        self.assertEqual(CS.stats().requests_deferred, 1)
+        # The client reads what it got (the response head) and closes: a FIN,
+        # not the reset that unread bytes would cause.
+        got = b""
+        while b"\r\n\r\n" not in got:
+            chunk = sock.recv(4096)
+            self.assertTrue(chunk)
+            got += chunk
+        self.assertTrue(got.startswith(b"HTTP/1.1 200"), got[:100])
+        sock.close()
+        # Cancelled in the queue while the first request still holds the slot
+        # (it has not produced its 4000 tokens yet).
+        for _ in range(400):
+            st = CS.stats()
+            if st.requests_deferred == 0:
+                break
+            time.sleep(0.005)
+        self.assertEqual(st.requests_deferred, 0)
+        self.assertLess(st.tokens_predicted_total - before.tokens_predicted_total, 4000)
+        n_a = len(first.token_ids) + sum(len(r.token_ids) for r in it)
+        for _ in range(100):
+            st = CS.stats()
+            if st.requests_processing == 0 and st.requests_deferred == 0:
+                break
+            time.sleep(0.05)
+        self.assertEqual((st.requests_processing, st.requests_deferred), (0, 0))
+        self.assertEqual(st.tokens_predicted_total - before.tokens_predicted_total, n_a)
+
     def test_full_queue_is_rejected(self):
         # 4000 tokens (~0.8 s for the tiny model on a fast host) hold the only
         # slot while the checks below run.
