@@ -202,11 +202,32 @@ absl::StatusOr<std::vector<std::unique_ptr<RequestStream>>> Engine::SubmitAll(
           " bytes) exceeds the KV budget of ", options_.kv_budget_bytes,
           " bytes; ask for a context_size of at most ", lo));
     }
-    // Full when every slot is busy and the queue holds `queue` waiting; a
-    // batch is taken whole or not at all.
-    const int free_slots = options_.parallel - active_count_;
-    if (static_cast<int>(waiting_.size() + shared.size()) >
-        options_.queue + std::max(0, free_slots)) {
+    // Full when more than `queue` would wait: those that cannot start now,
+    // as AdmitLocked takes them (in order, while a slot is free and the KV
+    // budget has room for the request's cache). A batch is taken whole or
+    // not at all.
+    int startable = 0;
+    {
+      int slots = options_.parallel - active_count_;
+      uint64_t kv = kv_in_use_;
+      auto starts = [&](const RequestStream::Shared& sh) {
+        const uint64_t bytes = KvBytesFor(sh.request.context_size);
+        if (slots <= 0 || (options_.kv_budget_bytes > 0 && kv + bytes > options_.kv_budget_bytes)) {
+          return false;
+        }
+        --slots;
+        kv += bytes;
+        return true;
+      };
+      bool blocked = false;
+      for (const auto& sh : waiting_) {
+        if (!(blocked = blocked || !starts(*sh))) ++startable;
+      }
+      for (const auto& sh : shared) {
+        if (!(blocked = blocked || !starts(*sh))) ++startable;
+      }
+    }
+    if (static_cast<int>(waiting_.size() + shared.size()) - startable > options_.queue) {
       stats_.requests_rejected += shared.size();
       return absl::ResourceExhaustedError(absl::StrCat(
           "server busy: ", active_count_, " of ", options_.parallel, " requests generating and ",

@@ -37,7 +37,7 @@ namespace st {
 
 struct EngineOptions {
   int parallel = 4;              // requests generating at once (1..forward max_batch)
-  int queue = 64;                // requests that may wait for a slot (>= 0)
+  int queue = 64;                // requests that may wait for a slot or KV room (>= 0)
   int64_t context_size = 4096;   // default and maximum per-request context
   uint64_t kv_budget_bytes = 0;  // sum of active requests' KV caches; 0 = unlimited
   // Prompt tokens per request per step (0 = the forward pass's max_batch).
@@ -138,8 +138,10 @@ class Engine {
 
   // Validates and enqueues. INVALID_ARGUMENT for bad input (empty prompt,
   // ids out of range, prompt that does not fit its context, bad sampling
-  // parameters, context over the server's); RESOURCE_EXHAUSTED when the
-  // queue is full or the request's KV cache alone exceeds the budget.
+  // parameters, context over the server's); OUT_OF_RANGE when the
+  // request's KV cache alone exceeds the budget; RESOURCE_EXHAUSTED when it
+  // would be one more than `queue` requests waiting (for a slot or for KV
+  // room).
   absl::StatusOr<std::unique_ptr<RequestStream>> Submit(EngineRequest request);
   // Submit for several requests at once: all are validated first, then
   // enqueued together under one lock (all or none: RESOURCE_EXHAUSTED when

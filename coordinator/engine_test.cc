@@ -332,6 +332,25 @@ TEST_F(EngineTest, KvBudgetSerializesAndRefuses) {
   EXPECT_TRUE(Drain(**b).last.status.ok());
 }
 
+// --queue bounds the requests that wait, whether for a slot or for KV
+// room: with slots free but the budget full, a request beyond the queue is
+// refused (it used to be taken to wait, counted against the free slots).
+TEST_F(EngineTest, KvBudgetFullWithSlotsFreeStillBoundsTheQueue) {
+  const uint64_t one = KvCache(model_->config(), 256, model_->forward().max_batch()).bytes();
+  Engine engine(*model_, EngineOptions{.parallel = 4, .queue = 1, .context_size = 256,
+                                       .kv_budget_bytes = one + one / 2});
+  auto a = engine.Submit(EngineRequest{.prompt = Prompt(4, 0), .options = Greedy(200)});
+  auto b = engine.Submit(EngineRequest{.prompt = Prompt(4, 1), .options = Greedy(200)});
+  ASSERT_TRUE(a.ok() && b.ok());  // one holds the KV budget, the other waits
+  auto c = engine.Submit(EngineRequest{.prompt = Prompt(4, 2), .options = Greedy(4)});
+  EXPECT_EQ(c.status().code(), absl::StatusCode::kResourceExhausted) << c.status();
+  EXPECT_EQ(engine.stats().requests_rejected, 1u);
+  (*a)->Cancel();
+  (*b)->Cancel();
+  Drain(**a);
+  Drain(**b);
+}
+
 TEST_F(EngineTest, BadInputIsInvalidArgument) {
   Engine engine(*model_, EngineOptions{.parallel = 1, .context_size = 32});
   auto code = [&](EngineRequest r) { return engine.Submit(std::move(r)).status().code(); };
