@@ -70,12 +70,14 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> StartGrpcServer(ServeState& state,
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.RegisterService(g->service.get());
   g->health = std::make_unique<HealthService>();
+  // NOT_SERVING until the model is loaded, from the first call on (set
+  // after the start, a probe in between read SERVING).
+  g->SetServing(false);
   builder.RegisterService(g->health.get());
   g->server = builder.BuildAndStart();
   if (g->server == nullptr || g->port == 0) {
     return absl::UnavailableError(absl::StrCat("gRPC: cannot listen on ", options.listen));
   }
-  g->SetServing(false);  // until the model is loaded
   return g;
 }
 
