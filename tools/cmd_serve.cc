@@ -211,13 +211,22 @@ void RegisterServe(CLI::App& app) {
     if (!model.ok()) return Fail(model.status());
     // Experts on workers (--workers / --cluster-config), or from the pack
     // beside the model (as run/chat do); with --memory-budget the plan
-    // reserves KV caches for --parallel requests of --ctx tokens, and the
+    // reserves KV caches for the requests that can run at once (--parallel,
+    // at most -b: each decodes a token per step) of --ctx tokens, and the
     // engine is held to that.
-    auto offload = ApplyOffloadOrWorkers(**model, f->offload, f->workers, f->ctx, f->parallel);
+    const int parallel = std::min(f->parallel, (*model)->forward().max_batch());
+    auto offload = ApplyOffloadOrWorkers(**model, f->offload, f->workers, f->ctx, parallel);
     if (!offload.ok()) return Fail(offload.status());
     uint64_t kv_budget = *budget;
-    if (*offload != nullptr && (*offload)->plan().budget > 0 && kv_budget == 0) {
-      kv_budget = (*offload)->plan().kv;
+    if (*offload != nullptr && (*offload)->plan().budget > 0) {
+      const uint64_t planned = (*offload)->plan().kv;
+      if (kv_budget > planned) {
+        return Fail(absl::InvalidArgumentError(absl::StrCat(
+            "--kv-budget ", FormatBytes(kv_budget), " is more than --memory-budget leaves for KV "
+            "caches (", FormatBytes(planned), " for ", parallel, " requests of ", f->ctx,
+            " tokens); lower it, or drop it to use the plan's")));
+      }
+      if (kv_budget == 0) kv_budget = planned;
     }
     // Health turns SERVING after a 32-token warm-up, so the first request
     // does not pay for faulting in the weights.

@@ -388,6 +388,22 @@ class ServeTest(unittest.TestCase):
         self.assertNotIn("ready:", out.stdout)
         self.assertIn("holds no request of the default context (512 tokens", out.stderr)
 
+    def test_kv_budget_over_the_memory_plan_is_refused(self):
+        # --memory-budget plans KV caches for the requests that can run at
+        # once; a larger --kv-budget would let the process outgrow the budget.
+        d = os.path.join(TMP.name, "packed-kv")
+        os.makedirs(d, exist_ok=True)
+        model = os.path.join(d, "tiny.gguf")
+        subprocess.run(["cp", MODEL, model], check=True)
+        subprocess.run([CLI, "convert", model], check=True, capture_output=True)
+        out = subprocess.run([CLI, "serve", "-m", model, "--grpc-listen", "127.0.0.1:0",
+                              "--http-listen", "127.0.0.1:0", "-t", "1", "--ctx", "256",
+                              "--memory-budget", "1GiB", "--kv-budget", "64GiB"],
+                             capture_output=True, text=True, timeout=60)
+        self.assertNotEqual(out.returncode, 0)
+        self.assertNotIn("ready:", out.stdout)
+        self.assertIn("is more than --memory-budget leaves for KV caches", out.stderr)
+
     def test_a_flood_of_health_watches_is_capped(self):
         # Each Watch holds a server thread: at most 32 stay open, the rest
         # are refused, and generation still gets threads meanwhile.
