@@ -70,6 +70,7 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::Create(TokenizerData data)
     });
   }
   if (d.eos_id >= 0) t->eog_ids_.push_back(d.eos_id);
+  if (d.eot_id >= 0) t->eog_ids_.push_back(d.eot_id);
   return t;
 }
 

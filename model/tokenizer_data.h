@@ -42,6 +42,9 @@ struct TokenizerData {
   int32_t bos_id = 151643;  // -1 = none
   int32_t eos_id = 151645;  // -1 = none
   int32_t pad_id = 151643;  // -1 = none
+  // tokenizer.ggml.eot_token_id: another end of generation, as llama.cpp
+  // takes it (Qwen2 files usually leave it out). -1 = none.
+  int32_t eot_id = -1;
   bool add_bos = false;
   std::string chat_template;  // Jinja text, may be empty
 };
@@ -63,7 +66,8 @@ absl::StatusOr<TokenizerData> LoadHfTokenizerJson(const std::string& path,
                                                   size_t pad_to = kQwen2PaddedVocabSize);
 
 // Reads tokenizer.ggml.{model,pre,tokens,token_type,merges,bos_token_id,
-// eos_token_id,padding_token_id,add_bos_token} and tokenizer.chat_template.
+// eos_token_id,eot_token_id,padding_token_id,add_bos_token} and
+// tokenizer.chat_template.
 // tokens and merges are required; token_type defaults to all kNormal; absent
 // ids become -1. INVALID_ARGUMENT for an unsupported model/pre (naming the
 // value) or inconsistent sizes; type mismatches are reported with the key.

@@ -19,6 +19,7 @@ constexpr char kTokenType[] = "tokenizer.ggml.token_type";
 constexpr char kMerges[] = "tokenizer.ggml.merges";
 constexpr char kBos[] = "tokenizer.ggml.bos_token_id";
 constexpr char kEos[] = "tokenizer.ggml.eos_token_id";
+constexpr char kEot[] = "tokenizer.ggml.eot_token_id";
 constexpr char kPad[] = "tokenizer.ggml.padding_token_id";
 constexpr char kAddBos[] = "tokenizer.ggml.add_bos_token";
 constexpr char kChatTemplate[] = "tokenizer.chat_template";
@@ -71,6 +72,7 @@ absl::StatusOr<TokenizerData> FromGgufImpl(const GgufFile& f) {
 
   ST_ASSIGN_OR_RETURN(d.bos_id, OptionalId(f, kBos, d.tokens.size()));
   ST_ASSIGN_OR_RETURN(d.eos_id, OptionalId(f, kEos, d.tokens.size()));
+  ST_ASSIGN_OR_RETURN(d.eot_id, OptionalId(f, kEot, d.tokens.size()));
   ST_ASSIGN_OR_RETURN(d.pad_id, OptionalId(f, kPad, d.tokens.size()));
   d.add_bos = false;
   if (f.Has(kAddBos)) {
@@ -108,6 +110,7 @@ std::vector<std::pair<std::string, GgufValue>> TokenizerGgufMetadata(const Token
   kv.emplace_back(kMerges, GgufValue::Arr(std::move(merges)));
   if (data.bos_id >= 0) kv.emplace_back(kBos, GgufValue::U32(static_cast<uint32_t>(data.bos_id)));
   if (data.eos_id >= 0) kv.emplace_back(kEos, GgufValue::U32(static_cast<uint32_t>(data.eos_id)));
+  if (data.eot_id >= 0) kv.emplace_back(kEot, GgufValue::U32(static_cast<uint32_t>(data.eot_id)));
   if (data.pad_id >= 0) kv.emplace_back(kPad, GgufValue::U32(static_cast<uint32_t>(data.pad_id)));
   kv.emplace_back(kAddBos, GgufValue::Bool(data.add_bos));
   if (!data.chat_template.empty()) {

@@ -151,6 +151,7 @@ void ExpectSameData(const TokenizerData& a, const TokenizerData& b) {
   EXPECT_EQ(a.bos_id, b.bos_id);
   EXPECT_EQ(a.eos_id, b.eos_id);
   EXPECT_EQ(a.pad_id, b.pad_id);
+  EXPECT_EQ(a.eot_id, b.eot_id);
   EXPECT_EQ(a.add_bos, b.add_bos);
   EXPECT_EQ(a.chat_template, b.chat_template);
 }
@@ -218,6 +219,24 @@ TEST(TokenizerGgufTest, KindAndErrors) {
   EXPECT_FALSE(RoundTrip(With(kv, "tokenizer.ggml.merges", std::nullopt)).ok());
   s = RoundTrip(With(kv, "tokenizer.ggml.eos_token_id", GgufValue::U32(100000))).status();
   EXPECT_NE(s.message().find("eos_token_id"), std::string::npos) << s;
+  s = RoundTrip(With(kv, "tokenizer.ggml.eot_token_id", GgufValue::U32(100000))).status();
+  EXPECT_NE(s.message().find("eot_token_id"), std::string::npos) << s;
+  // eot_token_id, as llama.cpp takes it, ends generation too.
+  {
+    absl::StatusOr<TokenizerData> with_eot =
+        RoundTrip(With(kv, "tokenizer.ggml.eot_token_id", GgufValue::U32(1)));
+    ASSERT_TRUE(with_eot.ok()) << with_eot.status();
+    EXPECT_EQ(with_eot->eot_id, 1);
+    absl::StatusOr<TokenizerData> without = RoundTrip(kv);
+    ASSERT_TRUE(without.ok()) << without.status();
+    EXPECT_EQ(without->eot_id, -1);
+    auto tok = Tokenizer::Create(*std::move(with_eot));
+    ASSERT_TRUE(tok.ok()) << tok.status();
+    EXPECT_TRUE((*tok)->IsEndOfGeneration(1));
+    auto plain = Tokenizer::Create(*std::move(without));
+    ASSERT_TRUE(plain.ok()) << plain.status();
+    EXPECT_FALSE((*plain)->IsEndOfGeneration(1));
+  }
   GgufArray short_types;
   short_types.elem_type = GgufType::kInt32;
   short_types.ints = {1, 1};
