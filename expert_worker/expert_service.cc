@@ -252,6 +252,17 @@ absl::Status ExpertServiceImpl::Validate(const v1::ComputeRequest& req) const {
       }
     }
   }
+  // The reply carries d_model floats per item (per row when combining): it
+  // must fit a message, or the worker would build it (GBs at the 21B's
+  // width and kMaxComputeItems) only for its write to fail.
+  const uint64_t reply_bytes =
+      static_cast<uint64_t>(req.weight_size() > 0 ? req.n_rows() : req.row_size()) * d *
+      sizeof(float);
+  if (reply_bytes + kReplyEnvelopeBytes > kMaxMessageBytes) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "step ", req.step_id(), ": the reply would carry ", reply_bytes,
+        " bytes, over the message cap of ", kMaxMessageBytes, "; send fewer items per request"));
+  }
   absl::MutexLock lock(&mu_);
   for (int i = 0; i < req.row_size(); ++i) {
     if (req.row(i) < 0 || req.row(i) >= req.n_rows()) {
