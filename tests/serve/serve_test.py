@@ -130,6 +130,17 @@ def http_post(port, path, body, api_key):
     return sock
 
 
+def packed_copy():
+    """A copy of MODEL with its expert pack beside it (made once)."""
+    d = os.path.join(TMP.name, "packed")
+    model = os.path.join(d, "tiny.gguf")
+    if not os.path.exists(model + ".stpack"):
+        os.makedirs(d, exist_ok=True)
+        subprocess.run(["cp", MODEL, model], check=True)
+        subprocess.run([CLI, "convert", model], check=True, capture_output=True)
+    return model
+
+
 def sse_events(text):
     return [line[len("data: "):] for line in text.split("\n") if line.startswith("data: ")]
 
@@ -316,7 +327,11 @@ class ServeTest(unittest.TestCase):
         # A streaming request writes nothing while it waits for the only
         # slot, so only its socket can say the client left: it is cancelled
         # in the queue and generates nothing once the slot frees.
-        before = CS.stats()
+        for _ in range(400):  # what earlier tests cancelled has ended
+            before = CS.stats()
+            if before.requests_processing == 0 and before.requests_deferred == 0:
+                break
+            time.sleep(0.005)
         a = CS.generate("first", max_tokens=4000, ignore_eos=True)
         it = iter(a)
         first = next(it)  # generating: holds the only slot
@@ -380,29 +395,24 @@ class ServeTest(unittest.TestCase):
         a.cancel()
         b.cancel()
 
-    def test_kv_budget_below_one_request_refuses_to_start(self):
-        out = subprocess.run([CLI, "serve", "-m", MODEL, "--grpc-listen", "127.0.0.1:0",
-                              "--http-listen", "127.0.0.1:0", "-t", "1", "--ctx", "512",
-                              "--kv-budget", "1KiB"], capture_output=True, text=True, timeout=60)
+    def assert_serve_refuses(self, args, message, model=None):
+        out = subprocess.run([CLI, "serve", "-m", model or MODEL, "--grpc-listen", "127.0.0.1:0",
+                              "--http-listen", "127.0.0.1:0", "-t", "1", *args],
+                             capture_output=True, text=True, timeout=60)
         self.assertNotEqual(out.returncode, 0)
         self.assertNotIn("ready:", out.stdout)
-        self.assertIn("holds no request of the default context (512 tokens", out.stderr)
+        self.assertIn(message, out.stderr)
+
+    def test_kv_budget_below_one_request_refuses_to_start(self):
+        self.assert_serve_refuses(["--ctx", "512", "--kv-budget", "1KiB"],
+                                  "holds no request of the default context (512 tokens")
 
     def test_kv_budget_over_the_memory_plan_is_refused(self):
         # --memory-budget plans KV caches for the requests that can run at
         # once; a larger --kv-budget would let the process outgrow the budget.
-        d = os.path.join(TMP.name, "packed-kv")
-        os.makedirs(d, exist_ok=True)
-        model = os.path.join(d, "tiny.gguf")
-        subprocess.run(["cp", MODEL, model], check=True)
-        subprocess.run([CLI, "convert", model], check=True, capture_output=True)
-        out = subprocess.run([CLI, "serve", "-m", model, "--grpc-listen", "127.0.0.1:0",
-                              "--http-listen", "127.0.0.1:0", "-t", "1", "--ctx", "256",
-                              "--memory-budget", "1GiB", "--kv-budget", "64GiB"],
-                             capture_output=True, text=True, timeout=60)
-        self.assertNotEqual(out.returncode, 0)
-        self.assertNotIn("ready:", out.stdout)
-        self.assertIn("is more than --memory-budget leaves for KV caches", out.stderr)
+        self.assert_serve_refuses(["--ctx", "256", "--memory-budget", "1GiB", "--kv-budget", "64GiB"],
+                                  "is more than --memory-budget leaves for KV caches",
+                                  model=packed_copy())
 
     def test_a_flood_of_health_watches_is_capped(self):
         # Each Watch holds a server thread: at most 32 stay open, the rest
@@ -541,11 +551,7 @@ class ServeTest(unittest.TestCase):
     def test_stats_report_the_expert_cache(self):
         # A copy of the model with its expert pack beside it: experts run
         # through the expert cache, whose counters GetStats and /metrics show.
-        d = os.path.join(TMP.name, "packed")
-        os.makedirs(d, exist_ok=True)
-        model = os.path.join(d, "tiny.gguf")
-        subprocess.run(["cp", MODEL, model], check=True)
-        subprocess.run([CLI, "convert", model], check=True, capture_output=True)
+        model = packed_copy()
         args = ["--parallel", "2", "--ctx", "256", "--no-stats"]
         self.assertFalse(C.stats().HasField("expert_cache"))  # MAIN runs from the GGUF
 
