@@ -141,6 +141,16 @@ def packed_copy():
     return model
 
 
+def stats_when(cond, seconds):
+    """CS.stats() once cond(stats) holds, or the last one after `seconds`."""
+    deadline = time.time() + seconds
+    while True:
+        st = CS.stats()
+        if cond(st) or time.time() > deadline:
+            return st
+        time.sleep(0.005)
+
+
 def sse_events(text):
     return [line[len("data: "):] for line in text.split("\n") if line.startswith("data: ")]
 
@@ -312,11 +322,7 @@ class ServeTest(unittest.TestCase):
             got += chunk
         sock.close()
         self.assertTrue(got.startswith(b"HTTP/1.1 200"), got[:100])
-        for _ in range(100):
-            st = CS.stats()
-            if st.requests_processing == 0:
-                break
-            time.sleep(0.05)
+        st = stats_when(lambda st: st.requests_processing == 0, 5)
         self.assertEqual(st.requests_processing, 0)
         self.assertEqual(st.kv_cache_bytes, 0)
         self.assertLess(st.tokens_predicted_total - before.tokens_predicted_total, 4000)
@@ -327,22 +333,15 @@ class ServeTest(unittest.TestCase):
         # A streaming request writes nothing while it waits for the only
         # slot, so only its socket can say the client left: it is cancelled
         # in the queue and generates nothing once the slot frees.
-        for _ in range(400):  # what earlier tests cancelled has ended
-            before = CS.stats()
-            if before.requests_processing == 0 and before.requests_deferred == 0:
-                break
-            time.sleep(0.005)
+        # What earlier tests cancelled has ended.
+        before = stats_when(lambda st: st.requests_processing == 0 and st.requests_deferred == 0, 2)
         a = CS.generate("first", max_tokens=4000, ignore_eos=True)
         it = iter(a)
         first = next(it)  # generating: holds the only slot
         sock = http_post(SMALL.http_port, "/v1/completions",
                          {"prompt": "x", "max_tokens": 50, "stream": True, "ignore_eos": True},
                          "sesame")
-        for _ in range(200):
-            if CS.stats().requests_deferred == 1:
-                break
-            time.sleep(0.005)
-        self.assertEqual(CS.stats().requests_deferred, 1)
+        self.assertEqual(stats_when(lambda st: st.requests_deferred == 1, 1).requests_deferred, 1)
         # The client reads what it got (the response head) and closes: a FIN,
         # not the reset that unread bytes would cause.
         got = b""
@@ -354,19 +353,11 @@ class ServeTest(unittest.TestCase):
         sock.close()
         # Cancelled in the queue while the first request still holds the slot
         # (it has not produced its 4000 tokens yet).
-        for _ in range(400):
-            st = CS.stats()
-            if st.requests_deferred == 0:
-                break
-            time.sleep(0.005)
+        st = stats_when(lambda st: st.requests_deferred == 0, 2)
         self.assertEqual(st.requests_deferred, 0)
         self.assertLess(st.tokens_predicted_total - before.tokens_predicted_total, 4000)
         n_a = len(first.token_ids) + sum(len(r.token_ids) for r in it)
-        for _ in range(100):
-            st = CS.stats()
-            if st.requests_processing == 0 and st.requests_deferred == 0:
-                break
-            time.sleep(0.05)
+        st = stats_when(lambda st: st.requests_processing == 0 and st.requests_deferred == 0, 5)
         self.assertEqual((st.requests_processing, st.requests_deferred), (0, 0))
         self.assertEqual(st.tokens_predicted_total - before.tokens_predicted_total, n_a)
 
@@ -676,11 +667,7 @@ class ServeTest(unittest.TestCase):
             time.sleep(0.002)
         sock.close()
         self.assertTrue(generating)
-        for _ in range(100):
-            st = CS.stats()
-            if st.requests_processing == 0:
-                break
-            time.sleep(0.05)
+        st = stats_when(lambda st: st.requests_processing == 0, 5)
         self.assertEqual(st.requests_processing, 0)
         self.assertEqual(st.kv_cache_bytes, 0)
         self.assertLess(st.tokens_predicted_total - before.tokens_predicted_total, 4000)
