@@ -19,11 +19,12 @@ void RemoteExpertExecutor::SplitIntoMessages(Worker& w, const Routes& routes) co
   // A reply carries d_model floats per item, or per token when the worker
   // combines (every token of the message whole, weights finite: as
   // BuildRequest decides); a request d_model floats per token plus, per
-  // item, a row, an expert and a weight (at most 14 bytes); 64 bytes cover
-  // the other fields.
+  // item, a row, an expert and a weight (at most 14 bytes);
+  // kReplyEnvelopeBytes cover the other fields (the worker checks replies
+  // with the same bound).
   auto fits = [&](size_t items, size_t rows, bool combined) {
-    const size_t reply = (combined ? rows : items) * d_bytes + 64;
-    const size_t request = rows * d_bytes + items * 14 + 64;
+    const size_t reply = (combined ? rows : items) * d_bytes + kReplyEnvelopeBytes;
+    const size_t request = rows * d_bytes + items * 14 + kReplyEnvelopeBytes;
     return std::max(reply, request) <= max_message_bytes_ &&
            rows <= static_cast<size_t>(kMaxComputeRows) &&
            items <= static_cast<size_t>(kMaxComputeItems);

@@ -23,8 +23,9 @@ namespace st {
 inline constexpr int kMaxMessageBytes = 64 << 20;
 inline constexpr int kMaxComputeRows = 4096;
 inline constexpr int kMaxComputeItems = 65536;
-// Room a ComputeResponse needs besides its output bytes (step id, compute
-// time, field tags and lengths).
+// Room a Compute message needs besides its float payload (step id, compute
+// time, field tags and lengths): the coordinator splits its requests by it
+// and the worker refuses a request whose reply would not fit with it.
 inline constexpr int kReplyEnvelopeBytes = 64;
 // Metadata keys.
 inline constexpr char kTokenMetadataKey[] = "x-st-token";
