@@ -38,14 +38,13 @@ class ComputeStreams::Call {
                                      absl::StrCat("step_id ", req_.step_id(), " not after ",
                                                   last_step_)));
         }
-        if (absl::Status s = service_->Validate(req_); !s.ok()) {
+        resp_.Clear();
+        if (absl::Status s = service_->Run(req_, &resp_); !s.ok()) {
           LOG(WARNING) << "malformed Compute from " << ctx_.peer() << ": " << s.message();
           return Finish(ToGrpc(s));
         }
         first_ = false;
         last_step_ = req_.step_id();
-        resp_.Clear();
-        service_->Run(req_, &resp_);
         state_ = State::kWriting;
         stream_.Write(resp_, this);
         return true;

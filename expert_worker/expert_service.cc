@@ -122,26 +122,20 @@ grpc::Status ExpertServiceImpl::Assign(grpc::ServerContext* ctx, const v1::Assig
     slot = 1;
     keys.push_back({e.layer(), e.expert()});
   }
-  absl::MutexLock compute_lock(&compute_mu_);  // no step reads the store meanwhile
-  if (absl::Status s = store_->Hold(keys); !s.ok()) return ToGrpc(s);
-  // Experts the previous assignment held and this one does not: their
-  // packed copies go, or a worker re-assigned a few times (by coordinators
-  // with other placements) held them all, past its --memory-budget.
+  // One Assign at a time. Steps of the current assignment go on meanwhile:
+  // the store and the pool are taken (compute_mu_) only briefly, and the
+  // new assignment replaces the old one at the end, in one step.
+  absl::MutexLock assign_lock(&assign_mu_);
   {
-    absl::MutexLock lock(&mu_);
-    for (size_t k = 0; k < assigned_.size(); ++k) {
-      if (!assigned_[k] || assigned[k]) continue;
-      const ExpertMatrices m = store_->Get(static_cast<int>(k / config_.n_experts),
-                                           static_cast<int>(k % config_.n_experts));
-      DropPackedCopy(m.gate);
-      DropPackedCopy(m.up);
-      DropPackedCopy(m.down);
-    }
+    absl::MutexLock compute_lock(&compute_mu_);  // no step reads the store meanwhile
+    if (absl::Status s = store_->Hold(keys); !s.ok()) return ToGrpc(s);
   }
-  malloc_trim(0);  // give the freed copies back to the system, not only to malloc
   // Make the packed copies the kernels use now, on every core, rather than
   // at each expert's first step while decoding (a fresh worker spent its
-  // first tokens repacking the experts routed to it).
+  // first tokens repacking the experts routed to it). A few experts per
+  // turn of the pool: a step waits for one turn (milliseconds), not for the
+  // whole assignment (seconds on a real model, past the coordinator's step
+  // deadline, so that one failover's Assign made the next ones).
   const auto pack_start = std::chrono::steady_clock::now();
   auto pack = [&](size_t begin, size_t end) {
     for (size_t i = begin; i < end; ++i) {
@@ -151,19 +145,46 @@ grpc::Status ExpertServiceImpl::Assign(grpc::ServerContext* ctx, const v1::Assig
       if (!m.down_transposed) PackedFromMapping(m.down);
     }
   };
-  if (pool_ != nullptr) {
-    pool_->ParallelFor(keys.size(), pack);
-    pool_->Park();
-  } else {
-    pack(0, keys.size());
+  const size_t per_turn = pool_ != nullptr ? 2 * static_cast<size_t>(pool_->num_threads()) : 2;
+  for (size_t begin = 0; begin < keys.size(); begin += per_turn) {
+    const size_t n = std::min(per_turn, keys.size() - begin);
+    // A step that waits goes first (absl::Mutex is not fair: this loop
+    // would take the lock back at once, turn after turn).
+    absl::MutexLock compute_lock(
+        &compute_mu_,
+        absl::Condition(+[](std::atomic<int>* waiting) { return waiting->load() == 0; },
+                        &steps_waiting_));
+    if (pool_ != nullptr) {
+      pool_->ParallelFor(n, [&](size_t b, size_t e) { pack(begin + b, begin + e); });
+      pool_->Park();
+    } else {
+      pack(begin, begin + n);
+    }
   }
   VLOG(1) << "packed " << keys.size() << " experts in "
           << std::chrono::duration<double>(std::chrono::steady_clock::now() - pack_start).count()
           << " s";
-  absl::MutexLock lock(&mu_);
-  assigned_ = std::move(assigned);
-  n_assigned_ = static_cast<int>(keys.size());
-  resp->set_n_experts(n_assigned_);
+  {
+    // Steps validate and run under compute_mu_: each sees the old
+    // assignment with its copies, or the new one.
+    absl::MutexLock compute_lock(&compute_mu_);
+    absl::MutexLock lock(&mu_);
+    // Experts the previous assignment held and this one does not: their
+    // packed copies go, or a worker re-assigned a few times (by
+    // coordinators with other placements) held them all, past its
+    // --memory-budget.
+    for (size_t k = 0; k < assigned_.size(); ++k) {
+      if (!assigned_[k] || assigned[k]) continue;
+      const ExpertMatrices m = store_->Get(static_cast<int>(k / config_.n_experts),
+                                           static_cast<int>(k % config_.n_experts));
+      DropPackedCopy(m.gate);
+      DropPackedCopy(m.up);
+      DropPackedCopy(m.down);
+    }
+    assigned_ = std::move(assigned);
+  }
+  malloc_trim(0);  // give the freed copies back to the system, not only to malloc
+  resp->set_n_experts(static_cast<int>(keys.size()));
   resp->set_bytes(store_->expert_bytes() * keys.size());
   LOG(INFO) << "assigned " << keys.size() << " experts by " << ctx->peer();
   return grpc::Status::OK;
@@ -288,8 +309,15 @@ absl::Status ExpertServiceImpl::Validate(const v1::ComputeRequest& req) const {
   return absl::OkStatus();
 }
 
-void ExpertServiceImpl::Run(const v1::ComputeRequest& req, v1::ComputeResponse* resp) {
+absl::Status ExpertServiceImpl::Run(const v1::ComputeRequest& req, v1::ComputeResponse* resp) {
   const auto start = std::chrono::steady_clock::now();
+  steps_waiting_.fetch_add(1);
+  absl::MutexLock lock(&compute_mu_);
+  steps_waiting_.fetch_sub(1);
+  // Checked under compute_mu_, so that an Assign does not replace the
+  // assignment (and drop the copies of the experts it no longer holds)
+  // between the check and the step.
+  if (absl::Status s = Validate(req); !s.ok()) return s;
   if (pool_ != nullptr) pool_->BindCaller();  // the Compute thread drives the pool
   const size_t d = config_.d_model;
   const int n_items = req.row_size();
@@ -298,7 +326,6 @@ void ExpertServiceImpl::Run(const v1::ComputeRequest& req, v1::ComputeResponse* 
   std::string* output = resp->mutable_output();
   output->resize(static_cast<size_t>(combine ? req.n_rows() : n_items) * d * sizeof(float));
 
-  absl::MutexLock lock(&compute_mu_);
   // Per-item outputs: straight into the reply, or (combining) into a
   // scratch buffer the rows are combined from.
   if (combine) item_out_.resize(static_cast<size_t>(n_items) * d);
@@ -362,6 +389,7 @@ void ExpertServiceImpl::Run(const v1::ComputeRequest& req, v1::ComputeResponse* 
   resp->set_compute_us(std::chrono::duration_cast<std::chrono::microseconds>(
                            std::chrono::steady_clock::now() - start)
                            .count());
+  return absl::OkStatus();
 }
 
 grpc::Status ExpertServiceImpl::CheckComputeCall(const grpc::ServerContext* ctx) const {

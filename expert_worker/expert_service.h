@@ -5,6 +5,7 @@
 // kernels, so the numbers match bit for bit).
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -41,8 +42,7 @@ struct ExpertServiceInfo {
 
 // Thread-safe: gRPC calls it from many threads; compute is serialized (one
 // thread pool). Compute is on the asynchronous API (ComputeStreams serves
-// it through CheckComputeCall, Validate and Run); the unary methods are
-// synchronous.
+// it through CheckComputeCall and Run); the unary methods are synchronous.
 class ExpertServiceImpl final
     : public smallthinker::v1::ExpertService::WithAsyncMethod_Compute<
           smallthinker::v1::ExpertService::Service> {
@@ -63,8 +63,10 @@ class ExpertServiceImpl final
   // Checks a ComputeRequest against the model and the current assignment
   // (INVALID_ARGUMENT / FAILED_PRECONDITION with a message naming the field).
   absl::Status Validate(const smallthinker::v1::ComputeRequest& req) const;
-  // Runs a validated request.
-  void Run(const smallthinker::v1::ComputeRequest& req, smallthinker::v1::ComputeResponse* resp);
+  // Checks (Validate) and runs a request, one at a time; a request Validate
+  // refuses gets its error and nothing is computed.
+  absl::Status Run(const smallthinker::v1::ComputeRequest& req,
+                   smallthinker::v1::ComputeResponse* resp);
 
  private:
   grpc::Status CheckToken(const grpc::ServerContext* ctx) const;
@@ -75,10 +77,14 @@ class ExpertServiceImpl final
   ThreadPool* pool_;
   const ExpertServiceInfo info_;
 
+  // Lock order: assign_mu_, compute_mu_, mu_.
+  absl::Mutex assign_mu_;  // one Assign at a time
+  // One user of the store and the pool at a time: a step, or a turn of an
+  // Assign's packing.
+  absl::Mutex compute_mu_;
+  std::atomic<int> steps_waiting_{0};  // steps waiting for compute_mu_
   mutable absl::Mutex mu_;
   std::vector<uint8_t> assigned_ ABSL_GUARDED_BY(mu_);  // [n_layers * n_experts]
-  int n_assigned_ ABSL_GUARDED_BY(mu_) = 0;
-  absl::Mutex compute_mu_;  // one step at a time on the pool
   // Guarded by compute_mu_: scratch of Run.
   std::vector<float> gathered_, expert_out_, item_out_;
   std::vector<std::vector<int>> by_expert_;

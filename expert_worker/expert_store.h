@@ -26,8 +26,10 @@ class ExpertStore {
   virtual ~ExpertStore() = default;
   // Makes exactly `experts` resident (may evict others). RESOURCE_EXHAUSTED if
   // they exceed the store's capacity. Keys are validated by the caller.
+  // The experts of the previous Hold must stay readable until the next one:
+  // a worker serves its old assignment while it packs a new one.
   virtual absl::Status Hold(const std::vector<ExpertKey>& experts) = 0;
-  // The matrices of a held expert; valid until the next Hold.
+  // The matrices of an expert of the last two Holds.
   virtual ExpertMatrices Get(int layer, int expert) const = 0;
   // Best-effort hint: start reading the expert into memory.
   virtual void Prefetch(int layer, int expert) {}

@@ -108,24 +108,35 @@ MatrixRef PackedFromMapping(const MatrixRef& m) {
     return m;
   }
   const size_t bytes = m.rows * m.row_bytes();
+  const MatrixKey key(m.data, m.rows, m.cols);
   Registry& r = Get();
+  MatrixRef out = m;
+  {
+    absl::MutexLock lock(&r.mu);
+    Mapping* mapping = MappingOf(r, m);
+    if (mapping == nullptr) return m;
+    if (auto it = mapping->packed.find(key); it != mapping->packed.end()) {
+      out.packed = it->second.get();
+      return out;
+    }
+  }
+  // Packed outside the lock, so that threads pack different matrices at
+  // once (a worker's Assign packs on every core) and a lookup never waits
+  // for a pack. Two threads packing the same matrix both do the work; the
+  // first copy stored wins.
+  Buffer copy = Buffer::Allocate(bytes);
+  if (copy.get() == nullptr) return m;  // out of memory: the row-major kernels still work
+  PackRows(m.type, m.data, m.rows, m.cols, copy.get());
   absl::MutexLock lock(&r.mu);
   Mapping* mapping = MappingOf(r, m);
-  if (mapping == nullptr) return m;
-  Buffer& copy = mapping->packed[MatrixKey(m.data, m.rows, m.cols)];
-  if (copy.get() == nullptr) {
-    copy = Buffer::Allocate(bytes);
-    if (copy.get() == nullptr) {  // out of memory: the row-major kernels still work
-      mapping->packed.erase(MatrixKey(m.data, m.rows, m.cols));
-      return m;
-    }
+  if (mapping == nullptr) return m;  // unregistered meanwhile
+  auto [it, stored] = mapping->packed.try_emplace(key, std::move(copy));
+  if (stored) {
     r.copy_bytes += bytes;
     mapping->copy_bytes += bytes;
-    PackRows(m.type, m.data, m.rows, m.cols, copy.get());
     ReleaseWholePages(m.data, bytes);
   }
-  MatrixRef out = m;
-  out.packed = copy.get();
+  out.packed = it->second.get();
   return out;
 }
 

@@ -11,6 +11,7 @@
 #include <sys/wait.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
@@ -36,6 +37,7 @@
 #include "model/expert_executor.h"
 #include "model/model.h"
 #include "model/session.h"
+#include "model/synth.h"
 #include "nlohmann/json.hpp"
 #include "smallthinker/v1/expert.grpc.pb.h"
 #include "storage/expert_pack.h"
@@ -894,6 +896,90 @@ TEST_F(ClusterTest, BrokenStreamReportsTheWorkersStatus) {
   r.set_step_id(2);
   client.Submit(r);
   EXPECT_TRUE(client.Await(Clock::now() + std::chrono::seconds(10)).ok());
+}
+
+// A large Assign packs its experts a few at a time: the steps of the
+// current assignment keep being served meanwhile. (It had held the worker's
+// compute lock while packing them all, seconds on a real model, so that
+// steps waited past the coordinator's deadline and one failover's Assign
+// caused the next.)
+TEST_F(ClusterTest, StepsGoOnWhileALargeAssignPacks) {
+  // The 4B's expert shape, 4 layers of 16 experts (64 experts, 240 MB).
+  auto spec = SynthPreset("tiny");
+  ASSERT_TRUE(spec.ok());
+  spec->d_model = 1536;
+  spec->d_expert = 768;
+  spec->n_experts = 16;
+  const std::string path = dir_.File("wide.gguf");
+  ASSERT_TRUE(WriteSyntheticModel(
+                  {.spec = *spec, .type = DType::kQ8_0, .out_path = path, .progress = false})
+                  .ok());
+  auto w = StartWorker({}, "127.0.0.1:0", path);
+  ASSERT_TRUE(w);
+  auto m = Model::Load(path, ModelOptions{.threads = 1});
+  ASSERT_TRUE(m.ok()) << m.status();
+  const ModelConfig& cfg = (*m)->config();
+  const uint64_t fingerprint = GgufFingerprint((*m)->file());
+  const v1::ClusterConfig c = Cluster({w->address()});
+  std::vector<ExpertKey> all;
+  for (int l = 0; l < cfg.n_layers; ++l) {
+    for (int e = 0; e < cfg.n_experts; ++e) all.push_back({l, e});
+  }
+  WorkerClient stepper(w->address(), c), assigner(w->address(), c);
+  ASSERT_TRUE(stepper.Pair(fingerprint, cfg).ok());
+  ASSERT_TRUE(assigner.Pair(fingerprint, cfg).ok());
+  ASSERT_TRUE(stepper.Assign({{0, 0}}).ok());
+  ASSERT_TRUE(stepper.OpenStream().ok());
+  v1::ComputeRequest r;
+  r.set_layer(0);
+  r.set_n_rows(1);
+  const std::vector<float> h(cfg.d_model, 0.01f);
+  r.mutable_hidden()->assign(reinterpret_cast<const char*>(h.data()), h.size() * sizeof(float));
+  r.add_row(0);
+  r.add_expert(0);
+  uint64_t step = 0;
+  auto one_step = [&] {
+    r.set_step_id(++step);
+    stepper.Submit(r);
+    auto reply = stepper.Await(Clock::now() + std::chrono::seconds(30));
+    ASSERT_TRUE(reply.ok()) << reply.status();
+  };
+  one_step();
+
+  // Steps one after another while the other client assigns every expert
+  // (expert 0 of layer 0 among them, so each step stays valid).
+  std::atomic<bool> assigning{true};
+  Clock::time_point assign_start, assign_end;
+  std::thread assign([&] {
+    assign_start = Clock::now();
+    EXPECT_TRUE(assigner.Assign(all).ok());
+    assign_end = Clock::now();
+    assigning = false;
+  });
+  std::vector<Clock::time_point> replies;
+  while (assigning) {
+    one_step();
+    if (HasFatalFailure()) break;
+    replies.push_back(Clock::now());
+  }
+  assign.join();
+  // Replies that came while the Assign ran, and the longest time without one.
+  int during = 0;
+  double longest = 0;
+  Clock::time_point previous = assign_start;
+  for (Clock::time_point t : replies) {
+    if (t <= assign_start || t >= assign_end) continue;
+    ++during;
+    longest = std::max(longest, std::chrono::duration<double>(t - previous).count());
+    previous = t;
+  }
+  longest = std::max(longest, std::chrono::duration<double>(assign_end - previous).count());
+  const double took = std::chrono::duration<double>(assign_end - assign_start).count();
+  std::printf("%d steps during an Assign of %.3f s; longest time without a reply %.4f s\n", during,
+              took, longest);
+  EXPECT_GE(during, 5) << "the Assign took " << took << " s";
+  EXPECT_LT(longest, took / 2) << during << " steps during an Assign of " << took << " s";
+  one_step();  // and the worker still computes
 }
 
 // A worker serves one coordinator at a time: a second coordinator's Assign
