@@ -86,6 +86,9 @@ void RemoteExpertExecutor::MarkDown(int i, const absl::Status& why) {
   // Here, not by the supervisor: the stream's completions come on the queue
   // the forward pass polls.
   w.client->CloseStream();
+  // An Assign the supervisor has in flight to it (a stalled worker would
+  // hold the supervisor for the Assign's deadline) ends now.
+  w.client->Interrupt();
   w.speed.Reset();
   LOG(WARNING) << "worker " << w.client->address() << " failed (" << why
                << "); recomputing its experts locally and marking it down";

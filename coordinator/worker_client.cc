@@ -97,6 +97,10 @@ std::unique_ptr<grpc::ClientContext> WorkerClient::NewContext(bool with_deadline
 
 absl::Status WorkerClient::Pair(uint64_t fingerprint, const ModelConfig& config) {
   fingerprint_ = fingerprint;
+  {
+    absl::MutexLock lock(&calls_mu_);
+    interrupted_ = false;
+  }
   if (absl::Status s = ValidateWorkerToken(config_.token(), "worker token"); !s.ok()) return s;
   if (channel_ == nullptr) {
     auto creds = WorkerCredentials(config_);
@@ -174,7 +178,7 @@ WorkerClient::CancellableCall::CancellableCall(WorkerClient* client, grpc::Clien
     : client_(client), ctx_(ctx) {
   absl::MutexLock lock(&client_->calls_mu_);
   client_->call_ = ctx_;
-  if (client_->calls_cancelled_) ctx_->TryCancel();  // ends at once, CANCELLED
+  if (client_->calls_cancelled_ || client_->interrupted_) ctx_->TryCancel();  // ends at once
 }
 
 WorkerClient::CancellableCall::~CancellableCall() {
@@ -185,6 +189,12 @@ WorkerClient::CancellableCall::~CancellableCall() {
 void WorkerClient::CancelCalls() {
   absl::MutexLock lock(&calls_mu_);
   calls_cancelled_ = true;
+  if (call_ != nullptr) call_->TryCancel();
+}
+
+void WorkerClient::Interrupt() {
+  absl::MutexLock lock(&calls_mu_);
+  interrupted_ = true;
   if (call_ != nullptr) call_->TryCancel();
 }
 

@@ -78,6 +78,12 @@ class WorkerClient {
   // 60 s for an Assign). Thread-safe: called from another thread than the
   // one in the call.
   void CancelCalls();
+  // Cancels the Describe or Assign in flight, and makes every later Assign
+  // fail at once with CANCELLED until the next Pair: the worker was marked
+  // down, and a stalled one would hold the caller (the coordinator's
+  // supervisor, and with it every other worker's Assigns and re-admission)
+  // for up to the Assign's 60 s. Thread-safe, like CancelCalls.
+  void Interrupt();
 
   // Starts sending one step and reading its reply; returns without waiting.
   // At most one step in flight; the reply of the previous one must have been
@@ -127,8 +133,8 @@ class WorkerClient {
   // `deadline` passed (Await without taking the reply).
   void WaitReply(Clock::time_point deadline);
   std::unique_ptr<grpc::ClientContext> NewContext(bool with_deadline) const;
-  // Makes `ctx` (a Describe's or an Assign's) cancellable by CancelCalls for
-  // the object's lifetime.
+  // Makes `ctx` (a Describe's or an Assign's) cancellable by CancelCalls and
+  // Interrupt for the object's lifetime.
   class CancellableCall {
    public:
     CancellableCall(WorkerClient* client, grpc::ClientContext* ctx);
@@ -155,6 +161,7 @@ class WorkerClient {
   absl::Mutex calls_mu_;
   grpc::ClientContext* call_ ABSL_GUARDED_BY(calls_mu_) = nullptr;  // Describe/Assign running
   bool calls_cancelled_ ABSL_GUARDED_BY(calls_mu_) = false;
+  bool interrupted_ ABSL_GUARDED_BY(calls_mu_) = false;  // until the next Pair
 
   // The stream and its completion queue (created by OpenStream unless
   // shared).

@@ -857,6 +857,36 @@ TEST_F(ClusterTest, WorkerClientDrivesTheStreamFromTheCallingThread) {
   EXPECT_EQ((*again)->step_id(), 3u);
 }
 
+// Interrupt (a worker marked down) ends the Assign in flight at once, not
+// at its 60 s deadline, and the Assigns after it until the next Pair.
+TEST_F(ClusterTest, InterruptEndsAStalledAssign) {
+  auto w = StartWorker();
+  ASSERT_TRUE(w);
+  DelayProxy proxy(w->port(), /*one_way_delay_us=*/0);
+  auto m = Load();
+  const ModelConfig& cfg = m->config();
+  const uint64_t fingerprint = GgufFingerprint(m->file());
+  const v1::ClusterConfig c = Cluster({w->address()});
+  WorkerClient client(absl::StrCat("127.0.0.1:", proxy.port()), c);
+  ASSERT_TRUE(client.Pair(fingerprint, cfg).ok());
+  proxy.set_delay_us(2000000);  // a 4 s round trip: stalled, as far as the test goes
+  const Clock::time_point start = Clock::now();
+  absl::Status assigned;
+  std::thread assign([&] { assigned = client.Assign({{0, 0}}); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  client.Interrupt();
+  assign.join();
+  EXPECT_TRUE(absl::IsCancelled(assigned)) << assigned;
+  EXPECT_LT(std::chrono::duration<double>(Clock::now() - start).count(), 1.5);
+  // Later Assigns end at once, until the next Pair.
+  proxy.set_delay_us(0);
+  const Clock::time_point again = Clock::now();
+  EXPECT_TRUE(absl::IsCancelled(client.Assign({{0, 0}})));
+  EXPECT_LT(std::chrono::duration<double>(Clock::now() - again).count(), 0.5);
+  ASSERT_TRUE(client.Pair(fingerprint, cfg).ok());
+  EXPECT_TRUE(client.Assign({{0, 0}}).ok());
+}
+
 // A stream the worker ends with an error reports the worker's status (the
 // coordinator had said only "stream broken", and read the status after
 // cancelling the call: CANCELLED).
