@@ -183,6 +183,11 @@ class RemoteExpertExecutor : public ExpertExecutor {
   // Assigns, recomputes placement if needed, hands Assign jobs to the
   // supervisor and refreshes route_.
   void BeginStep();
+  // Frees the packed copies of the experts route_ sends to workers: the
+  // coordinator packs a worker's experts when it computes them in its
+  // place (failover), and they would stay after the worker (or another)
+  // takes them back.
+  void DropRemoteCopies();
   // After the replies: feeds the speed meters' verdict to placement.
   void CheckSpeeds();
   void RecomputeLocked(const std::string& why) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

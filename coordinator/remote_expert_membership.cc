@@ -2,6 +2,8 @@
 // placement over them and the workers' Assigns (main thread at step
 // boundaries, supervisor thread for the RPCs). The step itself is in
 // remote_expert_executor.cc.
+#include <malloc.h>
+
 #include <algorithm>
 #include <optional>
 #include <utility>
@@ -10,6 +12,7 @@
 #include "common/status_macros.h"
 #include "coordinator/remote_expert_executor.h"
 #include "glog/logging.h"
+#include "model/mapped_repack.h"
 
 namespace st {
 
@@ -135,16 +138,36 @@ void RemoteExpertExecutor::BeginStep() {
   for (auto& [i, why] : failed) {
     if (workers_[i].up) MarkDown(i, why);
   }
-  absl::MutexLock lock(&mu_);
-  stats_.workers_up = static_cast<int>(
-      std::count_if(workers_.begin(), workers_.end(), [](const Worker& x) { return x.up; }));
-  if (!recompute_why_.empty()) RecomputeLocked(std::exchange(recompute_why_, {}));
-  if (!route_stale_) return;
-  std::vector<Assignments::Job> jobs = assignments_.Plan(target_, members_);
-  jobs_.insert(jobs_.end(), std::make_move_iterator(jobs.begin()),
-               std::make_move_iterator(jobs.end()));
-  route_ = assignments_.Route(target_, members_);
-  route_stale_ = false;
+  {
+    absl::MutexLock lock(&mu_);
+    stats_.workers_up = static_cast<int>(
+        std::count_if(workers_.begin(), workers_.end(), [](const Worker& x) { return x.up; }));
+    if (!recompute_why_.empty()) RecomputeLocked(std::exchange(recompute_why_, {}));
+    if (!route_stale_) return;
+    std::vector<Assignments::Job> jobs = assignments_.Plan(target_, members_);
+    jobs_.insert(jobs_.end(), std::make_move_iterator(jobs.begin()),
+                 std::make_move_iterator(jobs.end()));
+    route_ = assignments_.Route(target_, members_);
+    route_stale_ = false;
+  }
+  DropRemoteCopies();
+}
+
+void RemoteExpertExecutor::DropRemoteCopies() {
+  // Between steps: no local expert computation reads a copy now.
+  size_t dropped = 0;
+  for (int l = 0; l < config_.n_layers; ++l) {
+    const ExpertStacks& s = stacks_[l];
+    for (int e = 0; e < config_.n_experts; ++e) {
+      if (route_[static_cast<size_t>(l) * config_.n_experts + e] == kLocalOwner) continue;
+      dropped += DropPackedCopy(ExpertStacks::Slice(s.gate, e, s.n_experts));
+      dropped += DropPackedCopy(ExpertStacks::Slice(s.up, e, s.n_experts));
+      dropped += DropPackedCopy(ExpertStacks::Slice(s.down, e, s.n_experts));
+    }
+  }
+  if (dropped == 0) return;
+  malloc_trim(0);  // give them back to the system, not only to malloc
+  VLOG(1) << "freed " << dropped << " bytes of packed copies of experts workers compute now";
 }
 
 void RemoteExpertExecutor::CheckSpeeds() {

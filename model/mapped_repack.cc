@@ -140,15 +140,17 @@ MatrixRef PackedFromMapping(const MatrixRef& m) {
   return out;
 }
 
-void DropPackedCopy(const MatrixRef& m) {
+size_t DropPackedCopy(const MatrixRef& m) {
   Registry& r = Get();
   absl::MutexLock lock(&r.mu);
   Mapping* mapping = MappingOf(r, m);
   const size_t bytes = m.rows * m.row_bytes();
-  if (mapping != nullptr && mapping->packed.erase(MatrixKey(m.data, m.rows, m.cols)) > 0) {
-    r.copy_bytes -= bytes;
-    mapping->copy_bytes -= bytes;
+  if (mapping == nullptr || mapping->packed.erase(MatrixKey(m.data, m.rows, m.cols)) == 0) {
+    return 0;
   }
+  r.copy_bytes -= bytes;
+  mapping->copy_bytes -= bytes;
+  return bytes;
 }
 
 size_t PackedCopyBytes() {

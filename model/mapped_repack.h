@@ -28,7 +28,8 @@ MatrixRef PackedFromMapping(const MatrixRef& m);
 // Frees m's packed copy, if one was made (its file pages are read again if
 // m is used later). The caller makes sure no kernel is reading the copy
 // (a worker drops the experts a new assignment no longer holds).
-void DropPackedCopy(const MatrixRef& m);
+// Returns the bytes freed (0 if m had no copy).
+size_t DropPackedCopy(const MatrixRef& m);
 
 // Bytes of the packed copies held now (memory beyond the file mapping).
 size_t PackedCopyBytes();

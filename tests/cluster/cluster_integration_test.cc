@@ -35,6 +35,7 @@
 #include "glog/logging.h"
 #include "gtest/gtest.h"
 #include "model/expert_executor.h"
+#include "model/mapped_repack.h"
 #include "model/model.h"
 #include "model/session.h"
 #include "model/synth.h"
@@ -255,6 +256,10 @@ TEST_F(ClusterTest, KilledWorkerFailsOverAndIsReadmitted) {
   ASSERT_TRUE(DecodeUntil(*m, [&] { return r.OwnedCounts()[1] == total; }))
       << "survivor owns " << r.OwnedCounts()[1] << " of " << total << "; " << r.Summary();
   EXPECT_EQ(r.OwnedCounts()[0], 0);
+  // The copies of the experts the coordinator computed in the dead
+  // worker's place are freed once the survivor has them (nothing else in
+  // this process has packed copies now: Reference's model is gone).
+  EXPECT_EQ(PackedCopyBytes(), 0u);
   s = r.stats();
   EXPECT_GE(s.placements, 1u);
   EXPECT_GE(s.assigns, 1u);
