@@ -1,5 +1,6 @@
 // Malformed GGUF images, hand-assembled byte by byte: each must be
 // INVALID_ARGUMENT with a message naming the problem (never a crash).
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdint>
@@ -290,6 +291,14 @@ TEST(GgufMalformedTest, OpenErrors) {
   EXPECT_EQ(f.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(f.status().message()), HasSubstr("empty file"));
   std::remove(empty.c_str());
+  // A FIFO is refused at once (opening it had waited for a writer forever).
+  const std::string fifo =
+      ::testing::TempDir() + "/gguf_fifo_" + std::to_string(::getpid()) + ".gguf";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  f = GgufFile::Open(fifo);
+  EXPECT_EQ(f.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(f.status().message()), HasSubstr("not a regular file"));
+  std::remove(fifo.c_str());
 }
 
 // The fuzz seed corpus is written by tests/fuzz/make_corpus.py, an encoder

@@ -265,7 +265,9 @@ absl::StatusOr<uint64_t> GgufTensorBytes(uint32_t ggml_type, const std::vector<u
 }
 
 absl::StatusOr<std::unique_ptr<GgufFile>> GgufFile::Open(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // O_NONBLOCK: a FIFO must not block the open (waiting for a writer)
+  // before it is refused as not a regular file; regular files ignore it.
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) return absl::ErrnoToStatus(errno, absl::StrCat("open ", path));
   struct stat st {};
   if (::fstat(fd, &st) != 0) {

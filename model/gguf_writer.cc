@@ -399,6 +399,11 @@ absl::Status GgufWriter::Finish() {
         absl::StrCat(w.path, ": only ", w.next, " of ", w.tensors.size(),
                      " tensors written; first missing '", w.tensors[w.next].name, "'")));
   }
+  // On disk before the caller renames the file into place (synth): a crash
+  // after the rename must not leave a file that looks whole but is not.
+  if (w.sticky.ok() && w.fd >= 0 && ::fsync(w.fd) != 0) {
+    (void)w.Fail(absl::ErrnoToStatus(errno, absl::StrCat("fsync ", w.path)));
+  }
   absl::Status closed = w.Close();
   return w.sticky.ok() ? closed : w.sticky;
 }

@@ -93,6 +93,10 @@ void ApplyPenalties(const SamplingParams& params, absl::Span<const int32_t> hist
     float& logit = logits[id];
     logit = logit > 0 ? logit / params.repeat_penalty : logit * params.repeat_penalty;
     logit -= params.presence_penalty + params.frequency_penalty * static_cast<float>(count);
+    // A tiny repeat_penalty (1e-40 is valid) overflows: +inf logits made
+    // NaN probabilities, and min-p then erased every candidate.
+    logit = std::clamp(logit, -std::numeric_limits<float>::max(),
+                       std::numeric_limits<float>::max());
   }
 }
 
@@ -169,8 +173,10 @@ void ApplyMinP(float min_p, std::vector<Candidate>* candidates) {
   // p / p_max = exp(logit - max_logit) >= min_p, compared in log space (one
   // log instead of an exp per token); min_p = 1 gives threshold 0 exactly.
   const double log_threshold = std::log(static_cast<double>(min_p));
+  // The maxima always stay (inf - inf would be NaN for a +inf maximum).
   std::erase_if(c, [&](const Candidate& cand) {
-    return !(static_cast<double>(cand.logit) - max_logit >= log_threshold);
+    return cand.logit != max_logit &&
+           !(static_cast<double>(cand.logit) - max_logit >= log_threshold);
   });
 }
 

@@ -88,6 +88,25 @@ TEST(SamplerTest, GreedySeesPenalizedLogits) {
   EXPECT_EQ(sampler.Sample(logits, history), 2);
 }
 
+// A valid but tiny repeat_penalty overflows a penalized logit: the token
+// is drawn, as its (clamped) logit says, and nothing aborts (with min-p on,
+// every candidate had been erased and a CHECK had killed the server).
+TEST(SamplerTest, OverflowingPenaltyIsDrawnNotACrash) {
+  const std::vector<float> logits = {0.5f, 2.0f, 1.0f, -1.0f};
+  for (float min_p : {0.0f, 0.05f}) {
+    Sampler sampler({.temperature = 0.6f, .min_p = min_p, .repeat_penalty = 1e-40f, .seed = 3});
+    for (int i = 0; i < 20; ++i) EXPECT_EQ(sampler.Sample(logits, {2}), 2) << min_p;
+  }
+}
+
+// A +inf maximum stays a candidate under min-p.
+TEST(MinPTest, InfiniteMaximumStays) {
+  std::vector<Candidate> c = {{0, 1.0f}, {1, std::numeric_limits<float>::infinity()}};
+  ApplyMinP(0.1f, &c);
+  ASSERT_EQ(c.size(), 1u);
+  EXPECT_EQ(c[0].id, 1);
+}
+
 TEST(SamplerTest, SameSeedSameTokensDifferentSeedDifferentTokens) {
   const std::vector<float> flat(1000, 0.0f);
   auto run = [&](uint64_t seed) {

@@ -74,8 +74,11 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::Create(TokenizerData data)
   return t;
 }
 
-int32_t Tokenizer::MatchAddedToken(std::string_view text, size_t pos) const {
+int32_t Tokenizer::MatchAddedToken(std::string_view text, size_t pos, bool control) const {
   for (int32_t id : added_by_first_byte_[static_cast<uint8_t>(text[pos])]) {
+    if (!control && static_cast<TokenType>(data_.token_types[id]) == TokenType::kControl) {
+      continue;
+    }
     const std::string& tok = data_.tokens[id];
     if (tok.size() <= text.size() - pos &&
         std::memcmp(tok.data(), text.data() + pos, tok.size()) == 0) {
@@ -110,19 +113,17 @@ absl::StatusOr<std::vector<int32_t>> Tokenizer::Encode(std::string_view text,
   BpeModel::Workspace ws;
   std::vector<std::string_view> pieces;
   size_t segment_start = 0;
-  if (parse_special) {
-    for (size_t pos = 0; pos < text.size();) {
-      const int32_t id = MatchAddedToken(text, pos);
-      if (id < 0) {
-        ++pos;
-        continue;
-      }
-      ST_RETURN_IF_ERROR(
-          EncodeSegment(text.substr(segment_start, pos - segment_start), &ws, &pieces, &ids));
-      ids.push_back(id);
-      pos += data_.tokens[id].size();
-      segment_start = pos;
+  for (size_t pos = 0; pos < text.size();) {
+    const int32_t id = MatchAddedToken(text, pos, /*control=*/parse_special);
+    if (id < 0) {
+      ++pos;
+      continue;
     }
+    ST_RETURN_IF_ERROR(
+        EncodeSegment(text.substr(segment_start, pos - segment_start), &ws, &pieces, &ids));
+    ids.push_back(id);
+    pos += data_.tokens[id].size();
+    segment_start = pos;
   }
   ST_RETURN_IF_ERROR(EncodeSegment(text.substr(segment_start), &ws, &pieces, &ids));
   return ids;

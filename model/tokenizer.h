@@ -3,9 +3,10 @@
 //
 // Encode pipeline:
 //   1. reject ill-formed UTF-8 (INVALID_ARGUMENT with the byte offset);
-//   2. if parse_special: split out added tokens (types kControl and
-//      kUserDefined) by exact byte match, longest match at each position,
-//      scanning left to right (transformers.js DictionarySplitter);
+//   2. split out added tokens (kUserDefined always, as Hugging Face does
+//      with split_special_tokens; kControl only if parse_special) by exact
+//      byte match, longest match at each position, scanning left to right
+//      (transformers.js DictionarySplitter);
 //   3. NFC-normalize each remaining segment (utf8proc);
 //   4. split it with the Qwen2 regex (Qwen2PreTokenizer, PCRE2);
 //   5. BPE each piece over byte-level token ids (BpeModel).
@@ -47,9 +48,10 @@ class Tokenizer {
   Tokenizer(const Tokenizer&) = delete;
   Tokenizer& operator=(const Tokenizer&) = delete;
 
-  // Text -> ids. With parse_special = false added-token texts such as
+  // Text -> ids. With parse_special = false control-token texts such as
   // "<|im_end|>" are tokenized as ordinary text (use this for untrusted user
-  // content so it cannot forge chat-template markers).
+  // content so it cannot forge chat-template markers); user-defined added
+  // tokens ("<think>", "<tool_call>") are still matched, as in Hugging Face.
   absl::StatusOr<std::vector<int32_t>> Encode(std::string_view text,
                                               bool parse_special = true) const;
 
@@ -84,8 +86,9 @@ class Tokenizer {
   absl::Status EncodeSegment(std::string_view segment, BpeModel::Workspace* ws,
                              std::vector<std::string_view>* pieces,
                              std::vector<int32_t>* out) const;
-  // Id of the longest added token that starts at text[pos], or -1.
-  int32_t MatchAddedToken(std::string_view text, size_t pos) const;
+  // The longest added token at text[pos], or -1; control tokens only if
+  // `control`.
+  int32_t MatchAddedToken(std::string_view text, size_t pos, bool control) const;
 
   TokenizerData data_;
   VocabIndex vocab_;  // keys point into data_.tokens

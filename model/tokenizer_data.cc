@@ -104,11 +104,19 @@ absl::StatusOr<TokenizerData> ParseTokenizerJson(const Json& j, size_t pad_to) {
 
   std::vector<std::optional<std::string>> slots;
   std::vector<int32_t> types;
+  // Ids index a dense table: one far beyond the number of tokens would
+  // allocate gigabytes for nothing (an id of 1e9 had asked for ~40 GiB and
+  // ended the process with bad_alloc).
+  const auto added_it = j.find("added_tokens");
+  const size_t entries =
+      vocab_it->size() + (added_it != j.end() && added_it->is_array() ? added_it->size() : 0);
+  const int64_t id_limit = static_cast<int64_t>(std::max<size_t>(2 * entries, size_t{1} << 20));
   auto place = [&](const std::string& text, const Json& id_json, TokenType type) -> absl::Status {
     if (!id_json.is_number_integer() || id_json.get<int64_t>() < 0 ||
-        id_json.get<int64_t>() >= (int64_t{1} << 30)) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("token \"", text, "\" has a bad id ", id_json.dump()));
+        id_json.get<int64_t>() >= id_limit) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "token \"", text, "\" has a bad id ", id_json.dump(), " (ids must be in [0, ", id_limit,
+          ") for ", entries, " tokens)"));
     }
     const size_t id = id_json.get<size_t>();
     if (id >= slots.size()) {

@@ -104,6 +104,14 @@ TEST_F(HfJsonTest, Errors) {
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(s.message().find("id 5 has no token"), std::string::npos) << s;
 
+  // An id far beyond the number of tokens is refused before anything is
+  // allocated for it (1e9 had asked for ~40 GiB).
+  Json far = MinimalTokenizerJson();
+  far["model"]["vocab"]["c"] = 1000000000;
+  s = load(far);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("has a bad id 1000000000"), std::string::npos) << s;
+
   Json dup = MinimalTokenizerJson();
   dup["model"]["vocab"]["c"] = 1;
   s = load(dup);

@@ -236,12 +236,20 @@ TEST_F(QwenTokenizerTest, SpecialTokensAreAtomic) {
   }
 }
 
-TEST_F(QwenTokenizerTest, ParseSpecialFalseTreatsThemAsText) {
+// Control tokens become text; user-defined added tokens (special: false in
+// tokenizer.json: <think> 151667, </think> 151668) are still matched, as
+// Hugging Face does with split_special_tokens (they had become text too).
+TEST_F(QwenTokenizerTest, ParseSpecialFalseTreatsControlTokensAsText) {
   const std::string text = "<|im_start|>user\n<think>x</think><|im_end|>";
   const Ids ids = Enc(text, /*parse_special=*/false);
-  for (int32_t id : ids) EXPECT_LT(id, 151643);
+  std::vector<int32_t> added;
+  for (int32_t id : ids) {
+    if (id >= 151643) added.push_back(id);
+  }
+  EXPECT_EQ(added, (std::vector<int32_t>{151667, 151668}));
   EXPECT_EQ(tok_->Decode(ids), text);
   EXPECT_GT(ids.size(), Enc(text).size());
+  EXPECT_EQ(Enc("<think>", false), (Ids{151667}));
 }
 
 TEST_F(QwenTokenizerTest, ConcurrentEncodeMatchesSerial) {

@@ -1,6 +1,7 @@
 #include "storage/expert_pack.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -161,6 +162,10 @@ TEST_F(PackFileTest, BadHeaderIsRejected) {
   st::testing::CopyModified(pack_path_, out, 4100);  // checksum table
   EXPECT_EQ(ExpertPack::Open(out).status().code(), absl::StatusCode::kDataLoss);
   EXPECT_EQ(ExpertPack::Open(dir_.File("none")).status().code(), absl::StatusCode::kNotFound);
+  // A FIFO is refused at once (opening it had waited for a writer forever).
+  ASSERT_EQ(mkfifo(dir_.File("fifo").c_str(), 0600), 0);
+  EXPECT_EQ(ExpertPack::Open(dir_.File("fifo")).status().code(),
+            absl::StatusCode::kInvalidArgument);
   st::testing::CopyModified(pack_path_, out, -1);
   std::ofstream(out, std::ios::app) << "x";
   EXPECT_EQ(ExpertPack::Open(out).status().code(), absl::StatusCode::kInvalidArgument);

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "common/units.h"
@@ -155,6 +156,13 @@ void RegisterBenchServe(CLI::App& app) {
         return Fail(absl::InvalidArgumentError("bad --streams entry '" + std::string(s) + "'"));
       }
       levels.push_back(n);
+    }
+    if (const int most = *std::max_element(levels.begin(), levels.end()); most > f->batch) {
+      // The engine would run at most -b of them at once (one token each
+      // per step) and report the level as if all had.
+      return Fail(absl::InvalidArgumentError(absl::StrCat(
+          "--streams ", most, " needs -b ", most, " or more: a decode step holds one token per "
+          "stream, and -b is ", f->batch)));
     }
     auto bw_bytes = ParseByteSize(f->bandwidth_size);
     if (!bw_bytes.ok() || *bw_bytes > (uint64_t{64} << 30)) {

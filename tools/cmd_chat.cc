@@ -82,8 +82,9 @@ void RegisterChat(CLI::App& app) {
         std::fwrite(piece.data(), 1, piece.size(), stdout);
         std::fflush(stdout);
       });
-      if (!result.ok()) {
+      if (!result.ok()) {  // the chat goes on; the exit code says a turn failed
         std::fprintf(stderr, "\nerror: %s\n", std::string(result.status().message()).c_str());
+        ExitCode() = 1;
         continue;
       }
       std::printf("\n");

@@ -33,11 +33,15 @@ struct OffloadFlags {
 
 // A CLI11 check that ParseByteSize accepts the value: bad sizes fail before
 // the model loads.
+// A size (ParseByteSize), and not 0: "--memory-budget 0" had silently
+// meant no budget at all.
 inline CLI::Validator ByteSizeCheck() {
   return CLI::Validator(
       [](std::string& s) {
         absl::StatusOr<uint64_t> b = ParseByteSize(s);
-        return b.ok() ? std::string() : std::string(b.status().message());
+        if (!b.ok()) return std::string(b.status().message());
+        return *b == 0 ? std::string("0 holds nothing (leave the flag out for no limit)")
+                       : std::string();
       },
       "SIZE");
 }

@@ -9,9 +9,11 @@
 
 #include "CLI/CLI.hpp"
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_replace.h"
 #include "common/status_macros.h"
 #include "model/kv_cache.h"
 #include "model/model.h"
+#include "model/sampler.h"
 #include "model/session.h"
 #include "tools/commands.h"
 #include "tools/cpus_flag.h"
@@ -61,7 +63,7 @@ inline void AddGenerationFlags(CLI::App* cmd, GenerationFlags* f) {
                 "Keep Q4_0/Q8_0 attention, router and LM-head weights in the file's row\n"
                 "layout (default: re-laid for the 16-row packed kernels at load)");
   cmd->add_option("-n,--n-predict", f->max_tokens,
-                  "Maximum tokens to generate (<= 0: until the context is full)")
+                  "Maximum tokens to generate (0 or -1: until the context is full)")
       ->check(CLI::Range(-1, 1 << 30))
       ->capture_default_str();
   SamplingParams& s = f->generate.sampling;
@@ -104,7 +106,24 @@ inline void Fail(const absl::Status& status) {
   ExitCode() = 1;
 }
 
+// The sampling flags checked as flags (a bad --temp had failed every chat
+// turn, after the model had loaded, and chat exited 0).
+inline absl::Status CheckSamplingFlags(const SamplingParams& s) {
+  const absl::Status status = ValidateSamplingParams(s);
+  if (status.ok()) return status;
+  return absl::InvalidArgumentError(absl::StrReplaceAll(
+      status.message(), {{"sampling parameter temperature", "--temp"},
+                         {"sampling parameter top_p", "--top-p"},
+                         {"sampling parameter min_p", "--min-p"},
+                         {"sampling parameter repeat_penalty", "--repeat-penalty"},
+                         {"sampling parameter repeat_last_n", "--repeat-last-n"},
+                         {"sampling parameter presence_penalty", "--presence-penalty"},
+                         {"sampling parameter frequency_penalty", "--frequency-penalty"}}));
+}
+
+// Checks the sampling flags, then loads the model.
 inline absl::StatusOr<std::unique_ptr<Model>> LoadModel(const GenerationFlags& f) {
+  ST_RETURN_IF_ERROR(CheckSamplingFlags(f.generate.sampling));
   ST_ASSIGN_OR_RETURN(const DType kv_type, ParseKvType(f.kv_type));
   return Model::Load(f.model,
                      ModelOptions{.threads = f.threads,

@@ -296,6 +296,24 @@ TEST_F(CliTest, RunFindsThePackAndOffloadGivesTheSameTokens) {
   EXPECT_TRUE(std::ifstream(model_ + ".stpack.stats").good());
 }
 
+// Flags that cannot work are refused before the model loads, naming the
+// flag: a bad sampling flag (chat had failed every turn and exited 0),
+// more bench-serve streams than a step holds (it had reported them as
+// concurrent), a zero memory budget (it had meant none).
+TEST_F(CliTest, BadFlagsAreRefusedUpFront) {
+  auto refused = [&](const std::string& args, const std::string& says) {
+    const testing::ShellRun r =
+        testing::RunShell(absl::StrCat("echo hi | '", ST_CLI, "' ", args, " 2>&1"));
+    EXPECT_NE(r.exit_code, 0) << args;
+    EXPECT_NE(r.out.find(says), std::string::npos) << args << ": " << r.out;
+  };
+  refused(absl::StrCat("chat -m '", model_, "' --temp -1"), "--temp must be");
+  refused(absl::StrCat("run -m '", model_, "' -p x --top-p 0"), "--top-p must be");
+  refused(absl::StrCat("bench-serve -m '", model_, "' --streams 1,8 -b 4"),
+          "--streams 8 needs -b 8 or more");
+  refused(absl::StrCat("run -m '", model_, "' -p x --memory-budget 0"), "0 holds nothing");
+}
+
 TEST_F(CliTest, BudgetWithoutPackOrTooSmallIsRefused) {
   CliRun no_pack = Cli(absl::StrCat("run -m '", model_, "' -p x --memory-budget 1GiB"));
   EXPECT_EQ(no_pack.exit_code, 1);
