@@ -25,7 +25,10 @@ def load_stubs(proto_root=PROTO_ROOT, out_dir=None):
     """Compiles inference.proto into out_dir and returns (messages, services)."""
     from grpc_tools import protoc
 
-    out_dir = out_dir or tempfile.mkdtemp(prefix="smallthinker_stubs_")
+    if out_dir is None:  # removed when the process exits
+        tmp = tempfile.TemporaryDirectory(prefix="smallthinker_stubs_")
+        load_stubs.keep = tmp  # lives as long as the module
+        out_dir = tmp.name
     rc = protoc.main([
         "grpc_tools.protoc", f"-I{proto_root}",
         "-I" + os.path.join(os.path.dirname(protoc.__file__), "_proto"), f"--python_out={out_dir}",
@@ -56,7 +59,8 @@ class Client:
 
     def options(self, max_tokens=64, temperature=None, seed=0, stop=(), ignore_eos=False,
                 context_size=0):
-        o = self.pb.GenerateOptions(max_tokens=max_tokens, seed=seed, stop=list(stop),
+        # A negative seed means random, as 0 (the field is unsigned).
+        o = self.pb.GenerateOptions(max_tokens=max_tokens, seed=max(seed, 0), stop=list(stop),
                                     ignore_eos=ignore_eos, context_size=context_size)
         if temperature is not None:
             o.temperature.value = temperature
@@ -119,7 +123,7 @@ def main():
     p.add_argument("text", nargs="?", default="")
     p.add_argument("--max-tokens", type=int, default=64)
     p.add_argument("--temperature", type=float)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="0 or negative: random")
     a = p.parse_args()
     c = Client(a.target, a.api_key, a.root_cert)
     if a.command in ("generate", "chat"):
