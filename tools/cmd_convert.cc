@@ -91,10 +91,23 @@ void RegisterConvert(CLI::App& app) {
   cmd->add_option("--queue-depth", f->queue_depth, "io_uring queue depth")
       ->check(CLI::Range(1, 4096))
       ->capture_default_str();
+  // Each read in flight holds a record buffer (~3.3 MB on the 21B).
   cmd->add_option("--in-flight", f->in_flight, "Reads kept outstanding while verifying")
-      ->check(CLI::Range(1, 4096))
+      ->check(CLI::Range(1, 256))
       ->capture_default_str();
-  cmd->callback([f] { ExitCode() = RunConvert(*f); });
+  cmd->callback([f, cmd] {
+    // Flags that do nothing in this mode: said, not silently ignored.
+    auto unused = [&](std::initializer_list<const char*> names, const char* why) {
+      for (const char* name : names) {
+        if (cmd->count(name) > 0) std::fprintf(stderr, "warning: %s ignored: %s\n", name, why);
+      }
+    };
+    if (!f->verify && !f->verify_only) {
+      unused({"--source", "--queue-depth", "--in-flight"}, "no --verify or --verify-only");
+    }
+    if (f->verify_only) unused({"--threads", "--quiet"}, "--verify-only writes nothing");
+    ExitCode() = RunConvert(*f);
+  });
 }
 
 }  // namespace st::tools

@@ -299,7 +299,8 @@ TEST_F(CliTest, RunFindsThePackAndOffloadGivesTheSameTokens) {
 // Flags that cannot work are refused before the model loads, naming the
 // flag: a bad sampling flag (chat had failed every turn and exited 0),
 // more bench-serve streams than a step holds (it had reported them as
-// concurrent), a zero memory budget (it had meant none).
+// concurrent), a zero memory budget (it had meant none); and convert's
+// flags that do nothing in its mode are named.
 TEST_F(CliTest, BadFlagsAreRefusedUpFront) {
   auto refused = [&](const std::string& args, const std::string& says) {
     const testing::ShellRun r =
@@ -312,6 +313,12 @@ TEST_F(CliTest, BadFlagsAreRefusedUpFront) {
   refused(absl::StrCat("bench-serve -m '", model_, "' --streams 1,8 -b 4"),
           "--streams 8 needs -b 8 or more");
   refused(absl::StrCat("run -m '", model_, "' -p x --memory-budget 0"), "0 holds nothing");
+  // Flags convert would ignore are named (they had been ignored silently).
+  const testing::ShellRun convert = testing::RunShell(
+      absl::StrCat("'", ST_CLI, "' convert '", model_, "' -q --source pread 2>&1"));
+  EXPECT_EQ(convert.exit_code, 0) << convert.out;
+  EXPECT_NE(convert.out.find("warning: --source ignored: no --verify"), std::string::npos)
+      << convert.out;
 }
 
 TEST_F(CliTest, BudgetWithoutPackOrTooSmallIsRefused) {
