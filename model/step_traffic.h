@@ -43,7 +43,8 @@ uint64_t ExpertBytes(const ModelConfig& config);
 
 // The roofline of `c` (a difference of counters over a measured span) for
 // steps of `tokens` tokens at `bandwidth_gbps` (1e9 bytes/s). Experts count
-// whole: every row of a touched expert is read (the in-RAM GGUF path).
+// whole: every row of a touched expert is read (the in-RAM GGUF path; the
+// pack's sparse path reads fewer, and bench-serve says so there).
 StepRoofline DecodeStepRoofline(const ModelConfig& config, const DenseWeights& weights,
                                 int tokens, const DecodeStepCounters& c, double bandwidth_gbps);
 

@@ -577,7 +577,9 @@ void RegisterBench(CLI::App& app) {
                           {"read_bandwidth_gbps", bw.median_gbps},
                           {"read_bandwidth_huge_page_bytes", bw.huge_page_bytes},
                           {"pack_read_bandwidth_gbps", ssd_gbps},
-                          {"bytes_per_token", traffic.total()},
+                          // Weights with every expert row; each tg test's
+                          // bytes_per_token is its roofline's denominator.
+                          {"weight_bytes_per_token_every_row", traffic.total()},
                           {"peak_rss_bytes", peak_rss},
                           {"tests", nlohmann::json::array()}};
       for (const TestResult& r : results) {
@@ -592,6 +594,10 @@ void RegisterBench(CLI::App& app) {
           t["io_roofline_ts"] = io;
           t["roofline_fraction"] = s.mean / limit;
           t["kv_bytes_per_token"] = r.kv_bytes_per_token;
+          // What memory_roofline_ts divides the bandwidth by: the weights
+          // with the up/down rows this test read, and its K/V reads.
+          t["bytes_per_token"] = touched(r.read_fraction) + r.kv_bytes_per_token;
+          t["up_down_rows_read_fraction"] = r.read_fraction;
         }
         j["tests"].push_back(t);
       }

@@ -111,7 +111,13 @@ TEST_F(CliTest, BenchReportsJson) {
   EXPECT_EQ(j["tests"][0]["test"], "pp16");
   EXPECT_EQ(j["tests"][1]["test"], "tg8");
   EXPECT_GT(j["tests"][1]["avg_ts"].get<double>(), 0);
-  EXPECT_GT(j["bytes_per_token"].get<double>(), 0);
+  EXPECT_GT(j["weight_bytes_per_token_every_row"].get<double>(), 0);
+  // The tg test's roofline is the bandwidth over the bytes it reports.
+  const auto& tg = j["tests"][1];
+  EXPECT_NEAR(tg["memory_roofline_ts"].get<double>() * tg["bytes_per_token"].get<double>(),
+              j["read_bandwidth_gbps"].get<double>() * 1e9,
+              1e-6 * j["read_bandwidth_gbps"].get<double>() * 1e9);
+  EXPECT_GT(tg["bytes_per_token"].get<double>(), tg["kv_bytes_per_token"].get<double>());
 }
 
 // -d as llama-bench's: each test after that many tokens in the context;
