@@ -147,6 +147,25 @@ grpc::Status ExpertServiceImpl::Assign(grpc::ServerContext* ctx, const v1::Assig
   };
   const size_t per_turn = pool_ != nullptr ? 2 * static_cast<size_t>(pool_->num_threads()) : 2;
   for (size_t begin = 0; begin < keys.size(); begin += per_turn) {
+    if (ctx->IsCancelled()) {
+      // The coordinator gave up on it (its deadline, or it marked this
+      // worker down): keep the old assignment and free what this one
+      // packed for experts the old one does not hold.
+      absl::MutexLock compute_lock(&compute_mu_);
+      absl::MutexLock lock(&mu_);
+      for (size_t i = 0; i < begin; ++i) {
+        if (assigned_[static_cast<size_t>(keys[i].layer) * config_.n_experts + keys[i].expert]) {
+          continue;
+        }
+        const ExpertMatrices m = store_->Get(keys[i].layer, keys[i].expert);
+        DropPackedCopy(m.gate);
+        DropPackedCopy(m.up);
+        DropPackedCopy(m.down);
+      }
+      LOG(WARNING) << "Assign of " << keys.size() << " experts by " << ctx->peer()
+                   << " cancelled after " << begin << " were packed; the assignment stays";
+      return grpc::Status(grpc::StatusCode::CANCELLED, "Assign cancelled by the coordinator");
+    }
     const size_t n = std::min(per_turn, keys.size() - begin);
     // A step that waits goes first (absl::Mutex is not fair: this loop
     // would take the lock back at once, turn after turn).

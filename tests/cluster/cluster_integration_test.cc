@@ -34,6 +34,7 @@
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "glog/logging.h"
 #include "gtest/gtest.h"
+#include "kernels/packed_matrix.h"
 #include "model/expert_executor.h"
 #include "model/mapped_repack.h"
 #include "model/model.h"
@@ -258,7 +259,9 @@ TEST_F(ClusterTest, KilledWorkerFailsOverAndIsReadmitted) {
   EXPECT_EQ(r.OwnedCounts()[0], 0);
   // The copies of the experts the coordinator computed in the dead
   // worker's place are freed once the survivor has them (nothing else in
-  // this process has packed copies now: Reference's model is gone).
+  // this process has packed copies now: Reference's model is gone). The
+  // tiny model's experts are packable, so the failover made copies.
+  ASSERT_TRUE(CanPack(DType::kQ8_0, m->config().d_expert, m->config().d_model));
   EXPECT_EQ(PackedCopyBytes(), 0u);
   s = r.stats();
   EXPECT_GE(s.placements, 1u);
@@ -980,6 +983,35 @@ TEST_F(ClusterTest, StepsGoOnWhileALargeAssignPacks) {
     ASSERT_TRUE(reply.ok()) << reply.status();
   };
   one_step();
+
+  // An Assign its caller gives up on stops between turns and leaves the
+  // assignment as it was (it had packed everything and installed it).
+  {
+    auto stub = v1::ExpertService::NewStub(
+        grpc::CreateChannel(w->address(), grpc::InsecureChannelCredentials()));
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(20));
+    v1::AssignRequest req;
+    req.set_fingerprint(fingerprint);
+    for (const ExpertKey& k : all) {
+      v1::ExpertRef* e = req.add_experts();
+      e->set_layer(k.layer);
+      e->set_expert(k.expert);
+    }
+    v1::AssignResponse resp;
+    EXPECT_EQ(stub->Assign(&ctx, req, &resp).error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+    std::this_thread::sleep_for(std::chrono::seconds(1));  // longer than a whole pack
+    v1::ComputeRequest other = r;
+    other.set_step_id(++step);
+    other.set_expert(0, 5);  // in the abandoned set only
+    stepper.Submit(other);
+    auto refused = stepper.Await(Clock::now() + std::chrono::seconds(30));
+    EXPECT_NE(refused.status().message().find("not assigned"), std::string::npos)
+        << refused.status();
+    stepper.CloseStream();
+    ASSERT_TRUE(stepper.OpenStream().ok());
+    one_step();
+  }
 
   // Steps one after another while the other client assigns every expert
   // (expert 0 of layer 0 among them, so each step stays valid).
