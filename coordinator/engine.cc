@@ -364,8 +364,6 @@ void Engine::Finish(Active& a, absl::Status status) {
     std::lock_guard<std::mutex> lock(mu_);
     --active_count_;
     kv_in_use_ -= a.kv_bytes;
-    stats_.prompt_tokens_total += a.prefilled;
-    stats_.prompt_seconds_total += u.prompt_seconds;
   }
   a.kv.reset();
   a.shared->Push(std::move(e));
@@ -436,6 +434,10 @@ void Engine::Step() {
   }
   const size_t vocab = model_.config().vocab_size;
   int generated = 0, decoded = 0;
+  // Prompt work as it happens (it had been added when a request finished,
+  // so a long generation's prompt was missing from the stats meanwhile).
+  uint64_t prompt_tokens = 0;
+  double prompt_seconds = 0;
   for (size_t i = 0; i < rows.size(); ++i) {
     Active& a = *rows[i];
     const auto& prompt = a.shared->request.prompt;
@@ -443,6 +445,7 @@ void Engine::Step() {
     a.history.insert(a.history.end(), inputs[i].tokens.begin(), inputs[i].tokens.end());
     if (was_prefill) {
       a.prefilled += a.step_rows;
+      prompt_tokens += a.step_rows;
       if (a.prefilled < prompt.size()) continue;  // more prompt to go
     } else {
       ++decoded;
@@ -453,7 +456,10 @@ void Engine::Step() {
     a.next = id;
     ++a.generated;
     ++generated;
-    if (a.generated == 1) a.first_token = t1;
+    if (a.generated == 1) {
+      a.first_token = t1;
+      prompt_seconds += absl::ToDoubleSeconds(t1 - a.admitted);
+    }
     a.last_token = t1;
     a.pending_ids.push_back(id);
     const bool is_stop_token =
@@ -479,6 +485,8 @@ void Engine::Step() {
     cache_ = cache;
     ++stats_.steps_total;
     stats_.tokens_predicted_total += generated;
+    stats_.prompt_tokens_total += prompt_tokens;
+    stats_.prompt_seconds_total += prompt_seconds;
     if (decoded > 0) stats_.decode_seconds_total += absl::ToDoubleSeconds(t1 - t0);
     recent_.push_back({t1, generated});
     while (!recent_.empty() && t1 - recent_.front().first > absl::Seconds(10)) recent_.pop_front();

@@ -2,6 +2,7 @@
 // outputs, queue limits, cancellation, deadlines, KV budget, bad input.
 #include "coordinator/engine.h"
 
+#include <chrono>
 #include <thread>
 
 #include "gtest/gtest.h"
@@ -290,6 +291,28 @@ TEST_F(EngineTest, CancellingMidStreamFreesTheSlot) {
   EXPECT_EQ(cb.ids.size(), 5u);
   EXPECT_EQ(engine.stats().requests_processing, 0);
   EXPECT_EQ(engine.stats().kv_cache_bytes, 0u);
+}
+
+// A request's prompt counts in the stats once it is processed, not when
+// the request ends (a long generation's prompt had been missing).
+TEST_F(EngineTest, PromptStatsCountBeforeTheRequestEnds) {
+  Engine engine(*model_, EngineOptions{.parallel = 1, .queue = 4, .context_size = 256});
+  auto a = engine.Submit(EngineRequest{.prompt = Prompt(9, 0), .options = Greedy(250)});
+  ASSERT_TRUE(a.ok());
+  EngineEvent e;
+  ASSERT_EQ((*a)->Next(&e), RequestStream::Poll::kEvent);  // generating
+  // The stats follow at the end of the step that sampled the first token.
+  EngineStats during = engine.stats();
+  for (int i = 0; i < 2000 && during.prompt_tokens_total == 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::microseconds(100));
+    during = engine.stats();
+  }
+  EXPECT_EQ(during.prompt_tokens_total, 9u);
+  EXPECT_GT(during.prompt_seconds_total, 0);
+  EXPECT_EQ(during.requests_processing, 1);  // counted while it still runs
+  (*a)->Cancel();
+  Drain(**a);
+  EXPECT_EQ(engine.stats().prompt_tokens_total, 9u);  // not twice
 }
 
 TEST_F(EngineTest, DeadlineStopsGeneration) {
