@@ -42,6 +42,14 @@ bool SameSecret(std::string_view a, std::string_view b) {
 
 std::string Hex(uint64_t v) { return absl::StrCat("0x", absl::Hex(v, absl::kZeroPad16)); }
 
+// Frees the packed copies of one expert's matrices (mapped_repack.h).
+void DropExpertCopies(const ExpertStore& store, int layer, int expert) {
+  const ExpertMatrices m = store.Get(layer, expert);
+  DropPackedCopy(m.gate);
+  DropPackedCopy(m.up);
+  DropPackedCopy(m.down);
+}
+
 }  // namespace
 
 ExpertServiceImpl::ExpertServiceImpl(const ModelConfig& config, ExpertStore* store,
@@ -154,13 +162,9 @@ grpc::Status ExpertServiceImpl::Assign(grpc::ServerContext* ctx, const v1::Assig
       absl::MutexLock compute_lock(&compute_mu_);
       absl::MutexLock lock(&mu_);
       for (size_t i = 0; i < begin; ++i) {
-        if (assigned_[static_cast<size_t>(keys[i].layer) * config_.n_experts + keys[i].expert]) {
-          continue;
+        if (!assigned_[static_cast<size_t>(keys[i].layer) * config_.n_experts + keys[i].expert]) {
+          DropExpertCopies(*store_, keys[i].layer, keys[i].expert);
         }
-        const ExpertMatrices m = store_->Get(keys[i].layer, keys[i].expert);
-        DropPackedCopy(m.gate);
-        DropPackedCopy(m.up);
-        DropPackedCopy(m.down);
       }
       LOG(WARNING) << "Assign of " << keys.size() << " experts by " << ctx->peer()
                    << " cancelled after " << begin << " were packed; the assignment stays";
@@ -193,12 +197,10 @@ grpc::Status ExpertServiceImpl::Assign(grpc::ServerContext* ctx, const v1::Assig
     // coordinators with other placements) held them all, past its
     // --memory-budget.
     for (size_t k = 0; k < assigned_.size(); ++k) {
-      if (!assigned_[k] || assigned[k]) continue;
-      const ExpertMatrices m = store_->Get(static_cast<int>(k / config_.n_experts),
-                                           static_cast<int>(k % config_.n_experts));
-      DropPackedCopy(m.gate);
-      DropPackedCopy(m.up);
-      DropPackedCopy(m.down);
+      if (assigned_[k] && !assigned[k]) {
+        DropExpertCopies(*store_, static_cast<int>(k / config_.n_experts),
+                         static_cast<int>(k % config_.n_experts));
+      }
     }
     assigned_ = std::move(assigned);
   }
