@@ -38,30 +38,30 @@ namespace {
 #endif
 
 constexpr size_t kMaxVecs = 8;
-// Software prefetch: every kPrefetchBurst blocks, the bytes (scales and
-// levels) of the next kPrefetchBurst blocks, in one burst.
-//  - 1-2 vectors (memory-bound): kPrefetchBytes ahead into L1. With the
-//    paired layout (one stream per group) this read Q4_0 from DRAM at
-//    18.2-21.2 GB/s on one Zen 4 core, against 15.0-16.3 for the earlier
-//    two-stream layout with the same bursts (BM_PackedMatMulCold, 6144 rows,
-//    runs interleaved); one block's lines per block, 1 or 3 KiB ahead, or
-//    bursts of 2 or 4 blocks were slower; no prefetch slower still; 8 KiB
-//    ahead into L2 slower (15-17 against 24 GB/s).
-//  - 3-8 vectors (compute per byte grows with the vectors; measured at 2,
-//    4 and 8, so the switch at 3 is between measurements): the burst goes
-//    kPrefetchBytesMulti ahead into L2 instead. 2 KiB into L1 left these
-//    kernels reading from DRAM at half their L2-hot speed (the loads of a
-//    dpbusd-bound loop issue late and the L1 burst overflows the miss
-//    queue); 4-16 KiB into L2 closed the gap: Q4_0, 6144 rows, 2 threads,
-//    8 vectors 10.2 -> 17.2-19.4 GB/s, 4 vectors 16.4 -> 25.7-28.1 (one
-//    thread: 5.1-5.8 -> 9.5-9.9 and 9.3-9.8 -> 16.6-19.0); Q8_0 8 vectors
-//    11.2-11.7 -> 18.5-18.7, 4 vectors 18.3-18.5 -> 22.0-22.6 (2 threads,
-//    alternated twice); 8 KiB into L1 did not help. An 8-stream decode step of the 4b model went from
-//    99-105 to 146-155 tok/s (bench-serve, skew1, interleaved).
-constexpr size_t kPrefetchBytes = 2048;
-constexpr size_t kPrefetchBurst = 8;
-constexpr size_t kPrefetchBytesMulti = 8192;
-constexpr size_t kPrefetchMultiVecs = 3;  // from this many vectors on
+// Software prefetch: every kPrefetchBurst blocks, the lines of as many
+// blocks further on, kPrefetchBytes ahead into L1 and again kPrefetchBytesFar
+// ahead into L2. The far L2 prefetch keeps more lines in flight than the
+// L1's miss buffers allow, so the near one finds them in L2; short bursts
+// keep the L1's miss queue from overflowing (36 lines at once had been).
+// Measured on the shared 2-vCPU Zen 4 VM of session 23 against the earlier
+// scheme (8-block bursts, 2 KiB ahead into L1 for 1-2 vectors, 8 KiB ahead
+// into L2 only for 3-8), BM_PackedMatMulCold alternated, a plain read ~30
+// GB/s on 2 threads:
+//  - 1 vector, 6144 rows, 2 threads: Q4_0 22.0-22.8 -> 29.2-31.7 GB/s (one
+//    thread 10.9-11.5 -> 14.1-15.0; 768 rows 21.1-22.3 -> 26.6-29.4), Q8_0
+//    24.0-26.1 -> 27.5-32.7 (3 runs each);
+//  - 8 vectors (compute-bound), 2 threads: Q4_0 12.4-12.9 -> 13.3-18.2,
+//    Q8_0 14.6-16.4 -> 18.6-24.1; 4 vectors Q4_0 14.9-18.1 -> 12.8-22.1
+//    (median 16.8 -> 19.5), Q8_0 17.0-19.3 -> 21.4-29.8 (5 runs each);
+//  - 4b decode (bench tg128, 4 rounds alternated): Q4_0 43.1-46.2 ->
+//    51.9-55.4 tok/s (65-75% -> 80-85% of its roofline), Q8_0 25.8-27.5 ->
+//    30.6-31.1 (72-78% -> 88-94%).
+// In a standalone sweep (2 threads, 512 MiB of Q4_0), the L1 prefetch alone
+// reached 23.5-26.3 GB/s in 2-block bursts 4 KiB ahead, and 8-block bursts
+// were the slowest at every distance tried (1-8 KiB).
+constexpr size_t kPrefetchBurst = 2;
+constexpr size_t kPrefetchBytes = 4096;
+constexpr size_t kPrefetchBytesFar = 12288;
 
 // One activation vector as the kernels read it.
 struct XRef {
@@ -111,13 +111,11 @@ void Group(const uint8_t* group, size_t nb, const XRef* xs, float* y, size_t y_s
         reinterpret_cast<const __m256i*>(group + PackedScalesOffset(b, nb, kData))));
     const uint8_t* blk = group + PackedDataOffset(b, nb, kData);
     if (b % kPrefetchBurst == 0) {
-      constexpr bool kMulti = kVecs >= kPrefetchMultiVecs;
-      const uint8_t* ahead = group + b * (kPackedScaleBytes + kData) +
-                             (kMulti ? kPrefetchBytesMulti : kPrefetchBytes);
+      const uint8_t* here = group + b * (kPackedScaleBytes + kData);
       ST_PACKED_UNROLL
       for (size_t c = 0; c < kPrefetchBurst * (kPackedScaleBytes + kData) / 64; ++c) {
-        _mm_prefetch(reinterpret_cast<const char*>(ahead + 64 * c),
-                     kMulti ? _MM_HINT_T1 : _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(here + kPrefetchBytes + 64 * c), _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(here + kPrefetchBytesFar + 64 * c), _MM_HINT_T1);
       }
     }
     __m512i w[8];
