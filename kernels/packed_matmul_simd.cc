@@ -8,7 +8,8 @@
 //      block's level sum), one convert and one FMA with d_w * d_x.
 //  AVX3 (no VNNI): the same with maddubs + madd; Q8_0 goes through ggml's
 //      sign trick (|w| times x negated where w < 0) so no int16 saturates.
-//  AVX2: the same on two 8-row halves of each group.
+//  AVX2: the same on two 8-row halves of each group (the first half's pass
+//      prefetches; the second finds the group in cache).
 //  Other targets: CanPack is false (the row-major kernels are used).
 // Up to 8 vectors share each block's unpacked weights. Integer sums are
 // exact, so every target equals the scalar twin bit for bit.
@@ -56,6 +57,9 @@ constexpr size_t kMaxVecs = 8;
 //  - 4b decode (bench tg128, 4 rounds alternated): Q4_0 43.1-46.2 ->
 //    51.9-55.4 tok/s (65-75% -> 80-85% of its roofline), Q8_0 25.8-27.5 ->
 //    30.6-31.1 (72-78% -> 88-94%).
+//  - AVX2 (ST_BENCH_AVX2=1, same machine), which had no software prefetch
+//    (2 runs each): 1 vector, 2 threads, Q4_0 13.3-13.5 -> 21.8-23.2 GB/s,
+//    Q8_0 14.2-16.2 -> 24.4-26.4; 8 vectors Q4_0 4.6-5.1 -> 6.5-7.7.
 // In a standalone sweep (2 threads, 512 MiB of Q4_0), the L1 prefetch alone
 // reached 23.5-26.3 GB/s in 2-block bursts 4 KiB ahead, and 8-block bursts
 // were the slowest at every distance tried (1-8 KiB).
@@ -75,6 +79,26 @@ inline int32_t LoadDword(const int8_t* p) {
   std::memcpy(&v, p, 4);
   return v;
 }
+
+#if HWY_ARCH_X86
+// The software prefetch above, issued at block b of a group (it acts every
+// kPrefetchBurst blocks); kData is PackedBlockDataBytes. Always inlined:
+// GCC 12 would not inline it into Group (whose extra VNNI target differs),
+// and then deleted the call, a void function of prefetches looking free of
+// side effects.
+template <size_t kData>
+HWY_INLINE void PrefetchAhead(const uint8_t* group, size_t b) {
+  if (b % kPrefetchBurst != 0) return;
+  // Formed as an integer: the lines ahead may lie past the matrix (harmless,
+  // a prefetch does not fault).
+  const uintptr_t here = reinterpret_cast<uintptr_t>(group) + b * (kPackedScaleBytes + kData);
+  ST_PACKED_UNROLL
+  for (size_t c = 0; c < kPrefetchBurst * (kPackedScaleBytes + kData) / 64; ++c) {
+    _mm_prefetch(reinterpret_cast<const char*>(here + kPrefetchBytes + 64 * c), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(here + kPrefetchBytesFar + 64 * c), _MM_HINT_T1);
+  }
+}
+#endif
 
 #if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
 #if HWY_TARGET == HWY_AVX3_DL
@@ -110,14 +134,7 @@ void Group(const uint8_t* group, size_t nb, const XRef* xs, float* y, size_t y_s
     const __m512 wd = _mm512_cvtph_ps(_mm256_loadu_si256(
         reinterpret_cast<const __m256i*>(group + PackedScalesOffset(b, nb, kData))));
     const uint8_t* blk = group + PackedDataOffset(b, nb, kData);
-    if (b % kPrefetchBurst == 0) {
-      const uint8_t* here = group + b * (kPackedScaleBytes + kData);
-      ST_PACKED_UNROLL
-      for (size_t c = 0; c < kPrefetchBurst * (kPackedScaleBytes + kData) / 64; ++c) {
-        _mm_prefetch(reinterpret_cast<const char*>(here + kPrefetchBytes + 64 * c), _MM_HINT_T0);
-        _mm_prefetch(reinterpret_cast<const char*>(here + kPrefetchBytesFar + 64 * c), _MM_HINT_T1);
-      }
-    }
+    PrefetchAhead<kData>(group, b);
     __m512i w[8];
     __mmask64 neg[8] = {};
     if constexpr (kQ4) {
@@ -202,6 +219,7 @@ void Half(const uint8_t* group, size_t nb, const XRef* xs, float* y, size_t y_st
     const __m256 wd = _mm256_cvtph_ps(_mm_loadu_si128(
         reinterpret_cast<const __m128i*>(group + PackedScalesOffset(b, nb, kData) + 16 * h)));
     const uint8_t* blk = group + PackedDataOffset(b, nb, kData) + 32 * h;
+    if (h == 0) PrefetchAhead<kData>(group, b);  // half 1 finds the group in cache
     __m256i w[8], sw[8];
     ST_PACKED_UNROLL
     for (size_t c = 0; c < kChunks; ++c) {
