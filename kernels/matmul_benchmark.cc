@@ -7,10 +7,7 @@
 // Shapes: expert gate/up [768 x 1536], expert down [1536 x 768], and an
 // LM-head slice [32768 x 1536] (the full head is 151936 rows). BM_PackedMatMul
 // runs the Q4_0/Q8_0 cases on the 16-row packed layout (packed_matrix.h).
-//
-// ST_BENCH_AVX2=1 in the environment disables the AVX-512 targets, so an
-// AVX-512 machine measures the AVX2 kernels most x86 desktops run.
-#include <cstdlib>
+// ST_BENCH_AVX2=1 measures the AVX2 kernels (kernels/benchmark_targets.h).
 #include <random>
 #include <string>
 #include <vector>
@@ -18,18 +15,12 @@
 #include "benchmark/benchmark.h"
 #include "common/huge_page_arena.h"
 #include "common/thread_pool.h"
-#include "hwy/targets.h"
+#include "kernels/benchmark_targets.h"
 #include "kernels/matmul.h"
 #include "kernels/packed_matrix.h"
 
 namespace st {
 namespace {
-
-const bool kAvx2Only = [] {
-  const bool avx2 = std::getenv("ST_BENCH_AVX2") != nullptr;
-  if (avx2) hwy::DisableTargets(HWY_AVX3 | HWY_AVX3_DL);
-  return avx2;
-}();
 
 std::vector<float> Gaussian(size_t n, uint32_t seed) {
   std::mt19937 rng(seed);
@@ -73,7 +64,7 @@ void RunMatMul(benchmark::State& state, bool packed) {
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * w.size());
   state.SetItemsProcessed(static_cast<int64_t>(state.iterations()) * n_vecs);  // vectors (tokens)
   state.SetLabel(std::string(DTypeName(type)) + (packed ? " packed" : "") +
-                 (kAvx2Only ? ", AVX2 only" : ""));
+                 BenchTargetSuffix());
 }
 
 void BM_MatMul(benchmark::State& state) { RunMatMul(state, false); }
@@ -150,7 +141,7 @@ void BM_PackedMatMulCold(benchmark::State& state) {
   const int64_t per_iter = static_cast<int64_t>(bytes) * (whole && threads > 1 ? threads : 1);
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * per_iter);
   state.SetLabel(std::string(DTypeName(type)) + " packed, from DRAM" +
-                 (kAvx2Only ? ", AVX2 only" : ""));
+                 BenchTargetSuffix());
 }
 
 BENCHMARK(BM_MatMul)->Apply(Args)->UseRealTime();

@@ -18,6 +18,7 @@
 #include "benchmark/benchmark.h"
 #include "common/huge_page_arena.h"
 #include "kernels/axpy.h"
+#include "kernels/benchmark_targets.h"
 #include "kernels/dot.h"
 #include "kernels/quant.h"
 
@@ -67,7 +68,7 @@ absl::StatusOr<Rows> MakeRows(DType type, bool cold, int percent = 50) {
 void Label(benchmark::State& state, DType type, bool cold, size_t bytes, const Rows& rows) {
   state.SetBytesProcessed(static_cast<int64_t>(bytes));
   state.SetLabel(std::string(DTypeName(type)) + (cold ? ", from DRAM" : ", hot") + " huge " +
-                 std::to_string(rows.arena->HugePageBytes() >> 20) + " MiB");
+                 std::to_string(rows.arena->HugePageBytes() >> 20) + " MiB" + BenchTargetSuffix());
 }
 
 // args: type, cold, percent (of the rows active)
