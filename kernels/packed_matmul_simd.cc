@@ -54,12 +54,12 @@ constexpr size_t kMaxVecs = 8;
 //  - 8 vectors (compute-bound), 2 threads: Q4_0 12.4-12.9 -> 13.3-18.2,
 //    Q8_0 14.6-16.4 -> 18.6-24.1; 4 vectors Q4_0 14.9-18.1 -> 12.8-22.1
 //    (median 16.8 -> 19.5), Q8_0 17.0-19.3 -> 21.4-29.8 (5 runs each);
-//  - 4b decode (bench tg128, 4 rounds alternated): Q4_0 43.1-46.2 ->
-//    51.9-55.4 tok/s (65-75% -> 80-85% of its roofline), Q8_0 25.8-27.5 ->
-//    30.6-31.1 (72-78% -> 88-94%).
+//  - 4b decode (bench tg128, rounds alternated): Q4_0 43.1-46.2 ->
+//    51.9-55.4 tok/s (65-75% -> 80-85% of its roofline; 4 rounds), Q8_0
+//    25.8-27.5 -> 30.6-31.1 (72-78% -> 88-94%; 3 rounds).
 //  - AVX2 (ST_BENCH_AVX2=1, same machine), which had no software prefetch
-//    (2 runs each): 1 vector, 2 threads, Q4_0 13.3-13.5 -> 21.8-23.2 GB/s,
-//    Q8_0 14.2-16.2 -> 24.4-26.4; 8 vectors Q4_0 4.6-5.1 -> 6.5-7.7.
+//    (2-3 runs each): 1 vector, 2 threads, Q4_0 11.9-13.5 -> 21.8-23.2
+//    GB/s, Q8_0 13.7-16.2 -> 24.4-26.4; 8 vectors Q4_0 4.6-5.1 -> 6.5-7.7.
 // In a standalone sweep (2 threads, 512 MiB of Q4_0), the L1 prefetch alone
 // reached 23.5-26.3 GB/s in 2-block bursts 4 KiB ahead, and 8-block bursts
 // were the slowest at every distance tried (1-8 KiB).
