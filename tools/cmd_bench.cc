@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <memory>
 #include <numeric>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -75,7 +76,9 @@ struct TestResult {
   double sample_seconds = 0;
   double wall_seconds = 0;  // summed over repetitions
   nlohmann::json experts;   // cache / sparsity / RSS figures over the repetitions
-  double active_fraction = 1.0;  // neurons active in ReGLU (1 = not measured)
+  // Neurons active in ReGLU, when this process computed experts (not when
+  // every expert ran on workers, which do not report it).
+  std::optional<double> active_fraction;
   double read_fraction = 1.0;    // up/down rows the expert path read (1 = every row)
   double kv_bytes_per_token = 0;  // tgN: K and V bytes attention read per decode step
 };
@@ -104,7 +107,8 @@ struct ExpertStatsView {
       r.active_fraction = s->active_fraction();
       r.read_fraction = s->read_fraction();
     }
-    r.experts["active_neuron_fraction"] = r.active_fraction;
+    r.experts["active_neuron_fraction"] =
+        r.active_fraction ? nlohmann::json(*r.active_fraction) : nlohmann::json(nullptr);
     r.experts["up_down_rows_read_fraction"] = r.read_fraction;
   }
 };
@@ -131,7 +135,8 @@ class PerRepetitionStats {
       for (const TestResult& one : reports_) sum += one.experts.value(key, 0.0);
       value = sum / n;
     }
-    r.active_fraction = r.experts["active_neuron_fraction"].get<double>();
+    const nlohmann::json& active = r.experts["active_neuron_fraction"];
+    if (active.is_number()) r.active_fraction = active.get<double>();
     r.read_fraction = r.experts["up_down_rows_read_fraction"].get<double>();
   }
 
@@ -659,8 +664,12 @@ void RegisterBench(CLI::App& app) {
     std::printf("kv cache: %s\n", std::string(DTypeName(kv_type)).c_str());
     for (const TestResult& r : results) {
       const auto [mem, io, limit] = limits(r);
-      std::printf("%-6s active neurons %.1f%%, up/down rows read %.1f%%%s | memory roofline %.1f t/s%s | zones: %s\n",
-                  r.name.c_str(), 100 * r.active_fraction, 100 * r.read_fraction,
+      std::printf("%-6s active neurons %s, up/down rows read %.1f%%%s | memory roofline %.1f t/s%s | zones: %s\n",
+                  r.name.c_str(),
+                  r.active_fraction
+                      ? absl::StrFormat("%.1f%%", 100 * *r.active_fraction).c_str()
+                      : "n/a (experts on workers)",
+                  100 * r.read_fraction,
                   r.kv_bytes_per_token > 0
                       ? absl::StrCat(", K/V read ", FormatBytes(static_cast<uint64_t>(r.kv_bytes_per_token)), "/token").c_str()
                       : "",

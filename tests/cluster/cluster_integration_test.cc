@@ -369,6 +369,11 @@ TEST_F(ClusterTest, BenchVsLocalTimesClusterAndAloneInTurns) {
   // The cluster's repetitions went to the worker (3 x 6 steps, warm-up aside).
   EXPECT_GE(j["cluster"]["remote_items"].get<uint64_t>(), 3u * 6u);
   EXPECT_EQ(j["cluster"]["failovers"].get<uint64_t>(), 0u);
+  // Every expert ran on the worker, which does not report its ReGLU
+  // sparsity: the fraction is null, not the 100% it had been printed as.
+  ASSERT_EQ(j["cluster"]["local_items"].get<uint64_t>(), 0u) << run.out;
+  ASSERT_EQ(j["tests"].size(), 1u) << run.out;
+  EXPECT_TRUE(j["tests"][0]["experts"]["active_neuron_fraction"].is_null()) << run.out;
 
   EXPECT_NE(bench("--vs-local").exit_code, 0) << "--vs-local without workers";
 }
