@@ -67,6 +67,15 @@ absl::StatusOr<std::string> ReadBody(const httplib::Request& req, httplib::Respo
   return body;
 }
 
+// "Authorization: Bearer KEY" or "X-Api-Key: KEY" (any key when none is
+// set).
+bool KeyAccepted(const ServeState& state, const httplib::Request& req) {
+  const std::string key = req.get_header_value("X-Api-Key");
+  return Authorized(state, req.get_header_value("Authorization")) ||
+         (!key.empty() && Authorized(state, absl::StrCat("Bearer ", key)));
+}
+constexpr char kKeyRefused[] = "missing or wrong API key (Authorization: Bearer KEY)";
+
 std::atomic<uint64_t> next_id{1};
 
 }  // namespace
@@ -256,10 +265,15 @@ void HttpGateway::Routes(const std::string& cors_origin) {
       }
     }
     const bool open = req.path == "/health" || req.path == "/v1/health" || req.path == "/metrics";
-    const std::string key = req.get_header_value("X-Api-Key");
-    if (!open && !Authorized(state, req.get_header_value("Authorization")) &&
-        !(!key.empty() && Authorized(state, absl::StrCat("Bearer ", key)))) {
-      SendError(res, 401, "missing or wrong API key (Authorization: Bearer KEY)");
+    // A request with a body is refused after it is read (the completion
+    // handlers check the key; other paths have none, 404/405): refused here,
+    // its unread body stayed on the kept-alive connection and was parsed as
+    // the next request (cpp-httplib 0.11 ignores "Connection: close" set by
+    // a handler).
+    const bool has_body = req.method == "POST" || req.method == "PUT" ||
+                          req.method == "PATCH" || req.method == "DELETE";
+    if (!open && !has_body && !KeyAccepted(state, req)) {
+      SendError(res, 401, kKeyRefused);
       return httplib::Server::HandlerResponse::Handled;
     }
     return httplib::Server::HandlerResponse::Unhandled;
@@ -297,6 +311,7 @@ void HttpGateway::Routes(const std::string& cors_origin) {
     return [&state, kind](const httplib::Request& req, httplib::Response& res,
                           const httplib::ContentReader& reader) {
       auto body = ReadBody(req, res, reader);
+      if (!KeyAccepted(state, req)) return SendError(res, 401, kKeyRefused);
       if (!body.ok()) {
         // What is left of the body is still on the connection: close it.
         res.set_header("Connection", "close");

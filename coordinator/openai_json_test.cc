@@ -3,6 +3,8 @@
 #include "coordinator/openai_json.h"
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "coordinator/request_limits.h"
 #include "gtest/gtest.h"
 #include "model/model.h"
@@ -175,6 +177,20 @@ TEST_F(OpenAiJsonTest, BadInputNamesTheProblem) {
                     absl::StrCat(R"({"prompt": "x", "user": )", std::string(kMaxJsonDepth - 1, '['),
                                  std::string(kMaxJsonDepth - 1, ']'), "}"))
                   .ok());
+  // Brackets inside strings (escaped quotes too) are text, not nesting.
+  EXPECT_TRUE(Parse(ApiKind::kCompletion,
+                    absl::StrCat(R"({"prompt": "x", "user": "\")", std::string(100, '['), R"("})"))
+                  .ok());
+  // Wide is not deep, and costs linear time: a 2.4 MB body of 800,000
+  // empty objects parses at once. (The depth check had gone through a
+  // parser callback that made this quadratic: 160,000 took 6.5 s, and
+  // 800,000 would take minutes.)
+  std::string wide = R"({"prompt": "x", "metadata_list": [{})";
+  for (int i = 1; i < 800000; ++i) wide += ",{}";
+  wide += "]}";
+  const absl::Time start = absl::Now();
+  EXPECT_TRUE(Parse(ApiKind::kCompletion, wide).ok());
+  EXPECT_LT(absl::Now() - start, absl::Seconds(20));
   auto chat = Parse(ApiKind::kChat, R"({"messages": [{"role": "user"}]})");
   EXPECT_EQ(chat.status().code(), absl::StatusCode::kInvalidArgument);
   chat = Parse(ApiKind::kChat, R"({"messages": [{"role": 1, "content": "x"}]})");
@@ -208,6 +224,11 @@ TEST_F(OpenAiJsonTest, RepliesHaveOpenAiShape) {
   EXPECT_EQ(ErrorJson(absl::ResourceExhaustedError("full"))["error"]["type"], "rate_limit_error");
   json err = ErrorJson(429, "busy");
   EXPECT_EQ(err["error"]["type"], "rate_limit_error");
+  // Every other 4xx is the client's; 5xx the server's.
+  for (const int status : {405, 414, 422}) {
+    EXPECT_EQ(ErrorJson(status, "x")["error"]["type"], "invalid_request_error") << status;
+  }
+  EXPECT_EQ(ErrorJson(500, "x")["error"]["type"], "server_error");
   EXPECT_EQ(err["error"]["message"], "busy");
   EXPECT_EQ(HttpStatusFor(absl::StatusCode::kResourceExhausted), 429);
   EXPECT_EQ(HttpStatusFor(absl::StatusCode::kInvalidArgument), 400);

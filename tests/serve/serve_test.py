@@ -518,6 +518,25 @@ class ServeTest(unittest.TestCase):
         self.assertEqual(curl(SMALL.http_port, "/models", headers=["X-Api-Key: nope"])[0], 401)
         self.assertEqual(curl(SMALL.http_port, "/health")[0], 200)
         self.assertEqual(curl(SMALL.http_port, "/v1/health")[0], 200)
+        # A request refused for its key is refused after its body is read:
+        # refused before, its body (sent here in a later packet) was read as
+        # the next request on the kept-alive connection (here a GET).
+        smuggled = b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n"
+        sock = socket.create_connection(("127.0.0.1", SMALL.http_port))
+        sock.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer nope\r\n"
+                     b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(smuggled))
+        time.sleep(0.2)
+        sock.sendall(smuggled)
+        sock.settimeout(2)  # then the connection idles (kept alive)
+        got = b""
+        try:
+            while chunk := sock.recv(65536):
+                got += chunk
+        except (TimeoutError, ConnectionResetError):
+            pass
+        sock.close()
+        self.assertTrue(got.startswith(b"HTTP/1.1 401"), got)
+        self.assertEqual(got.count(b"HTTP/1.1 "), 1, got)
         with self.assertRaises(grpc.RpcError) as e:
             st_client.Client(SMALL.target).info()
         self.assertEqual(e.exception.code(), grpc.StatusCode.UNAUTHENTICATED)
