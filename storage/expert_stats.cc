@@ -36,6 +36,12 @@ std::vector<std::pair<int, int>> ExpertStats::Hottest(int n) const {
 std::string DefaultStatsPath(const std::string& pack_path) { return pack_path + ".stats"; }
 
 absl::StatusOr<ExpertStats> LoadExpertStats(const std::string& path, const PackHeader& pack) {
+  // A FIFO (or device) there would block the open below, waiting for a
+  // writer: refused first, like a pack that is not a regular file.
+  if (struct stat st; stat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": the expert stats file is not a regular file"));
+  }
   errno = 0;
   std::ifstream in(path);
   if (!in) {

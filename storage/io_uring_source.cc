@@ -14,6 +14,8 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "common/status_macros.h"
 #include "glog/logging.h"
 #include "storage/source_internal.h"
@@ -152,7 +154,15 @@ class IoUringSource : public ExpertSource {
         continue;
       }
       if (rc == -EINTR || rc == -EAGAIN) continue;
-      CHECK_EQ(rc, 0) << "io_uring_wait_cqe: " << std::strerror(-rc);
+      if (rc != 0) {
+        // EBUSY (completions backed up) and ENOMEM pass (io_uring_enter(2));
+        // whatever it is, the reads stay in flight and are reaped once the
+        // ring answers again. (A CHECK here aborted the process, serve
+        // included, on an EBUSY injected with strace.)
+        LOG_EVERY_N(ERROR, 1000) << pack_->path() << ": io_uring_wait_cqe: " << std::strerror(-rc);
+        absl::SleepFor(absl::Milliseconds(1));
+        continue;
+      }
       Op* op = static_cast<Op*>(io_uring_cqe_get_data(cqe));
       const int res = cqe->res;
       io_uring_cqe_seen(&ring_, cqe);

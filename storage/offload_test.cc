@@ -3,6 +3,7 @@
 // refused with clear errors.
 #include "storage/offload.h"
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -319,6 +320,16 @@ TEST_F(OffloadTest, UnreadableStatsFileIsNotReplaced) {
   ASSERT_GT(len, 0) << "the link was replaced";
   EXPECT_EQ(std::string(target, len), path);
   EXPECT_TRUE(absl::IsNotFound(LoadExpertStats(dir_->File("none.stats"), h).status()));
+  // A FIFO is refused at once (opening it for reading had blocked until a
+  // writer came, so `run` hung at start and again at its end-of-run save).
+  const std::string fifo = dir_->File("fifo.stats");
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0) << std::strerror(errno);
+  const absl::Status on_fifo = LoadExpertStats(fifo, h).status();
+  EXPECT_EQ(on_fifo.code(), absl::StatusCode::kInvalidArgument) << on_fifo;
+  EXPECT_NE(on_fifo.message().find("not a regular file"), std::string::npos) << on_fifo;
+  // Adding to it replaces it, as a malformed stats file is, without blocking.
+  ASSERT_TRUE(AddExpertStats(fifo, h, std::vector<uint64_t>(n, 1)).ok());
+  EXPECT_TRUE(LoadExpertStats(fifo, h).ok());
 }
 
 TEST_F(OffloadTest, IoMemoryCannotHoldABudget) {

@@ -1,4 +1,5 @@
 // `smallthinker run`: generate from one prompt, streaming text.
+#include <algorithm>
 #include <cstdio>
 #include <memory>
 
@@ -73,8 +74,10 @@ void RegisterRun(CLI::App& app) {
     const double prompt_tps = r.prompt_tokens_evaluated / std::max(r.prompt_seconds, 1e-9);
     const double decode_tps = n_decode > 0 ? n_decode / std::max(r.decode_seconds, 1e-9) : 0.0;
     SaveOffloadStats(*offload, **model, f->offload);
+    // Tokens the model ran: the prompt and every generated token but the
+    // last, which is sampled and never evaluated.
     const nlohmann::json memory =
-        OffloadReport(*offload, r.prompt_tokens_evaluated + r.generated_ids.size());
+        OffloadReport(*offload, r.prompt_tokens_evaluated + std::max(n_decode, 0));
     if (f->json) {
       nlohmann::json j = {{"model", f->gen.model},
                           {"prompt_ids", r.prompt_ids},

@@ -302,6 +302,42 @@ TEST_F(CliTest, RunFindsThePackAndOffloadGivesTheSameTokens) {
   EXPECT_TRUE(std::ifstream(model_ + ".stpack.stats").good());
 }
 
+// A 4-slot cache through io_uring: reads go on all along.
+//  - Per-token figures are over the tokens the model ran: the prompt and
+//    every generated token but the last (the last had been counted too).
+//  - An error from io_uring's wait (EBUSY, injected with strace into 36
+//    io_uring_enter calls) is waited out: the reads in flight are reaped
+//    when the ring answers again, and the tokens are those of the clean
+//    run. (A CHECK had aborted the process.)
+TEST_F(CliTest, SmallCacheThroughIoUring) {
+  ASSERT_EQ(Cli(absl::StrCat("convert '", model_, "'")).exit_code, 0);
+  const std::string run = absl::StrCat(
+      "'", ST_CLI, "' run -m '", model_,
+      "' -p 'hello world' -n 30 --temp 0 --ignore-eos --io io_uring --no-stats --json -t 2"
+      " 2>/dev/null");
+  const testing::ShellRun clean = testing::RunShell("ST_TEST_CACHE_SLOTS=4 " + run);
+  ASSERT_EQ(clean.exit_code, 0);
+  const auto a = nlohmann::json::parse(clean.out);
+  EXPECT_EQ(a["memory"]["io"], "io_uring");
+  EXPECT_GT(a["memory"]["cache_misses"].get<int>(), 30);
+  const double tokens = a["prompt_tokens"].get<double>() + a["decode_tokens"].get<double>();
+  const double read = a["memory"]["bytes_read"].get<double>();
+  EXPECT_GT(read, 0);
+  EXPECT_NEAR(a["memory"]["bytes_read_per_token"].get<double>() * tokens, read, 1e-6 * read);
+
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  GTEST_SKIP() << "strace under sanitizers: too slow";
+#endif
+  if (testing::RunShell("command -v strace >/dev/null").exit_code != 0) {
+    GTEST_SKIP() << "strace is not installed: no way to inject io_uring errors";
+  }
+  const testing::ShellRun busy = testing::RunShell(
+      "ST_TEST_CACHE_SLOTS=4 strace -f -o /dev/null "
+      "-e inject=io_uring_enter:error=EBUSY:when=5..40 " + run);
+  ASSERT_EQ(busy.exit_code, 0) << busy.out;
+  EXPECT_EQ(nlohmann::json::parse(busy.out)["generated_ids"], a["generated_ids"]);
+}
+
 // Flags that cannot work are refused before the model loads, naming the
 // flag: a bad sampling flag (chat had failed every turn and exited 0),
 // more bench-serve streams than a step holds (it had reported them as
