@@ -173,7 +173,11 @@ int ExpertCache::TakeSlot() {
 
 absl::Status ExpertCache::StartRead(int s, int layer, int expert) {
   ReadRequest req{.layer = layer, .expert = expert, .dst = SlotData(s)};
+  // Stall: the mmap and memory sources read inside Submit.
+  const auto t0 = std::chrono::steady_clock::now();
   absl::StatusOr<std::vector<ReadId>> ids = source_->Submit({&req, 1});
+  counters_.stall_seconds +=
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   if (!ids.ok()) {
     free_.push_back(s);
     return ids.status();
@@ -192,7 +196,10 @@ absl::Status ExpertCache::Finish(int s) {
   if (!slot.pending) return absl::OkStatus();
   const ReadId id = *slot.pending;
   slot.pending.reset();
+  const auto t0 = std::chrono::steady_clock::now();  // stall, wherever a read is waited for
   absl::Status status = source_->Wait(id);
+  counters_.stall_seconds +=
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   if (!status.ok()) {
     if (slot.in_lru) {
       lru_.erase(slot.lru);
@@ -317,13 +324,7 @@ absl::StatusOr<const char*> ExpertCache::Acquire(int layer, int expert) {
     ST_RETURN_IF_ERROR(StartRead(s, layer, expert));
   }
   Lock(s);
-  if (slots_[s].pending) {
-    const auto t0 = std::chrono::steady_clock::now();
-    absl::Status status = Finish(s);
-    counters_.stall_seconds +=
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    ST_RETURN_IF_ERROR(status);
-  }
+  if (slots_[s].pending) ST_RETURN_IF_ERROR(Finish(s));
   return SlotData(s);
 }
 

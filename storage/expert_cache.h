@@ -40,7 +40,10 @@ struct ExpertCacheCounters {
   uint64_t bytes_read = 0;
   uint64_t evictions = 0;      // resident records dropped to make room
   uint64_t prefetch_skipped = 0;  // prefetches not issued: every slot locked or loading
-  double stall_seconds = 0;    // time Acquire spent waiting for reads
+  // Time the cache's caller spent in reads: submitting them (the mmap and
+  // memory sources read there) and waiting for them (in Acquire, or for a
+  // slot). It had counted only Acquire's waits, so mmap reported none.
+  double stall_seconds = 0;
 };
 
 class ExpertCache {

@@ -57,6 +57,43 @@ class ExpertCacheTest : public ::testing::Test {
 st::testing::TempDir* ExpertCacheTest::dir_ = nullptr;
 std::string* ExpertCacheTest::gguf_ = nullptr;
 
+// A synchronous source, as mmap and memory are: each read happens inside
+// Submit, here taking 5 ms.
+class SlowSubmitSource : public ExpertSource {
+ public:
+  SlowSubmitSource(std::shared_ptr<const ExpertPack> pack, std::unique_ptr<ExpertSource> inner)
+      : ExpertSource(std::move(pack)), inner_(std::move(inner)) {}
+  std::string_view name() const override { return "slow"; }
+  absl::Status Wait(ReadId id) override { return inner_->Wait(id); }
+  bool Poll(ReadId id) override { return inner_->Poll(id); }
+
+ protected:
+  std::vector<ReadId> SubmitValid(absl::Span<const ReadRequest> requests) override {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    return *inner_->Submit(requests);
+  }
+
+ private:
+  std::unique_ptr<ExpertSource> inner_;
+};
+
+// Stall time counts a synchronous source's reads: with mmap (reads inside
+// Submit) the cache had reported no stall at all.
+TEST_F(ExpertCacheTest, StallCountsReadsInsideSubmit) {
+  auto pack = ExpertPack::Open(DefaultPackPath(*gguf_));
+  ASSERT_TRUE(pack.ok()) << pack.status();
+  auto memory = OpenExpertSource(*pack, {.kind = SourceKind::kMemory});
+  ASSERT_TRUE(memory.ok()) << memory.status();
+  auto cache = ExpertCache::Create(std::make_unique<SlowSubmitSource>(*pack, std::move(*memory)), 2);
+  ASSERT_TRUE(cache.ok()) << cache.status();
+  for (int e = 0; e < 4; ++e) {
+    ASSERT_TRUE((*cache)->Acquire(0, e).ok());
+    (*cache)->Release(0, e);
+  }
+  EXPECT_EQ((*cache)->counters().reads, 4u);
+  EXPECT_GE((*cache)->counters().stall_seconds, 0.020);
+}
+
 TEST_F(ExpertCacheTest, AcquireReturnsTheRecord) {
   auto cache = Make(2);
   for (auto [l, e] : {std::pair{0, 0}, {3, 7}, {1, 4}}) {
