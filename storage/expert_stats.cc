@@ -109,6 +109,19 @@ absl::Status SaveExpertStats(const std::string& path, const ExpertStats& stats) 
       return absl::ResourceExhaustedError(absl::StrCat(tmp, ": write failed (disk full?)"));
     }
   }
+  // On disk before it replaces the old file: after a power cut the rename
+  // could otherwise surface an empty file, whose counts are then dropped as
+  // malformed.
+  const int fd = open(tmp.c_str(), O_WRONLY | O_CLOEXEC);
+  int err = fd < 0 ? errno : 0;
+  if (fd >= 0) {
+    if (fsync(fd) != 0) err = errno;
+    close(fd);
+  }
+  if (err != 0) {
+    std::remove(tmp.c_str());
+    return absl::InternalError(absl::StrCat(tmp, ": fsync failed: ", std::strerror(err)));
+  }
   if (std::rename(tmp.c_str(), path.c_str()) != 0) {
     std::remove(tmp.c_str());
     return absl::InternalError(absl::StrCat("cannot rename ", tmp, " to ", path));
