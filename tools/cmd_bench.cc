@@ -127,13 +127,20 @@ class PerRepetitionStats {
   }
   void Report(TestResult& r) const {
     if (reports_.empty()) return;
-    const double n = static_cast<double>(reports_.size());
     r.experts = reports_[0].experts;
     for (auto& [key, value] : r.experts.items()) {
       if (!value.is_number()) continue;
+      // Over the repetitions that measured it (the active fraction is null
+      // in one whose experts all ran on workers).
       double sum = 0;
-      for (const TestResult& one : reports_) sum += one.experts.value(key, 0.0);
-      value = sum / n;
+      int n = 0;
+      for (const TestResult& one : reports_) {
+        const auto it = one.experts.find(key);
+        if (it == one.experts.end() || !it->is_number()) continue;
+        sum += it->get<double>();
+        ++n;
+      }
+      value = sum / n;  // n >= 1: reports_[0] has it
     }
     const nlohmann::json& active = r.experts["active_neuron_fraction"];
     if (active.is_number()) r.active_fraction = active.get<double>();
