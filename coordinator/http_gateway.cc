@@ -268,8 +268,8 @@ void HttpGateway::Routes(const std::string& cors_origin) {
     // A request with a body is refused after it is read (the completion
     // handlers check the key; other paths have none, 404/405): refused here,
     // its unread body stayed on the kept-alive connection and was parsed as
-    // the next request (cpp-httplib 0.11 ignores "Connection: close" set by
-    // a handler).
+    // the next request (cpp-httplib 0.11 sends a handler's "Connection:
+    // close" but keeps the connection open).
     const bool has_body = req.method == "POST" || req.method == "PUT" ||
                           req.method == "PATCH" || req.method == "DELETE";
     if (!open && !has_body && !KeyAccepted(state, req)) {
@@ -313,7 +313,9 @@ void HttpGateway::Routes(const std::string& cors_origin) {
       auto body = ReadBody(req, res, reader);
       if (!KeyAccepted(state, req)) return SendError(res, 401, kKeyRefused);
       if (!body.ok()) {
-        // What is left of the body is still on the connection: close it.
+        // What is left of the body is still on the connection. cpp-httplib
+        // 0.11 sends this header but keeps reading the connection, so only
+        // a client that honours it is spared the leftover being parsed.
         res.set_header("Connection", "close");
         const bool large = body.status().code() == absl::StatusCode::kResourceExhausted;
         return SendError(res, large ? 413 : res.status == 415 ? 415 : 400,

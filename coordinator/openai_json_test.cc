@@ -224,12 +224,12 @@ TEST_F(OpenAiJsonTest, RepliesHaveOpenAiShape) {
   EXPECT_EQ(ErrorJson(absl::ResourceExhaustedError("full"))["error"]["type"], "rate_limit_error");
   json err = ErrorJson(429, "busy");
   EXPECT_EQ(err["error"]["type"], "rate_limit_error");
+  EXPECT_EQ(err["error"]["message"], "busy");
   // Every other 4xx is the client's; 5xx the server's.
   for (const int status : {405, 414, 422}) {
     EXPECT_EQ(ErrorJson(status, "x")["error"]["type"], "invalid_request_error") << status;
   }
   EXPECT_EQ(ErrorJson(500, "x")["error"]["type"], "server_error");
-  EXPECT_EQ(err["error"]["message"], "busy");
   EXPECT_EQ(HttpStatusFor(absl::StatusCode::kResourceExhausted), 429);
   EXPECT_EQ(HttpStatusFor(absl::StatusCode::kInvalidArgument), 400);
   EXPECT_EQ(HttpStatusFor(absl::StatusCode::kUnauthenticated), 401);
