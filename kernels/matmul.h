@@ -26,6 +26,10 @@ struct MatrixRef {
   size_t rows = 0;
   size_t cols = 0;
   const void* packed = nullptr;
+  // Q4_0 rows in the split layout of kernels/split_rows.h (the expert
+  // pack's up rows): only the sparse up-row paths (ExpertFfn, SparsePhases)
+  // read such a matrix; the bytes per row are the same.
+  bool split_rows = false;
 
   size_t row_bytes() const { return RowBytes(type, cols); }
   const void* row(size_t r) const {

@@ -2,7 +2,9 @@
 // (d_expert 768 rows of d_model 1536, Q4_0 or Q8_0, the expert pack's row
 // layout), reading only the active rows (a random `percent` of them; half,
 // as a synthetic model's relu(gate) leaves them, for AxpyRows):
-//   DotRowsIndexed: up rows . x (one decode vector);
+//   DotRowsIndexed: up rows . x (one decode vector), plain rows;
+//   DotRowsIndexedSplit: the same on Q4_0 rows in the split layout
+//                   (kernels/split_rows.h, the pack's up rows);
 //   AxpyRows:       y += z[f] * down^T.row(f), in column slices of `cols`
 //                   (SparsePhases' phase-2 items are 256 columns).
 // Bytes processed = the active rows' bytes. `cold` 1: distinct matrices that
@@ -21,6 +23,7 @@
 #include "kernels/benchmark_targets.h"
 #include "kernels/dot.h"
 #include "kernels/quant.h"
+#include "kernels/split_rows.h"
 
 namespace st {
 namespace {
@@ -35,7 +38,7 @@ struct Rows {
 
 // `count` copies of one quantized [kRows, kCols] matrix and, per copy, a
 // random `percent` of its rows in increasing order.
-absl::StatusOr<Rows> MakeRows(DType type, bool cold, int percent = 50) {
+absl::StatusOr<Rows> MakeRows(DType type, bool cold, int percent = 50, bool split = false) {
   Rows r;
   const size_t rb = RowBytes(type, kCols);
   r.matrix_bytes = rb * kRows;
@@ -50,6 +53,10 @@ absl::StatusOr<Rows> MakeRows(DType type, bool cold, int percent = 50) {
   for (size_t row = 0; row < kRows; ++row) {
     for (float& f : src) f = dist(rng);
     QuantizeRow(type, src.data(), one.data() + row * rb, kCols);
+    if (split) {
+      std::vector<char> plain(one.begin() + row * rb, one.begin() + (row + 1) * rb);
+      SplitQ4_0Row(plain.data(), kCols, one.data() + row * rb);
+    }
   }
   for (size_t i = 0; i < r.count; ++i) {
     std::copy(one.begin(), one.end(), r.arena->data() + i * r.matrix_bytes);
@@ -71,11 +78,12 @@ void Label(benchmark::State& state, DType type, bool cold, size_t bytes, const R
                  std::to_string(rows.arena->HugePageBytes() >> 20) + " MiB" + BenchTargetSuffix());
 }
 
-// args: type, cold, percent (of the rows active)
-void BM_DotRowsIndexed(benchmark::State& state) {
+// args: type, cold, percent (of the rows active); `split` for the split
+// Q4_0 layout.
+void DotRowsIndexedBench(benchmark::State& state, bool split) {
   const auto type = static_cast<DType>(state.range(0));
   const bool cold = state.range(1) != 0;
-  auto rows = MakeRows(type, cold, static_cast<int>(state.range(2)));
+  auto rows = MakeRows(type, cold, static_cast<int>(state.range(2)), split);
   if (!rows.ok()) {
     state.SkipWithError(std::string(rows.status().message()).c_str());
     return;
@@ -93,14 +101,21 @@ void BM_DotRowsIndexed(benchmark::State& state) {
   for (auto _ : state) {
     const size_t i = next++ % rows->count;
     const std::vector<uint32_t>& act = rows->active[i % rows->active.size()];
-    DotRowsIndexed(type, rows->arena->data() + i * rows->matrix_bytes, rb, act.data(), act.size(),
-                   &vec, 1, y.data(), kRows);
+    const char* w = rows->arena->data() + i * rows->matrix_bytes;
+    if (split) {
+      DotRowsIndexedSplitQ4_0(w, rb, act.data(), act.size(), &vec, 1, y.data(), kRows);
+    } else {
+      DotRowsIndexed(type, w, rb, act.data(), act.size(), &vec, 1, y.data(), kRows);
+    }
     bytes += act.size() * rb;
     benchmark::DoNotOptimize(y.data());
     benchmark::ClobberMemory();
   }
   Label(state, type, cold, bytes, *rows);
 }
+
+void BM_DotRowsIndexed(benchmark::State& state) { DotRowsIndexedBench(state, false); }
+void BM_DotRowsIndexedSplit(benchmark::State& state) { DotRowsIndexedBench(state, true); }
 
 // args: type, cold, cols (per AxpyRows call; the row is covered in slices)
 void BM_AxpyRows(benchmark::State& state) {
@@ -136,6 +151,10 @@ constexpr int64_t kQ8 = static_cast<int64_t>(DType::kQ8_0);
 BENCHMARK(BM_DotRowsIndexed)
     ->ArgNames({"type", "cold", "percent"})
     ->ArgsProduct({{kQ4, kQ8}, {0, 1}, {25, 50, 100}})
+    ->UseRealTime();
+BENCHMARK(BM_DotRowsIndexedSplit)
+    ->ArgNames({"type", "cold", "percent"})
+    ->ArgsProduct({{kQ4}, {0, 1}, {25, 50, 100}})
     ->UseRealTime();
 BENCHMARK(BM_AxpyRows)
     ->ArgNames({"type", "cold", "cols"})

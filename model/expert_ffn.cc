@@ -5,6 +5,7 @@
 
 #include "kernels/activation.h"
 #include "kernels/axpy.h"
+#include "kernels/split_rows.h"
 
 namespace st {
 namespace {
@@ -14,6 +15,11 @@ namespace {
 void SparseUp(const MatrixRef& up, const VecRef& x, const float* g, float* u, ThreadPool* pool,
               const std::vector<uint32_t>& active) {
   auto rows = [&](size_t begin, size_t end) {
+    if (up.split_rows) {
+      DotRowsIndexedSplitQ4_0(up.data, up.row_bytes(), active.data() + begin, end - begin, &x, 1,
+                              u, up.rows);
+      return;
+    }
     size_t i = begin;
     while (i < end) {
       size_t j = i + 1;
@@ -41,6 +47,11 @@ void SparseUpMulti(const MatrixRef& up, const Activations& x, float* u, size_t u
   std::vector<VecRef> vecs(x.n_vecs());
   for (size_t i = 0; i < vecs.size(); ++i) vecs[i] = x.vec(i);
   auto rows = [&](size_t begin, size_t end) {
+    if (up.split_rows) {
+      DotRowsIndexedSplitQ4_0(up.data, up.row_bytes(), active.data() + begin, end - begin,
+                              vecs.data(), vecs.size(), u, u_stride);
+      return;
+    }
     size_t i = begin;
     while (i < end) {
       size_t j = i + 1;
@@ -77,7 +88,7 @@ void ExpertFfn(const ExpertMatrices& m, const float* x, int n, float* y, ThreadP
     // kernels, which beat skipping rows in the row layout except when the
     // weights stream from memory; batch-invariant like every MatMul.
     MatMul(m.up, act, u.data(), pool);
-  } else if (sparse && n == 1) {
+  } else if ((sparse || m.up.split_rows) && n == 1) {
     for (size_t f = 0; f < d_expert; ++f) {
       if (g[f] > 0.0f) active.push_back(static_cast<uint32_t>(f));
     }
@@ -100,6 +111,11 @@ void ExpertFfn(const ExpertMatrices& m, const float* x, int n, float* y, ThreadP
     if (sparse && active.size() * 10 < d_expert * 9) {
       SparseUpMulti(m.up, act, u.data(), d_expert, pool, active);
       up_read = n_active;  // each token's own active rows (read once for all)
+    } else if (m.up.split_rows) {
+      // Split rows have no MatMul: every row through the row kernel.
+      active.resize(d_expert);
+      for (size_t f = 0; f < d_expert; ++f) active[f] = static_cast<uint32_t>(f);
+      SparseUpMulti(m.up, act, u.data(), d_expert, pool, active);
     } else {
       MatMul(m.up, act, u.data(), pool);
     }

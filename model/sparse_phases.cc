@@ -7,6 +7,7 @@
 #include "kernels/axpy.h"
 #include "kernels/dot.h"
 #include "kernels/packed_matrix.h"
+#include "kernels/split_rows.h"
 
 namespace st {
 namespace {
@@ -45,6 +46,7 @@ bool SparsePhases::Supports(const ExpertMatrices& m) {
   return m.down_transposed && m.gate.packed != nullptr && m.up.data != nullptr &&
          m.down.data != nullptr && (t == DType::kQ4_0 || t == DType::kQ8_0) &&
          m.up.type == t && m.down.type == t && m.gate.rows % kPackRows == 0 &&
+         (!m.up.split_rows || t == DType::kQ4_0) &&
          m.up.rows == m.gate.rows && m.down.rows == m.gate.rows &&
          m.up.cols == m.gate.cols && m.down.cols == m.gate.cols;
 }
@@ -151,8 +153,13 @@ void SparsePhases::Run(const std::vector<ExpertMatrices>& experts,
     // At most kVecChunk vectors per call, as MatMul does: their prepared
     // blocks stay in L1/L2 while the rows pass over them.
     for (size_t i = 0; i < n; i += kVecChunk) {
-      DotRowsIndexed(m.up.type, m.up.data, m.up.row_bytes(), rows, n_rows, vecs + i,
-                     std::min(kVecChunk, n - i), ex.u + i * d_expert, d_expert);
+      if (m.up.split_rows) {
+        DotRowsIndexedSplitQ4_0(m.up.data, m.up.row_bytes(), rows, n_rows, vecs + i,
+                                std::min(kVecChunk, n - i), ex.u + i * d_expert, d_expert);
+      } else {
+        DotRowsIndexed(m.up.type, m.up.data, m.up.row_bytes(), rows, n_rows, vecs + i,
+                       std::min(kVecChunk, n - i), ex.u + i * d_expert, d_expert);
+      }
     }
     // z = relu(g) * u as ExpertFfn computes it, in place of g (phase 2
     // lists each token's rows with z != 0 from it). Rows outside `rows`

@@ -5,6 +5,8 @@
 //               expert split over the pool; prefill: one expert per thread),
 //               as CachedExpertExecutor did before SparsePhases;
 //   Pack/Phases: the same experts through SparsePhases;
+//   PackSplit/Phases: the same with the up rows in the split Q4_0 layout
+//               (kernels/split_rows.h), as convert now writes them;
 //   Gguf/Phases: every matrix packed, ExpertPhases (the GGUF path).
 // Arg: tokens in the step (1 = decode, 8 = a batched decode step of 8
 // streams, 128 = prefill). Min over repetitions is the number to read on a
@@ -30,6 +32,7 @@
 #include "common/thread_pool.h"
 #include "kernels/fp16.h"
 #include "kernels/packed_matrix.h"
+#include "kernels/split_rows.h"
 #include "kernels/test_util.h"
 #include "model/expert_executor.h"
 #include "model/expert_phases.h"
@@ -85,12 +88,12 @@ std::vector<const uint8_t*> IntoArena(const std::vector<const std::vector<uint8_
 
 struct Layer {
   // Pack layout, per expert: gate packed, up and down^T in rows.
-  std::vector<const uint8_t*> gate, up, down_t;
+  std::vector<const uint8_t*> gate, up, down_t, up_split;
   ExpertStacks stacks;  // GGUF layout, stacked and packed: gate, up [E*de, dm], down [E*dm, de]
   std::unique_ptr<HugePageArena> pack_arena, gguf_arena;
-  ExpertMatrices Pack(int e) const {
+  ExpertMatrices Pack(int e, bool split = false) const {
     return {.gate = {kType, nullptr, kDe, kDm, gate[e]},
-            .up = {kType, up[e], kDe, kDm},
+            .up = {kType, split ? up_split[e] : up[e], kDe, kDm, nullptr, split},
             .down = {kType, down_t[e], kDe, kDm},
             .down_transposed = true};
   }
@@ -122,14 +125,21 @@ struct World {
         bytes.push_back(Packed(RandomRows(kDe, kDm, rng), kDe, kDm));
         bytes.push_back(RandomRows(kDe, kDm, rng));
         bytes.push_back(RandomRows(kDe, kDm, rng));
+        std::vector<uint8_t> split(bytes[bytes.size() - 2].size());
+        const size_t rb = RowBytes(kType, kDm);
+        for (size_t r = 0; r < kDe; ++r) {
+          SplitQ4_0Row(&bytes[bytes.size() - 2][r * rb], kDm, &split[r * rb]);
+        }
+        bytes.push_back(std::move(split));
       }
       std::vector<const std::vector<uint8_t>*> parts;
       for (const auto& b : bytes) parts.push_back(&b);
       const auto at = IntoArena(parts, l.pack_arena);
       for (int e = 0; e < kExperts; ++e) {
-        l.gate.push_back(at[3 * e]);
-        l.up.push_back(at[3 * e + 1]);
-        l.down_t.push_back(at[3 * e + 2]);
+        l.gate.push_back(at[4 * e]);
+        l.up.push_back(at[4 * e + 1]);
+        l.down_t.push_back(at[4 * e + 2]);
+        l.up_split.push_back(at[4 * e + 3]);
       }
       const std::vector<uint8_t> g_gate = Packed(RandomRows(kExperts * kDe, kDm, rng), kExperts * kDe, kDm);
       const std::vector<uint8_t> g_up = Packed(RandomRows(kExperts * kDe, kDm, rng), kExperts * kDe, kDm);
@@ -172,7 +182,7 @@ Step Route(int n, std::mt19937& rng) {
   return s;
 }
 
-enum class Path { kPackOld, kPackPhases, kGgufPhases };
+enum class Path { kPackOld, kPackPhases, kPackSplitPhases, kGgufPhases };
 
 enum class Heat { kWarm, kCold, kHot };
 
@@ -197,11 +207,11 @@ void Run(benchmark::State& state, Path path, Heat heat = Heat::kWarm) {
       benchmark::DoNotOptimize(w.Flush());
       state.ResumeTiming();
     }
-    if (path == Path::kPackPhases) {
+    if (path == Path::kPackPhases || path == Path::kPackSplitPhases) {
       std::vector<ExpertMatrices> ms;
       std::vector<const std::vector<int>*> slots;
       for (int e : s.used) {
-        ms.push_back(l.Pack(e));
+        ms.push_back(l.Pack(e, path == Path::kPackSplitPhases));
         slots.push_back(&s.by_expert[e]);
       }
       sparse.Run(ms, slots, kTopK, h.data(), n, slot_out.data(), &w.pool, nullptr);
@@ -231,7 +241,12 @@ void Run(benchmark::State& state, Path path, Heat heat = Heat::kWarm) {
 
 void BM_PackOld(benchmark::State& s) { Run(s, Path::kPackOld); }
 void BM_PackPhases(benchmark::State& s) { Run(s, Path::kPackPhases); }
+void BM_PackSplitPhases(benchmark::State& s) { Run(s, Path::kPackSplitPhases); }
 void BM_GgufPhases(benchmark::State& s) { Run(s, Path::kGgufPhases); }
+void BM_PackSplitPhasesCold(benchmark::State& s) {
+  Run(s, Path::kPackSplitPhases, Heat::kCold);
+}
+void BM_PackSplitPhasesHot(benchmark::State& s) { Run(s, Path::kPackSplitPhases, Heat::kHot); }
 void BM_PackPhasesCold(benchmark::State& s) { Run(s, Path::kPackPhases, Heat::kCold); }
 void BM_GgufPhasesCold(benchmark::State& s) { Run(s, Path::kGgufPhases, Heat::kCold); }
 void BM_PackPhasesHot(benchmark::State& s) { Run(s, Path::kPackPhases, Heat::kHot); }
@@ -244,10 +259,13 @@ double Min(const std::vector<double>& v) { return *std::min_element(v.begin(), v
       ->Repetitions(5)->ComputeStatistics("min", Min)->ReportAggregatesOnly(true)
 ST_CASES(BM_PackOld);
 ST_CASES(BM_PackPhases);
+ST_CASES(BM_PackSplitPhases);
 ST_CASES(BM_GgufPhases);
 ST_CASES(BM_PackPhasesCold);
+ST_CASES(BM_PackSplitPhasesCold);
 ST_CASES(BM_GgufPhasesCold);
 ST_CASES(BM_PackPhasesHot);
+ST_CASES(BM_PackSplitPhasesHot);
 ST_CASES(BM_GgufPhasesHot);
 
 }  // namespace

@@ -1,15 +1,18 @@
 // SparsePhases gives ExpertFfn's numbers bit for bit (the pack's layout:
-// packed gate, up and down^T in rows), for any thread count, token count and
-// mix of experts, and writes exactly the slots it is given.
+// packed gate, up and down^T in rows; Q4_0 up rows also in the split
+// layout), for any thread count, token count and mix of experts, and writes
+// exactly the slots it is given.
 #include "model/sparse_phases.h"
 
 #include <cmath>
 #include <cstring>
+#include <tuple>
 #include <vector>
 
 #include "gtest/gtest.h"
 #include "kernels/packed_matrix.h"
 #include "kernels/quant.h"
+#include "kernels/split_rows.h"
 #include "kernels/test_util.h"
 
 namespace st {
@@ -19,7 +22,7 @@ struct PackExpert {
   std::vector<uint8_t> gate, up, down;  // gate packed; up, down^T [d_expert, d_model]
   ExpertMatrices m;
 
-  PackExpert(DType t, size_t dm, size_t de, uint32_t seed) {
+  PackExpert(DType t, size_t dm, size_t de, uint32_t seed, bool split = false) {
     auto make = [&](uint32_t s, std::vector<uint8_t>& q) {
       const std::vector<float> w = st::testing::Gaussian(de * dm, s, 1.0f / std::sqrt(float(dm)));
       const size_t rb = RowBytes(t, dm);
@@ -31,25 +34,34 @@ struct PackExpert {
     gate.resize(gate_rows.size());
     PackRows(t, gate_rows.data(), de, dm, gate.data());
     make(seed + 1, up);
+    if (split) {
+      const std::vector<uint8_t> plain = up;
+      for (size_t r = 0; r < de; ++r) {
+        SplitQ4_0Row(&plain[r * RowBytes(t, dm)], dm, &up[r * RowBytes(t, dm)]);
+      }
+    }
     make(seed + 2, down);
     m.gate = MatrixRef{t, nullptr, de, dm, gate.data()};
     m.up = MatrixRef{t, up.data(), de, dm};
+    m.up.split_rows = split;
     m.down = MatrixRef{t, down.data(), de, dm};
     m.down_transposed = true;
   }
 };
 
-class SparsePhasesTest : public ::testing::TestWithParam<DType> {};
+// (type, up rows split)
+class SparsePhasesTest : public ::testing::TestWithParam<std::tuple<DType, bool>> {};
 
 TEST_P(SparsePhasesTest, EqualsExpertFfnBitForBit) {
-  const DType type = GetParam();
+  const auto [type, split] = GetParam();
   if (!CanPack(type, 16, 32)) GTEST_SKIP() << "no packed kernels on this CPU";
-  // d_model: 5 column items of 256 with a partial last one; d_expert: two
-  // 128-row items and a partial third (multiple of 16).
-  const size_t dm = 1120, de = 304;
+  // d_model: 5 column items of 256 with a partial last one (split: 9 whole
+  // 4-block runs, the AVX-512 split kernel's width); d_expert: two 128-row
+  // items and a partial third (multiple of 16).
+  const size_t dm = split ? 1152 : 1120, de = 304;
   const int top_k = 3, n_experts = 4;
   std::vector<PackExpert> all;
-  for (int e = 0; e < n_experts; ++e) all.emplace_back(type, dm, de, 100 + 7 * e);
+  for (int e = 0; e < n_experts; ++e) all.emplace_back(type, dm, de, 100 + 7 * e, split);
   ASSERT_TRUE(SparsePhases::Supports(all[0].m));
 
   ThreadPool pool2(2), pool3(3);
@@ -105,11 +117,14 @@ TEST_P(SparsePhasesTest, EqualsExpertFfnBitForBit) {
 }
 
 TEST_P(SparsePhasesTest, SupportsOnlyThePackLayout) {
-  const DType type = GetParam();
+  const auto [type, split] = GetParam();
   if (!CanPack(type, 16, 32)) GTEST_SKIP() << "no packed kernels on this CPU";
-  PackExpert e(type, 64, 32, 1);
+  PackExpert e(type, 64, 32, 1, split);
   ExpertMatrices m = e.m;
   EXPECT_TRUE(SparsePhases::Supports(m));
+  m.up.split_rows = true;
+  EXPECT_EQ(SparsePhases::Supports(m), type == DType::kQ4_0) << "split rows are Q4_0 only";
+  m = e.m;
   m.down_transposed = false;
   EXPECT_FALSE(SparsePhases::Supports(m));
   m = e.m;
@@ -118,7 +133,10 @@ TEST_P(SparsePhasesTest, SupportsOnlyThePackLayout) {
   EXPECT_FALSE(SparsePhases::Supports(m));
 }
 
-INSTANTIATE_TEST_SUITE_P(Types, SparsePhasesTest, ::testing::Values(DType::kQ4_0, DType::kQ8_0));
+INSTANTIATE_TEST_SUITE_P(Types, SparsePhasesTest,
+                         ::testing::Values(std::make_tuple(DType::kQ4_0, false),
+                                           std::make_tuple(DType::kQ8_0, false),
+                                           std::make_tuple(DType::kQ4_0, true)));
 
 }  // namespace
 }  // namespace st

@@ -99,6 +99,7 @@ MatrixRef CachedExpertExecutor::RecordMatrix(const char* record, int m) const {
     out.packed = out.data;  // 16-row layout only: no row-major view
     out.data = nullptr;
   }
+  out.split_rows = m == 1 && (ph.flags & kPackFlagUpSplit) != 0;
   return out;
 }
 

@@ -76,7 +76,8 @@ absl::StatusOr<PackHeader> PackHeader::Make(DType type, uint64_t fingerprint, ui
       uint64_t{n_layers} * n_experts > (1u << 20) || d_model % BlockElems(type) != 0 ||
       (flags & ~kPackKnownFlags) != 0 ||
       ((flags & kPackFlagGatePacked) != 0 &&
-       ((type != DType::kQ4_0 && type != DType::kQ8_0) || d_expert % kPackRows != 0))) {
+       ((type != DType::kQ4_0 && type != DType::kQ8_0) || d_expert % kPackRows != 0)) ||
+      ((flags & kPackFlagUpSplit) != 0 && type != DType::kQ4_0)) {
     return absl::InvalidArgumentError(absl::StrCat(
         "pack dimensions invalid: n_layers ", n_layers, ", n_experts ", n_experts, ", d_model ",
         d_model, ", d_expert ", d_expert, ", type ", std::string(DTypeName(type)), ", flags ",

@@ -27,7 +27,11 @@
 // sparse ReGLU can skip the rows whose gate is zero. With kPackFlagGatePacked
 // (Q4_0/Q8_0 with d_expert % 16 == 0: what convert writes for them) the gate,
 // which is always computed whole, is instead in the 16-row layout of
-// kernels/packed_matrix.h (same bytes, re-ordered). Padding bytes are zero.
+// kernels/packed_matrix.h (same bytes, re-ordered). With kPackFlagUpSplit
+// (Q4_0: what convert writes) each up row is in the split layout of
+// kernels/split_rows.h: its block scales, then its levels (same bytes,
+// re-ordered), which sparse ReGLU's row kernel reads without byte permutes.
+// Packs without it (older builds) are read as plain rows. Padding bytes are zero.
 // The record checksum covers the whole record_size bytes, padding included:
 // exactly what one O_DIRECT read returns.
 //
@@ -69,7 +73,9 @@ inline constexpr uint32_t kPackFlagDownRequantized = 1;  // down^T was re-quanti
 // data): no longer read; such a pack is refused with "re-run convert".
 inline constexpr uint32_t kPackFlagGatePackedV1 = 2;
 inline constexpr uint32_t kPackFlagGatePacked = 4;  // gate in kernels/packed_matrix.h's layout
-inline constexpr uint32_t kPackKnownFlags = kPackFlagDownRequantized | kPackFlagGatePacked;
+inline constexpr uint32_t kPackFlagUpSplit = 8;     // Q4_0 up rows in kernels/split_rows.h's layout
+inline constexpr uint32_t kPackKnownFlags =
+    kPackFlagDownRequantized | kPackFlagGatePacked | kPackFlagUpSplit;
 
 inline uint64_t AlignUp(uint64_t x, uint64_t a) { return (x + a - 1) / a * a; }
 

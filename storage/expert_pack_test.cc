@@ -52,9 +52,10 @@ TEST_P(ExpertPackTest, WritesEveryRecordAsTheGgufHoldsIt) {
   EXPECT_EQ(h.records_offset % kPackAlignment, 0u);
   EXPECT_EQ(std::filesystem::file_size(w->path), h.file_size);
   // Quantized experts: down^T re-quantized, gate in the 16-row packed layout
-  // (d_expert of the test model is a multiple of 16).
+  // (d_expert of the test model is a multiple of 16); Q4_0 up rows split.
   EXPECT_EQ(h.flags, IsBlockQuantized(GetParam())
-                         ? kPackFlagDownRequantized | kPackFlagGatePacked
+                         ? kPackFlagDownRequantized | kPackFlagGatePacked |
+                               (GetParam() == DType::kQ4_0 ? kPackFlagUpSplit : 0u)
                          : 0u);
 
   st::testing::AlignedBuffer rec(h.record_size);
@@ -227,7 +228,13 @@ TEST(PackHeaderTest, GatePackedFlagNeedsAPackableTypeAndShape) {
   EXPECT_TRUE(PackHeader::Make(DType::kQ8_0, 1, 2, 4, 64, 48, kPackFlagGatePacked).ok());
   EXPECT_FALSE(PackHeader::Make(DType::kF16, 1, 2, 4, 64, 32, kPackFlagGatePacked).ok());
   EXPECT_FALSE(PackHeader::Make(DType::kQ4_0, 1, 2, 4, 64, 40, kPackFlagGatePacked).ok());
-  EXPECT_FALSE(PackHeader::Make(DType::kQ4_0, 1, 2, 4, 64, 32, 8u).ok());  // unknown flag
+  EXPECT_FALSE(PackHeader::Make(DType::kQ4_0, 1, 2, 4, 64, 32, 16u).ok());  // unknown flag
+}
+
+TEST(PackHeaderTest, SplitUpRowsAreQ4_0Only) {
+  EXPECT_TRUE(PackHeader::Make(DType::kQ4_0, 1, 2, 4, 64, 32, kPackFlagUpSplit).ok());
+  EXPECT_FALSE(PackHeader::Make(DType::kQ8_0, 1, 2, 4, 64, 32, kPackFlagUpSplit).ok());
+  EXPECT_FALSE(PackHeader::Make(DType::kF16, 1, 2, 4, 64, 32, kPackFlagUpSplit).ok());
 }
 
 TEST(PackHeaderTest, GateInTheOldPackedLayoutAsksForAReconvert) {

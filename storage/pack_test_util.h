@@ -18,6 +18,7 @@
 #include "kernels/dtype.h"
 #include "kernels/packed_matrix.h"
 #include "kernels/quant.h"
+#include "kernels/split_rows.h"
 #include "model/gguf.h"
 #include "storage/expert_pack.h"
 
@@ -41,7 +42,8 @@ inline std::vector<float> DequantizeMatrix(DType type, const uint8_t* p, size_t 
 }
 
 // Checks one record against the GGUF it was made from: gate (re-laid when
-// kPackFlagGatePacked) and up byte-equal to the GGUF's expert slices, down^T equal to the transpose of the GGUF's
+// kPackFlagGatePacked) and up (re-laid when kPackFlagUpSplit) byte-equal to
+// the GGUF's expert slices, down^T equal to the transpose of the GGUF's
 // down (within one quantization step of the pack's block for Q4_0/Q8_0, exact
 // otherwise), padding zero. Returns "" or the first difference.
 inline std::string CompareRecord(const GgufFile& gguf, const PackHeader& h, int layer, int expert,
@@ -56,6 +58,14 @@ inline std::string CompareRecord(const GgufFile& gguf, const PackHeader& h, int 
     if (m == 0 && (h.flags & kPackFlagGatePacked) != 0) {
       packed.resize(n);
       PackRows(h.expert_type, want, h.d_expert, h.d_model, packed.data());
+      want = packed.data();
+    }
+    if (m == 1 && (h.flags & kPackFlagUpSplit) != 0) {
+      packed.resize(n);
+      const size_t rb = h.row_bytes();
+      for (size_t r = 0; r < h.d_expert; ++r) {
+        SplitQ4_0Row(want + r * rb, h.d_model, packed.data() + r * rb);
+      }
       want = packed.data();
     }
     if (std::memcmp(record + m * h.matrix_stride, want, n) != 0) {

@@ -17,6 +17,7 @@
 #include "common/temp_file_guard.h"
 #include "common/thread_pool.h"
 #include "kernels/quant.h"
+#include "kernels/split_rows.h"
 #include "model/config.h"
 #include "model/gguf.h"
 #include "model/weights.h"
@@ -130,11 +131,14 @@ absl::StatusOr<PackWriteResult> WritePack(const PackWriterOptions& o) {
   // The gate is always computed whole: store it ready for the packed kernels.
   const bool gate_packed = (c.expert_type == DType::kQ4_0 || c.expert_type == DType::kQ8_0) &&
                            c.d_expert % kPackRows == 0;
+  // Up rows are dotted one active row at a time: Q4_0 in the split layout.
+  const bool up_split = c.expert_type == DType::kQ4_0;
   ST_ASSIGN_OR_RETURN(PackHeader h,
                       PackHeader::Make(c.expert_type, GgufFingerprint(*gguf), c.n_layers,
                                        c.n_experts, c.d_model, c.d_expert,
                                        (requant ? kPackFlagDownRequantized : 0u) |
-                                           (gate_packed ? kPackFlagGatePacked : 0u)));
+                                           (gate_packed ? kPackFlagGatePacked : 0u) |
+                                           (up_split ? kPackFlagUpSplit : 0u)));
   PackWriteResult result{.path = o.out_path.empty() ? DefaultPackPath(o.gguf_path) : o.out_path,
                          .bytes = h.file_size,
                          .records = h.record_count,
@@ -168,7 +172,14 @@ absl::StatusOr<PackWriteResult> WritePack(const PackWriterOptions& o) {
         } else {
           CopyMatrix(gate, rec);
         }
-        CopyMatrix(ExpertStacks::Slice(s.up, e, c.n_experts), rec + h.matrix_stride);
+        const MatrixRef up = ExpertStacks::Slice(s.up, e, c.n_experts);
+        if (up_split) {
+          for (size_t row = 0; row < up.rows; ++row) {
+            SplitQ4_0Row(up.row(row), up.cols, rec + h.matrix_stride + row * up.row_bytes());
+          }
+        } else {
+          CopyMatrix(up, rec + h.matrix_stride);
+        }
         const MatrixRef down = ExpertStacks::Slice(s.down, e, c.n_experts);
         char* down_dst = rec + 2 * h.matrix_stride;
         if (s.down_transposed) {
