@@ -66,29 +66,42 @@ struct alignas(64) XQuad {
   float d[16];        // d_x of block j in lanes 4j..4j+3
 };
 
+// Lays out x (n elements, n % 128 == 0) as n / 128 XQuads, two blocks per
+// 256-bit step (both targets have AVX2): the group sums by maddubs against
+// ones (exact: |x| <= 127) and madd.
 void PrepareQuads(const BlockQ8_0* x, size_t n, XQuad* out) {
+  const auto load128 = [](const void* p) {
+    return _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  };
+  const auto store256 = [](void* p, __m256i v) {
+    _mm256_store_si256(reinterpret_cast<__m256i*>(p), v);
+  };
+  const __m256i ones8 = _mm256_set1_epi8(1), ones16 = _mm256_set1_epi16(1);
   for (size_t q = 0; q < n / (4 * kQK); ++q) {
     XQuad& o = out[q];
-    for (size_t j = 0; j < 4; ++j) {
-      const BlockQ8_0& b = x[4 * q + j];
-      std::memcpy(o.lo + 16 * j, b.qs, 16);
-      std::memcpy(o.hi + 16 * j, b.qs + 16, 16);
-      uint16_t h;
-      std::memcpy(&h, &b.d, 2);
-      const float d = _cvtsh_ss(h);
-      for (size_t g = 0; g < 4; ++g) {
-        int32_t sum = 0;
-        for (size_t e = 0; e < 4; ++e) sum += b.qs[4 * g + e] + b.qs[16 + 4 * g + e];
-        o.corr[4 * j + g] = -8 * sum;
-        o.d[4 * j + g] = d;
-      }
+    for (size_t h = 0; h < 2; ++h) {
+      const BlockQ8_0& b0 = x[4 * q + 2 * h];
+      const BlockQ8_0& b1 = x[4 * q + 2 * h + 1];
+      const __m256i lo = _mm256_set_m128i(load128(b1.qs), load128(b0.qs));
+      const __m256i hi = _mm256_set_m128i(load128(b1.qs + 16), load128(b0.qs + 16));
+      store256(o.lo + 32 * h, lo);
+      store256(o.hi + 32 * h, hi);
+      const __m256i sum = _mm256_add_epi32(
+          _mm256_madd_epi16(_mm256_maddubs_epi16(ones8, lo), ones16),
+          _mm256_madd_epi16(_mm256_maddubs_epi16(ones8, hi), ones16));
+      store256(o.corr + 8 * h, _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(sum, 3)));
+      uint16_t d0, d1;
+      std::memcpy(&d0, &b0.d, 2);
+      std::memcpy(&d1, &b1.d, 2);
+      _mm256_store_ps(o.d + 8 * h,
+                      _mm256_set_m128(_mm_set1_ps(_cvtsh_ss(d1)), _mm_set1_ps(_cvtsh_ss(d0))));
     }
   }
 }
 
 #if HWY_TARGET == HWY_AVX3_DL
 ST_AVX512VNNI_BEGIN
-// Every vector of the kernel fetches the row at `pf` a few lines per step.
+// The kernel fetches the rows at `pf` and `near` a few lines per step.
 constexpr bool kSpreadPrefetch = true;
 
 // The 4 blocks' levels at p: low and high nibbles as u8 0..15.
@@ -113,12 +126,12 @@ inline __m512 QuadMulAdd(const Levels& w, const XQuad& x, __m512 acc) {
   return _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), scale, acc);
 }
 
-// out[k] = dot(split row, x[k]) over n_quads runs of 4 blocks; the row at pf
-// (may be null, row_bytes long) is prefetched into L2 along the way, a few
-// lines per step.
+// out[k] = dot(split row, x[k]) over n_quads runs of 4 blocks; the rows at
+// pf and near (either may be null, row_bytes long) are prefetched into L2
+// and L1 along the way, a few lines per step.
 template <size_t kVecs>
 void DotSplitK(const char* row, const XQuad* const* x, size_t n_quads, float* out,
-               const char* pf, size_t row_bytes) {
+               const char* pf, size_t row_bytes, const char* near) {
   const char* scales = row;
   const char* levels = row + 8 * n_quads;
   __m512 acc0[kVecs], acc1[kVecs];
@@ -132,6 +145,12 @@ void DotSplitK(const char* row, const XQuad* const* x, size_t n_quads, float* ou
       _mm_prefetch(p, _MM_HINT_T1);
       _mm_prefetch(p + 64, _MM_HINT_T1);
       _mm_prefetch(p + 128, _MM_HINT_T1);
+    }
+    if (near != nullptr) {
+      const char* p = near + q / 2 * kStepBytes;
+      _mm_prefetch(p, _MM_HINT_T0);
+      _mm_prefetch(p + 64, _MM_HINT_T0);
+      _mm_prefetch(p + 128, _MM_HINT_T0);
     }
     const Levels wa = LoadLevels(levels + 64 * q, scales + 8 * q);
     const Levels wb = LoadLevels(levels + 64 * (q + 1), scales + 8 * (q + 1));
@@ -147,13 +166,14 @@ void DotSplitK(const char* row, const XQuad* const* x, size_t n_quads, float* ou
     for (size_t k = 0; k < kVecs; ++k) acc0[k] = QuadMulAdd(wa, x[k][q], acc0[k]);
   }
   if (pf != nullptr) _mm_prefetch(pf + row_bytes - 1, _MM_HINT_T1);
+  if (near != nullptr) _mm_prefetch(near + row_bytes - 1, _MM_HINT_T0);
 #pragma GCC unroll 4
   for (size_t k = 0; k < kVecs; ++k) out[k] = _mm512_reduce_add_ps(_mm512_add_ps(acc0[k], acc1[k]));
 }
 ST_AVX512VNNI_END
 
 #else  // AVX2: 2 blocks (32 bytes of levels) per 256-bit register
-// The kernel ignores `pf`: QuadRows fetches whole rows ahead.
+// The kernel ignores `pf` and `near`: QuadRows fetches whole rows ahead.
 constexpr bool kSpreadPrefetch = false;
 
 inline float HorizontalSum(__m256 v) {
@@ -181,7 +201,7 @@ inline __m256 HalfMulAdd(__m256i lo, __m256i hi, __m256 dw, const XQuad& x, size
 
 template <size_t kVecs>
 void DotSplitK(const char* row, const XQuad* const* x, size_t n_quads, float* out,
-               const char* /*pf*/, size_t /*row_bytes*/) {
+               const char* /*pf*/, size_t /*row_bytes*/, const char* /*near*/) {
   const char* scales = row;
   const char* levels = row + 8 * n_quads;
   const __m256i low4 = _mm256_set1_epi8(0x0F);
@@ -226,13 +246,16 @@ void QuadRows(const char* w, size_t row_bytes, const uint32_t* rows, size_t n_ro
   for (size_t r = 0; r < n_rows; ++r) {
     const char* row = w + rows[r] * row_bytes;
     const char* pf = r + kRowsAhead < n_rows ? w + rows[r + kRowsAhead] * row_bytes : nullptr;
-    // And the row 2 on straight into L1: without it the split kernel was
-    // no faster than the plain one once the weights came from L3 or DRAM
+    // And the row 2 on into L1: without it the split kernel was no faster
+    // than the plain one once the weights came from L3 or DRAM
     // (model_sparse_phases_benchmark, decode step, session 24: 3 of 3
     // rounds slower; with it 9 of 9 faster, 2-13%). The plain kernel does
-    // not gain from it (3 rounds).
-    if (r + 2 < n_rows) {
-      const char* near = w + rows[r + 2] * row_bytes;
+    // not gain from it (3 rounds). AVX3_DL spreads it over the kernel's
+    // steps as it does the L2 one (a burst before the row showed in perf as
+    // time stalled on its prefetcht0; spread: 6 rounds, the cold step 6-19%
+    // faster than the plain kernel).
+    const char* near = r + 2 < n_rows ? w + rows[r + 2] * row_bytes : nullptr;
+    if (!kSpreadPrefetch && near != nullptr) {
       for (size_t off = 0; off < row_bytes; off += 64) _mm_prefetch(near + off, _MM_HINT_T0);
       _mm_prefetch(near + row_bytes - 1, _MM_HINT_T0);
     }
@@ -245,11 +268,12 @@ void QuadRows(const char* w, size_t row_bytes, const uint32_t* rows, size_t n_ro
       float out[kMaxVecs];
       const XQuad* const* px = quads.data() + i;
       const char* pf_i = i == 0 ? pf : nullptr;
+      const char* near_i = i == 0 ? near : nullptr;
       switch (count) {
-        case 4: DotSplitK<4>(row, px, n_quads, out, pf_i, row_bytes); break;
-        case 3: DotSplitK<3>(row, px, n_quads, out, pf_i, row_bytes); break;
-        case 2: DotSplitK<2>(row, px, n_quads, out, pf_i, row_bytes); break;
-        default: DotSplitK<1>(row, px, n_quads, out, pf_i, row_bytes); break;
+        case 4: DotSplitK<4>(row, px, n_quads, out, pf_i, row_bytes, near_i); break;
+        case 3: DotSplitK<3>(row, px, n_quads, out, pf_i, row_bytes, near_i); break;
+        case 2: DotSplitK<2>(row, px, n_quads, out, pf_i, row_bytes, near_i); break;
+        default: DotSplitK<1>(row, px, n_quads, out, pf_i, row_bytes, near_i); break;
       }
       for (size_t k = 0; k < count; ++k) y[(i + k) * y_stride + rows[r]] = out[k];
     }
