@@ -671,7 +671,13 @@ void RegisterBench(CLI::App& app) {
     std::printf("kv cache: %s\n", std::string(DTypeName(kv_type)).c_str());
     for (const TestResult& r : results) {
       const auto [mem, io, limit] = limits(r);
-      std::printf("%-6s active neurons %s, up/down rows read %.1f%%%s | memory roofline %.1f t/s%s | zones: %s\n",
+      const std::string speculation =
+          r.experts.contains("speculation_precision")
+              ? absl::StrFormat(" | speculation precision %.1f%% recall %.1f%%",
+                                100 * r.experts["speculation_precision"].get<double>(),
+                                100 * r.experts["speculation_recall"].get<double>())
+              : "";
+      std::printf("%-6s active neurons %s, up/down rows read %.1f%%%s | memory roofline %.1f t/s%s%s | zones: %s\n",
                   r.name.c_str(),
                   r.active_fraction
                       ? absl::StrFormat("%.1f%%", 100 * *r.active_fraction).c_str()
@@ -682,7 +688,7 @@ void RegisterBench(CLI::App& app) {
                       : "",
                   mem,
                   io > 0 ? absl::StrFormat(" | I/O roofline %.1f t/s", io).c_str() : "",
-                  ZoneBreakdown(r).c_str());
+                  speculation.c_str(), ZoneBreakdown(r).c_str());
     }
   });
 }

@@ -233,6 +233,29 @@ TEST_F(CliTest, BenchServeRunsExpertsLikeServe) {
   EXPECT_EQ(Cli(absl::StrCat(args, " --memory-budget 2MiB")).exit_code, 1);  // dense part does not fit
 }
 
+// --speculate's accuracy (issue 3: "with its accuracy reported") is in
+// bench's JSON and on its per-test line, as run prints it.
+TEST_F(CliTest, BenchReportsSpeculationAccuracy) {
+  ASSERT_EQ(Cli(absl::StrCat("convert '", model_, "'")).exit_code, 0);
+  const std::string args = absl::StrCat("bench -m '", model_,
+                                        "' -p 0 -n 8 -r 1 -t 1 --bandwidth-size 16MiB "
+                                        "--memory-budget 1GiB --speculate");
+  CliRun j = Cli(args + " -o json");
+  ASSERT_EQ(j.exit_code, 0);
+  const nlohmann::json parsed = nlohmann::json::parse(j.out);
+  const nlohmann::json& experts = parsed["tests"][0]["experts"];
+  ASSERT_TRUE(experts.contains("speculation_precision")) << experts.dump();
+  EXPECT_GT(experts["speculation_precision"].get<double>(), 0.0);
+  EXPECT_LE(experts["speculation_recall"].get<double>(), 1.0);
+  CliRun md = Cli(args);
+  ASSERT_EQ(md.exit_code, 0);
+  EXPECT_NE(md.out.find("| speculation precision "), std::string::npos) << md.out;
+  EXPECT_EQ(Cli(absl::StrCat("bench -m '", model_,
+                             "' -p 0 -n 8 -r 1 -t 1 --bandwidth-size 16MiB --memory-budget 1GiB"))
+                .out.find("speculation"),
+            std::string::npos);
+}
+
 TEST_F(CliTest, BadInputGivesErrorsNotCrashes) {
   EXPECT_EQ(Cli("run -m /nonexistent.gguf -p x").exit_code, 1);
   EXPECT_EQ(Cli(absl::StrCat("run -m '", model_, "' -p x -c 0")).exit_code, 105);  // CLI11 range
