@@ -1,5 +1,10 @@
-// `smallthinker inspect FILE`: metadata, tensors, sizes and derived config.
+// `smallthinker inspect FILE`: metadata, tensors, sizes and derived config;
+// for an expert pack (convert's output), its header and whether it belongs
+// to the GGUF beside it.
 #include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -7,6 +12,7 @@
 #include "common/units.h"
 #include "model/config.h"
 #include "model/gguf.h"
+#include "storage/expert_pack.h"
 #include "tools/commands.h"
 
 namespace st::tools {
@@ -33,16 +39,67 @@ std::string Scalar(const GgufValue& v) {
       v.v);
 }
 
+bool IsPack(const std::string& path) {
+  char magic[sizeof(kPackMagic)] = {};
+  std::ifstream in(path, std::ios::binary);
+  return in.read(magic, sizeof(magic)) && std::memcmp(magic, kPackMagic, sizeof(magic)) == 0;
+}
+
+// The pack's header; when MODEL.gguf is beside MODEL.gguf.stpack, whether
+// the pack was made from it. Returns the exit code.
+int InspectPack(const std::string& path) {
+  auto pack = ExpertPack::Open(path);
+  if (!pack.ok()) {
+    std::fprintf(stderr, "error: %s\n", pack.status().ToString().c_str());
+    return 1;
+  }
+  const PackHeader& h = (*pack)->header();
+  std::string flags;
+  const auto flag = [&](uint32_t bit, const char* what) {
+    if ((h.flags & bit) != 0) absl::StrAppend(&flags, flags.empty() ? "" : ", ", what);
+  };
+  flag(kPackFlagDownRequantized, "down transposed and re-quantized");
+  flag(kPackFlagGatePacked, "gate in the 16-row packed layout");
+  flag(kPackFlagUpSplit, "up rows split (scales, then levels)");
+  std::printf(
+      "file         %s\nsize         %s\nkind         expert pack, version %u\n"
+      "expert type  %s\nlayers       %u\nexperts      %u per layer, %llu records of %s\n"
+      "d_model      %u\nd_expert     %u\nfingerprint  %016llx\nlayout       %s\n",
+      path.c_str(), FormatBytes(h.file_size).c_str(), h.version,
+      std::string(DTypeName(h.expert_type)).c_str(), h.n_layers, h.n_experts,
+      static_cast<unsigned long long>(h.record_count), FormatBytes(h.record_size).c_str(),
+      h.d_model, h.d_expert, static_cast<unsigned long long>(h.fingerprint),
+      flags.empty() ? "plain rows" : flags.c_str());
+  const std::string suffix = ".stpack";
+  if (path.size() > suffix.size() && path.ends_with(suffix)) {
+    const std::string gguf_path = path.substr(0, path.size() - suffix.size());
+    if (std::filesystem::exists(gguf_path)) {
+      auto gguf = GgufFile::Open(gguf_path);
+      const bool match = gguf.ok() && GgufFingerprint(**gguf) == h.fingerprint;
+      std::printf("model        %s: %s\n", gguf_path.c_str(),
+                  match ? "matches (made from it)"
+                        : "does NOT match; re-run `smallthinker convert` on it");
+    }
+  }
+  return 0;
+}
+
 }  // namespace
 
 void RegisterInspect(CLI::App& app) {
   auto path = std::make_shared<std::string>();
   auto all = std::make_shared<bool>(false);
   CLI::App* cmd = app.add_subcommand(
-      "inspect", "Print a GGUF's metadata, tensors and the SmallThinker config derived from it.");
-  cmd->add_option("file", *path, "GGUF file")->required();
+      "inspect",
+      "Print a GGUF's metadata, tensors and the SmallThinker config derived from it, or an "
+      "expert pack's header (and whether it matches the GGUF beside it).");
+  cmd->add_option("file", *path, "GGUF file or expert pack (.stpack)")->required();
   cmd->add_flag("--all-tensors", *all, "List every tensor (default: the first 24)");
   cmd->callback([path, all] {
+    if (IsPack(*path)) {
+      ExitCode() = InspectPack(*path);
+      return;
+    }
     auto file = GgufFile::Open(*path);
     if (!file.ok()) {
       std::fprintf(stderr, "error: %s\n", file.status().ToString().c_str());

@@ -42,6 +42,29 @@ TEST_F(CliTest, InspectShowsDerivedConfig) {
   EXPECT_NE(r.out.find("blk.0.ffn_gate_exps.weight"), std::string::npos);
 }
 
+// inspect on convert's output: the pack's header, and whether it belongs to
+// the GGUF beside it.
+TEST_F(CliTest, InspectShowsAPacksHeader) {
+  ASSERT_EQ(Cli(absl::StrCat("convert '", model_, "'")).exit_code, 0);
+  const std::string pack = model_ + ".stpack";
+  CliRun r = Cli(absl::StrCat("inspect '", pack, "'"));
+  ASSERT_EQ(r.exit_code, 0);
+  EXPECT_NE(r.out.find("expert pack, version 1"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("expert type  Q8_0"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("gate in the 16-row packed layout"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("matches (made from it)"), std::string::npos) << r.out;
+  // Another model under the pack's GGUF name: the pack no longer matches.
+  ASSERT_EQ(Cli(absl::StrCat("synth --preset tiny --type q8_0 --seed 9 --out '", model_, "'"))
+                .exit_code,
+            0);
+  r = Cli(absl::StrCat("inspect '", pack, "'"));
+  ASSERT_EQ(r.exit_code, 0);
+  EXPECT_NE(r.out.find("does NOT match"), std::string::npos) << r.out;
+  // A truncated pack is an error, not a crash.
+  std::filesystem::resize_file(pack, 5000);
+  EXPECT_EQ(Cli(absl::StrCat("inspect '", pack, "'")).exit_code, 1);
+}
+
 TEST_F(CliTest, RunJsonIsReproducibleWithASeed) {
   const std::string args =
       absl::StrCat("run -m '", model_, "' -p 'Hello' -n 12 --seed 9 --ignore-eos --json -t 2");
