@@ -29,7 +29,8 @@ void JoinQ4_0Row(const void* split, size_t n, void* out);
 // dot_test.cc's for integer paths). All xs[i].n are equal; rows are
 // row_bytes apart. Single-threaded; the listed rows are prefetched ahead.
 // With xs[i].q8 set and n % 128 == 0 (4b and 21b widths), AVX-512 VNNI
-// runs the kernel described above and AVX2 the same per 2 blocks (maddubs),
+// runs the kernel described above and AVX2 (also AVX-512 without VNNI) the
+// same per 2 blocks (maddubs),
 // up to 4 vectors per pass over a row; each vector's result is the same
 // whatever vectors and rows share the call. Otherwise the rows are joined
 // into a small buffer and dotted by DotRowsMulti.

@@ -5,8 +5,8 @@
 //   4j..4j+3 hold block j's sums (exact; corr = -8 * the x sums for Q4_0's
 //   offset), then acc += float(s) * (d_w * d_x), the 4 fp16 scales
 //   converted and spread over their lanes by one permute.
-// AVX2: the same per 2 blocks with maddubs + madd (the same exact int32
-// sums). The vectors are laid out once per call (XQuad records). Other
+// AVX2, and AVX3 (AVX-512 without VNNI): the same per 2 blocks with
+// maddubs + madd (the same exact int32 sums). The vectors are laid out once per call (XQuad records). Other
 // targets, and widths that are not whole 4-block runs: the rows are joined
 // into a buffer and dotted by DotRowsMulti.
 #undef HWY_TARGET_INCLUDE
@@ -55,7 +55,7 @@ void JoinedRows(const char* w, size_t row_bytes, const uint32_t* rows, size_t n_
   }
 }
 
-#if HWY_TARGET == HWY_AVX3_DL || HWY_TARGET == HWY_AVX2
+#if HWY_TARGET == HWY_AVX3_DL || HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX2
 
 // One activation vector's 4 consecutive Q8_0 blocks, in the order the
 // split levels unpack to.
@@ -172,7 +172,7 @@ void DotSplitK(const char* row, const XQuad* const* x, size_t n_quads, float* ou
 }
 ST_AVX512VNNI_END
 
-#else  // AVX2: 2 blocks (32 bytes of levels) per 256-bit register
+#else  // AVX2 (and AVX3 without VNNI): 2 blocks (32 bytes of levels) per 256-bit register
 // The kernel ignores `pf` and `near`: QuadRows fetches whole rows ahead.
 constexpr bool kSpreadPrefetch = false;
 
@@ -280,7 +280,7 @@ void QuadRows(const char* w, size_t row_bytes, const uint32_t* rows, size_t n_ro
   }
 }
 
-#endif  // AVX3_DL || AVX2
+#endif  // AVX3_DL || AVX3 || AVX2
 
 }  // namespace
 
@@ -289,7 +289,7 @@ void DotRowsIndexedSplitQ4_0T(const void* w, size_t row_bytes, const uint32_t* r
                               size_t y_stride) {
   if (n_rows == 0 || n_vecs == 0) return;
   const char* base = static_cast<const char*>(w);
-#if HWY_TARGET == HWY_AVX3_DL || HWY_TARGET == HWY_AVX2
+#if HWY_TARGET == HWY_AVX3_DL || HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX2
   bool fast = xs[0].n % (4 * kQK) == 0;
   for (size_t i = 0; i < n_vecs; ++i) fast = fast && xs[i].q8 != nullptr;
   if (fast) return QuadRows(base, row_bytes, rows, n_rows, xs, n_vecs, y, y_stride);

@@ -48,8 +48,14 @@ void SparseUpMulti(const MatrixRef& up, const Activations& x, float* u, size_t u
   for (size_t i = 0; i < vecs.size(); ++i) vecs[i] = x.vec(i);
   auto rows = [&](size_t begin, size_t end) {
     if (up.split_rows) {
-      DotRowsIndexedSplitQ4_0(up.data, up.row_bytes(), active.data() + begin, end - begin,
-                              vecs.data(), vecs.size(), u, u_stride);
+      // At most 8 vectors per call, as MatMul and SparsePhases do: their
+      // laid-out blocks stay in L1/L2 while the rows pass over them.
+      constexpr size_t kVecChunk = 8;
+      for (size_t i = 0; i < vecs.size(); i += kVecChunk) {
+        DotRowsIndexedSplitQ4_0(up.data, up.row_bytes(), active.data() + begin, end - begin,
+                                vecs.data() + i, std::min(kVecChunk, vecs.size() - i),
+                                u + i * u_stride, u_stride);
+      }
       return;
     }
     size_t i = begin;
@@ -89,11 +95,13 @@ void ExpertFfn(const ExpertMatrices& m, const float* x, int n, float* y, ThreadP
     // weights stream from memory; batch-invariant like every MatMul.
     MatMul(m.up, act, u.data(), pool);
   } else if ((sparse || m.up.split_rows) && n == 1) {
+    // (Split rows have no MatMul: not sparse, every row through the row
+    // kernel.)
     for (size_t f = 0; f < d_expert; ++f) {
-      if (g[f] > 0.0f) active.push_back(static_cast<uint32_t>(f));
+      if (g[f] > 0.0f || !sparse) active.push_back(static_cast<uint32_t>(f));
     }
     SparseUp(m.up, act.vec(0), g.data(), u.data(), pool, active);
-    up_read = n_active;
+    if (sparse) up_read = n_active;
   } else {
     // Several tokens: up rows active for any of them, each read once for all
     // (multi-vector kernels, bit-identical to one vector at a time); when

@@ -13,7 +13,8 @@
 // three per expert.
 //
 // Numbers are ExpertFfn's (down_transposed), bit for bit: every up row is
-// one DotRow whatever run or thread computes it, relu and z are elementwise,
+// one DotRow (split rows: one DotRowsIndexedSplitQ4_0 row, the same for any
+// row list or vector grouping) whatever run or thread computes it, relu and z are elementwise,
 // and AxpyRows gives the same result for any split of the columns in whole
 // blocks given the same row list (tested in sparse_phases_test.cc).
 #pragma once

@@ -1,6 +1,8 @@
 // `smallthinker inspect FILE`: metadata, tensors, sizes and derived config;
 // for an expert pack (convert's output), its header and whether it belongs
 // to the GGUF beside it.
+#include <sys/stat.h>
+
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -39,7 +41,11 @@ std::string Scalar(const GgufValue& v) {
       v.v);
 }
 
+// Only a regular file is read here (opening a FIFO would block; GgufFile::Open
+// refuses anything else with a clear error).
 bool IsPack(const std::string& path) {
+  struct stat st{};
+  if (stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) return false;
   char magic[sizeof(kPackMagic)] = {};
   std::ifstream in(path, std::ios::binary);
   return in.read(magic, sizeof(magic)) && std::memcmp(magic, kPackMagic, sizeof(magic)) == 0;
@@ -73,7 +79,8 @@ int InspectPack(const std::string& path) {
   const std::string suffix = ".stpack";
   if (path.size() > suffix.size() && path.ends_with(suffix)) {
     const std::string gguf_path = path.substr(0, path.size() - suffix.size());
-    if (std::filesystem::exists(gguf_path)) {
+    std::error_code ec;
+    if (std::filesystem::exists(gguf_path, ec)) {
       auto gguf = GgufFile::Open(gguf_path);
       const bool match = gguf.ok() && GgufFingerprint(**gguf) == h.fingerprint;
       std::printf("model        %s: %s\n", gguf_path.c_str(),

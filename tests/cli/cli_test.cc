@@ -1,5 +1,7 @@
 // The `smallthinker` command as a user runs it: real processes, real files.
 
+#include <sys/stat.h>
+
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -63,6 +65,19 @@ TEST_F(CliTest, InspectShowsAPacksHeader) {
   // A truncated pack is an error, not a crash.
   std::filesystem::resize_file(pack, 5000);
   EXPECT_EQ(Cli(absl::StrCat("inspect '", pack, "'")).exit_code, 1);
+  // Q4_0: the up rows are written split.
+  const std::string q4 = dir_.File("tiny-q4.gguf");
+  ASSERT_EQ(Cli(absl::StrCat("synth --preset tiny --type q4_0 --out '", q4, "'")).exit_code, 0);
+  ASSERT_EQ(Cli(absl::StrCat("convert '", q4, "'")).exit_code, 0);
+  r = Cli(absl::StrCat("inspect '", q4, ".stpack'"));
+  EXPECT_NE(r.out.find("up rows split (scales, then levels)"), std::string::npos) << r.out;
+  // A FIFO is refused at once (reading its first bytes would block).
+  const std::string fifo = dir_.File("fifo.stpack");
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+  EXPECT_EQ(testing::RunShell(absl::StrCat("timeout 20 '", ST_CLI, "' inspect '", fifo,
+                                           "' >/dev/null 2>&1"))
+                .exit_code,
+            1);
 }
 
 TEST_F(CliTest, RunJsonIsReproducibleWithASeed) {
