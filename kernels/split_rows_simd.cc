@@ -6,9 +6,10 @@
 //   offset), then acc += float(s) * (d_w * d_x), the 4 fp16 scales
 //   converted and spread over their lanes by one permute.
 // AVX2, and AVX3 (AVX-512 without VNNI): the same per 2 blocks with
-// maddubs + madd (the same exact int32 sums). The vectors are laid out once per call (XQuad records). Other
-// targets, and widths that are not whole 4-block runs: the rows are joined
-// into a buffer and dotted by DotRowsMulti.
+// maddubs + madd (the same exact int32 sums). The vectors are laid out
+// once per call (XQuad records). Other targets, and widths that are not
+// whole 4-block runs: the rows are joined into a buffer and dotted by
+// DotRowsMulti.
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "kernels/split_rows_simd.cc"
 #include "hwy/foreach_target.h"  // IWYU pragma: keep
@@ -67,7 +68,7 @@ struct alignas(64) XQuad {
 };
 
 // Lays out x (n elements, n % 128 == 0) as n / 128 XQuads, two blocks per
-// 256-bit step (both targets have AVX2): the group sums by maddubs against
+// 256-bit step (every target here has AVX2): the group sums by maddubs against
 // ones (exact: |x| <= 127) and madd.
 void PrepareQuads(const BlockQ8_0* x, size_t n, XQuad* out) {
   const auto load128 = [](const void* p) {
