@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "common/units.h"
+#include "glog/logging.h"
 
 namespace st {
 namespace {
@@ -49,6 +50,11 @@ absl::StatusOr<std::unique_ptr<ExpertCache>> ExpertCache::Create(
                                                      arena.status().message()));
   }
   PopulateWrite((*arena)->data(), (*arena)->size());
+  // Populated first: registration pins the pages it finds.
+  if (absl::Status s = source->RegisterMemory((*arena)->data(), bytes); !s.ok()) {
+    LOG(WARNING) << "expert cache: " << s.message()
+                 << "; every read pins its slot's pages instead";
+  }
   return std::unique_ptr<ExpertCache>(new ExpertCache(std::move(source), *std::move(arena), n_slots));
 }
 

@@ -107,6 +107,24 @@ TEST_F(ExpertCacheTest, AcquireReturnsTheRecord) {
   EXPECT_EQ(cache->counters().bytes_read, 3 * cache->slot_bytes());
 }
 
+// The cache registers its slots with the source: io_uring reads them with
+// READ_FIXED (no per-read pinning of the slot's pages).
+TEST_F(ExpertCacheTest, IoUringReadsIntoRegisteredSlots) {
+  auto pack = ExpertPack::Open(DefaultPackPath(*gguf_));
+  ASSERT_TRUE(pack.ok());
+  auto src = OpenExpertSource(*pack, {.kind = SourceKind::kIoUring});
+  ASSERT_TRUE(src.ok()) << src.status();
+  auto cache = ExpertCache::Create(std::move(*src), 2);
+  ASSERT_TRUE(cache.ok()) << cache.status();
+  for (auto [l, e] : {std::pair{0, 0}, {3, 7}, {1, 4}}) {
+    auto rec = (*cache)->Acquire(l, e);
+    ASSERT_TRUE(rec.ok()) << rec.status();
+    EXPECT_EQ(std::memcmp(*rec, Record(l, e).data(), (*cache)->slot_bytes()), 0);
+    (*cache)->Release(l, e);
+  }
+  EXPECT_EQ((*cache)->source().fixed_reads(), 3u);
+}
+
 // Sparse rows are read at random inside a slot: its memory is 2 MiB aligned
 // and advised for transparent huge pages wherever the kernel offers them.
 TEST_F(ExpertCacheTest, SlotsLiveInHugePageMemory) {

@@ -25,6 +25,10 @@ absl::Status ExpertSource::Read(int layer, int expert, void* dst) {
   return Wait(ids[0]);
 }
 
+absl::Status ExpertSource::RegisterMemory(char* /*base*/, uint64_t /*bytes*/) {
+  return absl::OkStatus();  // nothing to gain: pread, mmap and memory copy
+}
+
 std::string_view SourceKindName(SourceKind kind) {
   switch (kind) {
     case SourceKind::kAuto: return "auto";

@@ -55,6 +55,16 @@ class ExpertSource {
   // Submit + Wait of one record.
   absl::Status Read(int layer, int expert, void* dst);
 
+  // Tells the source that reads will land in [base, base + bytes) (the
+  // expert cache's slots; base 4 KiB aligned), once, before any read into
+  // it. io_uring registers it as fixed buffers, so a read into it skips
+  // pinning its pages per request; the other sources have nothing to do.
+  // An error (RESOURCE_EXHAUSTED when RLIMIT_MEMLOCK is too small for it,
+  // FAILED_PRECONDITION when called twice) leaves reads working as before.
+  virtual absl::Status RegisterMemory(char* base, uint64_t bytes);
+  // Reads that went through registered memory (io_uring's READ_FIXED).
+  virtual uint64_t fixed_reads() const { return 0; }
+
  protected:
   explicit ExpertSource(std::shared_ptr<const ExpertPack> pack) : pack_(std::move(pack)) {}
   // Requests are validated by Submit().
@@ -76,6 +86,11 @@ struct SourceOptions {
   bool direct_io = true;    // O_DIRECT where the file system allows it (else buffered, logged)
   // For tests: behave as if io_uring_queue_init failed with ENOSYS.
   bool simulate_io_uring_failure = false;
+  // io_uring: honour RegisterMemory (false: plain reads into any memory),
+  // with registered buffers of whole records up to this size each (the
+  // kernel's limit is 1 GiB; tests use less to get many buffers).
+  bool register_buffers = true;
+  uint64_t fixed_buffer_bytes = uint64_t{1} << 30;
 };
 
 absl::StatusOr<std::unique_ptr<ExpertSource>> OpenExpertSource(
@@ -84,7 +99,8 @@ absl::StatusOr<std::unique_ptr<ExpertSource>> OpenExpertSource(
 // The individual implementations (OpenExpertSource picks one).
 // io_uring: one ring of queue_depth entries; submissions under a mutex, one
 // reaper thread handles completions (re-queues short reads and -EAGAIN/-EINTR,
-// verifies checksums). Registered buffers are not used yet.
+// verifies checksums). Reads into memory given to RegisterMemory are
+// READ_FIXED.
 // pread: pread_threads workers over a FIFO queue.
 absl::StatusOr<std::unique_ptr<ExpertSource>> OpenIoUringSource(
     std::shared_ptr<const ExpertPack> pack, const SourceOptions& options);

@@ -37,11 +37,12 @@ class SourceConformanceTest : public ::testing::TestWithParam<SourceKind> {
     delete dir_;
   }
   SourceOptions Options() const { return {.kind = GetParam(), .queue_depth = 4, .pread_threads = 3}; }
-  std::unique_ptr<ExpertSource> Open(const std::string& pack_path) {
+  std::unique_ptr<ExpertSource> Open(const std::string& pack_path) { return Open(pack_path, Options()); }
+  std::unique_ptr<ExpertSource> Open(const std::string& pack_path, const SourceOptions& options) {
     auto pack = ExpertPack::Open(pack_path);
     EXPECT_TRUE(pack.ok()) << pack.status();
     if (!pack.ok()) return nullptr;
-    auto src = OpenExpertSource(*pack, Options());
+    auto src = OpenExpertSource(*pack, options);
     EXPECT_TRUE(src.ok()) << src.status();
     if (!src.ok()) return nullptr;
     EXPECT_EQ((*src)->name(), SourceKindName(GetParam()));
@@ -77,6 +78,58 @@ TEST_P(SourceConformanceTest, EveryRecordEqualsTheGguf) {
                                          bufs[i].get()), "");
   }
   EXPECT_EQ(src->Wait((*ids)[0]).code(), absl::StatusCode::kInvalidArgument);  // waited already
+}
+
+// Reads into memory registered with the source (the expert cache's slots)
+// give the same records as anywhere else. io_uring reads them with
+// READ_FIXED, here over registered buffers of 3 records each, so a wrong
+// buffer index or range fails the read (EFAULT); a read that straddles two
+// buffers, or lands outside them, is a plain one.
+TEST_P(SourceConformanceTest, ReadsIntoRegisteredMemory) {
+  const std::string pack_path = DefaultPackPath(*gguf_path_);
+  auto pack = ExpertPack::Open(pack_path);
+  ASSERT_TRUE(pack.ok());
+  const PackHeader& h = (*pack)->header();
+  SourceOptions options = Options();
+  options.fixed_buffer_bytes = 3 * h.record_size + kPackAlignment;
+  auto src = Open(pack_path, options);
+  ASSERT_NE(src, nullptr);
+  auto gguf = GgufFile::Open(*gguf_path_);
+  ASSERT_TRUE(gguf.ok());
+  const bool ring = GetParam() == SourceKind::kIoUring;
+  constexpr int kSlots = 10;
+  st::testing::AlignedBuffer memory(kSlots * h.record_size + kPackAlignment), outside(h.record_size);
+  ASSERT_TRUE(src->RegisterMemory(memory.get(), kSlots * h.record_size).ok());
+  EXPECT_EQ(src->RegisterMemory(memory.get(), kSlots * h.record_size).code(),
+            ring ? absl::StatusCode::kFailedPrecondition : absl::StatusCode::kOk);
+  // Every record once, two in flight per submit, cycling over the slots.
+  std::vector<ReadRequest> reqs;
+  for (int l = 0; l < static_cast<int>(h.n_layers); ++l) {
+    for (int e = 0; e < static_cast<int>(h.n_experts); ++e) {
+      reqs.push_back({.layer = l, .expert = e,
+                      .dst = memory.get() + reqs.size() % kSlots * h.record_size});
+    }
+  }
+  for (size_t i = 0; i < reqs.size(); i += 2) {
+    const size_t n = std::min<size_t>(2, reqs.size() - i);
+    if (n == 2 && reqs[i].dst == reqs[i + 1].dst) FAIL() << "two reads into one slot";
+    auto ids = src->Submit({&reqs[i], n});
+    ASSERT_TRUE(ids.ok()) << ids.status();
+    for (size_t k = 0; k < n; ++k) {
+      ASSERT_TRUE(src->Wait((*ids)[k]).ok()) << "layer " << reqs[i + k].layer << " expert "
+                                              << reqs[i + k].expert;
+      ASSERT_EQ(st::testing::CompareRecord(**gguf, h, reqs[i + k].layer, reqs[i + k].expert,
+                                           static_cast<const char*>(reqs[i + k].dst)), "");
+    }
+  }
+  EXPECT_EQ(src->fixed_reads(), ring ? reqs.size() : 0u);
+  // Straddling buffers 0 and 1 (records 0-2 and 3-5), and outside: plain reads.
+  char* straddle = memory.get() + 2 * h.record_size + kPackAlignment;
+  ASSERT_TRUE(src->Read(1, 2, straddle).ok());
+  EXPECT_EQ(st::testing::CompareRecord(**gguf, h, 1, 2, straddle), "");
+  ASSERT_TRUE(src->Read(2, 3, outside.get()).ok());
+  EXPECT_EQ(st::testing::CompareRecord(**gguf, h, 2, 3, outside.get()), "");
+  EXPECT_EQ(src->fixed_reads(), ring ? reqs.size() : 0u);
 }
 
 TEST_P(SourceConformanceTest, ConcurrentSubmitsFromManyThreads) {
@@ -197,6 +250,25 @@ TEST(OpenExpertSourceTest, FallsBackToPreadWhenIoUringCannotBeSetUp) {
   auto normal = OpenExpertSource(*pack, {.kind = SourceKind::kAuto});
   ASSERT_TRUE(normal.ok());
   EXPECT_EQ((*normal)->name(), "io_uring");
+}
+
+TEST(IoUringSourceTest, RegisterBuffersOffReadsPlain) {
+  st::testing::TempDir dir;
+  auto m = st::testing::SynthModel(dir.path(), "tiny", DType::kQ8_0);
+  ASSERT_TRUE(m.ok());
+  ASSERT_TRUE(WritePack({.gguf_path = *m, .progress = false}).ok());
+  auto pack = ExpertPack::Open(DefaultPackPath(*m));
+  ASSERT_TRUE(pack.ok());
+  const uint64_t record = (*pack)->header().record_size;
+  st::testing::AlignedBuffer memory(2 * record);
+  for (bool on : {false, true}) {
+    auto src = OpenExpertSource(*pack, {.kind = SourceKind::kIoUring, .register_buffers = on});
+    ASSERT_TRUE(src.ok()) << src.status();
+    ASSERT_TRUE((*src)->RegisterMemory(memory.get(), 2 * record).ok());
+    ASSERT_TRUE((*src)->Read(0, 1, memory.get() + record).ok());
+    EXPECT_TRUE((*pack)->VerifyRecord(0, 1, memory.get() + record).ok());
+    EXPECT_EQ((*src)->fixed_reads(), on ? 1u : 0u);
+  }
 }
 
 TEST(ParseSourceKindTest, Names) {
