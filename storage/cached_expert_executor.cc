@@ -71,6 +71,8 @@ void CachedExpertExecutor::Prepare(int layer, const Routes& routes) {
   if (layer == speculated_layer_) {
     for (int e : experts) {
       speculation_.correct += std::count(speculated_.begin(), speculated_.end(), e) > 0;
+      speculation_.reads_used +=
+          std::count(speculated_reads_.begin(), speculated_reads_.end(), e) > 0;
     }
     speculation_.needed += experts.size();
     speculated_layer_ = -1;
@@ -86,7 +88,14 @@ void CachedExpertExecutor::Speculate(int layer, const Routes& routes) {
   speculated_ = DistinctExperts(routes);
   speculated_layer_ = layer;
   speculation_.guessed += speculated_.size();
+  speculated_reads_.clear();
+  for (int e : speculated_) {
+    if (!cache_->IsResident(layer, e)) speculated_reads_.push_back(e);
+  }
   (void)cache_->Prefetch(layer, speculated_, /*lock=*/false);
+  // Guesses no slot was free for were not read.
+  std::erase_if(speculated_reads_, [&](int e) { return !cache_->IsResident(layer, e); });
+  speculation_.reads += speculated_reads_.size();
 }
 
 MatrixRef CachedExpertExecutor::RecordMatrix(const char* record, int m) const {

@@ -16,13 +16,19 @@
 
 namespace st {
 
-// How well one-layer-ahead speculation guessed.
+// How well one-layer-ahead speculation guessed, and what its reads bought.
+// Most guesses name experts the cache holds anyway (the popular ones, also
+// the easiest to guess); what costs disk time is the guesses it had to
+// read, and those are the ones `reads_used` judges.
 struct SpeculationCounters {
   uint64_t guessed = 0;   // (token-step, expert) guesses made
   uint64_t correct = 0;   // ... that the real routing then chose
   uint64_t needed = 0;    // distinct experts the real routing chose in speculated steps
+  uint64_t reads = 0;       // records read because of a guess
+  uint64_t reads_used = 0;  // ... that the real routing then chose
   double precision() const { return guessed ? static_cast<double>(correct) / guessed : 0.0; }
   double recall() const { return needed ? static_cast<double>(correct) / needed : 0.0; }
+  double read_precision() const { return reads ? static_cast<double>(reads_used) / reads : 0.0; }
 };
 
 class CachedExpertExecutor : public ExpertExecutor {
@@ -81,6 +87,7 @@ class CachedExpertExecutor : public ExpertExecutor {
   SpeculationCounters speculation_;
   int speculated_layer_ = -1;
   std::vector<int> speculated_;  // distinct experts guessed for speculated_layer_
+  std::vector<int> speculated_reads_;  // ... of them, those the guess started reads for
   std::vector<float> gathered_, expert_out_, slot_out_;
   SparsePhases phases_;
   std::function<void()> step_hook_;

@@ -671,12 +671,7 @@ void RegisterBench(CLI::App& app) {
     std::printf("kv cache: %s\n", std::string(DTypeName(kv_type)).c_str());
     for (const TestResult& r : results) {
       const auto [mem, io, limit] = limits(r);
-      const std::string speculation =
-          r.experts.contains("speculation_precision")
-              ? absl::StrFormat(" | speculation precision %.1f%% recall %.1f%%",
-                                100 * r.experts["speculation_precision"].get<double>(),
-                                100 * r.experts["speculation_recall"].get<double>())
-              : "";
+      const std::string speculation = FormatSpeculation(r.experts);
       std::printf("%-6s active neurons %s, up/down rows read %.1f%%%s | memory roofline %.1f t/s%s%s | zones: %s\n",
                   r.name.c_str(),
                   r.active_fraction

@@ -157,8 +157,21 @@ inline nlohmann::json OffloadReport(Offload* offload, uint64_t tokens) {
   if (ex.speculation().guessed > 0) {
     j["speculation_precision"] = ex.speculation().precision();
     j["speculation_recall"] = ex.speculation().recall();
+    j["speculation_reads_per_token"] = static_cast<double>(ex.speculation().reads) * per;
+    j["speculation_read_precision"] = ex.speculation().read_precision();
   }
   return j;
+}
+
+// " | speculation precision P% recall R%, N reads/token, U% of them used"
+// from OffloadReport's figures, or "" without speculation.
+inline std::string FormatSpeculation(const nlohmann::json& j) {
+  if (!j.contains("speculation_precision")) return "";
+  return absl::StrFormat(" | speculation precision %.1f%% recall %.1f%%, %.2f reads/token, %.1f%% of them used",
+                         100 * j["speculation_precision"].get<double>(),
+                         100 * j["speculation_recall"].get<double>(),
+                         j.value("speculation_reads_per_token", 0.0),
+                         100 * j.value("speculation_read_precision", 0.0));
 }
 
 // One human-readable line of OffloadReport.
@@ -173,11 +186,7 @@ inline std::string FormatOffloadReport(const nlohmann::json& j) {
       FormatBytes(static_cast<uint64_t>(j["bytes_read_per_token"].get<double>())),
       j["io_stall_ms_per_token"].get<double>(), j["cache_evictions"].get<int>(),
       100 * j["active_neuron_fraction"].get<double>());
-  if (j.contains("speculation_precision")) {
-    s += absl::StrFormat(" | speculation precision %.1f%% recall %.1f%%",
-                         100 * j["speculation_precision"].get<double>(),
-                         100 * j["speculation_recall"].get<double>());
-  }
+  s += FormatSpeculation(j);
   return s;
 }
 
