@@ -75,8 +75,10 @@ void CachedExpertExecutor::Prepare(int layer, const Routes& routes) {
           std::count(speculated_reads_.begin(), speculated_reads_.end(), e) > 0;
     }
     speculation_.needed += experts.size();
-    speculated_layer_ = -1;
   }
+  // A guess is for the next Prepare only: a step that failed after its
+  // guess, or a prompt batch (never guessed for), does not score it.
+  speculated_layer_ = -1;
   // Errors surface in Run, which acquires every expert anyway.
   (void)cache_->Prefetch(layer, experts, /*lock=*/true, /*demand=*/true);
 }
@@ -87,6 +89,7 @@ void CachedExpertExecutor::Speculate(int layer, const Routes& routes) {
   if (routes.n_tokens > 1) return;
   speculated_ = DistinctExperts(routes);
   speculated_layer_ = layer;
+  speculation_.tokens += layer == 1;  // the first guess of a step (from layer 0)
   speculation_.guessed += speculated_.size();
   speculated_reads_.clear();
   for (int e : speculated_) {

@@ -24,11 +24,13 @@ struct SpeculationCounters {
   uint64_t guessed = 0;   // (token-step, expert) guesses made
   uint64_t correct = 0;   // ... that the real routing then chose
   uint64_t needed = 0;    // distinct experts the real routing chose in speculated steps
+  uint64_t tokens = 0;      // decode token-steps guessed for (prompt batches are not)
   uint64_t reads = 0;       // records read because of a guess
   uint64_t reads_used = 0;  // ... that the real routing then chose
   double precision() const { return guessed ? static_cast<double>(correct) / guessed : 0.0; }
   double recall() const { return needed ? static_cast<double>(correct) / needed : 0.0; }
   double read_precision() const { return reads ? static_cast<double>(reads_used) / reads : 0.0; }
+  double reads_per_token() const { return tokens ? static_cast<double>(reads) / tokens : 0.0; }
 };
 
 class CachedExpertExecutor : public ExpertExecutor {
@@ -56,6 +58,7 @@ class CachedExpertExecutor : public ExpertExecutor {
     cache_->ResetCounters();
     sparsity_ = FfnSparsity{};
     speculation_ = SpeculationCounters{};
+    speculated_layer_ = -1;
   }
 
  private:

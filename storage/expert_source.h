@@ -62,7 +62,8 @@ class ExpertSource {
   // An error (RESOURCE_EXHAUSTED when RLIMIT_MEMLOCK is too small for it,
   // FAILED_PRECONDITION when called twice) leaves reads working as before.
   virtual absl::Status RegisterMemory(char* base, uint64_t bytes);
-  // Reads that went through registered memory (io_uring's READ_FIXED).
+  // Records read into registered memory (io_uring's READ_FIXED), each once
+  // however many times it was retried.
   virtual uint64_t fixed_reads() const { return 0; }
 
  protected:

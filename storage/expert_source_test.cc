@@ -3,7 +3,10 @@
 
 #include <atomic>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <memory>
+#include <string>
 #include <thread>
 
 #include "gtest/gtest.h"
@@ -250,6 +253,52 @@ TEST(OpenExpertSourceTest, FallsBackToPreadWhenIoUringCannotBeSetUp) {
   auto normal = OpenExpertSource(*pack, {.kind = SourceKind::kAuto});
   ASSERT_TRUE(normal.ok());
   EXPECT_EQ((*normal)->name(), "io_uring");
+}
+
+// RssFile of /proc/self/status: file-backed pages this process maps.
+uint64_t RssFileBytes() {
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("RssFile:", 0) == 0) return std::stoull(line.substr(8)) * 1024;
+  }
+  return 0;
+}
+
+// The mmap source copies records out of its mapping and leaves nothing of
+// the pack mapped: not the record's pages, and not the neighbours the
+// kernel's fault-around maps with them from the page cache (they had stayed,
+// up to 64 KiB per record: ~200 MiB over a 21b pack, past a budget's margin).
+TEST(MmapSourceTest, ReadsLeaveNoPackPagesInRss) {
+  st::testing::TempDir dir;
+  auto m = st::testing::SynthModel(dir.path(), "tiny", DType::kQ8_0);
+  ASSERT_TRUE(m.ok());
+  ASSERT_TRUE(WritePack({.gguf_path = *m, .progress = false}).ok());
+  const std::string path = DefaultPackPath(*m);
+  {  // the whole pack in the page cache, as after a run over it
+    std::ifstream in(path, std::ios::binary);
+    std::string all((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    ASSERT_GT(all.size(), 1u << 20);
+  }
+  auto pack = ExpertPack::Open(path);
+  ASSERT_TRUE(pack.ok());
+  const PackHeader& h = (*pack)->header();
+  auto src = OpenExpertSource(*pack, {.kind = SourceKind::kMmap});
+  ASSERT_TRUE(src.ok()) << src.status();
+  st::testing::AlignedBuffer buf(h.record_size);
+  ASSERT_TRUE((*src)->Read(0, 0, buf.get()).ok());  // code paths faulted in
+  const uint64_t before = RssFileBytes();
+  ASSERT_GT(before, 0u);
+  // Every other record: the ones between are never read, so nothing drops
+  // their pages if a neighbour's faults mapped them.
+  for (uint64_t r = 2; r < h.record_count; r += 2) {
+    ASSERT_TRUE((*src)->Read(static_cast<int>(r / h.n_experts), static_cast<int>(r % h.n_experts),
+                             buf.get()).ok());
+  }
+  const uint64_t after = RssFileBytes();
+  EXPECT_LT(after, before + h.record_count * h.record_size / 8)
+      << "RssFile grew from " << before << " to " << after << " bytes over a pack of "
+      << h.record_count * h.record_size;
 }
 
 TEST(IoUringSourceTest, RegisterBuffersOffReadsPlain) {

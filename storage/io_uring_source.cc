@@ -170,7 +170,8 @@ class IoUringSource : public ExpertSource {
       const int fixed = FixedBuffer(dst, len);
       if (fixed >= 0) {
         io_uring_prep_read_fixed(sqe, fd_, dst, len, offset, fixed);
-        fixed_reads_.fetch_add(1, std::memory_order_relaxed);
+        // Once per record, not per retry or short-read continuation.
+        if (op->done == 0 && op->attempt == 0) fixed_reads_.fetch_add(1, std::memory_order_relaxed);
       } else {
         io_uring_prep_read(sqe, fd_, dst, len, offset);
       }

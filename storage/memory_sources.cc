@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -20,9 +21,10 @@ namespace {
 // Serves records from `base` (the pack image from offset 0). With `fd` >= 0
 // (mmap), `base` maps that file: each read first checks the file still
 // holds the record (a pack truncated after open would otherwise fault the
-// copy with SIGBUS; one cut between the check and the copy still can), and the copied pages are then dropped from this
-// process, so its RSS counts the cache's copy only (a --memory-budget
-// holds). Thread-safe.
+// copy with SIGBUS; one cut between the check and the copy still can), and
+// the copied pages (and the neighbours fault-around mapped with them) are
+// then dropped from this process, so its RSS counts the cache's copy only
+// (a --memory-budget holds). Thread-safe.
 class SyncSource : public ExpertSource {
  public:
   SyncSource(std::shared_ptr<const ExpertPack> pack, std::string_view name, const char* base,
@@ -60,7 +62,17 @@ class SyncSource : public ExpertSource {
                           }
                         }
                         std::memcpy(r.dst, src, h.record_size);
-                        if (fd_ >= 0) ReleaseWholePages(src, h.record_size);
+                        if (fd_ >= 0) {
+                          // The copy's faults also map whatever of the fault-around
+                          // window (64 KiB by default, as for the embedding rows in
+                          // offload.cc) the page cache holds: neighbouring records,
+                          // which would stay in RSS. Drop those too.
+                          constexpr uint64_t kFaultAround = 64 << 10;
+                          const uint64_t lo = offset > kFaultAround ? offset - kFaultAround : 0;
+                          const uint64_t hi =
+                              std::min<uint64_t>(offset + h.record_size + kFaultAround, h.file_size);
+                          ReleaseWholePages(base_ + lo, hi - lo);
+                        }
                         return absl::OkStatus();
                       }));
     }

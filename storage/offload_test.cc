@@ -114,6 +114,7 @@ TEST_F(OffloadTest, EverySourceAndCacheSizeGivesTheAllInRamLogits) {
           EXPECT_LE(sc.reads, c.reads);
           EXPECT_LE(sc.reads_used, sc.reads);
           EXPECT_LE(sc.reads_used, sc.correct);
+          EXPECT_EQ(sc.tokens, 12u);  // the decode steps; no prompt batch guesses
         }
         const double active = (*offload)->executor().sparsity().active_fraction();
         EXPECT_GT(active, 0.2);
@@ -121,6 +122,41 @@ TEST_F(OffloadTest, EverySourceAndCacheSizeGivesTheAllInRamLogits) {
       }
     }
   }
+}
+
+// A guess for layer l+1 is scored by the Prepare right after it only: when
+// a step fails after guessing and the next one starts over at layer 0, the
+// stale guess must not count against a later layer l+1 (it had: correct
+// and reads_used grew without a guess, and read precision could pass 1).
+TEST_F(OffloadTest, AGuessIsScoredOnlyByTheNextPrepare) {
+  auto model = Load();
+  OffloadOptions o = Opts();
+  o.cache_slots = 6;
+  o.speculate = true;
+  auto offload = EnableOffload(*model, o);
+  ASSERT_TRUE(offload.ok()) << offload.status();
+  CachedExpertExecutor& ex = (*offload)->executor();
+  const int k = model->config().top_k;
+  Routes r{.n_tokens = 1, .top_k = k};
+  for (int j = 0; j < k; ++j) {
+    r.ids.push_back(j);
+    r.weights.push_back(1.0f / k);
+  }
+  ex.Speculate(1, r);  // a guess for layer 1 ...
+  ex.Prepare(0, r);    // ... but the next step starts over at layer 0
+  ex.cache().ReleaseAll();
+  ex.Prepare(1, r);    // layer 1 chooses the guessed experts, later
+  ex.cache().ReleaseAll();
+  EXPECT_EQ(ex.speculation().correct, 0u);
+  EXPECT_EQ(ex.speculation().needed, 0u);
+  EXPECT_EQ(ex.speculation().reads_used, 0u);
+  ex.Speculate(1, r);
+  ex.Prepare(1, r);  // right after its guess: scored
+  ex.cache().ReleaseAll();
+  EXPECT_EQ(ex.speculation().correct, static_cast<uint64_t>(k));
+  EXPECT_EQ(ex.speculation().needed, static_cast<uint64_t>(k));
+  EXPECT_EQ(ex.speculation().tokens, 2u);
+  EXPECT_LE(ex.speculation().reads_used, ex.speculation().reads);
 }
 
 TEST_F(OffloadTest, NoPackNoBudgetRunsFromTheGguf) {

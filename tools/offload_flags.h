@@ -157,7 +157,8 @@ inline nlohmann::json OffloadReport(Offload* offload, uint64_t tokens) {
   if (ex.speculation().guessed > 0) {
     j["speculation_precision"] = ex.speculation().precision();
     j["speculation_recall"] = ex.speculation().recall();
-    j["speculation_reads_per_token"] = static_cast<double>(ex.speculation().reads) * per;
+    // Per decode token: a prompt's tokens are never guessed for.
+    j["speculation_reads_per_token"] = ex.speculation().reads_per_token();
     j["speculation_read_precision"] = ex.speculation().read_precision();
   }
   return j;
