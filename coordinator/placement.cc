@@ -1,6 +1,7 @@
 #include "coordinator/placement.h"
 
 #include <algorithm>
+#include <cmath>
 #include <numeric>
 
 namespace st {
@@ -14,11 +15,15 @@ Placement ComputePlacement(int n_layers, int n_experts, const std::vector<Worker
   Placement p(n_layers, n_experts);
   const int n_workers = static_cast<int>(workers.size());
   if (n_workers == 0) return p;
+  // A speed that is not a finite positive number (a worker's Describe is
+  // not to be trusted: NaN had made every share NaN, so every expert stayed
+  // on the coordinator) counts as none.
+  auto speed = [](const WorkerShare& w) { return std::isfinite(w.speed) && w.speed > 0 ? w.speed : 0.0; };
   double total_speed = 0;
   int n_up = 0;
   for (const WorkerShare& w : workers) {
     if (!w.up) continue;
-    total_speed += std::max(w.speed, 0.0);
+    total_speed += speed(w);
     ++n_up;
   }
   if (n_up == 0) return p;
@@ -28,8 +33,7 @@ Placement ComputePlacement(int n_layers, int n_experts, const std::vector<Worker
   share[0] = local;
   for (int i = 0; i < n_workers; ++i) {
     if (!workers[i].up) continue;
-    share[i + 1] = (1 - local) * (total_speed > 0 ? std::max(workers[i].speed, 0.0) / total_speed
-                                                   : 1.0 / n_up);
+    share[i + 1] = (1 - local) * (total_speed > 0 ? speed(workers[i]) / total_speed : 1.0 / n_up);
   }
   std::vector<uint64_t> left(n_workers);
   for (int i = 0; i < n_workers; ++i) left[i] = workers[i].up ? workers[i].capacity_experts : 0;

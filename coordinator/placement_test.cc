@@ -1,5 +1,8 @@
 #include "coordinator/placement.h"
 
+#include <cmath>
+#include <limits>
+
 #include "gtest/gtest.h"
 
 namespace st {
@@ -20,6 +23,17 @@ TEST(PlacementTest, SharesFollowSpeed) {
     int n0 = 0;
     for (int e = 0; e < 16; ++e) n0 += p.owner(l, e) == 0;
     EXPECT_EQ(n0, 4) << "layer " << l;
+  }
+}
+
+// A worker reporting a speed that is no number (NaN, infinite, negative)
+// gets no share, and the others still get theirs.
+TEST(PlacementTest, ASpeedThatIsNoNumberCountsAsNone) {
+  for (double bad : {std::nan(""), std::numeric_limits<double>::infinity(), -5.0}) {
+    Placement p = ComputePlacement(4, 8, {{bad, 1000}, {100, 1000}}, {});
+    EXPECT_EQ(p.Count(kLocalOwner), 0) << bad;
+    EXPECT_EQ(p.Count(0), 0) << bad;
+    EXPECT_EQ(p.Count(1), 32) << bad;
   }
 }
 

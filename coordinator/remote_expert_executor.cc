@@ -403,19 +403,24 @@ absl::Status RemoteExpertExecutor::Run(int layer, const Routes& routes, const fl
   stats_.bytes_sent += bytes_sent;
   stats_.bytes_received += bytes_received;
   stats_.combined_tokens += combined;
-  if (stats_.overhead_us.size() < (1u << 20)) {
-    auto append = [](std::vector<int64_t>& to, const std::vector<int64_t>& from) {
-      to.insert(to.end(), from.begin(), from.end());
-    };
-    append(stats_.overhead_us, overheads);
-    append(stats_.submit_us, submits);
-    append(stats_.round_trip_us, round_trips);
-    append(stats_.compute_us, computes);
-    append(stats_.wake_us, wakes);
-    stats_.run_us.push_back(us(run_end - run_start));
-    // Skip the first step of a generation (the gap holds prefill, sampling, ...).
-    if (between >= 0 && between < 1000000) stats_.between_us.push_back(between);
-  }
+  // The most recent samples only, at most kMaxTimingSamples per series: a
+  // long-running server appends every layer step (and with every worker
+  // down, run_us and between_us grew while overhead_us, which had bounded
+  // them all, did not), and stats() copies them under mu_.
+  auto append = [](std::vector<int64_t>& to, const std::vector<int64_t>& from) {
+    if (to.size() + from.size() > kMaxTimingSamples) {
+      to.erase(to.begin(), to.begin() + std::min(to.size(), kMaxTimingSamples / 2 + from.size()));
+    }
+    to.insert(to.end(), from.begin(), from.end());
+  };
+  append(stats_.overhead_us, overheads);
+  append(stats_.submit_us, submits);
+  append(stats_.round_trip_us, round_trips);
+  append(stats_.compute_us, computes);
+  append(stats_.wake_us, wakes);
+  append(stats_.run_us, {us(run_end - run_start)});
+  // Skip the first step of a generation (the gap holds prefill, sampling, ...).
+  if (between >= 0 && between < 1000000) append(stats_.between_us, {between});
   return absl::OkStatus();
 }
 

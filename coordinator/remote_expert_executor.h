@@ -93,6 +93,11 @@ struct RemoteExpertStats {
   int workers_up = 0;
 };
 
+// The timing series of RemoteExpertStats keep their latest samples only:
+// once a series reaches this many, its older half is dropped (a bench run's
+// 3 x 128 tokens of the 21b with 2 workers is ~40K samples).
+inline constexpr size_t kMaxTimingSamples = size_t{1} << 17;
+
 // Percentile p in [0, 1] of stats.overhead_us (0 if empty).
 int64_t OverheadPercentile(const RemoteExpertStats& stats, double p);
 

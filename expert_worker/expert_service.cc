@@ -109,7 +109,9 @@ grpc::Status ExpertServiceImpl::Assign(grpc::ServerContext* ctx, const v1::Assig
                                        v1::AssignResponse* resp) {
   if (grpc::Status s = CheckToken(ctx); !s.ok()) return s;
   if (grpc::Status s = CheckFingerprint(req->fingerprint()); !s.ok()) return s;
-  std::vector<uint8_t> assigned(assigned_.size(), 0);
+  // Sized from the config: assigned_ belongs to mu_, and another Assign may
+  // be replacing it right now.
+  std::vector<uint8_t> assigned(static_cast<size_t>(config_.n_layers) * config_.n_experts, 0);
   std::vector<ExpertKey> keys;
   keys.reserve(req->experts_size());
   for (int i = 0; i < req->experts_size(); ++i) {

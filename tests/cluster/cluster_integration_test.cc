@@ -1144,6 +1144,37 @@ TEST_F(ClusterTest, WorkerThatCannotComeBackIsReportedOnce) {
   EXPECT_EQ((*remote)->stats().readmissions, 0u);
 }
 
+// The step timing series stay bounded however long the coordinator runs:
+// with its only worker gone, every step had still added to run_us and
+// between_us (overhead_us, which had bounded them, no longer grew), and
+// stats() copies them all under the lock the forward pass takes.
+TEST_F(ClusterTest, TimingSamplesStayBoundedWithEveryWorkerDown) {
+  auto w = StartWorker();
+  ASSERT_TRUE(w);
+  auto m = Load();
+  auto remote = AttachWorkers(*m, Cluster({w->address()}));
+  ASSERT_TRUE(remote.ok()) << remote.status();
+  w->Kill();
+  Greedy(*m, kPrompt, 1);  // fails over
+  ASSERT_EQ((*remote)->stats().workers_up, 0);
+  const ModelConfig& config = m->config();
+  Routes routes{.n_tokens = 1, .top_k = config.top_k};
+  for (int j = 0; j < config.top_k; ++j) {
+    routes.ids.push_back(j);
+    routes.weights.push_back(1.0f / config.top_k);
+  }
+  std::vector<float> h(config.d_model, 0.5f), out(config.d_model);
+  const size_t steps = kMaxTimingSamples + kMaxTimingSamples / 4;
+  for (size_t i = 0; i < steps; ++i) {
+    ASSERT_TRUE((*remote)->Run(static_cast<int>(i % config.n_layers), routes, h.data(), out.data()).ok());
+  }
+  const RemoteExpertStats s = (*remote)->stats();
+  EXPECT_GE(s.steps, steps);
+  EXPECT_LE(s.run_us.size(), kMaxTimingSamples);
+  EXPECT_GE(s.run_us.size(), kMaxTimingSamples / 2);  // the latest are kept
+  EXPECT_LE(s.between_us.size(), kMaxTimingSamples);
+}
+
 // Clients on one completion queue: AwaitAll takes in every reply as it
 // comes (the fast worker's is timed long before the slow one's, even though
 // the slow one is listed first), gives up on a stalled worker at the
