@@ -2,6 +2,8 @@
 
 #include "glog/logging.h"
 #include "grpcpp/server_context.h"
+#include "grpcpp/support/byte_buffer.h"
+#include "grpcpp/impl/codegen/proto_utils.h"
 #include "grpcpp/support/async_stream.h"
 
 namespace st {
@@ -33,6 +35,11 @@ class ComputeStreams::Call {
           LOG(INFO) << "compute stream closed by " << ctx_.peer();
           return Finish(grpc::Status::OK);
         }
+        if (!grpc::SerializationTraits<v1::ComputeRequest>::Deserialize(&in_, &req_).ok()) {
+          LOG(WARNING) << "malformed Compute from " << ctx_.peer() << ": not a ComputeRequest";
+          return Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                                     "Compute message is not a ComputeRequest (unparseable bytes)"));
+        }
         if (!first_ && req_.step_id() <= last_step_) {
           return Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                                      absl::StrCat("step_id ", req_.step_id(), " not after ",
@@ -45,8 +52,14 @@ class ComputeStreams::Call {
         }
         first_ = false;
         last_step_ = req_.step_id();
+        bool own_buffer = false;
+        out_.Clear();  // the previous reply's, written by now
+        if (grpc::Status s = grpc::SerializationTraits<v1::ComputeResponse>::Serialize(resp_, &out_, &own_buffer);
+            !s.ok()) {
+          return Finish(s);
+        }
         state_ = State::kWriting;
-        stream_.Write(resp_, this);
+        stream_.Write(out_, this);
         return true;
       }
       case State::kWriting:
@@ -66,7 +79,7 @@ class ComputeStreams::Call {
 
   bool Read() {
     state_ = State::kReading;
-    stream_.Read(&req_, this);
+    stream_.Read(&in_, this);
     return true;
   }
   bool Finish(const grpc::Status& status) {
@@ -78,8 +91,9 @@ class ComputeStreams::Call {
   ExpertServiceImpl* service_;
   grpc::ServerCompletionQueue* cq_;
   grpc::ServerContext ctx_;
-  grpc::ServerAsyncReaderWriter<v1::ComputeResponse, v1::ComputeRequest> stream_;
+  grpc::ServerAsyncReaderWriter<grpc::ByteBuffer, grpc::ByteBuffer> stream_;
   State state_ = State::kAccepting;
+  grpc::ByteBuffer in_, out_;  // the raw messages (see ExpertServiceImpl)
   v1::ComputeRequest req_;
   v1::ComputeResponse resp_;
   uint64_t last_step_ = 0;

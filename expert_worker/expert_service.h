@@ -41,10 +41,13 @@ struct ExpertServiceInfo {
 };
 
 // Thread-safe: gRPC calls it from many threads; compute is serialized (one
-// thread pool). Compute is on the asynchronous API (ComputeStreams serves
-// it through CheckComputeCall and Run); the unary methods are synchronous.
+// thread pool). Compute is on the asynchronous API, raw (ComputeStreams
+// parses each message itself, so bytes that are no ComputeRequest get
+// INVALID_ARGUMENT rather than end the stream as if the coordinator had
+// closed it, and serves it through CheckComputeCall and Run); the unary
+// methods are synchronous.
 class ExpertServiceImpl final
-    : public smallthinker::v1::ExpertService::WithAsyncMethod_Compute<
+    : public smallthinker::v1::ExpertService::WithRawMethod_Compute<
           smallthinker::v1::ExpertService::Service> {
  public:
   ExpertServiceImpl(const ModelConfig& config, ExpertStore* store, ThreadPool* pool,

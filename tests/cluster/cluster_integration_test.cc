@@ -30,6 +30,7 @@
 #include "coordinator/hot_order.h"
 #include "coordinator/remote_expert_executor.h"
 #include "expert_worker/expert_service.h"
+#include "grpcpp/generic/generic_stub.h"
 #include "grpcpp/grpcpp.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "glog/logging.h"
@@ -1364,6 +1365,39 @@ TEST_F(ClusterTest, MalformedComputeMessagesGetInvalidArgument) {
     }
     grpc::Status s = stream->Finish();
     EXPECT_EQ(s.error_code(), k.code) << s.error_message();
+  }
+  {  // Bytes that are no ComputeRequest at all (a length that never ends):
+     // INVALID_ARGUMENT, not a quiet end of the stream.
+    grpc::GenericStub generic(channel);
+    grpc::CompletionQueue cq;
+    grpc::ClientContext ctx;
+    ctx.AddMetadata(kFingerprintMetadataKey, absl::StrCat(fingerprint));
+    auto wait = [&](intptr_t tag) {
+      void* got = nullptr;
+      bool ok = false;
+      EXPECT_TRUE(cq.Next(&got, &ok));
+      EXPECT_EQ(reinterpret_cast<intptr_t>(got), tag);
+      return ok;
+    };
+    auto call = generic.PrepareCall(&ctx, "/smallthinker.v1.ExpertService/Compute", &cq);
+    call->StartCall(reinterpret_cast<void*>(1));
+    ASSERT_TRUE(wait(1));
+    grpc::Slice garbage("\x0a\xff", 2);
+    call->Write(grpc::ByteBuffer(&garbage, 1), reinterpret_cast<void*>(2));
+    wait(2);
+    grpc::ByteBuffer reply;
+    call->Read(&reply, reinterpret_cast<void*>(3));
+    EXPECT_FALSE(wait(3));
+    grpc::Status s;
+    call->Finish(&s, reinterpret_cast<void*>(4));
+    ASSERT_TRUE(wait(4));
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << s.error_message();
+    EXPECT_NE(s.error_message().find("not a ComputeRequest"), std::string::npos) << s.error_message();
+    cq.Shutdown();
+    void* tag;
+    bool ok;
+    while (cq.Next(&tag, &ok)) {
+    }
   }
   {  // A stream without the fingerprint is refused.
     grpc::ClientContext ctx;
