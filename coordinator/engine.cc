@@ -65,6 +65,13 @@ RequestStream::Poll RequestStream::Next(EngineEvent* event, absl::Duration timeo
   return Poll::kEvent;
 }
 
+RequestStream::~RequestStream() {
+  // Only the flag: the scheduler steps while the request is active, so it
+  // needs no wake-up, and the engine may already be gone (it ended every
+  // request first).
+  if (shared_ != nullptr) shared_->cancelled.store(true);
+}
+
 void RequestStream::Cancel() {
   if (shared_->cancelled.exchange(true)) return;
   Engine* e = shared_->engine;

@@ -108,6 +108,14 @@ class Engine;
 class RequestStream {
  public:
   enum class Poll { kEvent, kTimeout, kEnded };
+  // Dropping a stream before its end cancels its request (the engine sees
+  // it at its next step): a handler that throws had left its generation
+  // holding a slot and KV cache until EOS or max_tokens.
+  ~RequestStream();
+  RequestStream(RequestStream&&) = default;
+  RequestStream& operator=(RequestStream&&) = delete;
+  RequestStream(const RequestStream&) = delete;
+  RequestStream& operator=(const RequestStream&) = delete;
   // Waits up to `timeout` for the next event. kEnded once the final event
   // has been returned.
   Poll Next(EngineEvent* event, absl::Duration timeout = absl::InfiniteDuration());

@@ -293,6 +293,31 @@ TEST_F(EngineTest, CancellingMidStreamFreesTheSlot) {
   EXPECT_EQ(engine.stats().kv_cache_bytes, 0u);
 }
 
+// A stream dropped before its end (a handler that threw) cancels its
+// request: the slot and KV cache are free again within a step or so, not
+// after 250 tokens.
+TEST_F(EngineTest, DroppingAStreamCancelsItsRequest) {
+  Engine engine(*model_, EngineOptions{.parallel = 1, .queue = 4, .context_size = 256});
+  auto a = engine.Submit(EngineRequest{.prompt = Prompt(4, 0), .options = Greedy(250)});
+  ASSERT_TRUE(a.ok());
+  EngineEvent e;
+  ASSERT_EQ((*a)->Next(&e), RequestStream::Poll::kEvent);  // generating
+  a->reset();
+  EngineStats st = engine.stats();
+  for (int i = 0; i < 2000 && st.requests_processing > 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    st = engine.stats();
+  }
+  EXPECT_EQ(st.requests_processing, 0);
+  EXPECT_LT(st.tokens_predicted_total, 200u);
+  // The next request is served.
+  auto b = engine.Submit(EngineRequest{.prompt = Prompt(4, 1), .options = Greedy(5)});
+  ASSERT_TRUE(b.ok());
+  Collected cb = Drain(**b);
+  EXPECT_TRUE(cb.last.status.ok()) << cb.last.status;
+  EXPECT_EQ(cb.ids.size(), 5u);
+}
+
 // A request's prompt counts in the stats once it is processed, not when
 // the request ends (a long generation's prompt had been missing).
 TEST_F(EngineTest, PromptStatsCountBeforeTheRequestEnds) {

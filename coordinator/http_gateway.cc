@@ -43,20 +43,33 @@ void SendStatus(httplib::Response& res, const absl::Status& status) {
   SendError(res, HttpStatusFor(status.code()), std::string(status.message()), ErrorCodeOf(status));
 }
 
+// Set by the pre-routing handler on a multipart request, whose
+// Content-Type it replaces so that httplib reads the body as plain bytes.
+constexpr char kMultipartRefused[] = "X-Smallthinker-Multipart";
+
 // The request body, read through a content receiver: the plain route would
 // have httplib parse a form-encoded body (what `curl -d` sends) and refuse
 // one over 8 KiB with 413, whatever set_payload_max_length says.
 absl::StatusOr<std::string> ReadBody(const httplib::Request& req, httplib::Response& res,
                                      const httplib::ContentReader& reader) {
-  if (req.is_multipart_form_data()) {
+  // A body refused is still read to its end (and dropped): what stayed
+  // unread on the kept-alive connection was parsed as the next request
+  // (cpp-httplib 0.11 keeps the connection open after a handler's
+  // "Connection: close"). Up to kMaxDrainBytes; past that the read fails.
+  constexpr size_t kMaxDrainBytes = 64 * kMaxBodyBytes;
+  size_t seen = 0;
+  if (req.has_header(kMultipartRefused)) {  // see the pre-routing handler
+    (void)reader([&](const char*, size_t n) { return (seen += n) <= kMaxDrainBytes; });
     return absl::InvalidArgumentError("request body must be JSON, not multipart/form-data");
   }
   std::string body;
   bool too_large = false;
   const bool ok = reader([&](const char* data, size_t n) {
-    if (body.size() + n > kMaxBodyBytes) {
+    seen += n;
+    if (too_large || body.size() + n > kMaxBodyBytes) {
       too_large = true;
-      return false;
+      std::string().swap(body);
+      return seen <= kMaxDrainBytes;
     }
     body.append(data, n);
     return true;
@@ -272,6 +285,16 @@ void HttpGateway::Routes(const std::string& cors_origin) {
     // close" but keeps the connection open).
     const bool has_body = req.method == "POST" || req.method == "PUT" ||
                           req.method == "PATCH" || req.method == "DELETE";
+    if (has_body && req.is_multipart_form_data()) {
+      // Refused (the completions take JSON) once read to its end, as plain
+      // bytes: httplib's form parser stops at the first byte that is not
+      // well-formed and left the rest to be parsed as the next request. The
+      // request is httplib's own, not const; only this view of it is.
+      auto& r = const_cast<httplib::Request&>(req);
+      r.headers.erase("Content-Type");
+      r.headers.emplace("Content-Type", "application/octet-stream");
+      r.headers.emplace(kMultipartRefused, "1");
+    }
     if (!open && !has_body && !KeyAccepted(state, req)) {
       SendError(res, 401, kKeyRefused);
       return httplib::Server::HandlerResponse::Handled;

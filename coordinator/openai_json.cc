@@ -187,8 +187,12 @@ absl::Status RejectUnsupported(const json& j) {
     return unsupported("'response_format' other than {\"type\": \"text\"}");
   }
   // Chat: logprobs true and top_logprobs; completions: logprobs N >= 1.
+  // (An unsigned value is compared as one: 2^64 - 1 read as int64 is -1,
+  // which had passed for "none".)
   if (const json* v = set("logprobs");
-      v != nullptr && !(*v == false || (v->is_number_integer() && v->get<int64_t>() <= 0))) {
+      v != nullptr &&
+      !(*v == false || (v->is_number_unsigned() ? v->get<uint64_t>() == 0
+                                                : v->is_number_integer() && v->get<int64_t>() <= 0))) {
     return unsupported("'logprobs'");
   }
   if (const json* v = set("top_logprobs"); v != nullptr && !(v->is_number_integer() && *v == 0)) {

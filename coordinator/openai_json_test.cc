@@ -138,6 +138,7 @@ TEST_F(OpenAiJsonTest, BadInputNamesTheProblem) {
       {R"({"prompt": "x", "max_completion_tokens": -2})", "max_completion_tokens"},
       {R"({"prompt": "x", "echo": true})", "echo"},
       {R"({"prompt": "x", "logprobs": 2})", "logprobs"},
+      {R"({"prompt": "x", "logprobs": 18446744073709551615})", "logprobs"},
       {R"({"prompt": "x", "best_of": 3})", "best_of"},
       {R"({"prompt": "x", "suffix": "end"})", "suffix"},
       {R"({"prompt": "x", "tools": [{"type": "function"}]})", "tools"},
