@@ -185,6 +185,7 @@ void RegisterBenchServe(CLI::App& app) {
     const int64_t context = f->prompt_tokens + f->gen_tokens + 1;
     // As `serve` does: workers, or the pack beside the model (its plan
     // reserving KV caches for every stream under --memory-budget).
+    f->offload.margin_bytes = kServeMarginBytes;
     auto offload = ApplyOffloadOrWorkers(**model, f->offload, f->workers, context, max_streams);
     if (!offload.ok()) return Fail(offload.status());
     const std::string experts =

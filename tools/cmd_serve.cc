@@ -215,6 +215,7 @@ void RegisterServe(CLI::App& app) {
     // at most -b: each decodes a token per step) of --ctx tokens, and the
     // engine is held to that.
     const int parallel = std::min(f->parallel, (*model)->forward().max_batch());
+    f->offload.margin_bytes = kServeMarginBytes;  // request bodies and their JSON
     auto offload = ApplyOffloadOrWorkers(**model, f->offload, f->workers, f->ctx, parallel);
     if (!offload.ok()) return Fail(offload.status());
     uint64_t kv_budget = *budget;

@@ -29,7 +29,15 @@ struct OffloadFlags {
   bool no_pin = false;
   double pin_fraction = 0.0;
   bool no_stats = false;
+  // The budget's margin for transient buffers and allocator slack. One
+  // request's (run, chat, bench) use ~10 MiB at most: at 1 GiB the 4b's
+  // peak RSS stayed 72-122 MiB under the budget with a 64 MiB margin
+  // (session 25, -n 256 and a -b 512 prompt), 64 MiB of expert slots
+  // left empty. serve keeps 64 MiB: request bodies of up to 8 MiB and
+  // their parsed JSON per connection.
+  uint64_t margin_bytes = 24ull << 20;
 };
+inline constexpr uint64_t kServeMarginBytes = 64ull << 20;
 
 // A CLI11 check that ParseByteSize accepts the value: bad sizes fail before
 // the model loads.
@@ -100,6 +108,7 @@ inline absl::StatusOr<Offload*> ApplyOffload(Model& model, const OffloadFlags& f
   o.speculate = f.speculate;
   o.context_tokens = context_tokens;
   o.sessions = sessions;
+  o.margin_bytes = f.margin_bytes;
   // Test hook: a cache of exactly this many slots, whatever the memory
   // (process RSS varies by a MiB between runs, more than a tiny model's
   // experts). Used by tests/serve.
