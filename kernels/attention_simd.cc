@@ -66,6 +66,8 @@ namespace {
 namespace hn = hwy::HWY_NAMESPACE;
 using DF = hn::ScalableTag<float>;
 
+#include "kernels/widen16-inl.h"
+
 // x86 below AVX-512 has 16 vector registers, the other targets 32: that
 // sets the query heads per block (heads sharing a kv head whose K and V
 // chunks are loaded and widened once) and Values' tile width.
@@ -85,8 +87,7 @@ struct F32E {
 struct F16E {
   using T = uint16_t;
   static HWY_INLINE hn::Vec<DF> Load(DF df, const T* p) {
-    const hn::Rebind<hwy::float16_t, DF> dh;
-    return hn::PromoteTo(df, hn::LoadU(dh, reinterpret_cast<const hwy::float16_t*>(p)));
+    return Widen16(df, reinterpret_cast<const hwy::float16_t*>(p));
   }
   static float Get(const T* p, size_t i) { return F16ToF32(p[i]); }
 };

@@ -35,6 +35,8 @@ namespace {
 
 namespace hn = hwy::HWY_NAMESPACE;
 
+#include "kernels/widen16-inl.h"
+
 // a * w + y with the same instruction the vector body uses (a fused
 // multiply-add where the target has one), so an element's result does not
 // depend on whether it falls in the body or the tail: callers that split a
@@ -63,13 +65,12 @@ void AxpyF32(const char* w_bytes, float a, float* y, size_t n) {
 template <typename T, float (*kConvert)(uint16_t)>
 void Axpy16(const char* w_bytes, float a, float* y, size_t n) {
   const hn::ScalableTag<float> df;
-  const hn::Rebind<T, decltype(df)> dh;
   const size_t N = hn::Lanes(df);
   const T* w = reinterpret_cast<const T*>(w_bytes);
   const auto va = hn::Set(df, a);
   size_t j = 0;
   for (; j + N <= n; j += N) {
-    const auto wv = hn::PromoteTo(df, hn::LoadU(dh, w + j));
+    const auto wv = Widen16(df, w + j);
     hn::StoreU(hn::MulAdd(va, wv, hn::LoadU(df, y + j)), df, y + j);
   }
   for (; j < n; ++j) {

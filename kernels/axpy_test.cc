@@ -86,6 +86,23 @@ void ExpectRowsEqualTwin(DType type, const char* w, size_t row_bytes, size_t fir
 // remainder (1-3 blocks), a column offset into the rows (and no columns at
 // all), and a few rows or more than one of the AVX-512 kernel's row chunks
 // (ending in a partial one).
+// An infinite or NaN half lands as inf or NaN in y on every target, in the
+// vector body as in the tail (the body had widened it to a finite number on
+// targets without F16C, so the result depended on the split).
+TEST(AxpyTest, F16InfinityAndNanStayNonFinite) {
+  const size_t n = 40;
+  std::vector<uint16_t> w(n, 0x3C00);
+  w[5] = 0x7C00;
+  w[6] = 0x7E00;
+  ForEachTarget([&] {
+    std::vector<float> y(n, 0.0f);
+    AxpyRow(DType::kF16, w.data(), 1.0f, y.data(), n);
+    EXPECT_TRUE(std::isinf(y[5])) << y[5];
+    EXPECT_TRUE(std::isnan(y[6])) << y[6];
+    EXPECT_EQ(y[0], 1.0f);
+  });
+}
+
 TEST(AxpyTest, RowsEqualTheirTwin) {
   std::vector<uint32_t> many;  // 39 rows: chunks of 16, 16 and 7 at 23 blocks
   for (uint32_t r = 0; r < 78; r += 2) many.push_back(r + (r % 6 == 0));

@@ -36,6 +36,8 @@ namespace {
 
 namespace hn = hwy::HWY_NAMESPACE;
 
+#include "kernels/widen16-inl.h"
+
 float LoadScale(const char* p) {
   uint16_t h;
   std::memcpy(&h, p, 2);
@@ -70,17 +72,16 @@ float DotF32(const char* w_bytes, const float* x, size_t n) {
 template <typename T, float (*kConvert)(uint16_t)>
 float Dot16(const char* w_bytes, const float* x, size_t n) {
   const hn::ScalableTag<float> df;
-  const hn::Rebind<T, decltype(df)> dh;
   const size_t N = hn::Lanes(df);
   const T* w = reinterpret_cast<const T*>(w_bytes);
   auto a0 = hn::Zero(df), a1 = hn::Zero(df);
   size_t j = 0;
   for (; j + 2 * N <= n; j += 2 * N) {
-    a0 = hn::MulAdd(hn::PromoteTo(df, hn::LoadU(dh, w + j)), hn::LoadU(df, x + j), a0);
-    a1 = hn::MulAdd(hn::PromoteTo(df, hn::LoadU(dh, w + j + N)), hn::LoadU(df, x + j + N), a1);
+    a0 = hn::MulAdd(Widen16(df, w + j), hn::LoadU(df, x + j), a0);
+    a1 = hn::MulAdd(Widen16(df, w + j + N), hn::LoadU(df, x + j + N), a1);
   }
   for (; j + N <= n; j += N) {
-    a0 = hn::MulAdd(hn::PromoteTo(df, hn::LoadU(dh, w + j)), hn::LoadU(df, x + j), a0);
+    a0 = hn::MulAdd(Widen16(df, w + j), hn::LoadU(df, x + j), a0);
   }
   float tail = 0.0f;
   for (; j < n; ++j) {

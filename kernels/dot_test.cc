@@ -170,6 +170,21 @@ TEST(DotTest, F16SubnormalWeights) {
   ForEachTarget([&] { EXPECT_EQ(DotRow(DType::kF16, w.data(), xf), ref); });
 }
 
+// Infinite and NaN halves stay infinite and NaN on every target (the
+// software widening of targets without F16C had made them 65536 and 98304).
+TEST(DotTest, F16InfinityAndNanWeights) {
+  const size_t n = 64;
+  std::vector<uint16_t> w(n, 0x3C00);  // 1.0
+  std::vector<float> x(n, 1.0f);
+  const VecRef xf{x.data(), nullptr, n};
+  ForEachTarget([&] {
+    w[5] = 0x7C00;  // +inf, inside the first vector on every target
+    EXPECT_TRUE(std::isinf(DotRow(DType::kF16, w.data(), xf)));
+    w[5] = 0x7E00;  // NaN
+    EXPECT_TRUE(std::isnan(DotRow(DType::kF16, w.data(), xf)));
+  });
+}
+
 TEST(DotTest, DotRowsMatchesDotRow) {
   const size_t n = 1536;
   for (DType type : kAllTypes) {

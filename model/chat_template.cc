@@ -1,5 +1,7 @@
 #include "model/chat_template.h"
 
+#include <optional>
+
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -84,6 +86,13 @@ std::string DefaultSystemPrompt(std::string_view jinja) {
     }
   }
   return "";
+}
+
+void CloseAssistantTurn(const Tokenizer& tok, std::vector<int32_t>* ids) {
+  const std::optional<int32_t> im_end = tok.TokenId("<|im_end|>");
+  if (!ids->empty() && tok.IsEndOfGeneration(ids->back()) && ids->back() != im_end) ids->pop_back();
+  if (im_end.has_value() && (ids->empty() || ids->back() != *im_end)) ids->push_back(*im_end);
+  if (auto newline = tok.Encode("\n"); newline.ok()) ids->insert(ids->end(), newline->begin(), newline->end());
 }
 
 }  // namespace st

@@ -24,9 +24,11 @@
 
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
+#include "model/tokenizer.h"
 
 namespace st {
 
@@ -51,5 +53,11 @@ absl::StatusOr<std::string> RenderChatMl(absl::Span<const ChatMessage> messages,
 // ChatML fallback) or has no such literal. Pass it as RenderChatMl's
 // default_system so prompts match the model's own template.
 std::string DefaultSystemPrompt(std::string_view jinja_template);
+
+// Closes an assistant turn whose generated ids end `ids` as the template
+// renders a finished one: "<|im_end|>\n". A turn the model ended with
+// another end-of-generation token (<|endoftext|>) has it replaced, so the
+// next turn's prompt holds no end-of-document inside the conversation.
+void CloseAssistantTurn(const Tokenizer& tok, std::vector<int32_t>* ids);
 
 }  // namespace st

@@ -86,6 +86,25 @@ constexpr char kQwen25[] = R"J({%- if tools %}
     {%- endif %}
 {%- endif %})J";
 
+// A turn ends "<|im_end|>\n" in the history as the template renders it,
+// whether the model ended it with <|im_end|>, <|endoftext|> (had stayed,
+// before the <|im_end|>) or nothing (the token limit).
+TEST(ChatTemplateTest, CloseAssistantTurnAsTheTemplateRendersIt) {
+  auto tok = Tokenizer::Create(testing::TinyTokenizerData({}));
+  ASSERT_TRUE(tok.ok()) << tok.status();
+  const int32_t im_end = *(*tok)->TokenId("<|im_end|>"), eot = *(*tok)->TokenId("<|endoftext|>");
+  const std::vector<int32_t> nl = *(*tok)->Encode("\n");
+  const int32_t x = 'x';
+  for (const std::vector<int32_t>& generated :
+       {std::vector<int32_t>{x, im_end}, std::vector<int32_t>{x, eot}, std::vector<int32_t>{x}}) {
+    std::vector<int32_t> ids = generated;
+    CloseAssistantTurn(**tok, &ids);
+    std::vector<int32_t> want = {x, im_end};
+    want.insert(want.end(), nl.begin(), nl.end());
+    EXPECT_EQ(ids, want);
+  }
+}
+
 TEST(ChatTemplateTest, DefaultSystemPromptComesFromTheTemplate) {
   EXPECT_EQ(DefaultSystemPrompt(kQwen25),
             "You are Qwen, created by Alibaba Cloud. You are a helpful assistant.");

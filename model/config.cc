@@ -163,6 +163,18 @@ absl::StatusOr<ModelConfig> LoadModelConfig(const GgufFile& f) {
           type.ok() ? *type : "not a string", "), which this engine does not implement"));
     }
   }
+  // A scaling factor without a type is linear scaling to llama.cpp
+  // (freq_scale = 1 / factor): refused the same way, not run unscaled.
+  for (const std::string& key : {Key("rope.scaling.factor"), Key("rope.scale_linear")}) {
+    if (f.Find(key) == nullptr || f.Find(Key("rope.scaling.type")) != nullptr) continue;
+    auto factor = f.GetFloat32(key);
+    if (!factor.ok() || (*factor != 0.0f && *factor != 1.0f)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          f.path(), ": metadata '", key, "' = ",
+          factor.ok() ? absl::StrCat(*factor) : std::string("not a float32"),
+          " asks for (linear) RoPE scaling, which this engine does not implement"));
+    }
+  }
   ModelConfig c;
   if (auto name = f.GetString("general.name"); name.ok()) c.name = *name;
   ST_ASSIGN_OR_RETURN(c.d_model, RequiredInt(f, "embedding_length"));
@@ -242,6 +254,18 @@ absl::StatusOr<ModelConfig> LoadModelConfig(const GgufFile& f) {
   if (static_cast<int64_t>(c.n_heads) * c.head_dim > (1 << 20)) {
     return absl::InvalidArgumentError(absl::StrCat("head_count ", c.n_heads, " x key_length ",
                                                    c.head_dim, " is too large"));
+  }
+  // As llama.cpp's LLAMA_MAX_LAYERS and LLAMA_MAX_EXPERTS (SmallThinker: 32
+  // or 52 layers, 32 or 64 experts). A few-MiB file asking for 2^20 experts
+  // had loaded, then spent ~2^59 steps choosing the first token's.
+  constexpr int kMaxLayers = 512, kMaxExperts = 512;
+  if (c.n_layers > kMaxLayers) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("block_count ", c.n_layers, " is out of range (at most ", kMaxLayers, ")"));
+  }
+  if (c.n_experts > kMaxExperts) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("expert_count ", c.n_experts, " is out of range (at most ", kMaxExperts, ")"));
   }
   if (c.top_k > c.n_experts) {
     return absl::InvalidArgumentError(absl::StrCat("expert_used_count ", c.top_k,

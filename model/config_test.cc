@@ -145,6 +145,19 @@ TEST_F(ConfigTest, RopeScalingAndSplitShardsAreRefused) {
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.status().message().find("rope.scaling.type"), std::string::npos) << r.status();
   EXPECT_NE(r.status().message().find("yarn"), std::string::npos) << r.status();
+  // A scaling factor without a type is linear scaling to llama.cpp.
+  for (const char* key : {"smallthinker.rope.scaling.factor", "smallthinker.rope.scale_linear"}) {
+    GgufContents linear = contents_;
+    linear.SetKey(key, GgufValue::F32(4.0f));
+    r = Load(linear);
+    ASSERT_FALSE(r.ok()) << key;
+    EXPECT_NE(r.status().message().find(key), std::string::npos) << r.status();
+    linear.SetKey(key, GgufValue::F32(1.0f));  // no scaling
+    EXPECT_TRUE(Load(linear).ok()) << key;
+    linear.SetKey(key, GgufValue::F32(4.0f));
+    linear.SetKey("smallthinker.rope.scaling.type", GgufValue::Str("none"));  // the type decides
+    EXPECT_TRUE(Load(linear).ok()) << key;
+  }
   for (uint16_t merged : {0, 1}) {  // llama-gguf-split --merge writes 0
     GgufContents one = contents_;
     one.SetKey("split.count", GgufValue::U16(merged));
@@ -156,6 +169,23 @@ TEST_F(ConfigTest, RopeScalingAndSplitShardsAreRefused) {
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.status().message().find("llama-gguf-split --merge"), std::string::npos)
       << r.status();
+}
+
+// Layer and expert counts past llama.cpp's limits are refused before
+// anything is sized by them (2^20 experts had loaded, then hung routing).
+TEST_F(ConfigTest, LayerAndExpertCountsAreBounded) {
+  for (const char* key : {"smallthinker.expert_count", "smallthinker.block_count"}) {
+    GgufContents c = contents_;
+    c.SetKey(key, GgufValue::U32(1u << 20));
+    if (std::string(key) == "smallthinker.expert_count") {
+      c.SetKey("smallthinker.expert_used_count", GgufValue::U32(1u << 20));
+    }
+    auto r = Load(c);
+    ASSERT_FALSE(r.ok()) << key;
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_NE(r.status().message().find("out of range (at most 512)"), std::string::npos)
+        << r.status();
+  }
 }
 
 TEST_F(ConfigTest, WrongArchitectureIsRefused) {

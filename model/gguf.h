@@ -25,6 +25,11 @@ namespace st {
 inline constexpr uint32_t kGgufMaxDims = 4;             // n_dims in [1, 4]
 inline constexpr uint64_t kGgufDefaultAlignment = 32;  // without general.alignment
 inline constexpr int kGgufMaxArrayDepth = 8;           // array-of-array nesting
+// Memory the metadata's arrays may take once decoded (8 bytes per number,
+// a std::string or GgufArray per string or nested array): a real tokenizer's
+// arrays take ~15 MiB, while a sparse file of mostly u8 or empty-array
+// elements had asked for up to ~20x its size and aborted on bad_alloc.
+inline constexpr uint64_t kGgufMaxDecodedArrayBytes = uint64_t{256} << 20;
 
 // GGUF metadata value types, numbered as in the file.
 enum class GgufType : uint32_t {

@@ -158,6 +158,24 @@ TEST(GgufMalformedTest, AbsurdArrayLengths) {
                 {"array length 1152921504606846976 of array"});
 }
 
+// Arrays whose elements take far more memory decoded than in the file (a
+// u8 becomes 8 bytes, an empty nested array a whole GgufArray) are refused
+// past kGgufMaxDecodedArrayBytes: a sparse file of them had aborted the
+// process on bad_alloc.
+TEST(GgufMalformedTest, ArraysThatWouldTakeTooMuchMemoryDecoded) {
+  const uint64_t n = (kGgufMaxDecodedArrayBytes / 8) + 1;  // u8: 1 byte in the file
+  ExpectInvalid(Bytes().Header(0, 1).Str("u8s").U32(9).U32(0).U64(n).Zeros(n).str(),
+                {"metadata key 'u8s'", "MiB in memory"});
+  Bytes nested;
+  const uint64_t m = kGgufMaxDecodedArrayBytes / sizeof(GgufArray) + 1;
+  nested.Header(0, 1).Str("empties").U32(9).U32(9).U64(m);
+  for (uint64_t i = 0; i < m; ++i) nested.U32(0).U64(0);  // empty u8 arrays
+  ExpectInvalid(nested.str(), {"metadata key 'empties'", "MiB in memory"});
+  // Under the limit, as every real file is: parsed.
+  const uint64_t ok = 1 << 20;
+  EXPECT_TRUE(GgufFile::FromBuffer(Bytes().Header(0, 1).Str("u8s").U32(9).U32(0).U64(ok).Zeros(ok).str()).ok());
+}
+
 TEST(GgufMalformedTest, BadMetadataValues) {
   ExpectInvalid(Bytes().Header(0, 1).Str("k").U32(13).U64(0).str(),
                 {"metadata key 'k'", "unknown metadata value type 13"});

@@ -59,6 +59,8 @@ class Cursor {
   Cursor(const uint8_t* data, uint64_t size) : data_(data), size_(size) {}
   uint64_t pos() const { return pos_; }
   uint64_t remaining() const { return size_ - pos_; }
+  // Decoded bytes the metadata's arrays take so far (kGgufMaxDecodedArrayBytes).
+  uint64_t decoded = 0;
 
   template <typename T>
   absl::StatusOr<T> Read(std::string_view what) {
@@ -156,7 +158,24 @@ absl::Status ReadArray(Cursor& c, int depth, GgufArray& out) {
         at, absl::StrCat("array length ", n, " of ", Sv(GgufTypeName(elem)), " needs at least ",
                          min_bytes, " bytes each, only ", c.remaining(), " bytes left"));
   }
+  const uint64_t per = elem == GgufType::kString  ? sizeof(std::string)
+                       : elem == GgufType::kArray ? sizeof(GgufArray)
+                                                  : sizeof(int64_t);
+  if (n > (kGgufMaxDecodedArrayBytes - c.decoded) / per) {
+    return Invalid(at, absl::StrCat("array of ", n, " ", Sv(GgufTypeName(elem)),
+                                    " would take the metadata's arrays past ",
+                                    kGgufMaxDecodedArrayBytes >> 20, " MiB in memory"));
+  }
+  c.decoded += n * per;
   out.elem_type = elem;
+  switch (elem) {  // n is bounded now: no regrowth (up to twice the memory)
+    case GgufType::kString: out.strings.reserve(n); break;
+    case GgufType::kArray: out.arrays.reserve(n); break;
+    case GgufType::kUint64: out.uints.reserve(n); break;
+    case GgufType::kFloat32:
+    case GgufType::kFloat64: out.floats.reserve(n); break;
+    default: out.ints.reserve(n); break;
+  }
   GgufValue v;
   for (uint64_t i = 0; i < n; ++i) {
     ST_RETURN_IF_ERROR(ReadValue(c, elem, depth, v));

@@ -91,13 +91,9 @@ void RegisterChat(CLI::App& app) {
       const int n = static_cast<int>(result->generated_ids.size()) - 1;
       std::fprintf(stderr, "[%d tokens, %.2f tok/s]\n", n + 1,
                    n > 0 ? n / std::max(result->decode_seconds, 1e-9) : 0.0);
-      // Close the assistant turn: <|im_end|> unless the model emitted it, then "\n".
       history = std::move(prompt);
       history.insert(history.end(), result->generated_ids.begin(), result->generated_ids.end());
-      const std::optional<int32_t> im_end = tok.TokenId("<|im_end|>");
-      if (im_end.has_value() && history.back() != *im_end) history.push_back(*im_end);
-      auto newline = tok.Encode("\n");
-      if (newline.ok()) history.insert(history.end(), newline->begin(), newline->end());
+      CloseAssistantTurn(tok, &history);
       pending.clear();
     }
     SaveOffloadStats(*offload, **model, f->offload);

@@ -33,7 +33,7 @@ void RegisterSynth(CLI::App& app) {
   cmd->add_option("--seed", flags->seed, "Random seed")->capture_default_str();
   cmd->add_option("--route-skew", flags->route_skew,
                   "0 = uniform routing; larger values make a few experts per layer hot")
-      ->check(CLI::Range(0.0, 10.0))
+      ->check(FiniteRange(0.0, 10.0))
       ->capture_default_str();
   cmd->add_option("--gating", flags->gating, "Router gating: sigmoid | softmax")
       ->check(CLI::IsMember({"sigmoid", "softmax"}))

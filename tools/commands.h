@@ -3,6 +3,8 @@
 // once and never passed further down.
 #pragma once
 
+#include <string>
+
 #include "CLI/CLI.hpp"
 
 namespace st::tools {
@@ -21,5 +23,20 @@ void RegisterBenchServe(CLI::App& app);
 
 // Exit code of the subcommand that ran (set by its callback).
 int& ExitCode();
+
+// CLI::Range(lo, hi) for a floating-point flag, refusing NaN too: CLI11's
+// Range compares, and every comparison with NaN is false ("--pin-fraction
+// nan" had passed, then been cast to an int).
+inline CLI::Validator FiniteRange(double lo, double hi) {
+  return CLI::Validator(
+      [lo, hi](std::string& s) -> std::string {
+        double v = 0;
+        if (!CLI::detail::lexical_cast(s, v) || !(v >= lo && v <= hi)) {
+          return "Value " + s + " not in range [" + std::to_string(lo) + " - " + std::to_string(hi) + "]";
+        }
+        return "";
+      },
+      "FLOAT in [" + std::to_string(lo) + " - " + std::to_string(hi) + "]");
+}
 
 }  // namespace st::tools

@@ -16,6 +16,7 @@
 #include "model/model.h"
 #include "nlohmann/json.hpp"
 #include "storage/offload.h"
+#include "tools/commands.h"
 
 namespace st::tools {
 
@@ -79,7 +80,7 @@ inline void AddOffloadFlags(CLI::App* cmd, OffloadFlags* f, bool records_stats =
   cmd->add_option("--pin-fraction", f->pin_fraction,
                   "Share of the cache pinned to the hottest recorded experts for the whole run\n"
                   "(default 0: the recorded hottest are only preloaded, and LRU decides)")
-      ->check(CLI::Range(0.0, 1.0))
+      ->check(FiniteRange(0.0, 1.0))
       ->capture_default_str();
   if (records_stats) {
     cmd->add_flag("--no-stats", f->no_stats,

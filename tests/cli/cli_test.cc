@@ -304,6 +304,11 @@ TEST_F(CliTest, BadInputGivesErrorsNotCrashes) {
   EXPECT_EQ(Cli(absl::StrCat("run -m '", model_, "' -p x -c 0")).exit_code, 105);  // CLI11 range
   EXPECT_EQ(Cli(absl::StrCat("run -m '", model_, "' -p x --kv-type q4_0")).exit_code, 105);
   EXPECT_EQ(Cli(absl::StrCat("run -m '", model_, "' -p x -n 2 --kv-type F32")).exit_code, 0);
+  // NaN is no fraction (CLI11's Range let it through).
+  EXPECT_EQ(Cli(absl::StrCat("run -m '", model_, "' -p x --pin-fraction nan")).exit_code, 105);
+  EXPECT_EQ(Cli(absl::StrCat("run -m '", model_, "' -p x -n 1 --pin-fraction 0.5")).exit_code, 0);
+  EXPECT_EQ(Cli(absl::StrCat("synth --preset tiny --out '", dir_.File("nan.gguf"),
+                             "' --route-skew nan")).exit_code, 105);
   const std::string junk = dir_.File("junk.gguf");
   FILE* f = fopen(junk.c_str(), "w");
   fputs("GGUF\x03", f);
