@@ -110,19 +110,21 @@ TEST(SplitRowsTest, ResultsDoNotDependOnTheCallsGrouping) {
     for (size_t i = 0; i < n_vecs; ++i) xs[i] = act.vec(i);
     std::vector<uint32_t> all(rows);
     for (size_t r = 0; r < rows; ++r) all[r] = static_cast<uint32_t>(r);
-    std::vector<float> together(n_vecs * rows);
-    DotRowsIndexedSplitQ4_0(split.data(), rb, all.data(), rows, xs.data(), n_vecs,
-                            together.data(), rows);
-    for (size_t i = 0; i < n_vecs; ++i) {
-      for (size_t r = 0; r < rows; ++r) {
-        std::vector<float> alone(rows, -1.0f);  // written at index `row` only
-        const uint32_t row = static_cast<uint32_t>(r);
-        DotRowsIndexedSplitQ4_0(split.data(), rb, &row, 1, &xs[i], 1, alone.data(), rows);
-        const float got = together[i * rows + r];
-        EXPECT_EQ(0, std::memcmp(&got, &alone[r], 4)) << "n " << n << " vec " << i << " row " << r
-                                                      << ": " << got << " vs " << alone[r];
+    ForEachTarget([&] {  // each target's kernel (AVX2 and AVX3 share the maddubs one)
+      std::vector<float> together(n_vecs * rows);
+      DotRowsIndexedSplitQ4_0(split.data(), rb, all.data(), rows, xs.data(), n_vecs,
+                              together.data(), rows);
+      for (size_t i = 0; i < n_vecs; ++i) {
+        for (size_t r = 0; r < rows; ++r) {
+          std::vector<float> alone(rows, -1.0f);  // written at index `row` only
+          const uint32_t row = static_cast<uint32_t>(r);
+          DotRowsIndexedSplitQ4_0(split.data(), rb, &row, 1, &xs[i], 1, alone.data(), rows);
+          const float got = together[i * rows + r];
+          EXPECT_EQ(0, std::memcmp(&got, &alone[r], 4)) << "n " << n << " vec " << i << " row "
+                                                        << r << ": " << got << " vs " << alone[r];
+        }
       }
-    }
+    });
   }
 }
 
