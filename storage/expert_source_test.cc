@@ -233,12 +233,22 @@ INSTANTIATE_TEST_SUITE_P(AllSources, SourceConformanceTest,
                                            SourceKind::kMmap, SourceKind::kMemory),
                          [](const auto& info) { return std::string(SourceKindName(info.param)); });
 
+// A tiny Q8_0 model with its pack in `dir`: the GGUF's path ("" and a test
+// failure if either cannot be made).
+std::string TinyModelWithPack(const st::testing::TempDir& dir) {
+  auto m = st::testing::SynthModel(dir.path(), "tiny", DType::kQ8_0);
+  EXPECT_TRUE(m.ok()) << m.status();
+  if (!m.ok()) return "";
+  const absl::Status w = WritePack({.gguf_path = *m, .progress = false}).status();
+  EXPECT_TRUE(w.ok()) << w;
+  return w.ok() ? *m : "";
+}
+
 TEST(OpenExpertSourceTest, FallsBackToPreadWhenIoUringCannotBeSetUp) {
   st::testing::TempDir dir;
-  auto m = st::testing::SynthModel(dir.path(), "tiny", DType::kQ8_0);
-  ASSERT_TRUE(m.ok());
-  ASSERT_TRUE(WritePack({.gguf_path = *m, .progress = false}).ok());
-  auto pack = ExpertPack::Open(DefaultPackPath(*m));
+  const std::string m = TinyModelWithPack(dir);
+  ASSERT_FALSE(m.empty());
+  auto pack = ExpertPack::Open(DefaultPackPath(m));
   ASSERT_TRUE(pack.ok());
   auto forced = OpenExpertSource(*pack, {.kind = SourceKind::kIoUring,
                                          .simulate_io_uring_failure = true});
@@ -246,7 +256,7 @@ TEST(OpenExpertSourceTest, FallsBackToPreadWhenIoUringCannotBeSetUp) {
   auto src = OpenExpertSource(*pack, {.kind = SourceKind::kAuto, .simulate_io_uring_failure = true});
   ASSERT_TRUE(src.ok()) << src.status();
   EXPECT_EQ((*src)->name(), "pread");
-  auto gguf = GgufFile::Open(*m);
+  auto gguf = GgufFile::Open(m);
   st::testing::AlignedBuffer buf((*pack)->header().record_size);
   ASSERT_TRUE((*src)->Read(3, 7, buf.get()).ok());
   EXPECT_EQ(st::testing::CompareRecord(**gguf, (*pack)->header(), 3, 7, buf.get()), "");
@@ -271,10 +281,9 @@ uint64_t RssFileBytes() {
 // up to 64 KiB per record: ~200 MiB over a 21b pack, past a budget's margin).
 TEST(MmapSourceTest, ReadsLeaveNoPackPagesInRss) {
   st::testing::TempDir dir;
-  auto m = st::testing::SynthModel(dir.path(), "tiny", DType::kQ8_0);
-  ASSERT_TRUE(m.ok());
-  ASSERT_TRUE(WritePack({.gguf_path = *m, .progress = false}).ok());
-  const std::string path = DefaultPackPath(*m);
+  const std::string m = TinyModelWithPack(dir);
+  ASSERT_FALSE(m.empty());
+  const std::string path = DefaultPackPath(m);
   {  // the whole pack in the page cache, as after a run over it
     std::ifstream in(path, std::ios::binary);
     std::string all((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
@@ -303,10 +312,9 @@ TEST(MmapSourceTest, ReadsLeaveNoPackPagesInRss) {
 
 TEST(IoUringSourceTest, RegisterBuffersOffReadsPlain) {
   st::testing::TempDir dir;
-  auto m = st::testing::SynthModel(dir.path(), "tiny", DType::kQ8_0);
-  ASSERT_TRUE(m.ok());
-  ASSERT_TRUE(WritePack({.gguf_path = *m, .progress = false}).ok());
-  auto pack = ExpertPack::Open(DefaultPackPath(*m));
+  const std::string m = TinyModelWithPack(dir);
+  ASSERT_FALSE(m.empty());
+  auto pack = ExpertPack::Open(DefaultPackPath(m));
   ASSERT_TRUE(pack.ok());
   const uint64_t record = (*pack)->header().record_size;
   st::testing::AlignedBuffer memory(2 * record);

@@ -541,19 +541,10 @@ class ServeTest(unittest.TestCase):
         # refused before, its body (sent here in a later packet) was read as
         # the next request on the kept-alive connection (here a GET).
         smuggled = b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n"
-        sock = socket.create_connection(("127.0.0.1", SMALL.http_port))
-        sock.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer nope\r\n"
-                     b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(smuggled))
-        time.sleep(0.2)
-        sock.sendall(smuggled)
-        sock.settimeout(2)  # then the connection idles (kept alive)
-        got = b""
-        try:
-            while chunk := sock.recv(65536):
-                got += chunk
-        except (TimeoutError, ConnectionResetError):
-            pass
-        sock.close()
+        got = raw_http(SMALL.http_port, [
+            b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer nope\r\n"
+            b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(smuggled),
+            smuggled])  # then the connection idles (kept alive)
         self.assertTrue(got.startswith(b"HTTP/1.1 401"), got)
         self.assertEqual(got.count(b"HTTP/1.1 "), 1, got)
         # The same as multipart/form-data that is not well-formed (httplib's
