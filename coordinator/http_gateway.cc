@@ -285,6 +285,8 @@ void HttpGateway::Routes(const std::string& cors_origin) {
     // close" but keeps the connection open).
     const bool has_body = req.method == "POST" || req.method == "PUT" ||
                           req.method == "PATCH" || req.method == "DELETE";
+    // The marker is ours: a client's own is dropped.
+    const_cast<httplib::Request&>(req).headers.erase(kMultipartRefused);
     if (has_body && req.is_multipart_form_data()) {
       // Refused (the completions take JSON) once read to its end, as plain
       // bytes: httplib's form parser stops at the first byte that is not

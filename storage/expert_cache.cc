@@ -50,10 +50,16 @@ absl::StatusOr<std::unique_ptr<ExpertCache>> ExpertCache::Create(
                                                      arena.status().message()));
   }
   PopulateWrite((*arena)->data(), (*arena)->size());
-  // Populated first: registration pins the pages it finds.
-  if (absl::Status s = source->RegisterMemory((*arena)->data(), bytes); !s.ok()) {
-    LOG(WARNING) << "expert cache: " << s.message()
-                 << "; every read pins its slot's pages instead";
+  // Populated first: registration pins the pages it finds. Only a cache
+  // that reads again (fewer slots than records) gains: with every expert
+  // held, each is read once, and the pages would stay pinned for nothing.
+  if (static_cast<uint64_t>(n_slots) < source->pack().header().record_count) {
+    if (absl::Status s = source->RegisterMemory((*arena)->data(), bytes); !s.ok()) {
+      // RLIMIT_MEMLOCK (8 MiB for a user by default) is the usual reason:
+      // reads go on as before, so no warning each run.
+      (absl::IsResourceExhausted(s) ? LOG(INFO) : LOG(WARNING))
+          << "expert cache: " << s.message() << "; every read pins its slot's pages instead";
+    }
   }
   return std::unique_ptr<ExpertCache>(new ExpertCache(std::move(source), *std::move(arena), n_slots));
 }
