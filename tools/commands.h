@@ -6,6 +6,7 @@
 #include <string>
 
 #include "CLI/CLI.hpp"
+#include "absl/strings/numbers.h"
 
 namespace st::tools {
 
@@ -31,7 +32,7 @@ inline CLI::Validator FiniteRange(double lo, double hi) {
   return CLI::Validator(
       [lo, hi](std::string& s) -> std::string {
         double v = 0;
-        if (!CLI::detail::lexical_cast(s, v) || !(v >= lo && v <= hi)) {
+        if (!absl::SimpleAtod(s, &v) || !(v >= lo && v <= hi)) {
           return "Value " + s + " not in range [" + std::to_string(lo) + " - " + std::to_string(hi) + "]";
         }
         return "";

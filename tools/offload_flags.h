@@ -30,11 +30,10 @@ struct OffloadFlags {
   bool no_pin = false;
   double pin_fraction = 0.0;
   bool no_stats = false;
-  // The budget's margin for transient buffers and allocator slack. One
-  // request's (run, chat, bench) use ~10 MiB at most: at 1 GiB the 4b's
-  // peak RSS stayed 72-122 MiB under the budget with a 64 MiB margin
-  // (session 25, -n 256 and a -b 512 prompt), 64 MiB of expert slots
-  // left empty. serve keeps 64 MiB: request bodies of up to 8 MiB and
+  // The budget's margin for transient buffers and allocator slack. For one
+  // request (run, chat, bench) at 1 GiB the 4b's peak RSS stayed 72-122 MiB
+  // under the budget with a 64 MiB margin (session 25, -n 256 and a -b 512
+  // prompt): the whole margin was expert slots left empty. serve keeps 64 MiB: request bodies of up to 8 MiB and
   // their parsed JSON per connection.
   uint64_t margin_bytes = 24ull << 20;
 };
