@@ -1,11 +1,14 @@
 // ggml quantization formats the engine reads from GGUF files but computes
-// nothing in: a tensor stored in one of them is dequantized and converted
-// to a type the kernels take when the model loads (model/weights.cc), so no
-// kernel ever sees it. Q6_K is the one real files need: llama.cpp's
-// quantizer stores the LM head (and a tied embedding) of Q4_0, Q4_1, Q5_0
-// and Q5_1 models in Q6_K unless told otherwise (`--pure`,
-// `--output-tensor-type`), so without it a plain `llama-quantize ... Q4_0`
-// file could not be loaded.
+// nothing in: a tensor stored in one of them is dequantized and re-quantized
+// to Q8_0 (kernels/quant.h) before any kernel reads it. Dense tensors are
+// converted when the model loads (model/weights.cc), expert matrices on
+// first use (model/mapped_repack.h) or when the expert pack is written
+// (storage/pack_writer.cc). Real files need them: llama.cpp's quantizer
+// stores the LM head of a Q4_0 file in Q6_K unless told otherwise, and its
+// K-quant mixes (Q4_K_M: Q4_K with Q6_K for some ffn_down and attn_v;
+// Q3_K_M: Q3_K, Q4_K, Q5_K; ...) are four of the six files SmallThinker's
+// QAT release publishes. Q8_0 keeps every weight within half a Q8_0 step
+// (1/254 of its block's largest magnitude) of the file's value.
 #pragma once
 
 #include <cstddef>
@@ -25,6 +28,27 @@ struct StorageFormat {
 // The format of a storage-only ggml type id, or null (a type the kernels
 // take, or one the engine cannot read at all).
 const StorageFormat* FindStorageFormat(uint32_t ggml_type);
+
+// ggml's type ids and block sizes. Every block is laid out as ggml's
+// block_q* struct (ggml-common.h); each dequantizer reproduces ggml's
+// dequantize_row_* bit for bit (kernels/ggml_storage_test.cc).
+inline constexpr uint32_t kGgmlQ4_1 = 3;   // f16 d, f16 m, 16 B nibbles: d * q + m
+inline constexpr uint32_t kGgmlQ5_0 = 6;   // f16 d, u32 high bits, nibbles: d * (q - 16)
+inline constexpr uint32_t kGgmlQ5_1 = 7;   // f16 d, f16 m, u32 high bits, nibbles: d * q + m
+inline constexpr uint32_t kGgmlQ2_K = 10;  // 16 x (4-bit scale, 4-bit min), 2-bit q, f16 d, dmin
+inline constexpr uint32_t kGgmlQ3_K = 11;  // high-bit mask, 2-bit q, 16 6-bit scales, f16 d
+inline constexpr uint32_t kGgmlQ4_K = 12;  // f16 d, dmin, 8 x 6-bit (scale, min), 4-bit q
+inline constexpr uint32_t kGgmlQ5_K = 13;  // as Q4_K plus a fifth bit per weight
+inline constexpr size_t kQ4_1BlockBytes = 20, kQ5_0BlockBytes = 22, kQ5_1BlockBytes = 24;
+inline constexpr size_t kQ2_KBlockBytes = 84, kQ3_KBlockBytes = 110, kQ4_KBlockBytes = 144,
+                        kQ5_KBlockBytes = 176;
+void DequantizeQ4_1(const uint8_t* src, float* dst, size_t n);
+void DequantizeQ5_0(const uint8_t* src, float* dst, size_t n);
+void DequantizeQ5_1(const uint8_t* src, float* dst, size_t n);
+void DequantizeQ2_K(const uint8_t* src, float* dst, size_t n);
+void DequantizeQ3_K(const uint8_t* src, float* dst, size_t n);
+void DequantizeQ4_K(const uint8_t* src, float* dst, size_t n);
+void DequantizeQ5_K(const uint8_t* src, float* dst, size_t n);
 
 // ggml's GGML_TYPE_Q6_K: super-blocks of 256 weights, 210 bytes each:
 // ql[128] (low 4 bits), qh[64] (high 2 bits), int8 scales[16] (one per 16

@@ -102,6 +102,50 @@ TEST(GgmlStorageTest, Q6_KBlocksAreIndependentAndLaidOutInOrder) {
   }
 }
 
+#include "kernels/testdata/ggml_vectors.inc"
+
+struct Vectors {
+  uint32_t ggml_type;
+  const char* blocks_hex;
+  const uint32_t* floats;  // bit patterns
+  size_t n;
+};
+
+class GgmlFormatTest : public testing::TestWithParam<Vectors> {};
+
+// Every format against ggml's dequantize_row_* of a block ggml's own
+// quantize_row_*_ref made (kernels/testdata/make_ggml_vectors.py), bit for
+// bit: what a converted tensor holds is exactly what llama.cpp computes with
+// before the engine's one Q8_0 rounding.
+TEST_P(GgmlFormatTest, EqualsGgmlsDequantizer) {
+  const Vectors& v = GetParam();
+  const StorageFormat* f = FindStorageFormat(v.ggml_type);
+  ASSERT_NE(f, nullptr);
+  const std::vector<uint8_t> blocks = FromHex(v.blocks_hex);
+  ASSERT_EQ(blocks.size(), v.n / f->block_elems * f->block_bytes) << f->name;
+  std::vector<float> got(v.n);
+  f->dequantize(blocks.data(), got.data(), v.n);
+  for (size_t i = 0; i < v.n; ++i) {
+    float want;
+    std::memcpy(&want, &v.floats[i], sizeof(want));
+    ASSERT_EQ(std::memcmp(&got[i], &want, sizeof(float)), 0)
+        << f->name << " weight " << i << ": " << got[i] << " against ggml's " << want;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Formats, GgmlFormatTest,
+    testing::Values(Vectors{kGgmlQ4_1, kQ4_1Blocks, kQ4_1Floats, 64},
+                    Vectors{kGgmlQ5_0, kQ5_0Blocks, kQ5_0Floats, 64},
+                    Vectors{kGgmlQ5_1, kQ5_1Blocks, kQ5_1Floats, 64},
+                    Vectors{kGgmlQ2_K, kQ2_KBlocks, kQ2_KFloats, 256},
+                    Vectors{kGgmlQ3_K, kQ3_KBlocks, kQ3_KFloats, 256},
+                    Vectors{kGgmlQ4_K, kQ4_KBlocks, kQ4_KFloats, 256},
+                    Vectors{kGgmlQ5_K, kQ5_KBlocks, kQ5_KFloats, 256}),
+    [](const testing::TestParamInfo<Vectors>& i) {
+      return std::string(FindStorageFormat(i.param.ggml_type)->name);
+    });
+
 TEST(GgmlStorageTest, OnlyStorageTypesHaveAFormat) {
   const StorageFormat* q6 = FindStorageFormat(kGgmlQ6_K);
   ASSERT_NE(q6, nullptr);
@@ -109,7 +153,9 @@ TEST(GgmlStorageTest, OnlyStorageTypesHaveAFormat) {
   EXPECT_EQ(q6->block_elems, 256u);
   EXPECT_EQ(q6->block_bytes, 210u);
   for (uint32_t computed : {0u, 1u, 2u, 8u, 30u}) EXPECT_EQ(FindStorageFormat(computed), nullptr);
-  EXPECT_EQ(FindStorageFormat(12), nullptr);  // Q4_K: not read (yet)
+  for (uint32_t unread : {4u, 5u, 9u, 15u, 16u, 19u, 20u, 99u}) {  // Q4_2/3, Q8_1, Q8_K, IQ*
+    EXPECT_EQ(FindStorageFormat(unread), nullptr) << unread;
+  }
 }
 
 }  // namespace
