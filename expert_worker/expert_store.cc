@@ -29,7 +29,12 @@ absl::StatusOr<std::unique_ptr<MappedExpertStore>> MappedExpertStore::Create(
   ST_ASSIGN_OR_RETURN(store->stacks_, LoadExpertStacks(file, config));
   if (store->stacks_.empty()) return absl::InvalidArgumentError("model has no expert layers");
   const ExpertStacks& s = store->stacks_[0];
-  store->expert_bytes_ = (MatrixBytes(s.gate) + MatrixBytes(s.up) + MatrixBytes(s.down)) /
+  // What an expert takes in RAM while held: its file bytes, or its Q8_0
+  // conversion when it is in a storage-only format (model/mapped_repack.h).
+  auto held = [](const MatrixRef& m) {
+    return m.storage != nullptr ? m.rows * RowBytes(DType::kQ8_0, m.cols) : MatrixBytes(m);
+  };
+  store->expert_bytes_ = (held(s.gate) + held(s.up) + held(s.down)) /
                          static_cast<uint64_t>(s.n_experts);
   const uint64_t all = store->expert_bytes_ * config.n_layers * config.n_experts;
   store->capacity_bytes_ = capacity_bytes == 0 ? all : capacity_bytes;

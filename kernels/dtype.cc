@@ -47,9 +47,10 @@ absl::StatusOr<DType> DTypeFromGgml(uint32_t ggml_type) {
   return absl::InvalidArgumentError(
       absl::StrCat("unsupported tensor type ", Absl(GgmlTypeName(ggml_type)), " (ggml type id ",
                    ggml_type, "); HINT: the engine computes in F32, F16, BF16, Q8_0 and Q4_0, and "
-                   "reads Q6_K outside the experts (converted to Q8_0 at load). Quantize the "
-                   "model to Q4_0 or Q8_0 with llama.cpp, e.g. `llama-quantize MODEL-F16.gguf "
-                   "OUT.gguf Q4_0`, without an imatrix (it makes some Q4_0 experts Q4_1)"));
+                   "reads Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, Q4_1, Q5_0 and Q5_1 by converting them "
+                   "to Q8_0; IQ types are not read. Quantize the model with llama.cpp to one "
+                   "of those, e.g. `llama-quantize MODEL-F16.gguf OUT.gguf Q4_0` (the fastest "
+                   "here) or Q4_K_M"));
 }
 
 std::string_view GgmlTypeName(uint32_t ggml_type) {

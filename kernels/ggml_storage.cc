@@ -2,7 +2,10 @@
 
 #include <cstring>
 
+#include <vector>
+
 #include "kernels/fp16.h"
+#include "kernels/quant.h"
 
 namespace st {
 
@@ -201,6 +204,17 @@ void DequantizeQ6_K(const uint8_t* src, float* dst, size_t n) {
       qh += 32;
       sc += 8;
     }
+  }
+}
+
+void ConvertRowsToQ8_0(const StorageFormat& f, const void* src, size_t rows, size_t cols,
+                       void* dst) {
+  const size_t in_row = cols / f.block_elems * f.block_bytes;
+  const size_t out_row = RowBytes(DType::kQ8_0, cols);
+  std::vector<float> row(cols);
+  for (size_t r = 0; r < rows; ++r) {
+    f.dequantize(static_cast<const uint8_t*>(src) + r * in_row, row.data(), cols);
+    QuantizeRow(DType::kQ8_0, row.data(), static_cast<uint8_t*>(dst) + r * out_row, cols);
   }
 }
 

@@ -29,6 +29,12 @@ struct StorageFormat {
 // take, or one the engine cannot read at all).
 const StorageFormat* FindStorageFormat(uint32_t ggml_type);
 
+// rows x cols elements in format f at src -> the same rows as Q8_0 at dst
+// (RowBytes(DType::kQ8_0, cols) bytes each): dequantized, then quantized as
+// ggml's quantize_row_q8_0_ref does. cols % f.block_elems == 0.
+void ConvertRowsToQ8_0(const StorageFormat& f, const void* src, size_t rows, size_t cols,
+                       void* dst);
+
 // ggml's type ids and block sizes. Every block is laid out as ggml's
 // block_q* struct (ggml-common.h); each dequantizer reproduces ggml's
 // dequantize_row_* bit for bit (kernels/ggml_storage_test.cc).

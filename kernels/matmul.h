@@ -9,6 +9,7 @@
 #include "common/thread_pool.h"
 #include "kernels/dot.h"
 #include "kernels/dtype.h"
+#include "kernels/ggml_storage.h"
 #include "kernels/quant.h"
 
 namespace st {
@@ -30,8 +31,17 @@ struct MatrixRef {
   // pack's up rows): only the sparse up-row paths (ExpertFfn, SparsePhases)
   // read such a matrix; the bytes per row are the same.
   bool split_rows = false;
+  // Set: `data` holds the matrix in this ggml storage format
+  // (kernels/ggml_storage.h), which no kernel reads; `type` (Q8_0) is what
+  // it becomes once converted (model/mapped_repack.h ConvertedFromMapping).
+  // Only views of GGUF expert tensors carry it.
+  const StorageFormat* storage = nullptr;
 
-  size_t row_bytes() const { return RowBytes(type, cols); }
+  // Bytes of one row as `data` holds it.
+  size_t row_bytes() const {
+    return storage != nullptr ? cols / storage->block_elems * storage->block_bytes
+                              : RowBytes(type, cols);
+  }
   const void* row(size_t r) const {
     return static_cast<const char*>(data) + r * row_bytes();
   }

@@ -104,24 +104,24 @@ absl::Status CheckTensors(const GgufFile& f, ModelConfig& c) {
     }
     ST_RETURN_IF_ERROR(
         CheckTensor(f, down, transposed ? std::vector<uint64_t>{d, ff, e} : std::vector<uint64_t>{ff, d, e}));
-    for (const char* s : {tn::kGateExps, tn::kUpExps, tn::kDownExps}) {
-      const GgufTensorInfo* x = f.FindTensor(tn::Blk(l, s));
-      if (x->storage != nullptr) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "expert tensor '", tn::Blk(l, s), "' is ", std::string(x->type_name()),
-            ": experts must be Q4_0, Q8_0, F16, BF16 or F32 (only tensors outside the experts "
-            "may be ", std::string(x->type_name()), ", converted at load); HINT: quantize with "
-            "llama.cpp to Q4_0 or Q8_0, e.g. `llama-quantize MODEL-F16.gguf OUT.gguf Q4_0`"));
-      }
-    }
+    // Experts in a storage-only format (K-quants, Q4_1, Q5_0, Q5_1) are
+    // computed as Q8_0, converted on first use (model/mapped_repack.h) or in
+    // the expert pack: their type here is Q8_0, so a Q4_K_M file's Q4_K and
+    // Q6_K experts share one.
     const DType gate_type = f.FindTensor(tn::Blk(l, tn::kGateExps))->type;
     if (l == 0) c.expert_type = gate_type;
     for (const char* s : {tn::kGateExps, tn::kUpExps, tn::kDownExps}) {
-      if (f.FindTensor(tn::Blk(l, s))->type != c.expert_type) {
+      const GgufTensorInfo* x = f.FindTensor(tn::Blk(l, s));
+      if (x->type != c.expert_type) {
+        auto computed_as = [](const GgufTensorInfo& t) {
+          return t.storage != nullptr
+                     ? absl::StrCat(std::string(t.type_name()), " (computed as Q8_0)")
+                     : std::string(DTypeName(t.type));
+        };
         return absl::InvalidArgumentError(absl::StrCat(
-            "expert tensors must share one type; '", tn::Blk(l, s), "' is ",
-            std::string(DTypeName(f.FindTensor(tn::Blk(l, s))->type)), ", expected ",
-            std::string(DTypeName(c.expert_type))));
+            "expert tensors must share one computed type; '", tn::Blk(l, s), "' is ",
+            computed_as(*x), ", '", tn::Blk(0, tn::kGateExps), "' ",
+            computed_as(*f.FindTensor(tn::Blk(0, tn::kGateExps)))));
       }
     }
   }

@@ -243,7 +243,7 @@ TEST(GgufMalformedTest, UnsupportedTensorTypes) {
         .Zeros(1024)
         .str();
   };
-  ExpectInvalid(typed(12), {"blk.3.ffn_up_exps.weight", "Q4_K", "12"});
+  ExpectInvalid(typed(23), {"blk.3.ffn_up_exps.weight", "IQ4_XS", "23"});
   ExpectInvalid(typed(22), {"blk.3.ffn_up_exps.weight", "IQ2_S"});
   ExpectInvalid(typed(1000), {"blk.3.ffn_up_exps.weight", "1000"});
 }
@@ -381,7 +381,8 @@ TEST(GgufCorpusTest, BrokenFilesFailForTheirStatedReason) {
       {"bad_alignment", "general.alignment 48"},
       {"bad_alignment_type", "must be uint32"},
       {"bad_deep_nesting", "nested deeper"},
-      {"bad_q4_k", "Q4_K"},
+      {"bad_iq4_xs", "IQ4_XS"},
+      {"bad_q4_k_block", "not a multiple of the Q4_K block size 256"},
       {"bad_iq2_s", "IQ2_S"},
       {"bad_ndims5", "n_dims 5"},
       {"bad_zero_dim", "ne[1] = 0"},

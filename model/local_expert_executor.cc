@@ -4,13 +4,41 @@
 #include <cstring>
 #include <mutex>
 #include <ranges>
+#include <set>
+#include <string>
 
+#include "absl/strings/str_join.h"
+#include "common/units.h"
+#include "glog/logging.h"
 #include "model/expert_ffn.h"
 #include "model/expert_phases.h"
 #include "kernels/packed_matrix.h"
 #include "model/mapped_repack.h"
 
 namespace st {
+namespace {
+
+// One line when the experts are in a storage-only format (converted to Q8_0
+// in RAM as they are first used).
+void LogStorageConversion(const std::vector<ExpertStacks>& stacks) {
+  std::set<std::string> formats;
+  uint64_t file_bytes = 0, q8_bytes = 0;
+  for (const ExpertStacks& s : stacks) {
+    for (const MatrixRef* m : {&s.gate, &s.up, &s.down}) {
+      if (m->storage == nullptr) continue;
+      formats.insert(m->storage->name);
+      file_bytes += m->rows * m->row_bytes();
+      q8_bytes += m->rows * RowBytes(DType::kQ8_0, m->cols);
+    }
+  }
+  if (formats.empty()) return;
+  LOG(WARNING) << "experts in " << absl::StrJoin(formats, ", ") << ": converting to Q8_0 in RAM ("
+               << FormatBytes(file_bytes) << " in the file -> " << FormatBytes(q8_bytes)
+               << "; the kernels compute in Q4_0 and Q8_0). Under --memory-budget they are read "
+                  "from the expert pack instead (`smallthinker convert` writes it in Q8_0)";
+}
+
+}  // namespace
 
 LocalExpertExecutor::LocalExpertExecutor(const ModelConfig& config,
                                          std::vector<ExpertStacks> stacks, ThreadPool* pool)
@@ -22,10 +50,11 @@ void LocalExpertExecutor::ComputeExpert(const MatrixRef& gate, const MatrixRef& 
                                         FfnSparsity* sparsity) {
   // Gate (always computed whole) and a non-transposed down (dense over z)
   // use the packed kernels when they live in a GGUF mapping; up stays in
-  // rows for sparse ReGLU, and so does a transposed down.
+  // rows for sparse ReGLU, and so does a transposed down. Matrices in a
+  // storage-only format become Q8_0 here on first use (mapped_repack.h).
   ExpertFfn({.gate = PackedFromMapping(gate),
              .up = PackedFromMapping(up),
-             .down = down_transposed ? down : PackedFromMapping(down),
+             .down = down_transposed ? ConvertedFromMapping(down) : PackedFromMapping(down),
              .down_transposed = down_transposed},
             x, n, y, pool, sparsity);
 }
@@ -39,14 +68,25 @@ absl::Status LocalExpertExecutor::Run(int layer, const Routes& routes, const flo
     // Only when each expert's rows are whole 16-row groups (slices of the
     // packed stack are then exactly the packed experts).
     auto whole_groups = [](const MatrixRef& m, int n) { return (m.rows / n) % kPackRows == 0; };
-    for (ExpertStacks& st : stacks_) {
-      if (whole_groups(st.gate, st.n_experts)) {
-        st.gate = PackedFromMapping(st.gate);
-        st.up = PackedFromMapping(st.up);
+    LogStorageConversion(stacks_);
+    auto pack = [&](size_t begin, size_t end) {
+      for (size_t l = begin; l < end; ++l) {
+        ExpertStacks& st = stacks_[l];
+        if (whole_groups(st.gate, st.n_experts)) {
+          st.gate = PackedFromMapping(st.gate);
+          st.up = PackedFromMapping(st.up);
+        }
+        if (!st.down_transposed && whole_groups(st.down, st.n_experts)) {
+          st.down = PackedFromMapping(st.down);
+        }
       }
-      if (!st.down_transposed && whole_groups(st.down, st.n_experts)) {
-        st.down = PackedFromMapping(st.down);
-      }
+    };
+    // Layers in parallel: converting a K-quant model's experts to Q8_0
+    // (dequantize, quantize) is seconds of CPU per GiB.
+    if (pool_ != nullptr) {
+      pool_->ParallelFor(stacks_.size(), pack);
+    } else {
+      pack(0, stacks_.size());
     }
     stacks_packed_ = true;
   }

@@ -11,6 +11,8 @@
 #include "absl/synchronization/mutex.h"
 #include "common/huge_page_arena.h"
 #include "common/process_memory.h"
+#include "glog/logging.h"
+#include "kernels/ggml_storage.h"
 #include "kernels/packed_matrix.h"
 
 namespace st {
@@ -52,15 +54,23 @@ class Buffer {
 // share) start at the same byte, and one copy must never serve for the other.
 using MatrixKey = std::tuple<const void*, size_t, size_t>;  // data, rows, cols
 
+// A matrix in a storage-only format converted to Q8_0, in the packed
+// layout or in rows.
+using ConvertedKey = std::tuple<const void*, size_t, size_t, bool>;  // ..., packed
+
 struct Mapping {
   size_t size = 0;
   absl::flat_hash_map<MatrixKey, Buffer> packed;
+  absl::flat_hash_map<ConvertedKey, Buffer> converted;
   size_t copy_bytes = 0;                             // of those copies
 };
 
 struct Registry {
   absl::Mutex mu;
   std::map<uintptr_t, Mapping> mappings ABSL_GUARDED_BY(mu);  // by base address
+  // Conversions of storage-format matrices outside every mapping (a test's
+  // buffer): kept until exit, as nothing unregisters them.
+  Mapping unmapped ABSL_GUARDED_BY(mu);
   size_t copy_bytes ABSL_GUARDED_BY(mu) = 0;  // of every packed copy held
 };
 
@@ -80,6 +90,56 @@ Registry& Get() {
 }
 
 std::atomic<bool> g_repack{true};
+
+size_t ConvertedBytes(const MatrixRef& m) { return m.rows * RowBytes(DType::kQ8_0, m.cols); }
+
+// m (storage set) as Q8_0: made on the first call, then shared; packed
+// copies have null `data` (only the packed kernels read them, as for a
+// dense matrix converted at load).
+MatrixRef FromStorage(const MatrixRef& m, bool pack) {
+  const ConvertedKey key(m.data, m.rows, m.cols, pack);
+  auto view = [&](const Buffer& b) {
+    return MatrixRef{.type = DType::kQ8_0,
+                     .data = pack ? nullptr : b.get(),
+                     .rows = m.rows,
+                     .cols = m.cols,
+                     .packed = pack ? b.get() : nullptr};
+  };
+  Registry& r = Get();
+  {
+    absl::MutexLock lock(&r.mu);
+    Mapping* mapping = MappingOf(r, m);
+    if (mapping == nullptr) mapping = &r.unmapped;
+    if (auto it = mapping->converted.find(key); it != mapping->converted.end()) {
+      return view(it->second);
+    }
+  }
+  // Converted outside the lock, as PackedFromMapping packs.
+  const size_t bytes = ConvertedBytes(m);
+  Buffer copy = Buffer::Allocate(bytes);
+  CHECK(copy.get() != nullptr) << "out of memory converting a " << m.storage->name
+                               << " expert matrix to Q8_0 (" << bytes << " bytes)";
+  if (pack) {
+    Buffer rows = Buffer::Allocate(bytes);
+    CHECK(rows.get() != nullptr) << "out of memory converting a " << m.storage->name
+                                 << " expert matrix to Q8_0 (" << bytes << " bytes)";
+    ConvertRowsToQ8_0(*m.storage, m.data, m.rows, m.cols, rows.get());
+    PackRows(DType::kQ8_0, rows.get(), m.rows, m.cols, copy.get());
+  } else {
+    ConvertRowsToQ8_0(*m.storage, m.data, m.rows, m.cols, copy.get());
+  }
+  absl::MutexLock lock(&r.mu);
+  Mapping* mapping = MappingOf(r, m);
+  const bool mapped = mapping != nullptr;
+  if (!mapped) mapping = &r.unmapped;
+  auto [it, stored] = mapping->converted.try_emplace(key, std::move(copy));
+  if (stored) {
+    r.copy_bytes += bytes;
+    mapping->copy_bytes += bytes;
+    if (mapped) ReleaseWholePages(m.data, m.rows * m.row_bytes());
+  }
+  return view(it->second);
+}
 
 }  // namespace
 
@@ -102,7 +162,15 @@ void UnregisterFileMapping(const void* base) {
 
 void SetExpertRepack(bool on) { g_repack.store(on, std::memory_order_relaxed); }
 
+MatrixRef ConvertedFromMapping(const MatrixRef& m) {
+  return m.storage != nullptr ? FromStorage(m, /*pack=*/false) : m;
+}
+
 MatrixRef PackedFromMapping(const MatrixRef& m) {
+  if (m.storage != nullptr) {
+    return FromStorage(m, g_repack.load(std::memory_order_relaxed) &&
+                              CanPack(DType::kQ8_0, m.rows, m.cols));
+  }
   if (m.packed != nullptr || !g_repack.load(std::memory_order_relaxed) ||
       !CanPack(m.type, m.rows, m.cols)) {
     return m;
@@ -144,9 +212,16 @@ size_t DropPackedCopy(const MatrixRef& m) {
   Registry& r = Get();
   absl::MutexLock lock(&r.mu);
   Mapping* mapping = MappingOf(r, m);
-  const size_t bytes = m.rows * m.row_bytes();
-  if (mapping == nullptr || mapping->packed.erase(MatrixKey(m.data, m.rows, m.cols)) == 0) {
-    return 0;
+  if (mapping == nullptr) return 0;
+  size_t bytes = 0;
+  if (m.storage != nullptr) {
+    for (bool pack : {false, true}) {
+      if (mapping->converted.erase(ConvertedKey(m.data, m.rows, m.cols, pack)) > 0) {
+        bytes += ConvertedBytes(m);
+      }
+    }
+  } else if (mapping->packed.erase(MatrixKey(m.data, m.rows, m.cols)) > 0) {
+    bytes = m.rows * m.row_bytes();
   }
   r.copy_bytes -= bytes;
   mapping->copy_bytes -= bytes;

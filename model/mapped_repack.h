@@ -25,13 +25,24 @@ void UnregisterFileMapping(const void* base);
 // then released (MADV_DONTNEED), so RSS holds m once. Otherwise m unchanged.
 MatrixRef PackedFromMapping(const MatrixRef& m);
 
-// Frees m's packed copy, if one was made (its file pages are read again if
+// Expert matrices in a storage-only format (m.storage set: K-quants, Q4_1,
+// Q5_0, Q5_1) go through the same registry: PackedFromMapping gives their
+// Q8_0 conversion (kernels/ggml_storage.h ConvertRowsToQ8_0), packed when
+// CanPack and repacking is on (`data` then null: only the packed kernels
+// read it), else in rows; ConvertedFromMapping always gives rows (a
+// transposed down, read row by row). Made on first use, then shared; the
+// file pages of m are released. A matrix outside every mapping is
+// converted too (kept until exit). Other matrices pass unchanged.
+MatrixRef ConvertedFromMapping(const MatrixRef& m);
+
+// Frees m's packed copy (or conversions), if one was made (its file pages are read again if
 // m is used later). The caller makes sure no kernel is reading the copy
 // (a worker drops the experts a new assignment no longer holds).
 // Returns the bytes freed (0 if m had no copy).
 size_t DropPackedCopy(const MatrixRef& m);
 
-// Bytes of the packed copies held now (memory beyond the file mapping).
+// Bytes of the packed copies and conversions held now (memory beyond the
+// file mapping).
 size_t PackedCopyBytes();
 
 // Process-wide switch (default on; ModelOptions::repack / --no-repack).

@@ -1,8 +1,9 @@
 // Files as llama.cpp's quantizer makes them: the LM head of a Q4_0 (Q4_1,
-// Q5_0, Q5_1) model is Q6_K unless told otherwise. Such a tensor loads as
-// its dequantized values quantized to Q8_0 (so a model whose file holds that
-// Q8_0 matrix gives the same logits bit for bit); Q6_K experts, and types the
-// engine cannot read at all, are refused naming the type.
+// Q5_0, Q5_1) model is Q6_K unless told otherwise, and K-quant mixes put
+// Q4_K, Q6_K, Q5_0 ... in every tensor. Such a tensor, dense or expert,
+// computes as its dequantized values quantized to Q8_0 (so a model whose
+// file holds that Q8_0 matrix gives the same logits bit for bit); types the
+// engine cannot read at all are refused naming the type.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -11,64 +12,33 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "kernels/fp16.h"
 #include "kernels/ggml_storage.h"
 #include "kernels/quant.h"
 #include "model/config.h"
 #include "model/gguf.h"
+#include "model/local_expert_executor.h"
+#include "model/mapped_repack.h"
+#include "model/weights.h"
 #include "model/model.h"
 #include "model/session.h"
 #include "model/synth.h"
+#include "model/synth_quant.h"
 #include "tests/testutil/testutil.h"
 
 namespace st {
 namespace {
 
-constexpr size_t kQK_K = 256;
-
-// A plain Q6_K quantizer (one scale per 16 weights, no search: ggml's
-// quantize_row_q6_K_ref searches scales, which only changes the values
-// stored, not how they are read). Layout inverse to DequantizeQ6_K.
-std::string QuantizeQ6_K(const float* x, size_t n) {
-  std::string out(n / kQK_K * kQ6_KBlockBytes, '\0');
-  for (size_t b = 0; b < n / kQK_K; ++b) {
-    const float* xb = x + b * kQK_K;
-    auto* block = reinterpret_cast<uint8_t*>(out.data() + b * kQ6_KBlockBytes);
-    float scale[16];
-    float max_scale = 0;
-    for (int j = 0; j < 16; ++j) {
-      float amax = 0;
-      for (int i = 0; i < 16; ++i) amax = std::max(amax, std::fabs(xb[16 * j + i]));
-      scale[j] = amax / 31;
-      max_scale = std::max(max_scale, scale[j]);
-    }
-    const float d = max_scale / 127;
-    const uint16_t d16 = F32ToF16(d);
-    const float dd = F16ToF32(d16);
-    int8_t sc[16];
-    int q[kQK_K];
-    for (int j = 0; j < 16; ++j) {
-      sc[j] = dd > 0 ? static_cast<int8_t>(std::lround(scale[j] / dd)) : 0;
-      const float step = dd * sc[j];
-      for (int i = 0; i < 16; ++i) {
-        const int v = step > 0 ? static_cast<int>(std::lround(xb[16 * j + i] / step)) : 0;
-        q[16 * j + i] = std::clamp(v, -32, 31) + 32;
-      }
-    }
-    uint8_t* ql = block;
-    uint8_t* qh = block + 128;
-    for (int half = 0; half < 2; ++half) {
-      const int* qq = q + 128 * half;
-      for (int l = 0; l < 32; ++l) {
-        ql[64 * half + l] = (qq[l] & 0xF) | ((qq[l + 64] & 0xF) << 4);
-        ql[64 * half + l + 32] = (qq[l + 32] & 0xF) | ((qq[l + 96] & 0xF) << 4);
-        qh[32 * half + l] = (qq[l] >> 4) | ((qq[l + 32] >> 4) << 2) | ((qq[l + 64] >> 4) << 4) |
-                            ((qq[l + 96] >> 4) << 6);
-      }
-    }
-    std::memcpy(block + 192, sc, 16);
-    std::memcpy(block + 208, &d16, 2);
+// x[0, n) in a ggml storage format (rows of `row_len`), by the synthetic
+// models' quantizer (model/synth_quant.h).
+std::string Quantize(uint32_t ggml_type, const float* x, size_t n, size_t row_len) {
+  const size_t row_bytes = SynthRowBytes(ggml_type, row_len);
+  std::string out(n / row_len * row_bytes, '\0');
+  for (size_t r = 0; r < n / row_len; ++r) {
+    SynthQuantizeRow(ggml_type, x + r * row_len,
+                     reinterpret_cast<uint8_t*>(out.data()) + r * row_bytes, row_len);
   }
   return out;
 }
@@ -90,8 +60,8 @@ class StorageTypesTest : public ::testing::Test {
 
 
 public:
-  std::vector<float> Logits(const std::string& path) {
-    auto m = Model::Load(path, ModelOptions{.threads = 1});
+  std::vector<float> Logits(const std::string& path, ModelOptions options = {.threads = 1}) {
+    auto m = Model::Load(path, options);
     EXPECT_TRUE(m.ok()) << m.status();
     if (!m.ok()) return {};
     Session s(**m, 64);
@@ -106,54 +76,63 @@ public:
   testing::GgufContents contents_;
 };
 
-// Writes the model with `name` in Q6_K and with the same values in Q8_0
-// (ggml's Q6_K dequantization, then Q8_0) and expects the same logits from
-// both; returns the Q6_K file's path.
-std::string ExpectQ6_KReadsAsQ8_0(StorageTypesTest* t, testing::GgufContents contents,
-                                  const std::string& name, const std::string& dir_file) {
-  testing::GgufContents::Tensor* w = contents.FindTensor(name);
-  EXPECT_NE(w, nullptr);
-  if (w == nullptr) return "";
-  const std::vector<uint64_t> ne = w->ne;
-  std::vector<float> x(ne[0] * ne[1]);
-  DequantizeRow(w->type, w->bytes.data(), x.data(), x.size());
-  const std::string q6 = QuantizeQ6_K(x.data(), x.size());
-
-  // The Q6_K file, as llama.cpp writes it.
-  w->storage_type = kGgmlQ6_K;
-  w->bytes = q6;
-  const std::string q6_path = dir_file + "-q6k.gguf";
-  EXPECT_TRUE(testing::WriteGguf(contents, q6_path).ok());
-  auto file = GgufFile::Open(q6_path);
+// Writes the model with each named tensor in its ggml storage format and
+// with the same values in Q8_0 (the format's dequantization, then Q8_0) and
+// expects the same logits from both, bit for bit, for every `options`;
+// returns the storage-format file's path.
+std::string ExpectReadsAsQ8_0(StorageTypesTest* t, testing::GgufContents contents,
+                              const std::vector<std::pair<std::string, uint32_t>>& tensors,
+                              const std::string& dir_file,
+                              const std::vector<ModelOptions>& options = {{.threads = 1}}) {
+  testing::GgufContents q8 = contents;
+  for (const auto& [name, ggml_type] : tensors) {
+    testing::GgufContents::Tensor* w = contents.FindTensor(name);
+    EXPECT_NE(w, nullptr) << name;
+    if (w == nullptr) return "";
+    const StorageFormat* f = FindStorageFormat(ggml_type);
+    EXPECT_NE(f, nullptr);
+    size_t n = 1;
+    for (uint64_t d : w->ne) n *= d;
+    const size_t cols = w->ne[0], rows = n / cols;
+    std::vector<float> x(n);
+    DequantizeRow(w->type, w->bytes.data(), x.data(), n);
+    // The file as llama.cpp writes it.
+    w->storage_type = ggml_type;
+    w->bytes = Quantize(ggml_type, x.data(), n, cols);
+    // The same values as a Q8_0 tensor.
+    testing::GgufContents::Tensor* w8 = q8.FindTensor(name);
+    w8->type = DType::kQ8_0;
+    w8->bytes.assign(rows * RowBytes(DType::kQ8_0, cols), '\0');
+    ConvertRowsToQ8_0(*f, w->bytes.data(), rows, cols, w8->bytes.data());
+  }
+  const std::string storage_path = dir_file + "-storage.gguf";
+  EXPECT_TRUE(testing::WriteGguf(contents, storage_path).ok());
+  auto file = GgufFile::Open(storage_path);
   EXPECT_TRUE(file.ok()) << file.status();
   if (!file.ok()) return "";
-  const GgufTensorInfo* info = (*file)->FindTensor(name);
-  EXPECT_NE(info, nullptr);
-  EXPECT_NE(info->storage, nullptr);
-  EXPECT_EQ(info->type_name(), "Q6_K");
-  EXPECT_EQ(info->n_bytes, ne[1] * kQ6_KBlockBytes * (ne[0] / kQK_K));
-
-  // The same values as a Q8_0 tensor.
-  std::vector<float> row(ne[0]);
-  std::string q8(ne[1] * RowBytes(DType::kQ8_0, ne[0]), '\0');
-  const size_t q6_row = ne[0] / kQK_K * kQ6_KBlockBytes;
-  for (size_t r = 0; r < ne[1]; ++r) {
-    DequantizeQ6_K(reinterpret_cast<const uint8_t*>(q6.data()) + r * q6_row, row.data(), ne[0]);
-    QuantizeRow(DType::kQ8_0, row.data(), q8.data() + r * RowBytes(DType::kQ8_0, ne[0]), ne[0]);
+  for (const auto& [name, ggml_type] : tensors) {
+    const GgufTensorInfo* info = (*file)->FindTensor(name);
+    EXPECT_NE(info, nullptr);
+    EXPECT_NE(info->storage, nullptr);
+    EXPECT_EQ(info->ggml_type, ggml_type);
   }
-  w->storage_type = 0;
-  w->type = DType::kQ8_0;
-  w->bytes = q8;
   const std::string q8_path = dir_file + "-q8.gguf";
-  EXPECT_TRUE(testing::WriteGguf(contents, q8_path).ok());
-
-  const std::vector<float> a = t->Logits(q6_path), b = t->Logits(q8_path);
-  EXPECT_EQ(a.size(), b.size());
-  EXPECT_FALSE(a.empty());
-  if (a.size() == b.size()) {
-    EXPECT_EQ(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)), 0);
+  EXPECT_TRUE(testing::WriteGguf(q8, q8_path).ok());
+  for (const ModelOptions& o : options) {
+    SCOPED_TRACE(::testing::Message() << "repack " << o.repack << " threads " << o.threads);
+    const std::vector<float> a = t->Logits(storage_path, o), b = t->Logits(q8_path, o);
+    EXPECT_EQ(a.size(), b.size());
+    EXPECT_FALSE(a.empty());
+    if (a.size() == b.size()) {
+      EXPECT_EQ(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)), 0);
+    }
   }
-  return q6_path;
+  return storage_path;
+}
+
+std::string ExpectQ6_KReadsAsQ8_0(StorageTypesTest* t, testing::GgufContents contents,
+                                  const std::string& name, const std::string& dir_file) {
+  return ExpectReadsAsQ8_0(t, std::move(contents), {{name, kGgmlQ6_K}}, dir_file);
 }
 
 TEST_F(StorageTypesTest, Q6_KLmHeadReadsAsItsValuesInQ8_0) {
@@ -198,26 +177,101 @@ TEST_F(StorageTypesTest, Q6_KTiedEmbeddingReadsAsItsValuesInQ8_0) {
   EXPECT_NE((*m)->weights().token_embd.data, nullptr) << "the embedding reads rows";
 }
 
-TEST_F(StorageTypesTest, Q6_KExpertsAreRefusedNamingTheType) {
-  testing::GgufContents::Tensor* gate = contents_.FindTensor("blk.1.ffn_gate_exps.weight");
-  ASSERT_NE(gate, nullptr);
-  ASSERT_EQ(gate->ne[0] % kQK_K, 0u);
-  std::vector<float> x(gate->ne[0] * gate->ne[1] * gate->ne[2]);
-  DequantizeRow(gate->type, gate->bytes.data(), x.data(), x.size());
-  gate->bytes = QuantizeQ6_K(x.data(), x.size());
-  gate->storage_type = kGgmlQ6_K;
-  const std::string path = dir_.File("q6k-experts.gguf");
-  ASSERT_TRUE(testing::WriteGguf(contents_, path).ok());
+// Experts as a Q4_K_M file holds them (Q4_K gate and up; down in Q6_K in
+// some layers, else Q4_K; rows of 64 fall back to Q5_0 as llama.cpp's do)
+// compute as their values in Q8_0: converted on first use, packed (the
+// default) or in rows (--no-repack), with one thread or a pool (the
+// executor converts whole stacks in parallel).
+TEST_F(StorageTypesTest, KQuantExpertsReadAsTheirValuesInQ8_0) {
+  const testing::GgufContents::Tensor* down = contents_.FindTensor("blk.0.ffn_down_exps.weight");
+  ASSERT_NE(down, nullptr);
+  ASSERT_EQ(down->ne[0], 64u) << "tiny's d_expert: no whole 256-weight rows";
+  std::vector<std::pair<std::string, uint32_t>> tensors;
+  for (int l = 0; l < 4; ++l) {
+    const std::string b = absl::StrCat("blk.", l, ".");
+    tensors.push_back({b + "ffn_gate_exps.weight", l == 3 ? kGgmlQ6_K : kGgmlQ4_K});
+    tensors.push_back({b + "ffn_up_exps.weight", kGgmlQ4_K});
+    tensors.push_back({b + "ffn_down_exps.weight", kGgmlQ5_0});
+  }
+  const std::string path = ExpectReadsAsQ8_0(
+      this, contents_, tensors, dir_.File("experts"),
+      {{.threads = 1}, {.threads = 2}, {.threads = 2, .repack = false}});
+  ASSERT_FALSE(path.empty());
+  auto m = Model::Load(path, ModelOptions{.threads = 1});
+  ASSERT_TRUE(m.ok()) << m.status();
+  EXPECT_EQ((*m)->config().expert_type, DType::kQ8_0);
+
+  // Expert by expert, as a worker and the coordinator's own share compute
+  // them (slices of the stacks, each converted on its own): the same
+  // numbers as the Q8_0 file's experts, and the conversions are counted
+  // and dropped like packed copies.
+  auto kq = GgufFile::Open(path);
+  auto q8 = GgufFile::Open(dir_.File("experts-q8.gguf"));
+  ASSERT_TRUE(kq.ok() && q8.ok());
+  const ModelConfig& c = (*m)->config();
+  auto kq_stacks = LoadExpertStacks(**kq, c);
+  auto q8_stacks = LoadExpertStacks(**q8, c);
+  ASSERT_TRUE(kq_stacks.ok() && q8_stacks.ok());
+  std::vector<float> x(3 * c.d_model), y_kq(x.size()), y_q8(x.size());
+  for (size_t i = 0; i < x.size(); ++i) x[i] = std::sin(0.37f * static_cast<float>(i));
+  const size_t copies_before = PackedCopyBytes();
+  for (int l = 0; l < c.n_layers; ++l) {
+    for (int e = 0; e < c.n_experts; ++e) {
+      SCOPED_TRACE(::testing::Message() << "layer " << l << " expert " << e);
+      auto run = [&](const ExpertStacks& s, float* y) {
+        LocalExpertExecutor::ComputeExpert(ExpertStacks::Slice(s.gate, e, s.n_experts),
+                                           ExpertStacks::Slice(s.up, e, s.n_experts),
+                                           ExpertStacks::Slice(s.down, e, s.n_experts),
+                                           s.down_transposed, x.data(), 3, y, nullptr);
+      };
+      run((*kq_stacks)[l], y_kq.data());
+      run((*q8_stacks)[l], y_q8.data());
+      ASSERT_EQ(std::memcmp(y_kq.data(), y_q8.data(), x.size() * sizeof(float)), 0);
+    }
+  }
+  EXPECT_GT(PackedCopyBytes(), copies_before);
+  size_t dropped = 0;
+  for (const ExpertStacks& s : *kq_stacks) {
+    for (int e = 0; e < c.n_experts; ++e) {
+      for (const MatrixRef* m : {&s.gate, &s.up, &s.down}) {
+        const MatrixRef slice = ExpertStacks::Slice(*m, e, s.n_experts);
+        const size_t bytes = DropPackedCopy(slice);
+        EXPECT_EQ(bytes, slice.rows * RowBytes(DType::kQ8_0, slice.cols));
+        dropped += bytes;
+      }
+    }
+  }
+  EXPECT_GT(dropped, 0u);
+}
+
+// Experts of one computed type only: Q4_1 (Q8_0 once converted) beside
+// Q4_0 experts is refused naming both.
+TEST_F(StorageTypesTest, ExpertsOfTwoComputedTypesAreRefused) {
+  auto spec = SynthPreset("tiny");
+  ASSERT_TRUE(spec.ok());
+  SynthOptions o{.spec = *spec, .type = DType::kQ4_0, .out_path = dir_.File("q4.gguf"),
+                 .seed = 5, .progress = false};
+  ASSERT_TRUE(WriteSyntheticModel(o).ok());
+  auto c = testing::ReadGguf(o.out_path);
+  ASSERT_TRUE(c.ok()) << c.status();
+  testing::GgufContents::Tensor* down = c->FindTensor("blk.1.ffn_down_exps.weight");
+  ASSERT_NE(down, nullptr);
+  // Q4_1 blocks: f16 d, f16 m, 16 nibble bytes (values do not matter here).
+  down->storage_type = kGgmlQ4_1;
+  down->bytes.assign(down->bytes.size() / 18 * 20, '\0');
+  const std::string path = dir_.File("q4_1-down.gguf");
+  ASSERT_TRUE(testing::WriteGguf(*c, path).ok());
   auto m = Model::Load(path, ModelOptions{.threads = 1});
   ASSERT_FALSE(m.ok());
-  EXPECT_NE(m.status().message().find("blk.1.ffn_gate_exps.weight"), std::string::npos)
-      << m.status();
-  EXPECT_NE(m.status().message().find("is Q6_K"), std::string::npos) << m.status();
+  const std::string msg(m.status().message());
+  EXPECT_NE(msg.find("blk.1.ffn_down_exps.weight' is Q4_1 (computed as Q8_0)"), std::string::npos)
+      << msg;
+  EXPECT_NE(msg.find("Q4_0"), std::string::npos) << msg;
 }
 
 TEST_F(StorageTypesTest, UnreadableTypesAreRefusedNamingTheType) {
-  // Q4_K (ggml id 12) has 144-byte blocks of 256 weights, Q4_0's size: a
-  // Q4_0 output.weight whose type id is patched to 12 is a well-formed file
+  // IQ4_NL (ggml id 20) has 18-byte blocks of 32 weights, Q4_0's size: a
+  // Q4_0 output.weight whose type id is patched to 20 is a well-formed file
   // with a type the engine neither computes in nor converts.
   testing::GgufContents::Tensor* out = contents_.FindTensor("output.weight");
   std::vector<float> x(out->ne[0] * out->ne[1]);
@@ -225,7 +279,7 @@ TEST_F(StorageTypesTest, UnreadableTypesAreRefusedNamingTheType) {
   out->type = DType::kQ4_0;
   out->bytes.assign(x.size() / 32 * 18, '\0');
   QuantizeRow(DType::kQ4_0, x.data(), out->bytes.data(), x.size());
-  const std::string path = dir_.File("q4k.gguf");
+  const std::string path = dir_.File("iq4_nl.gguf");
   ASSERT_TRUE(testing::WriteGguf(contents_, path).ok());
   std::string bytes;
   {
@@ -244,7 +298,7 @@ TEST_F(StorageTypesTest, UnreadableTypesAreRefusedNamingTheType) {
   uint32_t type;
   std::memcpy(&type, bytes.data() + type_at, 4);
   ASSERT_EQ(type, 2u);
-  type = 12;
+  type = 20;
   std::memcpy(bytes.data() + type_at, &type, 4);
   {
     std::ofstream o(path, std::ios::binary | std::ios::trunc);
@@ -252,7 +306,7 @@ TEST_F(StorageTypesTest, UnreadableTypesAreRefusedNamingTheType) {
   }
   auto m = Model::Load(path, ModelOptions{.threads = 1});
   ASSERT_FALSE(m.ok());
-  EXPECT_NE(m.status().message().find("unsupported tensor type Q4_K"), std::string::npos)
+  EXPECT_NE(m.status().message().find("unsupported tensor type IQ4_NL"), std::string::npos)
       << m.status();
   EXPECT_NE(m.status().message().find("Q6_K"), std::string::npos) << "names what it reads";
 }

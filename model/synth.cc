@@ -18,7 +18,9 @@
 #include "common/temp_file_guard.h"
 #include "common/thread_pool.h"
 #include "kernels/quant.h"
+#include "kernels/ggml_storage.h"
 #include "model/gguf.h"
+#include "model/synth_quant.h"
 #include "model/tensor_names.h"
 #include "model/tokenizer_data.h"
 
@@ -54,10 +56,31 @@ uint32_t FileType(DType t) {
   return 0;
 }
 
+// llama.cpp's use_more_bits (llama-quant.cpp): the first and last eighth
+// of the layers and every third one between them.
+bool UseMoreBits(int layer, int n_layers) {
+  return layer < n_layers / 8 || layer >= 7 * n_layers / 8 || (layer - n_layers / 8) % 3 == 2;
+}
+
+// The ggml type a tensor gets: o.type, or the mix's choice, as llama.cpp's
+// quantizer makes it for Q4_K_M (llama_tensor_get_type): Q4_K everywhere,
+// Q6_K for the LM head and, in use_more_bits layers, for attn_v and
+// ffn_down; a row that is no whole number of 256-blocks falls back as
+// llama.cpp's does (Q4_K -> Q5_0, Q6_K -> Q8_0).
+uint32_t TensorType(const SynthOptions& o, std::string_view name, int layer, uint64_t row_len) {
+  if (o.mix == SynthMix::kNone) return static_cast<uint32_t>(o.type);
+  namespace tn = tensor_names;
+  const bool more_bits = layer >= 0 && UseMoreBits(layer, o.spec.n_layers) &&
+                         (name == tn::Blk(layer, tn::kAttnV) || name == tn::Blk(layer, tn::kDownExps));
+  const bool q6 = name == tn::kOutput || more_bits;
+  if (row_len % 256 != 0) return q6 ? static_cast<uint32_t>(DType::kQ8_0) : kGgmlQ5_0;
+  return q6 ? kGgmlQ6_K : kGgmlQ4_K;
+}
+
 // How one tensor's values are made: row r, column c -> value.
 struct TensorPlan {
   std::string name;
-  DType type;
+  uint32_t type;             // ggml type id (model/synth_quant.h)
   std::vector<uint64_t> ne;  // ggml order
   std::function<void(uint64_t row, float* out)> fill;  // writes ne[0] floats
 };
@@ -98,7 +121,18 @@ TokenizerData ByteLevelFallback(size_t pad_to) {
 absl::StatusOr<SynthSpec> SynthPreset(std::string_view name) {
   SynthSpec s;
   s.preset = std::string(name);
-  if (name == "tiny" || name == "tiny-swa") {
+  if (name == "tiny-256") {
+    s.d_model = 256;
+    s.n_layers = 4;
+    s.n_heads = 4;
+    s.n_kv_heads = 2;
+    s.head_dim = 64;
+    s.n_experts = 8;
+    s.top_k = 2;
+    s.d_expert = 256;
+    s.context_length = 4096;
+    s.rope_theta = 10000.0;
+  } else if (name == "tiny" || name == "tiny-swa") {
     s.d_model = 128;
     s.n_layers = name == "tiny" ? 4 : 8;
     s.n_heads = 4;
@@ -133,7 +167,7 @@ absl::StatusOr<SynthSpec> SynthPreset(std::string_view name) {
     s.sliding_window = 4096;
   } else {
     return absl::InvalidArgumentError(
-        absl::StrCat("unknown preset '", std::string(name), "' (choose tiny, tiny-swa, 4b or 21b)"));
+        absl::StrCat("unknown preset '", std::string(name), "' (choose tiny, tiny-swa, tiny-256, 4b or 21b)"));
   }
   return s;
 }
@@ -161,8 +195,11 @@ absl::Status WriteSyntheticModel(const SynthOptions& o) {
   w.Set("general.architecture", GgufValue::Str("smallthinker"));
   w.Set("general.name", GgufValue::Str(absl::StrCat("SmallThinker synthetic ", s.preset,
                                                     " (random weights)")));
-  w.Set("general.file_type", GgufValue::U32(FileType(o.type)));
-  if (IsBlockQuantized(o.type)) w.Set("general.quantization_version", GgufValue::U32(2));
+  // llama_ftype: 15 is MOSTLY_Q4_K_M.
+  w.Set("general.file_type", GgufValue::U32(o.mix == SynthMix::kQ4_K_M ? 15 : FileType(o.type)));
+  if (IsBlockQuantized(o.type) || o.mix != SynthMix::kNone) {
+    w.Set("general.quantization_version", GgufValue::U32(2));
+  }
   w.Set(a + "context_length", GgufValue::U32(s.context_length));
   w.Set(a + "embedding_length", GgufValue::U32(s.d_model));
   w.Set(a + "block_count", GgufValue::U32(s.n_layers));
@@ -208,10 +245,14 @@ absl::Status WriteSyntheticModel(const SynthOptions& o) {
       for (uint64_t i = 0; i < n; ++i) out[i] = offset + scale * UnitNoise(st);
     };
   };
-  auto add = [&](std::string name, DType type, std::vector<uint64_t> ne, float scale,
+  // A weight matrix of layer `layer` (-1: none) in the type its name gets;
+  // 1-D norms stay F32.
+  auto add = [&](std::string name, int layer, std::vector<uint64_t> ne, float scale,
                  float offset = 0.0f) {
     auto f = noise(name, scale, offset);
     const uint64_t n = ne[0];
+    const uint32_t type = ne.size() == 1 ? static_cast<uint32_t>(DType::kF32)
+                                         : TensorType(o, name, layer, n);
     plans.push_back({std::move(name), type, std::move(ne),
                      [f, n](uint64_t row, float* out) { f(row, out, n); }});
   };
@@ -219,18 +260,18 @@ absl::Status WriteSyntheticModel(const SynthOptions& o) {
   const float inv_sqrt_d = 1.0f / std::sqrt(static_cast<float>(d));
   {
     auto f = noise(tn::kTokenEmbd, 1.0f);
-    plans.push_back({tn::kTokenEmbd, o.type, {d, vocab}, [f, d, &shared, embd_shared](uint64_t r, float* out) {
+    plans.push_back({tn::kTokenEmbd, TensorType(o, tn::kTokenEmbd, -1, d), {d, vocab}, [f, d, &shared, embd_shared](uint64_t r, float* out) {
                        f(r, out, d);
                        for (uint64_t i = 0; i < d; ++i) out[i] += embd_shared * shared[i];
                      }});
   }
   for (int l = 0; l < s.n_layers; ++l) {
-    add(tn::Blk(l, tn::kAttnNorm), DType::kF32, {d}, 0.1f, 1.0f);
-    add(tn::Blk(l, tn::kAttnQ), o.type, {d, q}, inv_sqrt_d);
-    add(tn::Blk(l, tn::kAttnK), o.type, {d, kv}, inv_sqrt_d);
-    add(tn::Blk(l, tn::kAttnV), o.type, {d, kv}, inv_sqrt_d);
-    add(tn::Blk(l, tn::kAttnOut), o.type, {q, d}, 1.0f / std::sqrt(static_cast<float>(q)));
-    add(tn::Blk(l, tn::kFfnNorm), DType::kF32, {d}, 0.1f, 1.0f);
+    add(tn::Blk(l, tn::kAttnNorm), l, {d}, 0.1f, 1.0f);
+    add(tn::Blk(l, tn::kAttnQ), l, {d, q}, inv_sqrt_d);
+    add(tn::Blk(l, tn::kAttnK), l, {d, kv}, inv_sqrt_d);
+    add(tn::Blk(l, tn::kAttnV), l, {d, kv}, inv_sqrt_d);
+    add(tn::Blk(l, tn::kAttnOut), l, {q, d}, 1.0f / std::sqrt(static_cast<float>(q)));
+    add(tn::Blk(l, tn::kFfnNorm), l, {d}, 0.1f, 1.0f);
     {
       // Router rows: noise, plus for skewed routing a lean towards the shared
       // direction that decays geometrically over a per-layer random ranking.
@@ -247,24 +288,24 @@ absl::Status WriteSyntheticModel(const SynthOptions& o) {
                                                 std::exp(-static_cast<double>(rank) / (e / 8.0)));
         }
       }
-      plans.push_back({name, DType::kF32, {d, e}, [f, d, lean, &shared](uint64_t r, float* out) {
+      plans.push_back({name, static_cast<uint32_t>(DType::kF32), {d, e}, [f, d, lean, &shared](uint64_t r, float* out) {
                          f(r, out, d);
                          for (uint64_t i = 0; i < d; ++i) out[i] += lean[r] * shared[i];
                        }});
     }
-    add(tn::Blk(l, tn::kGateExps), o.type, {d, ff, e}, inv_sqrt_d);
-    add(tn::Blk(l, tn::kUpExps), o.type, {d, ff, e}, inv_sqrt_d);
-    add(tn::Blk(l, tn::kDownExps), o.type, {ff, d, e}, 1.0f / std::sqrt(static_cast<float>(ff)));
+    add(tn::Blk(l, tn::kGateExps), l, {d, ff, e}, inv_sqrt_d);
+    add(tn::Blk(l, tn::kUpExps), l, {d, ff, e}, inv_sqrt_d);
+    add(tn::Blk(l, tn::kDownExps), l, {ff, d, e}, 1.0f / std::sqrt(static_cast<float>(ff)));
   }
-  add(tn::kOutputNorm, DType::kF32, {d}, 0.1f, 1.0f);
-  if (!s.tied_output) add(tn::kOutput, o.type, {d, vocab}, inv_sqrt_d);
+  add(tn::kOutputNorm, -1, {d}, 0.1f, 1.0f);
+  if (!s.tied_output) add(tn::kOutput, -1, {d, vocab}, inv_sqrt_d);
 
   uint64_t total_bytes = 0;
   for (const TensorPlan& p : plans) {
     ST_RETURN_IF_ERROR(w.AddTensorInfo(p.name, p.type, p.ne));
     uint64_t rows = 1;
     for (size_t i = 1; i < p.ne.size(); ++i) rows *= p.ne[i];
-    total_bytes += rows * RowBytes(p.type, p.ne[0]);
+    total_bytes += rows * SynthRowBytes(p.type, p.ne[0]);
   }
   const std::string tmp = absl::StrCat(o.out_path, ".tmp.", getpid());
   TempFileGuard guard(tmp);  // removes it if a signal ends the process
@@ -272,20 +313,22 @@ absl::Status WriteSyntheticModel(const SynthOptions& o) {
     std::remove(tmp.c_str());
     return st;
   }
-  ProgressBar bar(absl::StrCat("synth ", s.preset, " ", std::string(DTypeName(o.type))), total_bytes,
+  ProgressBar bar(absl::StrCat("synth ", s.preset, " ",
+                               std::string(o.mix == SynthMix::kQ4_K_M ? std::string_view("Q4_K_M") : DTypeName(o.type))),
+                  total_bytes,
                   o.progress);
   ThreadPool pool(0);
   std::vector<uint8_t> bytes;
   for (const TensorPlan& p : plans) {
     uint64_t rows = 1;
     for (size_t i = 1; i < p.ne.size(); ++i) rows *= p.ne[i];
-    const size_t row_bytes = RowBytes(p.type, p.ne[0]);
+    const size_t row_bytes = SynthRowBytes(p.type, p.ne[0]);
     bytes.resize(rows * row_bytes);
     pool.ParallelFor(rows, [&](size_t begin, size_t end) {
       std::vector<float> row(p.ne[0]);
       for (size_t r = begin; r < end; ++r) {
         p.fill(r, row.data());
-        QuantizeRow(p.type, row.data(), bytes.data() + r * row_bytes, p.ne[0]);
+        SynthQuantizeRow(p.type, row.data(), bytes.data() + r * row_bytes, p.ne[0]);
       }
     });
     absl::Status st = w.WriteTensorData(p.name, bytes.data(), bytes.size());

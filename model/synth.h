@@ -23,12 +23,21 @@ struct SynthSpec {
 };
 
 // Presets: "tiny" (4 layers, unit tests), "tiny-swa" (8 layers, window 8: the
-// 21B NoPE/SWA schedule in miniature), "4b", "21b" (the real shapes).
+// 21B NoPE/SWA schedule in miniature), "tiny-256" (tiny with every row a
+// whole 256-weight block, so K-quant mixes store K-quants everywhere), "4b",
+// "21b" (the real shapes).
 absl::StatusOr<SynthSpec> SynthPreset(std::string_view name);
+
+// A mix of types per tensor, as llama.cpp's quantizer makes it.
+enum class SynthMix {
+  kNone,    // SynthOptions::type everywhere
+  kQ4_K_M,  // Q4_K, with Q6_K for the LM head and some attn_v / ffn_down (model/synth.cc)
+};
 
 struct SynthOptions {
   SynthSpec spec;
   DType type = DType::kQ4_0;     // every 2-D weight except the F32 router
+  SynthMix mix = SynthMix::kNone;  // set: overrides `type`
   std::string out_path;
   std::string tokenizer_json;    // HF tokenizer.json; empty: byte-level fallback vocab
   uint64_t seed = 1;

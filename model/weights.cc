@@ -3,9 +3,12 @@
 #include <algorithm>
 #include <cstring>
 #include <functional>
+#include <set>
+#include <string>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "common/status_macros.h"
 #include "kernels/packed_matrix.h"
 #include "kernels/quant.h"
@@ -22,16 +25,20 @@ absl::StatusOr<const GgufTensorInfo*> Find(const GgufFile& f, const std::string&
   return t;
 }
 
-// A matrix the kernels can read in place: experts, which are never converted.
+// An expert stack as the file holds it: in a storage-only format it keeps
+// `storage` set, and is converted on first use (model/mapped_repack.h).
 absl::StatusOr<MatrixRef> Matrix(const GgufFile& f, const std::string& name) {
   ST_ASSIGN_OR_RETURN(const GgufTensorInfo* t, Find(f, name));
-  if (t->storage != nullptr) {  // ModelConfig::FromGguf refuses such experts first
-    return absl::InvalidArgumentError(absl::StrCat("tensor '", name, "' is ",
-                                                   std::string(t->type_name()),
-                                                   ", which the kernels do not read"));
-  }
   return TensorMatrix(f, *t);
 }
+
+// What the load converted (one log line for all of them).
+struct Conversions {
+  int tensors = 0;
+  uint64_t file_bytes = 0, q8_bytes = 0;
+  std::set<std::string> types;
+  bool only_lm_head = true;
+};
 
 // A tensor in a storage-only format (kernels/ggml_storage.h) as Q8_0, row
 // by row (dequantized, then quantized as ggml's quantize_row_q8_0_ref
@@ -40,25 +47,22 @@ absl::StatusOr<MatrixRef> Matrix(const GgufFile& f, const std::string& name) {
 // weight within half a Q8_0 step of Q6_K's value): the LM head of a Q4_0
 // file then reads 1.3x its Q6_K bytes per token.
 absl::StatusOr<MatrixRef> ConvertToQ8_0(const GgufFile& f, const GgufTensorInfo& t,
-                                        std::vector<std::shared_ptr<const HugePageArena>>& arenas) {
+                                        std::vector<std::shared_ptr<const HugePageArena>>& arenas,
+                                        Conversions& log) {
   // Rows are whole blocks of the format (the reader checks), and so whole
   // Q8_0 blocks (kernels/ggml_storage.h).
   const MatrixRef src = TensorMatrix(f, t);
-  const size_t in_row = src.cols / t.storage->block_elems * t.storage->block_bytes;
   const size_t out_row = RowBytes(DType::kQ8_0, src.cols);
   ST_ASSIGN_OR_RETURN(std::unique_ptr<HugePageArena> arena,
                       HugePageArena::Create(std::max<size_t>(src.rows * out_row, 1)));
-  const auto* in = static_cast<const uint8_t*>(src.data);
-  std::vector<float> row(src.cols);
-  for (size_t r = 0; r < src.rows; ++r) {
-    t.storage->dequantize(in + r * in_row, row.data(), src.cols);
-    QuantizeRow(DType::kQ8_0, row.data(), arena->data() + r * out_row, src.cols);
-  }
+  ConvertRowsToQ8_0(*t.storage, src.data, src.rows, src.cols, arena->data());
   f.ReleasePages(src.data, t.n_bytes);
-  LOG(WARNING) << "tensor '" << t.name << "' is " << t.type_name()
-               << ": converted to Q8_0 at load (" << FormatBytes(t.n_bytes) << " -> "
-               << FormatBytes(src.rows * out_row)
-               << "); quantize with --output-tensor-type q8_0 (or q4_0) to skip this";
+  ++log.tensors;
+  log.file_bytes += t.n_bytes;
+  log.q8_bytes += src.rows * out_row;
+  log.types.insert(std::string(t.type_name()));
+  log.only_lm_head = log.only_lm_head && (t.name == tensor_names::kOutput ||
+                                          t.name == tensor_names::kTokenEmbd);
   MatrixRef m{DType::kQ8_0, arena->data(), src.rows, src.cols};
   arenas.push_back(std::move(arena));
   return m;
@@ -66,9 +70,10 @@ absl::StatusOr<MatrixRef> ConvertToQ8_0(const GgufFile& f, const GgufTensorInfo&
 
 // A dense matrix: in place, or converted when stored in a storage-only format.
 absl::StatusOr<MatrixRef> DenseMatrix(const GgufFile& f, const std::string& name,
-                                      std::vector<std::shared_ptr<const HugePageArena>>& arenas) {
+                                      std::vector<std::shared_ptr<const HugePageArena>>& arenas,
+                                      Conversions& log) {
   ST_ASSIGN_OR_RETURN(const GgufTensorInfo* t, Find(f, name));
-  if (t->storage != nullptr) return ConvertToQ8_0(f, *t, arenas);
+  if (t->storage != nullptr) return ConvertToQ8_0(f, *t, arenas, log);
   return TensorMatrix(f, *t);
 }
 
@@ -88,29 +93,42 @@ absl::StatusOr<std::vector<float>> Vector(const GgufFile& f, const std::string& 
 MatrixRef TensorMatrix(const GgufFile& file, const GgufTensorInfo& info) {
   size_t rows = 1;
   for (size_t i = 1; i < info.ne.size(); ++i) rows *= info.ne[i];
-  return MatrixRef{info.type, file.TensorData(info), rows, static_cast<size_t>(info.ne[0])};
+  return MatrixRef{.type = info.type,
+                   .data = file.TensorData(info),
+                   .rows = rows,
+                   .cols = static_cast<size_t>(info.ne[0]),
+                   .storage = info.storage};
 }
 
 absl::StatusOr<DenseWeights> DenseWeights::Load(const GgufFile& f, const ModelConfig& c) {
   namespace tn = tensor_names;
   DenseWeights w;
-  ST_ASSIGN_OR_RETURN(w.token_embd, DenseMatrix(f, tn::kTokenEmbd, w.arenas));
+  Conversions log;
+  ST_ASSIGN_OR_RETURN(w.token_embd, DenseMatrix(f, tn::kTokenEmbd, w.arenas, log));
   ST_ASSIGN_OR_RETURN(w.output_norm, Vector(f, tn::kOutputNorm));
   if (c.tied_output) {
     w.output = w.token_embd;
   } else {
-    ST_ASSIGN_OR_RETURN(w.output, DenseMatrix(f, tn::kOutput, w.arenas));
+    ST_ASSIGN_OR_RETURN(w.output, DenseMatrix(f, tn::kOutput, w.arenas, log));
   }
   w.layers.resize(c.n_layers);
   for (int l = 0; l < c.n_layers; ++l) {
     LayerWeights& lw = w.layers[l];
     ST_ASSIGN_OR_RETURN(lw.attn_norm, Vector(f, tn::Blk(l, tn::kAttnNorm)));
-    ST_ASSIGN_OR_RETURN(lw.wq, DenseMatrix(f, tn::Blk(l, tn::kAttnQ), w.arenas));
-    ST_ASSIGN_OR_RETURN(lw.wk, DenseMatrix(f, tn::Blk(l, tn::kAttnK), w.arenas));
-    ST_ASSIGN_OR_RETURN(lw.wv, DenseMatrix(f, tn::Blk(l, tn::kAttnV), w.arenas));
-    ST_ASSIGN_OR_RETURN(lw.wo, DenseMatrix(f, tn::Blk(l, tn::kAttnOut), w.arenas));
+    ST_ASSIGN_OR_RETURN(lw.wq, DenseMatrix(f, tn::Blk(l, tn::kAttnQ), w.arenas, log));
+    ST_ASSIGN_OR_RETURN(lw.wk, DenseMatrix(f, tn::Blk(l, tn::kAttnK), w.arenas, log));
+    ST_ASSIGN_OR_RETURN(lw.wv, DenseMatrix(f, tn::Blk(l, tn::kAttnV), w.arenas, log));
+    ST_ASSIGN_OR_RETURN(lw.wo, DenseMatrix(f, tn::Blk(l, tn::kAttnOut), w.arenas, log));
     ST_ASSIGN_OR_RETURN(lw.ffn_norm, Vector(f, tn::Blk(l, tn::kFfnNorm)));
-    ST_ASSIGN_OR_RETURN(lw.router, DenseMatrix(f, tn::Blk(l, tn::kRouter), w.arenas));
+    ST_ASSIGN_OR_RETURN(lw.router, DenseMatrix(f, tn::Blk(l, tn::kRouter), w.arenas, log));
+  }
+  if (log.tensors > 0) {
+    LOG(WARNING) << log.tensors << " dense tensor(s) in " << absl::StrJoin(log.types, ", ")
+                 << " converted to Q8_0 at load (" << FormatBytes(log.file_bytes) << " -> "
+                 << FormatBytes(log.q8_bytes) << "; the kernels compute in Q4_0 and Q8_0)"
+                 << (log.only_lm_head
+                         ? "; quantize with --output-tensor-type q8_0 (or q4_0) to skip this"
+                         : "");
   }
   // Converted tensors are resident already (their file pages released).
   for (const GgufTensorInfo& t : f.tensors()) {

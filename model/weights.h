@@ -43,7 +43,12 @@ struct ExpertStacks {
     auto at = [offset](const void* p) {
       return p == nullptr ? nullptr : static_cast<const char*>(p) + offset;
     };
-    return MatrixRef{stack.type, at(stack.data), rows, stack.cols, at(stack.packed)};
+    return MatrixRef{.type = stack.type,
+                     .data = at(stack.data),
+                     .rows = rows,
+                     .cols = stack.cols,
+                     .packed = at(stack.packed),
+                     .storage = stack.storage};
   }
 };
 
@@ -98,7 +103,8 @@ absl::StatusOr<std::vector<ExpertStacks>> LoadExpertStacks(const GgufFile& file,
                                                            const ModelConfig& config);
 
 // A 1-D or 2-D tensor as a matrix view ([ne1, ne0]); for 3-D stacks
-// rows = ne1 * ne2.
+// rows = ne1 * ne2. A tensor in a storage-only format keeps its bytes
+// (`storage` set, `type` Q8_0): no kernel may read it unconverted.
 MatrixRef TensorMatrix(const GgufFile& file, const GgufTensorInfo& info);
 
 }  // namespace st

@@ -112,6 +112,16 @@ void TransposeMatrix(const MatrixRef& m, char* dst, std::vector<float>& in,
   }
 }
 
+// m as the kernels' type: an expert in a storage-only format (K-quants,
+// Q4_1, ...) converted to Q8_0 in `buffer` (the pack's records are Q8_0
+// then: c.expert_type); any other m as it is.
+MatrixRef Readable(const MatrixRef& m, std::vector<char>& buffer) {
+  if (m.storage == nullptr) return m;
+  buffer.resize(m.rows * RowBytes(DType::kQ8_0, m.cols));
+  ConvertRowsToQ8_0(*m.storage, m.data, m.rows, m.cols, buffer.data());
+  return MatrixRef{.type = DType::kQ8_0, .data = buffer.data(), .rows = m.rows, .cols = m.cols};
+}
+
 }  // namespace
 
 absl::StatusOr<PackWriteResult> WritePack(const PackWriterOptions& o) {
@@ -156,6 +166,7 @@ absl::StatusOr<PackWriteResult> WritePack(const PackWriterOptions& o) {
       static_cast<char*>(std::aligned_alloc(kPackAlignment, h.record_size * batch)), &std::free);
   if (records == nullptr) return absl::ResourceExhaustedError("convert: cannot allocate record buffers");
   std::vector<std::vector<float>> in(batch), out(batch);
+  std::vector<std::vector<char>> converted(batch);
   ProgressBar bar("convert", h.file_size, o.progress);
   for (uint64_t first = 0; first < h.record_count; first += batch) {
     const int n = static_cast<int>(std::min<uint64_t>(batch, h.record_count - first));
@@ -166,13 +177,13 @@ absl::StatusOr<PackWriteResult> WritePack(const PackWriterOptions& o) {
         const ExpertStacks& s = stacks[l];
         char* rec = records.get() + i * h.record_size;
         std::memset(rec, 0, h.record_size);
-        const MatrixRef gate = ExpertStacks::Slice(s.gate, e, c.n_experts);
+        const MatrixRef gate = Readable(ExpertStacks::Slice(s.gate, e, c.n_experts), converted[i]);
         if (gate_packed) {
           PackRows(gate.type, gate.data, gate.rows, gate.cols, rec);
         } else {
           CopyMatrix(gate, rec);
         }
-        const MatrixRef up = ExpertStacks::Slice(s.up, e, c.n_experts);
+        const MatrixRef up = Readable(ExpertStacks::Slice(s.up, e, c.n_experts), converted[i]);
         if (up_split) {
           for (size_t row = 0; row < up.rows; ++row) {
             SplitQ4_0Row(up.row(row), up.cols, rec + h.matrix_stride + row * up.row_bytes());
@@ -180,7 +191,7 @@ absl::StatusOr<PackWriteResult> WritePack(const PackWriterOptions& o) {
         } else {
           CopyMatrix(up, rec + h.matrix_stride);
         }
-        const MatrixRef down = ExpertStacks::Slice(s.down, e, c.n_experts);
+        const MatrixRef down = Readable(ExpertStacks::Slice(s.down, e, c.n_experts), converted[i]);
         char* down_dst = rec + 2 * h.matrix_stride;
         if (s.down_transposed) {
           CopyMatrix(down, down_dst);  // already [d_expert, d_model]

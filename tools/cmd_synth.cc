@@ -20,11 +20,15 @@ void RegisterSynth(CLI::App& app) {
       "Write a GGUF with the exact SmallThinker architecture and random weights.\n"
       "The weights are random: output text is gibberish, but shapes, keys, tensor names,\n"
       "memory traffic and speed match the real models.");
-  cmd->add_option("--preset", flags->preset, "tiny | tiny-swa | 4b | 21b")
-      ->check(CLI::IsMember({"tiny", "tiny-swa", "4b", "21b"}))
+  cmd->add_option("--preset", flags->preset,
+                  "tiny | tiny-swa | tiny-256 (rows of whole 256-weight blocks) | 4b | 21b")
+      ->check(CLI::IsMember({"tiny", "tiny-swa", "tiny-256", "4b", "21b"}))
       ->capture_default_str();
-  cmd->add_option("--type", flags->type, "Weight type: f32 | f16 | bf16 | q8_0 | q4_0")
-      ->check(CLI::IsMember({"f32", "f16", "bf16", "q8_0", "q4_0"}))
+  cmd->add_option("--type", flags->type,
+                  "Weight type: f32 | f16 | bf16 | q8_0 | q4_0, or q4_k_m: llama.cpp's Q4_K_M mix\n"
+                  "(Q4_K; Q6_K for the LM head and some attn_v and ffn_down; rows that are no\n"
+                  "whole 256-weight blocks in Q5_0 / Q8_0), which the engine converts to Q8_0")
+      ->check(CLI::IsMember({"f32", "f16", "bf16", "q8_0", "q4_0", "q4_k_m"}))
       ->capture_default_str();
   cmd->add_option("--out", flags->out, "Output GGUF path")->required();
   cmd->add_option("--tokenizer", flags->tokenizer,
@@ -45,7 +49,8 @@ void RegisterSynth(CLI::App& app) {
       ->check(CLI::Range(32, 65536));
   cmd->callback([flags] {
     auto spec = SynthPreset(flags->preset);
-    auto type = ParseDType(flags->type);
+    const bool q4_k_m = flags->type == "q4_k_m";
+    auto type = ParseDType(q4_k_m ? "q8_0" : flags->type);
     if (!spec.ok() || !type.ok()) {
       std::fprintf(stderr, "error: %s\n",
                    (!spec.ok() ? spec.status() : type.status()).ToString().c_str());
@@ -63,6 +68,7 @@ void RegisterSynth(CLI::App& app) {
     }
     SynthOptions o{.spec = *spec,
                    .type = *type,
+                   .mix = q4_k_m ? SynthMix::kQ4_K_M : SynthMix::kNone,
                    .out_path = flags->out,
                    .tokenizer_json = flags->tokenizer,
                    .seed = flags->seed,

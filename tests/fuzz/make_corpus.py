@@ -159,7 +159,8 @@ def main():
         body += b"\0" * (pad(len(body), 32) - len(body))
         return body + b"\x3c" * data_len
 
-    files["bad_q4_k.gguf"] = one_tensor([256], 12, data_len=144)
+    files["bad_iq4_xs.gguf"] = one_tensor([256], 23, data_len=136)
+    files["bad_q4_k_block.gguf"] = one_tensor([128], 12)
     files["bad_iq2_s.gguf"] = one_tensor([256], 22)
     files["bad_ndims5.gguf"] = one_tensor([1, 1, 1, 1, 1], F32_T)
     files["bad_zero_dim.gguf"] = one_tensor([4, 0], F32_T)
