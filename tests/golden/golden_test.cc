@@ -51,6 +51,7 @@ struct GoldenCase {
   int max_batch;
   bool tied = false;
   DType kv_type = DType::kF32;
+  SynthMix mix = SynthMix::kNone;
 };
 
 std::vector<int32_t> Tokens(int n, int vocab) {
@@ -68,7 +69,7 @@ class GoldenTest : public ::testing::TestWithParam<GoldenCase> {};
 TEST_P(GoldenTest, LogitsMatchNumpyReference) {
   const GoldenCase& c = GetParam();
   testing::TempDir dir;
-  auto path = testing::SynthModel(dir.path(), c.preset, c.type, c.gating, 11, c.tied);
+  auto path = testing::SynthModel(dir.path(), c.preset, c.type, c.gating, 11, c.tied, "", c.mix);
   ASSERT_TRUE(path.ok()) << path.status();
   auto model = Model::Load(*path, ModelOptions{.threads = 2, .max_batch = c.max_batch, .kv_type = c.kv_type});
   ASSERT_TRUE(model.ok()) << model.status();
@@ -164,7 +165,11 @@ INSTANTIATE_TEST_SUITE_P(
         GoldenCase{"swa_f32_kv_f16", "tiny-swa", DType::kF32, Gating::kSigmoid, 40, 7, false,
                    DType::kF16},
         GoldenCase{"q8_0_kv_f16", "tiny", DType::kQ8_0, Gating::kSigmoid, 24, 64, false,
-                   DType::kF16}),
+                   DType::kF16},
+        // llama.cpp's Q4_K_M mix: Q4_K, Q6_K LM head, attn_v and ffn_down in
+        // layers 2 and 3 (use_more_bits of 4 layers), computed as Q8_0.
+        GoldenCase{"q4_k_m_sigmoid", "tiny-256", DType::kQ8_0, Gating::kSigmoid, 24, 64, false,
+                   DType::kF32, SynthMix::kQ4_K_M}),
     [](const ::testing::TestParamInfo<GoldenCase>& info) { return info.param.name; });
 
 }  // namespace

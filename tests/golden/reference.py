@@ -11,7 +11,9 @@ TOKENS.txt holds whitespace-separated token ids; OUT.bin receives logits
 
 --q8-activations mirrors llama.cpp's (and the engine's) numerics for Q4_0 /
 Q8_0 weights: the input vector of every such matrix product is first
-quantized to Q8_0 blocks. Without it activations stay float64.
+quantized to Q8_0 blocks. Without it activations stay float64. Q5_0, Q4_K
+and Q6_K weights (a Q4_K_M file) are dequantized by their ggml layout, then
+taken through Q8_0 as the engine computes them.
 """
 import struct
 import sys
@@ -21,6 +23,10 @@ import numpy as np
 GGUF_SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f",
                 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
 F32, F16, Q4_0, Q8_0, BF16 = 0, 1, 2, 8, 30
+# ggml storage formats of llama.cpp's K-quant mixes (Q4_K_M), which the
+# engine computes as Q8_0 (their values re-quantized once).
+Q5_0, Q4_K, Q6_K = 6, 12, 14
+STORAGE = (Q5_0, Q4_K, Q6_K)
 
 
 class Reader:
@@ -98,6 +104,57 @@ def dequantize(data, off, ne, t):
         lo = (qs & 0x0F).astype(np.float64) - 8
         hi = (qs >> 4).astype(np.float64) - 8
         v = (np.concatenate([lo, hi], axis=1) * d).reshape(-1)
+    elif t == Q5_0:
+        # f16 d, u32 of fifth bits (bit j: weight j), 16 bytes of nibbles
+        # (low: weights 0-15, high: 16-31); value d * (q - 16).
+        blocks = np.frombuffer(data, np.uint8, n // 32 * 22, off).reshape(-1, 22)
+        d = f16(blocks[:, :2].copy().view(np.uint16))
+        qh = blocks[:, 2:6].copy().view("<u4")
+        bits = ((qh >> np.arange(32, dtype=np.uint32)) & 1).astype(np.int64)
+        qs = blocks[:, 6:].astype(np.int64)
+        q = np.concatenate([(qs & 0xF) | (bits[:, :16] << 4), (qs >> 4) | (bits[:, 16:] << 4)], axis=1)
+        v = ((q - 16) * d).reshape(-1)
+    elif t == Q4_K:
+        # f16 d, f16 dmin, 12 bytes of eight 6-bit (scale, min) pairs, 128
+        # bytes of nibbles: 64-weight chunks, low nibbles first. Value
+        # d * scale * q - dmin * min per 32-weight sub-block.
+        blocks = np.frombuffer(data, np.uint8, n // 256 * 144, off).reshape(-1, 144)
+        d = f16(blocks[:, 0:2].copy().view(np.uint16))
+        dmin = f16(blocks[:, 2:4].copy().view(np.uint16))
+        sc = blocks[:, 4:16].astype(np.int64)
+        scale, mn = [], []
+        for j in range(8):
+            if j < 4:
+                scale.append(sc[:, j] & 63)
+                mn.append(sc[:, j + 4] & 63)
+            else:
+                scale.append((sc[:, j + 4] & 0xF) | ((sc[:, j - 4] >> 6) << 4))
+                mn.append((sc[:, j + 4] >> 4) | ((sc[:, j] >> 6) << 4))
+        qs = blocks[:, 16:].astype(np.int64)
+        parts = []
+        for c in range(4):
+            chunk = qs[:, 32 * c:32 * c + 32]
+            for j, q in ((2 * c, chunk & 0xF), (2 * c + 1, chunk >> 4)):
+                parts.append(d * scale[j][:, None] * q - dmin * mn[j][:, None])
+        v = np.concatenate(parts, axis=1).reshape(-1)
+    elif t == Q6_K:
+        # 128 bytes of low nibbles, 64 of 2-bit highs, 16 int8 scales (one
+        # per 16 weights), f16 d; value d * scale * (q - 32). In each
+        # 128-weight half, weight l + 32 k takes nibble k // 2 of byte
+        # l + 32 (k % 2) and bits 2k of the high byte l.
+        blocks = np.frombuffer(data, np.uint8, n // 256 * 210, off).reshape(-1, 210)
+        ql = blocks[:, :128].astype(np.int64)
+        qh = blocks[:, 128:192].astype(np.int64)
+        sc = blocks[:, 192:208].copy().view(np.int8).astype(np.float64)
+        d = f16(blocks[:, 208:210].copy().view(np.uint16))
+        q = np.zeros((blocks.shape[0], 256), np.int64)
+        for h in range(2):
+            lo, hi = ql[:, 64 * h:64 * h + 64], qh[:, 32 * h:32 * h + 32]
+            for k in range(4):
+                nib = lo[:, 32 * (k % 2):32 * (k % 2) + 32]
+                nib = nib & 0xF if k < 2 else nib >> 4
+                q[:, 128 * h + 32 * k:128 * h + 32 * k + 32] = nib | (((hi >> (2 * k)) & 3) << 4)
+        v = (d * np.repeat(sc, 16, axis=1) * (q - 32)).reshape(-1)
     else:
         raise ValueError(f"unsupported type {t}")
     return v.reshape(shape)
@@ -146,10 +203,14 @@ class Model:
             name = r.string(); nd = r.take("<I")
             [r.take("<Q") for _ in range(nd)]
             self.types[name] = r.take("<I"); r.take("<Q")
+        # The engine computes storage-format tensors as Q8_0.
+        for name, t in self.types.items():
+            if t in STORAGE:
+                self.t[name] = q8_round_trip(self.t[name])
 
     def matmul(self, name, W, x):
         """x [n, in] @ W[out, in]^T with optional Q8 activation emulation."""
-        if self.q8_act and self.types[name] in (Q4_0, Q8_0):
+        if self.q8_act and self.types[name] in (Q4_0, Q8_0) + STORAGE:
             x = q8_round_trip(x)
         return x @ W.T
 

@@ -27,15 +27,17 @@ TempDir::~TempDir() {
 
 absl::StatusOr<std::string> SynthModel(const std::string& dir, const std::string& preset,
                                        DType type, Gating gating, uint64_t seed, bool tied_output,
-                                       const std::string& tokenizer_json) {
+                                       const std::string& tokenizer_json, SynthMix mix) {
   ST_ASSIGN_OR_RETURN(SynthSpec spec, SynthPreset(preset));
   spec.gating = gating;
   spec.tied_output = tied_output;
   const std::string path =
       absl::StrCat(dir, "/", preset, "_", std::string(DTypeName(type)), "_", static_cast<int>(gating), "_",
-                   seed, tied_output ? "_tied" : "", ".gguf");
+                   seed, tied_output ? "_tied" : "", mix == SynthMix::kQ4_K_M ? "_q4_k_m" : "",
+                   ".gguf");
   SynthOptions o{.spec = spec,
                  .type = type,
+                 .mix = mix,
                  .out_path = path,
                  .tokenizer_json = tokenizer_json,
                  .seed = seed,

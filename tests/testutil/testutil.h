@@ -29,7 +29,8 @@ class TempDir {
 absl::StatusOr<std::string> SynthModel(const std::string& dir, const std::string& preset,
                                        DType type, Gating gating = Gating::kSigmoid,
                                        uint64_t seed = 7, bool tied_output = false,
-                                       const std::string& tokenizer_json = "");
+                                       const std::string& tokenizer_json = "",
+                                       SynthMix mix = SynthMix::kNone);
 
 // Everything a GGUF holds, decoded into editable form.
 struct GgufContents {
