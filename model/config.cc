@@ -1,6 +1,7 @@
 #include "model/config.h"
 
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -82,6 +83,7 @@ absl::Status CheckTensors(const GgufFile& f, ModelConfig& c) {
   ST_RETURN_IF_ERROR(CheckTensor(f, tn::kOutputNorm, {d}));
   c.tied_output = f.FindTensor(tn::kOutput) == nullptr;
   if (!c.tied_output) ST_RETURN_IF_ERROR(CheckTensor(f, tn::kOutput, {d, v}));
+  std::set<std::string> storage;  // the experts' storage-only formats
   for (int l = 0; l < c.n_layers; ++l) {
     ST_RETURN_IF_ERROR(CheckTensor(f, tn::Blk(l, tn::kAttnNorm), {d}));
     ST_RETURN_IF_ERROR(CheckTensor(f, tn::Blk(l, tn::kAttnQ), {d, q}));
@@ -108,6 +110,10 @@ absl::Status CheckTensors(const GgufFile& f, ModelConfig& c) {
     // computed as Q8_0, converted on first use (model/mapped_repack.h) or in
     // the expert pack: their type here is Q8_0, so a Q4_K_M file's Q4_K and
     // Q6_K experts share one.
+    for (const char* s : {tn::kGateExps, tn::kUpExps, tn::kDownExps}) {
+      const GgufTensorInfo* x = f.FindTensor(tn::Blk(l, s));
+      if (x->storage != nullptr) storage.insert(std::string(x->type_name()));
+    }
     const DType gate_type = f.FindTensor(tn::Blk(l, tn::kGateExps))->type;
     if (l == 0) c.expert_type = gate_type;
     for (const char* s : {tn::kGateExps, tn::kUpExps, tn::kDownExps}) {
@@ -125,6 +131,7 @@ absl::Status CheckTensors(const GgufFile& f, ModelConfig& c) {
       }
     }
   }
+  c.expert_storage = absl::StrJoin(storage, ", ");
   return absl::OkStatus();
 }
 
@@ -323,7 +330,11 @@ std::string DescribeConfig(const ModelConfig& c) {
       c.name.empty() ? "(none)" : c.name, c.d_model, c.n_layers, c.n_heads, c.n_kv_heads,
       c.head_dim, c.n_experts, c.top_k, c.d_expert, c.vocab_size, c.context_length, c.rms_eps,
       c.rope_theta, c.gating == Gating::kSigmoid ? "sigmoid" : "softmax", c.sliding_window, n_swa,
-      n_nope, DTypeName(c.expert_type),
+      n_nope,
+      c.expert_storage.empty()
+          ? std::string(DTypeName(c.expert_type))
+          : absl::StrCat(std::string(DTypeName(c.expert_type)), " (converted from ",
+                         c.expert_storage, ")"),
       c.down_transposed ? "transposed {d_model, d_expert, E} (PowerInfer)"
                         : "upstream {d_expert, d_model, E}",
       c.tied_output ? "tied to token_embd" : "output.weight");

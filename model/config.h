@@ -41,6 +41,9 @@ struct ModelConfig {
   bool down_transposed = false;  // PowerInfer layout: ffn_down_exps {d_model, d_expert, E}
   bool tied_output = false;      // no output.weight: LM head reuses token_embd
   DType expert_type = DType::kF32;
+  // The file's storage-only formats that the experts are converted from
+  // ("Q4_K, Q6_K" in a Q4_K_M file; expert_type is then Q8_0), or "".
+  std::string expert_storage;
   std::vector<LayerConfig> layers;
 
   int q_dim() const { return n_heads * head_dim; }

@@ -75,6 +75,38 @@ INSTANTIATE_TEST_SUITE_P(Types, ExpertPackTest,
                          ::testing::Values(DType::kF32, DType::kF16, DType::kQ8_0, DType::kQ4_0),
                          [](const auto& info) { return std::string(DTypeName(info.param)); });
 
+// A Q4_K_M file (Q4_K, with Q6_K down in some layers): Q8_0 records, each
+// its experts' Q8_0 conversion, as the in-RAM path computes them.
+TEST(KQuantPackTest, RecordsHoldTheExpertsConvertedToQ8_0) {
+  st::testing::TempDir dir;
+  auto m = st::testing::SynthModel(dir.path(), "tiny-256", DType::kQ8_0, Gating::kSigmoid, 3,
+                                   false, "", SynthMix::kQ4_K_M);
+  ASSERT_TRUE(m.ok()) << m.status();
+  auto w = WritePack({.gguf_path = *m, .progress = false});
+  ASSERT_TRUE(w.ok()) << w.status();
+  EXPECT_TRUE(w->down_requantized);
+  auto gguf = GgufFile::Open(*m);
+  ASSERT_TRUE(gguf.ok());
+  ASSERT_NE((*gguf)->FindTensor("blk.0.ffn_gate_exps.weight")->storage, nullptr);
+  EXPECT_EQ((*gguf)->FindTensor("blk.3.ffn_down_exps.weight")->type_name(), "Q6_K");
+  auto pack = ExpertPack::OpenFor(w->path, **gguf);
+  ASSERT_TRUE(pack.ok()) << pack.status();
+  const PackHeader& h = (*pack)->header();
+  EXPECT_EQ(h.expert_type, DType::kQ8_0);
+  EXPECT_EQ(h.flags, kPackFlagDownRequantized | kPackFlagGatePacked);
+  st::testing::AlignedBuffer rec(h.record_size);
+  int fd = open(w->path.c_str(), O_RDONLY);
+  for (int l = 0; l < static_cast<int>(h.n_layers); ++l) {
+    for (int e = 0; e < static_cast<int>(h.n_experts); ++e) {
+      ASSERT_EQ(pread(fd, rec.get(), h.record_size, h.RecordOffset(l, e)),
+                static_cast<ssize_t>(h.record_size));
+      ASSERT_TRUE((*pack)->VerifyRecord(l, e, rec.get()).ok());
+      ASSERT_EQ(st::testing::CompareRecord(**gguf, h, l, e, rec.get()), "");
+    }
+  }
+  close(fd);
+}
+
 TEST(PowerInferLayoutTest, TransposedDownIsCopiedAsIs) {
   st::testing::TempDir dir;
   auto m = st::testing::SynthModel(dir.path(), "tiny", DType::kF32);

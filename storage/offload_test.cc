@@ -17,6 +17,7 @@
 #include "common/process_memory.h"
 #include "common/status_macros.h"
 #include "model/session.h"
+#include "model/mapped_repack.h"
 #include "storage/expert_stats.h"
 #include "storage/pack_test_util.h"
 #include "storage/pack_writer.h"
@@ -122,6 +123,35 @@ TEST_F(OffloadTest, EverySourceAndCacheSizeGivesTheAllInRamLogits) {
       }
     }
   }
+}
+
+// A Q4_K_M model (K-quant experts, converted into a Q8_0 pack): offloaded
+// through a small cache it gives the logits of its pack all in RAM.
+TEST_F(OffloadTest, KQuantModelRunsFromItsPack) {
+  st::testing::TempDir d;
+  auto m = st::testing::SynthModel(d.path(), "tiny-256", DType::kQ8_0, Gating::kSigmoid, 5, false,
+                                   "", SynthMix::kQ4_K_M);
+  ASSERT_TRUE(m.ok()) << m.status();
+  ASSERT_TRUE(WritePack({.gguf_path = *m, .progress = false}).ok());
+  const size_t copies_before = PackedCopyBytes();
+  auto ref_model = Load(*m);
+  auto ref_offload = EnableOffload(*ref_model, Opts());
+  ASSERT_TRUE(ref_offload.ok()) << ref_offload.status();
+  ASSERT_NE(*ref_offload, nullptr);
+  auto ref = Logits(*ref_model);
+  ASSERT_TRUE(ref.ok()) << ref.status();
+  for (float v : *ref) ASSERT_TRUE(std::isfinite(v));
+  auto model = Load(*m);
+  OffloadOptions o = Opts();
+  o.cache_slots = 3;
+  auto offload = EnableOffload(*model, o);
+  ASSERT_TRUE(offload.ok()) << offload.status();
+  auto got = Logits(*model);
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_TRUE(*got == *ref) << "logits differ from the all-in-RAM run";
+  EXPECT_GT((*offload)->executor().cache().counters().misses, 0u);
+  // Offloaded, the GGUF's K-quant experts are never converted in RAM.
+  EXPECT_EQ(PackedCopyBytes(), copies_before);
 }
 
 // A guess for layer l+1 is scored by the Prepare right after it only: when

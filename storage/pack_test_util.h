@@ -16,6 +16,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "kernels/dtype.h"
+#include "kernels/ggml_storage.h"
 #include "kernels/packed_matrix.h"
 #include "kernels/quant.h"
 #include "kernels/split_rows.h"
@@ -41,9 +42,25 @@ inline std::vector<float> DequantizeMatrix(DType type, const uint8_t* p, size_t 
   return out;
 }
 
+// Expert `expert` of stack t ([rows, cols] each) in the type the kernels
+// compute it in: its bytes in the file, or their Q8_0 conversion when t is
+// in a storage-only format (K-quants, ...).
+inline std::vector<uint8_t> ExpertBytes(const GgufFile& gguf, const GgufTensorInfo& t, int expert,
+                                        size_t rows, size_t cols) {
+  const size_t in_row = t.storage != nullptr
+                            ? cols / t.storage->block_elems * t.storage->block_bytes
+                            : RowBytes(t.type, cols);
+  const uint8_t* src = gguf.TensorData(t) + expert * rows * in_row;
+  if (t.storage == nullptr) return std::vector<uint8_t>(src, src + rows * in_row);
+  std::vector<uint8_t> out(rows * RowBytes(DType::kQ8_0, cols));
+  ConvertRowsToQ8_0(*t.storage, src, rows, cols, out.data());
+  return out;
+}
+
 // Checks one record against the GGUF it was made from: gate (re-laid when
 // kPackFlagGatePacked) and up (re-laid when kPackFlagUpSplit) byte-equal to
-// the GGUF's expert slices, down^T equal to the transpose of the GGUF's
+// the GGUF's expert slices (their Q8_0 conversion for storage-only
+// formats), down^T equal to the transpose of the GGUF's
 // down (within one quantization step of the pack's block for Q4_0/Q8_0, exact
 // otherwise), padding zero. Returns "" or the first difference.
 inline std::string CompareRecord(const GgufFile& gguf, const PackHeader& h, int layer, int expert,
@@ -53,7 +70,9 @@ inline std::string CompareRecord(const GgufFile& gguf, const PackHeader& h, int 
   for (int m = 0; m < 2; ++m) {
     const GgufTensorInfo* t = gguf.FindTensor(blk + (m == 0 ? "ffn_gate_exps.weight" : "ffn_up_exps.weight"));
     if (t == nullptr) return "missing gate/up tensor";
-    const uint8_t* want = gguf.TensorData(*t) + expert * n;
+    const std::vector<uint8_t> held = ExpertBytes(gguf, *t, expert, h.d_expert, h.d_model);
+    if (held.size() != n) return "gate/up size differs from the pack's matrix";
+    const uint8_t* want = held.data();
     std::vector<uint8_t> packed;
     if (m == 0 && (h.flags & kPackFlagGatePacked) != 0) {
       packed.resize(n);
@@ -74,10 +93,13 @@ inline std::string CompareRecord(const GgufFile& gguf, const PackHeader& h, int 
   }
   const GgufTensorInfo* t = gguf.FindTensor(blk + "ffn_down_exps.weight");
   if (t == nullptr) return "missing down tensor";
-  const bool transposed = t->ne[0] == h.d_model;  // PowerInfer layout
+  // PowerInfer layout (told apart by shape, as ModelConfig does)
+  const bool transposed = t->ne[0] == h.d_model && h.d_model != h.d_expert;
   const size_t dm = h.d_model, de = h.d_expert;
-  std::vector<float> src = DequantizeMatrix(h.expert_type, gguf.TensorData(*t) + expert * n,
-                                            transposed ? de : dm, transposed ? dm : de);
+  const std::vector<uint8_t> down =
+      ExpertBytes(gguf, *t, expert, transposed ? de : dm, transposed ? dm : de);
+  std::vector<float> src = DequantizeMatrix(h.expert_type, down.data(), transposed ? de : dm,
+                                            transposed ? dm : de);
   std::vector<float> got = DequantizeMatrix(
       h.expert_type, reinterpret_cast<const uint8_t*>(record + 2 * h.matrix_stride), de, dm);
   const bool exact = transposed || !IsBlockQuantized(h.expert_type);

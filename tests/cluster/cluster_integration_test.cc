@@ -172,6 +172,31 @@ TEST_F(ClusterTest, TwoWorkersGiveBitIdenticalLogits) {
   }
 }
 
+// A Q4_K_M model: the worker converts the K-quant experts it is assigned
+// (and only those) to Q8_0, as the coordinator converts its own share, and
+// the tokens and logits are the single process's.
+TEST_F(ClusterTest, KQuantModelGivesTheSingleProcessLogits) {
+  auto path = testing::SynthModel(dir_.path(), "tiny-256", DType::kQ8_0, Gating::kSigmoid, 7,
+                                  false, "", SynthMix::kQ4_K_M);
+  ASSERT_TRUE(path.ok()) << path.status();
+  model_path_ = *path;
+  const Trace want = Reference(12);
+  auto w = StartWorker();
+  ASSERT_TRUE(w);
+  auto m = Load();
+  v1::ClusterConfig c = Cluster({w->address()});
+  c.set_local_share(0.4);
+  c.set_hot_experts_local(1);
+  c.set_rebalance_factor(-1);
+  auto remote = AttachWorkers(*m, c);
+  ASSERT_TRUE(remote.ok()) << remote.status();
+  ExpectBitIdentical(want, Greedy(*m, kPrompt, 12));
+  const RemoteExpertStats s = (*remote)->stats();
+  EXPECT_GT(s.remote_items, 0u);
+  EXPECT_GT(s.local_items, 0u);
+  EXPECT_EQ(s.failovers, 0u);
+}
+
 // A worker's share of a step whose reply would pass the message cap (a long
 // prefill on the 4B model: items x 1536 x 4 bytes past 64 MiB failed over
 // every time) goes as several messages of whole tokens. Here the cap is
