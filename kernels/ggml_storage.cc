@@ -211,10 +211,15 @@ void ConvertRowsToQ8_0(const StorageFormat& f, const void* src, size_t rows, siz
                        void* dst) {
   const size_t in_row = cols / f.block_elems * f.block_bytes;
   const size_t out_row = RowBytes(DType::kQ8_0, cols);
-  std::vector<float> row(cols);
+  std::vector<float> row(cols), scales(cols / 32);
+  std::vector<int32_t> sums(cols / 32);
   for (size_t r = 0; r < rows; ++r) {
     f.dequantize(static_cast<const uint8_t*>(src) + r * in_row, row.data(), cols);
-    QuantizeRow(DType::kQ8_0, row.data(), static_cast<uint8_t*>(dst) + r * out_row, cols);
+    // QuantizeRow(kQ8_0)'s blocks bit for bit, with SIMD (a K-quant model's
+    // experts are billions of weights).
+    QuantizeQ8_0Blocks(row.data(), cols,
+                       reinterpret_cast<BlockQ8_0*>(static_cast<uint8_t*>(dst) + r * out_row),
+                       scales.data(), sums.data());
   }
 }
 

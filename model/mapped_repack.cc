@@ -6,6 +6,7 @@
 #include <map>
 #include <memory>
 #include <tuple>
+#include <vector>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/synchronization/mutex.h"
@@ -120,11 +121,16 @@ MatrixRef FromStorage(const MatrixRef& m, bool pack) {
   CHECK(copy.get() != nullptr) << "out of memory converting a " << m.storage->name
                                << " expert matrix to Q8_0 (" << bytes << " bytes)";
   if (pack) {
-    Buffer rows = Buffer::Allocate(bytes);
-    CHECK(rows.get() != nullptr) << "out of memory converting a " << m.storage->name
-                                 << " expert matrix to Q8_0 (" << bytes << " bytes)";
-    ConvertRowsToQ8_0(*m.storage, m.data, m.rows, m.cols, rows.get());
-    PackRows(DType::kQ8_0, rows.get(), m.rows, m.cols, copy.get());
+    // 16 rows at a time through a small buffer: each packed group is the
+    // packing of its own 16 rows (CanPack: rows % 16 == 0).
+    const size_t group = kPackRows * RowBytes(DType::kQ8_0, m.cols);
+    std::vector<char> rows(group);
+    for (size_t g = 0; g < m.rows / kPackRows; ++g) {
+      ConvertRowsToQ8_0(*m.storage,
+                        static_cast<const char*>(m.data) + g * kPackRows * m.row_bytes(),
+                        kPackRows, m.cols, rows.data());
+      PackRows(DType::kQ8_0, rows.data(), kPackRows, m.cols, copy.get() + g * group);
+    }
   } else {
     ConvertRowsToQ8_0(*m.storage, m.data, m.rows, m.cols, copy.get());
   }
