@@ -177,6 +177,49 @@ TEST_F(StorageTypesTest, Q6_KTiedEmbeddingReadsAsItsValuesInQ8_0) {
   EXPECT_NE((*m)->weights().token_embd.data, nullptr) << "the embedding reads rows";
 }
 
+// An embedding in a K-quant format that is not the LM head stays in the
+// file and its rows are dequantized as they are looked up: the logits of a
+// file holding those exact values in F32, bit for bit, and no Q8_0 copy.
+TEST_F(StorageTypesTest, KQuantEmbeddingRowsAreReadFromTheFile) {
+  testing::GgufContents q4k = contents_, f32 = contents_;
+  testing::GgufContents::Tensor* e = q4k.FindTensor("token_embd.weight");
+  ASSERT_NE(e, nullptr);
+  const size_t cols = e->ne[0], n = cols * e->ne[1];
+  std::vector<float> x(n);
+  DequantizeRow(e->type, e->bytes.data(), x.data(), n);
+  e->storage_type = kGgmlQ4_K;
+  e->bytes = Quantize(kGgmlQ4_K, x.data(), n, cols);
+  std::vector<float> exact(n);
+  DequantizeQ4_K(reinterpret_cast<const uint8_t*>(e->bytes.data()), exact.data(), n);
+  testing::GgufContents::Tensor* e32 = f32.FindTensor("token_embd.weight");
+  e32->type = DType::kF32;
+  e32->bytes.assign(reinterpret_cast<const char*>(exact.data()), n * sizeof(float));
+  const std::string q4k_path = dir_.File("embd-q4k.gguf"), f32_path = dir_.File("embd-f32.gguf");
+  ASSERT_TRUE(testing::WriteGguf(q4k, q4k_path).ok());
+  ASSERT_TRUE(testing::WriteGguf(f32, f32_path).ok());
+  const std::vector<float> a = Logits(q4k_path), b = Logits(f32_path);
+  ASSERT_EQ(a.size(), b.size());
+  ASSERT_FALSE(a.empty());
+  EXPECT_EQ(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)), 0);
+  auto m = Model::Load(q4k_path, ModelOptions{.threads = 1});
+  ASSERT_TRUE(m.ok()) << m.status();
+  const DenseWeights& w = (*m)->weights();
+  EXPECT_EQ(w.token_embd.storage, FindStorageFormat(kGgmlQ4_K));
+  EXPECT_TRUE((*m)->file().Contains(w.token_embd.data)) << "read from the mapping";
+  EXPECT_EQ(w.dense_bytes, (*m)->file().FindTensor("token_embd.weight")->n_bytes +
+                               [&] {
+                                 uint64_t rest = 0;
+                                 for (const GgufTensorInfo& t : (*m)->file().tensors()) {
+                                   if (t.name.find("_exps.") == std::string::npos &&
+                                       t.name != "token_embd.weight") {
+                                     rest += t.n_bytes;
+                                   }
+                                 }
+                                 return rest;
+                               }())
+      << "the file's embedding bytes count as dense";
+}
+
 // Experts as a Q4_K_M file holds them (Q4_K gate and up; down in Q6_K in
 // some layers, else Q4_K; rows of 64 fall back to Q5_0 as llama.cpp's do)
 // compute as their values in Q8_0: converted on first use, packed (the

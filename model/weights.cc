@@ -104,7 +104,17 @@ absl::StatusOr<DenseWeights> DenseWeights::Load(const GgufFile& f, const ModelCo
   namespace tn = tensor_names;
   DenseWeights w;
   Conversions log;
-  ST_ASSIGN_OR_RETURN(w.token_embd, DenseMatrix(f, tn::kTokenEmbd, w.arenas, log));
+  // The embedding in a storage-only format stays in the file when it is not
+  // also the LM head: a lookup dequantizes one row (Forward::Embed), exact
+  // and without a resident Q8_0 copy (the 4b's Q4_K table would take 236
+  // MiB as Q8_0; offloaded, only the rows in use are resident).
+  const GgufTensorInfo* embd = f.FindTensor(tn::kTokenEmbd);
+  const bool embd_in_file = embd != nullptr && embd->storage != nullptr && !c.tied_output;
+  if (embd_in_file) {
+    w.token_embd = TensorMatrix(f, *embd);
+  } else {
+    ST_ASSIGN_OR_RETURN(w.token_embd, DenseMatrix(f, tn::kTokenEmbd, w.arenas, log));
+  }
   ST_ASSIGN_OR_RETURN(w.output_norm, Vector(f, tn::kOutputNorm));
   if (c.tied_output) {
     w.output = w.token_embd;
@@ -132,7 +142,8 @@ absl::StatusOr<DenseWeights> DenseWeights::Load(const GgufFile& f, const ModelCo
   }
   // Converted tensors are resident already (their file pages released).
   for (const GgufTensorInfo& t : f.tensors()) {
-    if (t.name.find("_exps.") == std::string::npos && t.storage == nullptr) {
+    if (t.name.find("_exps.") == std::string::npos &&
+        (t.storage == nullptr || (embd_in_file && &t == embd))) {
       w.dense_bytes += t.n_bytes;
     }
   }

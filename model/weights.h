@@ -54,7 +54,9 @@ struct ExpertStacks {
 
 // Thread-safe (read-only after Load). Views stay valid while `file` lives.
 struct DenseWeights {
-  MatrixRef token_embd;            // [vocab_size, d_model]
+  // [vocab_size, d_model]; in a storage-only format and not tied, left in
+  // the file with `storage` set (Forward::Embed dequantizes its rows).
+  MatrixRef token_embd;
   std::vector<float> output_norm;  // [d_model]
   MatrixRef output;                // [vocab_size, d_model]; == token_embd when tied
   std::vector<LayerWeights> layers;

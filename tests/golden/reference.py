@@ -113,14 +113,15 @@ def dequantize(data, off, ne, t):
         bits = ((qh >> np.arange(32, dtype=np.uint32)) & 1).astype(np.int64)
         qs = blocks[:, 6:].astype(np.int64)
         q = np.concatenate([(qs & 0xF) | (bits[:, :16] << 4), (qs >> 4) | (bits[:, 16:] << 4)], axis=1)
-        v = ((q - 16) * d).reshape(-1)
+        v = ((q - 16).astype(np.float32) * d.astype(np.float32)).reshape(-1)
     elif t == Q4_K:
         # f16 d, f16 dmin, 12 bytes of eight 6-bit (scale, min) pairs, 128
         # bytes of nibbles: 64-weight chunks, low nibbles first. Value
         # d * scale * q - dmin * min per 32-weight sub-block.
+        # In float32 operation by operation, as ggml's C computes it.
         blocks = np.frombuffer(data, np.uint8, n // 256 * 144, off).reshape(-1, 144)
-        d = f16(blocks[:, 0:2].copy().view(np.uint16))
-        dmin = f16(blocks[:, 2:4].copy().view(np.uint16))
+        d = f16(blocks[:, 0:2].copy().view(np.uint16)).astype(np.float32)
+        dmin = f16(blocks[:, 2:4].copy().view(np.uint16)).astype(np.float32)
         sc = blocks[:, 4:16].astype(np.int64)
         scale, mn = [], []
         for j in range(8):
@@ -135,7 +136,9 @@ def dequantize(data, off, ne, t):
         for c in range(4):
             chunk = qs[:, 32 * c:32 * c + 32]
             for j, q in ((2 * c, chunk & 0xF), (2 * c + 1, chunk >> 4)):
-                parts.append(d * scale[j][:, None] * q - dmin * mn[j][:, None])
+                dl = d * scale[j][:, None].astype(np.float32)
+                ml = dmin * mn[j][:, None].astype(np.float32)
+                parts.append(dl * q.astype(np.float32) - ml)
         v = np.concatenate(parts, axis=1).reshape(-1)
     elif t == Q6_K:
         # 128 bytes of low nibbles, 64 of 2-bit highs, 16 int8 scales (one
@@ -145,8 +148,8 @@ def dequantize(data, off, ne, t):
         blocks = np.frombuffer(data, np.uint8, n // 256 * 210, off).reshape(-1, 210)
         ql = blocks[:, :128].astype(np.int64)
         qh = blocks[:, 128:192].astype(np.int64)
-        sc = blocks[:, 192:208].copy().view(np.int8).astype(np.float64)
-        d = f16(blocks[:, 208:210].copy().view(np.uint16))
+        sc = blocks[:, 192:208].copy().view(np.int8).astype(np.float32)
+        d = f16(blocks[:, 208:210].copy().view(np.uint16)).astype(np.float32)
         q = np.zeros((blocks.shape[0], 256), np.int64)
         for h in range(2):
             lo, hi = ql[:, 64 * h:64 * h + 64], qh[:, 32 * h:32 * h + 32]
@@ -154,10 +157,10 @@ def dequantize(data, off, ne, t):
                 nib = lo[:, 32 * (k % 2):32 * (k % 2) + 32]
                 nib = nib & 0xF if k < 2 else nib >> 4
                 q[:, 128 * h + 32 * k:128 * h + 32 * k + 32] = nib | (((hi >> (2 * k)) & 3) << 4)
-        v = (d * np.repeat(sc, 16, axis=1) * (q - 32)).reshape(-1)
+        v = (d * np.repeat(sc, 16, axis=1) * (q - 32).astype(np.float32)).reshape(-1)
     else:
         raise ValueError(f"unsupported type {t}")
-    return v.reshape(shape)
+    return v.astype(np.float64).reshape(shape)
 
 
 def q8_round_trip(x):
@@ -203,8 +206,11 @@ class Model:
             name = r.string(); nd = r.take("<I")
             [r.take("<Q") for _ in range(nd)]
             self.types[name] = r.take("<I"); r.take("<Q")
-        # The engine computes storage-format tensors as Q8_0.
+        # The engine computes storage-format tensors as Q8_0; it reads the
+        # rows of an embedding that is not also the LM head as they are.
         for name, t in self.types.items():
+            if name == "token_embd.weight" and "output.weight" in self.t:
+                continue
             if t in STORAGE:
                 self.t[name] = q8_round_trip(self.t[name])
 
