@@ -157,7 +157,12 @@ void RemoteExpertExecutor::PackLocalExperts() {
       const int e = keys[i].expert;
       PackedFromMapping(ExpertStacks::Slice(s.gate, e, s.n_experts));
       PackedFromMapping(ExpertStacks::Slice(s.up, e, s.n_experts));
-      if (!s.down_transposed) PackedFromMapping(ExpertStacks::Slice(s.down, e, s.n_experts));
+      const MatrixRef down = ExpertStacks::Slice(s.down, e, s.n_experts);
+      if (s.down_transposed) {
+        ConvertedFromMapping(down);  // rows; a no-op unless in a storage-only format
+      } else {
+        PackedFromMapping(down);
+      }
     }
   };
   if (pool_ != nullptr) {

@@ -152,7 +152,13 @@ grpc::Status ExpertServiceImpl::Assign(grpc::ServerContext* ctx, const v1::Assig
       const ExpertMatrices m = store_->Get(keys[i].layer, keys[i].expert);
       PackedFromMapping(m.gate);
       PackedFromMapping(m.up);
-      if (!m.down_transposed) PackedFromMapping(m.down);
+      // A transposed down is read in rows: converted now when it is in a
+      // storage-only format (a no-op otherwise).
+      if (m.down_transposed) {
+        ConvertedFromMapping(m.down);
+      } else {
+        PackedFromMapping(m.down);
+      }
     }
   };
   const size_t per_turn = pool_ != nullptr ? 2 * static_cast<size_t>(pool_->num_threads()) : 2;

@@ -7,8 +7,9 @@
 // stores the LM head of a Q4_0 file in Q6_K unless told otherwise, and its
 // K-quant mixes (Q4_K_M: Q4_K with Q6_K for some ffn_down and attn_v;
 // Q3_K_M: Q3_K, Q4_K, Q5_K; ...) are four of the six files SmallThinker's
-// QAT release publishes. Q8_0 keeps every weight within half a Q8_0 step
-// (1/254 of its block's largest magnitude) of the file's value.
+// QAT release publishes. Q8_0 keeps every weight within about half a Q8_0
+// step (1/254 of its block's largest magnitude, plus up to ~12% of a step
+// from storing the scale as f16) of the file's value.
 #pragma once
 
 #include <cstddef>

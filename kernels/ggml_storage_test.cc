@@ -113,7 +113,7 @@ struct Vectors {
 
 class GgmlFormatTest : public testing::TestWithParam<Vectors> {};
 
-// Every format against ggml's dequantize_row_* of a block ggml's own
+// Every format against ggml's dequantize_row_* of two blocks ggml's own
 // quantize_row_*_ref made (kernels/testdata/make_ggml_vectors.py), bit for
 // bit: what a converted tensor holds is exactly what llama.cpp computes with
 // before the engine's one Q8_0 rounding.
@@ -138,10 +138,10 @@ INSTANTIATE_TEST_SUITE_P(
     testing::Values(Vectors{kGgmlQ4_1, kQ4_1Blocks, kQ4_1Floats, 64},
                     Vectors{kGgmlQ5_0, kQ5_0Blocks, kQ5_0Floats, 64},
                     Vectors{kGgmlQ5_1, kQ5_1Blocks, kQ5_1Floats, 64},
-                    Vectors{kGgmlQ2_K, kQ2_KBlocks, kQ2_KFloats, 256},
-                    Vectors{kGgmlQ3_K, kQ3_KBlocks, kQ3_KFloats, 256},
-                    Vectors{kGgmlQ4_K, kQ4_KBlocks, kQ4_KFloats, 256},
-                    Vectors{kGgmlQ5_K, kQ5_KBlocks, kQ5_KFloats, 256}),
+                    Vectors{kGgmlQ2_K, kQ2_KBlocks, kQ2_KFloats, 512},
+                    Vectors{kGgmlQ3_K, kQ3_KBlocks, kQ3_KFloats, 512},
+                    Vectors{kGgmlQ4_K, kQ4_KBlocks, kQ4_KFloats, 512},
+                    Vectors{kGgmlQ5_K, kQ5_KBlocks, kQ5_KFloats, 512}),
     [](const testing::TestParamInfo<Vectors>& i) {
       return std::string(FindStorageFormat(i.param.ggml_type)->name);
     });

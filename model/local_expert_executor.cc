@@ -7,7 +7,10 @@
 #include <set>
 #include <string>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/process_memory.h"
+#include "common/status_macros.h"
 #include "common/units.h"
 #include "glog/logging.h"
 #include "model/expert_ffn.h"
@@ -18,9 +21,11 @@
 namespace st {
 namespace {
 
-// One line when the experts are in a storage-only format (converted to Q8_0
-// in RAM as they are first used).
-void LogStorageConversion(const std::vector<ExpertStacks>& stacks) {
+// When the experts are in a storage-only format (converted to Q8_0 in RAM
+// as they are first used): one line saying so, or RESOURCE_EXHAUSTED when
+// the conversion cannot fit in the memory available (it would end in the
+// OOM killer, past any chance of a clear error).
+absl::Status PrepareStorageConversion(const std::vector<ExpertStacks>& stacks) {
   std::set<std::string> formats;
   uint64_t file_bytes = 0, q8_bytes = 0;
   for (const ExpertStacks& s : stacks) {
@@ -31,11 +36,21 @@ void LogStorageConversion(const std::vector<ExpertStacks>& stacks) {
       q8_bytes += m->rows * RowBytes(DType::kQ8_0, m->cols);
     }
   }
-  if (formats.empty()) return;
-  LOG(WARNING) << "experts in " << absl::StrJoin(formats, ", ") << ": converting to Q8_0 in RAM ("
-               << FormatBytes(file_bytes) << " in the file -> " << FormatBytes(q8_bytes)
+  if (formats.empty()) return absl::OkStatus();
+  const std::string what = absl::StrCat("experts in ", absl::StrJoin(formats, ", "));
+  const uint64_t available = AvailableMemoryBytes();
+  if (available > 0 && q8_bytes > available) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        what, " are computed as Q8_0, which takes ", FormatBytes(q8_bytes), " in RAM (",
+        FormatBytes(file_bytes), " in the file), but only ", FormatBytes(available),
+        " is available; HINT: `smallthinker convert MODEL` writes them to an expert pack, "
+        "then run with --memory-budget (or use a Q4_0 file)"));
+  }
+  LOG(WARNING) << what << ": converting to Q8_0 in RAM (" << FormatBytes(file_bytes)
+               << " in the file -> " << FormatBytes(q8_bytes)
                << "; the kernels compute in Q4_0 and Q8_0). Under --memory-budget they are read "
                   "from the expert pack instead (`smallthinker convert` writes it in Q8_0)";
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -68,7 +83,7 @@ absl::Status LocalExpertExecutor::Run(int layer, const Routes& routes, const flo
     // Only when each expert's rows are whole 16-row groups (slices of the
     // packed stack are then exactly the packed experts).
     auto whole_groups = [](const MatrixRef& m, int n) { return (m.rows / n) % kPackRows == 0; };
-    LogStorageConversion(stacks_);
+    ST_RETURN_IF_ERROR(PrepareStorageConversion(stacks_));
     auto pack = [&](size_t begin, size_t end) {
       for (size_t l = begin; l < end; ++l) {
         ExpertStacks& st = stacks_[l];
@@ -76,7 +91,9 @@ absl::Status LocalExpertExecutor::Run(int layer, const Routes& routes, const flo
           st.gate = PackedFromMapping(st.gate);
           st.up = PackedFromMapping(st.up);
         }
-        if (!st.down_transposed && whole_groups(st.down, st.n_experts)) {
+        if (st.down_transposed) {
+          st.down = ConvertedFromMapping(st.down);  // rows; a no-op unless a storage format
+        } else if (whole_groups(st.down, st.n_experts)) {
           st.down = PackedFromMapping(st.down);
         }
       }

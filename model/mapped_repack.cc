@@ -14,6 +14,7 @@
 #include "common/process_memory.h"
 #include "glog/logging.h"
 #include "kernels/ggml_storage.h"
+#include "xxhash.h"
 #include "kernels/packed_matrix.h"
 
 namespace st {
@@ -56,8 +57,10 @@ class Buffer {
 using MatrixKey = std::tuple<const void*, size_t, size_t>;  // data, rows, cols
 
 // A matrix in a storage-only format converted to Q8_0, in the packed
-// layout or in rows.
-using ConvertedKey = std::tuple<const void*, size_t, size_t, bool>;  // ..., packed
+// layout or in rows: data, rows, cols, packed, and for a matrix outside
+// every mapping a hash of its bytes (its buffer can be freed and another
+// one made at the same address; a mapping's conversions die with it).
+using ConvertedKey = std::tuple<const void*, size_t, size_t, bool, uint64_t>;
 
 struct Mapping {
   size_t size = 0;
@@ -98,7 +101,14 @@ size_t ConvertedBytes(const MatrixRef& m) { return m.rows * RowBytes(DType::kQ8_
 // copies have null `data` (only the packed kernels read them, as for a
 // dense matrix converted at load).
 MatrixRef FromStorage(const MatrixRef& m, bool pack) {
-  const ConvertedKey key(m.data, m.rows, m.cols, pack);
+  Registry& r = Get();
+  bool in_mapping;
+  {
+    absl::MutexLock lock(&r.mu);
+    in_mapping = MappingOf(r, m) != nullptr;
+  }
+  const uint64_t content = in_mapping ? 0 : XXH3_64bits(m.data, m.rows * m.row_bytes());
+  const ConvertedKey key(m.data, m.rows, m.cols, pack, content);
   auto view = [&](const Buffer& b) {
     return MatrixRef{.type = DType::kQ8_0,
                      .data = pack ? nullptr : b.get(),
@@ -106,7 +116,6 @@ MatrixRef FromStorage(const MatrixRef& m, bool pack) {
                      .cols = m.cols,
                      .packed = pack ? b.get() : nullptr};
   };
-  Registry& r = Get();
   {
     absl::MutexLock lock(&r.mu);
     Mapping* mapping = MappingOf(r, m);
@@ -222,7 +231,7 @@ size_t DropPackedCopy(const MatrixRef& m) {
   size_t bytes = 0;
   if (m.storage != nullptr) {
     for (bool pack : {false, true}) {
-      if (mapping->converted.erase(ConvertedKey(m.data, m.rows, m.cols, pack)) > 0) {
+      if (mapping->converted.erase(ConvertedKey(m.data, m.rows, m.cols, pack, 0)) > 0) {
         bytes += ConvertedBytes(m);
       }
     }

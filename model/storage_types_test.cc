@@ -287,6 +287,38 @@ TEST_F(StorageTypesTest, KQuantExpertsReadAsTheirValuesInQ8_0) {
   EXPECT_GT(dropped, 0u);
 }
 
+// A PowerInfer-layout (transposed) down in a K-quant format: read in rows,
+// converted to Q8_0 rows (ConvertedFromMapping), the numbers of the same
+// transposed down in Q8_0.
+TEST_F(StorageTypesTest, KQuantTransposedDownReadsAsItsValuesInQ8_0) {
+  testing::GgufContents c = contents_;
+  std::vector<std::pair<std::string, uint32_t>> tensors;
+  for (int l = 0; l < 4; ++l) {
+    const std::string name = absl::StrCat("blk.", l, ".ffn_down_exps.weight");
+    testing::GgufContents::Tensor* t = c.FindTensor(name);
+    ASSERT_NE(t, nullptr);
+    const size_t ff = t->ne[0], d = t->ne[1], e = t->ne[2];  // upstream {d_expert, d_model, E}
+    std::vector<float> x(ff * d * e), y(x.size());
+    DequantizeRow(t->type, t->bytes.data(), x.data(), x.size());
+    for (size_t k = 0; k < e; ++k) {
+      for (size_t r = 0; r < d; ++r) {
+        for (size_t f = 0; f < ff; ++f) y[k * d * ff + f * d + r] = x[k * d * ff + r * ff + f];
+      }
+    }
+    t->ne = {d, ff, e};
+    t->type = DType::kF32;
+    t->bytes.assign(reinterpret_cast<const char*>(y.data()), y.size() * sizeof(float));
+    tensors.push_back({name, kGgmlQ4_K});
+  }
+  const std::string path = ExpectReadsAsQ8_0(
+      this, c, tensors, dir_.File("tdown"),
+      {{.threads = 1}, {.threads = 2}, {.threads = 2, .repack = false}});
+  ASSERT_FALSE(path.empty());
+  auto m = Model::Load(path, ModelOptions{.threads = 1});
+  ASSERT_TRUE(m.ok()) << m.status();
+  EXPECT_TRUE((*m)->config().down_transposed);
+}
+
 // Experts of one computed type only: Q4_1 (Q8_0 once converted) beside
 // Q4_0 experts is refused naming both.
 TEST_F(StorageTypesTest, ExpertsOfTwoComputedTypesAreRefused) {

@@ -63,16 +63,19 @@ bool UseMoreBits(int layer, int n_layers) {
 }
 
 // The ggml type a tensor gets: o.type, or the mix's choice, as llama.cpp's
-// quantizer makes it for Q4_K_M (llama_tensor_get_type): Q4_K everywhere,
-// Q6_K for the LM head and, in use_more_bits layers, for attn_v and
-// ffn_down; a row that is no whole number of 256-blocks falls back as
-// llama.cpp's does (Q4_K -> Q5_0, Q6_K -> Q8_0).
+// quantizer makes it for Q4_K_M (llama_tensor_get_type) in a model with
+// other than 8 experts (SmallThinker's 32 and 64; exactly 8 has rules of its
+// own): Q4_K everywhere, Q6_K for the LM head (and so for a tied embedding)
+// and, in use_more_bits layers, for attn_v and ffn_down; a row that is no
+// whole number of 256-blocks falls back as llama.cpp's does (Q4_K -> Q5_0,
+// Q6_K -> Q8_0).
 uint32_t TensorType(const SynthOptions& o, std::string_view name, int layer, uint64_t row_len) {
   if (o.mix == SynthMix::kNone) return static_cast<uint32_t>(o.type);
   namespace tn = tensor_names;
   const bool more_bits = layer >= 0 && UseMoreBits(layer, o.spec.n_layers) &&
                          (name == tn::Blk(layer, tn::kAttnV) || name == tn::Blk(layer, tn::kDownExps));
-  const bool q6 = name == tn::kOutput || more_bits;
+  const bool q6 = name == tn::kOutput || (o.spec.tied_output && name == tn::kTokenEmbd) ||
+                  more_bits;
   if (row_len % 256 != 0) return q6 ? static_cast<uint32_t>(DType::kQ8_0) : kGgmlQ5_0;
   return q6 ? kGgmlQ6_K : kGgmlQ4_K;
 }
@@ -122,12 +125,14 @@ absl::StatusOr<SynthSpec> SynthPreset(std::string_view name) {
   SynthSpec s;
   s.preset = std::string(name);
   if (name == "tiny-256") {
+    // 16 experts: llama.cpp's quantizer has its own rules for models of
+    // exactly 8 (attn_k and attn_v Q8_0, ...), which SmallThinker is not.
     s.d_model = 256;
     s.n_layers = 4;
     s.n_heads = 4;
     s.n_kv_heads = 2;
     s.head_dim = 64;
-    s.n_experts = 8;
+    s.n_experts = 16;
     s.top_k = 2;
     s.d_expert = 256;
     s.context_length = 4096;

@@ -23,8 +23,9 @@ struct SynthSpec {
 };
 
 // Presets: "tiny" (4 layers, unit tests), "tiny-swa" (8 layers, window 8: the
-// 21B NoPE/SWA schedule in miniature), "tiny-256" (tiny with every row a
-// whole 256-weight block, so K-quant mixes store K-quants everywhere), "4b",
+// 21B NoPE/SWA schedule in miniature), "tiny-256" (every row a whole
+// 256-weight block, so K-quant mixes store K-quants everywhere; 16 experts),
+// "4b",
 // "21b" (the real shapes).
 absl::StatusOr<SynthSpec> SynthPreset(std::string_view name);
 

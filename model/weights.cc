@@ -44,7 +44,7 @@ struct Conversions {
 // by row (dequantized, then quantized as ggml's quantize_row_q8_0_ref
 // does), into a 2 MiB-page arena kept in `arenas`; the file's pages of it
 // are released. Q8_0 keeps 8 bits per weight where Q6_K had 6.5625 (each
-// weight within half a Q8_0 step of Q6_K's value): the LM head of a Q4_0
+// weight within about half a Q8_0 step of Q6_K's value): the LM head of a Q4_0
 // file then reads 1.3x its Q6_K bytes per token.
 absl::StatusOr<MatrixRef> ConvertToQ8_0(const GgufFile& f, const GgufTensorInfo& t,
                                         std::vector<std::shared_ptr<const HugePageArena>>& arenas,

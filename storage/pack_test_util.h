@@ -96,10 +96,19 @@ inline std::string CompareRecord(const GgufFile& gguf, const PackHeader& h, int 
   // PowerInfer layout (told apart by shape, as ModelConfig does)
   const bool transposed = t->ne[0] == h.d_model && h.d_model != h.d_expert;
   const size_t dm = h.d_model, de = h.d_expert;
-  const std::vector<uint8_t> down =
-      ExpertBytes(gguf, *t, expert, transposed ? de : dm, transposed ? dm : de);
-  std::vector<float> src = DequantizeMatrix(h.expert_type, down.data(), transposed ? de : dm,
-                                            transposed ? dm : de);
+  // The file's values: down^T is made from them (a storage-only format
+  // dequantized straight from the file, one Q8_0 rounding); a transposed
+  // down is copied as the kernels take it (its Q8_0 conversion).
+  const size_t rows = transposed ? de : dm, cols = transposed ? dm : de;
+  std::vector<float> src(rows * cols);
+  if (t->storage != nullptr && !transposed) {
+    const uint8_t* p = gguf.TensorData(*t) + expert * rows * (cols / t->storage->block_elems *
+                                                              t->storage->block_bytes);
+    t->storage->dequantize(p, src.data(), src.size());
+  } else {
+    src = DequantizeMatrix(h.expert_type, ExpertBytes(gguf, *t, expert, rows, cols).data(), rows,
+                           cols);
+  }
   std::vector<float> got = DequantizeMatrix(
       h.expert_type, reinterpret_cast<const uint8_t*>(record + 2 * h.matrix_stride), de, dm);
   const bool exact = transposed || !IsBlockQuantized(h.expert_type);

@@ -97,12 +97,19 @@ class TempFile {
 // Copies `rows` rows of `row_bytes` from a matrix view into dst.
 void CopyMatrix(const MatrixRef& m, char* dst) { std::memcpy(dst, m.data, m.rows * m.row_bytes()); }
 
-// dst <- transpose of m ([rows, cols] -> [cols, rows]) in m.type, through f32.
+// dst <- transpose of m ([rows, cols] -> [cols, rows]) in m.type, through f32
+// (m in a storage-only format: dequantized from it, written as Q8_0).
 void TransposeMatrix(const MatrixRef& m, char* dst, std::vector<float>& in,
                      std::vector<float>& out) {
   in.resize(m.rows * m.cols);
   out.resize(m.rows * m.cols);
-  for (size_t r = 0; r < m.rows; ++r) DequantizeRow(m.type, m.row(r), &in[r * m.cols], m.cols);
+  for (size_t r = 0; r < m.rows; ++r) {
+    if (m.storage != nullptr) {
+      m.storage->dequantize(static_cast<const uint8_t*>(m.row(r)), &in[r * m.cols], m.cols);
+    } else {
+      DequantizeRow(m.type, m.row(r), &in[r * m.cols], m.cols);
+    }
+  }
   for (size_t r = 0; r < m.rows; ++r) {
     for (size_t c = 0; c < m.cols; ++c) out[c * m.rows + r] = in[r * m.cols + c];
   }
@@ -191,12 +198,14 @@ absl::StatusOr<PackWriteResult> WritePack(const PackWriterOptions& o) {
         } else {
           CopyMatrix(up, rec + h.matrix_stride);
         }
-        const MatrixRef down = Readable(ExpertStacks::Slice(s.down, e, c.n_experts), converted[i]);
+        const MatrixRef down = ExpertStacks::Slice(s.down, e, c.n_experts);
         char* down_dst = rec + 2 * h.matrix_stride;
         if (s.down_transposed) {
-          CopyMatrix(down, down_dst);  // already [d_expert, d_model]
+          CopyMatrix(Readable(down, converted[i]), down_dst);  // already [d_expert, d_model]
         } else {
-          TransposeMatrix(down, down_dst, in[i], out[i]);  // [d_model, d_expert] -> [d_expert, d_model]
+          // [d_model, d_expert] -> [d_expert, d_model], dequantized from the
+          // file's own format (a storage-only one too: one Q8_0 rounding).
+          TransposeMatrix(down, down_dst, in[i], out[i]);
         }
         checksums[r] = RecordChecksum(rec, h.record_size);
       }

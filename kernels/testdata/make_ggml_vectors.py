@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Writes ggml_vectors.inc: one block per ggml storage format, made by
+"""Writes ggml_vectors.inc: two blocks per ggml storage format, made by
 ggml's own quantize_row_*_ref from Gaussian weights with outliers, and the
 floats ggml's dequantize_row_* gives for it (bit patterns). The engine's
 dequantizers (kernels/ggml_storage.cc) must reproduce them bit for bit.
@@ -16,8 +16,8 @@ import sys
 
 FORMATS = [  # name, elements per block, bytes per block, blocks
     ("q4_1", 32, 20, 2), ("q5_0", 32, 22, 2), ("q5_1", 32, 24, 2),
-    ("q2_K", 256, 84, 1), ("q3_K", 256, 110, 1), ("q4_K", 256, 144, 1),
-    ("q5_K", 256, 176, 1),
+    ("q2_K", 256, 84, 2), ("q3_K", 256, 110, 2), ("q4_K", 256, 144, 2),
+    ("q5_K", 256, 176, 2),
 ]
 
 

@@ -172,9 +172,9 @@ TEST_F(ClusterTest, TwoWorkersGiveBitIdenticalLogits) {
   }
 }
 
-// A Q4_K_M model: the worker converts the K-quant experts it is assigned
-// (and only those) to Q8_0, as the coordinator converts its own share, and
-// the tokens and logits are the single process's.
+// A Q4_K_M model: the worker converts the K-quant experts it is assigned to
+// Q8_0, as the coordinator converts its own share, and the tokens and
+// logits are the single process's.
 TEST_F(ClusterTest, KQuantModelGivesTheSingleProcessLogits) {
   auto path = testing::SynthModel(dir_.path(), "tiny-256", DType::kQ8_0, Gating::kSigmoid, 7,
                                   false, "", SynthMix::kQ4_K_M);
