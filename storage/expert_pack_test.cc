@@ -22,6 +22,25 @@ namespace {
   return ::testing::AssertionFailure() << "'" << text << "' lacks '" << part << "'";
 }
 
+// Reads every record of the pack at `path`: its checksum holds and it is
+// what st::testing::CompareRecord computes from the GGUF.
+void ExpectEveryRecordAsTheGgufHoldsIt(const std::string& path, const GgufFile& gguf,
+                                       const ExpertPack& pack) {
+  const PackHeader& h = pack.header();
+  st::testing::AlignedBuffer rec(h.record_size);
+  const int fd = open(path.c_str(), O_RDONLY);
+  ASSERT_GE(fd, 0) << path;
+  for (int l = 0; l < static_cast<int>(h.n_layers); ++l) {
+    for (int e = 0; e < static_cast<int>(h.n_experts); ++e) {
+      ASSERT_EQ(pread(fd, rec.get(), h.record_size, h.RecordOffset(l, e)),
+                static_cast<ssize_t>(h.record_size));
+      ASSERT_TRUE(pack.VerifyRecord(l, e, rec.get()).ok());
+      ASSERT_EQ(st::testing::CompareRecord(gguf, h, l, e, rec.get()), "");
+    }
+  }
+  close(fd);
+}
+
 class ExpertPackTest : public ::testing::TestWithParam<DType> {
  protected:
   void SetUp() override {
@@ -58,17 +77,7 @@ TEST_P(ExpertPackTest, WritesEveryRecordAsTheGgufHoldsIt) {
                                (GetParam() == DType::kQ4_0 ? kPackFlagUpSplit : 0u)
                          : 0u);
 
-  st::testing::AlignedBuffer rec(h.record_size);
-  int fd = open(w->path.c_str(), O_RDONLY);
-  for (int l = 0; l < static_cast<int>(h.n_layers); ++l) {
-    for (int e = 0; e < static_cast<int>(h.n_experts); ++e) {
-      ASSERT_EQ(pread(fd, rec.get(), h.record_size, h.RecordOffset(l, e)),
-                static_cast<ssize_t>(h.record_size));
-      ASSERT_TRUE((*pack)->VerifyRecord(l, e, rec.get()).ok());
-      ASSERT_EQ(st::testing::CompareRecord(**gguf, h, l, e, rec.get()), "");
-    }
-  }
-  close(fd);
+  ExpectEveryRecordAsTheGgufHoldsIt(w->path, **gguf, **pack);
 }
 
 INSTANTIATE_TEST_SUITE_P(Types, ExpertPackTest,
@@ -94,17 +103,7 @@ TEST(KQuantPackTest, RecordsHoldTheExpertsConvertedToQ8_0) {
   const PackHeader& h = (*pack)->header();
   EXPECT_EQ(h.expert_type, DType::kQ8_0);
   EXPECT_EQ(h.flags, kPackFlagDownRequantized | kPackFlagGatePacked);
-  st::testing::AlignedBuffer rec(h.record_size);
-  int fd = open(w->path.c_str(), O_RDONLY);
-  for (int l = 0; l < static_cast<int>(h.n_layers); ++l) {
-    for (int e = 0; e < static_cast<int>(h.n_experts); ++e) {
-      ASSERT_EQ(pread(fd, rec.get(), h.record_size, h.RecordOffset(l, e)),
-                static_cast<ssize_t>(h.record_size));
-      ASSERT_TRUE((*pack)->VerifyRecord(l, e, rec.get()).ok());
-      ASSERT_EQ(st::testing::CompareRecord(**gguf, h, l, e, rec.get()), "");
-    }
-  }
-  close(fd);
+  ExpectEveryRecordAsTheGgufHoldsIt(w->path, **gguf, **pack);
 }
 
 TEST(PowerInferLayoutTest, TransposedDownIsCopiedAsIs) {
