@@ -31,10 +31,7 @@ absl::StatusOr<std::unique_ptr<MappedExpertStore>> MappedExpertStore::Create(
   const ExpertStacks& s = store->stacks_[0];
   // What an expert takes in RAM while held: its file bytes, or its Q8_0
   // conversion when it is in a storage-only format (model/mapped_repack.h).
-  auto held = [](const MatrixRef& m) {
-    return m.storage != nullptr ? m.rows * RowBytes(DType::kQ8_0, m.cols) : MatrixBytes(m);
-  };
-  store->expert_bytes_ = (held(s.gate) + held(s.up) + held(s.down)) /
+  store->expert_bytes_ = (s.gate.kernel_bytes() + s.up.kernel_bytes() + s.down.kernel_bytes()) /
                          static_cast<uint64_t>(s.n_experts);
   const uint64_t all = store->expert_bytes_ * config.n_layers * config.n_experts;
   store->capacity_bytes_ = capacity_bytes == 0 ? all : capacity_bytes;

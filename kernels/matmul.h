@@ -45,7 +45,20 @@ struct MatrixRef {
   const void* row(size_t r) const {
     return static_cast<const char*>(data) + r * row_bytes();
   }
+  // Bytes of the matrix as the kernels hold it: as `data` holds it, or its
+  // Q8_0 conversion when `storage` is set.
+  size_t kernel_bytes() const { return rows * RowBytes(type, cols); }
 };
+
+// y[0, cols) <- row r of m, dequantized from whatever `data` holds (its
+// storage format when `storage` is set).
+inline void DequantizeMatrixRow(const MatrixRef& m, size_t r, float* y) {
+  if (m.storage != nullptr) {
+    m.storage->dequantize(static_cast<const uint8_t*>(m.row(r)), y, m.cols);
+  } else {
+    DequantizeRow(m.type, m.row(r), y, m.cols);
+  }
+}
 
 // n_vecs input vectors of `cols` floats, plus their Q8_0 quantization when a
 // quantized weight type will consume them. Prepared once, used by any number

@@ -173,12 +173,8 @@ absl::Status Forward::RunBatch(absl::Span<const Segment> segments,
 void Forward::Embed(absl::Span<const int32_t> tokens) {
   const MatrixRef& e = weights_.token_embd;
   for (size_t t = 0; t < tokens.size(); ++t) {
-    float* x = x_.data() + t * e.cols;
-    if (e.storage != nullptr) {  // a K-quant table left in the file (weights.cc)
-      e.storage->dequantize(static_cast<const uint8_t*>(e.row(tokens[t])), x, e.cols);
-    } else {
-      DequantizeRow(e.type, e.row(tokens[t]), x, e.cols);
-    }
+    // A K-quant table may be left in the file (weights.cc).
+    DequantizeMatrixRow(e, tokens[t], x_.data() + t * e.cols);
   }
 }
 

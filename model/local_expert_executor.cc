@@ -33,7 +33,7 @@ absl::Status PrepareStorageConversion(const std::vector<ExpertStacks>& stacks) {
       if (m->storage == nullptr) continue;
       formats.insert(m->storage->name);
       file_bytes += m->rows * m->row_bytes();
-      q8_bytes += m->rows * RowBytes(DType::kQ8_0, m->cols);
+      q8_bytes += m->kernel_bytes();
     }
   }
   if (formats.empty()) return absl::OkStatus();

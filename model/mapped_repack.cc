@@ -95,8 +95,6 @@ Registry& Get() {
 
 std::atomic<bool> g_repack{true};
 
-size_t ConvertedBytes(const MatrixRef& m) { return m.rows * RowBytes(DType::kQ8_0, m.cols); }
-
 // m (storage set) as Q8_0: made on the first call, then shared; packed
 // copies have null `data` (only the packed kernels read them, as for a
 // dense matrix converted at load).
@@ -125,7 +123,7 @@ MatrixRef FromStorage(const MatrixRef& m, bool pack) {
     }
   }
   // Converted outside the lock, as PackedFromMapping packs.
-  const size_t bytes = ConvertedBytes(m);
+  const size_t bytes = m.kernel_bytes();
   Buffer copy = Buffer::Allocate(bytes);
   CHECK(copy.get() != nullptr) << "out of memory converting a " << m.storage->name
                                << " expert matrix to Q8_0 (" << bytes << " bytes)";
@@ -232,7 +230,7 @@ size_t DropPackedCopy(const MatrixRef& m) {
   if (m.storage != nullptr) {
     for (bool pack : {false, true}) {
       if (mapping->converted.erase(ConvertedKey(m.data, m.rows, m.cols, pack, 0)) > 0) {
-        bytes += ConvertedBytes(m);
+        bytes += m.kernel_bytes();
       }
     }
   } else if (mapping->packed.erase(MatrixKey(m.data, m.rows, m.cols)) > 0) {

@@ -103,13 +103,7 @@ void TransposeMatrix(const MatrixRef& m, char* dst, std::vector<float>& in,
                      std::vector<float>& out) {
   in.resize(m.rows * m.cols);
   out.resize(m.rows * m.cols);
-  for (size_t r = 0; r < m.rows; ++r) {
-    if (m.storage != nullptr) {
-      m.storage->dequantize(static_cast<const uint8_t*>(m.row(r)), &in[r * m.cols], m.cols);
-    } else {
-      DequantizeRow(m.type, m.row(r), &in[r * m.cols], m.cols);
-    }
-  }
+  for (size_t r = 0; r < m.rows; ++r) DequantizeMatrixRow(m, r, &in[r * m.cols]);
   for (size_t r = 0; r < m.rows; ++r) {
     for (size_t c = 0; c < m.cols; ++c) out[c * m.rows + r] = in[r * m.cols + c];
   }
@@ -124,7 +118,7 @@ void TransposeMatrix(const MatrixRef& m, char* dst, std::vector<float>& in,
 // then: c.expert_type); any other m as it is.
 MatrixRef Readable(const MatrixRef& m, std::vector<char>& buffer) {
   if (m.storage == nullptr) return m;
-  buffer.resize(m.rows * RowBytes(DType::kQ8_0, m.cols));
+  buffer.resize(m.kernel_bytes());
   ConvertRowsToQ8_0(*m.storage, m.data, m.rows, m.cols, buffer.data());
   return MatrixRef{.type = DType::kQ8_0, .data = buffer.data(), .rows = m.rows, .cols = m.cols};
 }
