@@ -117,7 +117,10 @@ absl::StatusOr<std::unique_ptr<RemoteExpertExecutor>> RemoteExpertExecutor::Crea
   r->route_stale_ = false;
   r->PackLocalExperts();
   r->stats_.workers_up = n;
-  r->supervisor_ = std::thread([p = r.get()] { p->Supervise(); });
+  r->jobs_.resize(n);
+  for (int i = 0; i < n; ++i) {
+    r->supervisors_.emplace_back([p = r.get(), i] { p->Supervise(i); });
+  }
   return r;
 }
 
@@ -126,12 +129,12 @@ RemoteExpertExecutor::~RemoteExpertExecutor() {
     absl::MutexLock lock(&mu_);
     stop_ = true;
   }
-  // The supervisor may be inside a Describe or an Assign to a stopped
+  // A supervisor may be inside a Describe or an Assign to a stopped
   // worker: end it now, not at its deadline.
   for (Worker& w : workers_) {
     if (w.client) w.client->CancelCalls();
   }
-  if (supervisor_.joinable()) supervisor_.join();
+  for (std::thread& t : supervisors_) t.join();
   for (Worker& w : workers_) {
     if (w.client) w.client->CloseStream();  // null if Create failed before it
   }

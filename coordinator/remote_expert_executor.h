@@ -161,7 +161,7 @@ class RemoteExpertExecutor : public ExpertExecutor {
     bool busy = false;
     int ok_steps = 0;        // replies since it was last marked down
     SpeedMeter speed;
-    // Shared with the supervisor thread (under mu_). The supervisor only
+    // Shared with its supervisor thread (under mu_). The supervisor only
     // touches `client` of a worker in down_ or with an Assign job.
     bool ready = false;           // re-admitted, waiting for the main thread
     Assignments::Set admitted;    // ... holding this set
@@ -180,13 +180,13 @@ class RemoteExpertExecutor : public ExpertExecutor {
   Placement PlaceLocked(const std::vector<bool>& members) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Records that worker i answered Describe (speed, capacity).
   void DescribedLocked(int i) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Supervisor: pairs a down worker, assigns it its share of the placement
-  // that includes it, opens its stream.
+  // Worker i's supervisor, while it is down: pairs it, assigns it its share
+  // of the placement that includes it, opens its stream.
   absl::Status Admit(int i);
   void MarkDown(int i, const absl::Status& why);
   // Step boundary (main thread): takes in re-admitted workers and failed
   // Assigns, recomputes placement if needed, hands Assign jobs to the
-  // supervisor and refreshes route_.
+  // workers' supervisors and refreshes route_.
   void BeginStep();
   // Frees the packed copies of the experts route_ sends to workers: the
   // coordinator packs a worker's experts when it computes them in its
@@ -198,7 +198,10 @@ class RemoteExpertExecutor : public ExpertExecutor {
   void RecomputeLocked(const std::string& why) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // "coordinator 8, host:port 12, ..." for logs.
   std::string DescribeLocked(const Placement& p) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void Supervise();
+  // Worker i's supervisor thread: its Assign jobs and, while it is down,
+  // its re-admission. One per worker, so a worker whose call stalls (up to
+  // an Assign's 60 s) holds up no other worker's.
+  void Supervise(int i);
   void RunAssign(const Assignments::Job& job);
   // Computes `items` (indices into the step's (token, slot) list) locally,
   // grouped by expert, into slot_out_. `poll_between`: one expert at a time,
@@ -251,10 +254,11 @@ class RemoteExpertExecutor : public ExpertExecutor {
   std::vector<bool> members_ ABSL_GUARDED_BY(mu_);  // up, as placement sees it
   Placement target_ ABSL_GUARDED_BY(mu_);
   Assignments assignments_ ABSL_GUARDED_BY(mu_);
-  std::vector<Assignments::Job> jobs_ ABSL_GUARDED_BY(mu_);  // for the supervisor
+  // Assign jobs per worker, for its supervisor thread.
+  std::vector<std::vector<Assignments::Job>> jobs_ ABSL_GUARDED_BY(mu_);
   std::string recompute_why_ ABSL_GUARDED_BY(mu_);  // non-empty: placement is stale
   bool route_stale_ ABSL_GUARDED_BY(mu_) = true;
-  std::thread supervisor_;
+  std::vector<std::thread> supervisors_;  // one per worker
 };
 
 // Wraps model's expert executor with a RemoteExpertExecutor for `cluster`.

@@ -1,6 +1,6 @@
 // RemoteExpertExecutor, the membership half: which workers are up, the
 // placement over them and the workers' Assigns (main thread at step
-// boundaries, supervisor thread for the RPCs). The step itself is in
+// boundaries, a supervisor thread per worker for its RPCs). The step itself is in
 // remote_expert_executor.cc.
 #include <malloc.h>
 
@@ -89,8 +89,9 @@ void RemoteExpertExecutor::MarkDown(int i, const absl::Status& why) {
   // Here, not by the supervisor: the stream's completions come on the queue
   // the forward pass polls.
   w.client->CloseStream();
-  // An Assign the supervisor has in flight to it (a stalled worker would
-  // hold the supervisor for the Assign's deadline) ends now.
+  // An Assign its supervisor has in flight to it (a stalled worker would
+  // hold the supervisor, and its own re-admission, for the Assign's
+  // deadline) ends now.
   w.client->Interrupt();
   w.speed.Reset();
   LOG(WARNING) << "worker " << w.client->address() << " failed (" << why
@@ -145,8 +146,7 @@ void RemoteExpertExecutor::BeginStep() {
     if (!recompute_why_.empty()) RecomputeLocked(std::exchange(recompute_why_, {}));
     if (!route_stale_) return;
     std::vector<Assignments::Job> jobs = assignments_.Plan(target_, members_);
-    jobs_.insert(jobs_.end(), std::make_move_iterator(jobs.begin()),
-                 std::make_move_iterator(jobs.end()));
+    for (Assignments::Job& job : jobs) jobs_[job.worker].push_back(std::move(job));
     route_ = assignments_.Route(target_, members_);
     route_stale_ = false;
   }
@@ -195,45 +195,43 @@ void RemoteExpertExecutor::CheckSpeeds() {
   RecomputeLocked(why);
 }
 
-void RemoteExpertExecutor::Supervise() {
+void RemoteExpertExecutor::Supervise(int i) {
   while (true) {
-    std::vector<int> due;
+    bool due = false;
     std::vector<Assignments::Job> jobs;
     {
       absl::MutexLock lock(&mu_);
-      auto wake = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stop_ || !jobs_.empty(); };
+      auto wake = [this, i]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        return stop_ || !jobs_[i].empty();
+      };
       mu_.AwaitWithTimeout(absl::Condition(&wake), absl::Milliseconds(20));
       if (stop_) return;
-      jobs.swap(jobs_);
-      const Clock::time_point now = Clock::now();
-      for (int i : down_) {
-        if (now >= workers_[i].next_attempt) due.push_back(i);
-      }
+      jobs.swap(jobs_[i]);
+      due = down_.count(i) > 0 && Clock::now() >= workers_[i].next_attempt;
     }
     for (const Assignments::Job& job : jobs) RunAssign(job);
-    for (int i : due) {
-      absl::Status s = Admit(i);
-      absl::MutexLock lock(&mu_);
-      Worker& w = workers_[i];
-      if (s.ok()) {
-        down_.erase(i);
-        w.ready = true;
-        w.admit_error = absl::OkStatus();
-        LOG(INFO) << "worker " << w.client->address() << " re-admitted";
+    if (!due) continue;
+    absl::Status s = Admit(i);
+    absl::MutexLock lock(&mu_);
+    Worker& w = workers_[i];
+    if (s.ok()) {
+      down_.erase(i);
+      w.ready = true;
+      w.admit_error = absl::OkStatus();
+      LOG(INFO) << "worker " << w.client->address() << " re-admitted";
+    } else {
+      w.backoff_ms = std::min(w.backoff_ms * 2, BackoffMaxMs(cluster_));
+      w.next_attempt = Clock::now() + std::chrono::milliseconds(w.backoff_ms);
+      // A worker restarted on another model or with another token is
+      // retried forever: say why once, and again whenever the reason
+      // changes, not at every attempt.
+      if (s != w.admit_error) {
+        LOG(WARNING) << "worker " << w.client->address() << " not back yet (retrying every "
+                     << BackoffMaxMs(cluster_) << " ms at most): " << s;
       } else {
-        w.backoff_ms = std::min(w.backoff_ms * 2, BackoffMaxMs(cluster_));
-        w.next_attempt = Clock::now() + std::chrono::milliseconds(w.backoff_ms);
-        // A worker restarted on another model or with another token is
-        // retried forever: say why once, and again whenever the reason
-        // changes, not at every attempt.
-        if (s != w.admit_error) {
-          LOG(WARNING) << "worker " << w.client->address() << " not back yet (retrying every "
-                       << BackoffMaxMs(cluster_) << " ms at most): " << s;
-        } else {
-          VLOG(1) << "worker " << w.client->address() << " not back yet: " << s;
-        }
-        w.admit_error = s;
+        VLOG(1) << "worker " << w.client->address() << " not back yet: " << s;
       }
+      w.admit_error = s;
     }
   }
 }

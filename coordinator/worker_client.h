@@ -80,9 +80,9 @@ class WorkerClient {
   void CancelCalls();
   // Cancels the Describe or Assign in flight, and makes every later Assign
   // fail at once with CANCELLED until the next Pair: the worker was marked
-  // down, and a stalled one would hold the caller (the coordinator's
-  // supervisor, and with it every other worker's Assigns and re-admission)
-  // for up to the Assign's 60 s. Thread-safe, like CancelCalls.
+  // down, and a stalled one would hold the caller (the worker's supervisor
+  // thread on the coordinator, and with it the worker's re-admission) for
+  // up to the Assign's 60 s. Thread-safe, like CancelCalls.
   void Interrupt();
 
   // Starts sending one step and reading its reply; returns without waiting.

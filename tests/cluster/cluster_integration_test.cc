@@ -537,6 +537,48 @@ TEST_F(ClusterTest, TeardownDoesNotWaitForAStoppedWorkersCall) {
   EXPECT_LT(seconds, 2.0);
 }
 
+// Each worker has its own supervisor thread: while one stopped worker's
+// re-admission waits out its Describe (10 s here; an Assign's is 60 s),
+// another worker, killed and restarted, comes back within its backoff. One
+// supervisor for every worker had held it until the stalled call ended.
+TEST_F(ClusterTest, AStalledWorkerHoldsUpNoOtherWorkersReadmission) {
+  const Trace want = Reference(4);
+  auto stalled = StartWorker(), other = StartWorker();
+  ASSERT_TRUE(stalled && other);
+  auto m = Load();
+  v1::ClusterConfig c = Cluster({stalled->address(), other->address()});
+  c.set_step_timeout_ms(100);
+  c.set_call_timeout_ms(10000);
+  c.set_rebalance_factor(-1);
+  auto remote = AttachWorkers(*m, c);
+  ASSERT_TRUE(remote.ok()) << remote.status();
+  RemoteExpertExecutor& r = **remote;
+  stalled->Pause();
+  ExpectBitIdentical(want, Greedy(*m, kPrompt, 4));  // a step times out: it is down
+  ASSERT_EQ(r.stats().workers_up, 1) << r.Summary();
+  // Its backoff (50 ms) is over: a re-admission's Describe is waiting on it.
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  const std::string address = other->address();
+  ExpectBitIdentical(want, Greedy(*m, kPrompt, 4, [&](int step) {
+    if (step == 1) other->Kill();
+  }));
+  ASSERT_EQ(r.stats().workers_up, 0) << r.Summary();
+  EXPECT_EQ(r.stats().readmissions, 0u);
+  other = StartWorker({}, address);
+  ASSERT_TRUE(other);
+  const auto start = std::chrono::steady_clock::now();
+  ASSERT_TRUE(DecodeUntil(*m, [&] { return r.stats().readmissions >= 1; })) << r.Summary();
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  EXPECT_LT(seconds, 3.0) << "held up by the stalled worker's call";
+  EXPECT_EQ(r.stats().workers_up, 1) << r.Summary();
+  const uint64_t remote_before = r.stats().remote_items;
+  ExpectBitIdentical(want, Greedy(*m, kPrompt, 4));
+  EXPECT_GT(r.stats().remote_items, remote_before) << r.Summary();
+  m.reset();  // cancels the stalled call
+  ::kill(stalled->pid(), SIGCONT);
+}
+
 TEST_F(ClusterTest, SlowWorkerLosesItsShare) {
   const Trace want = Reference(24);
   auto fast = StartWorker(), slow = StartWorker();
