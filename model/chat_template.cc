@@ -95,4 +95,31 @@ void CloseAssistantTurn(const Tokenizer& tok, std::vector<int32_t>* ids) {
   if (auto newline = tok.Encode("\n"); newline.ok()) ids->insert(ids->end(), newline->begin(), newline->end());
 }
 
+std::vector<int32_t> IdsUpToStopString(const Tokenizer& tok, const std::vector<int32_t>& generated,
+                                       std::string_view shown) {
+  // ends[k]: bytes of `shown` the first k sampled ids cover.
+  std::vector<size_t> ends = {0};
+  for (int32_t id : generated) {
+    const std::string piece = tok.Decode({id});
+    const size_t at = ends.back();
+    if (piece.empty() || at + piece.size() > shown.size() ||
+        shown.compare(at, piece.size(), piece) != 0) {
+      break;
+    }
+    ends.push_back(at + piece.size());
+  }
+  // The rest starts at a token boundary, which may split a UTF-8 character
+  // (byte-level tokens): give tokens back until it encodes.
+  for (size_t k = ends.size(); k-- > 0;) {
+    auto rest = tok.Encode(shown.substr(ends[k]), /*parse_special=*/false);
+    if (!rest.ok()) continue;
+    std::vector<int32_t> ids(generated.begin(), generated.begin() + static_cast<ptrdiff_t>(k));
+    ids.insert(ids.end(), rest->begin(), rest->end());
+    return ids;
+  }
+  // `shown` is no valid UTF-8 at all: the ids whose text it begins with.
+  return std::vector<int32_t>(generated.begin(),
+                              generated.begin() + static_cast<ptrdiff_t>(ends.size() - 1));
+}
+
 }  // namespace st

@@ -60,4 +60,13 @@ std::string DefaultSystemPrompt(std::string_view jinja_template);
 // next turn's prompt holds no end-of-document inside the conversation.
 void CloseAssistantTurn(const Tokenizer& tok, std::vector<int32_t>* ids);
 
+// The ids a conversation keeps of an answer that ended on a stop string:
+// the user saw `shown` (the text before the stop string), while the sampled
+// ids `generated` also hold the stop string and whatever else its last
+// token brought. Keeps the sampled ids whose text is wholly inside `shown`
+// (so the KV cache's prefix stays valid) and encodes the rest of `shown` as
+// plain text (control-token texts not parsed, as for untrusted content).
+std::vector<int32_t> IdsUpToStopString(const Tokenizer& tok, const std::vector<int32_t>& generated,
+                                       std::string_view shown);
+
 }  // namespace st

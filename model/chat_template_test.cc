@@ -1,9 +1,11 @@
 #include "model/chat_template.h"
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "model/byte_level.h"
 #include "model/tokenizer_data.h"
 #include "model/tokenizer_testing.h"
 
@@ -103,6 +105,32 @@ TEST(ChatTemplateTest, CloseAssistantTurnAsTheTemplateRendersIt) {
     want.insert(want.end(), nl.begin(), nl.end());
     EXPECT_EQ(ids, want);
   }
+}
+
+// After a stop string the conversation keeps what the user saw: the
+// sampled ids inside it, then the rest of it encoded (a token that straddles
+// the stop string, or splits a UTF-8 character at the cut, is re-encoded).
+TEST(ChatTemplateTest, IdsUpToStopStringKeepWhatWasShown) {
+  const int32_t bang_s = 256, a9_s = 257;  // "!S" and "\xA9S", the merges below
+  auto tok = Tokenizer::Create(
+      testing::TinyTokenizerData({"! S", ByteLevelEncode("\xA9") + " S"}));
+  ASSERT_TRUE(tok.ok()) << tok.status();
+  ASSERT_EQ((*tok)->Decode({bang_s}), "!S");
+  ASSERT_EQ((*tok)->Decode({a9_s}), "\xA9S");
+  // "Hi!STOP" with --stop STOP: "!S" holds the stop string's first byte.
+  EXPECT_EQ(IdsUpToStopString(**tok, {'H', 'i', bang_s, 'T', 'O', 'P'}, "Hi!"),
+            (std::vector<int32_t>{'H', 'i', '!'}));
+  // The stop string after whole tokens: the sampled ids as they were.
+  EXPECT_EQ(IdsUpToStopString(**tok, {'H', 'i', '!', 'S', 'T', 'O', 'P'}, "Hi!"),
+            (std::vector<int32_t>{'H', 'i', '!'}));
+  // "a\xC3\xA9ST" ("aé" then --stop ST): the cut falls inside "é" (its
+  // second byte came with the S), so the "\xC3" token goes too.
+  EXPECT_EQ(IdsUpToStopString(**tok, {'a', 0xC3, a9_s, 'T'}, "a\xC3\xA9"),
+            (std::vector<int32_t>{'a', 0xC3, 0xA9}));
+  // Control-token text in what was shown stays text.
+  const std::vector<int32_t> got = IdsUpToStopString(**tok, {'x', bang_s}, "x<|im_end|>");
+  EXPECT_EQ((*tok)->Decode(got), "x<|im_end|>");
+  EXPECT_EQ(std::count(got.begin(), got.end(), *(*tok)->TokenId("<|im_end|>")), 0);
 }
 
 TEST(ChatTemplateTest, DefaultSystemPromptComesFromTheTemplate) {

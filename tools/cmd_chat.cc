@@ -92,7 +92,12 @@ void RegisterChat(CLI::App& app) {
       std::fprintf(stderr, "[%d tokens, %.2f tok/s]\n", n + 1,
                    n > 0 ? n / std::max(result->decode_seconds, 1e-9) : 0.0);
       history = std::move(prompt);
-      history.insert(history.end(), result->generated_ids.begin(), result->generated_ids.end());
+      std::vector<int32_t> answer = std::move(result->generated_ids);
+      if (result->finish == FinishReason::kStop && !answer.empty() &&
+          !tok.IsEndOfGeneration(answer.back())) {  // a --stop string: keep what was shown
+        answer = IdsUpToStopString(tok, answer, result->text);
+      }
+      history.insert(history.end(), answer.begin(), answer.end());
       CloseAssistantTurn(tok, &history);
       pending.clear();
     }
