@@ -17,8 +17,8 @@ float HalfAt(const uint8_t* p) {
   return F16ToF32(h);
 }
 
-// ggml's get_scale_min_k4: the 6-bit scale and min of sub-block j (0..7)
-// of a Q4_K/Q5_K super-block from its 12 packed bytes.
+}  // namespace
+
 void ScaleMinK4(int j, const uint8_t* q, uint8_t* d, uint8_t* m) {
   if (j < 4) {
     *d = q[j] & 63;
@@ -28,8 +28,6 @@ void ScaleMinK4(int j, const uint8_t* q, uint8_t* d, uint8_t* m) {
     *m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
   }
 }
-
-}  // namespace
 
 void DequantizeQ4_1(const uint8_t* src, float* dst, size_t n) {
   for (size_t b = 0; b < n / 32; ++b, src += kQ4_1BlockBytes, dst += 32) {

@@ -56,6 +56,9 @@ void DequantizeQ2_K(const uint8_t* src, float* dst, size_t n);
 void DequantizeQ3_K(const uint8_t* src, float* dst, size_t n);
 void DequantizeQ4_K(const uint8_t* src, float* dst, size_t n);
 void DequantizeQ5_K(const uint8_t* src, float* dst, size_t n);
+// ggml's get_scale_min_k4: the 6-bit scale and min of sub-block j (0..7)
+// of a Q4_K/Q5_K super-block from its 12 packed bytes (at offset 4).
+void ScaleMinK4(int j, const uint8_t* q, uint8_t* d, uint8_t* m);
 
 // ggml's GGML_TYPE_Q6_K: super-blocks of 256 weights, 210 bytes each:
 // ql[128] (low 4 bits), qh[64] (high 2 bits), int8 scales[16] (one per 16

@@ -1,0 +1,163 @@
+// st::DotRowsKQuant (SIMD, every compiled target) and scalar::DotRowKQuant
+// against a double-precision dot of the weights as ggml dequantizes them
+// (kernels/ggml_storage.h, bit-exact to ggml) with the dequantized Q8_0
+// activations. Bounds relative to S = sum_j |w_j| |x_j|: the integer sums
+// are exact, only float roundings differ (1e-6 * S, as dot_test.cc's
+// integer paths).
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "kernels/fp16.h"
+#include "kernels/ggml_storage.h"
+#include "kernels/kquant_dot.h"
+#include "kernels/quant.h"
+#include "kernels/test_util.h"
+
+namespace st {
+namespace {
+
+using ::st::testing::ForEachTarget;
+using ::st::testing::Gaussian;
+
+size_t BlockBytes(uint32_t type) { return type == kGgmlQ4_K ? kQ4_KBlockBytes : kQ6_KBlockBytes; }
+
+void PutHalf(uint8_t* p, float v) {
+  const uint16_t h = F32ToF16(v);
+  std::memcpy(p, &h, 2);
+}
+
+// `rows` rows of n weights: random levels, scales and mins (every byte
+// pattern is a valid block), with f16 super-block scales of varied size.
+// extreme: every level and scale at its largest (no rounding slack).
+std::vector<uint8_t> RandomRows(uint32_t type, size_t rows, size_t n, uint32_t seed,
+                                bool extreme = false) {
+  std::mt19937 rng(seed);
+  std::vector<uint8_t> w(rows * n / 256 * BlockBytes(type));
+  for (uint8_t& b : w) b = extreme ? 0xFF : static_cast<uint8_t>(rng());
+  std::uniform_real_distribution<float> scale(0.0005f, 0.02f);
+  for (size_t b = 0; b < w.size() / BlockBytes(type); ++b) {
+    uint8_t* blk = w.data() + b * BlockBytes(type);
+    if (type == kGgmlQ4_K) {
+      PutHalf(blk, extreme ? 0.02f : scale(rng));
+      PutHalf(blk + 2, extreme ? 0.01f : scale(rng));
+    } else {
+      if (extreme) {  // scales +127 and -128 (int8 0x7F / 0x80)
+        for (int j = 0; j < 16; ++j) blk[192 + j] = j % 2 == 0 ? 0x7F : 0x80;
+      }
+      PutHalf(blk + 208, extreme ? 0.02f : scale(rng));
+    }
+  }
+  return w;
+}
+
+std::vector<float> Dequantized(uint32_t type, const uint8_t* row, size_t n) {
+  std::vector<float> out(n);
+  (type == kGgmlQ4_K ? DequantizeQ4_K : DequantizeQ6_K)(row, out.data(), n);
+  return out;
+}
+
+struct Vec {
+  std::vector<BlockQ8_0> q8;
+  std::vector<float> deq;
+};
+
+Vec MakeVec(size_t n, uint32_t seed, bool extreme = false) {
+  std::vector<float> x = Gaussian(n, seed, 3.0f);
+  if (extreme) {
+    for (size_t j = 0; j < n; ++j) x[j] = j % 3 == 0 ? -1.0f : 1.0f;  // levels of +-127
+  }
+  Vec v;
+  v.q8.resize(n / kQK);
+  QuantizeRow(DType::kQ8_0, x.data(), v.q8.data(), n);
+  v.deq.resize(n);
+  DequantizeRow(DType::kQ8_0, v.q8.data(), v.deq.data(), n);
+  return v;
+}
+
+// (exact dot in double, S)
+std::pair<double, double> Reference(const std::vector<float>& w, const std::vector<float>& x) {
+  double dot = 0, abs = 0;
+  for (size_t j = 0; j < w.size(); ++j) {
+    dot += static_cast<double>(w[j]) * x[j];
+    abs += std::fabs(static_cast<double>(w[j]) * x[j]);
+  }
+  return {dot, abs};
+}
+
+constexpr uint32_t kTypes[] = {kGgmlQ4_K, kGgmlQ6_K};
+
+TEST(KQuantDotTest, ScalarAndEveryTargetMatchTheDequantizedDot) {
+  for (uint32_t type : kTypes) {
+    for (size_t n : {256u, 768u, 1536u, 2560u}) {
+      for (bool extreme : {false, true}) {
+        SCOPED_TRACE(::testing::Message() << (type == kGgmlQ4_K ? "Q4_K" : "Q6_K") << " n=" << n
+                                          << (extreme ? " extreme" : ""));
+        const std::vector<uint8_t> w = RandomRows(type, 1, n, 11 + n, extreme);
+        const Vec x = MakeVec(n, 5 + n, extreme);
+        const auto [want, abs] = Reference(Dequantized(type, w.data(), n), x.deq);
+        const float ref = scalar::DotRowKQuant(type, w.data(), x.q8.data(), n);
+        EXPECT_NEAR(ref, want, 1e-6 * abs);
+        ForEachTarget([&] {
+          const BlockQ8_0* xs = x.q8.data();
+          float got = 0;
+          DotRowsKQuant(type, w.data(), w.size(), 1, &xs, 1, n, &got, 1);
+          EXPECT_NEAR(got, ref, 1e-6 * abs);
+        });
+      }
+    }
+  }
+}
+
+// Several rows (odd row strides: rows need no alignment) and up to 9
+// vectors: each result equals the one-vector call bit for bit.
+TEST(KQuantDotTest, RowsAndVectorCountsDoNotChangeResults) {
+  const size_t n = 1536, rows = 5;
+  for (uint32_t type : kTypes) {
+    SCOPED_TRACE(type == kGgmlQ4_K ? "Q4_K" : "Q6_K");
+    const size_t row_bytes = n / 256 * BlockBytes(type);
+    const std::vector<uint8_t> packed = RandomRows(type, rows, n, 3);
+    std::vector<uint8_t> w(rows * (row_bytes + 1) + 1);  // 1 byte apart, odd start
+    for (size_t r = 0; r < rows; ++r) {
+      std::memcpy(w.data() + 1 + r * (row_bytes + 1), packed.data() + r * row_bytes, row_bytes);
+    }
+    std::vector<Vec> vecs;
+    std::vector<const BlockQ8_0*> xs;
+    for (int v = 0; v < 9; ++v) vecs.push_back(MakeVec(n, 100 + v));
+    for (const Vec& v : vecs) xs.push_back(v.q8.data());
+    ForEachTarget([&] {
+      std::vector<float> one(9 * rows);
+      for (size_t v = 0; v < 9; ++v) {
+        DotRowsKQuant(type, w.data() + 1, row_bytes + 1, rows, &xs[v], 1, n, one.data() + v * rows, 1);
+      }
+      for (size_t count : {2u, 3u, 4u, 5u, 8u, 9u}) {
+        std::vector<float> y(count * 7, -1.0f);
+        DotRowsKQuant(type, w.data() + 1, row_bytes + 1, rows, xs.data(), count, n, y.data(), 7);
+        for (size_t v = 0; v < count; ++v) {
+          for (size_t r = 0; r < rows; ++r) {
+            EXPECT_EQ(y[v * 7 + r], one[v * rows + r]) << "vector " << v << " of " << count << ", row " << r;
+          }
+        }
+      }
+      // And each is the dequantized dot.
+      for (size_t r = 0; r < rows; ++r) {
+        const auto [want, abs] =
+            Reference(Dequantized(type, packed.data() + r * row_bytes, n), vecs[0].deq);
+        EXPECT_NEAR(one[r], want, 1e-6 * abs);
+      }
+    });
+  }
+}
+
+TEST(KQuantDotTest, SupportedTypes) {
+  EXPECT_TRUE(KQuantDotSupported(kGgmlQ4_K));
+  EXPECT_TRUE(KQuantDotSupported(kGgmlQ6_K));
+  EXPECT_FALSE(KQuantDotSupported(kGgmlQ5_K));
+  EXPECT_FALSE(KQuantDotSupported(kGgmlQ3_K));
+  EXPECT_FALSE(KQuantDotSupported(2));  // Q4_0 has its own kernels
+}
+
+}  // namespace
+}  // namespace st
