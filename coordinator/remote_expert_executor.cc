@@ -158,13 +158,13 @@ void RemoteExpertExecutor::PackLocalExperts() {
     for (size_t i = begin; i < end; ++i) {
       const ExpertStacks& s = stacks_[keys[i].layer];
       const int e = keys[i].expert;
-      PackedFromMapping(ExpertStacks::Slice(s.gate, e, s.n_experts));
-      PackedFromMapping(ExpertStacks::Slice(s.up, e, s.n_experts));
+      PackedOrNative(ExpertStacks::Slice(s.gate, e, s.n_experts));
+      PackedOrNative(ExpertStacks::Slice(s.up, e, s.n_experts));
       const MatrixRef down = ExpertStacks::Slice(s.down, e, s.n_experts);
       if (s.down_transposed) {
         ConvertedFromMapping(down);  // rows; a no-op unless in a storage-only format
       } else {
-        PackedFromMapping(down);
+        PackedOrNative(down);
       }
     }
   };
@@ -188,7 +188,7 @@ void RemoteExpertExecutor::ComputeLocal(int layer, const Routes& routes, const f
   const int top_k = routes.top_k;
   // items are increasing, so each group is too.
   GroupByExpert(s.n_experts, items, [&](int i) { return routes.ids[i]; }, by_expert_, used_);
-  // Packed experts: the step's local experts in two pool phases
+  // Packed experts (or K-quant ones in rows): the step's local experts in two pool phases
   // (model/expert_phases.h), as the single-process executor runs them.
   matrices_.resize(s.n_experts);
   bool phases = true;
@@ -197,7 +197,7 @@ void RemoteExpertExecutor::ComputeLocal(int layer, const Routes& routes, const f
                      ExpertStacks::Slice(s.up, e, s.n_experts),
                      ExpertStacks::Slice(s.down, e, s.n_experts), s.down_transposed};
     if (!m.down_transposed) {
-      m = {PackedFromMapping(m.gate), PackedFromMapping(m.up), PackedFromMapping(m.down), false};
+      m = {PackedOrNative(m.gate), PackedOrNative(m.up), PackedOrNative(m.down), false};
     }
     phases = phases && ExpertPhases::Supports(m);
     matrices_[e] = m;

@@ -150,14 +150,15 @@ grpc::Status ExpertServiceImpl::Assign(grpc::ServerContext* ctx, const v1::Assig
   auto pack = [&](size_t begin, size_t end) {
     for (size_t i = begin; i < end; ++i) {
       const ExpertMatrices m = store_->Get(keys[i].layer, keys[i].expert);
-      PackedFromMapping(m.gate);
-      PackedFromMapping(m.up);
+      // (K-quant matrices computed natively need nothing: a no-op.)
+      PackedOrNative(m.gate);
+      PackedOrNative(m.up);
       // A transposed down is read in rows: converted now when it is in a
       // storage-only format (a no-op otherwise).
       if (m.down_transposed) {
         ConvertedFromMapping(m.down);
       } else {
-        PackedFromMapping(m.down);
+        PackedOrNative(m.down);
       }
     }
   };
@@ -364,7 +365,7 @@ absl::Status ExpertServiceImpl::Run(const v1::ComputeRequest& req, v1::ComputeRe
   // there.
   GroupByExpert(config_.n_experts, std::views::iota(0, n_items),
                 [&](int i) { return req.expert(i); }, by_expert_, used_);
-  // Packed experts (the usual case): all of the step's experts in two pool
+  // Packed experts (the usual case) or K-quant ones in rows: all of the step's experts in two pool
   // phases (model/expert_phases.h), the path a single process takes; else
   // expert by expert.
   matrices_.resize(config_.n_experts);
@@ -372,7 +373,7 @@ absl::Status ExpertServiceImpl::Run(const v1::ComputeRequest& req, v1::ComputeRe
   for (int e : used_) {
     ExpertMatrices m = store_->Get(req.layer(), e);
     if (!m.down_transposed) {
-      m = {PackedFromMapping(m.gate), PackedFromMapping(m.up), PackedFromMapping(m.down), false};
+      m = {PackedOrNative(m.gate), PackedOrNative(m.up), PackedOrNative(m.down), false};
     }
     phases = phases && ExpertPhases::Supports(m);
     matrices_[e] = m;

@@ -1,4 +1,5 @@
 #include "expert_worker/expert_store.h"
+#include "model/mapped_repack.h"
 
 #include <sys/mman.h>
 #include <unistd.h>
@@ -30,8 +31,13 @@ absl::StatusOr<std::unique_ptr<MappedExpertStore>> MappedExpertStore::Create(
   if (store->stacks_.empty()) return absl::InvalidArgumentError("model has no expert layers");
   const ExpertStacks& s = store->stacks_[0];
   // What an expert takes in RAM while held: its file bytes, or its Q8_0
-  // conversion when it is in a storage-only format (model/mapped_repack.h).
-  store->expert_bytes_ = (s.gate.kernel_bytes() + s.up.kernel_bytes() + s.down.kernel_bytes()) /
+  // conversion when it is in a storage-only format that is not computed
+  // natively (model/mapped_repack.h).
+  auto held = [&](const MatrixRef& m, bool transposed) -> uint64_t {
+    return ComputedNatively(m) && !transposed ? m.rows * m.row_bytes() : m.kernel_bytes();
+  };
+  store->expert_bytes_ = (held(s.gate, false) + held(s.up, false) +
+                          held(s.down, s.down_transposed)) /
                          static_cast<uint64_t>(s.n_experts);
   const uint64_t all = store->expert_bytes_ * config.n_layers * config.n_experts;
   store->capacity_bytes_ = capacity_bytes == 0 ? all : capacity_bytes;

@@ -25,14 +25,14 @@ namespace st {
 // kGgmlQ6_K in kernels/ggml_storage.h).
 bool KQuantDotSupported(uint32_t ggml_type);
 
-// xs[i] are Q8_0 activation vectors of n elements (n % 256 == 0).
-// y[i * y_stride + r] = dot(row r of w, xs[i]) for r < n_rows, i < n_vecs,
-// rows row_bytes apart. Each weight super-block is unpacked once for all
-// vectors; every vector gets the operations of n_vecs = 1, so the result
-// does not depend on n_vecs. Single-threaded; SIMD (Highway, dynamic
-// dispatch).
-void DotRowsKQuant(uint32_t ggml_type, const void* w, size_t row_bytes, size_t n_rows,
-                   const BlockQ8_0* const* xs, size_t n_vecs, size_t n, float* y,
+// xs[i] are Q8_0 activation vectors of n elements (n % 256 == 0). For the
+// rows r = rows[k] (k < n_rows; rows null: r = k), row r at w + r *
+// row_bytes: y[i * y_stride + r] = dot(row r, xs[i]) for i < n_vecs. Each
+// weight super-block is unpacked once for up to 4 vectors; every vector
+// gets the operations of n_vecs = 1, so results depend neither on n_vecs
+// nor on the row list. Single-threaded; SIMD (Highway, dynamic dispatch).
+void DotRowsKQuant(uint32_t ggml_type, const void* w, size_t row_bytes, const uint32_t* rows,
+                   size_t n_rows, const BlockQ8_0* const* xs, size_t n_vecs, size_t n, float* y,
                    size_t y_stride);
 
 namespace scalar {

@@ -83,7 +83,7 @@ void BM_DotRows(benchmark::State& state) {
   for (auto _ : state) {
     const char* w = (*arena)->data() + (next++ % count) * matrix;
     if (type == kQ4K || type == kQ6K) {
-      DotRowsKQuant(static_cast<uint32_t>(type - 1000), w, rb, kRows, q8s.data(), n_vecs, kCols,
+      DotRowsKQuant(static_cast<uint32_t>(type - 1000), w, rb, nullptr, kRows, q8s.data(), n_vecs, kCols,
                     y.data(), kRows);
     } else {
       DotRowsMulti(static_cast<DType>(type), w, rb, kRows, vecs.data(), n_vecs, y.data(), kRows);

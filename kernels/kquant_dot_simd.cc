@@ -53,6 +53,16 @@ inline void UnpackScalesQ4_K(const uint8_t* blk, uint32_t u[4]) {
   u[0] &= k1;
 }
 
+// Rows ahead that the x86 kernels fetch into L2 as they go.
+constexpr size_t kRowsAhead = 2;
+
+// Super-block i's bytes of the row at pf (null: none), into L2.
+inline void Prefetch(const uint8_t* pf, size_t i, size_t block_bytes) {
+  if (pf == nullptr) return;
+  const uint8_t* p = pf + i * block_bytes;
+  for (size_t off = 0; off < block_bytes; off += 64) __builtin_prefetch(p + off, 0, 2);
+}
+
 #if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
 #if HWY_TARGET == HWY_AVX3_DL
 ST_AVX512VNNI_BEGIN  // kernels/avx512_vnni.h
@@ -96,18 +106,13 @@ void PrepareVector(const BlockQ8_0* x, size_t n, KPair* pairs, float* xsum) {
                     _mm512_insertf32x8(_mm512_set1_ps(d0), _mm256_set1_ps(d1), 1));
     const __m512i sum4 = DotU8S8(_mm512_setzero_si512(), _mm512_set1_epi8(1), q);
     _mm512_store_si512(pairs[p].off32, _mm512_slli_epi32(_mm512_sub_epi32(_mm512_setzero_si512(), sum4), 5));
-    int32_t s0 = 0, s1 = 0;
-    for (int j = 0; j < 32; ++j) {
-      s0 += b0.qs[j];
-      s1 += b1.qs[j];
-    }
-    xsum[2 * p] = d0 * static_cast<float>(s0);
-    xsum[2 * p + 1] = d1 * static_cast<float>(s1);
+    xsum[2 * p] = d0 * static_cast<float>(_mm512_mask_reduce_add_epi32(0x00FF, sum4));
+    xsum[2 * p + 1] = d1 * static_cast<float>(_mm512_mask_reduce_add_epi32(0xFF00, sum4));
   }
 }
 
 template <size_t kVecs>
-void RowQ4_K(const uint8_t* w, const Prepared* x, size_t n, float* out) {
+void RowQ4_K(const uint8_t* w, const Prepared* x, size_t n, float* out, const uint8_t* pf) {
   __m512 acc[kVecs];
   __m256 mins[kVecs];
   for (size_t k = 0; k < kVecs; ++k) {
@@ -122,6 +127,7 @@ void RowQ4_K(const uint8_t* w, const Prepared* x, size_t n, float* out) {
       _mm512_setr_epi32(4, 4, 4, 4, 4, 4, 4, 4, 5, 5, 5, 5, 5, 5, 5, 5),
       _mm512_setr_epi32(6, 6, 6, 6, 6, 6, 6, 6, 7, 7, 7, 7, 7, 7, 7, 7)};
   for (size_t i = 0; i < n / 256; ++i, w += kQ4_KBlockBytes) {
+    Prefetch(pf, i, kQ4_KBlockBytes);
     int32_t halves;
     std::memcpy(&halves, w, 4);
     const __m128 dd = _mm_cvtph_ps(_mm_cvtsi32_si128(halves));  // d, dmin
@@ -158,13 +164,14 @@ void RowQ4_K(const uint8_t* w, const Prepared* x, size_t n, float* out) {
 }
 
 template <size_t kVecs>
-void RowQ6_K(const uint8_t* w, const Prepared* x, size_t n, float* out) {
+void RowQ6_K(const uint8_t* w, const Prepared* x, size_t n, float* out, const uint8_t* pf) {
   __m512 acc[kVecs];
   for (size_t k = 0; k < kVecs; ++k) acc[k] = _mm512_setzero_ps();
   const __m512i low4 = _mm512_set1_epi8(0x0F), two = _mm512_set1_epi8(3);
   // Scale bytes 0-3 each to 4 lanes.
   const __m128i spread = _mm_setr_epi8(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
   for (size_t i = 0; i < n / 256; ++i, w += kQ6_KBlockBytes) {
+    Prefetch(pf, i, kQ6_KBlockBytes);
     uint16_t dh;
     std::memcpy(&dh, w + 208, 2);
     const float d = _cvtsh_ss(dh);
@@ -199,15 +206,16 @@ void RowQ6_K(const uint8_t* w, const Prepared* x, size_t n, float* out) {
 }
 
 template <size_t kVecs>
-void RowVecs(uint32_t type, const uint8_t* w, const Prepared* x, size_t n, float* out) {
+void RowVecs(uint32_t type, const uint8_t* w, const Prepared* x, size_t n, float* out,
+             const uint8_t* pf) {
   if (type == kGgmlQ4_K) {
-    RowQ4_K<kVecs>(w, x, n, out);
+    RowQ4_K<kVecs>(w, x, n, out, pf);
   } else {
-    RowQ6_K<kVecs>(w, x, n, out);
+    RowQ6_K<kVecs>(w, x, n, out, pf);
   }
 }
 
-void RowsT(uint32_t type, const void* w, size_t row_bytes, size_t n_rows,
+void RowsT(uint32_t type, const void* w, size_t row_bytes, const uint32_t* rows, size_t n_rows,
            const BlockQ8_0* const* xs, size_t n_vecs, size_t n, float* y, size_t y_stride) {
   constexpr size_t kMaxVecs = 4;
   thread_local std::vector<KPair> pairs;
@@ -222,17 +230,24 @@ void RowsT(uint32_t type, const void* w, size_t row_bytes, size_t n_rows,
     prepared[v] = {pairs.data() + v * n_pairs, sums.data() + v * n_blocks};
   }
   const auto* base = static_cast<const uint8_t*>(w);
-  for (size_t r = 0; r < n_rows; ++r) {
+  for (size_t k = 0; k < n_rows; ++k) {
+    const size_t r = rows != nullptr ? rows[k] : k;
     const uint8_t* row = base + r * row_bytes;
+    // The row kRowsAhead on, fetched into L2 a few lines per super-block:
+    // the hardware prefetcher alone left the arithmetic and the DRAM reads
+    // one after the other (from DRAM a row took the time of both).
+    const size_t ahead = k + kRowsAhead;
+    const uint8_t* pf =
+        ahead < n_rows ? base + (rows != nullptr ? rows[ahead] : ahead) * row_bytes : nullptr;
     for (size_t v = 0; v < n_vecs; v += kMaxVecs) {
       const size_t count = std::min(kMaxVecs, n_vecs - v);
       float out[kMaxVecs];
       const Prepared* px = prepared.data() + v;
       switch (count) {
-        case 4: RowVecs<4>(type, row, px, n, out); break;
-        case 3: RowVecs<3>(type, row, px, n, out); break;
-        case 2: RowVecs<2>(type, row, px, n, out); break;
-        default: RowVecs<1>(type, row, px, n, out); break;
+        case 4: RowVecs<4>(type, row, px, n, out, v == 0 ? pf : nullptr); break;
+        case 3: RowVecs<3>(type, row, px, n, out, v == 0 ? pf : nullptr); break;
+        case 2: RowVecs<2>(type, row, px, n, out, v == 0 ? pf : nullptr); break;
+        default: RowVecs<1>(type, row, px, n, out, v == 0 ? pf : nullptr); break;
       }
       for (size_t k = 0; k < count; ++k) y[(v + k) * y_stride + r] = out[k];
     }
@@ -278,11 +293,12 @@ void PrepareSums(const BlockQ8_0* x, size_t n, float* xsum) {
 }
 
 template <size_t kVecs>
-void RowQ4_K(const uint8_t* w, const Prepared* x, size_t n, float* out) {
+void RowQ4_K(const uint8_t* w, const Prepared* x, size_t n, float* out, const uint8_t* pf) {
   __m256 acc[kVecs], mins[kVecs];
   for (size_t k = 0; k < kVecs; ++k) acc[k] = mins[k] = _mm256_setzero_ps();
   const __m256i low4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
   for (size_t i = 0; i < n / 256; ++i, w += kQ4_KBlockBytes) {
+    Prefetch(pf, i, kQ4_KBlockBytes);
     int32_t halves;
     std::memcpy(&halves, w, 4);
     const __m128 dd = _mm_cvtph_ps(_mm_cvtsi32_si128(halves));  // d, dmin
@@ -315,12 +331,13 @@ void RowQ4_K(const uint8_t* w, const Prepared* x, size_t n, float* out) {
 }
 
 template <size_t kVecs>
-void RowQ6_K(const uint8_t* w, const Prepared* x, size_t n, float* out) {
+void RowQ6_K(const uint8_t* w, const Prepared* x, size_t n, float* out, const uint8_t* pf) {
   __m256 acc[kVecs];
   for (size_t k = 0; k < kVecs; ++k) acc[k] = _mm256_setzero_ps();
   const __m256i low4 = _mm256_set1_epi8(0x0F), two = _mm256_set1_epi8(3),
                 offset = _mm256_set1_epi8(32);
   for (size_t i = 0; i < n / 256; ++i, w += kQ6_KBlockBytes) {
+    Prefetch(pf, i, kQ6_KBlockBytes);
     uint16_t dh;
     std::memcpy(&dh, w + 208, 2);
     const float d = _cvtsh_ss(dh);
@@ -354,15 +371,16 @@ void RowQ6_K(const uint8_t* w, const Prepared* x, size_t n, float* out) {
 }
 
 template <size_t kVecs>
-void RowVecs(uint32_t type, const uint8_t* w, const Prepared* x, size_t n, float* out) {
+void RowVecs(uint32_t type, const uint8_t* w, const Prepared* x, size_t n, float* out,
+             const uint8_t* pf) {
   if (type == kGgmlQ4_K) {
-    RowQ4_K<kVecs>(w, x, n, out);
+    RowQ4_K<kVecs>(w, x, n, out, pf);
   } else {
-    RowQ6_K<kVecs>(w, x, n, out);
+    RowQ6_K<kVecs>(w, x, n, out, pf);
   }
 }
 
-void RowsT(uint32_t type, const void* w, size_t row_bytes, size_t n_rows,
+void RowsT(uint32_t type, const void* w, size_t row_bytes, const uint32_t* rows, size_t n_rows,
            const BlockQ8_0* const* xs, size_t n_vecs, size_t n, float* y, size_t y_stride) {
   constexpr size_t kMaxVecs = 4;
   thread_local std::vector<float> sums;
@@ -375,17 +393,24 @@ void RowsT(uint32_t type, const void* w, size_t row_bytes, size_t n_rows,
     prepared[v] = {xs[v], sums.data() + v * n_blocks};
   }
   const auto* base = static_cast<const uint8_t*>(w);
-  for (size_t r = 0; r < n_rows; ++r) {
+  for (size_t k = 0; k < n_rows; ++k) {
+    const size_t r = rows != nullptr ? rows[k] : k;
     const uint8_t* row = base + r * row_bytes;
+    // The row kRowsAhead on, fetched into L2 a few lines per super-block:
+    // the hardware prefetcher alone left the arithmetic and the DRAM reads
+    // one after the other (from DRAM a row took the time of both).
+    const size_t ahead = k + kRowsAhead;
+    const uint8_t* pf =
+        ahead < n_rows ? base + (rows != nullptr ? rows[ahead] : ahead) * row_bytes : nullptr;
     for (size_t v = 0; v < n_vecs; v += kMaxVecs) {
       const size_t count = std::min(kMaxVecs, n_vecs - v);
       float out[kMaxVecs];
       const Prepared* px = prepared.data() + v;
       switch (count) {
-        case 4: RowVecs<4>(type, row, px, n, out); break;
-        case 3: RowVecs<3>(type, row, px, n, out); break;
-        case 2: RowVecs<2>(type, row, px, n, out); break;
-        default: RowVecs<1>(type, row, px, n, out); break;
+        case 4: RowVecs<4>(type, row, px, n, out, v == 0 ? pf : nullptr); break;
+        case 3: RowVecs<3>(type, row, px, n, out, v == 0 ? pf : nullptr); break;
+        case 2: RowVecs<2>(type, row, px, n, out, v == 0 ? pf : nullptr); break;
+        default: RowVecs<1>(type, row, px, n, out, v == 0 ? pf : nullptr); break;
       }
       for (size_t k = 0; k < count; ++k) y[(v + k) * y_stride + r] = out[k];
     }
@@ -485,10 +510,11 @@ float RowQ6_K(const uint8_t* w, const BlockQ8_0* x, size_t n) {
   return hn::GetLane(hn::SumOfLanes(df, acc));
 }
 
-void RowsT(uint32_t type, const void* w, size_t row_bytes, size_t n_rows,
+void RowsT(uint32_t type, const void* w, size_t row_bytes, const uint32_t* rows, size_t n_rows,
            const BlockQ8_0* const* xs, size_t n_vecs, size_t n, float* y, size_t y_stride) {
   const auto* base = static_cast<const uint8_t*>(w);
-  for (size_t r = 0; r < n_rows; ++r) {
+  for (size_t k = 0; k < n_rows; ++k) {
+    const size_t r = rows != nullptr ? rows[k] : k;
     const uint8_t* row = base + r * row_bytes;
     for (size_t v = 0; v < n_vecs; ++v) {
       y[v * y_stride + r] = type == kGgmlQ4_K ? RowQ4_K(row, xs[v], n) : RowQ6_K(row, xs[v], n);
@@ -500,10 +526,10 @@ void RowsT(uint32_t type, const void* w, size_t row_bytes, size_t n_rows,
 
 }  // namespace
 
-void DotRowsKQuantT(uint32_t type, const void* w, size_t row_bytes, size_t n_rows,
-                    const BlockQ8_0* const* xs, size_t n_vecs, size_t n, float* y,
+void DotRowsKQuantT(uint32_t type, const void* w, size_t row_bytes, const uint32_t* rows,
+                    size_t n_rows, const BlockQ8_0* const* xs, size_t n_vecs, size_t n, float* y,
                     size_t y_stride) {
-  RowsT(type, w, row_bytes, n_rows, xs, n_vecs, n, y, y_stride);
+  RowsT(type, w, row_bytes, rows, n_rows, xs, n_vecs, n, y, y_stride);
 }
 
 // NOLINTNEXTLINE(google-readability-namespace-comments)
@@ -520,10 +546,10 @@ bool KQuantDotSupported(uint32_t ggml_type) {
   return ggml_type == kGgmlQ4_K || ggml_type == kGgmlQ6_K;
 }
 
-void DotRowsKQuant(uint32_t ggml_type, const void* w, size_t row_bytes, size_t n_rows,
-                   const BlockQ8_0* const* xs, size_t n_vecs, size_t n, float* y,
+void DotRowsKQuant(uint32_t ggml_type, const void* w, size_t row_bytes, const uint32_t* rows,
+                   size_t n_rows, const BlockQ8_0* const* xs, size_t n_vecs, size_t n, float* y,
                    size_t y_stride) {
-  HWY_DYNAMIC_DISPATCH(DotRowsKQuantT)(ggml_type, w, row_bytes, n_rows, xs, n_vecs, n, y,
+  HWY_DYNAMIC_DISPATCH(DotRowsKQuantT)(ggml_type, w, row_bytes, rows, n_rows, xs, n_vecs, n, y,
                                        y_stride);
 }
 

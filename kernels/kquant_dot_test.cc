@@ -103,7 +103,7 @@ TEST(KQuantDotTest, ScalarAndEveryTargetMatchTheDequantizedDot) {
         ForEachTarget([&] {
           const BlockQ8_0* xs = x.q8.data();
           float got = 0;
-          DotRowsKQuant(type, w.data(), w.size(), 1, &xs, 1, n, &got, 1);
+          DotRowsKQuant(type, w.data(), w.size(), nullptr, 1, &xs, 1, n, &got, 1);
           EXPECT_NEAR(got, ref, 1e-6 * abs);
         });
       }
@@ -130,16 +130,26 @@ TEST(KQuantDotTest, RowsAndVectorCountsDoNotChangeResults) {
     ForEachTarget([&] {
       std::vector<float> one(9 * rows);
       for (size_t v = 0; v < 9; ++v) {
-        DotRowsKQuant(type, w.data() + 1, row_bytes + 1, rows, &xs[v], 1, n, one.data() + v * rows, 1);
+        DotRowsKQuant(type, w.data() + 1, row_bytes + 1, nullptr, rows, &xs[v], 1, n,
+                      one.data() + v * rows, 1);
       }
       for (size_t count : {2u, 3u, 4u, 5u, 8u, 9u}) {
         std::vector<float> y(count * 7, -1.0f);
-        DotRowsKQuant(type, w.data() + 1, row_bytes + 1, rows, xs.data(), count, n, y.data(), 7);
+        DotRowsKQuant(type, w.data() + 1, row_bytes + 1, nullptr, rows, xs.data(), count, n,
+                      y.data(), 7);
         for (size_t v = 0; v < count; ++v) {
           for (size_t r = 0; r < rows; ++r) {
             EXPECT_EQ(y[v * 7 + r], one[v * rows + r]) << "vector " << v << " of " << count << ", row " << r;
           }
         }
+      }
+      // Listed rows (any order) give the same numbers at their own places.
+      const uint32_t listed[] = {4, 0, 2};
+      std::vector<float> y(2 * 7, -1.0f);
+      DotRowsKQuant(type, w.data() + 1, row_bytes + 1, listed, 3, xs.data(), 2, n, y.data(), 7);
+      for (size_t v = 0; v < 2; ++v) {
+        for (uint32_t r : listed) EXPECT_EQ(y[v * 7 + r], one[v * rows + r]) << "listed row " << r;
+        EXPECT_EQ(y[v * 7 + 1], -1.0f) << "an unlisted row was written";
       }
       // And each is the dequantized dot.
       for (size_t r = 0; r < rows; ++r) {

@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "common/status_macros.h"
 #include "glog/logging.h"
 #include "model/tensor_names.h"
@@ -314,6 +315,33 @@ absl::StatusOr<ModelConfig> LoadModelConfig(const GgufFile& f) {
   return c;
 }
 
+
+namespace {
+
+// "Q4_0", or for a file whose experts are in storage-only formats what
+// becomes of them: Q4_K and Q6_K computed as stored (in RAM; with whole
+// 256-weight rows, as those formats have), the rest converted to Q8_0, and
+// every one of them Q8_0 in an expert pack.
+std::string ExpertTypeLine(const ModelConfig& c) {
+  if (c.expert_storage.empty()) return std::string(DTypeName(c.expert_type));
+  std::vector<std::string> native, converted;
+  for (absl::string_view name : absl::StrSplit(c.expert_storage, ", ")) {
+    (name == "Q4_K" || name == "Q6_K" ? native : converted).emplace_back(name);
+  }
+  std::vector<std::string> parts;
+  if (!native.empty() && !c.down_transposed) {
+    parts.push_back(absl::StrCat(absl::StrJoin(native, ", "), " computed as stored"));
+  } else {
+    converted.insert(converted.begin(), native.begin(), native.end());
+  }
+  if (!converted.empty()) {
+    parts.push_back(absl::StrCat("Q8_0 converted from ", absl::StrJoin(converted, ", ")));
+  }
+  return absl::StrCat(absl::StrJoin(parts, "; "), " (Q8_0 in an expert pack)");
+}
+
+}  // namespace
+
 std::string DescribeConfig(const ModelConfig& c) {
   int n_swa = 0, n_nope = 0;
   for (const auto& l : c.layers) {
@@ -331,10 +359,7 @@ std::string DescribeConfig(const ModelConfig& c) {
       c.head_dim, c.n_experts, c.top_k, c.d_expert, c.vocab_size, c.context_length, c.rms_eps,
       c.rope_theta, c.gating == Gating::kSigmoid ? "sigmoid" : "softmax", c.sliding_window, n_swa,
       n_nope,
-      c.expert_storage.empty()
-          ? std::string(DTypeName(c.expert_type))
-          : absl::StrCat(std::string(DTypeName(c.expert_type)), " (converted from ",
-                         c.expert_storage, ")"),
+      ExpertTypeLine(c),
       c.down_transposed ? "transposed {d_model, d_expert, E} (PowerInfer)"
                         : "upstream {d_expert, d_model, E}",
       c.tied_output ? "tied to token_embd" : "output.weight");

@@ -3,10 +3,13 @@
 #include <algorithm>
 #include <atomic>
 #include <cstring>
+#include <vector>
 
 #include "kernels/activation.h"
-#include "model/expert_executor.h"
+#include "kernels/kquant_dot.h"
 #include "kernels/packed_matrix.h"
+#include "model/expert_executor.h"
+#include "model/mapped_repack.h"
 
 namespace st {
 namespace {
@@ -18,17 +21,48 @@ namespace {
 constexpr size_t kGateUpRows = 64;
 constexpr size_t kDownRows = 128;
 
+// A matrix Run reads: packed, or rows in a K-quant format it computes in.
+bool Readable(const MatrixRef& m) { return m.packed != nullptr || ComputedNatively(m); }
+
+// y[(v - v0) * y_stride + r] = row r of m . vector v of x, for v in [v0, v1)
+// and the rows `rows[0, n_rows)` (null: r in [r0, r1), whole 16-row groups
+// when packed; a packed matrix takes no row list).
+void RowDots(const MatrixRef& m, const Activations& x, size_t v0, size_t v1, size_t r0,
+             size_t r1, float* y, size_t y_stride, const uint32_t* rows = nullptr,
+             size_t n_rows = 0) {
+  if (m.packed != nullptr) {
+    PackedMatMulGroups(m.type, m.packed, m.cols, x, v0, v1, r0 / kPackRows, r1 / kPackRows, y,
+                       y_stride);
+    return;
+  }
+  thread_local std::vector<const BlockQ8_0*> xs;
+  xs.clear();
+  for (size_t v = v0; v < v1; ++v) xs.push_back(x.q8(v));
+  if (rows != nullptr) {
+    DotRowsKQuant(m.storage->ggml_type, m.data, m.row_bytes(), rows, n_rows, xs.data(), xs.size(),
+                  m.cols, y, y_stride);
+  } else {
+    DotRowsKQuant(m.storage->ggml_type, m.row(r0), m.row_bytes(), nullptr, r1 - r0, xs.data(),
+                  xs.size(), m.cols, y + r0, y_stride);
+  }
+}
+
 }  // namespace
 
 bool ExpertPhases::Supports(const ExpertStacks& s) {
-  return s.gate.packed != nullptr && s.up.packed != nullptr && s.down.packed != nullptr &&
-         !s.down_transposed && s.gate.type == s.up.type && s.n_experts > 0 &&
-         (s.gate.rows / s.n_experts) % kQK == 0;
+  if (s.down_transposed || s.n_experts <= 0 || (s.gate.rows / s.n_experts) % kQK != 0) return false;
+  for (const MatrixRef* m : {&s.gate, &s.up, &s.down}) {
+    if (!Readable(*m)) return false;
+  }
+  return s.gate.packed == nullptr || s.up.packed == nullptr || s.gate.type == s.up.type;
 }
 
 bool ExpertPhases::Supports(const ExpertMatrices& m) {
-  return m.gate.packed != nullptr && m.up.packed != nullptr && m.down.packed != nullptr &&
-         !m.down_transposed && m.gate.type == m.up.type && m.gate.rows % kQK == 0;
+  if (m.down_transposed || m.gate.rows % kQK != 0) return false;
+  for (const MatrixRef* x : {&m.gate, &m.up, &m.down}) {
+    if (!Readable(*x)) return false;
+  }
+  return m.gate.packed == nullptr || m.up.packed == nullptr || m.gate.type == m.up.type;
 }
 
 void ExpertPhases::Run(const ExpertStacks& s, const std::vector<std::vector<int>>& by_expert,
@@ -82,17 +116,31 @@ void ExpertPhases::Run(const std::function<ExpertMatrices(int)>& matrices,
 
   // Phase 1: gate and up rows, z = relu(g) * u, z's Q8_0 blocks.
   const size_t up_items = (d_expert + kGateUpRows - 1) / kGateUpRows;
-  std::atomic<uint64_t> active{0};
+  std::atomic<uint64_t> active{0}, up_read{0};
   ForEachItem(used.size() * up_items, pool, [&](size_t item) {
     const Expert& ex = experts_[item / up_items];
     const size_t r0 = (item % up_items) * kGateUpRows;
     const size_t r1 = std::min(d_expert, r0 + kGateUpRows);
     float* g_ex = g_.data() + ex.v0 * d_expert;
     float* u_ex = u_.data() + ex.v0 * d_expert;
-    PackedMatMulGroups(ex.gate.type, ex.gate.packed, d_model, xq_, ex.v0, ex.v0 + ex.n,
-                       r0 / kPackRows, r1 / kPackRows, g_ex, d_expert);
-    PackedMatMulGroups(ex.up.type, ex.up.packed, d_model, xq_, ex.v0, ex.v0 + ex.n,
-                       r0 / kPackRows, r1 / kPackRows, u_ex, d_expert);
+    RowDots(ex.gate, xq_, ex.v0, ex.v0 + ex.n, r0, r1, g_ex, d_expert);
+    if (ex.up.packed != nullptr) {
+      RowDots(ex.up, xq_, ex.v0, ex.v0 + ex.n, r0, r1, u_ex, d_expert);
+      up_read.fetch_add(ex.n * (r1 - r0), std::memory_order_relaxed);
+    } else {
+      // In rows: only the up rows some slot's gate makes active (sparse
+      // ReGLU); z is +0 wherever the gate is not positive, whatever u holds.
+      thread_local std::vector<uint32_t> rows;
+      rows.clear();
+      for (size_t r = r0; r < r1; ++r) {
+        bool any = false;
+        for (size_t i = 0; i < ex.n; ++i) any = any || g_ex[i * d_expert + r] > 0.0f;
+        if (any) rows.push_back(static_cast<uint32_t>(r));
+      }
+      for (size_t i = 0; i < ex.n; ++i) std::fill_n(u_ex + i * d_expert + r0, r1 - r0, 0.0f);
+      RowDots(ex.up, xq_, ex.v0, ex.v0 + ex.n, r0, r1, u_ex, d_expert, rows.data(), rows.size());
+      up_read.fetch_add(ex.n * rows.size(), std::memory_order_relaxed);
+    }
     uint64_t on = 0;
     for (size_t i = 0; i < ex.n; ++i) {
       float* g = g_ex + i * d_expert;
@@ -110,8 +158,7 @@ void ExpertPhases::Run(const std::function<ExpertMatrices(int)>& matrices,
     const size_t r0 = (item % down_items) * kDownRows;
     const size_t r1 = std::min(d_model, r0 + kDownRows);
     float* y = y_.data() + ex.v0 * d_model;
-    PackedMatMulGroups(ex.down.type, ex.down.packed, d_expert, zq_, ex.v0, ex.v0 + ex.n,
-                       r0 / kPackRows, r1 / kPackRows, y, d_model);
+    RowDots(ex.down, zq_, ex.v0, ex.v0 + ex.n, r0, r1, y, d_model);
     const std::vector<int>& slots = by_expert[ex.id];
     for (size_t i = 0; i < slots.size(); ++i) {
       std::memcpy(slot_out + static_cast<size_t>(slots[i]) * d_model + r0,
@@ -122,7 +169,7 @@ void ExpertPhases::Run(const std::function<ExpertMatrices(int)>& matrices,
   if (sparsity != nullptr) {
     sparsity->active_rows += active.load();
     sparsity->total_rows += total * d_expert;
-    sparsity->read_rows += 2 * total * d_expert;  // packed up and down: every row
+    sparsity->read_rows += up_read.load() + total * d_expert;  // down: every row
   }
 }
 

@@ -1,4 +1,5 @@
-// A step's experts, all at once, through the packed kernels in two pool
+// A step's experts, all at once, through the packed kernels (or K-quant
+// rows) in two pool
 // phases of small work items: (1) gate and up rows of every used expert plus
 // z = relu(gate) * up and its Q8_0 blocks, (2) down rows of every used
 // expert, scattered into the token slots. Each item is a slice of one
@@ -13,7 +14,9 @@
 //
 // Numbers are those of ExpertFfn with packed matrices, bit for bit: the
 // packed kernels give the same result for any split of the rows, and Q8_0
-// quantizes each 32-element block on its own.
+// quantizes each 32-element block on its own. K-quant rows (which ExpertFfn
+// does not compute) likewise give the same numbers for any split, any
+// number of slots and any set of active rows (DotRowsKQuant).
 #pragma once
 
 #include <cstdint>
@@ -29,8 +32,11 @@ namespace st {
 
 class ExpertPhases {
  public:
-  // Whether Run can compute this layer: gate, up and down packed (so Q4_0
-  // or Q8_0), down not transposed, d_expert a multiple of 32.
+  // Whether Run can compute this layer: gate, up and down each packed (so
+  // Q4_0 or Q8_0) or in rows of Q4_K / Q6_K computed natively (a K-quant
+  // file's experts, model/mapped_repack.h ComputedNatively; their up rows
+  // are read only where some slot's gate is positive), down not transposed,
+  // d_expert a multiple of 32.
   static bool Supports(const ExpertStacks& s);
 
   // For every expert e in `used`, its slots by_expert[e] (token * top_k + j)

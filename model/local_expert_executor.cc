@@ -26,15 +26,23 @@ namespace {
 // the conversion cannot fit in the memory available (it would end in the
 // OOM killer, past any chance of a clear error).
 absl::Status PrepareStorageConversion(const std::vector<ExpertStacks>& stacks) {
-  std::set<std::string> formats;
+  std::set<std::string> formats, native;
   uint64_t file_bytes = 0, q8_bytes = 0;
   for (const ExpertStacks& s : stacks) {
     for (const MatrixRef* m : {&s.gate, &s.up, &s.down}) {
       if (m->storage == nullptr) continue;
+      if (ComputedNatively(*m) && (m != &s.down || !s.down_transposed)) {
+        native.insert(m->storage->name);
+        continue;
+      }
       formats.insert(m->storage->name);
       file_bytes += m->rows * m->row_bytes();
       q8_bytes += m->kernel_bytes();
     }
+  }
+  if (!native.empty()) {
+    LOG(INFO) << "experts in " << absl::StrJoin(native, ", ")
+              << " are computed in their own format (no conversion)";
   }
   if (formats.empty()) return absl::OkStatus();
   const std::string what = absl::StrCat("experts in ", absl::StrJoin(formats, ", "));
@@ -54,6 +62,35 @@ absl::Status PrepareStorageConversion(const std::vector<ExpertStacks>& stacks) {
 }
 
 }  // namespace
+
+namespace {
+// Whether m of stack s is computed in its own format (a transposed down
+// never is: it is converted to Q8_0 rows).
+bool Native(const ExpertStacks& s, const MatrixRef& m) {
+  return ComputedNatively(m) && (&m != &s.down || !s.down_transposed);
+}
+}  // namespace
+
+uint64_t LocalExpertExecutor::ExpertBytes() const {
+  uint64_t bytes = 0, experts = 0;
+  for (const ExpertStacks& s : stacks_) {
+    for (const MatrixRef* m : {&s.gate, &s.up, &s.down}) {
+      bytes += Native(s, *m) ? m->rows * m->row_bytes() : m->kernel_bytes();
+    }
+    experts += static_cast<uint64_t>(s.n_experts);
+  }
+  return experts > 0 ? bytes / experts : 0;
+}
+
+std::string LocalExpertExecutor::NativeFormats() const {
+  std::set<std::string> names;
+  for (const ExpertStacks& s : stacks_) {
+    for (const MatrixRef* m : {&s.gate, &s.up, &s.down}) {
+      if (Native(s, *m)) names.insert(m->storage->name);
+    }
+  }
+  return absl::StrJoin(names, ", ");
+}
 
 LocalExpertExecutor::LocalExpertExecutor(const ModelConfig& config,
                                          std::vector<ExpertStacks> stacks, ThreadPool* pool)
@@ -87,14 +124,15 @@ absl::Status LocalExpertExecutor::Run(int layer, const Routes& routes, const flo
     auto pack = [&](size_t begin, size_t end) {
       for (size_t l = begin; l < end; ++l) {
         ExpertStacks& st = stacks_[l];
+        // K-quant experts computed natively stay as they are (in rows).
         if (whole_groups(st.gate, st.n_experts)) {
-          st.gate = PackedFromMapping(st.gate);
-          st.up = PackedFromMapping(st.up);
+          st.gate = PackedOrNative(st.gate);
+          st.up = PackedOrNative(st.up);
         }
         if (st.down_transposed) {
           st.down = ConvertedFromMapping(st.down);  // rows; a no-op unless a storage format
         } else if (whole_groups(st.down, st.n_experts)) {
-          st.down = PackedFromMapping(st.down);
+          st.down = PackedOrNative(st.down);
         }
       }
     };
@@ -135,8 +173,9 @@ absl::Status LocalExpertExecutor::Run(int layer, const Routes& routes, const flo
 
   const int threads = pool_ != nullptr ? pool_->num_threads() : 1;
   if (ExpertPhases::Supports(s)) {
-    // Packed experts (the GGUF path's usual case): all experts of the step
-    // in two phases of small items (model/expert_phases.h).
+    // Packed experts (the GGUF path's usual case), or K-quant ones in rows:
+    // all experts of the step in two phases of small items
+    // (model/expert_phases.h).
     phases_.Run(s, by_expert_, used_, top_k, h, n_tokens, slot_out_.data(), pool_, &sparsity_);
   } else if (threads > 1 && static_cast<int>(used_.size()) >= 2 * threads) {
     // Many experts (batched decode, prefill): one expert per work item on

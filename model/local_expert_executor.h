@@ -2,6 +2,7 @@
 // (the memory-mapped GGUF).
 #pragma once
 
+#include <string>
 #include <vector>
 
 #include "common/thread_pool.h"
@@ -36,6 +37,13 @@ class LocalExpertExecutor : public ExpertExecutor {
                             ThreadPool* pool, FfnSparsity* sparsity = nullptr);
 
   const FfnSparsity& sparsity() const { return sparsity_; }
+  // Bytes of one expert's gate, up and down as they are computed (K-quants
+  // computed natively at their file size, other storage formats at their
+  // Q8_0 conversion's), averaged over the layers: a decode's expert
+  // traffic. And the file's storage formats computed natively ("Q4_K,
+  // Q6_K"), or "" when none is.
+  uint64_t ExpertBytes() const;
+  std::string NativeFormats() const;
   void ResetSparsity() { sparsity_ = FfnSparsity{}; }
 
  private:

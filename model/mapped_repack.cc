@@ -14,6 +14,7 @@
 #include "common/process_memory.h"
 #include "glog/logging.h"
 #include "kernels/ggml_storage.h"
+#include "kernels/kquant_dot.h"
 #include "xxhash.h"
 #include "kernels/packed_matrix.h"
 
@@ -94,6 +95,7 @@ Registry& Get() {
 }
 
 std::atomic<bool> g_repack{true};
+std::atomic<bool> g_native_kquant{true};
 
 // m (storage set) as Q8_0: made on the first call, then shared; packed
 // copies have null `data` (only the packed kernels read them, as for a
@@ -174,6 +176,18 @@ void UnregisterFileMapping(const void* base) {
 }
 
 void SetExpertRepack(bool on) { g_repack.store(on, std::memory_order_relaxed); }
+
+void SetNativeKQuant(bool on) { g_native_kquant.store(on, std::memory_order_relaxed); }
+
+bool ComputedNatively(const MatrixRef& m) {
+  return m.storage != nullptr && m.packed == nullptr && m.data != nullptr &&
+         g_native_kquant.load(std::memory_order_relaxed) &&
+         KQuantDotSupported(m.storage->ggml_type) && m.cols % 256 == 0;
+}
+
+MatrixRef PackedOrNative(const MatrixRef& m) {
+  return ComputedNatively(m) ? m : PackedFromMapping(m);
+}
 
 MatrixRef ConvertedFromMapping(const MatrixRef& m) {
   return m.storage != nullptr ? FromStorage(m, /*pack=*/false) : m;

@@ -48,4 +48,14 @@ size_t PackedCopyBytes();
 // Process-wide switch (default on; ModelOptions::repack / --no-repack).
 void SetExpertRepack(bool on);
 
+// Whether m (an expert matrix) is computed in its own storage format, in
+// rows, rather than converted: Q4_K or Q6_K (kernels/kquant_dot.h) with
+// whole 256-weight rows, not packed, and native K-quants on.
+bool ComputedNatively(const MatrixRef& m);
+// m unchanged when ComputedNatively(m), else PackedFromMapping(m). For the
+// callers that compute through ExpertPhases, which reads both kinds.
+MatrixRef PackedOrNative(const MatrixRef& m);
+// Process-wide switch (default on; ModelOptions::native_kquant).
+void SetNativeKQuant(bool on);
+
 }  // namespace st

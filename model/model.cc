@@ -24,6 +24,7 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Load(const std::string& path,
   if (options.repack) ST_RETURN_IF_ERROR(m->weights_.PackForKernels(*m->file_));
   if (options.huge_pages) ST_RETURN_IF_ERROR(m->weights_.MoveToHugePages());
   SetExpertRepack(options.repack);
+  SetNativeKQuant(options.native_kquant);
   ST_ASSIGN_OR_RETURN(TokenizerData tok_data, TokenizerDataFromGguf(*m->file_));
   if (static_cast<int>(tok_data.tokens.size()) > m->config_.vocab_size) {
     return absl::InvalidArgumentError(absl::StrCat(path, ": tokenizer has ", tok_data.tokens.size(),

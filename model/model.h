@@ -37,6 +37,11 @@ struct ModelOptions {
   // process-wide): same bytes, faster mat-vec and mat-mat; results within
   // float rounding of the row layout.
   bool repack = true;
+  // Compute experts stored in Q4_K or Q6_K (a K-quant file's) in their own
+  // bytes, in rows (kernels/kquant_dot.h), rather than converted to Q8_0 on
+  // first use: no copy, and fewer bytes per token (model/mapped_repack.h,
+  // process-wide).
+  bool native_kquant = true;
 };
 
 // Thread-compatible: one forward pass at a time (a Session uses it).

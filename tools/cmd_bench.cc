@@ -348,6 +348,7 @@ void RegisterBench(CLI::App& app) {
     std::string kv_type = "f16";
     bool huge_pages = false;
     bool no_repack = false;
+    bool kquant_as_q8 = false;
     bool no_drop_caches = false;
     bool vs_local = false;
     OffloadFlags offload;
@@ -400,6 +401,9 @@ void RegisterBench(CLI::App& app) {
   cmd->add_flag("--no-repack", f->no_repack,
                 "Keep Q4_0/Q8_0 attention, router and LM-head weights in the file's row\n"
                 "layout (default: re-laid for the 16-row packed kernels at load)");
+  cmd->add_flag("--kquant-as-q8", f->kquant_as_q8,
+                "Compute Q4_K/Q6_K experts (K-quant files) as Q8_0, converted in RAM on\n"
+                "first use (1.76x their file size), not as stored");
   cmd->add_option("--bandwidth-size", f->bandwidth_size, "Buffer for the bandwidth measurement")
       ->capture_default_str();
   cmd->add_flag("--no-drop-caches", f->no_drop_caches,
@@ -452,7 +456,8 @@ void RegisterBench(CLI::App& app) {
                                .max_batch = std::min(f->batch, longest_prompt),
                                .kv_type = kv_type,
                                .huge_pages = f->huge_pages,
-                               .repack = !f->no_repack});
+                               .repack = !f->no_repack,
+                               .native_kquant = !f->kquant_as_q8});
     if (!model.ok()) return fail(model.status());
     Model& m = **model;
     const ModelConfig& c = m.config();
@@ -504,7 +509,10 @@ void RegisterBench(CLI::App& app) {
     ResetPeakRss();
     ExpertStatsView ev{.offload = *offload,
                        .local = dynamic_cast<LocalExpertExecutor*>(&m.experts())};
-    const DecodeTraffic traffic = DecodeTrafficPerToken(c, m.weights());
+    DecodeTraffic traffic = DecodeTrafficPerToken(c, m.weights());
+    if (ev.local != nullptr) {  // K-quant experts computed as stored: their own bytes
+      traffic.experts = static_cast<uint64_t>(c.n_layers) * c.top_k * ev.local->ExpertBytes();
+    }
     // Bytes touched per token when the expert path reads a fraction `a` of
     // the up and down rows: gate rows always; up and down rows only where
     // active on the pack's sparse path, every row on the GGUF path (its
@@ -571,7 +579,10 @@ void RegisterBench(CLI::App& app) {
     if (bw_after.median_gbps > bw.median_gbps) bw = bw_after;
 
     PrintClusterSummary(m);
-    const std::string type(DTypeName(c.expert_type));
+    // The experts' computed type: a K-quant file's formats where they are
+    // computed as stored.
+    const std::string native = ev.local != nullptr ? ev.local->NativeFormats() : "";
+    const std::string type = native.empty() ? std::string(DTypeName(c.expert_type)) : native;
     const uint64_t size = m.file().file_size();
     const std::string where =
         remote != nullptr ? absl::StrCat("gguf + ", remote->stats().workers_up, " worker(s)")

@@ -31,6 +31,7 @@ struct GenerationFlags {
   std::string kv_type = "f16";
   bool huge_pages = false;
   bool no_repack = false;
+  bool kquant_as_q8 = false;
   GenerateOptions generate;
   WorkerFlags cluster;
 };
@@ -62,6 +63,9 @@ inline void AddGenerationFlags(CLI::App* cmd, GenerationFlags* f) {
   cmd->add_flag("--no-repack", f->no_repack,
                 "Keep Q4_0/Q8_0 attention, router and LM-head weights in the file's row\n"
                 "layout (default: re-laid for the 16-row packed kernels at load)");
+  cmd->add_flag("--kquant-as-q8", f->kquant_as_q8,
+                "Compute Q4_K/Q6_K experts (K-quant files) as Q8_0, converted in RAM on\n"
+                "first use (1.76x their file size), not as stored");
   cmd->add_option("-n,--n-predict", f->max_tokens,
                   "Maximum tokens to generate (0 or -1: until the context is full)")
       ->check(CLI::Range(-1, 1 << 30))
@@ -131,7 +135,8 @@ inline absl::StatusOr<std::unique_ptr<Model>> LoadModel(const GenerationFlags& f
                                   .max_batch = f.batch,
                                   .kv_type = kv_type,
                                   .huge_pages = f.huge_pages,
-                                  .repack = !f.no_repack});
+                                  .repack = !f.no_repack,
+                                  .native_kquant = !f.kquant_as_q8});
 }
 
 // The generate options the flags describe.

@@ -174,8 +174,9 @@ INSTANTIATE_TEST_SUITE_P(
         GoldenCase{"q8_0_kv_f16", "tiny", DType::kQ8_0, Gating::kSigmoid, 24, 64, false,
                    DType::kF16},
         // llama.cpp's Q4_K_M mix: Q4_K, Q6_K LM head, attn_v and ffn_down in
-        // layers 2 and 3 (use_more_bits of 4 layers), computed as Q8_0 but
-        // the embedding, whose rows are read as they are.
+        // layers 2 and 3 (use_more_bits of 4 layers). The experts are
+        // computed as stored (kernels/kquant_dot.h), the dense tensors as
+        // Q8_0 but the embedding, whose rows are read as they are.
         GoldenCase{"q4_k_m_sigmoid", "tiny-256", DType::kQ8_0, Gating::kSigmoid, 24, 64, false,
                    DType::kF32, SynthMix::kQ4_K_M}),
     [](const ::testing::TestParamInfo<GoldenCase>& info) { return info.param.name; });

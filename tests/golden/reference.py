@@ -13,7 +13,8 @@ TOKENS.txt holds whitespace-separated token ids; OUT.bin receives logits
 Q8_0 weights: the input vector of every such matrix product is first
 quantized to Q8_0 blocks. Without it activations stay float64. Q5_0, Q4_K
 and Q6_K weights (a Q4_K_M file) are dequantized by their ggml layout, then
-taken through Q8_0 as the engine computes them.
+taken through Q8_0 as the engine computes them, except Q4_K and Q6_K
+experts, which the engine computes as stored.
 """
 import struct
 import sys
@@ -24,7 +25,8 @@ GGUF_SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f",
                 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
 F32, F16, Q4_0, Q8_0, BF16 = 0, 1, 2, 8, 30
 # ggml storage formats of llama.cpp's K-quant mixes (Q4_K_M), which the
-# engine computes as Q8_0 (their values re-quantized once).
+# engine computes as Q8_0 (their values re-quantized once), except Q4_K and
+# Q6_K experts (computed as stored, against Q8_0 activations).
 Q5_0, Q4_K, Q6_K = 6, 12, 14
 STORAGE = (Q5_0, Q4_K, Q6_K)
 
@@ -206,10 +208,13 @@ class Model:
             name = r.string(); nd = r.take("<I")
             [r.take("<Q") for _ in range(nd)]
             self.types[name] = r.take("<I"); r.take("<Q")
-        # The engine computes storage-format tensors as Q8_0; it reads the
-        # rows of an embedding that is not also the LM head as they are.
+        # The engine computes storage-format tensors as Q8_0, except Q4_K and
+        # Q6_K experts (computed as stored); it reads the rows of an
+        # embedding that is not also the LM head as they are.
         for name, t in self.types.items():
             if name == "token_embd.weight" and "output.weight" in self.t:
+                continue
+            if t in (Q4_K, Q6_K) and "_exps." in name:
                 continue
             if t in STORAGE:
                 self.t[name] = q8_round_trip(self.t[name])
