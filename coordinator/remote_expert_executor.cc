@@ -158,14 +158,11 @@ void RemoteExpertExecutor::PackLocalExperts() {
     for (size_t i = begin; i < end; ++i) {
       const ExpertStacks& s = stacks_[keys[i].layer];
       const int e = keys[i].expert;
-      PackedOrNative(ExpertStacks::Slice(s.gate, e, s.n_experts));
-      PackedOrNative(ExpertStacks::Slice(s.up, e, s.n_experts));
-      const MatrixRef down = ExpertStacks::Slice(s.down, e, s.n_experts);
-      if (s.down_transposed) {
-        ConvertedFromMapping(down);  // rows; a no-op unless in a storage-only format
-      } else {
-        PackedOrNative(down);
-      }
+      // As steps compute it (a transposed down in rows, converted when in a
+      // storage-only format; K-quants computed as stored: nothing).
+      PrepareExpert({ExpertStacks::Slice(s.gate, e, s.n_experts),
+                     ExpertStacks::Slice(s.up, e, s.n_experts),
+                     ExpertStacks::Slice(s.down, e, s.n_experts), s.down_transposed});
     }
   };
   if (pool_ != nullptr) {
@@ -196,9 +193,7 @@ void RemoteExpertExecutor::ComputeLocal(int layer, const Routes& routes, const f
     ExpertMatrices m{ExpertStacks::Slice(s.gate, e, s.n_experts),
                      ExpertStacks::Slice(s.up, e, s.n_experts),
                      ExpertStacks::Slice(s.down, e, s.n_experts), s.down_transposed};
-    if (!m.down_transposed) {
-      m = {PackedOrNative(m.gate), PackedOrNative(m.up), PackedOrNative(m.down), false};
-    }
+    if (!m.down_transposed) m = PrepareExpert(m);
     phases = phases && ExpertPhases::Supports(m);
     matrices_[e] = m;
   }

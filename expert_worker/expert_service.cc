@@ -149,17 +149,9 @@ grpc::Status ExpertServiceImpl::Assign(grpc::ServerContext* ctx, const v1::Assig
   const auto pack_start = std::chrono::steady_clock::now();
   auto pack = [&](size_t begin, size_t end) {
     for (size_t i = begin; i < end; ++i) {
-      const ExpertMatrices m = store_->Get(keys[i].layer, keys[i].expert);
-      // (K-quant matrices computed natively need nothing: a no-op.)
-      PackedOrNative(m.gate);
-      PackedOrNative(m.up);
-      // A transposed down is read in rows: converted now when it is in a
-      // storage-only format (a no-op otherwise).
-      if (m.down_transposed) {
-        ConvertedFromMapping(m.down);
-      } else {
-        PackedOrNative(m.down);
-      }
+      // As steps compute it (a transposed down in rows, converted now when
+      // in a storage-only format; K-quants computed as stored: nothing).
+      PrepareExpert(store_->Get(keys[i].layer, keys[i].expert));
     }
   };
   const size_t per_turn = pool_ != nullptr ? 2 * static_cast<size_t>(pool_->num_threads()) : 2;
@@ -372,9 +364,7 @@ absl::Status ExpertServiceImpl::Run(const v1::ComputeRequest& req, v1::ComputeRe
   bool phases = true;
   for (int e : used_) {
     ExpertMatrices m = store_->Get(req.layer(), e);
-    if (!m.down_transposed) {
-      m = {PackedOrNative(m.gate), PackedOrNative(m.up), PackedOrNative(m.down), false};
-    }
+    if (!m.down_transposed) m = PrepareExpert(m);
     phases = phases && ExpertPhases::Supports(m);
     matrices_[e] = m;
   }

@@ -33,12 +33,12 @@ absl::StatusOr<std::unique_ptr<MappedExpertStore>> MappedExpertStore::Create(
   // What an expert takes in RAM while held: its file bytes, or its Q8_0
   // conversion when it is in a storage-only format that is not computed
   // natively (model/mapped_repack.h).
-  auto held = [&](const MatrixRef& m, bool transposed) -> uint64_t {
-    return ComputedNatively(m) && !transposed ? m.rows * m.row_bytes() : m.kernel_bytes();
+  const bool native = ExpertComputedNatively({s.gate, s.up, s.down, s.down_transposed});
+  auto held = [&](const MatrixRef& m) -> uint64_t {
+    return native && ComputedNatively(m) ? m.rows * m.row_bytes() : m.kernel_bytes();
   };
-  store->expert_bytes_ = (held(s.gate, false) + held(s.up, false) +
-                          held(s.down, s.down_transposed)) /
-                         static_cast<uint64_t>(s.n_experts);
+  store->expert_bytes_ =
+      (held(s.gate) + held(s.up) + held(s.down)) / static_cast<uint64_t>(s.n_experts);
   const uint64_t all = store->expert_bytes_ * config.n_layers * config.n_experts;
   store->capacity_bytes_ = capacity_bytes == 0 ? all : capacity_bytes;
   if (store->capacity_bytes_ < store->expert_bytes_) {

@@ -10,8 +10,11 @@
 //   Q4_K: d_x * ((d * sc) * sum(q * x) - (dmin * m) * sum(x))
 //   Q6_K: d_x * d * (sc_a * sum_a((q - 32) * x) + sc_b * sum_b((q - 32) * x))
 // (d * sc and dmin * m are exact in float: 11 + 6 bits). The SIMD kernels
-// reorder the float sums over blocks only: they equal the scalar twin within
-// 1e-6 of sum |w| |x| (kquant_dot_test.cc).
+// round the same integer sums in another order (and Q4_K's two terms
+// apart: sum(q * x) per lane, the mins' d_x * sum(x) per block), so they
+// equal the scalar twin within 1e-6 of sum |w| |x| plus, for Q4_K, twice
+// sum |dmin * m| |x|: a block whose weights are all 0 as d * sc * q - dmin
+// * m can give a few ulps of its terms, not 0 (kquant_dot_test.cc).
 #pragma once
 
 #include <cstddef>
@@ -27,8 +30,8 @@ bool KQuantDotSupported(uint32_t ggml_type);
 
 // xs[i] are Q8_0 activation vectors of n elements (n % 256 == 0). For the
 // rows r = rows[k] (k < n_rows; rows null: r = k), row r at w + r *
-// row_bytes: y[i * y_stride + r] = dot(row r, xs[i]) for i < n_vecs. Each
-// weight super-block is unpacked once for up to 4 vectors; every vector
+// row_bytes: y[i * y_stride + r] = dot(row r, xs[i]) for i < n_vecs. On
+// x86 each weight super-block is unpacked once for up to 4 vectors; every vector
 // gets the operations of n_vecs = 1, so results depend neither on n_vecs
 // nor on the row list. Single-threaded; SIMD (Highway, dynamic dispatch).
 void DotRowsKQuant(uint32_t ggml_type, const void* w, size_t row_bytes, const uint32_t* rows,

@@ -5,6 +5,7 @@
 // (512 MiB in 2 MiB huge pages; L3 can be large on servers), a new one every
 // iteration; 0: one matrix, hot in L2. Bytes processed = the matrix's bytes,
 // so GB/s compares formats by how fast they stream their own bytes.
+#include <cstring>
 #include <random>
 #include <string>
 #include <vector>

@@ -56,11 +56,13 @@ inline void UnpackScalesQ4_K(const uint8_t* blk, uint32_t u[4]) {
 // Rows ahead that the x86 kernels fetch into L2 as they go.
 constexpr size_t kRowsAhead = 2;
 
-// Super-block i's bytes of the row at pf (null: none), into L2.
+// The cache lines of super-block i of the row at pf (null: none), into L2.
 inline void Prefetch(const uint8_t* pf, size_t i, size_t block_bytes) {
   if (pf == nullptr) return;
-  const uint8_t* p = pf + i * block_bytes;
-  for (size_t off = 0; off < block_bytes; off += 64) __builtin_prefetch(p + off, 0, 2);
+  const uintptr_t begin = reinterpret_cast<uintptr_t>(pf + i * block_bytes);
+  for (uintptr_t p = begin & ~uintptr_t{63}; p < begin + block_bytes; p += 64) {
+    __builtin_prefetch(reinterpret_cast<const void*>(p), 0, 2);
+  }
 }
 
 #if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
@@ -249,7 +251,7 @@ void RowsT(uint32_t type, const void* w, size_t row_bytes, const uint32_t* rows,
         case 2: RowVecs<2>(type, row, px, n, out, v == 0 ? pf : nullptr); break;
         default: RowVecs<1>(type, row, px, n, out, v == 0 ? pf : nullptr); break;
       }
-      for (size_t k = 0; k < count; ++k) y[(v + k) * y_stride + r] = out[k];
+      for (size_t j = 0; j < count; ++j) y[(v + j) * y_stride + r] = out[j];
     }
   }
 }
@@ -412,7 +414,7 @@ void RowsT(uint32_t type, const void* w, size_t row_bytes, const uint32_t* rows,
         case 2: RowVecs<2>(type, row, px, n, out, v == 0 ? pf : nullptr); break;
         default: RowVecs<1>(type, row, px, n, out, v == 0 ? pf : nullptr); break;
       }
-      for (size_t k = 0; k < count; ++k) y[(v + k) * y_stride + r] = out[k];
+      for (size_t j = 0; j < count; ++j) y[(v + j) * y_stride + r] = out[j];
     }
   }
 }

@@ -1,9 +1,11 @@
 // st::DotRowsKQuant (SIMD, every compiled target) and scalar::DotRowKQuant
 // against a double-precision dot of the weights as ggml dequantizes them
 // (kernels/ggml_storage.h, bit-exact to ggml) with the dequantized Q8_0
-// activations. Bounds relative to S = sum_j |w_j| |x_j|: the integer sums
-// are exact, only float roundings differ (1e-6 * S, as dot_test.cc's
-// integer paths).
+// activations. Bounds relative to S = sum_j |w_j| |x_j| (for Q4_K plus
+// twice sum_j |dmin * m| |x_j|, kquant_dot.h): the integer sums are exact,
+// only float roundings differ (1e-6 of that, as dot_test.cc's integer
+// paths).
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <random>
@@ -72,17 +74,31 @@ Vec MakeVec(size_t n, uint32_t seed, bool extreme = false) {
   Vec v;
   v.q8.resize(n / kQK);
   QuantizeRow(DType::kQ8_0, x.data(), v.q8.data(), n);
+  if (extreme) {  // -128 (never from QuantizeRow, but a valid level byte)
+    for (size_t j = 0; j < kQK; j += 2) v.q8[0].qs[j] = -128;
+  }
   v.deq.resize(n);
   DequantizeRow(DType::kQ8_0, v.q8.data(), v.deq.data(), n);
   return v;
 }
 
-// (exact dot in double, S)
-std::pair<double, double> Reference(const std::vector<float>& w, const std::vector<float>& x) {
+// (exact dot in double, the bound's scale: S = sum |w| |x|, plus for Q4_K
+// twice sum |dmin * m| |x|, see kquant_dot.h)
+std::pair<double, double> Reference(uint32_t type, const uint8_t* row,
+                                    const std::vector<float>& x) {
+  const std::vector<float> w = Dequantized(type, row, x.size());
   double dot = 0, abs = 0;
   for (size_t j = 0; j < w.size(); ++j) {
     dot += static_cast<double>(w[j]) * x[j];
     abs += std::fabs(static_cast<double>(w[j]) * x[j]);
+    if (type == kGgmlQ4_K) {
+      const uint8_t* blk = row + j / 256 * kQ4_KBlockBytes;
+      uint8_t sc, m;
+      ScaleMinK4(static_cast<int>(j % 256 / 32), blk + 4, &sc, &m);
+      uint16_t h;
+      std::memcpy(&h, blk + 2, 2);
+      abs += 2 * std::fabs(static_cast<double>(F16ToF32(h)) * m * x[j]);
+    }
   }
   return {dot, abs};
 }
@@ -97,7 +113,7 @@ TEST(KQuantDotTest, ScalarAndEveryTargetMatchTheDequantizedDot) {
                                           << (extreme ? " extreme" : ""));
         const std::vector<uint8_t> w = RandomRows(type, 1, n, 11 + n, extreme);
         const Vec x = MakeVec(n, 5 + n, extreme);
-        const auto [want, abs] = Reference(Dequantized(type, w.data(), n), x.deq);
+        const auto [want, abs] = Reference(type, w.data(), x.deq);
         const float ref = scalar::DotRowKQuant(type, w.data(), x.q8.data(), n);
         EXPECT_NEAR(ref, want, 1e-6 * abs);
         ForEachTarget([&] {
@@ -141,6 +157,8 @@ TEST(KQuantDotTest, RowsAndVectorCountsDoNotChangeResults) {
           for (size_t r = 0; r < rows; ++r) {
             EXPECT_EQ(y[v * 7 + r], one[v * rows + r]) << "vector " << v << " of " << count << ", row " << r;
           }
+          EXPECT_EQ(y[v * 7 + 5], -1.0f) << "written past the last row";
+          EXPECT_EQ(y[v * 7 + 6], -1.0f) << "written past the last row";
         }
       }
       // Listed rows (any order) give the same numbers at their own places.
@@ -149,16 +167,42 @@ TEST(KQuantDotTest, RowsAndVectorCountsDoNotChangeResults) {
       DotRowsKQuant(type, w.data() + 1, row_bytes + 1, listed, 3, xs.data(), 2, n, y.data(), 7);
       for (size_t v = 0; v < 2; ++v) {
         for (uint32_t r : listed) EXPECT_EQ(y[v * 7 + r], one[v * rows + r]) << "listed row " << r;
-        EXPECT_EQ(y[v * 7 + 1], -1.0f) << "an unlisted row was written";
+        for (size_t r : {1, 3, 5, 6}) EXPECT_EQ(y[v * 7 + r], -1.0f) << "unlisted row " << r << " written";
       }
       // And each is the dequantized dot.
       for (size_t r = 0; r < rows; ++r) {
-        const auto [want, abs] =
-            Reference(Dequantized(type, packed.data() + r * row_bytes, n), vecs[0].deq);
+        const auto [want, abs] = Reference(type, packed.data() + r * row_bytes, vecs[0].deq);
         EXPECT_NEAR(one[r], want, 1e-6 * abs);
       }
     });
   }
+}
+
+// A Q4_K block whose weights are all exactly 0 (level 1, scale = min = 63,
+// d = dmin): the scalar twin gives 0; the SIMD kernels, which round the
+// level sums and the mins apart, give a few ulps of those terms (the
+// bound of kquant_dot.h), not more.
+TEST(KQuantDotTest, Q4_KMinsThatCancelTheLevels) {
+  const size_t n = 512;
+  std::vector<uint8_t> w(n / 256 * kQ4_KBlockBytes, 0xFF);  // scales and mins: all 63
+  for (size_t b = 0; b < n / 256; ++b) {
+    uint8_t* blk = w.data() + b * kQ4_KBlockBytes;
+    PutHalf(blk, 0.0123f);
+    PutHalf(blk + 2, 0.0123f);
+    std::fill(blk + 16, blk + kQ4_KBlockBytes, 0x11);  // every level 1
+  }
+  for (float v : Dequantized(kGgmlQ4_K, w.data(), n)) ASSERT_EQ(v, 0.0f);
+  const Vec x = MakeVec(n, 77);
+  EXPECT_EQ(scalar::DotRowKQuant(kGgmlQ4_K, w.data(), x.q8.data(), n), 0.0f);
+  const auto [want, abs] = Reference(kGgmlQ4_K, w.data(), x.deq);
+  ASSERT_EQ(want, 0.0);
+  ASSERT_GT(abs, 0.0);
+  ForEachTarget([&] {
+    const BlockQ8_0* xs = x.q8.data();
+    float got = 1;
+    DotRowsKQuant(kGgmlQ4_K, w.data(), w.size(), nullptr, 1, &xs, 1, n, &got, 1);
+    EXPECT_NEAR(got, 0.0, 1e-6 * abs);
+  });
 }
 
 TEST(KQuantDotTest, SupportedTypes) {

@@ -138,7 +138,9 @@ void ExpertPhases::Run(const std::function<ExpertMatrices(int)>& matrices,
         if (any) rows.push_back(static_cast<uint32_t>(r));
       }
       for (size_t i = 0; i < ex.n; ++i) std::fill_n(u_ex + i * d_expert + r0, r1 - r0, 0.0f);
-      RowDots(ex.up, xq_, ex.v0, ex.v0 + ex.n, r0, r1, u_ex, d_expert, rows.data(), rows.size());
+      if (!rows.empty()) {
+        RowDots(ex.up, xq_, ex.v0, ex.v0 + ex.n, r0, r1, u_ex, d_expert, rows.data(), rows.size());
+      }
       up_read.fetch_add(ex.n * rows.size(), std::memory_order_relaxed);
     }
     uint64_t on = 0;

@@ -31,7 +31,8 @@ absl::Status PrepareStorageConversion(const std::vector<ExpertStacks>& stacks) {
   for (const ExpertStacks& s : stacks) {
     for (const MatrixRef* m : {&s.gate, &s.up, &s.down}) {
       if (m->storage == nullptr) continue;
-      if (ComputedNatively(*m) && (m != &s.down || !s.down_transposed)) {
+      if (ExpertComputedNatively({s.gate, s.up, s.down, s.down_transposed}) &&
+          ComputedNatively(*m)) {
         native.insert(m->storage->name);
         continue;
       }
@@ -64,10 +65,9 @@ absl::Status PrepareStorageConversion(const std::vector<ExpertStacks>& stacks) {
 }  // namespace
 
 namespace {
-// Whether m of stack s is computed in its own format (a transposed down
-// never is: it is converted to Q8_0 rows).
+// Whether m of stack s is computed in its own format.
 bool Native(const ExpertStacks& s, const MatrixRef& m) {
-  return ComputedNatively(m) && (&m != &s.down || !s.down_transposed);
+  return ExpertComputedNatively({s.gate, s.up, s.down, s.down_transposed}) && ComputedNatively(m);
 }
 }  // namespace
 
@@ -100,6 +100,18 @@ void LocalExpertExecutor::ComputeExpert(const MatrixRef& gate, const MatrixRef& 
                                         const MatrixRef& down, bool down_transposed,
                                         const float* x, int n, float* y, ThreadPool* pool,
                                         FfnSparsity* sparsity) {
+  // An expert with K-quant matrices computed as stored goes the way every
+  // step computes it (ExpertPhases), so all callers agree bit for bit.
+  if (const ExpertMatrices m{gate, up, down, down_transposed}; ExpertComputedNatively(m)) {
+    thread_local ExpertPhases phases;
+    thread_local std::vector<std::vector<int>> by_expert(1);
+    by_expert[0].resize(n);
+    for (int i = 0; i < n; ++i) by_expert[0][i] = i;
+    const ExpertMatrices prepared = PrepareExpert(m);
+    phases.Run([&prepared](int) { return prepared; }, by_expert, {0}, /*top_k=*/1,
+               /*slot_rows=*/nullptr, x, n, y, pool, sparsity);
+    return;
+  }
   // Gate (always computed whole) and a non-transposed down (dense over z)
   // use the packed kernels when they live in a GGUF mapping; up stays in
   // rows for sparse ReGLU, and so does a transposed down. Matrices in a
@@ -124,15 +136,22 @@ absl::Status LocalExpertExecutor::Run(int layer, const Routes& routes, const flo
     auto pack = [&](size_t begin, size_t end) {
       for (size_t l = begin; l < end; ++l) {
         ExpertStacks& st = stacks_[l];
-        // K-quant experts computed natively stay as they are (in rows).
-        if (whole_groups(st.gate, st.n_experts)) {
+        if (whole_groups(st.gate, st.n_experts) && whole_groups(st.down, st.n_experts) &&
+            ExpertComputedNatively({st.gate, st.up, st.down, st.down_transposed})) {
+          // K-quant matrices computed as stored stay as they are (rows).
           st.gate = PackedOrNative(st.gate);
           st.up = PackedOrNative(st.up);
+          st.down = PackedOrNative(st.down);
+          continue;
+        }
+        if (whole_groups(st.gate, st.n_experts)) {
+          st.gate = PackedFromMapping(st.gate);
+          st.up = PackedFromMapping(st.up);
         }
         if (st.down_transposed) {
           st.down = ConvertedFromMapping(st.down);  // rows; a no-op unless a storage format
         } else if (whole_groups(st.down, st.n_experts)) {
-          st.down = PackedOrNative(st.down);
+          st.down = PackedFromMapping(st.down);
         }
       }
     };

@@ -189,6 +189,31 @@ MatrixRef PackedOrNative(const MatrixRef& m) {
   return ComputedNatively(m) ? m : PackedFromMapping(m);
 }
 
+bool ExpertComputedNatively(const ExpertMatrices& m) {
+  if (m.down_transposed || m.gate.rows % kQK != 0) return false;
+  bool any = false;
+  for (const MatrixRef* x : {&m.gate, &m.up, &m.down}) {
+    if (ComputedNatively(*x)) {
+      any = true;
+    } else if (x->packed == nullptr &&
+               (!g_repack.load(std::memory_order_relaxed) ||
+                !CanPack(x->storage != nullptr ? DType::kQ8_0 : x->type, x->rows, x->cols))) {
+      return false;
+    }
+  }
+  return any;
+}
+
+ExpertMatrices PrepareExpert(const ExpertMatrices& m) {
+  if (m.down_transposed) {
+    return {PackedFromMapping(m.gate), PackedFromMapping(m.up), ConvertedFromMapping(m.down), true};
+  }
+  if (ExpertComputedNatively(m)) {
+    return {PackedOrNative(m.gate), PackedOrNative(m.up), PackedOrNative(m.down), false};
+  }
+  return {PackedFromMapping(m.gate), PackedFromMapping(m.up), PackedFromMapping(m.down), false};
+}
+
 MatrixRef ConvertedFromMapping(const MatrixRef& m) {
   return m.storage != nullptr ? FromStorage(m, /*pack=*/false) : m;
 }

@@ -13,6 +13,7 @@
 #include <cstddef>
 
 #include "kernels/matmul.h"
+#include "model/expert_ffn.h"
 
 namespace st {
 
@@ -55,6 +56,16 @@ bool ComputedNatively(const MatrixRef& m);
 // m unchanged when ComputedNatively(m), else PackedFromMapping(m). For the
 // callers that compute through ExpertPhases, which reads both kinds.
 MatrixRef PackedOrNative(const MatrixRef& m);
+// Whether an expert (or a stack of them) is computed with its K-quant
+// matrices as stored: some matrix ComputedNatively, the down not
+// transposed, and every other matrix packed or packable
+// (ExpertPhases reads packed and native matrices only). Otherwise every
+// matrix of it is converted, as before native K-quants.
+bool ExpertComputedNatively(const ExpertMatrices& m);
+// The matrices as they are computed: PackedOrNative when
+// ExpertComputedNatively, else PackedFromMapping (a transposed down:
+// ConvertedFromMapping, in rows).
+ExpertMatrices PrepareExpert(const ExpertMatrices& m);
 // Process-wide switch (default on; ModelOptions::native_kquant).
 void SetNativeKQuant(bool on);
 

@@ -317,6 +317,12 @@ TEST_F(StorageTypesTest, KQuantExpertsComputedAsStored) {
   }
   const std::vector<float> q8 = Logits(dir_.File("native-q8.gguf"), {.threads = 1});
   ASSERT_EQ(q8.size(), one.size());
+  // Without packing the Q5_0 downs stay in rows, which the phases do not
+  // read: the whole expert is converted, as the Q8_0 file's.
+  const std::vector<float> rows = Logits(path, {.threads = 2, .repack = false});
+  const std::vector<float> q8_rows = Logits(dir_.File("native-q8.gguf"), {.threads = 2, .repack = false});
+  ASSERT_EQ(rows.size(), q8_rows.size());
+  EXPECT_EQ(std::memcmp(rows.data(), q8_rows.data(), q8_rows.size() * sizeof(float)), 0);
   double diff = 0, norm = 0;
   for (size_t i = 0; i < one.size(); ++i) {
     diff += (one[i] - q8[i]) * (one[i] - q8[i]);

@@ -93,8 +93,9 @@ void RegisterChat(CLI::App& app) {
                    n > 0 ? n / std::max(result->decode_seconds, 1e-9) : 0.0);
       history = std::move(prompt);
       std::vector<int32_t> answer = std::move(result->generated_ids);
-      if (result->finish == FinishReason::kStop && !answer.empty() &&
-          !tok.IsEndOfGeneration(answer.back())) {  // a --stop string: keep what was shown
+      if (result->finish == FinishReason::kStop) {
+        // A --stop string (or an end token, whose text is not shown): keep
+        // what was shown; CloseAssistantTurn ends the turn either way.
         answer = IdsUpToStopString(tok, answer, result->text);
       }
       history.insert(history.end(), answer.begin(), answer.end());

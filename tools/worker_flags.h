@@ -53,6 +53,13 @@ inline absl::StatusOr<Offload*> ApplyOffloadOrWorkers(Model& model, const Offloa
                                                       const WorkerFlags& workers,
                                                       int64_t context_tokens, int sessions = 1) {
   if (!workers.any()) return ApplyOffload(model, offload, context_tokens, sessions);
+  if (!model.options().native_kquant) {
+    // Workers compute K-quant experts as stored: the coordinator's share
+    // and failovers must too, or the logits would depend on placement.
+    return absl::InvalidArgumentError(
+        "--kquant-as-q8 cannot be combined with workers (they compute Q4_K/Q6_K experts as "
+        "stored, and every expert must be computed the same way wherever it runs)");
+  }
   if (!offload.memory_budget.empty()) {
     return absl::InvalidArgumentError(
         "--memory-budget with --workers is not supported yet (give workers their own "

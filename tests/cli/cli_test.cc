@@ -153,6 +153,16 @@ TEST_F(CliTest, KQuantModelRunsInRamAndFromItsPack) {
   EXPECT_EQ(s.out.find("converting to Q8_0 in RAM"), std::string::npos) << s.out;
   EXPECT_NE(s.out.find("dense tensor(s) in Q4_K, Q6_K converted to Q8_0"), std::string::npos)
       << s.out;
+  // As before, converted: said so; with workers refused (they compute the
+  // experts as stored, and every expert must be computed the same way).
+  s = run("-p Hi -n 2 --temp 0 --kquant-as-q8");
+  ASSERT_EQ(s.exit_code, 0) << s.out;
+  EXPECT_NE(s.out.find("experts in Q4_K, Q6_K: converting to Q8_0 in RAM"), std::string::npos)
+      << s.out;
+  s = run("-p Hi -n 2 --kquant-as-q8 --workers 127.0.0.1:9");
+  EXPECT_NE(s.exit_code, 0);
+  EXPECT_NE(s.out.find("--kquant-as-q8 cannot be combined with workers"), std::string::npos)
+      << s.out;
   ASSERT_EQ(Cli(absl::StrCat("convert '", out, "'")).exit_code, 0);
   s = run("-p Hi -n 6 --temp 0 --memory-budget 512MiB");  // room for ASan's RSS
   ASSERT_EQ(s.exit_code, 0) << s.out;

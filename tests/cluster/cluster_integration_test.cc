@@ -172,8 +172,8 @@ TEST_F(ClusterTest, TwoWorkersGiveBitIdenticalLogits) {
   }
 }
 
-// A Q4_K_M model: the worker converts the K-quant experts it is assigned to
-// Q8_0, as the coordinator converts its own share, and the tokens and
+// A Q4_K_M model: the worker computes the K-quant experts it is assigned as
+// stored, as the coordinator computes its own share, and the tokens and
 // logits are the single process's.
 TEST_F(ClusterTest, KQuantModelGivesTheSingleProcessLogits) {
   auto path = testing::SynthModel(dir_.path(), "tiny-256", DType::kQ8_0, Gating::kSigmoid, 7,
