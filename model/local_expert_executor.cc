@@ -21,6 +21,11 @@
 namespace st {
 namespace {
 
+// Whether m of stack s is computed in its own format.
+bool Native(const ExpertStacks& s, const MatrixRef& m) {
+  return ExpertComputedNatively({s.gate, s.up, s.down, s.down_transposed}) && ComputedNatively(m);
+}
+
 // When the experts are in a storage-only format (converted to Q8_0 in RAM
 // as they are first used): one line saying so, or RESOURCE_EXHAUSTED when
 // the conversion cannot fit in the memory available (it would end in the
@@ -31,8 +36,7 @@ absl::Status PrepareStorageConversion(const std::vector<ExpertStacks>& stacks) {
   for (const ExpertStacks& s : stacks) {
     for (const MatrixRef* m : {&s.gate, &s.up, &s.down}) {
       if (m->storage == nullptr) continue;
-      if (ExpertComputedNatively({s.gate, s.up, s.down, s.down_transposed}) &&
-          ComputedNatively(*m)) {
+      if (Native(s, *m)) {
         native.insert(m->storage->name);
         continue;
       }
@@ -62,13 +66,6 @@ absl::Status PrepareStorageConversion(const std::vector<ExpertStacks>& stacks) {
   return absl::OkStatus();
 }
 
-}  // namespace
-
-namespace {
-// Whether m of stack s is computed in its own format.
-bool Native(const ExpertStacks& s, const MatrixRef& m) {
-  return ExpertComputedNatively({s.gate, s.up, s.down, s.down_transposed}) && ComputedNatively(m);
-}
 }  // namespace
 
 uint64_t LocalExpertExecutor::ExpertBytes() const {
