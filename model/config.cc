@@ -319,9 +319,10 @@ absl::StatusOr<ModelConfig> LoadModelConfig(const GgufFile& f) {
 namespace {
 
 // "Q4_0", or for a file whose experts are in storage-only formats what
-// becomes of them: Q4_K and Q6_K computed as stored (in RAM; with whole
-// 256-weight rows, as those formats have), the rest converted to Q8_0, and
-// every one of them Q8_0 in an expert pack.
+// becomes of them: Q4_K and Q6_K computed as stored (with whole 256-weight
+// rows, as those formats have), the rest converted to Q8_0; in an expert
+// pack they stay as stored when all of them can (storage/pack_writer.h),
+// else every one of them becomes Q8_0.
 std::string ExpertTypeLine(const ModelConfig& c) {
   if (c.expert_storage.empty()) return std::string(DTypeName(c.expert_type));
   std::vector<std::string> native, converted;
@@ -337,7 +338,10 @@ std::string ExpertTypeLine(const ModelConfig& c) {
   if (!converted.empty()) {
     parts.push_back(absl::StrCat("Q8_0 converted from ", absl::StrJoin(converted, ", ")));
   }
-  return absl::StrCat(absl::StrJoin(parts, "; "), " (Q8_0 in an expert pack)");
+  const bool pack_as_stored = converted.empty() && !c.down_transposed && c.d_model % 256 == 0 &&
+                             c.d_expert % 256 == 0;
+  return absl::StrCat(absl::StrJoin(parts, "; "),
+                      pack_as_stored ? " (in an expert pack too)" : " (Q8_0 in an expert pack)");
 }
 
 }  // namespace

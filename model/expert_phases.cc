@@ -65,6 +65,20 @@ bool ExpertPhases::Supports(const ExpertMatrices& m) {
   return m.gate.packed == nullptr || m.up.packed == nullptr || m.gate.type == m.up.type;
 }
 
+uint64_t ExpertPhases::ScratchBytes(size_t max_tokens, size_t top_k, size_t n_experts,
+                                    size_t d_model, size_t d_expert) {
+  // Q8_0 blocks of one vector of `cols` with their float scales and int sums
+  // (Activations' buffers, which may round up to twice what they hold).
+  auto q8_vec = [](size_t cols) { return 2 * (cols / kQK) * (sizeof(BlockQ8_0) + 8); };
+  // Per slot: g, u [d_expert] and y [d_model] (grown to exactly their
+  // size), its input vector and z's; per token: its vector.
+  const uint64_t per_slot = uint64_t{4} * (2 * d_expert + d_model) + q8_vec(d_model) +
+                            q8_vec(d_expert);
+  const uint64_t per_token = q8_vec(d_model);
+  return uint64_t{max_tokens} * (top_k * per_slot + per_token) +
+         uint64_t{n_experts} * sizeof(Expert);
+}
+
 void ExpertPhases::Run(const ExpertStacks& s, const std::vector<std::vector<int>>& by_expert,
                        const std::vector<int>& used, int top_k, const float* h, int n_tokens,
                        float* slot_out, ThreadPool* pool, FfnSparsity* sparsity) {

@@ -57,6 +57,12 @@ class ExpertPhases {
            int top_k, const int32_t* slot_rows, const float* h, int n_rows, float* slot_out,
            ThreadPool* pool, FfnSparsity* sparsity);
 
+  // Upper bound of the scratch Run keeps across calls of at most
+  // `max_tokens` tokens (n_rows), `top_k` slots each, over `n_experts`
+  // experts: what a memory budget must leave for it.
+  static uint64_t ScratchBytes(size_t max_tokens, size_t top_k, size_t n_experts,
+                               size_t d_model, size_t d_expert);
+
  private:
   // One expert's part of the call: its n slots, vectors [v0, v0 + n) of the
   // flat buffers below (sized for the call's slots in all, so the memory

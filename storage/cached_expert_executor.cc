@@ -14,7 +14,8 @@ CachedExpertExecutor::CachedExpertExecutor(const ModelConfig& config,
     : config_(config), cache_(std::move(cache)), pool_(pool) {
   // Supports looks at layouts, types and shapes only: any record address.
   static const char kAnyRecord = 0;
-  use_phases_ = SparsePhases::Supports(RecordMatrices(&kAnyRecord));
+  as_stored_ = cache_->pack().header().as_stored();
+  use_phases_ = !as_stored_ && SparsePhases::Supports(RecordMatrices(&kAnyRecord, 0));
 }
 
 uint64_t CachedExpertExecutor::ScratchBytes(const ModelConfig& config, int max_tokens) {
@@ -22,15 +23,20 @@ uint64_t CachedExpertExecutor::ScratchBytes(const ModelConfig& config, int max_t
   const uint64_t d = config.d_model;
   // slot_out_ [tokens * top_k, d]; gathered_ and expert_out_ [tokens, d]
   // (one expert's rows, when SparsePhases cannot run).
+  // (Which phases run depends on the pack: count the larger.)
   return 4 * tokens * d * (config.top_k + 2) +
-         SparsePhases::ScratchBytes(tokens, config.top_k, config.n_experts, d, config.d_expert);
+         std::max(SparsePhases::ScratchBytes(tokens, config.top_k, config.n_experts, d,
+                                             config.d_expert),
+                  ExpertPhases::ScratchBytes(tokens, config.top_k, config.n_experts, d,
+                                             config.d_expert));
 }
 
-ExpertMatrices CachedExpertExecutor::RecordMatrices(const char* record) const {
-  return {.gate = RecordMatrix(record, 0),
-          .up = RecordMatrix(record, 1),
-          .down = RecordMatrix(record, 2),
-          .down_transposed = true};
+ExpertMatrices CachedExpertExecutor::RecordMatrices(const char* record, int layer) const {
+  const PackHeader& h = cache_->pack().header();
+  return {.gate = h.RecordMatrix(record, layer, 0),
+          .up = h.RecordMatrix(record, layer, 1),
+          .down = h.RecordMatrix(record, layer, 2),
+          .down_transposed = !h.as_stored()};
 }
 
 absl::Status CachedExpertExecutor::RunPhases(int layer, const std::vector<int>& experts,
@@ -45,10 +51,18 @@ absl::Status CachedExpertExecutor::RunPhases(int layer, const std::vector<int>& 
       cache_->ReleaseAll();
       return Annotate(rec.status(), absl::StrCat("expert ", e));
     }
-    ms.push_back(RecordMatrices(*rec));
+    ms.push_back(RecordMatrices(*rec, layer));
     slots.push_back(&by_expert[e]);
   }
-  phases_.Run(ms, slots, routes.top_k, h, routes.n_tokens, slot_out_.data(), pool_, &sparsity_);
+  if (as_stored_) {
+    std::vector<int> index(config_.n_experts, 0);
+    for (size_t k = 0; k < experts.size(); ++k) index[experts[k]] = static_cast<int>(k);
+    stored_phases_.Run([&](int e) { return ms[index[e]]; }, by_expert, experts, routes.top_k,
+                       /*slot_rows=*/nullptr, h, routes.n_tokens, slot_out_.data(), pool_,
+                       &sparsity_);
+  } else {
+    phases_.Run(ms, slots, routes.top_k, h, routes.n_tokens, slot_out_.data(), pool_, &sparsity_);
+  }
   for (int e : experts) cache_->Release(layer, e);
   return absl::OkStatus();
 }
@@ -101,20 +115,6 @@ void CachedExpertExecutor::Speculate(int layer, const Routes& routes) {
   speculation_.reads += speculated_reads_.size();
 }
 
-MatrixRef CachedExpertExecutor::RecordMatrix(const char* record, int m) const {
-  const PackHeader& ph = cache_->pack().header();
-  MatrixRef out{.type = ph.expert_type,
-                .data = record + m * ph.matrix_stride,
-                .rows = ph.d_expert,
-                .cols = ph.d_model};
-  if (m == 0 && (ph.flags & kPackFlagGatePacked) != 0) {
-    out.packed = out.data;  // 16-row layout only: no row-major view
-    out.data = nullptr;
-  }
-  out.split_rows = m == 1 && (ph.flags & kPackFlagUpSplit) != 0;
-  return out;
-}
-
 absl::Status CachedExpertExecutor::RunResidentInParallel(
     int layer, const Routes& routes, const float* h, std::vector<int> order,
     const std::vector<std::vector<int>>& by_expert) {
@@ -147,11 +147,8 @@ absl::Status CachedExpertExecutor::RunResidentInParallel(
       in.resize(n * d);
       y.resize(n * d);
       GatherSlotRows(h, slots, top_k, d, in.data());
-      ExpertFfn({.gate = RecordMatrix(records[e], 0),
-                 .up = RecordMatrix(records[e], 1),
-                 .down = RecordMatrix(records[e], 2),
-                 .down_transposed = true},
-                in.data(), n, y.data(), /*pool=*/nullptr, &local);
+      ExpertFfn(RecordMatrices(records[e], layer), in.data(), n, y.data(), /*pool=*/nullptr,
+                &local);
       ScatterSlotRows(y.data(), slots, d, slot_out_.data());
     }
     std::lock_guard<std::mutex> lock(mu);
@@ -176,7 +173,7 @@ absl::Status CachedExpertExecutor::Run(int layer, const Routes& routes, const fl
 
   const int threads = pool_ != nullptr ? pool_->num_threads() : 1;
   const bool all_resident = order.empty() || cache_->IsResident(layer, order.back());
-  if (use_phases_ && all_resident) {
+  if ((use_phases_ || as_stored_) && all_resident) {
     // Every expert has a slot: those whose bytes are there now in one
     // SparsePhases run (reads still in flight land meanwhile), then the rest.
     std::vector<int> ready, later;
@@ -203,23 +200,21 @@ absl::Status CachedExpertExecutor::Run(int layer, const Routes& routes, const fl
       if (!cache_->IsResident(layer, order[j])) break;
       next_fetch = j + 1;
     }
+    const std::vector<int>& slots = by_expert[e];
+    if (use_phases_ || as_stored_) {
+      ST_RETURN_IF_ERROR(RunPhases(layer, {e}, by_expert, routes, h));
+      continue;
+    }
     absl::StatusOr<const char*> rec = cache_->Acquire(layer, e);
     if (!rec.ok()) {
       cache_->ReleaseAll();
       return Annotate(rec.status(), absl::StrCat("expert ", e));
     }
-    const std::vector<int>& slots = by_expert[e];
-    if (use_phases_) {
-      phases_.Run({RecordMatrices(*rec)}, {&slots}, top_k, h, n_tokens, slot_out_.data(), pool_,
-                  &sparsity_);
-      cache_->Release(layer, e);
-      continue;
-    }
     const int n = static_cast<int>(slots.size());
     gathered_.resize(n * d);
     expert_out_.resize(n * d);
     GatherSlotRows(h, slots, top_k, d, gathered_.data());
-    ExpertFfn(RecordMatrices(*rec), gathered_.data(), n, expert_out_.data(), pool_, &sparsity_);
+    ExpertFfn(RecordMatrices(*rec, layer), gathered_.data(), n, expert_out_.data(), pool_, &sparsity_);
     cache_->Release(layer, e);
     ScatterSlotRows(expert_out_.data(), slots, d, slot_out_.data());
   }

@@ -1,6 +1,9 @@
 // ExpertExecutor over the expert cache: experts come from the pack through
 // the cache (read on demand, prefetched right after routing), are computed
 // with sparse ReGLU, and combined in slot order exactly as every executor does.
+// A pack of K-quant experts as stored (kPackFlagAsStored) is computed by
+// ExpertPhases, on the same bytes with the same kernels as the GGUF's
+// experts in RAM: the same logits bit for bit.
 #pragma once
 
 #include <functional>
@@ -11,6 +14,7 @@
 #include "model/config.h"
 #include "model/expert_executor.h"
 #include "model/expert_ffn.h"
+#include "model/expert_phases.h"
 #include "model/sparse_phases.h"
 #include "storage/expert_cache.h"
 
@@ -47,8 +51,9 @@ class CachedExpertExecutor : public ExpertExecutor {
   void set_step_hook(std::function<void()> hook) { step_hook_ = std::move(hook); }
 
   // Upper bound of the buffers Run keeps for steps of up to `max_tokens`
-  // tokens (slot outputs and SparsePhases' scratch), which a memory budget
-  // must leave room for: ~0.12 MiB per token on the 4b preset.
+  // tokens (slot outputs and SparsePhases' or ExpertPhases' scratch), which
+  // a memory budget must leave room for: ~0.12 MiB per token on the 4b
+  // preset.
   static uint64_t ScratchBytes(const ModelConfig& config, int max_tokens);
 
   ExpertCache& cache() { return *cache_; }
@@ -64,8 +69,6 @@ class CachedExpertExecutor : public ExpertExecutor {
  private:
   // Distinct experts of `routes`, in first-use order.
   std::vector<int> DistinctExperts(const Routes& routes) const;
-  // Matrix m (0 gate, 1 up, 2 down transposed) of a pack record.
-  MatrixRef RecordMatrix(const char* record, int m) const;
   // Run's path when every expert of the step is resident and there are at
   // least two per thread (batched decode, prefill): records acquired on this
   // thread, then one expert per pool work item computed on one thread each
@@ -73,10 +76,12 @@ class CachedExpertExecutor : public ExpertExecutor {
   absl::Status RunResidentInParallel(int layer, const Routes& routes, const float* h,
                                      std::vector<int> order,
                                      const std::vector<std::vector<int>>& by_expert);
-  // The pack's matrices of every expert of a record (SparsePhases' input).
-  ExpertMatrices RecordMatrices(const char* record) const;
+  // The matrices of a record of `layer` (SparsePhases' or, as stored,
+  // ExpertPhases' input).
+  ExpertMatrices RecordMatrices(const char* record, int layer) const;
   // Acquires `experts` (waiting for reads in flight) and computes them in
-  // one SparsePhases run into slot_out_; every lock is released after.
+  // one SparsePhases (as stored: ExpertPhases) run into slot_out_; every
+  // lock is released after.
   absl::Status RunPhases(int layer, const std::vector<int>& experts,
                          const std::vector<std::vector<int>>& by_expert, const Routes& routes,
                          const float* h);
@@ -93,8 +98,10 @@ class CachedExpertExecutor : public ExpertExecutor {
   std::vector<int> speculated_reads_;  // ... of them, those the guess started reads for
   std::vector<float> gathered_, expert_out_, slot_out_;
   SparsePhases phases_;
+  ExpertPhases stored_phases_;
   std::function<void()> step_hook_;
   bool use_phases_ = false;  // the pack's layout is SparsePhases' (set at construction)
+  bool as_stored_ = false;   // the pack holds K-quant experts as stored (ExpertPhases)
 };
 
 }  // namespace st

@@ -12,9 +12,11 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "glog/logging.h"
+#include "kernels/kquant_dot.h"
 #include "kernels/packed_matrix.h"
 #include "common/status_macros.h"
 #include "model/config.h"
+#include "model/weights.h"
 #include "xxhash.h"
 
 namespace st {
@@ -25,7 +27,23 @@ static_assert(std::endian::native == std::endian::little, "pack I/O assumes a li
 constexpr size_t kOffVersion = 8, kOffType = 12, kOffFingerprint = 16, kOffLayers = 24,
                  kOffExperts = 28, kOffDModel = 32, kOffDExpert = 36, kOffMatrixBytes = 40,
                  kOffStride = 48, kOffRecordSize = 56, kOffRecordCount = 64, kOffTable = 72,
-                 kOffRecords = 80, kOffFileSize = 88, kOffFlags = 96, kOffHeaderSum = 104;
+                 kOffRecords = 80, kOffFileSize = 88, kOffFlags = 96, kOffHeaderSum = 104,
+                 kOffUpOffset = 112, kOffDownOffset = 120;
+// Header bytes [kOffStoredFrom, kPackHeaderBytes) join the header checksum in
+// an as-stored pack.
+constexpr size_t kOffStoredFrom = 112;
+
+// XXH3-64 of the header's checksummed bytes and the checksum table.
+uint64_t HeaderChecksum(const std::string& s, bool as_stored, const uint64_t* table, size_t n) {
+  XXH3_state_t* st = XXH3_createState();
+  XXH3_64bits_reset(st);
+  XXH3_64bits_update(st, s.data(), kOffHeaderSum);
+  if (as_stored) XXH3_64bits_update(st, s.data() + kOffStoredFrom, kPackHeaderBytes - kOffStoredFrom);
+  XXH3_64bits_update(st, table, 8 * n);
+  const uint64_t sum = XXH3_64bits_digest(st);
+  XXH3_freeState(st);
+  return sum;
+}
 
 template <typename T>
 void Put(std::string& s, size_t off, T v) {
@@ -74,7 +92,7 @@ absl::StatusOr<PackHeader> PackHeader::Make(DType type, uint64_t fingerprint, ui
   if (n_layers == 0 || n_experts == 0 || d_model == 0 || d_expert == 0 ||
       n_layers > kMaxCount || n_experts > kMaxCount || d_model > kMaxDim || d_expert > kMaxDim ||
       uint64_t{n_layers} * n_experts > (1u << 20) || d_model % BlockElems(type) != 0 ||
-      (flags & ~kPackKnownFlags) != 0 ||
+      (flags & ~kPackKnownFlags) != 0 || (flags & kPackFlagAsStored) != 0 ||  // MakeAsStored's
       ((flags & kPackFlagGatePacked) != 0 &&
        ((type != DType::kQ4_0 && type != DType::kQ8_0) || d_expert % kPackRows != 0)) ||
       ((flags & kPackFlagUpSplit) != 0 && type != DType::kQ4_0)) {
@@ -94,11 +112,85 @@ absl::StatusOr<PackHeader> PackHeader::Make(DType type, uint64_t fingerprint, ui
   h.matrix_bytes = uint64_t{d_expert} * RowBytes(type, d_model);
   h.matrix_stride = AlignUp(h.matrix_bytes, kPackAlignment);
   h.record_size = 3 * h.matrix_stride;
+  for (int m = 0; m < 3; ++m) h.matrix_offset[m] = m * h.matrix_stride;
   h.record_count = uint64_t{n_layers} * n_experts;
   h.checksum_table_offset = kPackHeaderBytes;
   h.records_offset = AlignUp(kPackHeaderBytes + 8 * h.record_count, kPackAlignment);
   h.file_size = h.records_offset + h.record_count * h.record_size;
   return h;
+}
+
+absl::StatusOr<PackHeader> PackHeader::MakeAsStored(uint64_t fingerprint, uint32_t n_layers,
+                                                    uint32_t n_experts, uint32_t d_model,
+                                                    uint32_t d_expert,
+                                                    std::vector<uint32_t> stored_types) {
+  // The Q8_0 shape checks the dimensions; the types then size the record.
+  ST_ASSIGN_OR_RETURN(PackHeader h, Make(DType::kQ8_0, fingerprint, n_layers, n_experts, d_model,
+                                         d_expert, /*flags=*/0));
+  if (n_layers > (kPackHeaderBytes - kPackStoredTypesOffset) / 3 ||
+      stored_types.size() != 3ull * n_layers || d_model % 256 != 0 || d_expert % 256 != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "pack of experts as stored: ", stored_types.size(), " types for ", n_layers,
+        " layers, d_model ", d_model, ", d_expert ", d_expert,
+        " (needs 3 types per layer, at most 1194 layers, whole 256-weight rows)"));
+  }
+  for (uint32_t t : stored_types) {
+    const StorageFormat* f = FindStorageFormat(t);
+    if (f == nullptr || !KQuantDotSupported(t)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "pack of experts as stored: ggml type ", t, f != nullptr ? absl::StrCat(" (", f->name, ")") : "",
+          " is not one this build computes as stored (Q4_K, Q6_K)"));
+    }
+  }
+  h.flags = kPackFlagAsStored;
+  h.stored_types = std::move(stored_types);
+  uint64_t largest[3] = {0, 0, 0};
+  for (uint32_t l = 0; l < n_layers; ++l) {
+    for (int m = 0; m < 3; ++m) largest[m] = std::max(largest[m], h.MatrixBytes(l, m));
+  }
+  h.matrix_bytes = std::max({largest[0], largest[1], largest[2]});
+  h.matrix_stride = AlignUp(h.matrix_bytes, kPackAlignment);
+  h.matrix_offset[0] = 0;
+  h.matrix_offset[1] = AlignUp(largest[0], kPackAlignment);
+  h.matrix_offset[2] = h.matrix_offset[1] + AlignUp(largest[1], kPackAlignment);
+  h.record_size = h.matrix_offset[2] + AlignUp(largest[2], kPackAlignment);
+  h.file_size = h.records_offset + h.record_count * h.record_size;
+  return h;
+}
+
+uint64_t PackHeader::MatrixBytes(int layer, int m) const {
+  if (!as_stored()) return matrix_bytes;
+  const StorageFormat* f = FindStorageFormat(stored_types[3 * layer + m]);
+  // gate and up [d_expert, d_model]; down [d_model, d_expert]: the same count.
+  return uint64_t{d_model} * d_expert / f->block_elems * f->block_bytes;
+}
+
+std::string PackHeader::TypeNames() const {
+  if (!as_stored()) return std::string(DTypeName(expert_type));
+  std::vector<uint32_t> types = stored_types;
+  std::sort(types.begin(), types.end());
+  types.erase(std::unique(types.begin(), types.end()), types.end());
+  std::string out;
+  for (uint32_t t : types) absl::StrAppend(&out, out.empty() ? "" : ", ", FindStorageFormat(t)->name);
+  return out;
+}
+
+MatrixRef PackHeader::RecordMatrix(const char* record, int layer, int m) const {
+  MatrixRef out{.type = expert_type,
+                .data = record + matrix_offset[m],
+                .rows = d_expert,
+                .cols = d_model};
+  if (as_stored()) {
+    out.storage = FindStorageFormat(stored_types[3 * layer + m]);
+    if (m == 2) std::swap(out.rows, out.cols);  // down as the GGUF holds it
+    return out;
+  }
+  if (m == 0 && (flags & kPackFlagGatePacked) != 0) {
+    out.packed = out.data;  // 16-row layout only: no row-major view
+    out.data = nullptr;
+  }
+  out.split_rows = m == 1 && (flags & kPackFlagUpSplit) != 0;
+  return out;
 }
 
 std::string SerializePackPrefix(const PackHeader& h, const std::vector<uint64_t>& checksums) {
@@ -119,13 +211,16 @@ std::string SerializePackPrefix(const PackHeader& h, const std::vector<uint64_t>
   Put<uint64_t>(s, kOffRecords, h.records_offset);
   Put<uint64_t>(s, kOffFileSize, h.file_size);
   Put<uint32_t>(s, kOffFlags, h.flags);
+  if (h.as_stored()) {
+    Put<uint64_t>(s, kOffUpOffset, h.matrix_offset[1]);
+    Put<uint64_t>(s, kOffDownOffset, h.matrix_offset[2]);
+    for (size_t i = 0; i < h.stored_types.size(); ++i) {
+      s[kPackStoredTypesOffset + i] = static_cast<char>(h.stored_types[i]);
+    }
+  }
   std::memcpy(s.data() + h.checksum_table_offset, checksums.data(), 8 * checksums.size());
-  XXH3_state_t* st = XXH3_createState();
-  XXH3_64bits_reset(st);
-  XXH3_64bits_update(st, s.data(), kOffHeaderSum);
-  XXH3_64bits_update(st, checksums.data(), 8 * checksums.size());
-  Put<uint64_t>(s, kOffHeaderSum, XXH3_64bits_digest(st));
-  XXH3_freeState(st);
+  Put<uint64_t>(s, kOffHeaderSum,
+                HeaderChecksum(s, h.as_stored(), checksums.data(), checksums.size()));
   return s;
 }
 
@@ -186,15 +281,37 @@ absl::StatusOr<std::shared_ptr<const ExpertPack>> ExpertPack::Open(const std::st
   }
   auto type = DTypeFromGgml(Get<uint32_t>(s, kOffType));
   if (!type.ok()) return bad(std::string(type.status().message()));
-  auto h = PackHeader::Make(*type, Get<uint64_t>(s, kOffFingerprint), Get<uint32_t>(s, kOffLayers),
-                            Get<uint32_t>(s, kOffExperts), Get<uint32_t>(s, kOffDModel),
-                            Get<uint32_t>(s, kOffDExpert), Get<uint32_t>(s, kOffFlags));
+  const uint32_t flags = Get<uint32_t>(s, kOffFlags);
+  const uint32_t n_layers = Get<uint32_t>(s, kOffLayers);
+  absl::StatusOr<PackHeader> h;
+  if ((flags & kPackFlagAsStored) != 0) {
+    if (flags != kPackFlagAsStored || *type != DType::kQ8_0 ||
+        n_layers > (kPackHeaderBytes - kPackStoredTypesOffset) / 3) {
+      return bad(absl::StrCat("as-stored pack with flags ", flags, ", type ",
+                              std::string(DTypeName(*type)), ", ", n_layers, " layers"));
+    }
+    std::vector<uint32_t> types(3ull * n_layers);
+    for (size_t i = 0; i < types.size(); ++i) {
+      types[i] = static_cast<uint8_t>(s[kPackStoredTypesOffset + i]);
+    }
+    h = PackHeader::MakeAsStored(Get<uint64_t>(s, kOffFingerprint), n_layers,
+                                 Get<uint32_t>(s, kOffExperts), Get<uint32_t>(s, kOffDModel),
+                                 Get<uint32_t>(s, kOffDExpert), std::move(types));
+  } else {
+    h = PackHeader::Make(*type, Get<uint64_t>(s, kOffFingerprint), n_layers,
+                         Get<uint32_t>(s, kOffExperts), Get<uint32_t>(s, kOffDModel),
+                         Get<uint32_t>(s, kOffDExpert), flags);
+  }
   if (!h.ok()) return bad(std::string(h.status().message()));
-  const std::pair<size_t, uint64_t> derived[] = {
+  std::vector<std::pair<size_t, uint64_t>> derived = {
       {kOffMatrixBytes, h->matrix_bytes}, {kOffStride, h->matrix_stride},
       {kOffRecordSize, h->record_size},   {kOffRecordCount, h->record_count},
       {kOffTable, h->checksum_table_offset}, {kOffRecords, h->records_offset},
       {kOffFileSize, h->file_size}};
+  if (h->as_stored()) {
+    derived.push_back({kOffUpOffset, h->matrix_offset[1]});
+    derived.push_back({kOffDownOffset, h->matrix_offset[2]});
+  }
   for (const auto& [off, want] : derived) {
     if (Get<uint64_t>(s, off) != want) {
       return bad(absl::StrCat("header field at byte ", off, " is ", Get<uint64_t>(s, off),
@@ -215,12 +332,8 @@ absl::StatusOr<std::shared_ptr<const ExpertPack>> ExpertPack::Open(const std::st
   pack->checksums_.resize(h->record_count);
   ST_RETURN_IF_ERROR(ReadFull(fd, pack->checksums_.data(), 8 * h->record_count,
                               h->checksum_table_offset, path));
-  XXH3_state_t* st = XXH3_createState();
-  XXH3_64bits_reset(st);
-  XXH3_64bits_update(st, s.data(), kOffHeaderSum);
-  XXH3_64bits_update(st, pack->checksums_.data(), 8 * pack->checksums_.size());
-  const uint64_t sum = XXH3_64bits_digest(st);
-  XXH3_freeState(st);
+  const uint64_t sum =
+      HeaderChecksum(s, h->as_stored(), pack->checksums_.data(), pack->checksums_.size());
   if (sum != Get<uint64_t>(s, kOffHeaderSum)) {
     return absl::DataLossError(absl::StrCat(path, ": expert pack header checksum mismatch (stored ",
                                             Hex(Get<uint64_t>(s, kOffHeaderSum)), ", computed ",
@@ -246,6 +359,23 @@ absl::StatusOr<std::shared_ptr<const ExpertPack>> ExpertPack::OpenFor(const std:
       h.expert_type != c.expert_type) {
     return absl::FailedPreconditionError(
         absl::StrCat(path, ": expert pack dimensions differ from ", gguf.path()));
+  }
+  if (h.as_stored()) {
+    // The fingerprint covers the tensor infos, so this holds for any pack
+    // convert wrote; a pack edited by hand (types and checksum) must not
+    // make the kernels read one format as another.
+    ST_ASSIGN_OR_RETURN(std::vector<ExpertStacks> stacks, LoadExpertStacks(gguf, c));
+    for (int l = 0; l < c.n_layers; ++l) {
+      const MatrixRef* ms[3] = {&stacks[l].gate, &stacks[l].up, &stacks[l].down};
+      for (int m = 0; m < 3; ++m) {
+        if (stacks[l].down_transposed || ms[m]->storage == nullptr ||
+            ms[m]->storage->ggml_type != h.stored_types[3 * l + m]) {
+          return absl::FailedPreconditionError(absl::StrCat(
+              path, ": expert pack types differ from ", gguf.path(), " at layer ", l,
+              ". HINT: re-run `smallthinker convert ", gguf.path(), "`"));
+        }
+      }
+    }
   }
   // The fingerprint hashes only the first 4 KiB of each tensor: a GGUF
   // whose weights were edited further in, after convert, still matches. A

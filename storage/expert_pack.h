@@ -35,6 +35,21 @@
 // The record checksum covers the whole record_size bytes, padding included:
 // exactly what one O_DIRECT read returns.
 //
+// With kPackFlagAsStored (what convert writes for a K-quant file whose every
+// expert matrix is Q4_K or Q6_K in whole 256-weight rows, the formats
+// kernels/kquant_dot.h computes in) a record instead holds gate, up and down
+// exactly as the GGUF stores them: the file's bytes, down NOT transposed
+// ([d_model, d_expert]), so the offloaded experts are computed by the same
+// kernels on the same bytes as in RAM (model/expert_phases.h) and give the
+// same numbers bit for bit. The types may differ per layer (Q4_K_M keeps
+// Q6_K downs in some layers), so the header holds them, and the record has
+// room for each matrix's largest type:
+//   112 u64 up offset in the record     120 u64 down offset in the record
+//   512 u8[3 * n_layers] ggml type of (gate, up, down) per layer
+// matrix_bytes is then the largest matrix, matrix_stride its 4 KiB-aligned
+// size, the type field 8 (Q8_0: what these formats become when converted),
+// and the header checksum also covers bytes [112, 4096).
+//
 // Numerics of the transposed down: upstream GGUFs store down as
 // [d_model, d_expert]. For F32/F16/BF16 the transpose is exact. For Q4_0/Q8_0
 // the converter dequantizes, transposes and re-quantizes (QuantizeRow), so each
@@ -60,6 +75,7 @@
 
 #include "absl/status/statusor.h"
 #include "kernels/dtype.h"
+#include "kernels/matmul.h"
 #include "model/gguf.h"
 
 namespace st {
@@ -74,8 +90,11 @@ inline constexpr uint32_t kPackFlagDownRequantized = 1;  // down^T was re-quanti
 inline constexpr uint32_t kPackFlagGatePackedV1 = 2;
 inline constexpr uint32_t kPackFlagGatePacked = 4;  // gate in kernels/packed_matrix.h's layout
 inline constexpr uint32_t kPackFlagUpSplit = 8;     // Q4_0 up rows in kernels/split_rows.h's layout
+inline constexpr uint32_t kPackFlagAsStored = 16;  // K-quant matrices as the GGUF stores them
 inline constexpr uint32_t kPackKnownFlags =
-    kPackFlagDownRequantized | kPackFlagGatePacked | kPackFlagUpSplit;
+    kPackFlagDownRequantized | kPackFlagGatePacked | kPackFlagUpSplit | kPackFlagAsStored;
+// Where an as-stored pack's type table starts in the header page.
+inline constexpr uint64_t kPackStoredTypesOffset = 512;
 
 inline uint64_t AlignUp(uint64_t x, uint64_t a) { return (x + a - 1) / a * a; }
 
@@ -88,12 +107,36 @@ struct PackHeader {
   uint64_t matrix_bytes = 0, matrix_stride = 0, record_size = 0, record_count = 0;
   uint64_t checksum_table_offset = kPackHeaderBytes, records_offset = 0, file_size = 0;
   uint32_t flags = 0;
+  // Where gate, up and down start in a record.
+  uint64_t matrix_offset[3] = {0, 0, 0};
+  // kPackFlagAsStored: ggml type ids of (gate, up, down) of every layer,
+  // [3 * n_layers]; empty otherwise.
+  std::vector<uint32_t> stored_types;
 
   // Fills the derived fields (sizes, offsets) from type and dimensions.
   // INVALID_ARGUMENT if d_model is not a multiple of the type's block.
   static absl::StatusOr<PackHeader> Make(DType type, uint64_t fingerprint, uint32_t n_layers,
                                          uint32_t n_experts, uint32_t d_model, uint32_t d_expert,
                                          uint32_t flags);
+  // The same for a pack whose records hold the matrices as stored
+  // (kPackFlagAsStored): `stored_types` as the field above. INVALID_ARGUMENT
+  // unless every type is one kernels/kquant_dot.h computes and d_model and
+  // d_expert are whole 256-weight blocks.
+  static absl::StatusOr<PackHeader> MakeAsStored(uint64_t fingerprint, uint32_t n_layers,
+                                                 uint32_t n_experts, uint32_t d_model,
+                                                 uint32_t d_expert,
+                                                 std::vector<uint32_t> stored_types);
+  bool as_stored() const { return (flags & kPackFlagAsStored) != 0; }
+  // Matrix m (0 gate, 1 up, 2 down) of a record of `layer` at `record`, as
+  // the kernels read it: gate [d_expert, d_model] (packed when
+  // kPackFlagGatePacked), up [d_expert, d_model] (split rows when
+  // kPackFlagUpSplit), down^T [d_expert, d_model]; or, as stored, the
+  // file's formats (`storage` set) with down [d_model, d_expert].
+  MatrixRef RecordMatrix(const char* record, int layer, int m) const;
+  // Bytes matrix m of `layer` fills in a record (the rest is zero padding).
+  uint64_t MatrixBytes(int layer, int m) const;
+  // The records' types: "Q4_0", or as stored the distinct ones ("Q4_K, Q6_K").
+  std::string TypeNames() const;
   uint64_t RecordIndex(int layer, int expert) const {
     return static_cast<uint64_t>(layer) * n_experts + expert;
   }

@@ -6,8 +6,11 @@
 
 #include <cerrno>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 
 #include "gtest/gtest.h"
+#include "kernels/ggml_storage.h"
 #include "model/config.h"
 #include "storage/pack_test_util.h"
 #include "storage/pack_writer.h"
@@ -84,16 +87,96 @@ INSTANTIATE_TEST_SUITE_P(Types, ExpertPackTest,
                          ::testing::Values(DType::kF32, DType::kF16, DType::kQ8_0, DType::kQ4_0),
                          [](const auto& info) { return std::string(DTypeName(info.param)); });
 
-// A Q4_K_M file (Q4_K, with Q6_K down in some layers): Q8_0 records, each
-// its experts' Q8_0 conversion, as the in-RAM path computes them.
-TEST(KQuantPackTest, RecordsHoldTheExpertsConvertedToQ8_0) {
+// A Q4_K_M file (Q4_K, with Q6_K down in some layers): by default its
+// records hold the experts as the file stores them, each matrix with room
+// for its largest type, the types per layer in the header.
+TEST(KQuantPackTest, RecordsHoldTheExpertsAsStored) {
   st::testing::TempDir dir;
   auto m = st::testing::SynthModel(dir.path(), "tiny-256", DType::kQ8_0, Gating::kSigmoid, 3,
                                    false, "", SynthMix::kQ4_K_M);
   ASSERT_TRUE(m.ok()) << m.status();
   auto w = WritePack({.gguf_path = *m, .progress = false});
   ASSERT_TRUE(w.ok()) << w.status();
+  EXPECT_TRUE(w->as_stored);
+  EXPECT_FALSE(w->down_requantized);
+  auto gguf = GgufFile::Open(*m);
+  ASSERT_TRUE(gguf.ok());
+  auto pack = ExpertPack::OpenFor(w->path, **gguf);
+  ASSERT_TRUE(pack.ok()) << pack.status();
+  const PackHeader& h = (*pack)->header();
+  EXPECT_EQ(h.flags, kPackFlagAsStored);
+  EXPECT_EQ(h.TypeNames(), "Q4_K, Q6_K");
+  ASSERT_EQ(h.stored_types.size(), 3u * h.n_layers);
+  // tiny-256: 4 layers, d_model = d_expert = 256; the downs of layers 2
+  // and 3 are Q6_K (llama.cpp's use_more_bits), those of 0 and 1 Q4_K.
+  EXPECT_EQ(h.stored_types[0], kGgmlQ4_K);
+  EXPECT_EQ(h.stored_types[2], kGgmlQ4_K);
+  EXPECT_EQ(h.stored_types[3 * 3 + 2], kGgmlQ6_K);
+  const uint64_t q4k = 256 * kQ4_KBlockBytes, q6k = 256 * kQ6_KBlockBytes;
+  EXPECT_EQ(h.MatrixBytes(0, 2), q4k);
+  EXPECT_EQ(h.MatrixBytes(3, 2), q6k);
+  EXPECT_EQ(h.matrix_offset[1], AlignUp(q4k, kPackAlignment));
+  EXPECT_EQ(h.matrix_offset[2], 2 * AlignUp(q4k, kPackAlignment));
+  EXPECT_EQ(h.record_size, 2 * AlignUp(q4k, kPackAlignment) + AlignUp(q6k, kPackAlignment));
+  ExpectEveryRecordAsTheGgufHoldsIt(w->path, **gguf, **pack);
+  // The matrices as the kernels read them: the file's formats, down
+  // [d_model, d_expert].
+  const char* rec = reinterpret_cast<const char*>(uintptr_t{1} << 20);
+  const MatrixRef down = h.RecordMatrix(rec, 3, 2);
+  ASSERT_NE(down.storage, nullptr);
+  EXPECT_EQ(down.storage->ggml_type, kGgmlQ6_K);
+  EXPECT_EQ(down.data, rec + h.matrix_offset[2]);
+  EXPECT_EQ(down.rows, h.d_model);
+  EXPECT_EQ(down.cols, h.d_expert);
+  EXPECT_EQ(h.RecordMatrix(rec, 1, 2).storage->ggml_type, kGgmlQ4_K);
+}
+
+// The type table is part of the checksummed header: a byte changed there
+// (one that leaves every size as it was) is DATA_LOSS, and one naming a
+// format this build does not compute as stored is refused by name.
+TEST(KQuantPackTest, ChangedTypeTableIsRefused) {
+  st::testing::TempDir dir;
+  auto m = st::testing::SynthModel(dir.path(), "tiny-256", DType::kQ8_0, Gating::kSigmoid, 3,
+                                   false, "", SynthMix::kQ4_K_M);
+  ASSERT_TRUE(m.ok()) << m.status();
+  auto w = WritePack({.gguf_path = *m, .progress = false});
+  ASSERT_TRUE(w.ok()) << w.status();
+  // Layer 1's down (entry 3 * 1 + 2 of the table) is Q4_K; another layer's
+  // down is Q6_K, so Q6_K here changes no size.
+  std::string bytes;
+  {
+    std::ifstream in(w->path, std::ios::binary);
+    bytes.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }
+  ASSERT_EQ(bytes[kPackStoredTypesOffset + 5], static_cast<char>(kGgmlQ4_K));
+  auto write = [&](char type) {
+    std::string copy = bytes;
+    copy[kPackStoredTypesOffset + 5] = type;
+    const std::string out = dir.File("changed.stpack");
+    std::ofstream(out, std::ios::binary).write(copy.data(), static_cast<std::streamsize>(copy.size()));
+    return out;
+  };
+  auto changed = ExpertPack::Open(write(static_cast<char>(kGgmlQ6_K)));
+  ASSERT_FALSE(changed.ok());
+  EXPECT_EQ(changed.status().code(), absl::StatusCode::kDataLoss) << changed.status();
+  EXPECT_TRUE(Has(std::string(changed.status().message()), "header checksum"));
+  auto unknown = ExpertPack::Open(write(static_cast<char>(kGgmlQ5_K)));
+  ASSERT_FALSE(unknown.ok());
+  EXPECT_EQ(unknown.status().code(), absl::StatusCode::kInvalidArgument) << unknown.status();
+  EXPECT_TRUE(Has(std::string(unknown.status().message()), "(Q5_K) is not one this build computes"));
+}
+
+// With kquant_as_q8: Q8_0 records, each its experts' Q8_0 conversion, as
+// the in-RAM path computes them under --kquant-as-q8.
+TEST(KQuantPackTest, AsQ8RecordsHoldTheExpertsConvertedToQ8_0) {
+  st::testing::TempDir dir;
+  auto m = st::testing::SynthModel(dir.path(), "tiny-256", DType::kQ8_0, Gating::kSigmoid, 3,
+                                   false, "", SynthMix::kQ4_K_M);
+  ASSERT_TRUE(m.ok()) << m.status();
+  auto w = WritePack({.gguf_path = *m, .progress = false, .kquant_as_q8 = true});
+  ASSERT_TRUE(w.ok()) << w.status();
   EXPECT_TRUE(w->down_requantized);
+  EXPECT_FALSE(w->as_stored);
   auto gguf = GgufFile::Open(*m);
   ASSERT_TRUE(gguf.ok());
   ASSERT_NE((*gguf)->FindTensor("blk.0.ffn_gate_exps.weight")->storage, nullptr);
@@ -259,7 +342,13 @@ TEST(PackHeaderTest, GatePackedFlagNeedsAPackableTypeAndShape) {
   EXPECT_TRUE(PackHeader::Make(DType::kQ8_0, 1, 2, 4, 64, 48, kPackFlagGatePacked).ok());
   EXPECT_FALSE(PackHeader::Make(DType::kF16, 1, 2, 4, 64, 32, kPackFlagGatePacked).ok());
   EXPECT_FALSE(PackHeader::Make(DType::kQ4_0, 1, 2, 4, 64, 40, kPackFlagGatePacked).ok());
-  EXPECT_FALSE(PackHeader::Make(DType::kQ4_0, 1, 2, 4, 64, 32, 16u).ok());  // unknown flag
+  EXPECT_FALSE(PackHeader::Make(DType::kQ4_0, 1, 2, 4, 64, 32, 32u).ok());  // unknown flag
+  // As stored takes the types per layer: MakeAsStored's alone.
+  EXPECT_FALSE(PackHeader::Make(DType::kQ4_0, 1, 2, 4, 64, 32, kPackFlagAsStored).ok());
+  EXPECT_TRUE(PackHeader::MakeAsStored(1, 1, 4, 256, 256, {kGgmlQ4_K, kGgmlQ4_K, kGgmlQ6_K}).ok());
+  EXPECT_FALSE(PackHeader::MakeAsStored(1, 1, 4, 256, 128, {kGgmlQ4_K, kGgmlQ4_K, kGgmlQ6_K}).ok());
+  EXPECT_FALSE(PackHeader::MakeAsStored(1, 1, 4, 256, 256, {kGgmlQ4_K, kGgmlQ4_K}).ok());
+  EXPECT_FALSE(PackHeader::MakeAsStored(1, 1, 4, 256, 256, {kGgmlQ4_K, kGgmlQ4_K, kGgmlQ5_K}).ok());
 }
 
 TEST(PackHeaderTest, SplitUpRowsAreQ4_0Only) {

@@ -109,6 +109,12 @@ absl::StatusOr<std::unique_ptr<Offload>> EnableOffload(Model& model, const Offlo
   ST_ASSIGN_OR_RETURN(std::shared_ptr<const ExpertPack> pack,
                       ExpertPack::OpenFor(pack_path, model.file()));
   const PackHeader& h = pack->header();
+  if (h.as_stored() && !model.options().native_kquant) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        pack_path, " holds the K-quant experts as the model file stores them, which "
+        "--kquant-as-q8 does not compute; drop the flag, or write a Q8_0 pack with "
+        "`smallthinker convert --kquant-as-q8 ", model.path(), "`"));
+  }
 
   MemoryPlan plan;
   plan.budget = options.memory_budget;

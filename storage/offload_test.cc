@@ -125,19 +125,70 @@ TEST_F(OffloadTest, EverySourceAndCacheSizeGivesTheAllInRamLogits) {
   }
 }
 
-// A Q4_K_M model (K-quant experts, converted into a Q8_0 pack): offloaded
-// through a small cache it gives the logits of its pack all in RAM.
-TEST_F(OffloadTest, KQuantModelRunsFromItsPack) {
+// A Q4_K_M model (K-quant experts, packed as the file stores them):
+// offloaded through any source and cache size it gives the logits of the
+// GGUF's experts computed in RAM, bit for bit, and converts nothing.
+TEST_F(OffloadTest, KQuantModelOffloadedGivesTheInRamLogits) {
   st::testing::TempDir d;
   auto m = st::testing::SynthModel(d.path(), "tiny-256", DType::kQ8_0, Gating::kSigmoid, 5, false,
                                    "", SynthMix::kQ4_K_M);
   ASSERT_TRUE(m.ok()) << m.status();
-  ASSERT_TRUE(WritePack({.gguf_path = *m, .progress = false}).ok());
+  auto w = WritePack({.gguf_path = *m, .progress = false});
+  ASSERT_TRUE(w.ok()) << w.status();
+  ASSERT_TRUE(w->as_stored);
+  auto ref_model = Load(*m);  // no EnableOffload: the GGUF's experts in RAM
+  auto ref = Logits(*ref_model);
+  ASSERT_TRUE(ref.ok()) << ref.status();
+  for (float v : *ref) ASSERT_TRUE(std::isfinite(v));
+  const size_t copies_before = PackedCopyBytes();
+  for (SourceKind kind : {SourceKind::kIoUring, SourceKind::kPread, SourceKind::kMmap, SourceKind::kMemory}) {
+    for (int slots : {0, 3, 17}) {  // 0: every expert cached
+      SCOPED_TRACE(::testing::Message() << SourceKindName(kind) << " slots " << slots);
+      auto model = Load(*m);
+      OffloadOptions o = Opts();
+      o.source.kind = kind;
+      o.cache_slots = slots;
+      o.speculate = slots == 17;
+      auto offload = EnableOffload(*model, o);
+      ASSERT_TRUE(offload.ok()) << offload.status();
+      ASSERT_NE(*offload, nullptr);
+      auto got = Logits(*model);
+      ASSERT_TRUE(got.ok()) << got.status();
+      EXPECT_TRUE(*got == *ref) << "logits differ from the GGUF's in RAM";
+      if (slots > 0) EXPECT_GT((*offload)->executor().cache().counters().misses, 0u);
+      const double active = (*offload)->executor().sparsity().active_fraction();
+      EXPECT_GT(active, 0.2);
+      EXPECT_LT(active, 0.8);
+    }
+  }
+  // Offloaded, the GGUF's K-quant experts are never converted in RAM.
+  EXPECT_EQ(PackedCopyBytes(), copies_before);
+
+  // --kquant-as-q8 computes nothing as stored: such a pack is refused.
+  auto q8_model = Model::Load(*m, {.threads = 2, .max_batch = 5, .native_kquant = false});
+  ASSERT_TRUE(q8_model.ok()) << q8_model.status();
+  auto refused = EnableOffload(**q8_model, Opts());
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition) << refused.status();
+  EXPECT_NE(refused.status().message().find("convert --kquant-as-q8"), std::string::npos)
+      << refused.status();
+}
+
+// A Q4_K_M model converted with kquant_as_q8 (Q8_0 records, down
+// transposed): offloaded through a small cache it gives the logits of its
+// pack all in RAM.
+TEST_F(OffloadTest, KQuantModelRunsFromItsQ8_0Pack) {
+  st::testing::TempDir d;
+  auto m = st::testing::SynthModel(d.path(), "tiny-256", DType::kQ8_0, Gating::kSigmoid, 5, false,
+                                   "", SynthMix::kQ4_K_M);
+  ASSERT_TRUE(m.ok()) << m.status();
+  ASSERT_TRUE(WritePack({.gguf_path = *m, .progress = false, .kquant_as_q8 = true}).ok());
   const size_t copies_before = PackedCopyBytes();
   auto ref_model = Load(*m);
   auto ref_offload = EnableOffload(*ref_model, Opts());
   ASSERT_TRUE(ref_offload.ok()) << ref_offload.status();
   ASSERT_NE(*ref_offload, nullptr);
+  ASSERT_FALSE((*ref_offload)->executor().cache().pack().header().as_stored());
   auto ref = Logits(*ref_model);
   ASSERT_TRUE(ref.ok()) << ref.status();
   for (float v : *ref) ASSERT_TRUE(std::isfinite(v));

@@ -57,14 +57,38 @@ inline std::vector<uint8_t> ExpertBytes(const GgufFile& gguf, const GgufTensorIn
   return out;
 }
 
-// Checks one record against the GGUF it was made from: gate (re-laid when
+// Checks one record against the GGUF it was made from (as stored: above):
+// gate (re-laid when
 // kPackFlagGatePacked) and up (re-laid when kPackFlagUpSplit) byte-equal to
 // the GGUF's expert slices (their Q8_0 conversion for storage-only
 // formats), down^T equal to the transpose of the GGUF's
 // down (within one quantization step of the pack's block for Q4_0/Q8_0, exact
 // otherwise), padding zero. Returns "" or the first difference.
+// An as-stored record (kPackFlagAsStored): each matrix byte-equal to the
+// GGUF's expert slice, at its offset, zero padding after it.
+inline std::string CompareAsStoredRecord(const GgufFile& gguf, const PackHeader& h, int layer,
+                                         int expert, const char* record) {
+  const char* names[3] = {"ffn_gate_exps", "ffn_up_exps", "ffn_down_exps"};
+  for (int m = 0; m < 3; ++m) {
+    const GgufTensorInfo* t = gguf.FindTensor(absl::StrCat("blk.", layer, ".", names[m], ".weight"));
+    if (t == nullptr || t->storage == nullptr) return absl::StrCat("no stored ", names[m]);
+    if (t->storage->ggml_type != h.stored_types[3 * layer + m]) return "type differs";
+    const uint64_t n = h.MatrixBytes(layer, m);
+    if (n * t->ne[2] != t->n_bytes) return absl::StrCat(names[m], " size differs");
+    if (std::memcmp(record + h.matrix_offset[m], gguf.TensorData(*t) + expert * n, n) != 0) {
+      return absl::StrCat(names[m], " differs at layer ", layer, " expert ", expert);
+    }
+    const uint64_t end = m < 2 ? h.matrix_offset[m + 1] : h.record_size;
+    for (uint64_t i = h.matrix_offset[m] + n; i < end; ++i) {
+      if (record[i] != 0) return absl::StrCat("nonzero padding at byte ", i);
+    }
+  }
+  return "";
+}
+
 inline std::string CompareRecord(const GgufFile& gguf, const PackHeader& h, int layer, int expert,
                                  const char* record) {
+  if (h.as_stored()) return CompareAsStoredRecord(gguf, h, layer, expert, record);
   const std::string blk = absl::StrCat("blk.", layer, ".");
   const size_t n = h.matrix_bytes;
   for (int m = 0; m < 2; ++m) {

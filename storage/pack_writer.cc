@@ -7,10 +7,12 @@
 #include <cstdlib>
 #include <algorithm>
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "kernels/kquant_dot.h"
 #include "kernels/packed_matrix.h"
 #include "common/progress.h"
 #include "common/status_macros.h"
@@ -123,6 +125,91 @@ MatrixRef Readable(const MatrixRef& m, std::vector<char>& buffer) {
   return MatrixRef{.type = DType::kQ8_0, .data = buffer.data(), .rows = m.rows, .cols = m.cols};
 }
 
+// Whether every expert matrix is in a format kernels/kquant_dot.h computes
+// in, in whole 256-weight rows, with down as upstream stores it: the pack
+// can then hold the file's bytes (kPackFlagAsStored).
+bool StorableAsStored(const ModelConfig& c, const std::vector<ExpertStacks>& stacks) {
+  if (c.d_model % 256 != 0 || c.d_expert % 256 != 0) return false;
+  for (const ExpertStacks& s : stacks) {
+    if (s.down_transposed) return false;
+    for (const MatrixRef* m : {&s.gate, &s.up, &s.down}) {
+      if (m->storage == nullptr || !KQuantDotSupported(m->storage->ggml_type)) return false;
+    }
+  }
+  return true;
+}
+
+// Records built at once: two per thread.
+int RecordsPerBatch(const ThreadPool& pool) { return 2 * pool.num_threads(); }
+
+// Writes the records of pack `h` under `file`: record r is build(r, i,
+// buffer) (the buffer zeroed, h.record_size bytes, 4 KiB-aligned; i its
+// place in the batch, below RecordsPerBatch), built in parallel a batch at
+// a time and written in order, then the header.
+absl::Status WriteRecords(const PackWriterOptions& o, const PackHeader& h, TempFile& file,
+                          ThreadPool& pool,
+                          const std::function<void(uint64_t, int, char*)>& build) {
+  std::vector<uint64_t> checksums(h.record_count);
+  const int batch = RecordsPerBatch(pool);
+  std::unique_ptr<char, decltype(&std::free)> records(
+      static_cast<char*>(std::aligned_alloc(kPackAlignment, h.record_size * batch)), &std::free);
+  if (records == nullptr) return absl::ResourceExhaustedError("convert: cannot allocate record buffers");
+  ProgressBar bar("convert", h.file_size, o.progress);
+  for (uint64_t first = 0; first < h.record_count; first += batch) {
+    const int n = static_cast<int>(std::min<uint64_t>(batch, h.record_count - first));
+    pool.ParallelFor(n, [&](size_t begin, size_t end) {
+      for (size_t i = begin; i < end; ++i) {
+        char* rec = records.get() + i * h.record_size;
+        std::memset(rec, 0, h.record_size);
+        build(first + i, static_cast<int>(i), rec);
+        checksums[first + i] = RecordChecksum(rec, h.record_size);
+      }
+    });
+    for (int i = 0; i < n; ++i) {
+      const uint64_t r = first + i;
+      ST_RETURN_IF_ERROR(file.Write(records.get() + i * h.record_size, h.record_size,
+                                    h.records_offset + r * h.record_size));
+      bar.Add(h.record_size);
+    }
+  }
+  // The header goes last: until the final bytes land, the file has no magic.
+  const std::string prefix = SerializePackPrefix(h, checksums);
+  ST_RETURN_IF_ERROR(file.Write(prefix.data(), prefix.size(), 0));
+  ST_RETURN_IF_ERROR(file.Commit());
+  bar.Add(prefix.size());
+  bar.Finish();
+  return absl::OkStatus();
+}
+
+absl::StatusOr<PackWriteResult> WriteAsStored(const PackWriterOptions& o, const GgufFile& gguf,
+                                              const ModelConfig& c,
+                                              const std::vector<ExpertStacks>& stacks) {
+  std::vector<uint32_t> types;
+  for (const ExpertStacks& s : stacks) {
+    for (const MatrixRef* m : {&s.gate, &s.up, &s.down}) types.push_back(m->storage->ggml_type);
+  }
+  ST_ASSIGN_OR_RETURN(PackHeader h, PackHeader::MakeAsStored(GgufFingerprint(gguf), c.n_layers,
+                                                             c.n_experts, c.d_model, c.d_expert,
+                                                             std::move(types)));
+  PackWriteResult result{.path = o.out_path.empty() ? DefaultPackPath(o.gguf_path) : o.out_path,
+                         .bytes = h.file_size,
+                         .records = h.record_count,
+                         .as_stored = true};
+  TempFile file(result.path, o.pwrite_fn);
+  ST_RETURN_IF_ERROR(file.Open());
+  ThreadPool pool(o.threads);
+  ST_RETURN_IF_ERROR(WriteRecords(o, h, file, pool, [&](uint64_t r, int, char* rec) {
+    const int l = static_cast<int>(r / c.n_experts), e = static_cast<int>(r % c.n_experts);
+    const ExpertStacks& s = stacks[l];
+    const MatrixRef* ms[3] = {&s.gate, &s.up, &s.down};
+    for (int m = 0; m < 3; ++m) {
+      const MatrixRef x = ExpertStacks::Slice(*ms[m], e, c.n_experts);
+      std::memcpy(rec + h.matrix_offset[m], x.data, h.MatrixBytes(l, m));
+    }
+  }));
+  return result;
+}
+
 }  // namespace
 
 absl::StatusOr<PackWriteResult> WritePack(const PackWriterOptions& o) {
@@ -138,6 +225,7 @@ absl::StatusOr<PackWriteResult> WritePack(const PackWriterOptions& o) {
       }
     }
   }
+  if (!o.kquant_as_q8 && StorableAsStored(c, stacks)) return WriteAsStored(o, *gguf, c, stacks);
   const bool requant = !c.down_transposed && IsBlockQuantized(c.expert_type);
   // The gate is always computed whole: store it ready for the packed kernels.
   const bool gate_packed = (c.expert_type == DType::kQ4_0 || c.expert_type == DType::kQ8_0) &&
@@ -157,66 +245,39 @@ absl::StatusOr<PackWriteResult> WritePack(const PackWriterOptions& o) {
   TempFile file(result.path, o.pwrite_fn);
   ST_RETURN_IF_ERROR(file.Open());
 
-  std::vector<uint64_t> checksums(h.record_count);
-  // Records are built in parallel, a batch at a time (each its own buffer:
-  // transposing and re-quantizing down is the CPU-heavy part), and written
-  // in order.
+  // Each record is built in its own buffer: transposing and re-quantizing
+  // down is the CPU-heavy part.
   ThreadPool pool(o.threads);
-  const int batch = 2 * pool.num_threads();
-  std::unique_ptr<char, decltype(&std::free)> records(
-      static_cast<char*>(std::aligned_alloc(kPackAlignment, h.record_size * batch)), &std::free);
-  if (records == nullptr) return absl::ResourceExhaustedError("convert: cannot allocate record buffers");
-  std::vector<std::vector<float>> in(batch), out(batch);
-  std::vector<std::vector<char>> converted(batch);
-  ProgressBar bar("convert", h.file_size, o.progress);
-  for (uint64_t first = 0; first < h.record_count; first += batch) {
-    const int n = static_cast<int>(std::min<uint64_t>(batch, h.record_count - first));
-    pool.ParallelFor(n, [&](size_t begin, size_t end) {
-      for (size_t i = begin; i < end; ++i) {
-        const uint64_t r = first + i;
-        const int l = static_cast<int>(r / c.n_experts), e = static_cast<int>(r % c.n_experts);
-        const ExpertStacks& s = stacks[l];
-        char* rec = records.get() + i * h.record_size;
-        std::memset(rec, 0, h.record_size);
-        const MatrixRef gate = Readable(ExpertStacks::Slice(s.gate, e, c.n_experts), converted[i]);
-        if (gate_packed) {
-          PackRows(gate.type, gate.data, gate.rows, gate.cols, rec);
-        } else {
-          CopyMatrix(gate, rec);
-        }
-        const MatrixRef up = Readable(ExpertStacks::Slice(s.up, e, c.n_experts), converted[i]);
-        if (up_split) {
-          for (size_t row = 0; row < up.rows; ++row) {
-            SplitQ4_0Row(up.row(row), up.cols, rec + h.matrix_stride + row * up.row_bytes());
-          }
-        } else {
-          CopyMatrix(up, rec + h.matrix_stride);
-        }
-        const MatrixRef down = ExpertStacks::Slice(s.down, e, c.n_experts);
-        char* down_dst = rec + 2 * h.matrix_stride;
-        if (s.down_transposed) {
-          CopyMatrix(Readable(down, converted[i]), down_dst);  // already [d_expert, d_model]
-        } else {
-          // [d_model, d_expert] -> [d_expert, d_model], dequantized from the
-          // file's own format (a storage-only one too: one Q8_0 rounding).
-          TransposeMatrix(down, down_dst, in[i], out[i]);
-        }
-        checksums[r] = RecordChecksum(rec, h.record_size);
-      }
-    });
-    for (int i = 0; i < n; ++i) {
-      const uint64_t r = first + i;
-      const int l = static_cast<int>(r / c.n_experts), e = static_cast<int>(r % c.n_experts);
-      ST_RETURN_IF_ERROR(file.Write(records.get() + i * h.record_size, h.record_size, h.RecordOffset(l, e)));
-      bar.Add(h.record_size);
+  const int slots = RecordsPerBatch(pool);
+  std::vector<std::vector<float>> in(slots), out(slots);
+  std::vector<std::vector<char>> converted(slots);
+  ST_RETURN_IF_ERROR(WriteRecords(o, h, file, pool, [&](uint64_t r, int i, char* rec) {
+    const int l = static_cast<int>(r / c.n_experts), e = static_cast<int>(r % c.n_experts);
+    const ExpertStacks& s = stacks[l];
+    const MatrixRef gate = Readable(ExpertStacks::Slice(s.gate, e, c.n_experts), converted[i]);
+    if (gate_packed) {
+      PackRows(gate.type, gate.data, gate.rows, gate.cols, rec);
+    } else {
+      CopyMatrix(gate, rec);
     }
-  }
-  // The header goes last: until the final bytes land, the file has no magic.
-  const std::string prefix = SerializePackPrefix(h, checksums);
-  ST_RETURN_IF_ERROR(file.Write(prefix.data(), prefix.size(), 0));
-  ST_RETURN_IF_ERROR(file.Commit());
-  bar.Add(prefix.size());
-  bar.Finish();
+    const MatrixRef up = Readable(ExpertStacks::Slice(s.up, e, c.n_experts), converted[i]);
+    if (up_split) {
+      for (size_t row = 0; row < up.rows; ++row) {
+        SplitQ4_0Row(up.row(row), up.cols, rec + h.matrix_stride + row * up.row_bytes());
+      }
+    } else {
+      CopyMatrix(up, rec + h.matrix_stride);
+    }
+    const MatrixRef down = ExpertStacks::Slice(s.down, e, c.n_experts);
+    char* down_dst = rec + 2 * h.matrix_stride;
+    if (s.down_transposed) {
+      CopyMatrix(Readable(down, converted[i]), down_dst);  // already [d_expert, d_model]
+    } else {
+      // [d_model, d_expert] -> [d_expert, d_model], dequantized from the
+      // file's own format (a storage-only one too: one Q8_0 rounding).
+      TransposeMatrix(down, down_dst, in[i], out[i]);
+    }
+  }));
   return result;
 }
 

@@ -16,6 +16,10 @@ struct PackWriterOptions {
   std::string out_path;  // empty: DefaultPackPath(gguf_path)
   bool progress = true;  // progress bar on stderr (MB/s, ETA)
   int threads = 0;       // records built in parallel (transpose + re-quantize); 0 = all cores
+  // A K-quant file's experts as Q8_0 records (down transposed: sparse ReGLU
+  // down) even when they could be stored as the file holds them
+  // (kPackFlagAsStored, the default: 0.57x the bytes on a Q4_K_M).
+  bool kquant_as_q8 = false;
   // For tests: replaces pwrite(2) (same contract: bytes written or -1 with
   // errno set). Short writes are continued.
   using Fn = std::function<ssize_t(int fd, const void* buf, size_t n, off_t offset)>;
@@ -27,6 +31,7 @@ struct PackWriteResult {
   uint64_t bytes = 0;
   uint64_t records = 0;
   bool down_requantized = false;
+  bool as_stored = false;  // kPackFlagAsStored: the file's K-quant bytes
 };
 
 // Writes the pack under "<out>.tmp.<pid>": records first, then the header

@@ -512,6 +512,12 @@ void RegisterBench(CLI::App& app) {
     DecodeTraffic traffic = DecodeTrafficPerToken(c, m.weights());
     if (ev.local != nullptr) {  // K-quant experts computed as stored: their own bytes
       traffic.experts = static_cast<uint64_t>(c.n_layers) * c.top_k * ev.local->ExpertBytes();
+    } else if (*offload != nullptr && (*offload)->executor().cache().pack().header().as_stored()) {
+      const PackHeader& ph = (*offload)->executor().cache().pack().header();
+      traffic.experts = 0;
+      for (int l = 0; l < c.n_layers; ++l) {
+        for (int mi = 0; mi < 3; ++mi) traffic.experts += c.top_k * ph.MatrixBytes(l, mi);
+      }
     }
     // Bytes touched per token when the expert path reads a fraction `a` of
     // the up and down rows: gate rows always; up and down rows only where
@@ -581,7 +587,11 @@ void RegisterBench(CLI::App& app) {
     PrintClusterSummary(m);
     // The experts' computed type: a K-quant file's formats where they are
     // computed as stored.
-    const std::string native = ev.local != nullptr ? ev.local->NativeFormats() : "";
+    const std::string native =
+        ev.local != nullptr ? ev.local->NativeFormats()
+        : *offload != nullptr && (*offload)->executor().cache().pack().header().as_stored()
+            ? (*offload)->executor().cache().pack().header().TypeNames()
+            : "";
     const std::string type = native.empty() ? std::string(DTypeName(c.expert_type)) : native;
     const uint64_t size = m.file().file_size();
     const std::string where =

@@ -21,6 +21,7 @@ struct ConvertFlags {
   int threads = 0;
   bool verify = false;
   bool verify_only = false;
+  bool kquant_as_q8 = false;
   std::string source = "auto";
   int queue_depth = 64;
   int in_flight = 32;
@@ -43,14 +44,20 @@ int RunConvert(const ConvertFlags& f) {
     return 1;
   }
   if (!f.verify_only) {
-    auto r = WritePack({.gguf_path = f.model, .out_path = pack_path, .progress = !f.quiet, .threads = f.threads});
+    auto r = WritePack({.gguf_path = f.model,
+                        .out_path = pack_path,
+                        .progress = !f.quiet,
+                        .threads = f.threads,
+                        .kquant_as_q8 = f.kquant_as_q8});
     if (!r.ok()) {
       std::fprintf(stderr, "error: %s\n", r.status().ToString().c_str());
       return 1;
     }
     std::printf("wrote %s: %llu expert records, %s%s\n", r->path.c_str(),
                 static_cast<unsigned long long>(r->records), FormatBytes(r->bytes).c_str(),
-                r->down_requantized ? " (down transposed and re-quantized)" : "");
+                r->as_stored ? " (K-quant experts as the model stores them)"
+                : r->down_requantized ? " (down transposed and re-quantized)"
+                                      : "");
   }
   if (!f.verify && !f.verify_only) return 0;
   auto kind = ParseSourceKind(f.source);
@@ -75,7 +82,9 @@ void RegisterConvert(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand(
       "convert",
       "Write the expert pack (MODEL.gguf.stpack): every expert's gate, up and transposed down,\n"
-      "4 KiB-aligned with a checksum per record, for direct reads from SSD.");
+      "4 KiB-aligned with a checksum per record, for direct reads from SSD. A K-quant file's\n"
+      "Q4_K/Q6_K experts are kept as the file stores them (down not transposed), so they\n"
+      "compute exactly as in RAM.");
   cmd->add_option("model", f->model, "GGUF model file")->required();
   cmd->add_option("-o,--out", f->out, "Pack path (default: MODEL.gguf.stpack)");
   cmd->add_flag("-q,--quiet", f->quiet, "No progress bar");
@@ -85,6 +94,9 @@ void RegisterConvert(CLI::App& app) {
   cmd->add_flag("--verify", f->verify,
                 "Then read every record back through --source (checksums, GB/s)");
   cmd->add_flag("--verify-only", f->verify_only, "Only verify an existing pack");
+  cmd->add_flag("--kquant-as-q8", f->kquant_as_q8,
+                "Write K-quant experts as Q8_0 records with a transposed down (sparse ReGLU\n"
+                "down; 1.76x the bytes of a Q4_K_M's), for runs with --kquant-as-q8");
   cmd->add_option("--source", f->source, "auto, io_uring, pread, mmap or memory")
       ->check(CLI::IsMember({"auto", "io_uring", "pread", "mmap", "memory"}))
       ->capture_default_str();
@@ -105,7 +117,9 @@ void RegisterConvert(CLI::App& app) {
     if (!f->verify && !f->verify_only) {
       unused({"--source", "--queue-depth", "--in-flight"}, "no --verify or --verify-only");
     }
-    if (f->verify_only) unused({"--threads", "--quiet"}, "--verify-only writes nothing");
+    if (f->verify_only) {
+      unused({"--threads", "--quiet", "--kquant-as-q8"}, "--verify-only writes nothing");
+    }
     ExitCode() = RunConvert(*f);
   });
 }

@@ -67,12 +67,13 @@ int InspectPack(const std::string& path) {
   flag(kPackFlagDownRequantized, "down transposed and re-quantized");
   flag(kPackFlagGatePacked, "gate in the 16-row packed layout");
   flag(kPackFlagUpSplit, "up rows split (scales, then levels)");
+  flag(kPackFlagAsStored, "as the model stores them (down not transposed)");
   std::printf(
       "file         %s\nsize         %s\nkind         expert pack, version %u\n"
       "expert type  %s\nlayers       %u\nexperts      %u per layer, %llu records of %s\n"
       "d_model      %u\nd_expert     %u\nfingerprint  %016llx\nlayout       %s\n",
       path.c_str(), FormatBytes(h.file_size).c_str(), h.version,
-      std::string(DTypeName(h.expert_type)).c_str(), h.n_layers, h.n_experts,
+      h.TypeNames().c_str(), h.n_layers, h.n_experts,
       static_cast<unsigned long long>(h.record_count), FormatBytes(h.record_size).c_str(),
       h.d_model, h.d_expert, static_cast<unsigned long long>(h.fingerprint),
       flags.empty() ? "plain rows" : flags.c_str());

@@ -27,7 +27,8 @@ void RegisterSynth(CLI::App& app) {
   cmd->add_option("--type", flags->type,
                   "Weight type: f32 | f16 | bf16 | q8_0 | q4_0, or q4_k_m: llama.cpp's Q4_K_M mix\n"
                   "(Q4_K; Q6_K for the LM head and some attn_v and ffn_down; rows that are no\n"
-                  "whole 256-weight blocks in Q5_0 / Q8_0), which the engine converts to Q8_0")
+                  "whole 256-weight blocks in Q5_0 / Q8_0): the engine computes Q4_K and Q6_K\n"
+                  "experts as stored and converts the rest to Q8_0")
       ->check(CLI::IsMember({"f32", "f16", "bf16", "q8_0", "q4_0", "q4_k_m"}))
       ->capture_default_str();
   cmd->add_option("--out", flags->out, "Output GGUF path")->required();

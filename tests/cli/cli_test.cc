@@ -132,8 +132,9 @@ TEST_F(CliTest, SynthTakesAnotherHiddenSize) {
 }
 
 // A Q4_K_M file, as a user downloads one: inspect says how its experts are
-// computed; run computes them as stored in RAM (no conversion), and from a
-// Q8_0 pack under a memory budget.
+// computed; run computes them as stored in RAM (no conversion), and from
+// its pack, which holds them as stored, under a memory budget: the same
+// text. A Q8_0 pack (convert --kquant-as-q8) is what --kquant-as-q8 reads.
 TEST_F(CliTest, KQuantModelRunsInRamAndFromItsPack) {
   const std::string out = dir_.File("q4_k_m.gguf");
   ASSERT_EQ(Cli(absl::StrCat("synth --preset tiny-256 --type q4_k_m --out '", out, "'")).exit_code,
@@ -142,7 +143,7 @@ TEST_F(CliTest, KQuantModelRunsInRamAndFromItsPack) {
   ASSERT_EQ(r.exit_code, 0);
   EXPECT_NE(r.out.find("general.file_type                                15"), std::string::npos)
       << r.out;
-  EXPECT_NE(r.out.find("expert_type     Q4_K, Q6_K computed as stored (Q8_0 in an expert pack)"),
+  EXPECT_NE(r.out.find("expert_type     Q4_K, Q6_K computed as stored (in an expert pack too)"),
             std::string::npos)
       << r.out;
   auto run = [&](const std::string& args) {  // stdout and stderr
@@ -163,11 +164,34 @@ TEST_F(CliTest, KQuantModelRunsInRamAndFromItsPack) {
   EXPECT_NE(s.exit_code, 0);
   EXPECT_NE(s.out.find("--kquant-as-q8 cannot be combined with workers"), std::string::npos)
       << s.out;
-  ASSERT_EQ(Cli(absl::StrCat("convert '", out, "'")).exit_code, 0);
+  // The text, greedy (stdout only).
+  auto text = [&](const std::string& args) {
+    testing::ShellRun t = testing::RunShell(absl::StrCat(
+        "'", ST_CLI, "' run -m '", out, "' -p Hi -n 12 --temp 0 --ignore-eos ", args,
+        " 2>/dev/null"));
+    EXPECT_EQ(t.exit_code, 0) << args;
+    return t.out;
+  };
+  const std::string in_ram = text("");
+  CliRun c = Cli(absl::StrCat("convert '", out, "'"));
+  ASSERT_EQ(c.exit_code, 0);
+  EXPECT_NE(c.out.find("(K-quant experts as the model stores them)"), std::string::npos) << c.out;
+  r = Cli(absl::StrCat("inspect '", out, ".stpack'"));
+  EXPECT_NE(r.out.find("expert type  Q4_K, Q6_K"), std::string::npos) << r.out;
   s = run("-p Hi -n 6 --temp 0 --memory-budget 512MiB");  // room for ASan's RSS
   ASSERT_EQ(s.exit_code, 0) << s.out;
   EXPECT_NE(s.out.find("experts via "), std::string::npos) << s.out;
   EXPECT_EQ(s.out.find("converting to Q8_0 in RAM"), std::string::npos) << s.out;
+  EXPECT_EQ(text("--memory-budget 512MiB"), in_ram);
+  // --kquant-as-q8 needs a Q8_0 pack, which convert --kquant-as-q8 writes.
+  s = run("-p Hi -n 2 --kquant-as-q8 --memory-budget 512MiB");
+  EXPECT_NE(s.exit_code, 0);
+  EXPECT_NE(s.out.find("convert --kquant-as-q8"), std::string::npos) << s.out;
+  c = Cli(absl::StrCat("convert --kquant-as-q8 '", out, "'"));
+  ASSERT_EQ(c.exit_code, 0);
+  EXPECT_NE(c.out.find("(down transposed and re-quantized)"), std::string::npos) << c.out;
+  s = run("-p Hi -n 2 --kquant-as-q8 --memory-budget 512MiB");
+  EXPECT_EQ(s.exit_code, 0) << s.out;
 }
 
 TEST_F(CliTest, TokenizeAndDetokenizeRoundTrip) {
