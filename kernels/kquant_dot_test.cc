@@ -11,10 +11,12 @@
 #include <random>
 #include <vector>
 
+#include "common/thread_pool.h"
 #include "gtest/gtest.h"
 #include "kernels/fp16.h"
 #include "kernels/ggml_storage.h"
 #include "kernels/kquant_dot.h"
+#include "kernels/matmul.h"
 #include "kernels/quant.h"
 #include "kernels/test_util.h"
 
@@ -203,6 +205,48 @@ TEST(KQuantDotTest, Q4_KMinsThatCancelTheLevels) {
     DotRowsKQuant(kGgmlQ4_K, w.data(), w.size(), nullptr, 1, &xs, 1, n, &got, 1);
     EXPECT_NEAR(got, 0.0, 1e-6 * abs);
   });
+}
+
+// A dense matrix computed as stored (model/weights.h): MatMul and
+// MatMulMany give every (row, vector) DotRowsKQuant's own number, whatever
+// the vector count (chunks of 8), thread count or job mix.
+TEST(KQuantDotTest, MatMulOfAStoredMatrixIsTheRowKernels) {
+  constexpr size_t kRows = 259, kCols = 256;  // rows: no multiple of 2, 4 or 16
+  ThreadPool pool(2);
+  for (uint32_t type : kTypes) {
+    const std::vector<uint8_t> w = RandomRows(type, kRows, kCols, 31 + type);
+    const MatrixRef m{.type = DType::kQ8_0, .data = w.data(), .rows = kRows, .cols = kCols,
+                      .storage = FindStorageFormat(type)};
+    ASSERT_EQ(m.row_bytes(), kCols / 256 * BlockBytes(type));
+    for (size_t n_vecs : {1, 5, 11}) {
+      SCOPED_TRACE(::testing::Message() << "type " << type << " vectors " << n_vecs);
+      const std::vector<float> x = Gaussian(n_vecs * kCols, 7 + n_vecs, 2.0f);
+      Activations act;
+      act.Prepare(x.data(), n_vecs, kCols, /*need_q8=*/true);
+      std::vector<float> want(n_vecs * kRows);
+      for (size_t i = 0; i < n_vecs; ++i) {
+        const BlockQ8_0* xs = act.q8(i);
+        for (size_t r = 0; r < kRows; ++r) {
+          DotRowsKQuant(type, m.row(r), m.row_bytes(), nullptr, 1, &xs, 1, kCols,
+                        &want[i * kRows + r], 1);
+        }
+      }
+      for (ThreadPool* p : {static_cast<ThreadPool*>(nullptr), &pool}) {
+        std::vector<float> got(want.size(), -1.0f);
+        MatMul(m, act, got.data(), p);
+        EXPECT_EQ(got, want);
+        // Beside a Q8_0 matrix in one fork-join, as attention's q, k and v.
+        std::vector<float> got_many(want.size(), -1.0f), other(n_vecs * 32);
+        std::vector<BlockQ8_0> q8_rows(32 * kCols / kQK);
+        const std::vector<float> o = Gaussian(32 * kCols, 3, 1.0f);
+        QuantizeRow(DType::kQ8_0, o.data(), q8_rows.data(), o.size());
+        const MatrixRef q8m{.type = DType::kQ8_0, .data = q8_rows.data(), .rows = 32, .cols = kCols};
+        const MatMulJob jobs[] = {{&q8m, &act, other.data()}, {&m, &act, got_many.data()}};
+        MatMulMany(jobs, p);
+        EXPECT_EQ(got_many, want);
+      }
+    }
+  }
 }
 
 TEST(KQuantDotTest, SupportedTypes) {

@@ -4,6 +4,7 @@
 
 #include "glog/logging.h"
 #include "kernels/fp16.h"
+#include "kernels/kquant_dot.h"
 #include "kernels/packed_matrix.h"
 
 namespace st {
@@ -39,15 +40,24 @@ size_t ChunksPerThread(size_t units, const ThreadPool& pool) {
 // AVX-512, 13 KB as Q8_0) stay in L1/L2 while the tile's rows pass over them.
 constexpr size_t kVecChunk = 8;
 
-// Rows [begin, end) of w against every vector of x.
+// Rows [begin, end) of w against every vector of x. A K-quant w (`storage`
+// set, computed as stored: model/weights.h) against x's Q8_0 blocks.
 void MatMulRange(const MatrixRef& w, const Activations& x, size_t begin, size_t end, float* y) {
   const size_t n_vecs = x.n_vecs();
   VecRef vecs[kVecChunk];
+  const BlockQ8_0* q8[kVecChunk];
   const size_t tile_rows = std::max<size_t>(1, kTileBytes / w.row_bytes());
   for (size_t r = begin; r < end; r += tile_rows) {
     const size_t r_end = std::min(end, r + tile_rows);
     for (size_t i = 0; i < n_vecs; i += kVecChunk) {
       const size_t count = std::min(kVecChunk, n_vecs - i);
+      if (w.storage != nullptr) {
+        DCHECK(x.has_q8());
+        for (size_t k = 0; k < count; ++k) q8[k] = x.q8(i + k);
+        DotRowsKQuant(w.storage->ggml_type, w.row(r), w.row_bytes(), nullptr, r_end - r, q8,
+                      count, w.cols, y + i * w.rows + r, w.rows);
+        continue;
+      }
       for (size_t k = 0; k < count; ++k) vecs[k] = x.vec(i + k);
       DotRowsMulti(w.type, w.row(r), w.row_bytes(), r_end - r, vecs, count, y + i * w.rows + r,
                    w.rows);

@@ -32,9 +32,10 @@ struct MatrixRef {
   // read such a matrix; the bytes per row are the same.
   bool split_rows = false;
   // Set: `data` holds the matrix in this ggml storage format
-  // (kernels/ggml_storage.h), which no kernel reads; `type` (Q8_0) is what
-  // it becomes once converted (model/mapped_repack.h ConvertedFromMapping).
-  // Only views of GGUF expert tensors carry it.
+  // (kernels/ggml_storage.h); `type` (Q8_0) is what it becomes once
+  // converted (model/mapped_repack.h ConvertedFromMapping). Only Q4_K and
+  // Q6_K are computed as stored (kernels/kquant_dot.h: MatMul, and
+  // ExpertPhases for experts); only views of GGUF tensors carry it.
   const StorageFormat* storage = nullptr;
 
   // Bytes of one row as `data` holds it.
@@ -108,8 +109,9 @@ class Activations {
 
 // y[i * w.rows + r] = DotRow(w.row(r), x.vec(i)) for every vector i and row r
 // (with w.packed and q8 activations: the packed kernel's sums, within float
-// rounding of DotRow). x.cols() == w.cols. Rows are split across `pool` (may
-// be null: one thread).
+// rounding of DotRow; w in Q4_K / Q6_K as stored: DotRowsKQuant against
+// x's Q8_0 blocks, which x must have). x.cols() == w.cols. Rows are split
+// across `pool` (may be null: one thread).
 void MatMul(const MatrixRef& w, const Activations& x, float* y, ThreadPool* pool);
 
 // One product of MatMulMany: y = x @ w^T as MatMul computes it.

@@ -8,6 +8,7 @@
 // LM-head slice [32768 x 1536] (the full head is 151936 rows). BM_PackedMatMul
 // runs the Q4_0/Q8_0 cases on the 16-row packed layout (packed_matrix.h).
 // ST_BENCH_AVX2=1 measures the AVX2 kernels (kernels/benchmark_targets.h).
+#include <cstring>
 #include <random>
 #include <string>
 #include <vector>
@@ -16,6 +17,8 @@
 #include "common/huge_page_arena.h"
 #include "common/thread_pool.h"
 #include "kernels/benchmark_targets.h"
+#include "kernels/fp16.h"
+#include "kernels/ggml_storage.h"
 #include "kernels/matmul.h"
 #include "kernels/packed_matrix.h"
 
@@ -144,7 +147,66 @@ void BM_PackedMatMulCold(benchmark::State& state) {
                  BenchTargetSuffix());
 }
 
+// Dense Q4_K / Q6_K matrices computed as stored (model/weights.h: a K-quant
+// file's attention and LM head), against BM_PackedMatMulCold's Q8_0 that
+// they were converted to before: distinct [6144 x 1536] matrices from DRAM
+// (256 MiB), MatMul split over the pool. Random levels and scales with sane
+// f16 scales (every byte pattern is a valid block). args: ggml type,
+// threads, vecs (1: decode; 8, 64: prefill batches).
+void BM_StoredMatMulCold(benchmark::State& state) {
+  const auto ggml_type = static_cast<uint32_t>(state.range(0));
+  const int threads = static_cast<int>(state.range(1));
+  const size_t vecs = static_cast<size_t>(state.range(2));
+  constexpr size_t kRows = 6144, kCols = 1536;
+  const StorageFormat* f = FindStorageFormat(ggml_type);
+  const size_t bytes = kRows * kCols / f->block_elems * f->block_bytes;
+  const size_t count = (size_t{256} << 20) / bytes;
+  auto arena = HugePageArena::Create(bytes * count);
+  if (!arena.ok()) {
+    state.SkipWithError(std::string(arena.status().message()).c_str());
+    return;
+  }
+  std::mt19937 rng(5);
+  std::vector<char> one(bytes);
+  for (char& c : one) c = static_cast<char>(rng());
+  const uint16_t scale = F32ToF16(0.01f);
+  for (size_t b = 0; b < bytes / f->block_bytes; ++b) {
+    char* blk = one.data() + b * f->block_bytes;
+    if (ggml_type == kGgmlQ4_K) {
+      std::memcpy(blk, &scale, 2);
+      std::memcpy(blk + 2, &scale, 2);
+    } else {
+      std::memcpy(blk + 208, &scale, 2);
+    }
+  }
+  for (size_t i = 0; i < count; ++i) std::memcpy((*arena)->data() + i * bytes, one.data(), bytes);
+  const std::vector<float> x = Gaussian(kCols * vecs, 2);
+  Activations act;
+  act.Prepare(x.data(), vecs, kCols, /*need_q8=*/true);
+  std::vector<float> y(kRows * vecs);
+  ThreadPool pool(threads);
+  size_t next = 0;
+  for (auto _ : state) {
+    const MatrixRef m{.type = DType::kQ8_0,
+                      .data = (*arena)->data() + (next++ % count) * bytes,
+                      .rows = kRows,
+                      .cols = kCols,
+                      .storage = f};
+    MatMul(m, act, y.data(), threads > 1 ? &pool : nullptr);
+    benchmark::DoNotOptimize(y.data());
+    benchmark::ClobberMemory();
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * bytes);
+  state.SetItemsProcessed(static_cast<int64_t>(state.iterations()) * vecs);  // vectors (tokens)
+  state.SetLabel(std::string(f->name) + " as stored, from DRAM" + BenchTargetSuffix());
+}
+
 BENCHMARK(BM_MatMul)->Apply(Args)->UseRealTime();
+BENCHMARK(BM_StoredMatMulCold)
+    ->ArgNames({"type", "threads", "vecs"})
+    ->ArgsProduct({{kGgmlQ4_K, kGgmlQ6_K}, {1, 2}, {1}})
+    ->ArgsProduct({{kGgmlQ4_K, kGgmlQ6_K}, {2}, {8, 64}})
+    ->UseRealTime();
 BENCHMARK(BM_PackedMatMulCold)
     ->ArgNames({"type", "threads", "whole", "rows", "vecs"})
     // Expert-shaped (768 rows) and attention/LM-head-like (6144) mat-vecs.
@@ -159,6 +221,8 @@ BENCHMARK(BM_PackedMatMulCold)
     // compute-bound (packed_matmul_simd.cc).
     ->ArgsProduct({{static_cast<int64_t>(DType::kQ4_0), static_cast<int64_t>(DType::kQ8_0)},
                    {1, 2}, {0}, {6144}, {2, 4, 8}})
+    // A prefill batch, beside BM_StoredMatMulCold's.
+    ->ArgsProduct({{static_cast<int64_t>(DType::kQ8_0)}, {2}, {0}, {6144}, {64}})
     ->UseRealTime();
 BENCHMARK(BM_PackedMatMul)->Apply(PackedArgs)->UseRealTime();
 

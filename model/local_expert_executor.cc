@@ -62,7 +62,8 @@ absl::Status PrepareStorageConversion(const std::vector<ExpertStacks>& stacks) {
   LOG(WARNING) << what << ": converting to Q8_0 in RAM (" << FormatBytes(file_bytes)
                << " in the file -> " << FormatBytes(q8_bytes)
                << "; the kernels compute in Q4_0 and Q8_0). Under --memory-budget they are read "
-                  "from the expert pack instead (`smallthinker convert` writes it in Q8_0)";
+                  "from the expert pack instead (`smallthinker convert` writes it; with "
+                  "--kquant-as-q8, `smallthinker convert --kquant-as-q8`)";
   return absl::OkStatus();
 }
 

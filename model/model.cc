@@ -20,7 +20,9 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Load(const std::string& path,
   }
   ST_ASSIGN_OR_RETURN(m->file_, GgufFile::Open(path));
   ST_ASSIGN_OR_RETURN(m->config_, LoadModelConfig(*m->file_));
-  ST_ASSIGN_OR_RETURN(m->weights_, DenseWeights::Load(*m->file_, m->config_));
+  ST_ASSIGN_OR_RETURN(m->weights_,
+                      DenseWeights::Load(*m->file_, m->config_,
+                                         options.native_kquant && options.dense_kquant_as_stored));
   if (options.repack) ST_RETURN_IF_ERROR(m->weights_.PackForKernels(*m->file_));
   if (options.huge_pages) ST_RETURN_IF_ERROR(m->weights_.MoveToHugePages());
   SetExpertRepack(options.repack);

@@ -130,26 +130,35 @@ std::string ExpectReadsAsQ8_0(StorageTypesTest* t, testing::GgufContents content
   return storage_path;
 }
 
+// With native K-quants off (--kquant-as-q8): a Q6_K tensor converted to
+// Q8_0 at load.
 std::string ExpectQ6_KReadsAsQ8_0(StorageTypesTest* t, testing::GgufContents contents,
                                   const std::string& name, const std::string& dir_file) {
-  return ExpectReadsAsQ8_0(t, std::move(contents), {{name, kGgmlQ6_K}}, dir_file);
+  return ExpectReadsAsQ8_0(t, std::move(contents), {{name, kGgmlQ6_K}}, dir_file,
+                           {{.threads = 1, .native_kquant = false}});
+}
+
+// max |a - b| < 5% of max |b| (Q6_K keeps values to ~1%).
+::testing::AssertionResult NearLogits(const std::vector<float>& a, const std::vector<float>& b) {
+  if (a.size() != b.size() || a.empty()) return ::testing::AssertionFailure() << "sizes differ";
+  double err = 0, mag = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    err = std::max(err, static_cast<double>(std::fabs(a[i] - b[i])));
+    mag = std::max(mag, static_cast<double>(std::fabs(b[i])));
+  }
+  if (err < 0.05 * mag) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure() << "max |diff| " << err << " of max |logit| " << mag;
 }
 
 TEST_F(StorageTypesTest, Q6_KLmHeadReadsAsItsValuesInQ8_0) {
   const std::string q6_path =
       ExpectQ6_KReadsAsQ8_0(this, contents_, "output.weight", dir_.File("head"));
   ASSERT_FALSE(q6_path.empty());
-  // Near the original head's logits (Q6_K keeps the values to ~1%).
-  const std::vector<float> a = Logits(q6_path), orig = Logits(dir_.File("q8.gguf"));
-  ASSERT_EQ(orig.size(), a.size());
-  double err = 0, mag = 0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    err = std::max(err, static_cast<double>(std::fabs(a[i] - orig[i])));
-    mag = std::max(mag, static_cast<double>(std::fabs(orig[i])));
-  }
-  EXPECT_LT(err, 0.05 * mag) << "max |diff| " << err << " of max |logit| " << mag;
+  // Near the original head's logits.
+  EXPECT_TRUE(NearLogits(Logits(q6_path, {.threads = 1, .native_kquant = false}),
+                         Logits(dir_.File("q8.gguf"))));
   // Packed, the converted head is held once: its row-layout copy is gone.
-  auto m = Model::Load(q6_path, ModelOptions{.threads = 1});
+  auto m = Model::Load(q6_path, ModelOptions{.threads = 1, .native_kquant = false});
   ASSERT_TRUE(m.ok()) << m.status();
   const MatrixRef& head = (*m)->weights().output;
   if (head.packed != nullptr) {
@@ -157,7 +166,8 @@ TEST_F(StorageTypesTest, Q6_KLmHeadReadsAsItsValuesInQ8_0) {
   }
   // --huge-pages --no-repack: the converted head is in 2 MiB pages already
   // and is not copied again (the other hot matrices are, into one arena).
-  auto h = Model::Load(q6_path, ModelOptions{.threads = 1, .huge_pages = true, .repack = false});
+  auto h = Model::Load(q6_path, ModelOptions{.threads = 1, .huge_pages = true, .repack = false,
+                                             .native_kquant = false});
   ASSERT_TRUE(h.ok()) << h.status();
   const DenseWeights& w = (*h)->weights();
   ASSERT_EQ(w.arenas.size(), 2u);
@@ -172,9 +182,50 @@ TEST_F(StorageTypesTest, Q6_KTiedEmbeddingReadsAsItsValuesInQ8_0) {
   const std::string q6_path =
       ExpectQ6_KReadsAsQ8_0(this, contents_, "token_embd.weight", dir_.File("tied"));
   ASSERT_FALSE(q6_path.empty());
-  auto m = Model::Load(q6_path, ModelOptions{.threads = 1});
+  auto m = Model::Load(q6_path, ModelOptions{.threads = 1, .native_kquant = false});
   ASSERT_TRUE(m.ok()) << m.status();
   EXPECT_NE((*m)->weights().token_embd.data, nullptr) << "the embedding reads rows";
+}
+
+// With dense_kquant_as_stored a Q6_K LM head (tied or not) is computed as
+// stored: no Q8_0 copy, it stays in the file mapping (counted as dense
+// bytes there), its logits are the same for any thread count and batch
+// size and near the converted head's (each weight exact rather than
+// rounded once more).
+TEST_F(StorageTypesTest, Q6_KLmHeadComputedAsStored) {
+  for (bool tied : {false, true}) {
+    SCOPED_TRACE(tied ? "tied" : "output.weight");
+    testing::GgufContents contents = contents_;
+    if (tied) contents.EraseTensor("output.weight");
+    const std::string name = tied ? "token_embd.weight" : "output.weight";
+    const std::string path =
+        ExpectQ6_KReadsAsQ8_0(this, contents, name, dir_.File(tied ? "tied-native" : "native-head"));
+    ASSERT_FALSE(path.empty());
+    auto m = Model::Load(path, ModelOptions{.threads = 1, .dense_kquant_as_stored = true});
+    ASSERT_TRUE(m.ok()) << m.status();
+    const DenseWeights& w = (*m)->weights();
+    EXPECT_EQ(w.output.storage, FindStorageFormat(kGgmlQ6_K));
+    EXPECT_EQ(w.output.packed, nullptr);
+    EXPECT_TRUE((*m)->file().Contains(w.output.data)) << "read from the mapping";
+    if (tied) EXPECT_EQ(w.token_embd.data, w.output.data);
+    EXPECT_TRUE(w.arenas.size() <= 1u) << "no conversion arena beside the packed one";
+    uint64_t dense = 0;
+    for (const GgufTensorInfo& t : (*m)->file().tensors()) {
+      if (t.name.find("_exps.") == std::string::npos) dense += t.n_bytes;
+    }
+    EXPECT_EQ(w.dense_bytes, dense);
+    const std::vector<float> one = Logits(path, {.threads = 1, .dense_kquant_as_stored = true});
+    for (const ModelOptions& o :
+         {ModelOptions{.threads = 2, .dense_kquant_as_stored = true},
+          ModelOptions{.threads = 2, .max_batch = 1, .dense_kquant_as_stored = true}}) {
+      const std::vector<float> other = Logits(path, o);
+      ASSERT_EQ(other.size(), one.size());
+      EXPECT_EQ(std::memcmp(other.data(), one.data(), one.size() * sizeof(float)), 0);
+    }
+    const std::vector<float> converted = Logits(path, {.threads = 1});  // the default
+    EXPECT_TRUE(NearLogits(one, converted));
+    EXPECT_NE(std::memcmp(one.data(), converted.data(), one.size() * sizeof(float)), 0);
+  }
 }
 
 // An embedding in a K-quant format that is not the LM head stays in the

@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/status_macros.h"
+#include "kernels/kquant_dot.h"
 #include "kernels/packed_matrix.h"
 #include "kernels/quant.h"
 #include "model/tensor_names.h"
@@ -32,12 +33,16 @@ absl::StatusOr<MatrixRef> Matrix(const GgufFile& f, const std::string& name) {
   return TensorMatrix(f, *t);
 }
 
-// What the load converted (one log line for all of them).
+// What the load converted (one log line for all of them), and what it
+// kept in the file to compute as stored.
 struct Conversions {
   int tensors = 0;
   uint64_t file_bytes = 0, q8_bytes = 0;
   std::set<std::string> types;
   bool only_lm_head = true;
+  bool native_kquant = true;
+  std::set<const GgufTensorInfo*> kept;
+  std::set<std::string> kept_types;
 };
 
 // A tensor in a storage-only format (kernels/ggml_storage.h) as Q8_0, row
@@ -68,11 +73,19 @@ absl::StatusOr<MatrixRef> ConvertToQ8_0(const GgufFile& f, const GgufTensorInfo&
   return m;
 }
 
-// A dense matrix: in place, or converted when stored in a storage-only format.
+// A dense matrix: in place (a Q4_K / Q6_K one too, computed as stored when
+// log.native_kquant), or converted when stored in another storage-only
+// format.
 absl::StatusOr<MatrixRef> DenseMatrix(const GgufFile& f, const std::string& name,
                                       std::vector<std::shared_ptr<const HugePageArena>>& arenas,
                                       Conversions& log) {
   ST_ASSIGN_OR_RETURN(const GgufTensorInfo* t, Find(f, name));
+  if (t->storage != nullptr && log.native_kquant && KQuantDotSupported(t->storage->ggml_type) &&
+      t->ne[0] % 256 == 0) {
+    log.kept.insert(t);
+    log.kept_types.insert(std::string(t->type_name()));
+    return TensorMatrix(f, *t);
+  }
   if (t->storage != nullptr) return ConvertToQ8_0(f, *t, arenas, log);
   return TensorMatrix(f, *t);
 }
@@ -100,10 +113,12 @@ MatrixRef TensorMatrix(const GgufFile& file, const GgufTensorInfo& info) {
                    .storage = info.storage};
 }
 
-absl::StatusOr<DenseWeights> DenseWeights::Load(const GgufFile& f, const ModelConfig& c) {
+absl::StatusOr<DenseWeights> DenseWeights::Load(const GgufFile& f, const ModelConfig& c,
+                                                bool native_kquant) {
   namespace tn = tensor_names;
   DenseWeights w;
   Conversions log;
+  log.native_kquant = native_kquant;
   // The embedding in a storage-only format stays in the file when it is not
   // also the LM head: a lookup dequantizes one row (Forward::Embed), exact
   // and without a resident Q8_0 copy (the 4b's Q4_K table would take 236
@@ -140,10 +155,14 @@ absl::StatusOr<DenseWeights> DenseWeights::Load(const GgufFile& f, const ModelCo
                          ? "; quantize with --output-tensor-type q8_0 (or q4_0) to skip this"
                          : "");
   }
+  if (!log.kept.empty()) {
+    LOG(INFO) << log.kept.size() << " dense tensor(s) in " << absl::StrJoin(log.kept_types, ", ")
+              << " computed as stored";
+  }
   // Converted tensors are resident already (their file pages released).
   for (const GgufTensorInfo& t : f.tensors()) {
     if (t.name.find("_exps.") == std::string::npos &&
-        (t.storage == nullptr || (embd_in_file && &t == embd))) {
+        (t.storage == nullptr || (embd_in_file && &t == embd) || log.kept.contains(&t))) {
       w.dense_bytes += t.n_bytes;
     }
   }
@@ -200,7 +219,10 @@ absl::Status DenseWeights::MoveToHugePages() {
 
 absl::Status DenseWeights::PackForKernels(const GgufFile& file) {
   std::vector<MatrixRef*> hot = HotMatrices();
-  std::erase_if(hot, [](const MatrixRef* m) { return !CanPack(m->type, m->rows, m->cols); });
+  // (A K-quant matrix computed as stored is read in its rows.)
+  std::erase_if(hot, [](const MatrixRef* m) {
+    return m->storage != nullptr || !CanPack(m->type, m->rows, m->cols);
+  });
   std::vector<const void*> unused;  // converted row-layout copies now packed
   ST_RETURN_IF_ERROR(CopyToArena(hot, [&](MatrixRef* m, char* dst) {
     PackRows(m->type, m->data, m->rows, m->cols, dst);

@@ -54,14 +54,20 @@ struct ExpertStacks {
 
 // Thread-safe (read-only after Load). Views stay valid while `file` lives.
 struct DenseWeights {
-  // [vocab_size, d_model]; in a storage-only format and not tied, left in
-  // the file with `storage` set (Forward::Embed dequantizes its rows).
+  // [vocab_size, d_model]; in a storage-only format and not tied (or tied
+  // and computed as stored), left in the file with `storage` set
+  // (Forward::Embed dequantizes its rows).
   MatrixRef token_embd;
   std::vector<float> output_norm;  // [d_model]
   MatrixRef output;                // [vocab_size, d_model]; == token_embd when tied
   std::vector<LayerWeights> layers;
 
-  static absl::StatusOr<DenseWeights> Load(const GgufFile& file, const ModelConfig& config);
+  // native_kquant (ModelOptions::dense_kquant_as_stored): matrices in Q4_K
+  // or Q6_K with whole 256-weight rows stay in the file, `storage` set,
+  // and are computed as stored (kernels/matmul.h MatMul); otherwise, like
+  // every other storage-only format, they are converted to Q8_0 here.
+  static absl::StatusOr<DenseWeights> Load(const GgufFile& file, const ModelConfig& config,
+                                           bool native_kquant = false);
 
   // Copies the matrices read every decode step (attention, router, LM head;
   // not the embedding table unless it is the tied LM head) into one

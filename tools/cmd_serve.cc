@@ -32,6 +32,7 @@ void RegisterServe(CLI::App& app) {
     int parallel = 4, queue = 64, threads = 0, batch = 256;
     int prefill_while_decoding = EngineOptions{}.prefill_while_decoding;
     std::string cpus;
+    bool dense_kquant_as_stored = false;
     int64_t ctx = 4096;
     std::string kv_budget = "0";
     std::string api_key, tls_cert, tls_key;
@@ -90,6 +91,10 @@ void RegisterServe(CLI::App& app) {
       ->check(CLI::Range(0, 1024))
       ->capture_default_str();
   AddCpusFlag(cmd, &f->cpus);
+  cmd->add_flag("--kquant-dense-as-stored", f->dense_kquant_as_stored,
+                "Compute Q4_K/Q6_K attention and LM-head weights as stored, not converted to\n"
+                "Q8_0 at load: ~5% less memory for a Q4_K_M, so a --memory-budget caches\n"
+                "more experts; in RAM ~9% slower decode");
   AddOffloadFlags(cmd, &f->offload);
   AddWorkerFlags(cmd, &f->workers);
   cmd->add_option("--api-key", f->api_key,
@@ -205,9 +210,11 @@ void RegisterServe(CLI::App& app) {
     if (const char* delay = std::getenv("ST_SERVE_TEST_LOAD_DELAY_MS")) {
       std::this_thread::sleep_for(std::chrono::milliseconds(std::atoi(delay)));
     }
-    auto model = Model::Load(f->model, ModelOptions{.threads = f->threads,
-                                                    .cpus = CpusFrom(f->cpus),
-                                                    .max_batch = f->batch});
+    auto model =
+        Model::Load(f->model, ModelOptions{.threads = f->threads,
+                                           .cpus = CpusFrom(f->cpus),
+                                           .max_batch = f->batch,
+                                           .dense_kquant_as_stored = f->dense_kquant_as_stored});
     if (!model.ok()) return Fail(model.status());
     // Experts on workers (--workers / --cluster-config), or from the pack
     // beside the model (as run/chat do); with --memory-budget the plan

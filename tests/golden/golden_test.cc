@@ -52,6 +52,7 @@ struct GoldenCase {
   bool tied = false;
   DType kv_type = DType::kF32;
   SynthMix mix = SynthMix::kNone;
+  bool dense_kquant_as_stored = false;  // ModelOptions' (and reference.py's flag)
 };
 
 std::vector<int32_t> Tokens(int n, int vocab) {
@@ -71,7 +72,10 @@ TEST_P(GoldenTest, LogitsMatchNumpyReference) {
   testing::TempDir dir;
   auto path = testing::SynthModel(dir.path(), c.preset, c.type, c.gating, 11, c.tied, "", c.mix);
   ASSERT_TRUE(path.ok()) << path.status();
-  auto model = Model::Load(*path, ModelOptions{.threads = 2, .max_batch = c.max_batch, .kv_type = c.kv_type});
+  auto model = Model::Load(*path, ModelOptions{.threads = 2,
+                                               .max_batch = c.max_batch,
+                                               .kv_type = c.kv_type,
+                                               .dense_kquant_as_stored = c.dense_kquant_as_stored});
   ASSERT_TRUE(model.ok()) << model.status();
   const int vocab = (*model)->config().vocab_size;
   const std::vector<int32_t> tokens = Tokens(c.n_tokens, vocab);
@@ -92,7 +96,8 @@ TEST_P(GoldenTest, LogitsMatchNumpyReference) {
   const bool quant = IsBlockQuantized(c.type);
   const std::string cmd =
       absl::StrCat("/usr/bin/python3 '", ST_SOURCE_DIR, "/tests/golden/reference.py' '", *path,
-                   "' '", tok_file, "' '", out_file, "'", quant ? " --q8-activations" : "");
+                   "' '", tok_file, "' '", out_file, "'", quant ? " --q8-activations" : "",
+                   c.dense_kquant_as_stored ? " --kquant-dense-as-stored" : "");
   ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
   std::ifstream in(out_file, std::ios::binary);
   std::vector<double> ref(tokens.size() * vocab);
@@ -139,10 +144,18 @@ TEST_P(GoldenTest, LogitsMatchNumpyReference) {
   const int n = static_cast<int>(tokens.size());
   // A K-quant mix: the reference decodes the file's own blocks and takes
   // them through Q8_0 as the engine does, so every position must agree (a
-  // slipped scale or layout fails several).
+  // slipped scale or layout fails several). With dense K-quants computed as
+  // stored the argmax is judged as for other quantized weights: those
+  // kernels sum in float32 what the Q8_0 ones summed as integers, ~1.4e-7
+  // relative from float64 (measured on layer 0's q), and that flips a Q8_0
+  // activation level now and then: fed the engine's layer-0 q, the
+  // reference gave the engine's logits exactly, where its own q gave 1.2%
+  // at every position from the fifth on (session 28).
   if (c.mix != SynthMix::kNone) {
     EXPECT_EQ(close, n) << c.name << ": positions within 5% relative RMS";
-    EXPECT_EQ(same_argmax, n) << c.name << ": positions with the same argmax";
+    if (!c.dense_kquant_as_stored) {
+      EXPECT_EQ(same_argmax, n) << c.name << ": positions with the same argmax";
+    }
   }
   EXPECT_GE(close, 0.85 * n) << c.name << ": positions within 5% relative RMS";
   EXPECT_GE(same_argmax, 0.85 * n) << c.name << ": positions with the same argmax";
@@ -178,7 +191,11 @@ INSTANTIATE_TEST_SUITE_P(
         // computed as stored (kernels/kquant_dot.h), the dense tensors as
         // Q8_0 but the embedding, whose rows are read as they are.
         GoldenCase{"q4_k_m_sigmoid", "tiny-256", DType::kQ8_0, Gating::kSigmoid, 24, 64, false,
-                   DType::kF32, SynthMix::kQ4_K_M}),
+                   DType::kF32, SynthMix::kQ4_K_M},
+        // The same with --kquant-dense-as-stored: every Q4_K / Q6_K tensor
+        // computed as stored.
+        GoldenCase{"q4_k_m_dense_stored", "tiny-256", DType::kQ8_0, Gating::kSigmoid, 24, 64,
+                   false, DType::kF32, SynthMix::kQ4_K_M, true}),
     [](const ::testing::TestParamInfo<GoldenCase>& info) { return info.param.name; });
 
 }  // namespace

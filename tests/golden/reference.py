@@ -14,7 +14,8 @@ Q8_0 weights: the input vector of every such matrix product is first
 quantized to Q8_0 blocks. Without it activations stay float64. Q5_0, Q4_K
 and Q6_K weights (a Q4_K_M file) are dequantized by their ggml layout, then
 taken through Q8_0 as the engine computes them, except Q4_K and Q6_K
-experts, which the engine computes as stored.
+experts, which the engine computes as stored, and with
+--kquant-dense-as-stored (the engine's flag) dense Q4_K and Q6_K as well.
 """
 import struct
 import sys
@@ -179,7 +180,7 @@ def q8_round_trip(x):
 
 
 class Model:
-    def __init__(self, path, q8_act):
+    def __init__(self, path, q8_act, dense_as_stored=False):
         self.meta, self.t = load_gguf(path)
         m, a = self.meta, "smallthinker."
         self.d = m[a + "embedding_length"]
@@ -214,7 +215,7 @@ class Model:
         for name, t in self.types.items():
             if name == "token_embd.weight" and "output.weight" in self.t:
                 continue
-            if t in (Q4_K, Q6_K) and "_exps." in name:
+            if t in (Q4_K, Q6_K) and ("_exps." in name or dense_as_stored):
                 continue
             if t in STORAGE:
                 self.t[name] = q8_round_trip(self.t[name])
@@ -303,7 +304,7 @@ class Model:
 def main():
     args = [a for a in sys.argv[1:] if not a.startswith("--")]
     q8 = "--q8-activations" in sys.argv
-    model = Model(args[0], q8)
+    model = Model(args[0], q8, "--kquant-dense-as-stored" in sys.argv)
     tokens = [int(v) for v in open(args[1]).read().split()]
     model.forward(tokens).astype("<f8").tofile(args[2])
 
