@@ -211,7 +211,9 @@ TEST(KQuantDotTest, Q4_KMinsThatCancelTheLevels) {
 // MatMulMany give every (row, vector) DotRowsKQuant's own number, whatever
 // the vector count (chunks of 8), thread count or job mix.
 TEST(KQuantDotTest, MatMulOfAStoredMatrixIsTheRowKernels) {
-  constexpr size_t kRows = 259, kCols = 256;  // rows: no multiple of 2, 4 or 16
+  // Rows no multiple of 2, 4 or 16; 6 super-blocks per row, tiles of 75
+  // (Q4_K) and 52 (Q6_K) rows.
+  constexpr size_t kRows = 259, kCols = 1536;
   ThreadPool pool(2);
   for (uint32_t type : kTypes) {
     const std::vector<uint8_t> w = RandomRows(type, kRows, kCols, 31 + type);

@@ -52,7 +52,8 @@ void MatMulRange(const MatrixRef& w, const Activations& x, size_t begin, size_t 
     for (size_t i = 0; i < n_vecs; i += kVecChunk) {
       const size_t count = std::min(kVecChunk, n_vecs - i);
       if (w.storage != nullptr) {
-        DCHECK(x.has_q8());
+        CHECK(x.has_q8()) << "a K-quant matrix needs Q8_0 activations";
+        DCHECK(KQuantDotSupported(w.storage->ggml_type));
         for (size_t k = 0; k < count; ++k) q8[k] = x.q8(i + k);
         DotRowsKQuant(w.storage->ggml_type, w.row(r), w.row_bytes(), nullptr, r_end - r, q8,
                       count, w.cols, y + i * w.rows + r, w.rows);

@@ -128,11 +128,13 @@ struct MatMulJob {
 void MatMulMany(std::span<const MatMulJob> jobs, ThreadPool* pool);
 
 // Same for rows [row_begin, row_end) of a single vector: y[r - row_begin].
+// (Not for a K-quant matrix computed as stored: MatMul only.)
 void MatVecRows(const MatrixRef& w, const VecRef& x, size_t row_begin, size_t row_end,
                 float* y);
 
 namespace scalar {
-// Reference twin of st::MatMul: scalar::DotRow on one thread.
+// Reference twin of st::MatMul: scalar::DotRow on one thread (a K-quant
+// matrix's twin is kernels/kquant_dot.h scalar::DotRowKQuant).
 void MatMul(const MatrixRef& w, const Activations& x, float* y);
 }  // namespace scalar
 

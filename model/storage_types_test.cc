@@ -2,8 +2,10 @@
 // Q5_0, Q5_1) model is Q6_K unless told otherwise, and K-quant mixes put
 // Q4_K, Q6_K, Q5_0 ... in every tensor. Such a tensor, dense or expert,
 // computes as its dequantized values quantized to Q8_0 (so a model whose
-// file holds that Q8_0 matrix gives the same logits bit for bit); types the
-// engine cannot read at all are refused naming the type.
+// file holds that Q8_0 matrix gives the same logits bit for bit), except
+// Q4_K and Q6_K experts, and with dense_kquant_as_stored dense ones, which
+// are computed as stored; types the engine cannot read at all are refused
+// naming the type.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -225,6 +227,16 @@ TEST_F(StorageTypesTest, Q6_KLmHeadComputedAsStored) {
     const std::vector<float> converted = Logits(path, {.threads = 1});  // the default
     EXPECT_TRUE(NearLogits(one, converted));
     EXPECT_NE(std::memcmp(one.data(), converted.data(), one.size() * sizeof(float)), 0);
+    // --huge-pages copies the other hot matrices, not this one (a copy
+    // would hold it twice: its file pages stay).
+    auto h = Model::Load(path, {.threads = 1, .huge_pages = true, .dense_kquant_as_stored = true});
+    ASSERT_TRUE(h.ok()) << h.status();
+    EXPECT_TRUE((*h)->file().Contains((*h)->weights().output.data));
+    // Not together with native K-quants off.
+    auto both = Model::Load(path, {.threads = 1, .native_kquant = false,
+                                   .dense_kquant_as_stored = true});
+    ASSERT_FALSE(both.ok());
+    EXPECT_EQ(both.status().code(), absl::StatusCode::kInvalidArgument);
   }
 }
 

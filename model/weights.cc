@@ -114,11 +114,11 @@ MatrixRef TensorMatrix(const GgufFile& file, const GgufTensorInfo& info) {
 }
 
 absl::StatusOr<DenseWeights> DenseWeights::Load(const GgufFile& f, const ModelConfig& c,
-                                                bool native_kquant) {
+                                                bool dense_as_stored) {
   namespace tn = tensor_names;
   DenseWeights w;
   Conversions log;
-  log.native_kquant = native_kquant;
+  log.native_kquant = dense_as_stored;
   // The embedding in a storage-only format stays in the file when it is not
   // also the LM head: a lookup dequantizes one row (Forward::Embed), exact
   // and without a resident Q8_0 copy (the 4b's Q4_K table would take 236
@@ -206,8 +206,11 @@ absl::Status DenseWeights::MoveToHugePages() {
       return c >= a->data() && c < a->data() + a->size();
     });
   };
+  // A K-quant matrix computed as stored stays in the file mapping: a copy
+  // would hold it twice (its pages are not released) and the memory plan
+  // counts its file bytes.
   std::erase_if(hot, [&](const MatrixRef* m) {
-    return m->packed != nullptr || in_own_arena(m->data);
+    return m->packed != nullptr || m->storage != nullptr || in_own_arena(m->data);
   });
   return CopyToArena(hot, [this](MatrixRef* m, char* dst) {
     std::memcpy(dst, m->data, m->rows * m->row_bytes());

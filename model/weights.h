@@ -62,12 +62,12 @@ struct DenseWeights {
   MatrixRef output;                // [vocab_size, d_model]; == token_embd when tied
   std::vector<LayerWeights> layers;
 
-  // native_kquant (ModelOptions::dense_kquant_as_stored): matrices in Q4_K
+  // dense_as_stored (ModelOptions::dense_kquant_as_stored): matrices in Q4_K
   // or Q6_K with whole 256-weight rows stay in the file, `storage` set,
   // and are computed as stored (kernels/matmul.h MatMul); otherwise, like
   // every other storage-only format, they are converted to Q8_0 here.
   static absl::StatusOr<DenseWeights> Load(const GgufFile& file, const ModelConfig& config,
-                                           bool native_kquant = false);
+                                           bool dense_as_stored = false);
 
   // Copies the matrices read every decode step (attention, router, LM head;
   // not the embedding table unless it is the tied LM head) into one
@@ -112,7 +112,8 @@ absl::StatusOr<std::vector<ExpertStacks>> LoadExpertStacks(const GgufFile& file,
 
 // A 1-D or 2-D tensor as a matrix view ([ne1, ne0]); for 3-D stacks
 // rows = ne1 * ne2. A tensor in a storage-only format keeps its bytes
-// (`storage` set, `type` Q8_0): no kernel may read it unconverted.
+// (`storage` set, `type` Q8_0): only the K-quant kernels read it
+// unconverted (Q4_K, Q6_K: kernels/kquant_dot.h).
 MatrixRef TensorMatrix(const GgufFile& file, const GgufTensorInfo& info);
 
 }  // namespace st

@@ -18,17 +18,17 @@ CachedExpertExecutor::CachedExpertExecutor(const ModelConfig& config,
   use_phases_ = !as_stored_ && SparsePhases::Supports(RecordMatrices(&kAnyRecord, 0));
 }
 
-uint64_t CachedExpertExecutor::ScratchBytes(const ModelConfig& config, int max_tokens) {
+uint64_t CachedExpertExecutor::ScratchBytes(const ModelConfig& config, int max_tokens,
+                                            bool as_stored) {
   const uint64_t tokens = std::max(max_tokens, 1);
   const uint64_t d = config.d_model;
   // slot_out_ [tokens * top_k, d]; gathered_ and expert_out_ [tokens, d]
   // (one expert's rows, when SparsePhases cannot run).
-  // (Which phases run depends on the pack: count the larger.)
   return 4 * tokens * d * (config.top_k + 2) +
-         std::max(SparsePhases::ScratchBytes(tokens, config.top_k, config.n_experts, d,
-                                             config.d_expert),
-                  ExpertPhases::ScratchBytes(tokens, config.top_k, config.n_experts, d,
-                                             config.d_expert));
+         (as_stored ? ExpertPhases::ScratchBytes(tokens, config.top_k, config.n_experts, d,
+                                                 config.d_expert)
+                    : SparsePhases::ScratchBytes(tokens, config.top_k, config.n_experts, d,
+                                                 config.d_expert));
 }
 
 ExpertMatrices CachedExpertExecutor::RecordMatrices(const char* record, int layer) const {

@@ -51,10 +51,10 @@ class CachedExpertExecutor : public ExpertExecutor {
   void set_step_hook(std::function<void()> hook) { step_hook_ = std::move(hook); }
 
   // Upper bound of the buffers Run keeps for steps of up to `max_tokens`
-  // tokens (slot outputs and SparsePhases' or ExpertPhases' scratch), which
-  // a memory budget must leave room for: ~0.12 MiB per token on the 4b
-  // preset.
-  static uint64_t ScratchBytes(const ModelConfig& config, int max_tokens);
+  // tokens (slot outputs and SparsePhases' scratch, or ExpertPhases' for a
+  // pack of experts as stored), which a memory budget must leave room for:
+  // ~0.12 MiB per token on the 4b preset.
+  static uint64_t ScratchBytes(const ModelConfig& config, int max_tokens, bool as_stored);
 
   ExpertCache& cache() { return *cache_; }
   const FfnSparsity& sparsity() const { return sparsity_; }

@@ -11,7 +11,7 @@
 // Header fields at fixed offsets:
 //    0 char[8] magic "STPACK\0\1"      40 u64 matrix_bytes   (unpadded, one matrix)
 //    8 u32 version (1)                 48 u64 matrix_stride  (matrix_bytes up to 4 KiB)
-//   12 u32 expert type (ggml id)       56 u64 record_size    (3 * matrix_stride)
+//   12 u32 expert type (ggml id)       56 u64 record_size    (3 * matrix_stride; as stored: below)
 //   16 u64 model fingerprint           64 u64 record_count   (n_layers * n_experts)
 //   24 u32 n_layers                    72 u64 checksum_table_offset (4096)
 //   28 u32 n_experts                   80 u64 records_offset
@@ -47,8 +47,9 @@
 //   112 u64 up offset in the record     120 u64 down offset in the record
 //   512 u8[3 * n_layers] ggml type of (gate, up, down) per layer
 // matrix_bytes is then the largest matrix, matrix_stride its 4 KiB-aligned
-// size, the type field 8 (Q8_0: what these formats become when converted),
-// and the header checksum also covers bytes [112, 4096).
+// size, record_size the down offset plus the largest down 4 KiB-aligned,
+// the type field 8 (Q8_0: what these formats become when converted), and
+// the header checksum also covers bytes [112, 4096).
 //
 // Numerics of the transposed down: upstream GGUFs store down as
 // [d_model, d_expert]. For F32/F16/BF16 the transpose is exact. For Q4_0/Q8_0

@@ -87,13 +87,19 @@ INSTANTIATE_TEST_SUITE_P(Types, ExpertPackTest,
                          ::testing::Values(DType::kF32, DType::kF16, DType::kQ8_0, DType::kQ4_0),
                          [](const auto& info) { return std::string(DTypeName(info.param)); });
 
+// A tiny Q4_K_M file (Q4_K, with Q6_K down in layers 2 and 3) in `dir`,
+// d_model 512 and d_expert 256 (a down with rows and cols swapped shows).
+absl::StatusOr<std::string> KQuantModel(const st::testing::TempDir& dir) {
+  return st::testing::SynthModel(dir.path(), "tiny-256", DType::kQ8_0, Gating::kSigmoid, 3, false,
+                                 "", SynthMix::kQ4_K_M, /*d_model=*/512);
+}
+
 // A Q4_K_M file (Q4_K, with Q6_K down in some layers): by default its
 // records hold the experts as the file stores them, each matrix with room
 // for its largest type, the types per layer in the header.
 TEST(KQuantPackTest, RecordsHoldTheExpertsAsStored) {
   st::testing::TempDir dir;
-  auto m = st::testing::SynthModel(dir.path(), "tiny-256", DType::kQ8_0, Gating::kSigmoid, 3,
-                                   false, "", SynthMix::kQ4_K_M);
+  auto m = KQuantModel(dir);
   ASSERT_TRUE(m.ok()) << m.status();
   auto w = WritePack({.gguf_path = *m, .progress = false});
   ASSERT_TRUE(w.ok()) << w.status();
@@ -107,12 +113,14 @@ TEST(KQuantPackTest, RecordsHoldTheExpertsAsStored) {
   EXPECT_EQ(h.flags, kPackFlagAsStored);
   EXPECT_EQ(h.TypeNames(), "Q4_K, Q6_K");
   ASSERT_EQ(h.stored_types.size(), 3u * h.n_layers);
-  // tiny-256: 4 layers, d_model = d_expert = 256; the downs of layers 2
-  // and 3 are Q6_K (llama.cpp's use_more_bits), those of 0 and 1 Q4_K.
+  // 4 layers, d_model 512, d_expert 256; the downs of layers 2 and 3 are
+  // Q6_K (llama.cpp's use_more_bits), those of 0 and 1 Q4_K.
+  ASSERT_EQ(h.d_model, 512u);
+  ASSERT_EQ(h.d_expert, 256u);
   EXPECT_EQ(h.stored_types[0], kGgmlQ4_K);
   EXPECT_EQ(h.stored_types[2], kGgmlQ4_K);
   EXPECT_EQ(h.stored_types[3 * 3 + 2], kGgmlQ6_K);
-  const uint64_t q4k = 256 * kQ4_KBlockBytes, q6k = 256 * kQ6_KBlockBytes;
+  const uint64_t q4k = 512 * kQ4_KBlockBytes, q6k = 512 * kQ6_KBlockBytes;  // 512 blocks
   EXPECT_EQ(h.MatrixBytes(0, 2), q4k);
   EXPECT_EQ(h.MatrixBytes(3, 2), q6k);
   EXPECT_EQ(h.matrix_offset[1], AlignUp(q4k, kPackAlignment));
@@ -136,8 +144,7 @@ TEST(KQuantPackTest, RecordsHoldTheExpertsAsStored) {
 // format this build does not compute as stored is refused by name.
 TEST(KQuantPackTest, ChangedTypeTableIsRefused) {
   st::testing::TempDir dir;
-  auto m = st::testing::SynthModel(dir.path(), "tiny-256", DType::kQ8_0, Gating::kSigmoid, 3,
-                                   false, "", SynthMix::kQ4_K_M);
+  auto m = KQuantModel(dir);
   ASSERT_TRUE(m.ok()) << m.status();
   auto w = WritePack({.gguf_path = *m, .progress = false});
   ASSERT_TRUE(w.ok()) << w.status();
@@ -170,8 +177,7 @@ TEST(KQuantPackTest, ChangedTypeTableIsRefused) {
 // the in-RAM path computes them under --kquant-as-q8.
 TEST(KQuantPackTest, AsQ8RecordsHoldTheExpertsConvertedToQ8_0) {
   st::testing::TempDir dir;
-  auto m = st::testing::SynthModel(dir.path(), "tiny-256", DType::kQ8_0, Gating::kSigmoid, 3,
-                                   false, "", SynthMix::kQ4_K_M);
+  auto m = KQuantModel(dir);
   ASSERT_TRUE(m.ok()) << m.status();
   auto w = WritePack({.gguf_path = *m, .progress = false, .kquant_as_q8 = true});
   ASSERT_TRUE(w.ok()) << w.status();

@@ -110,10 +110,19 @@ absl::StatusOr<std::unique_ptr<Offload>> EnableOffload(Model& model, const Offlo
                       ExpertPack::OpenFor(pack_path, model.file()));
   const PackHeader& h = pack->header();
   if (h.as_stored() && !model.options().native_kquant) {
-    return absl::FailedPreconditionError(absl::StrCat(
+    const std::string what = absl::StrCat(
         pack_path, " holds the K-quant experts as the model file stores them, which "
-        "--kquant-as-q8 does not compute; drop the flag, or write a Q8_0 pack with "
-        "`smallthinker convert --kquant-as-q8 ", model.path(), "`"));
+        "--kquant-as-q8 does not compute");
+    const std::string hint = absl::StrCat(
+        "`smallthinker convert --kquant-as-q8 ", model.path(),
+        "` writes a Q8_0 pack in its place (with -o PATH elsewhere, for --pack PATH)");
+    if (options.memory_budget == 0 && options.pack_path.empty()) {
+      // The pack was only found beside the model: run from the GGUF, as
+      // without a pack.
+      LOG(WARNING) << what << ": experts run from the GGUF instead; " << hint;
+      return nullptr;
+    }
+    return absl::FailedPreconditionError(absl::StrCat(what, "; drop the flag, or ", hint));
   }
 
   MemoryPlan plan;
@@ -135,7 +144,7 @@ absl::StatusOr<std::unique_ptr<Offload>> EnableOffload(Model& model, const Offlo
                               model.options().max_batch, model.options().kv_type) *
             std::max(options.sessions, 1);
   plan.margin = options.margin_bytes;
-  plan.scratch = CachedExpertExecutor::ScratchBytes(config, model.options().max_batch);
+  plan.scratch = CachedExpertExecutor::ScratchBytes(config, model.options().max_batch, h.as_stored());
   if (options.cache_slots > 0) {
     plan.slots = std::min(options.cache_slots, plan.total_experts);
   } else if (plan.budget == 0) {

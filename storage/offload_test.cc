@@ -130,8 +130,9 @@ TEST_F(OffloadTest, EverySourceAndCacheSizeGivesTheAllInRamLogits) {
 // GGUF's experts computed in RAM, bit for bit, and converts nothing.
 TEST_F(OffloadTest, KQuantModelOffloadedGivesTheInRamLogits) {
   st::testing::TempDir d;
+  // d_model 512 beside d_expert 256: down's shape is not its transpose's.
   auto m = st::testing::SynthModel(d.path(), "tiny-256", DType::kQ8_0, Gating::kSigmoid, 5, false,
-                                   "", SynthMix::kQ4_K_M);
+                                   "", SynthMix::kQ4_K_M, /*d_model=*/512);
   ASSERT_TRUE(m.ok()) << m.status();
   auto w = WritePack({.gguf_path = *m, .progress = false});
   ASSERT_TRUE(w.ok()) << w.status();
@@ -164,14 +165,24 @@ TEST_F(OffloadTest, KQuantModelOffloadedGivesTheInRamLogits) {
   // Offloaded, the GGUF's K-quant experts are never converted in RAM.
   EXPECT_EQ(PackedCopyBytes(), copies_before);
 
-  // --kquant-as-q8 computes nothing as stored: such a pack is refused.
+  // --kquant-as-q8 computes nothing as stored: found beside the model,
+  // such a pack is passed over (experts from the GGUF); asked for by a
+  // budget or by its path, it is refused.
   auto q8_model = Model::Load(*m, {.threads = 2, .max_batch = 5, .native_kquant = false});
   ASSERT_TRUE(q8_model.ok()) << q8_model.status();
-  auto refused = EnableOffload(**q8_model, Opts());
-  ASSERT_FALSE(refused.ok());
-  EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition) << refused.status();
-  EXPECT_NE(refused.status().message().find("convert --kquant-as-q8"), std::string::npos)
-      << refused.status();
+  auto passed_over = EnableOffload(**q8_model, Opts());
+  ASSERT_TRUE(passed_over.ok()) << passed_over.status();
+  EXPECT_EQ(*passed_over, nullptr);
+  OffloadOptions budget = Opts(), by_path = Opts();
+  budget.memory_budget = uint64_t{1} << 30;
+  by_path.pack_path = w->path;
+  for (const OffloadOptions& o : {budget, by_path}) {
+    auto refused = EnableOffload(**q8_model, o);
+    ASSERT_FALSE(refused.ok());
+    EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition) << refused.status();
+    EXPECT_NE(refused.status().message().find("convert --kquant-as-q8"), std::string::npos)
+        << refused.status();
+  }
 }
 
 // A Q4_K_M model converted with kquant_as_q8 (Q8_0 records, down

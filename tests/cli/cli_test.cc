@@ -194,6 +194,10 @@ TEST_F(CliTest, KQuantModelRunsInRamAndFromItsPack) {
   s = run("-p Hi -n 2 --kquant-as-q8 --memory-budget 512MiB");
   EXPECT_NE(s.exit_code, 0);
   EXPECT_NE(s.out.find("convert --kquant-as-q8"), std::string::npos) << s.out;
+  // Without a budget the pack beside the model is passed over, said so.
+  s = run("-p Hi -n 2 --kquant-as-q8");
+  EXPECT_EQ(s.exit_code, 0) << s.out;
+  EXPECT_NE(s.out.find("experts run from the GGUF instead"), std::string::npos) << s.out;
   c = Cli(absl::StrCat("convert --kquant-as-q8 '", out, "'"));
   ASSERT_EQ(c.exit_code, 0);
   EXPECT_NE(c.out.find("(down transposed and re-quantized)"), std::string::npos) << c.out;

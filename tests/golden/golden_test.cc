@@ -146,11 +146,12 @@ TEST_P(GoldenTest, LogitsMatchNumpyReference) {
   // them through Q8_0 as the engine does, so every position must agree (a
   // slipped scale or layout fails several). With dense K-quants computed as
   // stored the argmax is judged as for other quantized weights: those
-  // kernels sum in float32 what the Q8_0 ones summed as integers, ~1.4e-7
-  // relative from float64 (measured on layer 0's q), and that flips a Q8_0
-  // activation level now and then: fed the engine's layer-0 q, the
-  // reference gave the engine's logits exactly, where its own q gave 1.2%
-  // at every position from the fifth on (session 28).
+  // kernels' results (integer sums per block scaled in float32 by the
+  // K-quant scales and mins) are ~1.4e-7 relative from float64 (measured
+  // on layer 0's q), and that flips a Q8_0 activation level now and then:
+  // fed the engine's layer-0 q, the reference gave the engine's logits
+  // exactly, where its own q gave 1.2% at every position from the fifth
+  // on (session 28).
   if (c.mix != SynthMix::kNone) {
     EXPECT_EQ(close, n) << c.name << ": positions within 5% relative RMS";
     if (!c.dense_kquant_as_stored) {

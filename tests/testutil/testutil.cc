@@ -27,14 +27,16 @@ TempDir::~TempDir() {
 
 absl::StatusOr<std::string> SynthModel(const std::string& dir, const std::string& preset,
                                        DType type, Gating gating, uint64_t seed, bool tied_output,
-                                       const std::string& tokenizer_json, SynthMix mix) {
+                                       const std::string& tokenizer_json, SynthMix mix,
+                                       int d_model) {
   ST_ASSIGN_OR_RETURN(SynthSpec spec, SynthPreset(preset));
   spec.gating = gating;
   spec.tied_output = tied_output;
+  if (d_model > 0) spec.d_model = d_model;
   const std::string path =
       absl::StrCat(dir, "/", preset, "_", std::string(DTypeName(type)), "_", static_cast<int>(gating), "_",
                    seed, tied_output ? "_tied" : "", mix == SynthMix::kQ4_K_M ? "_q4_k_m" : "",
-                   ".gguf");
+                   d_model > 0 ? absl::StrCat("_d", d_model) : "", ".gguf");
   SynthOptions o{.spec = spec,
                  .type = type,
                  .mix = mix,

@@ -26,11 +26,13 @@ class TempDir {
 };
 
 // Writes a synthetic model (no progress bar) and returns its path.
+// d_model > 0 replaces the preset's (e.g. 512 on tiny-256: d_model !=
+// d_expert, so a swapped shape shows).
 absl::StatusOr<std::string> SynthModel(const std::string& dir, const std::string& preset,
                                        DType type, Gating gating = Gating::kSigmoid,
                                        uint64_t seed = 7, bool tied_output = false,
                                        const std::string& tokenizer_json = "",
-                                       SynthMix mix = SynthMix::kNone);
+                                       SynthMix mix = SynthMix::kNone, int d_model = 0);
 
 // Everything a GGUF holds, decoded into editable form.
 struct GgufContents {
