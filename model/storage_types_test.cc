@@ -152,6 +152,20 @@ std::string ExpectQ6_KReadsAsQ8_0(StorageTypesTest* t, testing::GgufContents con
   return ::testing::AssertionFailure() << "max |diff| " << err << " of max |logit| " << mag;
 }
 
+// The expert tensors of the 4-layer tiny preset as a K-quant mix stores
+// them: Q4_K gate and up (layer 3's gate Q6_K), Q5_0 down (d_expert 64 is
+// no whole 256-weight row).
+std::vector<std::pair<std::string, uint32_t>> KQuantExpertTensors() {
+  std::vector<std::pair<std::string, uint32_t>> tensors;
+  for (int l = 0; l < 4; ++l) {
+    const std::string b = absl::StrCat("blk.", l, ".");
+    tensors.push_back({b + "ffn_gate_exps.weight", l == 3 ? kGgmlQ6_K : kGgmlQ4_K});
+    tensors.push_back({b + "ffn_up_exps.weight", kGgmlQ4_K});
+    tensors.push_back({b + "ffn_down_exps.weight", kGgmlQ5_0});
+  }
+  return tensors;
+}
+
 TEST_F(StorageTypesTest, Q6_KLmHeadReadsAsItsValuesInQ8_0) {
   const std::string q6_path =
       ExpectQ6_KReadsAsQ8_0(this, contents_, "output.weight", dir_.File("head"));
@@ -292,13 +306,7 @@ TEST_F(StorageTypesTest, KQuantExpertsReadAsTheirValuesInQ8_0) {
   const testing::GgufContents::Tensor* down = contents_.FindTensor("blk.0.ffn_down_exps.weight");
   ASSERT_NE(down, nullptr);
   ASSERT_EQ(down->ne[0], 64u) << "tiny's d_expert: no whole 256-weight rows";
-  std::vector<std::pair<std::string, uint32_t>> tensors;
-  for (int l = 0; l < 4; ++l) {
-    const std::string b = absl::StrCat("blk.", l, ".");
-    tensors.push_back({b + "ffn_gate_exps.weight", l == 3 ? kGgmlQ6_K : kGgmlQ4_K});
-    tensors.push_back({b + "ffn_up_exps.weight", kGgmlQ4_K});
-    tensors.push_back({b + "ffn_down_exps.weight", kGgmlQ5_0});
-  }
+  const std::vector<std::pair<std::string, uint32_t>> tensors = KQuantExpertTensors();
   // (Native K-quants off: Q4_K and Q6_K experts are converted too.)
   const std::string path = ExpectReadsAsQ8_0(
       this, contents_, tensors, dir_.File("experts"),
@@ -359,13 +367,7 @@ TEST_F(StorageTypesTest, KQuantExpertsReadAsTheirValuesInQ8_0) {
 // rounded once more; the golden test (q4_k_m_sigmoid) checks the numbers
 // themselves against the NumPy reference.
 TEST_F(StorageTypesTest, KQuantExpertsComputedAsStored) {
-  std::vector<std::pair<std::string, uint32_t>> tensors;
-  for (int l = 0; l < 4; ++l) {
-    const std::string b = absl::StrCat("blk.", l, ".");
-    tensors.push_back({b + "ffn_gate_exps.weight", l == 3 ? kGgmlQ6_K : kGgmlQ4_K});
-    tensors.push_back({b + "ffn_up_exps.weight", kGgmlQ4_K});
-    tensors.push_back({b + "ffn_down_exps.weight", kGgmlQ5_0});
-  }
+  const std::vector<std::pair<std::string, uint32_t>> tensors = KQuantExpertTensors();
   const std::string path = ExpectReadsAsQ8_0(this, contents_, tensors, dir_.File("native"),
                                              {{.threads = 1, .native_kquant = false}});
   ASSERT_FALSE(path.empty());

@@ -402,13 +402,7 @@ void RegisterBench(CLI::App& app) {
   cmd->add_flag("--no-repack", f->no_repack,
                 "Keep Q4_0/Q8_0 attention, router and LM-head weights in the file's row\n"
                 "layout (default: re-laid for the 16-row packed kernels at load)");
-  cmd->add_flag("--kquant-as-q8", f->kquant_as_q8,
-                "Compute Q4_K/Q6_K experts (K-quant files) as Q8_0, converted in RAM on\n"
-                "first use (1.76x their file size), not as stored");
-  cmd->add_flag("--kquant-dense-as-stored", f->dense_kquant_as_stored,
-                "Also compute Q4_K/Q6_K attention and LM-head weights as stored, not\n"
-                "converted to Q8_0 at load: ~5% less memory for a Q4_K_M, so a\n"
-                "--memory-budget caches more experts; in RAM ~9% slower decode");
+  AddKQuantFlags(cmd, &f->kquant_as_q8, &f->dense_kquant_as_stored);
   cmd->add_option("--bandwidth-size", f->bandwidth_size, "Buffer for the bandwidth measurement")
       ->capture_default_str();
   cmd->add_flag("--no-drop-caches", f->no_drop_caches,

@@ -91,10 +91,7 @@ void RegisterServe(CLI::App& app) {
       ->check(CLI::Range(0, 1024))
       ->capture_default_str();
   AddCpusFlag(cmd, &f->cpus);
-  cmd->add_flag("--kquant-dense-as-stored", f->dense_kquant_as_stored,
-                "Compute Q4_K/Q6_K attention and LM-head weights as stored, not converted to\n"
-                "Q8_0 at load: ~5% less memory for a Q4_K_M, so a --memory-budget caches\n"
-                "more experts; in RAM ~9% slower decode");
+  AddKQuantFlags(cmd, /*as_q8=*/nullptr, &f->dense_kquant_as_stored);
   AddOffloadFlags(cmd, &f->offload);
   AddWorkerFlags(cmd, &f->workers);
   cmd->add_option("--api-key", f->api_key,

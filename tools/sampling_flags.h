@@ -45,6 +45,20 @@ inline void AddKvTypeFlag(CLI::App* cmd, std::string* kv_type) {
 }
 
 // Adds -m, -t, -c, -b, --kv-type, -n and the sampling flags (llama.cpp spelling).
+// --kquant-as-q8 (as_q8 may be null: not offered) and
+// --kquant-dense-as-stored, with their help.
+inline void AddKQuantFlags(CLI::App* cmd, bool* as_q8, bool* dense_as_stored) {
+  if (as_q8 != nullptr) {
+    cmd->add_flag("--kquant-as-q8", *as_q8,
+                  "Compute Q4_K/Q6_K experts (K-quant files) as Q8_0, converted in RAM on\n"
+                  "first use (1.76x their file size), not as stored");
+  }
+  cmd->add_flag("--kquant-dense-as-stored", *dense_as_stored,
+                "Also compute Q4_K/Q6_K attention and LM-head weights as stored, not\n"
+                "converted to Q8_0 at load: ~5% less memory for a Q4_K_M, so a\n"
+                "--memory-budget caches more experts; in RAM ~9% slower decode");
+}
+
 inline void AddGenerationFlags(CLI::App* cmd, GenerationFlags* f) {
   cmd->add_option("-m,--model", f->model, "SmallThinker GGUF file")->required();
   cmd->add_option("-t,--threads", f->threads, "Kernel threads (0 = all cores)")
@@ -64,13 +78,7 @@ inline void AddGenerationFlags(CLI::App* cmd, GenerationFlags* f) {
   cmd->add_flag("--no-repack", f->no_repack,
                 "Keep Q4_0/Q8_0 attention, router and LM-head weights in the file's row\n"
                 "layout (default: re-laid for the 16-row packed kernels at load)");
-  cmd->add_flag("--kquant-as-q8", f->kquant_as_q8,
-                "Compute Q4_K/Q6_K experts (K-quant files) as Q8_0, converted in RAM on\n"
-                "first use (1.76x their file size), not as stored");
-  cmd->add_flag("--kquant-dense-as-stored", f->dense_kquant_as_stored,
-                "Also compute Q4_K/Q6_K attention and LM-head weights as stored, not\n"
-                "converted to Q8_0 at load: ~5% less memory for a Q4_K_M, so a\n"
-                "--memory-budget caches more experts; in RAM ~9% slower decode");
+  AddKQuantFlags(cmd, &f->kquant_as_q8, &f->dense_kquant_as_stored);
   cmd->add_option("-n,--n-predict", f->max_tokens,
                   "Maximum tokens to generate (0 or -1: until the context is full)")
       ->check(CLI::Range(-1, 1 << 30))
