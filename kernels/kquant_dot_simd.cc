@@ -65,6 +65,12 @@ inline void Prefetch(const uint8_t* pf, size_t i, size_t block_bytes) {
   }
 }
 
+#if defined(__clang__)
+#define ST_KQUANT_UNROLL _Pragma("unroll")
+#else
+#define ST_KQUANT_UNROLL _Pragma("GCC unroll 8")
+#endif
+
 #if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
 #if HWY_TARGET == HWY_AVX3_DL
 ST_AVX512VNNI_BEGIN  // kernels/avx512_vnni.h
@@ -121,7 +127,9 @@ void RowQ4_K(const uint8_t* w, const Prepared* x, size_t n, float* out, const ui
     acc[k] = _mm512_setzero_ps();
     mins[k] = _mm256_setzero_ps();
   }
-  const __m256i low4 = _mm256_set1_epi8(0x0F);
+  const __m512i low4 = _mm512_set1_epi8(0x0F);
+  // Shift counts per 16-bit lane: 0 in the low half, 4 in the high half.
+  const __m512i nibble_shift = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(4), 1);
   // Lanes 0-7 take scale 2c, lanes 8-15 scale 2c + 1.
   const __m512i pick[4] = {
       _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1),
@@ -144,11 +152,14 @@ void RowQ4_K(const uint8_t* w, const Prepared* x, size_t n, float* out, const ui
       mins[k] = _mm256_fmadd_ps(b, _mm256_loadu_ps(x[k].xsum + 8 * i), mins[k]);
     }
     const __m512 a16 = _mm512_castps256_ps512(a);
+    ST_KQUANT_UNROLL
     for (int c = 0; c < 4; ++c) {
-      const __m256i raw = Load256(w + 16 + 32 * c);
-      const __m512i u8 = Concat(_mm256_and_si256(raw, low4),
-                                _mm256_and_si256(_mm256_srli_epi16(raw, 4), low4));
+      // The 32 bytes in both halves, shifted by 0 (low nibbles: block 2c)
+      // and 4 (high nibbles: block 2c + 1).
+      const __m512i raw = _mm512_broadcast_i64x4(Load256(w + 16 + 32 * c));
+      const __m512i u8 = _mm512_and_si512(_mm512_srlv_epi16(raw, nibble_shift), low4);
       const __m512 ac = _mm512_permutexvar_ps(pick[c], a16);
+      ST_KQUANT_UNROLL
       for (size_t k = 0; k < kVecs; ++k) {
         const KPair& p = x[k].pairs[4 * i + c];
         const __m512i sum = DotU8S8(_mm512_setzero_si512(), u8, _mm512_load_si512(p.q));
@@ -177,6 +188,7 @@ void RowQ6_K(const uint8_t* w, const Prepared* x, size_t n, float* out, const ui
     uint16_t dh;
     std::memcpy(&dh, w + 208, 2);
     const float d = _cvtsh_ss(dh);
+    ST_KQUANT_UNROLL
     for (int h = 0; h < 2; ++h) {
       const __m512i ql = _mm512_loadu_si512(w + 64 * h);
       const __m256i qh = Load256(w + 128 + 32 * h);
@@ -188,6 +200,7 @@ void RowQ6_K(const uint8_t* w, const Prepared* x, size_t n, float* out, const ui
                                           _mm512_slli_epi16(_mm512_and_si512(hi01, two), 4));
       const __m512i u23 = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), low4),
                                           _mm512_slli_epi16(_mm512_and_si512(hi23, two), 4));
+      ST_KQUANT_UNROLL
       for (int pair = 0; pair < 2; ++pair) {
         int32_t four;
         std::memcpy(&four, sc + 4 * pair, 4);
@@ -195,6 +208,7 @@ void RowQ6_K(const uint8_t* w, const Prepared* x, size_t n, float* out, const ui
             _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_shuffle_epi8(_mm_cvtsi32_si128(four), spread))),
             _mm512_set1_ps(d));
         const __m512i u = pair == 0 ? u01 : u23;
+        ST_KQUANT_UNROLL
         for (size_t k = 0; k < kVecs; ++k) {
           const KPair& p = x[k].pairs[4 * i + 2 * h + pair];
           const __m512i sum = DotU8S8(_mm512_load_si512(p.off32), u, _mm512_load_si512(p.q));
