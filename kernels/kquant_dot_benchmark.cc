@@ -4,7 +4,8 @@
 // few tokens). `cold` 1: distinct matrices that together exceed the caches
 // (512 MiB in 2 MiB huge pages; L3 can be large on servers), a new one every
 // iteration; 0: one matrix, hot in L2. Bytes processed = the matrix's bytes,
-// so GB/s compares formats by how fast they stream their own bytes.
+// so GB/s compares formats by how fast they stream their own bytes. "Q4_K
+// packed" is the 16-row layout of packed_kquant.h (PackedKQuantMatMulGroups).
 #include <cstring>
 #include <random>
 #include <string>
@@ -17,6 +18,8 @@
 #include "kernels/fp16.h"
 #include "kernels/ggml_storage.h"
 #include "kernels/kquant_dot.h"
+#include "kernels/matmul.h"
+#include "kernels/packed_kquant.h"
 #include "kernels/quant.h"
 
 namespace st {
@@ -25,15 +28,17 @@ namespace {
 constexpr size_t kRows = 768, kCols = 1536;
 // Pseudo types for the K-quants (ggml ids + 1000, beside DType values).
 constexpr int64_t kQ4K = 1000 + kGgmlQ4_K, kQ6K = 1000 + kGgmlQ6_K;
+constexpr int64_t kQ4KPacked = 2000 + kGgmlQ4_K;
 
 size_t RowBytesOf(int64_t t) {
-  if (t == kQ4K) return kCols / 256 * kQ4_KBlockBytes;
+  if (t == kQ4K || t == kQ4KPacked) return kCols / 256 * kQ4_KBlockBytes;
   if (t == kQ6K) return kCols / 256 * kQ6_KBlockBytes;
   return RowBytes(static_cast<DType>(t), kCols);
 }
 
 std::string NameOf(int64_t t) {
   if (t == kQ4K) return "Q4_K";
+  if (t == kQ4KPacked) return "Q4_K packed";
   if (t == kQ6K) return "Q6_K";
   return std::string(DTypeName(static_cast<DType>(t)));
 }
@@ -51,13 +56,23 @@ void BM_DotRows(benchmark::State& state) {
   }
   std::mt19937 rng(5);
   std::vector<char> one(matrix);
-  if (type == kQ4K || type == kQ6K) {  // random levels and scales, sane f16 scales
+  const bool q4k = type == kQ4K || type == kQ4KPacked;
+  if (q4k || type == kQ6K) {  // random levels and scales, sane f16 scales
     for (char& c : one) c = static_cast<char>(rng());
-    const size_t bb = type == kQ4K ? kQ4_KBlockBytes : kQ6_KBlockBytes;
+    const size_t bb = q4k ? kQ4_KBlockBytes : kQ6_KBlockBytes;
     for (size_t b = 0; b < matrix / bb; ++b) {
       const uint16_t h = F32ToF16(0.01f);
-      std::memcpy(one.data() + b * bb + (type == kQ4K ? 0 : 208), &h, 2);
-      if (type == kQ4K) std::memcpy(one.data() + b * bb + 2, &h, 2);
+      std::memcpy(one.data() + b * bb + (q4k ? 0 : 208), &h, 2);
+      if (q4k) std::memcpy(one.data() + b * bb + 2, &h, 2);
+    }
+    if (type == kQ4KPacked) {
+      if (!CanPackKQuant(kGgmlQ4_K, kRows, kCols)) {
+        state.SkipWithError("no packed Q4_K kernel on this CPU");
+        return;
+      }
+      std::vector<char> packed(matrix);
+      PackKQuantRows(kGgmlQ4_K, one.data(), kRows, kCols, packed.data());
+      one.swap(packed);
     }
   } else {
     std::normal_distribution<float> dist(0.0f, 1.0f);
@@ -79,11 +94,18 @@ void BM_DotRows(benchmark::State& state) {
     vecs.push_back({x[v].data(), xq[v].data(), kCols});
     q8s.push_back(xq[v].data());
   }
+  std::vector<float> flat;
+  for (const auto& v : x) flat.insert(flat.end(), v.begin(), v.end());
+  Activations act;
+  act.Prepare(flat.data(), n_vecs, kCols, /*need_q8=*/true);
   std::vector<float> y(n_vecs * kRows);
   size_t next = 0, bytes = 0;
   for (auto _ : state) {
     const char* w = (*arena)->data() + (next++ % count) * matrix;
-    if (type == kQ4K || type == kQ6K) {
+    if (type == kQ4KPacked) {
+      PackedKQuantMatMulGroups(kGgmlQ4_K, w, kCols, act, 0, n_vecs, 0, kRows / kPackedKQuantRows,
+                               y.data(), kRows);
+    } else if (type == kQ4K || type == kQ6K) {
       DotRowsKQuant(static_cast<uint32_t>(type - 1000), w, rb, nullptr, kRows, q8s.data(), n_vecs, kCols,
                     y.data(), kRows);
     } else {
@@ -102,7 +124,7 @@ constexpr int64_t kQ8 = static_cast<int64_t>(DType::kQ8_0);
 
 BENCHMARK(BM_DotRows)
     ->ArgNames({"type", "cold", "vecs"})
-    ->ArgsProduct({{kQ4, kQ8, kQ4K, kQ6K}, {0, 1}, {1, 4}})
+    ->ArgsProduct({{kQ4, kQ8, kQ4K, kQ4KPacked, kQ6K}, {0, 1}, {1, 4, 8}})
     ->UseRealTime();
 
 }  // namespace

@@ -1,0 +1,68 @@
+// Q4_K weight matrices re-laid in groups of 16 rows, as packed_matrix.h
+// does for Q4_0/Q8_0: the 16 rows sit in the 16 int32 lanes of one AVX-512
+// register, so per 32-weight sub-block eight 64-byte chunks and eight VNNI
+// dpbusd give the exact integer sums of all 16 rows, the nibble unpacking
+// and the scale arithmetic are shared by the 16 rows (and by up to 8
+// activation vectors), and no horizontal sum is left. The row kernel
+// (kquant_dot.h) spends per row and sub-block what this spends per 16 rows.
+//
+// Layout of one group (rows 16g .. 16g+15), super-block after super-block
+// (nsb = cols / 256), each exactly the bytes of the 16 rows' super-blocks
+// (16 x 144 = 2304):
+//   d      16 x f16, row order                                       32 B
+//   dmin   16 x f16                                                  32 B
+//   scales 3 x 64 B: part k holds, for row r (lane r), bytes 4k..4k+3 of
+//          that row's 12 packed 6-bit scale/min bytes                192 B
+//   qs     32 chunks x 64 B: chunk 8c + t holds, for row r, bytes
+//          32c + 4t .. 32c + 4t + 3 of that row's 128 qs bytes (low
+//          nibbles: weights 4t..4t+3 of sub-block 2c, high nibbles: of
+//          sub-block 2c + 1)                                         2048 B
+//
+// Numerics (every target and the scalar twin, bit for bit): per row, acc
+// from 0; per sub-block j of super-block i in order (activation block
+// b = 8i + j, with level sum s_b and scale d_x):
+//   acc = fma(float(sum_l q_l x_l), (d * sc_j) * d_x, acc)
+//   acc = fma(dmin * m_j, -(d_x * float(s_b)), acc)
+// (the integer sum exact; d * sc_j and dmin * m_j exact in float). This
+// rounds otherwise than DotRowsKQuant, so the two agree within float
+// rounding only; a matrix gives identical results whatever the thread count
+// or the number of vectors.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace st {
+
+class Activations;
+
+inline constexpr size_t kPackedKQuantRows = 16;
+
+// Whether a [rows x cols] matrix of ggml type `ggml_type` can be packed:
+// Q4_K, rows % 16 == 0, cols % 256 == 0, and this CPU has the AVX-512
+// kernel (elsewhere the row kernels stay).
+bool CanPackKQuant(uint32_t ggml_type, size_t rows, size_t cols);
+
+// Bytes of one packed 16-row group (== 16 rows of the original).
+size_t PackedKQuantGroupBytes(uint32_t ggml_type, size_t cols);
+
+// Writes the packed form of `rows` rows (rows % 16 == 0) of the row-major
+// ggml matrix `src` into dst (the same number of bytes).
+void PackKQuantRows(uint32_t ggml_type, const void* src, size_t rows, size_t cols, void* dst);
+
+// y[(v - v_begin) * y_stride + r] for the vectors v in [v_begin, v_end) of x
+// (with Q8_0 blocks) and rows r in [16 * g_begin, 16 * g_end). Each vector's
+// outputs do not depend on which others are in the call. Single-threaded;
+// safe to call from several threads at once.
+void PackedKQuantMatMulGroups(uint32_t ggml_type, const void* packed, size_t cols,
+                              const Activations& x, size_t v_begin, size_t v_end, size_t g_begin,
+                              size_t g_end, float* y, size_t y_stride);
+
+namespace scalar {
+// Plain C++ twin of st::PackedKQuantMatMulGroups, bit-identical to it.
+void PackedKQuantMatMulGroups(uint32_t ggml_type, const void* packed, size_t cols,
+                              const Activations& x, size_t v_begin, size_t v_end, size_t g_begin,
+                              size_t g_end, float* y, size_t y_stride);
+}  // namespace scalar
+
+}  // namespace st

@@ -1,0 +1,245 @@
+// st::PackedKQuantMatMulGroups and st::CanPackKQuant: the 16-row packed Q4_K
+// kernel (layout and numerics in packed_kquant.h), with run-time dispatch.
+//
+//  AVX3_DL (AVX-512 VNNI) and AVX3 (maddubs + madd): per super-block the 16
+//      rows' 6-bit scales and mins unpacked at once (ggml's
+//      get_scale_min_k4 on 16 lanes) and scaled by d and dmin; per pair of
+//      sub-blocks eight 64-byte chunks, each split into low nibbles (the
+//      first sub-block) and high nibbles (the second); per vector and
+//      sub-block eight dpbusd against activation dwords broadcast from its
+//      Q8_0 block, one convert, and two FMAs (levels, then mins).
+//  Other targets: CanPackKQuant is false (the row kernels are used).
+// Up to 8 vectors share each super-block's unpacked scales and weights.
+// Integer sums are exact, so every target equals the scalar twin bit for bit.
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "kernels/packed_kquant_simd.cc"
+#include "hwy/foreach_target.h"  // IWYU pragma: keep
+#include "hwy/highway.h"
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+
+#include "kernels/avx512_vnni.h"
+#include "kernels/ggml_storage.h"
+#include "kernels/matmul.h"
+#include "kernels/packed_kquant.h"
+
+HWY_BEFORE_NAMESPACE();
+namespace st {
+namespace HWY_NAMESPACE {
+namespace {
+
+#if defined(__clang__)
+#define ST_PACKED_KQ_UNROLL _Pragma("unroll")
+#else
+#define ST_PACKED_KQ_UNROLL _Pragma("GCC unroll 8")
+#endif
+
+constexpr size_t kMaxVecs = 8;
+constexpr size_t kGroupSuperBytes = kPackedKQuantRows * kQ4_KBlockBytes;  // 2304
+// Software prefetch, per pair of sub-blocks (512 bytes of levels): its
+// lines kPrefetchBytes ahead into L1 and kPrefetchBytesFar ahead into L2,
+// as the Q4_0 packed kernel does.
+constexpr size_t kPrefetchBytes = 4096;
+constexpr size_t kPrefetchBytesFar = 12288;
+
+// One activation vector as the kernel reads it.
+struct XRef {
+  const BlockQ8_0* q8;
+  const float* scale;
+  const int32_t* sum;
+};
+
+inline int32_t LoadDword(const int8_t* p) {
+  int32_t v;
+  std::memcpy(&v, p, 4);
+  return v;
+}
+
+#if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
+#if HWY_TARGET == HWY_AVX3_DL
+ST_AVX512VNNI_BEGIN
+#endif
+
+constexpr bool kAvailable = true;
+
+// acc += sum over 4-byte groups of u8(w) * s8(x), exact for our ranges.
+inline __m512i DotU8S8(__m512i acc, __m512i w, __m512i x) {
+#if HWY_TARGET == HWY_AVX3_DL
+  return _mm512_dpbusd_epi32(acc, w, x);
+#else
+  return _mm512_add_epi32(acc, _mm512_madd_epi16(_mm512_maddubs_epi16(w, x), _mm512_set1_epi16(1)));
+#endif
+}
+
+template <size_t kVecs>
+void Group(const uint8_t* group, size_t nsb, const XRef* xs, float* y, size_t y_stride) {
+  // Independent integer chains per vector and sub-block: dpbusd accumulates
+  // in place, so one chain of 8 would be latency-bound with few vectors.
+  constexpr size_t kChains = kVecs <= 2 ? 4 : (kVecs <= 4 ? 2 : 1);
+  const __m512i low4 = _mm512_set1_epi8(0x0F);
+  const __m512i k1 = _mm512_set1_epi32(0x3f3f3f3f), k2 = _mm512_set1_epi32(0x0f0f0f0f),
+                k3 = _mm512_set1_epi32(0x03030303), byte = _mm512_set1_epi32(0xFF);
+  __m512 acc[kVecs];
+  ST_PACKED_KQ_UNROLL
+  for (size_t v = 0; v < kVecs; ++v) acc[v] = _mm512_setzero_ps();
+  for (size_t i = 0; i < nsb; ++i) {
+    const uint8_t* sb = group + i * kGroupSuperBytes;
+    const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(sb)));
+    const __m512 dmin =
+        _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(sb + 32)));
+    // get_scale_min_k4 for 16 rows: sc[0] scales 0-3, sc[1] scales 4-7,
+    // mn[0] mins 0-3, mn[1] mins 4-7 (a byte each, per lane).
+    const __m512i u0 = _mm512_loadu_si512(sb + 64);
+    const __m512i u1 = _mm512_loadu_si512(sb + 128);
+    const __m512i u2 = _mm512_loadu_si512(sb + 192);
+    const __m512i sc[2] = {
+        _mm512_and_si512(u0, k1),
+        _mm512_or_si512(_mm512_and_si512(u2, k2),
+                        _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(u0, 6), k3), 4))};
+    const __m512i mn[2] = {
+        _mm512_and_si512(u1, k1),
+        _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(u2, 4), k2),
+                        _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(u1, 6), k3), 4))};
+    ST_PACKED_KQ_UNROLL
+    for (size_t c = 0; c < 4; ++c) {
+      const uint8_t* chunks = sb + 256 + 512 * c;
+      {
+        const uintptr_t here = reinterpret_cast<uintptr_t>(chunks);
+        ST_PACKED_KQ_UNROLL
+        for (size_t l = 0; l < 8; ++l) {
+          _mm_prefetch(reinterpret_cast<const char*>(here + kPrefetchBytes + 64 * l), _MM_HINT_T0);
+          _mm_prefetch(reinterpret_cast<const char*>(here + kPrefetchBytesFar + 64 * l),
+                       _MM_HINT_T1);
+        }
+      }
+      ST_PACKED_KQ_UNROLL
+      for (size_t half = 0; half < 2; ++half) {
+        const size_t j = 2 * c + half;  // sub-block
+        const int shift = static_cast<int>(8 * (j % 4));
+        const __m512 scale = _mm512_mul_ps(
+            d, _mm512_cvtepi32_ps(_mm512_and_si512(_mm512_srli_epi32(sc[j / 4], shift), byte)));
+        const __m512 minv = _mm512_mul_ps(
+            dmin, _mm512_cvtepi32_ps(_mm512_and_si512(_mm512_srli_epi32(mn[j / 4], shift), byte)));
+        __m512i w[8];
+        ST_PACKED_KQ_UNROLL
+        for (size_t t = 0; t < 8; ++t) {
+          const __m512i raw = _mm512_loadu_si512(chunks + 64 * t);
+          w[t] = half == 0 ? _mm512_and_si512(raw, low4)
+                           : _mm512_and_si512(_mm512_srli_epi16(raw, 4), low4);
+        }
+        const size_t b = 8 * i + j;
+        __m512i s[kVecs][kChains];
+        ST_PACKED_KQ_UNROLL
+        for (size_t v = 0; v < kVecs; ++v) {
+          ST_PACKED_KQ_UNROLL
+          for (size_t k = 0; k < kChains; ++k) s[v][k] = _mm512_setzero_si512();
+        }
+        // Registers outer, vectors inner: the vectors' dpbusd are
+        // independent and issue back to back.
+        ST_PACKED_KQ_UNROLL
+        for (size_t t = 0; t < 8; ++t) {
+          ST_PACKED_KQ_UNROLL
+          for (size_t v = 0; v < kVecs; ++v) {
+            const __m512i xv = _mm512_set1_epi32(LoadDword(xs[v].q8[b].qs + 4 * t));
+            s[v][t % kChains] = DotU8S8(s[v][t % kChains], w[t], xv);
+          }
+        }
+        ST_PACKED_KQ_UNROLL
+        for (size_t v = 0; v < kVecs; ++v) {
+          __m512i sum = s[v][0];
+          if constexpr (kChains == 4) {
+            sum = _mm512_add_epi32(_mm512_add_epi32(s[v][0], s[v][1]),
+                                   _mm512_add_epi32(s[v][2], s[v][3]));
+          } else if constexpr (kChains == 2) {
+            sum = _mm512_add_epi32(s[v][0], s[v][1]);
+          }
+          const float dx = xs[v].scale[b];
+          acc[v] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), _mm512_mul_ps(scale, _mm512_set1_ps(dx)),
+                                   acc[v]);
+          const float xsum = dx * static_cast<float>(xs[v].sum[b]);
+          acc[v] = _mm512_fmadd_ps(minv, _mm512_set1_ps(-xsum), acc[v]);
+        }
+      }
+    }
+  }
+  ST_PACKED_KQ_UNROLL
+  for (size_t v = 0; v < kVecs; ++v) _mm512_storeu_ps(y + v * y_stride, acc[v]);
+}
+
+#if HWY_TARGET == HWY_AVX3_DL
+ST_AVX512VNNI_END
+#endif
+
+#else
+
+constexpr bool kAvailable = false;
+
+template <size_t kVecs>
+void Group(const uint8_t*, size_t, const XRef*, float*, size_t) {}
+
+#endif
+
+}  // namespace
+
+bool PackedKQuantAvailableT() { return kAvailable; }
+
+void PackedKQuantMatMulGroupsT(uint32_t ggml_type, const void* packed, size_t cols,
+                               const Activations& x, size_t v_begin, size_t v_end, size_t g_begin,
+                               size_t g_end, float* y, size_t y_stride) {
+  if (!kAvailable) {
+    scalar::PackedKQuantMatMulGroups(ggml_type, packed, cols, x, v_begin, v_end, g_begin, g_end, y,
+                                     y_stride);
+    return;
+  }
+  const size_t nsb = cols / 256;
+  XRef xs[kMaxVecs];
+  for (size_t g = g_begin; g < g_end; ++g) {
+    const uint8_t* group = static_cast<const uint8_t*>(packed) + g * nsb * kGroupSuperBytes;
+    for (size_t v0 = v_begin; v0 < v_end; v0 += kMaxVecs) {
+      const size_t count = std::min(kMaxVecs, v_end - v0);
+      for (size_t k = 0; k < count; ++k) {
+        xs[k] = {x.q8(v0 + k), x.q8_scales(v0 + k), x.q8_sums(v0 + k)};
+      }
+      float* out = y + (v0 - v_begin) * y_stride + g * kPackedKQuantRows;
+      switch (count) {
+        case 8: Group<8>(group, nsb, xs, out, y_stride); break;
+        case 7: Group<7>(group, nsb, xs, out, y_stride); break;
+        case 6: Group<6>(group, nsb, xs, out, y_stride); break;
+        case 5: Group<5>(group, nsb, xs, out, y_stride); break;
+        case 4: Group<4>(group, nsb, xs, out, y_stride); break;
+        case 3: Group<3>(group, nsb, xs, out, y_stride); break;
+        case 2: Group<2>(group, nsb, xs, out, y_stride); break;
+        default: Group<1>(group, nsb, xs, out, y_stride); break;
+      }
+    }
+  }
+}
+
+// NOLINTNEXTLINE(google-readability-namespace-comments)
+}  // namespace HWY_NAMESPACE
+}  // namespace st
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+namespace st {
+
+HWY_EXPORT(PackedKQuantAvailableT);
+HWY_EXPORT(PackedKQuantMatMulGroupsT);
+
+bool CanPackKQuant(uint32_t ggml_type, size_t rows, size_t cols) {
+  return ggml_type == kGgmlQ4_K && rows > 0 && rows % kPackedKQuantRows == 0 && cols > 0 &&
+         cols % 256 == 0 && HWY_DYNAMIC_DISPATCH(PackedKQuantAvailableT)();
+}
+
+void PackedKQuantMatMulGroups(uint32_t ggml_type, const void* packed, size_t cols,
+                              const Activations& x, size_t v_begin, size_t v_end, size_t g_begin,
+                              size_t g_end, float* y, size_t y_stride) {
+  HWY_DYNAMIC_DISPATCH(PackedKQuantMatMulGroupsT)(ggml_type, packed, cols, x, v_begin, v_end,
+                                                  g_begin, g_end, y, y_stride);
+}
+
+}  // namespace st
+#endif  // HWY_ONCE
