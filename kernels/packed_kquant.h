@@ -38,9 +38,13 @@ class Activations;
 
 inline constexpr size_t kPackedKQuantRows = 16;
 
-// Whether a [rows x cols] matrix of ggml type `ggml_type` can be packed:
-// Q4_K, rows % 16 == 0, cols % 256 == 0, and this CPU has the AVX-512
-// kernel (elsewhere the row kernels stay).
+// Whether a [rows x cols] matrix of ggml type `ggml_type` has the layout's
+// shape: Q4_K, rows % 16 == 0, cols % 256 == 0 (what an expert pack stores
+// packed, whatever CPU reads it: without the AVX-512 kernel, the scalar
+// twin computes it).
+bool PackableKQuantShape(uint32_t ggml_type, size_t rows, size_t cols);
+// PackableKQuantShape, and this CPU has the AVX-512 kernel: what matrices in
+// RAM are packed for (elsewhere the row kernels stay).
 bool CanPackKQuant(uint32_t ggml_type, size_t rows, size_t cols);
 
 // Bytes of one packed 16-row group (== 16 rows of the original).

@@ -229,9 +229,14 @@ namespace st {
 HWY_EXPORT(PackedKQuantAvailableT);
 HWY_EXPORT(PackedKQuantMatMulGroupsT);
 
-bool CanPackKQuant(uint32_t ggml_type, size_t rows, size_t cols) {
+bool PackableKQuantShape(uint32_t ggml_type, size_t rows, size_t cols) {
   return ggml_type == kGgmlQ4_K && rows > 0 && rows % kPackedKQuantRows == 0 && cols > 0 &&
-         cols % 256 == 0 && HWY_DYNAMIC_DISPATCH(PackedKQuantAvailableT)();
+         cols % 256 == 0;
+}
+
+bool CanPackKQuant(uint32_t ggml_type, size_t rows, size_t cols) {
+  return PackableKQuantShape(ggml_type, rows, cols) &&
+         HWY_DYNAMIC_DISPATCH(PackedKQuantAvailableT)();
 }
 
 void PackedKQuantMatMulGroups(uint32_t ggml_type, const void* packed, size_t cols,

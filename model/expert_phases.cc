@@ -7,6 +7,7 @@
 
 #include "kernels/activation.h"
 #include "kernels/kquant_dot.h"
+#include "kernels/packed_kquant.h"
 #include "kernels/packed_matrix.h"
 #include "model/expert_executor.h"
 #include "model/mapped_repack.h"
@@ -22,7 +23,9 @@ constexpr size_t kGateUpRows = 64;
 constexpr size_t kDownRows = 128;
 
 // A matrix Run reads: packed, or rows in a K-quant format it computes in.
-bool Readable(const MatrixRef& m) { return m.packed != nullptr || ComputedNatively(m); }
+bool Readable(const MatrixRef& m) {
+  return m.packed != nullptr || m.packed_kquant != nullptr || ComputedNatively(m);
+}
 
 // y[(v - v0) * y_stride + r] = row r of m . vector v of x, for v in [v0, v1)
 // and the rows `rows[0, n_rows)` (null: r in [r0, r1), whole 16-row groups
@@ -33,6 +36,11 @@ void RowDots(const MatrixRef& m, const Activations& x, size_t v0, size_t v1, siz
   if (m.packed != nullptr) {
     PackedMatMulGroups(m.type, m.packed, m.cols, x, v0, v1, r0 / kPackRows, r1 / kPackRows, y,
                        y_stride);
+    return;
+  }
+  if (m.packed_kquant != nullptr && rows == nullptr) {
+    PackedKQuantMatMulGroups(m.storage->ggml_type, m.packed_kquant, m.cols, x, v0, v1,
+                             r0 / kPackedKQuantRows, r1 / kPackedKQuantRows, y, y_stride);
     return;
   }
   thread_local std::vector<const BlockQ8_0*> xs;

@@ -136,10 +136,11 @@ absl::Status LocalExpertExecutor::Run(int layer, const Routes& routes, const flo
         ExpertStacks& st = stacks_[l];
         if (whole_groups(st.gate, st.n_experts) && whole_groups(st.down, st.n_experts) &&
             ExpertComputedNatively({st.gate, st.up, st.down, st.down_transposed})) {
-          // K-quant matrices computed as stored stay as they are (rows).
-          st.gate = PackedOrNative(st.gate);
+          // K-quant matrices computed as stored: gate and down (computed
+          // whole) packed where they can be, up rows as stored.
+          st.gate = PackedKQuantOrNative(st.gate);
           st.up = PackedOrNative(st.up);
-          st.down = PackedOrNative(st.down);
+          st.down = PackedKQuantOrNative(st.down);
           continue;
         }
         if (whole_groups(st.gate, st.n_experts)) {

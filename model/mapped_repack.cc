@@ -16,6 +16,7 @@
 #include "kernels/ggml_storage.h"
 #include "kernels/kquant_dot.h"
 #include "xxhash.h"
+#include "kernels/packed_kquant.h"
 #include "kernels/packed_matrix.h"
 
 namespace st {
@@ -189,6 +190,46 @@ MatrixRef PackedOrNative(const MatrixRef& m) {
   return ComputedNatively(m) ? m : PackedFromMapping(m);
 }
 
+MatrixRef PackedKQuantFromMapping(const MatrixRef& m) {
+  if (!ComputedNatively(m) || m.packed_kquant != nullptr ||
+      !g_repack.load(std::memory_order_relaxed) ||
+      !CanPackKQuant(m.storage->ggml_type, m.rows, m.cols)) {
+    return m;
+  }
+  const size_t bytes = m.rows * m.row_bytes();
+  const MatrixKey key(m.data, m.rows, m.cols);
+  Registry& r = Get();
+  MatrixRef out = m;
+  {
+    absl::MutexLock lock(&r.mu);
+    Mapping* mapping = MappingOf(r, m);
+    if (mapping == nullptr) return m;
+    if (auto it = mapping->packed.find(key); it != mapping->packed.end()) {
+      out.packed_kquant = it->second.get();
+      return out;
+    }
+  }
+  // As PackedFromMapping: packed outside the lock, the first copy stored wins.
+  Buffer copy = Buffer::Allocate(bytes);
+  if (copy.get() == nullptr) return m;  // out of memory: the row kernels still work
+  PackKQuantRows(m.storage->ggml_type, m.data, m.rows, m.cols, copy.get());
+  absl::MutexLock lock(&r.mu);
+  Mapping* mapping = MappingOf(r, m);
+  if (mapping == nullptr) return m;  // unregistered meanwhile
+  auto [it, stored] = mapping->packed.try_emplace(key, std::move(copy));
+  if (stored) {
+    r.copy_bytes += bytes;
+    mapping->copy_bytes += bytes;
+    ReleaseWholePages(m.data, bytes);
+  }
+  out.packed_kquant = it->second.get();
+  return out;
+}
+
+MatrixRef PackedKQuantOrNative(const MatrixRef& m) {
+  return ComputedNatively(m) ? PackedKQuantFromMapping(m) : PackedFromMapping(m);
+}
+
 bool ExpertComputedNatively(const ExpertMatrices& m) {
   if (m.down_transposed || m.gate.rows % kQK != 0) return false;
   bool any = false;
@@ -209,7 +250,10 @@ ExpertMatrices PrepareExpert(const ExpertMatrices& m) {
     return {PackedFromMapping(m.gate), PackedFromMapping(m.up), ConvertedFromMapping(m.down), true};
   }
   if (ExpertComputedNatively(m)) {
-    return {PackedOrNative(m.gate), PackedOrNative(m.up), PackedOrNative(m.down), false};
+    // Gate and down are computed whole: packed; up rows stay as stored
+    // (sparse ReGLU reads only the active ones).
+    return {PackedKQuantOrNative(m.gate), PackedOrNative(m.up), PackedKQuantOrNative(m.down),
+            false};
   }
   return {PackedFromMapping(m.gate), PackedFromMapping(m.up), PackedFromMapping(m.down), false};
 }
@@ -271,6 +315,10 @@ size_t DropPackedCopy(const MatrixRef& m) {
       if (mapping->converted.erase(ConvertedKey(m.data, m.rows, m.cols, pack, 0)) > 0) {
         bytes += m.kernel_bytes();
       }
+    }
+    // A K-quant computed as stored: its 16-row packed copy.
+    if (mapping->packed.erase(MatrixKey(m.data, m.rows, m.cols)) > 0) {
+      bytes += m.rows * m.row_bytes();
     }
   } else if (mapping->packed.erase(MatrixKey(m.data, m.rows, m.cols)) > 0) {
     bytes = m.rows * m.row_bytes();

@@ -56,14 +56,23 @@ bool ComputedNatively(const MatrixRef& m);
 // m unchanged when ComputedNatively(m), else PackedFromMapping(m). For the
 // callers that compute through ExpertPhases, which reads both kinds.
 MatrixRef PackedOrNative(const MatrixRef& m);
+// m (ComputedNatively) with `packed_kquant` set to its 16-row packed copy
+// (kernels/packed_kquant.h) when m lies in a registered mapping,
+// CanPackKQuant and repacking is on: made on first use, then shared, the
+// file pages of m released (its `data` stays, for the row kernels).
+// Otherwise m unchanged.
+MatrixRef PackedKQuantFromMapping(const MatrixRef& m);
+// PackedKQuantFromMapping when ComputedNatively(m), else PackedFromMapping:
+// for the matrices computed whole (gate, a non-transposed down).
+MatrixRef PackedKQuantOrNative(const MatrixRef& m);
 // Whether an expert (or a stack of them) is computed with its K-quant
 // matrices as stored: some matrix ComputedNatively, the down not
 // transposed, and every other matrix packed or packable
 // (ExpertPhases reads packed and native matrices only). Otherwise every
 // matrix of it is converted, as before native K-quants.
 bool ExpertComputedNatively(const ExpertMatrices& m);
-// The matrices as they are computed: PackedOrNative when
-// ExpertComputedNatively, else PackedFromMapping (a transposed down:
+// The matrices as they are computed: when ExpertComputedNatively, gate and
+// down PackedKQuantOrNative, up PackedOrNative; else PackedFromMapping (a transposed down:
 // ConvertedFromMapping, in rows).
 ExpertMatrices PrepareExpert(const ExpertMatrices& m);
 // Process-wide switch (default on; ModelOptions::native_kquant).

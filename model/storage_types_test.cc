@@ -18,6 +18,7 @@
 #include "gtest/gtest.h"
 #include "kernels/fp16.h"
 #include "kernels/ggml_storage.h"
+#include "kernels/packed_kquant.h"
 #include "kernels/quant.h"
 #include "model/config.h"
 #include "model/gguf.h"
@@ -398,8 +399,9 @@ TEST_F(StorageTypesTest, KQuantExpertsComputedAsStored) {
   // near its ties; a wrong kernel is off by ~100%.)
   EXPECT_GT(rel, 0.0) << "the Q4_K/Q6_K experts were converted to Q8_0";
   EXPECT_LT(rel, 0.5);
-  // Only the Q5_0 downs were converted (the models above are gone, so
-  // their copies too; this one's are made as it runs).
+  // Only the Q5_0 downs were converted, and the Q4_K gates (computed whole)
+  // packed into the 16-row layout at their own size (the models above are
+  // gone, so their copies too; this one's are made as it runs).
   auto m = Model::Load(path, ModelOptions{.threads = 1});
   ASSERT_TRUE(m.ok()) << m.status();
   Session session(**m, 64);
@@ -407,7 +409,11 @@ TEST_F(StorageTypesTest, KQuantExpertsComputedAsStored) {
   const ModelConfig& c = (*m)->config();
   const size_t q5_0_downs =
       static_cast<size_t>(c.n_layers) * c.n_experts * c.d_model * RowBytes(DType::kQ8_0, c.d_expert);
-  EXPECT_EQ(PackedCopyBytes() - copies_before, q5_0_downs);
+  const size_t q4_k_gates = CanPackKQuant(kGgmlQ4_K, c.d_expert, c.d_model)
+                                ? static_cast<size_t>(c.n_layers - 1) * c.n_experts * c.d_expert *
+                                      (c.d_model / 256 * kQ4_KBlockBytes)
+                                : 0;  // layer 3's gate is Q6_K
+  EXPECT_EQ(PackedCopyBytes() - copies_before, q5_0_downs + q4_k_gates);
 }
 
 // A PowerInfer-layout (transposed) down in a K-quant format: read in rows,

@@ -48,7 +48,8 @@ struct ExpertStacks {
                      .rows = rows,
                      .cols = stack.cols,
                      .packed = at(stack.packed),
-                     .storage = stack.storage};
+                     .storage = stack.storage,
+                     .packed_kquant = at(stack.packed_kquant)};
   }
 };
 

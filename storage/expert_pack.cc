@@ -13,6 +13,7 @@
 #include "absl/strings/str_format.h"
 #include "glog/logging.h"
 #include "kernels/kquant_dot.h"
+#include "kernels/packed_kquant.h"
 #include "kernels/packed_matrix.h"
 #include "common/status_macros.h"
 #include "model/config.h"
@@ -92,7 +93,8 @@ absl::StatusOr<PackHeader> PackHeader::Make(DType type, uint64_t fingerprint, ui
   if (n_layers == 0 || n_experts == 0 || d_model == 0 || d_expert == 0 ||
       n_layers > kMaxCount || n_experts > kMaxCount || d_model > kMaxDim || d_expert > kMaxDim ||
       uint64_t{n_layers} * n_experts > (1u << 20) || d_model % BlockElems(type) != 0 ||
-      (flags & ~kPackKnownFlags) != 0 || (flags & kPackFlagAsStored) != 0 ||  // MakeAsStored's
+      (flags & ~kPackKnownFlags) != 0 ||
+      (flags & (kPackFlagAsStored | kPackFlagKQuantPacked)) != 0 ||  // MakeAsStored's
       ((flags & kPackFlagGatePacked) != 0 &&
        ((type != DType::kQ4_0 && type != DType::kQ8_0) || d_expert % kPackRows != 0)) ||
       ((flags & kPackFlagUpSplit) != 0 && type != DType::kQ4_0)) {
@@ -142,7 +144,7 @@ absl::StatusOr<PackHeader> PackHeader::MakeAsStored(uint64_t fingerprint, uint32
           " is not one this build computes as stored (Q4_K, Q6_K)"));
     }
   }
-  h.flags = kPackFlagAsStored;
+  h.flags = kPackFlagAsStored | kPackFlagKQuantPacked;
   h.stored_types = std::move(stored_types);
   uint64_t largest[3] = {0, 0, 0};
   for (uint32_t l = 0; l < n_layers; ++l) {
@@ -183,6 +185,11 @@ MatrixRef PackHeader::RecordMatrix(const char* record, int layer, int m) const {
   if (as_stored()) {
     out.storage = FindStorageFormat(stored_types[3 * layer + m]);
     if (m == 2) std::swap(out.rows, out.cols);  // down as the GGUF holds it
+    if (m != 1 && (flags & kPackFlagKQuantPacked) != 0 &&
+        PackableKQuantShape(out.storage->ggml_type, out.rows, out.cols)) {
+      out.packed_kquant = out.data;  // 16-row layout only: no row-major view
+      out.data = nullptr;
+    }
     return out;
   }
   if (m == 0 && (flags & kPackFlagGatePacked) != 0) {
@@ -284,8 +291,14 @@ absl::StatusOr<std::shared_ptr<const ExpertPack>> ExpertPack::Open(const std::st
   const uint32_t flags = Get<uint32_t>(s, kOffFlags);
   const uint32_t n_layers = Get<uint32_t>(s, kOffLayers);
   absl::StatusOr<PackHeader> h;
+  if (flags == kPackFlagAsStored) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        path, ": expert pack written by an older build (K-quant gates and downs in rows, not the "
+              "16-row packed layout this build computes them in); re-run `smallthinker convert` "
+              "to rewrite it"));
+  }
   if ((flags & kPackFlagAsStored) != 0) {
-    if (flags != kPackFlagAsStored || *type != DType::kQ8_0 ||
+    if (flags != (kPackFlagAsStored | kPackFlagKQuantPacked) || *type != DType::kQ8_0 ||
         n_layers > (kPackHeaderBytes - kPackStoredTypesOffset) / 3) {
       return bad(absl::StrCat("as-stored pack with flags ", flags, ", type ",
                               std::string(DTypeName(*type)), ", ", n_layers, " layers"));

@@ -38,10 +38,14 @@
 // With kPackFlagAsStored (what convert writes for a K-quant file whose every
 // expert matrix is Q4_K or Q6_K in whole 256-weight rows, the formats
 // kernels/kquant_dot.h computes in) a record instead holds gate, up and down
-// exactly as the GGUF stores them: the file's bytes, down NOT transposed
-// ([d_model, d_expert]), so the offloaded experts are computed by the same
-// kernels on the same bytes as in RAM (model/expert_phases.h) and give the
-// same numbers bit for bit. The types may differ per layer (Q4_K_M keeps
+// in the file's formats, down NOT transposed ([d_model, d_expert]): up as the
+// GGUF stores it, and gate and down too, except that with
+// kPackFlagKQuantPacked (always set) a Q4_K gate or down of the packable
+// shape (PackableKQuantShape: rows % 16, cols % 256) is in the 16-row layout
+// of kernels/packed_kquant.h (same bytes, re-ordered), as the experts in RAM
+// are packed (model/mapped_repack.h). So the offloaded experts are computed
+// by the same kernels on the same bytes as in RAM (model/expert_phases.h)
+// and give the same numbers bit for bit. The types may differ per layer (Q4_K_M keeps
 // Q6_K downs in some layers), so the header holds them, and the record has
 // room for each matrix's largest type:
 //   112 u64 up offset in the record     120 u64 down offset in the record
@@ -92,8 +96,13 @@ inline constexpr uint32_t kPackFlagGatePackedV1 = 2;
 inline constexpr uint32_t kPackFlagGatePacked = 4;  // gate in kernels/packed_matrix.h's layout
 inline constexpr uint32_t kPackFlagUpSplit = 8;     // Q4_0 up rows in kernels/split_rows.h's layout
 inline constexpr uint32_t kPackFlagAsStored = 16;  // K-quant matrices as the GGUF stores them
-inline constexpr uint32_t kPackKnownFlags =
-    kPackFlagDownRequantized | kPackFlagGatePacked | kPackFlagUpSplit | kPackFlagAsStored;
+// With kPackFlagAsStored: the Q4_K gates and downs of the packable shape in
+// kernels/packed_kquant.h's layout. Every as-stored pack has it; one
+// without (session 28's build) is refused with "re-run convert".
+inline constexpr uint32_t kPackFlagKQuantPacked = 32;
+inline constexpr uint32_t kPackKnownFlags = kPackFlagDownRequantized | kPackFlagGatePacked |
+                                            kPackFlagUpSplit | kPackFlagAsStored |
+                                            kPackFlagKQuantPacked;
 // Where an as-stored pack's type table starts in the header page.
 inline constexpr uint64_t kPackStoredTypesOffset = 512;
 
@@ -132,7 +141,8 @@ struct PackHeader {
   // the kernels read it: gate [d_expert, d_model] (packed when
   // kPackFlagGatePacked), up [d_expert, d_model] (split rows when
   // kPackFlagUpSplit), down^T [d_expert, d_model]; or, as stored, the
-  // file's formats (`storage` set) with down [d_model, d_expert].
+  // file's formats (`storage` set) with down [d_model, d_expert], a packed
+  // Q4_K gate or down with `packed_kquant` set and no `data`.
   MatrixRef RecordMatrix(const char* record, int layer, int m) const;
   // Bytes matrix m of `layer` fills in a record (the rest is zero padding).
   uint64_t MatrixBytes(int layer, int m) const;

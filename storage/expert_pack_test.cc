@@ -110,7 +110,7 @@ TEST(KQuantPackTest, RecordsHoldTheExpertsAsStored) {
   auto pack = ExpertPack::OpenFor(w->path, **gguf);
   ASSERT_TRUE(pack.ok()) << pack.status();
   const PackHeader& h = (*pack)->header();
-  EXPECT_EQ(h.flags, kPackFlagAsStored);
+  EXPECT_EQ(h.flags, kPackFlagAsStored | kPackFlagKQuantPacked);
   EXPECT_EQ(h.TypeNames(), "Q4_K, Q6_K");
   ASSERT_EQ(h.stored_types.size(), 3u * h.n_layers);
   // 4 layers, d_model 512, d_expert 256; the downs of layers 2 and 3 are
@@ -369,6 +369,29 @@ TEST(PackHeaderTest, GateInTheOldPackedLayoutAsksForAReconvert) {
   EXPECT_EQ(h.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_NE(std::string(h.status().message()).find("re-run `smallthinker convert`"),
             std::string::npos);
+}
+
+// An as-stored pack of session 28's build (flags kPackFlagAsStored alone:
+// gates and downs in rows) would give other numbers than the experts in
+// RAM, which are packed now: refused, asking for a convert.
+TEST(PackHeaderTest, AsStoredPackWithRowGatesAsksForAReconvert) {
+  auto h = PackHeader::MakeAsStored(1, 1, 4, 256, 256, {kGgmlQ4_K, kGgmlQ4_K, kGgmlQ6_K});
+  ASSERT_TRUE(h.ok()) << h.status();
+  EXPECT_EQ(h->flags, kPackFlagAsStored | kPackFlagKQuantPacked);
+  h->flags = kPackFlagAsStored;
+  st::testing::TempDir dir;
+  const std::string path = dir.File("old.stpack");
+  {
+    std::ofstream out(path, std::ios::binary);
+    const std::string prefix = SerializePackPrefix(*h, std::vector<uint64_t>(h->record_count, 0));
+    out.write(prefix.data(), static_cast<std::streamsize>(prefix.size()));
+    const std::string records(h->file_size - prefix.size(), '\0');
+    out.write(records.data(), static_cast<std::streamsize>(records.size()));
+  }
+  auto pack = ExpertPack::Open(path);
+  ASSERT_FALSE(pack.ok());
+  EXPECT_EQ(pack.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_TRUE(Has(std::string(pack.status().message()), "re-run `smallthinker convert`"));
 }
 
 }  // namespace

@@ -106,8 +106,17 @@ absl::StatusOr<std::unique_ptr<Offload>> EnableOffload(Model& model, const Offlo
         "--io memory keeps the whole pack in RAM besides the expert cache, so it cannot hold "
         "--memory-budget; use --io auto (io_uring), pread or mmap");
   }
-  ST_ASSIGN_OR_RETURN(std::shared_ptr<const ExpertPack> pack,
-                      ExpertPack::OpenFor(pack_path, model.file()));
+  absl::StatusOr<std::shared_ptr<const ExpertPack>> opened =
+      ExpertPack::OpenFor(pack_path, model.file());
+  if (absl::IsFailedPrecondition(opened.status()) && options.memory_budget == 0 &&
+      options.pack_path.empty()) {
+    // A pack only found beside the model that this build cannot use for it
+    // (another model's, or an older layout): run from the GGUF, as without
+    // one. Asked for by --pack, or needed by a budget, it is an error.
+    LOG(WARNING) << opened.status().message() << " (experts run from the GGUF meanwhile)";
+    return nullptr;
+  }
+  ST_ASSIGN_OR_RETURN(std::shared_ptr<const ExpertPack> pack, std::move(opened));
   const PackHeader& h = pack->header();
   if (h.as_stored() && !model.options().native_kquant) {
     const std::string what = absl::StrCat(

@@ -351,6 +351,20 @@ TEST_F(OffloadTest, PackOfAnotherModelIsRefused) {
   o.pack_path = DefaultPackPath(*other);
   auto offload = EnableOffload(*model, o);
   EXPECT_EQ(offload.status().code(), absl::StatusCode::kFailedPrecondition) << offload.status();
+  // Found beside the model (no --pack): with a budget, refused the same way;
+  // without one, passed over (the experts run from the GGUF).
+  const std::string copy = d.File("m.gguf");
+  std::filesystem::copy_file(*gguf_, copy);
+  std::filesystem::copy_file(DefaultPackPath(*other), DefaultPackPath(copy));
+  auto beside = Load(copy);
+  OffloadOptions budget = Opts();
+  budget.memory_budget = uint64_t{1} << 30;
+  auto refused = EnableOffload(*beside, budget);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition) << refused.status();
+  EXPECT_NE(refused.status().message().find("another model"), std::string::npos);
+  auto passed_over = EnableOffload(*beside, Opts());
+  ASSERT_TRUE(passed_over.ok()) << passed_over.status();
+  EXPECT_EQ(*passed_over, nullptr);
 }
 
 TEST_F(OffloadTest, RecordedStatsPinTheHottestExperts) {

@@ -17,6 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "kernels/dtype.h"
 #include "kernels/ggml_storage.h"
+#include "kernels/packed_kquant.h"
 #include "kernels/packed_matrix.h"
 #include "kernels/quant.h"
 #include "kernels/split_rows.h"
@@ -75,7 +76,17 @@ inline std::string CompareAsStoredRecord(const GgufFile& gguf, const PackHeader&
     if (t->storage->ggml_type != h.stored_types[3 * layer + m]) return "type differs";
     const uint64_t n = h.MatrixBytes(layer, m);
     if (n * t->ne[2] != t->n_bytes) return absl::StrCat(names[m], " size differs");
-    if (std::memcmp(record + h.matrix_offset[m], gguf.TensorData(*t) + expert * n, n) != 0) {
+    const uint8_t* want = gguf.TensorData(*t) + expert * n;
+    std::vector<uint8_t> packed;
+    // A Q4_K gate or down of the packable shape: in the 16-row layout.
+    const size_t rows = m == 2 ? h.d_model : h.d_expert, cols = m == 2 ? h.d_expert : h.d_model;
+    if (m != 1 && (h.flags & kPackFlagKQuantPacked) != 0 &&
+        PackableKQuantShape(t->storage->ggml_type, rows, cols)) {
+      packed.resize(n);
+      PackKQuantRows(t->storage->ggml_type, want, rows, cols, packed.data());
+      want = packed.data();
+    }
+    if (std::memcmp(record + h.matrix_offset[m], want, n) != 0) {
       return absl::StrCat(names[m], " differs at layer ", layer, " expert ", expert);
     }
     const uint64_t end = m < 2 ? h.matrix_offset[m + 1] : h.record_size;

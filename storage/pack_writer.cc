@@ -13,6 +13,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "kernels/kquant_dot.h"
+#include "kernels/packed_kquant.h"
 #include "kernels/packed_matrix.h"
 #include "common/progress.h"
 #include "common/status_macros.h"
@@ -204,7 +205,12 @@ absl::StatusOr<PackWriteResult> WriteAsStored(const PackWriterOptions& o, const 
     const MatrixRef* ms[3] = {&s.gate, &s.up, &s.down};
     for (int m = 0; m < 3; ++m) {
       const MatrixRef x = ExpertStacks::Slice(*ms[m], e, c.n_experts);
-      std::memcpy(rec + h.matrix_offset[m], x.data, h.MatrixBytes(l, m));
+      // Gate and down as RecordMatrix reads them: packed where it says so.
+      if (h.RecordMatrix(rec, l, m).packed_kquant != nullptr) {
+        PackKQuantRows(x.storage->ggml_type, x.data, x.rows, x.cols, rec + h.matrix_offset[m]);
+      } else {
+        std::memcpy(rec + h.matrix_offset[m], x.data, h.MatrixBytes(l, m));
+      }
     }
   }));
   return result;
