@@ -5,6 +5,7 @@
 #include "glog/logging.h"
 #include "kernels/fp16.h"
 #include "kernels/kquant_dot.h"
+#include "kernels/packed_kquant.h"
 #include "kernels/packed_matrix.h"
 
 namespace st {
@@ -76,27 +77,51 @@ void PackedMatMulRange(const MatrixRef& w, const Activations& x, size_t g_begin,
   }
 }
 
+// The same over a Q4_K matrix in kernels/packed_kquant.h's layout.
+void PackedKQuantMatMulRange(const MatrixRef& w, const Activations& x, size_t g_begin,
+                             size_t g_end, float* y) {
+  const uint32_t type = w.storage->ggml_type;
+  const size_t tile = std::max<size_t>(1, kTileBytes / PackedKQuantGroupBytes(type, w.cols));
+  for (size_t g = g_begin; g < g_end; g += tile) {
+    PackedKQuantMatMulGroups(type, w.packed_kquant, w.cols, x, 0, x.n_vecs(), g,
+                             std::min(g_end, g + tile), y, w.rows);
+  }
+}
+
+// Whether w is computed 16 rows at a time: packed (Q4_0/Q8_0) or packed
+// Q4_K, against Q8_0 activations.
+bool InGroups(const MatrixRef& w, const Activations& x) {
+  return (w.packed != nullptr || w.packed_kquant != nullptr) && x.has_q8();
+}
+
+void GroupRange(const MatrixRef& w, const Activations& x, size_t g_begin, size_t g_end, float* y) {
+  if (w.packed != nullptr) {
+    PackedMatMulRange(w, x, g_begin, g_end, y);
+  } else {
+    PackedKQuantMatMulRange(w, x, g_begin, g_end, y);
+  }
+}
+
 void PackedMatMul(const MatrixRef& w, const Activations& x, float* y, ThreadPool* pool) {
   const size_t groups = w.rows / kPackRows;
   if (pool == nullptr) {
-    PackedMatMulRange(w, x, 0, groups, y);
+    GroupRange(w, x, 0, groups, y);
     return;
   }
   pool->ParallelFor(
-      groups, [&](size_t begin, size_t end) { PackedMatMulRange(w, x, begin, end, y); },
+      groups, [&](size_t begin, size_t end) { GroupRange(w, x, begin, end, y); },
       /*grain=*/1, ChunksPerThread(groups, *pool));
 }
 
 // Work units of one MatMulMany job: 16-row packed groups, or row-layout
 // rows in kRowGrain runs (the last one short).
 size_t Units(const MatMulJob& j) {
-  return j.w->packed != nullptr && j.x->has_q8() ? j.w->rows / kPackRows
-                                                 : (j.w->rows + kRowGrain - 1) / kRowGrain;
+  return InGroups(*j.w, *j.x) ? j.w->rows / kPackRows : (j.w->rows + kRowGrain - 1) / kRowGrain;
 }
 
 void JobUnits(const MatMulJob& j, size_t begin, size_t end) {
-  if (j.w->packed != nullptr && j.x->has_q8()) {
-    PackedMatMulRange(*j.w, *j.x, begin, end, j.y);
+  if (InGroups(*j.w, *j.x)) {
+    GroupRange(*j.w, *j.x, begin, end, j.y);
   } else {
     MatMulRange(*j.w, *j.x, begin * kRowGrain, std::min(end * kRowGrain, j.w->rows), j.y);
   }
@@ -170,7 +195,7 @@ void MatVecRows(const MatrixRef& w, const VecRef& x, size_t row_begin, size_t ro
 
 void MatMul(const MatrixRef& w, const Activations& x, float* y, ThreadPool* pool) {
   DCHECK_EQ(x.cols(), w.cols);
-  if (w.packed != nullptr && x.has_q8()) {
+  if (InGroups(w, x)) {
     PackedMatMul(w, x, y, pool);
     return;
   }

@@ -255,6 +255,60 @@ TEST_F(StorageTypesTest, Q6_KLmHeadComputedAsStored) {
   }
 }
 
+// With dense_kquant_as_stored, Q4_K q/k/v matrices are computed from a
+// copy in the 16-row packed layout (kernels/packed_kquant.h; their file
+// pages released): the same logits for any thread count and batch size,
+// within float rounding of the row kernels' (--no-repack).
+TEST_F(StorageTypesTest, Q4_KAttentionPackedWhenComputedAsStored) {
+  std::vector<std::pair<std::string, uint32_t>> tensors;
+  for (int l = 0; l < 4; ++l) {
+    // (attn_output's rows are q_dim: no whole 256-weight rows in tiny.)
+    for (const char* t : {"attn_q", "attn_k", "attn_v"}) {
+      tensors.push_back({absl::StrCat("blk.", l, ".", t, ".weight"), kGgmlQ4_K});
+    }
+  }
+  const std::string path = ExpectReadsAsQ8_0(this, contents_, tensors, dir_.File("attn-q4k"),
+                                             {{.threads = 1, .native_kquant = false}});
+  ASSERT_FALSE(path.empty());
+  const ModelOptions stored{.threads = 1, .dense_kquant_as_stored = true};
+  auto m = Model::Load(path, stored);
+  ASSERT_TRUE(m.ok()) << m.status();
+  const DenseWeights& w = (*m)->weights();
+  size_t packed = 0;
+  for (const LayerWeights& lw : w.layers) {
+    for (const MatrixRef* x : {&lw.wq, &lw.wk, &lw.wv}) {
+      EXPECT_EQ(x->storage, FindStorageFormat(kGgmlQ4_K));
+      EXPECT_TRUE((*m)->file().Contains(x->data)) << "rows stay in the mapping";
+      if (CanPackKQuant(kGgmlQ4_K, x->rows, x->cols)) {
+        EXPECT_NE(x->packed_kquant, nullptr);
+        packed += x->rows * x->row_bytes();
+      }
+    }
+  }
+  if (!CanPackKQuant(kGgmlQ4_K, w.layers[0].wq.rows, w.layers[0].wq.cols)) {
+    GTEST_SKIP() << "no packed Q4_K kernel on this CPU";
+  }
+  EXPECT_GT(packed, 0u);
+  EXPECT_GE(w.packed_bytes, packed) << "counted as resident for the memory plan";
+  const std::vector<float> one = Logits(path, stored);
+  for (const ModelOptions& o : {ModelOptions{.threads = 2, .dense_kquant_as_stored = true},
+                                ModelOptions{.threads = 2, .max_batch = 1,
+                                             .dense_kquant_as_stored = true}}) {
+    const std::vector<float> other = Logits(path, o);
+    ASSERT_EQ(other.size(), one.size());
+    EXPECT_EQ(std::memcmp(other.data(), one.data(), one.size() * sizeof(float)), 0);
+  }
+  const std::vector<float> rows =
+      Logits(path, {.threads = 1, .repack = false, .dense_kquant_as_stored = true});
+  ASSERT_EQ(rows.size(), one.size());
+  double err = 0, mag = 0;
+  for (size_t i = 0; i < one.size(); ++i) {
+    err = std::max(err, static_cast<double>(std::fabs(one[i] - rows[i])));
+    mag = std::max(mag, static_cast<double>(std::fabs(rows[i])));
+  }
+  EXPECT_LT(err, 1e-3 * mag) << "packed and row kernels differ by float rounding only";
+}
+
 // An embedding in a K-quant format that is not the LM head stays in the
 // file and its rows are dequantized as they are looked up: the logits of a
 // file holding those exact values in F32, bit for bit, and no Q8_0 copy.

@@ -11,6 +11,7 @@
 #include "absl/strings/str_join.h"
 #include "common/status_macros.h"
 #include "kernels/kquant_dot.h"
+#include "kernels/packed_kquant.h"
 #include "kernels/packed_matrix.h"
 #include "kernels/quant.h"
 #include "model/tensor_names.h"
@@ -210,7 +211,8 @@ absl::Status DenseWeights::MoveToHugePages() {
   // would hold it twice (its pages are not released) and the memory plan
   // counts its file bytes.
   std::erase_if(hot, [&](const MatrixRef* m) {
-    return m->packed != nullptr || m->storage != nullptr || in_own_arena(m->data);
+    return m->packed != nullptr || m->packed_kquant != nullptr || m->storage != nullptr ||
+           in_own_arena(m->data);
   });
   return CopyToArena(hot, [this](MatrixRef* m, char* dst) {
     std::memcpy(dst, m->data, m->rows * m->row_bytes());
@@ -240,6 +242,21 @@ absl::Status DenseWeights::PackForKernels(const GgufFile& file) {
       unused.push_back(m->data);
       m->data = nullptr;
     }
+  }));
+  // Q4_K computed as stored (dense_kquant_as_stored): a copy in the 16-row
+  // packed layout of kernels/packed_kquant.h, the same bytes; `data` stays
+  // the file's rows (a tied embedding reads them), their pages released.
+  std::vector<MatrixRef*> kquant = HotMatrices();
+  std::erase_if(kquant, [](const MatrixRef* m) {
+    return m->storage == nullptr || m->packed != nullptr || m->data == nullptr ||
+           !CanPackKQuant(m->storage->ggml_type, m->rows, m->cols);
+  });
+  ST_RETURN_IF_ERROR(CopyToArena(kquant, [&](MatrixRef* m, char* dst) {
+    PackKQuantRows(m->storage->ggml_type, m->data, m->rows, m->cols, dst);
+    file.ReleasePages(m->data, m->rows * m->row_bytes());
+    m->packed_kquant = dst;
+    if (m == &output && token_embd.data == output.data) token_embd.packed_kquant = dst;
+    packed_bytes += m->rows * m->row_bytes();
   }));
   // A converted matrix's row-layout copy (ConvertToQ8_0) is read by no one
   // once packed, unless it is also the embedding table: free it (the 4b's

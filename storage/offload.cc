@@ -48,7 +48,7 @@ EmbeddingRows EmbeddingRowsOnly(const Model& model) {
   const bool in_mapping =
       base != nullptr && r.data >= base && r.data + r.bytes <= base + f.file_size();
   const bool tied = o.data == e.data;
-  if (!in_mapping || (tied && o.packed == nullptr)) return r;
+  if (!in_mapping || (tied && o.packed == nullptr && o.packed_kquant == nullptr)) return r;
   r.rows_only = true;
   r.counted = tied ? 0 : r.bytes;  // tied and packed: counted as packed_bytes
   // A row can straddle two pages, and a fault maps up to 64 KiB of cached
