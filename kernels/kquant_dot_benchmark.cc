@@ -5,7 +5,8 @@
 // (512 MiB in 2 MiB huge pages; L3 can be large on servers), a new one every
 // iteration; 0: one matrix, hot in L2. Bytes processed = the matrix's bytes,
 // so GB/s compares formats by how fast they stream their own bytes. "Q4_K
-// packed" is the 16-row layout of packed_kquant.h (PackedKQuantMatMulGroups).
+// packed" and "Q6_K packed" are the 16-row layouts of packed_kquant.h
+// (PackedKQuantMatMulGroups).
 #include <cstring>
 #include <random>
 #include <string>
@@ -28,17 +29,18 @@ namespace {
 constexpr size_t kRows = 768, kCols = 1536;
 // Pseudo types for the K-quants (ggml ids + 1000, beside DType values).
 constexpr int64_t kQ4K = 1000 + kGgmlQ4_K, kQ6K = 1000 + kGgmlQ6_K;
-constexpr int64_t kQ4KPacked = 2000 + kGgmlQ4_K;
+constexpr int64_t kQ4KPacked = 2000 + kGgmlQ4_K, kQ6KPacked = 2000 + kGgmlQ6_K;
 
 size_t RowBytesOf(int64_t t) {
   if (t == kQ4K || t == kQ4KPacked) return kCols / 256 * kQ4_KBlockBytes;
-  if (t == kQ6K) return kCols / 256 * kQ6_KBlockBytes;
+  if (t == kQ6K || t == kQ6KPacked) return kCols / 256 * kQ6_KBlockBytes;
   return RowBytes(static_cast<DType>(t), kCols);
 }
 
 std::string NameOf(int64_t t) {
   if (t == kQ4K) return "Q4_K";
   if (t == kQ4KPacked) return "Q4_K packed";
+  if (t == kQ6KPacked) return "Q6_K packed";
   if (t == kQ6K) return "Q6_K";
   return std::string(DTypeName(static_cast<DType>(t)));
 }
@@ -57,7 +59,9 @@ void BM_DotRows(benchmark::State& state) {
   std::mt19937 rng(5);
   std::vector<char> one(matrix);
   const bool q4k = type == kQ4K || type == kQ4KPacked;
-  if (q4k || type == kQ6K) {  // random levels and scales, sane f16 scales
+  const bool packed_type = type == kQ4KPacked || type == kQ6KPacked;
+  const auto ggml = static_cast<uint32_t>(type % 1000);
+  if (q4k || type == kQ6K || type == kQ6KPacked) {  // random levels and scales, sane f16 scales
     for (char& c : one) c = static_cast<char>(rng());
     const size_t bb = q4k ? kQ4_KBlockBytes : kQ6_KBlockBytes;
     for (size_t b = 0; b < matrix / bb; ++b) {
@@ -65,13 +69,13 @@ void BM_DotRows(benchmark::State& state) {
       std::memcpy(one.data() + b * bb + (q4k ? 0 : 208), &h, 2);
       if (q4k) std::memcpy(one.data() + b * bb + 2, &h, 2);
     }
-    if (type == kQ4KPacked) {
-      if (!CanPackKQuant(kGgmlQ4_K, kRows, kCols)) {
-        state.SkipWithError("no packed Q4_K kernel on this CPU");
+    if (packed_type) {
+      if (!CanPackKQuant(ggml, kRows, kCols)) {
+        state.SkipWithError("no packed K-quant kernel on this CPU");
         return;
       }
       std::vector<char> packed(matrix);
-      PackKQuantRows(kGgmlQ4_K, one.data(), kRows, kCols, packed.data());
+      PackKQuantRows(ggml, one.data(), kRows, kCols, packed.data());
       one.swap(packed);
     }
   } else {
@@ -102,8 +106,8 @@ void BM_DotRows(benchmark::State& state) {
   size_t next = 0, bytes = 0;
   for (auto _ : state) {
     const char* w = (*arena)->data() + (next++ % count) * matrix;
-    if (type == kQ4KPacked) {
-      PackedKQuantMatMulGroups(kGgmlQ4_K, w, kCols, act, 0, n_vecs, 0, kRows / kPackedKQuantRows,
+    if (packed_type) {
+      PackedKQuantMatMulGroups(ggml, w, kCols, act, 0, n_vecs, 0, kRows / kPackedKQuantRows,
                                y.data(), kRows);
     } else if (type == kQ4K || type == kQ6K) {
       DotRowsKQuant(static_cast<uint32_t>(type - 1000), w, rb, nullptr, kRows, q8s.data(), n_vecs, kCols,
@@ -124,7 +128,7 @@ constexpr int64_t kQ8 = static_cast<int64_t>(DType::kQ8_0);
 
 BENCHMARK(BM_DotRows)
     ->ArgNames({"type", "cold", "vecs"})
-    ->ArgsProduct({{kQ4, kQ8, kQ4K, kQ4KPacked, kQ6K}, {0, 1}, {1, 4, 8}})
+    ->ArgsProduct({{kQ4, kQ8, kQ4K, kQ4KPacked, kQ6K, kQ6KPacked}, {0, 1}, {1, 4, 8}})
     ->UseRealTime();
 
 }  // namespace

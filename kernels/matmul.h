@@ -37,10 +37,11 @@ struct MatrixRef {
   // Q6_K are computed as stored (kernels/kquant_dot.h: MatMul, and
   // ExpertPhases for experts); only views of GGUF tensors carry it.
   const StorageFormat* storage = nullptr;
-  // Q4_K (`storage` set) in the 16-row layout of kernels/packed_kquant.h
-  // (an expert's gate or down, model/mapped_repack.h): ExpertPhases computes
-  // it from there. `data`, when set, is the row-major original (MatMul and
-  // the row kernels read that); an expert pack's record has only this.
+  // Q4_K / Q6_K (`storage` set) in the 16-row layout of kernels/packed_kquant.h
+  // (an expert's gate or down, model/mapped_repack.h; a dense matrix computed
+  // as stored, DenseWeights::PackForKernels): ExpertPhases and MatMul compute
+  // it from there. `data`, when set, is the row-major original (the row
+  // kernels read that); an expert pack's record has only this.
   const void* packed_kquant = nullptr;
 
   // Bytes of one row as `data` holds it.

@@ -1,26 +1,31 @@
-// st::PackedKQuantMatMulGroups and st::CanPackKQuant: the 16-row packed Q4_K
-// kernel (layout and numerics in packed_kquant.h), with run-time dispatch.
+// st::PackedKQuantMatMulGroups and st::CanPackKQuant: the 16-row packed
+// Q4_K / Q6_K kernels (layouts and numerics in packed_kquant.h), with
+// run-time dispatch.
 //
-//  AVX3_DL (AVX-512 VNNI) and AVX3 (maddubs + madd): per super-block the 16
-//      rows' 6-bit scales and mins unpacked at once (ggml's
+//  AVX3_DL (AVX-512 VNNI) and AVX3 (maddubs + madd): Q4_K: per super-block
+//      the 16 rows' 6-bit scales and mins unpacked at once (ggml's
 //      get_scale_min_k4 on 16 lanes) and scaled by d and dmin; per pair of
 //      sub-blocks eight 64-byte chunks, each split into low nibbles (the
 //      first sub-block) and high nibbles (the second); per vector and
 //      sub-block eight dpbusd against activation dwords broadcast from its
-//      Q8_0 block, one convert, and two FMAs (levels, then mins).
+//      Q8_0 block, one convert, and two FMAs (levels, then mins). Q6_K: per
+//      sub-block eight ql and eight qh chunks make the 6-bit levels (a
+//      nibble or'ed with two bits moved to bits 4-5); per vector two chains
+//      of four dpbusd (one per 16-weight scale) started from -32 times that
+//      half's activation level sum, two converts and two FMAs.
 //  Other targets: CanPackKQuant is false (the row kernels are used).
 // Up to 8 vectors share each super-block's unpacked scales and weights.
 // Integer sums are exact, so every target equals the scalar twin bit for bit.
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "kernels/packed_kquant_simd.cc"
-#include "hwy/foreach_target.h"  // IWYU pragma: keep
-#include "hwy/highway.h"
-
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <vector>
 
+#include "hwy/foreach_target.h"  // IWYU pragma: keep
+#include "hwy/highway.h"
 #include "kernels/avx512_vnni.h"
 #include "kernels/ggml_storage.h"
 #include "kernels/matmul.h"
@@ -38,7 +43,8 @@ namespace {
 #endif
 
 constexpr size_t kMaxVecs = 8;
-constexpr size_t kGroupSuperBytes = kPackedKQuantRows * kQ4_KBlockBytes;  // 2304
+constexpr size_t kQ4_KSuperBytes = kPackedKQuantRows * kQ4_KBlockBytes;  // 2304
+constexpr size_t kQ6_KSuperBytes = kPackedKQuantRows * kQ6_KBlockBytes;  // 3360
 // Software prefetch, per pair of sub-blocks (512 bytes of levels): its
 // lines kPrefetchBytes ahead into L1 and kPrefetchBytesFar ahead into L2,
 // as the Q4_0 packed kernel does.
@@ -49,7 +55,8 @@ constexpr size_t kPrefetchBytesFar = 12288;
 struct XRef {
   const BlockQ8_0* q8;
   const float* scale;
-  const int32_t* sum;
+  const int32_t* sum;       // per 32-weight block (Q4_K's mins)
+  const int32_t* half_sum;  // per 16 weights (Q6_K's -32 offset)
 };
 
 inline int32_t LoadDword(const int8_t* p) {
@@ -74,8 +81,19 @@ inline __m512i DotU8S8(__m512i acc, __m512i w, __m512i x) {
 #endif
 }
 
+// The lines of the 512 bytes at p, kPrefetchBytes ahead into L1 and
+// kPrefetchBytesFar ahead into L2.
+HWY_INLINE void PrefetchAhead(const uint8_t* p) {
+  const uintptr_t here = reinterpret_cast<uintptr_t>(p);
+  ST_PACKED_KQ_UNROLL
+  for (size_t l = 0; l < 8; ++l) {
+    _mm_prefetch(reinterpret_cast<const char*>(here + kPrefetchBytes + 64 * l), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(here + kPrefetchBytesFar + 64 * l), _MM_HINT_T1);
+  }
+}
+
 template <size_t kVecs>
-void Group(const uint8_t* group, size_t nsb, const XRef* xs, float* y, size_t y_stride) {
+void GroupQ4_K(const uint8_t* group, size_t nsb, const XRef* xs, float* y, size_t y_stride) {
   // Independent integer chains per vector and sub-block: dpbusd accumulates
   // in place, so one chain of 8 would be latency-bound with few vectors.
   constexpr size_t kChains = kVecs <= 2 ? 4 : (kVecs <= 4 ? 2 : 1);
@@ -86,7 +104,7 @@ void Group(const uint8_t* group, size_t nsb, const XRef* xs, float* y, size_t y_
   ST_PACKED_KQ_UNROLL
   for (size_t v = 0; v < kVecs; ++v) acc[v] = _mm512_setzero_ps();
   for (size_t i = 0; i < nsb; ++i) {
-    const uint8_t* sb = group + i * kGroupSuperBytes;
+    const uint8_t* sb = group + i * kQ4_KSuperBytes;
     const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(sb)));
     const __m512 dmin =
         _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(sb + 32)));
@@ -105,16 +123,8 @@ void Group(const uint8_t* group, size_t nsb, const XRef* xs, float* y, size_t y_
                         _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(u1, 6), k3), 4))};
     ST_PACKED_KQ_UNROLL
     for (size_t c = 0; c < 4; ++c) {
-      const uint8_t* chunks = sb + 256 + 512 * c;
-      {
-        const uintptr_t here = reinterpret_cast<uintptr_t>(chunks);
-        ST_PACKED_KQ_UNROLL
-        for (size_t l = 0; l < 8; ++l) {
-          _mm_prefetch(reinterpret_cast<const char*>(here + kPrefetchBytes + 64 * l), _MM_HINT_T0);
-          _mm_prefetch(reinterpret_cast<const char*>(here + kPrefetchBytesFar + 64 * l),
-                       _MM_HINT_T1);
-        }
-      }
+      const uint8_t* chunks = sb + kPackedQ4_KLevels + 512 * c;
+      PrefetchAhead(chunks);
       ST_PACKED_KQ_UNROLL
       for (size_t half = 0; half < 2; ++half) {
         const size_t j = 2 * c + half;  // sub-block
@@ -157,8 +167,8 @@ void Group(const uint8_t* group, size_t nsb, const XRef* xs, float* y, size_t y_
             sum = _mm512_add_epi32(s[v][0], s[v][1]);
           }
           const float dx = xs[v].scale[b];
-          acc[v] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), _mm512_mul_ps(scale, _mm512_set1_ps(dx)),
-                                   acc[v]);
+          acc[v] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum),
+                                   _mm512_mul_ps(scale, _mm512_set1_ps(dx)), acc[v]);
           const float xsum = dx * static_cast<float>(xs[v].sum[b]);
           acc[v] = _mm512_fmadd_ps(minv, _mm512_set1_ps(-xsum), acc[v]);
         }
@@ -167,6 +177,81 @@ void Group(const uint8_t* group, size_t nsb, const XRef* xs, float* y, size_t y_
   }
   ST_PACKED_KQ_UNROLL
   for (size_t v = 0; v < kVecs; ++v) _mm512_storeu_ps(y + v * y_stride, acc[v]);
+}
+
+template <size_t kVecs>
+void GroupQ6_K(const uint8_t* group, size_t nsb, const XRef* xs, float* y, size_t y_stride) {
+  const __m512i low4 = _mm512_set1_epi8(0x0F), bits45 = _mm512_set1_epi8(0x30);
+  __m512 acc[kVecs];
+  ST_PACKED_KQ_UNROLL
+  for (size_t v = 0; v < kVecs; ++v) acc[v] = _mm512_setzero_ps();
+  for (size_t i = 0; i < nsb; ++i) {
+    const uint8_t* sb = group + i * kQ6_KSuperBytes;
+    const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(sb)));
+    ST_PACKED_KQ_UNROLL
+    for (size_t s = 0; s < 8; ++s) {  // sub-block: half h, quarter g
+      const size_t h = s / 4, g = s % 4, b = 8 * i + s;
+      const uint8_t* ql = sb + kPackedQ6_KLow + 64 * (16 * h + 8 * (g % 2));
+      const uint8_t* qh = sb + kPackedQ6_KHigh + 64 * 8 * h;
+      if (g % 2 == 0) PrefetchAhead(ql);
+      if (g == 0) PrefetchAhead(qh);
+      __m512i w[8];
+      ST_PACKED_KQ_UNROLL
+      for (size_t t = 0; t < 8; ++t) {
+        __m512i lo = _mm512_loadu_si512(ql + 64 * t);
+        if (g >= 2) lo = _mm512_srli_epi16(lo, 4);
+        __m512i hi = _mm512_loadu_si512(qh + 64 * t);
+        // Bits 2g, 2g + 1 of each byte to bits 4, 5 (16-bit shifts: the
+        // mask drops what crosses from the neighbouring byte).
+        if (g == 0) hi = _mm512_slli_epi16(hi, 4);
+        if (g == 1) hi = _mm512_slli_epi16(hi, 2);
+        if (g == 3) hi = _mm512_srli_epi16(hi, 2);
+        w[t] = _mm512_or_si512(_mm512_and_si512(lo, low4), _mm512_and_si512(hi, bits45));
+      }
+      const __m512 scale[2] = {
+          _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(
+                               _mm_loadu_si128(reinterpret_cast<const __m128i*>(
+                                   sb + kPackedQ6_KScales + 16 * (8 * h + 2 * g)))))),
+          _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(
+                               _mm_loadu_si128(reinterpret_cast<const __m128i*>(
+                                   sb + kPackedQ6_KScales + 16 * (8 * h + 2 * g + 1))))))};
+      __m512i sum[kVecs][2];
+      ST_PACKED_KQ_UNROLL
+      for (size_t v = 0; v < kVecs; ++v) {
+        sum[v][0] = _mm512_set1_epi32(-32 * xs[v].half_sum[2 * b]);
+        sum[v][1] = _mm512_set1_epi32(-32 * xs[v].half_sum[2 * b + 1]);
+      }
+      ST_PACKED_KQ_UNROLL
+      for (size_t t = 0; t < 8; ++t) {
+        ST_PACKED_KQ_UNROLL
+        for (size_t v = 0; v < kVecs; ++v) {
+          const __m512i xv = _mm512_set1_epi32(LoadDword(xs[v].q8[b].qs + 4 * t));
+          sum[v][t / 4] = DotU8S8(sum[v][t / 4], w[t], xv);
+        }
+      }
+      ST_PACKED_KQ_UNROLL
+      for (size_t v = 0; v < kVecs; ++v) {
+        const __m512 dx = _mm512_set1_ps(xs[v].scale[b]);
+        ST_PACKED_KQ_UNROLL
+        for (size_t k = 0; k < 2; ++k) {
+          acc[v] =
+              _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum[v][k]), _mm512_mul_ps(scale[k], dx), acc[v]);
+        }
+      }
+    }
+  }
+  ST_PACKED_KQ_UNROLL
+  for (size_t v = 0; v < kVecs; ++v) _mm512_storeu_ps(y + v * y_stride, acc[v]);
+}
+
+template <size_t kVecs>
+void Group(uint32_t ggml_type, const uint8_t* group, size_t nsb, const XRef* xs, float* y,
+           size_t y_stride) {
+  if (ggml_type == kGgmlQ4_K) {
+    GroupQ4_K<kVecs>(group, nsb, xs, y, y_stride);
+  } else {
+    GroupQ6_K<kVecs>(group, nsb, xs, y, y_stride);
+  }
 }
 
 #if HWY_TARGET == HWY_AVX3_DL
@@ -178,7 +263,7 @@ ST_AVX512VNNI_END
 constexpr bool kAvailable = false;
 
 template <size_t kVecs>
-void Group(const uint8_t*, size_t, const XRef*, float*, size_t) {}
+void Group(uint32_t, const uint8_t*, size_t, const XRef*, float*, size_t) {}
 
 #endif
 
@@ -195,24 +280,59 @@ void PackedKQuantMatMulGroupsT(uint32_t ggml_type, const void* packed, size_t co
     return;
   }
   const size_t nsb = cols / 256;
+  const size_t super_bytes = ggml_type == kGgmlQ4_K ? kQ4_KSuperBytes : kQ6_KSuperBytes;
+  // Q6_K: the activations' level sums per 16 weights, once per call.
+  thread_local std::vector<int32_t> half_sums;
+  if (ggml_type == kGgmlQ6_K) {
+    half_sums.resize((v_end - v_begin) * (cols / 16));
+    for (size_t v = v_begin; v < v_end; ++v) {
+      const BlockQ8_0* q = x.q8(v);
+      int32_t* hs = half_sums.data() + (v - v_begin) * (cols / 16);
+      for (size_t b = 0; b < cols / 32; ++b) {
+        for (size_t k = 0; k < 2; ++k) {
+          int32_t sum = 0;
+          for (size_t l = 16 * k; l < 16 * k + 16; ++l) sum += q[b].qs[l];
+          hs[2 * b + k] = sum;
+        }
+      }
+    }
+  }
   XRef xs[kMaxVecs];
   for (size_t g = g_begin; g < g_end; ++g) {
-    const uint8_t* group = static_cast<const uint8_t*>(packed) + g * nsb * kGroupSuperBytes;
+    const uint8_t* group = static_cast<const uint8_t*>(packed) + g * nsb * super_bytes;
     for (size_t v0 = v_begin; v0 < v_end; v0 += kMaxVecs) {
       const size_t count = std::min(kMaxVecs, v_end - v0);
       for (size_t k = 0; k < count; ++k) {
-        xs[k] = {x.q8(v0 + k), x.q8_scales(v0 + k), x.q8_sums(v0 + k)};
+        xs[k] = {
+            x.q8(v0 + k), x.q8_scales(v0 + k), x.q8_sums(v0 + k),
+            ggml_type == kGgmlQ6_K ? half_sums.data() + (v0 + k - v_begin) * (cols / 16) : nullptr};
       }
       float* out = y + (v0 - v_begin) * y_stride + g * kPackedKQuantRows;
       switch (count) {
-        case 8: Group<8>(group, nsb, xs, out, y_stride); break;
-        case 7: Group<7>(group, nsb, xs, out, y_stride); break;
-        case 6: Group<6>(group, nsb, xs, out, y_stride); break;
-        case 5: Group<5>(group, nsb, xs, out, y_stride); break;
-        case 4: Group<4>(group, nsb, xs, out, y_stride); break;
-        case 3: Group<3>(group, nsb, xs, out, y_stride); break;
-        case 2: Group<2>(group, nsb, xs, out, y_stride); break;
-        default: Group<1>(group, nsb, xs, out, y_stride); break;
+        case 8:
+          Group<8>(ggml_type, group, nsb, xs, out, y_stride);
+          break;
+        case 7:
+          Group<7>(ggml_type, group, nsb, xs, out, y_stride);
+          break;
+        case 6:
+          Group<6>(ggml_type, group, nsb, xs, out, y_stride);
+          break;
+        case 5:
+          Group<5>(ggml_type, group, nsb, xs, out, y_stride);
+          break;
+        case 4:
+          Group<4>(ggml_type, group, nsb, xs, out, y_stride);
+          break;
+        case 3:
+          Group<3>(ggml_type, group, nsb, xs, out, y_stride);
+          break;
+        case 2:
+          Group<2>(ggml_type, group, nsb, xs, out, y_stride);
+          break;
+        default:
+          Group<1>(ggml_type, group, nsb, xs, out, y_stride);
+          break;
       }
     }
   }
@@ -230,8 +350,8 @@ HWY_EXPORT(PackedKQuantAvailableT);
 HWY_EXPORT(PackedKQuantMatMulGroupsT);
 
 bool PackableKQuantShape(uint32_t ggml_type, size_t rows, size_t cols) {
-  return ggml_type == kGgmlQ4_K && rows > 0 && rows % kPackedKQuantRows == 0 && cols > 0 &&
-         cols % 256 == 0;
+  return (ggml_type == kGgmlQ4_K || ggml_type == kGgmlQ6_K) && rows > 0 &&
+         rows % kPackedKQuantRows == 0 && cols > 0 && cols % 256 == 0;
 }
 
 bool CanPackKQuant(uint32_t ggml_type, size_t rows, size_t cols) {
@@ -242,8 +362,8 @@ bool CanPackKQuant(uint32_t ggml_type, size_t rows, size_t cols) {
 void PackedKQuantMatMulGroups(uint32_t ggml_type, const void* packed, size_t cols,
                               const Activations& x, size_t v_begin, size_t v_end, size_t g_begin,
                               size_t g_end, float* y, size_t y_stride) {
-  HWY_DYNAMIC_DISPATCH(PackedKQuantMatMulGroupsT)(ggml_type, packed, cols, x, v_begin, v_end,
-                                                  g_begin, g_end, y, y_stride);
+  HWY_DYNAMIC_DISPATCH(PackedKQuantMatMulGroupsT)
+  (ggml_type, packed, cols, x, v_begin, v_end, g_begin, g_end, y, y_stride);
 }
 
 }  // namespace st

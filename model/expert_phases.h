@@ -33,7 +33,7 @@ namespace st {
 class ExpertPhases {
  public:
   // Whether Run can compute this layer: gate, up and down each packed (so
-  // Q4_0 or Q8_0), Q4_K packed (`packed_kquant`: a K-quant file's gate and
+  // Q4_0 or Q8_0), Q4_K / Q6_K packed (`packed_kquant`: a K-quant file's gate and
   // down, kernels/packed_kquant.h) or in rows of Q4_K / Q6_K computed
   // natively (model/mapped_repack.h ComputedNatively; up rows are read only
   // where some slot's gate is positive), down not transposed, d_expert a

@@ -286,7 +286,7 @@ TEST_F(StorageTypesTest, Q4_KAttentionPackedWhenComputedAsStored) {
     }
   }
   if (!CanPackKQuant(kGgmlQ4_K, w.layers[0].wq.rows, w.layers[0].wq.cols)) {
-    GTEST_SKIP() << "no packed Q4_K kernel on this CPU";
+    GTEST_SKIP() << "no packed K-quant kernel on this CPU";
   }
   EXPECT_GT(packed, 0u);
   EXPECT_GE(w.packed_bytes, packed) << "counted as resident for the memory plan";
@@ -453,7 +453,7 @@ TEST_F(StorageTypesTest, KQuantExpertsComputedAsStored) {
   // near its ties; a wrong kernel is off by ~100%.)
   EXPECT_GT(rel, 0.0) << "the Q4_K/Q6_K experts were converted to Q8_0";
   EXPECT_LT(rel, 0.5);
-  // Only the Q5_0 downs were converted, and the Q4_K gates (computed whole)
+  // Only the Q5_0 downs were converted, and the K-quant gates (computed whole)
   // packed into the 16-row layout at their own size (the models above are
   // gone, so their copies too; this one's are made as it runs).
   auto m = Model::Load(path, ModelOptions{.threads = 1});
@@ -463,11 +463,13 @@ TEST_F(StorageTypesTest, KQuantExpertsComputedAsStored) {
   const ModelConfig& c = (*m)->config();
   const size_t q5_0_downs =
       static_cast<size_t>(c.n_layers) * c.n_experts * c.d_model * RowBytes(DType::kQ8_0, c.d_expert);
-  const size_t q4_k_gates = CanPackKQuant(kGgmlQ4_K, c.d_expert, c.d_model)
-                                ? static_cast<size_t>(c.n_layers - 1) * c.n_experts * c.d_expert *
-                                      (c.d_model / 256 * kQ4_KBlockBytes)
-                                : 0;  // layer 3's gate is Q6_K
-  EXPECT_EQ(PackedCopyBytes() - copies_before, q5_0_downs + q4_k_gates);
+  // (layers 0-2's gates Q4_K, layer 3's Q6_K)
+  const size_t kquant_gates =
+      CanPackKQuant(kGgmlQ4_K, c.d_expert, c.d_model)
+          ? static_cast<size_t>(c.n_experts) * c.d_expert * (c.d_model / 256) *
+                ((c.n_layers - 1) * kQ4_KBlockBytes + kQ6_KBlockBytes)
+          : 0;
+  EXPECT_EQ(PackedCopyBytes() - copies_before, q5_0_downs + kquant_gates);
 }
 
 // A PowerInfer-layout (transposed) down in a K-quant format: read in rows,

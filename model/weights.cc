@@ -243,7 +243,7 @@ absl::Status DenseWeights::PackForKernels(const GgufFile& file) {
       m->data = nullptr;
     }
   }));
-  // Q4_K computed as stored (dense_kquant_as_stored): a copy in the 16-row
+  // Q4_K / Q6_K computed as stored (dense_kquant_as_stored): a copy in the 16-row
   // packed layout of kernels/packed_kquant.h, the same bytes; `data` stays
   // the file's rows (a tied embedding reads them), their pages released.
   std::vector<MatrixRef*> kquant = HotMatrices();

@@ -40,7 +40,7 @@
 // kernels/kquant_dot.h computes in) a record instead holds gate, up and down
 // in the file's formats, down NOT transposed ([d_model, d_expert]): up as the
 // GGUF stores it, and gate and down too, except that with
-// kPackFlagKQuantPacked (always set) a Q4_K gate or down of the packable
+// kPackFlagKQuantPacked (always set) a Q4_K or Q6_K gate or down of the packable
 // shape (PackableKQuantShape: rows % 16, cols % 256) is in the 16-row layout
 // of kernels/packed_kquant.h (same bytes, re-ordered), as the experts in RAM
 // are packed (model/mapped_repack.h). So the offloaded experts are computed
@@ -96,7 +96,7 @@ inline constexpr uint32_t kPackFlagGatePackedV1 = 2;
 inline constexpr uint32_t kPackFlagGatePacked = 4;  // gate in kernels/packed_matrix.h's layout
 inline constexpr uint32_t kPackFlagUpSplit = 8;     // Q4_0 up rows in kernels/split_rows.h's layout
 inline constexpr uint32_t kPackFlagAsStored = 16;  // K-quant matrices as the GGUF stores them
-// With kPackFlagAsStored: the Q4_K gates and downs of the packable shape in
+// With kPackFlagAsStored: the gates and downs of the packable shape in
 // kernels/packed_kquant.h's layout. Every as-stored pack has it; one
 // without (session 28's build) is refused with "re-run convert".
 inline constexpr uint32_t kPackFlagKQuantPacked = 32;
@@ -142,7 +142,7 @@ struct PackHeader {
   // kPackFlagGatePacked), up [d_expert, d_model] (split rows when
   // kPackFlagUpSplit), down^T [d_expert, d_model]; or, as stored, the
   // file's formats (`storage` set) with down [d_model, d_expert], a packed
-  // Q4_K gate or down with `packed_kquant` set and no `data`.
+  // gate or down with `packed_kquant` set and no `data`.
   MatrixRef RecordMatrix(const char* record, int layer, int m) const;
   // Bytes matrix m of `layer` fills in a record (the rest is zero padding).
   uint64_t MatrixBytes(int layer, int m) const;

@@ -128,15 +128,21 @@ TEST(KQuantPackTest, RecordsHoldTheExpertsAsStored) {
   EXPECT_EQ(h.record_size, 2 * AlignUp(q4k, kPackAlignment) + AlignUp(q6k, kPackAlignment));
   ExpectEveryRecordAsTheGgufHoldsIt(w->path, **gguf, **pack);
   // The matrices as the kernels read them: the file's formats, down
-  // [d_model, d_expert].
+  // [d_model, d_expert]; gate and down in the 16-row packed layout (no
+  // row-major view), up in rows.
   const char* rec = reinterpret_cast<const char*>(uintptr_t{1} << 20);
   const MatrixRef down = h.RecordMatrix(rec, 3, 2);
   ASSERT_NE(down.storage, nullptr);
   EXPECT_EQ(down.storage->ggml_type, kGgmlQ6_K);
-  EXPECT_EQ(down.data, rec + h.matrix_offset[2]);
+  EXPECT_EQ(down.packed_kquant, rec + h.matrix_offset[2]);
+  EXPECT_EQ(down.data, nullptr);
   EXPECT_EQ(down.rows, h.d_model);
   EXPECT_EQ(down.cols, h.d_expert);
   EXPECT_EQ(h.RecordMatrix(rec, 1, 2).storage->ggml_type, kGgmlQ4_K);
+  EXPECT_EQ(h.RecordMatrix(rec, 1, 0).packed_kquant, rec);
+  const MatrixRef up = h.RecordMatrix(rec, 1, 1);
+  EXPECT_EQ(up.data, rec + h.matrix_offset[1]);
+  EXPECT_EQ(up.packed_kquant, nullptr);
 }
 
 // The type table is part of the checksummed header: a byte changed there

@@ -78,7 +78,7 @@ inline std::string CompareAsStoredRecord(const GgufFile& gguf, const PackHeader&
     if (n * t->ne[2] != t->n_bytes) return absl::StrCat(names[m], " size differs");
     const uint8_t* want = gguf.TensorData(*t) + expert * n;
     std::vector<uint8_t> packed;
-    // A Q4_K gate or down of the packable shape: in the 16-row layout.
+    // A gate or down of the packable shape: in the 16-row layout.
     const size_t rows = m == 2 ? h.d_model : h.d_expert, cols = m == 2 ? h.d_expert : h.d_model;
     if (m != 1 && (h.flags & kPackFlagKQuantPacked) != 0 &&
         PackableKQuantShape(t->storage->ggml_type, rows, cols)) {

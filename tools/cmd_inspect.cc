@@ -68,7 +68,7 @@ int InspectPack(const std::string& path) {
   flag(kPackFlagGatePacked, "gate in the 16-row packed layout");
   flag(kPackFlagUpSplit, "up rows split (scales, then levels)");
   flag(kPackFlagAsStored, "as the model stores them (down not transposed)");
-  flag(kPackFlagKQuantPacked, "Q4_K gate and down in the 16-row packed layout");
+  flag(kPackFlagKQuantPacked, "K-quant gate and down in the 16-row packed layout");
   std::printf(
       "file         %s\nsize         %s\nkind         expert pack, version %u\n"
       "expert type  %s\nlayers       %u\nexperts      %u per layer, %llu records of %s\n"
