@@ -18,11 +18,6 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Load(const std::string& path,
     return absl::InvalidArgumentError(absl::StrCat("KV cache type must be f16, bf16 or f32, got ",
                                                    std::string(DTypeName(options.kv_type))));
   }
-  if (options.dense_kquant_as_stored && !options.native_kquant) {
-    return absl::InvalidArgumentError(
-        "dense_kquant_as_stored (--kquant-dense-as-stored) computes K-quants as stored; "
-        "native_kquant off (--kquant-as-q8) converts them: not both");
-  }
   ST_ASSIGN_OR_RETURN(m->file_, GgufFile::Open(path));
   ST_ASSIGN_OR_RETURN(m->config_, LoadModelConfig(*m->file_));
   ST_ASSIGN_OR_RETURN(m->weights_,

@@ -43,12 +43,13 @@ struct ModelOptions {
   // process-wide).
   bool native_kquant = true;
   // Also compute dense matrices stored in Q4_K or Q6_K (a K-quant file's
-  // attention and LM head) as stored, rather than converted to Q8_0 at load
-  // (model/weights.h): ~136 MiB less for a 4b Q4_K_M, so a memory budget
-  // caches more experts (1 GiB: 6.6-8.1 -> 9.4-9.6 tok/s), but in RAM the
-  // K-quant kernels are slower than the packed Q8_0 ones (decode ~9%,
-  // prompt batches ~20%: session 28). Needs native_kquant.
-  bool dense_kquant_as_stored = false;
+  // attention and LM head) as stored (in the 16-row packed layout,
+  // kernels/packed_kquant.h), rather than converted to Q8_0 at load
+  // (model/weights.h): ~130 MiB less for a 4b Q4_K_M, so a memory budget
+  // caches more experts, and in RAM decode 10-18% faster (session 29; the
+  // row kernels of session 28 were slower than Q8_0). Only with
+  // native_kquant (off, every K-quant is converted).
+  bool dense_kquant_as_stored = true;
 };
 
 // Thread-compatible: one forward pass at a time (a Session uses it).

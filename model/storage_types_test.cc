@@ -239,7 +239,8 @@ TEST_F(StorageTypesTest, Q6_KLmHeadComputedAsStored) {
       ASSERT_EQ(other.size(), one.size());
       EXPECT_EQ(std::memcmp(other.data(), one.data(), one.size() * sizeof(float)), 0);
     }
-    const std::vector<float> converted = Logits(path, {.threads = 1});  // the default
+    const std::vector<float> converted =
+        Logits(path, {.threads = 1, .dense_kquant_as_stored = false});  // --kquant-dense-as-q8
     EXPECT_TRUE(NearLogits(one, converted));
     EXPECT_NE(std::memcmp(one.data(), converted.data(), one.size() * sizeof(float)), 0);
     // --huge-pages copies the other hot matrices, not this one (a copy
@@ -247,11 +248,12 @@ TEST_F(StorageTypesTest, Q6_KLmHeadComputedAsStored) {
     auto h = Model::Load(path, {.threads = 1, .huge_pages = true, .dense_kquant_as_stored = true});
     ASSERT_TRUE(h.ok()) << h.status();
     EXPECT_TRUE((*h)->file().Contains((*h)->weights().output.data));
-    // Not together with native K-quants off.
-    auto both = Model::Load(path, {.threads = 1, .native_kquant = false,
-                                   .dense_kquant_as_stored = true});
-    ASSERT_FALSE(both.ok());
-    EXPECT_EQ(both.status().code(), absl::StatusCode::kInvalidArgument);
+    // With native K-quants off (--kquant-as-q8) every K-quant is converted,
+    // the dense ones too.
+    auto q8 = Model::Load(path, {.threads = 1, .native_kquant = false});
+    ASSERT_TRUE(q8.ok()) << q8.status();
+    EXPECT_EQ((*q8)->weights().output.storage, nullptr);
+    EXPECT_EQ((*q8)->weights().output.type, DType::kQ8_0);
   }
 }
 

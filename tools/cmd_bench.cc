@@ -348,8 +348,7 @@ void RegisterBench(CLI::App& app) {
     std::string kv_type = "f16";
     bool huge_pages = false;
     bool no_repack = false;
-    bool kquant_as_q8 = false;
-    bool dense_kquant_as_stored = false;
+    KQuantFlags kquant;
     bool no_drop_caches = false;
     bool vs_local = false;
     OffloadFlags offload;
@@ -402,7 +401,7 @@ void RegisterBench(CLI::App& app) {
   cmd->add_flag("--no-repack", f->no_repack,
                 "Keep Q4_0/Q8_0 attention, router and LM-head weights in the file's row\n"
                 "layout (default: re-laid for the 16-row packed kernels at load)");
-  AddKQuantFlags(cmd, &f->kquant_as_q8, &f->dense_kquant_as_stored);
+  AddKQuantFlags(cmd, &f->kquant, /*offer_as_q8=*/true);
   cmd->add_option("--bandwidth-size", f->bandwidth_size, "Buffer for the bandwidth measurement")
       ->capture_default_str();
   cmd->add_flag("--no-drop-caches", f->no_drop_caches,
@@ -437,7 +436,7 @@ void RegisterBench(CLI::App& app) {
     if (f->vs_local && std::all_of(f->gen.begin(), f->gen.end(), [](int n) { return n == 0; })) {
       return fail(absl::InvalidArgumentError("--vs-local times decode: give -n above 0"));
     }
-    if (absl::Status s = CheckKQuantFlags(f->kquant_as_q8, f->dense_kquant_as_stored); !s.ok()) {
+    if (absl::Status s = CheckKQuantFlags(f->kquant); !s.ok()) {
       return fail(s);
     }
     const bool budgeted = !f->offload.memory_budget.empty();
@@ -459,8 +458,8 @@ void RegisterBench(CLI::App& app) {
                                .kv_type = kv_type,
                                .huge_pages = f->huge_pages,
                                .repack = !f->no_repack,
-                               .native_kquant = !f->kquant_as_q8,
-                               .dense_kquant_as_stored = f->dense_kquant_as_stored});
+                               .native_kquant = !f->kquant.as_q8,
+                               .dense_kquant_as_stored = !f->kquant.dense_as_q8});
     if (!model.ok()) return fail(model.status());
     Model& m = **model;
     const ModelConfig& c = m.config();

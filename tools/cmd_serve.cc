@@ -32,7 +32,7 @@ void RegisterServe(CLI::App& app) {
     int parallel = 4, queue = 64, threads = 0, batch = 256;
     int prefill_while_decoding = EngineOptions{}.prefill_while_decoding;
     std::string cpus;
-    bool dense_kquant_as_stored = false;
+    KQuantFlags kquant;
     int64_t ctx = 4096;
     std::string kv_budget = "0";
     std::string api_key, tls_cert, tls_key;
@@ -91,7 +91,7 @@ void RegisterServe(CLI::App& app) {
       ->check(CLI::Range(0, 1024))
       ->capture_default_str();
   AddCpusFlag(cmd, &f->cpus);
-  AddKQuantFlags(cmd, /*as_q8=*/nullptr, &f->dense_kquant_as_stored);
+  AddKQuantFlags(cmd, &f->kquant, /*offer_as_q8=*/false);
   AddOffloadFlags(cmd, &f->offload);
   AddWorkerFlags(cmd, &f->workers);
   cmd->add_option("--api-key", f->api_key,
@@ -105,6 +105,7 @@ void RegisterServe(CLI::App& app) {
     }
     auto budget = ParseByteSize(f->kv_budget);
     if (!budget.ok()) return Fail(budget.status());
+    if (absl::Status s = CheckKQuantFlags(f->kquant); !s.ok()) return Fail(s);
     if (f->tls_cert.empty() != f->tls_key.empty()) {
       return Fail(absl::InvalidArgumentError("--tls-cert and --tls-key go together"));
     }
@@ -211,7 +212,7 @@ void RegisterServe(CLI::App& app) {
         Model::Load(f->model, ModelOptions{.threads = f->threads,
                                            .cpus = CpusFrom(f->cpus),
                                            .max_batch = f->batch,
-                                           .dense_kquant_as_stored = f->dense_kquant_as_stored});
+                                           .dense_kquant_as_stored = !f->kquant.dense_as_q8});
     if (!model.ok()) return Fail(model.status());
     // Experts on workers (--workers / --cluster-config), or from the pack
     // beside the model (as run/chat do); with --memory-budget the plan

@@ -9,6 +9,7 @@
 
 #include "CLI/CLI.hpp"
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "common/status_macros.h"
 #include "model/kv_cache.h"
@@ -21,6 +22,13 @@
 
 namespace st::tools {
 
+// How K-quant files' tensors are computed (AddKQuantFlags).
+struct KQuantFlags {
+  bool as_q8 = false;            // --kquant-as-q8: every K-quant as Q8_0
+  bool dense_as_q8 = false;      // --kquant-dense-as-q8: dense ones as Q8_0
+  bool dense_as_stored = false;  // --kquant-dense-as-stored (the default; given)
+};
+
 struct GenerationFlags {
   std::string model;
   int threads = 0;
@@ -31,8 +39,7 @@ struct GenerationFlags {
   std::string kv_type = "f16";
   bool huge_pages = false;
   bool no_repack = false;
-  bool kquant_as_q8 = false;
-  bool dense_kquant_as_stored = false;
+  KQuantFlags kquant;
   GenerateOptions generate;
   WorkerFlags cluster;
 };
@@ -45,18 +52,21 @@ inline void AddKvTypeFlag(CLI::App* cmd, std::string* kv_type) {
 }
 
 // Adds -m, -t, -c, -b, --kv-type, -n and the sampling flags (llama.cpp spelling).
-// --kquant-as-q8 (as_q8 may be null: not offered) and
-// --kquant-dense-as-stored, with their help.
-inline void AddKQuantFlags(CLI::App* cmd, bool* as_q8, bool* dense_as_stored) {
-  if (as_q8 != nullptr) {
-    cmd->add_flag("--kquant-as-q8", *as_q8,
-                  "Compute Q4_K/Q6_K experts (K-quant files) as Q8_0, converted in RAM on\n"
-                  "first use (1.76x their file size), not as stored");
+// --kquant-as-q8 (when offer_as_q8), --kquant-dense-as-q8 and the
+// --kquant-dense-as-stored of session 28 (now the default: hidden, kept so
+// scripts that pass it still run), with their help.
+inline void AddKQuantFlags(CLI::App* cmd, KQuantFlags* f, bool offer_as_q8) {
+  if (offer_as_q8) {
+    cmd->add_flag("--kquant-as-q8", f->as_q8,
+                  "Compute every Q4_K/Q6_K tensor (K-quant files) as Q8_0: experts converted\n"
+                  "in RAM on first use (1.76x their file size), attention and LM head at\n"
+                  "load; by default all of them are computed as the file stores them");
   }
-  cmd->add_flag("--kquant-dense-as-stored", *dense_as_stored,
-                "Also compute Q4_K/Q6_K attention and LM-head weights as stored, not\n"
-                "converted to Q8_0 at load: ~5% less memory for a Q4_K_M, so a\n"
-                "--memory-budget caches more experts; in RAM ~9% slower decode");
+  cmd->add_flag("--kquant-dense-as-q8", f->dense_as_q8,
+                "Convert Q4_K/Q6_K attention and LM-head weights to Q8_0 at load (the\n"
+                "default before session 29) instead of computing them as stored: ~5% more\n"
+                "memory for a Q4_K_M and ~10-15% slower decode here");
+  cmd->add_flag("--kquant-dense-as-stored", f->dense_as_stored)->group("");
 }
 
 inline void AddGenerationFlags(CLI::App* cmd, GenerationFlags* f) {
@@ -78,7 +88,7 @@ inline void AddGenerationFlags(CLI::App* cmd, GenerationFlags* f) {
   cmd->add_flag("--no-repack", f->no_repack,
                 "Keep Q4_0/Q8_0 attention, router and LM-head weights in the file's row\n"
                 "layout (default: re-laid for the 16-row packed kernels at load)");
-  AddKQuantFlags(cmd, &f->kquant_as_q8, &f->dense_kquant_as_stored);
+  AddKQuantFlags(cmd, &f->kquant, /*offer_as_q8=*/true);
   cmd->add_option("-n,--n-predict", f->max_tokens,
                   "Maximum tokens to generate (0 or -1: until the context is full)")
       ->check(CLI::Range(-1, 1 << 30))
@@ -123,13 +133,14 @@ inline void Fail(const absl::Status& status) {
   ExitCode() = 1;
 }
 
-// --kquant-as-q8 converts K-quants, --kquant-dense-as-stored computes them
-// as stored: not both.
-inline absl::Status CheckKQuantFlags(bool as_q8, bool dense_as_stored) {
-  if (as_q8 && dense_as_stored) {
-    return absl::InvalidArgumentError(
-        "--kquant-dense-as-stored computes K-quants as stored and --kquant-as-q8 converts them "
-        "to Q8_0: give one of them");
+// --kquant-as-q8 and --kquant-dense-as-q8 convert K-quants,
+// --kquant-dense-as-stored computes them as stored: not both.
+inline absl::Status CheckKQuantFlags(const KQuantFlags& f) {
+  if ((f.as_q8 || f.dense_as_q8) && f.dense_as_stored) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--kquant-dense-as-stored computes K-quants as stored (the default) and ",
+        f.as_q8 ? "--kquant-as-q8" : "--kquant-dense-as-q8",
+        " converts them to Q8_0: give one of them"));
   }
   return absl::OkStatus();
 }
@@ -152,7 +163,7 @@ inline absl::Status CheckSamplingFlags(const SamplingParams& s) {
 // Checks the sampling flags, then loads the model.
 inline absl::StatusOr<std::unique_ptr<Model>> LoadModel(const GenerationFlags& f) {
   ST_RETURN_IF_ERROR(CheckSamplingFlags(f.generate.sampling));
-  ST_RETURN_IF_ERROR(CheckKQuantFlags(f.kquant_as_q8, f.dense_kquant_as_stored));
+  ST_RETURN_IF_ERROR(CheckKQuantFlags(f.kquant));
   ST_ASSIGN_OR_RETURN(const DType kv_type, ParseKvType(f.kv_type));
   return Model::Load(f.model,
                      ModelOptions{.threads = f.threads,
@@ -161,8 +172,8 @@ inline absl::StatusOr<std::unique_ptr<Model>> LoadModel(const GenerationFlags& f
                                   .kv_type = kv_type,
                                   .huge_pages = f.huge_pages,
                                   .repack = !f.no_repack,
-                                  .native_kquant = !f.kquant_as_q8,
-                                  .dense_kquant_as_stored = f.dense_kquant_as_stored});
+                                  .native_kquant = !f.kquant.as_q8,
+                                  .dense_kquant_as_stored = !f.kquant.dense_as_q8});
 }
 
 // The generate options the flags describe.

@@ -149,18 +149,25 @@ TEST_F(CliTest, KQuantModelRunsInRamAndFromItsPack) {
   auto run = [&](const std::string& args) {  // stdout and stderr
     return testing::RunShell(absl::StrCat("'", ST_CLI, "' run -m '", out, "' ", args, " 2>&1"));
   };
+  // Every K-quant computed as stored: nothing converted.
   testing::ShellRun s = run("-p Hi -n 6 --temp 0");
   ASSERT_EQ(s.exit_code, 0) << s.out;
   EXPECT_EQ(s.out.find("converting to Q8_0 in RAM"), std::string::npos) << s.out;
+  EXPECT_EQ(s.out.find("converted to Q8_0"), std::string::npos) << s.out;
+  // The dense ones as Q8_0 when asked; the old flag for the default still
+  // runs, not together with a conversion.
+  s = run("-p Hi -n 2 --temp 0 --kquant-dense-as-q8");
+  ASSERT_EQ(s.exit_code, 0) << s.out;
   EXPECT_NE(s.out.find("dense tensor(s) in Q4_K, Q6_K converted to Q8_0"), std::string::npos)
       << s.out;
-  // Dense ones too, when asked; not together with --kquant-as-q8.
   s = run("-p Hi -n 2 --temp 0 --kquant-dense-as-stored");
   ASSERT_EQ(s.exit_code, 0) << s.out;
   EXPECT_EQ(s.out.find("converted to Q8_0"), std::string::npos) << s.out;
-  s = run("-p Hi -n 2 --kquant-dense-as-stored --kquant-as-q8");
-  EXPECT_NE(s.exit_code, 0);
-  EXPECT_NE(s.out.find("give one of them"), std::string::npos) << s.out;
+  for (const char* q8 : {"--kquant-as-q8", "--kquant-dense-as-q8"}) {
+    s = run(absl::StrCat("-p Hi -n 2 --kquant-dense-as-stored ", q8));
+    EXPECT_NE(s.exit_code, 0);
+    EXPECT_NE(s.out.find("give one of them"), std::string::npos) << s.out;
+  }
   // As before, converted: said so; with workers refused (they compute the
   // experts as stored, and every expert must be computed the same way).
   s = run("-p Hi -n 2 --temp 0 --kquant-as-q8");

@@ -52,7 +52,9 @@ struct GoldenCase {
   bool tied = false;
   DType kv_type = DType::kF32;
   SynthMix mix = SynthMix::kNone;
-  bool dense_kquant_as_stored = false;  // ModelOptions' (and reference.py's flag)
+  // ModelOptions::dense_kquant_as_stored off (--kquant-dense-as-q8; without
+  // it, reference.py gets --kquant-dense-as-stored).
+  bool dense_kquant_as_q8 = false;
 };
 
 std::vector<int32_t> Tokens(int n, int vocab) {
@@ -75,7 +77,7 @@ TEST_P(GoldenTest, LogitsMatchNumpyReference) {
   auto model = Model::Load(*path, ModelOptions{.threads = 2,
                                                .max_batch = c.max_batch,
                                                .kv_type = c.kv_type,
-                                               .dense_kquant_as_stored = c.dense_kquant_as_stored});
+                                               .dense_kquant_as_stored = !c.dense_kquant_as_q8});
   ASSERT_TRUE(model.ok()) << model.status();
   const int vocab = (*model)->config().vocab_size;
   const std::vector<int32_t> tokens = Tokens(c.n_tokens, vocab);
@@ -97,7 +99,7 @@ TEST_P(GoldenTest, LogitsMatchNumpyReference) {
   const std::string cmd =
       absl::StrCat("/usr/bin/python3 '", ST_SOURCE_DIR, "/tests/golden/reference.py' '", *path,
                    "' '", tok_file, "' '", out_file, "'", quant ? " --q8-activations" : "",
-                   c.dense_kquant_as_stored ? " --kquant-dense-as-stored" : "");
+                   c.dense_kquant_as_q8 ? "" : " --kquant-dense-as-stored");
   ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
   std::ifstream in(out_file, std::ios::binary);
   std::vector<double> ref(tokens.size() * vocab);
@@ -154,7 +156,7 @@ TEST_P(GoldenTest, LogitsMatchNumpyReference) {
   // on (session 28).
   if (c.mix != SynthMix::kNone) {
     EXPECT_EQ(close, n) << c.name << ": positions within 5% relative RMS";
-    if (!c.dense_kquant_as_stored) {
+    if (c.dense_kquant_as_q8) {
       EXPECT_EQ(same_argmax, n) << c.name << ": positions with the same argmax";
     }
   }
@@ -188,15 +190,14 @@ INSTANTIATE_TEST_SUITE_P(
         GoldenCase{"q8_0_kv_f16", "tiny", DType::kQ8_0, Gating::kSigmoid, 24, 64, false,
                    DType::kF16},
         // llama.cpp's Q4_K_M mix: Q4_K, Q6_K LM head, attn_v and ffn_down in
-        // layers 2 and 3 (use_more_bits of 4 layers). The experts are
-        // computed as stored (kernels/kquant_dot.h), the dense tensors as
-        // Q8_0 but the embedding, whose rows are read as they are.
+        // layers 2 and 3 (use_more_bits of 4 layers). Every Q4_K / Q6_K
+        // tensor is computed as stored (kernels/kquant_dot.h,
+        // packed_kquant.h), the embedding's rows read as they are.
         GoldenCase{"q4_k_m_sigmoid", "tiny-256", DType::kQ8_0, Gating::kSigmoid, 24, 64, false,
                    DType::kF32, SynthMix::kQ4_K_M},
-        // The same with --kquant-dense-as-stored: every Q4_K / Q6_K tensor
-        // computed as stored.
-        GoldenCase{"q4_k_m_dense_stored", "tiny-256", DType::kQ8_0, Gating::kSigmoid, 24, 64,
-                   false, DType::kF32, SynthMix::kQ4_K_M, true}),
+        // The same with --kquant-dense-as-q8: the dense tensors as Q8_0.
+        GoldenCase{"q4_k_m_dense_q8", "tiny-256", DType::kQ8_0, Gating::kSigmoid, 24, 64, false,
+                   DType::kF32, SynthMix::kQ4_K_M, true}),
     [](const ::testing::TestParamInfo<GoldenCase>& info) { return info.param.name; });
 
 }  // namespace
