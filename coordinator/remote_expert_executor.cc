@@ -159,7 +159,7 @@ void RemoteExpertExecutor::PackLocalExperts() {
       const ExpertStacks& s = stacks_[keys[i].layer];
       const int e = keys[i].expert;
       // As steps compute it (a transposed down in rows, converted when in a
-      // storage-only format; K-quants computed as stored: nothing).
+      // storage-only format; K-quant gates and downs packed).
       PrepareExpert({ExpertStacks::Slice(s.gate, e, s.n_experts),
                      ExpertStacks::Slice(s.up, e, s.n_experts),
                      ExpertStacks::Slice(s.down, e, s.n_experts), s.down_transposed});

@@ -150,7 +150,7 @@ grpc::Status ExpertServiceImpl::Assign(grpc::ServerContext* ctx, const v1::Assig
   auto pack = [&](size_t begin, size_t end) {
     for (size_t i = begin; i < end; ++i) {
       // As steps compute it (a transposed down in rows, converted now when
-      // in a storage-only format; K-quants computed as stored: nothing).
+      // in a storage-only format; K-quant gates and downs packed).
       PrepareExpert(store_->Get(keys[i].layer, keys[i].expert));
     }
   };

@@ -5,6 +5,7 @@
 #include <cstring>
 #include <vector>
 
+#include "glog/logging.h"
 #include "kernels/activation.h"
 #include "kernels/kquant_dot.h"
 #include "kernels/packed_kquant.h"
@@ -29,7 +30,8 @@ bool Readable(const MatrixRef& m) {
 
 // y[(v - v0) * y_stride + r] = row r of m . vector v of x, for v in [v0, v1)
 // and the rows `rows[0, n_rows)` (null: r in [r0, r1), whole 16-row groups
-// when packed; a packed matrix takes no row list).
+// when packed; a packed matrix takes no row list, and a packed K-quant one
+// with a row list is read in its rows, which a pack record lacks).
 void RowDots(const MatrixRef& m, const Activations& x, size_t v0, size_t v1, size_t r0,
              size_t r1, float* y, size_t y_stride, const uint32_t* rows = nullptr,
              size_t n_rows = 0) {
@@ -43,6 +45,7 @@ void RowDots(const MatrixRef& m, const Activations& x, size_t v0, size_t v1, siz
                              r0 / kPackedKQuantRows, r1 / kPackedKQuantRows, y, y_stride);
     return;
   }
+  DCHECK(m.data != nullptr) << "K-quant rows without a row-major view";
   thread_local std::vector<const BlockQ8_0*> xs;
   xs.clear();
   for (size_t v = v0; v < v1; ++v) xs.push_back(x.q8(v));

@@ -191,8 +191,9 @@ MatrixRef PackedOrNative(const MatrixRef& m) {
 }
 
 MatrixRef PackedKQuantFromMapping(const MatrixRef& m) {
+  // Whatever --no-repack says: the layout sets the numbers (an expert pack
+  // holds it where CanPackKQuant), not only the speed.
   if (!ComputedNatively(m) || m.packed_kquant != nullptr ||
-      !g_repack.load(std::memory_order_relaxed) ||
       !CanPackKQuant(m.storage->ggml_type, m.rows, m.cols)) {
     return m;
   }

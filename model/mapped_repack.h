@@ -57,8 +57,9 @@ bool ComputedNatively(const MatrixRef& m);
 // callers that compute through ExpertPhases, which reads both kinds.
 MatrixRef PackedOrNative(const MatrixRef& m);
 // m (ComputedNatively) with `packed_kquant` set to its 16-row packed copy
-// (kernels/packed_kquant.h) when m lies in a registered mapping,
-// CanPackKQuant and repacking is on: made on first use, then shared, the
+// (kernels/packed_kquant.h) when m lies in a registered mapping and
+// CanPackKQuant (repacking on or off: the layout sets the numbers, as an
+// expert pack holds it): made on first use, then shared, the
 // file pages of m released (its `data` stays, for the row kernels).
 // Otherwise m unchanged.
 MatrixRef PackedKQuantFromMapping(const MatrixRef& m);

@@ -1,5 +1,8 @@
 #include "model/model.h"
 
+#include "kernels/ggml_storage.h"
+#include "kernels/packed_kquant.h"
+
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "model/local_expert_executor.h"
@@ -22,7 +25,9 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Load(const std::string& path,
   ST_ASSIGN_OR_RETURN(m->config_, LoadModelConfig(*m->file_));
   ST_ASSIGN_OR_RETURN(m->weights_,
                       DenseWeights::Load(*m->file_, m->config_,
-                                         options.native_kquant && options.dense_kquant_as_stored));
+                                         options.native_kquant &&
+                                             options.dense_kquant_as_stored.value_or(
+                                                 CanPackKQuant(kGgmlQ4_K, kPackedKQuantRows, 256))));
   if (options.repack) ST_RETURN_IF_ERROR(m->weights_.PackForKernels(*m->file_));
   if (options.huge_pages) ST_RETURN_IF_ERROR(m->weights_.MoveToHugePages());
   SetExpertRepack(options.repack);

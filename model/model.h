@@ -4,6 +4,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -43,13 +44,14 @@ struct ModelOptions {
   // process-wide).
   bool native_kquant = true;
   // Also compute dense matrices stored in Q4_K or Q6_K (a K-quant file's
-  // attention and LM head) as stored (in the 16-row packed layout,
-  // kernels/packed_kquant.h), rather than converted to Q8_0 at load
+  // attention and LM head) as stored, rather than converted to Q8_0 at load
   // (model/weights.h): ~130 MiB less for a 4b Q4_K_M, so a memory budget
-  // caches more experts, and in RAM decode 10-18% faster (session 29; the
-  // row kernels of session 28 were slower than Q8_0). Only with
-  // native_kquant (off, every K-quant is converted).
-  bool dense_kquant_as_stored = true;
+  // caches more experts. Unset: as stored where this CPU has the 16-row
+  // packed K-quant kernel (kernels/packed_kquant.h CanPackKQuant: AVX-512),
+  // with which a 4b Q4_K_M decoded 10-18% faster in RAM (session 29), and
+  // converted elsewhere, where the row kernels were ~9% slower than Q8_0
+  // (session 28). Only with native_kquant (off, every K-quant is converted).
+  std::optional<bool> dense_kquant_as_stored;
 };
 
 // Thread-compatible: one forward pass at a time (a Session uses it).

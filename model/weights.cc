@@ -207,9 +207,9 @@ absl::Status DenseWeights::MoveToHugePages() {
       return c >= a->data() && c < a->data() + a->size();
     });
   };
-  // A K-quant matrix computed as stored stays in the file mapping: a copy
-  // would hold it twice (its pages are not released) and the memory plan
-  // counts its file bytes.
+  // A K-quant matrix computed as stored is not copied: packed, it is read
+  // only from its packed copy; in rows (no packed kernel, or --no-repack) it
+  // stays in the file mapping, which the memory plan counts.
   std::erase_if(hot, [&](const MatrixRef* m) {
     return m->packed != nullptr || m->packed_kquant != nullptr || m->storage != nullptr ||
            in_own_arena(m->data);
@@ -224,7 +224,7 @@ absl::Status DenseWeights::MoveToHugePages() {
 
 absl::Status DenseWeights::PackForKernels(const GgufFile& file) {
   std::vector<MatrixRef*> hot = HotMatrices();
-  // (A K-quant matrix computed as stored is read in its rows.)
+  // (A K-quant matrix computed as stored is packed below, in its own layout.)
   std::erase_if(hot, [](const MatrixRef* m) {
     return m->storage != nullptr || !CanPack(m->type, m->rows, m->cols);
   });

@@ -122,10 +122,13 @@ absl::StatusOr<PackHeader> PackHeader::Make(DType type, uint64_t fingerprint, ui
   return h;
 }
 
+bool KQuantPackedHere() { return CanPackKQuant(kGgmlQ4_K, kPackedKQuantRows, 256); }
+
 absl::StatusOr<PackHeader> PackHeader::MakeAsStored(uint64_t fingerprint, uint32_t n_layers,
                                                     uint32_t n_experts, uint32_t d_model,
                                                     uint32_t d_expert,
-                                                    std::vector<uint32_t> stored_types) {
+                                                    std::vector<uint32_t> stored_types,
+                                                    bool kquant_packed) {
   // The Q8_0 shape checks the dimensions; the types then size the record.
   ST_ASSIGN_OR_RETURN(PackHeader h, Make(DType::kQ8_0, fingerprint, n_layers, n_experts, d_model,
                                          d_expert, /*flags=*/0));
@@ -144,7 +147,7 @@ absl::StatusOr<PackHeader> PackHeader::MakeAsStored(uint64_t fingerprint, uint32
           " is not one this build computes as stored (Q4_K, Q6_K)"));
     }
   }
-  h.flags = kPackFlagAsStored | kPackFlagKQuantPacked;
+  h.flags = kPackFlagAsStored | (kquant_packed ? kPackFlagKQuantPacked : 0u);
   h.stored_types = std::move(stored_types);
   uint64_t largest[3] = {0, 0, 0};
   for (uint32_t l = 0; l < n_layers; ++l) {
@@ -291,14 +294,9 @@ absl::StatusOr<std::shared_ptr<const ExpertPack>> ExpertPack::Open(const std::st
   const uint32_t flags = Get<uint32_t>(s, kOffFlags);
   const uint32_t n_layers = Get<uint32_t>(s, kOffLayers);
   absl::StatusOr<PackHeader> h;
-  if (flags == kPackFlagAsStored) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        path, ": expert pack written by an older build (K-quant gates and downs in rows, not the "
-              "16-row packed layout this build computes them in); re-run `smallthinker convert` "
-              "to rewrite it"));
-  }
   if ((flags & kPackFlagAsStored) != 0) {
-    if (flags != (kPackFlagAsStored | kPackFlagKQuantPacked) || *type != DType::kQ8_0 ||
+    const bool packed = (flags & kPackFlagKQuantPacked) != 0;
+    if ((flags & ~kPackFlagKQuantPacked) != kPackFlagAsStored || *type != DType::kQ8_0 ||
         n_layers > (kPackHeaderBytes - kPackStoredTypesOffset) / 3) {
       return bad(absl::StrCat("as-stored pack with flags ", flags, ", type ",
                               std::string(DTypeName(*type)), ", ", n_layers, " layers"));
@@ -309,7 +307,18 @@ absl::StatusOr<std::shared_ptr<const ExpertPack>> ExpertPack::Open(const std::st
     }
     h = PackHeader::MakeAsStored(Get<uint64_t>(s, kOffFingerprint), n_layers,
                                  Get<uint32_t>(s, kOffExperts), Get<uint32_t>(s, kOffDModel),
-                                 Get<uint32_t>(s, kOffDExpert), std::move(types));
+                                 Get<uint32_t>(s, kOffDExpert), std::move(types), packed);
+    // The layout this CPU computes the experts in RAM in, or the offloaded
+    // ones would give other numbers (and a packed layout without its
+    // kernel would run on the scalar twin).
+    if (h.ok() && packed != KQuantPackedHere()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          path, ": expert pack holds its K-quant gates and downs ",
+          packed ? "in the 16-row packed layout, which this CPU has no kernel for (AVX-512)"
+                 : "in rows (a pack of session 28's build, or converted on a CPU without "
+                   "AVX-512), where this CPU computes them in the 16-row packed layout",
+          "; re-run `smallthinker convert` on this machine to rewrite it"));
+    }
   } else {
     h = PackHeader::Make(*type, Get<uint64_t>(s, kOffFingerprint), n_layers,
                          Get<uint32_t>(s, kOffExperts), Get<uint32_t>(s, kOffDModel),

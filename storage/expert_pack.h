@@ -40,12 +40,14 @@
 // kernels/kquant_dot.h computes in) a record instead holds gate, up and down
 // in the file's formats, down NOT transposed ([d_model, d_expert]): up as the
 // GGUF stores it, and gate and down too, except that with
-// kPackFlagKQuantPacked (always set) a Q4_K or Q6_K gate or down of the packable
-// shape (PackableKQuantShape: rows % 16, cols % 256) is in the 16-row layout
-// of kernels/packed_kquant.h (same bytes, re-ordered), as the experts in RAM
-// are packed (model/mapped_repack.h). So the offloaded experts are computed
-// by the same kernels on the same bytes as in RAM (model/expert_phases.h)
-// and give the same numbers bit for bit. The types may differ per layer (Q4_K_M keeps
+// kPackFlagKQuantPacked a Q4_K or Q6_K gate or down of the packable shape
+// (PackableKQuantShape: rows % 16, cols % 256) is in the 16-row layout of
+// kernels/packed_kquant.h (same bytes, re-ordered), as the experts in RAM
+// are packed (model/mapped_repack.h) on a CPU with that kernel: convert
+// sets the flag where KQuantPackedHere(), and a pack whose flag differs
+// from the reading CPU's is refused (re-run convert there). So the
+// offloaded experts are computed by the same kernels on the same bytes as
+// in RAM (model/expert_phases.h) and give the same numbers bit for bit. The types may differ per layer (Q4_K_M keeps
 // Q6_K downs in some layers), so the header holds them, and the record has
 // room for each matrix's largest type:
 //   112 u64 up offset in the record     120 u64 down offset in the record
@@ -97,12 +99,17 @@ inline constexpr uint32_t kPackFlagGatePacked = 4;  // gate in kernels/packed_ma
 inline constexpr uint32_t kPackFlagUpSplit = 8;     // Q4_0 up rows in kernels/split_rows.h's layout
 inline constexpr uint32_t kPackFlagAsStored = 16;  // K-quant matrices as the GGUF stores them
 // With kPackFlagAsStored: the gates and downs of the packable shape in
-// kernels/packed_kquant.h's layout. Every as-stored pack has it; one
-// without (session 28's build) is refused with "re-run convert".
+// kernels/packed_kquant.h's layout (written where KQuantPackedHere(); a
+// pack of session 28 has rows, as one converted on a CPU without it).
 inline constexpr uint32_t kPackFlagKQuantPacked = 32;
 inline constexpr uint32_t kPackKnownFlags = kPackFlagDownRequantized | kPackFlagGatePacked |
                                             kPackFlagUpSplit | kPackFlagAsStored |
                                             kPackFlagKQuantPacked;
+// Whether this CPU computes K-quant gates and downs in the 16-row packed
+// layout (kernels/packed_kquant.h CanPackKQuant: AVX-512), so as-stored packs
+// written and read here have kPackFlagKQuantPacked.
+bool KQuantPackedHere();
+
 // Where an as-stored pack's type table starts in the header page.
 inline constexpr uint64_t kPackStoredTypesOffset = 512;
 
@@ -132,10 +139,12 @@ struct PackHeader {
   // (kPackFlagAsStored): `stored_types` as the field above. INVALID_ARGUMENT
   // unless every type is one kernels/kquant_dot.h computes and d_model and
   // d_expert are whole 256-weight blocks.
+  // kquant_packed: kPackFlagKQuantPacked.
   static absl::StatusOr<PackHeader> MakeAsStored(uint64_t fingerprint, uint32_t n_layers,
                                                  uint32_t n_experts, uint32_t d_model,
                                                  uint32_t d_expert,
-                                                 std::vector<uint32_t> stored_types);
+                                                 std::vector<uint32_t> stored_types,
+                                                 bool kquant_packed = true);
   bool as_stored() const { return (flags & kPackFlagAsStored) != 0; }
   // Matrix m (0 gate, 1 up, 2 down) of a record of `layer` at `record`, as
   // the kernels read it: gate [d_expert, d_model] (packed when

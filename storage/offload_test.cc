@@ -164,6 +164,25 @@ TEST_F(OffloadTest, KQuantModelOffloadedGivesTheInRamLogits) {
   }
   // Offloaded, the GGUF's K-quant experts are never converted in RAM.
   EXPECT_EQ(PackedCopyBytes(), copies_before);
+  // --no-repack (dense matrices in rows) still packs K-quant gates and
+  // downs in RAM as the pack holds them: offloaded or not, the same logits.
+  {
+    const ModelOptions no_repack{.threads = 2, .max_batch = 5, .repack = false};
+    auto in_ram = Model::Load(*m, no_repack);
+    ASSERT_TRUE(in_ram.ok()) << in_ram.status();
+    auto want = Logits(**in_ram);
+    ASSERT_TRUE(want.ok()) << want.status();
+    auto model = Model::Load(*m, no_repack);
+    ASSERT_TRUE(model.ok()) << model.status();
+    OffloadOptions o = Opts();
+    o.cache_slots = 3;
+    auto offload = EnableOffload(**model, o);
+    ASSERT_TRUE(offload.ok()) << offload.status();
+    ASSERT_NE(*offload, nullptr);
+    auto got = Logits(**model);
+    ASSERT_TRUE(got.ok()) << got.status();
+    EXPECT_TRUE(*got == *want) << "--no-repack: offloaded logits differ from in RAM";
+  }
 
   // --kquant-as-q8 computes nothing as stored: found beside the model,
   // such a pack is passed over (experts from the GGUF); asked for by a

@@ -189,9 +189,10 @@ absl::StatusOr<PackWriteResult> WriteAsStored(const PackWriterOptions& o, const 
   for (const ExpertStacks& s : stacks) {
     for (const MatrixRef* m : {&s.gate, &s.up, &s.down}) types.push_back(m->storage->ggml_type);
   }
-  ST_ASSIGN_OR_RETURN(PackHeader h, PackHeader::MakeAsStored(GgufFingerprint(gguf), c.n_layers,
-                                                             c.n_experts, c.d_model, c.d_expert,
-                                                             std::move(types)));
+  ST_ASSIGN_OR_RETURN(PackHeader h,
+                      PackHeader::MakeAsStored(GgufFingerprint(gguf), c.n_layers, c.n_experts,
+                                               c.d_model, c.d_expert, std::move(types),
+                                               /*kquant_packed=*/KQuantPackedHere()));
   PackWriteResult result{.path = o.out_path.empty() ? DefaultPackPath(o.gguf_path) : o.out_path,
                          .bytes = h.file_size,
                          .records = h.record_count,

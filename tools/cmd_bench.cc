@@ -459,7 +459,7 @@ void RegisterBench(CLI::App& app) {
                                .huge_pages = f->huge_pages,
                                .repack = !f->no_repack,
                                .native_kquant = !f->kquant.as_q8,
-                               .dense_kquant_as_stored = !f->kquant.dense_as_q8});
+                               .dense_kquant_as_stored = DenseKQuantAsStored(f->kquant)});
     if (!model.ok()) return fail(model.status());
     Model& m = **model;
     const ModelConfig& c = m.config();

@@ -212,7 +212,7 @@ void RegisterServe(CLI::App& app) {
         Model::Load(f->model, ModelOptions{.threads = f->threads,
                                            .cpus = CpusFrom(f->cpus),
                                            .max_batch = f->batch,
-                                           .dense_kquant_as_stored = !f->kquant.dense_as_q8});
+                                           .dense_kquant_as_stored = DenseKQuantAsStored(f->kquant)});
     if (!model.ok()) return Fail(model.status());
     // Experts on workers (--workers / --cluster-config), or from the pack
     // beside the model (as run/chat do); with --memory-budget the plan

@@ -6,6 +6,7 @@
 
 #include <cstdio>
 #include <memory>
+#include <optional>
 
 #include "CLI/CLI.hpp"
 #include "absl/strings/numbers.h"
@@ -26,8 +27,16 @@ namespace st::tools {
 struct KQuantFlags {
   bool as_q8 = false;            // --kquant-as-q8: every K-quant as Q8_0
   bool dense_as_q8 = false;      // --kquant-dense-as-q8: dense ones as Q8_0
-  bool dense_as_stored = false;  // --kquant-dense-as-stored (the default; given)
+  bool dense_as_stored = false;  // --kquant-dense-as-stored (on any CPU)
 };
+
+// ModelOptions::dense_kquant_as_stored from the flags: given, or the
+// CPU's choice.
+inline std::optional<bool> DenseKQuantAsStored(const KQuantFlags& f) {
+  if (f.dense_as_q8) return false;
+  if (f.dense_as_stored) return true;
+  return std::nullopt;
+}
 
 struct GenerationFlags {
   std::string model;
@@ -52,9 +61,8 @@ inline void AddKvTypeFlag(CLI::App* cmd, std::string* kv_type) {
 }
 
 // Adds -m, -t, -c, -b, --kv-type, -n and the sampling flags (llama.cpp spelling).
-// --kquant-as-q8 (when offer_as_q8), --kquant-dense-as-q8 and the
-// --kquant-dense-as-stored of session 28 (now the default: hidden, kept so
-// scripts that pass it still run), with their help.
+// --kquant-as-q8 (when offer_as_q8), --kquant-dense-as-q8 and
+// --kquant-dense-as-stored, with their help.
 inline void AddKQuantFlags(CLI::App* cmd, KQuantFlags* f, bool offer_as_q8) {
   if (offer_as_q8) {
     cmd->add_flag("--kquant-as-q8", f->as_q8,
@@ -63,10 +71,13 @@ inline void AddKQuantFlags(CLI::App* cmd, KQuantFlags* f, bool offer_as_q8) {
                   "load; by default all of them are computed as the file stores them");
   }
   cmd->add_flag("--kquant-dense-as-q8", f->dense_as_q8,
-                "Convert Q4_K/Q6_K attention and LM-head weights to Q8_0 at load (the\n"
-                "default before session 29) instead of computing them as stored: ~5% more\n"
-                "memory for a Q4_K_M and ~10-15% slower decode here");
-  cmd->add_flag("--kquant-dense-as-stored", f->dense_as_stored)->group("");
+                "Convert Q4_K/Q6_K attention and LM-head weights to Q8_0 at load instead\n"
+                "of computing them as stored (~5% more memory for a Q4_K_M). Default: as\n"
+                "stored where the CPU has AVX-512 (packed K-quant kernels, faster than\n"
+                "Q8_0), converted elsewhere");
+  cmd->add_flag("--kquant-dense-as-stored", f->dense_as_stored,
+                "Compute them as stored on any CPU (less memory; without AVX-512 ~9%\n"
+                "slower decode than converted)");
 }
 
 inline void AddGenerationFlags(CLI::App* cmd, GenerationFlags* f) {
@@ -138,7 +149,7 @@ inline void Fail(const absl::Status& status) {
 inline absl::Status CheckKQuantFlags(const KQuantFlags& f) {
   if ((f.as_q8 || f.dense_as_q8) && f.dense_as_stored) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "--kquant-dense-as-stored computes K-quants as stored (the default) and ",
+        "--kquant-dense-as-stored computes K-quants as stored and ",
         f.as_q8 ? "--kquant-as-q8" : "--kquant-dense-as-q8",
         " converts them to Q8_0: give one of them"));
   }
@@ -173,7 +184,7 @@ inline absl::StatusOr<std::unique_ptr<Model>> LoadModel(const GenerationFlags& f
                                   .huge_pages = f.huge_pages,
                                   .repack = !f.no_repack,
                                   .native_kquant = !f.kquant.as_q8,
-                                  .dense_kquant_as_stored = !f.kquant.dense_as_q8});
+                                  .dense_kquant_as_stored = DenseKQuantAsStored(f.kquant)});
 }
 
 // The generate options the flags describe.
