@@ -3,6 +3,7 @@
 #include <atomic>
 #include <cstdint>
 #include <cstdlib>
+#include <functional>
 #include <map>
 #include <memory>
 #include <tuple>
@@ -157,6 +158,38 @@ MatrixRef FromStorage(const MatrixRef& m, bool pack) {
   return view(it->second);
 }
 
+// The shared same-size copy of m (in a registered mapping) that fill(dst)
+// writes, keyed by m's bytes and shape: made on the first call, then
+// shared, and m's file pages released. Null when m is in no mapping or the
+// copy cannot be allocated (the row kernels still work). Filled outside the
+// lock, so that threads copy different matrices at once (a worker's Assign
+// packs on every core) and a lookup never waits for a copy; two threads
+// copying the same matrix both do the work, and the first copy stored wins.
+const char* SharedCopy(const MatrixRef& m, const std::function<void(char*)>& fill) {
+  const size_t bytes = m.rows * m.row_bytes();
+  const MatrixKey key(m.data, m.rows, m.cols);
+  Registry& r = Get();
+  {
+    absl::MutexLock lock(&r.mu);
+    Mapping* mapping = MappingOf(r, m);
+    if (mapping == nullptr) return nullptr;
+    if (auto it = mapping->packed.find(key); it != mapping->packed.end()) return it->second.get();
+  }
+  Buffer copy = Buffer::Allocate(bytes);
+  if (copy.get() == nullptr) return nullptr;
+  fill(copy.get());
+  absl::MutexLock lock(&r.mu);
+  Mapping* mapping = MappingOf(r, m);
+  if (mapping == nullptr) return nullptr;  // unregistered meanwhile
+  auto [it, stored] = mapping->packed.try_emplace(key, std::move(copy));
+  if (stored) {
+    r.copy_bytes += bytes;
+    mapping->copy_bytes += bytes;
+    ReleaseWholePages(m.data, bytes);
+  }
+  return it->second.get();
+}
+
 }  // namespace
 
 void RegisterFileMapping(const void* base, size_t size) {
@@ -197,33 +230,9 @@ MatrixRef PackedKQuantFromMapping(const MatrixRef& m) {
       !CanPackKQuant(m.storage->ggml_type, m.rows, m.cols)) {
     return m;
   }
-  const size_t bytes = m.rows * m.row_bytes();
-  const MatrixKey key(m.data, m.rows, m.cols);
-  Registry& r = Get();
   MatrixRef out = m;
-  {
-    absl::MutexLock lock(&r.mu);
-    Mapping* mapping = MappingOf(r, m);
-    if (mapping == nullptr) return m;
-    if (auto it = mapping->packed.find(key); it != mapping->packed.end()) {
-      out.packed_kquant = it->second.get();
-      return out;
-    }
-  }
-  // As PackedFromMapping: packed outside the lock, the first copy stored wins.
-  Buffer copy = Buffer::Allocate(bytes);
-  if (copy.get() == nullptr) return m;  // out of memory: the row kernels still work
-  PackKQuantRows(m.storage->ggml_type, m.data, m.rows, m.cols, copy.get());
-  absl::MutexLock lock(&r.mu);
-  Mapping* mapping = MappingOf(r, m);
-  if (mapping == nullptr) return m;  // unregistered meanwhile
-  auto [it, stored] = mapping->packed.try_emplace(key, std::move(copy));
-  if (stored) {
-    r.copy_bytes += bytes;
-    mapping->copy_bytes += bytes;
-    ReleaseWholePages(m.data, bytes);
-  }
-  out.packed_kquant = it->second.get();
+  out.packed_kquant = SharedCopy(
+      m, [&m](char* dst) { PackKQuantRows(m.storage->ggml_type, m.data, m.rows, m.cols, dst); });
   return out;
 }
 
@@ -272,36 +281,8 @@ MatrixRef PackedFromMapping(const MatrixRef& m) {
       !CanPack(m.type, m.rows, m.cols)) {
     return m;
   }
-  const size_t bytes = m.rows * m.row_bytes();
-  const MatrixKey key(m.data, m.rows, m.cols);
-  Registry& r = Get();
   MatrixRef out = m;
-  {
-    absl::MutexLock lock(&r.mu);
-    Mapping* mapping = MappingOf(r, m);
-    if (mapping == nullptr) return m;
-    if (auto it = mapping->packed.find(key); it != mapping->packed.end()) {
-      out.packed = it->second.get();
-      return out;
-    }
-  }
-  // Packed outside the lock, so that threads pack different matrices at
-  // once (a worker's Assign packs on every core) and a lookup never waits
-  // for a pack. Two threads packing the same matrix both do the work; the
-  // first copy stored wins.
-  Buffer copy = Buffer::Allocate(bytes);
-  if (copy.get() == nullptr) return m;  // out of memory: the row-major kernels still work
-  PackRows(m.type, m.data, m.rows, m.cols, copy.get());
-  absl::MutexLock lock(&r.mu);
-  Mapping* mapping = MappingOf(r, m);
-  if (mapping == nullptr) return m;  // unregistered meanwhile
-  auto [it, stored] = mapping->packed.try_emplace(key, std::move(copy));
-  if (stored) {
-    r.copy_bytes += bytes;
-    mapping->copy_bytes += bytes;
-    ReleaseWholePages(m.data, bytes);
-  }
-  out.packed = it->second.get();
+  out.packed = SharedCopy(m, [&m](char* dst) { PackRows(m.type, m.data, m.rows, m.cols, dst); });
   return out;
 }
 
