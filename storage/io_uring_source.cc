@@ -1,5 +1,9 @@
 // The io_uring source: O_DIRECT reads through one ring, at most queue_depth
 // in flight, completions reaped (and checksums verified) by one thread.
+// A ring that stops taking submissions (a hard io_uring_enter error, or a
+// transient one that lasts kMaxSubmitFailure) is given up: the reads it had
+// not taken, and every later one, are read with pread by the reaper thread,
+// and the log says so once.
 #include <liburing.h>
 #include <sys/resource.h>
 #include <sys/uio.h>
@@ -12,6 +16,7 @@
 #include <cstring>
 #include <deque>
 #include <memory>
+#include <optional>
 #include <thread>
 
 #include "absl/base/thread_annotations.h"
@@ -33,6 +38,12 @@ constexpr uint64_t kMaxReadBytes = uint64_t{1} << 30;
 // Largest registered buffer the kernel takes, and most of them per ring.
 constexpr uint64_t kMaxFixedBytes = uint64_t{1} << 30;
 constexpr uint64_t kMaxFixedBuffers = 1u << 14;
+// How long io_uring_submit may keep failing with EAGAIN/EBUSY/ENOMEM (each
+// retried when the reaper is idle) before the ring is given up.
+constexpr absl::Duration kMaxSubmitFailure = absl::Seconds(2);
+// user_data of an SQE the kernel never took, turned into a no-op when the
+// ring was given up (its read went to pread instead).
+char kDroppedSqe;
 
 // One record read in progress. Owned by the source from Submit to completion.
 struct Op {
@@ -76,14 +87,15 @@ class IoUringSource : public ExpertSource {
       table_.WaitIdle();
       {
         absl::MutexLock lock(&mu_);
-        io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
-        while (sqe == nullptr) {  // cannot stay full: nothing is in flight
-          io_uring_submit(&ring_);
-          sqe = io_uring_get_sqe(&ring_);
+        stop_ = true;  // seen by the reaper within its wait's timeout
+        if (!broken_) {  // wake it at once
+          io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
+          if (sqe != nullptr) {
+            io_uring_prep_nop(sqe);
+            io_uring_sqe_set_data64(sqe, 0);  // 0: stop the reaper
+            io_uring_submit(&ring_);
+          }
         }
-        io_uring_prep_nop(sqe);
-        io_uring_sqe_set_data64(sqe, 0);  // 0: stop the reaper
-        io_uring_submit(&ring_);
       }
       reaper_.join();
       io_uring_queue_exit(&ring_);
@@ -152,8 +164,10 @@ class IoUringSource : public ExpertSource {
   }
 
  private:
-  // Moves pending reads into the ring while fewer than depth_ are in flight.
+  // Moves pending reads into the ring while fewer than depth_ are in flight
+  // (once the ring is given up, the reaper reads them instead).
   void Pump() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (broken_) return;
     const PackHeader& h = pack_->header();
     bool queued = false;
     while (in_flight_ < depth_ && !pending_.empty()) {
@@ -176,17 +190,76 @@ class IoUringSource : public ExpertSource {
         io_uring_prep_read(sqe, fd_, dst, len, offset);
       }
       io_uring_sqe_set_data(sqe, op);
+      unsubmitted_.push_back({op, sqe});
       ++in_flight_;
       queued = true;
     }
-    if (!queued) return;
+    if (queued) Submit();
+  }
+
+  // Hands the SQEs unsubmitted_ lists to the kernel. On a hard error, or a
+  // transient one (EAGAIN, EBUSY, ENOMEM: left for the reaper to retry when
+  // idle) that has lasted kMaxSubmitFailure, gives the ring up.
+  void Submit() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     int rc;
     do {
       rc = io_uring_submit(&ring_);
     } while (rc == -EINTR);
-    if (rc < 0 && rc != -EAGAIN && rc != -EBUSY) {
-      LOG(ERROR) << pack_->path() << ": io_uring_submit: " << std::strerror(-rc);
+    if (rc >= 0) {  // the kernel takes SQEs in order
+      const size_t taken = std::min(static_cast<size_t>(rc), unsubmitted_.size());
+      unsubmitted_.erase(unsubmitted_.begin(), unsubmitted_.begin() + taken);
+      if (unsubmitted_.empty()) failing_since_.reset();
+      return;
     }
+    if (rc == -EAGAIN || rc == -EBUSY || rc == -ENOMEM) {
+      if (!failing_since_) failing_since_ = absl::Now();
+      LOG_EVERY_N(WARNING, 100) << pack_->path() << ": io_uring_submit: " << std::strerror(-rc)
+                                << " (retried)";
+      if (absl::Now() - *failing_since_ < kMaxSubmitFailure) return;
+    }
+    GiveUpRing(rc);
+  }
+
+  // After a failed io_uring_submit: the SQEs the kernel did not take become
+  // no-ops (should a later io_uring_enter take them, they must not read into
+  // memory their reads were completed for), their reads and every later one
+  // go to pending_, which the reaper reads with pread. Reads the kernel took
+  // are still reaped as they complete.
+  void GiveUpRing(int rc) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    LOG(ERROR) << pack_->path() << ": io_uring_submit: " << std::strerror(-rc)
+               << "; reading the pack with pread from now on";
+    broken_ = true;
+    for (auto it = unsubmitted_.rbegin(); it != unsubmitted_.rend(); ++it) {
+      io_uring_prep_nop(it->sqe);
+      io_uring_sqe_set_data(it->sqe, &kDroppedSqe);
+      it->op->done = 0;
+      pending_.push_front(it->op);
+      --in_flight_;
+    }
+    unsubmitted_.clear();
+  }
+
+  bool BrokenReaperHasWork() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return stop_ || !pending_.empty();
+  }
+
+  // Once the ring is given up: one read of pending_ with pread (verified,
+  // re-read once on a checksum mismatch), completed. False if none waits.
+  bool ReadOnePendingBuffered() {
+    Op* op = nullptr;
+    {
+      absl::MutexLock lock(&mu_);
+      if (!broken_ || pending_.empty()) return false;
+      op = pending_.front();
+      pending_.pop_front();
+    }
+    const ReadRequest& r = op->request;
+    const PackHeader& h = pack_->header();
+    Finish(op, internal::ReadVerified(*pack_, r, [&] {
+             return internal::PreadFull(buffered_fd_, r.dst, h.record_size,
+                                        h.RecordOffset(r.layer, r.expert), pack_->path());
+           }));
+    return true;
   }
 
   // The registered buffer holding all of [p, p + n), or -1.
@@ -212,12 +285,33 @@ class IoUringSource : public ExpertSource {
   void Reap() {
     const PackHeader& h = pack_->header();
     for (;;) {
+      if (ReadOnePendingBuffered()) continue;
+      bool broken;
+      {
+        absl::MutexLock lock(&mu_);
+        if (stop_ && in_flight_ == 0) return;
+        broken = broken_;
+        if (broken && in_flight_ == 0) {  // nothing to reap: wait for reads or the stop
+          mu_.AwaitWithTimeout(absl::Condition(this, &IoUringSource::BrokenReaperHasWork),
+                               absl::Milliseconds(100));
+          continue;
+        }
+      }
       io_uring_cqe* cqe = nullptr;
-      __kernel_timespec timeout{.tv_sec = 0, .tv_nsec = 10'000'000};
-      const int rc = io_uring_wait_cqe_timeout(&ring_, &cqe, &timeout);
+      int rc;
+      if (broken) {  // reads the kernel took before: peek (io_uring_enter failed)
+        rc = io_uring_peek_cqe(&ring_, &cqe);
+        if (rc != 0) {
+          absl::SleepFor(absl::Microseconds(200));
+          continue;
+        }
+      } else {
+        __kernel_timespec timeout{.tv_sec = 0, .tv_nsec = 10'000'000};
+        rc = io_uring_wait_cqe_timeout(&ring_, &cqe, &timeout);
+      }
       if (rc == -ETIME) {  // idle: flush SQEs a failed io_uring_submit (-EAGAIN) left behind
         absl::MutexLock lock(&mu_);
-        if (io_uring_sq_ready(&ring_) > 0) io_uring_submit(&ring_);
+        if (!broken_ && !unsubmitted_.empty()) Submit();
         continue;
       }
       if (rc == -EINTR || rc == -EAGAIN) continue;
@@ -230,10 +324,12 @@ class IoUringSource : public ExpertSource {
         absl::SleepFor(absl::Milliseconds(1));
         continue;
       }
-      Op* op = static_cast<Op*>(io_uring_cqe_get_data(cqe));
+      void* data = io_uring_cqe_get_data(cqe);
       const int res = cqe->res;
       io_uring_cqe_seen(&ring_, cqe);
-      if (op == nullptr) return;  // stop NOP
+      if (data == nullptr) return;  // stop NOP
+      if (data == &kDroppedSqe) continue;
+      Op* op = static_cast<Op*>(data);
       {
         absl::MutexLock lock(&mu_);
         --in_flight_;
@@ -290,7 +386,16 @@ class IoUringSource : public ExpertSource {
   internal::CompletionTable table_;
   absl::Mutex mu_;
   std::deque<Op*> pending_ ABSL_GUARDED_BY(mu_);
-  int in_flight_ ABSL_GUARDED_BY(mu_) = 0;
+  // Ops in SQEs the kernel has not taken yet, in submission-queue order.
+  struct Unsubmitted {
+    Op* op;
+    io_uring_sqe* sqe;
+  };
+  std::deque<Unsubmitted> unsubmitted_ ABSL_GUARDED_BY(mu_);
+  std::optional<absl::Time> failing_since_ ABSL_GUARDED_BY(mu_);  // of io_uring_submit
+  bool broken_ ABSL_GUARDED_BY(mu_) = false;  // the ring was given up
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  int in_flight_ ABSL_GUARDED_BY(mu_) = 0;  // in SQEs or taken by the kernel
   // Registered memory: buffer i is [fixed_base_ + i * fixed_chunk_, ...).
   char* fixed_base_ ABSL_GUARDED_BY(mu_) = nullptr;
   uint64_t fixed_bytes_ ABSL_GUARDED_BY(mu_) = 0;
