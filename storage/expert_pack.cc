@@ -19,6 +19,9 @@
 #include "model/config.h"
 #include "model/weights.h"
 #include "xxhash.h"
+#if defined(__x86_64__)
+#include "xxh_x86dispatch.h"
+#endif
 
 namespace st {
 namespace {
@@ -248,7 +251,17 @@ uint64_t GgufFingerprint(const GgufFile& gguf) {
   return h;
 }
 
-uint64_t RecordChecksum(const void* data, size_t n) { return XXH3_64bits(data, n); }
+uint64_t RecordChecksum(const void* data, size_t n) {
+#if defined(__x86_64__)
+  // libxxhash's run-time dispatch (AVX-512/AVX2/SSE2) where the default
+  // entry point is SSE2 only: from DRAM 14.3 against 8.2-8.7 GB/s here, and
+  // the reaper verifies every record before a stalled layer may use it.
+  // Same hash (RecordChecksumTest.KnownValues).
+  return XXH3_64bits_dispatch(data, n);
+#else
+  return XXH3_64bits(data, n);
+#endif
+}
 
 std::string DefaultPackPath(const std::string& gguf_path) { return gguf_path + ".stpack"; }
 

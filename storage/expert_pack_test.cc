@@ -8,6 +8,8 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <utility>
+#include <vector>
 
 #include "gtest/gtest.h"
 #include "kernels/ggml_storage.h"
@@ -399,6 +401,25 @@ TEST(PackHeaderTest, AsStoredPackInTheOtherLayoutAsksForAReconvert) {
   ASSERT_FALSE(pack.ok());
   EXPECT_EQ(pack.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_TRUE(Has(std::string(pack.status().message()), "re-run `smallthinker convert`"));
+}
+
+// The record checksum is XXH3-64 whichever implementation computes it (the
+// run-time dispatch on x86): packs written by any build verify in any other.
+// Values from libxxhash's portable XXH3_64bits.
+TEST(RecordChecksumTest, KnownValues) {
+  const std::pair<size_t, uint64_t> cases[] = {
+      {0, 0x2d06800538d394c2ull},       {1, 0x929e358d27ae3ee2ull},
+      {240, 0xe9b8ecbc23497c67ull},     {4096, 0x5ead6d2e8c9a742dull},
+      {1 << 20, 0x6bfc3c9b3909a1b3ull}, {(1 << 20) + 4096 + 17, 0xf3362024f3c3058full}};
+  for (const auto& [n, want] : cases) {
+    std::vector<unsigned char> v(n);
+    uint32_t x = 12345;
+    for (unsigned char& c : v) {
+      x = x * 1664525u + 1013904223u;
+      c = static_cast<unsigned char>(x >> 24);
+    }
+    EXPECT_EQ(RecordChecksum(v.data(), n), want) << n << " bytes";
+  }
 }
 
 }  // namespace
