@@ -113,17 +113,33 @@ void PackedMatMul(const MatrixRef& w, const Activations& x, float* y, ThreadPool
       /*grain=*/1, ChunksPerThread(groups, *pool));
 }
 
+// Weight bytes of one MatMulMany work unit in row layout, about those of a
+// 16-row Q4_0 group at our widths (13.5 KiB at 1536 columns): the pool
+// splits units, not bytes, so every job's units must weigh about the same.
+// (A run of 16 F32 router rows, 96 KiB at 1536 columns, had counted as one
+// unit: the thread that got the router ran ~170 KiB longer than the other
+// in every layer's q/k/v/router fork-join.)
+constexpr size_t kRowUnitBytes = 16 << 10;
+
+// Rows per row-layout unit: kRowGrain, or fewer for wide rows (F32).
+size_t RowsPerUnit(const MatrixRef& w) {
+  return std::clamp<size_t>(kRowUnitBytes / std::max<size_t>(1, w.row_bytes()), 1, kRowGrain);
+}
+
 // Work units of one MatMulMany job: 16-row packed groups, or row-layout
-// rows in kRowGrain runs (the last one short).
+// rows in RowsPerUnit runs (the last one short).
 size_t Units(const MatMulJob& j) {
-  return InGroups(*j.w, *j.x) ? j.w->rows / kPackRows : (j.w->rows + kRowGrain - 1) / kRowGrain;
+  if (InGroups(*j.w, *j.x)) return j.w->rows / kPackRows;
+  const size_t rows = RowsPerUnit(*j.w);
+  return (j.w->rows + rows - 1) / rows;
 }
 
 void JobUnits(const MatMulJob& j, size_t begin, size_t end) {
   if (InGroups(*j.w, *j.x)) {
     GroupRange(*j.w, *j.x, begin, end, j.y);
   } else {
-    MatMulRange(*j.w, *j.x, begin * kRowGrain, std::min(end * kRowGrain, j.w->rows), j.y);
+    const size_t rows = RowsPerUnit(*j.w);
+    MatMulRange(*j.w, *j.x, begin * rows, std::min(end * rows, j.w->rows), j.y);
   }
 }
 
