@@ -92,6 +92,7 @@ void RegisterBenchServe(CLI::App& app) {
     int threads = 0, prompt_tokens = 32, gen_tokens = 64, rounds = 2, batch = 256;
     int prefill_while_decoding = EngineOptions{}.prefill_while_decoding;
     std::string cpus;
+    KQuantFlags kquant;
     OffloadFlags offload;
     WorkerFlags workers;
   };
@@ -141,6 +142,7 @@ void RegisterBenchServe(CLI::App& app) {
       ->check(CLI::Range(0, 1024))
       ->capture_default_str();
   AddCpusFlag(cmd, &f->cpus);
+  AddKQuantFlags(cmd, &f->kquant, /*offer_as_q8=*/false);  // as `serve`
   cmd->add_option("--bandwidth-size", f->bandwidth_size, "Buffer for the bandwidth measurement")
       ->capture_default_str();
   cmd->add_option("-o,--output", f->output, "text or json")
@@ -149,6 +151,7 @@ void RegisterBenchServe(CLI::App& app) {
   AddOffloadFlags(cmd, &f->offload, /*records_stats=*/false);
   AddWorkerFlags(cmd, &f->workers);
   cmd->callback([f] {
+    if (absl::Status s = CheckKQuantFlags(f->kquant); !s.ok()) return Fail(s);
     std::vector<int> levels;
     for (absl::string_view s : absl::StrSplit(f->streams, ',')) {
       int n;
@@ -168,9 +171,11 @@ void RegisterBenchServe(CLI::App& app) {
     if (!bw_bytes.ok() || *bw_bytes > (uint64_t{64} << 30)) {
       return Fail(absl::InvalidArgumentError("bad --bandwidth-size '" + f->bandwidth_size + "'"));
     }
-    auto model = Model::Load(f->model, ModelOptions{.threads = f->threads,
-                                                    .cpus = CpusFrom(f->cpus),
-                                                    .max_batch = f->batch});
+    auto model = Model::Load(
+        f->model, ModelOptions{.threads = f->threads,
+                               .cpus = CpusFrom(f->cpus),
+                               .max_batch = f->batch,
+                               .dense_kquant_as_stored = DenseKQuantAsStored(f->kquant)});
     if (!model.ok()) return Fail(model.status());
     // Measured before every level (as `bench` does once): on a shared machine
     // the bandwidth at hand changes, and the bound should be the one the

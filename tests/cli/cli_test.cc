@@ -169,6 +169,13 @@ TEST_F(CliTest, KQuantModelRunsInRamAndFromItsPack) {
     EXPECT_NE(s.exit_code, 0);
     EXPECT_NE(s.out.find("give one of them"), std::string::npos) << s.out;
   }
+  // bench-serve takes serve's K-quant flags (it had refused them).
+  s = testing::RunShell(absl::StrCat("'", ST_CLI, "' bench-serve -m '", out,
+                                     "' --streams 1 -p 4 -n 2 -r 1 --bandwidth-size 1MiB"
+                                     " --kquant-dense-as-q8 2>&1"));
+  ASSERT_EQ(s.exit_code, 0) << s.out;
+  EXPECT_NE(s.out.find("dense tensor(s) in Q4_K, Q6_K converted to Q8_0"), std::string::npos)
+      << s.out;
   // As before, converted: said so; with workers refused (they compute the
   // experts as stored, and every expert must be computed the same way).
   s = run("-p Hi -n 2 --temp 0 --kquant-as-q8");
