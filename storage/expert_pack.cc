@@ -19,7 +19,8 @@
 #include "model/config.h"
 #include "model/weights.h"
 #include "xxhash.h"
-#if defined(__x86_64__)
+#if defined(ST_HAVE_XXH3_DISPATCH)
+#define XXH_DISPATCH_DISABLE_REPLACE  // only RecordChecksum calls the dispatch
 #include "xxh_x86dispatch.h"
 #endif
 
@@ -252,11 +253,12 @@ uint64_t GgufFingerprint(const GgufFile& gguf) {
 }
 
 uint64_t RecordChecksum(const void* data, size_t n) {
-#if defined(__x86_64__)
-  // libxxhash's run-time dispatch (AVX-512/AVX2/SSE2) where the default
-  // entry point is SSE2 only: from DRAM 14.3 against 8.2-8.7 GB/s here, and
-  // the reaper verifies every record before a stalled layer may use it.
-  // Same hash (RecordChecksumTest.KnownValues).
+#if defined(ST_HAVE_XXH3_DISPATCH)
+  // libxxhash's run-time dispatch (AVX-512/AVX2/SSE2; storage/CMakeLists.txt
+  // checks it links) where the default x86 entry point is SSE2 only: from
+  // DRAM 14.3 against 8.2-8.7 GB/s on session 30's host, and the reaper
+  // verifies every record before a stalled layer may use it. Same hash
+  // (RecordChecksumTest.KnownValues).
   return XXH3_64bits_dispatch(data, n);
 #else
   return XXH3_64bits(data, n);

@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
@@ -40,7 +41,7 @@ constexpr uint64_t kMaxFixedBytes = uint64_t{1} << 30;
 constexpr uint64_t kMaxFixedBuffers = 1u << 14;
 // How long io_uring_submit may keep failing with EAGAIN/EBUSY/ENOMEM (each
 // retried when the reaper is idle) before the ring is given up.
-constexpr absl::Duration kMaxSubmitFailure = absl::Seconds(2);
+constexpr std::chrono::seconds kMaxSubmitFailure{2};
 // user_data of an SQE the kernel never took, turned into a no-op when the
 // ring was given up (its read went to pread instead).
 char kDroppedSqe;
@@ -51,6 +52,7 @@ struct Op {
   ReadRequest request;
   uint64_t done = 0;  // bytes already read
   int attempt = 0;    // 0: first read, 1: re-read after a checksum mismatch
+  bool fixed = false;  // in the ring as a READ_FIXED
 };
 
 // Thread-safe. The submission queue (and pending_, in_flight_) are guarded by
@@ -182,10 +184,9 @@ class IoUringSource : public ExpertSource {
       const auto len = static_cast<unsigned>(std::min<uint64_t>(h.record_size - op->done, kMaxReadBytes));
       const uint64_t offset = h.RecordOffset(r.layer, r.expert) + op->done;
       const int fixed = FixedBuffer(dst, len);
+      op->fixed = fixed >= 0;
       if (fixed >= 0) {
         io_uring_prep_read_fixed(sqe, fd_, dst, len, offset, fixed);
-        // Once per record, not per retry or short-read continuation.
-        if (op->done == 0 && op->attempt == 0) fixed_reads_.fetch_add(1, std::memory_order_relaxed);
       } else {
         io_uring_prep_read(sqe, fd_, dst, len, offset);
       }
@@ -208,14 +209,15 @@ class IoUringSource : public ExpertSource {
     if (rc >= 0) {  // the kernel takes SQEs in order
       const size_t taken = std::min(static_cast<size_t>(rc), unsubmitted_.size());
       unsubmitted_.erase(unsubmitted_.begin(), unsubmitted_.begin() + taken);
-      if (unsubmitted_.empty()) failing_since_.reset();
+      if (taken > 0 || unsubmitted_.empty()) failing_since_.reset();  // progress
       return;
     }
     if (rc == -EAGAIN || rc == -EBUSY || rc == -ENOMEM) {
-      if (!failing_since_) failing_since_ = absl::Now();
+      const auto now = std::chrono::steady_clock::now();
+      if (!failing_since_) failing_since_ = now;
       LOG_EVERY_N(WARNING, 100) << pack_->path() << ": io_uring_submit: " << std::strerror(-rc)
                                 << " (retried)";
-      if (absl::Now() - *failing_since_ < kMaxSubmitFailure) return;
+      if (now - *failing_since_ < kMaxSubmitFailure) return;
     }
     GiveUpRing(rc);
   }
@@ -309,15 +311,18 @@ class IoUringSource : public ExpertSource {
         __kernel_timespec timeout{.tv_sec = 0, .tv_nsec = 10'000'000};
         rc = io_uring_wait_cqe_timeout(&ring_, &cqe, &timeout);
       }
-      if (rc == -ETIME) {  // idle: flush SQEs a failed io_uring_submit (-EAGAIN) left behind
-        absl::MutexLock lock(&mu_);
-        if (!broken_ && !unsubmitted_.empty()) Submit();
-        continue;
-      }
-      if (rc == -EINTR || rc == -EAGAIN) continue;
       if (rc != 0) {
-        // EBUSY (completions backed up) and ENOMEM pass (io_uring_enter(2));
-        // whatever it is, the reads stay in flight and are reaped once the
+        // No completion (timed out, interrupted, or the wait failed): retry
+        // the submissions a failed io_uring_submit left behind, which also
+        // gives the ring up once they have failed too long (the wait may be
+        // failing for the same reason, and never time out).
+        {
+          absl::MutexLock lock(&mu_);
+          if (!broken_ && !unsubmitted_.empty()) Submit();
+        }
+        if (rc == -ETIME || rc == -EINTR) continue;
+        // EAGAIN, EBUSY (completions backed up), ENOMEM (io_uring_enter(2)),
+        // whatever it is: the reads stay in flight and are reaped once the
         // ring answers again. (A CHECK here aborted the process, serve
         // included, on an EBUSY injected with strace.)
         LOG_EVERY_N(ERROR, 1000) << pack_->path() << ": io_uring_wait_cqe: " << std::strerror(-rc);
@@ -350,6 +355,11 @@ class IoUringSource : public ExpertSource {
         Finish(op, absl::DataLossError(absl::StrCat(pack_->path(), ": end of file at offset ",
                                                     offset, " (pack truncated after open?)")));
         continue;
+      }
+      // Once per record (its first read's bytes), not per retry or
+      // short-read continuation, and only for reads the ring made.
+      if (op->fixed && op->done == 0 && op->attempt == 0) {
+        fixed_reads_.fetch_add(1, std::memory_order_relaxed);
       }
       op->done += static_cast<uint64_t>(res);
       if (op->done < h.record_size) {
@@ -392,7 +402,8 @@ class IoUringSource : public ExpertSource {
     io_uring_sqe* sqe;
   };
   std::deque<Unsubmitted> unsubmitted_ ABSL_GUARDED_BY(mu_);
-  std::optional<absl::Time> failing_since_ ABSL_GUARDED_BY(mu_);  // of io_uring_submit
+  // When io_uring_submit began failing with no SQE taken since.
+  std::optional<std::chrono::steady_clock::time_point> failing_since_ ABSL_GUARDED_BY(mu_);
   bool broken_ ABSL_GUARDED_BY(mu_) = false;  // the ring was given up
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   int in_flight_ ABSL_GUARDED_BY(mu_) = 0;  // in SQEs or taken by the kernel
