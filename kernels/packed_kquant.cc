@@ -103,6 +103,10 @@ float SuperBlockQ6_K(const uint8_t* sb, size_t r, const BlockQ8_0* xq, const flo
 
 }  // namespace
 
+bool PackedKQuantKernelsHere() {
+  return CanPackKQuant(kGgmlQ4_K, kPackedKQuantRows, kSuperBlock);
+}
+
 size_t PackedKQuantGroupBytes(uint32_t ggml_type, size_t cols) {
   return cols / kSuperBlock * kPackedKQuantRows * BlockBytes(ggml_type);
 }

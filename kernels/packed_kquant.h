@@ -61,6 +61,10 @@ bool PackableKQuantShape(uint32_t ggml_type, size_t rows, size_t cols);
 // PackableKQuantShape, and this CPU has the AVX-512 kernel: what matrices in
 // RAM are packed for (elsewhere the row kernels stay).
 bool CanPackKQuant(uint32_t ggml_type, size_t rows, size_t cols);
+// Whether this CPU runs the packed kernels at all (CanPackKQuant of any
+// packable shape): dense K-quants are computed as stored by default, and
+// as-stored expert packs are written and read in the packed layout, here.
+bool PackedKQuantKernelsHere();
 
 // Bytes of one packed 16-row group (== 16 rows of the original).
 size_t PackedKQuantGroupBytes(uint32_t ggml_type, size_t cols);

@@ -27,7 +27,7 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Load(const std::string& path,
                       DenseWeights::Load(*m->file_, m->config_,
                                          options.native_kquant &&
                                              options.dense_kquant_as_stored.value_or(
-                                                 CanPackKQuant(kGgmlQ4_K, kPackedKQuantRows, 256))));
+                                                 PackedKQuantKernelsHere())));
   if (options.repack) ST_RETURN_IF_ERROR(m->weights_.PackForKernels(*m->file_));
   if (options.huge_pages) ST_RETURN_IF_ERROR(m->weights_.MoveToHugePages());
   SetExpertRepack(options.repack);

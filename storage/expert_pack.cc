@@ -126,8 +126,6 @@ absl::StatusOr<PackHeader> PackHeader::Make(DType type, uint64_t fingerprint, ui
   return h;
 }
 
-bool KQuantPackedHere() { return CanPackKQuant(kGgmlQ4_K, kPackedKQuantRows, 256); }
-
 absl::StatusOr<PackHeader> PackHeader::MakeAsStored(uint64_t fingerprint, uint32_t n_layers,
                                                     uint32_t n_experts, uint32_t d_model,
                                                     uint32_t d_expert,
@@ -326,7 +324,7 @@ absl::StatusOr<std::shared_ptr<const ExpertPack>> ExpertPack::Open(const std::st
     // The layout this CPU computes the experts in RAM in, or the offloaded
     // ones would give other numbers (and a packed layout without its
     // kernel would run on the scalar twin).
-    if (h.ok() && packed != KQuantPackedHere()) {
+    if (h.ok() && packed != PackedKQuantKernelsHere()) {
       return absl::FailedPreconditionError(absl::StrCat(
           path, ": expert pack holds its K-quant gates and downs ",
           packed ? "in the 16-row packed layout, which this CPU has no kernel for (AVX-512)"

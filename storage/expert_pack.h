@@ -44,7 +44,7 @@
 // (PackableKQuantShape: rows % 16, cols % 256) is in the 16-row layout of
 // kernels/packed_kquant.h (same bytes, re-ordered), as the experts in RAM
 // are packed (model/mapped_repack.h) on a CPU with that kernel: convert
-// sets the flag where KQuantPackedHere(), and a pack whose flag differs
+// sets the flag where PackedKQuantKernelsHere(), and a pack whose flag differs
 // from the reading CPU's is refused (re-run convert there). So the
 // offloaded experts are computed by the same kernels on the same bytes as
 // in RAM (model/expert_phases.h) and give the same numbers bit for bit. The types may differ per layer (Q4_K_M keeps
@@ -99,16 +99,12 @@ inline constexpr uint32_t kPackFlagGatePacked = 4;  // gate in kernels/packed_ma
 inline constexpr uint32_t kPackFlagUpSplit = 8;     // Q4_0 up rows in kernels/split_rows.h's layout
 inline constexpr uint32_t kPackFlagAsStored = 16;  // K-quant matrices as the GGUF stores them
 // With kPackFlagAsStored: the gates and downs of the packable shape in
-// kernels/packed_kquant.h's layout (written where KQuantPackedHere(); a
+// kernels/packed_kquant.h's layout (written where PackedKQuantKernelsHere(); a
 // pack of session 28 has rows, as one converted on a CPU without it).
 inline constexpr uint32_t kPackFlagKQuantPacked = 32;
 inline constexpr uint32_t kPackKnownFlags = kPackFlagDownRequantized | kPackFlagGatePacked |
                                             kPackFlagUpSplit | kPackFlagAsStored |
                                             kPackFlagKQuantPacked;
-// Whether this CPU computes K-quant gates and downs in the 16-row packed
-// layout (kernels/packed_kquant.h CanPackKQuant: AVX-512), so as-stored packs
-// written and read here have kPackFlagKQuantPacked.
-bool KQuantPackedHere();
 
 // Where an as-stored pack's type table starts in the header page.
 inline constexpr uint64_t kPackStoredTypesOffset = 512;

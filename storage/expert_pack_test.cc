@@ -13,6 +13,7 @@
 
 #include "gtest/gtest.h"
 #include "kernels/ggml_storage.h"
+#include "kernels/packed_kquant.h"
 #include "model/config.h"
 #include "storage/pack_test_util.h"
 #include "storage/pack_writer.h"
@@ -112,7 +113,7 @@ TEST(KQuantPackTest, RecordsHoldTheExpertsAsStored) {
   auto pack = ExpertPack::OpenFor(w->path, **gguf);
   ASSERT_TRUE(pack.ok()) << pack.status();
   const PackHeader& h = (*pack)->header();
-  const bool packed = KQuantPackedHere();
+  const bool packed = PackedKQuantKernelsHere();
   EXPECT_EQ(h.flags, kPackFlagAsStored | (packed ? kPackFlagKQuantPacked : 0u));
   EXPECT_EQ(h.TypeNames(), "Q4_K, Q6_K");
   ASSERT_EQ(h.stored_types.size(), 3u * h.n_layers);
@@ -385,9 +386,9 @@ TEST(PackHeaderTest, GateInTheOldPackedLayoutAsksForAReconvert) {
 // other numbers than the experts in RAM: refused, asking for a convert.
 TEST(PackHeaderTest, AsStoredPackInTheOtherLayoutAsksForAReconvert) {
   auto h = PackHeader::MakeAsStored(1, 1, 4, 256, 256, {kGgmlQ4_K, kGgmlQ4_K, kGgmlQ6_K},
-                                    /*kquant_packed=*/!KQuantPackedHere());
+                                    /*kquant_packed=*/!PackedKQuantKernelsHere());
   ASSERT_TRUE(h.ok()) << h.status();
-  EXPECT_EQ(h->flags, kPackFlagAsStored | (KQuantPackedHere() ? 0u : kPackFlagKQuantPacked));
+  EXPECT_EQ(h->flags, kPackFlagAsStored | (PackedKQuantKernelsHere() ? 0u : kPackFlagKQuantPacked));
   st::testing::TempDir dir;
   const std::string path = dir.File("old.stpack");
   {

@@ -192,7 +192,7 @@ absl::StatusOr<PackWriteResult> WriteAsStored(const PackWriterOptions& o, const 
   ST_ASSIGN_OR_RETURN(PackHeader h,
                       PackHeader::MakeAsStored(GgufFingerprint(gguf), c.n_layers, c.n_experts,
                                                c.d_model, c.d_expert, std::move(types),
-                                               /*kquant_packed=*/KQuantPackedHere()));
+                                               /*kquant_packed=*/PackedKQuantKernelsHere()));
   PackWriteResult result{.path = o.out_path.empty() ? DefaultPackPath(o.gguf_path) : o.out_path,
                          .bytes = h.file_size,
                          .records = h.record_count,
