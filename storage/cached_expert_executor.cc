@@ -83,6 +83,10 @@ void CachedExpertExecutor::Prepare(int layer, const Routes& routes) {
   if (layer == 0 && step_hook_) step_hook_();
   const std::vector<int> experts = DistinctExperts(routes);
   if (layer == speculated_layer_) {
+    // Wrong guesses not read yet are dropped (they no longer count as reads).
+    const int dropped = cache_->DropGuesses(layer, experts);
+    std::erase_if(speculated_reads_, [&](int e) { return !cache_->IsResident(layer, e); });
+    speculation_.reads -= dropped;
     for (int e : experts) {
       speculation_.correct += std::count(speculated_.begin(), speculated_.end(), e) > 0;
       speculation_.reads_used +=
@@ -109,7 +113,7 @@ void CachedExpertExecutor::Speculate(int layer, const Routes& routes) {
   for (int e : speculated_) {
     if (!cache_->IsResident(layer, e)) speculated_reads_.push_back(e);
   }
-  (void)cache_->Prefetch(layer, speculated_, /*lock=*/false);
+  (void)cache_->Prefetch(layer, speculated_, /*lock=*/false, /*demand=*/false, /*guess=*/true);
   // Guesses no slot was free for were not read.
   std::erase_if(speculated_reads_, [&](int e) { return !cache_->IsResident(layer, e); });
   speculation_.reads += speculated_reads_.size();

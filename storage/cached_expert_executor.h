@@ -29,7 +29,7 @@ struct SpeculationCounters {
   uint64_t correct = 0;   // ... that the real routing then chose
   uint64_t needed = 0;    // distinct experts the real routing chose in speculated steps
   uint64_t tokens = 0;      // decode token-steps guessed for (prompt batches are not)
-  uint64_t reads = 0;       // records read because of a guess
+  uint64_t reads = 0;       // records read because of a guess (not those dropped unread)
   uint64_t reads_used = 0;  // ... that the real routing then chose
   double precision() const { return guessed ? static_cast<double>(correct) / guessed : 0.0; }
   double recall() const { return needed ? static_cast<double>(correct) / needed : 0.0; }

@@ -183,8 +183,8 @@ int ExpertCache::TakeSlot() {
   return s;
 }
 
-absl::Status ExpertCache::StartRead(int s, int layer, int expert) {
-  ReadRequest req{.layer = layer, .expert = expert, .dst = SlotData(s)};
+absl::Status ExpertCache::StartRead(int s, int layer, int expert, bool guess) {
+  ReadRequest req{.layer = layer, .expert = expert, .dst = SlotData(s), .guess = guess};
   // Stall: the mmap and memory sources read inside Submit.
   const auto t0 = std::chrono::steady_clock::now();
   absl::StatusOr<std::vector<ReadId>> ids = source_->Submit({&req, 1});
@@ -197,6 +197,7 @@ absl::Status ExpertCache::StartRead(int s, int layer, int expert) {
   Slot& slot = slots_[s];
   slot.key = Key(layer, expert);
   slot.pending = (*ids)[0];
+  slot.guess = guess;
   slot_of_key_[slot.key] = s;
   ++counters_.reads;
   counters_.bytes_read += record_size_;
@@ -289,8 +290,35 @@ absl::StatusOr<int> ExpertCache::Preload(absl::Span<const std::pair<int, int>> l
   return static_cast<int>(started.size());
 }
 
+void ExpertCache::Promote(int s) {
+  Slot& slot = slots_[s];
+  if (!slot.pending || !slot.guess) return;
+  source_->Promote(*slot.pending);
+  slot.guess = false;
+}
+
+int ExpertCache::DropGuesses(int layer, absl::Span<const int> keep) {
+  const int n_experts = static_cast<int>(pack().header().n_experts);
+  int dropped = 0;
+  for (int s : unlocked_pending_) {
+    Slot& slot = slots_[s];
+    if (!slot.pending || !slot.guess || slot.locked || slot.key / n_experts != layer) continue;
+    if (std::find(keep.begin(), keep.end(), static_cast<int>(slot.key % n_experts)) != keep.end()) {
+      continue;
+    }
+    if (!source_->Cancel(*slot.pending)) continue;
+    (void)Finish(s);  // CANCELLED: the slot is free
+    ++dropped;
+  }
+  std::erase_if(unlocked_pending_, [&](int s) { return !slots_[s].pending; });
+  counters_.guesses_dropped += dropped;
+  counters_.reads -= dropped;
+  counters_.bytes_read -= static_cast<uint64_t>(dropped) * record_size_;
+  return dropped;
+}
+
 absl::StatusOr<int> ExpertCache::Prefetch(int layer, absl::Span<const int> experts, bool lock,
-                                          bool demand) {
+                                          bool demand, bool guess) {
   for (int expert : experts) ST_RETURN_IF_ERROR(pack().CheckIndex(layer, expert));
   if (demand) now_layer_ = layer;
   // Resident experts first (locked, with lock), so making room for a missing
@@ -302,6 +330,7 @@ absl::StatusOr<int> ExpertCache::Prefetch(int layer, absl::Span<const int> exper
       ++(s >= 0 ? counters_.hits : counters_.misses);
     }
     if (s >= 0 && lock) Lock(s);
+    if (s >= 0 && !guess) Promote(s);
   }
   int started = 0;
   for (int expert : experts) {
@@ -311,7 +340,7 @@ absl::StatusOr<int> ExpertCache::Prefetch(int layer, absl::Span<const int> exper
       ++counters_.prefetch_skipped;
       continue;
     }
-    ST_RETURN_IF_ERROR(StartRead(s, layer, expert));
+    ST_RETURN_IF_ERROR(StartRead(s, layer, expert, guess));
     ++started;
     if (lock) {
       Lock(s);
@@ -336,6 +365,7 @@ absl::StatusOr<const char*> ExpertCache::Acquire(int layer, int expert) {
     ST_RETURN_IF_ERROR(StartRead(s, layer, expert));
   }
   Lock(s);
+  Promote(s);
   if (slots_[s].pending) ST_RETURN_IF_ERROR(Finish(s));
   return SlotData(s);
 }

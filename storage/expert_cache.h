@@ -40,6 +40,7 @@ struct ExpertCacheCounters {
   uint64_t bytes_read = 0;
   uint64_t evictions = 0;      // resident records dropped to make room
   uint64_t prefetch_skipped = 0;  // prefetches not issued: every slot locked or loading
+  uint64_t guesses_dropped = 0;   // guessed reads dropped before they started (DropGuesses)
   // Time the cache's caller spent in reads: submitting them (the mmap and
   // memory sources read there) and waiting for them (in Acquire, or for a
   // slot). It had counted only Acquire's waits, so mmap reported none.
@@ -88,9 +89,17 @@ class ExpertCache {
   // free or evictable slots allow (the rest are read at Acquire). With lock,
   // every listed expert that is or becomes resident is locked until Release.
   // Returns the number of reads started. demand: these experts are needed
-  // now (counted in requests/hits/misses), not a guess.
+  // now (counted in requests/hits/misses). guess: the reads it starts are
+  // guesses (ReadRequest::guess: they queue behind every other read until
+  // a call without guess, or Acquire, names the expert).
   absl::StatusOr<int> Prefetch(int layer, absl::Span<const int> experts, bool lock,
-                               bool demand = false);
+                               bool demand = false, bool guess = false);
+
+  // Drops the guessed reads (Prefetch with guess) of `layer` for experts
+  // not in `keep` that have not started yet (ExpertSource::Cancel), so the
+  // disk and their slots are free for what the layer needs; they no
+  // longer count as reads. Returns how many.
+  int DropGuesses(int layer, absl::Span<const int> keep);
 
   // The expert's record (record_size bytes), reading it now if it is not
   // resident; waits for an in-flight read (stall time). The slot is locked
@@ -118,6 +127,7 @@ class ExpertCache {
   struct Slot {
     int64_t key = -1;                 // layer * n_experts + expert, or -1
     std::optional<ReadId> pending;    // read in flight
+    bool guess = false;               // ... submitted as a guess, not promoted
     bool locked = false;
     bool pinned = false;
     std::list<int>::iterator lru;     // position in lru_ when evictable
@@ -140,7 +150,10 @@ class ExpertCache {
   void Lock(int s);
   void Unlock(int s);
   // Submits a read of (layer, expert) into slot s.
-  absl::Status StartRead(int s, int layer, int expert);
+  absl::Status StartRead(int s, int layer, int expert, bool guess = false);
+  // Slot s is needed now: a guess still in flight stops queueing behind
+  // other reads.
+  void Promote(int s);
   // Waits for slot s's read; on failure the slot is emptied.
   absl::Status Finish(int s);
 

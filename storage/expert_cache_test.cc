@@ -270,6 +270,46 @@ TEST_F(ExpertCacheTest, UnlockedPrefetchIsEvictableOnceLanded) {
   EXPECT_FALSE(cache->IsResident(2, 3));
 }
 
+// Wrong guesses not read yet are dropped: their slots are free, they no
+// longer count as reads, and a later demand reads them as any miss. (io_uring
+// with one 4 KiB chunk in flight: the guesses wait behind six records
+// needed now, ~20 disk reads.)
+TEST_F(ExpertCacheTest, DropGuessesFreesTheirSlotsAndUncountsTheirReads) {
+  auto pack = ExpertPack::Open(DefaultPackPath(*gguf_));
+  ASSERT_TRUE(pack.ok());
+  const uint64_t record = (*pack)->header().record_size;
+  ASSERT_GE(record, 3 * kPackAlignment);
+  auto src = OpenIoUringSource(*pack, {.queue_depth = 1, .read_chunk_bytes = kPackAlignment});
+  ASSERT_TRUE(src.ok()) << src.status();
+  auto made = ExpertCache::Create(std::move(*src), 12);
+  ASSERT_TRUE(made.ok()) << made.status();
+  ExpertCache& cache = **made;
+  const std::vector<int> needed = {0, 1, 2, 3, 4, 5};
+  ASSERT_EQ(*cache.Prefetch(0, needed, /*lock=*/true, /*demand=*/true), 6);
+  ASSERT_EQ(*cache.Prefetch(1, {{0, 1, 2}}, /*lock=*/false, /*demand=*/false, /*guess=*/true), 3);
+  EXPECT_EQ(cache.DropGuesses(1, {{1}}), 2);  // layer 1 turned out to need expert 1
+  EXPECT_FALSE(cache.IsResident(1, 0));
+  EXPECT_TRUE(cache.IsResident(1, 1));
+  EXPECT_FALSE(cache.IsResident(1, 2));
+  EXPECT_EQ(cache.resident(), 7);
+  EXPECT_EQ(cache.counters().reads, 7u);
+  EXPECT_EQ(cache.counters().bytes_read, 7 * record);
+  EXPECT_EQ(cache.counters().guesses_dropped, 2u);
+  for (int e : needed) {
+    auto rec = cache.Acquire(0, e);
+    ASSERT_TRUE(rec.ok()) << rec.status();
+    EXPECT_EQ(std::memcmp(*rec, Record(0, e).data(), record), 0) << e;
+    cache.Release(0, e);
+  }
+  for (int e : {1, 0}) {  // the kept guess, and a dropped one read as a miss
+    auto rec = cache.Acquire(1, e);
+    ASSERT_TRUE(rec.ok()) << rec.status();
+    EXPECT_EQ(std::memcmp(*rec, Record(1, e).data(), record), 0) << e;
+    cache.Release(1, e);
+  }
+  EXPECT_EQ(cache.counters().reads, 8u);
+}
+
 TEST_F(ExpertCacheTest, CorruptRecordIsDataLossAndLeavesNoSlot) {
   auto pack = ExpertPack::Open(DefaultPackPath(*gguf_));
   ASSERT_TRUE(pack.ok());

@@ -18,6 +18,7 @@
 #include "common/status_macros.h"
 #include "model/config.h"
 #include "model/weights.h"
+#define XXH_STATIC_LINKING_ONLY  // XXH3_state_t by value (RecordHasher)
 #include "xxhash.h"
 #if defined(ST_HAVE_XXH3_DISPATCH)
 #define XXH_DISPATCH_DISABLE_REPLACE  // only RecordChecksum calls the dispatch
@@ -263,6 +264,22 @@ uint64_t RecordChecksum(const void* data, size_t n) {
 #endif
 }
 
+RecordHasher::RecordHasher() : state_(new XXH3_state_t) { Reset(); }
+
+RecordHasher::~RecordHasher() { delete state_; }
+
+void RecordHasher::Reset() { XXH3_64bits_reset(state_); }
+
+void RecordHasher::Update(const void* data, size_t n) {
+#if defined(ST_HAVE_XXH3_DISPATCH)
+  XXH3_64bits_update_dispatch(state_, data, n);  // as RecordChecksum
+#else
+  XXH3_64bits_update(state_, data, n);
+#endif
+}
+
+uint64_t RecordHasher::Digest() const { return XXH3_64bits_digest(state_); }
+
 std::string DefaultPackPath(const std::string& gguf_path) { return gguf_path + ".stpack"; }
 
 absl::StatusOr<std::shared_ptr<const ExpertPack>> ExpertPack::Open(const std::string& path) {
@@ -438,7 +455,10 @@ absl::Status ExpertPack::CheckIndex(int layer, int expert) const {
 }
 
 absl::Status ExpertPack::VerifyRecord(int layer, int expert, const void* data) const {
-  const uint64_t got = RecordChecksum(data, header_.record_size);
+  return CheckChecksum(layer, expert, RecordChecksum(data, header_.record_size));
+}
+
+absl::Status ExpertPack::CheckChecksum(int layer, int expert, uint64_t got) const {
   const uint64_t want = checksum(layer, expert);
   if (got == want) return absl::OkStatus();
   return absl::DataLossError(absl::StrCat(

@@ -85,6 +85,8 @@
 #include "kernels/matmul.h"
 #include "model/gguf.h"
 
+struct XXH3_state_s;  // xxhash.h
+
 namespace st {
 
 inline constexpr char kPackMagic[8] = {'S', 'T', 'P', 'A', 'C', 'K', '\0', '\1'};
@@ -173,6 +175,23 @@ uint64_t GgufFingerprint(const GgufFile& gguf);
 // XXH3-64 of a record's bytes.
 uint64_t RecordChecksum(const void* data, size_t n);
 
+// RecordChecksum of bytes fed in consecutive parts (the same value as of
+// their concatenation): the io_uring source hashes a record's chunks as
+// they land.
+class RecordHasher {
+ public:
+  RecordHasher();
+  ~RecordHasher();
+  RecordHasher(const RecordHasher&) = delete;
+  RecordHasher& operator=(const RecordHasher&) = delete;
+  void Reset();
+  void Update(const void* data, size_t n);
+  uint64_t Digest() const;
+
+ private:
+  ::XXH3_state_s* state_;  // libxxhash's XXH3_state_t
+};
+
 // "<path>.stpack".
 std::string DefaultPackPath(const std::string& gguf_path);
 
@@ -204,6 +223,8 @@ class ExpertPack {
   // OK if the record bytes match the table, else DATA_LOSS naming layer,
   // expert, offset and path.
   absl::Status VerifyRecord(int layer, int expert, const void* data) const;
+  // The same for a record whose RecordChecksum is `got`.
+  absl::Status CheckChecksum(int layer, int expert, uint64_t got) const;
 
  private:
   std::string path_;

@@ -23,9 +23,17 @@ namespace {
   return ::testing::AssertionFailure() << "'" << text << "' lacks '" << part << "'";
 }
 
+// A source kind, and for io_uring the size of its reads: the default (a
+// tiny record is one chunk) or 4 KiB, so that each record is read in
+// several chunks hashed in order as they land.
+struct SourceVariant {
+  SourceKind kind;
+  uint64_t read_chunk_bytes = SourceOptions{}.read_chunk_bytes;
+};
+
 // A tiny Q4_0 model (down re-quantized) and a tiny F32 model in PowerInfer
 // layout would both be good; the Q4_0 one exercises the approximate path.
-class SourceConformanceTest : public ::testing::TestWithParam<SourceKind> {
+class SourceConformanceTest : public ::testing::TestWithParam<SourceVariant> {
  protected:
   static void SetUpTestSuite() {
     dir_ = new st::testing::TempDir();
@@ -39,7 +47,11 @@ class SourceConformanceTest : public ::testing::TestWithParam<SourceKind> {
     delete gguf_path_;
     delete dir_;
   }
-  SourceOptions Options() const { return {.kind = GetParam(), .queue_depth = 4, .pread_threads = 3}; }
+  SourceKind Kind() const { return GetParam().kind; }
+  SourceOptions Options() const {
+    return {.kind = Kind(), .queue_depth = 4, .pread_threads = 3,
+            .read_chunk_bytes = GetParam().read_chunk_bytes};
+  }
   std::unique_ptr<ExpertSource> Open(const std::string& pack_path) { return Open(pack_path, Options()); }
   std::unique_ptr<ExpertSource> Open(const std::string& pack_path, const SourceOptions& options) {
     auto pack = ExpertPack::Open(pack_path);
@@ -48,7 +60,7 @@ class SourceConformanceTest : public ::testing::TestWithParam<SourceKind> {
     auto src = OpenExpertSource(*pack, options);
     EXPECT_TRUE(src.ok()) << src.status();
     if (!src.ok()) return nullptr;
-    EXPECT_EQ((*src)->name(), SourceKindName(GetParam()));
+    EXPECT_EQ((*src)->name(), SourceKindName(Kind()));
     return std::move(*src);
   }
 
@@ -99,7 +111,7 @@ TEST_P(SourceConformanceTest, ReadsIntoRegisteredMemory) {
   ASSERT_NE(src, nullptr);
   auto gguf = GgufFile::Open(*gguf_path_);
   ASSERT_TRUE(gguf.ok());
-  const bool ring = GetParam() == SourceKind::kIoUring;
+  const bool ring = Kind() == SourceKind::kIoUring;
   constexpr int kSlots = 10;
   st::testing::AlignedBuffer memory(kSlots * h.record_size + kPackAlignment), outside(h.record_size);
   const absl::Status registered = src->RegisterMemory(memory.get(), kSlots * h.record_size);
@@ -128,13 +140,17 @@ TEST_P(SourceConformanceTest, ReadsIntoRegisteredMemory) {
     }
   }
   EXPECT_EQ(src->fixed_reads(), ring ? reqs.size() : 0u);
-  // Straddling buffers 0 and 1 (records 0-2 and 3-5), and outside: plain reads.
+  // Straddling buffers 0 and 1 (records 0-2 and 3-5): plain reads, or
+  // with 4 KiB chunks READ_FIXED ones, each chunk within one buffer.
   char* straddle = memory.get() + 2 * h.record_size + kPackAlignment;
   ASSERT_TRUE(src->Read(1, 2, straddle).ok());
   EXPECT_EQ(st::testing::CompareRecord(**gguf, h, 1, 2, straddle), "");
+  const bool chunked = GetParam().read_chunk_bytes < h.record_size;
+  EXPECT_EQ(src->fixed_reads(), ring ? reqs.size() + chunked : 0u);
+  // Outside: plain reads.
   ASSERT_TRUE(src->Read(2, 3, outside.get()).ok());
   EXPECT_EQ(st::testing::CompareRecord(**gguf, h, 2, 3, outside.get()), "");
-  EXPECT_EQ(src->fixed_reads(), ring ? reqs.size() : 0u);
+  EXPECT_EQ(src->fixed_reads(), ring ? reqs.size() + chunked : 0u);
 }
 
 TEST_P(SourceConformanceTest, ConcurrentSubmitsFromManyThreads) {
@@ -176,7 +192,7 @@ TEST_P(SourceConformanceTest, FlippedByteIsDataLossNamingLayerAndExpert) {
   auto pack = ExpertPack::Open(pack_path);
   ASSERT_TRUE(pack.ok());
   const PackHeader& h = (*pack)->header();
-  const std::string bad = dir_->File(std::string(SourceKindName(GetParam())) + "_flipped.stpack");
+  const std::string bad = dir_->File(std::string(SourceKindName(Kind())) + "_flipped.stpack");
   st::testing::CopyModified(pack_path, bad, h.RecordOffset(2, 5) + h.matrix_stride + 17);
   auto src = Open(bad);
   ASSERT_NE(src, nullptr);
@@ -192,7 +208,7 @@ TEST_P(SourceConformanceTest, FlippedByteIsDataLossNamingLayerAndExpert) {
 // die of SIGBUS); the memory source holds its copy from open.
 TEST_P(SourceConformanceTest, PackTruncatedAfterOpenIsAnError) {
   const std::string pack_path = DefaultPackPath(*gguf_path_);
-  const std::string cut = dir_->File(std::string(SourceKindName(GetParam())) + "_cut.stpack");
+  const std::string cut = dir_->File(std::string(SourceKindName(Kind())) + "_cut.stpack");
   std::filesystem::copy_file(pack_path, cut, std::filesystem::copy_options::overwrite_existing);
   auto src = Open(cut);
   ASSERT_NE(src, nullptr);
@@ -201,7 +217,7 @@ TEST_P(SourceConformanceTest, PackTruncatedAfterOpenIsAnError) {
   st::testing::AlignedBuffer buf(h.record_size);
   EXPECT_TRUE(src->Read(0, 0, buf.get()).ok());  // still in the file
   const absl::Status s = src->Read(static_cast<int>(h.n_layers) - 1, 3, buf.get());
-  if (GetParam() == SourceKind::kMemory) {
+  if (Kind() == SourceKind::kMemory) {
     EXPECT_TRUE(s.ok()) << s;
   } else {
     EXPECT_FALSE(s.ok());
@@ -227,13 +243,20 @@ TEST_P(SourceConformanceTest, VerifyPackReadsEveryRecord) {
   auto v = VerifyPack(*pack, Options(), 5);
   ASSERT_TRUE(v.ok()) << v.status();
   EXPECT_EQ(v->records, (*pack)->header().record_count);
-  EXPECT_EQ(v->source, SourceKindName(GetParam()));
+  EXPECT_EQ(v->source, SourceKindName(Kind()));
 }
 
-INSTANTIATE_TEST_SUITE_P(AllSources, SourceConformanceTest,
-                         ::testing::Values(SourceKind::kIoUring, SourceKind::kPread,
-                                           SourceKind::kMmap, SourceKind::kMemory),
-                         [](const auto& info) { return std::string(SourceKindName(info.param)); });
+INSTANTIATE_TEST_SUITE_P(
+    AllSources, SourceConformanceTest,
+    ::testing::Values(SourceVariant{SourceKind::kIoUring},
+                      SourceVariant{SourceKind::kIoUring, kPackAlignment},
+                      SourceVariant{SourceKind::kPread}, SourceVariant{SourceKind::kMmap},
+                      SourceVariant{SourceKind::kMemory}),
+    [](const auto& info) {
+      std::string name(SourceKindName(info.param.kind));
+      if (info.param.read_chunk_bytes != SourceOptions{}.read_chunk_bytes) name += "_4KiB_chunks";
+      return name;
+    });
 
 // A tiny Q8_0 model with its pack in `dir`: the GGUF's path ("" and a test
 // failure if either cannot be made).
@@ -310,6 +333,103 @@ TEST(MmapSourceTest, ReadsLeaveNoPackPagesInRss) {
   EXPECT_LT(after, before + h.record_count * h.record_size / 8)
       << "RssFile grew from " << before << " to " << after << " bytes over a pack of "
       << h.record_count * h.record_size;
+}
+
+TEST(IoUringSourceTest, ReadChunkSizeMustBeAPositiveMultipleOfThePage) {
+  st::testing::TempDir dir;
+  const std::string m = TinyModelWithPack(dir);
+  ASSERT_FALSE(m.empty());
+  auto pack = ExpertPack::Open(DefaultPackPath(m));
+  ASSERT_TRUE(pack.ok());
+  for (const uint64_t bad : {uint64_t{0}, uint64_t{1000}, kPackAlignment + 512}) {
+    auto src = OpenIoUringSource(*pack, {.read_chunk_bytes = bad});
+    ASSERT_FALSE(src.ok()) << bad;
+    EXPECT_EQ(src.status().code(), absl::StatusCode::kInvalidArgument) << src.status();
+    EXPECT_TRUE(Has(std::string(src.status().message()), "read_chunk_bytes")) << src.status();
+  }
+}
+
+// io_uring with one 4 KiB chunk in flight over the tiny Q8_0 pack, whose
+// records are several chunks long.
+class OneChunkAtATimeTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const std::string m = TinyModelWithPack(dir_);
+    ASSERT_FALSE(m.empty());
+    auto gguf = GgufFile::Open(m);
+    ASSERT_TRUE(gguf.ok()) << gguf.status();
+    gguf_ = std::move(*gguf);
+    auto pack = ExpertPack::Open(DefaultPackPath(m));
+    ASSERT_TRUE(pack.ok()) << pack.status();
+    ASSERT_GE((*pack)->header().record_size, 3 * kPackAlignment);
+    auto src = OpenIoUringSource(*pack, {.queue_depth = 1, .read_chunk_bytes = kPackAlignment});
+    ASSERT_TRUE(src.ok()) << src.status();
+    src_ = std::move(*src);
+  }
+  // "" if buf holds the record.
+  std::string Compare(int layer, int expert, const void* buf) {
+    return st::testing::CompareRecord(*gguf_, src_->pack().header(), layer, expert,
+                                      static_cast<const char*>(buf));
+  }
+  st::testing::TempDir dir_;
+  std::unique_ptr<GgufFile> gguf_;
+  std::unique_ptr<ExpertSource> src_;
+};
+
+// A guess's chunks wait behind every other read's, and Promote lets a guess
+// through ahead of another: with one chunk in flight, a promoted guess ends
+// while a guess submitted before it has not started (the promotion lands
+// while six reads needed now are still being read, ~20 disk reads).
+TEST_F(OneChunkAtATimeTest, GuessesQueueBehindOtherReadsUntilPromoted) {
+  ExpertSource* src = src_.get();
+  const PackHeader& h = src->pack().header();
+  std::vector<st::testing::AlignedBuffer> bufs;
+  std::vector<ReadRequest> reqs;
+  for (int i = 0; i < 8; ++i) {
+    bufs.emplace_back(h.record_size);
+    reqs.push_back({.layer = i / 6, .expert = i % 6, .dst = bufs.back().get(), .guess = i >= 6});
+  }
+  auto ids = src->Submit(reqs);  // six needed now, then two guesses
+  ASSERT_TRUE(ids.ok()) << ids.status();
+  const ReadId first_guess = (*ids)[6], promoted = (*ids)[7];
+  src->Promote(promoted);
+  for (int i = 0; i < 6; ++i) ASSERT_TRUE(src->Wait((*ids)[i]).ok());
+  EXPECT_FALSE(src->Poll(first_guess)) << "a guess was read before reads needed now";
+  ASSERT_TRUE(src->Wait(promoted).ok());
+  EXPECT_FALSE(src->Poll(first_guess)) << "a promoted guess still waited behind the other";
+  ASSERT_TRUE(src->Wait(first_guess).ok());
+  for (size_t i = 0; i < reqs.size(); ++i) {
+    EXPECT_EQ(Compare(reqs[i].layer, reqs[i].expert, bufs[i].get()), "") << i;
+  }
+  src->Promote(promoted);  // waited for already: nothing to do
+}
+
+// Cancel drops a guess none of whose chunks went to the ring, and nothing
+// else: a read needed now, or a guess already being read, goes on.
+TEST_F(OneChunkAtATimeTest, CancelDropsOnlyGuessesNotStarted) {
+  ExpertSource* src = src_.get();
+  const PackHeader& h = src->pack().header();
+  std::vector<st::testing::AlignedBuffer> bufs;
+  for (int i = 0; i < 4; ++i) bufs.emplace_back(h.record_size);
+  // Alone, its first chunk goes to the ring at once.
+  auto started = src->Submit({{.layer = 0, .expert = 0, .dst = bufs[0].get(), .guess = true}});
+  ASSERT_TRUE(started.ok()) << started.status();
+  EXPECT_FALSE(src->Cancel((*started)[0]));
+  // Behind a read needed now (and the rest of the first guess).
+  auto later = src->Submit({{.layer = 0, .expert = 1, .dst = bufs[1].get()},
+                            {.layer = 0, .expert = 2, .dst = bufs[2].get(), .guess = true}});
+  ASSERT_TRUE(later.ok()) << later.status();
+  EXPECT_FALSE(src->Cancel((*later)[0]));
+  EXPECT_TRUE(src->Cancel((*later)[1]));
+  EXPECT_FALSE(src->Cancel((*later)[1]));  // once
+  EXPECT_EQ(src->Wait((*later)[1]).code(), absl::StatusCode::kCancelled);
+  ASSERT_TRUE(src->Wait((*started)[0]).ok());
+  ASSERT_TRUE(src->Wait((*later)[0]).ok());
+  EXPECT_EQ(Compare(0, 0, bufs[0].get()), "");
+  EXPECT_EQ(Compare(0, 1, bufs[1].get()), "");
+  // The source goes on reading (the dropped record too).
+  ASSERT_TRUE(src->Read(0, 2, bufs[3].get()).ok());
+  EXPECT_EQ(Compare(0, 2, bufs[3].get()), "");
 }
 
 TEST(IoUringSourceTest, RegisterBuffersOffReadsPlain) {

@@ -1,5 +1,11 @@
 // The io_uring source: O_DIRECT reads through one ring, at most queue_depth
 // in flight, completions reaped (and checksums verified) by one thread.
+// A record is read in chunks (SourceOptions::read_chunk_bytes), queued in
+// order, and the reaper feeds each chunk to the record's hash as soon as
+// every chunk before it has landed, so only the last chunk or so is still
+// to hash when the record's last byte arrives (a whole 3.3 MB 21b record
+// took ~285 us to hash after it landed, on the path of the layer waiting
+// for it).
 // A ring that stops taking submissions (a hard io_uring_enter error, or a
 // transient one that lasts kMaxSubmitFailure) is given up: the reads it had
 // not taken, and every later one, are read with pread by the reaper thread,
@@ -21,6 +27,7 @@
 #include <thread>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
@@ -33,8 +40,8 @@
 namespace st {
 namespace {
 
-// Longest single read (a multiple of the pack alignment): an SQE's length
-// is 32-bit.
+// Longest chunk (a multiple of the pack alignment): an SQE's length is
+// 32-bit.
 constexpr uint64_t kMaxReadBytes = uint64_t{1} << 30;
 // Largest registered buffer the kernel takes, and most of them per ring.
 constexpr uint64_t kMaxFixedBytes = uint64_t{1} << 30;
@@ -46,13 +53,32 @@ constexpr std::chrono::seconds kMaxSubmitFailure{2};
 // ring was given up (its read went to pread instead).
 char kDroppedSqe;
 
+struct Op;
+
+// One chunk of a record read: [begin, begin + len) of the record.
+struct Chunk {
+  Op* op = nullptr;
+  uint64_t begin = 0, len = 0;
+  uint64_t done = 0;     // bytes of it already read
+  bool landed = false;   // done == len
+  bool fixed = false;    // last put in the ring as a READ_FIXED
+};
+
 // One record read in progress. Owned by the source from Submit to completion.
+// Its chunks are in pending_, in the ring, or landed; only the reaper
+// thread changes them once they were queued (and hands them back to
+// pending_ under mu_).
 struct Op {
   ReadId id = 0;
   ReadRequest request;
-  uint64_t done = 0;  // bytes already read
-  int attempt = 0;    // 0: first read, 1: re-read after a checksum mismatch
-  bool fixed = false;  // in the ring as a READ_FIXED
+  int attempt = 0;      // 0: first read, 1: re-read after a checksum mismatch
+  bool guess = false;   // queued in guesses_ (guarded by the source's mu_)
+  std::vector<Chunk> chunks;
+  size_t hashed = 0;    // chunks[0, hashed) are in `hash`
+  size_t unfinished = 0;  // chunks neither landed nor failed
+  absl::Status error;   // the first chunk's failure: the read ends with it
+  size_t fixed_chunks = 0;  // chunks whose first read was READ_FIXED (first attempt)
+  RecordHasher hash;
 };
 
 // Thread-safe. The submission queue (and pending_, in_flight_) are guarded by
@@ -65,6 +91,7 @@ class IoUringSource : public ExpertSource {
         fd_(fd),
         buffered_fd_(buffered_fd),
         depth_(options.queue_depth),
+        chunk_bytes_(std::min(options.read_chunk_bytes, kMaxReadBytes)),
         register_buffers_(options.register_buffers),
         fixed_buffer_bytes_(std::min(options.fixed_buffer_bytes, kMaxFixedBytes)) {}
 
@@ -154,44 +181,104 @@ class IoUringSource : public ExpertSource {
   std::vector<ReadId> SubmitValid(absl::Span<const ReadRequest> requests) override {
     std::vector<ReadId> ids;
     absl::MutexLock lock(&mu_);
+    const uint64_t record = pack_->header().record_size;
     for (const ReadRequest& r : requests) {
       auto op = std::make_unique<Op>();
       op->id = table_.Add();
       op->request = r;
+      op->guess = r.guess;
+      if (r.guess) guessed_ops_[op->id] = op.get();
+      for (uint64_t begin = 0; begin < record; begin += chunk_bytes_) {
+        op->chunks.push_back({.op = op.get(), .begin = begin,
+                              .len = std::min(chunk_bytes_, record - begin)});
+      }
+      op->unfinished = op->chunks.size();
       ids.push_back(op->id);
-      pending_.push_back(op.release());
+      for (Chunk& c : op->chunks) Queue(c).push_back(&c);
+      op.release();  // freed by Finish
     }
     Pump();
     return ids;
   }
 
+ public:
+  void Promote(ReadId id) override {
+    absl::MutexLock lock(&mu_);
+    auto it = guessed_ops_.find(id);
+    if (it == guessed_ops_.end()) return;  // not a guess, or ended
+    Op* op = it->second;
+    guessed_ops_.erase(it);
+    op->guess = false;  // a chunk re-queued from now on goes with the others
+    auto mine = [op](const Chunk* c) { return c->op == op; };
+    for (Chunk* c : guesses_) {
+      if (mine(c)) pending_.push_back(c);
+    }
+    std::erase_if(guesses_, mine);
+    Pump();
+  }
+
+  bool Cancel(ReadId id) override {
+    Op* op = nullptr;
+    {
+      absl::MutexLock lock(&mu_);
+      auto it = guessed_ops_.find(id);
+      if (it == guessed_ops_.end()) return false;
+      op = it->second;
+      auto mine = [op](const Chunk* c) { return c->op == op; };
+      // Every chunk still queued, none of it read (a re-queued short read
+      // has bytes in).
+      const size_t queued = static_cast<size_t>(std::count_if(guesses_.begin(), guesses_.end(), mine));
+      if (op->attempt != 0 || queued != op->chunks.size() ||
+          std::any_of(op->chunks.begin(), op->chunks.end(),
+                      [](const Chunk& c) { return c.done != 0; })) {
+        return false;
+      }
+      std::erase_if(guesses_, mine);
+      guessed_ops_.erase(it);
+    }
+    table_.Complete(id, absl::CancelledError("expert read dropped: a wrong guess"));
+    delete op;
+    return true;
+  }
+
  private:
-  // Moves pending reads into the ring while fewer than depth_ are in flight
-  // (once the ring is given up, the reaper reads them instead).
+  std::deque<Chunk*>& Queue(const Chunk& c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return c.op->guess ? guesses_ : pending_;
+  }
+
+  // The next chunk to read (guesses last), or null.
+  Chunk* PopNext() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    std::deque<Chunk*>& q = pending_.empty() ? guesses_ : pending_;
+    if (q.empty()) return nullptr;
+    Chunk* c = q.front();
+    q.pop_front();
+    return c;
+  }
+
+  // Moves queued chunks into the ring while fewer than depth_ are in
+  // flight (once the ring is given up, the reaper reads them instead).
   void Pump() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (broken_) return;
     const PackHeader& h = pack_->header();
     bool queued = false;
-    while (in_flight_ < depth_ && !pending_.empty()) {
+    while (in_flight_ < depth_ && (!pending_.empty() || !guesses_.empty())) {
       io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
       if (sqe == nullptr) break;
-      Op* op = pending_.front();
-      pending_.pop_front();
-      const ReadRequest& r = op->request;
-      // One read is at most 1 GiB (its length is 32-bit); a larger record
-      // goes on as short reads do, from where the last one stopped.
-      char* dst = static_cast<char*>(r.dst) + op->done;
-      const auto len = static_cast<unsigned>(std::min<uint64_t>(h.record_size - op->done, kMaxReadBytes));
-      const uint64_t offset = h.RecordOffset(r.layer, r.expert) + op->done;
+      Chunk* c = PopNext();
+      const ReadRequest& r = c->op->request;
+      // From where the chunk's last (short) read stopped.
+      char* dst = static_cast<char*>(r.dst) + c->begin + c->done;
+      const auto len = static_cast<unsigned>(c->len - c->done);
+      const uint64_t offset = h.RecordOffset(r.layer, r.expert) + c->begin + c->done;
       const int fixed = FixedBuffer(dst, len);
-      op->fixed = fixed >= 0;
+      c->fixed = fixed >= 0;
       if (fixed >= 0) {
         io_uring_prep_read_fixed(sqe, fd_, dst, len, offset, fixed);
       } else {
         io_uring_prep_read(sqe, fd_, dst, len, offset);
       }
-      io_uring_sqe_set_data(sqe, op);
-      unsubmitted_.push_back({op, sqe});
+      io_uring_sqe_set_data(sqe, c);
+      unsubmitted_.push_back({c, sqe});
       ++in_flight_;
       queued = true;
     }
@@ -234,34 +321,93 @@ class IoUringSource : public ExpertSource {
     for (auto it = unsubmitted_.rbegin(); it != unsubmitted_.rend(); ++it) {
       io_uring_prep_nop(it->sqe);
       io_uring_sqe_set_data(it->sqe, &kDroppedSqe);
-      it->op->done = 0;
-      pending_.push_front(it->op);
+      Queue(*it->chunk).push_front(it->chunk);
       --in_flight_;
     }
     unsubmitted_.clear();
   }
 
   bool BrokenReaperHasWork() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return stop_ || !pending_.empty();
+    return stop_ || !pending_.empty() || !guesses_.empty();
   }
 
-  // Once the ring is given up: one read of pending_ with pread (verified,
-  // re-read once on a checksum mismatch), completed. False if none waits.
+  // Once the ring is given up: the rest of one chunk of pending_ with
+  // pread, landed as a ring read lands. False if none waits.
   bool ReadOnePendingBuffered() {
-    Op* op = nullptr;
+    Chunk* c = nullptr;
     {
       absl::MutexLock lock(&mu_);
-      if (!broken_ || pending_.empty()) return false;
-      op = pending_.front();
-      pending_.pop_front();
+      if (!broken_) return false;
+      c = PopNext();
+      if (c == nullptr) return false;
+    }
+    const ReadRequest& r = c->op->request;
+    absl::Status s = internal::PreadFull(
+        buffered_fd_, static_cast<char*>(r.dst) + c->begin + c->done, c->len - c->done,
+        pack_->header().RecordOffset(r.layer, r.expert) + c->begin + c->done, pack_->path());
+    if (s.ok()) {
+      c->done = c->len;
+      Landed(c);
+    } else {
+      Failed(c, std::move(s));
+    }
+    return true;
+  }
+
+  // A chunk's bytes are all there: hashes it and every landed chunk after
+  // it, in record order, as far as they go; the record's last chunk ends it.
+  void Landed(Chunk* c) {
+    Op* op = c->op;
+    c->landed = true;
+    --op->unfinished;
+    if (op->error.ok()) {
+      const char* record = static_cast<const char*>(op->request.dst);
+      while (op->hashed < op->chunks.size() && op->chunks[op->hashed].landed) {
+        const Chunk& next = op->chunks[op->hashed++];
+        op->hash.Update(record + next.begin, next.len);
+      }
+    }
+    if (op->unfinished == 0) End(op);
+  }
+
+  // A chunk's read failed: the record's read ends with the first such error
+  // once its other chunks are out of the ring.
+  void Failed(Chunk* c, absl::Status status) {
+    Op* op = c->op;
+    if (op->error.ok()) op->error = std::move(status);
+    --op->unfinished;
+    if (op->unfinished == 0) End(op);
+  }
+
+  // Every chunk has landed or failed: completes the read, or reads the
+  // record once more after a first checksum mismatch.
+  void End(Op* op) {
+    // Once per record, not per re-read: every chunk was READ_FIXED.
+    if (op->attempt == 0 && op->fixed_chunks == op->chunks.size()) {
+      fixed_reads_.fetch_add(1, std::memory_order_relaxed);
+    }
+    if (!op->error.ok()) {
+      Finish(op, op->error);
+      return;
     }
     const ReadRequest& r = op->request;
-    const PackHeader& h = pack_->header();
-    Finish(op, internal::ReadVerified(*pack_, r, [&] {
-             return internal::PreadFull(buffered_fd_, r.dst, h.record_size,
-                                        h.RecordOffset(r.layer, r.expert), pack_->path());
-           }));
-    return true;
+    absl::Status ok = pack_->CheckChecksum(r.layer, r.expert, op->hash.Digest());
+    if (!ok.ok() && op->attempt == 0) {
+      LOG(WARNING) << ok.message() << "; reading the record again";
+      op->attempt = 1;
+      op->hashed = 0;
+      op->unfinished = op->chunks.size();
+      op->hash.Reset();
+      absl::MutexLock lock(&mu_);
+      for (auto it = op->chunks.rbegin(); it != op->chunks.rend(); ++it) {
+        it->done = 0;
+        it->landed = false;
+        Queue(*it).push_front(&*it);
+      }
+      Pump();
+      return;
+    }
+    Finish(op, std::move(ok));
   }
 
   // The registered buffer holding all of [p, p + n), or -1.
@@ -271,13 +417,17 @@ class IoUringSource : public ExpertSource {
     return p + n <= fixed_base_ + (i + 1) * fixed_chunk_ ? static_cast<int>(i) : -1;
   }
 
-  void Requeue(Op* op) {
+  void Requeue(Chunk* c) {
     absl::MutexLock lock(&mu_);
-    pending_.push_front(op);
+    Queue(*c).push_front(c);
     Pump();
   }
 
   void Finish(Op* op, absl::Status status) {
+    {
+      absl::MutexLock lock(&mu_);
+      guessed_ops_.erase(op->id);  // before it is freed: Promote looks it up
+    }
     table_.Complete(op->id, std::move(status));
     delete op;
     absl::MutexLock lock(&mu_);
@@ -334,60 +484,54 @@ class IoUringSource : public ExpertSource {
       io_uring_cqe_seen(&ring_, cqe);
       if (data == nullptr) return;  // stop NOP
       if (data == &kDroppedSqe) continue;
-      Op* op = static_cast<Op*>(data);
+      Chunk* c = static_cast<Chunk*>(data);
       {
         absl::MutexLock lock(&mu_);
         --in_flight_;
+        Pump();  // the ring has room for the next chunk
       }
-      const ReadRequest& r = op->request;
-      const uint64_t offset = h.RecordOffset(r.layer, r.expert) + op->done;
+      const ReadRequest& r = c->op->request;
+      const uint64_t offset = h.RecordOffset(r.layer, r.expert) + c->begin + c->done;
       if (res == -EAGAIN || res == -EINTR) {
-        Requeue(op);
+        Requeue(c);
         continue;
       }
       if (res < 0) {
-        Finish(op, absl::InternalError(absl::StrCat(
-                       pack_->path(), ": io_uring read of layer ", r.layer, " expert ", r.expert,
-                       " at offset ", offset, ": ", std::strerror(-res))));
+        Failed(c, absl::InternalError(absl::StrCat(
+                      pack_->path(), ": io_uring read of layer ", r.layer, " expert ", r.expert,
+                      " at offset ", offset, ": ", std::strerror(-res))));
         continue;
       }
       if (res == 0) {
-        Finish(op, absl::DataLossError(absl::StrCat(pack_->path(), ": end of file at offset ",
-                                                    offset, " (pack truncated after open?)")));
+        Failed(c, absl::DataLossError(absl::StrCat(pack_->path(), ": end of file at offset ",
+                                                   offset, " (pack truncated after open?)")));
         continue;
       }
-      // Once per record (its first read's bytes), not per retry or
-      // short-read continuation, and only for reads the ring made.
-      if (op->fixed && op->done == 0 && op->attempt == 0) {
-        fixed_reads_.fetch_add(1, std::memory_order_relaxed);
-      }
-      op->done += static_cast<uint64_t>(res);
-      if (op->done < h.record_size) {
-        if (op->done % kPackAlignment == 0) {
-          Requeue(op);  // short read: continue where it stopped
+      // A chunk's first read (not a retry or short-read continuation) the
+      // ring made as READ_FIXED.
+      if (c->fixed && c->done == 0 && c->op->attempt == 0) ++c->op->fixed_chunks;
+      c->done += static_cast<uint64_t>(res);
+      if (c->done < c->len) {
+        if (c->done % kPackAlignment == 0) {
+          Requeue(c);  // short read: continue where it stopped
           continue;
         }
         // An unaligned remainder cannot go through O_DIRECT: finish it buffered.
-        absl::Status s = internal::PreadFull(buffered_fd_, static_cast<char*>(r.dst) + op->done,
-                                             h.record_size - op->done, offset + res, pack_->path());
+        absl::Status s = internal::PreadFull(
+            buffered_fd_, static_cast<char*>(r.dst) + c->begin + c->done, c->len - c->done,
+            offset + static_cast<uint64_t>(res), pack_->path());
         if (!s.ok()) {
-          Finish(op, s);
+          Failed(c, std::move(s));
           continue;
         }
+        c->done = c->len;
       }
-      absl::Status ok = pack_->VerifyRecord(r.layer, r.expert, r.dst);
-      if (!ok.ok() && op->attempt == 0) {
-        LOG(WARNING) << ok.message() << "; reading the record again";
-        op->attempt = 1;
-        op->done = 0;
-        Requeue(op);
-        continue;
-      }
-      Finish(op, std::move(ok));
+      Landed(c);
     }
   }
 
   const int fd_, buffered_fd_, depth_;
+  const uint64_t chunk_bytes_;
   const bool register_buffers_;
   const uint64_t fixed_buffer_bytes_;
   io_uring ring_{};
@@ -395,10 +539,15 @@ class IoUringSource : public ExpertSource {
   std::thread reaper_;
   internal::CompletionTable table_;
   absl::Mutex mu_;
-  std::deque<Op*> pending_ ABSL_GUARDED_BY(mu_);
-  // Ops in SQEs the kernel has not taken yet, in submission-queue order.
+  // Chunks to put in the ring, in order (a record's chunks one after
+  // another): guesses' only when no other read's are left.
+  std::deque<Chunk*> pending_ ABSL_GUARDED_BY(mu_);
+  std::deque<Chunk*> guesses_ ABSL_GUARDED_BY(mu_);
+  // Reads submitted as guesses and neither promoted nor ended.
+  absl::flat_hash_map<ReadId, Op*> guessed_ops_ ABSL_GUARDED_BY(mu_);
+  // Chunks in SQEs the kernel has not taken yet, in submission-queue order.
   struct Unsubmitted {
-    Op* op;
+    Chunk* chunk;
     io_uring_sqe* sqe;
   };
   std::deque<Unsubmitted> unsubmitted_ ABSL_GUARDED_BY(mu_);
@@ -406,7 +555,7 @@ class IoUringSource : public ExpertSource {
   std::optional<std::chrono::steady_clock::time_point> failing_since_ ABSL_GUARDED_BY(mu_);
   bool broken_ ABSL_GUARDED_BY(mu_) = false;  // the ring was given up
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
-  int in_flight_ ABSL_GUARDED_BY(mu_) = 0;  // in SQEs or taken by the kernel
+  int in_flight_ ABSL_GUARDED_BY(mu_) = 0;  // chunks in SQEs or taken by the kernel
   // Registered memory: buffer i is [fixed_base_ + i * fixed_chunk_, ...).
   char* fixed_base_ ABSL_GUARDED_BY(mu_) = nullptr;
   uint64_t fixed_bytes_ ABSL_GUARDED_BY(mu_) = 0;
@@ -421,6 +570,11 @@ absl::StatusOr<std::unique_ptr<ExpertSource>> OpenIoUringSource(
   if (options.queue_depth < 1 || options.queue_depth > 4096) {
     return absl::InvalidArgumentError(
         absl::StrCat("queue_depth must be in [1, 4096], got ", options.queue_depth));
+  }
+  if (options.read_chunk_bytes == 0 || options.read_chunk_bytes % kPackAlignment != 0) {
+    return absl::InvalidArgumentError(absl::StrCat("read_chunk_bytes must be a positive multiple of ",
+                                                   kPackAlignment, ", got ",
+                                                   options.read_chunk_bytes));
   }
   if (options.simulate_io_uring_failure) {
     return absl::UnavailableError("io_uring_queue_init: Function not implemented (simulated)");

@@ -25,7 +25,8 @@ struct OffloadFlags {
   std::string pack;
   bool no_pack = false;
   std::string io = "auto";
-  int queue_depth = 64;
+  int queue_depth = SourceOptions{}.queue_depth;
+  std::string io_chunk = "512KiB";  // SourceOptions::read_chunk_bytes
   bool speculate = false;
   bool no_pin = false;
   double pin_fraction = 0.0;
@@ -69,11 +70,27 @@ inline void AddOffloadFlags(CLI::App* cmd, OffloadFlags* f, bool records_stats =
   cmd->add_option("--io", f->io, "Expert reads: auto | io_uring | pread | mmap | memory")
       ->check(CLI::IsMember({"auto", "io_uring", "pread", "mmap", "memory"}))
       ->capture_default_str();
-  cmd->add_option("--io-depth", f->queue_depth, "io_uring queue depth")
+  cmd->add_option("--io-depth", f->queue_depth,
+                  "io_uring reads in flight, each of at most --io-chunk bytes. A record's\n"
+                  "chunks land in order and are checksummed as they land; more reads in\n"
+                  "flight share the disk and land later, together")
       ->check(CLI::Range(1, 4096))
       ->capture_default_str();
+  cmd->add_option("--io-chunk", f->io_chunk,
+                  "Size of one io_uring read: records are read in chunks of this size (a\n"
+                  "multiple of 4KiB)")
+      ->check(CLI::Validator(
+          [](std::string& s) {
+            absl::StatusOr<uint64_t> b = ParseByteSize(s);
+            if (!b.ok()) return std::string(b.status().message());
+            return *b > 0 && *b % kPackAlignment == 0 ? std::string()
+                                                       : std::string("not a multiple of 4KiB");
+          },
+          "SIZE"))
+      ->capture_default_str();
   cmd->add_flag("--speculate", f->speculate,
-                "Also run layer l+1's router right after layer l's and prefetch its guess");
+                "Also run layer l+1's router right after layer l's and prefetch its guess\n"
+                "(guessed reads wait behind needed ones; wrong ones not started are dropped)");
   cmd->add_flag("--no-pin", f->no_pin,
                 "Ignore recorded expert statistics: no pinned and no preloaded experts");
   cmd->add_option("--pin-fraction", f->pin_fraction,
@@ -103,6 +120,9 @@ inline absl::StatusOr<Offload*> ApplyOffload(Model& model, const OffloadFlags& f
   if (!kind.ok()) return kind.status();
   o.source.kind = *kind;
   o.source.queue_depth = f.queue_depth;
+  absl::StatusOr<uint64_t> chunk = ParseByteSize(f.io_chunk);
+  if (!chunk.ok()) return chunk.status();
+  o.source.read_chunk_bytes = *chunk;
   o.pin_hot = !f.no_pin;
   o.pin_fraction = f.pin_fraction;
   o.speculate = f.speculate;
@@ -122,6 +142,7 @@ inline absl::StatusOr<Offload*> ApplyOffload(Model& model, const OffloadFlags& f
     if (!f.pack.empty()) unused.push_back("--pack");
     if (f.io != defaults.io) unused.push_back("--io");
     if (f.queue_depth != defaults.queue_depth) unused.push_back("--io-depth");
+    if (f.io_chunk != defaults.io_chunk) unused.push_back("--io-chunk");
     if (f.speculate) unused.push_back("--speculate");
     if (f.no_pin) unused.push_back("--no-pin");
     if (f.pin_fraction != defaults.pin_fraction) unused.push_back("--pin-fraction");
