@@ -86,7 +86,8 @@ void CachedExpertExecutor::Prepare(int layer, const Routes& routes) {
     // Wrong guesses not read yet are dropped (they no longer count as reads).
     const int dropped = cache_->DropGuesses(layer, experts);
     std::erase_if(speculated_reads_, [&](int e) { return !cache_->IsResident(layer, e); });
-    speculation_.reads -= dropped;
+    // (min: a guess left by a failed step, started before a ResetStats)
+    speculation_.reads -= std::min<uint64_t>(speculation_.reads, dropped);
     for (int e : experts) {
       speculation_.correct += std::count(speculated_.begin(), speculated_.end(), e) > 0;
       speculation_.reads_used +=

@@ -79,7 +79,9 @@ ExpertCache::ExpertCache(std::unique_ptr<ExpertSource> source,
 ExpertCache::~ExpertCache() {
   // Reads still in flight write into our memory: finish them first.
   for (Slot& slot : slots_) {
-    if (slot.pending) (void)source_->Wait(*slot.pending);
+    if (!slot.pending) continue;
+    if (slot.guess) (void)source_->Cancel(*slot.pending);  // then Wait returns at once
+    (void)source_->Wait(*slot.pending);
   }
 }
 
@@ -148,6 +150,8 @@ int ExpertCache::TakeSlot() {
     for (int s = 0; s < n_slots(); ++s) {
       Slot& slot = slots_[s];
       if (slot.pending && !slot.locked && !slot.pinned) {
+        if (DropGuess(s)) return take_free();  // a guess not started: no wait
+        Promote(s);  // not behind other reads
         (void)Finish(s);  // a failed read empties the slot
         if (slot.key < 0) return take_free();  // Finish put it on free_
         Unlock(s);
@@ -297,23 +301,29 @@ void ExpertCache::Promote(int s) {
   slot.guess = false;
 }
 
+bool ExpertCache::DropGuess(int s) {
+  Slot& slot = slots_[s];
+  if (!slot.pending || !slot.guess || slot.locked || !source_->Cancel(*slot.pending)) return false;
+  (void)Finish(s);  // CANCELLED: the slot is free
+  ++counters_.guesses_dropped;
+  // Not a read after all (min: a reset of the counters since it started).
+  counters_.reads -= std::min<uint64_t>(counters_.reads, 1);
+  counters_.bytes_read -= std::min<uint64_t>(counters_.bytes_read, record_size_);
+  return true;
+}
+
 int ExpertCache::DropGuesses(int layer, absl::Span<const int> keep) {
   const int n_experts = static_cast<int>(pack().header().n_experts);
   int dropped = 0;
   for (int s : unlocked_pending_) {
-    Slot& slot = slots_[s];
-    if (!slot.pending || !slot.guess || slot.locked || slot.key / n_experts != layer) continue;
-    if (std::find(keep.begin(), keep.end(), static_cast<int>(slot.key % n_experts)) != keep.end()) {
+    const Slot& slot = slots_[s];
+    if (!slot.pending || slot.key / n_experts != layer ||
+        std::find(keep.begin(), keep.end(), static_cast<int>(slot.key % n_experts)) != keep.end()) {
       continue;
     }
-    if (!source_->Cancel(*slot.pending)) continue;
-    (void)Finish(s);  // CANCELLED: the slot is free
-    ++dropped;
+    dropped += DropGuess(s);
   }
   std::erase_if(unlocked_pending_, [&](int s) { return !slots_[s].pending; });
-  counters_.guesses_dropped += dropped;
-  counters_.reads -= dropped;
-  counters_.bytes_read -= static_cast<uint64_t>(dropped) * record_size_;
   return dropped;
 }
 

@@ -154,6 +154,9 @@ class ExpertCache {
   // Slot s is needed now: a guess still in flight stops queueing behind
   // other reads.
   void Promote(int s);
+  // Slot s's read, if a guess not started (ExpertSource::Cancel), is
+  // dropped: the slot is free and the read no longer counted. True if so.
+  bool DropGuess(int s);
   // Waits for slot s's read; on failure the slot is emptied.
   absl::Status Finish(int s);
 

@@ -8,6 +8,7 @@
 #include <bit>
 #include <cerrno>
 #include <cstring>
+#include <new>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -18,7 +19,6 @@
 #include "common/status_macros.h"
 #include "model/config.h"
 #include "model/weights.h"
-#define XXH_STATIC_LINKING_ONLY  // XXH3_state_t by value (RecordHasher)
 #include "xxhash.h"
 #if defined(ST_HAVE_XXH3_DISPATCH)
 #define XXH_DISPATCH_DISABLE_REPLACE  // only RecordChecksum calls the dispatch
@@ -264,9 +264,12 @@ uint64_t RecordChecksum(const void* data, size_t n) {
 #endif
 }
 
-RecordHasher::RecordHasher() : state_(new XXH3_state_t) { Reset(); }
+RecordHasher::RecordHasher() : state_(XXH3_createState()) {
+  if (state_ == nullptr) throw std::bad_alloc();  // as any other allocation here
+  Reset();
+}
 
-RecordHasher::~RecordHasher() { delete state_; }
+RecordHasher::~RecordHasher() { XXH3_freeState(state_); }
 
 void RecordHasher::Reset() { XXH3_64bits_reset(state_); }
 

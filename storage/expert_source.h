@@ -111,9 +111,9 @@ struct SourceOptions {
   bool register_buffers = true;
   uint64_t fixed_buffer_bytes = uint64_t{1} << 30;
   // io_uring: a record is read in chunks of this many bytes (a multiple of
-  // kPackAlignment), all submitted at once and hashed in order as they
-  // land, so a record is verified ~one chunk after its last byte arrives
-  // instead of a whole record's hash later.
+  // kPackAlignment), queued in order (at most queue_depth in the ring) and
+  // hashed in order as they land, so a record is verified ~one chunk after
+  // its last byte arrives instead of a whole record's hash later.
   uint64_t read_chunk_bytes = uint64_t{512} << 10;
 };
 

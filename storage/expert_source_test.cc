@@ -361,7 +361,8 @@ class OneChunkAtATimeTest : public ::testing::Test {
     gguf_ = std::move(*gguf);
     auto pack = ExpertPack::Open(DefaultPackPath(m));
     ASSERT_TRUE(pack.ok()) << pack.status();
-    ASSERT_GE((*pack)->header().record_size, 3 * kPackAlignment);
+    // The tiny preset's records: three matrices of 12 KiB (4 KiB aligned).
+    ASSERT_EQ((*pack)->header().record_size, 9 * kPackAlignment);
     auto src = OpenIoUringSource(*pack, {.queue_depth = 1, .read_chunk_bytes = kPackAlignment});
     ASSERT_TRUE(src.ok()) << src.status();
     src_ = std::move(*src);
@@ -371,33 +372,44 @@ class OneChunkAtATimeTest : public ::testing::Test {
     return st::testing::CompareRecord(*gguf_, src_->pack().header(), layer, expert,
                                       static_cast<const char*>(buf));
   }
+  // Record buffers, n of them: declared before src_, so that a test that
+  // stops early never leaves a read in flight into freed memory.
+  std::vector<st::testing::AlignedBuffer>& Buffers(int n) {
+    for (int i = 0; i < n; ++i) bufs_.emplace_back(src_->pack().header().record_size);
+    return bufs_;
+  }
   st::testing::TempDir dir_;
   std::unique_ptr<GgufFile> gguf_;
+  std::vector<st::testing::AlignedBuffer> bufs_;
   std::unique_ptr<ExpertSource> src_;
 };
 
 // A guess's chunks wait behind every other read's, and Promote lets a guess
-// through ahead of another: with one chunk in flight, a promoted guess ends
-// while a guess submitted before it has not started (the promotion lands
-// while six reads needed now are still being read, ~20 disk reads).
+// through ahead of earlier ones. One 4 KiB chunk in flight, records of 9
+// chunks: eight reads needed now, four guesses, then a guess promoted at
+// once. Timing margins: the promotion must come before the eight needed
+// records (72 disk reads) are read, and each check runs as its Wait
+// returns, 45 and 36 disk reads before the last early guess could end.
 TEST_F(OneChunkAtATimeTest, GuessesQueueBehindOtherReadsUntilPromoted) {
   ExpertSource* src = src_.get();
-  const PackHeader& h = src->pack().header();
-  std::vector<st::testing::AlignedBuffer> bufs;
+  std::vector<st::testing::AlignedBuffer>& bufs = Buffers(13);
   std::vector<ReadRequest> reqs;
-  for (int i = 0; i < 8; ++i) {
-    bufs.emplace_back(h.record_size);
-    reqs.push_back({.layer = i / 6, .expert = i % 6, .dst = bufs.back().get(), .guess = i >= 6});
+  for (int i = 0; i < 13; ++i) {
+    reqs.push_back({.layer = i / 8, .expert = i % 8, .dst = bufs[i].get(), .guess = i >= 8});
   }
-  auto ids = src->Submit(reqs);  // six needed now, then two guesses
+  auto ids = src->Submit(reqs);
   ASSERT_TRUE(ids.ok()) << ids.status();
-  const ReadId first_guess = (*ids)[6], promoted = (*ids)[7];
+  const ReadId last_early_guess = (*ids)[11], promoted = (*ids)[12];
   src->Promote(promoted);
-  for (int i = 0; i < 6; ++i) ASSERT_TRUE(src->Wait((*ids)[i]).ok());
-  EXPECT_FALSE(src->Poll(first_guess)) << "a guess was read before reads needed now";
+  ASSERT_TRUE(src->Wait((*ids)[7]).ok());
+  EXPECT_FALSE(src->Poll(last_early_guess)) << "guesses were read before reads needed now";
   ASSERT_TRUE(src->Wait(promoted).ok());
-  EXPECT_FALSE(src->Poll(first_guess)) << "a promoted guess still waited behind the other";
-  ASSERT_TRUE(src->Wait(first_guess).ok());
+  for (int i = 0; i < 8; ++i) EXPECT_TRUE(src->Poll((*ids)[i])) << i;  // in order: done before
+  EXPECT_FALSE(src->Poll(last_early_guess)) << "the promoted guess waited behind earlier ones";
+  for (int i = 0; i < 12; ++i) {
+    if (i == 7) continue;  // waited for above
+    ASSERT_TRUE(src->Wait((*ids)[i]).ok()) << i;
+  }
   for (size_t i = 0; i < reqs.size(); ++i) {
     EXPECT_EQ(Compare(reqs[i].layer, reqs[i].expert, bufs[i].get()), "") << i;
   }
@@ -408,19 +420,18 @@ TEST_F(OneChunkAtATimeTest, GuessesQueueBehindOtherReadsUntilPromoted) {
 // else: a read needed now, or a guess already being read, goes on.
 TEST_F(OneChunkAtATimeTest, CancelDropsOnlyGuessesNotStarted) {
   ExpertSource* src = src_.get();
-  const PackHeader& h = src->pack().header();
-  std::vector<st::testing::AlignedBuffer> bufs;
-  for (int i = 0; i < 4; ++i) bufs.emplace_back(h.record_size);
+  std::vector<st::testing::AlignedBuffer>& bufs = Buffers(4);
   // Alone, its first chunk goes to the ring at once.
   auto started = src->Submit({{.layer = 0, .expert = 0, .dst = bufs[0].get(), .guess = true}});
   ASSERT_TRUE(started.ok()) << started.status();
   EXPECT_FALSE(src->Cancel((*started)[0]));
-  // Behind a read needed now (and the rest of the first guess).
+  // Behind a read needed now and the rest of the first guess (17 disk
+  // reads before it could start).
   auto later = src->Submit({{.layer = 0, .expert = 1, .dst = bufs[1].get()},
                             {.layer = 0, .expert = 2, .dst = bufs[2].get(), .guess = true}});
   ASSERT_TRUE(later.ok()) << later.status();
-  EXPECT_FALSE(src->Cancel((*later)[0]));
   EXPECT_TRUE(src->Cancel((*later)[1]));
+  EXPECT_FALSE(src->Cancel((*later)[0]));
   EXPECT_FALSE(src->Cancel((*later)[1]));  // once
   EXPECT_EQ(src->Wait((*later)[1]).code(), absl::StatusCode::kCancelled);
   ASSERT_TRUE(src->Wait((*started)[0]).ok());

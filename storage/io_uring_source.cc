@@ -65,9 +65,10 @@ struct Chunk {
 };
 
 // One record read in progress. Owned by the source from Submit to completion.
-// Its chunks are in pending_, in the ring, or landed; only the reaper
-// thread changes them once they were queued (and hands them back to
-// pending_ under mu_).
+// Each chunk is queued (pending_, or guesses_ for a guess), in the ring, or
+// landed. Pump (any thread, under mu_) sets a chunk's `fixed` as it goes to
+// the ring; everything else is changed by the reaper thread once the chunk
+// left the queue, and handed back to a queue under mu_.
 struct Op {
   ReadId id = 0;
   ReadRequest request;
@@ -225,10 +226,11 @@ class IoUringSource : public ExpertSource {
       if (it == guessed_ops_.end()) return false;
       op = it->second;
       auto mine = [op](const Chunk* c) { return c->op == op; };
-      // Every chunk still queued, none of it read (a re-queued short read
-      // has bytes in).
+      // Every chunk still queued (so the reaper, which queued them under
+      // mu_, no longer touches the op), first attempt, none of it read (a
+      // re-queued short read has bytes in).
       const size_t queued = static_cast<size_t>(std::count_if(guesses_.begin(), guesses_.end(), mine));
-      if (op->attempt != 0 || queued != op->chunks.size() ||
+      if (queued != op->chunks.size() || op->attempt != 0 ||
           std::any_of(op->chunks.begin(), op->chunks.end(),
                       [](const Chunk& c) { return c.done != 0; })) {
         return false;
@@ -311,8 +313,9 @@ class IoUringSource : public ExpertSource {
 
   // After a failed io_uring_submit: the SQEs the kernel did not take become
   // no-ops (should a later io_uring_enter take them, they must not read into
-  // memory their reads were completed for), their reads and every later one
-  // go to pending_, which the reaper reads with pread. Reads the kernel took
+  // memory their reads were completed for), their chunks go back to the
+  // front of their queue, and the reaper reads those and every later one
+  // with pread. Reads the kernel took
   // are still reaped as they complete.
   void GiveUpRing(int rc) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     LOG(ERROR) << pack_->path() << ": io_uring_submit: " << std::strerror(-rc)
@@ -331,7 +334,7 @@ class IoUringSource : public ExpertSource {
     return stop_ || !pending_.empty() || !guesses_.empty();
   }
 
-  // Once the ring is given up: the rest of one chunk of pending_ with
+  // Once the ring is given up: the rest of the next queued chunk with
   // pread, landed as a ring read lands. False if none waits.
   bool ReadOnePendingBuffered() {
     Chunk* c = nullptr;
@@ -371,7 +374,8 @@ class IoUringSource : public ExpertSource {
   }
 
   // A chunk's read failed: the record's read ends with the first such error
-  // once its other chunks are out of the ring.
+  // once each of its other chunks has been read or has failed (queued ones
+  // included: they are not taken back).
   void Failed(Chunk* c, absl::Status status) {
     Op* op = c->op;
     if (op->error.ok()) op->error = std::move(status);

@@ -156,7 +156,9 @@ TEST_F(OffloadTest, KQuantModelOffloadedGivesTheInRamLogits) {
       auto got = Logits(*model);
       ASSERT_TRUE(got.ok()) << got.status();
       EXPECT_TRUE(*got == *ref) << "logits differ from the GGUF's in RAM";
-      if (slots > 0) EXPECT_GT((*offload)->executor().cache().counters().misses, 0u);
+      if (slots > 0) {
+        EXPECT_GT((*offload)->executor().cache().counters().misses, 0u);
+      }
       const double active = (*offload)->executor().sparsity().active_fraction();
       EXPECT_GT(active, 0.2);
       EXPECT_LT(active, 0.8);
