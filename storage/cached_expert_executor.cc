@@ -85,7 +85,6 @@ void CachedExpertExecutor::Prepare(int layer, const Routes& routes) {
   if (layer == speculated_layer_) {
     // Wrong guesses not read yet are dropped (they no longer count as reads).
     const int dropped = cache_->DropGuesses(layer, experts);
-    std::erase_if(speculated_reads_, [&](int e) { return !cache_->IsResident(layer, e); });
     // (min: a guess left by a failed step, started before a ResetStats)
     speculation_.reads -= std::min<uint64_t>(speculation_.reads, dropped);
     for (int e : experts) {

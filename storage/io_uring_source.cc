@@ -59,8 +59,7 @@ struct Op;
 struct Chunk {
   Op* op = nullptr;
   uint64_t begin = 0, len = 0;
-  uint64_t done = 0;     // bytes of it already read
-  bool landed = false;   // done == len
+  uint64_t done = 0;     // bytes of it already read (== len: landed)
   bool fixed = false;    // last put in the ring as a READ_FIXED
 };
 
@@ -361,11 +360,11 @@ class IoUringSource : public ExpertSource {
   // it, in record order, as far as they go; the record's last chunk ends it.
   void Landed(Chunk* c) {
     Op* op = c->op;
-    c->landed = true;
     --op->unfinished;
     if (op->error.ok()) {
       const char* record = static_cast<const char*>(op->request.dst);
-      while (op->hashed < op->chunks.size() && op->chunks[op->hashed].landed) {
+      while (op->hashed < op->chunks.size() &&
+             op->chunks[op->hashed].done == op->chunks[op->hashed].len) {
         const Chunk& next = op->chunks[op->hashed++];
         op->hash.Update(record + next.begin, next.len);
       }
@@ -405,7 +404,6 @@ class IoUringSource : public ExpertSource {
       absl::MutexLock lock(&mu_);
       for (auto it = op->chunks.rbegin(); it != op->chunks.rend(); ++it) {
         it->done = 0;
-        it->landed = false;
         Queue(*it).push_front(&*it);
       }
       Pump();
