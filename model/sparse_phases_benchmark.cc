@@ -20,6 +20,13 @@
 // ~5 MiB of weights stay in L2/L3: the step's compute floor. Session 17,
 // decode, medians of 5: Pack 118 us hot against 232 warm, Gguf 90 against
 // 322 (the pack reads ~5.3 MB per step, the GGUF path ~8 MB).
+// PackReplayCold: no arithmetic, only the loads a cold decode step of the
+// split pack makes (each used expert's whole gate, then a random half of
+// its up rows and of its down^T rows, as the synthetic models' ReGLU
+// activates), split over the 2 threads in the kernel's two phases: the
+// floor this host's memory puts under PackSplitPhasesCold/1 for the same
+// bytes. Its GB/s counter next to `smallthinker membw` tells how far the
+// access pattern itself stays from the streaming-read roofline.
 #include <algorithm>
 #include <atomic>
 #include <cstring>
@@ -31,6 +38,7 @@
 #include "common/huge_page_arena.h"
 #include "common/thread_pool.h"
 #include "kernels/fp16.h"
+#include "kernels/memory_bandwidth.h"
 #include "kernels/packed_matrix.h"
 #include "kernels/split_rows.h"
 #include "kernels/test_util.h"
@@ -252,6 +260,66 @@ void BM_GgufPhasesCold(benchmark::State& s) { Run(s, Path::kGgufPhases, Heat::kC
 void BM_PackPhasesHot(benchmark::State& s) { Run(s, Path::kPackPhases, Heat::kHot); }
 void BM_GgufPhasesHot(benchmark::State& s) { Run(s, Path::kGgufPhases, Heat::kHot); }
 
+// Loads only: see PackReplayCold above.
+void BM_PackReplayCold(benchmark::State& state) {
+  World& w = Shared();
+  std::mt19937 rng(11);
+  std::vector<Step> steps;
+  for (int i = 0; i < 16; ++i) steps.push_back(Route(1, rng));
+  const size_t rb = RowBytes(kType, kDm);
+  // Active rows per (step, used expert): a random half, in order.
+  std::vector<std::vector<std::vector<uint32_t>>> active(steps.size());
+  for (size_t i = 0; i < steps.size(); ++i) {
+    for (size_t k = 0; k < steps[i].used.size(); ++k) {
+      std::vector<uint32_t> rows;
+      for (uint32_t r = 0; r < kDe; ++r) {
+        if (rng() & 1) rows.push_back(r);
+      }
+      active[i].push_back(std::move(rows));
+    }
+  }
+  std::atomic<uint64_t> sink{0};
+  size_t it = 0;
+  double bytes = 0;
+  for (auto _ : state) {
+    const Layer& l = w.layers[it % kLayers];
+    const size_t si = it % steps.size();
+    const Step& s = steps[si];
+    ++it;
+    state.PauseTiming();
+    benchmark::DoNotOptimize(w.Flush());
+    state.ResumeTiming();
+    // Phase 1: the used experts' gates, in 128-row items over the threads.
+    const size_t gate_items = kDe / 128;
+    w.pool.ParallelFor(s.used.size() * gate_items, [&](size_t b, size_t e) {
+      uint64_t acc = 0;
+      for (size_t i = b; i < e; ++i) {
+        const uint8_t* g = l.gate[s.used[i / gate_items]] + (i % gate_items) * 128 * rb;
+        acc += StreamReadSum(reinterpret_cast<const uint64_t*>(g), 128 * rb / 8);
+      }
+      sink.fetch_add(acc, std::memory_order_relaxed);
+    });
+    // Phase 2: active up rows, then active down^T rows, of every used expert.
+    size_t n_rows = 0;
+    for (const auto& a : active[si]) n_rows += a.size();
+    w.pool.ParallelFor(2 * n_rows, [&](size_t b, size_t e) {
+      uint64_t acc = 0;
+      for (size_t i = b; i < e; ++i) {
+        const bool down = i >= n_rows;
+        size_t r = down ? i - n_rows : i, k = 0;
+        while (r >= active[si][k].size()) r -= active[si][k++].size();
+        const int ex = s.used[k];
+        const uint8_t* row = (down ? l.down_t[ex] : l.up_split[ex]) + active[si][k][r] * rb;
+        acc += StreamReadSum(reinterpret_cast<const uint64_t*>(row), rb / 8);
+      }
+      sink.fetch_add(acc, std::memory_order_relaxed);
+    });
+    bytes += static_cast<double>(s.used.size() * kDe + 2 * n_rows) * rb;
+  }
+  benchmark::DoNotOptimize(sink.load());
+  state.counters["GB/s"] = benchmark::Counter(bytes / 1e9, benchmark::Counter::kIsRate);
+}
+
 double Min(const std::vector<double>& v) { return *std::min_element(v.begin(), v.end()); }
 
 #define ST_CASES(bm)                                                                       \
@@ -267,6 +335,8 @@ ST_CASES(BM_GgufPhasesCold);
 ST_CASES(BM_PackPhasesHot);
 ST_CASES(BM_PackSplitPhasesHot);
 ST_CASES(BM_GgufPhasesHot);
+BENCHMARK(BM_PackReplayCold)->Arg(1)->UseRealTime()->Unit(benchmark::kMicrosecond)
+    ->Repetitions(5)->ComputeStatistics("min", Min)->ReportAggregatesOnly(true);
 
 }  // namespace
 }  // namespace st
