@@ -134,11 +134,11 @@ absl::Status Forward::RunBatch(absl::Span<const Segment> segments,
     const bool logits = AttentionInputs(l, n);                 // q, k, v (+ router logits of raw x)
     Route(l, n, routes_, /*count=*/true, logits);              // routes from raw x (pre-attention)
     experts_->Prepare(l, routes_);                             // start expert fetches
+    Attention(l, segments, n);                                 // x += Attn(RmsNorm(x)) per sequence
     if (speculate_ && l + 1 < config_.n_layers) {              // guess layer l+1's experts
-      Route(l + 1, n, speculated_, /*count=*/false);           // from the same x
+      Route(l + 1, n, speculated_, /*count=*/false);           // from x with attention added
       experts_->Speculate(l + 1, speculated_);
     }
-    Attention(l, segments, n);                                 // x += Attn(RmsNorm(x)) per sequence
     ST_RETURN_IF_ERROR(Annotate(Experts(l, n), absl::StrCat("layer ", l)));  // x += MoE(RmsNorm(x))
   }
   const bool decode = std::all_of(segments.begin(), segments.end(),

@@ -37,9 +37,11 @@ class Forward {
 
   int max_batch() const { return max_batch_; }
   void set_experts(ExpertExecutor* experts) { experts_ = experts; }
-  // One-layer-ahead speculation: right after layer l is routed, layer l+1's
-  // router also runs on the same (pre-attention) state and its choice goes
-  // to ExpertExecutor::Speculate, so reads can start a layer early.
+  // One-layer-ahead speculation: right after layer l's attention, layer
+  // l+1's router also runs on that state (x with attention added, half a
+  // layer closer to l+1's input than the pre-attention x: on the synthetic
+  // 4b 89.5% of the guesses right against 78.1%) and its choice goes to
+  // ExpertExecutor::Speculate, so reads can start before layer l's experts.
   void set_speculate(bool on) { speculate_ = on; }
 
   // Runs `tokens` at positions pos0, pos0 + 1, ... through every layer,

@@ -1,10 +1,14 @@
 // Decode step by step with the KV cache must give the logits of one prefill
 // of the whole sequence, for global and sliding-window (ring) layers alike.
+#include <algorithm>
 #include <cmath>
+#include <map>
+#include <numeric>
 #include <tuple>
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "model/expert_executor.h"
 #include "model/model.h"
 #include "model/session.h"
 #include "tests/testutil/testutil.h"
@@ -84,6 +88,91 @@ TEST(ForwardTest, RejectsOutOfRangeTokensAndContextOverflow) {
   EXPECT_NE(bad.status().message().find("outside the vocabulary"), std::string::npos);
   auto too_long = s.Evaluate(std::vector<int32_t>(9, 1), false);
   EXPECT_EQ(too_long.status().code(), absl::StatusCode::kOutOfRange);
+}
+
+
+// Records, for every decode step, the guess Forward's speculation makes for
+// layer l+1 and the experts layer l+1's router picks from the state layer
+// l's experts see: their h is RmsNorm(x) * g, so h / g is x (with layer l's
+// attention added) up to a positive factor, which top-k ignores.
+class SpeculationRecorder : public ExpertExecutor {
+ public:
+  SpeculationRecorder(Model& model) : model_(model), inner_(&model.experts()) {}
+  void Prepare(int layer, const Routes& r) override { inner_->Prepare(layer, r); }
+  void Speculate(int layer, const Routes& r) override {
+    if (r.n_tokens == 1) guess_[layer] = r.ids;
+    inner_->Speculate(layer, r);
+  }
+  absl::Status Run(int layer, const Routes& r, const float* h, float* out) override {
+    const ModelConfig& c = model_.config();
+    if (r.n_tokens == 1 && layer + 1 < c.n_layers) {
+      const LayerWeights& w = model_.weights().layers[layer];
+      const MatrixRef& router = model_.weights().layers[layer + 1].router;
+      EXPECT_EQ(router.type, DType::kF32);
+      const float* wr = static_cast<const float*>(router.data);
+      std::vector<double> logit(c.n_experts);
+      for (int e = 0; e < c.n_experts; ++e) {
+        for (int i = 0; i < c.d_model; ++i) {
+          logit[e] += static_cast<double>(wr[static_cast<size_t>(e) * c.d_model + i]) * h[i] /
+                      w.ffn_norm[i];
+        }
+      }
+      std::vector<int> order(c.n_experts);
+      std::iota(order.begin(), order.end(), 0);
+      std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return logit[a] > logit[b]; });
+      const int k = c.top_k;
+      chosen_[layer + 1] = std::vector<int32_t>(order.begin(), order.begin() + k);
+      // How far the k-th pick is from the first left out, relative to the logits' scale.
+      double scale = 1e-30;
+      for (double v : logit) scale = std::max(scale, std::abs(v));
+      margin_[layer + 1] = (logit[order[k - 1]] - logit[order[k]]) / scale;
+    }
+    return inner_->Run(layer, r, h, out);
+  }
+  // Layers whose guess differs from the pick, leaving out near-ties.
+  int Mismatches(int* compared) {
+    int bad = 0;
+    for (const auto& [layer, ids] : guess_) {
+      if (!chosen_.count(layer)) continue;
+      std::vector<int32_t> a = ids, b = chosen_[layer];
+      std::sort(a.begin(), a.end());
+      std::sort(b.begin(), b.end());
+      ++*compared;
+      if (a != b && margin_[layer] > 1e-4) ++bad;
+    }
+    guess_.clear();
+    chosen_.clear();
+    return bad;
+  }
+
+ private:
+  Model& model_;
+  ExpertExecutor* inner_;
+  std::map<int, std::vector<int32_t>> guess_, chosen_;
+  std::map<int, double> margin_;
+};
+
+TEST(ForwardTest, SpeculationGuessesFromTheStateAfterAttention) {
+  testing::TempDir dir;
+  auto path = testing::SynthModel(dir.path(), "tiny", DType::kF32);
+  ASSERT_TRUE(path.ok()) << path.status();
+  auto model = Model::Load(*path, ModelOptions{.threads = 1});
+  ASSERT_TRUE(model.ok()) << model.status();
+  SpeculationRecorder recorder(**model);
+  (*model)->forward().set_experts(&recorder);
+  (*model)->forward().set_speculate(true);
+  Session s(**model, 64);
+  const std::vector<int32_t> prompt = Tokens(5, (*model)->config().vocab_size);
+  ASSERT_TRUE(s.Evaluate(prompt, false).ok());
+  int compared = 0, mismatches = 0;
+  for (int t = 0; t < 24; ++t) {
+    auto step = s.Evaluate({(prompt[t % prompt.size()] + t) % (*model)->config().vocab_size}, false);
+    ASSERT_TRUE(step.ok()) << step.status();
+    mismatches += recorder.Mismatches(&compared);
+  }
+  // Every decode step guesses layers 1..n_layers-1.
+  EXPECT_EQ(compared, 24 * ((*model)->config().n_layers - 1));
+  EXPECT_EQ(mismatches, 0) << "of " << compared << " guesses";
 }
 
 }  // namespace

@@ -89,8 +89,8 @@ inline void AddOffloadFlags(CLI::App* cmd, OffloadFlags* f, bool records_stats =
           "SIZE"))
       ->capture_default_str();
   cmd->add_flag("--speculate", f->speculate,
-                "Also run layer l+1's router right after layer l's and prefetch its guess\n"
-                "(guessed reads wait behind needed ones; wrong ones not started are dropped)");
+                "Also run layer l+1's router right after layer l's attention and prefetch its\n"
+                "guess (guessed reads wait behind needed ones; wrong ones not started are dropped)");
   cmd->add_flag("--no-pin", f->no_pin,
                 "Ignore recorded expert statistics: no pinned and no preloaded experts");
   cmd->add_option("--pin-fraction", f->pin_fraction,
