@@ -147,6 +147,9 @@ std::string MetricsText(const EngineStats& s) {
            "Resident expert records dropped to make room", c.evictions);
     metric("smallthinker:expert_cache_stall_seconds_total", "counter",
            "Time steps waited for expert reads", c.stall_seconds);
+    metric("smallthinker:expert_cache_guesses_dropped_total", "counter",
+           "Speculative reads dropped unstarted when routing chose other experts",
+           c.guesses_dropped);
   }
   if (s.workers.present) {
     const WorkerCounters& w = s.workers;

@@ -248,6 +248,7 @@ grpc::Status InferenceServiceImpl::GetStats(grpc::ServerContext* context,
     c->set_evictions(k.evictions);
     c->set_prefetch_skipped(k.prefetch_skipped);
     c->set_stall_seconds(k.stall_seconds);
+    c->set_guesses_dropped(k.guesses_dropped);
   }
   if (s.workers.present) {
     pb::WorkerStats* w = out->mutable_workers();

@@ -190,19 +190,28 @@ inline nlohmann::json OffloadReport(Offload* offload, uint64_t tokens) {
     // Per decode token: a prompt's tokens are never guessed for.
     j["speculation_reads_per_token"] = ex.speculation().reads_per_token();
     j["speculation_read_precision"] = ex.speculation().read_precision();
+    // Guessed reads the routing then made unnecessary before they started
+    // (not among the reads above).
+    j["speculation_dropped_per_token"] =
+        ex.speculation().tokens
+            ? static_cast<double>(c.guesses_dropped) / ex.speculation().tokens
+            : 0.0;
   }
   return j;
 }
 
-// " | speculation precision P% recall R%, N reads/token, U% of them used"
-// from OffloadReport's figures, or "" without speculation.
+// " | speculation precision P% recall R%, N reads/token, U% of them used,
+// D/token dropped unread" from OffloadReport's figures, or "" without
+// speculation.
 inline std::string FormatSpeculation(const nlohmann::json& j) {
   if (!j.contains("speculation_precision")) return "";
-  return absl::StrFormat(" | speculation precision %.1f%% recall %.1f%%, %.2f reads/token, %.1f%% of them used",
-                         100 * j["speculation_precision"].get<double>(),
-                         100 * j["speculation_recall"].get<double>(),
-                         j.value("speculation_reads_per_token", 0.0),
-                         100 * j.value("speculation_read_precision", 0.0));
+  return absl::StrFormat(
+      " | speculation precision %.1f%% recall %.1f%%, %.2f reads/token, %.1f%% of them used, "
+      "%.2f/token dropped unread",
+      100 * j["speculation_precision"].get<double>(),
+      100 * j["speculation_recall"].get<double>(), j.value("speculation_reads_per_token", 0.0),
+      100 * j.value("speculation_read_precision", 0.0),
+      j.value("speculation_dropped_per_token", 0.0));
 }
 
 // One human-readable line of OffloadReport.

@@ -378,10 +378,14 @@ TEST_F(CliTest, BenchReportsSpeculationAccuracy) {
   ASSERT_TRUE(experts.contains("speculation_reads_per_token")) << experts.dump();
   EXPECT_EQ(experts["speculation_reads_per_token"].get<double>(), 0.0);
   EXPECT_EQ(experts["speculation_read_precision"].get<double>(), 0.0);
+  ASSERT_TRUE(experts.contains("speculation_dropped_per_token")) << experts.dump();
+  EXPECT_EQ(experts["speculation_dropped_per_token"].get<double>(), 0.0);
   CliRun md = Cli(args);
   ASSERT_EQ(md.exit_code, 0);
   EXPECT_NE(md.out.find("| speculation precision "), std::string::npos) << md.out;
-  EXPECT_NE(md.out.find(", 0.00 reads/token, 0.0% of them used"), std::string::npos) << md.out;
+  EXPECT_NE(md.out.find(", 0.00 reads/token, 0.0% of them used, 0.00/token dropped unread"),
+            std::string::npos)
+      << md.out;
   EXPECT_EQ(Cli(absl::StrCat("bench -m '", model_,
                              "' -p 0 -n 8 -r 1 -t 1 --bandwidth-size 16MiB --memory-budget 1GiB"))
                 .out.find("speculation"),

@@ -661,6 +661,9 @@ class ServeTest(unittest.TestCase):
             self.assertEqual(m["smallthinker:expert_cache_evictions_total"], cache.evictions)
             self.assertAlmostEqual(m["smallthinker:expert_cache_hit_rate"], cache.hit_rate)
             self.assertAlmostEqual(m["smallthinker:expert_cache_stall_seconds_total"], cache.stall_seconds)
+            # No --speculate here: no guesses, none dropped.
+            self.assertEqual(cache.guesses_dropped, 0)
+            self.assertEqual(m["smallthinker:expert_cache_guesses_dropped_total"], 0)
             self.assertNotIn("smallthinker:workers_up", m)
         finally:
             s.stop()
