@@ -33,9 +33,9 @@ class ExpertExecutor {
   // so an implementation can start fetching the chosen experts.
   virtual void Prepare(int layer, const Routes& routes) {}
 
-  // A guess of layer `layer`'s routing made after the previous layer's attention
-  // (Forward's speculation flag); an implementation may start fetching
-  // those experts.
+  // A guess of layer `layer`'s routing made after the previous layer's
+  // attention (Forward's speculation flag; steps of one token only); an
+  // implementation may start fetching those experts.
   // Never affects results.
   virtual void Speculate(int layer, const Routes& routes) {}
 

@@ -135,7 +135,9 @@ absl::Status Forward::RunBatch(absl::Span<const Segment> segments,
     Route(l, n, routes_, /*count=*/true, logits);              // routes from raw x (pre-attention)
     experts_->Prepare(l, routes_);                             // start expert fetches
     Attention(l, segments, n);                                 // x += Attn(RmsNorm(x)) per sequence
-    if (speculate_ && l + 1 < config_.n_layers) {              // guess layer l+1's experts
+    // Guess layer l+1's experts (one-token steps only: a batch needs most of
+    // a layer's experts anyway, and executors ignore guesses for it).
+    if (speculate_ && n == 1 && l + 1 < config_.n_layers) {
       Route(l + 1, n, speculated_, /*count=*/false);           // from x with attention added
       experts_->Speculate(l + 1, speculated_);
     }
