@@ -148,7 +148,7 @@ std::string MetricsText(const EngineStats& s) {
     metric("smallthinker:expert_cache_stall_seconds_total", "counter",
            "Time steps waited for expert reads", c.stall_seconds);
     metric("smallthinker:expert_cache_guesses_dropped_total", "counter",
-           "Speculative reads dropped unstarted when routing chose other experts",
+           "Speculative reads dropped before they started (wrong, or their slot needed)",
            c.guesses_dropped);
   }
   if (s.workers.present) {

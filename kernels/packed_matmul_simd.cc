@@ -64,10 +64,11 @@ constexpr size_t kMaxVecs = 8;
 // reached 23.5-26.3 GB/s in 2-block bursts 4 KiB ahead, and 8-block bursts
 // were the slowest at every distance tried (1-8 KiB).
 // Swept again on session 32's Intel Xeon (2 vCPUs, 15.4 GB/s plain read on
-// one thread, 29.7 on two): 1 KiB/4 KiB ahead took one thread's Q4_0 from
-// 12.1-12.7 to 13.8-14.7 GB/s, two threads stayed at 25-28 GB/s whatever
-// the distances, and 4b decode did not move (49.8-50.6 tok/s here against
-// 49.9-51.4 at 2/4 KiB and 50.1-50.7 at 1/4 KiB, 3 rounds alternated).
+// one thread, 29.7 on two), against the 4 KiB / 12 KiB (L1 / L2) kept here:
+// 1 KiB / 4 KiB took one thread's Q4_0 from 12.1-12.7 to 13.8-14.7 GB/s, two
+// threads stayed at 25-28 GB/s whatever the distances, and 4b decode did
+// not move (49.8-50.6 tok/s at 4/12 KiB, 49.9-51.4 at 2/4 KiB, 50.1-50.7
+// at 1/4 KiB, 3 rounds alternated).
 constexpr size_t kPrefetchBurst = 2;
 constexpr size_t kPrefetchBytes = 4096;
 constexpr size_t kPrefetchBytesFar = 12288;

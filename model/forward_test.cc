@@ -1,5 +1,7 @@
 // Decode step by step with the KV cache must give the logits of one prefill
-// of the whole sequence, for global and sliding-window (ring) layers alike.
+// of the whole sequence, for global and sliding-window (ring) layers alike;
+// bad tokens and context overflow are errors; speculation guesses from the
+// state after attention.
 #include <algorithm>
 #include <cmath>
 #include <map>
@@ -90,14 +92,13 @@ TEST(ForwardTest, RejectsOutOfRangeTokensAndContextOverflow) {
   EXPECT_EQ(too_long.status().code(), absl::StatusCode::kOutOfRange);
 }
 
-
 // Records, for every decode step, the guess Forward's speculation makes for
 // layer l+1 and the experts layer l+1's router picks from the state layer
 // l's experts see: their h is RmsNorm(x) * g, so h / g is x (with layer l's
 // attention added) up to a positive factor, which top-k ignores.
 class SpeculationRecorder : public ExpertExecutor {
  public:
-  SpeculationRecorder(Model& model) : model_(model), inner_(&model.experts()) {}
+  explicit SpeculationRecorder(Model& model) : model_(model), inner_(&model.experts()) {}
   void Prepare(int layer, const Routes& r) override { inner_->Prepare(layer, r); }
   void Speculate(int layer, const Routes& r) override {
     if (r.n_tokens == 1) guess_[layer] = r.ids;
@@ -108,11 +109,15 @@ class SpeculationRecorder : public ExpertExecutor {
     if (r.n_tokens == 1 && layer + 1 < c.n_layers) {
       const LayerWeights& w = model_.weights().layers[layer];
       const MatrixRef& router = model_.weights().layers[layer + 1].router;
-      EXPECT_EQ(router.type, DType::kF32);
+      if (router.type != DType::kF32 || router.data == nullptr) {
+        ADD_FAILURE() << "the test reads an F32 router";
+        return inner_->Run(layer, r, h, out);
+      }
       const float* wr = static_cast<const float*>(router.data);
       std::vector<double> logit(c.n_experts);
       for (int e = 0; e < c.n_experts; ++e) {
         for (int i = 0; i < c.d_model; ++i) {
+          // Synthetic norm gains are 1 +- 0.1 noise: never 0.
           logit[e] += static_cast<double>(wr[static_cast<size_t>(e) * c.d_model + i]) * h[i] /
                       w.ffn_norm[i];
         }

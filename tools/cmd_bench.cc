@@ -32,9 +32,10 @@
 namespace st::tools {
 namespace {
 
-// The I/O roofline's pack read bandwidth: the best of kPackSamples disjoint
-// samples of kPackSampleRecords records each, before the tests and again
-// (other records) after them, kPackSampleInFlight whole
+// The I/O roofline's pack read bandwidth: the best of 2 x kPackSamples
+// samples of kPackSampleRecords records each, kPackSamples before the tests
+// and as many (other records) after them, disjoint when the pack holds at
+// least 2 x kPackSamples x kPackSampleRecords records, kPackSampleInFlight whole
 // records in flight (whatever --io-depth and --io-chunk say: a roofline is
 // what the device can do; with 8 in flight and the median, the sample
 // (0.4-2 GB/s on this VM's disk) came out below the rate decode itself read
@@ -494,9 +495,9 @@ void RegisterBench(CLI::App& app) {
     auto offload = ApplyOffloadOrWorkers(m, f->offload, f->cluster, max_depth + longest + 2);
     if (!offload.ok()) return fail(offload.status());
     double ssd_gbps = 0;
-    // Best of kPackSamples disjoint samples; `round` 1 (after the tests)
-    // reads records other than round 0's, so neither round is served from
-    // what the disk cached of the other.
+    // kPackSamples samples into the best so far; `round` 1 (after the
+    // tests) reads records other than round 0's, so neither round is served
+    // from what the disk cached of the other.
     auto sample_pack = [&](int round) -> absl::Status {
       ST_ASSIGN_OR_RETURN(std::shared_ptr<const ExpertPack> pack,
                           ExpertPack::Open((*offload)->pack_path()));
@@ -600,6 +601,9 @@ void RegisterBench(CLI::App& app) {
     // The disk swings too (1.3-2.2 GB/s samples minutes apart here): the
     // I/O roofline takes the best of both rounds.
     if (sample_io) {
+      // Decode read records through the page cache too (--io mmap or
+      // pread): drop them again, as before the tests.
+      if (budgeted && !f->no_drop_caches) (void)DropPageCache();
       std::fprintf(stderr, "measuring expert pack read bandwidth again...\n");
       if (absl::Status s = sample_pack(1); !s.ok()) return fail(s);
     }

@@ -190,8 +190,8 @@ inline nlohmann::json OffloadReport(Offload* offload, uint64_t tokens) {
     // Per decode token: a prompt's tokens are never guessed for.
     j["speculation_reads_per_token"] = ex.speculation().reads_per_token();
     j["speculation_read_precision"] = ex.speculation().read_precision();
-    // Guessed reads the routing then made unnecessary before they started
-    // (not among the reads above).
+    // Guessed reads dropped before they started: the routing chose other
+    // experts, or a needed read took the slot (ExpertCache::DropGuess).
     j["speculation_dropped_per_token"] =
         ex.speculation().tokens
             ? static_cast<double>(c.guesses_dropped) / ex.speculation().tokens
