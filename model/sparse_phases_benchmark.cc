@@ -27,6 +27,16 @@
 // floor this host's memory puts under PackSplitPhasesCold/1 for the same
 // bytes. Its GB/s counter next to `smallthinker membw` tells how far the
 // access pattern itself stays from the streaming-read roofline.
+// Args: interleaved (1: each neuron's up row and down^T row stored back to
+// back, so an active neuron is one 2-row run, as a pack could lay them out;
+// 0: the pack's layout, up rows then down^T rows) and prefetch (1: each
+// thread prefetches the unit 2 rows ahead; the kernels prefetch theirs).
+// Session 33, medians of 5 in three runs (this host, 2 threads): pack
+// layout 240-255 us, with prefetch 225-231; interleaved 213-226, with
+// prefetch 207-215; PackSplitPhasesCold/1 (the kernel) 231-243 in the same
+// runs. So the kernels sit at their layout's prefetched floor, and an
+// interleaved pack could take ~20 us off a 4b expert step (~0.6 ms of a
+// ~20 ms token): not worth a pack format change yet.
 #include <algorithm>
 #include <atomic>
 #include <cstring>
@@ -278,6 +288,9 @@ void BM_PackReplayCold(benchmark::State& state) {
       active[i].push_back(std::move(rows));
     }
   }
+  const bool interleaved = state.range(0) == 1, prefetch = state.range(1) == 1;
+  // Units prefetched ahead: 2 rows either way (measured best of 1-4 rows).
+  const size_t kAhead = interleaved ? 1 : 2;
   std::atomic<uint64_t> sink{0};
   size_t it = 0;
   double bytes = 0;
@@ -299,18 +312,31 @@ void BM_PackReplayCold(benchmark::State& state) {
       }
       sink.fetch_add(acc, std::memory_order_relaxed);
     });
-    // Phase 2: active up rows, then active down^T rows, of every used expert.
+    // Phase 2: active up rows, then active down^T rows, of every used expert
+    // (pack layout: a unit is one row); or, interleaved, each active
+    // neuron's up row and down^T row as one 2-row unit.
     size_t n_rows = 0;
     for (const auto& a : active[si]) n_rows += a.size();
-    w.pool.ParallelFor(2 * n_rows, [&](size_t b, size_t e) {
+    const size_t n_units = interleaved ? n_rows : 2 * n_rows;
+    const size_t unit_bytes = interleaved ? 2 * rb : rb;
+    auto unit = [&](size_t i) -> const uint8_t* {
+      const bool down = !interleaved && i >= n_rows;
+      size_t r = down ? i - n_rows : i, k = 0;
+      while (r >= active[si][k].size()) r -= active[si][k++].size();
+      const int ex = s.used[k];
+      // Interleaved: neuron j at up[ex] + 2 j rb, spanning the expert's up
+      // and down^T rows, which lie back to back in the arena.
+      if (interleaved) return l.up[ex] + active[si][k][r] * 2 * rb;
+      return (down ? l.down_t[ex] : l.up_split[ex]) + active[si][k][r] * rb;
+    };
+    w.pool.ParallelFor(n_units, [&](size_t b, size_t e) {
       uint64_t acc = 0;
       for (size_t i = b; i < e; ++i) {
-        const bool down = i >= n_rows;
-        size_t r = down ? i - n_rows : i, k = 0;
-        while (r >= active[si][k].size()) r -= active[si][k++].size();
-        const int ex = s.used[k];
-        const uint8_t* row = (down ? l.down_t[ex] : l.up_split[ex]) + active[si][k][r] * rb;
-        acc += StreamReadSum(reinterpret_cast<const uint64_t*>(row), rb / 8);
+        if (prefetch && i + kAhead < e) {
+          const uint8_t* next = unit(i + kAhead);
+          for (size_t off = 0; off < unit_bytes; off += 64) __builtin_prefetch(next + off);
+        }
+        acc += StreamReadSum(reinterpret_cast<const uint64_t*>(unit(i)), unit_bytes / 8);
       }
       sink.fetch_add(acc, std::memory_order_relaxed);
     });
@@ -335,7 +361,7 @@ ST_CASES(BM_GgufPhasesCold);
 ST_CASES(BM_PackPhasesHot);
 ST_CASES(BM_PackSplitPhasesHot);
 ST_CASES(BM_GgufPhasesHot);
-BENCHMARK(BM_PackReplayCold)->Arg(1)->UseRealTime()->Unit(benchmark::kMicrosecond)
+BENCHMARK(BM_PackReplayCold)->ArgNames({"interleaved", "prefetch"})->ArgsProduct({{0, 1}, {0, 1}})->UseRealTime()->Unit(benchmark::kMicrosecond)
     ->Repetitions(5)->ComputeStatistics("min", Min)->ReportAggregatesOnly(true);
 
 }  // namespace
