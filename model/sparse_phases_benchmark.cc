@@ -325,7 +325,9 @@ void BM_PackReplayCold(benchmark::State& state) {
       while (r >= active[si][k].size()) r -= active[si][k++].size();
       const int ex = s.used[k];
       // Interleaved: neuron j at up[ex] + 2 j rb, spanning the expert's up
-      // and down^T rows, which lie back to back in the arena.
+      // and down^T rows, which lie back to back in the arena (no padding
+      // between them: a whole number of 4 KiB pages of Q4_0 rows).
+      static_assert(kDe * (kDm / 32 * 18) % 4096 == 0);
       if (interleaved) return l.up[ex] + active[si][k][r] * 2 * rb;
       return (down ? l.down_t[ex] : l.up_split[ex]) + active[si][k][r] * rb;
     };
