@@ -13,6 +13,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "common/output_path.h"
 #include "common/progress.h"
 #include "common/status_macros.h"
 #include "common/temp_file_guard.h"
@@ -183,6 +184,8 @@ absl::Status WriteSyntheticModel(const SynthOptions& o) {
     return absl::InvalidArgumentError(
         absl::StrCat("output path '", o.out_path, "' is empty or a directory; name a file"));
   }
+  // Written under a temporary name beside it, then renamed into place.
+  ST_ASSIGN_OR_RETURN(const std::string out_path, ReplaceableOutputPath(o.out_path));
   const SynthSpec& s = o.spec;
   const bool real_shape = s.preset == "4b" || s.preset == "21b";
   TokenizerData tok;
@@ -312,7 +315,7 @@ absl::Status WriteSyntheticModel(const SynthOptions& o) {
     for (size_t i = 1; i < p.ne.size(); ++i) rows *= p.ne[i];
     total_bytes += rows * SynthRowBytes(p.type, p.ne[0]);
   }
-  const std::string tmp = absl::StrCat(o.out_path, ".tmp.", getpid());
+  const std::string tmp = absl::StrCat(out_path, ".tmp.", getpid());
   TempFileGuard guard(tmp);  // removes it if a signal ends the process
   if (absl::Status st = w.Begin(tmp); !st.ok()) {
     std::remove(tmp.c_str());
@@ -344,9 +347,9 @@ absl::Status WriteSyntheticModel(const SynthOptions& o) {
     bar.Add(bytes.size());
   }
   absl::Status st = w.Finish();
-  if (st.ok() && std::rename(tmp.c_str(), o.out_path.c_str()) != 0) {
+  if (st.ok() && std::rename(tmp.c_str(), out_path.c_str()) != 0) {
     st = absl::InternalError(
-        absl::StrCat("cannot rename ", tmp, " to ", o.out_path, ": ", std::strerror(errno)));
+        absl::StrCat("cannot rename ", tmp, " to ", out_path, ": ", std::strerror(errno)));
   }
   if (!st.ok()) {
     std::remove(tmp.c_str());

@@ -15,6 +15,7 @@
 #include "kernels/kquant_dot.h"
 #include "kernels/packed_kquant.h"
 #include "kernels/packed_matrix.h"
+#include "common/output_path.h"
 #include "common/progress.h"
 #include "common/status_macros.h"
 #include "common/temp_file_guard.h"
@@ -197,7 +198,9 @@ absl::StatusOr<PackWriteResult> WriteAsStored(const PackWriterOptions& o, const 
                          .bytes = h.file_size,
                          .records = h.record_count,
                          .as_stored = true};
-  TempFile file(result.path, o.pwrite_fn);
+  // Written under a temporary name beside it, then renamed into place.
+  ST_ASSIGN_OR_RETURN(const std::string target, ReplaceableOutputPath(result.path));
+  TempFile file(target, o.pwrite_fn);
   ST_RETURN_IF_ERROR(file.Open());
   ThreadPool pool(o.threads);
   ST_RETURN_IF_ERROR(WriteRecords(o, h, file, pool, [&](uint64_t r, int, char* rec) {
@@ -249,7 +252,9 @@ absl::StatusOr<PackWriteResult> WritePack(const PackWriterOptions& o) {
                          .bytes = h.file_size,
                          .records = h.record_count,
                          .down_requantized = requant};
-  TempFile file(result.path, o.pwrite_fn);
+  // Written under a temporary name beside it, then renamed into place.
+  ST_ASSIGN_OR_RETURN(const std::string target, ReplaceableOutputPath(result.path));
+  TempFile file(target, o.pwrite_fn);
   ST_RETURN_IF_ERROR(file.Open());
 
   // Each record is built in its own buffer: transposing and re-quantizing

@@ -447,6 +447,24 @@ TEST_F(CliTest, MistakesFailFastAndKeepFilesIntact) {
   EXPECT_NE(a, ~uint64_t{0});
 }
 
+// convert and synth write a new file and rename it into place. Found by a
+// session-33 audit: as root, `convert -o /dev/null` turned /dev/null into a
+// regular file. A FIFO stands in for the device here.
+TEST_F(CliTest, OutputsNeverReplaceDevicesOrFifos) {
+  const std::string fifo = dir_.File("fifo");
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+  EXPECT_EQ(Cli(absl::StrCat("convert -q '", model_, "' -o '", fifo, "'")).exit_code, 1);
+  EXPECT_EQ(Cli(absl::StrCat("synth --preset tiny --out '", fifo, "'")).exit_code, 1);
+  EXPECT_TRUE(std::filesystem::is_fifo(fifo));
+  // A symbolic link to a regular file: its target is replaced, the link stays.
+  const std::string real = dir_.File("real.stpack"), link = dir_.File("link.stpack");
+  std::ofstream(real) << "old";
+  std::filesystem::create_symlink(real, link);
+  ASSERT_EQ(Cli(absl::StrCat("convert -q '", model_, "' -o '", link, "'")).exit_code, 0);
+  EXPECT_TRUE(std::filesystem::is_symlink(link));
+  EXPECT_GT(std::filesystem::file_size(real), 4096u);
+}
+
 TEST_F(CliTest, RunFindsThePackAndOffloadGivesTheSameTokens) {
   ASSERT_EQ(Cli(absl::StrCat("convert '", model_, "'")).exit_code, 0);
   const std::string args = absl::StrCat("run -m '", model_, "' -p 'Hello there' -n 24 --temp 0 --ignore-eos --json -t 2");
