@@ -31,7 +31,16 @@ absl::StatusOr<std::unique_ptr<HugePageArena>> HugePageArena::Create(size_t byte
   char* map = static_cast<char*>(p);
   const uintptr_t addr = reinterpret_cast<uintptr_t>(map);
   char* data = map + ((kHugePage - addr % kHugePage) % kHugePage);
-  const bool advised = ::madvise(data, size, MADV_HUGEPAGE) == 0;
+  // Huge pages only where `bytes` fills them: khugepaged collapses a
+  // MADV_HUGEPAGE range with a single page in use into a whole 2 MiB page
+  // (max_ptes_none is 511 by default), so a partly used last page, or an
+  // arena smaller than one, would grow the RSS after the memory budget was
+  // planned (a tiny K-quant model's 28 small converted tensors, one arena
+  // each: 56 MiB). The rest is advised against huge pages for THP "always".
+  const size_t whole = bytes / kHugePage * kHugePage;
+  bool advised = true;
+  if (whole > 0) advised = ::madvise(data, whole, MADV_HUGEPAGE) == 0;
+  if (whole < size) advised = ::madvise(data + whole, size - whole, MADV_NOHUGEPAGE) == 0 && advised;
   return std::unique_ptr<HugePageArena>(new HugePageArena(map, map_size, data, size, advised));
 }
 

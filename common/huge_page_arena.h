@@ -21,8 +21,10 @@ class HugePageArena {
   static constexpr size_t kHugePage = size_t{2} << 20;
 
   // Maps `bytes` (rounded up to 2 MiB; > 0) of anonymous memory at a 2 MiB
-  // aligned address and advises MADV_HUGEPAGE (advice failure is not an
-  // error: see huge_pages_advised()).
+  // aligned address and advises MADV_HUGEPAGE for the whole 2 MiB pages of
+  // `bytes`, MADV_NOHUGEPAGE for the rest (so memory past `bytes` never
+  // becomes resident; advice failure is not an error: see
+  // huge_pages_advised()).
   static absl::StatusOr<std::unique_ptr<HugePageArena>> Create(size_t bytes);
   ~HugePageArena();
   HugePageArena(const HugePageArena&) = delete;

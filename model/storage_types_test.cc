@@ -224,7 +224,9 @@ TEST_F(StorageTypesTest, Q6_KLmHeadComputedAsStored) {
     EXPECT_EQ(w.output.storage, FindStorageFormat(kGgmlQ6_K));
     EXPECT_EQ(w.output.packed, nullptr);
     EXPECT_TRUE((*m)->file().Contains(w.output.data)) << "read from the mapping";
-    if (tied) EXPECT_EQ(w.token_embd.data, w.output.data);
+    if (tied) {
+      EXPECT_EQ(w.token_embd.data, w.output.data);
+    }
     EXPECT_TRUE(w.arenas.size() <= 1u) << "no conversion arena beside the packed one";
     uint64_t dense = 0;
     for (const GgufTensorInfo& t : (*m)->file().tensors()) {

@@ -465,6 +465,26 @@ TEST_F(CliTest, OutputsNeverReplaceDevicesOrFifos) {
   EXPECT_GT(std::filesystem::file_size(real), 4096u);
 }
 
+// A budget holds for a model whose small tensors are converted at load
+// (tiny-swa's Q4_K_M mix keeps d_model-128 rows in Q5_0, read as Q8_0).
+// Found by a session-33 audit: each converted tensor had its own 2 MiB
+// huge-page arena, which khugepaged filled in after the budget was planned
+// (peak RSS 75 MiB at a 50 MiB budget).
+TEST_F(CliTest, BudgetHoldsWithTensorsConvertedAtLoad) {
+  const std::string out = dir_.File("swa_q4_k_m.gguf");
+  ASSERT_EQ(Cli(absl::StrCat("synth --preset tiny-swa --type q4_k_m --out '", out, "'")).exit_code,
+            0);
+  ASSERT_EQ(Cli(absl::StrCat("convert -q '", out, "'")).exit_code, 0);
+  const uint64_t budget = 56ull << 20;
+  const CliRun r = Cli(absl::StrCat("run -m '", out, "' -p hi -n 16 -t 1 --memory-budget 56MiB --json"));
+  ASSERT_EQ(r.exit_code, 0);
+  const nlohmann::json j = nlohmann::json::parse(r.out, nullptr, false);
+  ASSERT_TRUE(j.contains("memory")) << r.out;
+  EXPECT_EQ(j["memory"].value("memory_budget_bytes", uint64_t{0}), budget);
+  EXPECT_GT(j["memory"].value("peak_rss_bytes", uint64_t{0}), 0u);
+  EXPECT_LE(j["memory"].value("peak_rss_bytes", ~uint64_t{0}), budget);
+}
+
 TEST_F(CliTest, RunFindsThePackAndOffloadGivesTheSameTokens) {
   ASSERT_EQ(Cli(absl::StrCat("convert '", model_, "'")).exit_code, 0);
   const std::string args = absl::StrCat("run -m '", model_, "' -p 'Hello there' -n 24 --temp 0 --ignore-eos --json -t 2");
