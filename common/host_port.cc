@@ -1,6 +1,14 @@
 #include "common/host_port.h"
 
+#include <netdb.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -49,6 +57,71 @@ absl::Status ValidateListenAddress(const std::string& s) {
 
 bool IsLoopback(const std::string& host) {
   return host == "127.0.0.1" || host == "localhost" || host == "::1" || host.rfind("127.", 0) == 0;
+}
+
+std::string UnixSocketPath(const std::string& address) {
+  if (address.rfind("unix://", 0) == 0) return address.substr(7);
+  if (address.rfind("unix:", 0) == 0) return address.substr(5);
+  return "";
+}
+
+namespace {
+
+int UnixListenError(const std::string& path, std::string* what) {
+  sockaddr_un sa{};
+  if (path.size() >= sizeof(sa.sun_path)) {
+    *what = absl::StrCat("the path is ", path.size(), " bytes; a Unix socket's is at most ",
+                         sizeof(sa.sun_path) - 1);
+    return ENAMETOOLONG;
+  }
+  struct stat st;
+  if (stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) {
+    *what = "it is a directory";
+    return EISDIR;
+  }
+  const size_t slash = path.rfind('/');
+  const std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
+  if (stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+    *what = absl::StrCat("directory '", dir, "' does not exist");
+    return ENOENT;
+  }
+  if (access(dir.c_str(), W_OK | X_OK) != 0) {
+    *what = absl::StrCat("directory '", dir, "': ", std::strerror(errno));
+    return EACCES;
+  }
+  return 0;
+}
+
+}  // namespace
+
+int ListenError(const std::string& address, std::string* what) {
+  if (const std::string path = UnixSocketPath(address); !path.empty()) {
+    return UnixListenError(path, what);
+  }
+  std::string host;
+  int port = 0;
+  if (!SplitHostPort(address, &host, &port).ok()) return 0;
+  addrinfo hints{};
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE;
+  addrinfo* found = nullptr;
+  if (const int e = getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &found);
+      e != 0) {
+    *what = gai_strerror(e);
+    return EINVAL;
+  }
+  int error = 0;
+  for (addrinfo* a = found; a != nullptr && error == 0; a = a->ai_next) {
+    const int fd = socket(a->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) continue;
+    const int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (bind(fd, a->ai_addr, a->ai_addrlen) != 0) error = errno;
+    close(fd);
+  }
+  freeaddrinfo(found);
+  if (error != 0) *what = std::strerror(error);
+  return error;
 }
 
 }  // namespace st

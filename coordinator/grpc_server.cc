@@ -4,23 +4,14 @@
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
+#include "common/host_port.h"
+#include "common/pem_file.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/resource_quota.h"
 #include "grpcpp/server_builder.h"
 #include "proto/protobuf_log.h"
 
 namespace st::serve {
-namespace {
-
-absl::StatusOr<std::string> ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat("cannot read ", path));
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-}  // namespace
 
 void GrpcServer::SetServing(bool serving) {
   health->SetServing("", serving);
@@ -47,9 +38,9 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> StartGrpcServer(ServeState& state,
     return absl::InvalidArgumentError("TLS needs both --tls-cert and --tls-key");
   }
   if (!options.tls_cert_file.empty()) {
-    auto cert = ReadFile(options.tls_cert_file);
+    auto cert = ReadPemFile(options.tls_cert_file, PemKind::kCertificate, "TLS certificate");
     if (!cert.ok()) return cert.status();
-    auto key = ReadFile(options.tls_key_file);
+    auto key = ReadPemFile(options.tls_key_file, PemKind::kPrivateKey, "TLS key");
     if (!key.ok()) return key.status();
     grpc::SslServerCredentialsOptions ssl;
     ssl.pem_key_cert_pairs.push_back({*key, *cert});
@@ -76,7 +67,10 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> StartGrpcServer(ServeState& state,
   builder.RegisterService(g->health.get());
   g->server = builder.BuildAndStart();
   if (g->server == nullptr || g->port == 0) {
-    return absl::UnavailableError(absl::StrCat("gRPC: cannot listen on ", options.listen));
+    std::string why;
+    ListenError(options.listen, &why);
+    return absl::UnavailableError(
+        absl::StrCat("gRPC: cannot listen on ", options.listen, why.empty() ? "" : ": ", why));
   }
   return g;
 }

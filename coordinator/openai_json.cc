@@ -281,7 +281,7 @@ absl::StatusOr<OpenAiRequest> ParseOpenAiRequest(ApiKind kind, std::string_view 
     if (!j.contains(field) || j[field].is_null()) continue;
     ST_RETURN_IF_ERROR(Integer(j, field, &max_tokens));
     if (max_tokens == 0 || max_tokens < -1 || max_tokens > std::numeric_limits<int>::max()) {
-      return TypeError(field, "a positive integer, or -1 for no limit");
+      return TypeError(field, "a positive integer up to 2147483647, or -1 for no limit");
     }
     g.max_tokens = max_tokens == -1 ? 0 : static_cast<int>(max_tokens);
   }

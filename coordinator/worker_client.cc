@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "common/pem_file.h"
 #include "common/worker_token.h"
 #include "expert_worker/expert_service.h"
 #include "glog/logging.h"
@@ -19,19 +20,6 @@ namespace st {
 namespace v1 = smallthinker::v1;
 
 namespace {
-
-// A file named by the cluster config: a missing one is the config's mistake
-// (INVALID_ARGUMENT, so it is not taken for an unreachable worker).
-absl::StatusOr<std::string> ReadFile(const std::string& path, const char* what) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("cannot read ", what, " '", path, "': ", std::strerror(errno)));
-  }
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 std::string Hex(uint64_t v) { return absl::StrCat("0x", absl::Hex(v, absl::kZeroPad16)); }
 
@@ -54,13 +42,16 @@ absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> WorkerCredentials(
     return grpc::InsecureChannelCredentials();
   }
   grpc::SslCredentialsOptions ssl;
-  auto ca = ReadFile(config.tls_ca(), "worker TLS CA");
+  // Files named by the cluster config: a missing or wrong one is the
+  // config's mistake (INVALID_ARGUMENT, so it is not taken for an
+  // unreachable worker).
+  auto ca = ReadPemFile(config.tls_ca(), PemKind::kCertificate, "worker TLS CA");
   if (!ca.ok()) return ca.status();
   ssl.pem_root_certs = *ca;
   if (!config.tls_cert().empty() || !config.tls_key().empty()) {
-    auto cert = ReadFile(config.tls_cert(), "worker TLS client certificate");
+    auto cert = ReadPemFile(config.tls_cert(), PemKind::kCertificate, "worker TLS client certificate");
     if (!cert.ok()) return cert.status();
-    auto key = ReadFile(config.tls_key(), "worker TLS client key");
+    auto key = ReadPemFile(config.tls_key(), PemKind::kPrivateKey, "worker TLS client key");
     if (!key.ok()) return key.status();
     ssl.pem_cert_chain = *cert;
     ssl.pem_private_key = *key;

@@ -14,6 +14,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/host_port.h"
+#include "common/pem_file.h"
 #include "common/status_macros.h"
 #include "common/worker_token.h"
 #include "glog/logging.h"
@@ -28,14 +29,6 @@
 
 namespace st {
 namespace {
-
-absl::StatusOr<std::string> ReadPem(const std::string& path, const char* what) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat("cannot read ", what, " '", path, "'"));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 // Expert evaluations (one token through one expert) per second, measured on
 // layer 0 with a batch of 1 (the decode shape): the best of 5 windows of
@@ -64,14 +57,6 @@ double MeasureSpeed(const ExpertStore& store, const ModelConfig& config, ThreadP
   return best;
 }
 
-// The file system path of a "unix:PATH" / "unix:///PATH" address ("" for
-// anything else, e.g. unix-abstract:NAME, which cannot be bound twice).
-std::string UnixSocketPath(const std::string& address) {
-  if (address.rfind("unix://", 0) == 0) return address.substr(7);
-  if (address.rfind("unix:", 0) == 0) return address.substr(5);
-  return "";
-}
-
 // Whether a process accepts connections on the Unix socket of `address`
 // (unix:PATH) right now.
 bool SomeoneListens(const std::string& address) {
@@ -85,36 +70,6 @@ bool SomeoneListens(const std::string& address) {
   const bool ok = connect(fd, reinterpret_cast<const sockaddr*>(&sa), sizeof(sa)) == 0;
   close(fd);
   return ok;
-}
-
-// Why binding HOST:PORT fails (gRPC only logs it): bind()'s errno as gRPC
-// would get it (SO_REUSEADDR on, as gRPC sets it), or 0 if it would not fail
-// now; `what` gets its text (or getaddrinfo's).
-int BindError(const std::string& address, std::string* what) {
-  std::string host;
-  int port = 0;
-  if (!SplitHostPort(address, &host, &port).ok()) return 0;
-  addrinfo hints{};
-  hints.ai_socktype = SOCK_STREAM;
-  hints.ai_flags = AI_PASSIVE;
-  addrinfo* found = nullptr;
-  if (const int e = getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &found);
-      e != 0) {
-    *what = gai_strerror(e);
-    return EINVAL;
-  }
-  int error = 0;
-  for (addrinfo* a = found; a != nullptr && error == 0; a = a->ai_next) {
-    const int fd = socket(a->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) continue;
-    const int one = 1;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    if (bind(fd, a->ai_addr, a->ai_addrlen) != 0) error = errno;
-    close(fd);
-  }
-  freeaddrinfo(found);
-  if (error != 0) *what = std::strerror(error);
-  return error;
 }
 
 }  // namespace
@@ -182,11 +137,11 @@ absl::StatusOr<std::unique_ptr<WorkerServer>> WorkerServer::Start(const WorkerOp
         options.tls_ca.empty() ? GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE
                                : GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
     grpc::SslServerCredentialsOptions::PemKeyCertPair pair;
-    ST_ASSIGN_OR_RETURN(pair.private_key, ReadPem(options.tls_key, "TLS key"));
-    ST_ASSIGN_OR_RETURN(pair.cert_chain, ReadPem(options.tls_cert, "TLS certificate"));
+    ST_ASSIGN_OR_RETURN(pair.private_key, ReadPemFile(options.tls_key, PemKind::kPrivateKey, "TLS key"));
+    ST_ASSIGN_OR_RETURN(pair.cert_chain, ReadPemFile(options.tls_cert, PemKind::kCertificate, "TLS certificate"));
     ssl.pem_key_cert_pairs.push_back(std::move(pair));
     if (!options.tls_ca.empty()) {
-      ST_ASSIGN_OR_RETURN(ssl.pem_root_certs, ReadPem(options.tls_ca, "TLS CA"));
+      ST_ASSIGN_OR_RETURN(ssl.pem_root_certs, ReadPemFile(options.tls_ca, PemKind::kCertificate, "TLS CA"));
     }
     creds = grpc::SslServerCredentials(ssl);
   } else if (!options.tls_ca.empty()) {
@@ -215,7 +170,7 @@ absl::StatusOr<std::unique_ptr<WorkerServer>> WorkerServer::Start(const WorkerOp
   w->server_ = builder.BuildAndStart();
   if (w->server_ == nullptr || w->port_ == 0) {
     std::string why;
-    const int error = IsUnixSocketAddress(options.listen) ? 0 : BindError(options.listen, &why);
+    const int error = ListenError(options.listen, &why);
     if (error == EADDRINUSE) {
       return absl::AlreadyExistsError(absl::StrCat(
           "address in use: another process listens on '", options.listen,

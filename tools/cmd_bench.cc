@@ -375,11 +375,11 @@ void RegisterBench(CLI::App& app) {
   cmd->add_option("-m,--model", f->model, "SmallThinker GGUF file")->required();
   cmd->add_option("-p,--n-prompt", f->prompt, "Prompt sizes, repeatable or comma-separated (0 to skip)")
       ->delimiter(',')
-      ->check(CLI::NonNegativeNumber)
+      ->check(CLI::Range(0, 1000000))
       ->capture_default_str();
   cmd->add_option("-n,--n-gen", f->gen, "Generation lengths, repeatable or comma-separated (0 to skip)")
       ->delimiter(',')
-      ->check(CLI::NonNegativeNumber)
+      ->check(CLI::Range(0, 1000000))
       ->capture_default_str();
   cmd->add_option("-d,--n-depth", f->depth,
                   "Context depths, repeatable or comma-separated: each test runs after this\n"
@@ -387,7 +387,7 @@ void RegisterBench(CLI::App& app) {
                   "named e.g. tg128 @ d4096. Decode then reads that many K/V rows per layer,\n"
                   "which the memory roofline counts")
       ->delimiter(',')
-      ->check(CLI::NonNegativeNumber)
+      ->check(CLI::Range(0, 1000000))
       ->capture_default_str();
   cmd->add_option("-t,--threads", f->threads, "Threads (0 = all cores)")
       ->check(CLI::Range(0, 1024))
@@ -424,11 +424,13 @@ void RegisterBench(CLI::App& app) {
   cmd->callback([f] {
     auto fail = Fail;
     auto bw_bytes = ParseByteSize(f->bandwidth_size);
-    if (!bw_bytes.ok() || *bw_bytes > (uint64_t{64} << 30)) {
-      std::fprintf(stderr, "error: bad --bandwidth-size '%s'\n", f->bandwidth_size.c_str());
+    if (!bw_bytes.ok() || *bw_bytes == 0 || *bw_bytes > (uint64_t{64} << 30)) {
+      std::fprintf(stderr, "error: bad --bandwidth-size '%s' (more than 0, at most 64 GiB)\n",
+                   f->bandwidth_size.c_str());
       ExitCode() = 2;
       return;
     }
+    WarnIfCacheSized(*bw_bytes, f->bandwidth_size);
     if (std::all_of(f->prompt.begin(), f->prompt.end(), [](int n) { return n == 0; }) &&
         std::all_of(f->gen.begin(), f->gen.end(), [](int n) { return n == 0; })) {
       return fail(absl::InvalidArgumentError("nothing to measure: every -p and -n is 0"));

@@ -168,9 +168,11 @@ void RegisterBenchServe(CLI::App& app) {
           "stream, and -b is ", f->batch)));
     }
     auto bw_bytes = ParseByteSize(f->bandwidth_size);
-    if (!bw_bytes.ok() || *bw_bytes > (uint64_t{64} << 30)) {
-      return Fail(absl::InvalidArgumentError("bad --bandwidth-size '" + f->bandwidth_size + "'"));
+    if (!bw_bytes.ok() || *bw_bytes == 0 || *bw_bytes > (uint64_t{64} << 30)) {
+      return Fail(absl::InvalidArgumentError("bad --bandwidth-size '" + f->bandwidth_size +
+                                             "' (more than 0, at most 64 GiB)"));
     }
+    WarnIfCacheSized(*bw_bytes, f->bandwidth_size);
     auto model = Model::Load(
         f->model, ModelOptions{.threads = f->threads,
                                .cpus = CpusFrom(f->cpus),

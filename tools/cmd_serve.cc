@@ -94,12 +94,17 @@ void RegisterServe(CLI::App& app) {
   AddKQuantFlags(cmd, &f->kquant, /*offer_as_q8=*/false);
   AddOffloadFlags(cmd, &f->offload);
   AddWorkerFlags(cmd, &f->workers);
-  cmd->add_option("--api-key", f->api_key,
+  CLI::Option* api_key = cmd->add_option("--api-key", f->api_key,
                   "Require this key: HTTP 'Authorization: Bearer KEY', gRPC metadata "
                   "'authorization: Bearer KEY' (default: $SMALLTHINKER_API_KEY)");
   cmd->add_option("--tls-cert", f->tls_cert, "PEM certificate: serve gRPC and HTTP over TLS");
   cmd->add_option("--tls-key", f->tls_key, "PEM private key for --tls-cert");
-  cmd->callback([f] {
+  cmd->callback([f, api_key] {
+    if (api_key->count() > 0 && f->api_key.empty()) {
+      // An empty key would have turned authentication off without a word.
+      return Fail(absl::InvalidArgumentError(
+          "--api-key is empty: give a key, or leave the flag out to serve without one"));
+    }
     if (f->api_key.empty()) {
       if (const char* env = std::getenv("SMALLTHINKER_API_KEY")) f->api_key = env;
     }
@@ -117,6 +122,11 @@ void RegisterServe(CLI::App& app) {
       std::string host;
       int port;
       if (*a == "off") continue;
+      if (a->rfind("unix:", 0) == 0) {
+        return Fail(absl::InvalidArgumentError(absl::StrCat(
+            a == &f->grpc_listen ? "--grpc-listen" : "--http-listen", " '", *a,
+            "': serve listens on HOST:PORT only (Unix sockets are for workers)")));
+      }
       if (auto s = SplitHostPort(*a, &host, &port); !s.ok()) return Fail(s);
     }
     // Signals are taken by sigwait below; every thread inherits the mask.

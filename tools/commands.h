@@ -3,6 +3,8 @@
 // once and never passed further down.
 #pragma once
 
+#include <cstdint>
+#include <cstdio>
 #include <string>
 
 #include "CLI/CLI.hpp"
@@ -38,6 +40,16 @@ inline CLI::Validator FiniteRange(double lo, double hi) {
         return "";
       },
       "FLOAT in [" + std::to_string(lo) + " - " + std::to_string(hi) + "]");
+}
+
+// Warns on stderr when a bandwidth buffer of `bytes` (--bandwidth-size
+// `flag`) may fit in the CPU caches: the memory roofline would then measure
+// them, not memory.
+inline void WarnIfCacheSized(uint64_t bytes, const std::string& flag) {
+  if (bytes < (uint64_t{64} << 20)) {
+    std::fprintf(stderr, "warning: --bandwidth-size %s may fit in the CPU caches: the memory "
+                 "roofline then measures them, not memory (use 64MiB or more)\n", flag.c_str());
+  }
 }
 
 }  // namespace st::tools

@@ -1,7 +1,10 @@
 // smallthinker: synthesize, inspect and run SmallThinker MoE models.
 #include <cstdio>
 
+#include <string>
+
 #include "CLI/CLI.hpp"
+#include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "glog/logging.h"
 #include "tools/commands.h"
@@ -46,6 +49,21 @@ int main(int argc, char** argv) {
   st::tools::RegisterWorker(app);
   st::tools::RegisterServe(app);
   st::tools::RegisterBenchServe(app);
+  // A mistyped command would otherwise get CLI11's "A subcommand is
+  // required", which does not say what was wrong.
+  if (argc > 1 && argv[1][0] != '-') {
+    std::string known;
+    bool found = false;
+    for (const CLI::App* sub : app.get_subcommands({})) {
+      found = found || sub->check_name(argv[1]);
+      absl::StrAppend(&known, known.empty() ? "" : ", ", sub->get_name());
+    }
+    if (!found) {
+      std::fprintf(stderr, "unknown command '%s'; the commands are: %s (see --help)\n", argv[1],
+                   known.c_str());
+      return 109;  // CLI11's code for an argument it did not expect
+    }
+  }
   CLI11_PARSE(app, argc, argv);
   return st::tools::ExitCode();
 }

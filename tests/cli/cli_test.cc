@@ -578,6 +578,23 @@ TEST_F(CliTest, BadFlagsAreRefusedUpFront) {
   refused(absl::StrCat("bench-serve -m '", model_, "' --streams 1,8 -b 4"),
           "--streams 8 needs -b 8 or more");
   refused(absl::StrCat("run -m '", model_, "' -p x --memory-budget 0"), "0 holds nothing");
+  // Found by a session-33 audit: errors that did not say what was wrong,
+  // and an empty key that turned authentication off.
+  refused(absl::StrCat("runn -m '", model_, "' -p x"), "unknown command 'runn'");
+  refused(absl::StrCat("bench -m '", model_, "' -p -1 -n 8"), "not in range 0 to 1000000");
+  refused(absl::StrCat("bench -m '", model_, "' -p 8 -n 8 --bandwidth-size 0"),
+          "bad --bandwidth-size '0'");
+  refused(absl::StrCat("serve -m '", model_, "' --api-key ''"), "--api-key is empty");
+  refused(absl::StrCat("serve -m '", model_, "' --http-listen unix:", dir_.path(), "/h.sock"),
+          "HOST:PORT only");
+  refused(absl::StrCat("worker -m '", model_, "' --listen unix:", dir_.path(), "/none/w.sock"),
+          "/none' does not exist");
+  refused(absl::StrCat("worker -m '", model_, "' --listen 127.0.0.1:0 --tls-cert '", model_,
+                       "' --tls-key '", model_, "'"),
+          "is not a PEM");
+  refused(absl::StrCat("serve -m '", model_, "' --grpc-listen 127.0.0.1:0 --http-listen off ",
+                       "--tls-cert '", model_, "' --tls-key '", model_, "'"),
+          "is not a PEM");
   // Flags convert would ignore are named (they had been ignored silently).
   const testing::ShellRun convert = testing::RunShell(
       absl::StrCat("'", ST_CLI, "' convert '", model_, "' -q --source pread 2>&1"));

@@ -1,0 +1,36 @@
+#include "common/pem_file.h"
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include "absl/status/status.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+
+namespace st {
+
+absl::StatusOr<std::string> ReadPemFile(const std::string& path, PemKind kind, const char* what) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("cannot read ", what, " '", path, "': ", std::strerror(errno)));
+  }
+  std::stringstream ss;
+  ss << in.rdbuf();
+  std::string pem = ss.str();
+  const bool ok = kind == PemKind::kCertificate
+                      ? absl::StrContains(pem, "-----BEGIN CERTIFICATE-----")
+                      : absl::StrContains(pem, "-----BEGIN ") &&
+                            absl::StrContains(pem, "PRIVATE KEY-----");
+  if (!ok) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        what, " '", path, "' is not a PEM ",
+        kind == PemKind::kCertificate ? "certificate (no '-----BEGIN CERTIFICATE-----' line)"
+                                      : "private key (no '-----BEGIN ... PRIVATE KEY-----' line)"));
+  }
+  return pem;
+}
+
+}  // namespace st
