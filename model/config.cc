@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -130,6 +131,18 @@ absl::Status CheckTensors(const GgufFile& f, ModelConfig& c) {
             computed_as(*x), ", '", tn::Blk(0, tn::kGateExps), "' ",
             computed_as(*f.FindTensor(tn::Blk(0, tn::kGateExps)))));
       }
+    }
+  }
+  // Tensors of blocks past block_count: a corrupt or edited block_count
+  // (a 4-block file saying 1 had loaded and run one layer).
+  for (const GgufTensorInfo& t : f.tensors()) {
+    int block = -1;
+    const size_t dot = t.name.find('.', 4);
+    if (t.name.rfind("blk.", 0) == 0 && dot != std::string::npos &&
+        absl::SimpleAtoi(t.name.substr(4, dot - 4), &block) && block >= c.n_layers) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "tensor '", t.name, "' belongs to block ", block, ", but block_count is ", c.n_layers,
+          " (a corrupt or mismatched block_count?)"));
     }
   }
   c.expert_storage = absl::StrJoin(storage, ", ");

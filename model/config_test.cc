@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "model/model.h"
 #include "model/session.h"
@@ -184,6 +185,20 @@ TEST_F(ConfigTest, LayerAndExpertCountsAreBounded) {
     ASSERT_FALSE(r.ok()) << key;
     EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
     EXPECT_NE(r.status().message().find("out of range (at most 512)"), std::string::npos)
+        << r.status();
+  }
+}
+
+// A block_count below the blocks the file holds (found by a session-33
+// audit: a 4-block file saying 1 or 3 loaded and ran fewer layers).
+TEST_F(ConfigTest, TensorsPastBlockCountAreRefused) {
+  for (uint32_t n : {1u, 3u}) {
+    GgufContents c = contents_;
+    c.SetKey("smallthinker.block_count", GgufValue::U32(n));
+    auto r = Load(c);
+    ASSERT_FALSE(r.ok()) << n;
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_NE(r.status().message().find(absl::StrCat("but block_count is ", n)), std::string::npos)
         << r.status();
   }
 }
