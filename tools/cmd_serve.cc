@@ -129,6 +129,12 @@ void RegisterServe(CLI::App& app) {
       }
       if (auto s = SplitHostPort(*a, &host, &port); !s.ok()) return Fail(s);
     }
+    // The model is loaded after the servers listen (health says NOT_SERVING
+    // meanwhile); a path that cannot be a model is refused before they do.
+    if (std::error_code ec; !std::filesystem::is_regular_file(f->model, ec)) {
+      return Fail(absl::NotFoundError(absl::StrCat("model '", f->model, "': ",
+                                                   ec ? ec.message() : "not a regular file")));
+    }
     // Signals are taken by sigwait below; every thread inherits the mask.
     sigset_t signals;
     sigemptyset(&signals);

@@ -431,11 +431,17 @@ TEST_F(CliTest, MistakesFailFastAndKeepFilesIntact) {
   EXPECT_EQ(Cli(absl::StrCat("worker -m '", model_, "' --listen 127.0.0.1:99999")).exit_code, 1);
   EXPECT_EQ(Cli(absl::StrCat("serve -m '", model_, "' --http-listen 127.0.0.1:80x")).exit_code, 1);
   // serve exits when the model fails to load (it used to hang in the HTTP
-  // gateway's shutdown); `timeout` would exit 124.
-  const std::string serve = absl::StrCat(
-      "timeout 30 '", ST_CLI, "' serve -m /nonexistent.gguf --grpc-listen 127.0.0.1:0 ",
-      "--http-listen 127.0.0.1:0 >/dev/null 2>&1");
-  for (int i = 0; i < 3; ++i) EXPECT_EQ(WEXITSTATUS(std::system(serve.c_str())), 1);
+  // gateway's shutdown); `timeout` would exit 124. A file that is no GGUF
+  // gets that far (the servers listen first); a missing one is refused
+  // before they do.
+  const std::string not_gguf = dir_.File("not.gguf");
+  std::ofstream(not_gguf) << "not a model";
+  for (const std::string& m : {not_gguf, std::string("/nonexistent.gguf")}) {
+    const std::string serve = absl::StrCat("timeout 30 '", ST_CLI, "' serve -m '", m,
+                                           "' --grpc-listen 127.0.0.1:0 --http-listen 127.0.0.1:0 ",
+                                           ">/dev/null 2>&1");
+    for (int i = 0; i < 3; ++i) EXPECT_EQ(WEXITSTATUS(std::system(serve.c_str())), 1) << m;
+  }
   // --seed -1 is random (llama.cpp's meaning), not seed 2^64 - 1.
   auto seed = [&] {
     const CliRun r = Cli(absl::StrCat("run -m '", model_, "' -p hi -n 2 --seed -1 --json"));
