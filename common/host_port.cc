@@ -79,11 +79,21 @@ int UnixListenError(const std::string& path, std::string* what) {
     *what = "it is a directory";
     return EISDIR;
   }
+  if (lstat(path.c_str(), &st) == 0 && !S_ISSOCK(st.st_mode)) {
+    *what = "a file that is not a socket is there (gRPC replaces only sockets)";
+    return EEXIST;
+  }
   const size_t slash = path.rfind('/');
   const std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
-  if (stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
-    *what = absl::StrCat("directory '", dir, "' does not exist");
-    return ENOENT;
+  if (stat(dir.c_str(), &st) != 0) {
+    const int e = errno;
+    *what = e == ENOENT ? absl::StrCat("directory '", dir, "' does not exist")
+                        : absl::StrCat("directory '", dir, "': ", std::strerror(e));
+    return e;
+  }
+  if (!S_ISDIR(st.st_mode)) {
+    *what = absl::StrCat("'", dir, "' is not a directory");
+    return ENOTDIR;
   }
   if (access(dir.c_str(), W_OK | X_OK) != 0) {
     *what = absl::StrCat("directory '", dir, "': ", std::strerror(errno));
@@ -98,6 +108,7 @@ int ListenError(const std::string& address, std::string* what) {
   if (const std::string path = UnixSocketPath(address); !path.empty()) {
     return UnixListenError(path, what);
   }
+  if (address.rfind("unix", 0) == 0) return 0;  // unix-abstract:NAME: nothing to check
   std::string host;
   int port = 0;
   if (!SplitHostPort(address, &host, &port).ok()) return 0;

@@ -1,5 +1,15 @@
 #include "common/host_port.h"
 
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <string>
+
 #include "gtest/gtest.h"
 
 namespace st {
@@ -46,6 +56,38 @@ TEST(HostPortTest, ListenAddressesIncludeUnixSockets) {
   EXPECT_TRUE(ValidateListenAddress("127.0.0.1:0").ok());
   EXPECT_EQ(ValidateListenAddress("unix:").code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(ValidateListenAddress("127.0.0.1").code(), absl::StatusCode::kInvalidArgument);
+}
+
+// Why a listen would fail, for the messages gRPC does not give.
+TEST(HostPortTest, ListenErrorNamesTheCause) {
+  char tmpl[] = "/tmp/st_listen_XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  const std::string dir = tmpl;
+  std::string why;
+  EXPECT_EQ(ListenError("unix:" + dir + "/w.sock", &why), 0) << why;
+  EXPECT_EQ(ListenError("unix:" + dir + "/none/w.sock", &why), ENOENT);
+  EXPECT_NE(why.find("/none' does not exist"), std::string::npos) << why;
+  EXPECT_EQ(ListenError("unix:" + dir, &why), EISDIR);
+  std::ofstream(dir + "/plain") << "x";
+  EXPECT_EQ(ListenError("unix:" + dir + "/plain", &why), EEXIST);
+  EXPECT_NE(why.find("not a socket"), std::string::npos) << why;
+  EXPECT_EQ(ListenError("unix:" + dir + "/plain/w.sock", &why), ENOTDIR);
+  EXPECT_EQ(ListenError("unix:/" + std::string(200, 'x'), &why), ENAMETOOLONG);
+  EXPECT_EQ(ListenError("unix-abstract:name", &why), 0);
+  // A TCP port someone listens on.
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(fd, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0);
+  ASSERT_EQ(listen(fd, 1), 0);
+  socklen_t len = sizeof(a);
+  ASSERT_EQ(getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len), 0);
+  EXPECT_EQ(ListenError("127.0.0.1:" + std::to_string(ntohs(a.sin_port)), &why), EADDRINUSE);
+  close(fd);
+  EXPECT_EQ(ListenError("127.0.0.1:0", &why), 0);
+  std::filesystem::remove_all(dir);
 }
 
 TEST(HostPortTest, Loopback) {

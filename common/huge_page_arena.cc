@@ -31,12 +31,13 @@ absl::StatusOr<std::unique_ptr<HugePageArena>> HugePageArena::Create(size_t byte
   char* map = static_cast<char*>(p);
   const uintptr_t addr = reinterpret_cast<uintptr_t>(map);
   char* data = map + ((kHugePage - addr % kHugePage) % kHugePage);
-  // Huge pages only where `bytes` fills them: khugepaged collapses a
-  // MADV_HUGEPAGE range with a single page in use into a whole 2 MiB page
-  // (max_ptes_none is 511 by default), so a partly used last page, or an
-  // arena smaller than one, would grow the RSS after the memory budget was
-  // planned (a tiny K-quant model's 28 small converted tensors, one arena
-  // each: 56 MiB). The rest is advised against huge pages for THP "always".
+  // Huge pages only where `bytes` fills them: a first write into an
+  // advised 2 MiB range may be given a whole huge page, and khugepaged
+  // collapses one with a single 4 KiB page in use (max_ptes_none is 511 by
+  // default), so a partly used last page, or an arena smaller than one,
+  // grew the RSS past what the memory budget had planned (a tiny K-quant
+  // model's 28 small converted tensors, one arena each: ~48 MiB). The rest
+  // is advised against huge pages, for THP "always" too.
   const size_t whole = bytes / kHugePage * kHugePage;
   bool advised = true;
   if (whole > 0) advised = ::madvise(data, whole, MADV_HUGEPAGE) == 0;
@@ -50,6 +51,7 @@ size_t HugePageArena::HugePageBytes() const {
   std::ifstream in("/proc/self/smaps");
   std::string line;
   bool inside = false;
+  size_t total = 0;  // the advice splits the mapping into several areas
   const uintptr_t lo = reinterpret_cast<uintptr_t>(map_), hi = lo + map_size_;
   while (std::getline(in, line)) {
     uintptr_t start = 0, end = 0;
@@ -63,10 +65,10 @@ size_t HugePageArena::HugePageBytes() const {
       std::istringstream field(line.substr(14));
       size_t kb = 0;
       field >> kb;
-      return kb * 1024;
+      total += kb * 1024;
     }
   }
-  return 0;
+  return total;
 }
 
 }  // namespace st

@@ -32,9 +32,11 @@ class HugePageArena {
 
   char* data() const { return data_; }
   size_t size() const { return size_; }
+  // Whether the madvise calls succeeded (for an arena under 2 MiB that
+  // is only the advice against huge pages).
   bool huge_pages_advised() const { return advised_; }
   // Bytes of this arena currently backed by huge pages (from
-  // /proc/self/smaps AnonHugePages of the mapping), or 0 if unknown.
+  // /proc/self/smaps AnonHugePages of the mapping's areas), or 0 if unknown.
   size_t HugePageBytes() const;
 
  private:

@@ -1,5 +1,8 @@
 #include "common/output_path.h"
 
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <filesystem>
 #include <system_error>
 
@@ -28,8 +31,17 @@ absl::StatusOr<std::string> ReplaceableOutputPath(const std::string& path) {
   std::error_code ec;
   fs::path target = path;
   // Follow links one hop at a time, so that a dangling one leads to where
-  // its target would be (canonical() needs the target to exist).
+  // its target would be (canonical() needs the target to exist). Only our
+  // own: the rename does not go through the kernel's protected_symlinks
+  // check, so another user's link in a shared directory such as /tmp would
+  // have had us replace whatever it points to.
   for (int hops = 0; fs::is_symlink(fs::symlink_status(target, ec)); ++hops) {
+    struct stat link;
+    if (lstat(target.c_str(), &link) != 0 || link.st_uid != geteuid()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          path, ": the symbolic link '", target.string(),
+          "' belongs to another user; give the path of the file itself"));
+    }
     fs::path next = fs::read_symlink(target, ec);
     if (ec || hops == 40) {
       return absl::FailedPreconditionError(absl::StrCat(

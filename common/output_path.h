@@ -11,10 +11,12 @@
 namespace st {
 
 // `path` itself when nothing is there yet or a regular file is (it will be
-// replaced); when `path` is a symbolic link, the file it leads to, so the
-// link stays and its target is replaced. FailedPrecondition when the
-// target exists and is not a regular file (a device, FIFO, socket or
-// directory), naming what it is.
+// replaced); when `path` is a symbolic link of this user's, the file it
+// leads to, so the link stays and its target is replaced (the temporary
+// file then goes beside the target, whose directory must be writable).
+// FailedPrecondition when the target exists and is not a regular file (a
+// device, FIFO, socket or directory), naming what it is, or when a link on
+// the way belongs to another user.
 absl::StatusOr<std::string> ReplaceableOutputPath(const std::string& path);
 
 }  // namespace st

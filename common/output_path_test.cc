@@ -5,6 +5,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -28,12 +29,20 @@ class OutputPathTest : public ::testing::Test {
   std::string dir_;
 };
 
+// The path ReplaceableOutputPath gives for `p`, failing the test (not
+// crashing it) on an error.
+std::string Target(const std::string& p) {
+  const absl::StatusOr<std::string> r = ReplaceableOutputPath(p);
+  EXPECT_TRUE(r.ok()) << p << ": " << r.status();
+  return r.ok() ? *r : "";
+}
+
 TEST_F(OutputPathTest, NewAndRegularFilesAreTheirOwnTargets) {
   const std::string fresh = dir_ + "/new.stpack";
-  EXPECT_EQ(*ReplaceableOutputPath(fresh), fresh);
+  EXPECT_EQ(Target(fresh), fresh);
   const std::string old = dir_ + "/old.stpack";
   std::ofstream(old) << "x";
-  EXPECT_EQ(*ReplaceableOutputPath(old), old);
+  EXPECT_EQ(Target(old), old);
 }
 
 TEST_F(OutputPathTest, ASymlinkLeadsToItsTarget) {
@@ -41,11 +50,35 @@ TEST_F(OutputPathTest, ASymlinkLeadsToItsTarget) {
   std::ofstream(real) << "x";
   const std::string link = dir_ + "/link.gguf";
   fs::create_symlink(real, link);
-  EXPECT_EQ(*ReplaceableOutputPath(link), real);
+  EXPECT_EQ(Target(link), real);
+  // Relative, through a second link, and from a subdirectory.
+  fs::create_directory(dir_ + "/sub");
+  fs::create_symlink("../link.gguf", dir_ + "/sub/rel.gguf");
+  EXPECT_EQ(fs::path(Target(dir_ + "/sub/rel.gguf")).lexically_normal(), fs::path(real));
   // A dangling link leads to where its target would be.
   const std::string dangling = dir_ + "/dangling.gguf";
   fs::create_symlink(dir_ + "/later.gguf", dangling);
-  EXPECT_EQ(*ReplaceableOutputPath(dangling), dir_ + "/later.gguf");
+  EXPECT_EQ(Target(dangling), dir_ + "/later.gguf");
+  // A loop is an error, not a hang.
+  fs::create_symlink(dir_ + "/b.gguf", dir_ + "/a.gguf");
+  fs::create_symlink(dir_ + "/a.gguf", dir_ + "/b.gguf");
+  EXPECT_EQ(ReplaceableOutputPath(dir_ + "/a.gguf").status().code(),
+            absl::StatusCode::kFailedPrecondition);
+}
+
+// Another user's link (in a shared directory such as /tmp) is not followed:
+// it could point at any file of ours.
+TEST_F(OutputPathTest, AnotherUsersLinkIsRefused) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to give a link another owner";
+  const std::string target = dir_ + "/precious";
+  std::ofstream(target) << "keep";
+  const std::string link = dir_ + "/theirs.stpack";
+  fs::create_symlink(target, link);
+  ASSERT_EQ(lchown(link.c_str(), 65534, 65534), 0);
+  const absl::StatusOr<std::string> r = ReplaceableOutputPath(link);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(r.status().message().find("belongs to another user"), std::string::npos) << r.status();
 }
 
 TEST_F(OutputPathTest, NonRegularTargetsAreRefused) {

@@ -3,7 +3,6 @@
 #include <cerrno>
 #include <cstring>
 #include <fstream>
-#include <sstream>
 
 #include "absl/status/status.h"
 #include "absl/strings/match.h"
@@ -17,9 +16,15 @@ absl::StatusOr<std::string> ReadPemFile(const std::string& path, PemKind kind, c
     return absl::InvalidArgumentError(
         absl::StrCat("cannot read ", what, " '", path, "': ", std::strerror(errno)));
   }
-  std::stringstream ss;
-  ss << in.rdbuf();
-  std::string pem = ss.str();
+  // PEM files are a few KiB; a model file given by mistake is not read whole.
+  constexpr std::streamsize kMaxBytes = 1 << 20;
+  std::string pem(kMaxBytes + 1, '\0');
+  in.read(pem.data(), kMaxBytes + 1);
+  pem.resize(static_cast<size_t>(in.gcount()));
+  if (pem.size() > static_cast<size_t>(kMaxBytes)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, " '", path, "' is larger than 1 MiB: not a PEM file"));
+  }
   const bool ok = kind == PemKind::kCertificate
                       ? absl::StrContains(pem, "-----BEGIN CERTIFICATE-----")
                       : absl::StrContains(pem, "-----BEGIN ") &&

@@ -106,6 +106,41 @@ absl::StatusOr<std::unique_ptr<WorkerServer>> WorkerServer::Start(const WorkerOp
         "' (another worker?); stop it or choose another path"));
   };
   ST_RETURN_IF_ERROR(path_taken());
+  // What can be checked without the model is, before loading it (seconds
+  // to minutes for a large one): the TLS files and the listen address.
+  std::shared_ptr<grpc::ServerCredentials> creds;
+  if (!options.tls_cert.empty() || !options.tls_key.empty()) {
+    if (options.tls_cert.empty() || options.tls_key.empty()) {
+      return absl::InvalidArgumentError("TLS needs both --tls-cert and --tls-key");
+    }
+    grpc::SslServerCredentialsOptions ssl(
+        options.tls_ca.empty() ? GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE
+                               : GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+    grpc::SslServerCredentialsOptions::PemKeyCertPair pair;
+    ST_ASSIGN_OR_RETURN(pair.private_key, ReadPemFile(options.tls_key, PemKind::kPrivateKey, "TLS key"));
+    ST_ASSIGN_OR_RETURN(pair.cert_chain, ReadPemFile(options.tls_cert, PemKind::kCertificate, "TLS certificate"));
+    ssl.pem_key_cert_pairs.push_back(std::move(pair));
+    if (!options.tls_ca.empty()) {
+      ST_ASSIGN_OR_RETURN(ssl.pem_root_certs, ReadPemFile(options.tls_ca, PemKind::kCertificate, "TLS CA"));
+    }
+    creds = grpc::SslServerCredentials(ssl);
+  } else if (!options.tls_ca.empty()) {
+    return absl::InvalidArgumentError("--tls-ca needs --tls-cert and --tls-key");
+  } else {
+    creds = grpc::InsecureServerCredentials();
+  }
+  const auto listen_failure = [&options](int error, const std::string& why) {
+    if (error == EADDRINUSE) {
+      return absl::AlreadyExistsError(absl::StrCat(
+          "address in use: another process listens on '", options.listen,
+          "' (another worker?); stop it or choose another port"));
+    }
+    return absl::UnavailableError(absl::StrCat("cannot listen on '", options.listen, "'",
+                                               why.empty() ? "" : ": ", why));
+  };
+  if (std::string why; const int error = ListenError(options.listen, &why)) {
+    return listen_failure(error, why);
+  }
   std::unique_ptr<WorkerServer> w(new WorkerServer());
   w->listen_ = options.listen;
   ST_ASSIGN_OR_RETURN(w->file_, GgufFile::Open(options.model_path));
@@ -128,27 +163,6 @@ absl::StatusOr<std::unique_ptr<WorkerServer>> WorkerServer::Start(const WorkerOp
   w->service_ = std::make_unique<ExpertServiceImpl>(w->config_, w->store_.get(), w->pool_.get(),
                                                     w->info_);
 
-  std::shared_ptr<grpc::ServerCredentials> creds;
-  if (!options.tls_cert.empty() || !options.tls_key.empty()) {
-    if (options.tls_cert.empty() || options.tls_key.empty()) {
-      return absl::InvalidArgumentError("TLS needs both --tls-cert and --tls-key");
-    }
-    grpc::SslServerCredentialsOptions ssl(
-        options.tls_ca.empty() ? GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE
-                               : GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
-    grpc::SslServerCredentialsOptions::PemKeyCertPair pair;
-    ST_ASSIGN_OR_RETURN(pair.private_key, ReadPemFile(options.tls_key, PemKind::kPrivateKey, "TLS key"));
-    ST_ASSIGN_OR_RETURN(pair.cert_chain, ReadPemFile(options.tls_cert, PemKind::kCertificate, "TLS certificate"));
-    ssl.pem_key_cert_pairs.push_back(std::move(pair));
-    if (!options.tls_ca.empty()) {
-      ST_ASSIGN_OR_RETURN(ssl.pem_root_certs, ReadPemFile(options.tls_ca, PemKind::kCertificate, "TLS CA"));
-    }
-    creds = grpc::SslServerCredentials(ssl);
-  } else if (!options.tls_ca.empty()) {
-    return absl::InvalidArgumentError("--tls-ca needs --tls-cert and --tls-key");
-  } else {
-    creds = grpc::InsecureServerCredentials();
-  }
 
   // Our grpc.health.v1, not gRPC's callback-API one (proto/health_service.h).
   grpc::EnableDefaultHealthCheckService(false);
@@ -171,13 +185,7 @@ absl::StatusOr<std::unique_ptr<WorkerServer>> WorkerServer::Start(const WorkerOp
   if (w->server_ == nullptr || w->port_ == 0) {
     std::string why;
     const int error = ListenError(options.listen, &why);
-    if (error == EADDRINUSE) {
-      return absl::AlreadyExistsError(absl::StrCat(
-          "address in use: another process listens on '", options.listen,
-          "' (another worker?); stop it or choose another port"));
-    }
-    return absl::UnavailableError(absl::StrCat("cannot listen on '", options.listen, "'",
-                                               why.empty() ? "" : ": ", why));
+    return listen_failure(error, why);
   }
   w->compute_ = std::make_unique<ComputeStreams>(w->service_.get(), std::move(compute_cq));
   w->compute_->Start();

@@ -49,7 +49,7 @@ absl::StatusOr<std::unique_ptr<ExpertCache>> ExpertCache::Create(
                                                      " for ", n_slots, " slots: ",
                                                      arena.status().message()));
   }
-  PopulateWrite((*arena)->data(), (*arena)->size());
+  PopulateWrite((*arena)->data(), bytes);  // not the rounded-up rest: the budget planned `bytes`
   // Populated first: registration pins the pages it finds. Only a cache
   // that reads again (fewer slots than records) gains: with every expert
   // held, each is read once, and the pages would stay pinned for nothing.

@@ -106,7 +106,13 @@ void RegisterServe(CLI::App& app) {
           "--api-key is empty: give a key, or leave the flag out to serve without one"));
     }
     if (f->api_key.empty()) {
-      if (const char* env = std::getenv("SMALLTHINKER_API_KEY")) f->api_key = env;
+      if (const char* env = std::getenv("SMALLTHINKER_API_KEY")) {
+        f->api_key = env;
+        if (f->api_key.empty()) {  // e.g. a compose file's ${KEY} with KEY unset
+          std::fprintf(stderr, "warning: SMALLTHINKER_API_KEY is set but empty: serving without "
+                               "an API key\n");
+        }
+      }
     }
     auto budget = ParseByteSize(f->kv_budget);
     if (!budget.ok()) return Fail(budget.status());
@@ -132,8 +138,9 @@ void RegisterServe(CLI::App& app) {
     // The model is loaded after the servers listen (health says NOT_SERVING
     // meanwhile); a path that cannot be a model is refused before they do.
     if (std::error_code ec; !std::filesystem::is_regular_file(f->model, ec)) {
-      return Fail(absl::NotFoundError(absl::StrCat("model '", f->model, "': ",
-                                                   ec ? ec.message() : "not a regular file")));
+      return Fail(ec ? absl::NotFoundError(absl::StrCat("model '", f->model, "': ", ec.message()))
+                     : absl::InvalidArgumentError(
+                           absl::StrCat("model '", f->model, "' is not a regular file")));
     }
     // Signals are taken by sigwait below; every thread inherits the mask.
     sigset_t signals;

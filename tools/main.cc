@@ -51,16 +51,20 @@ int main(int argc, char** argv) {
   st::tools::RegisterBenchServe(app);
   // A mistyped command would otherwise get CLI11's "A subcommand is
   // required", which does not say what was wrong.
-  if (argc > 1 && argv[1][0] != '-') {
+  // (The only options before a command are flags: the first other word is
+  // the command.)
+  int first = 1;
+  while (first < argc && argv[first][0] == '-') ++first;
+  if (first < argc) {
     std::string known;
     bool found = false;
     for (const CLI::App* sub : app.get_subcommands({})) {
-      found = found || sub->check_name(argv[1]);
+      found = found || sub->check_name(argv[first]);
       absl::StrAppend(&known, known.empty() ? "" : ", ", sub->get_name());
     }
     if (!found) {
-      std::fprintf(stderr, "unknown command '%s'; the commands are: %s (see --help)\n", argv[1],
-                   known.c_str());
+      std::fprintf(stderr, "unknown command '%s'; the commands are: %s (see --help)\n",
+                   argv[first], known.c_str());
       return 109;  // CLI11's code for an argument it did not expect
     }
   }
