@@ -830,6 +830,14 @@ bool MakeCerts(const std::string& dir) {
 TEST_F(ClusterTest, TlsRequiredButAbsentIsRefusedAndMutualTlsWorks) {
   const std::string d = dir_.path();
   if (!MakeCerts(d)) GTEST_SKIP() << "openssl CLI not available: cannot make test certificates";
+  // A key that is not the certificate's: gRPC only logs why it cannot
+  // listen; the error says what to check.
+  const testing::ShellRun mismatched = testing::RunShell(absl::StrCat(
+      "'", ST_CLI, "' worker -m '", model_path_, "' --listen 127.0.0.1:0 --tls-cert '", d,
+      "/server.pem' --tls-key '", d, "/client.key' 2>&1"));
+  EXPECT_NE(mismatched.exit_code, 0);
+  EXPECT_NE(mismatched.out.find("is --tls-key the private key of --tls-cert?"), std::string::npos)
+      << mismatched.out;
   auto w = StartWorker({"--tls-cert", d + "/server.pem", "--tls-key", d + "/server.key",
                         "--tls-ca", d + "/ca.pem"});
   ASSERT_TRUE(w);
