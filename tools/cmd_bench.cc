@@ -407,6 +407,7 @@ void RegisterBench(CLI::App& app) {
                 "layout (default: re-laid for the 16-row packed kernels at load)");
   AddKQuantFlags(cmd, &f->kquant, /*offer_as_q8=*/true);
   cmd->add_option("--bandwidth-size", f->bandwidth_size, "Buffer for the bandwidth measurement")
+      ->type_name("SIZE")
       ->capture_default_str();
   cmd->add_flag("--no-drop-caches", f->no_drop_caches,
                 "Keep the page cache before offloaded runs");

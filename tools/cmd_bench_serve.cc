@@ -144,6 +144,7 @@ void RegisterBenchServe(CLI::App& app) {
   AddCpusFlag(cmd, &f->cpus);
   AddKQuantFlags(cmd, &f->kquant, /*offer_as_q8=*/false);  // as `serve`
   cmd->add_option("--bandwidth-size", f->bandwidth_size, "Buffer for the bandwidth measurement")
+      ->type_name("SIZE")
       ->capture_default_str();
   cmd->add_option("-o,--output", f->output, "text or json")
       ->check(CLI::IsMember({"text", "json"}))

@@ -100,8 +100,8 @@ void RegisterInspect(CLI::App& app) {
   auto all = std::make_shared<bool>(false);
   CLI::App* cmd = app.add_subcommand(
       "inspect",
-      "Print a GGUF's metadata, tensors and the SmallThinker config derived from it, or an "
-      "expert pack's header (and whether it matches the GGUF beside it).");
+      "Print a GGUF's metadata, tensors and the SmallThinker config derived from it,\n"
+      "or an expert pack's header (and whether it matches the GGUF beside it).");
   cmd->add_option("file", *path, "GGUF file or expert pack (.stpack)")->required();
   cmd->add_flag("--all-tensors", *all, "List every tensor (default: the first 24)");
   cmd->callback([path, all] {

@@ -23,7 +23,7 @@ void RegisterMembw(CLI::App& app) {
       ->delimiter(',')
       ->check(CLI::Range(1, 1024))
       ->capture_default_str();
-  cmd->add_option("--size", f->size, "Buffer size")->capture_default_str();
+  cmd->add_option("--size", f->size, "Buffer size")->type_name("SIZE")->capture_default_str();
   cmd->add_option("--passes", f->passes, "Timed passes")
       ->check(CLI::Range(1, 1000))
       ->capture_default_str();

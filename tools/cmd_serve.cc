@@ -86,6 +86,7 @@ void RegisterServe(CLI::App& app) {
   cmd->add_option("--kv-budget", f->kv_budget,
                   "Bytes all requests' KV caches may hold together, e.g. 2GiB (0 = unlimited); "
                   "requests wait for room")
+      ->type_name("SIZE")
       ->capture_default_str();
   cmd->add_option("-t,--threads", f->threads, "Kernel threads (0 = all cores)")
       ->check(CLI::Range(0, 1024))

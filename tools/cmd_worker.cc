@@ -33,7 +33,8 @@ void RegisterWorker(CLI::App& app) {
                   "Unix domain socket (coordinator on the same host)")
       ->capture_default_str();
   cmd->add_option("--memory-budget", f->memory_budget,
-                  "Memory for held experts, e.g. 2GiB (default: all experts)");
+                  "Memory for held experts, e.g. 2GiB (default: all experts)")
+      ->type_name("SIZE");
   cmd->add_option("--token", f->options.token,
                   "Shared token required on every call, characters ! to ~ (printable ASCII, no "
                   "spaces; default: $ST_WORKER_TOKEN or none)");

@@ -52,7 +52,7 @@ inline CLI::Validator ByteSizeCheck() {
         return *b == 0 ? std::string("0 holds nothing (leave the flag out for no limit)")
                        : std::string();
       },
-      "SIZE");
+      "");  // the option's type_name says SIZE
 }
 
 // records_stats: the command adds its routing counts to the pack's stats
@@ -64,6 +64,7 @@ inline void AddOffloadFlags(CLI::App* cmd, OffloadFlags* f, bool records_stats =
                   "are subtracted and the rest caches experts read from the pack; the engine\n"
                   "refuses to start if the dense part alone does not fit. Default: no budget\n"
                   "(with a pack, every expert is read into RAM once)")
+      ->type_name("SIZE")
       ->check(ByteSizeCheck());
   cmd->add_option("--pack", f->pack, "Expert pack (default: MODEL.gguf.stpack beside the GGUF, if present)");
   cmd->add_flag("--no-pack", f->no_pack, "Ignore any pack: experts run from the GGUF mapping");

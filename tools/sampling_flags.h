@@ -131,6 +131,7 @@ inline void AddGenerationFlags(CLI::App* cmd, GenerationFlags* f) {
            }
          },
          "Sampling seed (0 or -1 = random)")
+      ->type_name("INT")
       ->default_str("0");
   cmd->add_option("--stop", f->generate.stop, "Stop string (repeatable)");
   cmd->add_flag("--ignore-eos", f->generate.ignore_eos, "Do not stop at end-of-generation tokens");
