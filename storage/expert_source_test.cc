@@ -386,28 +386,31 @@ class OneChunkAtATimeTest : public ::testing::Test {
 
 // A guess's chunks wait behind every other read's, and Promote lets a guess
 // through ahead of earlier ones. One 4 KiB chunk in flight, records of 9
-// chunks: eight reads needed now, four guesses, then a guess promoted at
+// chunks: eight reads needed now, 20 guesses, then a guess promoted at
 // once. Timing margins: the promotion must come before the eight needed
 // records (72 disk reads) are read, and each check runs as its Wait
-// returns, 45 and 36 disk reads before the last early guess could end.
+// returns, 189 and 180 disk reads before the last early guess could end
+// (with 4 guesses, 36 reads, a sanitizer build on a busy CI machine once
+// read them all before the check ran).
 TEST_F(OneChunkAtATimeTest, GuessesQueueBehindOtherReadsUntilPromoted) {
+  constexpr int kNeeded = 8, kGuesses = 20, kReads = kNeeded + kGuesses + 1;
   ExpertSource* src = src_.get();
-  std::vector<st::testing::AlignedBuffer>& bufs = Buffers(13);
+  std::vector<st::testing::AlignedBuffer>& bufs = Buffers(kReads);
   std::vector<ReadRequest> reqs;
-  for (int i = 0; i < 13; ++i) {
-    reqs.push_back({.layer = i / 8, .expert = i % 8, .dst = bufs[i].get(), .guess = i >= 8});
+  for (int i = 0; i < kReads; ++i) {
+    reqs.push_back({.layer = i / 8, .expert = i % 8, .dst = bufs[i].get(), .guess = i >= kNeeded});
   }
   auto ids = src->Submit(reqs);
   ASSERT_TRUE(ids.ok()) << ids.status();
-  const ReadId last_early_guess = (*ids)[11], promoted = (*ids)[12];
+  const ReadId last_early_guess = (*ids)[kReads - 2], promoted = (*ids)[kReads - 1];
   src->Promote(promoted);
-  ASSERT_TRUE(src->Wait((*ids)[7]).ok());
+  ASSERT_TRUE(src->Wait((*ids)[kNeeded - 1]).ok());
   EXPECT_FALSE(src->Poll(last_early_guess)) << "guesses were read before reads needed now";
   ASSERT_TRUE(src->Wait(promoted).ok());
-  for (int i = 0; i < 8; ++i) EXPECT_TRUE(src->Poll((*ids)[i])) << i;  // in order: done before
+  for (int i = 0; i < kNeeded; ++i) EXPECT_TRUE(src->Poll((*ids)[i])) << i;  // in order: done before
   EXPECT_FALSE(src->Poll(last_early_guess)) << "the promoted guess waited behind earlier ones";
-  for (int i = 0; i < 12; ++i) {
-    if (i == 7) continue;  // waited for above
+  for (int i = 0; i < kReads - 1; ++i) {
+    if (i == kNeeded - 1) continue;  // waited for above
     ASSERT_TRUE(src->Wait((*ids)[i]).ok()) << i;
   }
   for (size_t i = 0; i < reqs.size(); ++i) {
