@@ -1,5 +1,6 @@
 #include "model/config.h"
 
+#include <cmath>
 #include <optional>
 #include <set>
 #include <string>
@@ -232,8 +233,11 @@ absl::StatusOr<ModelConfig> LoadModelConfig(const GgufFile& f) {
   }
   ST_ASSIGN_OR_RETURN(std::optional<float> theta_swa_key, OptionalFloat(f, "rope.freq_base_swa"));
   const double theta_swa = theta_swa_key.value_or(c.rope_theta);
-  if (!(c.rope_theta > 0) || !(theta_swa > 0)) {
-    return absl::InvalidArgumentError("rope.freq_base must be positive");
+  if (!(c.rope_theta > 0) || !(theta_swa > 0) || !std::isfinite(c.rope_theta) ||
+      !std::isfinite(theta_swa)) {
+    // (inf had loaded: every rotation frequency but the first was 0)
+    return absl::InvalidArgumentError(absl::StrCat("rope.freq_base must be positive and finite, got ",
+                                                   c.rope_theta, " (swa ", theta_swa, ")"));
   }
 
   ST_ASSIGN_OR_RETURN(std::optional<uint32_t> g, OptionalUint(f, "expert_gating_func"));

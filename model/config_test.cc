@@ -3,6 +3,7 @@
 #include "model/config.h"
 
 #include <algorithm>
+#include <limits>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -200,6 +201,19 @@ TEST_F(ConfigTest, TensorsPastBlockCountAreRefused) {
     EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
     EXPECT_NE(r.status().message().find(absl::StrCat("but block_count is ", n)), std::string::npos)
         << r.status();
+  }
+}
+
+// A RoPE base that is not a positive finite number (found by a session-33
+// audit: inf loaded).
+TEST_F(ConfigTest, RopeBaseMustBePositiveAndFinite) {
+  for (float bad : {std::numeric_limits<float>::infinity(), std::numeric_limits<float>::quiet_NaN(),
+                    0.0f, -1.0f}) {
+    GgufContents c = contents_;
+    c.SetKey("smallthinker.rope.freq_base", GgufValue::F32(bad));
+    auto r = Load(c);
+    ASSERT_FALSE(r.ok()) << bad;
+    EXPECT_NE(r.status().message().find("positive and finite"), std::string::npos) << r.status();
   }
 }
 
