@@ -17,4 +17,10 @@ enum class PemKind { kCertificate, kPrivateKey };
 // InvalidArgument, naming the file and the line it lacks, otherwise.
 absl::StatusOr<std::string> ReadPemFile(const std::string& path, PemKind kind, const char* what);
 
+// Why a TLS server most likely cannot listen when nothing else explains it
+// (common/host_port.h ListenError): gRPC cannot make a server of a key that
+// is not the certificate's, and only logs that.
+inline constexpr char kTlsListenHint[] =
+    "gRPC could not set up TLS with these files: is --tls-key the private key of --tls-cert?";
+
 }  // namespace st

@@ -69,10 +69,7 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> StartGrpcServer(ServeState& state,
   if (g->server == nullptr || g->port == 0) {
     std::string why;
     ListenError(options.listen, &why);
-    if (why.empty() && !options.tls_cert_file.empty()) {
-      // gRPC cannot make a server of a key that is not the certificate's.
-      why = "gRPC could not set up TLS with these files: is --tls-key the private key of --tls-cert?";
-    }
+    if (why.empty() && !options.tls_cert_file.empty()) why = kTlsListenHint;
     return absl::UnavailableError(
         absl::StrCat("gRPC: cannot listen on ", options.listen, why.empty() ? "" : ": ", why));
   }

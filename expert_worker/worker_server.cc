@@ -30,10 +30,6 @@
 namespace st {
 namespace {
 
-// What a listen failure with TLS and no other cause found most likely is:
-// gRPC cannot make a server of a key that is not the certificate's.
-constexpr char kTlsHint[] =
-    "gRPC could not set up TLS with these files: is --tls-key the private key of --tls-cert?";
 
 // Expert evaluations (one token through one expert) per second, measured on
 // layer 0 with a batch of 1 (the decode shape): the best of 5 windows of
@@ -190,7 +186,7 @@ absl::StatusOr<std::unique_ptr<WorkerServer>> WorkerServer::Start(const WorkerOp
   if (w->server_ == nullptr || w->port_ == 0) {
     std::string why;
     const int error = ListenError(options.listen, &why);
-    if (why.empty() && !options.tls_cert.empty()) why = kTlsHint;
+    if (why.empty() && !options.tls_cert.empty()) why = kTlsListenHint;
     return listen_failure(error, why);
   }
   w->compute_ = std::make_unique<ComputeStreams>(w->service_.get(), std::move(compute_cq));

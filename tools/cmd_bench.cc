@@ -424,14 +424,12 @@ void RegisterBench(CLI::App& app) {
       ->capture_default_str();
   cmd->callback([f] {
     auto fail = Fail;
-    auto bw_bytes = ParseByteSize(f->bandwidth_size);
-    if (!bw_bytes.ok() || *bw_bytes == 0 || *bw_bytes > (uint64_t{64} << 30)) {
-      std::fprintf(stderr, "error: bad --bandwidth-size '%s' (more than 0, at most 64 GiB)\n",
-                   f->bandwidth_size.c_str());
+    const absl::StatusOr<uint64_t> bw_bytes = BandwidthBytes(f->bandwidth_size);
+    if (!bw_bytes.ok()) {
+      std::fprintf(stderr, "error: %s\n", std::string(bw_bytes.status().message()).c_str());
       ExitCode() = 2;
       return;
     }
-    WarnIfCacheSized(*bw_bytes, f->bandwidth_size);
     if (std::all_of(f->prompt.begin(), f->prompt.end(), [](int n) { return n == 0; }) &&
         std::all_of(f->gen.begin(), f->gen.end(), [](int n) { return n == 0; })) {
       return fail(absl::InvalidArgumentError("nothing to measure: every -p and -n is 0"));

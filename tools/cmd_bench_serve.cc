@@ -168,12 +168,8 @@ void RegisterBenchServe(CLI::App& app) {
           "--streams ", most, " needs -b ", most, " or more: a decode step holds one token per "
           "stream, and -b is ", f->batch)));
     }
-    auto bw_bytes = ParseByteSize(f->bandwidth_size);
-    if (!bw_bytes.ok() || *bw_bytes == 0 || *bw_bytes > (uint64_t{64} << 30)) {
-      return Fail(absl::InvalidArgumentError("bad --bandwidth-size '" + f->bandwidth_size +
-                                             "' (more than 0, at most 64 GiB)"));
-    }
-    WarnIfCacheSized(*bw_bytes, f->bandwidth_size);
+    const absl::StatusOr<uint64_t> bw_bytes = BandwidthBytes(f->bandwidth_size);
+    if (!bw_bytes.ok()) return Fail(bw_bytes.status());
     auto model = Model::Load(
         f->model, ModelOptions{.threads = f->threads,
                                .cpus = CpusFrom(f->cpus),

@@ -8,7 +8,9 @@
 #include <string>
 
 #include "CLI/CLI.hpp"
+#include "absl/status/statusor.h"
 #include "absl/strings/numbers.h"
+#include "common/units.h"
 
 namespace st::tools {
 
@@ -42,14 +44,20 @@ inline CLI::Validator FiniteRange(double lo, double hi) {
       "FLOAT in [" + std::to_string(lo) + " - " + std::to_string(hi) + "]");
 }
 
-// Warns on stderr when a bandwidth buffer of `bytes` (--bandwidth-size
-// `flag`) may fit in the CPU caches: the memory roofline would then measure
-// them, not memory.
-inline void WarnIfCacheSized(uint64_t bytes, const std::string& flag) {
-  if (bytes < (uint64_t{64} << 20)) {
+// --bandwidth-size `flag` in bytes: more than 0 and at most 64 GiB, else
+// INVALID_ARGUMENT; under 64 MiB, a warning on stderr that the buffer may
+// fit in the CPU caches (the memory roofline would then measure them).
+inline absl::StatusOr<uint64_t> BandwidthBytes(const std::string& flag) {
+  const absl::StatusOr<uint64_t> bytes = ParseByteSize(flag);
+  if (!bytes.ok() || *bytes == 0 || *bytes > (uint64_t{64} << 30)) {
+    return absl::InvalidArgumentError("bad --bandwidth-size '" + flag +
+                                      "' (more than 0, at most 64 GiB)");
+  }
+  if (*bytes < (uint64_t{64} << 20)) {
     std::fprintf(stderr, "warning: --bandwidth-size %s may fit in the CPU caches: the memory "
                  "roofline then measures them, not memory (use 64MiB or more)\n", flag.c_str());
   }
+  return *bytes;
 }
 
 }  // namespace st::tools
