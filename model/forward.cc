@@ -6,10 +6,12 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
+#include "glog/logging.h"
 #include "kernels/attention.h"
 #include "kernels/elementwise.h"
 #include "kernels/matmul.h"
 #include "kernels/norm.h"
+#include "kernels/packed_matrix.h"
 #include "kernels/quant.h"
 #include "kernels/rope.h"
 #include "kernels/routing.h"
@@ -60,6 +62,51 @@ Forward::Forward(const ModelConfig& config, const DenseWeights& weights,
   routing_counts_.assign(static_cast<size_t>(config.n_layers) * config.n_experts, 0);
   decode_steps_.resize(b + 1);
   expert_seen_.resize(config.n_experts);
+}
+
+void Forward::set_speculate(bool on) {
+  speculate_ = on;
+  if (!on || !guess_router_.empty()) return;
+  // Which routers get a copy, and where each goes (64-byte aligned).
+  auto copied = [](const MatrixRef& r) {
+    return r.storage == nullptr && r.data != nullptr &&
+           (r.type == DType::kF32 || r.type == DType::kF16 || r.type == DType::kBF16) &&
+           CanPack(DType::kQ8_0, r.rows, r.cols);
+  };
+  auto bytes_of = [](const MatrixRef& r) {
+    return (r.rows * RowBytes(DType::kQ8_0, r.cols) + 63) / 64 * 64;
+  };
+  size_t bytes = 0;
+  for (const LayerWeights& w : weights_.layers) bytes += copied(w.router) ? bytes_of(w.router) : 0;
+  if (bytes > 0) {
+    absl::StatusOr<std::unique_ptr<HugePageArena>> arena = HugePageArena::Create(bytes);
+    if (arena.ok()) {
+      guess_arena_ = *std::move(arena);
+    } else {
+      LOG(WARNING) << "speculation reads the routers as stored: " << arena.status();
+    }
+  }
+  char* dst = guess_arena_ != nullptr ? guess_arena_->data() : nullptr;
+  std::vector<float> row;
+  std::vector<char> rows;
+  for (const LayerWeights& w : weights_.layers) {
+    const MatrixRef& r = w.router;
+    if (dst == nullptr || !copied(r)) {
+      guess_router_.push_back(r);
+      continue;
+    }
+    const size_t row_bytes = RowBytes(DType::kQ8_0, r.cols);
+    rows.resize(r.rows * row_bytes);
+    row.resize(r.cols);
+    for (size_t i = 0; i < r.rows; ++i) {
+      DequantizeRow(r.type, r.row(i), row.data(), r.cols);
+      QuantizeRow(DType::kQ8_0, row.data(), rows.data() + i * row_bytes, r.cols);
+    }
+    PackRows(DType::kQ8_0, rows.data(), r.rows, r.cols, dst);
+    guess_router_.push_back(MatrixRef{
+        .type = DType::kQ8_0, .data = nullptr, .rows = r.rows, .cols = r.cols, .packed = dst});
+    dst += bytes_of(r);
+  }
 }
 
 absl::Status Forward::CheckSequence(const KvCache& kv, int64_t pos0,
@@ -132,13 +179,13 @@ absl::Status Forward::RunBatch(absl::Span<const Segment> segments,
   Embed(tokens);                                               // x = E[tokens]        [n, d]
   for (int l = 0; l < config_.n_layers; ++l) {
     const bool logits = AttentionInputs(l, n);                 // q, k, v (+ router logits of raw x)
-    Route(l, n, routes_, /*count=*/true, logits);              // routes from raw x (pre-attention)
+    Route(l, weights_.layers[l].router, n, routes_, /*count=*/true, logits);  // from raw x
     experts_->Prepare(l, routes_);                             // start expert fetches
     Attention(l, segments, n);                                 // x += Attn(RmsNorm(x)) per sequence
     // Guess layer l+1's experts (one-token steps only: a batch needs most of
     // a layer's experts anyway, and executors ignore guesses for it).
     if (speculate_ && n == 1 && l + 1 < config_.n_layers) {
-      Route(l + 1, n, speculated_, /*count=*/false);           // from x with attention added
+      Route(l + 1, guess_router_[l + 1], n, speculated_, /*count=*/false);  // x with attention added
       experts_->Speculate(l + 1, speculated_);
     }
     ST_RETURN_IF_ERROR(Annotate(Experts(l, n), absl::StrCat("layer ", l)));  // x += MoE(RmsNorm(x))
@@ -180,10 +227,11 @@ void Forward::Embed(absl::Span<const int32_t> tokens) {
   }
 }
 
-void Forward::Route(int layer, int n, Routes& routes, bool count, bool logits_ready) {
+void Forward::Route(int layer, const MatrixRef& router, int n, Routes& routes, bool count,
+                    bool logits_ready) {
   const double t0 = Now();
   const int n_exp = config_.n_experts, k = config_.top_k;
-  if (!logits_ready) Project(weights_.layers[layer].router, x_.data(), n, router_.data(), pool_);  // [n, E]
+  if (!logits_ready) Project(router, x_.data(), n, router_.data(), pool_);  // [n, E]
   routes.n_tokens = n;
   routes.top_k = k;
   routes.ids.resize(static_cast<size_t>(n) * k);

@@ -3,10 +3,12 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/types/span.h"
+#include "common/huge_page_arena.h"
 #include "common/thread_pool.h"
 #include "model/config.h"
 #include "model/expert_executor.h"
@@ -42,7 +44,14 @@ class Forward {
   // layer closer to l+1's input than the pre-attention x: on the synthetic
   // 4b 89.5% of the guesses right against 78.1%) and its choice goes to
   // ExpertExecutor::Speculate, so reads can start before layer l's experts.
-  void set_speculate(bool on) { speculate_ = on; }
+  // The guesses read a Q8_0 copy of each F32/F16/BF16 router (packed for
+  // the VNNI kernels; a quarter of the F32 bytes: on the 21b the F32 pass
+  // took ~3% of a token), made on the first set_speculate(true); routing
+  // itself always reads the model's router. A guess only orders reads, so
+  // it never changes the logits.
+  void set_speculate(bool on);
+  // The router layer's guesses read (after set_speculate(true)).
+  const MatrixRef& guess_router(int layer) const { return guess_router_[layer]; }
 
   // Runs `tokens` at positions pos0, pos0 + 1, ... through every layer,
   // storing their keys/values in `kv` (positions before pos0 must already be
@@ -95,7 +104,9 @@ class Forward {
   // Routes the batch's current x_ through `layer`'s router into `routes`;
   // count: add the choice to routing_counts_; logits_ready: router_ already
   // holds the logits (AttentionInputs computed them).
-  void Route(int layer, int n, Routes& routes, bool count = true, bool logits_ready = false);
+  // `router` is layer's router matrix (or its guess copy, with count false).
+  void Route(int layer, const MatrixRef& router, int n, Routes& routes, bool count = true,
+             bool logits_ready = false);
   // h = RmsNorm(x), then q, k, v and (when q, k and v share a type) the
   // router's logits of the raw x in one pool pass; returns whether it did
   // the router.
@@ -130,6 +141,8 @@ class Forward {
   std::vector<int> row_segment_;  // [n] which segment each row belongs to
   Routes speculated_;
   bool speculate_ = false;
+  std::vector<MatrixRef> guess_router_;          // [n_layers] what the guesses read
+  std::unique_ptr<HugePageArena> guess_arena_;   // the Q8_0 copies in guess_router_
 };
 
 }  // namespace st

@@ -134,6 +134,8 @@ absl::StatusOr<std::unique_ptr<Offload>> EnableOffload(Model& model, const Offlo
     return absl::FailedPreconditionError(absl::StrCat(what, "; drop the flag, or ", hint));
   }
 
+  // (Before the plan reads RSS: speculation's router copies count there.)
+  model.forward().set_speculate(options.speculate);
   MemoryPlan plan;
   plan.budget = options.memory_budget;
   plan.record = h.record_size;
@@ -249,7 +251,6 @@ absl::StatusOr<std::unique_ptr<Offload>> EnableOffload(Model& model, const Offlo
     offload->executor_ = exec.get();
     return exec;
   });
-  model.forward().set_speculate(options.speculate);
   if (embd.rows_only && plan.budget > 0) {
     // No readahead around a row's page, and each step's rows released when
     // its layers start (Embed has read them by then; the mapping re-reads a
