@@ -62,15 +62,15 @@ EmbeddingRows EmbeddingRowsOnly(const Model& model) {
 std::string MemoryPlan::Describe() const {
   std::string s;
   auto line = [&](const char* what, uint64_t bytes) {
-    absl::StrAppend(&s, absl::StrFormat("  %-34s %12s\n", what, FormatBytes(bytes)));
+    absl::StrAppend(&s, absl::StrFormat("  %-44s %12s\n", what, FormatBytes(bytes)));
   };
   if (budget) line("memory budget", budget);
-  line("process (code, tokenizer, heap)", process);
-  line(embedding_reserve ? "dense weights (embedding rows in use)" : "dense weights", dense);
+  line("process (code, tokenizer, packed weights)", process);
+  line(embedding_reserve ? "mapped dense weights (embedding rows in use)" : "mapped dense weights", dense);
   line("KV cache", kv);
   line("expert scratch (one step's tokens)", scratch);
   line("margin (transient buffers)", margin);
-  absl::StrAppend(&s, absl::StrFormat("  %-34s %12s = %d of %d experts x %s, %d pinned, %d preloaded\n",
+  absl::StrAppend(&s, absl::StrFormat("  %-44s %12s = %d of %d experts x %s, %d pinned, %d preloaded\n",
                                       "expert cache", FormatBytes(cache), slots, total_experts,
                                       FormatBytes(record), pinned, preloaded));
   return s;
@@ -244,6 +244,7 @@ absl::StatusOr<std::unique_ptr<Offload>> EnableOffload(Model& model, const Offlo
   LOG(INFO) << "experts from " << pack_path << " via " << source_name << ": "
             << plan.slots << " of " << plan.total_experts << " cached (" << FormatBytes(plan.cache)
             << "), " << plan.pinned << " pinned, " << plan.preloaded << " preloaded, loaded in " << absl::StrFormat("%.2f", load_s) << " s";
+  if (plan.budget > 0) LOG(INFO) << "memory plan:\n" << plan.Describe();
 
   offload->plan_ = plan;
   model.WrapExperts([&](std::unique_ptr<ExpertExecutor>) {

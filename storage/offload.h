@@ -4,7 +4,7 @@
 // CachedExpertExecutor.
 //
 // Memory plan for a budget B (the whole process):
-//   cache = B - (resident now: code, tokenizer, heap) - dense weights
+//   cache = B - (resident now: code, tokenizer, heap, packed weights) - dense weights
 //             (the token embedding only as one step's rows: its pages are
 //             released after each step unless the LM head reads it whole)
 //             - KV caches (sessions x context) - margin for transient buffers
@@ -49,7 +49,7 @@ struct OffloadOptions {
 
 struct MemoryPlan {
   uint64_t budget = 0;           // 0: none
-  uint64_t process = 0;          // VmRSS when planning (code, tokenizer, heap)
+  uint64_t process = 0;          // VmRSS when planning (code, tokenizer, heap, packed weights)
   uint64_t dense = 0;            // dense weights (mapped; the embedding as rows in use)
   uint64_t embedding_reserve = 0;  // ... the embedding's share of it (0: counted whole)
   uint64_t kv = 0;               // KV caches
