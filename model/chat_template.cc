@@ -100,8 +100,12 @@ std::vector<int32_t> IdsUpToStopString(const Tokenizer& tok, const std::vector<i
   // ends[k]: bytes of `shown` the first k sampled ids cover.
   std::vector<size_t> ends = {0};
   for (int32_t id : generated) {
-    const std::string piece = tok.Decode({id});
     const size_t at = ends.back();
+    if (tok.token_type(id) == TokenType::kControl) {  // shown as nothing (StreamDecoder)
+      ends.push_back(at);
+      continue;
+    }
+    const std::string piece = tok.Decode({id});
     if (piece.empty() || at + piece.size() > shown.size() ||
         shown.compare(at, piece.size(), piece) != 0) {
       break;

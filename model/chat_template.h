@@ -64,7 +64,8 @@ void CloseAssistantTurn(const Tokenizer& tok, std::vector<int32_t>* ids);
 // the user saw `shown` (the text before the stop string), while the sampled
 // ids `generated` also hold the stop string and whatever else its last
 // token brought. Keeps the sampled ids whose text is wholly inside `shown`
-// (so the KV cache's prefix stays valid) and encodes the rest of `shown` as
+// (control tokens count as no text, as StreamDecoder shows them; so the
+// KV cache's prefix stays valid) and encodes the rest of `shown` as
 // plain text (control-token texts not parsed, as for untrusted content).
 std::vector<int32_t> IdsUpToStopString(const Tokenizer& tok, const std::vector<int32_t>& generated,
                                        std::string_view shown);

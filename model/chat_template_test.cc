@@ -127,6 +127,11 @@ TEST(ChatTemplateTest, IdsUpToStopStringKeepWhatWasShown) {
   // second byte came with the S), so the "\xC3" token goes too.
   EXPECT_EQ(IdsUpToStopString(**tok, {'a', 0xC3, a9_s, 'T'}, "a\xC3\xA9"),
             (std::vector<int32_t>{'a', 0xC3, 0xA9}));
+  // A sampled control token showed nothing (StreamDecoder): it stays, and
+  // the ids after it are matched as before.
+  const int32_t im_start = *(*tok)->TokenId("<|im_start|>");
+  EXPECT_EQ(IdsUpToStopString(**tok, {'H', im_start, 'i', bang_s, 'T', 'O', 'P'}, "Hi!"),
+            (std::vector<int32_t>{'H', im_start, 'i', '!'}));
   // Control-token text in what was shown stays text.
   const std::vector<int32_t> got = IdsUpToStopString(**tok, {'x', bang_s}, "x<|im_end|>");
   EXPECT_EQ((*tok)->Decode(got), "x<|im_end|>");

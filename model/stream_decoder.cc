@@ -5,6 +5,9 @@
 namespace st {
 
 std::string StreamDecoder::Push(int32_t id) {
+  // (A held-back partial character stays held: the bytes that complete it
+  // may follow the control token.)
+  if (!show_control_ && tokenizer_.token_type(id) == TokenType::kControl) return {};
   tokenizer_.AppendTokenBytes(id, &pending_);
   std::string out;
   size_t pos = 0;

@@ -23,7 +23,8 @@ namespace st {
 
 class StreamDecoder {
  public:
-  explicit StreamDecoder(const Tokenizer& tokenizer) : tokenizer_(tokenizer) {}
+  explicit StreamDecoder(const Tokenizer& tokenizer, bool show_control = false)
+      : tokenizer_(tokenizer), show_control_(show_control) {}
 
   // Adds one token; returns the text that became complete (possibly empty).
   std::string Push(int32_t id);
@@ -34,6 +35,7 @@ class StreamDecoder {
 
  private:
   const Tokenizer& tokenizer_;
+  bool show_control_;
   std::string pending_;  // an incomplete but still valid UTF-8 prefix
 };
 

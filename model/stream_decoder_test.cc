@@ -50,9 +50,25 @@ TEST(StreamDecoderTest, InvalidBytesBecomeReplacementAtOnce) {
   EXPECT_EQ(d.Push('z'), "z");  // usable after Flush
 }
 
-TEST(StreamDecoderTest, ControlTokensPassThrough) {
+// Control tokens show nothing and leave a held-back character held (the
+// bytes that complete it may follow); user-defined added tokens are text.
+TEST(StreamDecoderTest, ControlTokensShowNothing) {
   auto tok = Tiny();
   StreamDecoder d(*tok);
+  EXPECT_EQ(d.Push(0xE4), "");
+  for (const char* control : {"<|im_start|>", "<|im_end|>", "<|endoftext|>"}) {
+    EXPECT_EQ(d.Push(*tok->TokenId(control)), "") << control;
+  }
+  EXPECT_EQ(d.pending_bytes(), 1u);
+  EXPECT_EQ(d.Push(0xB8), "");
+  EXPECT_EQ(d.Push(0xAD), "\xE4\xB8\xAD");  // U+4E2D
+  EXPECT_EQ(d.Push(*tok->TokenId("<tool_call>")), "<tool_call>");
+  EXPECT_EQ(d.Flush(), "");
+}
+
+TEST(StreamDecoderTest, ControlTokensShownWhenAskedFor) {
+  auto tok = Tiny();
+  StreamDecoder d(*tok, /*show_control=*/true);
   EXPECT_EQ(d.Push(0xE4), "");
   // An added token arriving after an incomplete character: the held byte is
   // ill-formed now and is replaced; the token text follows.
