@@ -5,6 +5,8 @@
 #include <chrono>
 #include <cstring>
 #include <ctime>
+#include <random>
+#include <string>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -89,7 +91,12 @@ bool KeyAccepted(const ServeState& state, const httplib::Request& req) {
 }
 constexpr char kKeyRefused[] = "missing or wrong API key (Authorization: Bearer KEY)";
 
-std::atomic<uint64_t> next_id{1};
+// A response id's random part (24 hex digits): ids do not repeat across
+// restarts, as OpenAI's do not (a counter started at 1 with every process).
+std::string NewId() {
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  return absl::StrFormat("%016x%08x", rng(), static_cast<uint32_t>(rng()));
+}
 
 }  // namespace
 
@@ -361,8 +368,7 @@ void HttpGateway::Routes(const std::string& cors_origin) {
         return SendStatus(res, submitted.status());
       }
       ReplyContext ctx{kind,
-                       absl::StrCat(kind == ApiKind::kChat ? "chatcmpl-" : "cmpl-",
-                                    next_id.fetch_add(1)),
+                       absl::StrCat(kind == ApiKind::kChat ? "chatcmpl-" : "cmpl-", NewId()),
                        state.model_id, static_cast<int64_t>(std::time(nullptr))};
       std::shared_ptr<RequestStream> rs(std::move(*submitted));
       if (!stream) {

@@ -34,7 +34,12 @@ template <typename Int>
 absl::Status Integer(const json& j, const char* field, Int* out) {
   auto it = j.find(field);
   if (it == j.end() || it->is_null()) return absl::OkStatus();
-  if (!it->is_number_integer()) return TypeError(field, "an integer");
+  if (!it->is_number_integer()) {
+    // Integers past 64 bits parse as floating point.
+    const bool whole = it->is_number_float() && std::abs(it->get<double>()) >= 0x1p63 &&
+                       std::isfinite(it->get<double>());
+    return TypeError(field, whole ? "an integer in range" : "an integer");
+  }
   if constexpr (std::is_unsigned_v<Int>) {
     if (it->is_number_unsigned()) {
       *out = static_cast<Int>(it->get<uint64_t>());
@@ -144,7 +149,6 @@ absl::StatusOr<std::vector<int32_t>> Messages(const json& j, const Tokenizer& to
       return TypeError(absl::StrCat("messages[", i, "].role"), "a string");
     }
     std::string role = role_it->get<std::string>();
-    if (role == "developer") role = "system";  // OpenAI's newer name for it
     // An assistant turn may carry tool calls and no content (null).
     auto content = m.find("content");
     auto calls = m.find("tool_calls");
@@ -207,10 +211,36 @@ absl::Status RejectUnsupported(const json& j) {
       return unsupported(absl::StrCat("'", field, "' (constrained output)"));
     }
   }
+  // llama.cpp's token probabilities; OpenAI's audio output and predicted outputs.
+  if (const json* v = set("n_probs"); v != nullptr && !(v->is_number_integer() && *v == 0)) {
+    return unsupported("'n_probs'");
+  }
+  if (const json* v = set("modalities"); v != nullptr && *v != json::array({"text"})) {
+    return unsupported("'modalities' other than [\"text\"]");
+  }
+  if (set("audio") != nullptr) return unsupported("'audio' (audio output)");
+  if (set("prediction") != nullptr) return unsupported("'prediction' (predicted outputs)");
   if (const json* v = set("echo"); v != nullptr && *v != false) return unsupported("'echo'");
   if (const json* v = set("best_of"); v != nullptr && *v != 1) return unsupported("'best_of' > 1");
   if (const json* v = set("suffix"); v != nullptr && *v != "") return unsupported("'suffix'");
   return absl::OkStatus();
+}
+
+// The parser's reason for refusing `body` ("number overflow parsing
+// '1e400'", "syntax error ... at line 1, column 5"), its
+// "[json.exception.*] " tag left out.
+absl::Status InvalidJson(std::string_view body) {
+  std::string why;
+  try {
+    (void)json::parse(body);
+  } catch (const json::exception& e) {
+    why = e.what();
+    if (const size_t tag = why.find("] "); why.rfind("[json.exception.", 0) == 0 && tag != why.npos) {
+      why.erase(0, tag + 2);
+    }
+  }
+  return absl::InvalidArgumentError(
+      why.empty() ? "request body is not valid JSON" : absl::StrCat("request body is not valid JSON: ", why));
 }
 
 // The deepest nesting of objects and arrays in `body`, brackets inside
@@ -259,7 +289,7 @@ absl::StatusOr<OpenAiRequest> ParseOpenAiRequest(ApiKind kind, std::string_view 
         absl::StrCat("request body nests JSON deeper than ", kMaxJsonDepth, " levels"));
   }
   json j = json::parse(body, /*cb=*/nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded()) return absl::InvalidArgumentError("request body is not valid JSON");
+  if (j.is_discarded()) return InvalidJson(body);
   if (!j.is_object()) return absl::InvalidArgumentError("request body must be a JSON object");
   OpenAiRequest r;
   r.kind = kind;

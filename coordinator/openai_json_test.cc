@@ -109,7 +109,8 @@ TEST_F(OpenAiJsonTest, AcceptsWhatOpenAiClientsSend) {
       "tools": [], "tool_choice": "none", "logprobs": false, "top_logprobs": 0,
       "response_format": {"type": "text"}})").ok());
   EXPECT_TRUE(Parse(ApiKind::kCompletion, R"({"prompt": "x", "echo": false, "best_of": 1,
-      "suffix": "", "logprobs": 0, "logit_bias": {}, "grammar": "", "json_schema": {}})").ok());
+      "suffix": "", "logprobs": 0, "logit_bias": {}, "grammar": "", "json_schema": {},
+      "n_probs": 0, "modalities": ["text"]})").ok());
   // developer = system; an assistant's tool calls (content null) rendered as
   // Qwen's template does; text parts joined by newlines.
   r = Parse(ApiKind::kChat, R"({"messages": [
@@ -159,6 +160,15 @@ TEST_F(OpenAiJsonTest, BadInputNamesTheProblem) {
       {R"({})", "prompt"},
       {"{\"prompt\": \"\xff\"}", "JSON"},
       {"not json", "JSON"},
+      // The parser's reason follows.
+      {R"({"prompt": "x", "temperature": 1e400})", "number overflow parsing '1e400'"},
+      {R"({"prompt": "x",})", "line 1, column 16"},
+      // An integer past 64 bits is one, out of range.
+      {R"({"prompt": "x", "seed": 18446744073709551621})", "'seed' must be an integer in range"},
+      {R"({"prompt": "x", "n_probs": 3})", "n_probs"},
+      {R"({"prompt": "x", "modalities": ["text", "audio"]})", "modalities"},
+      {R"({"prompt": "x", "audio": {"voice": "alloy", "format": "wav"}})", "audio"},
+      {R"({"prompt": "x", "prediction": {"type": "content", "content": "x"}})", "prediction"},
   };
   for (const auto& [body, needle] : cases) {
     auto r = Parse(ApiKind::kCompletion, body);

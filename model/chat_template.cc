@@ -21,22 +21,26 @@ void AppendTurn(std::string_view role, std::string_view content, std::string* ou
 absl::StatusOr<std::string> RenderChatMl(absl::Span<const ChatMessage> messages,
                                          bool add_generation_prompt,
                                          std::string_view default_system) {
+  // "developer" is OpenAI's newer name for the system role.
+  auto role_of = [&](size_t i) -> std::string_view {
+    return messages[i].role == "developer" ? "system" : std::string_view(messages[i].role);
+  };
   for (size_t i = 0; i < messages.size(); ++i) {
-    const std::string& role = messages[i].role;
+    const std::string_view role = role_of(i);
     if (role != "system" && role != "user" && role != "assistant" && role != "tool") {
       return absl::InvalidArgumentError(absl::StrFormat(
-          "message %d has %s role \"%s\" (expected system, user, assistant or tool)", i,
-          role.empty() ? "an empty" : "an unknown", role));
+          "message %d has %s role \"%s\" (expected system, developer, user, assistant or tool)",
+          i, role.empty() ? "an empty" : "an unknown", role));
     }
   }
   std::string out;
-  if (!default_system.empty() && (messages.empty() || messages[0].role != "system")) {
+  if (!default_system.empty() && (messages.empty() || role_of(0) != "system")) {
     AppendTurn("system", default_system, &out);
   }
   for (size_t i = 0; i < messages.size(); ++i) {
     const ChatMessage& m = messages[i];
-    if (m.role != "tool") {
-      AppendTurn(m.role, m.content, &out);
+    if (role_of(i) != "tool") {
+      AppendTurn(role_of(i), m.content, &out);
       continue;
     }
     // Qwen2.5: a run of tool messages forms one user turn.

@@ -33,7 +33,7 @@
 namespace st {
 
 struct ChatMessage {
-  std::string role;  // "system", "user", "assistant" or "tool"
+  std::string role;  // "system" (or "developer"), "user", "assistant" or "tool"
   std::string content;
 };
 

@@ -28,6 +28,10 @@ TEST(ChatTemplateTest, DefaultSystemOnlyWhenMissing) {
   const std::vector<ChatMessage> with_system = {{"system", "Be brief."}, {"user", "Hi"}};
   EXPECT_EQ(RenderChatMl(with_system, false, sys).value(),
             "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n");
+  // "developer" (OpenAI's newer name) is the system turn, for every API.
+  const std::vector<ChatMessage> with_developer = {{"developer", "Be brief."}, {"user", "Hi"}};
+  EXPECT_EQ(RenderChatMl(with_developer, false, sys).value(),
+            "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n");
   EXPECT_EQ(RenderChatMl({}, true, sys).value(),
             "<|im_start|>system\n" + sys + "<|im_end|>\n<|im_start|>assistant\n");
   EXPECT_EQ(RenderChatMl({}, false).value(), "");

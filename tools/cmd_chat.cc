@@ -33,6 +33,7 @@ void RegisterChat(CLI::App& app) {
     auto fail = Fail;
     auto model = LoadModel(f->gen);
     if (!model.ok()) return fail(model.status());
+    f->gen.ctx_size = ContextSize((*model)->config(), f->gen.ctx_size);
     auto offload = ApplyOffloadOrWorkers(**model, f->offload, f->gen.cluster, f->gen.ctx_size);
     if (!offload.ok()) return Fail(offload.status());
     Session session(**model, f->gen.ctx_size);

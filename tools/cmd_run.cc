@@ -45,6 +45,7 @@ void RegisterRun(CLI::App& app) {
     }
     auto model = LoadModel(f->gen);
     if (!model.ok()) return fail(model.status());
+    f->gen.ctx_size = ContextSize((*model)->config(), f->gen.ctx_size);
     auto offload = ApplyOffloadOrWorkers(**model, f->offload, f->gen.cluster, f->gen.ctx_size);
     if (!offload.ok()) return fail(offload.status());
     std::string text = f->prompt;

@@ -238,6 +238,7 @@ void RegisterServe(CLI::App& app) {
                                            .max_batch = f->batch,
                                            .dense_kquant_as_stored = DenseKQuantAsStored(f->kquant)});
     if (!model.ok()) return Fail(model.status());
+    f->ctx = ContextSize((*model)->config(), f->ctx);
     // Experts on workers (--workers / --cluster-config), or from the pack
     // beside the model (as run/chat do); with --memory-budget the plan
     // reserves KV caches for the requests that can run at once (--parallel,

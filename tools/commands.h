@@ -11,6 +11,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/numbers.h"
 #include "common/units.h"
+#include "model/config.h"
 
 namespace st::tools {
 
@@ -58,6 +59,16 @@ inline absl::StatusOr<uint64_t> BandwidthBytes(const std::string& flag) {
                  "roofline then measures them, not memory (use 64MiB or more)\n", flag.c_str());
   }
   return *bytes;
+}
+
+// The context a run gets for --ctx `requested`: at most the model's trained
+// context length (as Session and the engine cap it), with a warning on
+// stderr when that lowers it.
+inline int64_t ContextSize(const ModelConfig& config, int64_t requested) {
+  if (requested <= config.context_length) return requested;
+  std::fprintf(stderr, "warning: context size %lld lowered to %lld, the model's context length\n",
+               static_cast<long long>(requested), static_cast<long long>(config.context_length));
+  return config.context_length;
 }
 
 }  // namespace st::tools

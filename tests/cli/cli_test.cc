@@ -94,6 +94,20 @@ TEST_F(CliTest, RunJsonIsReproducibleWithASeed) {
   EXPECT_GT(ja["decode_tokens_per_second"].get<double>(), 0);
 }
 
+// A --ctx-size past the model's context length is lowered to it, and said so.
+TEST_F(CliTest, ContextPastTheModelsIsLoweredWithAWarning) {
+  auto run = [&](const char* ctx) {
+    return testing::RunShell(absl::StrCat("'", ST_CLI, "' run -m '", model_,
+                                          "' -p 'Hello' -n 2 --json -t 2 -c ", ctx, " 2>&1"));
+  };
+  testing::ShellRun r = run("100000");
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_NE(r.out.find("warning: context size 100000 lowered to 4096"), std::string::npos) << r.out;
+  r = run("4096");
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_EQ(r.out.find("lowered"), std::string::npos) << r.out;
+}
+
 // A model whose chat template adds a default system turn (Qwen2.5-style)
 // gets it in `run --chat` when --system is not given, and not otherwise.
 TEST_F(CliTest, ChatPromptHasTheTemplatesDefaultSystemTurn) {
