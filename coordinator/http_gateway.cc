@@ -394,8 +394,7 @@ void HttpGateway::Routes(const std::string& cors_origin) {
         return;
       }
       res.set_header("Cache-Control", "no-cache");
-      res.set_chunked_content_provider(
-          "text/event-stream",
+      httplib::ContentProviderWithoutLength events =
           [rs, ctx, include_usage](size_t, httplib::DataSink& sink) {
             auto send = [&](const json& j) {
               const std::string line = absl::StrCat("data: ", Dump(j), "\n\n");
@@ -434,8 +433,18 @@ void HttpGateway::Routes(const std::string& cors_origin) {
             sink.write(done.data(), done.size());
             sink.done();
             return true;
-          },
-          [rs](bool) { rs->Cancel(); });  // the client left before the end: stop generating
+          };
+      // The client left before the end: stop generating.
+      auto left = [rs](bool) { rs->Cancel(); };
+      if (req.version == "HTTP/1.0") {
+        // No chunked encoding in HTTP/1.0 (RFC 9112 6.1; nginx talks it to
+        // upstreams by default): the events as they come, then the
+        // connection closes.
+        res.set_header("Connection", "close");
+        res.set_content_provider("text/event-stream", std::move(events), std::move(left));
+      } else {
+        res.set_chunked_content_provider("text/event-stream", std::move(events), std::move(left));
+      }
     };
   };
   svr.Post("/v1/completions", complete(ApiKind::kCompletion));

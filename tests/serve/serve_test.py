@@ -279,6 +279,20 @@ class ServeTest(unittest.TestCase):
         self.assertEqual(chunks[-1]["usage"]["completion_tokens"], 16)
         for c in chunks[:-2]:
             self.assertIsNone(c["choices"][0]["finish_reason"])
+        # An HTTP/1.0 client (nginx's default to upstreams) gets the same
+        # events without chunked encoding, then the connection closes.
+        body = json.dumps({"prompt": prompt, "max_tokens": 16, "temperature": 0,
+                           "ignore_eos": True, "stream": True}).encode()
+        got = raw_http(MAIN.http_port, [
+            b"POST /v1/completions HTTP/1.0\r\nContent-Type: application/json\r\n"
+            + f"Content-Length: {len(body)}\r\n\r\n".encode() + body], idle=30)
+        head, _, sse = got.partition(b"\r\n\r\n")
+        self.assertIn(b" 200 ", head.split(b"\r\n")[0])
+        self.assertNotIn(b"chunked", head.lower())
+        self.assertIn(b"connection: close", head.lower())
+        events = sse_events(sse.decode())
+        self.assertEqual(events[-1], "[DONE]")
+        self.assertEqual("".join(json.loads(e)["choices"][0]["text"] for e in events[:-1]), text)
 
     def test_eight_concurrent_greedy_requests_equal_solo(self):
         prompts = [f"Request number {i}: " + "abc" * i for i in range(8)]
