@@ -264,7 +264,10 @@ EngineStats Engine::stats() const {
     for (const auto& [t, n] : recent_) {
       if (now - t <= absl::Seconds(10)) tokens += n;
     }
-    s.recent_tokens_per_second = tokens / 10.0;
+    // Over the last 10 s, or since the start when that is less (right after
+    // it, 1819 tokens in 0.6 s had read as 181.9 tok/s).
+    const double window = std::clamp(s.uptime_seconds, 1e-3, 10.0);
+    s.recent_tokens_per_second = tokens / window;
     s.cache = cache_;
   }
   s.workers = ReadWorkerCounters(model_);  // thread-safe on its own

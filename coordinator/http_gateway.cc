@@ -116,7 +116,7 @@ std::string MetricsText(const EngineStats& s) {
   metric("llamacpp:n_decode_total", "counter", "Forward steps run by the scheduler",
          s.steps_total);
   metric("llamacpp:predicted_tokens_seconds", "gauge",
-         "Aggregate generation throughput over the last 10 s in tokens/s",
+         "Aggregate generation throughput over the last 10 s (or since start) in tokens/s",
          s.recent_tokens_per_second);
   metric("llamacpp:requests_processing", "gauge", "Number of requests processing.",
          s.requests_processing);
