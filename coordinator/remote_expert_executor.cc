@@ -85,29 +85,62 @@ absl::StatusOr<std::unique_ptr<RemoteExpertExecutor>> RemoteExpertExecutor::Crea
   }
   const int n = cluster.worker_size();
   r->workers_.resize(n);
+  // A worker that does not answer at start (down, asleep, not started yet)
+  // is left out and retried as a failed one is, while another answers: the
+  // run goes on without it. When none answers, or one answers and refuses
+  // (another model, a wrong token, a bad request, no worker service at
+  // all), the configuration is wrong: the run stops, naming each.
+  auto refused = [](const absl::Status& s) {
+    return absl::IsFailedPrecondition(s) || absl::IsUnauthenticated(s) ||
+           absl::IsInvalidArgument(s) || absl::IsResourceExhausted(s) ||
+           absl::IsPermissionDenied(s) || absl::IsUnimplemented(s);
+  };
+  std::vector<absl::Status> paired(n);
   for (int i = 0; i < n; ++i) {
     r->workers_[i].client =
         std::make_unique<WorkerClient>(cluster.worker(i).address(), r->cluster_, &r->cq_);
-    absl::Status s = r->workers_[i].client->Pair(fingerprint, config);
-    // Transport-level failures (not an answer of the worker's service).
-    if (!s.ok() && !absl::IsFailedPrecondition(s) && !absl::IsUnauthenticated(s) &&
-        !absl::IsInvalidArgument(s) && !absl::IsResourceExhausted(s)) {
-      s = absl::Status(s.code(), absl::StrCat(s.message(),
-                                              " (is the worker running at that address, and do "
-                                              "both sides agree on TLS?)"));
+    paired[i] = r->workers_[i].client->Pair(fingerprint, config);
+    if (refused(paired[i])) return paired[i];
+  }
+  if (n > 0 && std::none_of(paired.begin(), paired.end(), [](const auto& s) { return s.ok(); })) {
+    std::string why;
+    for (const absl::Status& s : paired) absl::StrAppend(&why, why.empty() ? "" : "; ", s.message());
+    return absl::Status(paired[0].code(),
+                        absl::StrCat(n == 1 ? "the worker did not answer: " : "no worker answered: ",
+                                     why, " (is the worker running at that address, and do both "
+                                     "sides agree on TLS?)"));
+  }
+  std::vector<bool> reached(n, false);
+  for (int i = 0; i < n; ++i) {
+    reached[i] = paired[i].ok();
+    if (!reached[i]) {
+      absl::MutexLock lock(&r->mu_);
+      r->StartDownLocked(i, paired[i]);
     }
-    ST_RETURN_IF_ERROR(s);
   }
   absl::MutexLock lock(&r->mu_);
-  for (int i = 0; i < n; ++i) r->DescribedLocked(i);
-  r->members_.assign(n, true);
+  for (int i = 0; i < n; ++i) {
+    if (reached[i]) r->DescribedLocked(i);
+  }
+  r->members_ = reached;
   r->assignments_ = Assignments(config.n_layers, config.n_experts, n);
   r->target_ = r->PlaceLocked(r->members_);
   for (int i = 0; i < n; ++i) {
+    if (!reached[i]) continue;
     Worker& w = r->workers_[i];
     Assignments::Set set = r->assignments_.SetOf(r->target_, i);
-    ST_RETURN_IF_ERROR(w.client->Assign(r->assignments_.Keys(set)));
-    ST_RETURN_IF_ERROR(w.client->OpenStream());
+    absl::Status s = w.client->Assign(r->assignments_.Keys(set));
+    if (s.ok()) s = w.client->OpenStream();
+    if (refused(s)) return s;
+    if (!s.ok()) {
+      // Its experts stay with the coordinator until the first step places
+      // them again without it.
+      r->members_[i] = false;
+      r->StartDownLocked(i, s);
+      absl::StrAppend(&r->recompute_why_, r->recompute_why_.empty() ? "" : "; ", "worker ",
+                      w.client->address(), " failed its first Assign");
+      continue;
+    }
     r->assignments_.SetHeld(i, std::move(set));
     w.up = true;
     LOG(INFO) << "worker " << w.client->address() << " owns " << r->target_.Count(i)
@@ -116,7 +149,7 @@ absl::StatusOr<std::unique_ptr<RemoteExpertExecutor>> RemoteExpertExecutor::Crea
   r->route_ = r->assignments_.Route(r->target_, r->members_);
   r->route_stale_ = false;
   r->PackLocalExperts();
-  r->stats_.workers_up = n;
+  r->stats_.workers_up = static_cast<int>(std::count(r->members_.begin(), r->members_.end(), true));
   r->jobs_.resize(n);
   for (int i = 0; i < n; ++i) {
     r->supervisors_.emplace_back([p = r.get(), i] { p->Supervise(i); });

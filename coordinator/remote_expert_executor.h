@@ -184,6 +184,9 @@ class RemoteExpertExecutor : public ExpertExecutor {
   // of the placement that includes it, opens its stream.
   absl::Status Admit(int i);
   void MarkDown(int i, const absl::Status& why);
+  // Worker i did not answer at start (`why`): down from the outset, its
+  // supervisor retrying it with backoff; not a failover.
+  void StartDownLocked(int i, const absl::Status& why) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Step boundary (main thread): takes in re-admitted workers and failed
   // Assigns, recomputes placement if needed, hands Assign jobs to the
   // workers' supervisors and refreshes route_.

@@ -117,6 +117,19 @@ void RemoteExpertExecutor::MarkDown(int i, const absl::Status& why) {
   down_.insert(i);
 }
 
+void RemoteExpertExecutor::StartDownLocked(int i, const absl::Status& why) {
+  Worker& w = workers_[i];
+  w.up = false;
+  w.backoff_ms = BackoffMinMs(cluster_);
+  w.next_attempt = Clock::now() + std::chrono::milliseconds(w.backoff_ms);
+  w.admit_error = why;  // its supervisor says more only if the reason changes
+  down_.insert(i);
+  LOG(WARNING) << "worker " << w.client->address() << " did not answer at start (" << why
+               << "; is it running at that address, and do both sides agree on TLS?): "
+                  "running without it, and retrying every "
+               << BackoffMaxMs(cluster_) << " ms at most until it does";
+}
+
 void RemoteExpertExecutor::BeginStep() {
   std::vector<std::pair<int, absl::Status>> failed;
   {

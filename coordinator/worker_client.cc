@@ -121,6 +121,11 @@ absl::Status WorkerClient::Pair(uint64_t fingerprint, const ModelConfig& config)
     const CancellableCall cancellable(this, ctx.get());
     s = stub_->Describe(ctx.get(), v1::DescribeRequest(), &d);
   }
+  if (s.error_code() == grpc::StatusCode::UNIMPLEMENTED) {
+    return absl::UnimplementedError(absl::StrCat(
+        "the gRPC server at ", address_, " is no smallthinker worker (it has no ExpertService",
+        s.error_message().empty() ? "" : ": ", s.error_message(), ")"));
+  }
   if (!s.ok()) {
     return absl::Status(static_cast<absl::StatusCode>(s.error_code()),
                         absl::StrCat("worker ", address_, ": ", s.error_message()));

@@ -327,6 +327,61 @@ TEST_F(ClusterTest, KilledWorkerFailsOverAndIsReadmitted) {
   }
 }
 
+// A worker that does not answer at start is left out, not fatal: the run
+// goes on with the others and the worker joins once it answers. None
+// answering, or one that answers and is no worker at all, stops the run.
+TEST_F(ClusterTest, WorkerDownAtStartIsLeftOutThenAdmitted) {
+  const Trace want = Reference(16);
+  auto w1 = StartWorker(), w2 = StartWorker();
+  ASSERT_TRUE(w1 && w2);
+  const std::string address = w1->address();
+  w1->Kill();  // nothing listens at `address` now
+  w1.reset();
+  auto m = Load();
+  v1::ClusterConfig c = Cluster({address, w2->address()});
+  c.set_rebalance_factor(-1);
+  auto remote = AttachWorkers(*m, c);
+  ASSERT_TRUE(remote.ok()) << remote.status();
+  RemoteExpertExecutor& r = **remote;
+  EXPECT_EQ(r.stats().workers_up, 1);
+  EXPECT_EQ(r.OwnedCounts()[0], 0);
+  EXPECT_GT(r.OwnedCounts()[1], 0);
+  EXPECT_EQ(r.stats().failovers, 0u) << "not a failover";
+  ExpectBitIdentical(want, Greedy(*m, kPrompt, 16));
+  w1 = StartWorker({}, address);
+  ASSERT_TRUE(w1);
+  ASSERT_TRUE(DecodeUntil(*m, [&] { return r.stats().readmissions >= 1; })) << r.Summary();
+  EXPECT_EQ(r.stats().workers_up, 2);
+  ASSERT_TRUE(DecodeUntil(*m, [&] { return r.OwnedCounts()[0] > 0; })) << r.Summary();
+  ExpectBitIdentical(want, Greedy(*m, kPrompt, 16));
+
+  // No worker answering at all is a configuration to fix, each named.
+  auto alone = Load();
+  auto none = AttachWorkers(*alone, Cluster({"127.0.0.1:1", "127.0.0.1:2"}));
+  ASSERT_FALSE(none.ok());
+  EXPECT_EQ(none.status().code(), absl::StatusCode::kUnavailable) << none.status();
+  for (const char* named : {"no worker answered", "127.0.0.1:1", "127.0.0.1:2", "TLS"}) {
+    EXPECT_NE(none.status().message().find(named), std::string::npos) << none.status();
+  }
+
+  // A gRPC server without the expert service (a bare health service):
+  // refused, said so.
+  grpc::health::v1::Health::Service health;
+  grpc::ServerBuilder builder;
+  builder.RegisterService(&health);
+  int port = 0;
+  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+  std::unique_ptr<grpc::Server> other = builder.BuildAndStart();
+  ASSERT_NE(other, nullptr);
+  auto wrong = Load();
+  auto refused = AttachWorkers(*wrong, Cluster({absl::StrCat("127.0.0.1:", port)}));
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kUnimplemented);
+  EXPECT_NE(refused.status().message().find("no smallthinker worker"), std::string::npos)
+      << refused.status();
+  other->Shutdown();
+}
+
 // A worker on the coordinator's host over a Unix domain socket (unix:PATH
 // for --listen and --workers), next to one on TCP loopback: the same logits;
 // killed with -9 (its socket file stays behind) and restarted on the same
