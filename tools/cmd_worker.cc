@@ -58,6 +58,19 @@ void RegisterWorker(CLI::App& app) {
     if (f->options.token.empty()) {
       if (const char* env = std::getenv("ST_WORKER_TOKEN")) f->options.token = env;
     }
+    // Beyond loopback, anyone who reaches the port can Assign the worker
+    // (taking it from its coordinator) or load it with Compute calls.
+    std::string host;
+    int port = 0;
+    if (UnixSocketPath(f->options.listen).empty() &&
+        SplitHostPort(f->options.listen, &host, &port).ok() && !IsLoopback(host) &&
+        f->options.token.empty() && f->options.tls_ca.empty()) {
+      std::fprintf(stderr,
+                   "warning: listening beyond loopback on %s with no --token (or "
+                   "$ST_WORKER_TOKEN) and no --tls-ca: anyone who reaches the port can use "
+                   "this worker\n",
+                   host.c_str());
+    }
     // Signals are handled by one thread that shuts the server down.
     sigset_t set;
     sigemptyset(&set);

@@ -108,6 +108,22 @@ TEST_F(CliTest, ContextPastTheModelsIsLoweredWithAWarning) {
   EXPECT_EQ(r.out.find("lowered"), std::string::npos) << r.out;
 }
 
+// A worker open beyond loopback with neither a token nor client
+// certificates says so; with a token it does not.
+TEST_F(CliTest, UnprotectedWorkerBeyondLoopbackWarns) {
+  auto worker = [&](const char* extra) {
+    return testing::RunShell(absl::StrCat("timeout -s TERM 2 '", ST_CLI, "' worker -m '", model_,
+                                          "' -t 1 --listen 0.0.0.0:0 ", extra, " 2>&1"));
+  };
+  testing::ShellRun r = worker("");
+  EXPECT_NE(r.out.find("listening 0.0.0.0:"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("warning: listening beyond loopback on 0.0.0.0 with no --token"),
+            std::string::npos) << r.out;
+  r = worker("--token secret");
+  EXPECT_NE(r.out.find("listening 0.0.0.0:"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("warning"), std::string::npos) << r.out;
+}
+
 // A model whose chat template adds a default system turn (Qwen2.5-style)
 // gets it in `run --chat` when --system is not given, and not otherwise.
 TEST_F(CliTest, ChatPromptHasTheTemplatesDefaultSystemTurn) {
