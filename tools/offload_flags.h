@@ -105,6 +105,22 @@ inline void AddOffloadFlags(CLI::App* cmd, OffloadFlags* f, bool records_stats =
   }
 }
 
+// The pack's flags given with other than their defaults (for the warning
+// that they are ignored when no pack is in use).
+inline std::vector<std::string> PackFlagsGiven(const OffloadFlags& f) {
+  const OffloadFlags defaults;
+  std::vector<std::string> given;
+  if (!f.pack.empty()) given.push_back("--pack");
+  if (f.io != defaults.io) given.push_back("--io");
+  if (f.queue_depth != defaults.queue_depth) given.push_back("--io-depth");
+  if (f.io_chunk != defaults.io_chunk) given.push_back("--io-chunk");
+  if (f.speculate) given.push_back("--speculate");
+  if (f.no_pin) given.push_back("--no-pin");
+  if (f.pin_fraction != defaults.pin_fraction) given.push_back("--pin-fraction");
+  if (f.no_stats) given.push_back("--no-stats");
+  return given;
+}
+
 // Applies the flags to a loaded model. Returns nullptr when the model runs
 // without a pack (and no budget was asked for). The Offload is owned by the model.
 inline absl::StatusOr<Offload*> ApplyOffload(Model& model, const OffloadFlags& f,
@@ -138,16 +154,7 @@ inline absl::StatusOr<Offload*> ApplyOffload(Model& model, const OffloadFlags& f
   if (!offload.ok()) return offload.status();
   if (*offload == nullptr) {
     // Experts run from the GGUF mapping: the pack's flags have nothing to act on.
-    const OffloadFlags defaults;
-    std::vector<std::string> unused;
-    if (!f.pack.empty()) unused.push_back("--pack");
-    if (f.io != defaults.io) unused.push_back("--io");
-    if (f.queue_depth != defaults.queue_depth) unused.push_back("--io-depth");
-    if (f.io_chunk != defaults.io_chunk) unused.push_back("--io-chunk");
-    if (f.speculate) unused.push_back("--speculate");
-    if (f.no_pin) unused.push_back("--no-pin");
-    if (f.pin_fraction != defaults.pin_fraction) unused.push_back("--pin-fraction");
-    if (f.no_stats) unused.push_back("--no-stats");
+    const std::vector<std::string> unused = PackFlagsGiven(f);
     if (!unused.empty()) {
       std::fprintf(stderr, "warning: %s ignored: no expert pack is in use%s\n",
                    absl::StrJoin(unused, ", ").c_str(),

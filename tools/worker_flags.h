@@ -3,12 +3,16 @@
 #pragma once
 
 #include <cstdio>
+#include <filesystem>
 #include <string>
+#include <vector>
 
 #include "CLI/CLI.hpp"
+#include "absl/strings/str_join.h"
 #include "coordinator/remote_expert_executor.h"
 #include "model/model.h"
 #include "nlohmann/json.hpp"
+#include "storage/expert_pack.h"
 #include "tools/offload_flags.h"
 
 namespace st::tools {
@@ -66,6 +70,19 @@ inline absl::StatusOr<Offload*> ApplyOffloadOrWorkers(Model& model, const Offloa
         "--memory-budget)");
   }
   if (absl::Status s = AttachWorkerFlags(model, workers); !s.ok()) return s;
+  // The coordinator's share and failovers compute from the GGUF mapping,
+  // as the workers do: a pack's re-laid (re-rounded) down matrices would
+  // make the numbers depend on where each expert ran.
+  if (const std::vector<std::string> unused = PackFlagsGiven(offload); !unused.empty()) {
+    std::fprintf(stderr, "warning: %s ignored: with workers, experts run from the GGUF\n",
+                 absl::StrJoin(unused, ", ").c_str());
+  } else if (const std::string pack = DefaultPackPath(model.path());
+             !offload.no_pack && std::filesystem::exists(pack)) {
+    std::fprintf(stderr,
+                 "note: with workers, experts run from the GGUF, not the pack beside it (%s): "
+                 "tokens equal those of a run with --no-pack\n",
+                 pack.c_str());
+  }
   return nullptr;
 }
 

@@ -462,6 +462,44 @@ TEST_F(ClusterTest, BenchVsLocalTimesClusterAndAloneInTurns) {
   EXPECT_NE(bench("--vs-local").exit_code, 0) << "--vs-local without workers";
 }
 
+// With workers the coordinator computes from the GGUF, as workers do: a
+// pack beside the model is not used, and that is said (the tokens are then
+// those of a run with --no-pack); pack flags given anyway are named as
+// ignored.
+TEST_F(ClusterTest, WithWorkersAPackBesideIsNamedAsUnused) {
+  auto w = StartWorker();
+  ASSERT_TRUE(w);
+  ASSERT_EQ(testing::RunShell(absl::StrCat("'", ST_CLI, "' convert '", model_path_, "' -q 2>&1"))
+                .exit_code,
+            0);
+  const std::string err = dir_.File("err.txt");
+  auto run = [&](const std::string& args) {
+    testing::ShellRun r = testing::RunShell(
+        absl::StrCat("'", ST_CLI, "' run -m '", model_path_, "' -p Hi -n 6 --temp 0 --ignore-eos "
+                     "--json -t 1 ", args, " 2>'", err, "'"));
+    std::ifstream in(err);
+    std::string e((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    return std::make_pair(r, e);
+  };
+  const auto [cluster, cluster_err] = run("--workers " + w->address());
+  ASSERT_EQ(cluster.exit_code, 0) << cluster_err;
+  EXPECT_NE(cluster_err.find("note: with workers, experts run from the GGUF, not the pack beside "
+                             "it"),
+            std::string::npos)
+      << cluster_err;
+  const auto [plain, plain_err] = run("--no-pack");
+  ASSERT_EQ(plain.exit_code, 0) << plain_err;
+  EXPECT_EQ(nlohmann::json::parse(cluster.out)["generated_ids"],
+            nlohmann::json::parse(plain.out)["generated_ids"]);
+  const auto [flags, flags_err] =
+      run(absl::StrCat("--workers ", w->address(), " --pack '", model_path_, ".stpack' --speculate"));
+  ASSERT_EQ(flags.exit_code, 0) << flags_err;
+  EXPECT_NE(flags_err.find("warning: --pack, --speculate ignored: with workers, experts run from "
+                           "the GGUF"),
+            std::string::npos)
+      << flags_err;
+}
+
 // A second worker on an address a live one listens on is refused: gRPC's
 // default SO_REUSEPORT had let it share the TCP port, and on a Unix socket
 // it replaced the live worker's socket file. A stale file (its worker
