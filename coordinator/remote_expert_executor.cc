@@ -110,6 +110,17 @@ absl::StatusOr<std::unique_ptr<RemoteExpertExecutor>> RemoteExpertExecutor::Crea
                                      why, " (is the worker running at that address, and do both "
                                      "sides agree on TLS?)"));
   }
+  for (int i = 0; i < n; ++i) {
+    for (int j = 0; j < i && paired[i].ok(); ++j) {
+      const auto& a = r->workers_[j].client->description();
+      const auto& b = r->workers_[i].client->description();
+      if (paired[j].ok() && a.instance_id() != 0 && a.instance_id() == b.instance_id()) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "workers ", r->workers_[j].client->address(), " and ", r->workers_[i].client->address(),
+            " are one worker process (the same instance id): list each worker once"));
+      }
+    }
+  }
   std::vector<bool> reached(n, false);
   for (int i = 0; i < n; ++i) {
     reached[i] = paired[i].ok();

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstring>
+#include <random>
 #include <ranges>
 
 #include "absl/strings/numbers.h"
@@ -58,6 +59,7 @@ ExpertServiceImpl::ExpertServiceImpl(const ModelConfig& config, ExpertStore* sto
       store_(store),
       pool_(pool),
       info_(std::move(info)),
+      instance_id_(std::random_device{}() * (uint64_t{1} << 32) ^ std::random_device{}()),
       assigned_(static_cast<size_t>(config.n_layers) * config.n_experts, 0) {}
 
 grpc::Status ExpertServiceImpl::CheckToken(const grpc::ServerContext* ctx) const {
@@ -102,6 +104,7 @@ grpc::Status ExpertServiceImpl::Describe(grpc::ServerContext* ctx, const v1::Des
   resp->set_threads(info_.threads);
   resp->set_version("smallthinker-worker 0.1");
   resp->set_combines_tokens(true);
+  resp->set_instance_id(instance_id_);
   return grpc::Status::OK;
 }
 

@@ -79,6 +79,7 @@ class ExpertServiceImpl final
   ExpertStore* store_;
   ThreadPool* pool_;
   const ExpertServiceInfo info_;
+  const uint64_t instance_id_;  // DescribeResponse.instance_id
 
   // Lock order: assign_mu_, compute_mu_, mu_.
   absl::Mutex assign_mu_;  // one Assign at a time

@@ -462,6 +462,23 @@ TEST_F(ClusterTest, BenchVsLocalTimesClusterAndAloneInTurns) {
   EXPECT_NE(bench("--vs-local").exit_code, 0) << "--vs-local without workers";
 }
 
+// One worker listed under two addresses is refused: as two workers they
+// had kept replacing each other's assignment (49 failovers in 1.4 s).
+TEST_F(ClusterTest, OneWorkerListedTwiceIsRefused) {
+  auto w = StartWorker();
+  ASSERT_TRUE(w);
+  const std::string port = w->address().substr(w->address().rfind(':') + 1);
+  auto m = Load();
+  auto remote = AttachWorkers(*m, Cluster({w->address(), "localhost:" + port}));
+  ASSERT_FALSE(remote.ok());
+  EXPECT_EQ(remote.status().code(), absl::StatusCode::kInvalidArgument) << remote.status();
+  EXPECT_NE(remote.status().message().find("are one worker process"), std::string::npos)
+      << remote.status();
+  auto w2 = StartWorker();
+  ASSERT_TRUE(w2);
+  EXPECT_TRUE(AttachWorkers(*m, Cluster({w->address(), w2->address()})).ok());
+}
+
 // With workers the coordinator computes from the GGUF, as workers do: a
 // pack beside the model is not used, and that is said (the tokens are then
 // those of a run with --no-pack); pack flags given anyway are named as
