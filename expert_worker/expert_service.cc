@@ -253,9 +253,12 @@ absl::Status ExpertServiceImpl::Validate(const v1::ComputeRequest& req) const {
     return absl::InvalidArgumentError(absl::StrCat("step ", req.step_id(), ": ", req.row_size(),
                                                    " rows but ", req.expert_size(), " experts"));
   }
-  if (req.row_size() < 1 || req.row_size() > kMaxComputeItems) {
+  // items <= 4096 * top_k, at most 65536 (expert.proto).
+  const int max_items = static_cast<int>(
+      std::min<int64_t>(kMaxComputeItems, int64_t{kMaxComputeRows} * config_.top_k));
+  if (req.row_size() < 1 || req.row_size() > max_items) {
     return absl::InvalidArgumentError(absl::StrCat("step ", req.step_id(), ": ", req.row_size(),
-                                                   " items outside [1, ", kMaxComputeItems, "]"));
+                                                   " items outside [1, ", max_items, "]"));
   }
   if (req.weight_size() > 0) {
     if (req.weight_size() != req.row_size()) {

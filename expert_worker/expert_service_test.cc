@@ -50,5 +50,20 @@ TEST(ExpertServiceValidateTest, ARequestWhoseReplyCannotFitIsRefused) {
   EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << s;
 }
 
+// Items are at most 4096 x top_k (expert.proto), not a flat 65536.
+TEST(ExpertServiceValidateTest, ItemsAreCappedAtRowsTimesTopK) {
+  ModelConfig c;
+  c.d_model = 64;
+  c.n_layers = 2;
+  c.n_experts = 8;
+  c.top_k = 2;
+  ExpertServiceImpl service(c, /*store=*/nullptr, /*pool=*/nullptr, ExpertServiceInfo{});
+  absl::Status s = service.Validate(Items(c, kMaxComputeRows * 2 + 1));
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+  EXPECT_NE(s.message().find("items outside [1, 8192]"), std::string::npos) << s;
+  s = service.Validate(Items(c, kMaxComputeRows * 2));
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << s;  // unassigned, as above
+}
+
 }  // namespace
 }  // namespace st
