@@ -394,10 +394,14 @@ absl::Status RemoteExpertExecutor::Run(int layer, const Routes& routes, const fl
         // waited.
         const Clock::time_point read = w.client->reply_time();
         const int64_t wake = read > await_start ? us(await_end - last_read) : 0;
-        overheads.push_back(us(read - w.sent) - r.compute_us() + wake);
+        // The worker's own figure, held to what this side saw (a worker
+        // reporting a negative or huge time made overheads of ~10^12 us).
+        const int64_t round_trip = us(read - w.sent);
+        const int64_t compute = std::clamp<int64_t>(r.compute_us(), 0, round_trip);
+        overheads.push_back(round_trip - compute + wake);
         submits.push_back(us(w.submitted - w.sent));
-        round_trips.push_back(us(read - w.sent));
-        computes.push_back(r.compute_us());
+        round_trips.push_back(round_trip);
+        computes.push_back(compute);
         wakes.push_back(wake);
         bytes_received += r.ByteSizeLong();
         const float* y = reinterpret_cast<const float*>(r.output().data());
