@@ -88,6 +88,11 @@ absl::Status ValidateClusterConfig(const v1::ClusterConfig& c) {
         "rebalance_factor ", c.rebalance_factor(),
         " is not a finite number (0 = the default, negative = off)"));
   }
+  if (c.rebalance_factor() > 0 && c.rebalance_factor() <= 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "rebalance_factor ", c.rebalance_factor(),
+        " must be above 1 (a share this many times off; 0 = the default 3, negative = off)"));
+  }
   if (c.spin_us() < 0 || c.spin_us() > 100000) {
     return absl::InvalidArgumentError(absl::StrCat("spin_us ", c.spin_us(), " outside [0, 100000]"));
   }
@@ -105,6 +110,14 @@ absl::Status ValidateClusterConfig(const v1::ClusterConfig& c) {
   for (const auto& [name, value] : non_negative) {
     if (value < 0) return absl::InvalidArgumentError(absl::StrCat(name, " ", value, " is negative"));
   }
+  {  // As the executor reads them: 0 = 200 and 10000 ms.
+    const int32_t lo = c.readmit_backoff_min_ms() > 0 ? c.readmit_backoff_min_ms() : 200;
+    const int32_t hi = c.readmit_backoff_max_ms() > 0 ? c.readmit_backoff_max_ms() : 10000;
+    if (lo > hi) {
+      return absl::InvalidArgumentError(absl::StrCat("readmit_backoff_min_ms ", lo,
+                                                     " is above readmit_backoff_max_ms ", hi));
+    }
+  }
   if (c.max_message_bytes() > kMaxMessageBytes) {
     return absl::InvalidArgumentError(absl::StrCat("max_message_bytes ", c.max_message_bytes(),
                                                    " is above the workers' cap, ",
@@ -115,6 +128,10 @@ absl::Status ValidateClusterConfig(const v1::ClusterConfig& c) {
   if (absl::Status s = ValidateWorkerToken(c.token(), "worker token"); !s.ok()) return s;
   if (c.tls_cert().empty() != c.tls_key().empty()) {
     return absl::InvalidArgumentError("tls_cert and tls_key go together (a client certificate and its key)");
+  }
+  if (!c.tls_server_name().empty() && c.tls_ca().empty()) {
+    return absl::InvalidArgumentError(
+        "tls_server_name without tls_ca: the name is checked only over TLS, which needs tls_ca");
   }
   if (!c.tls_cert().empty() && c.tls_ca().empty()) {
     return absl::InvalidArgumentError("tls_cert without tls_ca: mutual TLS needs the workers' CA too");

@@ -113,6 +113,16 @@ TEST(ClusterConfigTest, ValidateNamesTheBadField) {
       {[](auto& c) { c.set_max_message_bytes((64 << 20) + 1); }, "max_message_bytes"},
       {[](auto& c) { c.set_readmit_backoff_max_ms(-100); }, "readmit_backoff_max_ms"},
       {[](auto& c) { c.set_tls_cert("c.pem"); }, "tls_cert and tls_key"},
+      // Accepted before, to no effect (or, for 1.01, constant rebalancing).
+      {[](auto& c) { c.set_rebalance_factor(1.0); }, "must be above 1"},
+      {[](auto& c) { c.set_rebalance_factor(0.5); }, "must be above 1"},
+      {[](auto& c) { c.set_readmit_backoff_min_ms(20000); }, "above readmit_backoff_max_ms 10000"},
+      {[](auto& c) {
+         c.set_readmit_backoff_min_ms(500);
+         c.set_readmit_backoff_max_ms(400);
+       },
+       "readmit_backoff_min_ms 500"},
+      {[](auto& c) { c.set_tls_server_name("w.example"); }, "tls_server_name without tls_ca"},
       // gRPC aborted the coordinator that sent these as metadata.
       {[](auto& c) { c.set_token("p\xc3\xa4ssw\xc3\xb6rd"); }, "worker token"},
       {[](auto& c) { c.set_token("ab\ncd"); }, "printable ASCII"},

@@ -69,6 +69,11 @@ absl::StatusOr<std::unique_ptr<RemoteExpertExecutor>> RemoteExpertExecutor::Crea
     const ModelConfig& config, std::vector<ExpertStacks> stacks, uint64_t fingerprint,
     ThreadPool* pool, const v1::ClusterConfig& cluster, std::vector<std::vector<int>> hot_order) {
   ST_RETURN_IF_ERROR(ValidateClusterConfig(cluster));
+  if (cluster.hot_experts_local() > config.n_experts) {
+    return absl::InvalidArgumentError(absl::StrCat("hot_experts_local ", cluster.hot_experts_local(),
+                                                   " is more than the model's ", config.n_experts,
+                                                   " experts per layer"));
+  }
   PlacementOptions popt;
   popt.local_share = cluster.local_share();
   popt.hot_experts_local = cluster.hot_experts_local();

@@ -8,7 +8,9 @@
 #include <vector>
 
 #include "CLI/CLI.hpp"
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
 #include "coordinator/remote_expert_executor.h"
 #include "model/model.h"
 #include "nlohmann/json.hpp"
@@ -25,7 +27,14 @@ struct WorkerFlags {
 
 inline void AddWorkerFlags(CLI::App* cmd, WorkerFlags* f) {
   cmd->add_option("--workers", f->workers,
-                  "Expert workers host:port,... (started with `smallthinker worker`)");
+                  "Expert workers host:port,... (started with `smallthinker worker`)")
+      ->check(CLI::Validator(
+          [](std::string& s) -> std::string {
+            return absl::StripAsciiWhitespace(absl::StrReplaceAll(s, {{",", ""}})).empty()
+                       ? "no worker address given"
+                       : "";
+          },
+          "HOST:PORT,..."));
   cmd->add_option("--worker-token", f->token,
                   "Shared token for the workers, characters ! to ~ (default: $ST_WORKER_TOKEN)");
   cmd->add_option("--cluster-config", f->config_file,

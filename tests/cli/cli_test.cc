@@ -620,6 +620,9 @@ TEST_F(CliTest, BadFlagsAreRefusedUpFront) {
   // Found by a session-33 audit: errors that did not say what was wrong,
   // and an empty key that turned authentication off.
   refused(absl::StrCat("runn -m '", model_, "' -p x"), "unknown command 'runn'");
+  // Session 34: an empty worker list had run single-process without a word.
+  refused(absl::StrCat("run -m '", model_, "' -p x --workers ''"), "no worker address given");
+  refused(absl::StrCat("run -m '", model_, "' -p x --workers ' , '"), "no worker address given");
   refused(absl::StrCat("bench -m '", model_, "' -p -1 -n 8"), "-1 not in range");
   refused(absl::StrCat("bench -m '", model_, "' -p 8 -n 8 --bandwidth-size 0"),
           "bad --bandwidth-size '0'");

@@ -474,6 +474,13 @@ TEST_F(ClusterTest, OneWorkerListedTwiceIsRefused) {
   EXPECT_EQ(remote.status().code(), absl::StatusCode::kInvalidArgument) << remote.status();
   EXPECT_NE(remote.status().message().find("are one worker process"), std::string::npos)
       << remote.status();
+  // More hot experts kept local than a layer has: a configuration mistake.
+  v1::ClusterConfig hot = Cluster({w->address()});
+  hot.set_hot_experts_local(m->config().n_experts + 1);
+  remote = AttachWorkers(*m, hot);
+  EXPECT_EQ(remote.status().code(), absl::StatusCode::kInvalidArgument) << remote.status();
+  EXPECT_NE(remote.status().message().find("hot_experts_local"), std::string::npos)
+      << remote.status();
   auto w2 = StartWorker();
   ASSERT_TRUE(w2);
   EXPECT_TRUE(AttachWorkers(*m, Cluster({w->address(), w2->address()})).ok());
@@ -584,6 +591,7 @@ TEST_F(ClusterTest, SlowWorkerDoesNotStallPastTheDeadline) {
   v1::ClusterConfig c = Cluster({fast->address(), absl::StrCat("127.0.0.1:", proxy.port())});
   c.set_step_timeout_ms(150);
   c.set_readmit_backoff_min_ms(5000);  // stays out for the rest of the test
+  c.set_readmit_backoff_max_ms(5000);
   auto remote = AttachWorkers(*m, c);
   ASSERT_TRUE(remote.ok()) << remote.status();
   RemoteExpertExecutor& r = **remote;
@@ -1252,6 +1260,7 @@ TEST_F(ClusterTest, SecondCoordinatorTakesTheWorkerOver) {
   auto first = Load(), second = Load();
   v1::ClusterConfig c = Cluster({w->address()});
   c.set_readmit_backoff_min_ms(5000);  // stays out for the rest of the test
+  c.set_readmit_backoff_max_ms(5000);
   auto a = AttachWorkers(*first, c);
   ASSERT_TRUE(a.ok()) << a.status();
   c.set_local_share(0.5);  // the worker gets another, smaller set
