@@ -18,6 +18,11 @@
 namespace st {
 
 absl::Status SplitHostPort(const std::string& s, std::string* host, int* port) {
+  // "http://host:port" had been read as an IPv6 host without brackets.
+  if (const size_t scheme = s.find("://"); scheme != std::string::npos) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "'", s, "' has a URL scheme ('", s.substr(0, scheme + 3), "'); expected HOST:PORT"));
+  }
   if (s.size() > 2 && s.front() == '[' && s.back() == ']') {  // its last colon is the host's
     return absl::InvalidArgumentError(absl::StrCat("'", s, "' has no port; expected ", s, ":PORT"));
   }

@@ -49,6 +49,12 @@ TEST(HostPortTest, RefusesWhatGrpcOrStoiWouldHaveMisread) {
   }
   EXPECT_EQ(host, "kept");  // untouched on error
   EXPECT_EQ(port, 7);
+  // A URL: its scheme named (it had been taken for an IPv6 host).
+  for (const char* url : {"http://10.0.0.2:50061", "grpc://w:1"}) {
+    const absl::Status s = SplitHostPort(url, &host, &port);
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << url;
+    EXPECT_NE(s.message().find("has a URL scheme"), std::string::npos) << s;
+  }
 }
 
 TEST(HostPortTest, ListenAddressesIncludeUnixSockets) {

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "coordinator/cluster_config.h"
@@ -110,10 +111,11 @@ absl::StatusOr<std::unique_ptr<RemoteExpertExecutor>> RemoteExpertExecutor::Crea
   if (n > 0 && std::none_of(paired.begin(), paired.end(), [](const auto& s) { return s.ok(); })) {
     std::string why;
     for (const absl::Status& s : paired) absl::StrAppend(&why, why.empty() ? "" : "; ", s.message());
+    const bool hinted = absl::StrContains(why, "could not be set up");  // WorkerClient::Pair's
     return absl::Status(paired[0].code(),
                         absl::StrCat(n == 1 ? "the worker did not answer: " : "no worker answered: ",
-                                     why, " (is the worker running at that address, and do both "
-                                     "sides agree on TLS?)"));
+                                     why, hinted ? "" : " (is the worker running at that address, "
+                                                        "and do both sides agree on TLS?)"));
   }
   for (int i = 0; i < n; ++i) {
     for (int j = 0; j < i && paired[i].ok(); ++j) {

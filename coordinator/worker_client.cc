@@ -7,6 +7,7 @@
 #include <sstream>
 #include <thread>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/pem_file.h"
 #include "common/worker_token.h"
@@ -127,8 +128,14 @@ absl::Status WorkerClient::Pair(uint64_t fingerprint, const ModelConfig& config)
         s.error_message().empty() ? "" : ": ", s.error_message(), ")"));
   }
   if (!s.ok()) {
+    // gRPC logs why it could not make the TLS client and returns only this.
+    const bool no_tls_client = !config_.tls_cert().empty() &&
+                               absl::StrContains(s.error_message(), "empty address list");
     return absl::Status(static_cast<absl::StatusCode>(s.error_code()),
-                        absl::StrCat("worker ", address_, ": ", s.error_message()));
+                        absl::StrCat("worker ", address_, ": ", s.error_message(),
+                                     no_tls_client ? " (the TLS client could not be set up: is "
+                                                     "tls_key the private key of tls_cert?)"
+                                                   : ""));
   }
   if (d.fingerprint() != fingerprint) {
     return absl::FailedPreconditionError(absl::StrCat(

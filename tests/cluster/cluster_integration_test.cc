@@ -967,6 +967,19 @@ TEST_F(ClusterTest, TlsRequiredButAbsentIsRefusedAndMutualTlsWorks) {
     ASSERT_FALSE(remote.ok());
     EXPECT_NE(remote.status().message().find("TLS"), std::string::npos) << remote.status();
   }
+  {  // A client key that is not the client certificate's: said so.
+    auto m = Load();
+    v1::ClusterConfig c = Cluster({w->address()});
+    c.set_call_timeout_ms(1000);
+    c.set_tls_ca(d + "/ca.pem");
+    c.set_tls_cert(d + "/client.pem");
+    c.set_tls_key(d + "/server.key");
+    auto remote = AttachWorkers(*m, c);
+    ASSERT_FALSE(remote.ok());
+    EXPECT_NE(remote.status().message().find("is tls_key the private key of tls_cert?"),
+              std::string::npos)
+        << remote.status();
+  }
   {  // TLS but no client certificate (the worker requires one).
     auto m = Load();
     v1::ClusterConfig c = Cluster({w->address()});
