@@ -148,6 +148,8 @@ absl::StatusOr<std::unique_ptr<RemoteExpertExecutor>> RemoteExpertExecutor::Crea
     Worker& w = r->workers_[i];
     Assignments::Set set = r->assignments_.SetOf(r->target_, i);
     absl::Status s = w.client->Assign(r->assignments_.Keys(set));
+    ++r->stats_.assigns;  // (counted as the supervisors' are)
+    if (!s.ok()) ++r->stats_.assign_failures;
     if (s.ok()) s = w.client->OpenStream();
     if (refused(s)) return s;
     if (!s.ok()) {

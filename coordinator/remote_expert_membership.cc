@@ -76,7 +76,13 @@ absl::Status RemoteExpertExecutor::Admit(int i) {
     set = assignments_.SetOf(PlaceLocked(members), i);
     keys = assignments_.Keys(set);
   }
-  ST_RETURN_IF_ERROR(c.Assign(keys));
+  const absl::Status assigned = c.Assign(keys);
+  {
+    absl::MutexLock lock(&mu_);
+    ++stats_.assigns;
+    if (!assigned.ok()) ++stats_.assign_failures;
+  }
+  ST_RETURN_IF_ERROR(assigned);
   ST_RETURN_IF_ERROR(c.OpenStream());
   absl::MutexLock lock(&mu_);
   workers_[i].admitted = std::move(set);

@@ -347,11 +347,13 @@ TEST_F(ClusterTest, WorkerDownAtStartIsLeftOutThenAdmitted) {
   EXPECT_EQ(r.OwnedCounts()[0], 0);
   EXPECT_GT(r.OwnedCounts()[1], 0);
   EXPECT_EQ(r.stats().failovers, 0u) << "not a failover";
+  EXPECT_EQ(r.stats().assigns, 1u) << "the start's Assign counts";
   ExpectBitIdentical(want, Greedy(*m, kPrompt, 16));
   w1 = StartWorker({}, address);
   ASSERT_TRUE(w1);
   ASSERT_TRUE(DecodeUntil(*m, [&] { return r.stats().readmissions >= 1; })) << r.Summary();
   EXPECT_EQ(r.stats().workers_up, 2);
+  EXPECT_GE(r.stats().assigns, 2u) << "and the re-admission's";
   ASSERT_TRUE(DecodeUntil(*m, [&] { return r.OwnedCounts()[0] > 0; })) << r.Summary();
   ExpectBitIdentical(want, Greedy(*m, kPrompt, 16));
 
