@@ -474,7 +474,7 @@ void Engine::Step() {
     a.pending_ids.push_back(id);
     const bool is_stop_token =
         std::find(a.stop_ids.begin(), a.stop_ids.end(), id) != a.stop_ids.end();
-    StopStep st = a.stop->Feed(id, is_stop_token ? std::string() : a.decoder->Push(id));
+    StopStep st = FeedGenerated(id, is_stop_token, *a.decoder, *a.stop);
     if (st.finish != FinishReason::kNone) {
       a.tail = std::move(st.text);  // sent with the final event
       a.step_rows = -1;             // finished

@@ -1,5 +1,7 @@
 #include "coordinator/http_gateway.h"
 
+#include <sys/socket.h>
+
 #include <atomic>
 #include <cerrno>
 #include <chrono>
@@ -94,7 +96,11 @@ constexpr char kKeyRefused[] = "missing or wrong API key (Authorization: Bearer 
 // A response id's random part (24 hex digits): ids do not repeat across
 // restarts, as OpenAI's do not (a counter started at 1 with every process).
 std::string NewId() {
-  thread_local std::mt19937_64 rng{std::random_device{}()};
+  thread_local std::mt19937_64 rng = [] {
+    std::random_device rd;
+    std::seed_seq seed{rd(), rd(), rd(), rd()};
+    return std::mt19937_64(seed);
+  }();
   return absl::StrFormat("%016x%08x", rng(), static_cast<uint32_t>(rng()));
 }
 
@@ -440,8 +446,19 @@ void HttpGateway::Routes(const std::string& cors_origin) {
         // No chunked encoding in HTTP/1.0 (RFC 9112 6.1; nginx talks it to
         // upstreams by default): the events as they come, then the
         // connection closes.
+        // httplib keeps a "Connection: Keep-Alive" 1.0 client's socket
+        // open after the reply (its client then waited 5 s for the end):
+        // the end of the events is sent as the end of the connection.
         res.set_header("Connection", "close");
-        res.set_content_provider("text/event-stream", std::move(events), std::move(left));
+        const PeerSocket peer = FindPeerSocket(req.local_port, req.remote_addr, req.remote_port);
+        res.set_content_provider(
+            "text/event-stream",
+            [events = std::move(events), fd = peer.fd()](size_t offset, httplib::DataSink& sink) {
+              const bool ok = events(offset, sink);
+              if (fd >= 0) ::shutdown(fd, SHUT_WR);
+              return ok;
+            },
+            std::move(left));
       } else {
         res.set_chunked_content_provider("text/event-stream", std::move(events), std::move(left));
       }

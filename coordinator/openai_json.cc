@@ -232,12 +232,15 @@ absl::Status RejectUnsupported(const json& j) {
 absl::Status InvalidJson(std::string_view body) {
   std::string why;
   try {
-    (void)json::parse(body);
+    const json parsed = json::parse(body);  // throws: the body did not parse before
+    (void)parsed;
   } catch (const json::exception& e) {
     why = e.what();
     if (const size_t tag = why.find("] "); why.rfind("[json.exception.", 0) == 0 && tag != why.npos) {
       why.erase(0, tag + 2);
     }
+    // ("last read: '...'" quotes the token, which may be most of the body.)
+    if (why.size() > 200) why = absl::StrCat(why.substr(0, 200), "...");
   }
   return absl::InvalidArgumentError(
       why.empty() ? "request body is not valid JSON" : absl::StrCat("request body is not valid JSON: ", why));

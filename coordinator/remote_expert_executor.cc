@@ -133,7 +133,7 @@ absl::StatusOr<std::unique_ptr<RemoteExpertExecutor>> RemoteExpertExecutor::Crea
     reached[i] = paired[i].ok();
     if (!reached[i]) {
       absl::MutexLock lock(&r->mu_);
-      r->StartDownLocked(i, paired[i]);
+      r->StartDownLocked(i, paired[i], /*answered=*/false);
     }
   }
   absl::MutexLock lock(&r->mu_);
@@ -156,7 +156,7 @@ absl::StatusOr<std::unique_ptr<RemoteExpertExecutor>> RemoteExpertExecutor::Crea
       // Its experts stay with the coordinator until the first step places
       // them again without it.
       r->members_[i] = false;
-      r->StartDownLocked(i, s);
+      r->StartDownLocked(i, s, /*answered=*/true);
       absl::StrAppend(&r->recompute_why_, r->recompute_why_.empty() ? "" : "; ", "worker ",
                       w.client->address(), " failed its first Assign");
       continue;
@@ -165,6 +165,10 @@ absl::StatusOr<std::unique_ptr<RemoteExpertExecutor>> RemoteExpertExecutor::Crea
     w.up = true;
     LOG(INFO) << "worker " << w.client->address() << " owns " << r->target_.Count(i)
               << " experts";
+  }
+  if (std::none_of(r->members_.begin(), r->members_.end(), [](bool m) { return m; })) {
+    return absl::UnavailableError(
+        "no worker took its experts at start (each failed its first Assign; see the log)");
   }
   r->route_ = r->assignments_.Route(r->target_, r->members_);
   r->route_stale_ = false;
@@ -405,7 +409,7 @@ absl::Status RemoteExpertExecutor::Run(int layer, const Routes& routes, const fl
         const int64_t wake = read > await_start ? us(await_end - last_read) : 0;
         // The worker's own figure, held to what this side saw (a worker
         // reporting a negative or huge time made overheads of ~10^12 us).
-        const int64_t round_trip = us(read - w.sent);
+        const int64_t round_trip = std::max<int64_t>(us(read - w.sent), 0);
         const int64_t compute = std::clamp<int64_t>(r.compute_us(), 0, round_trip);
         overheads.push_back(round_trip - compute + wake);
         submits.push_back(us(w.submitted - w.sent));

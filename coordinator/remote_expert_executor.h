@@ -104,8 +104,10 @@ int64_t OverheadPercentile(const RemoteExpertStats& stats, double p);
 class RemoteExpertExecutor : public ExpertExecutor {
  public:
   // Pairs with every worker of `cluster` (fingerprint check; a mismatch, a
-  // wrong token or an unreachable worker is an error), places and assigns
-  // experts, opens the streams. `stacks` are the coordinator's own expert
+  // wrong token, a server that is no worker, one worker under two addresses
+  // or no worker reachable at all is an error; a worker that does not
+  // answer while another does starts down and is retried), places and
+  // assigns experts, opens the streams. `stacks` are the coordinator's own expert
   // views (for its share and for failover); `hot_order` per layer, experts
   // from most to least routed (PlacementOptions::hot_order).
   static absl::StatusOr<std::unique_ptr<RemoteExpertExecutor>> Create(
@@ -184,9 +186,11 @@ class RemoteExpertExecutor : public ExpertExecutor {
   // of the placement that includes it, opens its stream.
   absl::Status Admit(int i);
   void MarkDown(int i, const absl::Status& why);
-  // Worker i did not answer at start (`why`): down from the outset, its
-  // supervisor retrying it with backoff; not a failover.
-  void StartDownLocked(int i, const absl::Status& why) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Worker i did not answer at start, or (answered) failed its first
+  // Assign (`why`): down from the outset, its supervisor retrying it with
+  // backoff; not a failover.
+  void StartDownLocked(int i, const absl::Status& why, bool answered)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Step boundary (main thread): takes in re-admitted workers and failed
   // Assigns, recomputes placement if needed, hands Assign jobs to the
   // workers' supervisors and refreshes route_.

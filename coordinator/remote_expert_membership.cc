@@ -70,6 +70,17 @@ absl::Status RemoteExpertExecutor::Admit(int i) {
   std::vector<ExpertKey> keys;
   {
     absl::MutexLock lock(&mu_);
+    // Not another listed address of a worker already in (both down at
+    // start, say): as two they would keep replacing each other's experts.
+    const uint64_t id = c.description().instance_id();
+    for (size_t j = 0; j < workers_.size(); ++j) {
+      if (static_cast<int>(j) == i || !(members_[j] || workers_[j].ready) || id == 0) continue;
+      if (workers_[j].client->description().instance_id() == id) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "it is the worker process already in as ", workers_[j].client->address(),
+            " (the same instance id): list each worker once"));
+      }
+    }
     DescribedLocked(i);
     std::vector<bool> members = members_;
     members[i] = true;
@@ -123,17 +134,18 @@ void RemoteExpertExecutor::MarkDown(int i, const absl::Status& why) {
   down_.insert(i);
 }
 
-void RemoteExpertExecutor::StartDownLocked(int i, const absl::Status& why) {
+void RemoteExpertExecutor::StartDownLocked(int i, const absl::Status& why, bool answered) {
   Worker& w = workers_[i];
   w.up = false;
   w.backoff_ms = BackoffMinMs(cluster_);
   w.next_attempt = Clock::now() + std::chrono::milliseconds(w.backoff_ms);
   w.admit_error = why;  // its supervisor says more only if the reason changes
   down_.insert(i);
-  LOG(WARNING) << "worker " << w.client->address() << " did not answer at start (" << why
-               << "; is it running at that address, and do both sides agree on TLS?): "
-                  "running without it, and retrying every "
-               << BackoffMaxMs(cluster_) << " ms at most until it does";
+  LOG(WARNING) << "worker " << w.client->address()
+               << (answered ? " failed its first Assign (" : " did not answer at start (") << why
+               << (answered ? "" : "; is it running at that address, and do both sides agree on TLS?")
+               << "): running without it, and retrying every " << BackoffMaxMs(cluster_)
+               << " ms at most";
 }
 
 void RemoteExpertExecutor::BeginStep() {

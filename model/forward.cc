@@ -76,8 +76,11 @@ void Forward::set_speculate(bool on) {
   auto bytes_of = [](const MatrixRef& r) {
     return (r.rows * RowBytes(DType::kQ8_0, r.cols) + 63) / 64 * 64;
   };
+  // (Layer 0 is never guessed: its router is read only by routing.)
   size_t bytes = 0;
-  for (const LayerWeights& w : weights_.layers) bytes += copied(w.router) ? bytes_of(w.router) : 0;
+  for (size_t l = 1; l < weights_.layers.size(); ++l) {
+    bytes += copied(weights_.layers[l].router) ? bytes_of(weights_.layers[l].router) : 0;
+  }
   if (bytes > 0) {
     absl::StatusOr<std::unique_ptr<HugePageArena>> arena = HugePageArena::Create(bytes);
     if (arena.ok()) {
@@ -89,9 +92,9 @@ void Forward::set_speculate(bool on) {
   char* dst = guess_arena_ != nullptr ? guess_arena_->data() : nullptr;
   std::vector<float> row;
   std::vector<char> rows;
-  for (const LayerWeights& w : weights_.layers) {
-    const MatrixRef& r = w.router;
-    if (dst == nullptr || !copied(r)) {
+  for (size_t l = 0; l < weights_.layers.size(); ++l) {
+    const MatrixRef& r = weights_.layers[l].router;
+    if (l == 0 || dst == nullptr || !copied(r)) {
       guess_router_.push_back(r);
       continue;
     }

@@ -4,12 +4,15 @@
 // state after attention.
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <map>
 #include <numeric>
 #include <tuple>
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "kernels/dtype.h"
+#include "kernels/packed_matrix.h"
 #include "model/expert_executor.h"
 #include "model/model.h"
 #include "model/session.h"
@@ -200,26 +203,45 @@ TEST(ForwardTest, SpeculationReadsAQ8CopyOfTheRouter) {
       plain.push_back(*step);
     }
   }
+  const MatrixRef& router = (*model)->weights().layers[1].router;
+  if (!CanPack(DType::kQ8_0, router.rows, router.cols)) {
+    GTEST_SKIP() << "no packed Q8_0 kernel on this CPU: the guesses read the router itself";
+  }
   SpeculationRecorder recorder(**model);
   (*model)->forward().set_experts(&recorder);
   (*model)->forward().set_speculate(true);
   const int n_layers = (*model)->config().n_layers;
-  for (int l = 0; l < n_layers; ++l) {
+  // Layer 0 is never guessed: no copy.
+  EXPECT_EQ((*model)->forward().guess_router(0).data, (*model)->weights().layers[0].router.data);
+  for (int l = 1; l < n_layers; ++l) {
     const MatrixRef& g = (*model)->forward().guess_router(l);
     EXPECT_EQ(g.type, DType::kQ8_0) << "layer " << l;
     EXPECT_NE(g.packed, nullptr) << "layer " << l;
     EXPECT_EQ(g.rows, (*model)->weights().layers[l].router.rows);
   }
-  Session s(**model, 64);
-  int compared = 0, mismatches = 0;
-  for (int t = 0; t < 8; ++t) {
-    auto step = t == 0 ? s.Evaluate(prompt, false) : s.Evaluate({prompt[t % 5]}, false);
-    ASSERT_TRUE(step.ok()) << step.status();
-    EXPECT_EQ(*step, plain[t]) << "step " << t;  // guesses never change the numbers
-    if (t > 0) mismatches += recorder.Mismatches(&compared, /*tie=*/0.01);
-  }
+  auto guess = [&](int* compared) {
+    Session s(**model, 64);
+    int mismatches = 0;
+    for (int t = 0; t < 8; ++t) {
+      auto step = t == 0 ? s.Evaluate(prompt, false) : s.Evaluate({prompt[t % 5]}, false);
+      EXPECT_TRUE(step.ok()) << step.status();
+      if (step.ok()) {
+        EXPECT_EQ(*step, plain[t]) << "step " << t;  // guesses never change the numbers
+      }
+      if (t > 0) mismatches += recorder.Mismatches(compared, /*tie=*/0.01);
+    }
+    return mismatches;
+  };
+  int compared = 0;
+  EXPECT_EQ(guess(&compared), 0) << "of " << compared << " guesses";
   EXPECT_EQ(compared, 7 * (n_layers - 1));
-  EXPECT_EQ(mismatches, 0) << "of " << compared << " guesses";
+  // The guesses read the copies: zeroed (all logits 0), they go wrong.
+  for (int l = 1; l < n_layers; ++l) {
+    const MatrixRef& g = (*model)->forward().guess_router(l);
+    std::memset(const_cast<void*>(g.packed), 0, g.rows * RowBytes(DType::kQ8_0, g.cols));
+  }
+  compared = 0;
+  EXPECT_GT(guess(&compared), compared / 2) << "of " << compared << " guesses";
 }
 
 }  // namespace

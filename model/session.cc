@@ -92,7 +92,7 @@ absl::StatusOr<GenerateResult> Session::Generate(
     const int32_t id = sampler.Sample(logits, tokens_);
     r.generated_ids.push_back(id);
     const bool is_stop_token = std::find(stop_ids.begin(), stop_ids.end(), id) != stop_ids.end();
-    StopStep step = stop.Feed(id, is_stop_token ? std::string() : decoder.Push(id));
+    StopStep step = FeedGenerated(id, is_stop_token, decoder, stop);
     emit(step.text);
     if (step.finish != FinishReason::kNone) {
       r.finish = step.finish;

@@ -70,6 +70,28 @@ StopStep StopChecker::Feed(int32_t token_id, std::string_view piece) {
   return step;
 }
 
+StopStep StopChecker::FeedHidden(int32_t token_id, std::string_view text) {
+  const bool stop_token = std::find(stop_token_ids_.begin(), stop_token_ids_.end(), token_id) !=
+                          stop_token_ids_.end();
+  if (finish_ != FinishReason::kNone || stop_token) return Feed(token_id, {});
+  ++num_tokens_;
+  StopStep step;
+  for (size_t i = 0; i < stop_strings_.size(); ++i) {
+    if (!stop_strings_[i].empty() && text.find(stop_strings_[i]) != std::string_view::npos) {
+      step.finish = FinishReason::kStop;
+      step.stop_string_index = static_cast<int>(i);
+      break;
+    }
+  }
+  if (step.finish == FinishReason::kNone && max_tokens_ > 0 && num_tokens_ >= max_tokens_) {
+    step.finish = FinishReason::kLength;
+  }
+  if (step.finish != FinishReason::kNone) step.text = std::exchange(held_, {});
+  finish_ = step.finish;
+  if (finish_ != FinishReason::kNone) last_finish_ = step;
+  return step;
+}
+
 std::string StopChecker::Flush() { return std::exchange(held_, {}); }
 
 size_t StopChecker::HoldLength() const {

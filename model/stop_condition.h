@@ -69,6 +69,11 @@ class StopChecker {
   //    string is held back and everything before it is emitted.
   // Feeding after a finish is a caller bug: it returns "" and the same reason.
   StopStep Feed(int32_t token_id, std::string_view piece);
+  // A token whose text is not shown (a control token): a stop token, or a
+  // stop string inside `text`, finishes with kStop and the held-back text;
+  // then max_tokens as in Feed; otherwise nothing is emitted and the held
+  // text stays (the shown text around the token is matched as one).
+  StopStep FeedHidden(int32_t token_id, std::string_view text);
 
   // Returns and clears the held-back text. For generation that ended without
   // a finishing Feed (e.g. cancelled); after a finish it returns "".

@@ -124,6 +124,29 @@ TEST(StopCheckerTest, StopTokenReleasesHeldText) {
   EXPECT_EQ(checker.Flush(), "");
 }
 
+// A hidden token (a control token, shown as nothing) is matched against the
+// stop strings by its own text; otherwise it shows nothing and keeps the held
+// text, and it counts toward max_tokens.
+TEST(StopCheckerTest, HiddenTokenStopsOnItsTextAndOtherwiseShowsNothing) {
+  StopChecker checker({"<|im_start|>", "###"}, {kImEnd}, 0);
+  EXPECT_EQ(checker.Feed(1, "a#").text, "a");
+  StopStep step = checker.FeedHidden(2, "<|endoftext|>");  // no stop string in it
+  EXPECT_EQ(step.finish, FinishReason::kNone);
+  EXPECT_EQ(step.text, "");
+  EXPECT_EQ(checker.Feed(3, "##").finish, FinishReason::kStop) << "held '#' then '##'";
+  StopChecker on_text({"<|im_start|>"}, {kImEnd}, 0);
+  EXPECT_EQ(on_text.Feed(1, "hi<").text, "hi");
+  step = on_text.FeedHidden(2, "<|im_start|>");
+  EXPECT_EQ(step.finish, FinishReason::kStop);
+  EXPECT_EQ(step.stop_string_index, 0);
+  EXPECT_EQ(step.text, "<") << "the held text comes out";
+  StopChecker by_token({}, {kImEnd}, 0);
+  EXPECT_EQ(by_token.FeedHidden(kImEnd, "<|im_end|>").stop_token_id, kImEnd);
+  StopChecker by_length({"x"}, {kImEnd}, 2);
+  EXPECT_EQ(by_length.Feed(1, "a").finish, FinishReason::kNone);
+  EXPECT_EQ(by_length.FeedHidden(2, "<|im_start|>").finish, FinishReason::kLength);
+}
+
 TEST(StopCheckerTest, MaxTokensFinishesWithLengthAndAllText) {
   StopChecker checker({"STOP"}, {kImEnd}, 3);
   StopStep last;

@@ -7,7 +7,7 @@ namespace st {
 std::string StreamDecoder::Push(int32_t id) {
   // (A held-back partial character stays held: the bytes that complete it
   // may follow the control token.)
-  if (!show_control_ && tokenizer_.token_type(id) == TokenType::kControl) return {};
+  if (Hides(id)) return {};
   tokenizer_.AppendTokenBytes(id, &pending_);
   std::string out;
   size_t pos = 0;
@@ -31,6 +31,12 @@ std::string StreamDecoder::Flush() {
   internal::AppendSanitizedUtf8(pending_, &out);
   pending_.clear();
   return out;
+}
+
+StopStep FeedGenerated(int32_t id, bool is_stop_token, StreamDecoder& decoder, StopChecker& stop) {
+  if (is_stop_token) return stop.Feed(id, {});
+  if (decoder.Hides(id)) return stop.FeedHidden(id, decoder.tokenizer().TokenText(id));
+  return stop.Feed(id, decoder.Push(id));
 }
 
 }  // namespace st

@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <string>
 
+#include "model/stop_condition.h"
 #include "model/tokenizer.h"
 
 namespace st {
@@ -28,6 +29,11 @@ class StreamDecoder {
 
   // Adds one token; returns the text that became complete (possibly empty).
   std::string Push(int32_t id);
+  // Whether Push shows nothing for `id` (a control token, show_control off).
+  bool Hides(int32_t id) const {
+    return !show_control_ && tokenizer_.token_type(id) == TokenType::kControl;
+  }
+  const Tokenizer& tokenizer() const { return tokenizer_; }
   // Returns whatever is held back (as U+FFFD) and resets the decoder.
   std::string Flush();
   // Bytes currently held back (0..3).
@@ -38,5 +44,11 @@ class StreamDecoder {
   bool show_control_;
   std::string pending_;  // an incomplete but still valid UTF-8 prefix
 };
+
+// Feeds generated token `id` to `stop`: a stop token as such, a token the
+// decoder hides by its text (so a stop string such as "<|im_start|>" still
+// ends generation, showing nothing of it), any other by the text the
+// decoder shows.
+StopStep FeedGenerated(int32_t id, bool is_stop_token, StreamDecoder& decoder, StopChecker& stop);
 
 }  // namespace st

@@ -66,6 +66,24 @@ TEST(StreamDecoderTest, ControlTokensShowNothing) {
   EXPECT_EQ(d.Flush(), "");
 }
 
+// A stop string that is a control token's text still ends generation.
+TEST(StreamDecoderTest, FeedGeneratedMatchesStopStringsOnHiddenTokens) {
+  auto tok = Tiny();
+  StreamDecoder d(*tok);
+  StopChecker stop({"<|im_start|>"}, {}, 0);
+  EXPECT_EQ(FeedGenerated('o', false, d, stop).text, "o");
+  EXPECT_EQ(FeedGenerated('k', false, d, stop).text, "k");
+  const StopStep step = FeedGenerated(*tok->TokenId("<|im_start|>"), false, d, stop);
+  EXPECT_EQ(step.finish, FinishReason::kStop);
+  EXPECT_EQ(step.text, "");
+  StreamDecoder shown(*tok, /*show_control=*/true);
+  const int32_t im_end = *tok->TokenId("<|im_end|>");
+  StopChecker none({}, {}, 0);
+  EXPECT_EQ(FeedGenerated(im_end, false, shown, none).text, "<|im_end|>");
+  StopChecker eos({}, {im_end}, 0);
+  EXPECT_EQ(FeedGenerated(im_end, true, shown, eos).finish, FinishReason::kStop);
+}
+
 TEST(StreamDecoderTest, ControlTokensShownWhenAskedFor) {
   auto tok = Tiny();
   StreamDecoder d(*tok, /*show_control=*/true);

@@ -134,8 +134,18 @@ absl::StatusOr<std::unique_ptr<Offload>> EnableOffload(Model& model, const Offlo
     return absl::FailedPreconditionError(absl::StrCat(what, "; drop the flag, or ", hint));
   }
 
-  // (Before the plan reads RSS: speculation's router copies count there.)
+  // (Before the plan reads RSS: speculation's router copies count there.
+  // Making them read the mapped routers, which the plan counts among the
+  // dense weights still to be touched: their pages go back, not counted
+  // twice.)
   model.forward().set_speculate(options.speculate);
+  if (options.speculate) {
+    for (const LayerWeights& w : model.weights().layers) {
+      if (model.file().Contains(w.router.data)) {
+        model.file().ReleasePages(w.router.data, w.router.rows * w.router.row_bytes());
+      }
+    }
+  }
   MemoryPlan plan;
   plan.budget = options.memory_budget;
   plan.record = h.record_size;

@@ -115,13 +115,13 @@ TEST_F(CliTest, UnprotectedWorkerBeyondLoopbackWarns) {
     return testing::RunShell(absl::StrCat("timeout -s TERM 2 '", ST_CLI, "' worker -m '", model_,
                                           "' -t 1 --listen 0.0.0.0:0 ", extra, " 2>&1"));
   };
+  // (The warning comes before the model loads; the worker is stopped by
+  // `timeout` wherever it is then.)
   testing::ShellRun r = worker("");
-  EXPECT_NE(r.out.find("listening 0.0.0.0:"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("warning: listening beyond loopback on 0.0.0.0 with no --token"),
             std::string::npos) << r.out;
   r = worker("--token secret");
-  EXPECT_NE(r.out.find("listening 0.0.0.0:"), std::string::npos) << r.out;
-  EXPECT_EQ(r.out.find("warning"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("beyond loopback"), std::string::npos) << r.out;
 }
 
 // A model whose chat template adds a default system turn (Qwen2.5-style)
