@@ -110,6 +110,12 @@ TEST_F(EngineTest, EightConcurrentGreedyRequestsEqualTheirSoloOutputs) {
   EXPECT_EQ(st.tokens_predicted_total, static_cast<uint64_t>(8 * 20 + 28));
   EXPECT_EQ(st.requests_processing, 0);
   EXPECT_EQ(st.kv_cache_bytes, 0u);
+  // Within its first 10 s, recent tokens/s is over the time since start
+  // (it had been over 10 s from the first moment).
+  if (st.uptime_seconds < 9) {
+    EXPECT_NEAR(st.recent_tokens_per_second * st.uptime_seconds,
+                static_cast<double>(st.tokens_predicted_total), 1.0);
+  }
   // Batching happened: fewer steps than generated tokens. Not tokens / 2:
   // under a loaded ctest -j2 the submitting thread can be preempted between
   // Submits while the engine runs the first requests alone (a tiny model's

@@ -235,6 +235,14 @@ TEST_F(CliTest, KQuantModelRunsInRamAndFromItsPack) {
   EXPECT_NE(s.out.find("experts via "), std::string::npos) << s.out;
   EXPECT_EQ(s.out.find("converting to Q8_0 in RAM"), std::string::npos) << s.out;
   EXPECT_EQ(text("--memory-budget 512MiB"), in_ram);
+  // -v logs the memory plan of a budgeted run.
+  s = testing::RunShell(absl::StrCat("'", ST_CLI, "' -v run -m '", out,
+                                     "' -p Hi -n 1 --memory-budget 512MiB 2>&1"));
+  ASSERT_EQ(s.exit_code, 0) << s.out;
+  for (const char* row : {"memory plan:", "process (code, tokenizer, packed weights)",
+                          "mapped dense weights", "expert cache"}) {
+    EXPECT_NE(s.out.find(row), std::string::npos) << row << "\n" << s.out;
+  }
   // --kquant-as-q8 needs a Q8_0 pack, which convert --kquant-as-q8 writes.
   s = run("-p Hi -n 2 --kquant-as-q8 --memory-budget 512MiB");
   EXPECT_NE(s.exit_code, 0);

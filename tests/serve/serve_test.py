@@ -832,6 +832,18 @@ class ServeTest(unittest.TestCase):
             "tool_choice": "none", "ignore_eos": True})
         self.assertEqual(code, 200, body)
         self.assertEqual(json.loads(body)["usage"]["completion_tokens"], 3)
+        # Ids are random (a counter had repeated them after every restart),
+        # and gRPC Chat takes the developer role as HTTP does.
+        first = json.loads(body)["id"]
+        code, body = curl(MAIN.http_port, "/v1/chat/completions", {
+            "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1})
+        self.assertEqual(code, 200, body)
+        for i in (first, json.loads(body)["id"]):
+            self.assertRegex(i, r"^chatcmpl-[0-9a-f]{24}$")
+        self.assertNotEqual(first, json.loads(body)["id"])
+        _, ids, _, _ = drain(C.chat([("developer", "Be brief."), ("user", "hi")],
+                                    max_tokens=2, ignore_eos=True))
+        self.assertEqual(len(ids), 2)
 
     def test_readme_curl_examples(self):
         # The README's curl commands, against this server, sent as `curl -d`
