@@ -68,7 +68,8 @@ RemoteExpertExecutor::RemoteExpertExecutor(const ModelConfig& config,
 
 absl::StatusOr<std::unique_ptr<RemoteExpertExecutor>> RemoteExpertExecutor::Create(
     const ModelConfig& config, std::vector<ExpertStacks> stacks, uint64_t fingerprint,
-    ThreadPool* pool, const v1::ClusterConfig& cluster, std::vector<std::vector<int>> hot_order) {
+    ThreadPool* pool, const v1::ClusterConfig& cluster, std::vector<std::vector<int>> hot_order,
+    uint64_t content_sample) {
   ST_RETURN_IF_ERROR(ValidateClusterConfig(cluster));
   if (cluster.hot_experts_local() > config.n_experts) {
     return absl::InvalidArgumentError(absl::StrCat("hot_experts_local ", cluster.hot_experts_local(),
@@ -81,6 +82,7 @@ absl::StatusOr<std::unique_ptr<RemoteExpertExecutor>> RemoteExpertExecutor::Crea
   popt.hot_order = std::move(hot_order);
   std::unique_ptr<RemoteExpertExecutor> r(new RemoteExpertExecutor(
       config, std::move(stacks), fingerprint, pool, cluster, std::move(popt)));
+  r->content_sample_ = content_sample;
   // One token's items must fit in a message.
   const size_t token_bytes = static_cast<size_t>(config.top_k) * config.d_model * sizeof(float) +
                              static_cast<size_t>(config.top_k) * 14 + 64;
@@ -105,7 +107,7 @@ absl::StatusOr<std::unique_ptr<RemoteExpertExecutor>> RemoteExpertExecutor::Crea
   for (int i = 0; i < n; ++i) {
     r->workers_[i].client =
         std::make_unique<WorkerClient>(cluster.worker(i).address(), r->cluster_, &r->cq_);
-    paired[i] = r->workers_[i].client->Pair(fingerprint, config);
+    paired[i] = r->workers_[i].client->Pair(fingerprint, config, content_sample);
     if (refused(paired[i])) return paired[i];
   }
   if (n > 0 && std::none_of(paired.begin(), paired.end(), [](const auto& s) { return s.ok(); })) {
@@ -548,7 +550,8 @@ absl::StatusOr<RemoteExpertExecutor*> AttachWorkers(Model& model, const v1::Clus
   }
   ST_ASSIGN_OR_RETURN(std::unique_ptr<RemoteExpertExecutor> remote,
                       RemoteExpertExecutor::Create(model.config(), std::move(stacks), fingerprint,
-                                                   &model.pool(), cluster, std::move(hot_order)));
+                                                   &model.pool(), cluster, std::move(hot_order),
+                                                   GgufContentSample(model.file())));
   RemoteExpertExecutor* raw = remote.get();
   model.WrapExperts([&](std::unique_ptr<ExpertExecutor> local) -> std::unique_ptr<ExpertExecutor> {
     remote->Keep(std::move(local));

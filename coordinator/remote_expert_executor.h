@@ -113,7 +113,7 @@ class RemoteExpertExecutor : public ExpertExecutor {
   static absl::StatusOr<std::unique_ptr<RemoteExpertExecutor>> Create(
       const ModelConfig& config, std::vector<ExpertStacks> stacks, uint64_t fingerprint,
       ThreadPool* pool, const smallthinker::v1::ClusterConfig& cluster,
-      std::vector<std::vector<int>> hot_order = {});
+      std::vector<std::vector<int>> hot_order = {}, uint64_t content_sample = 0);
   ~RemoteExpertExecutor() override;
 
   // Sends Prefetch hints for this step's remote experts (if prefetch_hints).
@@ -232,6 +232,7 @@ class RemoteExpertExecutor : public ExpertExecutor {
   const ModelConfig& config_;
   std::vector<ExpertStacks> stacks_;
   const uint64_t fingerprint_;
+  uint64_t content_sample_ = 0;  // GgufContentSample; 0 = not checked (set by Create)
   ThreadPool* pool_;
   const smallthinker::v1::ClusterConfig cluster_;
   const PlacementOptions placement_options_;

@@ -65,7 +65,7 @@ void RemoteExpertExecutor::RecomputeLocked(const std::string& why) {
 
 absl::Status RemoteExpertExecutor::Admit(int i) {
   WorkerClient& c = *workers_[i].client;
-  ST_RETURN_IF_ERROR(c.Pair(fingerprint_, config_));
+  ST_RETURN_IF_ERROR(c.Pair(fingerprint_, config_, content_sample_));
   Assignments::Set set;
   std::vector<ExpertKey> keys;
   {

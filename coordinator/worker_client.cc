@@ -87,7 +87,8 @@ std::unique_ptr<grpc::ClientContext> WorkerClient::NewContext(bool with_deadline
   return ctx;
 }
 
-absl::Status WorkerClient::Pair(uint64_t fingerprint, const ModelConfig& config) {
+absl::Status WorkerClient::Pair(uint64_t fingerprint, const ModelConfig& config,
+                                uint64_t content_sample) {
   fingerprint_ = fingerprint;
   {
     absl::MutexLock lock(&calls_mu_);
@@ -141,6 +142,13 @@ absl::Status WorkerClient::Pair(uint64_t fingerprint, const ModelConfig& config)
     return absl::FailedPreconditionError(absl::StrCat(
         "worker ", address_, " serves another model: its fingerprint is ", Hex(d.fingerprint()),
         ", the coordinator's is ", Hex(fingerprint), "; start it with the same GGUF"));
+  }
+  if (content_sample != 0 && d.content_sample() != 0 && d.content_sample() != content_sample) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "worker ", address_, " has the same model file but different tensor bytes (content "
+        "sample ", Hex(d.content_sample()), ", the coordinator's ", Hex(content_sample),
+        "): one of the two copies is corrupt or incomplete; compare their checksums "
+        "(e.g. sha256sum) and copy the file again"));
   }
   if (d.n_layers() != config.n_layers || d.n_experts() != config.n_experts ||
       d.d_model() != config.d_model || d.d_expert() != config.d_expert) {

@@ -59,7 +59,9 @@ class WorkerClient {
   // (fingerprint or shape differ), UNAUTHENTICATED on a token mismatch,
   // UNAVAILABLE if unreachable (or TLS does not match). Messages name the
   // worker's address.
-  absl::Status Pair(uint64_t fingerprint, const ModelConfig& config);
+  // content_sample: GgufContentSample of the coordinator's model (0 = not
+  // checked); a worker that sends a different one is FAILED_PRECONDITION.
+  absl::Status Pair(uint64_t fingerprint, const ModelConfig& config, uint64_t content_sample = 0);
   absl::Status Assign(const std::vector<ExpertKey>& experts);
   // Opens the Compute stream (on the shared completion queue, or a new one
   // of its own), closing an old one first.

@@ -105,6 +105,7 @@ grpc::Status ExpertServiceImpl::Describe(grpc::ServerContext* ctx, const v1::Des
   resp->set_version("smallthinker-worker 0.1");
   resp->set_combines_tokens(true);
   resp->set_instance_id(instance_id_);
+  resp->set_content_sample(info_.content_sample);
   return grpc::Status::OK;
 }
 

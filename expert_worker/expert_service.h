@@ -34,6 +34,7 @@ inline constexpr char kFingerprintMetadataKey[] = "x-st-fingerprint";
 
 struct ExpertServiceInfo {
   uint64_t fingerprint = 0;
+  uint64_t content_sample = 0;  // GgufContentSample
   std::string token;  // "" = no token required
   std::string isa;
   double expert_tokens_per_second = 0;

@@ -151,6 +151,7 @@ absl::StatusOr<std::unique_ptr<WorkerServer>> WorkerServer::Start(const WorkerOp
                       MappedExpertStore::Create(*w->file_, w->config_, options.memory_budget));
   w->store_ = std::move(store);
   w->info_.fingerprint = GgufFingerprint(*w->file_);
+  w->info_.content_sample = GgufContentSample(*w->file_);
   w->info_.token = options.token;
   w->info_.isa = DispatchedIsa();
   w->info_.threads = w->pool_->num_threads();

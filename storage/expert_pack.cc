@@ -251,6 +251,22 @@ uint64_t GgufFingerprint(const GgufFile& gguf) {
   return h;
 }
 
+uint64_t GgufContentSample(const GgufFile& gguf) {
+  XXH3_state_t* st = XXH3_createState();
+  XXH3_64bits_reset(st);
+  constexpr uint64_t kSample = 4096;
+  for (const GgufTensorInfo& t : gguf.tensors()) {
+    if (t.n_bytes <= kSample) continue;  // the fingerprint read it whole
+    const auto* data = static_cast<const uint8_t*>(gguf.TensorData(t));
+    const uint64_t middle = std::max<uint64_t>(kSample, t.n_bytes / 2 - kSample / 2);
+    XXH3_64bits_update(st, data + middle, std::min<uint64_t>(kSample, t.n_bytes - middle));
+    XXH3_64bits_update(st, data + t.n_bytes - kSample, kSample);
+  }
+  const uint64_t h = XXH3_64bits_digest(st);
+  XXH3_freeState(st);
+  return h;
+}
+
 uint64_t RecordChecksum(const void* data, size_t n) {
 #if defined(ST_HAVE_XXH3_DISPATCH)
   // libxxhash's run-time dispatch (AVX-512/AVX2/SSE2; storage/CMakeLists.txt

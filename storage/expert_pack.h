@@ -172,6 +172,14 @@ std::string SerializePackPrefix(const PackHeader& h, const std::vector<uint64_t>
 // per tensor.
 uint64_t GgufFingerprint(const GgufFile& gguf);
 
+// The fingerprint's complement for pairing a coordinator with a worker:
+// XXH3-64 of each tensor's last 4 KiB and the 4 KiB in its middle (those
+// beyond the first 4 KiB the fingerprint reads). Two copies of one model
+// that differ there (an incomplete download into a file made full size
+// first, a corrupted copy) have the same fingerprint and would compute
+// different experts. Cost: two 4 KiB reads per tensor.
+uint64_t GgufContentSample(const GgufFile& gguf);
+
 // XXH3-64 of a record's bytes.
 uint64_t RecordChecksum(const void* data, size_t n);
 

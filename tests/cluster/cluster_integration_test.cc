@@ -796,6 +796,47 @@ TEST_F(ClusterTest, RefusesAnotherModel) {
   EXPECT_NE(s.error_message().find("fingerprint mismatch"), std::string::npos);
 }
 
+// A copy of the model whose expert bytes differ past the first 4 KiB of
+// each tensor (as a download into a file made full size first, cut short,
+// leaves it) has the same fingerprint: the content sample refuses it. It
+// had paired, and computed wrong tokens with no failover.
+TEST_F(ClusterTest, RefusesACopyWithOtherTensorBytes) {
+  const std::string copy = dir_.File("copy.gguf");
+  std::filesystem::copy_file(model_path_, copy);
+  uint64_t offset = 0, size = 0;
+  {
+    auto f = GgufFile::Open(copy);
+    ASSERT_TRUE(f.ok()) << f.status();
+    for (const GgufTensorInfo& t : (*f)->tensors()) {
+      if (t.name != "blk.0.ffn_down_exps.weight") continue;
+      offset = static_cast<const uint8_t*>((*f)->TensorData(t)) -
+               static_cast<const uint8_t*>((*f)->base());
+      size = t.n_bytes;
+    }
+  }
+  ASSERT_GT(size, 8192u);
+  {  // Zero the tensor's last 100 bytes, in place.
+    std::fstream io(copy, std::ios::in | std::ios::out | std::ios::binary);
+    io.seekp(static_cast<std::streamoff>(offset + size - 100));
+    const std::string zeros(100, '\0');
+    io.write(zeros.data(), zeros.size());
+  }
+  {
+    auto a = GgufFile::Open(model_path_), b = GgufFile::Open(copy);
+    ASSERT_TRUE(a.ok() && b.ok());
+    ASSERT_EQ(GgufFingerprint(**a), GgufFingerprint(**b)) << "the fingerprint cannot tell";
+    ASSERT_NE(GgufContentSample(**a), GgufContentSample(**b));
+  }
+  auto w = StartWorker({}, "127.0.0.1:0", copy);
+  ASSERT_TRUE(w);
+  auto m = Load();
+  auto remote = AttachWorkers(*m, Cluster({w->address()}));
+  ASSERT_FALSE(remote.ok());
+  EXPECT_EQ(remote.status().code(), absl::StatusCode::kFailedPrecondition) << remote.status();
+  EXPECT_NE(remote.status().message().find("different tensor bytes"), std::string::npos)
+      << remote.status();
+}
+
 TEST_F(ClusterTest, RefusesWrongOrMissingToken) {
   auto w = StartWorker({"--token", "right"});
   ASSERT_TRUE(w);
