@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <thread>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -103,11 +104,23 @@ absl::StatusOr<std::unique_ptr<RemoteExpertExecutor>> RemoteExpertExecutor::Crea
            absl::IsInvalidArgument(s) || absl::IsResourceExhausted(s) ||
            absl::IsPermissionDenied(s) || absl::IsUnimplemented(s);
   };
+  // Paired all at once: each worker that does not answer costs its call
+  // deadline (3 s by default), not that many in a row.
   std::vector<absl::Status> paired(n);
   for (int i = 0; i < n; ++i) {
     r->workers_[i].client =
         std::make_unique<WorkerClient>(cluster.worker(i).address(), r->cluster_, &r->cq_);
-    paired[i] = r->workers_[i].client->Pair(fingerprint, config, content_sample);
+  }
+  {
+    std::vector<std::thread> pairing;
+    for (int i = 0; i < n; ++i) {
+      pairing.emplace_back([&, i] {
+        paired[i] = r->workers_[i].client->Pair(fingerprint, config, content_sample);
+      });
+    }
+    for (std::thread& t : pairing) t.join();
+  }
+  for (int i = 0; i < n; ++i) {
     if (refused(paired[i])) return paired[i];
   }
   if (n > 0 && std::none_of(paired.begin(), paired.end(), [](const auto& s) { return s.ok(); })) {
