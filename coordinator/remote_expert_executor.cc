@@ -5,7 +5,6 @@
 #include <cstring>
 #include <thread>
 
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "coordinator/cluster_config.h"
@@ -126,22 +125,14 @@ absl::StatusOr<std::unique_ptr<RemoteExpertExecutor>> RemoteExpertExecutor::Crea
   if (n > 0 && std::none_of(paired.begin(), paired.end(), [](const auto& s) { return s.ok(); })) {
     std::string why;
     for (const absl::Status& s : paired) absl::StrAppend(&why, why.empty() ? "" : "; ", s.message());
-    const bool hinted = absl::StrContains(why, "could not be set up");  // WorkerClient::Pair's
-    return absl::Status(paired[0].code(),
-                        absl::StrCat(n == 1 ? "the worker did not answer: " : "no worker answered: ",
-                                     why, hinted ? "" : " (is the worker running at that address, "
-                                                        "and do both sides agree on TLS?)"));
+    return absl::Status(paired[0].code(), absl::StrCat(n == 1 ? "the worker did not answer: "
+                                                              : "no worker answered: ",
+                                                       why));
   }
   for (int i = 0; i < n; ++i) {
-    for (int j = 0; j < i && paired[i].ok(); ++j) {
-      const auto& a = r->workers_[j].client->description();
-      const auto& b = r->workers_[i].client->description();
-      if (paired[j].ok() && a.instance_id() != 0 && a.instance_id() == b.instance_id()) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "workers ", r->workers_[j].client->address(), " and ", r->workers_[i].client->address(),
-            " are one worker process (the same instance id): list each worker once"));
-      }
-    }
+    std::vector<bool> before(n, false);
+    for (int j = 0; j < i; ++j) before[j] = paired[j].ok();
+    if (paired[i].ok()) ST_RETURN_IF_ERROR(r->NotListedTwice(i, before));
   }
   std::vector<bool> reached(n, false);
   for (int i = 0; i < n; ++i) {

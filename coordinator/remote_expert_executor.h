@@ -186,6 +186,10 @@ class RemoteExpertExecutor : public ExpertExecutor {
   // of the placement that includes it, opens its stream.
   absl::Status Admit(int i);
   void MarkDown(int i, const absl::Status& why);
+  // INVALID_ARGUMENT when worker i (described) is the same process, by its
+  // instance id, as a worker j with others[j] set: as two they would keep
+  // replacing each other's experts.
+  absl::Status NotListedTwice(int i, const std::vector<bool>& others) const;
   // Worker i did not answer at start, or (answered) failed its first
   // Assign (`why`): down from the outset, its supervisor retrying it with
   // backoff; not a failover.

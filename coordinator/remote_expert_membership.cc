@@ -71,16 +71,10 @@ absl::Status RemoteExpertExecutor::Admit(int i) {
   {
     absl::MutexLock lock(&mu_);
     // Not another listed address of a worker already in (both down at
-    // start, say): as two they would keep replacing each other's experts.
-    const uint64_t id = c.description().instance_id();
-    for (size_t j = 0; j < workers_.size(); ++j) {
-      if (static_cast<int>(j) == i || !(members_[j] || workers_[j].ready) || id == 0) continue;
-      if (workers_[j].client->description().instance_id() == id) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "it is the worker process already in as ", workers_[j].client->address(),
-            " (the same instance id): list each worker once"));
-      }
-    }
+    // start, say).
+    std::vector<bool> in(workers_.size());
+    for (size_t j = 0; j < workers_.size(); ++j) in[j] = members_[j] || workers_[j].ready;
+    ST_RETURN_IF_ERROR(NotListedTwice(i, in));
     DescribedLocked(i);
     std::vector<bool> members = members_;
     members[i] = true;
@@ -134,6 +128,19 @@ void RemoteExpertExecutor::MarkDown(int i, const absl::Status& why) {
   down_.insert(i);
 }
 
+absl::Status RemoteExpertExecutor::NotListedTwice(int i, const std::vector<bool>& others) const {
+  const uint64_t id = workers_[i].client->description().instance_id();
+  for (size_t j = 0; j < workers_.size() && id != 0; ++j) {
+    if (static_cast<int>(j) == i || !others[j]) continue;
+    if (workers_[j].client->description().instance_id() == id) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "workers ", workers_[j].client->address(), " and ", workers_[i].client->address(),
+          " are one worker process (the same instance id): list each worker once"));
+    }
+  }
+  return absl::OkStatus();
+}
+
 void RemoteExpertExecutor::StartDownLocked(int i, const absl::Status& why, bool answered) {
   Worker& w = workers_[i];
   w.up = false;
@@ -143,7 +150,6 @@ void RemoteExpertExecutor::StartDownLocked(int i, const absl::Status& why, bool 
   down_.insert(i);
   LOG(WARNING) << "worker " << w.client->address()
                << (answered ? " failed its first Assign (" : " did not answer at start (") << why
-               << (answered ? "" : "; is it running at that address, and do both sides agree on TLS?")
                << "): running without it, and retrying every " << BackoffMaxMs(cluster_)
                << " ms at most";
 }

@@ -129,14 +129,20 @@ absl::Status WorkerClient::Pair(uint64_t fingerprint, const ModelConfig& config,
         s.error_message().empty() ? "" : ": ", s.error_message(), ")"));
   }
   if (!s.ok()) {
-    // gRPC logs why it could not make the TLS client and returns only this.
+    // No answer from a worker's service: say what to check. (gRPC logs why
+    // it could not make the TLS client and returns only "empty address list".)
     const bool no_tls_client = !config_.tls_cert().empty() &&
                                absl::StrContains(s.error_message(), "empty address list");
-    return absl::Status(static_cast<absl::StatusCode>(s.error_code()),
-                        absl::StrCat("worker ", address_, ": ", s.error_message(),
-                                     no_tls_client ? " (the TLS client could not be set up: is "
-                                                     "tls_key the private key of tls_cert?)"
-                                                   : ""));
+    const bool no_answer = s.error_code() == grpc::StatusCode::UNAVAILABLE ||
+                           s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED;
+    return absl::Status(
+        static_cast<absl::StatusCode>(s.error_code()),
+        absl::StrCat("worker ", address_, ": ", s.error_message(),
+                     no_tls_client ? " (the TLS client could not be set up: is tls_key the "
+                                     "private key of tls_cert?)"
+                     : no_answer   ? " (is the worker running at that address, and do both "
+                                     "sides agree on TLS?)"
+                                   : ""));
   }
   if (d.fingerprint() != fingerprint) {
     return absl::FailedPreconditionError(absl::StrCat(
