@@ -11,11 +11,15 @@
 // Arg: tokens in the step (1 = decode, 8 = a batched decode step of 8
 // streams, 128 = prefill). Min over repetitions is the number to read on a
 // shared machine.
-// The *Cold variants stream 64 MiB through both threads before each step
-// (not timed), as a decode token's attention and LM-head weights do
-// between its expert steps: then nothing of the step (scratch, outputs,
-// activations, the weights of recent steps) is left in L2 or L3. Session
-// 15 found the warm variants' phase 1 ~30% faster than a real decode's.
+// The *Cold variants stream 384 MiB through both threads before each step
+// (not timed), as a decode token's other weights do between its uses of an
+// expert: then nothing of the step (scratch, outputs, activations, the
+// weights of recent steps) is left in L2 or L3. The size matters: session
+// 35's Xeon reports a 480 MiB L3, and `membw` there read 64-128 MiB at
+// 54-57 GB/s, 192 MiB at 45 and 256 MiB or more at 32.6 (DRAM), so the 64
+// MiB flush used until then left steps in L3 (PackSplitPhasesCold/1 199-231
+// us against 258-310 with 384 MiB). Session 15 found the warm variants'
+// phase 1 ~30% faster than a real decode's.
 // The *Hot variants repeat one layer's step with the same experts, so its
 // ~5 MiB of weights stay in L2/L3: the step's compute floor. Session 17,
 // decode, medians of 5: Pack 118 us hot against 232 warm, Gguf 90 against
@@ -31,12 +35,17 @@
 // back, so an active neuron is one 2-row run, as a pack could lay them out;
 // 0: the pack's layout, up rows then down^T rows) and prefetch (1: each
 // thread prefetches the unit 2 rows ahead; the kernels prefetch theirs).
-// Session 33, medians of 5 in three runs (this host, 2 threads): pack
-// layout 240-255 us, with prefetch 225-231; interleaved 213-226, with
-// prefetch 207-215; PackSplitPhasesCold/1 (the kernel) 231-243 in the same
-// runs. So the kernels sit at their layout's prefetched floor, and an
-// interleaved pack could take ~20 us off a 4b expert step (~0.6 ms of a
-// ~20 ms token): not worth a pack format change yet.
+// Session 35, medians of 5 in three runs (2 threads, 384 MiB flush,
+// MinTime 0.04 s; the host's memory was busier in the first two): pack
+// layout 243-303 us, with prefetch 236-291; interleaved 220-274, with
+// prefetch 215-271; PackSplitPhasesCold/1 (the kernel) 258-310 in the same
+// runs. So the kernel sits within ~6-9% of its layout's prefetched floor,
+// and an interleaved pack whose up and down^T rows of a neuron are used
+// together could take ~8% off a cold expert step. (Interleaving alone,
+// with the kernel's two phases unchanged, gained nothing: 214-225 against
+// 199-231 us with the old 64 MiB flush.) A real 4b decode's step took
+// 255-260 us (temporary timers: phase 1 177-180, phase 2 78-80), about
+// the third run's cold step: some of its recent experts stay in L3.
 #include <algorithm>
 #include <atomic>
 #include <cstring>
@@ -120,11 +129,11 @@ struct Layer {
 struct World {
   std::vector<Layer> layers;
   ThreadPool pool{2};
-  std::vector<uint64_t> flush;  // 64 MiB, made by the first Flush (cold variants only)
+  std::vector<uint64_t> flush;  // 384 MiB, made by the first Flush (cold variants only)
   // Reads all of `flush` on the pool (evicting the caches); returns a sum
   // so the reads are not optimized away.
   uint64_t Flush() {
-    if (flush.empty()) flush.assign((64u << 20) / sizeof(uint64_t), 1);
+    if (flush.empty()) flush.assign((size_t{384} << 20) / sizeof(uint64_t), 1);
     std::atomic<uint64_t> sum{0};
     pool.ParallelFor(flush.size(), [&](size_t b, size_t e) {
       uint64_t s = 0;
@@ -353,18 +362,21 @@ double Min(const std::vector<double>& v) { return *std::min_element(v.begin(), v
 #define ST_CASES(bm)                                                                       \
   BENCHMARK(bm)->Arg(1)->Arg(8)->Arg(128)->UseRealTime()->Unit(benchmark::kMicrosecond)   \
       ->Repetitions(5)->ComputeStatistics("min", Min)->ReportAggregatesOnly(true)
+// Cold cases: each iteration's untimed flush takes ~12 ms, so a shorter
+// timed minimum keeps a case to seconds.
+#define ST_COLD_CASES(bm) ST_CASES(bm)->MinTime(0.04)
 ST_CASES(BM_PackOld);
 ST_CASES(BM_PackPhases);
 ST_CASES(BM_PackSplitPhases);
 ST_CASES(BM_GgufPhases);
-ST_CASES(BM_PackPhasesCold);
-ST_CASES(BM_PackSplitPhasesCold);
-ST_CASES(BM_GgufPhasesCold);
+ST_COLD_CASES(BM_PackPhasesCold);
+ST_COLD_CASES(BM_PackSplitPhasesCold);
+ST_COLD_CASES(BM_GgufPhasesCold);
 ST_CASES(BM_PackPhasesHot);
 ST_CASES(BM_PackSplitPhasesHot);
 ST_CASES(BM_GgufPhasesHot);
 BENCHMARK(BM_PackReplayCold)->ArgNames({"interleaved", "prefetch"})->ArgsProduct({{0, 1}, {0, 1}})->UseRealTime()->Unit(benchmark::kMicrosecond)
-    ->Repetitions(5)->ComputeStatistics("min", Min)->ReportAggregatesOnly(true);
+    ->MinTime(0.04)->Repetitions(5)->ComputeStatistics("min", Min)->ReportAggregatesOnly(true);
 
 }  // namespace
 }  // namespace st
