@@ -276,8 +276,10 @@ void HttpGateway::Routes(const std::string& cors_origin) {
                                std::exception_ptr) { SendError(res, 500, "internal error"); });
 
   // CORS (when enabled), then authorization for everything but the health
-  // and metrics endpoints (like llama-server): "Authorization: Bearer KEY",
-  // or "X-Api-Key: KEY".
+  // endpoints: "Authorization: Bearer KEY", or "X-Api-Key: KEY". /metrics
+  // needs the key too, as in llama-server (a Prometheus scrape sends it with
+  // `authorization: {credentials: KEY}`); /v1/models too, as in OpenAI's API
+  // (llama-server leaves it open).
   svr.set_pre_routing_handler([&state, cors_origin](const httplib::Request& req,
                                                     httplib::Response& res) {
     if (!cors_origin.empty()) {
@@ -293,7 +295,7 @@ void HttpGateway::Routes(const std::string& cors_origin) {
         return httplib::Server::HandlerResponse::Handled;
       }
     }
-    const bool open = req.path == "/health" || req.path == "/v1/health" || req.path == "/metrics";
+    const bool open = req.path == "/health" || req.path == "/v1/health";
     // A request with a body is refused after it is read (the completion
     // handlers check the key; other paths have none, 404/405): refused here,
     // its unread body stayed on the kept-alive connection and was parsed as

@@ -574,6 +574,11 @@ class ServeTest(unittest.TestCase):
         self.assertEqual(curl(SMALL.http_port, "/models", headers=["X-Api-Key: nope"])[0], 401)
         self.assertEqual(curl(SMALL.http_port, "/health")[0], 200)
         self.assertEqual(curl(SMALL.http_port, "/v1/health")[0], 200)
+        # /metrics tells who used the server how much: the key, as in llama-server.
+        self.assertEqual(curl(SMALL.http_port, "/metrics")[0], 401)
+        code, text = curl(SMALL.http_port, "/metrics", headers=["Authorization: Bearer sesame"])
+        self.assertEqual(code, 200)
+        self.assertIn("llamacpp:tokens_predicted_total", text)
         # A request refused for its key is refused after its body is read:
         # refused before, its body (sent here in a later packet) was read as
         # the next request on the kept-alive connection (here a GET).
