@@ -22,10 +22,6 @@ namespace v1 = smallthinker::v1;
 
 namespace {
 
-int StepTimeoutMs(const v1::ClusterConfig& c) {
-  return c.step_timeout_ms() > 0 ? c.step_timeout_ms() : 2000;
-}
-
 // Requests larger than this (prefill) may need the peer's flow-control
 // window updates before they are all sent: the local share is then computed
 // expert by expert, polling the streams in between.

@@ -101,6 +101,11 @@ inline constexpr size_t kMaxTimingSamples = size_t{1} << 17;
 // Percentile p in [0, 1] of stats.overhead_us (0 if empty).
 int64_t OverheadPercentile(const RemoteExpertStats& stats, double p);
 
+// The step deadline: step_timeout_ms, 2000 when unset.
+inline int StepTimeoutMs(const smallthinker::v1::ClusterConfig& c) {
+  return c.step_timeout_ms() > 0 ? c.step_timeout_ms() : 2000;
+}
+
 class RemoteExpertExecutor : public ExpertExecutor {
  public:
   // Pairs with every worker of `cluster` (fingerprint check; a mismatch, a

@@ -5,6 +5,7 @@
 #include <malloc.h>
 
 #include <algorithm>
+#include <chrono>
 #include <optional>
 #include <utility>
 
@@ -66,6 +67,22 @@ void RemoteExpertExecutor::RecomputeLocked(const std::string& why) {
 absl::Status RemoteExpertExecutor::Admit(int i) {
   WorkerClient& c = *workers_[i].client;
   ST_RETURN_IF_ERROR(c.Pair(fingerprint_, config_, content_sample_));
+  // A worker whose calls take half the step deadline or more (behind a slow
+  // link, say) would time out on its first steps, each time stalling every
+  // request for the whole deadline: it stays down, its backoff growing,
+  // until it answers in time (before Assign, which would make it load its
+  // share for nothing).
+  ST_ASSIGN_OR_RETURN(const std::chrono::microseconds round_trip, c.RoundTrip());
+  const auto half_deadline = std::chrono::milliseconds(StepTimeoutMs(cluster_)) / 2;
+  if (round_trip >= half_deadline) {
+    // (No measured time in the message: the supervisor logs a reason again
+    // only when it changes.)
+    VLOG(1) << "worker " << c.address() << " answered in " << round_trip.count() << " us";
+    return absl::DeadlineExceededError(absl::StrCat(
+        "worker ", c.address(), " takes half the step deadline (", StepTimeoutMs(cluster_) / 2,
+        " of ", StepTimeoutMs(cluster_), " ms) or more to answer a call: its steps would time "
+        "out, so it stays down until it answers faster"));
+  }
   Assignments::Set set;
   std::vector<ExpertKey> keys;
   {

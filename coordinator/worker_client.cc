@@ -165,6 +165,27 @@ absl::Status WorkerClient::Pair(uint64_t fingerprint, const ModelConfig& config,
   return absl::OkStatus();
 }
 
+absl::StatusOr<std::chrono::microseconds> WorkerClient::RoundTrip() {
+  if (stub_ == nullptr) {
+    return absl::FailedPreconditionError(absl::StrCat("worker ", address_, ": not paired"));
+  }
+  auto ctx = NewContext(/*with_deadline=*/true);
+  v1::DescribeResponse d;
+  grpc::Status s;
+  const auto start = std::chrono::steady_clock::now();
+  {
+    const CancellableCall cancellable(this, ctx.get());
+    s = stub_->Describe(ctx.get(), v1::DescribeRequest(), &d);
+  }
+  const auto took = std::chrono::duration_cast<std::chrono::microseconds>(
+      std::chrono::steady_clock::now() - start);
+  if (!s.ok()) {
+    return absl::Status(static_cast<absl::StatusCode>(s.error_code()),
+                        absl::StrCat("worker ", address_, ": ", s.error_message()));
+  }
+  return took;
+}
+
 absl::Status WorkerClient::Assign(const std::vector<ExpertKey>& experts) {
   v1::AssignRequest req;
   req.set_fingerprint(fingerprint_);

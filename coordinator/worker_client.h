@@ -63,6 +63,10 @@ class WorkerClient {
   // checked); a worker that sends a different one is FAILED_PRECONDITION.
   absl::Status Pair(uint64_t fingerprint, const ModelConfig& config, uint64_t content_sample = 0);
   absl::Status Assign(const std::vector<ExpertKey>& experts);
+  // One more Describe (with the call deadline) on the channel Pair made,
+  // timed on a steady clock: how long the worker takes to answer a call,
+  // without the connection set-up Pair's call may include. Errors as Pair's.
+  absl::StatusOr<std::chrono::microseconds> RoundTrip();
   // Opens the Compute stream (on the shared completion queue, or a new one
   // of its own), closing an old one first.
   absl::Status OpenStream();

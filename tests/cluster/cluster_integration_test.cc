@@ -617,6 +617,45 @@ TEST_F(ClusterTest, SlowWorkerDoesNotStallPastTheDeadline) {
   ExpectBitIdentical(want, Greedy(*m, kPrompt, 8));
 }
 
+// A worker that stays slower than the step deadline (a slow link) is not
+// re-admitted while it is: each re-admission had cost one step's whole
+// deadline again (a timeout, then failover), for as long as the run went on.
+// Once it answers in time it comes back.
+TEST_F(ClusterTest, SlowWorkerStaysOutUntilItAnswersInTime) {
+  const Trace want = Reference(8);
+  auto fast = StartWorker(), slow = StartWorker();
+  ASSERT_TRUE(fast && slow);
+  DelayProxy proxy(slow->port(), /*one_way_delay_us=*/0);
+  auto m = Load();
+  v1::ClusterConfig c = Cluster({fast->address(), absl::StrCat("127.0.0.1:", proxy.port())});
+  c.set_step_timeout_ms(200);
+  c.set_readmit_backoff_min_ms(20);  // retried as often as it can be
+  c.set_readmit_backoff_max_ms(20);
+  c.set_rebalance_factor(-1);  // only membership moves placement here
+  auto remote = AttachWorkers(*m, c);
+  ASSERT_TRUE(remote.ok()) << remote.status();
+  RemoteExpertExecutor& r = **remote;
+  ASSERT_GT(r.OwnedCounts()[1], 0) << r.Summary();
+  proxy.set_delay_us(150000);  // 300 ms a call: every step would time out
+  ExpectBitIdentical(want, Greedy(*m, kPrompt, 8));
+  // Decode on for 4 s: re-admission attempts every ~0.6 s (two slow calls
+  // and the backoff) are all refused.
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(4);
+  while (std::chrono::steady_clock::now() < until) {
+    ExpectBitIdentical(want, Greedy(*m, kPrompt, 8));
+  }
+  RemoteExpertStats s = r.stats();
+  EXPECT_EQ(s.timeouts, 1u) << r.Summary();
+  EXPECT_EQ(s.readmissions, 0u) << r.Summary();
+  EXPECT_EQ(s.workers_up, 1);
+  proxy.set_delay_us(0);
+  ASSERT_TRUE(DecodeUntil(*m, [&] { return r.stats().readmissions >= 1; })) << r.Summary();
+  ExpectBitIdentical(want, Greedy(*m, kPrompt, 8));
+  s = r.stats();
+  EXPECT_EQ(s.timeouts, 1u) << r.Summary();
+  EXPECT_EQ(s.workers_up, 2);
+}
+
 // A worker 200 ms of round trip away (each of TCP's, HTTP/2's and the
 // call's). gRPC's minimum connect timeout had been set to 100 ms: no
 // connection to it could finish ("connection attempt timed out before
