@@ -247,16 +247,9 @@ void HttpGateway::Stop() {
   // stop() is a no-op until the listen loop runs: repeat it until the loop
   // has returned (a gateway stopped right after Start: the model failed to
   // load), then join.
-  // Once stop() has closed the listening socket, the loop still waits for
-  // every connection's thread, and cpp-httplib 0.11 keeps a kept-alive one
-  // that is idle for its whole 5 s keep-alive timeout: `serve` took ~4 s to
-  // exit while a client held an idle connection. Shutting down the
-  // connections' read side ends those waits at once (replies being written
-  // are still sent whole).
   if (server_ && thread_.joinable()) {
     while (!listen_returned_.load()) {
       server_->stop();
-      if (port_ > 0) serve::ShutdownConnectionReads(port_);
       std::this_thread::sleep_for(std::chrono::milliseconds(1));
     }
   }

@@ -36,12 +36,10 @@ bool PeerSocket::PeerClosed() const {
   return errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR;  // reset, etc.
 }
 
-// Calls fn(fd, local address, its length) for every IPv4/IPv6 socket of the
-// process whose local port is `local_port`, until fn returns false.
-template <typename Fn>
-void ForEachSocketOnPort(int local_port, Fn fn) {
+PeerSocket FindPeerSocket(int local_port, std::string_view remote_addr, int remote_port) {
   DIR* dir = opendir("/proc/self/fd");
-  if (dir == nullptr) return;
+  if (dir == nullptr) return PeerSocket();
+  int found = -1;
   while (dirent* entry = readdir(dir)) {
     char* end = nullptr;
     const long fd = std::strtol(entry->d_name, &end, 10);
@@ -52,42 +50,14 @@ void ForEachSocketOnPort(int local_port, Fn fn) {
     int port = -1;
     if (getsockname(static_cast<int>(fd), reinterpret_cast<sockaddr*>(&addr), &len) != 0) continue;
     if (!HostPort(addr, len, &host, &port) || port != local_port) continue;
-    if (!fn(static_cast<int>(fd))) break;
+    len = sizeof(addr);
+    if (getpeername(static_cast<int>(fd), reinterpret_cast<sockaddr*>(&addr), &len) != 0) continue;
+    if (!HostPort(addr, len, &host, &port) || port != remote_port || host != remote_addr) continue;
+    found = static_cast<int>(fd);
+    break;
   }
   closedir(dir);
-}
-
-PeerSocket FindPeerSocket(int local_port, std::string_view remote_addr, int remote_port) {
-  int found = -1;
-  ForEachSocketOnPort(local_port, [&](int fd) {
-    sockaddr_storage addr{};
-    socklen_t len = sizeof(addr);
-    std::string host;
-    int port = -1;
-    if (getpeername(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) return true;
-    if (!HostPort(addr, len, &host, &port) || port != remote_port || host != remote_addr) {
-      return true;
-    }
-    found = fd;
-    return false;
-  });
   return PeerSocket(found);
-}
-
-int ShutdownConnectionReads(int local_port) {
-  int count = 0;
-  ForEachSocketOnPort(local_port, [&](int fd) {
-    sockaddr_storage addr{};
-    socklen_t len = sizeof(addr);
-    // Connected sockets only (an accepted connection has a peer; a
-    // listening socket has none).
-    if (getpeername(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0 &&
-        shutdown(fd, SHUT_RD) == 0) {
-      ++count;
-    }
-    return true;
-  });
-  return count;
 }
 
 }  // namespace st::serve

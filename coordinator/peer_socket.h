@@ -47,11 +47,4 @@ class PeerSocket {
 // /proc/self/fd: cost grows with the number of open descriptors.
 PeerSocket FindPeerSocket(int local_port, std::string_view remote_addr, int remote_port);
 
-// Shuts down the read side (shutdown(SHUT_RD)) of every connected TCP socket
-// whose local port is `local_port`: for a server that has stopped accepting,
-// each of its connections then reads end-of-file, so an idle kept-alive
-// one ends at once, while a reply being written is still sent whole.
-// Returns how many. Scans /proc/self/fd like FindPeerSocket.
-int ShutdownConnectionReads(int local_port);
-
 }  // namespace st::serve

@@ -8,8 +8,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <cerrno>
-
 #include "gtest/gtest.h"
 
 namespace st::serve {
@@ -74,26 +72,6 @@ TEST(PeerSocketTest, UnknownConnectionIsNotFoundAndNeverClosed) {
   EXPECT_FALSE(peer.found());
   EXPECT_FALSE(peer.PeerClosed());
   EXPECT_FALSE(FindPeerSocket(Port(c.accepted, false), "10.1.2.3", Port(c.client, false)).found());
-}
-
-TEST(PeerSocketTest, ShutdownConnectionReadsEndsReadsOnlyOnThatPortsConnections) {
-  Connection c, other;
-  ASSERT_GE(c.accepted, 0);
-  ASSERT_GE(other.accepted, 0);
-  // The accepted end only: the listener has no peer, the client another port.
-  EXPECT_EQ(ShutdownConnectionReads(Port(c.accepted, false)), 1);
-  char byte = 0;
-  EXPECT_EQ(recv(c.accepted, &byte, 1, MSG_DONTWAIT), 0);  // end of file, not EAGAIN
-  // Its writes still reach the client.
-  ASSERT_EQ(write(c.accepted, "y", 1), 1);
-  ASSERT_EQ(read(c.client, &byte, 1), 1);
-  EXPECT_EQ(byte, 'y');
-  // Another port's connection still reads.
-  EXPECT_EQ(recv(other.accepted, &byte, 1, MSG_DONTWAIT), -1);
-  EXPECT_EQ(errno, EAGAIN);
-  ASSERT_EQ(write(other.client, "z", 1), 1);
-  ASSERT_EQ(read(other.accepted, &byte, 1), 1);
-  EXPECT_EQ(byte, 'z');
 }
 
 }  // namespace
