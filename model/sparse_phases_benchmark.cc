@@ -15,8 +15,9 @@
 // (not timed), as a decode token's other weights do between its uses of an
 // expert: then nothing of the step (scratch, outputs, activations, the
 // weights of recent steps) is left in L2 or L3. The size matters: session
-// 35's Xeon reports a 480 MiB L3, and `membw` there read 64-128 MiB at
-// 54-57 GB/s, 192 MiB at 45 and 256 MiB or more at 32.6 (DRAM), so the 64
+// 35's Xeon reports a 480 MiB L3 (shared with other guests), and `membw`
+// there read 64-128 MiB at 54-57 GB/s, 192 MiB at 45 and 256 MiB or more at
+// 32.6 (DRAM speed: what stays cached of a 256+ MiB cycle), so the 64
 // MiB flush used until then left steps in L3 (PackSplitPhasesCold/1 199-231
 // us against 258-310 with 384 MiB). Session 15 found the warm variants'
 // phase 1 ~30% faster than a real decode's.

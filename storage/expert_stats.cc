@@ -38,9 +38,21 @@ std::string DefaultStatsPath(const std::string& pack_path) { return pack_path + 
 absl::StatusOr<ExpertStats> LoadExpertStats(const std::string& path, const PackHeader& pack) {
   // A FIFO (or device) there would block the open below, waiting for a
   // writer: refused first, like a pack that is not a regular file.
-  if (struct stat st; stat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(path, ": the expert stats file is not a regular file"));
+  if (struct stat st; stat(path.c_str(), &st) == 0) {
+    if (!S_ISREG(st.st_mode)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(path, ": the expert stats file is not a regular file"));
+    }
+    // Larger than the model's counts can be written (each at most 20
+    // digits and a separator): not read, since a word without spaces (a
+    // file of zeros) went into memory whole, past any memory budget.
+    const uint64_t n = uint64_t{pack.n_layers} * pack.n_experts;
+    const uint64_t most = 4096 + n * 21 + pack.n_layers;
+    if (static_cast<uint64_t>(st.st_size) > most) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          path, ": not an expert stats file of this model (", st.st_size,
+          " bytes, more than its counts can take)"));
+    }
   }
   errno = 0;
   std::ifstream in(path);
@@ -137,18 +149,27 @@ absl::Status AddExpertStats(const std::string& path, const PackHeader& pack,
         absl::StrCat("expert stats: ", delta.size(), " counts for a pack of ", n, " experts"));
   }
   // flock needs no write access to the lock file, only to create it.
+  // O_NONBLOCK: a FIFO there had blocked the open (and the exit of run and
+  // chat) forever, waiting for a writer; anything but a regular file is
+  // then not used.
   const std::string lock_path = path + ".lock";
-  const int lock = open(lock_path.c_str(), O_CREAT | O_RDONLY | O_CLOEXEC, 0644);
+  int lock = open(lock_path.c_str(), O_CREAT | O_RDONLY | O_CLOEXEC | O_NONBLOCK, 0644);
+  std::string why = lock < 0 ? absl::StrCat("cannot open (", std::strerror(errno), ")") : "";
+  if (struct stat st; lock >= 0 && (fstat(lock, &st) != 0 || !S_ISREG(st.st_mode))) {
+    close(lock);
+    lock = -1;
+    why = "not a regular file";
+  }
   const absl::Cleanup unlock = [lock] {
     if (lock >= 0) close(lock);  // releases the flock
   };
   int locked = -1;
   while (lock >= 0 && (locked = flock(lock, LOCK_EX)) != 0 && errno == EINTR) {
   }
+  if (lock >= 0 && locked != 0) why = absl::StrCat("cannot lock (", std::strerror(errno), ")");
   if (locked != 0) {
-    LOG(WARNING) << lock_path << ": " << (lock < 0 ? "cannot open" : "cannot lock") << " ("
-                 << std::strerror(errno) << "); adding expert stats without the lock (runs ending "
-                 << "at the same moment may lose counts)";
+    LOG(WARNING) << lock_path << ": " << why << "; adding expert stats without the lock (runs "
+                 << "ending at the same moment may lose counts)";
   }
   ExpertStats stats;
   absl::StatusOr<ExpertStats> old = LoadExpertStats(path, pack);

@@ -508,6 +508,38 @@ TEST_F(OffloadTest, UnreadableStatsFileIsNotReplaced) {
   EXPECT_TRUE(LoadExpertStats(fifo, h).ok());
 }
 
+// A stats file larger than the model's counts can be is refused from its
+// size: a file of zeros (one "word" with no spaces) had been read into
+// memory whole, past any memory budget (a 1 GiB one: 2 GiB of RSS).
+// A FIFO at the lock file's path had blocked the save, and the exit of run
+// and chat, forever: the counts are added without the lock.
+TEST_F(OffloadTest, OversizedStatsFileAndFifoLockDoNotStall) {
+  auto pack = ExpertPack::Open(DefaultPackPath(*gguf_));
+  ASSERT_TRUE(pack.ok()) << pack.status();
+  const PackHeader& h = (*pack)->header();
+  const size_t n = static_cast<size_t>(h.n_layers) * h.n_experts;
+  const std::string path = dir_->File("huge.stats");
+  {
+    std::ofstream out(path);
+    out << "smallthinker-expert-stats";
+  }
+  ASSERT_EQ(truncate(path.c_str(), int64_t{1} << 30), 0) << std::strerror(errno);  // sparse
+  const absl::Status big = LoadExpertStats(path, h).status();
+  EXPECT_EQ(big.code(), absl::StatusCode::kInvalidArgument) << big;
+  EXPECT_NE(big.message().find("more than its counts can take"), std::string::npos) << big;
+  // A file as large as the counts can be is still read.
+  ASSERT_TRUE(AddExpertStats(path, h, std::vector<uint64_t>(n, UINT64_MAX)).ok());
+  auto full = LoadExpertStats(path, h);
+  ASSERT_TRUE(full.ok()) << full.status();
+  EXPECT_EQ(full->counts[0], UINT64_MAX);
+  std::filesystem::remove(path + ".lock");  // the regular one the adds made
+  ASSERT_EQ(mkfifo((path + ".lock").c_str(), 0600), 0) << std::strerror(errno);
+  ASSERT_TRUE(AddExpertStats(path, h, std::vector<uint64_t>(n, 1)).ok());
+  struct stat st;
+  ASSERT_EQ(stat((path + ".lock").c_str(), &st), 0);
+  EXPECT_TRUE(S_ISFIFO(st.st_mode));  // left as it was
+}
+
 TEST_F(OffloadTest, IoMemoryCannotHoldABudget) {
   auto model = Load();
   OffloadOptions o = Opts();

@@ -1,6 +1,7 @@
 // `smallthinker convert`: writes the expert pack beside a GGUF, optionally
 // reading it back through an expert source (checksums + throughput).
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <memory>
 #include <string>
@@ -27,6 +28,22 @@ struct ConvertFlags {
   int in_flight = 32;
 };
 
+// Whether `path` is missing, empty, or a file that begins with the pack's
+// magic (a pack of any version or model, or one whose write was cut short
+// after its header).
+bool LooksLikePackOrNothing(const std::string& path) {
+  // Not a regular file (missing, a FIFO, a device): WritePack's own checks
+  // say what is wrong; opening a FIFO here would block.
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(path, ec)) return true;
+  std::FILE* file = std::fopen(path.c_str(), "rb");
+  if (file == nullptr) return true;  // missing (other errors: the write says)
+  char magic[sizeof(kPackMagic)] = {};
+  const size_t got = std::fread(magic, 1, sizeof(magic), file);
+  std::fclose(file);
+  return got == 0 || (got == sizeof(magic) && std::memcmp(magic, kPackMagic, 6) == 0);
+}
+
 int RunConvert(const ConvertFlags& f) {
   const std::string pack_path = f.out.empty() ? DefaultPackPath(f.model) : f.out;
   std::error_code ec;
@@ -40,6 +57,15 @@ int RunConvert(const ConvertFlags& f) {
   }
   if (std::filesystem::equivalent(f.model, pack_path, ec)) {
     std::fprintf(stderr, "error: the pack %s would replace the model itself; choose another --out\n",
+                 pack_path.c_str());
+    return 1;
+  }
+  // An existing file there that is not an expert pack (another model's
+  // GGUF given as --out by mistake, say) is not replaced: an older pack is.
+  if (!f.verify_only && !LooksLikePackOrNothing(pack_path)) {
+    std::fprintf(stderr,
+                 "error: %s exists and is not an expert pack; not replacing it (remove it first, "
+                 "or choose another --out)\n",
                  pack_path.c_str());
     return 1;
   }

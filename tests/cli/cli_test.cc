@@ -501,12 +501,33 @@ TEST_F(CliTest, OutputsNeverReplaceDevicesOrFifos) {
   EXPECT_EQ(Cli(absl::StrCat("synth --preset tiny --out '", fifo, "'")).exit_code, 1);
   EXPECT_TRUE(std::filesystem::is_fifo(fifo));
   // A symbolic link to a regular file: its target is replaced, the link stays.
+  // (The target is an old pack: see ConvertReplacesOnlyAPack.)
   const std::string real = dir_.File("real.stpack"), link = dir_.File("link.stpack");
-  std::ofstream(real) << "old";
+  std::ofstream(real) << std::string("STPACK\0\1", 8) << "old";
   std::filesystem::create_symlink(real, link);
   ASSERT_EQ(Cli(absl::StrCat("convert -q '", model_, "' -o '", link, "'")).exit_code, 0);
   EXPECT_TRUE(std::filesystem::is_symlink(link));
   EXPECT_GT(std::filesystem::file_size(real), 4096u);
+}
+
+// convert -o replaces an older pack, or an empty file, but not another file
+// (another model's GGUF given as -o by mistake had been overwritten).
+TEST_F(CliTest, ConvertReplacesOnlyAPack) {
+  const std::string other = dir_.File("other.gguf");
+  std::filesystem::copy_file(model_, other);
+  const uint64_t size = std::filesystem::file_size(other);
+  const testing::ShellRun r = testing::RunShell(
+      absl::StrCat("'", ST_CLI, "' convert -q '", model_, "' -o '", other, "' 2>&1"));
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.out.find("exists and is not an expert pack"), std::string::npos) << r.out;
+  EXPECT_EQ(std::filesystem::file_size(other), size);
+  EXPECT_EQ(Cli(absl::StrCat("inspect '", other, "'")).exit_code, 0);  // still the GGUF
+  const std::string empty = dir_.File("empty.stpack");
+  std::ofstream(empty).close();
+  EXPECT_EQ(Cli(absl::StrCat("convert -q '", model_, "' -o '", empty, "'")).exit_code, 0);
+  // Its own pack again (the default path, made twice).
+  EXPECT_EQ(Cli(absl::StrCat("convert -q '", model_, "'")).exit_code, 0);
+  EXPECT_EQ(Cli(absl::StrCat("convert -q '", model_, "'")).exit_code, 0);
 }
 
 // A budget holds for a model whose small tensors are converted at load
