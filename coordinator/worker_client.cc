@@ -116,13 +116,8 @@ absl::Status WorkerClient::Pair(uint64_t fingerprint, const ModelConfig& config,
     channel_ = grpc::CreateCustomChannel(address_, *creds, args);
     stub_ = v1::ExpertService::NewStub(channel_);
   }
-  auto ctx = NewContext(/*with_deadline=*/true);
   v1::DescribeResponse d;
-  grpc::Status s;
-  {
-    const CancellableCall cancellable(this, ctx.get());
-    s = stub_->Describe(ctx.get(), v1::DescribeRequest(), &d);
-  }
+  const grpc::Status s = Describe(&d);
   if (s.error_code() == grpc::StatusCode::UNIMPLEMENTED) {
     return absl::UnimplementedError(absl::StrCat(
         "the gRPC server at ", address_, " is no smallthinker worker (it has no ExpertService",
@@ -165,18 +160,19 @@ absl::Status WorkerClient::Pair(uint64_t fingerprint, const ModelConfig& config,
   return absl::OkStatus();
 }
 
+grpc::Status WorkerClient::Describe(v1::DescribeResponse* d) {
+  auto ctx = NewContext(/*with_deadline=*/true);
+  const CancellableCall cancellable(this, ctx.get());
+  return stub_->Describe(ctx.get(), v1::DescribeRequest(), d);
+}
+
 absl::StatusOr<std::chrono::microseconds> WorkerClient::RoundTrip() {
   if (stub_ == nullptr) {
     return absl::FailedPreconditionError(absl::StrCat("worker ", address_, ": not paired"));
   }
-  auto ctx = NewContext(/*with_deadline=*/true);
   v1::DescribeResponse d;
-  grpc::Status s;
   const auto start = std::chrono::steady_clock::now();
-  {
-    const CancellableCall cancellable(this, ctx.get());
-    s = stub_->Describe(ctx.get(), v1::DescribeRequest(), &d);
-  }
+  const grpc::Status s = Describe(&d);
   const auto took = std::chrono::duration_cast<std::chrono::microseconds>(
       std::chrono::steady_clock::now() - start);
   if (!s.ok()) {

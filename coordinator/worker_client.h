@@ -139,6 +139,9 @@ class WorkerClient {
   // `deadline` passed (Await without taking the reply).
   void WaitReply(Clock::time_point deadline);
   std::unique_ptr<grpc::ClientContext> NewContext(bool with_deadline) const;
+  // A Describe call with the call deadline, cancellable like every call
+  // (Pair's and RoundTrip's).
+  grpc::Status Describe(smallthinker::v1::DescribeResponse* d);
   // Makes `ctx` (a Describe's or an Assign's) cancellable by CancelCalls and
   // Interrupt for the object's lifetime.
   class CancellableCall {
