@@ -2,6 +2,7 @@
 
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
@@ -247,13 +248,50 @@ void HttpGateway::Stop() {
   // stop() is a no-op until the listen loop runs: repeat it until the loop
   // has returned (a gateway stopped right after Start: the model failed to
   // load), then join.
+  // Once stop() has closed the listening socket, the loop still waits for
+  // every connection's thread to end, and cpp-httplib 0.11.4 keeps an idle
+  // kept-alive connection waiting for a next request for its whole 5 s
+  // keep-alive timeout (serve took ~4-5 s to exit while a client held
+  // one). So the read side of each idle connection is shut down: it reads
+  // end-of-file and ends at once. Busy ones (a request read, its reply not
+  // yet written) are left alone: httplib writes nothing more to a socket
+  // that reads as closed, which cut replies still being sent (session 35's
+  // first fix did that to every connection); each ends by itself after its
+  // reply, as the listening socket is gone.
+  constexpr int kQuietMs = 250;  // see ShutdownIdleConnectionReads
   if (server_ && thread_.joinable()) {
     while (!listen_returned_.load()) {
       server_->stop();
-      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      if (port_ > 0) {
+        ShutdownIdleConnectionReads(
+            port_, [this](const std::string& addr, int port) { return Busy(addr, port); },
+            kQuietMs);
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
     }
   }
   if (thread_.joinable()) thread_.join();
+}
+
+void HttpGateway::MarkBusy(const std::string& addr, int port) {
+  absl::MutexLock lock(&busy_mu_);
+  if (busy_.size() >= prune_at_) {
+    absl::flat_hash_set<std::pair<std::string, int>> open;
+    for (auto& peer : ConnectionPeers(port_)) open.insert(std::move(peer));
+    absl::erase_if(busy_, [&open](const auto& peer) { return !open.contains(peer); });
+    prune_at_ = std::max<size_t>(4096, 2 * busy_.size());
+  }
+  busy_.insert({addr, port});
+}
+
+void HttpGateway::MarkDone(const std::string& addr, int port) {
+  absl::MutexLock lock(&busy_mu_);
+  busy_.erase({addr, port});
+}
+
+bool HttpGateway::Busy(const std::string& addr, int port) {
+  absl::MutexLock lock(&busy_mu_);
+  return busy_.contains({addr, port});
 }
 
 void HttpGateway::Routes(const std::string& cors_origin) {
@@ -280,8 +318,14 @@ void HttpGateway::Routes(const std::string& cors_origin) {
   // needs the key too, as in llama-server (a Prometheus scrape sends it with
   // `authorization: {credentials: KEY}`); /v1/models too, as in OpenAI's API
   // (llama-server leaves it open).
-  svr.set_pre_routing_handler([&state, cors_origin](const httplib::Request& req,
-                                                    httplib::Response& res) {
+  // Busy from here to the logger, which cpp-httplib calls once the reply
+  // is written (see Stop()).
+  svr.set_logger([this](const httplib::Request& req, const httplib::Response&) {
+    MarkDone(req.remote_addr, req.remote_port);
+  });
+  svr.set_pre_routing_handler([this, &state, cors_origin](const httplib::Request& req,
+                                                          httplib::Response& res) {
+    MarkBusy(req.remote_addr, req.remote_port);
     if (!cors_origin.empty()) {
       res.set_header("Access-Control-Allow-Origin", cors_origin);
       if (cors_origin != "*") res.set_header("Vary", "Origin");

@@ -8,8 +8,12 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <utility>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "coordinator/serve_state.h"
 
 namespace httplib {
@@ -41,12 +45,23 @@ class HttpGateway {
  private:
   explicit HttpGateway(ServeState& state);
   void Routes(const std::string& cors_origin);
+  // A connection (by its peer) is busy from the moment its request's
+  // headers are read (pre-routing) until its reply has been written (the
+  // logger), so that Stop() never shuts one down mid-reply.
+  void MarkBusy(const std::string& addr, int port);
+  void MarkDone(const std::string& addr, int port);
+  bool Busy(const std::string& addr, int port);
 
   ServeState& state_;
   std::unique_ptr<httplib::Server> server_;
   std::thread thread_;
   std::atomic<bool> listen_returned_{false};  // set by thread_ when listening ends
   int port_ = 0;
+  absl::Mutex busy_mu_;
+  absl::flat_hash_set<std::pair<std::string, int>> busy_ ABSL_GUARDED_BY(busy_mu_);
+  // busy_ size at which entries of closed connections are dropped (a reply
+  // whose headers could not be written never reaches the logger).
+  size_t prune_at_ ABSL_GUARDED_BY(busy_mu_) = 4096;
 };
 
 // The Prometheus exposition of the engine's statistics.

@@ -3,6 +3,8 @@
 #include <dirent.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -36,10 +38,15 @@ bool PeerSocket::PeerClosed() const {
   return errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR;  // reset, etc.
 }
 
-PeerSocket FindPeerSocket(int local_port, std::string_view remote_addr, int remote_port) {
+namespace {
+
+// Calls fn(fd, peer host, peer port) for every connected IPv4/IPv6 socket of
+// the process whose local port is `local_port` (accepted connections; a
+// listening socket has no peer), until fn returns false.
+template <typename Fn>
+void ForEachConnectionOnPort(int local_port, Fn fn) {
   DIR* dir = opendir("/proc/self/fd");
-  if (dir == nullptr) return PeerSocket();
-  int found = -1;
+  if (dir == nullptr) return;
   while (dirent* entry = readdir(dir)) {
     char* end = nullptr;
     const long fd = std::strtol(entry->d_name, &end, 10);
@@ -52,12 +59,53 @@ PeerSocket FindPeerSocket(int local_port, std::string_view remote_addr, int remo
     if (!HostPort(addr, len, &host, &port) || port != local_port) continue;
     len = sizeof(addr);
     if (getpeername(static_cast<int>(fd), reinterpret_cast<sockaddr*>(&addr), &len) != 0) continue;
-    if (!HostPort(addr, len, &host, &port) || port != remote_port || host != remote_addr) continue;
-    found = static_cast<int>(fd);
-    break;
+    if (!HostPort(addr, len, &host, &port)) continue;
+    if (!fn(static_cast<int>(fd), host, port)) break;
   }
   closedir(dir);
+}
+
+}  // namespace
+
+PeerSocket FindPeerSocket(int local_port, std::string_view remote_addr, int remote_port) {
+  int found = -1;
+  ForEachConnectionOnPort(local_port, [&](int fd, const std::string& host, int port) {
+    if (port != remote_port || host != remote_addr) return true;
+    found = fd;
+    return false;
+  });
   return PeerSocket(found);
+}
+
+std::vector<std::pair<std::string, int>> ConnectionPeers(int local_port) {
+  std::vector<std::pair<std::string, int>> peers;
+  ForEachConnectionOnPort(local_port, [&](int, const std::string& host, int port) {
+    peers.emplace_back(host, port);
+    return true;
+  });
+  return peers;
+}
+
+int ShutdownIdleConnectionReads(int local_port,
+                                absl::FunctionRef<bool(const std::string&, int)> busy,
+                                int quiet_ms) {
+  int count = 0;
+  ForEachConnectionOnPort(local_port, [&](int fd, const std::string& host, int port) {
+    if (busy(host, port)) return true;
+    // Bytes not read yet, or received lately: a request may be arriving or
+    // being parsed (not marked busy yet). Left for a later call.
+    int unread = 0;
+    if (ioctl(fd, FIONREAD, &unread) != 0 || unread > 0) return true;
+    tcp_info info{};
+    socklen_t len = sizeof(info);
+    if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &len) != 0 ||
+        info.tcpi_last_data_recv < static_cast<uint32_t>(quiet_ms)) {
+      return true;
+    }
+    if (shutdown(fd, SHUT_RD) == 0) ++count;
+    return true;
+  });
+  return count;
 }
 
 }  // namespace st::serve

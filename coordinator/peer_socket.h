@@ -21,6 +21,10 @@
 
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
+
+#include "absl/functional/function_ref.h"
 
 namespace st::serve {
 
@@ -46,5 +50,23 @@ class PeerSocket {
 // prints it). Not found: a PeerSocket with found() false. Scans
 // /proc/self/fd: cost grows with the number of open descriptors.
 PeerSocket FindPeerSocket(int local_port, std::string_view remote_addr, int remote_port);
+
+// The peers (numeric address, port) of the process's connected TCP sockets
+// whose local port is `local_port`. Scans /proc/self/fd like FindPeerSocket.
+std::vector<std::pair<std::string, int>> ConnectionPeers(int local_port);
+
+// For a server that has stopped accepting: shuts down the read side
+// (shutdown(SHUT_RD)) of its connections on `local_port` that look idle,
+// so that one waiting for a next request on a kept-alive connection reads
+// end-of-file and ends at once. Idle: `busy(peer address, peer port)` is
+// false (the server marks a connection busy from a request's headers to the
+// end of its reply: cpp-httplib 0.11.4 stops writing to a socket that
+// reads as closed, so a reply still being written must not be touched),
+// no unread bytes, and nothing received for `quiet_ms` (a request whose
+// bytes were just read may not be marked busy yet). Returns how many were
+// shut down. Scans /proc/self/fd like FindPeerSocket.
+int ShutdownIdleConnectionReads(int local_port,
+                                absl::FunctionRef<bool(const std::string&, int)> busy,
+                                int quiet_ms);
 
 }  // namespace st::serve

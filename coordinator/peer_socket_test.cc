@@ -8,6 +8,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <chrono>
+#include <string>
+#include <thread>
+
 #include "gtest/gtest.h"
 
 namespace st::serve {
@@ -72,6 +77,68 @@ TEST(PeerSocketTest, UnknownConnectionIsNotFoundAndNeverClosed) {
   EXPECT_FALSE(peer.found());
   EXPECT_FALSE(peer.PeerClosed());
   EXPECT_FALSE(FindPeerSocket(Port(c.accepted, false), "10.1.2.3", Port(c.client, false)).found());
+}
+
+
+TEST(PeerSocketTest, ConnectionPeersListsTheAcceptedEndsPeers) {
+  Connection c;
+  ASSERT_GE(c.accepted, 0);
+  const auto peers = ConnectionPeers(Port(c.accepted, false));
+  ASSERT_EQ(peers.size(), 1u);  // not the listener (no peer)
+  EXPECT_EQ(peers[0].first, "127.0.0.1");
+  EXPECT_EQ(peers[0].second, Port(c.client, false));
+}
+
+// Whether the accepted end reads end-of-file now (rather than EAGAIN).
+bool ReadsEof(int fd) {
+  char byte = 0;
+  return recv(fd, &byte, 1, MSG_DONTWAIT) == 0;
+}
+
+TEST(PeerSocketTest, ShutdownIdleConnectionReadsLeavesBusyAndRecentConnections) {
+  Connection c;
+  ASSERT_GE(c.accepted, 0);
+  const int port = Port(c.accepted, false);
+  const int client_port = Port(c.client, false);
+  auto none = [](const std::string&, int) { return false; };
+  // Just connected: something was received within the quiet period.
+  EXPECT_EQ(ShutdownIdleConnectionReads(port, none, 10000), 0);
+  EXPECT_FALSE(ReadsEof(c.accepted));
+  std::this_thread::sleep_for(std::chrono::milliseconds(120));
+  // Busy (a reply being written): never touched, however quiet.
+  auto busy = [&](const std::string& addr, int p) { return addr == "127.0.0.1" && p == client_port; };
+  EXPECT_EQ(ShutdownIdleConnectionReads(port, busy, 50), 0);
+  EXPECT_FALSE(ReadsEof(c.accepted));
+  // Unread bytes: a request arriving.
+  ASSERT_EQ(write(c.client, "x", 1), 1);
+  std::this_thread::sleep_for(std::chrono::milliseconds(120));
+  EXPECT_EQ(ShutdownIdleConnectionReads(port, none, 50), 0);
+  char byte = 0;
+  ASSERT_EQ(read(c.accepted, &byte, 1), 1);
+  EXPECT_EQ(byte, 'x');
+  // Read, but received within the quiet period (a request being parsed).
+  EXPECT_EQ(ShutdownIdleConnectionReads(port, none, 10000), 0);
+  EXPECT_FALSE(ReadsEof(c.accepted));
+  // Idle: shut down; it reads end-of-file and still writes to the client.
+  std::this_thread::sleep_for(std::chrono::milliseconds(120));
+  EXPECT_EQ(ShutdownIdleConnectionReads(port, none, 50), 1);
+  EXPECT_TRUE(ReadsEof(c.accepted));
+  ASSERT_EQ(write(c.accepted, "y", 1), 1);
+  ASSERT_EQ(read(c.client, &byte, 1), 1);
+  EXPECT_EQ(byte, 'y');
+}
+
+TEST(PeerSocketTest, ShutdownIdleConnectionReadsTouchesOnlyItsPort) {
+  Connection c, other;
+  ASSERT_GE(other.accepted, 0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(120));
+  EXPECT_EQ(ShutdownIdleConnectionReads(Port(c.accepted, false),
+                                        [](const std::string&, int) { return false; }, 50),
+            1);
+  EXPECT_TRUE(ReadsEof(c.accepted));
+  char byte = 0;
+  EXPECT_EQ(recv(other.accepted, &byte, 1, MSG_DONTWAIT), -1);
+  EXPECT_EQ(errno, EAGAIN);
 }
 
 }  // namespace

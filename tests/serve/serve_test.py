@@ -235,6 +235,75 @@ class ServeTest(unittest.TestCase):
         self.assertLess(time.time() - start, 5)  # not after the 20 s load
         s.proc.stdout.close()
 
+    def test_sigterm_finishes_replies_in_flight_and_drops_idle_connections(self):
+        # cpp-httplib 0.11.4 kept an idle kept-alive connection for its 5 s
+        # keep-alive timeout after stop() (serve took ~4-5 s to exit while a
+        # client held one); shutting down every connection's read side
+        # instead cut replies still being read or written (session 35's
+        # revert). Now the idle connection is closed at once, and every
+        # request in flight gets its whole reply: streams the error event,
+        # [DONE] and the last chunk; a whole reply and a request whose body
+        # was still arriving, a complete 503.
+        s = Server("--parallel", "4", "--ctx", "8192")
+        idle = socket.create_connection(("127.0.0.1", s.http_port))
+        socks = []
+        try:
+            idle.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            idle.settimeout(30)
+            got = b""
+            while not got.endswith(b'{"status":"ok"}'):
+                chunk = idle.recv(4096)
+                self.assertTrue(chunk, got)
+                got += chunk
+            body = {"prompt": "x", "max_tokens": 8000, "ignore_eos": True}
+            streams = [http_post(s.http_port, "/v1/completions", {**body, "stream": True}, "-")
+                       for _ in range(3)]
+            whole = http_post(s.http_port, "/v1/completions", body, "-")
+            # Headers and half of the body now, the rest after the signal.
+            data = json.dumps({**body, "max_tokens": 4}).encode()
+            upload = socket.create_connection(("127.0.0.1", s.http_port))
+            upload.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: "
+                           b"application/json\r\nContent-Length: %d\r\n\r\n" % len(data) +
+                           data[:5])
+            socks = [*streams, whole, upload]
+            replies = {sock: b"" for sock in socks}
+            for sock in streams:  # each stream is generating
+                sock.settimeout(30)
+                while b"data: " not in replies[sock]:
+                    chunk = sock.recv(4096)
+                    self.assertTrue(chunk, replies[sock])
+                    replies[sock] += chunk
+            # Past ShutdownIdleConnectionReads's quiet period (250 ms): only
+            # the busy marks keep these connections' read side open.
+            time.sleep(0.5)
+            start = time.time()
+            s.proc.send_signal(signal.SIGTERM)
+            time.sleep(0.3)
+            upload.sendall(data[5:])
+            self.assertEqual(s.proc.wait(timeout=30), 0)
+            s.proc.stdout.close()
+            self.assertLess(time.time() - start, 2.5)
+            for sock in socks:
+                sock.settimeout(10)
+                while chunk := sock.recv(65536):
+                    replies[sock] += chunk
+            for sock in streams:
+                r = replies[sock]
+                self.assertIn(b"shutting down", r)
+                self.assertTrue(r.endswith(b"data: [DONE]\n\n\r\n0\r\n\r\n"), r[-200:])
+            for sock in (whole, upload):
+                head, _, payload = replies[sock].partition(b"\r\n\r\n")
+                self.assertTrue(head.startswith(b"HTTP/1.1 503"), head)
+                length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
+                                  if line.lower().startswith(b"content-length:")))
+                self.assertEqual(len(payload), length)
+                self.assertIn(b"shutting down", payload)
+            self.assertEqual(idle.recv(4096), b"")  # the server closed it
+        finally:
+            idle.close()
+            for sock in socks:
+                sock.close()
+
     def test_grpc_port_in_use_is_refused(self):
         # gRPC's default SO_REUSEPORT had let a second server share MAIN's port.
         r = subprocess.run([CLI, "serve", "-m", MODEL, "--grpc-listen", MAIN.target,
