@@ -9,6 +9,7 @@
 #include <fstream>
 #include <string>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/units.h"
@@ -43,9 +44,13 @@ std::string Scalar(const GgufValue& v) {
 
 // Only a regular file is read here (opening a FIFO would block; GgufFile::Open
 // refuses anything else with a clear error).
+// A file named *.stpack is read as a pack even when its magic is damaged,
+// so that the error is the pack reader's ("wrong magic"), not a GGUF
+// parser's.
 bool IsPack(const std::string& path) {
   struct stat st{};
   if (stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) return false;
+  if (absl::EndsWith(path, ".stpack")) return true;
   char magic[sizeof(kPackMagic)] = {};
   std::ifstream in(path, std::ios::binary);
   return in.read(magic, sizeof(magic)) && std::memcmp(magic, kPackMagic, sizeof(magic)) == 0;

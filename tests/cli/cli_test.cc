@@ -72,6 +72,16 @@ TEST_F(CliTest, InspectShowsAPacksHeader) {
   ASSERT_EQ(Cli(absl::StrCat("convert '", q4, "'")).exit_code, 0);
   r = Cli(absl::StrCat("inspect '", q4, ".stpack'"));
   EXPECT_NE(r.out.find("up rows split (scales, then levels)"), std::string::npos) << r.out;
+  // A damaged magic: the pack reader's error, not a GGUF parser's.
+  {
+    std::fstream f(q4 + ".stpack", std::ios::in | std::ios::out | std::ios::binary);
+    f.put('X');
+  }
+  const testing::ShellRun bad =
+      testing::RunShell(absl::StrCat("'", ST_CLI, "' inspect '", q4, ".stpack' 2>&1"));
+  EXPECT_EQ(bad.exit_code, 1);
+  EXPECT_NE(bad.out.find("not a valid expert pack: wrong magic"), std::string::npos) << bad.out;
+  EXPECT_EQ(bad.out.find("GGUF"), std::string::npos) << bad.out;
   // A FIFO is refused at once (reading its first bytes would block).
   const std::string fifo = dir_.File("fifo.stpack");
   ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
