@@ -4,8 +4,16 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <mutex>
+#include <system_error>
+
+#include "common/units.h"
+#include "glog/logging.h"
 
 namespace st {
 namespace {
@@ -64,6 +72,44 @@ TempFileGuard::TempFileGuard(const std::string& path) {
 
 TempFileGuard::~TempFileGuard() {
   if (slot_ >= 0) g_state[slot_].store(0, std::memory_order_release);
+}
+
+std::string TempPathFor(const std::string& final_path) {
+  return final_path + ".tmp." + std::to_string(getpid());
+}
+
+std::vector<StaleTempFile> RemoveStaleTempFiles(const std::string& final_path,
+                                                int quiet_seconds) {
+  namespace fs = std::filesystem;
+  std::vector<StaleTempFile> removed;
+  std::error_code ec;
+  const fs::path final(final_path);
+  const std::string prefix = final.filename().string() + ".tmp.";
+  const fs::path dir = final.has_parent_path() ? final.parent_path() : fs::path(".");
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    if (name.size() <= prefix.size() || name.compare(0, prefix.size(), prefix) != 0) continue;
+    const std::string digits = name.substr(prefix.size());
+    char* stop = nullptr;
+    const long pid = std::strtol(digits.c_str(), &stop, 10);
+    if (*stop != '\0' || digits[0] == '-' || pid <= 0 || pid > (1L << 30)) continue;
+    if (pid == getpid()) continue;
+    if (kill(static_cast<pid_t>(pid), 0) == 0 || errno != ESRCH) continue;  // running (or not ours)
+    std::error_code fe;
+    if (!it->is_regular_file(fe) || fe) continue;
+    const auto mtime = it->last_write_time(fe);
+    if (fe || fs::file_time_type::clock::now() - mtime < std::chrono::seconds(quiet_seconds)) {
+      continue;
+    }
+    const uint64_t bytes = it->file_size(fe);
+    if (fe) continue;
+    if (fs::remove(it->path(), fe) && !fe) {
+      removed.push_back({it->path().string(), static_cast<int>(pid), bytes});
+      LOG(WARNING) << "removed " << FormatBytes(bytes) << " left by an interrupted writer (pid "
+                   << pid << ", no longer running): " << it->path().string();
+    }
+  }
+  return removed;
 }
 
 }  // namespace st

@@ -5,9 +5,32 @@
 // later run reused or removed.
 #pragma once
 
+#include <cstdint>
 #include <string>
+#include <vector>
 
 namespace st {
+
+// The temporary name a writer of `final_path` uses: "<final_path>.tmp.<pid>".
+std::string TempPathFor(const std::string& final_path);
+
+// A "<final_path>.tmp.<pid>" file left by an earlier writer that no longer
+// runs (SIGKILL, a crash, a power cut: no guard could remove it).
+struct StaleTempFile {
+  std::string path;
+  int pid = 0;
+  uint64_t bytes = 0;
+};
+
+// Removes the stale temporary files of `final_path` in its directory: the
+// pid in the name is not a running process (kill(pid, 0) says ESRCH) and
+// the file has not been modified for `quiet_seconds` (a writer on another
+// host sharing the directory still writes to its file; short, as a user
+// re-runs a killed `convert` at once). Returns what was
+// removed (each also logged as a warning); files it could not remove are
+// left out. Never throws.
+std::vector<StaleTempFile> RemoveStaleTempFiles(const std::string& final_path,
+                                                int quiet_seconds = 5);
 
 // While alive, `path` is unlinked if one of those signals ends the process
 // (the handler unlinks every registered path, then re-raises the signal with

@@ -315,7 +315,8 @@ absl::Status WriteSyntheticModel(const SynthOptions& o) {
     for (size_t i = 1; i < p.ne.size(); ++i) rows *= p.ne[i];
     total_bytes += rows * SynthRowBytes(p.type, p.ne[0]);
   }
-  const std::string tmp = absl::StrCat(out_path, ".tmp.", getpid());
+  RemoveStaleTempFiles(out_path);  // an interrupted synth's (logged)
+  const std::string tmp = TempPathFor(out_path);
   TempFileGuard guard(tmp);  // removes it if a signal ends the process
   if (absl::Status st = w.Begin(tmp); !st.ok()) {
     std::remove(tmp.c_str());

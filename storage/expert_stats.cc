@@ -1,4 +1,5 @@
 #include "storage/expert_stats.h"
+#include "common/temp_file_guard.h"
 
 #include <fcntl.h>
 #include <sys/file.h>
@@ -102,7 +103,7 @@ absl::StatusOr<ExpertStats> LoadExpertStats(const std::string& path, const PackH
 }
 
 absl::Status SaveExpertStats(const std::string& path, const ExpertStats& stats) {
-  const std::string tmp = absl::StrCat(path, ".tmp.", getpid());
+  const std::string tmp = TempPathFor(path);
   {
     std::ofstream out(tmp, std::ios::trunc);
     if (!out) return absl::PermissionDeniedError(absl::StrCat(tmp, ": cannot write"));

@@ -43,7 +43,7 @@ class TempFile {
  public:
   TempFile(std::string final_path, PackWriterOptions::Fn pwrite_fn)
       : final_(std::move(final_path)),
-        tmp_(absl::StrCat(final_, ".tmp.", getpid())),
+        tmp_(TempPathFor(final_)),
         guard_(tmp_),
         pwrite_(std::move(pwrite_fn)) {}
   ~TempFile() {
@@ -51,6 +51,7 @@ class TempFile {
     if (!committed_) unlink(tmp_.c_str());
   }
   absl::Status Open() {
+    RemoveStaleTempFiles(final_);  // an interrupted convert's (logged)
     fd_ = open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd_ < 0) return IoError("create", tmp_, errno);
     return absl::OkStatus();

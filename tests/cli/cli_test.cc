@@ -4,6 +4,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -538,6 +539,34 @@ TEST_F(CliTest, ConvertReplacesOnlyAPack) {
   // Its own pack again (the default path, made twice).
   EXPECT_EQ(Cli(absl::StrCat("convert -q '", model_, "'")).exit_code, 0);
   EXPECT_EQ(Cli(absl::StrCat("convert -q '", model_, "'")).exit_code, 0);
+}
+
+// A convert or synth ended by SIGKILL (or a crash, or a power cut) leaves
+// "<out>.tmp.<pid>" behind, which no signal guard could remove: the next
+// run writing the same file removes it and says so. (Before, a 10 GiB
+// partial pack stayed on the disk unmentioned.)
+TEST_F(CliTest, ConvertAndSynthRemoveAKilledRunsTempFile) {
+  const std::string pack = model_ + ".stpack";
+  auto leave = [](const std::string& path) {
+    std::ofstream(path) << std::string(3000, 'x');
+    std::filesystem::last_write_time(
+        path, std::filesystem::file_time_type::clock::now() - std::chrono::minutes(1));
+  };
+  // pid_max is at most 2^22: no process has this pid.
+  leave(pack + ".tmp.999999999");
+  leave(pack + ".tmp.999999998x");  // not a writer's name: kept
+  testing::ShellRun r =
+      testing::RunShell(absl::StrCat("'", ST_CLI, "' convert -q '", model_, "' 2>&1"));
+  EXPECT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_FALSE(std::filesystem::exists(pack + ".tmp.999999999"));
+  EXPECT_TRUE(std::filesystem::exists(pack + ".tmp.999999998x"));
+  EXPECT_NE(r.out.find("left by an interrupted writer (pid 999999999"), std::string::npos) << r.out;
+  const std::string out = dir_.File("again.gguf");
+  leave(out + ".tmp.999999999");
+  r = testing::RunShell(
+      absl::StrCat("'", ST_CLI, "' synth --preset tiny --type q8_0 --out '", out, "' 2>&1"));
+  EXPECT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_FALSE(std::filesystem::exists(out + ".tmp.999999999"));
 }
 
 // A budget holds for a model whose small tensors are converted at load
