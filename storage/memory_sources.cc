@@ -11,6 +11,7 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "common/fault_safe_copy.h"
 #include "common/process_memory.h"
 #include "common/status_macros.h"
 #include "storage/source_internal.h"
@@ -20,8 +21,9 @@ namespace {
 
 // Serves records from `base` (the pack image from offset 0). With `fd` >= 0
 // (mmap), `base` maps that file: each read first checks the file still
-// holds the record (a pack truncated after open would otherwise fault the
-// copy with SIGBUS; one cut between the check and the copy still can), and
+// holds the record (a pack truncated after open), and copies it with
+// CopyUnlessSigbus (one cut between the check and the copy faults the copy
+// with SIGBUS, which had killed the process), and
 // the copied pages (and the neighbours fault-around mapped with them) are
 // then dropped from this process, so its RSS counts the cache's copy only
 // (a --memory-budget holds). Thread-safe.
@@ -61,7 +63,13 @@ class SyncSource : public ExpertSource {
                                 " before the record at ", offset, " (pack truncated after open?)"));
                           }
                         }
-                        std::memcpy(r.dst, src, h.record_size);
+                        if (fd_ < 0) {
+                          std::memcpy(r.dst, src, h.record_size);
+                        } else if (!CopyUnlessSigbus(r.dst, src, h.record_size)) {
+                          return absl::DataLossError(absl::StrCat(
+                              pack_->path(), ": the record at ", offset,
+                              " was cut while it was copied (pack truncated after open?)"));
+                        }
                         if (fd_ >= 0) {
                           // The copy's faults also map whatever of the fault-around
                           // window (64 KiB by default, as for the embedding rows in
