@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <limits>
 #include <sstream>
@@ -102,7 +103,28 @@ absl::StatusOr<ExpertStats> LoadExpertStats(const std::string& path, const PackH
   return s;
 }
 
-absl::Status SaveExpertStats(const std::string& path, const ExpertStats& stats) {
+namespace {
+
+// The file a stats path names: a symlink (stats kept on another disk, or
+// shared between setups) is followed, so that a save replaces its file
+// rather than the link by a regular file, and runs through different
+// links lock the same file. By hand: weakly_canonical leaves a dangling
+// link (its file not written yet) unresolved.
+std::string FollowSymlinks(const std::string& path) {
+  std::filesystem::path resolved = path;
+  std::error_code ec;
+  for (int hops = 0; hops < 40 && std::filesystem::is_symlink(resolved, ec); ++hops) {
+    const std::filesystem::path target = std::filesystem::read_symlink(resolved, ec);
+    if (ec) break;
+    resolved = (target.is_absolute() ? target : resolved.parent_path() / target).lexically_normal();
+  }
+  return resolved.string();
+}
+
+}  // namespace
+
+absl::Status SaveExpertStats(const std::string& link_path, const ExpertStats& stats) {
+  const std::string path = FollowSymlinks(link_path);
   const std::string tmp = TempPathFor(path);
   {
     std::ofstream out(tmp, std::ios::trunc);
@@ -142,8 +164,9 @@ absl::Status SaveExpertStats(const std::string& path, const ExpertStats& stats) 
   return absl::OkStatus();
 }
 
-absl::Status AddExpertStats(const std::string& path, const PackHeader& pack,
+absl::Status AddExpertStats(const std::string& link_path, const PackHeader& pack,
                             const std::vector<uint64_t>& delta, absl::Status* replaced) {
+  const std::string path = FollowSymlinks(link_path);
   const size_t n = static_cast<size_t>(pack.n_layers) * pack.n_experts;
   if (delta.size() != n) {
     return absl::InvalidArgumentError(

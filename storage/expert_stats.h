@@ -37,7 +37,8 @@ std::string DefaultStatsPath(const std::string& pack_path);
 // shape; another error (PERMISSION_DENIED, ...) naming the path if it exists
 // but cannot be read.
 absl::StatusOr<ExpertStats> LoadExpertStats(const std::string& path, const PackHeader& pack);
-// Writes atomically (a temporary file of this process + rename).
+// Writes atomically (a temporary file of this process + rename). A `path`
+// that is a symlink stays one: the file it names is replaced.
 absl::Status SaveExpertStats(const std::string& path, const ExpertStats& stats);
 
 // Adds `delta` ([n_layers * n_experts] counts) to the file at `path` (a
@@ -46,7 +47,7 @@ absl::Status SaveExpertStats(const std::string& path, const ExpertStats& stats);
 // file that exists but cannot be read is left alone: its error is returned.
 // Runs under an exclusive flock on "<path>.lock", so runs that end at the
 // same time (several `run`s on one pack) add up instead of overwriting
-// each other.
+// each other. A symlinked `path` is followed (the lock is its file's).
 absl::Status AddExpertStats(const std::string& path, const PackHeader& pack,
                             const std::vector<uint64_t>& delta, absl::Status* replaced = nullptr);
 

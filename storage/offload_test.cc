@@ -579,8 +579,14 @@ TEST_F(OffloadTest, StatsCountsAreDigitsAndSaturate) {
                 .counts = std::vector<uint64_t>(n, 5)};
   s.counts[0] = std::numeric_limits<uint64_t>::max() - 1;
   const std::string path = dir_->File("saturate.stats");
+  // Saved through a symlink (relative, to a file not there yet): the link
+  // stays and its file holds the counts.
+  const std::string real = dir_->File("real.stats");
+  std::filesystem::create_symlink("real.stats", path);
   ASSERT_TRUE(SaveExpertStats(path, s).ok());
   ASSERT_TRUE(AddExpertStats(path, h, std::vector<uint64_t>(n, 3)).ok());
+  EXPECT_TRUE(std::filesystem::is_symlink(path));
+  EXPECT_TRUE(std::filesystem::is_regular_file(std::filesystem::symlink_status(real)));
   auto back = LoadExpertStats(path, h);
   ASSERT_TRUE(back.ok()) << back.status();
   EXPECT_EQ(back->counts[0], std::numeric_limits<uint64_t>::max());
