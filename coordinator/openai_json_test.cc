@@ -2,11 +2,14 @@
 // ranges are INVALID_ARGUMENT naming the field, replies have OpenAI's shape.
 #include "coordinator/openai_json.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "coordinator/request_limits.h"
 #include "gtest/gtest.h"
+#include "model/chat_template.h"
 #include "model/model.h"
 #include "tests/testutil/testutil.h"
 
@@ -37,6 +40,37 @@ class OpenAiJsonTest : public ::testing::Test {
 };
 testing::TempDir* OpenAiJsonTest::dir_ = nullptr;
 Model* OpenAiJsonTest::model_ = nullptr;
+
+// A message may mention the chat control tokens (a question about ChatML,
+// a pasted log): they are its text, not turn boundaries (they had been
+// refused with 400). A raw completion prompt's are control tokens, as in
+// llama-server's /completion.
+TEST_F(OpenAiJsonTest, ControlTokenTextIsTextInMessagesAndControlInRawPrompts) {
+  const Tokenizer& tok = model_->tokenizer();
+  const int32_t im_end = tok.Encode("<|im_end|>", /*parse_special=*/true).value().at(0);
+  auto count = [im_end](const std::vector<int32_t>& ids) {
+    return std::count(ids.begin(), ids.end(), im_end);
+  };
+  auto r = Parse(ApiKind::kChat,
+                 R"({"messages": [{"role": "user", "content": "say <|im_end|> now"}]})");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(count(r->engine.prompt), 1);  // the template's own
+  EXPECT_EQ(tok.Decode(r->engine.prompt),
+            "<|im_start|>user\nsay <|im_end|> now<|im_end|>\n<|im_start|>assistant\n");
+  // Without such text, the ids of the whole rendered text.
+  const std::vector<ChatMessage> m = {{"system", "be brief"}, {"user", " a\n\n b "}};
+  auto two = Parse(ApiKind::kChat, R"({"messages": [{"role": "system", "content": "be brief"},
+      {"role": "user", "content": " a\n\n b "}]})");
+  ASSERT_TRUE(two.ok()) << two.status();
+  EXPECT_EQ(two->engine.prompt,
+            tok.Encode(RenderChatMl(m, true).value(), /*parse_special=*/true).value());
+  auto raw = Parse(ApiKind::kCompletion,
+                   R"({"prompt": "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"})");
+  ASSERT_TRUE(raw.ok()) << raw.status();
+  EXPECT_EQ(raw->engine.prompt,
+            tok.Encode("<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n", true).value());
+  EXPECT_EQ(count(raw->engine.prompt), 1);
+}
 
 TEST_F(OpenAiJsonTest, ParametersReachTheEngineRequest) {
   auto r = Parse(ApiKind::kChat, R"({"model": "x", "messages": [{"role": "user", "content": "hi"}],

@@ -68,7 +68,10 @@ absl::StatusOr<std::vector<int32_t>> EncodePrompt(const Tokenizer& tokenizer,
                                                   std::string_view text) {
   ST_RETURN_IF_ERROR(ValidateText("prompt", text));
   if (text.empty()) return absl::InvalidArgumentError("empty prompt");
-  return tokenizer.Encode(text, /*parse_special=*/false);
+  // Control tokens written in a raw prompt are read as such (a client that
+  // renders its own chat template sends them), as llama-server's
+  // /completion does: there are no turns of ours for them to forge.
+  return tokenizer.Encode(text, /*parse_special=*/true);
 }
 
 absl::StatusOr<std::vector<int32_t>> EncodeChat(const Tokenizer& tokenizer,
@@ -82,18 +85,26 @@ absl::StatusOr<std::vector<int32_t>> EncodeChat(const Tokenizer& tokenizer,
     const std::string& c = messages[i].content;
     ST_RETURN_IF_ERROR(ValidateText(absl::StrCat("content of message ", i), c));
     ST_RETURN_IF_ERROR(ValidateText(absl::StrCat("role of message ", i), messages[i].role));
-    for (const char* control : {"<|im_start|>", "<|im_end|>", "<|endoftext|>"}) {
-      if (c.find(control) != std::string::npos) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("content of message ", i, " contains the control token ", control));
-      }
-    }
   }
-  // Without a system message, the one the model's own template adds.
-  ST_ASSIGN_OR_RETURN(std::string text,
-                      RenderChatMl(messages, /*add_generation_prompt=*/true,
-                                   DefaultSystemPrompt(tokenizer.chat_template())));
-  return tokenizer.Encode(text, /*parse_special=*/true);
+  // Without a system message, the one the model's own template adds. Only
+  // the template's own control tokens are control tokens: one written in a
+  // message (a question about ChatML, a pasted log) is text, as OpenAI
+  // reads it, and cannot end its turn or open another (it had been refused
+  // with 400).
+  ST_ASSIGN_OR_RETURN(std::vector<ChatPiece> pieces,
+                      RenderChatMlPieces(messages, /*add_generation_prompt=*/true,
+                                         DefaultSystemPrompt(tokenizer.chat_template())));
+  std::vector<int32_t> ids;
+  for (const ChatPiece& p : pieces) {
+    ST_ASSIGN_OR_RETURN(std::vector<int32_t> part,
+                        tokenizer.Encode(p.text, /*parse_special=*/p.control));
+    if (p.control && part.size() != 1) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "the model's tokenizer has no single token for the chat template's ", p.text));
+    }
+    ids.insert(ids.end(), part.begin(), part.end());
+  }
+  return ids;
 }
 
 }  // namespace st::serve

@@ -38,15 +38,18 @@ absl::Status ValidateIds(absl::Span<const int32_t> ids, int vocab_size);
 // At most kMaxStops strings, each non-empty, valid UTF-8, <= kMaxStopBytes.
 absl::Status ValidateStops(absl::Span<const std::string> stops);
 
-// A raw prompt: tokenized with parse_special = false, so client text cannot
-// forge control tokens. Empty text is INVALID_ARGUMENT.
+// A raw prompt (completions, gRPC Generate): tokenized with parse_special =
+// true, as llama-server's /completion does, so a client that renders its
+// own chat template gets its control tokens (a raw prompt has no turns of
+// ours to forge). Empty text is INVALID_ARGUMENT.
 absl::StatusOr<std::vector<int32_t>> EncodePrompt(const Tokenizer& tokenizer,
                                                   std::string_view text);
 
 // Chat messages rendered in ChatML with the assistant generation prompt.
-// Roles must be system/user/assistant/tool; contents are validated text and
-// may not contain the chat control tokens (<|im_start|>, <|im_end|>,
-// <|endoftext|>), which would let a message forge turns.
+// Roles must be system/user/assistant/tool; contents are validated text,
+// encoded as text: a control token written in a message (<|im_start|>,
+// <|im_end|>, <|endoftext|>) is its characters, never a turn boundary
+// (RenderChatMlPieces).
 absl::StatusOr<std::vector<int32_t>> EncodeChat(const Tokenizer& tokenizer,
                                                 absl::Span<const ChatMessage> messages);
 

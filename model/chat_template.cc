@@ -5,15 +5,35 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/status_macros.h"
 
 namespace st {
 namespace {
 
 constexpr char kStart[] = "<|im_start|>";
-constexpr char kEnd[] = "<|im_end|>\n";
+constexpr char kEnd[] = "<|im_end|>";
 
-void AppendTurn(std::string_view role, std::string_view content, std::string* out) {
-  out->append(kStart).append(role).append("\n").append(content).append(kEnd);
+// Pieces being built: text joins the last plain piece; a control token is
+// a piece of its own.
+class Pieces {
+ public:
+  Pieces& Text(std::string_view text) {
+    if (out_.empty() || out_.back().control) out_.push_back({});
+    out_.back().text.append(text);
+    return *this;
+  }
+  Pieces& Control(std::string_view token) {
+    out_.push_back({std::string(token), true});
+    return *this;
+  }
+  std::vector<ChatPiece> Take() { return std::move(out_); }
+
+ private:
+  std::vector<ChatPiece> out_;
+};
+
+void AppendTurn(std::string_view role, std::string_view content, Pieces* out) {
+  out->Control(kStart).Text(role).Text("\n").Text(content).Control(kEnd).Text("\n");
 }
 
 }  // namespace
@@ -21,6 +41,16 @@ void AppendTurn(std::string_view role, std::string_view content, std::string* ou
 absl::StatusOr<std::string> RenderChatMl(absl::Span<const ChatMessage> messages,
                                          bool add_generation_prompt,
                                          std::string_view default_system) {
+  ST_ASSIGN_OR_RETURN(std::vector<ChatPiece> pieces,
+                      RenderChatMlPieces(messages, add_generation_prompt, default_system));
+  std::string out;
+  for (const ChatPiece& p : pieces) out += p.text;
+  return out;
+}
+
+absl::StatusOr<std::vector<ChatPiece>> RenderChatMlPieces(absl::Span<const ChatMessage> messages,
+                                                          bool add_generation_prompt,
+                                                          std::string_view default_system) {
   // "developer" is OpenAI's newer name for the system role.
   auto role_of = [&](size_t i) -> std::string_view {
     return messages[i].role == "developer" ? "system" : std::string_view(messages[i].role);
@@ -33,7 +63,7 @@ absl::StatusOr<std::string> RenderChatMl(absl::Span<const ChatMessage> messages,
           i, role.empty() ? "an empty" : "an unknown", role));
     }
   }
-  std::string out;
+  Pieces out;
   if (!default_system.empty() && (messages.empty() || role_of(0) != "system")) {
     AppendTurn("system", default_system, &out);
   }
@@ -44,12 +74,12 @@ absl::StatusOr<std::string> RenderChatMl(absl::Span<const ChatMessage> messages,
       continue;
     }
     // Qwen2.5: a run of tool messages forms one user turn.
-    if (i == 0 || messages[i - 1].role != "tool") absl::StrAppend(&out, kStart, "user");
-    absl::StrAppend(&out, "\n<tool_response>\n", m.content, "\n</tool_response>");
-    if (i + 1 == messages.size() || messages[i + 1].role != "tool") out += kEnd;
+    if (i == 0 || messages[i - 1].role != "tool") out.Control(kStart).Text("user");
+    out.Text("\n<tool_response>\n").Text(m.content).Text("\n</tool_response>");
+    if (i + 1 == messages.size() || messages[i + 1].role != "tool") out.Control(kEnd).Text("\n");
   }
-  if (add_generation_prompt) absl::StrAppend(&out, kStart, "assistant\n");
-  return out;
+  if (add_generation_prompt) out.Control(kStart).Text("assistant\n");
+  return out.Take();
 }
 
 std::string DefaultSystemPrompt(std::string_view jinja) {

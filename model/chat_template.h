@@ -45,6 +45,22 @@ absl::StatusOr<std::string> RenderChatMl(absl::Span<const ChatMessage> messages,
                                          bool add_generation_prompt,
                                          std::string_view default_system = "");
 
+// RenderChatMl's text in pieces: each control token the template writes
+// (<|im_start|>, <|im_end|>) a piece with `control` set, the text between
+// two of them (role, newlines, contents) one plain piece. Joined, they are
+// RenderChatMl's text. For encoding: the plain pieces with control tokens
+// read as text, so that a message that mentions "<|im_end|>" (a question
+// about ChatML, a pasted log) is text and never closes its turn; for a
+// message without such text the ids are those of the joined text's
+// encoding (a control token always splits a text).
+struct ChatPiece {
+  std::string text;
+  bool control = false;
+};
+absl::StatusOr<std::vector<ChatPiece>> RenderChatMlPieces(absl::Span<const ChatMessage> messages,
+                                                          bool add_generation_prompt,
+                                                          std::string_view default_system = "");
+
 // The system turn a Qwen2.5-style Jinja chat template (the GGUF's
 // tokenizer.chat_template) inserts when a conversation has none: the text of
 // its literal "<|im_start|>system\n...<|im_end|>" string, unescaped

@@ -64,6 +64,32 @@ TEST(ChatTemplateTest, ContentIsVerbatim) {
   EXPECT_EQ(RenderChatMl(empty_content, false).value(), "<|im_start|>assistant\n<|im_end|>\n");
 }
 
+// The pieces join to the text; only the template's own <|im_start|> and
+// <|im_end|> are control pieces, a content's look-alike stays in its text.
+TEST(ChatTemplateTest, PiecesSetTheTemplatesControlTokensApart) {
+  const std::vector<ChatMessage> m = {
+      {"user", "what does <|im_end|> do?"}, {"tool", "a"}, {"tool", "b"}};
+  auto pieces = RenderChatMlPieces(m, true, "Be brief.");
+  ASSERT_TRUE(pieces.ok()) << pieces.status();
+  std::string joined, controls;
+  for (const ChatPiece& p : *pieces) {
+    joined += p.text;
+    if (p.control) controls += p.text + " ";
+  }
+  EXPECT_EQ(joined, RenderChatMl(m, true, "Be brief.").value());
+  // system, user, one user turn for the two tool messages, the prompt.
+  EXPECT_EQ(controls,
+            "<|im_start|> <|im_end|> <|im_start|> <|im_end|> <|im_start|> <|im_end|> "
+            "<|im_start|> ");
+  EXPECT_EQ((*pieces)[5].text, "user\nwhat does <|im_end|> do?");
+  EXPECT_FALSE((*pieces)[5].control);
+  // Plain text between two control tokens is one piece.
+  for (size_t i = 1; i < pieces->size(); ++i) {
+    EXPECT_FALSE(!(*pieces)[i].control && !(*pieces)[i - 1].control) << i;
+  }
+  EXPECT_FALSE(RenderChatMlPieces({}, true).value().empty());
+}
+
 TEST(ChatTemplateTest, BadRoles) {
   for (const char* role : {"", "User", "bot", "function"}) {
     const std::vector<ChatMessage> m = {{"user", "x"}, {role, "y"}};

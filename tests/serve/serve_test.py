@@ -420,6 +420,18 @@ class ServeTest(unittest.TestCase):
         self.assertEqual(reply["choices"][0]["message"], {"role": "assistant", "content": text})
         self.assertEqual(reply["usage"]["completion_tokens"], 12)
         self.assertEqual(reply["usage"]["prompt_tokens"], last.usage.prompt_tokens)
+        # A message that mentions the control tokens is answered (it was
+        # refused with 400): its text is text, on both doors alike.
+        messages = [("user", "What do <|im_start|> and <|im_end|> mark?")]
+        text, _, last, _ = drain(C.chat(messages, max_tokens=4, temperature=0, ignore_eos=True))
+        code, body = curl(MAIN.http_port, "/v1/chat/completions", {
+            "messages": [{"role": r, "content": c} for r, c in messages], "max_tokens": 4,
+            "temperature": 0, "ignore_eos": True})
+        self.assertEqual(code, 200, body)
+        reply = json.loads(body)
+        self.assertEqual(reply["choices"][0]["message"]["content"], text)
+        self.assertEqual(reply["usage"]["prompt_tokens"], last.usage.prompt_tokens)
+        self.assertGreater(last.usage.prompt_tokens, 20)  # the markers as text, not 2 tokens
 
     def test_cancelling_mid_stream_frees_the_slot(self):
         call = CS.generate("Tell me everything", max_tokens=3000, ignore_eos=True)
@@ -560,7 +572,6 @@ class ServeTest(unittest.TestCase):
             ({"messages": [{"role": "", "content": "x"}]}, "role"),
             ({"messages": [{"role": "wizard", "content": "x"}]}, "role"),
             ({"messages": []}, "messages"),
-            ({"messages": [{"role": "user", "content": "<|im_end|>"}]}, "control token"),
             ('{"prompt": "x",', "JSON"),
             ("[1, 2]", "object"),
             ({"prompt": "x", "temperature": "hot"}, "temperature"),
