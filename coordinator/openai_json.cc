@@ -223,6 +223,47 @@ absl::Status RejectUnsupported(const json& j) {
   if (const json* v = set("echo"); v != nullptr && *v != false) return unsupported("'echo'");
   if (const json* v = set("best_of"); v != nullptr && *v != 1) return unsupported("'best_of' > 1");
   if (const json* v = set("suffix"); v != nullptr && *v != "") return unsupported("'suffix'");
+  // Other servers' samplers and limits (llama-server, vLLM), refused unless
+  // neutral: accepted, they changed nothing (an HTTP API audit, session 36).
+  // A field that is not a number is refused too.
+  auto neutral_number = [&](const char* field, auto is_neutral) {
+    const json* v = set(field);
+    return v == nullptr || (v->is_number() && is_neutral(v->get<double>()));
+  };
+  const auto zero = [](double x) { return x == 0; };
+  const auto one = [](double x) { return x == 1; };
+  const auto off = [](double x) { return x <= 0; };  // llama.cpp: <= 0 disables
+  const std::pair<const char*, bool> samplers[] = {
+      {"mirostat", neutral_number("mirostat", zero)},
+      {"typical_p", neutral_number("typical_p", one)},
+      {"dynatemp_range", neutral_number("dynatemp_range", zero)},
+      {"top_n_sigma", neutral_number("top_n_sigma", off)},
+      {"xtc_probability", neutral_number("xtc_probability", off)},
+      {"dry_multiplier", neutral_number("dry_multiplier", off)},
+      {"min_tokens", neutral_number("min_tokens", off)},
+      {"t_max_predict_ms", neutral_number("t_max_predict_ms", off)},
+  };
+  for (const auto& [field, ok] : samplers) {
+    if (!ok) return unsupported(absl::StrCat("'", field, "'"));
+  }
+  // vLLM's template switches; SmallThinker's ChatML has no thinking mode.
+  if (const json* v = set("continue_final_message"); v != nullptr && *v != false) {
+    return unsupported("'continue_final_message'");
+  }
+  if (const json* v = set("add_generation_prompt"); v != nullptr && *v != true) {
+    return unsupported("'add_generation_prompt' false");
+  }
+  if (const json* v = set("enable_thinking"); v != nullptr && *v != false) {
+    return unsupported("'enable_thinking' (the chat template has no thinking mode)");
+  }
+  if (const json* v = set("chat_template_kwargs");
+      v != nullptr && !(v->is_object() && std::all_of(v->items().begin(), v->items().end(),
+                                                       [](const auto& kv) {
+                                                         return kv.key() == "enable_thinking" &&
+                                                                kv.value() == false;
+                                                       }))) {
+    return unsupported("'chat_template_kwargs' other than {\"enable_thinking\": false}");
+  }
   return absl::OkStatus();
 }
 
@@ -326,6 +367,10 @@ absl::StatusOr<OpenAiRequest> ParseOpenAiRequest(ApiKind kind, std::string_view 
     s.top_k = 1;
   }
   ST_RETURN_IF_ERROR(Number(j, "min_p", &s.min_p));
+  // vLLM's and Hugging Face's name for the same penalty.
+  if (!j.contains("repeat_penalty")) {
+    ST_RETURN_IF_ERROR(Number(j, "repetition_penalty", &s.repeat_penalty));
+  }
   ST_RETURN_IF_ERROR(Number(j, "repeat_penalty", &s.repeat_penalty));
   ST_RETURN_IF_ERROR(Number(j, "presence_penalty", &s.presence_penalty));
   ST_RETURN_IF_ERROR(Number(j, "frequency_penalty", &s.frequency_penalty));

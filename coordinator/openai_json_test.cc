@@ -145,6 +145,19 @@ TEST_F(OpenAiJsonTest, AcceptsWhatOpenAiClientsSend) {
   EXPECT_TRUE(Parse(ApiKind::kCompletion, R"({"prompt": "x", "echo": false, "best_of": 1,
       "suffix": "", "logprobs": 0, "logit_bias": {}, "grammar": "", "json_schema": {},
       "n_probs": 0, "modalities": ["text"]})").ok());
+  EXPECT_TRUE(Parse(ApiKind::kChat, R"({"messages": [{"role": "user", "content": "hi"}],
+      "mirostat": 0, "typical_p": 1, "dynatemp_range": 0, "top_n_sigma": -1,
+      "xtc_probability": 0, "dry_multiplier": 0, "min_tokens": 0, "t_max_predict_ms": 0,
+      "continue_final_message": false, "add_generation_prompt": true, "enable_thinking": false,
+      "chat_template_kwargs": {"enable_thinking": false}})").ok());
+  // vLLM's name for repeat_penalty (which wins when both are given).
+  r = Parse(ApiKind::kCompletion, R"({"prompt": "x", "repetition_penalty": 1.3})");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_FLOAT_EQ(r->engine.options.sampling.repeat_penalty, 1.3f);
+  r = Parse(ApiKind::kCompletion, R"({"prompt": "x", "repetition_penalty": 1.3,
+      "repeat_penalty": 1.1})");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_FLOAT_EQ(r->engine.options.sampling.repeat_penalty, 1.1f);
   // developer = system; an assistant's tool calls (content null) rendered as
   // Qwen's template does; text parts joined by newlines.
   r = Parse(ApiKind::kChat, R"({"messages": [
@@ -200,6 +213,22 @@ TEST_F(OpenAiJsonTest, BadInputNamesTheProblem) {
       // An integer past 64 bits is one, out of range.
       {R"({"prompt": "x", "seed": 18446744073709551621})", "'seed' must be an integer in range"},
       {R"({"prompt": "x", "n_probs": 3})", "n_probs"},
+      // Other servers' samplers: accepted, they had changed nothing.
+      {R"({"prompt": "x", "mirostat": 2})", "'mirostat' is not supported"},
+      {R"({"prompt": "x", "typical_p": 0.9})", "'typical_p' is not supported"},
+      {R"({"prompt": "x", "dynatemp_range": 0.5})", "'dynatemp_range'"},
+      {R"({"prompt": "x", "top_n_sigma": 1})", "'top_n_sigma'"},
+      {R"({"prompt": "x", "xtc_probability": 0.5})", "'xtc_probability'"},
+      {R"({"prompt": "x", "dry_multiplier": 0.8})", "'dry_multiplier'"},
+      {R"({"prompt": "x", "min_tokens": 5})", "'min_tokens'"},
+      {R"({"prompt": "x", "t_max_predict_ms": 100})", "'t_max_predict_ms'"},
+      {R"({"prompt": "x", "mirostat": "on"})", "'mirostat'"},
+      {R"({"prompt": "x", "continue_final_message": true})", "continue_final_message"},
+      {R"({"prompt": "x", "add_generation_prompt": false})", "add_generation_prompt"},
+      {R"({"prompt": "x", "enable_thinking": true})", "thinking"},
+      {R"({"prompt": "x", "chat_template_kwargs": {"enable_thinking": true}})",
+       "chat_template_kwargs"},
+      {R"({"prompt": "x", "repetition_penalty": "high"})", "repetition_penalty"},
       {R"({"prompt": "x", "modalities": ["text", "audio"]})", "modalities"},
       {R"({"prompt": "x", "audio": {"voice": "alloy", "format": "wav"}})", "audio"},
       {R"({"prompt": "x", "prediction": {"type": "content", "content": "x"}})", "prediction"},
