@@ -37,6 +37,9 @@ const char* AllowedMethod(const std::string& path) {
   for (const char* get : {"/health", "/v1/health", "/metrics", "/v1/models", "/models"}) {
     if (path == get) return "GET";
   }
+  for (const char* get : {"/v1/models/", "/models/"}) {
+    if (path.size() > std::strlen(get) && path.compare(0, std::strlen(get), get) == 0) return "GET";
+  }
   for (const char* post :
        {"/v1/completions", "/v1/chat/completions", "/completions", "/chat/completions"}) {
     if (path == post) return "POST";
@@ -382,17 +385,31 @@ void HttpGateway::Routes(const std::string& cors_origin) {
     res.set_content(MetricsText(engine->stats()), "text/plain; version=0.0.4");
   });
 
-  auto models = [&state](const httplib::Request&, httplib::Response& res) {
+  auto model_json = [&state] {
+    return json{{"id", state.model_id},
+                {"object", "model"},
+                {"created", static_cast<int64_t>(std::time(nullptr))},
+                {"owned_by", "smallthinker"}};
+  };
+  auto models = [&state, model_json](const httplib::Request&, httplib::Response& res) {
     if (state.engine.load() == nullptr) return SendError(res, 503, "Loading model");
-    json model = {{"id", state.model_id},
-                  {"object", "model"},
-                  {"created", static_cast<int64_t>(std::time(nullptr))},
-                  {"owned_by", "smallthinker"}};
-    res.set_content(Dump({{"object", "list"}, {"data", json::array({model})}}),
+    res.set_content(Dump({{"object", "list"}, {"data", json::array({model_json()})}}),
                     "application/json");
   };
   svr.Get("/v1/models", models);
   svr.Get("/models", models);  // for clients whose base URL lacks /v1
+  // One model by id (the SDKs' models.retrieve): ours, or 404 as OpenAI's.
+  auto one_model = [&state, model_json](const httplib::Request& req, httplib::Response& res) {
+    if (state.engine.load() == nullptr) return SendError(res, 503, "Loading model");
+    const std::string id = req.matches[1];
+    if (id != state.model_id) {
+      return SendError(res, 404, absl::StrCat("The model '", id, "' does not exist"),
+                       "model_not_found");
+    }
+    res.set_content(Dump(model_json()), "application/json");
+  };
+  svr.Get(R"(/v1/models/(.+))", one_model);
+  svr.Get(R"(/models/(.+))", one_model);
 
   auto complete = [&state](ApiKind kind) {
     return [&state, kind](const httplib::Request& req, httplib::Response& res,
@@ -421,7 +438,7 @@ void HttpGateway::Routes(const std::string& cors_origin) {
       }
       ReplyContext ctx{kind,
                        absl::StrCat(kind == ApiKind::kChat ? "chatcmpl-" : "cmpl-", NewId()),
-                       state.model_id, static_cast<int64_t>(std::time(nullptr))};
+                       state.model_id, static_cast<int64_t>(std::time(nullptr)), include_usage};
       std::shared_ptr<RequestStream> rs(std::move(*submitted));
       if (!stream) {
         // Nothing is sent before the end, so a client that leaves is only

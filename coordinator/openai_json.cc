@@ -478,11 +478,11 @@ json FullReply(const ReplyContext& c, const std::string& text, FinishReason fini
                const EngineUsage& usage) {
   json j = Base(c, false);
   json choice = {{"index", 0}, {"finish_reason", FinishName(finish)}};
+  choice["logprobs"] = nullptr;
   if (c.kind == ApiKind::kChat) {
-    choice["message"] = {{"role", "assistant"}, {"content", text}};
+    choice["message"] = {{"role", "assistant"}, {"content", text}, {"refusal", nullptr}};
   } else {
     choice["text"] = text;
-    choice["logprobs"] = nullptr;
   }
   j["choices"] = json::array({choice});
   j["usage"] = UsageJson(usage);
@@ -502,9 +502,10 @@ json ChunkJson(const ReplyContext& c, const std::string& text, bool first, Finis
     choice["delta"] = delta;
   } else {
     choice["text"] = text;
-    choice["logprobs"] = nullptr;
   }
+  choice["logprobs"] = nullptr;
   j["choices"] = json::array({choice});
+  if (c.include_usage) j["usage"] = nullptr;
   return j;
 }
 

@@ -59,6 +59,9 @@ struct ReplyContext {
   std::string id;
   std::string model;
   int64_t created;
+  // stream_options.include_usage: every chunk but the usage one then says
+  // "usage": null, as OpenAI's do.
+  bool include_usage = false;
 };
 nlohmann::json UsageJson(const EngineUsage& usage);
 // A whole non-streaming reply.

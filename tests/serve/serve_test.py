@@ -417,7 +417,9 @@ class ServeTest(unittest.TestCase):
         self.assertEqual(code, 200, body)
         reply = json.loads(body)
         self.assertEqual(reply["object"], "chat.completion")
-        self.assertEqual(reply["choices"][0]["message"], {"role": "assistant", "content": text})
+        self.assertEqual(reply["choices"][0]["message"],
+                         {"role": "assistant", "content": text, "refusal": None})
+        self.assertIsNone(reply["choices"][0]["logprobs"])
         self.assertEqual(reply["usage"]["completion_tokens"], 12)
         self.assertEqual(reply["usage"]["prompt_tokens"], last.usage.prompt_tokens)
         # A message that mentions the control tokens is answered (it was
@@ -929,6 +931,25 @@ class ServeTest(unittest.TestCase):
         _, ids, _, _ = drain(C.chat([("developer", "Be brief."), ("user", "hi")],
                                     max_tokens=2, ignore_eos=True))
         self.assertEqual(len(ids), 2)
+        # The SDKs' models.retrieve: ours by id, another 404 as OpenAI's.
+        code, body = curl(MAIN.http_port, "/v1/models")
+        model_id = json.loads(body)["data"][0]["id"]
+        code, body = curl(MAIN.http_port, f"/v1/models/{model_id}")
+        self.assertEqual(code, 200, body)
+        self.assertEqual(json.loads(body)["id"], model_id)
+        self.assertEqual(json.loads(body)["object"], "model")
+        code, body = curl(MAIN.http_port, "/v1/models/gpt-4o")
+        self.assertEqual(code, 404, body)
+        self.assertEqual(json.loads(body)["error"]["code"], "model_not_found")
+        # With include_usage every chunk but the last says "usage": null.
+        code, body = curl(MAIN.http_port, "/v1/chat/completions", {
+            "messages": [{"role": "user", "content": "hi"}], "max_tokens": 3, "stream": True,
+            "ignore_eos": True, "stream_options": {"include_usage": True}}, stream=True)
+        self.assertEqual(code, 200, body)
+        chunks = [json.loads(e) for e in sse_events(body) if e != "[DONE]"]
+        self.assertTrue(all(c["usage"] is None for c in chunks[:-1]), chunks)
+        self.assertEqual(chunks[-1]["usage"]["completion_tokens"], 3)
+        self.assertTrue(all(c["choices"][0]["logprobs"] is None for c in chunks[:-1]), chunks)
 
     def test_readme_curl_examples(self):
         # The README's curl commands, against this server, sent as `curl -d`
