@@ -164,6 +164,7 @@ absl::StatusOr<std::unique_ptr<Offload>> EnableOffload(Model& model, const Offlo
   plan.kv = KvCache::BytesFor(config, std::min<int64_t>(options.context_tokens, config.context_length),
                               model.options().max_batch, model.options().kv_type) *
             std::max(options.sessions, 1);
+  if (options.kv_cap_bytes > 0) plan.kv = std::min(plan.kv, options.kv_cap_bytes);
   plan.margin = options.margin_bytes;
   plan.scratch = CachedExpertExecutor::ScratchBytes(config, model.options().max_batch, h.as_stored());
   if (options.cache_slots > 0) {
@@ -255,6 +256,19 @@ absl::StatusOr<std::unique_ptr<Offload>> EnableOffload(Model& model, const Offlo
             << plan.slots << " of " << plan.total_experts << " cached (" << FormatBytes(plan.cache)
             << "), " << plan.pinned << " pinned, " << plan.preloaded << " preloaded, loaded in " << absl::StrFormat("%.2f", load_s) << " s";
   if (plan.budget > 0) LOG(INFO) << "memory plan:\n" << plan.Describe();
+  // Fewer slots than one token's experts: nearly every step reads from the
+  // pack (a session-36 docs audit: `serve --memory-budget 1GiB` with its
+  // default 4 x 4096-token KV caches left the 4b 48 of 1024 experts, 10% hits
+  // and 8 tok/s; 301 slots with one 1024-token cache, 60% and 19 tok/s).
+  const int one_token = config.n_layers * config.top_k;
+  if (plan.budget > 0 && plan.slots < std::min(one_token, plan.total_experts)) {
+    LOG(WARNING) << "the expert cache holds only " << plan.slots << " of " << plan.total_experts
+                 << " experts, fewer than one token uses (" << one_token
+                 << "): most expert reads will wait for the SSD. The KV caches take "
+                 << FormatBytes(plan.kv) << " of the " << FormatBytes(plan.budget)
+                 << " budget: lower the context size (or serve's --parallel, or set its "
+                    "--kv-budget), or raise --memory-budget";
+  }
 
   offload->plan_ = plan;
   model.WrapExperts([&](std::unique_ptr<ExpertExecutor>) {

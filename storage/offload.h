@@ -30,6 +30,7 @@ struct OffloadOptions {
   uint64_t memory_budget = 0;    // bytes for the whole process; 0 = no budget (all experts cached)
   int64_t context_tokens = 4096; // per session, for the KV cache's share
   int sessions = 1;              // KV caches that will exist at once
+  uint64_t kv_cap_bytes = 0;     // > 0: the KV caches are held to this (serve's --kv-budget)
   SourceOptions source;
   // The stats file's hottest experts: up to pin_fraction of the slots are
   // pinned for the whole run, then up to preload_fraction are read at start

@@ -331,6 +331,29 @@ TEST_F(OffloadTest, BudgetSizesTheCache) {
   EXPECT_TRUE(*want == *got);
 }
 
+// serve's --kv-budget below sessions x context: the plan reserves only it
+// for KV caches, and the expert cache gets the rest (it had reserved
+// sessions x context, leaving the 4b 50 of 1024 experts at 1 GiB).
+TEST_F(OffloadTest, KvCapGivesTheRestToTheExpertCache) {
+  OffloadOptions o = Opts();
+  o.sessions = 4;
+  o.context_tokens = 512;
+  const auto probe = EnableOffload(*Load(), o);
+  ASSERT_TRUE(probe.ok()) << probe.status();
+  const MemoryPlan& p = (*probe)->plan();
+  // Room for the process as it grows (two more models loaded) and some slots.
+  o.memory_budget = ReadProcessMemory().rss_bytes + p.dense + p.kv + p.scratch + o.margin_bytes +
+                    (16ull << 20);
+  auto full = EnableOffload(*Load(), o);
+  ASSERT_TRUE(full.ok()) << full.status();
+  o.kv_cap_bytes = p.kv / 4;
+  auto capped = EnableOffload(*Load(), o);
+  ASSERT_TRUE(capped.ok()) << capped.status();
+  EXPECT_EQ((*capped)->plan().kv, p.kv / 4);
+  EXPECT_EQ((*full)->plan().kv, p.kv);
+  EXPECT_GE((*capped)->plan().slots, (*full)->plan().slots);
+}
+
 TEST_F(OffloadTest, FlippedBytesEndTheRequestWithDataLoss) {
   auto pack = ExpertPack::Open(DefaultPackPath(*gguf_));
   ASSERT_TRUE(pack.ok());

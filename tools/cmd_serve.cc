@@ -69,7 +69,7 @@ void RegisterServe(CLI::App& app) {
                   "Requests that may wait for a slot; beyond that: HTTP 429 / RESOURCE_EXHAUSTED")
       ->check(CLI::Range(0, 100000))
       ->capture_default_str();
-  cmd->add_option("-c,--ctx", f->ctx,
+  cmd->add_option("-c,--ctx,--ctx-size", f->ctx,
                   "Context size per request in tokens (its KV cache; requests may ask for less)")
       ->check(CLI::Range(int64_t{2}, int64_t{1} << 30))
       ->capture_default_str();
@@ -246,6 +246,9 @@ void RegisterServe(CLI::App& app) {
     // engine is held to that.
     const int parallel = std::min(f->parallel, (*model)->forward().max_batch());
     f->offload.margin_bytes = kServeMarginBytes;  // request bodies and their JSON
+    // --kv-budget below parallel x ctx: the plan reserves only it, and the
+    // expert cache gets the rest (it had reserved parallel x ctx anyway).
+    f->offload.kv_cap_bytes = *budget;
     auto offload = ApplyOffloadOrWorkers(**model, f->offload, f->workers, f->ctx, parallel);
     if (!offload.ok()) return Fail(offload.status());
     uint64_t kv_budget = *budget;

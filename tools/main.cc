@@ -34,7 +34,12 @@ int main(int argc, char** argv) {
       "smallthinker"};
   app.require_subcommand(1);
   bool verbose = false;
-  app.add_flag("-v,--verbose", verbose, "Log informational messages to stderr");
+  app.add_flag("-v,--verbose", verbose,
+               "Log informational messages to stderr (before or after the command)");
+  // `smallthinker serve -v ...` as well as `smallthinker -v serve ...`: a
+  // command's unknown option falls through to these (commands made after
+  // this inherit it).
+  app.fallthrough();
   app.parse_complete_callback([&] {
     if (verbose) FLAGS_minloglevel = 0;
   });

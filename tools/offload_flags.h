@@ -37,6 +37,9 @@ struct OffloadFlags {
   // prompt): the whole margin was expert slots left empty. serve keeps 64 MiB: request bodies of up to 8 MiB and
   // their parsed JSON per connection.
   uint64_t margin_bytes = 24ull << 20;
+  // serve's --kv-budget (0 = none): the plan reserves at most this for KV
+  // caches, so the expert cache gets the rest.
+  uint64_t kv_cap_bytes = 0;
 };
 inline constexpr uint64_t kServeMarginBytes = 64ull << 20;
 
@@ -146,6 +149,7 @@ inline absl::StatusOr<Offload*> ApplyOffload(Model& model, const OffloadFlags& f
   o.context_tokens = context_tokens;
   o.sessions = sessions;
   o.margin_bytes = f.margin_bytes;
+  o.kv_cap_bytes = f.kv_cap_bytes;
   // Test hook: a cache of exactly this many slots, whatever the memory
   // (process RSS varies by a MiB between runs, more than a tiny model's
   // experts). Used by tests/serve.

@@ -86,7 +86,7 @@ inline void AddGenerationFlags(CLI::App* cmd, GenerationFlags* f) {
       ->check(CLI::Range(0, 1024))
       ->capture_default_str();
   AddCpusFlag(cmd, &f->cpus);
-  cmd->add_option("-c,--ctx-size", f->ctx_size,
+  cmd->add_option("-c,--ctx-size,--ctx", f->ctx_size,
                   "Context size in tokens (KV cache; capped at the model's context length)")
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 30))
       ->capture_default_str();

@@ -42,7 +42,7 @@ inline void AddWorkerFlags(CLI::App* cmd, WorkerFlags* f) {
                   "TLS, timeouts, local share)");
   cmd->add_option("--worker-timeout-ms", f->step_timeout_ms,
                   "Per layer step deadline before recomputing a worker's experts locally "
-                  "(default 2000)")
+                  "(0 or unset: the cluster config's step_timeout_ms, else 2000)")
       ->check(CLI::Range(0, 3600000));
 }
 
