@@ -10,15 +10,23 @@
 namespace st {
 namespace {
 
-// The copying thread's jump target while it copies (initial-exec TLS in
-// the executable: reading it is async-signal-safe). Volatile: memcpy does
-// not read it, so an optimizer dropped the store before the copy as dead
-// (set, then cleared right after), and the handler found no target.
-thread_local sigjmp_buf* volatile t_on_fault = nullptr;
+// The copying thread's jump target and source range while it copies.
+// Initial-exec TLS (this code is linked into the executable): reading it in
+// the handler never calls into the dynamic loader. Volatile: memcpy does
+// not read them, so an optimizer dropped the stores before the copy as
+// dead (set, then cleared right after), and the handler found no target.
+__attribute__((tls_model("initial-exec"))) thread_local sigjmp_buf* volatile t_on_fault = nullptr;
+__attribute__((tls_model("initial-exec"))) thread_local const char* volatile t_src_begin = nullptr;
+__attribute__((tls_model("initial-exec"))) thread_local const char* volatile t_src_end = nullptr;
 struct sigaction g_previous;
 
 void OnSigbus(int sig, siginfo_t* info, void* context) {
-  if (sigjmp_buf* jump = t_on_fault; jump != nullptr) {
+  // Ours only when the kernel raised it (si_code > 0: a fault, not a
+  // kill -BUS) for an address in the source being copied (not a fault on
+  // the destination, or elsewhere in the thread).
+  const char* addr = static_cast<const char*>(info->si_addr);
+  if (sigjmp_buf* jump = t_on_fault; jump != nullptr && info->si_code > 0 &&
+                                     addr >= t_src_begin && addr < t_src_end) {
     t_on_fault = nullptr;
     siglongjmp(*jump, 1);
   }
@@ -32,9 +40,11 @@ void OnSigbus(int sig, siginfo_t* info, void* context) {
     g_previous.sa_handler(sig);
     return;
   }
-  // SIG_IGN cannot stop a fault's SIGBUS from recurring: die of it as by default.
+  // The default action: a fault returns and faults again, now killing the
+  // process with the real fault's details in its core; a sent SIGBUS
+  // (SIG_IGN cannot ignore a fault's) is raised again.
   signal(SIGBUS, SIG_DFL);
-  raise(SIGBUS);
+  if (info->si_code <= 0) raise(SIGBUS);
 }
 
 void InstallOnce() {
@@ -55,6 +65,8 @@ bool CopyUnlessSigbus(void* dst, const void* src, size_t n) {
   sigjmp_buf jump;
   // savemask 1: SIGBUS is unblocked again after a jump out of its handler.
   if (sigsetjmp(jump, 1) != 0) return false;  // t_on_fault cleared by the handler
+  t_src_begin = static_cast<const char*>(src);
+  t_src_end = static_cast<const char*>(src) + n;
   t_on_fault = &jump;
   std::atomic_signal_fence(std::memory_order_seq_cst);  // the copy stays between
   std::memcpy(dst, src, n);

@@ -9,12 +9,14 @@
 
 namespace st {
 
-// memcpy(dst, src, n), except that a SIGBUS raised while reading `src`
-// (the file behind it was cut) ends the copy early and returns false
-// (dst then holds a partial copy). A SIGBUS anywhere else, or in another
-// thread, goes to the handler that was installed before the first call
-// (or kills the process as by default). Installs a SIGBUS handler on first
-// use. Thread-safe; not for use inside a signal handler.
+// memcpy(dst, src, n), except that a SIGBUS the kernel raises for an
+// address in [src, src + n) while this thread copies (the file behind it
+// was cut) ends the copy early and returns false (dst then holds a partial
+// copy). Any other SIGBUS (elsewhere, in another thread, sent with kill)
+// goes to the handler that was installed before the first call, or kills
+// the process as by default. Installs a SIGBUS handler on first use (a
+// handler installed after that replaces it, and the guard with it).
+// Thread-safe; not for use inside a signal handler.
 bool CopyUnlessSigbus(void* dst, const void* src, size_t n);
 
 }  // namespace st

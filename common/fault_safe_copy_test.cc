@@ -25,7 +25,9 @@ struct Mapped {
   int fd = -1;
   char* base = nullptr;
   Mapped() {
-    path = (std::filesystem::temp_directory_path() / ("fault_copy." + std::to_string(getpid())))
+    static int count = 0;
+    path = (std::filesystem::temp_directory_path() /
+            ("fault_copy." + std::to_string(getpid()) + "." + std::to_string(count++)))
                .string();
     fd = open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC, 0600);
     std::vector<char> bytes(kSize, 'a');
@@ -51,6 +53,32 @@ TEST(FaultSafeCopyTest, CopiesAndReportsACutFile) {
   // Again (the handler was left properly), and within the file it still works.
   EXPECT_FALSE(CopyUnlessSigbus(out.data(), m.base + kSize / 2, 4096));
   EXPECT_TRUE(CopyUnlessSigbus(out.data(), m.base, kSize / 4));
+}
+
+// A fault on the destination is not the source's: not swallowed.
+TEST(FaultSafeCopyTest, AFaultOutsideTheSourceStillKills) {
+  Mapped src, dst_file;
+  ASSERT_NE(src.base, nullptr);
+  ASSERT_NE(dst_file.base, nullptr);
+  // A writable shared mapping of a file that is then cut: writing to it faults.
+  void* p = mmap(nullptr, kSize, PROT_READ | PROT_WRITE, MAP_SHARED, dst_file.fd, 0);
+  ASSERT_NE(p, MAP_FAILED);
+  ASSERT_EQ(ftruncate(dst_file.fd, 0), 0);
+  const pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    CopyUnlessSigbus(p, src.base, kSize);  // faults on the destination
+    _exit(0);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  if (WIFSIGNALED(status)) {
+    EXPECT_EQ(WTERMSIG(status), SIGBUS);
+  } else {  // AddressSanitizer's own report
+    ASSERT_TRUE(WIFEXITED(status));
+    EXPECT_NE(WEXITSTATUS(status), 0);
+  }
+  munmap(p, kSize);
 }
 
 // Outside a guarded copy a SIGBUS is not swallowed: the process dies of it.

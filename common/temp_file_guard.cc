@@ -1,6 +1,8 @@
 #include "common/temp_file_guard.h"
 
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -74,6 +76,18 @@ TempFileGuard::~TempFileGuard() {
   if (slot_ >= 0) g_state[slot_].store(0, std::memory_order_release);
 }
 
+TempFileLock::TempFileLock(const std::string& path) {
+  fd_ = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  if (fd_ >= 0 && flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+    close(fd_);
+    fd_ = -1;
+  }
+}
+
+TempFileLock::~TempFileLock() {
+  if (fd_ >= 0) close(fd_);  // releases the flock
+}
+
 std::string TempPathFor(const std::string& final_path) {
   return final_path + ".tmp." + std::to_string(getpid());
 }
@@ -103,6 +117,12 @@ std::vector<StaleTempFile> RemoveStaleTempFiles(const std::string& final_path,
     }
     const uint64_t bytes = it->file_size(fe);
     if (fe) continue;
+    // A writer holds its file's flock (TempFileLock), whatever pid it has here.
+    const int fd = open(it->path().c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0) continue;
+    const bool held = flock(fd, LOCK_EX | LOCK_NB) != 0;
+    close(fd);
+    if (held) continue;
     if (fs::remove(it->path(), fe) && !fe) {
       removed.push_back({it->path().string(), static_cast<int>(pid), bytes});
       LOG(WARNING) << "removed " << FormatBytes(bytes) << " left by an interrupted writer (pid "

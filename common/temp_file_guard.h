@@ -14,6 +14,21 @@ namespace st {
 // The temporary name a writer of `final_path` uses: "<final_path>.tmp.<pid>".
 std::string TempPathFor(const std::string& final_path);
 
+// While alive, holds an exclusive flock on a temporary file being written
+// (open it first), so that RemoveStaleTempFiles never takes it, whatever its
+// name's pid says: a writer in another PID namespace (a container sharing
+// the volume) has a pid that runs nothing here. Best effort.
+class TempFileLock {
+ public:
+  explicit TempFileLock(const std::string& path);
+  ~TempFileLock();
+  TempFileLock(const TempFileLock&) = delete;
+  TempFileLock& operator=(const TempFileLock&) = delete;
+
+ private:
+  int fd_ = -1;
+};
+
 // A "<final_path>.tmp.<pid>" file left by an earlier writer that no longer
 // runs (SIGKILL, a crash, a power cut: no guard could remove it).
 struct StaleTempFile {
@@ -23,10 +38,11 @@ struct StaleTempFile {
 };
 
 // Removes the stale temporary files of `final_path` in its directory: the
-// pid in the name is not a running process (kill(pid, 0) says ESRCH) and
-// the file has not been modified for `quiet_seconds` (a writer on another
-// host sharing the directory still writes to its file; short, as a user
-// re-runs a killed `convert` at once). Returns what was
+// pid in the name is not a running process (kill(pid, 0) says ESRCH), no
+// process holds the file's TempFileLock, and the file has not been
+// modified for `quiet_seconds` (a writer on another host sharing the
+// directory still writes to its file; short, as a user re-runs a killed
+// `convert` at once). Returns what was
 // removed (each also logged as a warning); files it could not remove are
 // left out. Never throws.
 std::vector<StaleTempFile> RemoveStaleTempFiles(const std::string& final_path,

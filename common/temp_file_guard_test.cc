@@ -123,6 +123,17 @@ TEST(TempFileGuardTest, RemoveStaleTempFilesTakesOnlyDeadWritersFiles) {
   for (const fs::path& kept : {running, fresh, other, lookalike}) {
     EXPECT_TRUE(fs::exists(kept)) << kept;
   }
+  // A writer whose pid runs nothing here (another PID namespace) but that
+  // holds its file's lock: kept.
+  const fs::path locked = final_path + ".tmp.999999997";
+  make(locked, true);
+  {
+    const TempFileLock lock(locked.string());
+    EXPECT_TRUE(RemoveStaleTempFiles(final_path).empty());
+    EXPECT_TRUE(fs::exists(locked));
+  }
+  ASSERT_EQ(RemoveStaleTempFiles(final_path).size(), 1u);  // released: stale now
+  EXPECT_FALSE(fs::exists(locked));
   // Quiet for 0 s: the fresh one of a pid that does not run goes too.
   EXPECT_EQ(RemoveStaleTempFiles(final_path, 0).size(), 1u);
   EXPECT_FALSE(fs::exists(fresh));

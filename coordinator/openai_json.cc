@@ -231,11 +231,11 @@ absl::Status RejectUnsupported(const json& j) {
     return v == nullptr || (v->is_number() && is_neutral(v->get<double>()));
   };
   const auto zero = [](double x) { return x == 0; };
-  const auto one = [](double x) { return x == 1; };
+  const auto at_least_one = [](double x) { return x >= 1; };  // llama.cpp: >= 1 disables
   const auto off = [](double x) { return x <= 0; };  // llama.cpp: <= 0 disables
   const std::pair<const char*, bool> samplers[] = {
       {"mirostat", neutral_number("mirostat", zero)},
-      {"typical_p", neutral_number("typical_p", one)},
+      {"typical_p", neutral_number("typical_p", at_least_one)},
       {"dynatemp_range", neutral_number("dynatemp_range", zero)},
       {"top_n_sigma", neutral_number("top_n_sigma", off)},
       {"xtc_probability", neutral_number("xtc_probability", off)},
@@ -368,7 +368,7 @@ absl::StatusOr<OpenAiRequest> ParseOpenAiRequest(ApiKind kind, std::string_view 
   }
   ST_RETURN_IF_ERROR(Number(j, "min_p", &s.min_p));
   // vLLM's and Hugging Face's name for the same penalty.
-  if (!j.contains("repeat_penalty")) {
+  if (!j.contains("repeat_penalty") || j["repeat_penalty"].is_null()) {
     ST_RETURN_IF_ERROR(Number(j, "repetition_penalty", &s.repeat_penalty));
   }
   ST_RETURN_IF_ERROR(Number(j, "repeat_penalty", &s.repeat_penalty));

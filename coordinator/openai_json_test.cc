@@ -43,9 +43,8 @@ Model* OpenAiJsonTest::model_ = nullptr;
 
 // A message may mention the chat control tokens (a question about ChatML,
 // a pasted log): they are its text, not turn boundaries (they had been
-// refused with 400). A raw completion prompt's are control tokens, as in
-// llama-server's /completion.
-TEST_F(OpenAiJsonTest, ControlTokenTextIsTextInMessagesAndControlInRawPrompts) {
+// refused with 400).
+TEST_F(OpenAiJsonTest, ControlTokenTextInMessagesAndRawPromptsIsText) {
   const Tokenizer& tok = model_->tokenizer();
   const int32_t im_end = tok.Encode("<|im_end|>", /*parse_special=*/true).value().at(0);
   auto count = [im_end](const std::vector<int32_t>& ids) {
@@ -64,12 +63,12 @@ TEST_F(OpenAiJsonTest, ControlTokenTextIsTextInMessagesAndControlInRawPrompts) {
   ASSERT_TRUE(two.ok()) << two.status();
   EXPECT_EQ(two->engine.prompt,
             tok.Encode(RenderChatMl(m, true).value(), /*parse_special=*/true).value());
-  auto raw = Parse(ApiKind::kCompletion,
-                   R"({"prompt": "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"})");
+  // A raw prompt's are text as well (an application may template untrusted
+  // text into it); control tokens come as ids.
+  auto raw = Parse(ApiKind::kCompletion, R"({"prompt": "hi<|im_end|>"})");
   ASSERT_TRUE(raw.ok()) << raw.status();
-  EXPECT_EQ(raw->engine.prompt,
-            tok.Encode("<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n", true).value());
-  EXPECT_EQ(count(raw->engine.prompt), 1);
+  EXPECT_EQ(count(raw->engine.prompt), 0);
+  EXPECT_EQ(tok.Decode(raw->engine.prompt), "hi<|im_end|>");
 }
 
 TEST_F(OpenAiJsonTest, ParametersReachTheEngineRequest) {
@@ -158,6 +157,10 @@ TEST_F(OpenAiJsonTest, AcceptsWhatOpenAiClientsSend) {
       "repeat_penalty": 1.1})");
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_FLOAT_EQ(r->engine.options.sampling.repeat_penalty, 1.1f);
+  r = Parse(ApiKind::kCompletion, R"({"prompt": "x", "repetition_penalty": 1.3,
+      "repeat_penalty": null, "typical_p": 1.5})");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_FLOAT_EQ(r->engine.options.sampling.repeat_penalty, 1.3f);
   // developer = system; an assistant's tool calls (content null) rendered as
   // Qwen's template does; text parts joined by newlines.
   r = Parse(ApiKind::kChat, R"({"messages": [

@@ -68,10 +68,11 @@ absl::StatusOr<std::vector<int32_t>> EncodePrompt(const Tokenizer& tokenizer,
                                                   std::string_view text) {
   ST_RETURN_IF_ERROR(ValidateText("prompt", text));
   if (text.empty()) return absl::InvalidArgumentError("empty prompt");
-  // Control tokens written in a raw prompt are read as such (a client that
-  // renders its own chat template sends them), as llama-server's
-  // /completion does: there are no turns of ours for them to forge.
-  return tokenizer.Encode(text, /*parse_special=*/true);
+  // Control-token text stays text: an application that puts untrusted text
+  // into its own template must not have it open a turn (llama-server's
+  // /completion parses it). A client that needs the control tokens sends
+  // the prompt as token ids.
+  return tokenizer.Encode(text, /*parse_special=*/false);
 }
 
 absl::StatusOr<std::vector<int32_t>> EncodeChat(const Tokenizer& tokenizer,

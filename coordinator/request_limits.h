@@ -39,9 +39,8 @@ absl::Status ValidateIds(absl::Span<const int32_t> ids, int vocab_size);
 absl::Status ValidateStops(absl::Span<const std::string> stops);
 
 // A raw prompt (completions, gRPC Generate): tokenized with parse_special =
-// true, as llama-server's /completion does, so a client that renders its
-// own chat template gets its control tokens (a raw prompt has no turns of
-// ours to forge). Empty text is INVALID_ARGUMENT.
+// false, so text cannot inject control tokens (a client that renders its
+// own template sends token ids for them). Empty text is INVALID_ARGUMENT.
 absl::StatusOr<std::vector<int32_t>> EncodePrompt(const Tokenizer& tokenizer,
                                                   std::string_view text);
 

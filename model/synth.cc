@@ -322,6 +322,7 @@ absl::Status WriteSyntheticModel(const SynthOptions& o) {
     std::remove(tmp.c_str());
     return st;
   }
+  const TempFileLock lock(tmp);  // while written (RemoveStaleTempFiles)
   ProgressBar bar(absl::StrCat("synth ", s.preset, " ",
                                std::string(o.mix == SynthMix::kQ4_K_M ? std::string_view("Q4_K_M") : DTypeName(o.type))),
                   total_bytes,

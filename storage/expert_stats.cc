@@ -105,18 +105,26 @@ absl::StatusOr<ExpertStats> LoadExpertStats(const std::string& path, const PackH
 
 namespace {
 
-// The file a stats path names: a symlink (stats kept on another disk, or
-// shared between setups) is followed, so that a save replaces its file
-// rather than the link by a regular file, and runs through different
-// links lock the same file. By hand: weakly_canonical leaves a dangling
-// link (its file not written yet) unresolved.
+// The file a stats path names: a symlink of ours (stats kept on another
+// disk, or shared between setups) is followed, so that a save replaces its
+// file rather than the link by a regular file, and runs through different
+// links lock the same file. A link another user owns is not followed (in a
+// shared directory it could name any file of ours, which a save replaces):
+// the link itself is replaced, as before. By hand: weakly_canonical leaves
+// a dangling link (its file not written yet) unresolved. Not normalized: a
+// ".." after a linked directory is the kernel's to resolve.
 std::string FollowSymlinks(const std::string& path) {
   std::filesystem::path resolved = path;
-  std::error_code ec;
-  for (int hops = 0; hops < 40 && std::filesystem::is_symlink(resolved, ec); ++hops) {
+  for (int hops = 0; hops < 40; ++hops) {
+    struct stat link;
+    if (lstat(resolved.c_str(), &link) != 0 || !S_ISLNK(link.st_mode) ||
+        link.st_uid != geteuid()) {
+      break;
+    }
+    std::error_code ec;
     const std::filesystem::path target = std::filesystem::read_symlink(resolved, ec);
     if (ec) break;
-    resolved = (target.is_absolute() ? target : resolved.parent_path() / target).lexically_normal();
+    resolved = target.is_absolute() ? target : resolved.parent_path() / target;
   }
   return resolved.string();
 }

@@ -610,6 +610,19 @@ TEST_F(OffloadTest, StatsCountsAreDigitsAndSaturate) {
   ASSERT_TRUE(AddExpertStats(path, h, std::vector<uint64_t>(n, 3)).ok());
   EXPECT_TRUE(std::filesystem::is_symlink(path));
   EXPECT_TRUE(std::filesystem::is_regular_file(std::filesystem::symlink_status(real)));
+  // A link another user owns is not followed (in a shared directory it could
+  // name any file of ours): the link itself is replaced.
+  if (geteuid() == 0) {
+    const std::string planted = dir_->File("planted.stats");
+    const std::string victim = dir_->File("victim.txt");
+    std::ofstream(victim) << "keep me";
+    std::filesystem::create_symlink("victim.txt", planted);
+    ASSERT_EQ(lchown(planted.c_str(), 65534, 65534), 0);
+    ASSERT_TRUE(SaveExpertStats(planted, s).ok());
+    EXPECT_FALSE(std::filesystem::is_symlink(planted));
+    std::ifstream in(victim);
+    EXPECT_EQ(std::string(std::istreambuf_iterator<char>(in), {}), "keep me");
+  }
   auto back = LoadExpertStats(path, h);
   ASSERT_TRUE(back.ok()) << back.status();
   EXPECT_EQ(back->counts[0], std::numeric_limits<uint64_t>::max());

@@ -54,6 +54,7 @@ class TempFile {
     RemoveStaleTempFiles(final_);  // an interrupted convert's (logged)
     fd_ = open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd_ < 0) return IoError("create", tmp_, errno);
+    lock_ = std::make_unique<TempFileLock>(tmp_);
     return absl::OkStatus();
   }
   absl::Status Write(const void* data, size_t n, uint64_t offset) {
@@ -94,6 +95,7 @@ class TempFile {
  private:
   std::string final_, tmp_;
   TempFileGuard guard_;  // removes tmp_ if a signal ends the process
+  std::unique_ptr<TempFileLock> lock_;  // while it is written (RemoveStaleTempFiles)
   PackWriterOptions::Fn pwrite_;
   int fd_ = -1;
   bool committed_ = false;
