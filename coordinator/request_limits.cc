@@ -92,20 +92,8 @@ absl::StatusOr<std::vector<int32_t>> EncodeChat(const Tokenizer& tokenizer,
   // message (a question about ChatML, a pasted log) is text, as OpenAI
   // reads it, and cannot end its turn or open another (it had been refused
   // with 400).
-  ST_ASSIGN_OR_RETURN(std::vector<ChatPiece> pieces,
-                      RenderChatMlPieces(messages, /*add_generation_prompt=*/true,
-                                         DefaultSystemPrompt(tokenizer.chat_template())));
-  std::vector<int32_t> ids;
-  for (const ChatPiece& p : pieces) {
-    ST_ASSIGN_OR_RETURN(std::vector<int32_t> part,
-                        tokenizer.Encode(p.text, /*parse_special=*/p.control));
-    if (p.control && part.size() != 1) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "the model's tokenizer has no single token for the chat template's ", p.text));
-    }
-    ids.insert(ids.end(), part.begin(), part.end());
-  }
-  return ids;
+  return EncodeChatMl(tokenizer, messages, /*add_generation_prompt=*/true,
+                      DefaultSystemPrompt(tokenizer.chat_template()));
 }
 
 }  // namespace st::serve

@@ -82,6 +82,25 @@ absl::StatusOr<std::vector<ChatPiece>> RenderChatMlPieces(absl::Span<const ChatM
   return out.Take();
 }
 
+absl::StatusOr<std::vector<int32_t>> EncodeChatMl(const Tokenizer& tokenizer,
+                                                  absl::Span<const ChatMessage> messages,
+                                                  bool add_generation_prompt,
+                                                  std::string_view default_system) {
+  ST_ASSIGN_OR_RETURN(std::vector<ChatPiece> pieces,
+                      RenderChatMlPieces(messages, add_generation_prompt, default_system));
+  std::vector<int32_t> ids;
+  for (const ChatPiece& p : pieces) {
+    ST_ASSIGN_OR_RETURN(std::vector<int32_t> part,
+                        tokenizer.Encode(p.text, /*parse_special=*/p.control));
+    if (p.control && part.size() != 1) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "the model's tokenizer has no single token for the chat template's ", p.text));
+    }
+    ids.insert(ids.end(), part.begin(), part.end());
+  }
+  return ids;
+}
+
 std::string DefaultSystemPrompt(std::string_view jinja) {
   // Jinja comments ({# ... #}) render nothing: leave them out.
   std::string t;

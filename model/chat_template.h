@@ -61,6 +61,14 @@ absl::StatusOr<std::vector<ChatPiece>> RenderChatMlPieces(absl::Span<const ChatM
                                                           bool add_generation_prompt,
                                                           std::string_view default_system = "");
 
+// The rendered chat's ids: each control piece as its token, the plain
+// pieces with parse_special off (a control token's text in a message is
+// text). What serve, `chat` and `run --chat` feed the model.
+absl::StatusOr<std::vector<int32_t>> EncodeChatMl(const Tokenizer& tokenizer,
+                                                  absl::Span<const ChatMessage> messages,
+                                                  bool add_generation_prompt,
+                                                  std::string_view default_system = "");
+
 // The system turn a Qwen2.5-style Jinja chat template (the GGUF's
 // tokenizer.chat_template) inserts when a conversation has none: the text of
 // its literal "<|im_start|>system\n...<|im_end|>" string, unescaped

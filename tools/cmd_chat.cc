@@ -62,9 +62,7 @@ void RegisterChat(CLI::App& app) {
       if (line.empty()) continue;
       std::vector<ChatMessage> turn = pending;
       turn.push_back({"user", line});
-      auto rendered = RenderChatMl(turn, /*add_generation_prompt=*/true);
-      if (!rendered.ok()) return fail(rendered.status());
-      auto turn_ids = tok.Encode(*rendered);
+      auto turn_ids = EncodeChatMl(tok, turn, /*add_generation_prompt=*/true);
       if (!turn_ids.ok()) {
         std::fprintf(stderr, "error: %s\n", std::string(turn_ids.status().message()).c_str());
         continue;

@@ -48,18 +48,19 @@ void RegisterRun(CLI::App& app) {
     f->gen.ctx_size = ContextSize((*model)->config(), f->gen.ctx_size);
     auto offload = ApplyOffloadOrWorkers(**model, f->offload, f->gen.cluster, f->gen.ctx_size);
     if (!offload.ok()) return fail(offload.status());
-    std::string text = f->prompt;
+    // A raw prompt's control-token text is read as control tokens (the
+    // user may write a template by hand); with --chat the messages' is text.
+    absl::StatusOr<std::vector<int32_t>> ids;
     if (f->chat) {
       std::vector<ChatMessage> messages;
       if (!f->system.empty()) messages.push_back({"system", f->system});
       messages.push_back({"user", f->prompt});
       // Without --system, the system turn the model's own template adds.
-      auto rendered = RenderChatMl(messages, /*add_generation_prompt=*/true,
-                                   DefaultSystemPrompt((*model)->tokenizer().chat_template()));
-      if (!rendered.ok()) return fail(rendered.status());
-      text = *rendered;
+      ids = EncodeChatMl((*model)->tokenizer(), messages, /*add_generation_prompt=*/true,
+                         DefaultSystemPrompt((*model)->tokenizer().chat_template()));
+    } else {
+      ids = (*model)->tokenizer().Encode(f->prompt);
     }
-    auto ids = (*model)->tokenizer().Encode(text);
     if (!ids.ok()) return fail(ids.status());
     Session session(**model, f->gen.ctx_size);
     const GenerateOptions options = GenerateOptionsFrom(f->gen);
