@@ -259,7 +259,9 @@ TEST_P(SourceConformanceTest, PackCutWhileReadingIsAnErrorNeverACrash) {
   stop.store(true);
   cutter.join();
   EXPECT_GT(ok + lost, 0);
-  if (Kind() == SourceKind::kMemory) EXPECT_EQ(lost, 0);  // its copy is from open
+  if (Kind() == SourceKind::kMemory) {
+    EXPECT_EQ(lost, 0);  // its copy is from open
+  }
 }
 
 TEST_P(SourceConformanceTest, BadRequestsAreInvalidArgument) {
