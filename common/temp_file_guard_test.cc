@@ -84,7 +84,6 @@ TEST(TempFileGuardTest, AProgramsOwnHandlerIsKept) {
   std::filesystem::remove(path);
 }
 
-
 // What a SIGKILLed writer leaves: "<final>.tmp.<pid>" of a pid that no
 // longer runs. Removed once quiet; a running writer's file, a recent one,
 // another name's and a look-alike are kept.
