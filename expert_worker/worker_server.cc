@@ -85,7 +85,9 @@ std::string WorkerServer::address() const {
 }
 
 std::string DispatchedIsa() {
-  const int64_t targets = hwy::SupportedTargets();
+  // What this CPU supports of what was compiled (on aarch64 the SVE targets
+  // are not: kernels/CMakeLists.txt).
+  const int64_t targets = hwy::SupportedTargets() & HWY_TARGETS;
   return hwy::TargetName(targets & -targets);  // lowest bit = best target
 }
 

@@ -119,7 +119,9 @@ TEST(ExpertPhasesSupports, NeedsPackedNonTransposedStacks) {
   ExpertStacks s{gate.ref, gate.ref, gate.ref, 2, false};
   s.down.rows = 2 * 64;
   s.down.cols = 32;
-  EXPECT_EQ(ExpertPhases::Supports(s), CanPack(DType::kQ8_0, 32, 64));
+  // The layout, not the CPU, decides (Stack packs on any CPU; where CanPack
+  // is false the model never packs, so the phases never see such stacks).
+  EXPECT_TRUE(ExpertPhases::Supports(s));
   s.down_transposed = true;
   EXPECT_FALSE(ExpertPhases::Supports(s));
   s.down_transposed = false;

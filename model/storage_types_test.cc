@@ -19,6 +19,7 @@
 #include "kernels/fp16.h"
 #include "kernels/ggml_storage.h"
 #include "kernels/packed_kquant.h"
+#include "kernels/packed_matrix.h"
 #include "kernels/quant.h"
 #include "model/config.h"
 #include "model/gguf.h"
@@ -426,6 +427,11 @@ TEST_F(StorageTypesTest, KQuantExpertsReadAsTheirValuesInQ8_0) {
 // rounded once more; the golden test (q4_k_m_sigmoid) checks the numbers
 // themselves against the NumPy reference.
 TEST_F(StorageTypesTest, KQuantExpertsComputedAsStored) {
+  if (!CanPack(DType::kQ8_0, 64, 256)) {
+    // The Q5_0 downs would stay in rows, which the phases do not read: the
+    // whole expert is converted, as the .repack = false case below.
+    GTEST_SKIP() << "no packed kernels on this CPU: K-quant experts are converted to Q8_0";
+  }
   const std::vector<std::pair<std::string, uint32_t>> tensors = KQuantExpertTensors();
   const std::string path = ExpectReadsAsQ8_0(this, contents_, tensors, dir_.File("native"),
                                              {{.threads = 1, .native_kquant = false}});

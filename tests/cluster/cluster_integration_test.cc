@@ -30,6 +30,7 @@
 #include "coordinator/hot_order.h"
 #include "coordinator/remote_expert_executor.h"
 #include "expert_worker/expert_service.h"
+#include "expert_worker/worker_server.h"
 #include "grpcpp/generic/generic_stub.h"
 #include "grpcpp/grpcpp.h"
 #include "grpc/health/v1/health.grpc.pb.h"
@@ -195,6 +196,49 @@ TEST_F(ClusterTest, KQuantModelGivesTheSingleProcessLogits) {
   EXPECT_GT(s.remote_items, 0u);
   EXPECT_GT(s.local_items, 0u);
   EXPECT_EQ(s.failovers, 0u);
+}
+
+// A worker built for another CPU (ST_FOREIGN_SMALLTHINKER: scripts/cross-arm64
+// runs this test with its aarch64 build, under qemu-user) computes its share
+// with that CPU's kernels (NEON there), and the tokens and logits are still
+// the single process's, bit for bit: every kernel equals its scalar twin, so
+// the ISA does not move a number, for a Q8_0 model and a Q4_K_M one.
+TEST_F(ClusterTest, WorkerOnAnotherCpuGivesTheSingleProcessLogits) {
+  const std::string binary = testing::ForeignSmallthinkerBinary();
+  if (binary.empty()) {
+    GTEST_SKIP() << "ST_FOREIGN_SMALLTHINKER is not set (scripts/cross-arm64 sets it)";
+  }
+  auto q4_k_m = testing::SynthModel(dir_.path(), "tiny-256", DType::kQ8_0, Gating::kSigmoid, 7,
+                                    false, "", SynthMix::kQ4_K_M);
+  ASSERT_TRUE(q4_k_m.ok()) << q4_k_m.status();
+  for (const std::string model : {model_path_, *q4_k_m}) {
+    SCOPED_TRACE(model);
+    model_path_ = model;
+    const Trace want = Reference(12);
+    auto w = WorkerProcess::Start(model, "127.0.0.1:0", {}, {}, binary);
+    ASSERT_TRUE(w.ok()) << w.status();
+    const v1::DescribeResponse d = Describe((*w)->address());
+    EXPECT_NE(d.isa(), DispatchedIsa()) << "the worker should run on another CPU";
+    LOG(INFO) << "worker ISA " << d.isa() << ", coordinator " << DispatchedIsa();
+    for (double local_share : {0.0, 0.4}) {
+      SCOPED_TRACE(absl::StrCat("local_share ", local_share));
+      auto m = Load();
+      v1::ClusterConfig c = Cluster({(*w)->address()});
+      c.set_local_share(local_share);
+      c.set_hot_experts_local(local_share > 0 ? 1 : 0);
+      c.set_rebalance_factor(-1);
+      // An emulated worker is ~10x slower than a native one: no failover
+      // for being slow (that would hide its numbers behind the local ones).
+      c.set_step_timeout_ms(60000);
+      c.set_call_timeout_ms(60000);
+      auto remote = AttachWorkers(*m, c);
+      ASSERT_TRUE(remote.ok()) << remote.status();
+      ExpectBitIdentical(want, Greedy(*m, kPrompt, 12));
+      const RemoteExpertStats s = (*remote)->stats();
+      EXPECT_GT(s.remote_items, 0u);
+      EXPECT_EQ(s.failovers, 0u);
+    }
+  }
 }
 
 // A worker's share of a step whose reply would pass the message cap (a long

@@ -22,15 +22,20 @@ std::string SmallthinkerBinary() {
   return absl::StrCat(dir ? dir : ST_BINARY_DIR, "/tools/smallthinker");
 }
 
+std::string ForeignSmallthinkerBinary() {
+  const char* path = std::getenv("ST_FOREIGN_SMALLTHINKER");
+  return path != nullptr ? path : "";
+}
+
 absl::StatusOr<std::unique_ptr<WorkerProcess>> WorkerProcess::Start(
     const std::string& model, const std::string& listen, const std::vector<std::string>& extra,
-    const std::vector<std::string>& prefix) {
+    const std::vector<std::string>& prefix, const std::string& binary) {
   std::unique_ptr<WorkerProcess> w(new WorkerProcess());
   static int counter = 0;
   w->stderr_path_ = absl::StrCat("/tmp/st_worker_", getpid(), "_", counter++, ".log");
   std::vector<std::string> args = prefix;
   for (const std::string& a :
-       {SmallthinkerBinary(), std::string("worker"), std::string("-m"), model,
+       {binary.empty() ? SmallthinkerBinary() : binary, std::string("worker"), std::string("-m"), model,
         std::string("--listen"), listen, std::string("-t"), std::string("1")}) {
     args.push_back(a);
   }

@@ -19,9 +19,10 @@ class WorkerProcess {
   // Starts `<ST_BINARY_DIR>/tools/smallthinker worker -m model --listen listen
   // -t 1 extra...`, prefixed by `prefix` (e.g. {"ip", "netns", "exec", NS}).
   // Waits up to 20 s for "listening HOST:PORT" (or "listening unix:PATH").
+  // `binary` replaces SmallthinkerBinary() when given.
   static absl::StatusOr<std::unique_ptr<WorkerProcess>> Start(
       const std::string& model, const std::string& listen, const std::vector<std::string>& extra,
-      const std::vector<std::string>& prefix = {});
+      const std::vector<std::string>& prefix = {}, const std::string& binary = "");
   ~WorkerProcess();
 
   const std::string& address() const { return address_; }  // host:port or unix:PATH
@@ -47,6 +48,10 @@ class WorkerProcess {
 
 // Path of the smallthinker binary in the build tree.
 std::string SmallthinkerBinary();
+// A smallthinker binary built for another CPU (ST_FOREIGN_SMALLTHINKER: e.g.
+// scripts/cross-arm64's aarch64 build, run through qemu-user by binfmt_misc),
+// or "" when none is given.
+std::string ForeignSmallthinkerBinary();
 
 // What a finished command left: its wait status and everything it wrote to
 // stderr.
