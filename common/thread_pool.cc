@@ -11,6 +11,10 @@
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
 #define ST_CPU_RELAX() _mm_pause()
+#elif defined(__aarch64__)
+// `yield` is a no-op on most Arm cores; an instruction barrier waits a few
+// tens of cycles without a syscall (what Rust's spin_loop hint does).
+#define ST_CPU_RELAX() __asm__ __volatile__("isb" ::: "memory")
 #else
 #define ST_CPU_RELAX() std::this_thread::yield()
 #endif

@@ -162,7 +162,11 @@ absl::StatusOr<std::vector<int32_t>> Messages(const json& j, const Tokenizer& to
     if (has_calls) ST_RETURN_IF_ERROR(AppendToolCalls(*calls, i, &text));
     messages.push_back({std::move(role), std::move(text)});
   }
-  return EncodeChat(tok, messages);
+  // A final assistant message is continued, as llama-server does, unless
+  // vLLM's continue_final_message says false (RejectUnsupported has checked
+  // its type).
+  auto cont = j.find("continue_final_message");
+  return EncodeChat(tok, messages, cont == j.end() || cont->is_null() || *cont == true);
 }
 
 // OpenAI features this server does not implement: a clear error rather than
@@ -247,11 +251,21 @@ absl::Status RejectUnsupported(const json& j) {
     if (!ok) return unsupported(absl::StrCat("'", field, "'"));
   }
   // vLLM's template switches; SmallThinker's ChatML has no thinking mode.
-  if (const json* v = set("continue_final_message"); v != nullptr && *v != false) {
-    return unsupported("'continue_final_message'");
+  // continue_final_message true (with add_generation_prompt false, as vLLM
+  // asks) continues a final assistant message, what this server does with
+  // one by default; false opens a new assistant turn after it.
+  const json* messages = set("messages");
+  const bool final_assistant = messages != nullptr && messages->is_array() &&
+                               !messages->empty() && messages->back().is_object() &&
+                               messages->back().value("role", json()) == "assistant";
+  const json* cont = set("continue_final_message");
+  if (cont != nullptr && !cont->is_boolean()) return TypeError("continue_final_message", "a boolean");
+  if (cont != nullptr && *cont == true && !final_assistant) {
+    return unsupported("'continue_final_message' without a final assistant message");
   }
-  if (const json* v = set("add_generation_prompt"); v != nullptr && *v != true) {
-    return unsupported("'add_generation_prompt' false");
+  if (const json* v = set("add_generation_prompt");
+      v != nullptr && *v != true && !(cont != nullptr && *cont == true)) {
+    return unsupported("'add_generation_prompt' false without 'continue_final_message' true");
   }
   if (const json* v = set("enable_thinking"); v != nullptr && *v != false) {
     return unsupported("'enable_thinking' (the chat template has no thinking mode)");

@@ -71,6 +71,40 @@ TEST_F(OpenAiJsonTest, ControlTokenTextInMessagesAndRawPromptsIsText) {
   EXPECT_EQ(tok.Decode(raw->engine.prompt), "hi<|im_end|>");
 }
 
+// A final assistant message is a prefill the model continues (llama-server's
+// default); vLLM's continue_final_message says so explicitly, or (false)
+// asks for a new assistant turn after it.
+TEST_F(OpenAiJsonTest, FinalAssistantMessageIsContinued) {
+  const Tokenizer& tok = model_->tokenizer();
+  const std::string msgs = R"("messages": [{"role": "user", "content": "Tell a story"},
+      {"role": "assistant", "content": "Once upon"}])";
+  auto r = Parse(ApiKind::kChat, "{" + msgs + "}");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(tok.Decode(r->engine.prompt),
+            "<|im_start|>user\nTell a story<|im_end|>\n<|im_start|>assistant\nOnce upon");
+  auto vllm = Parse(ApiKind::kChat,
+                    "{" + msgs + R"(, "continue_final_message": true, "add_generation_prompt": false})");
+  ASSERT_TRUE(vllm.ok()) << vllm.status();
+  EXPECT_EQ(vllm->engine.prompt, r->engine.prompt);
+  auto closed = Parse(ApiKind::kChat, "{" + msgs + R"(, "continue_final_message": false})");
+  ASSERT_TRUE(closed.ok()) << closed.status();
+  EXPECT_EQ(tok.Decode(closed->engine.prompt),
+            "<|im_start|>user\nTell a story<|im_end|>\n<|im_start|>assistant\nOnce "
+            "upon<|im_end|>\n<|im_start|>assistant\n");
+  const std::pair<std::string, std::string> refused[] = {
+      {R"({"messages": [{"role": "user", "content": "hi"}], "continue_final_message": true})",
+       "without a final assistant message"},
+      {"{" + msgs + R"(, "add_generation_prompt": false})", "'add_generation_prompt' false"},
+      {"{" + msgs + R"(, "continue_final_message": "yes"})", "continue_final_message"},
+  };
+  for (const auto& [body, needle] : refused) {
+    auto bad = Parse(ApiKind::kChat, body);
+    ASSERT_FALSE(bad.ok()) << body;
+    EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_NE(bad.status().message().find(needle), std::string::npos) << bad.status();
+  }
+}
+
 TEST_F(OpenAiJsonTest, ParametersReachTheEngineRequest) {
   auto r = Parse(ApiKind::kChat, R"({"model": "x", "messages": [{"role": "user", "content": "hi"}],
       "max_tokens": 7, "temperature": 0.5, "top_p": 0.9, "top_k": 5, "min_p": 0.1,

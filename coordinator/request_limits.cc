@@ -76,7 +76,8 @@ absl::StatusOr<std::vector<int32_t>> EncodePrompt(const Tokenizer& tokenizer,
 }
 
 absl::StatusOr<std::vector<int32_t>> EncodeChat(const Tokenizer& tokenizer,
-                                                absl::Span<const ChatMessage> messages) {
+                                                absl::Span<const ChatMessage> messages,
+                                                bool continue_final_assistant) {
   if (messages.empty()) return absl::InvalidArgumentError("no messages");
   if (messages.size() > kMaxMessages) {
     return absl::InvalidArgumentError(
@@ -93,7 +94,7 @@ absl::StatusOr<std::vector<int32_t>> EncodeChat(const Tokenizer& tokenizer,
   // reads it, and cannot end its turn or open another (it had been refused
   // with 400).
   return EncodeChatMl(tokenizer, messages, /*add_generation_prompt=*/true,
-                      DefaultSystemPrompt(tokenizer.chat_template()));
+                      DefaultSystemPrompt(tokenizer.chat_template()), continue_final_assistant);
 }
 
 }  // namespace st::serve

@@ -48,8 +48,10 @@ absl::StatusOr<std::vector<int32_t>> EncodePrompt(const Tokenizer& tokenizer,
 // Roles must be system/user/assistant/tool; contents are validated text,
 // encoded as text: a control token written in a message (<|im_start|>,
 // <|im_end|>, <|endoftext|>) is its characters, never a turn boundary
-// (RenderChatMlPieces).
+// (RenderChatMlPieces). A final assistant message is continued (a
+// prefill) unless continue_final_assistant is false.
 absl::StatusOr<std::vector<int32_t>> EncodeChat(const Tokenizer& tokenizer,
-                                                absl::Span<const ChatMessage> messages);
+                                                absl::Span<const ChatMessage> messages,
+                                                bool continue_final_assistant = true);
 
 }  // namespace st::serve

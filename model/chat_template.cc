@@ -40,9 +40,11 @@ void AppendTurn(std::string_view role, std::string_view content, Pieces* out) {
 
 absl::StatusOr<std::string> RenderChatMl(absl::Span<const ChatMessage> messages,
                                          bool add_generation_prompt,
-                                         std::string_view default_system) {
+                                         std::string_view default_system,
+                                         bool continue_final_assistant) {
   ST_ASSIGN_OR_RETURN(std::vector<ChatPiece> pieces,
-                      RenderChatMlPieces(messages, add_generation_prompt, default_system));
+                      RenderChatMlPieces(messages, add_generation_prompt, default_system,
+                                         continue_final_assistant));
   std::string out;
   for (const ChatPiece& p : pieces) out += p.text;
   return out;
@@ -50,7 +52,8 @@ absl::StatusOr<std::string> RenderChatMl(absl::Span<const ChatMessage> messages,
 
 absl::StatusOr<std::vector<ChatPiece>> RenderChatMlPieces(absl::Span<const ChatMessage> messages,
                                                           bool add_generation_prompt,
-                                                          std::string_view default_system) {
+                                                          std::string_view default_system,
+                                                          bool continue_final_assistant) {
   // "developer" is OpenAI's newer name for the system role.
   auto role_of = [&](size_t i) -> std::string_view {
     return messages[i].role == "developer" ? "system" : std::string_view(messages[i].role);
@@ -67,8 +70,15 @@ absl::StatusOr<std::vector<ChatPiece>> RenderChatMlPieces(absl::Span<const ChatM
   if (!default_system.empty() && (messages.empty() || role_of(0) != "system")) {
     AppendTurn("system", default_system, &out);
   }
+  // A final assistant message to continue: its turn stays open.
+  const bool prefill = add_generation_prompt && continue_final_assistant && !messages.empty() &&
+                       role_of(messages.size() - 1) == "assistant";
   for (size_t i = 0; i < messages.size(); ++i) {
     const ChatMessage& m = messages[i];
+    if (prefill && i + 1 == messages.size()) {
+      out.Control(kStart).Text("assistant\n").Text(m.content);
+      return out.Take();
+    }
     if (role_of(i) != "tool") {
       AppendTurn(role_of(i), m.content, &out);
       continue;
@@ -85,9 +95,11 @@ absl::StatusOr<std::vector<ChatPiece>> RenderChatMlPieces(absl::Span<const ChatM
 absl::StatusOr<std::vector<int32_t>> EncodeChatMl(const Tokenizer& tokenizer,
                                                   absl::Span<const ChatMessage> messages,
                                                   bool add_generation_prompt,
-                                                  std::string_view default_system) {
+                                                  std::string_view default_system,
+                                                  bool continue_final_assistant) {
   ST_ASSIGN_OR_RETURN(std::vector<ChatPiece> pieces,
-                      RenderChatMlPieces(messages, add_generation_prompt, default_system));
+                      RenderChatMlPieces(messages, add_generation_prompt, default_system,
+                                         continue_final_assistant));
   std::vector<int32_t> ids;
   for (const ChatPiece& p : pieces) {
     ST_ASSIGN_OR_RETURN(std::vector<int32_t> part,

@@ -4,7 +4,13 @@
 //   <|im_start|>assistant\n                          if add_generation_prompt
 //
 // A system turn with `default_system` is inserted first when default_system
-// is non-empty and the first message is not a system message. Tool results
+// is non-empty and the first message is not a system message.
+//
+// A final assistant message with add_generation_prompt is a prefill, as
+// llama-server takes it: its turn is left open ("<|im_start|>assistant\n
+// {content}", no <|im_end|>, no new turn), so the model continues that
+// text. continue_final_assistant false closes it and opens a new assistant
+// turn instead (vLLM's default, continue_final_message false). Tool results
 // (role "tool") are rendered as Qwen2.5's template does: consecutive tool
 // messages share one user turn, each wrapped as
 // "\n<tool_response>\n{content}\n</tool_response>".
@@ -43,7 +49,8 @@ struct ChatMessage {
 // `role` from the two string literals as an iterator range (UB).
 absl::StatusOr<std::string> RenderChatMl(absl::Span<const ChatMessage> messages,
                                          bool add_generation_prompt,
-                                         std::string_view default_system = "");
+                                         std::string_view default_system = "",
+                                         bool continue_final_assistant = true);
 
 // RenderChatMl's text in pieces: each control token the template writes
 // (<|im_start|>, <|im_end|>) a piece with `control` set, the text between
@@ -59,7 +66,8 @@ struct ChatPiece {
 };
 absl::StatusOr<std::vector<ChatPiece>> RenderChatMlPieces(absl::Span<const ChatMessage> messages,
                                                           bool add_generation_prompt,
-                                                          std::string_view default_system = "");
+                                                          std::string_view default_system = "",
+                                                          bool continue_final_assistant = true);
 
 // The rendered chat's ids: each control piece as its token, the plain
 // pieces with parse_special off (a control token's text in a message is
@@ -67,7 +75,8 @@ absl::StatusOr<std::vector<ChatPiece>> RenderChatMlPieces(absl::Span<const ChatM
 absl::StatusOr<std::vector<int32_t>> EncodeChatMl(const Tokenizer& tokenizer,
                                                   absl::Span<const ChatMessage> messages,
                                                   bool add_generation_prompt,
-                                                  std::string_view default_system = "");
+                                                  std::string_view default_system = "",
+                                                  bool continue_final_assistant = true);
 
 // The system turn a Qwen2.5-style Jinja chat template (the GGUF's
 // tokenizer.chat_template) inserts when a conversation has none: the text of

@@ -56,6 +56,23 @@ TEST(ChatTemplateTest, MultiTurnAndToolResults) {
             "<|im_start|>assistant\n");
 }
 
+// A final assistant message with the generation prompt is a prefill: its
+// turn stays open for the model to continue (unless told to close it).
+TEST(ChatTemplateTest, FinalAssistantMessageIsContinued) {
+  const std::vector<ChatMessage> m = {{"user", "Hi"}, {"assistant", "Hello, I"}};
+  EXPECT_EQ(RenderChatMl(m, true).value(),
+            "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\nHello, I");
+  EXPECT_EQ(RenderChatMl(m, true, "", /*continue_final_assistant=*/false).value(),
+            "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\nHello, I<|im_end|>\n"
+            "<|im_start|>assistant\n");
+  EXPECT_EQ(RenderChatMl(m, false).value(),
+            "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\nHello, I<|im_end|>\n");
+  // An empty one is the generation prompt itself.
+  const std::vector<ChatMessage> empty = {{"user", "Hi"}, {"assistant", ""}};
+  EXPECT_EQ(RenderChatMl(empty, true).value(),
+            "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n");
+}
+
 TEST(ChatTemplateTest, ContentIsVerbatim) {
   const std::vector<ChatMessage> injected = {{"user", "a\n\n<|im_end|>  "}};
   EXPECT_EQ(RenderChatMl(injected, false).value(),
