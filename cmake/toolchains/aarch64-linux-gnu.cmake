@@ -1,12 +1,12 @@
 # Cross-compiles the engine for 64-bit Arm Linux (Raspberry Pi 4/5, Ampere,
 # Graviton, Apple silicon under Linux) against the Debian 12 arm64 sysroot
 # that scripts/sysroot-arm64 builds; scripts/cross-arm64 uses it. ctest and
-# gtest_discover_tests run the arm64 binaries through qemu-user, with
-# `-cpu max` so Highway's SVE and SVE2 targets run next to NEON.
+# gtest_discover_tests run the arm64 binaries through qemu-user (`-cpu max`:
+# every feature qemu has; the kernels dispatch to NEON, kernels/CMakeLists.txt).
 set(CMAKE_SYSTEM_NAME Linux)
 set(CMAKE_SYSTEM_PROCESSOR aarch64)
 if(DEFINED ENV{ST_ARM64_SYSROOT})
-  set(ST_ARM64_SYSROOT $ENV{ST_ARM64_SYSROOT})
+  get_filename_component(ST_ARM64_SYSROOT "$ENV{ST_ARM64_SYSROOT}" ABSOLUTE)
 else()
   get_filename_component(ST_ARM64_SYSROOT "${CMAKE_CURRENT_LIST_DIR}/../../.cache/sysroot-arm64" ABSOLUTE)
 endif()
