@@ -129,6 +129,18 @@ class ClusterTest : public ::testing::Test {
     c.set_readmit_backoff_max_ms(400);
     return c;
   }
+  // Cluster() with `local_share` of each step computed by the coordinator
+  // (its hottest expert kept local when the share is positive) and a fixed
+  // placement: a speed rebalance (workers measured their speed at startup on
+  // a busy machine) would keep gained experts local for a moment.
+  static v1::ClusterConfig FixedShareCluster(const std::vector<std::string>& addresses,
+                                             double local_share) {
+    v1::ClusterConfig c = Cluster(addresses);
+    c.set_local_share(local_share);
+    c.set_hot_experts_local(local_share > 0 ? 1 : 0);
+    c.set_rebalance_factor(-1);
+    return c;
+  }
   Trace Reference(int n) {
     auto m = Load();
     return Greedy(*m, kPrompt, n);
@@ -145,14 +157,8 @@ TEST_F(ClusterTest, TwoWorkersGiveBitIdenticalLogits) {
   for (double local_share : {0.0, 0.4}) {
     SCOPED_TRACE(absl::StrCat("local_share ", local_share));
     auto m = Load();
-    v1::ClusterConfig c = Cluster({w1->address(), w2->address()});
-    c.set_local_share(local_share);
-    c.set_hot_experts_local(local_share > 0 ? 1 : 0);
+    v1::ClusterConfig c = FixedShareCluster({w1->address(), w2->address()}, local_share);
     c.set_prefetch_hints(local_share > 0);
-    // A fixed placement: a speed rebalance (workers measured their speed
-    // at startup on a busy machine) would keep gained experts local for a
-    // moment.
-    c.set_rebalance_factor(-1);
     auto remote = AttachWorkers(*m, c);
     ASSERT_TRUE(remote.ok()) << remote.status();
     ExpectBitIdentical(want, Greedy(*m, kPrompt, 12));
@@ -223,11 +229,8 @@ TEST_F(ClusterTest, WorkerOnAnotherCpuGivesTheSingleProcessLogits) {
     for (double local_share : {0.0, 0.4}) {
       SCOPED_TRACE(absl::StrCat("local_share ", local_share));
       auto m = Load();
-      v1::ClusterConfig c = Cluster({(*w)->address()});
-      c.set_local_share(local_share);
-      c.set_hot_experts_local(local_share > 0 ? 1 : 0);
-      c.set_rebalance_factor(-1);
-      // An emulated worker is ~10x slower than a native one: no failover
+      v1::ClusterConfig c = FixedShareCluster({(*w)->address()}, local_share);
+      // An emulated worker is much slower than a native one: no failover
       // for being slow (that would hide its numbers behind the local ones).
       c.set_step_timeout_ms(60000);
       c.set_call_timeout_ms(60000);
