@@ -1,6 +1,6 @@
 // Q4_K and Q6_K weight matrices re-laid in groups of 16 rows, as
 // packed_matrix.h does for Q4_0/Q8_0: the 16 rows sit in the 16 int32 lanes
-// of one AVX-512 register, so per 32-weight sub-block eight 64-byte chunks
+// of one AVX-512 register (two AVX2 ones), so per 32-weight sub-block eight 64-byte chunks
 // and eight VNNI dpbusd give the exact integer sums of all 16 rows, the
 // level unpacking and the scale arithmetic are shared by the 16 rows (and
 // by up to 8 activation vectors), and no horizontal sum is left. The row
@@ -55,10 +55,10 @@ inline constexpr size_t kPackedQ6_KScales = 32, kPackedQ6_KLow = 288, kPackedQ6_
 
 // Whether a [rows x cols] matrix of ggml type `ggml_type` has the layout's
 // shape: Q4_K or Q6_K, rows % 16 == 0, cols % 256 == 0 (what an expert pack stores
-// packed, whatever CPU reads it: without the AVX-512 kernel, the scalar
+// packed, whatever CPU reads it: without the AVX2/AVX-512 kernel, the scalar
 // twin computes it).
 bool PackableKQuantShape(uint32_t ggml_type, size_t rows, size_t cols);
-// PackableKQuantShape, and this CPU has the AVX-512 kernel: what matrices in
+// PackableKQuantShape, and this CPU has the AVX2 or AVX-512 kernel: what matrices in
 // RAM are packed for (elsewhere the row kernels stay).
 bool CanPackKQuant(uint32_t ggml_type, size_t rows, size_t cols);
 // Whether this CPU runs the packed kernels at all (CanPackKQuant of any

@@ -13,6 +13,9 @@
 //      nibble or'ed with two bits moved to bits 4-5); per vector two chains
 //      of four dpbusd (one per 16-weight scale) started from -32 times that
 //      half's activation level sum, two converts and two FMAs.
+//  AVX2 (packed_kquant_avx2-inl.h): the same with each 64-byte chunk as two
+//      8-row halves, maddubs into int16 sums widened once per sub-block
+//      (Q4_K) or per two chunks (Q6_K) by a madd against ones.
 //  Other targets: CanPackKQuant is false (the row kernels are used).
 // Up to 8 vectors share each super-block's unpacked scales and weights.
 // Integer sums are exact, so every target equals the scalar twin bit for bit.
@@ -45,11 +48,34 @@ namespace {
 constexpr size_t kMaxVecs = 8;
 constexpr size_t kQ4_KSuperBytes = kPackedKQuantRows * kQ4_KBlockBytes;  // 2304
 constexpr size_t kQ6_KSuperBytes = kPackedKQuantRows * kQ6_KBlockBytes;  // 3360
-// Software prefetch, per pair of sub-blocks (512 bytes of levels): its
-// lines kPrefetchBytes ahead into L1 and kPrefetchBytesFar ahead into L2,
-// as the Q4_0 packed kernel does.
+// Software prefetch, as the Q4_0 packed kernel does: per step through a
+// super-block (a quarter of a Q4_K one, an eighth of a Q6_K one) the lines
+// of as many bytes, kPrefetchBytes ahead into L1 and kPrefetchBytesFar ahead
+// into L2, so every line of a group is fetched ahead once whatever order a
+// super-block is read in. Until session 39 the lines of the levels read next
+// were fetched (Q4_K's scales and half of Q6_K's low bits never were), and
+// from DRAM the kernels ran at a fraction of their speed in cache:
+// BM_DotRows, one thread, 768 x 1536, medians of 5, Zen 4 (~26 GB/s read
+// on one core), AVX-512, 1 / 4 vectors: Q4_K 13.2-14.4 / 10.5 -> 16.5-18.1
+// / 14.3-14.9 GB/s, Q6_K 9.2-9.5 / 8.0 -> 15.8-16.6 / 15.9-17.7
+// (/work/notes/s39/pf_ab.log; pf_sweep*.log: no prefetch, L1 only and
+// other distances were no better; a fixed count of unaligned prefetches
+// per step, unrolled, was slower: 10.1-14.8). docs/DESIGN.md has more.
 constexpr size_t kPrefetchBytes = 4096;
 constexpr size_t kPrefetchBytesFar = 12288;
+
+#if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL || HWY_TARGET == HWY_AVX2
+// The lines of [p, p + kBytes), kPrefetchBytes ahead into L1 and
+// kPrefetchBytesFar ahead into L2 (a prefetch does not fault).
+template <size_t kBytes>
+HWY_INLINE void PrefetchSpan(const uint8_t* p) {
+  const uintptr_t end = reinterpret_cast<uintptr_t>(p) + kBytes;
+  for (uintptr_t a = reinterpret_cast<uintptr_t>(p) & ~uintptr_t{63}; a < end; a += 64) {
+    _mm_prefetch(reinterpret_cast<const char*>(a + kPrefetchBytes), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(a + kPrefetchBytesFar), _MM_HINT_T1);
+  }
+}
+#endif
 
 // One activation vector as the kernel reads it.
 struct XRef {
@@ -79,17 +105,6 @@ inline __m512i DotU8S8(__m512i acc, __m512i w, __m512i x) {
 #else
   return _mm512_add_epi32(acc, _mm512_madd_epi16(_mm512_maddubs_epi16(w, x), _mm512_set1_epi16(1)));
 #endif
-}
-
-// The lines of the 512 bytes at p, kPrefetchBytes ahead into L1 and
-// kPrefetchBytesFar ahead into L2.
-HWY_INLINE void PrefetchAhead(const uint8_t* p) {
-  const uintptr_t here = reinterpret_cast<uintptr_t>(p);
-  ST_PACKED_KQ_UNROLL
-  for (size_t l = 0; l < 8; ++l) {
-    _mm_prefetch(reinterpret_cast<const char*>(here + kPrefetchBytes + 64 * l), _MM_HINT_T0);
-    _mm_prefetch(reinterpret_cast<const char*>(here + kPrefetchBytesFar + 64 * l), _MM_HINT_T1);
-  }
 }
 
 template <size_t kVecs>
@@ -124,7 +139,7 @@ void GroupQ4_K(const uint8_t* group, size_t nsb, const XRef* xs, float* y, size_
     ST_PACKED_KQ_UNROLL
     for (size_t c = 0; c < 4; ++c) {
       const uint8_t* chunks = sb + kPackedQ4_KLevels + 512 * c;
-      PrefetchAhead(chunks);
+      PrefetchSpan<kQ4_KSuperBytes / 4>(sb + kQ4_KSuperBytes / 4 * c);
       ST_PACKED_KQ_UNROLL
       for (size_t half = 0; half < 2; ++half) {
         const size_t j = 2 * c + half;  // sub-block
@@ -193,8 +208,7 @@ void GroupQ6_K(const uint8_t* group, size_t nsb, const XRef* xs, float* y, size_
       const size_t h = s / 4, g = s % 4, b = 8 * i + s;
       const uint8_t* ql = sb + kPackedQ6_KLow + 64 * (16 * h + 8 * (g % 2));
       const uint8_t* qh = sb + kPackedQ6_KHigh + 64 * 8 * h;
-      if (g % 2 == 0) PrefetchAhead(ql);
-      if (g == 0) PrefetchAhead(qh);
+      PrefetchSpan<kQ6_KSuperBytes / 8>(sb + kQ6_KSuperBytes / 8 * s);
       __m512i w[8];
       ST_PACKED_KQ_UNROLL
       for (size_t t = 0; t < 8; ++t) {
@@ -244,6 +258,25 @@ void GroupQ6_K(const uint8_t* group, size_t nsb, const XRef* xs, float* y, size_
   for (size_t v = 0; v < kVecs; ++v) _mm512_storeu_ps(y + v * y_stride, acc[v]);
 }
 
+#if HWY_TARGET == HWY_AVX3_DL
+ST_AVX512VNNI_END
+#endif
+
+#elif HWY_TARGET == HWY_AVX2
+
+#include "kernels/packed_kquant_avx2-inl.h"
+
+#else
+
+constexpr bool kAvailable = false;
+
+template <size_t kVecs>
+void GroupQ4_K(const uint8_t*, size_t, const XRef*, float*, size_t) {}
+template <size_t kVecs>
+void GroupQ6_K(const uint8_t*, size_t, const XRef*, float*, size_t) {}
+
+#endif
+
 template <size_t kVecs>
 void Group(uint32_t ggml_type, const uint8_t* group, size_t nsb, const XRef* xs, float* y,
            size_t y_stride) {
@@ -253,19 +286,6 @@ void Group(uint32_t ggml_type, const uint8_t* group, size_t nsb, const XRef* xs,
     GroupQ6_K<kVecs>(group, nsb, xs, y, y_stride);
   }
 }
-
-#if HWY_TARGET == HWY_AVX3_DL
-ST_AVX512VNNI_END
-#endif
-
-#else
-
-constexpr bool kAvailable = false;
-
-template <size_t kVecs>
-void Group(uint32_t, const uint8_t*, size_t, const XRef*, float*, size_t) {}
-
-#endif
 
 }  // namespace
 

@@ -122,36 +122,43 @@ TEST(PackedKQuantTest, ScalarTwinMatchesTheDequantizedDot) {
 // Every compiled target equals the scalar twin bit for bit, whatever the
 // number of vectors in a call (1-9: the 8-vector batches and a remainder)
 // and the range of groups; a vector's results do not depend on the others.
+// Extreme: every level at its largest against activation levels all +127
+// or all -127, the largest integer sums (AVX2 keeps a sub-block's in int16).
 TEST(PackedKQuantTest, EveryTargetEqualsTheScalarTwin) {
   const size_t rows = 48, cols = 1536, n_vecs = 9;
   for (uint32_t type : kTypes) {
-    SCOPED_TRACE(Name(type));
-    const std::vector<uint8_t> w = RandomRows(type, rows, cols, 21);
-    std::vector<uint8_t> packed(w.size());
-    PackKQuantRows(type, w.data(), rows, cols, packed.data());
-    std::vector<float> x = Gaussian(n_vecs * cols, 23, 2.0f);
-    Activations act;
-    act.Prepare(x.data(), n_vecs, cols, /*need_q8=*/true);
-    std::vector<float> want(n_vecs * rows);
-    scalar::PackedKQuantMatMulGroups(type, packed.data(), cols, act, 0, n_vecs, 0, rows / 16,
-                                     want.data(), rows);
-    ForEachTarget([&] {
-      for (size_t count = 1; count <= n_vecs; ++count) {
-        SCOPED_TRACE(::testing::Message() << count << " vectors");
-        std::vector<float> got(count * rows, -1.0f);
-        // Groups 1..2 in one call, group 0 in another: results must not care.
-        PackedKQuantMatMulGroups(type, packed.data(), cols, act, n_vecs - count, n_vecs, 1, 3,
-                                 got.data(), rows);
-        PackedKQuantMatMulGroups(type, packed.data(), cols, act, n_vecs - count, n_vecs, 0, 1,
-                                 got.data(), rows);
-        for (size_t v = 0; v < count; ++v) {
-          for (size_t r = 0; r < rows; ++r) {
-            ASSERT_EQ(got[v * rows + r], want[(n_vecs - count + v) * rows + r])
-                << "vector " << v << " row " << r;
+    for (bool extreme : {false, true}) {
+      SCOPED_TRACE(::testing::Message() << Name(type) << (extreme ? " extreme" : ""));
+      const std::vector<uint8_t> w = RandomRows(type, rows, cols, 21, extreme);
+      std::vector<uint8_t> packed(w.size());
+      PackKQuantRows(type, w.data(), rows, cols, packed.data());
+      std::vector<float> x = Gaussian(n_vecs * cols, 23, 2.0f);
+      if (extreme) {
+        for (size_t i = 0; i < x.size(); ++i) x[i] = (i / cols) % 2 == 0 ? 1.5f : -1.5f;
+      }
+      Activations act;
+      act.Prepare(x.data(), n_vecs, cols, /*need_q8=*/true);
+      std::vector<float> want(n_vecs * rows);
+      scalar::PackedKQuantMatMulGroups(type, packed.data(), cols, act, 0, n_vecs, 0, rows / 16,
+                                       want.data(), rows);
+      ForEachTarget([&] {
+        for (size_t count = 1; count <= n_vecs; ++count) {
+          SCOPED_TRACE(::testing::Message() << count << " vectors");
+          std::vector<float> got(count * rows, -1.0f);
+          // Groups 1..2 in one call, group 0 in another: results must not care.
+          PackedKQuantMatMulGroups(type, packed.data(), cols, act, n_vecs - count, n_vecs, 1, 3,
+                                   got.data(), rows);
+          PackedKQuantMatMulGroups(type, packed.data(), cols, act, n_vecs - count, n_vecs, 0, 1,
+                                   got.data(), rows);
+          for (size_t v = 0; v < count; ++v) {
+            for (size_t r = 0; r < rows; ++r) {
+              ASSERT_EQ(got[v * rows + r], want[(n_vecs - count + v) * rows + r])
+                  << "vector " << v << " row " << r;
+            }
           }
         }
-      }
-    });
+      });
+    }
   }
 }
 

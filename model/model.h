@@ -47,10 +47,10 @@ struct ModelOptions {
   // attention and LM head) as stored, rather than converted to Q8_0 at load
   // (model/weights.h): ~130 MiB less for a 4b Q4_K_M, so a memory budget
   // caches more experts. Unset: as stored where this CPU has the 16-row
-  // packed K-quant kernel (kernels/packed_kquant.h CanPackKQuant: AVX-512),
-  // with which a 4b Q4_K_M decoded 10-18% faster in RAM (session 29), and
-  // converted elsewhere, where the row kernels were ~9% slower than Q8_0
-  // (session 28). Only with native_kquant (off, every K-quant is converted).
+  // packed K-quant kernel (kernels/packed_kquant.h CanPackKQuant: AVX2 or
+  // AVX-512), with which a 4b Q4_K_M decoded 10-18% faster in RAM (session
+  // 29), and converted elsewhere (Arm), where the row kernels were ~9%
+  // slower than Q8_0 (session 28). Only with native_kquant (off, every K-quant is converted).
   std::optional<bool> dense_kquant_as_stored;
 };
 

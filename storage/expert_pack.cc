@@ -363,8 +363,9 @@ absl::StatusOr<std::shared_ptr<const ExpertPack>> ExpertPack::Open(const std::st
     if (h.ok() && packed != PackedKQuantKernelsHere()) {
       return absl::FailedPreconditionError(absl::StrCat(
           path, ": expert pack holds its K-quant gates and downs ",
-          packed ? "in the 16-row packed layout, which this CPU has no kernel for (AVX-512)"
-                 : "in rows (a pack of session 28's build, or converted on a CPU without "
+          packed ? "in the 16-row packed layout, which this CPU has no kernel for (it needs AVX2 "
+                   "or AVX-512)"
+                 : "in rows (a pack of an older build, or converted on a CPU without AVX2 or "
                    "AVX-512), where this CPU computes them in the 16-row packed layout",
           "; re-run `smallthinker convert` on this machine to rewrite it"));
     }

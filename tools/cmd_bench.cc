@@ -15,6 +15,7 @@
 #include "common/units.h"
 #include "common/process_memory.h"
 #include "common/status_macros.h"
+#include "expert_worker/worker_server.h"
 #include "kernels/argmax.h"
 #include "kernels/memory_bandwidth.h"
 #include "model/local_expert_executor.h"
@@ -631,6 +632,7 @@ void RegisterBench(CLI::App& app) {
                           {"experts", where},
                           {"threads", threads},
                           {"kv_type", std::string(DTypeName(kv_type))},
+                          {"isa", DispatchedIsa()},
                           {"repetitions", f->reps},
                           {"read_bandwidth_gbps", bw.median_gbps},
                           {"read_bandwidth_huge_page_bytes", bw.huge_page_bytes},
@@ -717,6 +719,7 @@ void RegisterBench(CLI::App& app) {
     }
     std::printf("peak RSS: %s\n", FormatBytes(peak_rss).c_str());
     std::printf("kv cache: %s\n", std::string(DTypeName(kv_type)).c_str());
+    std::printf("kernels: %s\n", DispatchedIsa().c_str());
     for (const TestResult& r : results) {
       const auto [mem, io, limit] = limits(r);
       const std::string speculation = FormatSpeculation(r.experts);

@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "glog/logging.h"
+#include "hwy/targets.h"
 #include "tools/commands.h"
 
 namespace st::tools {
@@ -39,9 +40,15 @@ int main(int argc, char** argv) {
   // `smallthinker serve -v ...` as well as `smallthinker -v serve ...`: a
   // command's unknown option falls through to these (commands made after
   // this inherit it).
+  bool no_avx512 = false;
+  app.add_flag("--no-avx512", no_avx512,
+               "Leave AVX-512 unused and run the AVX2 kernels, as a CPU without AVX-512\n"
+               "would (to measure what most x86 desktops get; no effect elsewhere)");
   app.fallthrough();
   app.parse_complete_callback([&] {
     if (verbose) FLAGS_minloglevel = 0;
+    // Before any kernel is dispatched: every target better than AVX2.
+    if (no_avx512) hwy::DisableTargets(HWY_AVX2 - 1);
   });
   st::tools::RegisterSynth(app);
   st::tools::RegisterInspect(app);

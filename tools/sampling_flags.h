@@ -73,10 +73,10 @@ inline void AddKQuantFlags(CLI::App* cmd, KQuantFlags* f, bool offer_as_q8) {
   cmd->add_flag("--kquant-dense-as-q8", f->dense_as_q8,
                 "Convert Q4_K/Q6_K attention and LM-head weights to Q8_0 at load instead\n"
                 "of computing them as stored (~5% more memory for a Q4_K_M). Default: as\n"
-                "stored where the CPU has AVX-512 (packed K-quant kernels, faster than\n"
-                "Q8_0), converted elsewhere");
+                "stored where the CPU has AVX2 or AVX-512 (packed K-quant kernels, faster\n"
+                "than Q8_0), converted elsewhere");
   cmd->add_flag("--kquant-dense-as-stored", f->dense_as_stored,
-                "Compute them as stored on any CPU (less memory; without AVX-512 ~9%\n"
+                "Compute them as stored on any CPU (less memory; without AVX2 ~9%\n"
                 "slower decode than converted)");
 }
 

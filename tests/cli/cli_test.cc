@@ -294,6 +294,17 @@ TEST_F(CliTest, BenchReportsJson) {
               j["read_bandwidth_gbps"].get<double>() * 1e9,
               1e-6 * j["read_bandwidth_gbps"].get<double>() * 1e9);
   EXPECT_GT(tg["bytes_per_token"].get<double>(), tg["kv_bytes_per_token"].get<double>());
+  EXPECT_FALSE(j["isa"].get<std::string>().empty());
+#if defined(__x86_64__)
+  // --no-avx512 (before or after the command) runs the AVX2 kernels, as a
+  // CPU without AVX-512 would; the report says which ran.
+  for (const char* form : {"--no-avx512 bench", "bench --no-avx512"}) {
+    r = Cli(absl::StrCat(form, " -m '", model_, "' -p 0 -n 4 -r 1 -t 1 -o json",
+                         " --bandwidth-size 16MiB"));
+    ASSERT_EQ(r.exit_code, 0) << form;
+    EXPECT_EQ(nlohmann::json::parse(r.out)["isa"], "AVX2") << form;
+  }
+#endif
 }
 
 // -d as llama-bench's: each test after that many tokens in the context;

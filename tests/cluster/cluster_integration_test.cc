@@ -217,7 +217,7 @@ TEST_F(ClusterTest, WorkerOnAnotherCpuGivesTheSingleProcessLogits) {
   auto q4_k_m = testing::SynthModel(dir_.path(), "tiny-256", DType::kQ8_0, Gating::kSigmoid, 7,
                                     false, "", SynthMix::kQ4_K_M);
   ASSERT_TRUE(q4_k_m.ok()) << q4_k_m.status();
-  for (const std::string model : {model_path_, *q4_k_m}) {
+  for (const std::string& model : {model_path_, *q4_k_m}) {
     SCOPED_TRACE(model);
     model_path_ = model;
     const Trace want = Reference(12);
