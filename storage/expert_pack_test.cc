@@ -382,7 +382,7 @@ TEST(PackHeaderTest, GateInTheOldPackedLayoutAsksForAReconvert) {
 }
 
 // An as-stored pack in the other layout than this CPU computes K-quants in
-// (here with AVX-512: rows, as session 28's build wrote them) would give
+// (here with AVX2 or AVX-512: rows, as session 28's build wrote them) would give
 // other numbers than the experts in RAM: refused, asking for a convert.
 TEST(PackHeaderTest, AsStoredPackInTheOtherLayoutAsksForAReconvert) {
   auto h = PackHeader::MakeAsStored(1, 1, 4, 256, 256, {kGgmlQ4_K, kGgmlQ4_K, kGgmlQ6_K},
