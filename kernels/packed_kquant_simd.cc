@@ -56,9 +56,10 @@ constexpr size_t kQ6_KSuperBytes = kPackedKQuantRows * kQ6_KBlockBytes;  // 3360
 // were fetched (Q4_K's scales and half of Q6_K's low bits never were), and
 // from DRAM the kernels ran at a fraction of their speed in cache:
 // BM_DotRows, one thread, 768 x 1536, medians of 5, Zen 4 (~26 GB/s read
-// on one core), AVX-512, 1 / 4 vectors: Q4_K 13.2-14.4 / 10.5 -> 16.5-18.1
-// / 14.3-14.9 GB/s, Q6_K 9.2-9.5 / 8.0 -> 15.8-16.6 / 15.9-17.7
-// (/work/notes/s39/pf_ab.log; pf_sweep*.log: no prefetch, L1 only and
+// on one core), AVX-512, 1 vector: Q4_K 14.4 -> 16.5-18.1 GB/s, Q6_K 9.5
+// -> 15.8-16.6; 4 vectors: Q4_K -> 14.3-14.9, Q6_K -> 15.9-17.7
+// (/work/notes/s39/avx512_packed_ref.log, pf_ab.log; pf_sweep*.log: no
+// prefetch, L1 only and
 // other distances were no better; a fixed count of unaligned prefetches
 // per step, unrolled, was slower: 10.1-14.8). docs/DESIGN.md has more.
 constexpr size_t kPrefetchBytes = 4096;
